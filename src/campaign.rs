@@ -1,0 +1,1320 @@
+//! Campaign files (`campaigns/*.toml`): parsing and validation.
+//!
+//! Owns the campaign configuration and every rule a file must meet before a
+//! campaign may run: a campaign can only narrow its regulatory profile
+//! (hours, abandonment limit and window), credentials are named by
+//! environment variable and never written in the file, and every error is
+//! reported with file, line and field. Reading files is the only I/O here.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{NaiveTime, Weekday};
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::phone::{self, Country};
+use crate::profile::{DayWindow, Profile, WeekPlan, day_index};
+
+/// One problem in a campaign file, located by line, column and field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// Dotted path of the field, such as `retry.delay.busy`.
+    pub field: String,
+    /// What is wrong and what is allowed.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.field,
+            self.message
+        )
+    }
+}
+
+/// Errors loading campaigns.
+#[derive(Debug, thiserror::Error)]
+pub enum CampaignError {
+    /// The file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file was read but is not a valid campaign.
+    #[error("{} has {} error(s):\n{}", path.display(), errors.len(), list(errors))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Every problem found.
+        errors: Vec<ConfigError>,
+    },
+    /// No campaign file has this name.
+    #[error("no campaign named {name:?} in {}", dir.display())]
+    NotFound {
+        /// The name asked for.
+        name: String,
+        /// Where campaigns were looked for.
+        dir: PathBuf,
+    },
+}
+
+fn list(errors: &[ConfigError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("  {e}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// India's promotional categories (NCPR preferences), 1 to 8.
+pub const NCPR_CATEGORIES: [&str; 8] = [
+    "banking, insurance, financial products, credit cards",
+    "real estate",
+    "education",
+    "health",
+    "consumer goods and automobiles",
+    "communication, broadcasting, entertainment, IT",
+    "tourism and leisure",
+    "food and beverages",
+];
+
+/// The kind of call, which decides India's caller-ID series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallType {
+    /// Commercial promotion (India: 140 series).
+    Promotional,
+    /// Service call to an existing customer (India: 160 series).
+    Service,
+    /// Transactional call (India: 160 series).
+    Transactional,
+}
+
+/// The pacing strategy and its parameters.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "strategy", rename_all = "lowercase")]
+pub enum Strategy {
+    /// Ours: Poisson-binomial prediction within the abandonment budget.
+    Predictive,
+    /// One call per ready agent.
+    Progressive,
+    /// A fixed number of calls per ready agent.
+    Ratio {
+        /// Calls per ready agent.
+        ratio: f64,
+    },
+    /// The classic adaptive dial level.
+    Feedback,
+    /// Busy agents count as free when likely to finish in time.
+    Threshold {
+        /// Probability at which a busy agent counts as free.
+        probability: f64,
+    },
+    /// Knows every outcome in advance (simulator only).
+    Oracle,
+}
+
+impl Strategy {
+    /// Parses a strategy as written on the command line or in a file:
+    /// `predictive`, `progressive`, `ratio:1.5`, `feedback`, `threshold`,
+    /// `threshold:0.95`, `oracle`.
+    pub fn parse(text: &str) -> Result<Strategy, String> {
+        let (name, arg) = match text.split_once(':') {
+            Some((n, a)) => (n, Some(a)),
+            None => (text, None),
+        };
+        let number = |default: Option<f64>| -> Result<f64, String> {
+            match (arg, default) {
+                (Some(a), _) => a
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("{a:?} is not a number")),
+                (None, Some(d)) => Ok(d),
+                (None, None) => Err(format!("{name} needs a value, as in {name}:1.5")),
+            }
+        };
+        let no_arg = |s: Strategy| match arg {
+            Some(_) => Err(format!("{name} takes no parameter")),
+            None => Ok(s),
+        };
+        match name.trim() {
+            "predictive" => no_arg(Strategy::Predictive),
+            "progressive" => no_arg(Strategy::Progressive),
+            "feedback" => no_arg(Strategy::Feedback),
+            "oracle" => no_arg(Strategy::Oracle),
+            "ratio" => {
+                let ratio = number(None)?;
+                if !(1.0..=10.0).contains(&ratio) {
+                    return Err(format!("ratio {ratio} must be between 1 and 10"));
+                }
+                Ok(Strategy::Ratio { ratio })
+            }
+            "threshold" => {
+                let probability = number(Some(0.97))?;
+                if !(0.5..1.0).contains(&probability) {
+                    return Err(format!("threshold {probability} must be in [0.5, 1)"));
+                }
+                Ok(Strategy::Threshold { probability })
+            }
+            other => Err(format!(
+                "unknown strategy {other:?}; expected predictive, progressive, ratio:R, feedback, threshold or oracle"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Strategy::Predictive => f.write_str("predictive"),
+            Strategy::Progressive => f.write_str("progressive"),
+            Strategy::Ratio { ratio } => write!(f, "ratio:{ratio}"),
+            Strategy::Feedback => f.write_str("feedback"),
+            Strategy::Threshold { probability } => write!(f, "threshold:{probability}"),
+            Strategy::Oracle => f.write_str("oracle"),
+        }
+    }
+}
+
+/// Call outcomes that a retry delay can be set for.
+pub const RETRY_OUTCOMES: [&str; 7] = [
+    "busy",
+    "no_answer",
+    "machine",
+    "rejected",
+    "failure",
+    "abandoned",
+    "callback",
+];
+
+/// A disposition agents may record, with what it means.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Disposition {
+    /// Short stable code, such as `SALE`.
+    pub code: String,
+    /// What agents see.
+    pub label: String,
+    /// Counts as a conversion.
+    #[serde(default)]
+    pub conversion: bool,
+    /// The right person was reached.
+    #[serde(default)]
+    pub contact: bool,
+    /// The person asked not to be called again: the number joins the
+    /// internal do-not-call list.
+    #[serde(default)]
+    pub dnc: bool,
+    /// The agent schedules a call back.
+    #[serde(default)]
+    pub callback: bool,
+}
+
+/// The SIP trunk a campaign dials through.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Provider {
+    /// SIP URI of the provider's proxy, `sip:` or `sips:`.
+    pub uri: String,
+    /// Environment variable holding the digest user name, if any.
+    pub username_env: Option<String>,
+    /// Environment variable holding the digest password, if any.
+    pub password_env: Option<String>,
+    /// Calls per second the provider accepts.
+    pub cps: u32,
+    /// Concurrent channels the trunk carries.
+    pub max_channels: u32,
+}
+
+/// Optional costs for reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Costs {
+    /// ISO 4217 currency, such as `INR`.
+    pub currency: String,
+    /// Trunk cost per connected minute.
+    #[serde(default)]
+    pub trunk_per_minute: f64,
+    /// Agent cost per logged-in hour.
+    #[serde(default)]
+    pub agent_per_hour: f64,
+}
+
+/// A validated campaign.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Campaign {
+    /// Unique name, used on the command line.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// Regulatory profile.
+    pub profile: Profile,
+    /// Kind of call (India's caller-ID series depends on it).
+    pub call_type: CallType,
+    /// India's NCPR category (1-8) the campaign's offer belongs to.
+    pub dnd_category: Option<u8>,
+    /// Presented caller ID, E.164.
+    pub caller_id: String,
+    /// Give up ringing after this long (at least the profile's minimum).
+    #[serde(with = "secs")]
+    pub ring_timeout: Duration,
+    /// Abandonment limit the campaign holds, percent of human answers.
+    pub abandon_limit_percent: f64,
+    /// Abandonment rate the pacing aims at, percent (at most the limit).
+    pub abandon_target_percent: f64,
+    /// Rolling window the abandonment rate is measured over.
+    #[serde(with = "secs")]
+    pub abandon_window: Duration,
+    /// Pacing strategy.
+    pub strategy: Strategy,
+    /// Highest dial level (calls per ready agent) pacing may use.
+    pub max_dial_level: f64,
+    /// Calling hours per weekday, Monday first, already narrowed.
+    pub hours: WeekPlan,
+    /// Maximum attempts per lead.
+    pub max_attempts: u32,
+    /// Maximum attempts per lead per local day.
+    pub max_attempts_per_day: u32,
+    /// Minimum delay before the next attempt, per outcome.
+    #[serde(serialize_with = "secs_map")]
+    pub retry_delay: BTreeMap<String, Duration>,
+    /// Dispositions agents may record.
+    pub dispositions: Vec<Disposition>,
+    /// The SIP trunk.
+    pub provider: Provider,
+    /// Costs for reports.
+    pub costs: Option<Costs>,
+}
+
+mod secs {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+}
+
+fn secs_map<S: serde::Serializer>(m: &BTreeMap<String, Duration>, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(m.iter().map(|(k, v)| (k, v.as_secs())))
+}
+
+impl Campaign {
+    /// The country the campaign dials.
+    pub fn country(&self) -> Country {
+        self.profile.country()
+    }
+
+    /// The retry delay after `outcome`, or none when the file sets none.
+    pub fn retry_delay(&self, outcome: &str) -> Option<Duration> {
+        self.retry_delay.get(outcome).copied()
+    }
+
+    /// Loads and validates one campaign file.
+    pub fn load(path: &Path) -> Result<Campaign, CampaignError> {
+        let text = std::fs::read_to_string(path).map_err(|source| CampaignError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Campaign::parse(&text, path).map_err(|errors| CampaignError::Invalid {
+            path: path.to_path_buf(),
+            errors,
+        })
+    }
+
+    /// Parses and validates campaign text; `path` only labels errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Campaign, Vec<ConfigError>> {
+        let mut v = Validator {
+            text,
+            path,
+            errors: Vec::new(),
+        };
+        let raw: RawCampaign = match toml::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let span = e.span().unwrap_or(0..0);
+                let field = field_from_message(e.message());
+                v.error(span, &field, e.message().trim().to_string());
+                return Err(v.errors);
+            }
+        };
+        let campaign = v.campaign(raw);
+        if v.errors.is_empty() {
+            campaign.ok_or(v.errors)
+        } else {
+            Err(v.errors)
+        }
+    }
+}
+
+/// serde names the field in messages such as "missing field `name`".
+fn field_from_message(message: &str) -> String {
+    message
+        .split('`')
+        .nth(1)
+        .map(str::to_string)
+        .unwrap_or_else(|| "(syntax)".to_string())
+}
+
+/// Loads every `*.toml` in `dir`: the valid campaigns, and the errors of the
+/// others. Names must be unique across files.
+pub fn load_dir(
+    dir: &Path,
+) -> Result<(Vec<(PathBuf, Campaign)>, Vec<CampaignError>), CampaignError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| CampaignError::Read {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    let mut ok: Vec<(PathBuf, Campaign)> = Vec::new();
+    let mut bad = Vec::new();
+    for path in paths {
+        match Campaign::load(&path) {
+            Ok(c) => {
+                if let Some((other, _)) = ok.iter().find(|(_, o)| o.name == c.name) {
+                    bad.push(CampaignError::Invalid {
+                        path: path.clone(),
+                        errors: vec![ConfigError {
+                            file: path.clone(),
+                            line: 1,
+                            column: 1,
+                            field: "name".into(),
+                            message: format!("{:?} is already used by {}", c.name, other.display()),
+                        }],
+                    });
+                } else {
+                    ok.push((path, c));
+                }
+            }
+            Err(e) => bad.push(e),
+        }
+    }
+    Ok((ok, bad))
+}
+
+/// Finds the campaign called `name` in `dir` and validates it.
+pub fn find(dir: &Path, name: &str) -> Result<Campaign, CampaignError> {
+    let (ok, bad) = load_dir(dir)?;
+    if let Some((_, c)) = ok.into_iter().find(|(_, c)| c.name == name) {
+        return Ok(c);
+    }
+    // A file whose stem is the name but which failed validation: say why,
+    // rather than "not found".
+    for e in bad {
+        if let CampaignError::Invalid { path, .. } = &e
+            && path.file_stem().is_some_and(|s| s == name)
+        {
+            return Err(e);
+        }
+    }
+    Err(CampaignError::NotFound {
+        name: name.to_string(),
+        dir: dir.to_path_buf(),
+    })
+}
+
+// ---- raw file form -------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCampaign {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    profile: Spanned<Profile>,
+    call_type: Option<Spanned<CallType>>,
+    dnd_category: Option<Spanned<i64>>,
+    caller_id: Spanned<String>,
+    ring_timeout: Spanned<String>,
+    abandonment: Spanned<RawAbandonment>,
+    pacing: RawPacing,
+    calling_hours: Option<BTreeMap<String, Spanned<String>>>,
+    retry: RawRetry,
+    dispositions: Spanned<Vec<Spanned<Disposition>>>,
+    provider: RawProvider,
+    costs: Option<Spanned<Costs>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAbandonment {
+    limit_percent: Option<Spanned<f64>>,
+    target_percent: Spanned<f64>,
+    window: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPacing {
+    strategy: Spanned<String>,
+    max_dial_level: Option<Spanned<f64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetry {
+    max_attempts: Spanned<i64>,
+    max_attempts_per_day: Option<Spanned<i64>>,
+    #[serde(default)]
+    delay: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    uri: Spanned<String>,
+    username_env: Option<Spanned<String>>,
+    password_env: Option<Spanned<String>>,
+    cps: Option<Spanned<i64>>,
+    max_channels: Option<Spanned<i64>>,
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    path: &'a Path,
+    errors: Vec<ConfigError>,
+}
+
+impl Validator<'_> {
+    fn error(&mut self, span: Range<usize>, field: &str, message: impl Into<String>) {
+        let start = span.start.min(self.text.len());
+        let before = &self.text[..start];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rfind('\n').map_or(start, |nl| start - nl - 1) + 1;
+        self.errors.push(ConfigError {
+            file: self.path.to_path_buf(),
+            line,
+            column,
+            field: field.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, s: &Spanned<String>, field: &str) -> Option<Duration> {
+        match humantime::parse_duration(s.get_ref().trim()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.error(
+                    s.span(),
+                    field,
+                    format!(
+                        "{:?} is not a duration ({e}); write 30s, 15m, 72h or 30d",
+                        s.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn positive(&mut self, s: &Spanned<i64>, field: &str, max: i64) -> Option<u32> {
+        let v = *s.get_ref();
+        if v < 1 || v > max {
+            self.error(s.span(), field, format!("{v} must be between 1 and {max}"));
+            None
+        } else {
+            u32::try_from(v).ok()
+        }
+    }
+
+    fn campaign(&mut self, raw: RawCampaign) -> Option<Campaign> {
+        let profile = *raw.profile.get_ref();
+        let name = raw.name.get_ref().trim().to_string();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            self.error(
+                raw.name.span(),
+                "name",
+                format!("{name:?}: use letters, digits, '-' and '_' only"),
+            );
+        }
+        let call_type = raw
+            .call_type
+            .as_ref()
+            .map_or(CallType::Promotional, |c| *c.get_ref());
+
+        let dnd_category = self.dnd_category(&raw, profile);
+        let caller_id = self.caller_id(&raw, profile, call_type, dnd_category);
+
+        let ring_timeout = self.duration(&raw.ring_timeout, "ring_timeout");
+        if let Some(r) = ring_timeout
+            && r < profile.min_ring()
+        {
+            self.error(
+                raw.ring_timeout.span(),
+                "ring_timeout",
+                format!(
+                    "{} is too short: ring at least {} s",
+                    raw.ring_timeout.get_ref(),
+                    profile.min_ring().as_secs()
+                ),
+            );
+        }
+        if let Some(r) = ring_timeout
+            && r > Duration::from_secs(120)
+        {
+            self.error(raw.ring_timeout.span(), "ring_timeout", "at most 120 s");
+        }
+
+        let (limit, target, window) = self.abandonment(&raw.abandonment, profile);
+        let (strategy, max_dial_level) = self.pacing(&raw.pacing);
+        let hours = self.hours(raw.calling_hours.as_ref(), profile);
+        let retry = self.retry(&raw.retry, profile);
+        let dispositions = self.dispositions(&raw.dispositions);
+        let provider = self.provider(&raw.provider);
+        if let Some(c) = &raw.costs {
+            let ok_currency = c.get_ref().currency.len() == 3
+                && c.get_ref().currency.chars().all(|x| x.is_ascii_uppercase());
+            if !ok_currency {
+                self.error(
+                    c.span(),
+                    "costs.currency",
+                    "use a three-letter ISO 4217 code such as INR, USD or GBP",
+                );
+            }
+            if c.get_ref().trunk_per_minute < 0.0 || c.get_ref().agent_per_hour < 0.0 {
+                self.error(c.span(), "costs", "costs cannot be negative");
+            }
+        }
+
+        let (max_attempts, max_attempts_per_day, retry_delay) = retry?;
+        Some(Campaign {
+            name,
+            description: raw.description,
+            profile,
+            call_type,
+            dnd_category,
+            caller_id: caller_id?,
+            ring_timeout: ring_timeout?,
+            abandon_limit_percent: limit?,
+            abandon_target_percent: target?,
+            abandon_window: window?,
+            strategy: strategy?,
+            max_dial_level: max_dial_level?,
+            hours: hours?,
+            max_attempts,
+            max_attempts_per_day,
+            retry_delay,
+            dispositions: dispositions?,
+            provider: provider?,
+            costs: raw.costs.map(Spanned::into_inner),
+        })
+    }
+
+    fn dnd_category(&mut self, raw: &RawCampaign, profile: Profile) -> Option<u8> {
+        match (&raw.dnd_category, profile) {
+            (Some(c), _) => {
+                let v = *c.get_ref();
+                if (1..=8).contains(&v) {
+                    u8::try_from(v).ok()
+                } else {
+                    self.error(
+                        c.span(),
+                        "dnd_category",
+                        format!("{v} is not an NCPR category; use 1 to 8"),
+                    );
+                    None
+                }
+            }
+            (None, Profile::In) => {
+                self.error(
+                    raw.profile.span(),
+                    "dnd_category",
+                    "an India campaign must declare its NCPR category (1-8), e.g. dnd_category = 1 for insurance",
+                );
+                None
+            }
+            (None, _) => None,
+        }
+    }
+
+    fn caller_id(
+        &mut self,
+        raw: &RawCampaign,
+        profile: Profile,
+        call_type: CallType,
+        category: Option<u8>,
+    ) -> Option<String> {
+        let text = raw.caller_id.get_ref();
+        let span = raw.caller_id.span();
+        if profile == Profile::In {
+            // 140 and 160 series are 10-digit national numbers reserved for
+            // telemarketers and service callers; the subscriber rules of
+            // `phone::parse` reject them on purpose.
+            let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+            let national = match digits.len() {
+                12 if digits.starts_with("91") => &digits[2..],
+                11 if digits.starts_with('0') => &digits[1..],
+                _ => digits.as_str(),
+            };
+            let required = match (call_type, category) {
+                (CallType::Promotional, _) => "140",
+                (_, Some(1)) => "1600",
+                _ => "160",
+            };
+            if national.len() != 10 || !national.starts_with(required) {
+                let why = match required {
+                    "140" => "promotional calls in India must present a 140-series caller ID",
+                    "1600" => {
+                        "service and transactional calls by banks, insurers and other regulated financial entities (category 1) must present a 1600-series caller ID"
+                    }
+                    _ => {
+                        "service and transactional calls in India must present a 160-series caller ID"
+                    }
+                };
+                self.error(span, "caller_id", format!("{text:?}: {why}"));
+                return None;
+            }
+            return Some(format!("+91{national}"));
+        }
+        match phone::parse(text, profile.country()) {
+            Ok(n) => Some(n.e164()),
+            Err(e) => {
+                self.error(span, "caller_id", format!("{text:?}: {e}"));
+                None
+            }
+        }
+    }
+
+    fn abandonment(
+        &mut self,
+        raw: &Spanned<RawAbandonment>,
+        profile: Profile,
+    ) -> (Option<f64>, Option<f64>, Option<Duration>) {
+        let a = raw.get_ref();
+        let legal = profile.abandonment_limit();
+        let limit = match (&a.limit_percent, legal) {
+            (Some(l), legal) => {
+                let v = *l.get_ref();
+                if !(0.0..=100.0).contains(&v) {
+                    self.error(
+                        l.span(),
+                        "abandonment.limit_percent",
+                        format!("{v} is not a percentage"),
+                    );
+                    None
+                } else if let Some((max, _)) = legal.filter(|(max, _)| v > *max) {
+                    self.error(
+                        l.span(),
+                        "abandonment.limit_percent",
+                        format!("{v}% is above the {profile} legal limit of {max}%; a campaign may only tighten it"),
+                    );
+                    None
+                } else {
+                    Some(v)
+                }
+            }
+            (None, Some((max, _))) => Some(max),
+            (None, None) => {
+                self.error(
+                    raw.span(),
+                    "abandonment.limit_percent",
+                    format!(
+                        "the {profile} profile sets no legal limit: the campaign must state its own"
+                    ),
+                );
+                None
+            }
+        };
+        let target = *a.target_percent.get_ref();
+        let target = if target <= 0.0 {
+            self.error(
+                a.target_percent.span(),
+                "abandonment.target_percent",
+                "must be above 0",
+            );
+            None
+        } else if limit.is_some_and(|l| target > l) {
+            self.error(
+                a.target_percent.span(),
+                "abandonment.target_percent",
+                format!(
+                    "{target}% is above the limit of {}%",
+                    limit.unwrap_or_default()
+                ),
+            );
+            None
+        } else {
+            Some(target)
+        };
+        let window = match (&a.window, legal) {
+            (Some(w), legal) => {
+                let d = self.duration(w, "abandonment.window");
+                match (d, legal) {
+                    (Some(d), Some((_, max))) if d > max => {
+                        self.error(
+                            w.span(),
+                            "abandonment.window",
+                            format!(
+                                "{} is longer than the {profile} window of {}; a shorter window is stricter, a longer one is not allowed",
+                                w.get_ref(),
+                                humantime::format_duration(max)
+                            ),
+                        );
+                        None
+                    }
+                    (Some(d), _) if d < Duration::from_secs(3600) => {
+                        self.error(w.span(), "abandonment.window", "at least 1h");
+                        None
+                    }
+                    (d, _) => d,
+                }
+            }
+            (None, Some((_, w))) => Some(w),
+            (None, None) => {
+                self.error(
+                    raw.span(),
+                    "abandonment.window",
+                    format!("the {profile} profile sets no window: the campaign must state one, e.g. window = \"24h\""),
+                );
+                None
+            }
+        };
+        (limit, target, window)
+    }
+
+    fn pacing(&mut self, raw: &RawPacing) -> (Option<Strategy>, Option<f64>) {
+        let strategy = match Strategy::parse(raw.strategy.get_ref()) {
+            Ok(Strategy::Oracle) => {
+                self.error(
+                    raw.strategy.span(),
+                    "pacing.strategy",
+                    "oracle knows the future and runs only in the simulator (dialler simulate --strategy oracle)",
+                );
+                None
+            }
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.error(raw.strategy.span(), "pacing.strategy", e);
+                None
+            }
+        };
+        let level = match &raw.max_dial_level {
+            None => Some(3.0),
+            Some(l) if (1.0..=10.0).contains(l.get_ref()) => Some(*l.get_ref()),
+            Some(l) => {
+                self.error(
+                    l.span(),
+                    "pacing.max_dial_level",
+                    format!("{} must be between 1 and 10", l.get_ref()),
+                );
+                None
+            }
+        };
+        (strategy, level)
+    }
+
+    fn hours(
+        &mut self,
+        raw: Option<&BTreeMap<String, Spanned<String>>>,
+        profile: Profile,
+    ) -> Option<WeekPlan> {
+        let mut plan = profile.hours();
+        let Some(raw) = raw else {
+            return Some(plan);
+        };
+        const DAYS: [(&str, Weekday); 7] = [
+            ("monday", Weekday::Mon),
+            ("tuesday", Weekday::Tue),
+            ("wednesday", Weekday::Wed),
+            ("thursday", Weekday::Thu),
+            ("friday", Weekday::Fri),
+            ("saturday", Weekday::Sat),
+            ("sunday", Weekday::Sun),
+        ];
+        let mut ok = true;
+        // Group keys first, single days after, so "friday" overrides
+        // "weekdays" whatever order the file uses.
+        let order = |k: &str| match k {
+            "daily" => 0,
+            "weekdays" | "weekends" => 1,
+            _ => 2,
+        };
+        let mut keys: Vec<&String> = raw.keys().collect();
+        keys.sort_by_key(|k| order(k));
+        for key in keys {
+            let value = &raw[key];
+            let field = format!("calling_hours.{key}");
+            let days: Vec<Weekday> = match key.as_str() {
+                "daily" => DAYS.iter().map(|d| d.1).collect(),
+                "weekdays" => DAYS[..5].iter().map(|d| d.1).collect(),
+                "weekends" => DAYS[5..].iter().map(|d| d.1).collect(),
+                k => match DAYS.iter().find(|d| d.0 == k) {
+                    Some(d) => vec![d.1],
+                    None => {
+                        self.error(
+                            value.span(),
+                            &field,
+                            "unknown day; use daily, weekdays, weekends or monday..sunday",
+                        );
+                        ok = false;
+                        continue;
+                    }
+                },
+            };
+            let window = match parse_window(value.get_ref()) {
+                Ok(w) => w,
+                Err(e) => {
+                    self.error(value.span(), &field, e);
+                    ok = false;
+                    continue;
+                }
+            };
+            for day in days {
+                let outer = profile.hours()[day_index(day)];
+                match (window, outer) {
+                    (None, _) => plan[day_index(day)] = None,
+                    (Some(w), Some(o)) if w.within(&o) => plan[day_index(day)] = Some(w),
+                    (Some(w), Some(o)) => {
+                        self.error(
+                            value.span(),
+                            &field,
+                            format!("{w} on {day} is outside the {profile} profile's {o}; a campaign may only narrow its profile's hours"),
+                        );
+                        ok = false;
+                    }
+                    (Some(_), None) => {
+                        self.error(
+                            value.span(),
+                            &field,
+                            format!("the {profile} profile allows no calls on {day}"),
+                        );
+                        ok = false;
+                    }
+                }
+            }
+        }
+        ok.then_some(plan)
+    }
+
+    fn retry(
+        &mut self,
+        raw: &RawRetry,
+        profile: Profile,
+    ) -> Option<(u32, u32, BTreeMap<String, Duration>)> {
+        let max = self.positive(&raw.max_attempts, "retry.max_attempts", 50);
+        let per_day = match &raw.max_attempts_per_day {
+            Some(p) => self.positive(p, "retry.max_attempts_per_day", 50),
+            None => max,
+        };
+        let mut delays = BTreeMap::new();
+        let mut ok = true;
+        for (outcome, value) in &raw.delay {
+            let field = format!("retry.delay.{outcome}");
+            if !RETRY_OUTCOMES.contains(&outcome.as_str()) {
+                self.error(
+                    value.span(),
+                    &field,
+                    format!("unknown outcome; use one of {}", RETRY_OUTCOMES.join(", ")),
+                );
+                ok = false;
+                continue;
+            }
+            match self.duration(value, &field) {
+                Some(d) => {
+                    delays.insert(outcome.clone(), d);
+                }
+                None => ok = false,
+            }
+        }
+        if profile == Profile::Uk {
+            // Ofcom: a number whose call was abandoned is not called again
+            // within 72 hours unless an agent is guaranteed.
+            let min = Duration::from_secs(72 * 3600);
+            match raw.delay.get("abandoned") {
+                Some(v) if delays.get("abandoned").is_some_and(|d| *d < min) => {
+                    self.error(
+                        v.span(),
+                        "retry.delay.abandoned",
+                        "the uk profile forbids calling an abandoned number again within 72h",
+                    );
+                    ok = false;
+                }
+                Some(_) => {}
+                None => {
+                    delays.insert("abandoned".into(), min);
+                }
+            }
+        }
+        match (max, per_day) {
+            (Some(m), Some(p)) if p > m => {
+                if let Some(span) = raw.max_attempts_per_day.as_ref().map(Spanned::span) {
+                    self.error(
+                        span,
+                        "retry.max_attempts_per_day",
+                        "cannot exceed retry.max_attempts",
+                    );
+                }
+                None
+            }
+            (Some(m), Some(p)) if ok => Some((m, p, delays)),
+            _ => None,
+        }
+    }
+
+    fn dispositions(
+        &mut self,
+        raw: &Spanned<Vec<Spanned<Disposition>>>,
+    ) -> Option<Vec<Disposition>> {
+        let mut ok = true;
+        let mut seen = HashSet::new();
+        for (i, d) in raw.get_ref().iter().enumerate() {
+            let field = format!("dispositions[{i}]");
+            let v = d.get_ref();
+            let code_ok = !v.code.is_empty()
+                && v.code
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            if !code_ok {
+                self.error(
+                    d.span(),
+                    &format!("{field}.code"),
+                    format!("{:?}: use A-Z, 0-9 and _", v.code),
+                );
+                ok = false;
+            }
+            if !seen.insert(v.code.clone()) {
+                self.error(
+                    d.span(),
+                    &format!("{field}.code"),
+                    format!("{:?} is listed twice", v.code),
+                );
+                ok = false;
+            }
+            if v.conversion && !v.contact {
+                self.error(
+                    d.span(),
+                    &format!("{field}.contact"),
+                    "a conversion is always a contact: set contact = true",
+                );
+                ok = false;
+            }
+        }
+        if raw.get_ref().is_empty() {
+            self.error(
+                raw.span(),
+                "dispositions",
+                "declare at least one disposition",
+            );
+            ok = false;
+        } else if !raw.get_ref().iter().any(|d| d.get_ref().dnc) {
+            self.error(
+                raw.span(),
+                "dispositions",
+                "no disposition has dnc = true: agents must be able to record a do-not-call request",
+            );
+            ok = false;
+        }
+        ok.then(|| raw.get_ref().iter().map(|d| d.get_ref().clone()).collect())
+    }
+
+    fn provider(&mut self, raw: &RawProvider) -> Option<Provider> {
+        let mut ok = true;
+        let uri = raw.uri.get_ref().trim();
+        let scheme_ok = uri.starts_with("sip:") || uri.starts_with("sips:");
+        if !scheme_ok || uri.len() < 5 {
+            self.error(
+                raw.uri.span(),
+                "provider.uri",
+                format!("{uri:?} is not a sip: or sips: URI"),
+            );
+            ok = false;
+        } else if uri
+            .split_once(':')
+            .and_then(|(_, rest)| rest.split_once('@'))
+            .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+        {
+            self.error(raw.uri.span(), "provider.uri", "write credentials in environment variables (username_env, password_env), never in the URI");
+            ok = false;
+        }
+        for (value, field) in [
+            (&raw.username_env, "provider.username_env"),
+            (&raw.password_env, "provider.password_env"),
+        ] {
+            if let Some(v) = value {
+                let name = v.get_ref();
+                let valid = !name.is_empty()
+                    && !name.starts_with(|c: char| c.is_ascii_digit())
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+                if !valid {
+                    self.error(
+                        v.span(),
+                        field,
+                        "the name of an environment variable (A-Z, 0-9, _), not the secret itself",
+                    );
+                    ok = false;
+                }
+            }
+        }
+        let cps = match &raw.cps {
+            Some(c) => self.positive(c, "provider.cps", 10_000),
+            None => Some(10),
+        };
+        let channels = match &raw.max_channels {
+            Some(c) => self.positive(c, "provider.max_channels", 100_000),
+            None => Some(100),
+        };
+        let username_env = raw.username_env.as_ref().map(|s| s.get_ref().clone());
+        let password_env = raw.password_env.as_ref().map(|s| s.get_ref().clone());
+        match (ok, cps, channels) {
+            (true, Some(cps), Some(max_channels)) => Some(Provider {
+                uri: uri.to_string(),
+                username_env,
+                password_env,
+                cps,
+                max_channels,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Parses `HH:MM-HH:MM`, or `closed` for no calls.
+fn parse_window(text: &str) -> Result<Option<DayWindow>, String> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("closed") {
+        return Ok(None);
+    }
+    let (a, b) = t
+        .split_once('-')
+        .ok_or_else(|| format!("{t:?}: write HH:MM-HH:MM, or \"closed\""))?;
+    let parse = |s: &str| {
+        NaiveTime::parse_from_str(s.trim(), "%H:%M")
+            .map_err(|_| format!("{:?} is not a time HH:MM", s.trim()))
+    };
+    let (start, end) = (parse(a)?, parse(b)?);
+    if start >= end {
+        return Err(format!("{t:?}: the window must end after it starts"));
+    }
+    Ok(Some(DayWindow { start, end }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD_US: &str = r#"
+name = "us-test"
+profile = "us"
+caller_id = "+1 212 555 0100"
+ring_timeout = "25s"
+
+[abandonment]
+target_percent = 2.0
+
+[pacing]
+strategy = "predictive"
+
+[calling_hours]
+weekdays = "09:00-20:00"
+sunday = "closed"
+
+[retry]
+max_attempts = 4
+delay = { busy = "15m", no_answer = "2h" }
+
+[[dispositions]]
+code = "SALE"
+label = "Sale"
+conversion = true
+contact = true
+
+[[dispositions]]
+code = "DNC"
+label = "Do not call"
+dnc = true
+contact = true
+
+[provider]
+uri = "sip:trunk.example.com"
+password_env = "TRUNK_PASSWORD"
+"#;
+
+    fn errors(text: &str) -> Vec<ConfigError> {
+        Campaign::parse(text, Path::new("c.toml")).expect_err("should be invalid")
+    }
+
+    #[test]
+    fn a_good_file_takes_profile_defaults() {
+        let c = Campaign::parse(GOOD_US, Path::new("c.toml")).expect("valid");
+        assert_eq!(c.abandon_limit_percent, 3.0);
+        assert_eq!(c.abandon_window, Duration::from_secs(30 * 86400));
+        assert_eq!(c.hours[day_index(Weekday::Sun)], None);
+        assert_eq!(
+            c.hours[day_index(Weekday::Mon)],
+            Some(DayWindow::hm((9, 0), (20, 0)))
+        );
+        assert_eq!(
+            c.hours[day_index(Weekday::Sat)],
+            Some(DayWindow::hm((8, 0), (21, 0)))
+        );
+        assert_eq!(c.caller_id, "+12125550100");
+        assert_eq!(c.provider.cps, 10);
+    }
+
+    #[test]
+    fn every_semantic_error_is_reported_with_its_line() {
+        let text = GOOD_US
+            .replace("\"25s\"", "\"10s\"")
+            .replace(
+                "target_percent = 2.0",
+                "target_percent = 2.0\nlimit_percent = 4.0",
+            )
+            .replace("weekdays = \"09:00-20:00\"", "weekdays = \"07:00-20:00\"");
+        let errs = errors(&text);
+        let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert!(fields.contains(&"ring_timeout"), "{errs:?}");
+        assert!(fields.contains(&"abandonment.limit_percent"), "{errs:?}");
+        assert!(fields.contains(&"calling_hours.weekdays"), "{errs:?}");
+        let ring = errs
+            .iter()
+            .find(|e| e.field == "ring_timeout")
+            .expect("ring error");
+        assert_eq!(ring.line, 5);
+        assert!(ring.to_string().starts_with("c.toml:5:"), "{ring}");
+    }
+
+    #[test]
+    fn unknown_fields_such_as_a_password_are_refused() {
+        let text = GOOD_US.replace(
+            "password_env = \"TRUNK_PASSWORD\"",
+            "password = \"hunter2\"",
+        );
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].field, "password");
+        assert_eq!(errs[0].line, 35);
+    }
+
+    #[test]
+    fn a_missing_field_is_named() {
+        let text = GOOD_US.replace("caller_id = \"+1 212 555 0100\"\n", "");
+        let errs = errors(&text);
+        assert_eq!(errs[0].field, "caller_id");
+    }
+
+    #[test]
+    fn uk_abandoned_recall_under_72h_is_refused() {
+        let text = GOOD_US
+            .replace("profile = \"us\"", "profile = \"uk\"")
+            .replace("+1 212 555 0100", "+44 20 7946 0000")
+            .replace(
+                "no_answer = \"2h\"",
+                "no_answer = \"2h\", abandoned = \"24h\"",
+            );
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].field, "retry.delay.abandoned");
+    }
+
+    #[test]
+    fn india_needs_a_category_and_the_right_caller_id_series() {
+        let base = GOOD_US
+            .replace("profile = \"us\"", "profile = \"in\"")
+            .replace(
+                "target_percent = 2.0",
+                "target_percent = 2.0\nlimit_percent = 3.0\nwindow = \"24h\"",
+            );
+        let no_category = errors(&base.replace("+1 212 555 0100", "1401234567"));
+        assert_eq!(no_category[0].field, "dnd_category");
+
+        let with_cat = base
+            .replace("call_type", "x")
+            .replace("profile = \"in\"", "profile = \"in\"\ndnd_category = 1");
+        // Promotional from a 140 number: fine.
+        assert!(
+            Campaign::parse(
+                &with_cat.replace("+1 212 555 0100", "140-123-4567"),
+                Path::new("c")
+            )
+            .is_ok()
+        );
+        // Promotional from an ordinary mobile: refused.
+        let errs = errors(&with_cat.replace("+1 212 555 0100", "+91 98765 43210"));
+        assert_eq!(errs[0].field, "caller_id");
+        // A service call by an insurer must use 1600.
+        let service = with_cat.replace(
+            "dnd_category = 1",
+            "dnd_category = 1\ncall_type = \"service\"",
+        );
+        assert!(
+            Campaign::parse(
+                &service.replace("+1 212 555 0100", "1600123456"),
+                Path::new("c")
+            )
+            .is_ok()
+        );
+        let errs = errors(&service.replace("+1 212 555 0100", "1601234567"));
+        assert!(errs[0].message.contains("1600"), "{errs:?}");
+    }
+
+    #[test]
+    fn australia_cannot_open_on_sunday() {
+        let text = GOOD_US
+            .replace("profile = \"us\"", "profile = \"au\"")
+            .replace("+1 212 555 0100", "02 9876 5432")
+            .replace("weekdays = \"09:00-20:00\"", "weekdays = \"09:00-20:00\"")
+            .replace("sunday = \"closed\"", "sunday = \"10:00-16:00\"")
+            .replace(
+                "target_percent = 2.0",
+                "target_percent = 2.0\nlimit_percent = 3.0\nwindow = \"24h\"",
+            );
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].message.contains("no calls on Sun"), "{errs:?}");
+    }
+
+    #[test]
+    fn strategies_parse_with_parameters() {
+        assert_eq!(
+            Strategy::parse("ratio:1.5"),
+            Ok(Strategy::Ratio { ratio: 1.5 })
+        );
+        assert_eq!(
+            Strategy::parse("threshold"),
+            Ok(Strategy::Threshold { probability: 0.97 })
+        );
+        assert!(Strategy::parse("ratio").is_err());
+        assert!(Strategy::parse("ratio:0.5").is_err());
+        assert!(Strategy::parse("magic").is_err());
+        assert!(Strategy::parse("progressive:2").is_err());
+    }
+
+    #[test]
+    fn disposition_rules() {
+        let text = GOOD_US
+            .replace("dnc = true\n", "")
+            .replace("conversion = true\ncontact = true", "conversion = true");
+        let errs = errors(&text);
+        let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert!(fields.contains(&"dispositions"), "{errs:?}");
+        assert!(fields.contains(&"dispositions[0].contact"), "{errs:?}");
+    }
+}

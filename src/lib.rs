@@ -1,0 +1,11 @@
+//! dialler: a predictive outbound dialler.
+//!
+//! The library holds everything; `main.rs` only parses the command line.
+//! See `DESIGN.md` (shared) for the architecture: a sans-IO core (pacing,
+//! compliance, campaign runner, simulator) driven by thin I/O layers
+//! (`store`, and later `sip`, `media`, `api`).
+
+pub mod campaign;
+pub mod phone;
+pub mod profile;
+pub mod timezone;

@@ -1,0 +1,588 @@
+//! Phone numbers: normalisation to E.164 for the countries we dial, and masking
+//! for logs.
+//!
+//! Owns the numbering-plan rules of India, the NANP (US and Canada), the UK
+//! and Australia. It does no I/O; the NANP area-code table is data compiled
+//! into the binary (`data/nanp_regions.tsv`, generated from libphonenumber).
+//!
+//! Why not the `phonenumber` crate: we need a fail-closed rule set for five
+//! countries only, area-code level region checks for the NANP (a Canadian
+//! number is out of country for a US campaign), and a parser that allocates
+//! nothing, because a million-row import runs every number through it. The
+//! crate's general regex-driven parser does far more than that per number.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::OnceLock;
+
+/// A country whose numbering plan the dialler understands.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub enum Country {
+    /// India, +91.
+    #[serde(rename = "IN")]
+    India,
+    /// United States, +1 (NANP).
+    #[serde(rename = "US")]
+    UnitedStates,
+    /// Canada, +1 (NANP).
+    #[serde(rename = "CA")]
+    Canada,
+    /// United Kingdom, +44.
+    #[serde(rename = "GB")]
+    UnitedKingdom,
+    /// Australia, +61.
+    #[serde(rename = "AU")]
+    Australia,
+}
+
+impl Country {
+    /// ISO 3166-1 alpha-2 code.
+    pub fn iso(self) -> &'static str {
+        match self {
+            Country::India => "IN",
+            Country::UnitedStates => "US",
+            Country::Canada => "CA",
+            Country::UnitedKingdom => "GB",
+            Country::Australia => "AU",
+        }
+    }
+
+    /// The ITU country calling code.
+    pub fn calling_code(self) -> u64 {
+        match self {
+            Country::India => 91,
+            Country::UnitedStates | Country::Canada => 1,
+            Country::UnitedKingdom => 44,
+            Country::Australia => 61,
+        }
+    }
+
+    /// Parses an ISO code as stored in the database.
+    pub fn from_iso(code: &str) -> Option<Country> {
+        match code {
+            "IN" => Some(Country::India),
+            "US" => Some(Country::UnitedStates),
+            "CA" => Some(Country::Canada),
+            "GB" => Some(Country::UnitedKingdom),
+            "AU" => Some(Country::Australia),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Country {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.iso())
+    }
+}
+
+/// A valid, normalised phone number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PhoneNumber {
+    /// All E.164 digits (country code first) as an integer: +91 98765 43210 is
+    /// 919876543210. E.164 numbers have at most 15 digits, so they fit in u64.
+    pub digits: u64,
+    /// The country the number belongs to.
+    pub country: Country,
+}
+
+impl PhoneNumber {
+    /// The E.164 text form, `+` followed by the digits.
+    pub fn e164(&self) -> String {
+        format!("+{}", self.digits)
+    }
+
+    /// The number masked for logs: only the last four digits are shown.
+    pub fn masked(&self) -> String {
+        mask(&self.digits.to_string())
+    }
+
+    /// Parses a number already stored in E.164 form (`+` and digits).
+    pub fn from_e164(text: &str) -> Result<PhoneNumber, PhoneError> {
+        if !text.starts_with('+') {
+            return Err(PhoneError::NotE164);
+        }
+        let country = detect_country(text)?;
+        parse(text, country)
+    }
+}
+
+impl fmt::Display for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "+{}", self.digits)
+    }
+}
+
+/// Masks a phone number (any format) for logs: every digit but the last four
+/// becomes `*`.
+pub fn mask(text: &str) -> String {
+    let digits: Vec<char> = text.chars().filter(char::is_ascii_digit).collect();
+    let keep = digits.len().saturating_sub(4);
+    digits
+        .iter()
+        .enumerate()
+        .map(|(i, c)| if i < keep { '*' } else { *c })
+        .collect()
+}
+
+/// Why a phone number was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PhoneError {
+    /// Nothing but spaces.
+    #[error("empty phone number")]
+    Empty,
+    /// A character that has no place in a phone number (letters, `#`, ...).
+    #[error("invalid character {0:?} in phone number")]
+    InvalidCharacter(char),
+    /// Too many or too few digits for the country.
+    #[error("{digits} digits is not a valid {country} number length")]
+    BadLength {
+        /// Digits in the national number.
+        digits: usize,
+        /// The country whose plan was applied.
+        country: Country,
+    },
+    /// The number starts with digits that the country does not assign.
+    #[error("{country} numbers cannot start with {prefix}")]
+    BadPrefix {
+        /// The offending leading digits.
+        prefix: String,
+        /// The country whose plan was applied.
+        country: Country,
+    },
+    /// A NANP area code that is not a geographic area code of any region
+    /// (toll-free, premium, unassigned).
+    #[error("area code {0} is not a geographic NANP area code")]
+    UnknownAreaCode(u16),
+    /// The number belongs to another country than the campaign's.
+    #[error("out of country: number belongs to {found}, campaign dials {expected}")]
+    OutOfCountry {
+        /// What the number is (an ISO region or `+CC`).
+        found: String,
+        /// The campaign's country.
+        expected: Country,
+    },
+    /// A stored value that should have been E.164 was not.
+    #[error("not an E.164 number")]
+    NotE164,
+}
+
+/// Normalises `raw` to E.164, reading national formats with `default` as the
+/// country. Numbers of another country are refused with
+/// [`PhoneError::OutOfCountry`].
+///
+/// Accepts spaces, dashes, dots, slashes and parentheses as separators, a
+/// leading `+` or `00` international prefix, and a trunk `0` (or `1` in the
+/// NANP). The UK's `+44 (0)20 ...` form is understood.
+pub fn parse(raw: &str, default: Country) -> Result<PhoneNumber, PhoneError> {
+    // At most 15 digits in E.164; keep a little room for prefixes such as 00.
+    let mut buf = [0u8; 20];
+    let mut len = 0usize;
+    let mut plus = false;
+    let mut seen_digit = false;
+    let bytes = raw.trim().as_bytes();
+    if bytes.is_empty() {
+        return Err(PhoneError::Empty);
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'0'..=b'9' => {
+                if len == buf.len() {
+                    return Err(PhoneError::BadLength {
+                        digits: len + 1,
+                        country: default,
+                    });
+                }
+                buf[len] = b - b'0';
+                len += 1;
+                seen_digit = true;
+            }
+            b'+' if !seen_digit && !plus => plus = true,
+            b' ' | b'-' | b'.' | b'/' | b'\t' | b')' => {}
+            b'(' => {
+                // "+44 (0)20 ..." : a bracketed trunk zero after a country code.
+                if plus && bytes.get(i + 1) == Some(&b'0') && bytes.get(i + 2) == Some(&b')') {
+                    i += 3;
+                    continue;
+                }
+            }
+            _ => {
+                let c = raw.trim()[i..].chars().next().unwrap_or('?');
+                return Err(PhoneError::InvalidCharacter(c));
+            }
+        }
+        i += 1;
+    }
+    let mut d = &buf[..len];
+    if d.is_empty() {
+        return Err(PhoneError::Empty);
+    }
+    // International forms: "+CC..." or "00CC...".
+    let international = if plus {
+        true
+    } else if d.len() > 2 && d[0] == 0 && d[1] == 0 {
+        d = &d[2..];
+        true
+    } else {
+        false
+    };
+    let national: &[u8] = if international {
+        let cc = calling_code_prefix(d).ok_or_else(|| PhoneError::OutOfCountry {
+            found: format!("+{}", digits_str(&d[..d.len().min(3)])),
+            expected: default,
+        })?;
+        if cc.0 != default.calling_code() {
+            return Err(PhoneError::OutOfCountry {
+                found: format!("+{}", cc.0),
+                expected: default,
+            });
+        }
+        &d[cc.1..]
+    } else {
+        strip_national_prefixes(d, default)
+    };
+    national_number(national, default)
+}
+
+/// The calling code at the start of `d`, among the codes we dial, and its
+/// length in digits. Returns the code with its length even when it is not
+/// one of ours, so long as it is a code of one to three digits we can name.
+fn calling_code_prefix(d: &[u8]) -> Option<(u64, usize)> {
+    match d {
+        [1, ..] => Some((1, 1)),
+        [9, 1, ..] => Some((91, 2)),
+        [4, 4, ..] => Some((44, 2)),
+        [6, 1, ..] => Some((61, 2)),
+        // Another country: report its first two digits as the code.
+        [a, b, ..] => Some((u64::from(*a) * 10 + u64::from(*b), 2)),
+        _ => None,
+    }
+}
+
+/// Strips a trunk prefix or a country code written without `+` from a
+/// number written in national form.
+fn strip_national_prefixes(d: &[u8], country: Country) -> &[u8] {
+    match country {
+        Country::India => match d {
+            [0, 9, 1, rest @ ..] if d.len() == 13 => rest,
+            [0, rest @ ..] => rest,
+            [9, 1, rest @ ..] if d.len() == 12 => rest,
+            _ => d,
+        },
+        Country::UnitedStates | Country::Canada => match d.len() {
+            11 if d[0] == 1 => &d[1..],
+            _ => d,
+        },
+        Country::UnitedKingdom => match d {
+            [0, rest @ ..] => rest,
+            [4, 4, rest @ ..] if d.len() >= 11 => rest,
+            _ => d,
+        },
+        Country::Australia => match d {
+            [0, rest @ ..] => rest,
+            [6, 1, rest @ ..] if d.len() == 11 => rest,
+            _ => d,
+        },
+    }
+}
+
+/// Validates a national significant number (no trunk prefix) and builds the
+/// E.164 number.
+fn national_number(n: &[u8], country: Country) -> Result<PhoneNumber, PhoneError> {
+    let bad_len = || PhoneError::BadLength {
+        digits: n.len(),
+        country,
+    };
+    let bad_prefix = |k: usize| PhoneError::BadPrefix {
+        prefix: digits_str(&n[..k.min(n.len())]),
+        country,
+    };
+    let country = match country {
+        Country::India => {
+            if n.len() != 10 {
+                return Err(bad_len());
+            }
+            // 0 is the trunk prefix; 140/160 series are telemarketer and
+            // service caller IDs, not subscribers.
+            if n[0] == 0 {
+                return Err(bad_prefix(1));
+            }
+            if n[0] == 1 && n[1] == 4 && n[2] == 0 || n[0] == 1 && n[1] == 6 && n[2] == 0 {
+                return Err(bad_prefix(3));
+            }
+            Country::India
+        }
+        Country::UnitedStates | Country::Canada => {
+            if n.len() != 10 {
+                return Err(bad_len());
+            }
+            if n[0] < 2 {
+                return Err(bad_prefix(1));
+            }
+            if n[3] < 2 {
+                return Err(bad_prefix(4));
+            }
+            let npa = u16::from(n[0]) * 100 + u16::from(n[1]) * 10 + u16::from(n[2]);
+            let region = nanp_region(npa).ok_or(PhoneError::UnknownAreaCode(npa))?;
+            if region != country.iso() {
+                return Err(PhoneError::OutOfCountry {
+                    found: region.to_string(),
+                    expected: country,
+                });
+            }
+            country
+        }
+        Country::UnitedKingdom => {
+            // Geographic (01, 02), non-geographic (03) and mobile (07):
+            // ten digits, or nine for a few 01 areas. Premium 09 and
+            // freephone 08 ranges are not telemarketing targets.
+            match n.len() {
+                10 if matches!(n[0], 1 | 2 | 3 | 7) => {}
+                9 if n[0] == 1 => {}
+                9 | 10 => return Err(bad_prefix(1)),
+                _ => return Err(bad_len()),
+            }
+            Country::UnitedKingdom
+        }
+        Country::Australia => {
+            if n.len() != 9 {
+                return Err(bad_len());
+            }
+            // 2, 3, 7, 8: geographic; 4: mobile.
+            if !matches!(n[0], 2 | 3 | 4 | 7 | 8) {
+                return Err(bad_prefix(1));
+            }
+            Country::Australia
+        }
+    };
+    let mut digits = country.calling_code();
+    for &x in n {
+        digits = digits * 10 + u64::from(x);
+    }
+    Ok(PhoneNumber { digits, country })
+}
+
+/// Finds the country of an E.164 string among those we support.
+fn detect_country(text: &str) -> Result<Country, PhoneError> {
+    let rest = &text[1..];
+    let country = if rest.starts_with("91") {
+        Country::India
+    } else if rest.starts_with("44") {
+        Country::UnitedKingdom
+    } else if rest.starts_with("61") {
+        Country::Australia
+    } else if let Some(nanp) = rest.strip_prefix('1') {
+        let npa: u16 = nanp
+            .get(..3)
+            .and_then(|s| s.parse().ok())
+            .ok_or(PhoneError::NotE164)?;
+        match nanp_region(npa) {
+            Some("CA") => Country::Canada,
+            _ => Country::UnitedStates,
+        }
+    } else {
+        return Err(PhoneError::NotE164);
+    };
+    Ok(country)
+}
+
+fn digits_str(d: &[u8]) -> String {
+    d.iter().map(|x| char::from(b'0' + x)).collect()
+}
+
+/// The ISO region of a geographic NANP area code, from libphonenumber's
+/// metadata (`data/nanp_regions.tsv`).
+pub fn nanp_region(npa: u16) -> Option<&'static str> {
+    static TABLE: OnceLock<HashMap<u16, &'static str>> = OnceLock::new();
+    TABLE
+        .get_or_init(|| {
+            include_str!("../data/nanp_regions.tsv")
+                .lines()
+                .filter(|l| !l.starts_with('#') && !l.is_empty())
+                .filter_map(|l| {
+                    let (npa, region) = l.split_once('\t')?;
+                    Some((npa.parse().ok()?, region))
+                })
+                .collect()
+        })
+        .get(&npa)
+        .copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(raw: &str, c: Country) -> String {
+        parse(raw, c)
+            .map(|n| n.e164())
+            .unwrap_or_else(|e| panic!("{raw}: {e}"))
+    }
+
+    #[test]
+    fn india_formats_normalise_to_the_same_number() {
+        for raw in [
+            "9876543210",
+            "09876543210",
+            "+91 98765 43210",
+            "+91-98765-43210",
+            "919876543210",
+            "91 9876 543 210",
+            "0091 98765 43210",
+            "+919876543210",
+        ] {
+            assert_eq!(ok(raw, Country::India), "+919876543210", "{raw}");
+        }
+        assert_eq!(ok("011-2345-6789", Country::India), "+911123456789");
+    }
+
+    #[test]
+    fn india_rejects_bad_lengths_prefixes_and_telemarketer_series() {
+        assert!(matches!(
+            parse("98765432", Country::India),
+            Err(PhoneError::BadLength { .. })
+        ));
+        assert!(matches!(
+            parse("0987654321", Country::India),
+            Err(PhoneError::BadLength { .. })
+        ));
+        assert!(matches!(
+            parse("1401234567", Country::India),
+            Err(PhoneError::BadPrefix { .. })
+        ));
+        assert!(matches!(
+            parse("1600123456", Country::India),
+            Err(PhoneError::BadPrefix { .. })
+        ));
+    }
+
+    #[test]
+    fn nanp_formats_normalise_to_the_same_number() {
+        for raw in [
+            "2125550123",
+            "(212) 555-0123",
+            "1-212-555-0123",
+            "+1 212 555 0123",
+            "212.555.0123",
+            "12125550123",
+            "001 212 555 0123",
+        ] {
+            assert_eq!(ok(raw, Country::UnitedStates), "+12125550123", "{raw}");
+        }
+    }
+
+    #[test]
+    fn nanp_checks_area_code_region() {
+        // Toronto is Canadian: out of country for a US campaign, fine for CA.
+        assert!(matches!(
+            parse("416 555 0123", Country::UnitedStates),
+            Err(PhoneError::OutOfCountry { .. })
+        ));
+        assert_eq!(
+            parse("416 555 0123", Country::Canada).map(|n| n.country),
+            Ok(Country::Canada)
+        );
+        // Jamaica shares +1 but is neither.
+        assert!(matches!(
+            parse("876 555 0123", Country::UnitedStates),
+            Err(PhoneError::OutOfCountry { .. })
+        ));
+        // Toll-free and invalid area or exchange codes.
+        assert_eq!(
+            parse("800 555 0123", Country::UnitedStates),
+            Err(PhoneError::UnknownAreaCode(800))
+        );
+        assert!(matches!(
+            parse("112 555 0123", Country::UnitedStates),
+            Err(PhoneError::BadPrefix { .. })
+        ));
+        assert!(matches!(
+            parse("212 055 0123", Country::UnitedStates),
+            Err(PhoneError::BadPrefix { .. })
+        ));
+    }
+
+    #[test]
+    fn uk_formats_normalise_to_the_same_number() {
+        for raw in [
+            "07700 900123",
+            "+44 7700 900123",
+            "447700900123",
+            "0044 7700 900123",
+            "+44 (0)7700 900123",
+        ] {
+            assert_eq!(ok(raw, Country::UnitedKingdom), "+447700900123", "{raw}");
+        }
+        assert_eq!(ok("020 7946 0018", Country::UnitedKingdom), "+442079460018");
+        assert_eq!(
+            ok("+44 (0)20 7946 0018", Country::UnitedKingdom),
+            "+442079460018"
+        );
+        assert!(matches!(
+            parse("09098 790123", Country::UnitedKingdom),
+            Err(PhoneError::BadPrefix { .. })
+        ));
+        assert!(matches!(
+            parse("07700 9001", Country::UnitedKingdom),
+            Err(PhoneError::BadLength { .. })
+        ));
+    }
+
+    #[test]
+    fn australia_formats_normalise() {
+        for raw in ["0412 345 678", "+61 412 345 678", "61412345678"] {
+            assert_eq!(ok(raw, Country::Australia), "+61412345678", "{raw}");
+        }
+        assert_eq!(ok("(02) 9876 5432", Country::Australia), "+61298765432");
+    }
+
+    #[test]
+    fn other_countries_are_out_of_country() {
+        assert!(matches!(
+            parse("+44 7700 900123", Country::India),
+            Err(PhoneError::OutOfCountry { .. })
+        ));
+        assert!(matches!(
+            parse("+33 6 12 34 56 78", Country::UnitedKingdom),
+            Err(PhoneError::OutOfCountry { .. })
+        ));
+    }
+
+    #[test]
+    fn junk_is_refused_with_the_character() {
+        assert_eq!(
+            parse("98765x43210", Country::India),
+            Err(PhoneError::InvalidCharacter('x'))
+        );
+        assert_eq!(parse("   ", Country::India), Err(PhoneError::Empty));
+        assert_eq!(parse("--", Country::India), Err(PhoneError::Empty));
+        assert!(matches!(
+            parse("1234567890123456789012", Country::India),
+            Err(PhoneError::BadLength { .. })
+        ));
+    }
+
+    #[test]
+    fn masking_keeps_only_last_four_digits() {
+        assert_eq!(mask("+91 98765 43210"), "********3210");
+        assert_eq!(mask("12"), "12");
+    }
+
+    #[test]
+    fn e164_round_trips() {
+        for (raw, c) in [
+            ("9876543210", Country::India),
+            ("4165550123", Country::Canada),
+            ("2125550123", Country::UnitedStates),
+            ("07700900123", Country::UnitedKingdom),
+            ("0412345678", Country::Australia),
+        ] {
+            let n = parse(raw, c).expect(raw);
+            assert_eq!(PhoneNumber::from_e164(&n.e164()), Ok(n));
+        }
+    }
+}
