@@ -6,6 +6,8 @@
 //! (`store`, and later `sip`, `media`, `api`).
 
 pub mod campaign;
+pub mod leads;
 pub mod phone;
 pub mod profile;
+pub mod store;
 pub mod timezone;

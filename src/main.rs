@@ -1,3 +1,266 @@
-fn main() {
-    println!("Hello, world!");
+//! The `dialler` command line. Parsing only: every command calls the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use dialler::campaign::{self, Campaign, CampaignError};
+use dialler::leads::{self, ImportOptions};
+use dialler::store::{self, Store};
+
+#[derive(Parser)]
+#[command(name = "dialler", version, about = "Predictive outbound dialler")]
+struct Cli {
+    /// Database URL: sqlite://PATH (default: dialler.db here) or postgres://...
+    #[arg(long, global = true, env = "DIALLER_DATABASE_URL", default_value = store::DEFAULT_URL)]
+    db: String,
+    /// Folder of campaign files.
+    #[arg(
+        long,
+        global = true,
+        env = "DIALLER_CAMPAIGNS",
+        default_value = "campaigns"
+    )]
+    campaigns: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Campaign files.
+    #[command(subcommand)]
+    Campaign(CampaignCmd),
+    /// Lead lists.
+    #[command(subcommand)]
+    Leads(LeadsCmd),
+}
+
+#[derive(Subcommand)]
+enum CampaignCmd {
+    /// Check campaign files and report every error with file, line and field.
+    Validate {
+        /// Campaign files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List the campaigns in the campaigns folder and their leads.
+    List {
+        /// One JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum LeadsCmd {
+    /// Import a CSV lead list into a campaign.
+    Import(ImportArgs),
+    /// Count a campaign's leads by status.
+    Stats {
+        /// Campaign name.
+        #[arg(long)]
+        campaign: String,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// Campaign name.
+    #[arg(long)]
+    campaign: String,
+    /// The CSV file (header row first).
+    file: PathBuf,
+    /// Name of the phone column (found by name when absent).
+    #[arg(long)]
+    phone_column: Option<String>,
+    /// Write refused rows, with line and reason, to this CSV.
+    #[arg(long)]
+    rejects: Option<PathBuf>,
+    /// One JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DIALLER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Campaign(CampaignCmd::Validate { files }) => {
+            let mut failed = false;
+            for f in &files {
+                match Campaign::load(f) {
+                    Ok(c) => println!(
+                        "{}: ok ({}, profile {}, {})",
+                        f.display(),
+                        c.name,
+                        c.profile,
+                        c.strategy
+                    ),
+                    Err(CampaignError::Invalid { errors, .. }) => {
+                        failed = true;
+                        for e in errors {
+                            println!("{e}");
+                        }
+                    }
+                    Err(e) => {
+                        failed = true;
+                        println!("{e}");
+                    }
+                }
+            }
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Campaign(CampaignCmd::List { json }) => {
+            let (ok, bad) = campaign::load_dir(&cli.campaigns)?;
+            let store = Store::open(&cli.db).await?;
+            let mut rows = Vec::new();
+            for (path, c) in &ok {
+                let leads = match store.campaign_id(&c.name).await? {
+                    Some(id) => store
+                        .lead_status_counts(id)
+                        .await?
+                        .iter()
+                        .map(|(_, n)| n)
+                        .sum(),
+                    None => 0,
+                };
+                rows.push(serde_json::json!({
+                    "name": c.name,
+                    "profile": c.profile,
+                    "strategy": c.strategy.to_string(),
+                    "file": path.display().to_string(),
+                    "leads": leads,
+                }));
+            }
+            if json {
+                let invalid: Vec<String> = bad.iter().map(ToString::to_string).collect();
+                println!(
+                    "{}",
+                    serde_json::json!({ "campaigns": rows, "invalid": invalid })
+                );
+            } else {
+                println!(
+                    "{:<28} {:<7} {:<14} {:>9}  FILE",
+                    "NAME", "PROFILE", "STRATEGY", "LEADS"
+                );
+                for r in &rows {
+                    println!(
+                        "{:<28} {:<7} {:<14} {:>9}  {}",
+                        r["name"].as_str().unwrap_or_default(),
+                        r["profile"].as_str().unwrap_or_default(),
+                        r["strategy"].as_str().unwrap_or_default(),
+                        r["leads"].as_i64().unwrap_or_default(),
+                        r["file"].as_str().unwrap_or_default()
+                    );
+                }
+                for e in &bad {
+                    eprintln!("skipped: {e}");
+                }
+            }
+            store.close().await;
+            Ok(if bad.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Leads(LeadsCmd::Import(a)) => {
+            let c = campaign::find(&cli.campaigns, &a.campaign)?;
+            let store = Store::open(&cli.db).await?;
+            let now = store::millis(chrono::Utc::now());
+            let id = store.upsert_campaign(&c, now).await?;
+            let opts = ImportOptions {
+                phone_column: a.phone_column,
+                rejects: a.rejects.clone(),
+                progress: !a.json,
+            };
+            let (report, rejects) =
+                leads::import_file(&store, id, c.country(), &a.file, &opts, now)
+                    .await
+                    .with_context(|| format!("importing {}", a.file.display()))?;
+            store.close().await;
+            if a.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!(
+                    "{}: {} rows, {} imported, {} duplicates, {} rejected, {} with unknown time zone (not dialled until fixed)",
+                    a.file.display(),
+                    report.rows,
+                    report.imported,
+                    report.duplicates,
+                    report.rejected,
+                    report.tz_unknown
+                );
+                for r in rejects.iter().take(10) {
+                    eprintln!("{}:{}: {}: {}", a.file.display(), r.line, r.field, r.reason);
+                }
+                if report.rejected > 10 {
+                    match &a.rejects {
+                        Some(p) => {
+                            eprintln!("... all {} rejects are in {}", report.rejected, p.display())
+                        }
+                        None => eprintln!(
+                            "... {} more; write them all with --rejects PATH",
+                            report.rejected - 10
+                        ),
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Leads(LeadsCmd::Stats { campaign, json }) => {
+            let store = Store::open(&cli.db).await?;
+            let id = store.campaign_id(&campaign).await?.with_context(|| {
+                format!(
+                    "campaign {campaign:?} has no leads in {}; import some first",
+                    cli.db
+                )
+            })?;
+            let counts = store.lead_status_counts(id).await?;
+            store.close().await;
+            let total: i64 = counts.iter().map(|(_, n)| n).sum();
+            if json {
+                let by: serde_json::Map<String, serde_json::Value> = counts
+                    .iter()
+                    .map(|(s, n)| (s.clone(), (*n).into()))
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({ "campaign": campaign, "total": total, "by_status": by })
+                );
+            } else {
+                println!("{campaign}: {total} leads");
+                for (s, n) in &counts {
+                    println!("  {s:<12} {n:>9}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

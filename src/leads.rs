@@ -1,0 +1,611 @@
+//! Lead import: CSV rows to stored leads.
+//!
+//! Owns reading lead files, finding the phone column, normalising numbers to
+//! E.164, inferring time zones, and reporting bad rows with their line. It
+//! streams: a reader thread parses rows into bounded batches while the store
+//! writes the previous ones, so memory stays flat however long the file is.
+//! Duplicates (within the file and against leads already stored) are left to
+//! the store's unique key, which makes a second import of the same file add
+//! nothing.
+
+use std::fs::File;
+use std::io::{self, IsTerminal, Read};
+use std::path::{Path, PathBuf};
+
+use chrono_tz::Tz;
+use serde::Serialize;
+use serde::ser::SerializeMap;
+
+use crate::phone::{self, Country};
+use crate::store::{NewLead, Store, StoreError};
+use crate::timezone;
+
+/// Header names taken as the phone column, in order of preference.
+pub const PHONE_HEADERS: [&str; 14] = [
+    "phone",
+    "phone_number",
+    "phonenumber",
+    "mobile",
+    "mobile_number",
+    "mobile_no",
+    "msisdn",
+    "number",
+    "telephone",
+    "tel",
+    "cell",
+    "cellphone",
+    "contact_number",
+    "phone no",
+];
+
+/// Header names taken as an explicit time-zone column.
+pub const TIMEZONE_HEADERS: [&str; 3] = ["timezone", "time_zone", "tz"];
+
+/// Rows per batch handed from the reader to the store.
+const BATCH_ROWS: usize = 5000;
+
+/// Errors that stop an import as a whole. Bad rows do not: they are
+/// rejected one by one and the rest imports.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The lead file could not be opened or read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The CSV could not be parsed at all (for example a bad header row).
+    #[error("{}:{line}: {message}", path.display())]
+    Csv {
+        /// The file.
+        path: PathBuf,
+        /// Line of the problem.
+        line: u64,
+        /// What is wrong.
+        message: String,
+    },
+    /// No column looks like a phone number.
+    #[error("{}:1: no phone column among the headers ({headers}); name one with --phone-column", path.display())]
+    NoPhoneColumn {
+        /// The file.
+        path: PathBuf,
+        /// The headers found.
+        headers: String,
+    },
+    /// `--phone-column` names a column the file does not have.
+    #[error("{}:1: no column named {column:?} (headers: {headers})", path.display())]
+    UnknownColumn {
+        /// The file.
+        path: PathBuf,
+        /// The column asked for.
+        column: String,
+        /// The headers found.
+        headers: String,
+    },
+    /// The rejects file could not be written.
+    #[error("cannot write rejects to {}: {source}", path.display())]
+    Rejects {
+        /// The rejects file.
+        path: PathBuf,
+        /// The cause.
+        source: csv::Error,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What an import did. Serialised as the `--json` output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct ImportReport {
+    /// Data rows read (not counting the header).
+    pub rows: u64,
+    /// Leads added to the campaign.
+    pub imported: u64,
+    /// Valid rows skipped as already present (in the file or the campaign).
+    pub duplicates: u64,
+    /// Rows refused, each with a line and a reason.
+    pub rejected: u64,
+    /// Of the imported leads, those whose time zone is unknown: stored but
+    /// never dialled until fixed.
+    pub tz_unknown: u64,
+}
+
+/// One refused row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    /// Line where the row starts (the header is line 1).
+    pub line: u64,
+    /// The column at fault, or `row` for the row as a whole.
+    pub field: String,
+    /// Why.
+    pub reason: String,
+    /// The row's fields as read (lossy UTF-8).
+    pub raw: Vec<String>,
+}
+
+/// Options of an import.
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    /// Name of the phone column; found from [`PHONE_HEADERS`] when `None`.
+    pub phone_column: Option<String>,
+    /// Write refused rows to this CSV.
+    pub rejects: Option<PathBuf>,
+    /// Show a progress bar (only when stderr is a terminal).
+    pub progress: bool,
+}
+
+/// Where each column goes.
+#[derive(Debug, Clone)]
+pub struct Columns {
+    headers: Vec<String>,
+    phone: usize,
+    timezone: Option<usize>,
+}
+
+impl Columns {
+    /// Resolves the phone and time-zone columns from the header row.
+    pub fn resolve(
+        headers: Vec<String>,
+        phone_column: Option<&str>,
+        path: &Path,
+    ) -> Result<Columns, ImportError> {
+        let norm = |h: &str| h.trim().to_ascii_lowercase().replace([' ', '-'], "_");
+        let list = || headers.join(", ");
+        let phone = match phone_column {
+            Some(want) => headers
+                .iter()
+                .position(|h| h.trim() == want.trim() || norm(h) == norm(want))
+                .ok_or_else(|| ImportError::UnknownColumn {
+                    path: path.to_path_buf(),
+                    column: want.to_string(),
+                    headers: list(),
+                })?,
+            None => PHONE_HEADERS
+                .iter()
+                .find_map(|p| headers.iter().position(|h| norm(h) == norm(p)))
+                .ok_or_else(|| ImportError::NoPhoneColumn {
+                    path: path.to_path_buf(),
+                    headers: list(),
+                })?,
+        };
+        let timezone = headers
+            .iter()
+            .position(|h| TIMEZONE_HEADERS.contains(&norm(h).as_str()));
+        Ok(Columns {
+            headers,
+            phone,
+            timezone,
+        })
+    }
+}
+
+/// A parsed row: the lead, and whether an explicit time zone was unusable.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedRow {
+    /// The lead to insert.
+    pub lead: NewLead,
+    /// The `timezone` column held a value that is not an IANA zone; the
+    /// zone was inferred from the number instead.
+    pub bad_timezone: Option<String>,
+}
+
+/// Turns one CSV record into a lead, or says why not. Pure: no I/O.
+pub fn parse_row(
+    cols: &Columns,
+    record: &csv::ByteRecord,
+    line: u64,
+    country: Country,
+) -> Result<ParsedRow, Reject> {
+    let reject = |field: &str, reason: String| Reject {
+        line,
+        field: field.to_string(),
+        reason,
+        raw: record
+            .iter()
+            .map(|f| String::from_utf8_lossy(f).into_owned())
+            .collect(),
+    };
+    if record.len() != cols.headers.len() {
+        return Err(reject(
+            "row",
+            format!(
+                "expected {} columns, found {}",
+                cols.headers.len(),
+                record.len()
+            ),
+        ));
+    }
+    let mut values: Vec<&str> = Vec::with_capacity(record.len());
+    for (i, f) in record.iter().enumerate() {
+        match std::str::from_utf8(f) {
+            Ok(v) => values.push(v),
+            Err(e) => {
+                return Err(reject(
+                    &cols.headers[i],
+                    format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+                ));
+            }
+        }
+    }
+    let phone_field = &cols.headers[cols.phone];
+    let number = phone::parse(values[cols.phone], country)
+        .map_err(|e| reject(phone_field, e.to_string()))?;
+
+    let mut bad_timezone = None;
+    let explicit: Option<Tz> = cols.timezone.and_then(|i| {
+        let v = values[i].trim();
+        if v.is_empty() {
+            return None;
+        }
+        match v.parse::<Tz>() {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                bad_timezone = Some(v.to_string());
+                None
+            }
+        }
+    });
+    let timezones = match explicit {
+        Some(tz) => Some(tz.name().to_string()),
+        None => {
+            let zones = timezone::infer(&number);
+            (!zones.is_empty()).then(|| timezone::join(zones))
+        }
+    };
+    let fields = serde_json::to_string(&Fields {
+        cols,
+        values: &values,
+    })
+    .map_err(|e| reject("row", format!("cannot encode fields: {e}")))?;
+    Ok(ParsedRow {
+        lead: NewLead {
+            phone: number.e164(),
+            country: number.country.iso(),
+            timezones,
+            fields,
+            source_line: i64::try_from(line).unwrap_or(i64::MAX),
+        },
+        bad_timezone,
+    })
+}
+
+/// The non-phone, non-timezone columns of a row as a JSON object.
+struct Fields<'a> {
+    cols: &'a Columns,
+    values: &'a [&'a str],
+}
+
+impl Serialize for Fields<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        for (i, (h, v)) in self.cols.headers.iter().zip(self.values).enumerate() {
+            if i != self.cols.phone && Some(i) != self.cols.timezone {
+                map.serialize_entry(h.trim(), v)?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// Leads parsed by the reader thread, split by whether the zone is known
+/// so the store's insert counts tell how many unknown-zone leads were new.
+struct Batch {
+    known: Vec<NewLead>,
+    unknown: Vec<NewLead>,
+}
+
+/// What the reader thread found besides the batches.
+struct ReadSummary {
+    rows: u64,
+    rejects: Vec<Reject>,
+    rejected: u64,
+    bad_timezones: Vec<(u64, String)>,
+}
+
+/// Imports the CSV at `path` into campaign `campaign_id`, dialling
+/// `country`. Bad rows are rejected with their line (and written to
+/// `opts.rejects` if set); the good ones import.
+pub async fn import_file(
+    store: &Store,
+    campaign_id: i64,
+    country: Country,
+    path: &Path,
+    opts: &ImportOptions,
+    now: i64,
+) -> Result<(ImportReport, Vec<Reject>), ImportError> {
+    let file = File::open(path).map_err(|source| ImportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    import_reader(store, campaign_id, country, file, size, path, opts, now).await
+}
+
+/// As [`import_file`], from any reader; `path` only labels errors and
+/// `size` (bytes, 0 if unknown) scales the progress bar.
+#[allow(clippy::too_many_arguments)]
+pub async fn import_reader<R: Read + Send + 'static>(
+    store: &Store,
+    campaign_id: i64,
+    country: Country,
+    input: R,
+    size: u64,
+    path: &Path,
+    opts: &ImportOptions,
+    now: i64,
+) -> Result<(ImportReport, Vec<Reject>), ImportError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(true)
+        .from_reader(io::BufReader::with_capacity(1 << 16, input));
+    let headers = reader
+        .byte_headers()
+        .map_err(|e| csv_error(path, e))?
+        .iter()
+        .map(|h| {
+            std::str::from_utf8(h)
+                .map(str::to_string)
+                .map_err(|_| ImportError::Csv {
+                    path: path.to_path_buf(),
+                    line: 1,
+                    message: "header row is not valid UTF-8".into(),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let cols = Columns::resolve(headers, opts.phone_column.as_deref(), path)?;
+
+    let mut rejects_writer = match &opts.rejects {
+        Some(p) => {
+            let mut w = csv::Writer::from_path(p).map_err(|source| ImportError::Rejects {
+                path: p.clone(),
+                source,
+            })?;
+            let mut header = vec!["line".to_string(), "field".into(), "reason".into()];
+            header.extend(cols.headers.iter().cloned());
+            w.write_record(&header)
+                .map_err(|source| ImportError::Rejects {
+                    path: p.clone(),
+                    source,
+                })?;
+            Some(w)
+        }
+        None => None,
+    };
+
+    let bar = progress_bar(opts.progress, size);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(4);
+    let reader_path = path.to_path_buf();
+    let rejects_path = opts.rejects.clone().unwrap_or_default();
+    let reader_bar = bar.clone();
+    // CSV parsing and normalisation are CPU work: keep them off the async
+    // threads, and overlap them with the store's writes.
+    let reader_task = tokio::task::spawn_blocking(move || -> Result<ReadSummary, ImportError> {
+        let mut summary = ReadSummary {
+            rows: 0,
+            rejects: Vec::new(),
+            rejected: 0,
+            bad_timezones: Vec::new(),
+        };
+        let mut record = csv::ByteRecord::new();
+        let mut known = Vec::with_capacity(BATCH_ROWS);
+        let mut unknown = Vec::new();
+        loop {
+            match reader.read_byte_record(&mut record) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => return Err(csv_error(&reader_path, e)),
+            }
+            summary.rows += 1;
+            let line = record.position().map_or(0, |p| p.line());
+            match parse_row(&cols, &record, line, country) {
+                Ok(row) => {
+                    if let Some(tz) = row.bad_timezone {
+                        summary.bad_timezones.push((line, tz));
+                    }
+                    if row.lead.timezones.is_some() {
+                        known.push(row.lead);
+                    } else {
+                        unknown.push(row.lead);
+                    }
+                }
+                Err(r) => {
+                    summary.rejected += 1;
+                    if let Some(w) = rejects_writer.as_mut() {
+                        let mut out = vec![r.line.to_string(), r.field.clone(), r.reason.clone()];
+                        out.extend(r.raw.iter().cloned());
+                        w.write_record(&out)
+                            .map_err(|source| ImportError::Rejects {
+                                path: rejects_path.clone(),
+                                source,
+                            })?;
+                    }
+                    // Keep the first rejects for the summary; the rejects
+                    // file has them all.
+                    if summary.rejects.len() < 1000 {
+                        summary.rejects.push(r);
+                    }
+                }
+            }
+            if known.len() + unknown.len() >= BATCH_ROWS {
+                let batch = Batch {
+                    known: std::mem::replace(&mut known, Vec::with_capacity(BATCH_ROWS)),
+                    unknown: std::mem::take(&mut unknown),
+                };
+                if tx.blocking_send(batch).is_err() {
+                    // The writer stopped (a store error); it reports why.
+                    return Ok(summary);
+                }
+                if let Some(b) = &reader_bar {
+                    b.set_position(record.position().map_or(0, |p| p.byte()));
+                }
+            }
+        }
+        if !known.is_empty() || !unknown.is_empty() {
+            let _ = tx.blocking_send(Batch { known, unknown });
+        }
+        if let Some(w) = rejects_writer.as_mut() {
+            w.flush().map_err(|e| ImportError::Rejects {
+                path: rejects_path.clone(),
+                source: e.into(),
+            })?;
+        }
+        Ok(summary)
+    });
+
+    let mut report = ImportReport::default();
+    let mut valid = 0u64;
+    let mut write_result = Ok(());
+    while let Some(Batch { known, unknown }) = rx.recv().await {
+        valid += (known.len() + unknown.len()) as u64;
+        let r = async {
+            report.imported += store.insert_leads(campaign_id, &known, now).await?;
+            let u = store.insert_leads(campaign_id, &unknown, now).await?;
+            report.imported += u;
+            report.tz_unknown += u;
+            Ok::<(), StoreError>(())
+        }
+        .await;
+        if let Err(e) = r {
+            write_result = Err(e);
+            break;
+        }
+    }
+    drop(rx);
+    let summary = reader_task.await.map_err(|e| ImportError::Io {
+        path: path.to_path_buf(),
+        source: io::Error::other(e.to_string()),
+    })?;
+    write_result?;
+    let summary = summary?;
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    report.rows = summary.rows;
+    report.rejected = summary.rejected;
+    report.duplicates = valid - report.imported;
+    for (line, tz) in summary.bad_timezones.iter().take(20) {
+        tracing::warn!(line, timezone = %tz, "unknown time zone in the timezone column; inferred from the number instead");
+    }
+    Ok((report, summary.rejects))
+}
+
+fn csv_error(path: &Path, e: csv::Error) -> ImportError {
+    let line = e.position().map_or(0, |p| p.line());
+    match e.into_kind() {
+        csv::ErrorKind::Io(source) => ImportError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        kind => ImportError::Csv {
+            path: path.to_path_buf(),
+            line,
+            message: format!("{kind:?}"),
+        },
+    }
+}
+
+fn progress_bar(wanted: bool, size: u64) -> Option<indicatif::ProgressBar> {
+    if !wanted || !io::stderr().is_terminal() || size == 0 {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(size);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} importing [{bar:40}] {bytes}/{total_bytes} ({eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    Some(bar)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cols(headers: &[&str]) -> Columns {
+        Columns::resolve(
+            headers.iter().map(|s| s.to_string()).collect(),
+            None,
+            Path::new("t.csv"),
+        )
+        .expect("columns")
+    }
+
+    fn rec(fields: &[&[u8]]) -> csv::ByteRecord {
+        csv::ByteRecord::from(fields.to_vec())
+    }
+
+    #[test]
+    fn phone_column_is_found_by_name() {
+        assert_eq!(cols(&["Name", "Mobile No", "City"]).phone, 1);
+        assert_eq!(cols(&["name", "MSISDN"]).phone, 1);
+        let err = Columns::resolve(vec!["a".into(), "b".into()], None, Path::new("t.csv"))
+            .expect_err("none");
+        assert!(err.to_string().contains("no phone column"), "{err}");
+        let err =
+            Columns::resolve(vec!["a".into()], Some("cell"), Path::new("t.csv")).expect_err("none");
+        assert!(
+            err.to_string().contains("no column named \"cell\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_row_becomes_a_lead_with_fields_and_zone() {
+        let c = cols(&["name", "phone", "policy"]);
+        let row = parse_row(
+            &c,
+            &rec(&[b"Asha", b"098765 43210", b"P-1"]),
+            2,
+            Country::India,
+        )
+        .expect("ok");
+        assert_eq!(row.lead.phone, "+919876543210");
+        assert_eq!(row.lead.timezones.as_deref(), Some("Asia/Calcutta"));
+        assert_eq!(row.lead.fields, r#"{"name":"Asha","policy":"P-1"}"#);
+    }
+
+    #[test]
+    fn explicit_timezone_wins_when_valid() {
+        let c = cols(&["phone", "timezone"]);
+        let row = parse_row(
+            &c,
+            &rec(&[b"2085550123", b"America/Denver"]),
+            2,
+            Country::UnitedStates,
+        )
+        .expect("ok");
+        assert_eq!(row.lead.timezones.as_deref(), Some("America/Denver"));
+        assert_eq!(row.lead.fields, "{}");
+        let row = parse_row(
+            &c,
+            &rec(&[b"2125550123", b"Mars/Base"]),
+            3,
+            Country::UnitedStates,
+        )
+        .expect("ok");
+        assert_eq!(row.lead.timezones.as_deref(), Some("America/New_York"));
+        assert_eq!(row.bad_timezone.as_deref(), Some("Mars/Base"));
+    }
+
+    #[test]
+    fn bad_rows_are_rejected_with_line_field_and_reason() {
+        let c = cols(&["name", "phone"]);
+        let r = parse_row(&c, &rec(&[b"x"]), 7, Country::India).expect_err("short");
+        assert_eq!((r.line, r.field.as_str()), (7, "row"));
+        assert!(r.reason.contains("expected 2 columns, found 1"));
+        let r = parse_row(&c, &rec(&[b"\xff\xfe", b"9876543210"]), 8, Country::India)
+            .expect_err("utf8");
+        assert_eq!((r.line, r.field.as_str()), (8, "name"));
+        assert!(r.reason.contains("invalid UTF-8"));
+        let r = parse_row(&c, &rec(&[b"y", b""]), 9, Country::India).expect_err("empty");
+        assert_eq!(r.reason, "empty phone number");
+        let r = parse_row(&c, &rec(&[b"y", b"+44 7700 900123"]), 10, Country::India)
+            .expect_err("foreign");
+        assert!(r.reason.contains("out of country"), "{}", r.reason);
+    }
+}

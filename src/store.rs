@@ -1,0 +1,651 @@
+//! The store: campaigns, leads, call attempts, dispositions and the
+//! abandonment ledger, over SQLite (the embedded default) or PostgreSQL.
+//!
+//! Owns all database I/O. One code path serves both databases: every query
+//! is written once in the SQL both accept (`$N` placeholders, `RETURNING`,
+//! `ON CONFLICT`), times are milliseconds since the Unix epoch in `BIGINT`
+//! columns, and the [`with_pool!`] macro runs it on whichever pool is open.
+//! Schema: `migrations/sqlite` and `migrations/postgres`, kept in step and
+//! applied on open. The sans-IO core never sees this module.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Row};
+
+use crate::campaign::Campaign;
+
+/// The default store: `dialler.db` in the working directory.
+pub const DEFAULT_URL: &str = "sqlite://dialler.db";
+
+/// Errors from the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL names no database we support.
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://...")]
+    BadUrl(String),
+    /// A database error.
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    /// Applying migrations failed.
+    #[error("migrating the schema failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Serialising a value for storage failed.
+    #[error("cannot encode {what}: {message}")]
+    Encode {
+        /// What was being stored.
+        what: &'static str,
+        /// Why it failed.
+        message: String,
+    },
+    /// A row the store does not know.
+    #[error("{what} {id} not found")]
+    NotFound {
+        /// The kind of row.
+        what: &'static str,
+        /// Its id.
+        id: i64,
+    },
+}
+
+enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the open pool, whichever database it is.
+/// The body is compiled once per database, so it must use SQL both accept.
+macro_rules! with_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &*$store.backend {
+            Backend::Sqlite($pool) => $body,
+            Backend::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// A handle on the store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    backend: std::sync::Arc<Backend>,
+}
+
+/// Milliseconds since the Unix epoch, as stored.
+pub fn millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// A lead ready to insert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewLead {
+    /// E.164 number.
+    pub phone: String,
+    /// ISO country.
+    pub country: &'static str,
+    /// IANA zones, comma-separated; `None` when unknown.
+    pub timezones: Option<String>,
+    /// Other columns as a JSON object.
+    pub fields: String,
+    /// Line in the source file.
+    pub source_line: i64,
+}
+
+/// Status of a lead whose time zone is known and which may be dialled.
+pub const STATUS_NEW: &str = "new";
+/// Status of a lead whose time zone is unknown: never dialled until fixed.
+pub const STATUS_TZ_UNKNOWN: &str = "tz_unknown";
+
+/// A stored lead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lead {
+    /// Row id.
+    pub id: i64,
+    /// Campaign id.
+    pub campaign_id: i64,
+    /// E.164 number.
+    pub phone: String,
+    /// ISO country.
+    pub country: String,
+    /// IANA zones, comma-separated; `None` when unknown.
+    pub timezones: Option<String>,
+    /// Other columns as a JSON object.
+    pub fields: String,
+    /// Lifecycle status.
+    pub status: String,
+    /// Higher dials first.
+    pub priority: i64,
+    /// Attempts made so far.
+    pub attempts: i64,
+    /// Earliest next attempt, ms since epoch.
+    pub next_attempt_at: Option<i64>,
+    /// Outcome of the last attempt.
+    pub last_outcome: Option<String>,
+}
+
+/// The start of a call attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAttempt {
+    /// Campaign id.
+    pub campaign_id: i64,
+    /// Lead id.
+    pub lead_id: i64,
+    /// E.164 number dialled.
+    pub phone: String,
+    /// When the INVITE went out, ms.
+    pub started_at: i64,
+}
+
+/// How a call attempt ended, and what happens to its lead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptEnd {
+    /// When a human or machine answered, ms.
+    pub answered_at: Option<i64>,
+    /// When an agent was bridged, ms.
+    pub connected_at: Option<i64>,
+    /// When the call ended, ms.
+    pub ended_at: i64,
+    /// Outcome code: human_answer, machine, busy, no_answer, rejected,
+    /// failure, abandoned, interrupted.
+    pub outcome: String,
+    /// Final SIP response code, if any.
+    pub sip_code: Option<i64>,
+    /// Agent who took the call.
+    pub agent_id: Option<String>,
+    /// The lead's status after this attempt.
+    pub lead_status: String,
+    /// The lead's earliest next attempt, ms.
+    pub next_attempt_at: Option<i64>,
+}
+
+/// A stored call attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    /// Row id.
+    pub id: i64,
+    /// Lead id.
+    pub lead_id: i64,
+    /// 1 for the first attempt at the lead.
+    pub attempt_no: i64,
+    /// Start, ms.
+    pub started_at: i64,
+    /// End, ms; `None` while in flight.
+    pub ended_at: Option<i64>,
+    /// Outcome; `None` while in flight.
+    pub outcome: Option<String>,
+    /// Final SIP code.
+    pub sip_code: Option<i64>,
+}
+
+/// A disposition recorded by an agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDisposition {
+    /// The call attempt.
+    pub attempt_id: i64,
+    /// Campaign id.
+    pub campaign_id: i64,
+    /// Agent.
+    pub agent_id: String,
+    /// Disposition code from the campaign file.
+    pub code: String,
+    /// Flags copied from the campaign's disposition.
+    pub conversion: bool,
+    /// Contact flag.
+    pub contact: bool,
+    /// Do-not-call flag.
+    pub dnc: bool,
+    /// Call-back time, ms.
+    pub callback_at: Option<i64>,
+    /// Revenue in minor units.
+    pub amount_minor: Option<i64>,
+    /// Measured wrap-up, ms.
+    pub wrapup_ms: Option<i64>,
+    /// When it was recorded, ms.
+    pub created_at: i64,
+}
+
+/// What the abandonment ledger records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerKind {
+    /// A live person answered.
+    HumanAnswer,
+    /// A live person answered and no agent took the call in time.
+    Abandon,
+}
+
+impl LedgerKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            LedgerKind::HumanAnswer => "human_answer",
+            LedgerKind::Abandon => "abandon",
+        }
+    }
+}
+
+/// Counts from the ledger over a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LedgerCounts {
+    /// Human answers.
+    pub human_answers: i64,
+    /// Abandons.
+    pub abandons: i64,
+}
+
+/// Conversion figures of a campaign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DispositionTotals {
+    /// Dispositions recorded.
+    pub total: i64,
+    /// Of which contacts.
+    pub contacts: i64,
+    /// Of which conversions.
+    pub conversions: i64,
+    /// Revenue, minor units.
+    pub revenue_minor: i64,
+}
+
+impl Store {
+    /// Opens the store at `url` (`sqlite://PATH`, `sqlite:PATH`, a bare
+    /// path, or `postgres://...`), creating a SQLite file if missing, and
+    /// applies migrations.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let opts = PgConnectOptions::from_str(url)?;
+            return Store::open_postgres(opts).await;
+        }
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        if path.is_empty() || path.contains("://") {
+            return Err(StoreError::BadUrl(url.to_string()));
+        }
+        let opts = if path == ":memory:" {
+            SqliteConnectOptions::from_str("sqlite::memory:")?
+        } else {
+            SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(true)
+        };
+        Store::open_sqlite(opts).await
+    }
+
+    /// Opens SQLite with the given options and migrates it.
+    pub async fn open_sqlite(opts: SqliteConnectOptions) -> Result<Store, StoreError> {
+        let in_memory = opts.get_filename().as_os_str() == ":memory:";
+        let opts = opts
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            // An in-memory database lives in one connection.
+            .max_connections(if in_memory { 1 } else { 4 })
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Store {
+            backend: std::sync::Arc::new(Backend::Sqlite(pool)),
+        })
+    }
+
+    /// Opens PostgreSQL with the given options and migrates it. Migrations
+    /// and tables go to the connection's `search_path`, so a test can give
+    /// each run its own schema.
+    pub async fn open_postgres(opts: PgConnectOptions) -> Result<Store, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Store {
+            backend: std::sync::Arc::new(Backend::Postgres(pool)),
+        })
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn kind(&self) -> &'static str {
+        match &*self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Closes every connection, waiting for writes to finish.
+    pub async fn close(&self) {
+        with_pool!(self, pool => pool.close().await)
+    }
+
+    /// Inserts or updates a campaign by name; returns its id.
+    pub async fn upsert_campaign(&self, c: &Campaign, now: i64) -> Result<i64, StoreError> {
+        let config = serde_json::to_string(c).map_err(|e| StoreError::Encode {
+            what: "campaign",
+            message: e.to_string(),
+        })?;
+        const SQL: &str = "INSERT INTO campaigns (name, profile, config, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $4)
+             ON CONFLICT (name) DO UPDATE SET profile = excluded.profile,
+                 config = excluded.config, updated_at = excluded.updated_at
+             RETURNING id";
+        let id: i64 = with_pool!(self, pool => sqlx::query_scalar(SQL)
+            .bind(&c.name)
+            .bind(c.profile.as_str())
+            .bind(&config)
+            .bind(now)
+            .fetch_one(pool)
+            .await?);
+        Ok(id)
+    }
+
+    /// The id of the campaign called `name`, if stored.
+    pub async fn campaign_id(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        const SQL: &str = "SELECT id FROM campaigns WHERE name = $1";
+        Ok(with_pool!(self, pool => sqlx::query_scalar(SQL)
+            .bind(name)
+            .fetch_optional(pool)
+            .await?))
+    }
+
+    /// Inserts leads, skipping numbers the campaign already has (and
+    /// repeats within `leads`). Returns how many rows were inserted.
+    ///
+    /// Large slices are written as multi-row inserts of [`LEAD_BATCH`] rows
+    /// inside one transaction: a statement per row would spend the import's
+    /// time on round trips.
+    pub async fn insert_leads(
+        &self,
+        campaign_id: i64,
+        leads: &[NewLead],
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let mut inserted = 0;
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for chunk in leads.chunks(LEAD_BATCH) {
+                let sql = lead_insert_sql(chunk.len());
+                let mut q = sqlx::query(AssertSqlSafe(sql));
+                for lead in chunk {
+                    q = q
+                        .bind(campaign_id)
+                        .bind(lead.phone.as_str())
+                        .bind(lead.country)
+                        .bind(lead.timezones.as_deref())
+                        .bind(lead.fields.as_str())
+                        .bind(if lead.timezones.is_some() { STATUS_NEW } else { STATUS_TZ_UNKNOWN })
+                        .bind(lead.source_line)
+                        .bind(now);
+                }
+                inserted += q.execute(&mut *tx).await?.rows_affected();
+            }
+            tx.commit().await?;
+        });
+        Ok(inserted)
+    }
+
+    /// Lead counts by status for a campaign, sorted by status.
+    pub async fn lead_status_counts(
+        &self,
+        campaign_id: i64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        const SQL: &str = "SELECT status, COUNT(*) FROM leads WHERE campaign_id = $1 GROUP BY status ORDER BY status";
+        let rows = with_pool!(self, pool => sqlx::query(SQL)
+            .bind(campaign_id)
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?);
+        Ok(rows)
+    }
+
+    /// The lead with this number in the campaign.
+    pub async fn lead_by_phone(
+        &self,
+        campaign_id: i64,
+        phone: &str,
+    ) -> Result<Option<Lead>, StoreError> {
+        const SQL: &str = "SELECT id, campaign_id, phone, country, timezones, fields, status,
+                priority, attempts, next_attempt_at, last_outcome
+             FROM leads WHERE campaign_id = $1 AND phone = $2";
+        let lead = with_pool!(self, pool => match sqlx::query(SQL)
+            .bind(campaign_id)
+            .bind(phone)
+            .fetch_optional(pool)
+            .await?
+        {
+            Some(r) => Some(Lead {
+                id: r.try_get(0)?,
+                campaign_id: r.try_get(1)?,
+                phone: r.try_get(2)?,
+                country: r.try_get(3)?,
+                timezones: r.try_get(4)?,
+                fields: r.try_get(5)?,
+                status: r.try_get(6)?,
+                priority: r.try_get(7)?,
+                attempts: r.try_get(8)?,
+                next_attempt_at: r.try_get(9)?,
+                last_outcome: r.try_get(10)?,
+            }),
+            None => None,
+        });
+        Ok(lead)
+    }
+
+    /// Records the start of a call attempt and counts it on the lead, in one
+    /// transaction, before the INVITE goes out. Returns the attempt id.
+    pub async fn start_attempt(&self, a: &NewAttempt) -> Result<i64, StoreError> {
+        const BUMP: &str = "UPDATE leads SET attempts = attempts + 1, status = 'dialling'
+             WHERE id = $1 AND campaign_id = $2 RETURNING attempts";
+        const INSERT: &str =
+            "INSERT INTO call_attempts (campaign_id, lead_id, attempt_no, phone, started_at)
+             VALUES ($1, $2, $3, $4, $5) RETURNING id";
+        let id = with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let attempt_no: Option<i64> = sqlx::query_scalar(BUMP)
+                .bind(a.lead_id)
+                .bind(a.campaign_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(attempt_no) = attempt_no else {
+                return Err(StoreError::NotFound { what: "lead", id: a.lead_id });
+            };
+            let id: i64 = sqlx::query_scalar(INSERT)
+                .bind(a.campaign_id)
+                .bind(a.lead_id)
+                .bind(attempt_no)
+                .bind(a.phone.as_str())
+                .bind(a.started_at)
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            id
+        });
+        Ok(id)
+    }
+
+    /// Records how an attempt ended and moves its lead on, in one
+    /// transaction.
+    pub async fn finish_attempt(
+        &self,
+        attempt_id: i64,
+        end: &AttemptEnd,
+    ) -> Result<(), StoreError> {
+        const ATTEMPT: &str = "UPDATE call_attempts SET answered_at = $2, connected_at = $3,
+                ended_at = $4, outcome = $5, sip_code = $6, agent_id = $7
+             WHERE id = $1 RETURNING lead_id";
+        const LEAD: &str =
+            "UPDATE leads SET status = $2, next_attempt_at = $3, last_outcome = $4 WHERE id = $1";
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let lead_id: Option<Option<i64>> = sqlx::query_scalar(ATTEMPT)
+                .bind(attempt_id)
+                .bind(end.answered_at)
+                .bind(end.connected_at)
+                .bind(end.ended_at)
+                .bind(end.outcome.as_str())
+                .bind(end.sip_code)
+                .bind(end.agent_id.as_deref())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(lead_id) = lead_id else {
+                return Err(StoreError::NotFound { what: "call attempt", id: attempt_id });
+            };
+            if let Some(lead_id) = lead_id {
+                sqlx::query(LEAD)
+                    .bind(lead_id)
+                    .bind(end.lead_status.as_str())
+                    .bind(end.next_attempt_at)
+                    .bind(end.outcome.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// The attempts at a lead, oldest first.
+    pub async fn attempts_for_lead(&self, lead_id: i64) -> Result<Vec<Attempt>, StoreError> {
+        const SQL: &str = "SELECT id, lead_id, attempt_no, started_at, ended_at, outcome, sip_code
+             FROM call_attempts WHERE lead_id = $1 ORDER BY id";
+        let rows = with_pool!(self, pool => sqlx::query(SQL)
+            .bind(lead_id)
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .map(|r| {
+                Ok(Attempt {
+                    id: r.try_get(0)?,
+                    lead_id: r.try_get(1)?,
+                    attempt_no: r.try_get(2)?,
+                    started_at: r.try_get(3)?,
+                    ended_at: r.try_get(4)?,
+                    outcome: r.try_get(5)?,
+                    sip_code: r.try_get(6)?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?);
+        Ok(rows)
+    }
+
+    /// Records a disposition; returns its id.
+    pub async fn record_disposition(&self, d: &NewDisposition) -> Result<i64, StoreError> {
+        const SQL: &str = "INSERT INTO dispositions (attempt_id, campaign_id, agent_id, code,
+                conversion, contact, dnc, callback_at, amount_minor, wrapup_ms, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id";
+        let id: i64 = with_pool!(self, pool => sqlx::query_scalar(SQL)
+            .bind(d.attempt_id)
+            .bind(d.campaign_id)
+            .bind(d.agent_id.as_str())
+            .bind(d.code.as_str())
+            .bind(d.conversion)
+            .bind(d.contact)
+            .bind(d.dnc)
+            .bind(d.callback_at)
+            .bind(d.amount_minor)
+            .bind(d.wrapup_ms)
+            .bind(d.created_at)
+            .fetch_one(pool)
+            .await?);
+        Ok(id)
+    }
+
+    /// Disposition totals of a campaign over `[from, to)` ms.
+    pub async fn disposition_totals(
+        &self,
+        campaign_id: i64,
+        from: i64,
+        to: i64,
+    ) -> Result<DispositionTotals, StoreError> {
+        const SQL: &str = "SELECT COUNT(*),
+                COALESCE(SUM(CASE WHEN contact THEN 1 ELSE 0 END), 0),
+                COALESCE(SUM(CASE WHEN conversion THEN 1 ELSE 0 END), 0),
+                COALESCE(SUM(amount_minor), 0)
+             FROM dispositions WHERE campaign_id = $1 AND created_at >= $2 AND created_at < $3";
+        let t = with_pool!(self, pool => {
+            let r = sqlx::query(SQL).bind(campaign_id).bind(from).bind(to).fetch_one(pool).await?;
+            DispositionTotals {
+                total: r.try_get(0)?,
+                contacts: r.try_get(1)?,
+                conversions: r.try_get(2)?,
+                revenue_minor: r.try_get(3)?,
+            }
+        });
+        Ok(t)
+    }
+
+    /// Appends a human answer or an abandon to the campaign's ledger.
+    pub async fn ledger_append(
+        &self,
+        campaign_id: i64,
+        attempt_id: Option<i64>,
+        kind: LedgerKind,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO abandon_ledger (campaign_id, attempt_id, kind, at) VALUES ($1, $2, $3, $4)";
+        with_pool!(self, pool => sqlx::query(SQL)
+            .bind(campaign_id)
+            .bind(attempt_id)
+            .bind(kind.as_str())
+            .bind(at)
+            .execute(pool)
+            .await
+            .map(|_| ())?);
+        Ok(())
+    }
+
+    /// Human answers and abandons in `[from, to)` ms.
+    pub async fn ledger_counts(
+        &self,
+        campaign_id: i64,
+        from: i64,
+        to: i64,
+    ) -> Result<LedgerCounts, StoreError> {
+        const SQL: &str = "SELECT
+                COALESCE(SUM(CASE WHEN kind = 'human_answer' THEN 1 ELSE 0 END), 0),
+                COALESCE(SUM(CASE WHEN kind = 'abandon' THEN 1 ELSE 0 END), 0)
+             FROM abandon_ledger WHERE campaign_id = $1 AND at >= $2 AND at < $3";
+        let counts = with_pool!(self, pool => {
+            let r = sqlx::query(SQL).bind(campaign_id).bind(from).bind(to).fetch_one(pool).await?;
+            LedgerCounts {
+                human_answers: r.try_get(0)?,
+                abandons: r.try_get(1)?,
+            }
+        });
+        Ok(counts)
+    }
+}
+
+/// Rows per multi-row lead insert: 8 parameters a row keeps a batch well
+/// under PostgreSQL's 65,535 parameters and SQLite's limit.
+pub const LEAD_BATCH: usize = 1000;
+
+/// `INSERT ... VALUES ($1..$8), ($9..$16), ... ON CONFLICT DO NOTHING` for
+/// `rows` rows.
+fn lead_insert_sql(rows: usize) -> String {
+    let mut sql = String::with_capacity(64 + rows * 48);
+    sql.push_str(
+        "INSERT INTO leads (campaign_id, phone, country, timezones, fields, status, source_line, imported_at) VALUES ",
+    );
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..8 {
+            if c > 0 {
+                sql.push(',');
+            }
+            sql.push('$');
+            sql.push_str(&(r * 8 + c + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql.push_str(" ON CONFLICT (campaign_id, phone) DO NOTHING");
+    sql
+}
