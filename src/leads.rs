@@ -340,7 +340,8 @@ pub async fn import_reader<R: Read + Send + 'static>(
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .has_headers(true)
-        .from_reader(io::BufReader::with_capacity(1 << 16, input));
+        .buffer_capacity(1 << 16)
+        .from_reader(LineIndex::new(input));
     let headers = reader
         .byte_headers()
         .map_err(|e| csv_error(path, e))?
@@ -359,10 +360,14 @@ pub async fn import_reader<R: Read + Send + 'static>(
 
     let mut rejects_writer = match &opts.rejects {
         Some(p) => {
-            let mut w = csv::Writer::from_path(p).map_err(|source| ImportError::Rejects {
-                path: p.clone(),
-                source,
-            })?;
+            // Rejected rows have any number of fields.
+            let mut w = csv::WriterBuilder::new()
+                .flexible(true)
+                .from_path(p)
+                .map_err(|source| ImportError::Rejects {
+                    path: p.clone(),
+                    source,
+                })?;
             let mut header = vec!["line".to_string(), "field".into(), "reason".into()];
             header.extend(cols.headers.iter().cloned());
             w.write_record(&header)
@@ -399,7 +404,8 @@ pub async fn import_reader<R: Read + Send + 'static>(
                 Err(e) => return Err(csv_error(&reader_path, e)),
             }
             summary.rows += 1;
-            let line = record.position().map_or(0, |p| p.line());
+            let start = record.position().map_or(0, |p| p.byte());
+            let line = reader.get_mut().line_at(start);
             match parse_row(&cols, &record, line, country) {
                 Ok(row) => {
                     if let Some(tz) = row.bad_timezone {
@@ -492,6 +498,55 @@ pub async fn import_reader<R: Read + Send + 'static>(
     Ok((report, summary.rejects))
 }
 
+/// Counts lines for rejects. csv's own line count skips newlines inside
+/// quoted fields (csv-core copies quoted runs without counting them), so a
+/// row after a multi-line field would be reported on the wrong line. This
+/// reader notes where each newline is; as rows arrive in file order, only
+/// the newlines read ahead of the current row are kept, so memory stays
+/// within the CSV reader's buffer.
+struct LineIndex<R> {
+    inner: R,
+    offset: u64,
+    pending: std::collections::VecDeque<u64>,
+    lines_before: u64,
+}
+
+impl<R> LineIndex<R> {
+    fn new(inner: R) -> LineIndex<R> {
+        LineIndex {
+            inner,
+            offset: 0,
+            pending: std::collections::VecDeque::new(),
+            lines_before: 0,
+        }
+    }
+
+    /// The 1-based line of a record csv says starts at `offset`; offsets
+    /// must not decrease from one call to the next. After a CRLF, csv puts
+    /// the next record's start on the LF, so a newline at `offset` itself
+    /// belongs to the line before.
+    fn line_at(&mut self, offset: u64) -> u64 {
+        while self.pending.front().is_some_and(|&nl| nl <= offset) {
+            self.pending.pop_front();
+            self.lines_before += 1;
+        }
+        self.lines_before + 1
+    }
+}
+
+impl<R: Read> Read for LineIndex<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for (i, b) in buf[..n].iter().enumerate() {
+            if *b == b'\n' {
+                self.pending.push_back(self.offset + i as u64);
+            }
+        }
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
 fn csv_error(path: &Path, e: csv::Error) -> ImportError {
     let line = e.position().map_or(0, |p| p.line());
     match e.into_kind() {
@@ -537,6 +592,36 @@ mod tests {
 
     fn rec(fields: &[&[u8]]) -> csv::ByteRecord {
         csv::ByteRecord::from(fields.to_vec())
+    }
+
+    fn lines_of(data: &str) -> Vec<(u64, String)> {
+        let mut r = csv::ReaderBuilder::new()
+            .flexible(true)
+            .from_reader(LineIndex::new(data.as_bytes()));
+        let mut rec = csv::ByteRecord::new();
+        let mut out = Vec::new();
+        while r.read_byte_record(&mut rec).expect("csv") {
+            let start = rec.position().map_or(0, |p| p.byte());
+            let line = r.get_mut().line_at(start);
+            out.push((line, String::from_utf8_lossy(&rec[0]).into_owned()));
+        }
+        out
+    }
+
+    #[test]
+    fn line_numbers_count_quoted_newlines_with_lf_and_crlf() {
+        for nl in ["\n", "\r\n"] {
+            let data =
+                format!("h,x{nl}a,1{nl}b,\"two{nl}lines\"{nl}c,3{nl}\"d{nl}{nl}e\",4{nl}f,5{nl}");
+            let want: Vec<(u64, String)> = vec![
+                (2, "a".into()),
+                (3, "b".into()),
+                (5, "c".into()),
+                (6, format!("d{nl}{nl}e")),
+                (9, "f".into()),
+            ];
+            assert_eq!(lines_of(&data), want, "{nl:?}");
+        }
     }
 
     #[test]

@@ -565,7 +565,7 @@ impl Store {
         const SQL: &str = "SELECT COUNT(*),
                 COALESCE(SUM(CASE WHEN contact THEN 1 ELSE 0 END), 0),
                 COALESCE(SUM(CASE WHEN conversion THEN 1 ELSE 0 END), 0),
-                COALESCE(SUM(amount_minor), 0)
+                CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT)
              FROM dispositions WHERE campaign_id = $1 AND created_at >= $2 AND created_at < $3";
         let t = with_pool!(self, pool => {
             let r = sqlx::query(SQL).bind(campaign_id).bind(from).bind(to).fetch_one(pool).await?;

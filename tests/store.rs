@@ -1,0 +1,320 @@
+//! The store suite: every test runs on SQLite and on PostgreSQL.
+
+mod common;
+
+use std::path::Path;
+
+use dialler::campaign::Campaign;
+use dialler::store::{
+    AttemptEnd, LedgerCounts, LedgerKind, NewAttempt, NewDisposition, NewLead, Store, StoreError,
+};
+
+fn campaign(name: &str) -> Campaign {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("campaigns")
+        .join(format!("{name}.toml"));
+    Campaign::load(&path).expect("sample campaign is valid")
+}
+
+fn lead(i: u64, tz: Option<&str>) -> NewLead {
+    NewLead {
+        phone: format!("+91{}", 9_000_000_000 + i),
+        country: "IN",
+        timezones: tz.map(str::to_string),
+        fields: format!(r#"{{"n":"{i}"}}"#),
+        source_line: i as i64 + 2,
+    }
+}
+
+async fn campaign_upsert_keeps_one_row_per_name(store: Store) {
+    let mut c = campaign("us-home-solar");
+    let id = store.upsert_campaign(&c, 1_000).await.expect("insert");
+    c.description = "changed".into();
+    let again = store.upsert_campaign(&c, 2_000).await.expect("update");
+    assert_eq!(id, again);
+    assert_eq!(
+        store.campaign_id("us-home-solar").await.expect("query"),
+        Some(id)
+    );
+    assert_eq!(store.campaign_id("nope").await.expect("query"), None);
+}
+store_test!(campaign_upsert_keeps_one_row_per_name);
+
+async fn lead_inserts_skip_duplicates_across_batches_and_imports(store: Store) {
+    let id = store
+        .upsert_campaign(&campaign("in-insurance-renewal"), 0)
+        .await
+        .expect("campaign");
+    // 2,500 rows span three multi-row statements; 100 repeat within the call.
+    let mut leads: Vec<NewLead> = (0..2400).map(|i| lead(i, Some("Asia/Kolkata"))).collect();
+    leads.extend((0..100).map(|i| lead(i, Some("Asia/Kolkata"))));
+    assert_eq!(
+        store.insert_leads(id, &leads, 5).await.expect("insert"),
+        2400
+    );
+    // A second import of the same rows adds nothing.
+    assert_eq!(store.insert_leads(id, &leads, 6).await.expect("insert"), 0);
+    let unknown: Vec<NewLead> = (5000..5003).map(|i| lead(i, None)).collect();
+    assert_eq!(
+        store.insert_leads(id, &unknown, 7).await.expect("insert"),
+        3
+    );
+    assert_eq!(
+        store.lead_status_counts(id).await.expect("counts"),
+        vec![("new".to_string(), 2400), ("tz_unknown".to_string(), 3)]
+    );
+    let l = store
+        .lead_by_phone(id, "+919000000007")
+        .await
+        .expect("query")
+        .expect("lead");
+    assert_eq!(l.fields, r#"{"n":"7"}"#);
+    assert_eq!(l.timezones.as_deref(), Some("Asia/Kolkata"));
+    assert_eq!((l.attempts, l.status.as_str()), (0, "new"));
+    // The same number in another campaign is a different lead.
+    let other = store
+        .upsert_campaign(&campaign("us-home-solar"), 0)
+        .await
+        .expect("campaign");
+    assert_eq!(
+        store
+            .insert_leads(other, &leads[..10], 8)
+            .await
+            .expect("insert"),
+        10
+    );
+}
+store_test!(lead_inserts_skip_duplicates_across_batches_and_imports);
+
+async fn attempts_count_on_the_lead_and_move_it_on(store: Store) {
+    let id = store
+        .upsert_campaign(&campaign("uk-broadband"), 0)
+        .await
+        .expect("campaign");
+    store
+        .insert_leads(id, &[lead(1, Some("Europe/London"))], 0)
+        .await
+        .expect("insert");
+    let l = store
+        .lead_by_phone(id, "+919000000001")
+        .await
+        .expect("q")
+        .expect("lead");
+    let start = |at| NewAttempt {
+        campaign_id: id,
+        lead_id: l.id,
+        phone: l.phone.clone(),
+        started_at: at,
+    };
+    let a1 = store.start_attempt(&start(10_000)).await.expect("start");
+    let dialling = store
+        .lead_by_phone(id, &l.phone)
+        .await
+        .expect("q")
+        .expect("lead");
+    assert_eq!(
+        (dialling.attempts, dialling.status.as_str()),
+        (1, "dialling")
+    );
+    store
+        .finish_attempt(
+            a1,
+            &AttemptEnd {
+                answered_at: None,
+                connected_at: None,
+                ended_at: 35_000,
+                outcome: "busy".into(),
+                sip_code: Some(486),
+                agent_id: None,
+                lead_status: "retry".into(),
+                next_attempt_at: Some(3_635_000),
+            },
+        )
+        .await
+        .expect("finish");
+    let a2 = store.start_attempt(&start(4_000_000)).await.expect("start");
+    let after = store
+        .lead_by_phone(id, &l.phone)
+        .await
+        .expect("q")
+        .expect("lead");
+    assert_eq!(after.attempts, 2);
+    assert_eq!(after.last_outcome.as_deref(), Some("busy"));
+    assert_eq!(after.next_attempt_at, Some(3_635_000));
+    let attempts = store.attempts_for_lead(l.id).await.expect("attempts");
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(
+        (attempts[0].id, attempts[0].attempt_no, attempts[0].sip_code),
+        (a1, 1, Some(486))
+    );
+    assert_eq!(
+        (
+            attempts[1].id,
+            attempts[1].attempt_no,
+            attempts[1].outcome.as_deref()
+        ),
+        (a2, 2, None)
+    );
+    // Unknown ids are reported, not ignored.
+    let missing = store
+        .start_attempt(&NewAttempt {
+            lead_id: 999_999,
+            ..start(0)
+        })
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { what: "lead", .. })),
+        "{missing:?}"
+    );
+    let missing = store
+        .finish_attempt(
+            999_999,
+            &AttemptEnd {
+                answered_at: None,
+                connected_at: None,
+                ended_at: 0,
+                outcome: "failure".into(),
+                sip_code: None,
+                agent_id: None,
+                lead_status: "retry".into(),
+                next_attempt_at: None,
+            },
+        )
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+}
+store_test!(attempts_count_on_the_lead_and_move_it_on);
+
+async fn disposition_totals_count_contacts_conversions_and_revenue(store: Store) {
+    let id = store
+        .upsert_campaign(&campaign("in-insurance-renewal"), 0)
+        .await
+        .expect("campaign");
+    store
+        .insert_leads(id, &[lead(1, Some("Asia/Kolkata"))], 0)
+        .await
+        .expect("insert");
+    let l = store
+        .lead_by_phone(id, "+919000000001")
+        .await
+        .expect("q")
+        .expect("lead");
+    let attempt = store
+        .start_attempt(&NewAttempt {
+            campaign_id: id,
+            lead_id: l.id,
+            phone: l.phone.clone(),
+            started_at: 0,
+        })
+        .await
+        .expect("start");
+    let d = |code: &str, conversion, contact, amount, at| NewDisposition {
+        attempt_id: attempt,
+        campaign_id: id,
+        agent_id: "agent-7".into(),
+        code: code.into(),
+        conversion,
+        contact,
+        dnc: false,
+        callback_at: None,
+        amount_minor: amount,
+        wrapup_ms: Some(12_000),
+        created_at: at,
+    };
+    for x in [
+        d("RENEWED", true, true, Some(1_250_000), 100),
+        d("RENEWED", true, true, Some(730_050), 200),
+        d("NOT_INTERESTED", false, true, None, 300),
+        d("WRONG_NUMBER", false, false, None, 400),
+        d("RENEWED", true, true, Some(999), 500),
+    ] {
+        store.record_disposition(&x).await.expect("record");
+    }
+    let t = store
+        .disposition_totals(id, 100, 500)
+        .await
+        .expect("totals");
+    assert_eq!(
+        (t.total, t.contacts, t.conversions, t.revenue_minor),
+        (4, 3, 2, 1_980_050)
+    );
+}
+store_test!(disposition_totals_count_contacts_conversions_and_revenue);
+
+async fn ledger_windows_are_half_open_and_per_campaign(store: Store) {
+    let a = store
+        .upsert_campaign(&campaign("uk-broadband"), 0)
+        .await
+        .expect("campaign");
+    let b = store
+        .upsert_campaign(&campaign("us-home-solar"), 0)
+        .await
+        .expect("campaign");
+    for at in [1_000, 2_000, 3_000, 4_000] {
+        store
+            .ledger_append(a, None, LedgerKind::HumanAnswer, at)
+            .await
+            .expect("append");
+    }
+    store
+        .ledger_append(a, None, LedgerKind::Abandon, 2_000)
+        .await
+        .expect("append");
+    store
+        .ledger_append(a, None, LedgerKind::Abandon, 4_000)
+        .await
+        .expect("append");
+    store
+        .ledger_append(b, None, LedgerKind::Abandon, 2_500)
+        .await
+        .expect("append");
+    assert_eq!(
+        store.ledger_counts(a, 2_000, 4_000).await.expect("counts"),
+        LedgerCounts {
+            human_answers: 2,
+            abandons: 1
+        }
+    );
+    assert_eq!(
+        store.ledger_counts(a, 0, 4_001).await.expect("counts"),
+        LedgerCounts {
+            human_answers: 4,
+            abandons: 2
+        }
+    );
+    assert_eq!(
+        store.ledger_counts(b, 0, 10_000).await.expect("counts"),
+        LedgerCounts {
+            human_answers: 0,
+            abandons: 1
+        }
+    );
+    assert_eq!(
+        store.ledger_counts(a, 5_000, 9_000).await.expect("counts"),
+        LedgerCounts::default()
+    );
+}
+store_test!(ledger_windows_are_half_open_and_per_campaign);
+
+#[tokio::test]
+async fn opening_twice_applies_migrations_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("x.db").display());
+    let s = Store::open(&url)
+        .await
+        .expect("first open creates the file");
+    let id = s
+        .upsert_campaign(&campaign("uk-broadband"), 0)
+        .await
+        .expect("campaign");
+    s.close().await;
+    let s = Store::open(&url).await.expect("second open");
+    assert_eq!(s.campaign_id("uk-broadband").await.expect("q"), Some(id));
+    assert!(matches!(
+        Store::open("mysql://x").await,
+        Err(StoreError::BadUrl(_))
+    ));
+}
