@@ -374,11 +374,18 @@ fn field_from_message(message: &str) -> String {
         .unwrap_or_else(|| "(syntax)".to_string())
 }
 
+/// The campaigns of a folder.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Valid campaigns with their files, sorted by file name.
+    pub campaigns: Vec<(PathBuf, Campaign)>,
+    /// Files that failed validation, with every error.
+    pub invalid: Vec<CampaignError>,
+}
+
 /// Loads every `*.toml` in `dir`: the valid campaigns, and the errors of the
 /// others. Names must be unique across files.
-pub fn load_dir(
-    dir: &Path,
-) -> Result<(Vec<(PathBuf, Campaign)>, Vec<CampaignError>), CampaignError> {
+pub fn load_dir(dir: &Path) -> Result<Loaded, CampaignError> {
     let entries = std::fs::read_dir(dir).map_err(|source| CampaignError::Read {
         path: dir.to_path_buf(),
         source,
@@ -411,12 +418,18 @@ pub fn load_dir(
             Err(e) => bad.push(e),
         }
     }
-    Ok((ok, bad))
+    Ok(Loaded {
+        campaigns: ok,
+        invalid: bad,
+    })
 }
 
 /// Finds the campaign called `name` in `dir` and validates it.
 pub fn find(dir: &Path, name: &str) -> Result<Campaign, CampaignError> {
-    let (ok, bad) = load_dir(dir)?;
+    let Loaded {
+        campaigns: ok,
+        invalid: bad,
+    } = load_dir(dir)?;
     if let Some((_, c)) = ok.into_iter().find(|(_, c)| c.name == name) {
         return Ok(c);
     }
@@ -1280,7 +1293,6 @@ password_env = "TRUNK_PASSWORD"
         let text = GOOD_US
             .replace("profile = \"us\"", "profile = \"au\"")
             .replace("+1 212 555 0100", "02 9876 5432")
-            .replace("weekdays = \"09:00-20:00\"", "weekdays = \"09:00-20:00\"")
             .replace("sunday = \"closed\"", "sunday = \"10:00-16:00\"")
             .replace(
                 "target_percent = 2.0",

@@ -137,7 +137,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Campaign(CampaignCmd::List { json }) => {
-            let (ok, bad) = campaign::load_dir(&cli.campaigns)?;
+            let campaign::Loaded {
+                campaigns: ok,
+                invalid: bad,
+            } = campaign::load_dir(&cli.campaigns)?;
             let store = Store::open(&cli.db).await?;
             let mut rows = Vec::new();
             for (path, c) in &ok {

@@ -311,7 +311,7 @@ fn national_number(n: &[u8], country: Country) -> Result<PhoneNumber, PhoneError
             if n[0] == 0 {
                 return Err(bad_prefix(1));
             }
-            if n[0] == 1 && n[1] == 4 && n[2] == 0 || n[0] == 1 && n[1] == 6 && n[2] == 0 {
+            if matches!(n, [1, 4 | 6, 0, ..]) {
                 return Err(bad_prefix(3));
             }
             Country::India

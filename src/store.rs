@@ -281,7 +281,13 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // SQLite's default page cache is 2 MiB: a million-lead table's
+            // unique index outgrows it and every insert then reads pages
+            // back through the kernel. 64 MiB per connection keeps the hot
+            // part of the indexes in memory.
+            .pragma("cache_size", "-65536")
+            .pragma("temp_store", "memory");
         let pool = SqlitePoolOptions::new()
             // An in-memory database lives in one connection.
             .max_connections(if in_memory { 1 } else { 4 })
@@ -354,36 +360,76 @@ impl Store {
     /// Inserts leads, skipping numbers the campaign already has (and
     /// repeats within `leads`). Returns how many rows were inserted.
     ///
-    /// Large slices are written as multi-row inserts of [`LEAD_BATCH`] rows
-    /// inside one transaction: a statement per row would spend the import's
-    /// time on round trips.
+    /// The one place the two databases take different SQL, for speed: a
+    /// statement per row would spend a million-row import on round trips.
+    /// SQLite gets multi-row inserts of [`LEAD_BATCH`] rows; PostgreSQL gets
+    /// the columns as arrays in one `INSERT ... SELECT FROM UNNEST`, which
+    /// it parses and plans once whatever the row count.
     pub async fn insert_leads(
         &self,
         campaign_id: i64,
         leads: &[NewLead],
         now: i64,
     ) -> Result<u64, StoreError> {
-        let mut inserted = 0;
-        with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            for chunk in leads.chunks(LEAD_BATCH) {
-                let sql = lead_insert_sql(chunk.len());
-                let mut q = sqlx::query(AssertSqlSafe(sql));
-                for lead in chunk {
-                    q = q
-                        .bind(campaign_id)
-                        .bind(lead.phone.as_str())
-                        .bind(lead.country)
-                        .bind(lead.timezones.as_deref())
-                        .bind(lead.fields.as_str())
-                        .bind(if lead.timezones.is_some() { STATUS_NEW } else { STATUS_TZ_UNKNOWN })
-                        .bind(lead.source_line)
-                        .bind(now);
-                }
-                inserted += q.execute(&mut *tx).await?.rows_affected();
+        if leads.is_empty() {
+            return Ok(0);
+        }
+        let status = |l: &NewLead| {
+            if l.timezones.is_some() {
+                STATUS_NEW
+            } else {
+                STATUS_TZ_UNKNOWN
             }
-            tx.commit().await?;
-        });
+        };
+        let mut inserted = 0;
+        match &*self.backend {
+            Backend::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                for chunk in leads.chunks(LEAD_BATCH) {
+                    let mut q = sqlx::query(AssertSqlSafe(sqlite_lead_insert_sql(chunk.len())));
+                    for lead in chunk {
+                        q = q
+                            .bind(campaign_id)
+                            .bind(lead.phone.as_str())
+                            .bind(lead.country)
+                            .bind(lead.timezones.as_deref())
+                            .bind(lead.fields.as_str())
+                            .bind(status(lead))
+                            .bind(lead.source_line)
+                            .bind(now);
+                    }
+                    inserted += q.execute(&mut *tx).await?.rows_affected();
+                }
+                tx.commit().await?;
+            }
+            Backend::Postgres(pool) => {
+                const SQL: &str = "INSERT INTO leads (campaign_id, phone, country, timezones, fields,
+                        status, source_line, imported_at)
+                     SELECT $1, p, c, t, f, s, l, $2
+                     FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[])
+                         AS u(p, c, t, f, s, l)
+                     ON CONFLICT (campaign_id, phone) DO NOTHING";
+                let phones: Vec<&str> = leads.iter().map(|l| l.phone.as_str()).collect();
+                let countries: Vec<&str> = leads.iter().map(|l| l.country).collect();
+                let zones: Vec<Option<&str>> =
+                    leads.iter().map(|l| l.timezones.as_deref()).collect();
+                let fields: Vec<&str> = leads.iter().map(|l| l.fields.as_str()).collect();
+                let statuses: Vec<&str> = leads.iter().map(status).collect();
+                let lines: Vec<i64> = leads.iter().map(|l| l.source_line).collect();
+                inserted = sqlx::query(SQL)
+                    .bind(campaign_id)
+                    .bind(now)
+                    .bind(phones)
+                    .bind(countries)
+                    .bind(zones)
+                    .bind(fields)
+                    .bind(statuses)
+                    .bind(lines)
+                    .execute(pool)
+                    .await?
+                    .rows_affected();
+            }
+        }
         Ok(inserted)
     }
 
@@ -621,30 +667,26 @@ impl Store {
     }
 }
 
-/// Rows per multi-row lead insert: 8 parameters a row keeps a batch well
-/// under PostgreSQL's 65,535 parameters and SQLite's limit.
+/// Rows per multi-row SQLite lead insert (8 parameters a row).
 pub const LEAD_BATCH: usize = 1000;
 
-/// `INSERT ... VALUES ($1..$8), ($9..$16), ... ON CONFLICT DO NOTHING` for
+/// `INSERT ... VALUES (?,?,?,?,?,?,?,?), ... ON CONFLICT DO NOTHING` for
 /// `rows` rows.
-fn lead_insert_sql(rows: usize) -> String {
-    let mut sql = String::with_capacity(64 + rows * 48);
-    sql.push_str(
-        "INSERT INTO leads (campaign_id, phone, country, timezones, fields, status, source_line, imported_at) VALUES ",
-    );
+///
+/// Plain `?` placeholders, not `$N`: sqlx binds `$N` parameters by name, and
+/// SQLite finds a parameter's name by a linear scan, so 8,000 named
+/// parameters cost 8,000² string compares a statement (measured: 85% of a
+/// SQLite import's time).
+fn sqlite_lead_insert_sql(rows: usize) -> String {
+    const INSERT: &str = "INSERT INTO leads (campaign_id, phone, country, timezones, fields, status, source_line, imported_at) VALUES ";
+    const ROW: &str = "(?,?,?,?,?,?,?,?)";
+    let mut sql = String::with_capacity(INSERT.len() + rows * (ROW.len() + 1) + 48);
+    sql.push_str(INSERT);
     for r in 0..rows {
         if r > 0 {
             sql.push(',');
         }
-        sql.push('(');
-        for c in 0..8 {
-            if c > 0 {
-                sql.push(',');
-            }
-            sql.push('$');
-            sql.push_str(&(r * 8 + c + 1).to_string());
-        }
-        sql.push(')');
+        sql.push_str(ROW);
     }
     sql.push_str(" ON CONFLICT (campaign_id, phone) DO NOTHING");
     sql
