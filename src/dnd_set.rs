@@ -8,29 +8,44 @@
 //! normalise numbers (that is `phone`'s job) and opens no files itself:
 //! callers hand it a `Read` or a `Write`.
 //!
-//! # Design: Elias–Fano base plus a sorted overlay
+//! # Design: blocked Elias–Fano base plus a sorted overlay
 //!
 //! The base is an Elias–Fano encoding of the sorted numbers, offset by the
 //! smallest one. With `n` numbers spanning a range `U`, each number is split
-//! into `l = floor(log2(U / n))` low bits, stored verbatim in a packed
-//! array, and the remaining high bits, stored as a unary-coded bit vector of
-//! about `2n` bits. That costs `2 + log2(U / n)` bits per number, within a
-//! fraction of a bit of the information-theoretic minimum, whatever the
-//! distribution of gaps. For 100 M Indian mobiles (`U` = 4e9) it is about
-//! 7.3 bits, 0.91 bytes per number.
+//! into `l = floor(log2(U / n))` low bits, stored verbatim, and the
+//! remaining high bits, stored in unary: for each high value (a *bucket*)
+//! one 1 per number in it, then a 0. That costs `2 + log2(U / n)` bits per
+//! number, within a fraction of a bit of the information-theoretic minimum,
+//! whatever the distribution of gaps. For 100 M Indian mobiles (`U` = 4e9)
+//! it is about 7.3 bits: 0.93 bytes per number with the index.
 //!
 //! Why Elias–Fano rather than delta-coded blocks with a sampled index:
-//! - a look-up touches one sample of a select index, one or two words of the
-//!   high bits and one or two words of the low bits, and decodes about one
-//!   number; a delta-coded block has to be decoded serially (varint branches)
-//!   up to the wanted number, typically tens of numbers per look-up;
+//! - a look-up decodes about one number (a bucket holds 0 to 3 numbers at
+//!   this density) after one select within a block; a delta-coded block is
+//!   decoded serially, with branches, up to the wanted number, typically
+//!   tens of numbers per look-up;
 //! - the size is a function of `n` and `U` alone, so the build allocates
-//!   every array exactly once, in a single pass over the sorted numbers;
-//! - the whole base is three arrays of `u64` words, so a saved set loads as
-//!   a bulk little-endian word read plus a rebuild of the small select index.
+//!   the data exactly once, in a single pass over the sorted numbers;
+//! - the base is one array of `u64` words, so a saved set loads as a bulk
+//!   little-endian word read plus one linear pass rebuilding the index.
+//!
+//! Why *blocked*: textbook Elias–Fano keeps the high and low bits in two
+//! arrays plus a select index, three dependent random memory accesses per
+//! look-up. Here the buckets are grouped into blocks of 256 (about 200
+//! numbers, 190 bytes, at the density above), each block's high bits
+//! followed by its low bits, and the only index is the count of numbers
+//! before each block (2 MB for 100 M numbers, which stays in cache); from it
+//! a look-up computes where its block starts and how long it is, copies the
+//! whole block (three or four cache lines, fetched in parallel) and searches
+//! the copy. A look-up therefore costs one memory round trip: measured at
+//! 100 M numbers it is as slow as one bare random load from a 100 MB array,
+//! no slower. Buckets of many numbers (dense clusters, such as a whole
+//! number range registered at once) are binary-searched.
 //!
 //! Keep one set per country: a set mixing +1 and +91 numbers spans ~1e12
-//! and costs ~2 bytes per number instead of ~1.
+//! and costs ~2 bytes per number instead of ~1. Large pages help look-ups
+//! by 10–15% (`GLIBC_TUNABLES=glibc.malloc.hugetlb=1` when transparent huge
+//! pages are in `madvise` mode).
 //!
 //! The overlay is two sorted `Vec<u64>`s, numbers added that are not in the
 //! base and numbers removed that are. A look-up binary-searches them as well
@@ -45,13 +60,14 @@
 //!
 //! A 96-byte header of twelve 64-bit words: magic `DNDSETEF`, version (u32)
 //! and reserved (u32, zero), base count, base minimum, base maximum, low-bit
-//! width, high-word count, low-word count, added count, removed count,
+//! width, data word count, block size (log2, 8), added count, removed count,
 //! payload checksum, header checksum. Then the payload, all `u64` words: the
-//! base high bits, the base low bits, the added numbers, the removed
-//! numbers. The select index is not stored; it is rebuilt on load. Both
-//! checksums chain a bijective mix over the words, so any single corrupted
-//! word is always detected. A short, corrupt or inconsistent file is
-//! reported as a [`DndSetError`]; reading never panics.
+//! base data, the added numbers, the removed numbers. The block counts are
+//! not stored; they are rebuilt on load by a pass that also checks every
+//! block is well formed. Both checksums chain a bijective mix over the
+//! words, so any single corrupted word is always detected. A short,
+//! corrupt or inconsistent file is reported as a [`DndSetError`]; reading
+//! never panics.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -116,10 +132,20 @@ const HEADER_WORDS: usize = 12;
 /// Words per chunk when converting between words and bytes for I/O.
 const IO_CHUNK_WORDS: usize = 8192;
 
-/// One select sample every `2^SELECT_SAMPLE_LOG` zeros of the high bits:
-/// 8 bytes per 256 zeros, about 0.03 bytes per number, and a select scans
-/// about 460 bits (two cache lines) past its sample.
-const SELECT_SAMPLE_LOG: u32 = 8;
+/// Buckets (high parts) per block: 256, so that a block holds about 200
+/// numbers at the density of Indian mobiles, about 190 bytes, and the block
+/// counts, 4 bytes per block, take 0.02 bytes per number (2 MB for 100 M),
+/// small enough to stay in cache.
+const BLOCK_LOG: u32 = 8;
+const BLOCK: u64 = 1 << BLOCK_LOG;
+/// Blocks of up to these many words are copied to the stack before being
+/// searched (see `EliasFano::copy_block`); larger ones, from dense clusters of
+/// numbers or very sparse sets, are searched in place. A block of 100 M
+/// Indian mobiles spans about 25 words.
+const SHORT_COPY: usize = 32;
+const LONG_COPY: usize = 64;
+/// Numbers looked up together by [`DndSet::contains_batch`].
+const BATCH: usize = 16;
 /// Never compact an overlay smaller than this, however small the base.
 const MIN_COMPACT_OVERLAY: usize = 4096;
 /// Compact when the overlay exceeds `base_len / COMPACT_DIVISOR` (1%).
@@ -156,39 +182,78 @@ impl Checksum {
 /// A mask of the `bits` lowest bits (`bits` <= 64).
 #[inline]
 fn low_mask(bits: u32) -> u64 {
-    if bits >= 64 { u64::MAX } else { (1u64 << bits) - 1 }
+    if bits >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << bits) - 1
+    }
 }
 
-/// Position of the `r`-th (0-based) set bit of `w`. Returns 64 if `w` has
-/// `r` or fewer set bits (callers never ask for that).
+/// `SELECT_IN_BYTE[b][r]`: position of the `r`-th set bit of byte `b`.
+static SELECT_IN_BYTE: [[u8; 8]; 256] = {
+    let mut table = [[8u8; 8]; 256];
+    let mut b = 0;
+    while b < 256 {
+        let (mut r, mut i) = (0, 0);
+        while i < 8 {
+            if b & (1 << i) != 0 {
+                table[b][r] = i as u8;
+                r += 1;
+            }
+            i += 1;
+        }
+        b += 1;
+    }
+    table
+};
+
+/// Position of the `r`-th (0-based) set bit of `w`, without branches:
+/// byte-wise popcounts and their prefix sums by one multiplication locate
+/// the byte, a table the bit. `w` must have more than `r` set bits; if it
+/// has not the result is meaningless (but there is no panic).
 #[inline]
 fn select_in_word(w: u64, r: u32) -> u32 {
-    let mut r = r;
-    let mut shift = 0u32;
-    while shift < 64 {
-        let byte = (w >> shift) & 0xff;
-        let c = byte.count_ones();
-        if r < c {
-            let mut b = byte;
-            for _ in 0..r {
-                b &= b - 1;
-            }
-            return shift + b.trailing_zeros();
-        }
-        r -= c;
-        shift += 8;
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut s = w - ((w >> 1) & 0x5555_5555_5555_5555);
+    s = (s & 0x3333_3333_3333_3333) + ((s >> 2) & 0x3333_3333_3333_3333);
+    s = (s + (s >> 4)) & 0x0f0f_0f0f_0f0f_0f0f;
+    let prefix = s.wrapping_mul(ONES); // byte i: set bits in bytes 0..=i
+    // One high bit for each byte whose prefix count is <= r.
+    let at_most_r = ((u64::from(r & 63) * ONES) | HIGHS).wrapping_sub(prefix) & HIGHS;
+    let byte = at_most_r.count_ones().min(7);
+    let before = ((prefix << 8) >> (8 * byte)) & 0xff;
+    let rank = u64::from(r).wrapping_sub(before) & 7;
+    byte * 8 + u32::from(SELECT_IN_BYTE[((w >> (8 * byte)) & 0xff) as usize][rank as usize])
+}
+
+/// 64 bits of `words` starting at bit `pos`; `words` must hold the word
+/// after the one containing `pos` whenever `pos` is not word-aligned.
+#[inline]
+fn bits_at(words: &[u64], pos: u64) -> u64 {
+    let w = (pos >> 6) as usize;
+    let off = (pos & 63) as u32;
+    let first = words[w] >> off;
+    if off == 0 {
+        first
+    } else {
+        first | (words[w + 1] << (64 - off))
     }
-    64
 }
 
 /// Sizes of an Elias–Fano encoding, all derived from `(len, min, max)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Layout {
     low_bits: u32,
-    /// Number of meaningful bits in the high bit vector.
-    high_bits: u64,
-    high_words: u64,
-    low_words: u64,
+    /// The largest high part, `(max - min) >> low_bits`.
+    max_high: u64,
+    /// Number of blocks of `BLOCK` buckets.
+    blocks: u64,
+    /// Meaningful bits in the data: `len` ones, `max_high + 1` zeros (one
+    /// ending each bucket) and `len * low_bits` low bits.
+    total_bits: u64,
+    /// Words of data: the meaningful bits plus one zero padding word.
+    data_words: u64,
 }
 
 impl Layout {
@@ -196,34 +261,96 @@ impl Layout {
     /// the sizes overflow (only possible for a corrupt file header).
     fn new(len: u64, min: u64, max: u64) -> Option<Layout> {
         if len == 0 {
-            return Some(Layout { low_bits: 0, high_bits: 0, high_words: 0, low_words: 0 });
+            return Some(Layout {
+                low_bits: 0,
+                max_high: 0,
+                blocks: 0,
+                total_bits: 0,
+                data_words: 0,
+            });
         }
         let span = max.checked_sub(min)?;
         let ratio = span / len;
-        let low_bits = if ratio == 0 { 0 } else { 63 - ratio.leading_zeros() };
-        // Bucket h (numbers whose high part is h) is its ones followed by
-        // one terminating zero: len ones and (max_high + 1) zeros in all.
-        let high_bits = len.checked_add(span >> low_bits)?.checked_add(1)?;
-        let high_words = high_bits.div_ceil(64);
-        let low_words = len.checked_mul(u64::from(low_bits))?.div_ceil(64);
-        Some(Layout { low_bits, high_bits, high_words, low_words })
+        let low_bits = if ratio == 0 {
+            0
+        } else {
+            63 - ratio.leading_zeros()
+        };
+        let max_high = span >> low_bits;
+        let total_bits = len
+            .checked_mul(u64::from(low_bits) + 1)?
+            .checked_add(max_high)?
+            .checked_add(1)?;
+        Some(Layout {
+            low_bits,
+            max_high,
+            blocks: (max_high >> BLOCK_LOG) + 1,
+            total_bits,
+            data_words: total_bits.div_ceil(64) + 1,
+        })
     }
 }
 
-/// The static Elias–Fano base of a [`DndSet`].
+/// Cumulative counts of numbers before each block: `u32`s whenever the set
+/// holds fewer than 2^32 numbers, which halves the most-used index.
+#[derive(Clone)]
+enum Counts {
+    Narrow(Vec<u32>),
+    Wide(Vec<u64>),
+}
+
+impl Default for Counts {
+    fn default() -> Self {
+        Counts::Narrow(Vec::new())
+    }
+}
+
+impl Counts {
+    fn new(counts: Vec<u64>) -> Counts {
+        match counts
+            .iter()
+            .map(|&c| u32::try_from(c))
+            .collect::<Result<Vec<u32>, _>>()
+        {
+            Ok(narrow) => Counts::Narrow(narrow),
+            Err(_) => Counts::Wide(counts),
+        }
+    }
+
+    #[inline]
+    fn get(&self, k: usize) -> u64 {
+        match self {
+            Counts::Narrow(v) => u64::from(v[k]),
+            Counts::Wide(v) => v[k],
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Counts::Narrow(v) => v.capacity() * 4,
+            Counts::Wide(v) => v.capacity() * 8,
+        }
+    }
+}
+
+/// The static Elias–Fano base of a [`DndSet`], in blocks.
+///
+/// Number `x` (offset by `min`) has high part `h = x >> low_bits` and low
+/// part `x & mask`. The high parts `0 ..= max_high` are grouped into blocks
+/// of `BLOCK` buckets. Block `k`, holding `c` numbers, is `c + BLOCK` high
+/// bits (bucket `h` is one 1 per number in it, then a 0) followed by `c *
+/// low_bits` low bits, with no padding; blocks follow one another. Block
+/// `k` therefore starts at bit `counts[k] * (low_bits + 1) + k * BLOCK`.
 #[derive(Clone, Default)]
 struct EliasFano {
     len: u64,
     min: u64,
     max: u64,
     low_bits: u32,
-    high_bits: u64,
-    /// Unary-coded high parts: number `i` with high part `h` sets bit `h + i`.
-    high: Vec<u64>,
-    /// Packed low parts, `low_bits` bits per number.
-    low: Vec<u64>,
-    /// Position in `high` of zero number `k << SELECT_SAMPLE_LOG`.
-    zero_samples: Vec<u64>,
+    max_high: u64,
+    data: Vec<u64>,
+    /// Numbers before block `k`, for each block, then `len`.
+    counts: Counts,
 }
 
 impl EliasFano {
@@ -234,158 +361,361 @@ impl EliasFano {
             // Unreachable for in-memory data: len <= 2^64 and max >= min.
             return EliasFano::default();
         };
-        let mut high = vec![0u64; layout.high_words as usize];
-        let mut low = vec![0u64; layout.low_words as usize];
         let l = layout.low_bits;
-        let mask = low_mask(l);
-        for (i, v) in (0..len).zip(values) {
-            let x = v - min;
-            let pos = (x >> l) + i;
-            high[(pos >> 6) as usize] |= 1u64 << (pos & 63);
-            if l > 0 {
-                let bit = i * u64::from(l);
-                let w = (bit >> 6) as usize;
-                let off = (bit & 63) as u32;
-                let lo = x & mask;
-                low[w] |= lo << off;
-                if off + l > 64 {
-                    low[w + 1] |= lo >> (64 - off);
+        let mut data = vec![0u64; layout.data_words as usize];
+        let mut counts = Vec::with_capacity(layout.blocks as usize + 1);
+        // The low bits of a block go after its high bits, whose length
+        // depends on how many numbers it holds: gather a block, then write it.
+        let mut block: Vec<u64> = Vec::new();
+        let mut k = 0u64;
+        let mut off = 0u64;
+        let mut before = 0u64;
+        let mut flush = |k: u64, block: &mut Vec<u64>, off: &mut u64, before: &mut u64| {
+            counts.push(*before);
+            let c = block.len() as u64;
+            let buckets = BLOCK.min(layout.max_high + 1 - (k << BLOCK_LOG));
+            let lows = *off + c + buckets;
+            for (j, &x) in (0u64..).zip(block.iter()) {
+                let pos = *off + ((x >> l) & (BLOCK - 1)) + j;
+                data[(pos >> 6) as usize] |= 1u64 << (pos & 63);
+                if l > 0 {
+                    let bit = lows + j * u64::from(l);
+                    let (w, o) = ((bit >> 6) as usize, (bit & 63) as u32);
+                    let lo = x & low_mask(l);
+                    data[w] |= lo << o;
+                    if o + l > 64 {
+                        data[w + 1] |= lo >> (64 - o);
+                    }
                 }
             }
+            *off = lows + c * u64::from(l);
+            *before += c;
+            block.clear();
+        };
+        for v in values.take(len as usize) {
+            let x = v - min;
+            while (x >> l) >> BLOCK_LOG > k {
+                flush(k, &mut block, &mut off, &mut before);
+                k += 1;
+            }
+            block.push(x);
         }
-        let zero_samples = build_zero_samples(&high, layout.high_bits);
-        EliasFano { len, min, max, low_bits: l, high_bits: layout.high_bits, high, low, zero_samples }
+        while k < layout.blocks {
+            flush(k, &mut block, &mut off, &mut before);
+            k += 1;
+        }
+        counts.push(before);
+        EliasFano {
+            len,
+            min,
+            max,
+            low_bits: l,
+            max_high: layout.max_high,
+            data,
+            counts: Counts::new(counts),
+        }
     }
 
     fn heap_bytes(&self) -> usize {
-        (self.high.capacity() + self.low.capacity() + self.zero_samples.capacity()) * 8
+        self.data.capacity() * 8 + self.counts.heap_bytes()
     }
 
-    /// The low part of number `i`.
+    /// Where block `k` starts in the data, in bits, how many numbers it
+    /// holds and how many buckets it covers.
     #[inline]
-    fn low_at(&self, i: u64) -> u64 {
-        let l = self.low_bits;
-        if l == 0 {
-            return 0;
-        }
-        let bit = i * u64::from(l);
-        let w = (bit >> 6) as usize;
-        let off = (bit & 63) as u32;
-        let mut v = self.low[w] >> off;
-        if off + l > 64 {
-            v |= self.low[w + 1] << (64 - off);
-        }
-        v & low_mask(l)
+    fn block(&self, k: usize) -> (u64, u64, u64) {
+        let before = self.counts.get(k);
+        let c = self.counts.get(k + 1) - before;
+        let first = (k as u64) << BLOCK_LOG;
+        let buckets = BLOCK.min(self.max_high + 1 - first);
+        (before * (u64::from(self.low_bits) + 1) + first, c, buckets)
     }
 
-    /// Position in `high` of zero number `j`; `j` must be at most the
-    /// largest high part.
+    /// Where to look for `n`: its block's look-up, the word where the
+    /// block starts and how many words to read; `None` if `n` is out of range.
     #[inline]
-    fn select0(&self, j: u64) -> u64 {
-        let pos = self.zero_samples[(j >> SELECT_SAMPLE_LOG) as usize];
-        let mut r = j & low_mask(SELECT_SAMPLE_LOG);
-        let mut wi = (pos >> 6) as usize;
-        let mut zeros = !self.high[wi] & (u64::MAX << (pos & 63));
-        loop {
-            let c = u64::from(zeros.count_ones());
-            if r < c {
-                return (wi as u64) * 64 + u64::from(select_in_word(zeros, r as u32));
-            }
-            r -= c;
-            wi += 1;
-            zeros = !self.high[wi];
-        }
-    }
-
-    #[inline]
-    fn contains(&self, n: u64) -> bool {
+    fn locate(&self, n: u64) -> Option<(Block, usize, usize)> {
         if self.len == 0 || n < self.min || n > self.max {
-            return false;
+            return None;
         }
         let x = n - self.min;
         let l = self.low_bits;
         let h = x >> l;
-        let lo = x & low_mask(l);
-        // Bucket h starts just after zero number h - 1.
-        let mut pos = if h == 0 { 0 } else { self.select0(h - 1) + 1 };
-        let mut idx = pos - h;
-        loop {
-            let off = pos & 63;
-            let word = self.high[(pos >> 6) as usize] >> off;
-            let ones = u64::from((!word).trailing_zeros()).min(64 - off);
-            for _ in 0..ones {
-                let v = self.low_at(idx);
-                if v >= lo {
-                    return v == lo;
-                }
-                idx += 1;
+        let (off, c, buckets) = self.block((h >> BLOCK_LOG) as usize);
+        let bit0 = off & 63;
+        let block = Block {
+            bit0,
+            c,
+            buckets,
+            bucket: h & (BLOCK - 1),
+            low: x & low_mask(l),
+            low_bits: l,
+        };
+        // One word more than the block spans, for `bits_at`.
+        let words = ((bit0 + c + buckets + c * u64::from(l)).div_ceil(64) + 1) as usize;
+        Some((block, (off >> 6) as usize, words))
+    }
+
+    #[inline]
+    fn contains(&self, n: u64) -> bool {
+        let Some((block, w0, words)) = self.locate(n) else {
+            return false;
+        };
+        // See `copy_block`; copying into an array of the right size avoids
+        // initialising a larger one first.
+        let copy = |len: usize| self.data.get(w0..w0 + len).filter(|_| words <= len);
+        if let Some(Ok(short)) = copy(SHORT_COPY).map(<[u64; SHORT_COPY]>::try_from) {
+            block.contains(&short)
+        } else if let Some(Ok(long)) = copy(LONG_COPY).map(<[u64; LONG_COPY]>::try_from) {
+            block.contains(&long)
+        } else {
+            block.contains(&self.data[w0..])
+        }
+    }
+
+    /// Copies the `words` words of data from `w0` into `buf` if they fit,
+    /// returning `None`, or returns `Some(w0)` to search them in place.
+    /// Copying the whole block first issues the loads of all its cache
+    /// lines at once, instead of one after another as the search reaches
+    /// them: one memory round trip instead of two or three. The copies are
+    /// of fixed size, so they compile to a few vector moves.
+    #[inline]
+    fn copy_block(&self, w0: usize, words: usize, buf: &mut [u64; LONG_COPY]) -> Option<usize> {
+        if words <= SHORT_COPY
+            && let Some(src) = self.data.get(w0..w0 + SHORT_COPY)
+        {
+            buf[..SHORT_COPY].copy_from_slice(src);
+            None
+        } else if words <= LONG_COPY
+            && let Some(src) = self.data.get(w0..w0 + LONG_COPY)
+        {
+            buf.copy_from_slice(src);
+            None
+        } else {
+            Some(w0)
+        }
+    }
+
+    /// `contains` for each of `numbers`, appended to `out`. The blocks of
+    /// `BATCH` numbers at a time are all copied before any is searched, so
+    /// that their memory round trips overlap.
+    fn contains_batch(&self, numbers: &[u64], out: &mut Vec<bool>) {
+        let mut bufs = [[0u64; LONG_COPY]; BATCH];
+        let mut plans: [Option<(Block, Option<usize>)>; BATCH] = [None; BATCH];
+        for chunk in numbers.chunks(BATCH) {
+            for ((&n, plan), buf) in chunk.iter().zip(&mut plans).zip(&mut bufs) {
+                *plan = self
+                    .locate(n)
+                    .map(|(block, w0, words)| (block, self.copy_block(w0, words, buf)));
             }
-            if ones < 64 - off {
-                return false; // reached the zero that ends bucket h
+            for (plan, buf) in plans.iter().zip(&bufs).take(chunk.len()) {
+                out.push(match plan {
+                    None => false,
+                    Some((block, None)) => block.contains(buf),
+                    Some((block, Some(w0))) => block.contains(&self.data[*w0..]),
+                });
             }
-            pos += ones;
+        }
+    }
+
+    /// Iterates over the numbers of blocks `k..` (all of them if `k` is 0),
+    /// stopping after `end` numbers in all.
+    fn iter_from(&self, k: usize, end: u64) -> BaseIter<'_> {
+        let (off, c, buckets) = if self.len == 0 {
+            (0, 0, 0)
+        } else {
+            self.block(k)
+        };
+        BaseIter {
+            ef: self,
+            k,
+            off,
+            c,
+            buckets,
+            j: 0,
+            pos: off,
+            idx: if self.len == 0 { 0 } else { self.counts.get(k) },
+            end,
         }
     }
 
     fn iter(&self) -> BaseIter<'_> {
-        BaseIter { ef: self, idx: 0, word_idx: 0, word: self.high.first().copied().unwrap_or(0) }
+        self.iter_from(0, self.len)
     }
 
     /// The largest number not in `removed` (a sorted subset of the base).
     fn last_not_in(&self, removed: &[u64]) -> Option<u64> {
-        let mut idx = self.len;
-        let mut wi = self.high.len();
-        let mut word = 0u64;
-        while idx > 0 {
-            while word == 0 {
-                wi -= 1;
-                word = self.high[wi];
-            }
-            let b = 63 - word.leading_zeros();
-            word &= !(1u64 << b);
-            idx -= 1;
-            let pos = (wi as u64) * 64 + u64::from(b);
-            let v = self.value_at(pos, idx);
-            if removed.binary_search(&v).is_err() {
+        if self.len == 0 {
+            return None;
+        }
+        let mut values = Vec::new();
+        for k in (0..self.counts_len() - 1).rev() {
+            values.clear();
+            values.extend(self.iter_from(k, self.counts.get(k + 1)));
+            if let Some(&v) = values
+                .iter()
+                .rev()
+                .find(|v| removed.binary_search(v).is_err())
+            {
                 return Some(v);
             }
         }
         None
     }
 
-    /// The number whose one bit is at `pos` in `high` and index is `idx`.
-    #[inline]
-    fn value_at(&self, pos: u64, idx: u64) -> u64 {
-        self.min + (((pos - idx) << self.low_bits) | self.low_at(idx))
-    }
-}
-
-/// Positions of every `2^SELECT_SAMPLE_LOG`-th zero among the first
-/// `high_bits` bits of `high`.
-fn build_zero_samples(high: &[u64], high_bits: u64) -> Vec<u64> {
-    let zeros_total = high_bits - high.iter().map(|w| u64::from(w.count_ones())).sum::<u64>();
-    let mut samples = Vec::with_capacity(zeros_total.div_ceil(1 << SELECT_SAMPLE_LOG) as usize);
-    let mut seen = 0u64;
-    for (wi, &w) in high.iter().enumerate() {
-        let valid = (high_bits - (wi as u64) * 64).min(64) as u32;
-        let zeros = !w & low_mask(valid);
-        let c = u64::from(zeros.count_ones());
-        while ((samples.len() as u64) << SELECT_SAMPLE_LOG) < seen + c {
-            let r = ((samples.len() as u64) << SELECT_SAMPLE_LOG) - seen;
-            samples.push((wi as u64) * 64 + u64::from(select_in_word(zeros, r as u32)));
+    fn counts_len(&self) -> usize {
+        match &self.counts {
+            Counts::Narrow(v) => v.len(),
+            Counts::Wide(v) => v.len(),
         }
-        seen += c;
     }
-    samples
+
+    /// Rebuilds the block counts of data read from a file, checking that
+    /// every block is well formed: the block structure is all that keeps
+    /// look-ups and iteration within bounds.
+    fn scan_counts(data: &[u64], layout: &Layout, len: u64) -> Result<Vec<u64>, DndSetError> {
+        let corrupt = DndSetError::Corrupt;
+        let l = u64::from(layout.low_bits);
+        let mut counts = Vec::new();
+        counts
+            .try_reserve_exact(layout.blocks as usize + 1)
+            .map_err(|_| DndSetError::TooLarge {
+                words: layout.blocks,
+            })?;
+        let mut off = 0u64;
+        let mut before = 0u64;
+        for k in 0..layout.blocks {
+            counts.push(before);
+            let buckets = BLOCK.min(layout.max_high + 1 - (k << BLOCK_LOG));
+            // Find the zero that ends the block's last bucket.
+            let mut need = buckets;
+            let mut pos = off;
+            loop {
+                if pos >= layout.total_bits {
+                    return Err(corrupt("a block's high bits run past the end of the data"));
+                }
+                let avail = (layout.total_bits - pos).min(64) as u32;
+                let zeros = !bits_at(data, pos) & low_mask(avail);
+                let z = u64::from(zeros.count_ones());
+                if need <= z {
+                    pos += u64::from(select_in_word(zeros, (need - 1) as u32)) + 1;
+                    break;
+                }
+                need -= z;
+                pos += u64::from(avail);
+            }
+            let c = pos - off - buckets;
+            off = c
+                .checked_mul(l)
+                .and_then(|lows| pos.checked_add(lows))
+                .filter(|&end| end <= layout.total_bits)
+                .ok_or(corrupt("a block's low bits run past the end of the data"))?;
+            before += c;
+        }
+        counts.push(before);
+        if before != len || off != layout.total_bits {
+            return Err(corrupt(
+                "the blocks do not hold the declared count of numbers",
+            ));
+        }
+        let tail = (layout.total_bits % 64) as u32;
+        let last_full = (layout.total_bits / 64) as usize;
+        if data[last_full] & !low_mask(tail) != 0 || data[last_full + 1..].iter().any(|&w| w != 0) {
+            return Err(corrupt("bits set past the end of the data"));
+        }
+        Ok(counts)
+    }
 }
 
-/// Ascending iterator over the base alone.
+/// One block's look-up: is the number with high part in bucket `bucket`
+/// of the block and low part `low` present?
+#[derive(Clone, Copy)]
+struct Block {
+    /// Bit where the block starts in the words searched.
+    bit0: u64,
+    c: u64,
+    buckets: u64,
+    bucket: u64,
+    low: u64,
+    low_bits: u32,
+}
+
+impl Block {
+    /// `words` starts with the word holding the block's first bit and
+    /// extends at least one word past its last bit.
+    #[inline(always)]
+    fn contains(&self, words: &[u64]) -> bool {
+        let l = self.low_bits;
+        // The bucket starts after the block's zero number bucket - 1.
+        let mut pos = self.bit0;
+        if self.bucket > 0 {
+            let mut r = self.bucket - 1;
+            let mut wi = 0;
+            let mut zeros = !words[0] & (u64::MAX << self.bit0);
+            loop {
+                let z = u64::from(zeros.count_ones());
+                if r < z {
+                    pos = (wi as u64) * 64 + u64::from(select_in_word(zeros, r as u32)) + 1;
+                    break;
+                }
+                r -= z;
+                wi += 1;
+                zeros = !words[wi];
+            }
+        }
+        // The bucket's numbers: one 1 each, from `pos` to the next 0.
+        let mut end = pos;
+        loop {
+            let off = end & 63;
+            let ones = u64::from((!(words[(end >> 6) as usize] >> off)).trailing_zeros());
+            if ones < 64 - off {
+                end += ones;
+                break;
+            }
+            end += 64 - off;
+        }
+        // Index within the block of the bucket's first number, and the
+        // bucket's low parts, which are ascending.
+        let mut first = pos - self.bit0 - self.bucket;
+        let mut count = end - pos;
+        let lows = self.bit0 + self.c + self.buckets;
+        let low_at = |j: u64| {
+            if l == 0 {
+                0
+            } else {
+                bits_at(words, lows + j * u64::from(l)) & low_mask(l)
+            }
+        };
+        // Binary search down to a few numbers (a bucket usually holds 0 to
+        // 3; only dense clusters of numbers make it long), then scan.
+        while count > 4 {
+            let half = count / 2;
+            if low_at(first + half) <= self.low {
+                first += half;
+                count -= half;
+            } else {
+                count = half;
+            }
+        }
+        (first..first + count).any(|j| low_at(j) == self.low)
+    }
+}
+
+/// Ascending iterator over the base alone (or a range of its blocks).
 struct BaseIter<'a> {
     ef: &'a EliasFano,
+    /// Current block, its start bit, count and buckets.
+    k: usize,
+    off: u64,
+    c: u64,
+    buckets: u64,
+    /// Numbers of the block already yielded.
+    j: u64,
+    /// Next bit of the block's high bits to look at.
+    pos: u64,
+    /// Numbers before the next one, in the whole base; stop at `end`.
     idx: u64,
-    word_idx: usize,
-    /// Ones of `high[word_idx]` not yet yielded.
-    word: u64,
+    end: u64,
 }
 
 impl Iterator for BaseIter<'_> {
@@ -393,32 +723,52 @@ impl Iterator for BaseIter<'_> {
 
     #[inline]
     fn next(&mut self) -> Option<u64> {
-        if self.idx >= self.ef.len {
+        if self.idx >= self.end {
             return None;
         }
-        while self.word == 0 {
-            self.word_idx += 1;
-            self.word = self.ef.high[self.word_idx];
+        let ef = self.ef;
+        while self.j == self.c {
+            self.k += 1;
+            (self.off, self.c, self.buckets) = ef.block(self.k);
+            self.j = 0;
+            self.pos = self.off;
         }
-        let pos = (self.word_idx as u64) * 64 + u64::from(self.word.trailing_zeros());
-        self.word &= self.word - 1;
-        let v = self.ef.value_at(pos, self.idx);
+        // The block still holds a number, so a one follows within it.
+        loop {
+            let word = bits_at(&ef.data, self.pos);
+            if word != 0 {
+                self.pos += u64::from(word.trailing_zeros());
+                break;
+            }
+            self.pos += 64;
+        }
+        let high = ((self.k as u64) << BLOCK_LOG) + (self.pos - self.off - self.j);
+        let l = ef.low_bits;
+        let low = if l == 0 {
+            0
+        } else {
+            let lows = self.off + self.c + self.buckets;
+            bits_at(&ef.data, lows + self.j * u64::from(l)) & low_mask(l)
+        };
+        self.pos += 1;
+        self.j += 1;
         self.idx += 1;
-        Some(v)
+        Some(ef.min + ((high << l) | low))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let rest = (self.ef.len - self.idx) as usize;
+        let rest = (self.end - self.idx) as usize;
         (rest, Some(rest))
     }
 }
 
 /// A Do-Not-Call registry: a compact sorted set of E.164 numbers as `u64`.
 ///
-/// Look-ups cost a few hundred nanoseconds at most on 100 M numbers, and the
-/// set takes about one byte per number (see the module docs). Updates go to
-/// a small overlay that is merged into the compressed base automatically
-/// once it exceeds 1% of the base.
+/// A look-up costs one memory round trip (a few hundred nanoseconds at
+/// 100 M numbers; [`contains_batch`](Self::contains_batch) overlaps them),
+/// and the set takes under one byte per number at Indian-mobile density
+/// (see the module docs). Updates go to a small overlay that is merged
+/// into the compressed base automatically once it exceeds 1% of the base.
 #[derive(Clone, Default)]
 pub struct DndSet {
     base: EliasFano,
@@ -480,7 +830,11 @@ impl DndSet {
             }
             _ => EliasFano::default(),
         };
-        DndSet { base, added: Vec::new(), removed: Vec::new() }
+        DndSet {
+            base,
+            added: Vec::new(),
+            removed: Vec::new(),
+        }
     }
 
     /// Whether `n` is in the set.
@@ -489,7 +843,24 @@ impl DndSet {
         if !self.added.is_empty() && self.added.binary_search(&n).is_ok() {
             return true;
         }
-        self.base.contains(n) && (self.removed.is_empty() || self.removed.binary_search(&n).is_err())
+        self.base.contains(n)
+            && (self.removed.is_empty() || self.removed.binary_search(&n).is_err())
+    }
+
+    /// Whether each of `numbers` is in the set, in order: the same answers
+    /// as [`contains`](Self::contains), several times faster per number
+    /// for long lists (such as a campaign's leads), because the memory
+    /// accesses of 16 look-ups at a time overlap.
+    pub fn contains_batch(&self, numbers: &[u64]) -> Vec<bool> {
+        let mut out = Vec::with_capacity(numbers.len());
+        self.base.contains_batch(numbers, &mut out);
+        if !self.added.is_empty() || !self.removed.is_empty() {
+            for (found, &n) in out.iter_mut().zip(numbers) {
+                *found = self.added.binary_search(&n).is_ok()
+                    || (*found && self.removed.binary_search(&n).is_err());
+            }
+        }
+        out
     }
 
     /// How many numbers the set holds.
@@ -507,10 +878,16 @@ impl DndSet {
         let mut base = self.base.iter();
         let mut removed = self.removed.as_slice();
         let base_next = next_kept(&mut base, &mut removed);
-        Iter { base, removed, base_next, added: &self.added, remaining: self.len() }
+        Iter {
+            base,
+            removed,
+            base_next,
+            added: &self.added,
+            remaining: self.len(),
+        }
     }
 
-    /// Heap bytes used by the set: the compressed base, its select index and
+    /// Heap bytes used by the set: the compressed base, its block index and
     /// the overlay.
     pub fn size_in_bytes(&self) -> usize {
         self.base.heap_bytes() + (self.added.capacity() + self.removed.capacity()) * 8
@@ -622,7 +999,10 @@ impl DndSet {
         }
         let len = self.len() as u64;
         let min = self.iter().next();
-        let max = match (self.added.last().copied(), self.base.last_not_in(&self.removed)) {
+        let max = match (
+            self.added.last().copied(),
+            self.base.last_not_in(&self.removed),
+        ) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
@@ -630,7 +1010,11 @@ impl DndSet {
             (Some(min), Some(max)) => EliasFano::build(len, min, max, self.iter()),
             _ => EliasFano::default(),
         };
-        *self = DndSet { base, added: Vec::new(), removed: Vec::new() };
+        *self = DndSet {
+            base,
+            added: Vec::new(),
+            removed: Vec::new(),
+        };
     }
 
     /// Saves the set (base and overlay) in the format described in the
@@ -639,7 +1023,7 @@ impl DndSet {
     /// # Errors
     /// [`DndSetError::Io`] if writing fails.
     pub fn write_to(&self, mut w: impl Write) -> Result<(), DndSetError> {
-        let sections: [&[u64]; 4] = [&self.base.high, &self.base.low, &self.added, &self.removed];
+        let sections: [&[u64]; 3] = [&self.base.data, &self.added, &self.removed];
         let mut payload = Checksum::new();
         for s in sections {
             payload.update_all(s);
@@ -651,8 +1035,8 @@ impl DndSet {
         header[3] = self.base.min;
         header[4] = self.base.max;
         header[5] = u64::from(self.base.low_bits);
-        header[6] = self.base.high.len() as u64;
-        header[7] = self.base.low.len() as u64;
+        header[6] = self.base.data.len() as u64;
+        header[7] = u64::from(BLOCK_LOG);
         header[8] = self.added.len() as u64;
         header[9] = self.removed.len() as u64;
         header[10] = payload.0;
@@ -686,7 +1070,14 @@ impl DndSet {
     pub fn read_from(mut r: impl Read) -> Result<DndSet, DndSetError> {
         let mut header = [0u64; HEADER_WORDS];
         let mut head_bytes = [0u8; HEADER_WORDS * 8];
-        read_exact_or(&mut r, &mut head_bytes, "header")?;
+        // The magic first, so that a short file of something else is
+        // reported as not a DND set rather than as a truncated one.
+        let (magic, rest) = head_bytes.split_at_mut(MAGIC.len());
+        read_exact_or(&mut r, magic, "header")?;
+        if *magic != MAGIC {
+            return Err(DndSetError::BadMagic);
+        }
+        read_exact_or(&mut r, rest, "header")?;
         for (word, bytes) in header.iter_mut().zip(head_bytes.chunks_exact(8)) {
             let mut b = [0u8; 8];
             b.copy_from_slice(bytes);
@@ -697,7 +1088,10 @@ impl DndSet {
         }
         let version = (header[1] & 0xffff_ffff) as u32;
         if version != FORMAT_VERSION {
-            return Err(DndSetError::UnsupportedVersion { found: version, supported: FORMAT_VERSION });
+            return Err(DndSetError::UnsupportedVersion {
+                found: version,
+                supported: FORMAT_VERSION,
+            });
         }
         let mut head = Checksum::new();
         head.update_all(&header[..HEADER_WORDS - 1]);
@@ -711,30 +1105,46 @@ impl DndSet {
         if header[1] >> 32 != 0 {
             return Err(DndSetError::Corrupt("reserved header field is not zero"));
         }
-        let [_, _, len, min, max, low_bits, high_words, low_words, added_len, removed_len, stored_payload, _] =
-            header;
+        let [
+            _,
+            _,
+            len,
+            min,
+            max,
+            low_bits,
+            data_words,
+            block_log,
+            added_len,
+            removed_len,
+            stored_payload,
+            _,
+        ] = header;
+        if block_log != u64::from(BLOCK_LOG) {
+            return Err(DndSetError::Corrupt("unsupported block size"));
+        }
         if len == 0 && (min != 0 || max != 0) {
             return Err(DndSetError::Corrupt("empty base with a non-zero range"));
         }
-        let layout = Layout::new(len, min, max).ok_or(DndSetError::Corrupt("base range overflows"))?;
-        if u64::from(layout.low_bits) != low_bits
-            || layout.high_words != high_words
-            || layout.low_words != low_words
-        {
-            return Err(DndSetError::Corrupt("array sizes do not match the base count and range"));
+        let layout =
+            Layout::new(len, min, max).ok_or(DndSetError::Corrupt("base range overflows"))?;
+        if u64::from(layout.low_bits) != low_bits || layout.data_words != data_words {
+            return Err(DndSetError::Corrupt(
+                "data size does not match the base count and range",
+            ));
         }
         if removed_len > len {
-            return Err(DndSetError::Corrupt("more removed numbers than base numbers"));
+            return Err(DndSetError::Corrupt(
+                "more removed numbers than base numbers",
+            ));
         }
-        let total = [low_words, added_len, removed_len]
+        let total = [added_len, removed_len]
             .into_iter()
-            .try_fold(high_words, u64::checked_add)
+            .try_fold(data_words, u64::checked_add)
             .filter(|&t| t.checked_mul(8).is_some_and(|b| usize::try_from(b).is_ok()))
             .ok_or(DndSetError::TooLarge { words: u64::MAX })?;
 
         let mut payload = Checksum::new();
-        let high = read_words(&mut r, high_words, total, &mut payload)?;
-        let low = read_words(&mut r, low_words, total, &mut payload)?;
+        let data = read_words(&mut r, data_words, total, &mut payload)?;
         let added = read_words(&mut r, added_len, total, &mut payload)?;
         let removed = read_words(&mut r, removed_len, total, &mut payload)?;
         if payload.0 != stored_payload {
@@ -745,36 +1155,38 @@ impl DndSet {
             });
         }
 
-        // Structural checks, so that look-ups and iteration stay in bounds.
-        let ones: u64 = high.iter().map(|w| u64::from(w.count_ones())).sum();
-        if ones != len {
-            return Err(DndSetError::Corrupt("high bits do not hold one bit per number"));
-        }
-        let tail_bits = (layout.high_bits % 64) as u32;
-        if tail_bits != 0 && high.last().is_some_and(|&w| w & !low_mask(tail_bits) != 0) {
-            return Err(DndSetError::Corrupt("bits set past the end of the high bits"));
-        }
-        let zero_samples = build_zero_samples(&high, layout.high_bits);
+        let counts = if len == 0 {
+            Vec::new()
+        } else {
+            EliasFano::scan_counts(&data, &layout, len)?
+        };
         let base = EliasFano {
             len,
             min,
             max,
             low_bits: layout.low_bits,
-            high_bits: layout.high_bits,
-            high,
-            low,
-            zero_samples,
+            max_high: layout.max_high,
+            data,
+            counts: Counts::new(counts),
         };
         if len > 0 && (base.iter().next() != Some(min) || base.last_not_in(&[]) != Some(max)) {
-            return Err(DndSetError::Corrupt("base minimum or maximum does not match its contents"));
+            return Err(DndSetError::Corrupt(
+                "base minimum or maximum does not match its contents",
+            ));
         }
         if !strictly_ascending(&added) || !strictly_ascending(&removed) {
             return Err(DndSetError::Corrupt("overlay is not strictly ascending"));
         }
         if added.iter().any(|&n| base.contains(n)) || !removed.iter().all(|&n| base.contains(n)) {
-            return Err(DndSetError::Corrupt("overlay is inconsistent with the base"));
+            return Err(DndSetError::Corrupt(
+                "overlay is inconsistent with the base",
+            ));
         }
-        Ok(DndSet { base, added, removed })
+        Ok(DndSet {
+            base,
+            added,
+            removed,
+        })
     }
 }
 
@@ -795,7 +1207,9 @@ fn read_words(
 ) -> Result<Vec<u64>, DndSetError> {
     let n = usize::try_from(count).map_err(|_| DndSetError::TooLarge { words: total })?;
     let mut words = Vec::new();
-    words.try_reserve_exact(n).map_err(|_| DndSetError::TooLarge { words: total })?;
+    words
+        .try_reserve_exact(n)
+        .map_err(|_| DndSetError::TooLarge { words: total })?;
     let mut buf = vec![0u8; IO_CHUNK_WORDS.min(n) * 8];
     let mut left = n;
     while left > 0 {
@@ -964,7 +1378,10 @@ mod tests {
         assert_eq!(set.len(), model.len());
         assert_eq!(set.is_empty(), model.is_empty());
         assert_eq!(set.iter().len(), model.len());
-        assert!(set.iter().eq(model.iter().copied()), "iteration differs from the model");
+        assert!(
+            set.iter().eq(model.iter().copied()),
+            "iteration differs from the model"
+        );
         for &n in model {
             assert!(set.contains(n), "{n} should be present");
         }
@@ -975,7 +1392,8 @@ mod tests {
 
     fn saved(set: &DndSet) -> Vec<u8> {
         let mut bytes = Vec::new();
-        set.write_to(&mut bytes).expect("writing to a Vec cannot fail");
+        set.write_to(&mut bytes)
+            .expect("writing to a Vec cannot fail");
         bytes
     }
 
@@ -985,7 +1403,11 @@ mod tests {
 
     #[test]
     fn empty_set_contains_nothing_and_iterates_nothing() {
-        for set in [DndSet::new(), DndSet::from_unsorted(vec![]), DndSet::from_sorted([]).unwrap()] {
+        for set in [
+            DndSet::new(),
+            DndSet::from_unsorted(vec![]),
+            DndSet::from_sorted([]).unwrap(),
+        ] {
             assert_eq!(set.len(), 0);
             assert!(set.is_empty());
             assert_eq!(set.iter().next(), None);
@@ -1020,7 +1442,10 @@ mod tests {
     #[test]
     fn from_sorted_rejects_descending_input() {
         let err = DndSet::from_sorted([1, 5, 4]).unwrap_err();
-        assert!(matches!(err, DndSetError::NotSorted { prev: 5, next: 4 }), "{err}");
+        assert!(
+            matches!(err, DndSetError::NotSorted { prev: 5, next: 4 }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1033,7 +1458,10 @@ mod tests {
         assert!(!set.contains(u64::MAX));
 
         let extremes = DndSet::from_unsorted(vec![u64::MAX, 0, u64::MAX - 1]);
-        assert_eq!(extremes.iter().collect::<Vec<_>>(), vec![0, u64::MAX - 1, u64::MAX]);
+        assert_eq!(
+            extremes.iter().collect::<Vec<_>>(),
+            vec![0, u64::MAX - 1, u64::MAX]
+        );
         assert!(extremes.contains(u64::MAX) && !extremes.contains(u64::MAX - 2));
     }
 
@@ -1048,7 +1476,12 @@ mod tests {
     #[test]
     fn random_sets_match_a_btreeset_across_densities() {
         // (count, span): dense, Indian-mobile-like, sparse, very sparse.
-        let cases = [(5_000, 6_000), (20_000, 800_000), (3_000, 4_000_000_000), (500, MAX_E164)];
+        let cases = [
+            (5_000, 6_000),
+            (20_000, 800_000),
+            (3_000, 4_000_000_000),
+            (500, MAX_E164),
+        ];
         for (seed, &(count, span)) in (1u64..).zip(cases.iter()) {
             let numbers = random_numbers(seed, count, 916_000_000_000, span);
             let model: BTreeSet<u64> = numbers.iter().copied().collect();
@@ -1061,8 +1494,57 @@ mod tests {
     }
 
     #[test]
-    fn realistic_set_costs_about_one_byte_per_number() {
-        let set = DndSet::from_unsorted(random_numbers(7, 100_000, 916_000_000_000, 4_000_000_000));
+    fn select_in_word_matches_a_bit_by_bit_count() {
+        let mut rng = XorShift(99);
+        for _ in 0..20_000 {
+            let w = rng.next() & rng.next() | (rng.next() >> (rng.below(64) as u32));
+            let mut rest = w;
+            let mut r = 0;
+            while rest != 0 {
+                assert_eq!(
+                    select_in_word(w, r),
+                    rest.trailing_zeros(),
+                    "word {w:#x}, rank {r}"
+                );
+                rest &= rest - 1;
+                r += 1;
+            }
+        }
+        assert_eq!(select_in_word(u64::MAX, 63), 63);
+        assert_eq!(select_in_word(1 << 63, 0), 63);
+    }
+
+    #[test]
+    fn dense_clusters_in_a_sparse_set_are_found() {
+        // Blocks far larger than the copy buffer take the in-place path.
+        let mut numbers: Vec<u64> = (0..20_000).map(|i| 919_000_000_000 + i).collect();
+        numbers.extend(random_numbers(17, 2_000, 100_000_000_000, 900_000_000_000));
+        numbers.extend((0..5_000).map(|i| 440_000_000_000 + 3 * i));
+        let model: BTreeSet<u64> = numbers.iter().copied().collect();
+        let set = DndSet::from_unsorted(numbers);
+        let mut probes: Vec<u64> = (0..25_000).map(|i| 918_999_999_000 + i).collect();
+        probes.extend((0..16_000).map(|i| 439_999_999_000 + i));
+        probes.extend(random_numbers(18, 5_000, 100_000_000_000, 900_000_000_000));
+        assert_matches(&set, &model, &probes);
+        let back = loaded(&saved(&set)).unwrap();
+        assert_matches(&back, &model, &probes);
+    }
+
+    #[test]
+    fn block_counts_are_narrow_below_four_billion_numbers() {
+        assert!(matches!(
+            Counts::new(vec![0, 5, u64::from(u32::MAX)]),
+            Counts::Narrow(_)
+        ));
+        let wide = Counts::new(vec![0, 1 << 33]);
+        assert!(matches!(wide, Counts::Wide(_)));
+        assert_eq!(wide.get(1), 1 << 33);
+    }
+
+    #[test]
+    fn realistic_density_costs_under_one_and_a_half_bytes_per_number() {
+        // One number per 40 on average, as 100 M Indian mobiles in 4e9.
+        let set = DndSet::from_unsorted(random_numbers(7, 100_000, 916_000_000_000, 4_000_000));
         let per_number = set.size_in_bytes() as f64 / set.len() as f64;
         assert!(per_number < 1.5, "{per_number} bytes per number");
     }
@@ -1129,13 +1611,39 @@ mod tests {
     }
 
     #[test]
+    fn contains_batch_gives_the_same_answers_as_contains() {
+        let numbers = random_numbers(21, 30_000, 916_000_000_000, 1_000_000);
+        let mut set = DndSet::from_unsorted(numbers.clone());
+        let mut probes = random_numbers(22, 5_003, 915_999_999_000, 1_002_000);
+        probes.extend_from_slice(&numbers[..1_000]);
+        probes.extend([0, u64::MAX, 916_000_000_000]);
+        let expected: Vec<bool> = probes.iter().map(|&n| set.contains(n)).collect();
+        assert_eq!(set.contains_batch(&probes), expected);
+        set.remove(numbers[0]);
+        set.insert(1);
+        let expected: Vec<bool> = probes.iter().map(|&n| set.contains(n)).collect();
+        assert!(expected.contains(&true) && expected.contains(&false));
+        assert_eq!(set.contains_batch(&probes), expected);
+        assert!(DndSet::new().contains_batch(&probes).iter().all(|&f| !f));
+        assert!(set.contains_batch(&[]).is_empty());
+    }
+
+    #[test]
     fn overlay_past_one_percent_is_compacted_automatically() {
         let mut set = DndSet::from_sorted((0..1_000_000).map(|n| n * 2)).unwrap();
         let threshold = 10_000;
         set.apply_delta((0..threshold as u64).map(|n| n * 2 + 1), []);
-        assert_eq!(set.overlay_len(), threshold, "at the threshold: kept as overlay");
+        assert_eq!(
+            set.overlay_len(),
+            threshold,
+            "at the threshold: kept as overlay"
+        );
         assert!(set.insert(3_000_001));
-        assert_eq!(set.overlay_len(), 0, "past the threshold: merged into the base");
+        assert_eq!(
+            set.overlay_len(),
+            0,
+            "past the threshold: merged into the base"
+        );
         assert_eq!(set.len(), 1_000_000 + threshold + 1);
         assert!(set.contains(3_000_001) && set.contains(19_999) && !set.contains(20_001));
     }
@@ -1166,10 +1674,22 @@ mod tests {
         let bytes = saved(&set);
         let back = loaded(&bytes).unwrap();
         assert_eq!(back.overlay_len(), set.overlay_len());
-        assert_matches(&back, &model, &random_numbers(12, 2_000, 916_000_000_000, 4_000_000_000));
-        assert_eq!(saved(&back), bytes, "saving a loaded set reproduces the file");
+        assert_matches(
+            &back,
+            &model,
+            &random_numbers(12, 2_000, 916_000_000_000, 4_000_000_000),
+        );
+        assert_eq!(
+            saved(&back),
+            bytes,
+            "saving a loaded set reproduces the file"
+        );
 
-        for small in [DndSet::new(), DndSet::from_sorted([0]).unwrap(), DndSet::from_sorted([MAX_E164]).unwrap()] {
+        for small in [
+            DndSet::new(),
+            DndSet::from_sorted([0]).unwrap(),
+            DndSet::from_sorted([MAX_E164]).unwrap(),
+        ] {
             let back = loaded(&saved(&small)).unwrap();
             assert!(back.iter().eq(small.iter()));
         }
@@ -1201,17 +1721,23 @@ mod tests {
 
     #[test]
     fn corrupted_files_are_rejected_for_every_flipped_byte() {
-        let mut set = DndSet::from_unsorted(random_numbers(14, 500, 916_000_000_000, 4_000_000_000));
+        let mut set =
+            DndSet::from_unsorted(random_numbers(14, 500, 916_000_000_000, 4_000_000_000));
         set.insert(1);
         let bytes = saved(&set);
         for i in 0..bytes.len() {
             for flip in [0x01u8, 0x80, 0xff] {
                 let mut bad = bytes.clone();
                 bad[i] ^= flip;
-                assert!(loaded(&bad).is_err(), "flip {flip:#x} at byte {i} was accepted");
+                assert!(
+                    loaded(&bad).is_err(),
+                    "flip {flip:#x} at byte {i} was accepted"
+                );
             }
         }
-        assert!(matches!(loaded(b"NOTADNDSET-FILE-AT-ALL-NOTADNDSET-FILE-AT-ALL-NOTADNDSET-FILE-AT-ALL-NOTADNDSET-FILE-AT-ALL...."), Err(DndSetError::BadMagic)));
+        for other in [&b"phone,dnd\n919876543210,1\n"[..], &[0u8; 200][..]] {
+            assert!(matches!(loaded(other), Err(DndSetError::BadMagic)));
+        }
     }
 
     /// Re-signs a header after editing it, to reach the structural checks.
@@ -1233,7 +1759,8 @@ mod tests {
     fn validly_signed_but_inconsistent_headers_are_rejected_without_panicking() {
         let set = DndSet::from_unsorted(random_numbers(15, 1_000, 916_000_000_000, 4_000_000_000));
         let bytes = saved(&set);
-        let edits: [(&str, fn(&mut [u64; HEADER_WORDS])); 8] = [
+        type Edit = fn(&mut [u64; HEADER_WORDS]);
+        let edits: [(&str, Edit); 8] = [
             ("version", |h| h[1] = 2),
             ("count", |h| h[2] += 1),
             ("min above max", |h| h[3] = h[4] + 1),

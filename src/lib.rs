@@ -6,8 +6,11 @@
 //! (`store`, and later `sip`, `media`, `api`).
 
 pub mod campaign;
+pub mod compliance;
+pub mod dnd_set;
 pub mod leads;
 pub mod phone;
 pub mod profile;
+pub mod registry;
 pub mod store;
 pub mod timezone;

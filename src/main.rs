@@ -6,7 +6,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use dialler::campaign::{self, Campaign, CampaignError};
+use dialler::compliance::dnd::Format;
 use dialler::leads::{self, ImportOptions};
+use dialler::phone::Country;
+use dialler::registry::{self, DndImport, Target};
 use dialler::store::{self, Store};
 
 #[derive(Parser)]
@@ -23,6 +26,9 @@ struct Cli {
         default_value = "campaigns"
     )]
     campaigns: PathBuf,
+    /// Folder of saved national DND registries.
+    #[arg(long, global = true, env = "DIALLER_DND_DIR", default_value = "dnd")]
+    dnd_dir: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -35,6 +41,73 @@ enum Command {
     /// Lead lists.
     #[command(subcommand)]
     Leads(LeadsCmd),
+    /// Do-not-call registries.
+    #[command(subcommand)]
+    Dnd(DndCmd),
+    /// May this number be dialled now? Prints the compliance verdict.
+    Check(CheckArgs),
+}
+
+#[derive(Subcommand)]
+enum DndCmd {
+    /// Import a registry file (full, or a delta with --delta).
+    Import(DndImportArgs),
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RegistryArg {
+    National,
+    Internal,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FormatArg {
+    Plain,
+    Ncpr,
+}
+
+#[derive(Args)]
+struct DndImportArgs {
+    /// The registry file.
+    file: PathBuf,
+    /// national (a country's registry), internal (every campaign). With
+    /// --campaign and no --registry: the campaign's own list.
+    #[arg(long, value_enum)]
+    registry: Option<RegistryArg>,
+    /// Campaign: its own list, or the country of its national registry.
+    #[arg(long)]
+    campaign: Option<String>,
+    /// Country for numbers in national form (IN, US, CA, GB, AU); defaults
+    /// to the campaign's.
+    #[arg(long)]
+    country: Option<String>,
+    /// plain: one number a line; ncpr: number,preference[,days][,band][,A|D].
+    #[arg(long, value_enum, default_value = "plain")]
+    format: FormatArg,
+    /// The file is a delta: adds, changes and removals (plain: a leading -).
+    #[arg(long)]
+    delta: bool,
+    /// When the data was downloaded from the regulator (RFC 3339); default now.
+    #[arg(long)]
+    loaded_at: Option<String>,
+    /// One JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// The number, in any common format.
+    phone: String,
+    /// Campaign name.
+    #[arg(long)]
+    campaign: String,
+    /// Check at this time (RFC 3339) instead of now.
+    #[arg(long)]
+    at: Option<String>,
+    /// One JSON object on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -237,6 +310,105 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Dnd(DndCmd::Import(a)) => {
+            let campaign = match &a.campaign {
+                Some(name) => Some(campaign::find(&cli.campaigns, name)?),
+                None => None,
+            };
+            let country = match (&a.country, &campaign) {
+                (Some(cc), _) => Country::from_iso(&cc.to_ascii_uppercase())
+                    .with_context(|| format!("--country {cc}: use IN, US, CA, GB or AU"))?,
+                (None, Some(c)) => c.country(),
+                (None, None) => anyhow::bail!(
+                    "give --country or --campaign: numbers in national form need a country"
+                ),
+            };
+            let target = match (a.registry, &campaign) {
+                (Some(RegistryArg::National), _) => Target::National(country),
+                (Some(RegistryArg::Internal), _) => Target::Internal,
+                (None, Some(c)) => Target::Campaign(c.name.clone()),
+                (None, None) => Target::National(country),
+            };
+            let loaded_at = parse_time(a.loaded_at.as_deref())?;
+            let format = match a.format {
+                FormatArg::Plain => Format::Plain,
+                FormatArg::Ncpr => Format::Ncpr,
+            };
+            let store = Store::open(&cli.db).await?;
+            let req = DndImport {
+                target: target.clone(),
+                file: &a.file,
+                format,
+                country,
+                delta: a.delta,
+                loaded_at,
+            };
+            let (report, bad) = registry::import(&store, &cli.dnd_dir, &req).await?;
+            store.close().await;
+            for b in bad.iter().take(20) {
+                eprintln!("{}:{}: {}", a.file.display(), b.line, b.reason);
+            }
+            if bad.len() > 20 {
+                eprintln!("... {} more refused lines", bad.len() - 20);
+            }
+            if a.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!(
+                    "{} -> {target}: {} entries, {} added, {} removed, {} refused; {} numbers listed",
+                    a.file.display(),
+                    report.entries,
+                    report.added,
+                    report.removed,
+                    report.rejected,
+                    report.total
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check(a) => {
+            let c = campaign::find(&cli.campaigns, &a.campaign)?;
+            let now = parse_time(a.at.as_deref())?;
+            let store = Store::open(&cli.db).await?;
+            let report = registry::check_number(&store, &cli.dnd_dir, &c, &a.phone, now).await?;
+            store.close().await;
+            if a.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                let reasons: Vec<&str> = report.reasons.iter().map(|r| r.code()).collect();
+                println!(
+                    "{}: {}{}",
+                    dialler::phone::mask(&a.phone),
+                    if report.allowed {
+                        "allowed"
+                    } else {
+                        "refused: "
+                    },
+                    reasons.join(", ")
+                );
+                println!(
+                    "  time zone: {}",
+                    if report.timezone.is_empty() {
+                        "unknown".into()
+                    } else {
+                        report.timezone.join(", ")
+                    }
+                );
+                if let Some(t) = &report.local_time {
+                    println!("  local time: {t}");
+                }
+                match report.next_allowed_at {
+                    Some(t) if !report.allowed => println!("  next allowed: {}", t.to_rfc3339()),
+                    None => println!("  next allowed: never, until the data is fixed"),
+                    _ => {}
+                }
+            }
+            Ok(if report.allowed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            })
+        }
         Command::Leads(LeadsCmd::Stats { campaign, json }) => {
             let store = Store::open(&cli.db).await?;
             let id = store.campaign_id(&campaign).await?.with_context(|| {
@@ -265,5 +437,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+fn parse_time(text: Option<&str>) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    match text {
+        None => Ok(chrono::Utc::now()),
+        Some(t) => Ok(chrono::DateTime::parse_from_rfc3339(t)
+            .with_context(|| {
+                format!("{t:?} is not an RFC 3339 time such as 2026-12-01T10:00:00+05:30")
+            })?
+            .with_timezone(&chrono::Utc)),
     }
 }

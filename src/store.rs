@@ -579,26 +579,109 @@ impl Store {
         Ok(rows)
     }
 
-    /// Records a disposition; returns its id.
+    /// Records a disposition; returns its id. A disposition flagged `dnc`
+    /// puts the number on the internal do-not-call list and marks its leads
+    /// in every campaign `dnc`, in the same transaction, so no campaign of
+    /// the account dials it again.
     pub async fn record_disposition(&self, d: &NewDisposition) -> Result<i64, StoreError> {
         const SQL: &str = "INSERT INTO dispositions (attempt_id, campaign_id, agent_id, code,
                 conversion, contact, dnc, callback_at, amount_minor, wrapup_ms, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id";
-        let id: i64 = with_pool!(self, pool => sqlx::query_scalar(SQL)
-            .bind(d.attempt_id)
-            .bind(d.campaign_id)
-            .bind(d.agent_id.as_str())
-            .bind(d.code.as_str())
-            .bind(d.conversion)
-            .bind(d.contact)
-            .bind(d.dnc)
-            .bind(d.callback_at)
-            .bind(d.amount_minor)
-            .bind(d.wrapup_ms)
-            .bind(d.created_at)
-            .fetch_one(pool)
-            .await?);
+        const PHONE: &str = "SELECT phone FROM call_attempts WHERE id = $1";
+        let id: i64 = with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let id: i64 = sqlx::query_scalar(SQL)
+                .bind(d.attempt_id)
+                .bind(d.campaign_id)
+                .bind(d.agent_id.as_str())
+                .bind(d.code.as_str())
+                .bind(d.conversion)
+                .bind(d.contact)
+                .bind(d.dnc)
+                .bind(d.callback_at)
+                .bind(d.amount_minor)
+                .bind(d.wrapup_ms)
+                .bind(d.created_at)
+                .fetch_one(&mut *tx)
+                .await?;
+            if d.dnc {
+                let phone: Option<Option<String>> = sqlx::query_scalar(PHONE)
+                    .bind(d.attempt_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(Some(phone)) = phone else {
+                    return Err(StoreError::NotFound { what: "call attempt", id: d.attempt_id });
+                };
+                sqlx::query(DNC_INSERT)
+                    .bind(SCOPE_INTERNAL)
+                    .bind(phone.as_str())
+                    .bind(d.created_at)
+                    .bind("disposition")
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(DNC_MARK_LEADS).bind(phone.as_str()).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            id
+        });
         Ok(id)
+    }
+
+    /// Adds numbers (E.164) to a do-not-call list (`internal`, or
+    /// [`campaign_scope`]) and marks matching leads `dnc` (every campaign's
+    /// for the internal list, the campaign's for its own). Returns how many
+    /// numbers were new to the list.
+    pub async fn dnc_add(
+        &self,
+        scope: &str,
+        phones: &[String],
+        at: i64,
+        source: &str,
+    ) -> Result<u64, StoreError> {
+        const MARK_CAMPAIGN: &str = "UPDATE leads SET status = 'dnc' WHERE phone = $1
+             AND campaign_id = (SELECT id FROM campaigns WHERE name = $2)";
+        let campaign = scope.strip_prefix("campaign:");
+        let mut added = 0;
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for phone in phones {
+                added += sqlx::query(DNC_INSERT)
+                    .bind(scope)
+                    .bind(phone.as_str())
+                    .bind(at)
+                    .bind(source)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                match campaign {
+                    None => sqlx::query(DNC_MARK_LEADS).bind(phone.as_str()).execute(&mut *tx).await?,
+                    Some(name) => sqlx::query(MARK_CAMPAIGN).bind(phone.as_str()).bind(name).execute(&mut *tx).await?,
+                };
+            }
+            tx.commit().await?;
+        });
+        Ok(added)
+    }
+
+    /// Removes numbers from a do-not-call list (a registry delta). Leads
+    /// stay marked: whether to dial them again is a decision for a person.
+    pub async fn dnc_remove(&self, scope: &str, phones: &[String]) -> Result<u64, StoreError> {
+        const SQL: &str = "DELETE FROM dnc_numbers WHERE scope = $1 AND phone = $2";
+        let mut removed = 0;
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for phone in phones {
+                removed += sqlx::query(SQL).bind(scope).bind(phone.as_str()).execute(&mut *tx).await?.rows_affected();
+            }
+            tx.commit().await?;
+        });
+        Ok(removed)
+    }
+
+    /// Every number of a do-not-call list, E.164.
+    pub async fn dnc_list(&self, scope: &str) -> Result<Vec<String>, StoreError> {
+        const SQL: &str = "SELECT phone FROM dnc_numbers WHERE scope = $1 ORDER BY phone";
+        Ok(with_pool!(self, pool => sqlx::query_scalar(SQL).bind(scope).fetch_all(pool).await?))
     }
 
     /// Disposition totals of a campaign over `[from, to)` ms.
@@ -645,6 +728,30 @@ impl Store {
         Ok(())
     }
 
+    /// The ledger's events in `[from, to)` ms, oldest first, to rebuild an
+    /// in-memory ledger after a restart.
+    pub async fn ledger_events(
+        &self,
+        campaign_id: i64,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, LedgerKind)>, StoreError> {
+        const SQL: &str = "SELECT at, kind FROM abandon_ledger WHERE campaign_id = $1 AND at >= $2 AND at < $3 ORDER BY at, id";
+        let rows = with_pool!(self, pool => sqlx::query(SQL)
+            .bind(campaign_id)
+            .bind(from)
+            .bind(to)
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .map(|r| {
+                let kind: String = r.try_get(1)?;
+                Ok((r.try_get(0)?, if kind == "abandon" { LedgerKind::Abandon } else { LedgerKind::HumanAnswer }))
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?);
+        Ok(rows)
+    }
+
     /// Human answers and abandons in `[from, to)` ms.
     pub async fn ledger_counts(
         &self,
@@ -666,6 +773,19 @@ impl Store {
         Ok(counts)
     }
 }
+
+/// Scope of the account's internal do-not-call list.
+pub const SCOPE_INTERNAL: &str = "internal";
+
+/// Scope of a campaign's own do-not-call list.
+pub fn campaign_scope(campaign: &str) -> String {
+    format!("campaign:{campaign}")
+}
+
+const DNC_INSERT: &str =
+    "INSERT INTO dnc_numbers (scope, phone, added_at, source) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (scope, phone) DO NOTHING";
+const DNC_MARK_LEADS: &str = "UPDATE leads SET status = 'dnc' WHERE phone = $1";
 
 /// Rows per multi-row SQLite lead insert (8 parameters a row).
 pub const LEAD_BATCH: usize = 1000;

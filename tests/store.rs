@@ -6,7 +6,8 @@ use std::path::Path;
 
 use dialler::campaign::Campaign;
 use dialler::store::{
-    AttemptEnd, LedgerCounts, LedgerKind, NewAttempt, NewDisposition, NewLead, Store, StoreError,
+    AttemptEnd, LedgerCounts, LedgerKind, NewAttempt, NewDisposition, NewLead, SCOPE_INTERNAL,
+    Store, StoreError, campaign_scope,
 };
 
 fn campaign(name: &str) -> Campaign {
@@ -318,3 +319,166 @@ async fn opening_twice_applies_migrations_once() {
         Err(StoreError::BadUrl(_))
     ));
 }
+
+async fn a_dnc_disposition_blocks_the_number_in_every_campaign(store: Store) {
+    let a = store
+        .upsert_campaign(&campaign("in-insurance-renewal"), 0)
+        .await
+        .expect("campaign");
+    let b = store
+        .upsert_campaign(&campaign("us-home-solar"), 0)
+        .await
+        .expect("campaign");
+    store
+        .insert_leads(
+            a,
+            &[lead(1, Some("Asia/Kolkata")), lead(2, Some("Asia/Kolkata"))],
+            0,
+        )
+        .await
+        .expect("insert");
+    store
+        .insert_leads(b, &[lead(1, Some("Asia/Kolkata"))], 0)
+        .await
+        .expect("insert");
+    let l = store
+        .lead_by_phone(a, "+919000000001")
+        .await
+        .expect("q")
+        .expect("lead");
+    let attempt = store
+        .start_attempt(&NewAttempt {
+            campaign_id: a,
+            lead_id: l.id,
+            phone: l.phone.clone(),
+            started_at: 0,
+        })
+        .await
+        .expect("start");
+    store
+        .record_disposition(&NewDisposition {
+            attempt_id: attempt,
+            campaign_id: a,
+            agent_id: "a1".into(),
+            code: "DNC".into(),
+            conversion: false,
+            contact: true,
+            dnc: true,
+            callback_at: None,
+            amount_minor: None,
+            wrapup_ms: None,
+            created_at: 42,
+        })
+        .await
+        .expect("record");
+    assert_eq!(
+        store.dnc_list(SCOPE_INTERNAL).await.expect("list"),
+        vec!["+919000000001".to_string()]
+    );
+    for c in [a, b] {
+        let l = store
+            .lead_by_phone(c, "+919000000001")
+            .await
+            .expect("q")
+            .expect("lead");
+        assert_eq!(l.status, "dnc", "campaign {c}");
+    }
+    let other = store
+        .lead_by_phone(a, "+919000000002")
+        .await
+        .expect("q")
+        .expect("lead");
+    assert_eq!(other.status, "new");
+}
+store_test!(a_dnc_disposition_blocks_the_number_in_every_campaign);
+
+async fn dnc_lists_add_remove_and_scope(store: Store) {
+    let a = store
+        .upsert_campaign(&campaign("uk-broadband"), 0)
+        .await
+        .expect("campaign");
+    store
+        .insert_leads(
+            a,
+            &[
+                lead(1, Some("Europe/London")),
+                lead(2, Some("Europe/London")),
+            ],
+            0,
+        )
+        .await
+        .expect("insert");
+    let scope = campaign_scope("uk-broadband");
+    let phones = vec!["+919000000001".to_string(), "+919000000003".to_string()];
+    assert_eq!(
+        store
+            .dnc_add(&scope, &phones, 1, "import")
+            .await
+            .expect("add"),
+        2
+    );
+    assert_eq!(
+        store
+            .dnc_add(&scope, &phones, 2, "import")
+            .await
+            .expect("add"),
+        0
+    );
+    assert_eq!(
+        store
+            .lead_by_phone(a, "+919000000001")
+            .await
+            .expect("q")
+            .expect("lead")
+            .status,
+        "dnc"
+    );
+    assert!(
+        store
+            .dnc_list(SCOPE_INTERNAL)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .dnc_remove(&scope, &phones[..1])
+            .await
+            .expect("remove"),
+        1
+    );
+    assert_eq!(
+        store.dnc_list(&scope).await.expect("list"),
+        vec!["+919000000003".to_string()]
+    );
+}
+store_test!(dnc_lists_add_remove_and_scope);
+
+async fn ledger_events_rebuild_in_order(store: Store) {
+    let a = store
+        .upsert_campaign(&campaign("uk-broadband"), 0)
+        .await
+        .expect("campaign");
+    store
+        .ledger_append(a, None, LedgerKind::Abandon, 30)
+        .await
+        .expect("append");
+    store
+        .ledger_append(a, None, LedgerKind::HumanAnswer, 10)
+        .await
+        .expect("append");
+    store
+        .ledger_append(a, None, LedgerKind::HumanAnswer, 30)
+        .await
+        .expect("append");
+    let events = store.ledger_events(a, 0, 100).await.expect("events");
+    assert_eq!(
+        events,
+        vec![
+            (10, LedgerKind::HumanAnswer),
+            (30, LedgerKind::Abandon),
+            (30, LedgerKind::HumanAnswer)
+        ]
+    );
+}
+store_test!(ledger_events_rebuild_in_order);

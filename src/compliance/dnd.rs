@@ -1,0 +1,659 @@
+//! Do-not-call registries: the national registry of a country (with India's
+//! NCPR preferences), the account's internal list and campaign lists.
+//!
+//! Owns parsing registry files (plain lists, NCPR rows, deltas), the
+//! in-memory registries built on [`DndSet`], and the registry file on disk
+//! (a small JSON header, then the sets). Look-ups are pure; only
+//! [`NationalRegistry::save`] and [`NationalRegistry::load`] touch files.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc, Weekday};
+use serde::{Deserialize, Serialize};
+
+use crate::dnd_set::{DndSet, DndSetError};
+use crate::phone::{self, Country};
+use crate::profile::DayWindow;
+
+/// Errors reading or writing registries.
+#[derive(Debug, thiserror::Error)]
+pub enum DndError {
+    /// A registry file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// A saved registry is damaged.
+    #[error("{}: not a valid registry file: {source}", path.display())]
+    Set {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        source: DndSetError,
+    },
+    /// A saved registry's header is damaged.
+    #[error("{}: not a valid registry file: {message}", path.display())]
+    Header {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// One refused line of a registry file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BadLine {
+    /// 1-based line.
+    pub line: u64,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+/// India's NCPR preference for a number that accepts some categories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TimeBand {
+    /// Days accepted, bit 0 = Monday; 0 = every day.
+    pub days: u8,
+    /// Local time band accepted, if the person gave one.
+    pub window: Option<(chrono::NaiveTime, chrono::NaiveTime)>,
+}
+
+impl TimeBand {
+    /// Whether the band accepts `day` at local time `t`.
+    pub fn accepts(&self, day: Weekday, t: chrono::NaiveTime) -> bool {
+        let day_ok = self.days == 0 || self.days & (1 << day.num_days_from_monday()) != 0;
+        let time_ok = self.window.is_none_or(|(a, b)| t >= a && t < b);
+        day_ok && time_ok
+    }
+}
+
+/// What a registry says about a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// Not registered, or registered but accepting the campaign's category.
+    Clear,
+    /// Registered and accepting the category, only on some days or hours.
+    Narrowed(TimeBand),
+    /// Registered and blocked.
+    Blocked,
+}
+
+/// The national registry of one country.
+#[derive(Debug)]
+pub struct NationalRegistry {
+    /// The country whose numbers it lists.
+    pub country: Country,
+    /// When the registry data was loaded (downloaded) from the regulator.
+    pub loaded_at: DateTime<Utc>,
+    /// Numbers blocked for every category.
+    pub blocked: DndSet,
+    /// Numbers blocked except the categories they opted in to (NCPR).
+    pub partial: DndSet,
+    /// For each category 1-8, the partial numbers that accept it.
+    pub accepts: [DndSet; 8],
+    /// Day and time bands of the numbers that gave them.
+    pub bands: HashMap<u64, TimeBand>,
+}
+
+/// A registry line's meaning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// Blocked for every category.
+    Blocked(u64),
+    /// Blocked except `categories` (bit k-1 = category k), optionally only
+    /// within a band.
+    Partial {
+        /// The number.
+        number: u64,
+        /// Bit k-1 set: accepts category k.
+        categories: u8,
+        /// Days and hours accepted.
+        band: Option<TimeBand>,
+    },
+    /// Removed from the registry (a delta's deletion).
+    Removed(u64),
+}
+
+/// Registry file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One number a line, any common format; a leading `-` removes it
+    /// (deltas), a leading `+` before a national number is read as the
+    /// international prefix.
+    Plain,
+    /// NCPR rows: `number,preference[,days[,band]][,op]`; preference `0`
+    /// is fully blocked, otherwise the accepted categories joined by `#`
+    /// (e.g. `1#5`); days like `1-5` or `1#3#5` (1 = Monday); band
+    /// `HH:MM-HH:MM`; op `A` (add, default) or `D` (delete).
+    Ncpr,
+}
+
+/// Parses a registry file. Numbers are normalised for `country` like lead
+/// numbers; bad lines are returned with their line number, the rest parse.
+pub fn parse(
+    input: impl Read,
+    format: Format,
+    country: Country,
+) -> io::Result<(Vec<Entry>, Vec<BadLine>)> {
+    let mut entries = Vec::new();
+    let mut bad = Vec::new();
+    let mut line_no = 0u64;
+    for line in BufReader::new(input).split(b'\n') {
+        let line = line?;
+        line_no += 1;
+        let Ok(text) = std::str::from_utf8(&line) else {
+            bad.push(BadLine {
+                line: line_no,
+                reason: "invalid UTF-8".into(),
+            });
+            continue;
+        };
+        let text = text.trim_start_matches('\u{feff}').trim();
+        if text.is_empty() || text.starts_with('#') {
+            continue;
+        }
+        let parsed = match format {
+            Format::Plain => parse_plain(text, country),
+            Format::Ncpr => parse_ncpr(text, country),
+        };
+        match parsed {
+            Ok(Some(e)) => entries.push(e),
+            Ok(None) => {}
+            Err(reason) => bad.push(BadLine {
+                line: line_no,
+                reason,
+            }),
+        }
+    }
+    Ok((entries, bad))
+}
+
+fn parse_plain(text: &str, country: Country) -> Result<Option<Entry>, String> {
+    let (remove, number) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let n = phone::parse(number, country).map_err(|e| e.to_string())?;
+    Ok(Some(if remove {
+        Entry::Removed(n.digits)
+    } else {
+        Entry::Blocked(n.digits)
+    }))
+}
+
+fn parse_ncpr(text: &str, country: Country) -> Result<Option<Entry>, String> {
+    let mut cols: Vec<&str> = text.split(',').map(str::trim).collect();
+    if cols[0].eq_ignore_ascii_case("number") || cols[0].eq_ignore_ascii_case("phone") {
+        return Ok(None); // header row
+    }
+    let number = phone::parse(cols[0], country)
+        .map_err(|e| e.to_string())?
+        .digits;
+    // An operation column, if any, is the last: A adds (the default), D deletes.
+    let op = match cols.last() {
+        Some(c)
+            if cols.len() > 1 && (c.eq_ignore_ascii_case("a") || c.eq_ignore_ascii_case("d")) =>
+        {
+            cols.pop().map(|c| c.to_ascii_uppercase())
+        }
+        _ => None,
+    };
+    if op.as_deref() == Some("D") {
+        return Ok(Some(Entry::Removed(number)));
+    }
+    let pref = cols.get(1).copied().unwrap_or("0");
+    if pref == "0" {
+        return Ok(Some(Entry::Blocked(number)));
+    }
+    let mut categories = 0u8;
+    for c in pref.split(['#', ';', '|']) {
+        match c.trim().parse::<u8>() {
+            Ok(k @ 1..=8) => categories |= 1 << (k - 1),
+            _ => {
+                return Err(format!(
+                    "preference {pref:?}: categories are 1 to 8 joined by #, or 0 for fully blocked"
+                ));
+            }
+        }
+    }
+    let mut band = TimeBand::default();
+    let mut has_band = false;
+    for c in cols.iter().skip(2).filter(|c| !c.is_empty()) {
+        if c.contains(':') {
+            let w = parse_band(c)?;
+            band.window = Some((w.start, w.end));
+        } else {
+            band.days = parse_days(c)?;
+        }
+        has_band = true;
+    }
+    Ok(Some(Entry::Partial {
+        number,
+        categories,
+        band: has_band.then_some(band),
+    }))
+}
+
+fn parse_band(text: &str) -> Result<DayWindow, String> {
+    let bad = || format!("time band {text:?}: write HH:MM-HH:MM");
+    let (a, b) = text.split_once('-').ok_or_else(bad)?;
+    let t = |s: &str| chrono::NaiveTime::parse_from_str(s.trim(), "%H:%M").map_err(|_| bad());
+    let (start, end) = (t(a)?, t(b)?);
+    if start >= end {
+        return Err(bad());
+    }
+    Ok(DayWindow { start, end })
+}
+
+fn parse_days(text: &str) -> Result<u8, String> {
+    let bad = || format!("days {text:?}: write 1-5 or 1#3#5 (1 = Monday)");
+    let day = |s: &str| match s.trim().parse::<u8>() {
+        Ok(d @ 1..=7) => Ok(d),
+        _ => Err(bad()),
+    };
+    let mut mask = 0u8;
+    if let Some((a, b)) = text.split_once('-') {
+        let (a, b) = (day(a)?, day(b)?);
+        if a > b {
+            return Err(bad());
+        }
+        for d in a..=b {
+            mask |= 1 << (d - 1);
+        }
+    } else {
+        for d in text.split(['#', ';', '|']) {
+            mask |= 1 << (day(d)? - 1);
+        }
+    }
+    Ok(mask)
+}
+
+/// What a registry import did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct DndImportReport {
+    /// Entries read.
+    pub entries: u64,
+    /// Numbers added or changed.
+    pub added: u64,
+    /// Numbers removed.
+    pub removed: u64,
+    /// Lines refused.
+    pub rejected: u64,
+    /// Numbers in the registry afterwards.
+    pub total: u64,
+}
+
+impl NationalRegistry {
+    /// An empty registry of `country`, loaded at `loaded_at`.
+    pub fn new(country: Country, loaded_at: DateTime<Utc>) -> NationalRegistry {
+        NationalRegistry {
+            country,
+            loaded_at,
+            blocked: DndSet::new(),
+            partial: DndSet::new(),
+            accepts: Default::default(),
+            bands: HashMap::new(),
+        }
+    }
+
+    /// Builds a full registry from entries (removals are ignored): the sets
+    /// are built in one pass each, not through the update overlay.
+    pub fn build(
+        country: Country,
+        loaded_at: DateTime<Utc>,
+        entries: &[Entry],
+    ) -> NationalRegistry {
+        let mut r = NationalRegistry::new(country, loaded_at);
+        let mut blocked = Vec::new();
+        let mut partial = Vec::new();
+        let mut accepts: [Vec<u64>; 8] = Default::default();
+        for e in entries {
+            match *e {
+                Entry::Blocked(n) => blocked.push(n),
+                Entry::Partial {
+                    number,
+                    categories,
+                    band,
+                } => {
+                    partial.push(number);
+                    for (k, list) in accepts.iter_mut().enumerate() {
+                        if categories & (1 << k) != 0 {
+                            list.push(number);
+                        }
+                    }
+                    if let Some(b) = band {
+                        r.bands.insert(number, b);
+                    }
+                }
+                Entry::Removed(_) => {}
+            }
+        }
+        r.blocked = DndSet::from_unsorted(blocked);
+        r.partial = DndSet::from_unsorted(partial);
+        for (set, list) in r.accepts.iter_mut().zip(accepts) {
+            *set = DndSet::from_unsorted(list);
+        }
+        r
+    }
+
+    /// Applies a delta: adds, changes and removes numbers without
+    /// rebuilding the sets. Returns (added or changed, removed).
+    pub fn apply(&mut self, entries: &[Entry]) -> (u64, u64) {
+        let mut blocked_add = Vec::new();
+        let mut partial_add = Vec::new();
+        let mut accepts_add: [Vec<u64>; 8] = Default::default();
+        let mut touched = Vec::new();
+        let mut removed = 0;
+        for e in entries {
+            match *e {
+                Entry::Blocked(n) => {
+                    touched.push(n);
+                    blocked_add.push(n);
+                }
+                Entry::Partial {
+                    number,
+                    categories,
+                    band,
+                } => {
+                    touched.push(number);
+                    partial_add.push(number);
+                    for (k, list) in accepts_add.iter_mut().enumerate() {
+                        if categories & (1 << k) != 0 {
+                            list.push(number);
+                        }
+                    }
+                    match band {
+                        Some(b) => self.bands.insert(number, b),
+                        None => self.bands.remove(&number),
+                    };
+                }
+                Entry::Removed(n) => {
+                    touched.push(n);
+                    removed += 1;
+                    self.bands.remove(&n);
+                }
+            }
+        }
+        // A number's new entry replaces its old one: take it out of every
+        // set, then put it where it now belongs. (A number both added and
+        // removed in one call ends up added: when in doubt, do not call.)
+        let add_all = |set: &mut DndSet, adds: &[u64]| {
+            let removes = touched
+                .iter()
+                .copied()
+                .filter(|n| adds.binary_search(n).is_err());
+            set.apply_delta(adds.iter().copied(), removes);
+        };
+        blocked_add.sort_unstable();
+        partial_add.sort_unstable();
+        add_all(&mut self.blocked, &blocked_add);
+        add_all(&mut self.partial, &partial_add);
+        for (set, mut adds) in self.accepts.iter_mut().zip(accepts_add) {
+            adds.sort_unstable();
+            add_all(set, &adds);
+        }
+        ((blocked_add.len() + partial_add.len()) as u64, removed)
+    }
+
+    /// Numbers listed.
+    pub fn len(&self) -> usize {
+        self.blocked.len() + self.partial.len()
+    }
+
+    /// Whether nothing is listed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// What the registry says about `number` for a campaign of `category`
+    /// (India's 1-8; `None` treats every partial listing as blocked).
+    pub fn lookup(&self, number: u64, category: Option<u8>) -> Listing {
+        if self.blocked.contains(number) {
+            return Listing::Blocked;
+        }
+        if !self.partial.contains(number) {
+            return Listing::Clear;
+        }
+        let accepted = category
+            .filter(|c| (1..=8).contains(c))
+            .is_some_and(|c| self.accepts[usize::from(c - 1)].contains(number));
+        if !accepted {
+            return Listing::Blocked;
+        }
+        match self.bands.get(&number) {
+            Some(b) => Listing::Narrowed(*b),
+            None => Listing::Clear,
+        }
+    }
+
+    /// Saves to `path` (written beside it, then renamed into place, so a
+    /// crash never leaves half a registry).
+    pub fn save(&self, path: &Path) -> Result<(), DndError> {
+        let io_err = |source| DndError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let tmp = path.with_extension("tmp");
+        let header = Header {
+            country: self.country,
+            loaded_at: self.loaded_at,
+            bands: self.bands.iter().map(|(n, b)| (*n, *b)).collect(),
+        };
+        let json = serde_json::to_vec(&header).map_err(|e| io_err(io::Error::other(e)))?;
+        {
+            let mut w = BufWriter::new(File::create(&tmp).map_err(io_err)?);
+            w.write_all(FILE_MAGIC).map_err(io_err)?;
+            w.write_all(&(json.len() as u64).to_le_bytes())
+                .map_err(io_err)?;
+            w.write_all(&json).map_err(io_err)?;
+            for set in self.sets() {
+                set.write_to(&mut w).map_err(|source| DndError::Set {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+            }
+            w.flush().map_err(io_err)?;
+            w.get_ref().sync_all().map_err(io_err)?;
+        }
+        std::fs::rename(&tmp, path).map_err(io_err)
+    }
+
+    /// Loads a registry saved by [`NationalRegistry::save`].
+    pub fn load(path: &Path) -> Result<NationalRegistry, DndError> {
+        let io_err = |source| DndError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let header_err = |message: String| DndError::Header {
+            path: path.to_path_buf(),
+            message,
+        };
+        let mut r = BufReader::with_capacity(1 << 20, File::open(path).map_err(io_err)?);
+        let mut magic = [0u8; 8];
+        r.read_exact(&mut magic)
+            .map_err(|_| header_err("too short".into()))?;
+        if &magic != FILE_MAGIC {
+            return Err(header_err("wrong magic bytes".into()));
+        }
+        let mut len = [0u8; 8];
+        r.read_exact(&mut len)
+            .map_err(|_| header_err("too short".into()))?;
+        let len = u64::from_le_bytes(len);
+        if len > 1 << 32 {
+            return Err(header_err(format!("header of {len} bytes")));
+        }
+        let mut json = vec![0u8; len as usize];
+        r.read_exact(&mut json)
+            .map_err(|_| header_err("header truncated".into()))?;
+        let header: Header =
+            serde_json::from_slice(&json).map_err(|e| header_err(e.to_string()))?;
+        let mut read_set = || {
+            DndSet::read_from(&mut r).map_err(|source| DndError::Set {
+                path: path.to_path_buf(),
+                source,
+            })
+        };
+        let blocked = read_set()?;
+        let partial = read_set()?;
+        let mut accepts: [DndSet; 8] = Default::default();
+        for a in &mut accepts {
+            *a = read_set()?;
+        }
+        Ok(NationalRegistry {
+            country: header.country,
+            loaded_at: header.loaded_at,
+            blocked,
+            partial,
+            accepts,
+            bands: header.bands.into_iter().collect(),
+        })
+    }
+
+    fn sets(&self) -> impl Iterator<Item = &DndSet> {
+        std::iter::once(&self.blocked)
+            .chain(std::iter::once(&self.partial))
+            .chain(self.accepts.iter())
+    }
+}
+
+const FILE_MAGIC: &[u8; 8] = b"DLRDND01";
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    country: Country,
+    loaded_at: DateTime<Utc>,
+    bands: Vec<(u64, TimeBand)>,
+}
+
+/// Where the national registry of `country` is saved in `dir`.
+pub fn registry_path(dir: &Path, country: Country) -> PathBuf {
+    dir.join(format!(
+        "national-{}.dnd",
+        country.iso().to_ascii_lowercase()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).expect("time")
+    }
+
+    fn ncpr(text: &str) -> Vec<Entry> {
+        let (e, bad) = parse(text.as_bytes(), Format::Ncpr, Country::India).expect("read");
+        assert!(bad.is_empty(), "{bad:?}");
+        e
+    }
+
+    #[test]
+    fn ncpr_category_opt_in_versus_fully_blocked() {
+        let r = NationalRegistry::build(
+            Country::India,
+            t0(),
+            &ncpr("number,preference\n9876543210,0\n9876543211,1#5\n9876543212,3\n"),
+        );
+        // Fully blocked: refused whatever the category.
+        assert_eq!(r.lookup(919876543210, Some(1)), Listing::Blocked);
+        // Opted in to 1 (banking, insurance): an insurer may call.
+        assert_eq!(r.lookup(919876543211, Some(1)), Listing::Clear);
+        assert_eq!(r.lookup(919876543211, Some(2)), Listing::Blocked);
+        assert_eq!(r.lookup(919876543212, Some(1)), Listing::Blocked);
+        // Not registered.
+        assert_eq!(r.lookup(919876543299, Some(1)), Listing::Clear);
+        // No category declared: every partial listing blocks.
+        assert_eq!(r.lookup(919876543211, None), Listing::Blocked);
+    }
+
+    #[test]
+    fn ncpr_bands_narrow_the_hours() {
+        let r = NationalRegistry::build(
+            Country::India,
+            t0(),
+            &ncpr("9876543211,1,1-5,10:00-13:00\n"),
+        );
+        let Listing::Narrowed(b) = r.lookup(919876543211, Some(1)) else {
+            panic!("expected a band");
+        };
+        let at = |h, m| chrono::NaiveTime::from_hms_opt(h, m, 0).expect("time");
+        assert!(b.accepts(Weekday::Mon, at(10, 0)));
+        assert!(!b.accepts(Weekday::Mon, at(13, 0)));
+        assert!(!b.accepts(Weekday::Sat, at(11, 0)));
+    }
+
+    #[test]
+    fn deltas_add_change_and_remove_without_a_rebuild() {
+        let mut r =
+            NationalRegistry::build(Country::India, t0(), &ncpr("9876543210,0\n9876543211,0\n"));
+        let (added, removed) = r.apply(&ncpr("9876543211,D\n9876543210,1\n9876543213,0,A\n"));
+        assert_eq!((added, removed), (2, 1));
+        assert_eq!(r.lookup(919876543211, Some(1)), Listing::Clear);
+        assert_eq!(r.lookup(919876543210, Some(1)), Listing::Clear);
+        assert_eq!(r.lookup(919876543210, Some(2)), Listing::Blocked);
+        assert_eq!(r.lookup(919876543213, Some(1)), Listing::Blocked);
+        assert_eq!(r.len(), 2);
+    }
+
+    #[test]
+    fn plain_lists_and_bad_lines() {
+        let (e, bad) = parse(
+            "# national DNC\n(212) 555-0101\n+1 212 555 0102\n-212-555-0101\nnot a number\n"
+                .as_bytes(),
+            Format::Plain,
+            Country::UnitedStates,
+        )
+        .expect("read");
+        assert_eq!(
+            e,
+            vec![
+                Entry::Blocked(12125550101),
+                Entry::Blocked(12125550102),
+                Entry::Removed(12125550101)
+            ]
+        );
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].line, 5);
+    }
+
+    #[test]
+    fn bad_ncpr_preferences_are_refused_with_the_line() {
+        let (_, bad) = parse(
+            "9876543210,9\n9876543211,1,8-2\n".as_bytes(),
+            Format::Ncpr,
+            Country::India,
+        )
+        .expect("read");
+        assert_eq!(bad.iter().map(|b| b.line).collect::<Vec<_>>(), vec![1, 2]);
+    }
+
+    #[test]
+    fn registries_save_and_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = registry_path(dir.path(), Country::India);
+        let r = NationalRegistry::build(
+            Country::India,
+            t0(),
+            &ncpr("9876543210,0\n9876543211,1#5,1-5,10:00-13:00\n"),
+        );
+        r.save(&path).expect("save");
+        let back = NationalRegistry::load(&path).expect("load");
+        assert_eq!(back.loaded_at, t0());
+        assert_eq!(back.lookup(919876543210, Some(1)), Listing::Blocked);
+        assert!(matches!(
+            back.lookup(919876543211, Some(5)),
+            Listing::Narrowed(_)
+        ));
+        // A damaged file is refused, not half-loaded.
+        let bytes = std::fs::read(&path).expect("read");
+        std::fs::write(&path, &bytes[..bytes.len() - 9]).expect("write");
+        assert!(NationalRegistry::load(&path).is_err());
+    }
+}

@@ -1,0 +1,357 @@
+//! Calling hours in the called party's local time, with holidays.
+//!
+//! Pure: takes `now` and the candidate zones, answers whether a call may be
+//! placed and, if not, the first instant it may. A number with several
+//! candidate zones must be inside the window in every one of them.
+//! Daylight-saving transitions come from chrono-tz, so window edges on the
+//! days clocks change are exact.
+
+use std::collections::BTreeSet;
+use std::sync::OnceLock;
+
+use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+
+use crate::profile::{DayWindow, Profile, WeekPlan, day_index};
+
+/// How far ahead [`next_open`] looks for a permitted instant.
+const HORIZON_DAYS: i64 = 15;
+
+/// Why a moment is not permitted in one zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// Outside the day's window, or a day with no window.
+    OutsideHours,
+    /// A public holiday of the profile's region.
+    Holiday,
+    /// The profile needs a holiday calendar and ours does not cover the
+    /// year: refuse rather than guess.
+    NoCalendar,
+}
+
+/// A region's public holidays over the years the data covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Calendar {
+    dates: BTreeSet<NaiveDate>,
+    first_year: i32,
+    last_year: i32,
+}
+
+impl Calendar {
+    /// Parses a holiday file: one `YYYY-MM-DD` a line (anything after the
+    /// date is a comment), `#` comments. The years covered are those from
+    /// the first date's to the last date's.
+    pub fn parse(text: &str) -> Calendar {
+        let dates: BTreeSet<NaiveDate> = text
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or("").trim())
+            .filter_map(|l| NaiveDate::parse_from_str(l.get(..10)?, "%Y-%m-%d").ok())
+            .collect();
+        let first_year = dates.first().map_or(i32::MAX, |d| d.year());
+        let last_year = dates.last().map_or(i32::MIN, |d| d.year());
+        Calendar {
+            dates,
+            first_year,
+            last_year,
+        }
+    }
+
+    /// Whether calls are allowed on `date` as far as holidays go.
+    pub fn status(&self, date: NaiveDate) -> Result<(), Closed> {
+        if date.year() < self.first_year || date.year() > self.last_year {
+            Err(Closed::NoCalendar)
+        } else if self.dates.contains(&date) {
+            Err(Closed::Holiday)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The holiday calendar a profile must honour (`data/holidays/*.txt`), if
+/// it has one: Australia bars calls on national public holidays.
+pub fn calendar(profile: Profile) -> Option<&'static Calendar> {
+    static AU: OnceLock<Calendar> = OnceLock::new();
+    match profile {
+        Profile::Au => {
+            Some(AU.get_or_init(|| Calendar::parse(include_str!("../../data/holidays/au.txt"))))
+        }
+        _ => None,
+    }
+}
+
+/// The rules that decide calling hours for one campaign.
+#[derive(Debug, Clone, Copy)]
+pub struct Hours<'a> {
+    /// Windows per weekday, already narrowed by the campaign.
+    pub plan: &'a WeekPlan,
+    /// Holidays with no calls, when the profile has them.
+    pub calendar: Option<&'a Calendar>,
+}
+
+impl Hours<'_> {
+    /// Whether `now` is permitted in `tz`, or why not.
+    pub fn status_in(&self, tz: Tz, now: DateTime<Utc>) -> Result<(), Closed> {
+        let local = now.with_timezone(&tz);
+        if let Some(c) = self.calendar {
+            c.status(local.date_naive())?;
+        }
+        match self.plan[day_index(local.weekday())] {
+            Some(w) if in_window(&w, local.naive_local()) => Ok(()),
+            _ => Err(Closed::OutsideHours),
+        }
+    }
+
+    /// Whether `now` is permitted in every zone; the refusal otherwise (a
+    /// holiday or a missing calendar wins over hours, being more specific).
+    pub fn status(&self, zones: &[Tz], now: DateTime<Utc>) -> Result<(), Closed> {
+        let mut worst = Ok(());
+        for &tz in zones {
+            match self.status_in(tz, now) {
+                Ok(()) => {}
+                Err(Closed::OutsideHours) => worst = Err(Closed::OutsideHours),
+                Err(c) => return Err(c),
+            }
+        }
+        worst
+    }
+
+    /// The first instant at or after `now` permitted in every zone, within
+    /// a two-week horizon; `None` when there is none (for example zones
+    /// whose windows never overlap).
+    pub fn next_open(&self, zones: &[Tz], now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if zones.is_empty() {
+            return None;
+        }
+        if self.status(zones, now).is_ok() {
+            return Some(now);
+        }
+        // The earliest point of an intersection of unions of intervals is
+        // the start of one of them: try every window start in every zone.
+        let mut starts: Vec<DateTime<Utc>> = Vec::new();
+        for &tz in zones {
+            let today = now.with_timezone(&tz).date_naive();
+            for d in 0..=HORIZON_DAYS {
+                let Some(date) = today.checked_add_signed(Duration::days(d)) else {
+                    continue;
+                };
+                if let Some(w) = self.plan[day_index(date.weekday())]
+                    && let Some(t) = local_to_utc(tz, date.and_time(w.start))
+                    && t > now
+                {
+                    starts.push(t);
+                }
+            }
+        }
+        starts.sort_unstable();
+        starts.into_iter().find(|&t| self.status(zones, t).is_ok())
+    }
+}
+
+fn in_window(w: &DayWindow, local: NaiveDateTime) -> bool {
+    let t = local.time();
+    t >= w.start && t < w.end
+}
+
+/// The UTC instant of a local wall-clock time. In a fall-back overlap it is
+/// the earlier of the two; in a spring-forward gap, the first instant after
+/// the gap (the wall time that does not exist is skipped, not dropped).
+pub fn local_to_utc(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+    match tz.from_local_datetime(&local) {
+        LocalResult::Single(t) => Some(t.with_timezone(&Utc)),
+        LocalResult::Ambiguous(a, b) => Some(a.min(b).with_timezone(&Utc)),
+        LocalResult::None => {
+            // Gaps are at most a few hours: step forward a minute at a time.
+            (1..=240).find_map(
+                |m| match tz.from_local_datetime(&(local + Duration::minutes(m))) {
+                    LocalResult::Single(t) => Some(t.with_timezone(&Utc)),
+                    LocalResult::Ambiguous(a, _) => Some(a.with_timezone(&Utc)),
+                    LocalResult::None => None,
+                },
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Weekday;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .expect("rfc3339")
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn us_window_edges_on_the_spring_forward_day_are_exact() {
+        let plan = Profile::Us.hours();
+        let h = Hours {
+            plan: &plan,
+            calendar: None,
+        };
+        let ny = [chrono_tz::America::New_York];
+        // 2026-03-08: clocks go 02:00 EST -> 03:00 EDT. 08:00 EDT is 12:00 UTC.
+        assert_eq!(
+            h.status(&ny, utc("2026-03-08T11:59:59Z")),
+            Err(Closed::OutsideHours)
+        );
+        assert_eq!(h.status(&ny, utc("2026-03-08T12:00:00Z")), Ok(()));
+        // The day before, 08:00 EST is 13:00 UTC.
+        assert_eq!(
+            h.status(&ny, utc("2026-03-07T12:30:00Z")),
+            Err(Closed::OutsideHours)
+        );
+        assert_eq!(
+            h.next_open(&ny, utc("2026-03-07T12:30:00Z")),
+            Some(utc("2026-03-07T13:00:00Z"))
+        );
+        // 21:00 EDT is 01:00 UTC the next day: 20:59:59 allowed, 21:00 not.
+        assert_eq!(h.status(&ny, utc("2026-03-09T00:59:59Z")), Ok(()));
+        assert_eq!(
+            h.status(&ny, utc("2026-03-09T01:00:00Z")),
+            Err(Closed::OutsideHours)
+        );
+        // Asked in the night before the change, the next opening is 08:00 EDT.
+        assert_eq!(
+            h.next_open(&ny, utc("2026-03-08T05:00:00Z")),
+            Some(utc("2026-03-08T12:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn us_window_edges_on_the_fall_back_day_are_exact() {
+        let plan = Profile::Us.hours();
+        let h = Hours {
+            plan: &plan,
+            calendar: None,
+        };
+        let la = [chrono_tz::America::Los_Angeles];
+        // 2026-11-01: 02:00 PDT -> 01:00 PST. 08:00 PST is 16:00 UTC.
+        assert_eq!(
+            h.status(&la, utc("2026-11-01T15:30:00Z")),
+            Err(Closed::OutsideHours)
+        );
+        assert_eq!(h.status(&la, utc("2026-11-01T16:00:00Z")), Ok(()));
+        assert_eq!(
+            h.next_open(&la, utc("2026-11-01T08:30:00Z")),
+            Some(utc("2026-11-01T16:00:00Z"))
+        );
+        // The evening before, 21:00 PDT was 04:00 UTC.
+        assert_eq!(h.status(&la, utc("2026-11-01T03:59:59Z")), Ok(()));
+        assert_eq!(
+            h.status(&la, utc("2026-11-01T04:00:00Z")),
+            Err(Closed::OutsideHours)
+        );
+    }
+
+    #[test]
+    fn uk_and_australia_dst_edges() {
+        let plan = Profile::Uk.hours();
+        let h = Hours {
+            plan: &plan,
+            calendar: None,
+        };
+        let london = [chrono_tz::Europe::London];
+        // 2026-03-29 BST starts: 08:00 BST is 07:00 UTC.
+        assert_eq!(
+            h.status(&london, utc("2026-03-29T06:59:59Z")),
+            Err(Closed::OutsideHours)
+        );
+        assert_eq!(h.status(&london, utc("2026-03-29T07:00:00Z")), Ok(()));
+        // Sydney: 2026-04-05 AEDT ends (UTC+11 -> +10); 09:00 AEST = 23:00 UTC the day before.
+        let plan = Profile::Au.hours();
+        let h = Hours {
+            plan: &plan,
+            calendar: None,
+        };
+        let syd = [chrono_tz::Australia::Sydney];
+        // 2026-04-06 is a Monday.
+        assert_eq!(
+            h.status(&syd, utc("2026-04-05T22:59:59Z")),
+            Err(Closed::OutsideHours)
+        );
+        assert_eq!(h.status(&syd, utc("2026-04-05T23:00:00Z")), Ok(()));
+    }
+
+    #[test]
+    fn a_number_in_two_zones_must_be_inside_both() {
+        let plan = Profile::Us.hours();
+        let h = Hours {
+            plan: &plan,
+            calendar: None,
+        };
+        // Idaho 208: Boise (Mountain) and Los Angeles (Pacific).
+        let both = [chrono_tz::America::Boise, chrono_tz::America::Los_Angeles];
+        // 15:30 UTC in January: 08:30 MST but 07:30 PST: not yet.
+        let t = utc("2026-01-14T15:30:00Z");
+        assert_eq!(h.status(&[chrono_tz::America::Boise], t), Ok(()));
+        assert_eq!(h.status(&both, t), Err(Closed::OutsideHours));
+        // Opens when Pacific reaches 08:00 (16:00 UTC).
+        assert_eq!(h.next_open(&both, t), Some(utc("2026-01-14T16:00:00Z")));
+        // Closes when Mountain reaches 21:00 (04:00 UTC).
+        assert_eq!(h.status(&both, utc("2026-01-15T03:59:00Z")), Ok(()));
+        assert_eq!(
+            h.status(&both, utc("2026-01-15T04:00:00Z")),
+            Err(Closed::OutsideHours)
+        );
+    }
+
+    #[test]
+    fn australia_has_no_calls_on_sunday_or_national_holidays() {
+        let plan = Profile::Au.hours();
+        let h = Hours {
+            plan: &plan,
+            calendar: calendar(Profile::Au),
+        };
+        let syd = [chrono_tz::Australia::Sydney];
+        // Sunday 2026-02-01, noon in Sydney.
+        let sunday = utc("2026-02-01T01:00:00Z");
+        assert_eq!(
+            sunday
+                .with_timezone(&chrono_tz::Australia::Sydney)
+                .weekday(),
+            Weekday::Sun
+        );
+        assert_eq!(h.status(&syd, sunday), Err(Closed::OutsideHours));
+        assert_eq!(h.next_open(&syd, sunday), Some(utc("2026-02-01T22:00:00Z")));
+        // Australia Day, Monday 2026-01-26, noon in Sydney: a holiday.
+        assert_eq!(
+            h.status(&syd, utc("2026-01-26T01:00:00Z")),
+            Err(Closed::Holiday)
+        );
+        // Good Friday 2026-04-03, then Saturday opens at 09:00 (22:00 UTC Fri, AEDT).
+        assert_eq!(
+            h.status(&syd, utc("2026-04-03T01:00:00Z")),
+            Err(Closed::Holiday)
+        );
+        assert_eq!(
+            h.next_open(&syd, utc("2026-04-03T01:00:00Z")),
+            Some(utc("2026-04-03T22:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn years_the_calendar_does_not_cover_are_refused() {
+        let plan = Profile::Au.hours();
+        let h = Hours {
+            plan: &plan,
+            calendar: calendar(Profile::Au),
+        };
+        // A Tuesday in 2031, 11:00 in Sydney.
+        assert_eq!(
+            h.status(&[chrono_tz::Australia::Sydney], utc("2031-06-03T01:00:00Z")),
+            Err(Closed::NoCalendar)
+        );
+    }
+
+    #[test]
+    fn spring_forward_gaps_resolve_to_the_first_instant_after() {
+        let ny = chrono_tz::America::New_York;
+        let gap = NaiveDate::from_ymd_opt(2026, 3, 8)
+            .and_then(|d| d.and_hms_opt(2, 30, 0))
+            .expect("date");
+        assert_eq!(local_to_utc(ny, gap), Some(utc("2026-03-08T07:00:00Z")));
+    }
+}

@@ -1,0 +1,346 @@
+//! Verdict tests: every reason code reachable, and the rules behind them.
+
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use super::dnd::{Entry, NationalRegistry};
+use super::ledger::{Event, Ledger};
+use super::*;
+use crate::campaign::Campaign;
+use crate::phone::{self, Country};
+
+fn utc(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .expect("rfc3339")
+        .with_timezone(&Utc)
+}
+
+fn campaign(name: &str) -> Campaign {
+    let text = match name {
+        "us" => include_str!("../../campaigns/us-home-solar.toml"),
+        "uk" => include_str!("../../campaigns/uk-broadband.toml"),
+        "in" => include_str!("../../campaigns/in-insurance-renewal.toml"),
+        other => panic!("no campaign {other}"),
+    };
+    Campaign::parse(text, Path::new(name)).expect("valid campaign")
+}
+
+fn registries(country: Country, loaded_at: &str, blocked: &[u64]) -> Registries {
+    let entries: Vec<Entry> = blocked.iter().map(|&n| Entry::Blocked(n)).collect();
+    let mut r = Registries::default();
+    r.national.insert(
+        country,
+        NationalRegistry::build(country, utc(loaded_at), &entries),
+    );
+    r
+}
+
+fn ctx(r: &Registries) -> Context<'_> {
+    Context {
+        registries: r,
+        ledger: None,
+        ledger_retry_at: None,
+        agent_reserved: false,
+    }
+}
+
+fn lead<'a>(raw: &str, country: Country, zones: &'a [Tz]) -> LeadState<'a> {
+    LeadState {
+        number: phone::parse(raw, country).expect("valid number"),
+        zones,
+        attempts: 0,
+        recent_attempts: &[],
+        last_outcome: None,
+        last_abandon_at: None,
+    }
+}
+
+const NY: &[Tz] = &[chrono_tz::America::New_York];
+const LONDON: &[Tz] = &[chrono_tz::Europe::London];
+const KOLKATA: &[Tz] = &[chrono_tz::Asia::Kolkata];
+// Wednesday 2026-12-02, 15:00 in New York.
+const US_NOON: &str = "2026-12-02T20:00:00Z";
+
+#[test]
+fn a_clean_lead_in_hours_is_allowed() {
+    let c = campaign("us");
+    let r = registries(Country::UnitedStates, "2026-11-20T00:00:00Z", &[]);
+    let v = check(
+        &lead("212 555 0101", Country::UnitedStates, NY),
+        &c,
+        &ctx(&r),
+        utc(US_NOON),
+    );
+    assert_eq!(
+        v,
+        Verdict {
+            allowed: true,
+            reasons: vec![],
+            next_allowed_at: Some(utc(US_NOON))
+        }
+    );
+}
+
+#[test]
+fn dnd_lists_refuse_for_good() {
+    let c = campaign("us");
+    let mut r = registries(
+        Country::UnitedStates,
+        "2026-11-20T00:00:00Z",
+        &[12125550101],
+    );
+    r.internal.insert(12125550102);
+    r.campaign
+        .insert("us-home-solar".into(), [12125550103].into_iter().collect());
+    let now = utc(US_NOON);
+    for (raw, reason) in [
+        ("212 555 0101", Reason::DndNational),
+        ("212 555 0102", Reason::DndInternal),
+        ("212 555 0103", Reason::DndCampaign),
+    ] {
+        let v = check(&lead(raw, Country::UnitedStates, NY), &c, &ctx(&r), now);
+        assert_eq!(
+            (v.allowed, v.reasons.as_slice(), v.next_allowed_at),
+            (false, &[reason][..], None),
+            "{raw}"
+        );
+    }
+}
+
+#[test]
+fn a_us_registry_older_than_31_days_is_refused() {
+    let c = campaign("us");
+    let now = utc(US_NOON);
+    let fresh = registries(Country::UnitedStates, "2026-11-01T21:00:00Z", &[]);
+    assert!(
+        check(
+            &lead("212 555 0101", Country::UnitedStates, NY),
+            &c,
+            &ctx(&fresh),
+            now
+        )
+        .allowed
+    );
+    let stale = registries(Country::UnitedStates, "2026-11-01T19:59:59Z", &[]);
+    let v = check(
+        &lead("212 555 0101", Country::UnitedStates, NY),
+        &c,
+        &ctx(&stale),
+        now,
+    );
+    assert_eq!(v.reasons, vec![Reason::DndRegistryStale]);
+    assert_eq!(v.next_allowed_at, None);
+    let none = Registries::default();
+    let v = check(
+        &lead("212 555 0101", Country::UnitedStates, NY),
+        &c,
+        &ctx(&none),
+        now,
+    );
+    assert_eq!(v.reasons, vec![Reason::DndRegistryMissing]);
+}
+
+#[test]
+fn india_category_opt_in_is_allowed_and_full_block_is_not() {
+    let c = campaign("in"); // category 1, insurer
+    let (entries, bad) = dnd::parse(
+        "9876543210,0\n9876543211,1#4\n9876543212,2\n9876543213,1,1-5,10:00-12:00\n".as_bytes(),
+        dnd::Format::Ncpr,
+        Country::India,
+    )
+    .expect("parse");
+    assert!(bad.is_empty());
+    let mut r = Registries::default();
+    r.national.insert(
+        Country::India,
+        NationalRegistry::build(Country::India, utc("2026-11-20T00:00:00Z"), &entries),
+    );
+    // Wednesday 2026-12-02 13:00 IST.
+    let now = utc("2026-12-02T07:30:00Z");
+    let verdict = |raw| check(&lead(raw, Country::India, KOLKATA), &c, &ctx(&r), now);
+    assert_eq!(verdict("9876543210").reasons, vec![Reason::DndNational]);
+    assert!(verdict("9876543211").allowed);
+    assert_eq!(verdict("9876543212").reasons, vec![Reason::DndNational]);
+    // Opted in, but only weekdays 10:00-12:00: at 13:00 wait for tomorrow 10:00.
+    let v = verdict("9876543213");
+    assert_eq!(v.reasons, vec![Reason::OutsideHours]);
+    assert_eq!(v.next_allowed_at, Some(utc("2026-12-03T04:30:00Z")));
+}
+
+#[test]
+fn unknown_time_zone_is_never_dialled() {
+    let c = campaign("us");
+    let r = registries(Country::UnitedStates, "2026-11-20T00:00:00Z", &[]);
+    let v = check(
+        &lead("212 555 0101", Country::UnitedStates, &[]),
+        &c,
+        &ctx(&r),
+        utc(US_NOON),
+    );
+    assert_eq!(
+        (v.reasons.as_slice(), v.next_allowed_at),
+        (&[Reason::TimezoneUnknown][..], None)
+    );
+}
+
+#[test]
+fn outside_hours_says_when_the_window_opens() {
+    let c = campaign("us"); // weekdays 09:00-20:00, Saturday 10-18, Sunday closed
+    let r = registries(Country::UnitedStates, "2026-11-20T00:00:00Z", &[]);
+    // Friday 2026-12-04 20:30 New York: next is Saturday 10:00 EST = 15:00 UTC.
+    let v = check(
+        &lead("212 555 0101", Country::UnitedStates, NY),
+        &c,
+        &ctx(&r),
+        utc("2026-12-05T01:30:00Z"),
+    );
+    assert_eq!(v.reasons, vec![Reason::OutsideHours]);
+    assert_eq!(v.next_allowed_at, Some(utc("2026-12-05T15:00:00Z")));
+}
+
+#[test]
+fn attempts_limits_and_retry_delay() {
+    let c = campaign("us"); // 5 attempts, 1 a day, busy 30m
+    let r = registries(Country::UnitedStates, "2026-11-20T00:00:00Z", &[]);
+    let now = utc(US_NOON);
+    let mut l = lead("212 555 0101", Country::UnitedStates, NY);
+    l.attempts = 5;
+    assert_eq!(
+        check(&l, &c, &ctx(&r), now).reasons,
+        vec![Reason::MaxAttempts]
+    );
+
+    let earlier = [utc("2026-12-02T14:10:00Z")]; // 09:10 New York, same day
+    let mut l = lead("212 555 0101", Country::UnitedStates, NY);
+    l.attempts = 1;
+    l.recent_attempts = &earlier;
+    l.last_outcome = Some(("busy", utc("2026-12-02T19:45:00Z")));
+    let v = check(&l, &c, &ctx(&r), now);
+    assert_eq!(
+        v.reasons,
+        vec![Reason::MaxAttemptsToday, Reason::RetryDelay]
+    );
+    // Tomorrow 09:00 in New York.
+    assert_eq!(v.next_allowed_at, Some(utc("2026-12-03T14:00:00Z")));
+
+    // Yesterday's attempt does not count today; the delay alone remains.
+    let yesterday = [utc("2026-12-01T20:00:00Z")];
+    l.recent_attempts = &yesterday;
+    let v = check(&l, &c, &ctx(&r), now);
+    assert_eq!(v.reasons, vec![Reason::RetryDelay]);
+    assert_eq!(v.next_allowed_at, Some(utc("2026-12-02T20:15:00Z")));
+}
+
+#[test]
+fn uk_does_not_recall_an_abandoned_number_within_72_hours() {
+    let mut c = campaign("uk");
+    c.retry_delay.remove("abandoned"); // the statutory rule stands on its own
+    let r = registries(Country::UnitedKingdom, "2026-11-20T00:00:00Z", &[]);
+    // Wednesday 2026-12-02 12:00 London; abandoned Monday 11:00.
+    let now = utc("2026-12-02T12:00:00Z");
+    let mut l = lead("07700 900123", Country::UnitedKingdom, LONDON);
+    l.last_abandon_at = Some(utc("2026-11-30T11:00:00Z"));
+    let v = check(&l, &c, &ctx(&r), now);
+    assert_eq!(v.reasons, vec![Reason::RecallAfterAbandon]);
+    assert_eq!(v.next_allowed_at, Some(utc("2026-12-03T11:00:00Z")));
+    // With an agent guaranteed, Ofcom allows the call.
+    let reserved = Context {
+        agent_reserved: true,
+        ..ctx(&r)
+    };
+    assert!(check(&l, &c, &reserved, now).allowed);
+    // 72 hours later it is allowed again.
+    assert!(check(&l, &c, &ctx(&r), utc("2026-12-03T11:00:00Z")).allowed);
+}
+
+#[test]
+fn an_exhausted_abandonment_budget_allows_only_reserved_dials() {
+    let c = campaign("uk");
+    let r = registries(Country::UnitedKingdom, "2026-11-20T00:00:00Z", &[]);
+    let now = utc("2026-12-02T12:00:00Z");
+    let mut ledger = Ledger::new(c.abandon_window);
+    for i in 0..33 {
+        ledger.record(now - Duration::minutes(90 - i), Event::HumanAnswer);
+    }
+    ledger.record(now - Duration::minutes(60), Event::Abandon);
+    let status = ledger.status(now, c.abandon_target_percent, c.abandon_limit_percent);
+    assert!(status.exhausted);
+    let context = Context {
+        ledger: Some(status),
+        ledger_retry_at: ledger.next_expiry(),
+        ..ctx(&r)
+    };
+    let l = lead("07700 900123", Country::UnitedKingdom, LONDON);
+    let v = check(&l, &c, &context, now);
+    assert_eq!(v.reasons, vec![Reason::AbandonBudgetExhausted]);
+    assert_eq!(v.next_allowed_at, ledger.next_expiry());
+    assert!(
+        check(
+            &l,
+            &c,
+            &Context {
+                agent_reserved: true,
+                ..context
+            },
+            now
+        )
+        .allowed
+    );
+}
+
+#[test]
+fn holidays_and_missing_calendars_refuse() {
+    let text = include_str!("../../campaigns/uk-broadband.toml")
+        .replace("profile = \"uk\"", "profile = \"au\"")
+        .replace("020 7946 0123", "02 9876 5432")
+        .replace("abandoned = \"72h\"", "abandoned = \"24h\"");
+    let c = Campaign::parse(&text, Path::new("au")).expect("valid");
+    let r = registries(Country::Australia, "2026-12-20T00:00:00Z", &[]);
+    let syd: &[Tz] = &[chrono_tz::Australia::Sydney];
+    // Boxing Day substitute, Monday 2026-12-28, 11:00 AEDT.
+    let v = check(
+        &lead("02 9876 5000", Country::Australia, syd),
+        &c,
+        &ctx(&r),
+        utc("2026-12-28T00:00:00Z"),
+    );
+    assert_eq!(v.reasons, vec![Reason::Holiday]);
+    assert_eq!(v.next_allowed_at, Some(utc("2026-12-28T22:00:00Z")));
+    let r = registries(Country::Australia, "2031-06-01T00:00:00Z", &[]);
+    let v = check(
+        &lead("02 9876 5000", Country::Australia, syd),
+        &c,
+        &ctx(&r),
+        utc("2031-06-03T01:00:00Z"),
+    );
+    assert_eq!(v.reasons, vec![Reason::HolidayCalendarMissing]);
+    assert_eq!(v.next_allowed_at, None);
+}
+
+#[test]
+fn a_number_of_another_country_is_invalid() {
+    let c = campaign("us");
+    let r = registries(Country::UnitedStates, "2026-11-20T00:00:00Z", &[]);
+    let v = check(
+        &lead(
+            "416 555 0101",
+            Country::Canada,
+            &[chrono_tz::America::Toronto],
+        ),
+        &c,
+        &ctx(&r),
+        utc(US_NOON),
+    );
+    assert_eq!(v.reasons, vec![Reason::InvalidNumber]);
+}
+
+#[test]
+fn every_reason_code_is_distinct_and_snake_case() {
+    let codes: std::collections::HashSet<&str> = Reason::ALL.iter().map(|r| r.code()).collect();
+    assert_eq!(codes.len(), Reason::ALL.len());
+    for r in Reason::ALL {
+        assert_eq!(serde_json::to_value(r).expect("json"), r.code());
+    }
+}
