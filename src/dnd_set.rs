@@ -646,23 +646,7 @@ impl Block {
     #[inline(always)]
     fn contains(&self, words: &[u64]) -> bool {
         let l = self.low_bits;
-        // The bucket starts after the block's zero number bucket - 1.
-        let mut pos = self.bit0;
-        if self.bucket > 0 {
-            let mut r = self.bucket - 1;
-            let mut wi = 0;
-            let mut zeros = !words[0] & (u64::MAX << self.bit0);
-            loop {
-                let z = u64::from(zeros.count_ones());
-                if r < z {
-                    pos = (wi as u64) * 64 + u64::from(select_in_word(zeros, r as u32)) + 1;
-                    break;
-                }
-                r -= z;
-                wi += 1;
-                zeros = !words[wi];
-            }
-        }
+        let pos = self.bucket_start(words);
         // The bucket's numbers: one 1 each, from `pos` to the next 0.
         let mut end = pos;
         loop {
@@ -698,6 +682,28 @@ impl Block {
             }
         }
         (first..first + count).any(|j| low_at(j) == self.low)
+    }
+
+    /// Where the bucket starts in `words`: just after the block's zero
+    /// number `bucket - 1`.
+    #[inline(always)]
+    fn bucket_start(&self, words: &[u64]) -> u64 {
+        if self.bucket == 0 {
+            return self.bit0;
+        }
+        let mut r = self.bucket - 1;
+        let first_mask = u64::MAX << self.bit0;
+        let mut wi = 0;
+        let mut zeros = !words[0] & first_mask;
+        loop {
+            let z = u64::from(zeros.count_ones());
+            if r < z {
+                return (wi as u64) * 64 + u64::from(select_in_word(zeros, r as u32)) + 1;
+            }
+            r -= z;
+            wi += 1;
+            zeros = !words[wi];
+        }
     }
 }
 
@@ -848,9 +854,9 @@ impl DndSet {
     }
 
     /// Whether each of `numbers` is in the set, in order: the same answers
-    /// as [`contains`](Self::contains), several times faster per number
-    /// for long lists (such as a campaign's leads), because the memory
-    /// accesses of 16 look-ups at a time overlap.
+    /// as [`contains`](Self::contains), faster per number for long lists
+    /// (such as a campaign's leads, about twice as fast at 100 M numbers),
+    /// because the memory accesses of 16 look-ups at a time overlap.
     pub fn contains_batch(&self, numbers: &[u64]) -> Vec<bool> {
         let mut out = Vec::with_capacity(numbers.len());
         self.base.contains_batch(numbers, &mut out);

@@ -180,11 +180,11 @@ pub async fn load(
     let mut r = Registries::default();
     for c in campaigns {
         let country = c.country();
-        if !r.national.contains_key(&country) {
-            let path = dnd::registry_path(dir, country);
-            if path.exists() {
-                r.national.insert(country, NationalRegistry::load(&path)?);
-            }
+        let path = dnd::registry_path(dir, country);
+        if let std::collections::hash_map::Entry::Vacant(slot) = r.national.entry(country)
+            && path.exists()
+        {
+            slot.insert(NationalRegistry::load(&path)?);
         }
         let own = to_set(&store.dnc_list(&store::campaign_scope(&c.name)).await?);
         r.campaign.insert(c.name.clone(), own);

@@ -144,10 +144,9 @@ pub fn parse(
 ) -> io::Result<(Vec<Entry>, Vec<BadLine>)> {
     let mut entries = Vec::new();
     let mut bad = Vec::new();
-    let mut line_no = 0u64;
-    for line in BufReader::new(input).split(b'\n') {
+    for (i, line) in BufReader::new(input).split(b'\n').enumerate() {
         let line = line?;
-        line_no += 1;
+        let line_no = i as u64 + 1;
         let Ok(text) = std::str::from_utf8(&line) else {
             bad.push(BadLine {
                 line: line_no,
