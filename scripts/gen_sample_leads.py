@@ -111,3 +111,32 @@ def uk(n=1500):
 india()
 us()
 uk()
+
+
+def registries():
+    """Sample national registries that list a few of the sample leads, so a
+    run shows numbers refused (files in campaigns/dnd/)."""
+    out = OUT.parent / "dnd"
+    out.mkdir(parents=True, exist_ok=True)
+
+    def phones(name, column):
+        with open(OUT / name, newline="", encoding="utf-8") as f:
+            return [row[column] for row in csv.DictReader(f) if row[column]]
+
+    pick = random.Random(7)
+    india = pick.sample(phones("in-insurance-renewal.csv", "mobile")[110:], 60)
+    with open(out / "in-ncpr-sample.csv", "w", encoding="utf-8") as f:
+        f.write("number,preference,days,band\n")
+        for i, p in enumerate(india):
+            # A third fully blocked; a third accept category 1 (insurance
+            # may call); a third accept only real estate and education.
+            pref = ["0", "1#4", "2#3"][i % 3]
+            band = ",1-5,10:00-18:00" if i % 6 == 1 else ""
+            f.write(f"{p.replace(',', '')},{pref}{band}\n")
+    us_numbers = pick.sample(phones("us-home-solar.csv", "phone")[60:], 25)
+    (out / "us-dnc-sample.txt").write_text("# US National Do Not Call Registry extract (sample)\n" + "\n".join(us_numbers) + "\n")
+    uk_numbers = pick.sample(phones("uk-broadband.csv", "telephone")[30:], 25)
+    (out / "uk-tps-sample.txt").write_text("# UK Telephone Preference Service extract (sample)\n" + "\n".join(uk_numbers) + "\n")
+
+
+registries()

@@ -375,17 +375,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if a.json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
-                let reasons: Vec<&str> = report.reasons.iter().map(|r| r.code()).collect();
                 println!(
-                    "{}: {}{}",
+                    "{}: {}",
                     dialler::phone::mask(&a.phone),
-                    if report.allowed {
-                        "allowed"
-                    } else {
-                        "refused: "
-                    },
-                    reasons.join(", ")
+                    if report.allowed { "allowed" } else { "refused" }
                 );
+                for r in &report.reasons {
+                    println!("  {}: {}", r.code(), r.explain());
+                }
                 println!(
                     "  time zone: {}",
                     if report.timezone.is_empty() {
