@@ -7,10 +7,13 @@
 
 pub mod campaign;
 pub mod compliance;
+pub mod dialer;
 pub mod dnd_set;
 pub mod leads;
+pub mod pacing;
 pub mod phone;
 pub mod profile;
 pub mod registry;
+pub mod sim;
 pub mod store;
 pub mod timezone;

@@ -5,11 +5,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use dialler::campaign::Strategy;
 use dialler::campaign::{self, Campaign, CampaignError};
 use dialler::compliance::dnd::Format;
 use dialler::leads::{self, ImportOptions};
 use dialler::phone::Country;
 use dialler::registry::{self, DndImport, Target};
+use dialler::sim::{self, Scenario, SimConfig};
 use dialler::store::{self, Store};
 
 #[derive(Parser)]
@@ -46,6 +48,36 @@ enum Command {
     Dnd(DndCmd),
     /// May this number be dialled now? Prints the compliance verdict.
     Check(CheckArgs),
+    /// Simulate a campaign offline: same pacing code, virtual time, seeded customers.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Args)]
+struct SimulateArgs {
+    /// Campaign file (or the name of one in the campaigns folder).
+    #[arg(long)]
+    campaign: String,
+    /// Scenario file (default: the built-in campaigns/scenarios/default.toml).
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// predictive, progressive, ratio:R, feedback, threshold[:P], oracle, or all.
+    #[arg(long, default_value = "predictive")]
+    strategy: String,
+    /// Agents (overrides the scenario).
+    #[arg(long)]
+    agents: Option<u32>,
+    /// Days (overrides the scenario).
+    #[arg(long)]
+    days: Option<u32>,
+    /// Random seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// One JSON document on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Also write the rows as CSV.
+    #[arg(long)]
+    csv: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -405,6 +437,73 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(3)
             })
+        }
+        Command::Simulate(a) => {
+            let path = PathBuf::from(&a.campaign);
+            let campaign = if path.exists() {
+                Campaign::load(&path)?
+            } else {
+                campaign::find(&cli.campaigns, &a.campaign)?
+            };
+            let mut scenario = match &a.scenario {
+                Some(p) => Scenario::load(p)?,
+                None => Scenario::default(),
+            };
+            if let Some(n) = a.agents {
+                scenario.agents = n;
+            }
+            if let Some(d) = a.days {
+                scenario.days = d;
+            }
+            if let Err((field, message)) = scenario.check() {
+                anyhow::bail!("scenario {field}: {message}");
+            }
+            let names: Vec<&str> = if a.strategy == "all" {
+                sim::ALL_STRATEGIES.to_vec()
+            } else {
+                a.strategy.split(',').collect()
+            };
+            let mut configs = Vec::new();
+            for name in names {
+                let strategy =
+                    Strategy::parse(name).map_err(|e| anyhow::anyhow!("--strategy {name}: {e}"))?;
+                configs.push(SimConfig {
+                    campaign: campaign.clone(),
+                    scenario: scenario.clone(),
+                    strategy,
+                    seed: a.seed,
+                });
+            }
+            let reports = sim::run_all(&configs);
+            if let Some(p) = &a.csv {
+                sim::write_csv(p, &reports).with_context(|| format!("writing {}", p.display()))?;
+            }
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "campaign": campaign.name,
+                        "scenario": scenario.name,
+                        "agents": scenario.agents,
+                        "days": scenario.days,
+                        "seed": a.seed,
+                        "runs": reports,
+                    }))?
+                );
+            } else {
+                println!(
+                    "{} on scenario {} ({} agents, {} days, seed {}); abandonment limit {}% per {}",
+                    campaign.name,
+                    scenario.name,
+                    scenario.agents,
+                    scenario.days,
+                    a.seed,
+                    campaign.abandon_limit_percent,
+                    humantime::format_duration(campaign.abandon_window)
+                );
+                print!("{}", sim::table(&reports));
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Leads(LeadsCmd::Stats { campaign, json }) => {
             let store = Store::open(&cli.db).await?;

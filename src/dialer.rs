@@ -1,0 +1,809 @@
+//! The campaign runner: agents, calls and the lead hopper as state
+//! machines, with pacing deciding when to dial.
+//!
+//! Sans-IO, in the manner of quinn-proto: the driver (the live service or
+//! the simulator) feeds events with the current time through
+//! [`Runner::handle_event`] and [`Runner::handle_timeout`], and pulls what
+//! to do with [`Runner::poll_command`] and when to wake it with
+//! [`Runner::poll_timeout`]. No clock, socket or database in here: time is
+//! milliseconds since an epoch the driver chooses.
+//!
+//! Call path: a human answer goes to the longest-ready agent at once; if
+//! none is free it waits up to the connect limit (2 s) for one, then hears
+//! the safe-harbour message and counts as abandoned in the ledger.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+
+use chrono::DateTime;
+
+use crate::campaign::{Campaign, Strategy};
+use crate::compliance::ledger::{Event as LedgerEvent, Ledger};
+use crate::pacing::estimate::{Estimators, Priors};
+use crate::pacing::{self, Foresight, LedgerView, OracleView, Pacer, Snapshot};
+
+/// An agent, numbered densely from 0 by the driver.
+pub type AgentId = u32;
+/// A call, numbered by the runner.
+pub type CallId = u64;
+/// A lead, numbered by the driver.
+pub type LeadId = u64;
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A person answered and talked to an agent.
+    Connected,
+    /// A person answered and no agent took the call in time.
+    Abandoned,
+    /// An answering machine.
+    Machine,
+    /// Busy.
+    Busy,
+    /// Rang out to the ring timeout.
+    NoAnswer,
+    /// Rejected by the callee or network.
+    Rejected,
+    /// Network or provider failure.
+    Failure,
+}
+
+impl Outcome {
+    /// The outcome's code, as used for retry delays and the store.
+    pub fn code(self) -> &'static str {
+        match self {
+            Outcome::Connected => "connected",
+            Outcome::Abandoned => "abandoned",
+            Outcome::Machine => "machine",
+            Outcome::Busy => "busy",
+            Outcome::NoAnswer => "no_answer",
+            Outcome::Rejected => "rejected",
+            Outcome::Failure => "failure",
+        }
+    }
+}
+
+/// A lead handed to the hopper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeadInfo {
+    /// The lead.
+    pub id: LeadId,
+    /// What the oracle knows of its next attempt (simulator only).
+    pub foresight: Option<Foresight>,
+}
+
+/// Something that happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// An agent logged in (and is not yet ready).
+    AgentLogin(AgentId),
+    /// An agent is ready for calls.
+    AgentReady(AgentId),
+    /// An agent pauses (after the current call and wrap-up, if any).
+    AgentPause(AgentId),
+    /// An agent logs out (after the current call and wrap-up, if any).
+    AgentLogout(AgentId),
+    /// Leads for the hopper, in dialling order (answer to
+    /// [`Command::NeedLeads`]).
+    Leads(Vec<LeadInfo>),
+    /// The callee answered: a person or a machine.
+    CallAnswered {
+        /// The call.
+        call: CallId,
+        /// A person (true) or an answering machine.
+        human: bool,
+    },
+    /// The call failed before an answer.
+    CallFailed {
+        /// The call.
+        call: CallId,
+        /// Busy, rejected, failure or no answer.
+        outcome: Outcome,
+    },
+    /// The far end hung up.
+    CallEnded {
+        /// The call.
+        call: CallId,
+    },
+    /// The agent finished wrap-up (disposition recorded) and is ready again
+    /// unless a pause or logout is pending.
+    WrapUpDone {
+        /// The agent.
+        agent: AgentId,
+    },
+    /// Start (true) or stop (false) launching new calls, for example ahead
+    /// of the end of a shift or of the calling window. Calls in flight go
+    /// on.
+    Dialling(bool),
+}
+
+/// Something the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Place a call to the lead.
+    Dial {
+        /// The new call's id.
+        call: CallId,
+        /// The lead.
+        lead: LeadId,
+    },
+    /// Stop ringing (ring timeout).
+    Cancel {
+        /// The call.
+        call: CallId,
+    },
+    /// Connect the answered call to the agent.
+    Bridge {
+        /// The call.
+        call: CallId,
+        /// The agent.
+        agent: AgentId,
+    },
+    /// Play the safe-harbour message, then hang up (the call is abandoned).
+    PlaySafeHarbour {
+        /// The call.
+        call: CallId,
+    },
+    /// Hang up (a machine answered).
+    Hangup {
+        /// The call.
+        call: CallId,
+    },
+    /// The hopper runs low: send up to this many leads.
+    NeedLeads(u32),
+    /// Write this down (store, metrics) before acting on what follows.
+    Record(Record),
+}
+
+/// Facts for the store and the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// A person answered.
+    HumanAnswer {
+        /// The call.
+        call: CallId,
+        /// The lead.
+        lead: LeadId,
+        /// Ring time, ms.
+        ring_ms: u64,
+    },
+    /// A person answered and was connected.
+    Connected {
+        /// The call.
+        call: CallId,
+        /// The agent.
+        agent: AgentId,
+        /// From answer to bridge, ms.
+        wait_ms: u64,
+    },
+    /// A person answered and no agent came within the limit.
+    Abandoned {
+        /// The call.
+        call: CallId,
+        /// The lead.
+        lead: LeadId,
+    },
+    /// The attempt is over.
+    AttemptEnded {
+        /// The call.
+        call: CallId,
+        /// The lead.
+        lead: LeadId,
+        /// How it ended.
+        outcome: Outcome,
+    },
+}
+
+/// The runner's settings, from the campaign.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunnerConfig {
+    /// Give up ringing after this long, ms.
+    pub ring_timeout_ms: u64,
+    /// A human answer must reach an agent within this long, ms.
+    pub connect_limit_ms: u64,
+    /// Abandonment target, percent.
+    pub target_percent: f64,
+    /// Abandonment limit, percent.
+    pub limit_percent: f64,
+    /// The ledger's rolling window.
+    pub abandon_window: std::time::Duration,
+    /// Highest calls in flight per active agent.
+    pub max_dial_level: f64,
+    /// Ask for more leads when the hopper holds fewer than this.
+    pub hopper_low_water: usize,
+    /// Priors for the estimators.
+    pub priors: Priors,
+}
+
+impl RunnerConfig {
+    /// Settings for `campaign`.
+    pub fn from_campaign(campaign: &Campaign) -> RunnerConfig {
+        RunnerConfig {
+            ring_timeout_ms: campaign.ring_timeout.as_millis() as u64,
+            connect_limit_ms: 2000,
+            target_percent: campaign.abandon_target_percent,
+            limit_percent: campaign.abandon_limit_percent,
+            abandon_window: campaign.abandon_window,
+            max_dial_level: campaign.max_dial_level,
+            hopper_low_water: 64,
+            priors: Priors::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AgentState {
+    LoggedOut,
+    LoggedIn,
+    Ready,
+    OnCall(CallId),
+    WrapUp,
+    Paused,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Agent {
+    state: AgentState,
+    /// When the current call was bridged (on call and wrap-up).
+    handle_start_ms: u64,
+    /// When the current handle will end (oracle only).
+    free_at_ms: u64,
+    pause_after: bool,
+    logout_after: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallState {
+    Ringing,
+    Waiting { answered_ms: u64 },
+    Connected,
+    SafeHarbour,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Call {
+    lead: LeadId,
+    dialled_ms: u64,
+    state: CallState,
+    agent: Option<AgentId>,
+    foresight: Option<Foresight>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    RingTimeout(CallId),
+    ConnectDeadline(CallId),
+    Pacer,
+}
+
+/// Agents by state, calls in flight and pacing figures, for status lines.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+pub struct Status {
+    /// Agents ready with no call.
+    pub ready: u32,
+    /// Agents talking.
+    pub on_call: u32,
+    /// Agents in wrap-up.
+    pub wrap_up: u32,
+    /// Agents paused or logged in but not ready.
+    pub not_ready: u32,
+    /// Calls ringing.
+    pub ringing: u32,
+    /// Answered calls waiting for an agent.
+    pub waiting: u32,
+    /// Calls in flight per active agent.
+    pub dial_level: f64,
+    /// Human answers in the compliance window.
+    pub window_human_answers: u64,
+    /// Abandons in the compliance window.
+    pub window_abandons: u64,
+}
+
+/// The campaign runner.
+pub struct Runner {
+    config: RunnerConfig,
+    pacer: Box<dyn Pacer>,
+    oracle: bool,
+    est: Estimators,
+    ledger: Ledger,
+    agents: Vec<Agent>,
+    /// Ready agents, longest ready first.
+    ready: VecDeque<AgentId>,
+    active_agents: u32,
+    calls: HashMap<CallId, Call>,
+    ringing: BTreeMap<CallId, u64>,
+    waiting: VecDeque<CallId>,
+    hopper: VecDeque<LeadInfo>,
+    leads_requested: bool,
+    dialling: bool,
+    next_call: CallId,
+    timers: BinaryHeap<Reverse<(u64, Timer)>>,
+    pacer_wake: Option<u64>,
+    commands: VecDeque<Command>,
+    // Scratch buffers reused by every decision.
+    busy_buf: Vec<f64>,
+    ringing_buf: Vec<f64>,
+    free_at_buf: Vec<u64>,
+    human_flight_buf: Vec<(u64, u64)>,
+    waiting_handle_buf: Vec<u64>,
+    next_leads_buf: Vec<Foresight>,
+}
+
+impl Runner {
+    /// A runner for a campaign's settings and strategy.
+    pub fn new(config: RunnerConfig, strategy: &Strategy) -> Runner {
+        Runner {
+            est: Estimators::new(config.priors),
+            ledger: Ledger::new(config.abandon_window),
+            pacer: pacing::pacer(strategy),
+            oracle: matches!(strategy, Strategy::Oracle),
+            config,
+            agents: Vec::new(),
+            ready: VecDeque::new(),
+            active_agents: 0,
+            calls: HashMap::new(),
+            ringing: BTreeMap::new(),
+            waiting: VecDeque::new(),
+            hopper: VecDeque::new(),
+            leads_requested: false,
+            dialling: true,
+            next_call: 1,
+            timers: BinaryHeap::new(),
+            pacer_wake: None,
+            commands: VecDeque::new(),
+            busy_buf: Vec::new(),
+            ringing_buf: Vec::new(),
+            free_at_buf: Vec::new(),
+            human_flight_buf: Vec::new(),
+            waiting_handle_buf: Vec::new(),
+            next_leads_buf: Vec::new(),
+        }
+    }
+
+    /// Feeds an event that happened at `now_ms`. Call it for every event, in
+    /// time order, then drain [`Runner::poll_command`].
+    pub fn handle_event(&mut self, now_ms: u64, event: Event) {
+        match event {
+            Event::AgentLogin(a) => {
+                let agent = self.agent_mut(a);
+                if agent.state == AgentState::LoggedOut {
+                    agent.state = AgentState::LoggedIn;
+                }
+            }
+            Event::AgentReady(a) => self.make_ready(now_ms, a),
+            Event::AgentPause(a) => self.leave(a, false),
+            Event::AgentLogout(a) => self.leave(a, true),
+            Event::Leads(leads) => {
+                self.leads_requested = false;
+                self.hopper.extend(leads);
+            }
+            Event::CallAnswered { call, human } => self.answered(now_ms, call, human),
+            Event::CallFailed { call, outcome } => {
+                if let Some(c) = self.calls.get(&call)
+                    && c.state == CallState::Ringing
+                {
+                    self.est
+                        .record_attempt(false, now_ms.saturating_sub(c.dialled_ms) as f64 / 1000.0);
+                    self.end_call(call, outcome);
+                }
+            }
+            Event::CallEnded { call } => self.far_end_hung_up(now_ms, call),
+            Event::Dialling(on) => self.dialling = on,
+            Event::WrapUpDone { agent } => {
+                if let Some(a) = self.agents.get(agent as usize)
+                    && a.state == AgentState::WrapUp
+                {
+                    let handle_s = now_ms.saturating_sub(a.handle_start_ms) as f64 / 1000.0;
+                    self.est.record_handle(handle_s);
+                    self.make_ready(now_ms, agent);
+                }
+            }
+        }
+        self.pace(now_ms);
+    }
+
+    /// Fires the timers due at `now_ms`. Call it when the time from
+    /// [`Runner::poll_timeout`] arrives, then drain the commands.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        while let Some(&Reverse((at, timer))) = self.timers.peek() {
+            if at > now_ms {
+                break;
+            }
+            self.timers.pop();
+            match timer {
+                Timer::RingTimeout(call) => {
+                    if self
+                        .calls
+                        .get(&call)
+                        .is_some_and(|c| c.state == CallState::Ringing)
+                    {
+                        self.est
+                            .record_attempt(false, self.config.ring_timeout_ms as f64 / 1000.0);
+                        self.commands.push_back(Command::Cancel { call });
+                        self.end_call(call, Outcome::NoAnswer);
+                    }
+                }
+                Timer::ConnectDeadline(call) => {
+                    if let Some(c) = self.calls.get_mut(&call)
+                        && matches!(c.state, CallState::Waiting { .. })
+                    {
+                        c.state = CallState::SafeHarbour;
+                        let lead = c.lead;
+                        self.waiting.retain(|&w| w != call);
+                        self.abandon(now_ms, call, lead);
+                        self.commands.push_back(Command::PlaySafeHarbour { call });
+                    }
+                }
+                Timer::Pacer => {
+                    if self.pacer_wake == Some(at) {
+                        self.pacer_wake = None;
+                    }
+                }
+            }
+        }
+        self.pace(now_ms);
+    }
+
+    /// The next command, if any. Drain after every `handle_*` call.
+    #[must_use]
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.commands.pop_front()
+    }
+
+    /// When [`Runner::handle_timeout`] must next be called, ms.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// Agents by state, calls in flight and the ledger, as of the last
+    /// event.
+    pub fn status(&self) -> Status {
+        let mut s = Status {
+            ringing: self.ringing.len() as u32,
+            waiting: self.waiting.len() as u32,
+            dial_level: self.pacer.dial_level(),
+            ..Status::default()
+        };
+        for a in &self.agents {
+            match a.state {
+                AgentState::Ready => s.ready += 1,
+                AgentState::OnCall(_) => s.on_call += 1,
+                AgentState::WrapUp => s.wrap_up += 1,
+                AgentState::Paused | AgentState::LoggedIn => s.not_ready += 1,
+                AgentState::LoggedOut => {}
+            }
+        }
+        let (h, a) = self.ledger.counts();
+        s.window_human_answers = h;
+        s.window_abandons = a;
+        s
+    }
+
+    /// Calls not yet over (ringing, waiting, connected, hearing the message).
+    pub fn calls_in_progress(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// The estimators, for reports.
+    pub fn estimators(&self) -> &Estimators {
+        &self.est
+    }
+
+    fn agent_mut(&mut self, a: AgentId) -> &mut Agent {
+        let i = a as usize;
+        if i >= self.agents.len() {
+            self.agents.resize(
+                i + 1,
+                Agent {
+                    state: AgentState::LoggedOut,
+                    handle_start_ms: 0,
+                    free_at_ms: 0,
+                    pause_after: false,
+                    logout_after: false,
+                },
+            );
+        }
+        &mut self.agents[i]
+    }
+
+    fn make_ready(&mut self, now_ms: u64, a: AgentId) {
+        let agent = self.agent_mut(a);
+        let was_active = !matches!(
+            agent.state,
+            AgentState::LoggedOut | AgentState::LoggedIn | AgentState::Paused
+        );
+        if matches!(agent.state, AgentState::OnCall(_) | AgentState::Ready) {
+            return;
+        }
+        if agent.state == AgentState::WrapUp && (agent.pause_after || agent.logout_after) {
+            agent.state = if agent.logout_after {
+                AgentState::LoggedOut
+            } else {
+                AgentState::Paused
+            };
+            agent.pause_after = false;
+            agent.logout_after = false;
+            self.active_agents -= 1;
+            return;
+        }
+        agent.state = AgentState::Ready;
+        if !was_active {
+            self.active_agents += 1;
+        }
+        self.ready.push_back(a);
+        // A waiting caller takes this agent at once.
+        if let Some(call) = self.waiting.pop_front() {
+            self.bridge(now_ms, call);
+        }
+    }
+
+    fn leave(&mut self, a: AgentId, logout: bool) {
+        let agent = self.agent_mut(a);
+        match agent.state {
+            AgentState::OnCall(_) | AgentState::WrapUp => {
+                if logout {
+                    agent.logout_after = true;
+                } else {
+                    agent.pause_after = true;
+                }
+            }
+            AgentState::Ready => {
+                agent.state = if logout {
+                    AgentState::LoggedOut
+                } else {
+                    AgentState::Paused
+                };
+                self.active_agents -= 1;
+                self.ready.retain(|&r| r != a);
+            }
+            AgentState::LoggedIn | AgentState::Paused | AgentState::LoggedOut => {
+                agent.state = if logout {
+                    AgentState::LoggedOut
+                } else {
+                    AgentState::Paused
+                };
+            }
+        }
+    }
+
+    fn answered(&mut self, now_ms: u64, call: CallId, human: bool) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if c.state != CallState::Ringing {
+            return;
+        }
+        let ring_ms = now_ms.saturating_sub(c.dialled_ms);
+        let lead = c.lead;
+        self.ringing.remove(&call);
+        self.est.record_attempt(human, ring_ms as f64 / 1000.0);
+        if !human {
+            self.commands.push_back(Command::Hangup { call });
+            self.end_call(call, Outcome::Machine);
+            return;
+        }
+        c.state = CallState::Waiting {
+            answered_ms: now_ms,
+        };
+        self.ledger
+            .record(ms_time(now_ms), LedgerEvent::HumanAnswer);
+        self.commands
+            .push_back(Command::Record(Record::HumanAnswer {
+                call,
+                lead,
+                ring_ms,
+            }));
+        if self.ready.is_empty() {
+            self.waiting.push_back(call);
+            self.timers.push(Reverse((
+                now_ms + self.config.connect_limit_ms,
+                Timer::ConnectDeadline(call),
+            )));
+        } else {
+            self.bridge(now_ms, call);
+        }
+    }
+
+    fn bridge(&mut self, now_ms: u64, call: CallId) {
+        let Some(agent) = self.ready.pop_front() else {
+            return;
+        };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let CallState::Waiting { answered_ms } = c.state else {
+            return;
+        };
+        c.state = CallState::Connected;
+        c.agent = Some(agent);
+        let handle_ms = c.foresight.map_or(0, |f| f.handle_ms);
+        let a = &mut self.agents[agent as usize];
+        a.state = AgentState::OnCall(call);
+        a.handle_start_ms = now_ms;
+        a.free_at_ms = now_ms + handle_ms;
+        self.pacer.observe(now_ms, false);
+        self.commands.push_back(Command::Record(Record::Connected {
+            call,
+            agent,
+            wait_ms: now_ms - answered_ms,
+        }));
+        self.commands.push_back(Command::Bridge { call, agent });
+    }
+
+    fn abandon(&mut self, now_ms: u64, call: CallId, lead: LeadId) {
+        self.ledger.record(ms_time(now_ms), LedgerEvent::Abandon);
+        self.pacer.observe(now_ms, true);
+        self.commands
+            .push_back(Command::Record(Record::Abandoned { call, lead }));
+    }
+
+    fn far_end_hung_up(&mut self, now_ms: u64, call: CallId) {
+        let Some(c) = self.calls.get(&call).copied() else {
+            return;
+        };
+        match c.state {
+            CallState::Ringing => {
+                // Hung up before any answer we saw: a failure.
+                self.est
+                    .record_attempt(false, now_ms.saturating_sub(c.dialled_ms) as f64 / 1000.0);
+                self.end_call(call, Outcome::Failure);
+            }
+            CallState::Waiting { .. } => {
+                // The person gave up before an agent came: still abandoned.
+                self.waiting.retain(|&w| w != call);
+                self.abandon(now_ms, call, c.lead);
+                self.end_call(call, Outcome::Abandoned);
+            }
+            CallState::SafeHarbour => self.end_call(call, Outcome::Abandoned),
+            CallState::Connected => {
+                if let Some(a) = c.agent.and_then(|a| self.agents.get_mut(a as usize))
+                    && a.state == AgentState::OnCall(call)
+                {
+                    a.state = AgentState::WrapUp;
+                }
+                self.end_call(call, Outcome::Connected);
+            }
+        }
+    }
+
+    fn end_call(&mut self, call: CallId, outcome: Outcome) {
+        self.ringing.remove(&call);
+        if let Some(c) = self.calls.remove(&call) {
+            self.commands
+                .push_back(Command::Record(Record::AttemptEnded {
+                    call,
+                    lead: c.lead,
+                    outcome,
+                }));
+        }
+    }
+
+    /// Asks the pacer and dials what it decides.
+    fn pace(&mut self, now_ms: u64) {
+        if !self.dialling || self.active_agents == 0 {
+            return;
+        }
+        self.ledger.advance(ms_time(now_ms));
+        self.busy_buf.clear();
+        self.free_at_buf.clear();
+        for a in &self.agents {
+            if matches!(a.state, AgentState::OnCall(_) | AgentState::WrapUp) {
+                self.busy_buf
+                    .push(now_ms.saturating_sub(a.handle_start_ms) as f64 / 1000.0);
+                if self.oracle {
+                    self.free_at_buf.push(a.free_at_ms.max(now_ms));
+                }
+            }
+        }
+        self.ringing_buf.clear();
+        self.ringing_buf.extend(
+            self.ringing
+                .values()
+                .map(|&d| now_ms.saturating_sub(d) as f64 / 1000.0),
+        );
+        let oracle = if self.oracle {
+            self.human_flight_buf.clear();
+            for (&call, &dialled) in &self.ringing {
+                if let Some(f) = self.calls.get(&call).and_then(|c| c.foresight)
+                    && f.human
+                    && f.ring_ms < self.config.ring_timeout_ms
+                {
+                    self.human_flight_buf
+                        .push((dialled + f.ring_ms, f.handle_ms));
+                }
+            }
+            self.waiting_handle_buf.clear();
+            for call in &self.waiting {
+                if let Some(f) = self.calls.get(call).and_then(|c| c.foresight) {
+                    self.waiting_handle_buf.push(f.handle_ms);
+                }
+            }
+            self.next_leads_buf.clear();
+            // A human answered after the ring timeout is no answer.
+            let timeout = self.config.ring_timeout_ms;
+            self.next_leads_buf
+                .extend(self.hopper.iter().take(256).filter_map(|l| {
+                    l.foresight.map(|f| Foresight {
+                        human: f.human && f.ring_ms < timeout,
+                        ..f
+                    })
+                }));
+            Some(OracleView {
+                busy_free_at_ms: &self.free_at_buf,
+                human_in_flight: &self.human_flight_buf,
+                waiting_handle_ms: &self.waiting_handle_buf,
+                next_leads: &self.next_leads_buf,
+            })
+        } else {
+            None
+        };
+        let (human_answers, abandons) = self.ledger.counts();
+        let snapshot = Snapshot {
+            now_ms,
+            active_agents: self.active_agents,
+            ready: self.ready.len() as u32,
+            busy_elapsed_s: &self.busy_buf,
+            ringing_elapsed_s: &self.ringing_buf,
+            waiting: self.waiting.len() as u32,
+            ring_timeout_s: self.config.ring_timeout_ms as f64 / 1000.0,
+            ledger: LedgerView {
+                human_answers,
+                abandons,
+            },
+            limit_percent: self.config.limit_percent,
+            target_percent: self.config.target_percent,
+            max_dial_level: self.config.max_dial_level,
+            est: &self.est,
+            oracle,
+        };
+        let decision = self.pacer.decide(&snapshot);
+        for _ in 0..decision.launch {
+            let Some(lead) = self.hopper.pop_front() else {
+                break;
+            };
+            let call = self.next_call;
+            self.next_call += 1;
+            self.calls.insert(
+                call,
+                Call {
+                    lead: lead.id,
+                    dialled_ms: now_ms,
+                    state: CallState::Ringing,
+                    agent: None,
+                    foresight: lead.foresight,
+                },
+            );
+            self.ringing.insert(call, now_ms);
+            self.timers.push(Reverse((
+                now_ms + self.config.ring_timeout_ms,
+                Timer::RingTimeout(call),
+            )));
+            self.commands.push_back(Command::Dial {
+                call,
+                lead: lead.id,
+            });
+        }
+        if self.hopper.len() < self.config.hopper_low_water && !self.leads_requested {
+            self.leads_requested = true;
+            self.commands.push_back(Command::NeedLeads(
+                (self.config.hopper_low_water * 4) as u32,
+            ));
+        }
+        if let Some(wake) = decision.wake_at_ms
+            && wake > now_ms
+            && self.pacer_wake.is_none_or(|w| wake < w)
+        {
+            self.pacer_wake = Some(wake);
+            self.timers.push(Reverse((wake, Timer::Pacer)));
+        }
+    }
+}
+
+fn ms_time(ms: u64) -> DateTime<chrono::Utc> {
+    DateTime::from_timestamp_millis(ms as i64).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;

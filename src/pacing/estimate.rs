@@ -1,0 +1,361 @@
+//! Online estimators a campaign's pacing learns from: the chance an attempt
+//! reaches a person, how long answered calls ring, and how long agents take
+//! per call (talk plus wrap-up), conditioned on the time already spent.
+//!
+//! Pure and cheap: every decision reads them, so look-ups are table reads.
+//! Cold starts use priors that real data replaces as it arrives.
+
+/// Handle times are tabulated per second up to this many seconds; longer
+/// calls count in the last bin.
+const MAX_HANDLE_S: usize = 3600;
+
+/// How many recent outcomes the answer-rate estimate looks at.
+const ANSWER_WINDOW: usize = 500;
+
+/// How many recent handle times the distribution keeps.
+const HANDLE_WINDOW: usize = 400;
+
+/// Priors for a campaign with no history yet.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Priors {
+    /// Probability an attempt reaches a person.
+    pub human_rate: f64,
+    /// Mean ring time of answered calls, seconds.
+    pub ring_s: f64,
+    /// Mean handle time (talk and wrap-up), seconds.
+    pub handle_s: f64,
+    /// Weight of the prior, in observations.
+    pub weight: f64,
+}
+
+impl Default for Priors {
+    fn default() -> Priors {
+        Priors {
+            human_rate: 0.3,
+            ring_s: 10.0,
+            handle_s: 270.0,
+            weight: 20.0,
+        }
+    }
+}
+
+/// The estimators of one campaign.
+#[derive(Debug, Clone)]
+pub struct Estimators {
+    priors: Priors,
+    answers: RingBuffer<bool>,
+    humans_in_window: usize,
+    rings: RingBuffer<f64>,
+    ring_sum: f64,
+    /// Ring times of attempts that reached a person, and of the others
+    /// (time until they resolved: machine, busy, failure, timeout), in
+    /// half-second bins, as survival tables.
+    human_ring: Survival,
+    other_ring: Survival,
+    handles: RingBuffer<u32>,
+    /// survival[t] = P(handle time > t seconds), rebuilt as samples arrive.
+    survival: Vec<f64>,
+    handle_sum: f64,
+    since_rebuild: usize,
+}
+
+impl Estimators {
+    /// Estimators starting from `priors`.
+    pub fn new(priors: Priors) -> Estimators {
+        let mut e = Estimators {
+            priors,
+            answers: RingBuffer::new(ANSWER_WINDOW),
+            humans_in_window: 0,
+            rings: RingBuffer::new(ANSWER_WINDOW),
+            ring_sum: 0.0,
+            human_ring: Survival::new(),
+            other_ring: Survival::new(),
+            handles: RingBuffer::new(HANDLE_WINDOW),
+            survival: vec![0.0; MAX_HANDLE_S + 2],
+            handle_sum: 0.0,
+            since_rebuild: 0,
+        };
+        e.rebuild_survival();
+        e
+    }
+
+    /// Records an attempt's result: whether a person answered, and how long
+    /// after dialling it resolved (answered, failed, or gave up ringing),
+    /// seconds.
+    pub fn record_attempt(&mut self, human: bool, after_s: f64) {
+        if let Some(old) = self.answers.push(human)
+            && old
+        {
+            self.humans_in_window -= 1;
+        }
+        if human {
+            self.humans_in_window += 1;
+            if let Some(old) = self.rings.push(after_s) {
+                self.ring_sum -= old;
+            }
+            self.ring_sum += after_s;
+            self.human_ring.record(after_s);
+        } else {
+            self.other_ring.record(after_s);
+        }
+    }
+
+    /// The probability that a call still ringing after `elapsed_s` will
+    /// reach a person: Bayes over the ring-time distributions of attempts
+    /// that did and did not (before enough data, answer times are taken as
+    /// exponential around the prior mean and other attempts as ringing to
+    /// `timeout_s`).
+    pub fn p_human_given_ringing(&self, elapsed_s: f64, timeout_s: f64) -> f64 {
+        if elapsed_s >= timeout_s {
+            return 0.0;
+        }
+        let ph = self.human_rate();
+        let sh = self
+            .human_ring
+            .at(elapsed_s)
+            .unwrap_or_else(|| (-elapsed_s / self.ring_s().max(0.5)).exp());
+        let so = self.other_ring.at(elapsed_s).unwrap_or(1.0);
+        let h = ph * sh;
+        let o = (1.0 - ph) * so;
+        if h + o <= 1e-12 { 0.0 } else { h / (h + o) }
+    }
+
+    /// Records a finished call's handle time (talk plus wrap-up), seconds.
+    pub fn record_handle(&mut self, handle_s: f64) {
+        let s = handle_s.clamp(0.0, MAX_HANDLE_S as f64) as u32;
+        if let Some(old) = self.handles.push(s) {
+            self.handle_sum -= f64::from(old);
+        }
+        self.handle_sum += f64::from(s);
+        self.since_rebuild += 1;
+        // Rebuilding is O(table); amortise it over a few samples once the
+        // window has data.
+        if self.handles.len() < 50 || self.since_rebuild >= 16 {
+            self.rebuild_survival();
+        }
+    }
+
+    /// Probability an attempt reaches a person, blended with the prior.
+    pub fn human_rate(&self) -> f64 {
+        let n = self.answers.len() as f64;
+        (self.humans_in_window as f64 + self.priors.human_rate * self.priors.weight)
+            / (n + self.priors.weight)
+    }
+
+    /// Mean ring time of answered calls, seconds.
+    pub fn ring_s(&self) -> f64 {
+        let n = self.rings.len() as f64;
+        (self.ring_sum + self.priors.ring_s * self.priors.weight) / (n + self.priors.weight)
+    }
+
+    /// Mean handle time, seconds.
+    pub fn handle_s(&self) -> f64 {
+        let n = self.handles.len() as f64;
+        (self.handle_sum + self.priors.handle_s * self.priors.weight) / (n + self.priors.weight)
+    }
+
+    /// Probability that an agent who has spent `elapsed_s` on a call is free
+    /// within `horizon_s` more: (H(e+τ) − H(e)) / (1 − H(e)).
+    pub fn p_free_within(&self, elapsed_s: f64, horizon_s: f64) -> f64 {
+        let s_e = self.survival_at(elapsed_s);
+        if s_e <= 1e-12 {
+            // Longer than anything seen: assume the tail is memoryless with
+            // the mean handle time.
+            return 1.0 - (-horizon_s / self.handle_s().max(1.0)).exp();
+        }
+        let s_end = self.survival_at(elapsed_s + horizon_s);
+        ((s_e - s_end) / s_e).clamp(0.0, 1.0)
+    }
+
+    fn survival_at(&self, t: f64) -> f64 {
+        if t <= 0.0 {
+            return 1.0;
+        }
+        let i = t as usize;
+        if i >= MAX_HANDLE_S {
+            return self.survival[MAX_HANDLE_S];
+        }
+        // Linear between whole seconds, so the answer moves smoothly.
+        let f = t - i as f64;
+        self.survival[i] * (1.0 - f) + self.survival[i + 1] * f
+    }
+
+    fn rebuild_survival(&mut self) {
+        self.since_rebuild = 0;
+        let n = self.handles.len();
+        // The prior as a pseudo-sample spread exponentially around its mean,
+        // weighted like `weight` observations, so that few samples do not
+        // make a jagged distribution.
+        let w = self.priors.weight;
+        let total = n as f64 + w;
+        let mut counts = vec![0.0f64; MAX_HANDLE_S + 2];
+        for &h in self.handles.iter() {
+            counts[h as usize] += 1.0;
+        }
+        let mut above = total;
+        let mean = self.priors.handle_s.max(1.0);
+        for (t, s) in self.survival.iter_mut().enumerate() {
+            above -= counts[t];
+            let prior_above = w * (-(t as f64) / mean).exp();
+            let data_above = above - w;
+            *s = ((data_above.max(0.0) + prior_above) / total).clamp(0.0, 1.0);
+        }
+    }
+}
+
+/// Ring times are tabulated per half second up to this many bins (120 s).
+const RING_BINS: usize = 240;
+
+/// An empirical survival function over ring times, from the most recent
+/// samples; `None` until it has enough of them.
+#[derive(Debug, Clone)]
+struct Survival {
+    samples: RingBuffer<u16>,
+    table: Vec<f64>,
+    since_rebuild: usize,
+}
+
+impl Survival {
+    const MIN_SAMPLES: usize = 30;
+
+    fn new() -> Survival {
+        Survival {
+            samples: RingBuffer::new(ANSWER_WINDOW),
+            table: vec![1.0; RING_BINS + 1],
+            since_rebuild: 0,
+        }
+    }
+
+    fn record(&mut self, s: f64) {
+        let bin = (s * 2.0).clamp(0.0, RING_BINS as f64) as u16;
+        self.samples.push(bin);
+        self.since_rebuild += 1;
+        if self.samples.len() <= Self::MIN_SAMPLES * 2 || self.since_rebuild >= 16 {
+            self.since_rebuild = 0;
+            let mut counts = vec![0usize; RING_BINS + 1];
+            for &b in self.samples.iter() {
+                counts[b as usize] += 1;
+            }
+            let n = self.samples.len() as f64;
+            let mut above = self.samples.len();
+            for (t, v) in self.table.iter_mut().enumerate() {
+                above -= counts[t];
+                *v = above as f64 / n;
+            }
+        }
+    }
+
+    /// P(ring time > s), or `None` before enough samples.
+    fn at(&self, s: f64) -> Option<f64> {
+        if self.samples.len() < Self::MIN_SAMPLES {
+            return None;
+        }
+        let bin = ((s * 2.0) as usize).min(RING_BINS);
+        // Before the first bin nothing has resolved.
+        if s < 0.5 {
+            return Some(1.0);
+        }
+        Some(self.table[bin - 1])
+    }
+}
+
+/// A fixed-size window of the most recent values.
+#[derive(Debug, Clone)]
+struct RingBuffer<T> {
+    items: Vec<T>,
+    next: usize,
+    cap: usize,
+}
+
+impl<T: Copy> RingBuffer<T> {
+    fn new(cap: usize) -> RingBuffer<T> {
+        RingBuffer {
+            items: Vec::with_capacity(cap),
+            next: 0,
+            cap,
+        }
+    }
+
+    /// Adds a value; returns the one it pushed out, if full.
+    fn push(&mut self, v: T) -> Option<T> {
+        if self.items.len() < self.cap {
+            self.items.push(v);
+            None
+        } else {
+            let old = std::mem::replace(&mut self.items[self.next], v);
+            self.next = (self.next + 1) % self.cap;
+            Some(old)
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &T> {
+        self.items.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cold_start_uses_the_priors() {
+        let e = Estimators::new(Priors::default());
+        assert!((e.human_rate() - 0.3).abs() < 1e-9);
+        assert!((e.ring_s() - 10.0).abs() < 1e-9);
+        // Exponential prior: P(free within the mean) = 1 - 1/e.
+        assert!((e.p_free_within(0.0, 270.0) - (1.0 - (-1.0f64).exp())).abs() < 0.01);
+    }
+
+    #[test]
+    fn data_replaces_the_prior() {
+        let mut e = Estimators::new(Priors::default());
+        for i in 0..ANSWER_WINDOW {
+            e.record_attempt(i % 2 == 0, if i % 2 == 0 { 6.0 } else { 25.0 });
+        }
+        assert!((e.human_rate() - (250.0 + 6.0) / 520.0).abs() < 1e-9);
+        assert!(e.ring_s() < 6.5);
+    }
+
+    #[test]
+    fn a_call_ringing_long_is_less_likely_a_person() {
+        let mut e = Estimators::new(Priors::default());
+        // People answer after 8-12 s; the rest ring out at 25 s.
+        for i in 0..ANSWER_WINDOW {
+            if i % 3 == 0 {
+                e.record_attempt(true, 8.0 + f64::from(i as u32 % 5));
+            } else {
+                e.record_attempt(false, 25.0);
+            }
+        }
+        let early = e.p_human_given_ringing(1.0, 25.0);
+        assert!((early - e.human_rate()).abs() < 0.02, "{early}");
+        assert!(e.p_human_given_ringing(10.0, 25.0) > 0.1);
+        assert!(e.p_human_given_ringing(13.0, 25.0) < 0.01);
+        assert_eq!(e.p_human_given_ringing(25.0, 25.0), 0.0);
+    }
+
+    #[test]
+    fn handle_time_is_conditioned_on_time_spent() {
+        let mut e = Estimators::new(Priors {
+            weight: 1.0,
+            ..Priors::default()
+        });
+        // Every call takes exactly 200 s.
+        for _ in 0..HANDLE_WINDOW {
+            e.record_handle(200.0);
+        }
+        assert!(e.p_free_within(0.0, 100.0) < 0.01);
+        assert!(
+            e.p_free_within(150.0, 60.0) > 0.99,
+            "{}",
+            e.p_free_within(150.0, 60.0)
+        );
+        assert!(e.p_free_within(150.0, 20.0) < 0.01);
+        // Past everything seen: the memoryless tail.
+        assert!(e.p_free_within(500.0, 10.0) > 0.0);
+    }
+}

@@ -1,0 +1,698 @@
+//! The offline simulator: the campaign runner and its pacing, driven in
+//! virtual time against seeded customers.
+//!
+//! Discrete-event: a heap of timed events, the runner's own timers among
+//! them. Every attempt's outcome, ring, talk, wrap-up and patience times are
+//! drawn from a stream keyed by (seed, lead, attempt), so every strategy
+//! meets the same customers (common random numbers) and the same inputs
+//! give the same output, bit for bit. Leads are an endless list; retries
+//! follow the campaign's delays and attempt limits; calls go out only
+//! inside both the team's shift and the campaign's hours (the simulated
+//! customers all live in the campaign's clock).
+
+pub mod scenario;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+use chrono::Timelike;
+use rand::{RngExt, SeedableRng};
+use rand_distr::{Distribution, LogNormal};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use serde::Serialize;
+
+use crate::campaign::{Campaign, Strategy};
+use crate::dialer::{
+    AgentId, CallId, Command, Event, LeadId, LeadInfo, Outcome, Record, Runner, RunnerConfig,
+};
+use crate::pacing::Foresight;
+use crate::profile::DayWindow;
+pub use scenario::Scenario;
+
+const HOUR_MS: u64 = 3_600_000;
+const DAY_MS: u64 = 24 * HOUR_MS;
+/// How long the safe-harbour message plays.
+const MESSAGE_MS: u64 = 6_000;
+/// Busy and failure signals arrive this soon after dialling.
+const BUSY_MS: u64 = 4_000;
+const FAILURE_MS: u64 = 1_500;
+
+/// One simulation run's inputs.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// The campaign (hours, limits, retries, ring timeout).
+    pub campaign: Campaign,
+    /// The customers and the team.
+    pub scenario: Scenario,
+    /// Pacing strategy.
+    pub strategy: Strategy,
+    /// Random seed.
+    pub seed: u64,
+}
+
+/// What a run produced.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SimReport {
+    /// Strategy.
+    pub strategy: String,
+    /// Agents.
+    pub agents: u32,
+    /// Days.
+    pub days: u32,
+    /// Seed.
+    pub seed: u64,
+    /// Calls placed.
+    pub attempts: u64,
+    /// Answered by a person.
+    pub human_answers: u64,
+    /// Handed to an agent.
+    pub connects: u64,
+    /// Not handed to an agent in time.
+    pub abandons: u64,
+    /// Abandons per human answer over the run, percent.
+    pub abandon_rate_percent: f64,
+    /// Worst rate of any full compliance window (or of the run, if shorter
+    /// than one window), percent.
+    pub worst_window_percent: f64,
+    /// The campaign's limit, percent.
+    pub limit_percent: f64,
+    /// Talk time over logged-in time.
+    pub talk_share: f64,
+    /// Talk and wrap-up over logged-in time.
+    pub occupancy: f64,
+    /// Idle seconds per agent-hour.
+    pub idle_s_per_agent_hour: f64,
+    /// Conversions.
+    pub conversions: u64,
+    /// Connects per agent-hour.
+    pub connects_per_agent_hour: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Human,
+    Machine,
+    Busy,
+    NoAnswer,
+    Failure,
+}
+
+/// One attempt's fate, drawn when the lead enters the hopper.
+#[derive(Debug, Clone, Copy)]
+struct Draw {
+    kind: Kind,
+    ring_ms: u64,
+    talk_ms: u64,
+    wrap_ms: u64,
+    patience_ms: u64,
+    convert: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Ev {
+    ShiftStart,
+    StopDialling,
+    ShiftEnd,
+    Answer(CallId),
+    Fail(CallId, Kind),
+    End(CallId),
+    Patience(CallId),
+    WrapDone(AgentId),
+    Timeout,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct SimCall {
+    draw: Draw,
+    bridged: bool,
+    ended: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct AgentClock {
+    login_ms: u64,
+    busy: bool,
+    logout_pending: bool,
+}
+
+/// Keys the random stream of one attempt.
+fn attempt_rng(seed: u64, lead: LeadId, attempt: u32) -> Xoshiro256PlusPlus {
+    // SplitMix-style mixing so neighbouring keys give unrelated streams.
+    let mut z = seed
+        ^ lead.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ u64::from(attempt).wrapping_mul(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    Xoshiro256PlusPlus::seed_from_u64(z ^ (z >> 31))
+}
+
+struct Dists {
+    ring: LogNormal<f64>,
+    talk: LogNormal<f64>,
+    wrap: LogNormal<f64>,
+    patience: LogNormal<f64>,
+}
+
+fn lognormal(d: scenario::Dist) -> LogNormal<f64> {
+    let (mu, sigma) = d.lognormal_params();
+    // Parameters come from a checked scenario: finite, sigma >= 0.
+    LogNormal::new(mu, sigma)
+        .unwrap_or_else(|_| LogNormal::new(0.0, 0.0).unwrap_or_else(|_| unreachable!()))
+}
+
+fn draw(sc: &Scenario, dists: &Dists, seed: u64, lead: LeadId, attempt: u32, hour: usize) -> Draw {
+    let mut rng = attempt_rng(seed, lead, attempt);
+    let o = sc.outcomes_at(hour);
+    let u: f64 = rng.random();
+    let kind = if u < o.human {
+        Kind::Human
+    } else if u < o.human + o.machine {
+        Kind::Machine
+    } else if u < o.human + o.machine + o.busy {
+        Kind::Busy
+    } else if u < o.human + o.machine + o.busy + o.no_answer {
+        Kind::NoAnswer
+    } else {
+        Kind::Failure
+    };
+    let factor = sc.handle_factor_at(hour);
+    let ms = |x: f64| (x * 1000.0).max(0.0) as u64;
+    Draw {
+        kind,
+        ring_ms: ms(dists.ring.sample(&mut rng)),
+        talk_ms: ms(dists.talk.sample(&mut rng) * factor).max(5_000),
+        wrap_ms: ms(dists.wrap.sample(&mut rng) * factor),
+        patience_ms: ms(dists.patience.sample(&mut rng)),
+        convert: rng.random::<f64>() < sc.conversion,
+    }
+}
+
+/// The calling window of day `day` (0 = a Monday): the shift within the
+/// campaign's hours that day.
+fn window(campaign: &Campaign, shift: DayWindow, day: u32) -> Option<(u64, u64)> {
+    let w = campaign.hours[(day % 7) as usize]?;
+    let start = w.start.max(shift.start);
+    let end = w.end.min(shift.end);
+    if start >= end {
+        return None;
+    }
+    let ms = |t: chrono::NaiveTime| u64::from(t.num_seconds_from_midnight()) * 1000;
+    let base = u64::from(day) * DAY_MS;
+    Some((base + ms(start), base + ms(end)))
+}
+
+/// Runs one simulation.
+pub fn run(cfg: &SimConfig) -> SimReport {
+    Sim::new(cfg).run()
+}
+
+struct Sim<'a> {
+    cfg: &'a SimConfig,
+    dists: Dists,
+    runner: Runner,
+    heap: BinaryHeap<Reverse<(u64, u64, Ev)>>,
+    seq: u64,
+    timeout_at: Option<u64>,
+    calls: HashMap<CallId, SimCall>,
+    call_agent: HashMap<CallId, AgentId>,
+    handed_out: HashMap<LeadId, (u32, Draw)>,
+    attempts_of: HashMap<LeadId, u32>,
+    retries: BinaryHeap<Reverse<(u64, LeadId)>>,
+    next_lead: LeadId,
+    agents: Vec<AgentClock>,
+    oracle: bool,
+    // Figures.
+    attempts: u64,
+    human_answers: u64,
+    connects: u64,
+    abandons: u64,
+    conversions: u64,
+    talk_ms: u64,
+    wrap_ms: u64,
+    logged_in_ms: u64,
+    ledger_events: Vec<(u64, bool)>,
+}
+
+impl<'a> Sim<'a> {
+    fn new(cfg: &'a SimConfig) -> Sim<'a> {
+        let sc = &cfg.scenario;
+        let mut rc = RunnerConfig::from_campaign(&cfg.campaign);
+        let o = sc.outcomes;
+        rc.priors.human_rate = o.human;
+        Sim {
+            cfg,
+            dists: Dists {
+                ring: lognormal(sc.ring),
+                talk: lognormal(sc.talk),
+                wrap: lognormal(sc.wrap),
+                patience: lognormal(sc.patience),
+            },
+            runner: Runner::new(rc, &cfg.strategy),
+            heap: BinaryHeap::new(),
+            seq: 0,
+            timeout_at: None,
+            calls: HashMap::new(),
+            call_agent: HashMap::new(),
+            handed_out: HashMap::new(),
+            attempts_of: HashMap::new(),
+            retries: BinaryHeap::new(),
+            next_lead: 1,
+            agents: vec![AgentClock::default(); sc.agents as usize],
+            oracle: matches!(cfg.strategy, Strategy::Oracle),
+            attempts: 0,
+            human_answers: 0,
+            connects: 0,
+            abandons: 0,
+            conversions: 0,
+            talk_ms: 0,
+            wrap_ms: 0,
+            logged_in_ms: 0,
+            ledger_events: Vec::new(),
+        }
+    }
+
+    fn at(&mut self, t: u64, ev: Ev) {
+        self.seq += 1;
+        self.heap.push(Reverse((t, self.seq, ev)));
+    }
+
+    fn run(mut self) -> SimReport {
+        let sc = &self.cfg.scenario;
+        // Checked scenarios always have a valid shift.
+        let shift = sc
+            .shift_window()
+            .unwrap_or(crate::profile::DayWindow::hm((9, 0), (17, 0)));
+        let stop_early = self.cfg.campaign.ring_timeout.as_millis() as u64 + 2_000;
+        for day in 0..sc.days {
+            if let Some((start, end)) = window(&self.cfg.campaign, shift, day) {
+                self.at(start, Ev::ShiftStart);
+                self.at(end.saturating_sub(stop_early).max(start), Ev::StopDialling);
+                self.at(end, Ev::ShiftEnd);
+            }
+        }
+        while let Some(Reverse((now, _, ev))) = self.heap.pop() {
+            self.step(now, ev);
+            self.drain(now);
+        }
+        self.report()
+    }
+
+    fn send(&mut self, now: u64, event: Event) {
+        self.runner.handle_event(now, event);
+    }
+
+    fn step(&mut self, now: u64, ev: Ev) {
+        match ev {
+            Ev::ShiftStart => {
+                for a in 0..self.agents.len() {
+                    self.agents[a] = AgentClock {
+                        login_ms: now,
+                        ..AgentClock::default()
+                    };
+                    self.send(now, Event::AgentReady(a as AgentId));
+                }
+                self.send(now, Event::Dialling(true));
+            }
+            Ev::StopDialling => self.send(now, Event::Dialling(false)),
+            Ev::ShiftEnd => {
+                for a in 0..self.agents.len() {
+                    if self.agents[a].busy {
+                        self.agents[a].logout_pending = true;
+                    } else {
+                        self.logged_in_ms += now - self.agents[a].login_ms;
+                    }
+                    self.send(now, Event::AgentLogout(a as AgentId));
+                }
+            }
+            Ev::Answer(call) => {
+                let Some(c) = self.calls.get_mut(&call) else {
+                    return;
+                };
+                if c.ended {
+                    return;
+                }
+                let human = c.draw.kind == Kind::Human;
+                let patience = c.draw.patience_ms;
+                if human {
+                    self.at(now + patience, Ev::Patience(call));
+                }
+                self.send(now, Event::CallAnswered { call, human });
+            }
+            Ev::Fail(call, kind) => {
+                if self.calls.get(&call).is_some_and(|c| !c.ended) {
+                    let outcome = if kind == Kind::Busy {
+                        Outcome::Busy
+                    } else {
+                        Outcome::Failure
+                    };
+                    self.send(now, Event::CallFailed { call, outcome });
+                }
+            }
+            Ev::End(call) => {
+                if let Some(c) = self.calls.get_mut(&call)
+                    && !c.ended
+                {
+                    c.ended = true;
+                    self.send(now, Event::CallEnded { call });
+                }
+            }
+            Ev::Patience(call) => {
+                if let Some(c) = self.calls.get_mut(&call)
+                    && !c.ended
+                    && !c.bridged
+                {
+                    c.ended = true;
+                    self.send(now, Event::CallEnded { call });
+                }
+            }
+            Ev::WrapDone(agent) => {
+                let clock = &mut self.agents[agent as usize];
+                clock.busy = false;
+                if clock.logout_pending {
+                    clock.logout_pending = false;
+                    self.logged_in_ms += now - clock.login_ms;
+                }
+                self.send(now, Event::WrapUpDone { agent });
+            }
+            Ev::Timeout => {
+                if self.timeout_at == Some(now) {
+                    self.timeout_at = None;
+                }
+                self.runner.handle_timeout(now);
+            }
+        }
+    }
+
+    /// Carries out the runner's commands and keeps its timer scheduled.
+    fn drain(&mut self, now: u64) {
+        while let Some(cmd) = self.runner.poll_command() {
+            match cmd {
+                Command::Dial { call, lead } => self.dial(now, call, lead),
+                Command::Cancel { call } | Command::Hangup { call } => {
+                    if let Some(c) = self.calls.get_mut(&call) {
+                        c.ended = true;
+                    }
+                }
+                Command::Bridge { call, agent } => {
+                    if let Some(c) = self.calls.get_mut(&call) {
+                        c.bridged = true;
+                        let d = c.draw;
+                        self.call_agent.insert(call, agent);
+                        self.agents[agent as usize].busy = true;
+                        self.talk_ms += d.talk_ms;
+                        self.wrap_ms += d.wrap_ms;
+                        if d.convert {
+                            self.conversions += 1;
+                        }
+                        self.at(now + d.talk_ms, Ev::End(call));
+                    }
+                }
+                Command::PlaySafeHarbour { call } => self.at(now + MESSAGE_MS, Ev::End(call)),
+                Command::NeedLeads(n) => {
+                    let leads = self.hand_out(now, n);
+                    self.runner.handle_event(now, Event::Leads(leads));
+                }
+                Command::Record(r) => self.record(now, r),
+            }
+        }
+        if let Some(t) = self.runner.poll_timeout()
+            && self.timeout_at.is_none_or(|s| t < s)
+        {
+            let t = t.max(now);
+            self.timeout_at = Some(t);
+            self.at(t, Ev::Timeout);
+        }
+    }
+
+    fn hand_out(&mut self, now: u64, n: u32) -> Vec<LeadInfo> {
+        let hour = ((now % DAY_MS) / HOUR_MS) as usize;
+        let mut out = Vec::with_capacity(n as usize);
+        while out.len() < n as usize {
+            let lead = match self.retries.peek() {
+                Some(&Reverse((due, lead))) if due <= now => {
+                    self.retries.pop();
+                    lead
+                }
+                _ => {
+                    self.next_lead += 1;
+                    self.next_lead - 1
+                }
+            };
+            let attempt = self.attempts_of.get(&lead).copied().unwrap_or(0) + 1;
+            let d = draw(
+                &self.cfg.scenario,
+                &self.dists,
+                self.cfg.seed,
+                lead,
+                attempt,
+                hour,
+            );
+            self.handed_out.insert(lead, (attempt, d));
+            let foresight = self.oracle.then_some(Foresight {
+                human: d.kind == Kind::Human,
+                ring_ms: d.ring_ms,
+                handle_ms: d.talk_ms + d.wrap_ms,
+            });
+            out.push(LeadInfo {
+                id: lead,
+                foresight,
+            });
+        }
+        out
+    }
+
+    fn dial(&mut self, now: u64, call: CallId, lead: LeadId) {
+        let Some((attempt, d)) = self.handed_out.remove(&lead) else {
+            return;
+        };
+        self.attempts_of.insert(lead, attempt);
+        self.attempts += 1;
+        self.calls.insert(
+            call,
+            SimCall {
+                draw: d,
+                bridged: false,
+                ended: false,
+            },
+        );
+        match d.kind {
+            // A late answer past the ring timeout never happens: the runner
+            // has cancelled by then.
+            Kind::Human | Kind::Machine => self.at(now + d.ring_ms, Ev::Answer(call)),
+            Kind::Busy => self.at(now + BUSY_MS, Ev::Fail(call, Kind::Busy)),
+            Kind::Failure => self.at(now + FAILURE_MS, Ev::Fail(call, Kind::Failure)),
+            Kind::NoAnswer => {}
+        }
+    }
+
+    fn record(&mut self, now: u64, r: Record) {
+        match r {
+            Record::HumanAnswer { .. } => {
+                self.human_answers += 1;
+                self.ledger_events.push((now, false));
+            }
+            Record::Connected { .. } => self.connects += 1,
+            Record::Abandoned { .. } => {
+                self.abandons += 1;
+                self.ledger_events.push((now, true));
+            }
+            Record::AttemptEnded {
+                call,
+                lead,
+                outcome,
+            } => {
+                let Some(c) = self.calls.remove(&call) else {
+                    return;
+                };
+                if outcome == Outcome::Connected
+                    && let Some(agent) = self.call_agent.remove(&call)
+                {
+                    self.at(now + c.draw.wrap_ms, Ev::WrapDone(agent));
+                }
+                let campaign = &self.cfg.campaign;
+                let attempts = self.attempts_of.get(&lead).copied().unwrap_or(0);
+                let retry = outcome != Outcome::Connected && attempts < campaign.max_attempts;
+                if retry {
+                    let delay = campaign
+                        .retry_delay(outcome.code())
+                        .map_or(HOUR_MS, |d| d.as_millis() as u64);
+                    self.retries.push(Reverse((now + delay, lead)));
+                } else {
+                    self.attempts_of.remove(&lead);
+                }
+            }
+        }
+    }
+
+    fn report(&self) -> SimReport {
+        let rate = |a: u64, h: u64| {
+            if h == 0 {
+                0.0
+            } else {
+                100.0 * a as f64 / h as f64
+            }
+        };
+        let logged = self.logged_in_ms.max(1) as f64;
+        let agent_hours = logged / HOUR_MS as f64;
+        SimReport {
+            strategy: self.cfg.strategy.to_string(),
+            agents: self.cfg.scenario.agents,
+            days: self.cfg.scenario.days,
+            seed: self.cfg.seed,
+            attempts: self.attempts,
+            human_answers: self.human_answers,
+            connects: self.connects,
+            abandons: self.abandons,
+            abandon_rate_percent: rate(self.abandons, self.human_answers),
+            worst_window_percent: worst_window(
+                &self.ledger_events,
+                self.cfg.campaign.abandon_window.as_millis() as u64,
+            ),
+            limit_percent: self.cfg.campaign.abandon_limit_percent,
+            talk_share: self.talk_ms as f64 / logged,
+            occupancy: (self.talk_ms + self.wrap_ms) as f64 / logged,
+            idle_s_per_agent_hour: (logged - (self.talk_ms + self.wrap_ms) as f64).max(0.0)
+                / 1000.0
+                / agent_hours,
+            conversions: self.conversions,
+            connects_per_agent_hour: self.connects as f64 / agent_hours,
+        }
+    }
+}
+
+/// The worst abandonment rate (percent) of any window of `window_ms`
+/// ending at an event, counting only windows that lie wholly inside the
+/// run; a run shorter than one window is judged whole.
+pub fn worst_window(events: &[(u64, bool)], window_ms: u64) -> f64 {
+    let Some(&(first, _)) = events.first() else {
+        return 0.0;
+    };
+    let rate = |h: u64, a: u64| {
+        if h == 0 {
+            0.0
+        } else {
+            100.0 * a as f64 / h as f64
+        }
+    };
+    let last = events.last().map_or(first, |e| e.0);
+    if last < first + window_ms {
+        let a = events.iter().filter(|e| e.1).count() as u64;
+        return rate(events.len() as u64 - a, a);
+    }
+    let (mut h, mut a) = (0u64, 0u64);
+    let mut lo = 0;
+    let mut worst: f64 = 0.0;
+    for (i, &(t, abandon)) in events.iter().enumerate() {
+        if abandon {
+            a += 1;
+        } else {
+            h += 1;
+        }
+        while events[lo].0 + window_ms <= t {
+            if events[lo].1 {
+                a -= 1;
+            } else {
+                h -= 1;
+            }
+            lo += 1;
+        }
+        let next_same = events.get(i + 1).is_some_and(|e| e.0 == t);
+        if t >= first + window_ms && !next_same {
+            worst = worst.max(rate(h, a));
+        }
+    }
+    worst
+}
+
+#[cfg(test)]
+mod tests;
+
+/// The strategies `--strategy all` compares, side by side.
+pub const ALL_STRATEGIES: [&str; 7] = [
+    "predictive",
+    "progressive",
+    "ratio:1.5",
+    "ratio:2",
+    "feedback",
+    "threshold",
+    "oracle",
+];
+
+/// Runs several simulations on all cores; reports come back in input order.
+pub fn run_all(configs: &[SimConfig]) -> Vec<SimReport> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(configs.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: std::sync::Mutex<Vec<Option<SimReport>>> =
+        std::sync::Mutex::new(vec![None; configs.len()]);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(cfg) = configs.get(i) else {
+                        break;
+                    };
+                    let report = run(cfg);
+                    if let Ok(mut r) = results.lock() {
+                        r[i] = Some(report);
+                    }
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// A fixed-width table of reports, one row per run.
+pub fn table(reports: &[SimReport]) -> String {
+    let mut out = format!(
+        "{:<14} {:>9} {:>8} {:>8} {:>7} {:>7} {:>8} {:>6} {:>6} {:>8} {:>7} {:>8}\n",
+        "strategy",
+        "attempts",
+        "humans",
+        "connects",
+        "aband",
+        "rate%",
+        "worst%",
+        "talk",
+        "occ",
+        "idle/h",
+        "conv",
+        "conn/ah"
+    );
+    for r in reports {
+        out.push_str(&format!(
+            "{:<14} {:>9} {:>8} {:>8} {:>7} {:>7.2} {:>8.2} {:>6.3} {:>6.3} {:>8.0} {:>7} {:>8.2}\n",
+            r.strategy,
+            r.attempts,
+            r.human_answers,
+            r.connects,
+            r.abandons,
+            r.abandon_rate_percent,
+            r.worst_window_percent,
+            r.talk_share,
+            r.occupancy,
+            r.idle_s_per_agent_hour,
+            r.conversions,
+            r.connects_per_agent_hour
+        ));
+    }
+    out
+}
+
+/// Writes reports as CSV.
+pub fn write_csv(path: &std::path::Path, reports: &[SimReport]) -> Result<(), csv::Error> {
+    let mut w = csv::Writer::from_path(path)?;
+    for r in reports {
+        w.serialize(r)?;
+    }
+    w.flush()?;
+    Ok(())
+}

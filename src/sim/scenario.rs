@@ -1,0 +1,238 @@
+//! Simulation scenarios (`campaigns/scenarios/*.toml`): the team, the
+//! customers' behaviour and the time distributions a campaign meets.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::campaign::{CampaignError, ConfigError};
+use crate::profile::DayWindow;
+
+/// A distribution given by its mean and standard deviation, in seconds;
+/// drawn as a lognormal (the usual shape of ring, talk and wrap-up times).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dist {
+    /// Mean, seconds.
+    pub mean: f64,
+    /// Standard deviation, seconds.
+    pub sd: f64,
+}
+
+impl Dist {
+    /// The lognormal's (mu, sigma) with this mean and sd.
+    pub fn lognormal_params(&self) -> (f64, f64) {
+        let m = self.mean.max(1e-3);
+        let v = self.sd.max(0.0).powi(2);
+        let sigma2 = (1.0 + v / (m * m)).ln();
+        (m.ln() - sigma2 / 2.0, sigma2.sqrt())
+    }
+}
+
+/// Outcome probabilities of an attempt; they must sum to 1.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outcomes {
+    /// A person answers.
+    pub human: f64,
+    /// An answering machine.
+    pub machine: f64,
+    /// Busy.
+    pub busy: f64,
+    /// Rings out.
+    pub no_answer: f64,
+    /// Network failure or rejection.
+    pub failure: f64,
+}
+
+/// A scenario.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Name.
+    pub name: String,
+    /// What it models.
+    #[serde(default)]
+    pub description: String,
+    /// Agents on shift.
+    pub agents: u32,
+    /// Days simulated.
+    pub days: u32,
+    /// Agents' shift each day, `HH:MM-HH:MM` (the called party's local
+    /// time; calls go out only inside the campaign's hours too).
+    pub shift: String,
+    /// Outcome probabilities.
+    pub outcomes: Outcomes,
+    /// Ring time of answered calls.
+    pub ring: Dist,
+    /// Talk time.
+    pub talk: Dist,
+    /// Wrap-up time.
+    pub wrap: Dist,
+    /// How long a person waits in silence after answering before hanging
+    /// up.
+    pub patience: Dist,
+    /// Probability a connected call converts.
+    pub conversion: f64,
+    /// Human-answer probability by hour of day (24 values), replacing
+    /// `outcomes.human` hour by hour; the other outcomes scale to fill.
+    #[serde(default)]
+    pub hourly_human: Option<Vec<f64>>,
+    /// Talk and wrap-up time multiplier by hour of day (24 values).
+    #[serde(default)]
+    pub hourly_handle: Option<Vec<f64>>,
+}
+
+impl Default for Scenario {
+    fn default() -> Scenario {
+        toml::from_str(DEFAULT).unwrap_or_else(|e| panic!("built-in scenario: {e}"))
+    }
+}
+
+/// The built-in scenario, also shipped as `campaigns/scenarios/default.toml`.
+pub const DEFAULT: &str = include_str!("../../campaigns/scenarios/default.toml");
+
+impl Scenario {
+    /// Loads and checks a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, CampaignError> {
+        let text = std::fs::read_to_string(path).map_err(|source| CampaignError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let err = |line: usize, field: &str, message: String| CampaignError::Invalid {
+            path: path.to_path_buf(),
+            errors: vec![ConfigError {
+                file: path.to_path_buf(),
+                line,
+                column: 1,
+                field: field.to_string(),
+                message,
+            }],
+        };
+        let s: Scenario = toml::from_str(&text).map_err(|e| {
+            let line = e.span().map_or(1, |sp| {
+                text[..sp.start.min(text.len())].matches('\n').count() + 1
+            });
+            err(line, "(scenario)", e.message().to_string())
+        })?;
+        s.check().map_err(|(field, message)| {
+            let line = text
+                .lines()
+                .position(|l| {
+                    l.trim_start()
+                        .starts_with(field.split('.').next_back().unwrap_or(""))
+                })
+                .map_or(1, |i| i + 1);
+            err(line, &field, message)
+        })?;
+        Ok(s)
+    }
+
+    /// Checks the values make sense.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        let o = &self.outcomes;
+        let sum = o.human + o.machine + o.busy + o.no_answer + o.failure;
+        if (sum - 1.0).abs() > 1e-6
+            || [o.human, o.machine, o.busy, o.no_answer, o.failure]
+                .iter()
+                .any(|p| *p < 0.0)
+        {
+            return Err((
+                "outcomes".into(),
+                format!("probabilities must be >= 0 and sum to 1 (they sum to {sum})"),
+            ));
+        }
+        if self.agents == 0 || self.agents > 10_000 {
+            return Err(("agents".into(), "between 1 and 10000".into()));
+        }
+        if self.days == 0 || self.days > 366 {
+            return Err(("days".into(), "between 1 and 366".into()));
+        }
+        self.shift_window().map_err(|e| ("shift".to_string(), e))?;
+        for (name, d) in [
+            ("ring", self.ring),
+            ("talk", self.talk),
+            ("wrap", self.wrap),
+            ("patience", self.patience),
+        ] {
+            if !(d.mean > 0.0 && d.sd >= 0.0 && d.mean.is_finite() && d.sd.is_finite()) {
+                return Err((
+                    format!("{name}.mean"),
+                    "mean must be > 0 and sd >= 0".into(),
+                ));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.conversion) {
+            return Err(("conversion".into(), "a probability, 0 to 1".into()));
+        }
+        for (name, v) in [
+            ("hourly_human", &self.hourly_human),
+            ("hourly_handle", &self.hourly_handle),
+        ] {
+            if let Some(v) = v
+                && (v.len() != 24 || v.iter().any(|x| !(*x >= 0.0 && x.is_finite())))
+            {
+                return Err((name.into(), "24 non-negative values, one per hour".into()));
+            }
+        }
+        if let Some(h) = &self.hourly_human
+            && h.iter().any(|x| *x > 1.0 - self.outcomes.failure)
+        {
+            return Err((
+                "hourly_human".into(),
+                "each hour's human rate must leave room for failures".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The shift as a window.
+    pub fn shift_window(&self) -> Result<DayWindow, String> {
+        let (a, b) = self
+            .shift
+            .split_once('-')
+            .ok_or_else(|| format!("{:?}: write HH:MM-HH:MM", self.shift))?;
+        let t = |s: &str| {
+            chrono::NaiveTime::parse_from_str(s.trim(), "%H:%M")
+                .map_err(|_| format!("{s:?} is not HH:MM"))
+        };
+        let w = DayWindow {
+            start: t(a)?,
+            end: t(b)?,
+        };
+        if w.start >= w.end {
+            return Err("the shift must end after it starts".into());
+        }
+        Ok(w)
+    }
+
+    /// The outcome probabilities at an hour of day.
+    pub fn outcomes_at(&self, hour: usize) -> Outcomes {
+        let Some(h) = self.hourly_human.as_ref().and_then(|v| v.get(hour)) else {
+            return self.outcomes;
+        };
+        let o = self.outcomes;
+        let rest = o.machine + o.busy + o.no_answer;
+        let scale = if rest > 0.0 {
+            (1.0 - h - o.failure) / rest
+        } else {
+            0.0
+        };
+        Outcomes {
+            human: *h,
+            machine: o.machine * scale,
+            busy: o.busy * scale,
+            no_answer: o.no_answer * scale,
+            failure: o.failure,
+        }
+    }
+
+    /// The handle-time multiplier at an hour of day.
+    pub fn handle_factor_at(&self, hour: usize) -> f64 {
+        self.hourly_handle
+            .as_ref()
+            .and_then(|v| v.get(hour))
+            .copied()
+            .unwrap_or(1.0)
+    }
+}
