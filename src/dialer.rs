@@ -316,6 +316,8 @@ pub struct Runner {
     waiting: VecDeque<CallId>,
     hopper: VecDeque<LeadInfo>,
     leads_requested: bool,
+    /// The last decision wanted more calls than the hopper held.
+    starved: bool,
     dialling: bool,
     next_call: CallId,
     timers: BinaryHeap<Reverse<(u64, Timer)>>,
@@ -347,6 +349,7 @@ impl Runner {
             waiting: VecDeque::new(),
             hopper: VecDeque::new(),
             leads_requested: false,
+            starved: false,
             dialling: true,
             next_call: 1,
             timers: BinaryHeap::new(),
@@ -364,21 +367,40 @@ impl Runner {
     /// Feeds an event that happened at `now_ms`. Call it for every event, in
     /// time order, then drain [`Runner::poll_command`].
     pub fn handle_event(&mut self, now_ms: u64, event: Event) {
-        match event {
+        // Events that change neither capacity nor demand need no decision:
+        // a decision costs a pass over every agent and call.
+        let decide = match event {
             Event::AgentLogin(a) => {
                 let agent = self.agent_mut(a);
                 if agent.state == AgentState::LoggedOut {
                     agent.state = AgentState::LoggedIn;
                 }
+                false
             }
-            Event::AgentReady(a) => self.make_ready(now_ms, a),
-            Event::AgentPause(a) => self.leave(a, false),
-            Event::AgentLogout(a) => self.leave(a, true),
+            Event::AgentReady(a) => {
+                self.make_ready(now_ms, a);
+                true
+            }
+            Event::AgentPause(a) => {
+                self.leave(a, false);
+                true
+            }
+            Event::AgentLogout(a) => {
+                self.leave(a, true);
+                true
+            }
             Event::Leads(leads) => {
                 self.leads_requested = false;
                 self.hopper.extend(leads);
+                // Leads come only when the hopper ran low: the last
+                // decision may have wanted more than it held.
+                self.starved = false;
+                true
             }
-            Event::CallAnswered { call, human } => self.answered(now_ms, call, human),
+            Event::CallAnswered { call, human } => {
+                self.answered(now_ms, call, human);
+                true
+            }
             Event::CallFailed { call, outcome } => {
                 if let Some(c) = self.calls.get(&call)
                     && c.state == CallState::Ringing
@@ -387,9 +409,15 @@ impl Runner {
                         .record_attempt(false, now_ms.saturating_sub(c.dialled_ms) as f64 / 1000.0);
                     self.end_call(call, outcome);
                 }
+                true
             }
+            // A connected call ending moves its agent from talk to wrap-up:
+            // still busy, same handle clock.
             Event::CallEnded { call } => self.far_end_hung_up(now_ms, call),
-            Event::Dialling(on) => self.dialling = on,
+            Event::Dialling(on) => {
+                self.dialling = on;
+                on
+            }
             Event::WrapUpDone { agent } => {
                 if let Some(a) = self.agents.get(agent as usize)
                     && a.state == AgentState::WrapUp
@@ -398,9 +426,12 @@ impl Runner {
                     self.est.record_handle(handle_s);
                     self.make_ready(now_ms, agent);
                 }
+                true
             }
+        };
+        if decide {
+            self.pace(now_ms);
         }
-        self.pace(now_ms);
     }
 
     /// Fires the timers due at `now_ms`. Call it when the time from
@@ -639,9 +670,10 @@ impl Runner {
             .push_back(Command::Record(Record::Abandoned { call, lead }));
     }
 
-    fn far_end_hung_up(&mut self, now_ms: u64, call: CallId) {
+    /// Returns whether pacing should decide again.
+    fn far_end_hung_up(&mut self, now_ms: u64, call: CallId) -> bool {
         let Some(c) = self.calls.get(&call).copied() else {
-            return;
+            return false;
         };
         match c.state {
             CallState::Ringing => {
@@ -649,14 +681,19 @@ impl Runner {
                 self.est
                     .record_attempt(false, now_ms.saturating_sub(c.dialled_ms) as f64 / 1000.0);
                 self.end_call(call, Outcome::Failure);
+                true
             }
             CallState::Waiting { .. } => {
                 // The person gave up before an agent came: still abandoned.
                 self.waiting.retain(|&w| w != call);
                 self.abandon(now_ms, call, c.lead);
                 self.end_call(call, Outcome::Abandoned);
+                true
             }
-            CallState::SafeHarbour => self.end_call(call, Outcome::Abandoned),
+            CallState::SafeHarbour => {
+                self.end_call(call, Outcome::Abandoned);
+                false
+            }
             CallState::Connected => {
                 if let Some(a) = c.agent.and_then(|a| self.agents.get_mut(a as usize))
                     && a.state == AgentState::OnCall(call)
@@ -664,6 +701,7 @@ impl Runner {
                     a.state = AgentState::WrapUp;
                 }
                 self.end_call(call, Outcome::Connected);
+                false
             }
         }
     }
@@ -686,6 +724,7 @@ impl Runner {
             return;
         }
         self.ledger.advance(ms_time(now_ms));
+        self.est.refresh();
         self.busy_buf.clear();
         self.free_at_buf.clear();
         for a in &self.agents {
@@ -751,6 +790,7 @@ impl Runner {
             ledger: LedgerView {
                 human_answers,
                 abandons,
+                hour_ahead: self.ledger.counts_at(ms_time(now_ms + 3_600_000)),
             },
             limit_percent: self.config.limit_percent,
             target_percent: self.config.target_percent,
@@ -761,6 +801,7 @@ impl Runner {
         let decision = self.pacer.decide(&snapshot);
         for _ in 0..decision.launch {
             let Some(lead) = self.hopper.pop_front() else {
+                self.starved = true;
                 break;
             };
             let call = self.next_call;

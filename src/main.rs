@@ -72,6 +72,9 @@ struct SimulateArgs {
     /// Random seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Run this many seeds (seed, seed+1, ...) and sum up per strategy.
+    #[arg(long, default_value_t = 1)]
+    seeds: u64,
     /// One JSON document on stdout.
     #[arg(long)]
     json: bool,
@@ -467,14 +470,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for name in names {
                 let strategy =
                     Strategy::parse(name).map_err(|e| anyhow::anyhow!("--strategy {name}: {e}"))?;
-                configs.push(SimConfig {
-                    campaign: campaign.clone(),
-                    scenario: scenario.clone(),
-                    strategy,
-                    seed: a.seed,
-                });
+                for seed in a.seed..a.seed + a.seeds.max(1) {
+                    configs.push(SimConfig {
+                        campaign: campaign.clone(),
+                        scenario: scenario.clone(),
+                        strategy: strategy.clone(),
+                        seed,
+                    });
+                }
             }
             let reports = sim::run_all(&configs);
+            let summary = (a.seeds > 1).then(|| sim::summarise(&reports));
             if let Some(p) = &a.csv {
                 sim::write_csv(p, &reports).with_context(|| format!("writing {}", p.display()))?;
             }
@@ -487,7 +493,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         "agents": scenario.agents,
                         "days": scenario.days,
                         "seed": a.seed,
+                        "seeds": a.seeds.max(1),
                         "runs": reports,
+                        "summary": summary,
                     }))?
                 );
             } else {
@@ -501,7 +509,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     campaign.abandon_limit_percent,
                     humantime::format_duration(campaign.abandon_window)
                 );
-                print!("{}", sim::table(&reports));
+                match &summary {
+                    Some(rows) => print!("{}", sim::summary_table(rows)),
+                    None => print!("{}", sim::table(&reports)),
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -114,6 +114,26 @@ impl Ledger {
         (self.human_answers, self.abandons)
     }
 
+    /// Human answers and abandons that will still be in the window at
+    /// `later`, if nothing new happens: what the rate can rise to as old
+    /// answers roll out. Scans only the events that leave by then.
+    pub fn counts_at(&self, later: DateTime<Utc>) -> (u64, u64) {
+        let Some(cutoff) = later.checked_sub_signed(self.window) else {
+            return self.counts();
+        };
+        let (mut h, mut a) = self.counts();
+        for &(t, e) in &self.events {
+            if t > cutoff {
+                break;
+            }
+            match e {
+                Event::HumanAnswer => h -= 1,
+                Event::Abandon => a -= 1,
+            }
+        }
+        (h, a)
+    }
+
     /// When the oldest event leaves the window (the figures can only
     /// improve then), if there is one.
     pub fn next_expiry(&self) -> Option<DateTime<Utc>> {
@@ -172,6 +192,17 @@ mod tests {
         assert_eq!(l.next_expiry(), Some(t(86_410)));
         l.advance(t(86_410));
         assert_eq!(l.counts(), (0, 0));
+    }
+
+    #[test]
+    fn counts_ahead_drop_what_will_have_rolled_out() {
+        let mut l = Ledger::new(DAY);
+        l.record(t(0), Event::HumanAnswer);
+        l.record(t(100), Event::Abandon);
+        l.record(t(200), Event::HumanAnswer);
+        assert_eq!(l.counts_at(t(86_400)), (1, 1));
+        assert_eq!(l.counts_at(t(86_500)), (1, 0));
+        assert_eq!(l.counts_at(t(50)), (2, 1));
     }
 
     #[test]

@@ -57,6 +57,14 @@ pub struct Estimators {
     survival: Vec<f64>,
     handle_sum: f64,
     since_rebuild: usize,
+    /// p_free_within(e, horizon) for whole seconds e, for the horizon it
+    /// was built for; rebuilt when stale (see [`Estimators::refresh`]).
+    free_table: Vec<f64>,
+    free_horizon: f64,
+    /// p_human_given_ringing for half-second bins, for the human rate it
+    /// was built with.
+    ringing_table: Vec<f64>,
+    ringing_rate: f64,
 }
 
 impl Estimators {
@@ -74,6 +82,10 @@ impl Estimators {
             survival: vec![0.0; MAX_HANDLE_S + 2],
             handle_sum: 0.0,
             since_rebuild: 0,
+            free_table: Vec::new(),
+            free_horizon: f64::NAN,
+            ringing_table: Vec::new(),
+            ringing_rate: f64::NAN,
         };
         e.rebuild_survival();
         e
@@ -88,15 +100,18 @@ impl Estimators {
         {
             self.humans_in_window -= 1;
         }
-        if human {
+        let ring_rebuilt = if human {
             self.humans_in_window += 1;
             if let Some(old) = self.rings.push(after_s) {
                 self.ring_sum -= old;
             }
             self.ring_sum += after_s;
-            self.human_ring.record(after_s);
+            self.human_ring.record(after_s)
         } else {
-            self.other_ring.record(after_s);
+            self.other_ring.record(after_s)
+        };
+        if ring_rebuilt {
+            self.ringing_table.clear();
         }
     }
 
@@ -128,9 +143,9 @@ impl Estimators {
         }
         self.handle_sum += f64::from(s);
         self.since_rebuild += 1;
-        // Rebuilding is O(table); amortise it over a few samples once the
+        // Rebuilding is O(table); amortise it over many samples once the
         // window has data.
-        if self.handles.len() < 50 || self.since_rebuild >= 16 {
+        if self.handles.len() < 50 || self.since_rebuild >= 64 {
             self.rebuild_survival();
         }
     }
@@ -167,6 +182,52 @@ impl Estimators {
         ((s_e - s_end) / s_e).clamp(0.0, 1.0)
     }
 
+    /// Makes [`Estimators::p_free_soon`] current: rebuilds its table when
+    /// the handle-time distribution or the horizon (the mean ring time of
+    /// answered calls) has moved. Call before a round of decisions.
+    pub fn refresh(&mut self) {
+        let horizon = self.ring_s();
+        if self.free_table.is_empty() || (horizon - self.free_horizon).abs() > 0.25 {
+            self.free_horizon = horizon;
+            let table: Vec<f64> = (0..=MAX_HANDLE_S)
+                .map(|e| self.p_free_within(e as f64, horizon))
+                .collect();
+            self.free_table = table;
+        }
+        let rate = self.human_rate();
+        if self.ringing_table.is_empty() || (rate - self.ringing_rate).abs() > 0.01 {
+            self.ringing_rate = rate;
+            let table: Vec<f64> = (0..=RING_BINS)
+                .map(|b| self.p_human_given_ringing(b as f64 / 2.0, f64::INFINITY))
+                .collect();
+            self.ringing_table = table;
+        }
+    }
+
+    /// `p_human_given_ringing` from a table (half seconds); computes it
+    /// when the table is not built.
+    pub fn p_human_ringing_soon(&self, elapsed_s: f64, timeout_s: f64) -> f64 {
+        if elapsed_s >= timeout_s {
+            return 0.0;
+        }
+        let bin = ((elapsed_s.max(0.0) * 2.0) as usize).min(RING_BINS);
+        match self.ringing_table.get(bin) {
+            Some(p) => *p,
+            None => self.p_human_given_ringing(elapsed_s, timeout_s),
+        }
+    }
+
+    /// `p_free_within(elapsed_s, ring_s())` from a table (whole seconds):
+    /// the chance a busy agent is free by the time a call dialled now is
+    /// answered. Falls back to computing it when the table is not built.
+    pub fn p_free_soon(&self, elapsed_s: f64) -> f64 {
+        let i = (elapsed_s.max(0.0) as usize).min(MAX_HANDLE_S);
+        match self.free_table.get(i) {
+            Some(p) => *p,
+            None => self.p_free_within(elapsed_s, self.ring_s()),
+        }
+    }
+
     fn survival_at(&self, t: f64) -> f64 {
         if t <= 0.0 {
             return 1.0;
@@ -182,6 +243,7 @@ impl Estimators {
 
     fn rebuild_survival(&mut self) {
         self.since_rebuild = 0;
+        self.free_table.clear();
         let n = self.handles.len();
         // The prior as a pseudo-sample spread exponentially around its mean,
         // weighted like `weight` observations, so that few samples do not
@@ -226,11 +288,13 @@ impl Survival {
         }
     }
 
-    fn record(&mut self, s: f64) {
+    /// Adds a sample; returns whether the table was rebuilt.
+    fn record(&mut self, s: f64) -> bool {
         let bin = (s * 2.0).clamp(0.0, RING_BINS as f64) as u16;
         self.samples.push(bin);
         self.since_rebuild += 1;
-        if self.samples.len() <= Self::MIN_SAMPLES * 2 || self.since_rebuild >= 16 {
+        let rebuild = self.samples.len() <= Self::MIN_SAMPLES * 2 || self.since_rebuild >= 64;
+        if rebuild {
             self.since_rebuild = 0;
             let mut counts = vec![0usize; RING_BINS + 1];
             for &b in self.samples.iter() {
@@ -243,6 +307,7 @@ impl Survival {
                 *v = above as f64 / n;
             }
         }
+        rebuild
     }
 
     /// P(ring time > s), or `None` before enough samples.

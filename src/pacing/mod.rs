@@ -22,6 +22,9 @@ pub struct LedgerView {
     pub human_answers: u64,
     /// Abandons in the window.
     pub abandons: u64,
+    /// Human answers and abandons still in the window an hour from now if
+    /// nothing new happens: old answers rolling out can raise the rate.
+    pub hour_ahead: (u64, u64),
 }
 
 /// What the oracle knows about a lead that is about to be dialled.
@@ -162,7 +165,7 @@ impl Pacer for Ratio {
 }
 
 fn p_human_in_flight(est: &Estimators, elapsed_s: f64, timeout_s: f64) -> f64 {
-    est.p_human_given_ringing(elapsed_s, timeout_s)
+    est.p_human_ringing_soon(elapsed_s, timeout_s)
 }
 
 /// Above this many uncertain terms, Poisson-binomial tails use the normal
@@ -185,30 +188,22 @@ struct Outlook {
 }
 
 impl Outlook {
-    fn new(s: &Snapshot<'_>, horizon_s: f64) -> Outlook {
+    fn new(s: &Snapshot<'_>) -> Outlook {
         let ready = s.ready as usize;
         let waiting = s.waiting as usize;
-        let p_busy: Vec<f64> = s
-            .busy_elapsed_s
-            .iter()
-            .map(|&e| s.est.p_free_within(e, horizon_s))
-            .collect();
-        let p_ring: Vec<f64> = s
-            .ringing_elapsed_s
-            .iter()
-            .map(|&e| p_human_in_flight(s.est, e, s.ring_timeout_s))
-            .collect();
-        let exact = p_busy.len() + p_ring.len() <= EXACT_TERMS;
+        let p_busy = |e: &f64| s.est.p_free_soon(*e);
+        let p_ring = |e: &f64| p_human_in_flight(s.est, *e, s.ring_timeout_s);
         let mut mean = waiting as f64 - ready as f64;
         let mut var = 0.0;
-        for &p in p_busy.iter() {
+        for p in s.busy_elapsed_s.iter().map(p_busy) {
             mean -= p;
             var += p * (1.0 - p);
         }
-        for &p in p_ring.iter() {
+        for p in s.ringing_elapsed_s.iter().map(p_ring) {
             mean += p;
             var += p * (1.0 - p);
         }
+        let exact = s.busy_elapsed_s.len() + s.ringing_elapsed_s.len() <= EXACT_TERMS;
         if !exact {
             return Outlook {
                 free_cdf: Vec::new(),
@@ -220,24 +215,21 @@ impl Outlook {
         }
         let mut free = vec![0.0; ready + 1];
         free[ready] = 1.0;
-        for &p in &p_busy {
+        for p in s.busy_elapsed_s.iter().map(p_busy) {
             bernoulli_add(&mut free, p);
         }
         let mut acc = 0.0;
-        let free_cdf = free
-            .iter()
-            .map(|x| {
-                acc += x;
-                acc
-            })
-            .collect();
+        for x in free.iter_mut() {
+            acc += *x;
+            *x = acc;
+        }
         let mut demand = vec![0.0; waiting + 1];
         demand[waiting] = 1.0;
-        for &p in &p_ring {
+        for p in s.ringing_elapsed_s.iter().map(p_ring) {
             bernoulli_add(&mut demand, p);
         }
         Outlook {
-            free_cdf,
+            free_cdf: free,
             demand_pmf: demand,
             mean,
             var,
@@ -339,8 +331,10 @@ impl Pacer for Predictive {
         }
         // The ledger's budget before the legal limit, in abandons: spend
         // none of it on prediction unless at least one abandon fits.
-        let budget =
-            s.limit_percent / 100.0 * s.ledger.human_answers as f64 - s.ledger.abandons as f64;
+        let limit = s.limit_percent / 100.0;
+        let (h_ahead, a_ahead) = s.ledger.hour_ahead;
+        let budget = (limit * s.ledger.human_answers as f64 - s.ledger.abandons as f64)
+            .min(limit * h_ahead as f64 - a_ahead as f64);
         let progressive = Ratio {
             ratio: 1.0,
             level: 1.0,
@@ -352,9 +346,8 @@ impl Pacer for Predictive {
         }
         self.target = s.target_percent / 100.0;
         let ph = s.est.human_rate().clamp(0.01, 1.0);
-        let horizon = s.est.ring_s();
         let allowance = (self.target * self.gain).min(0.5);
-        let mut outlook = Outlook::new(s, horizon);
+        let mut outlook = Outlook::new(s);
         let cap = room(s);
         let mut launch = 0;
         // Expected abandons of this decision's calls: keep one abandon of
@@ -507,11 +500,10 @@ pub struct Threshold {
 
 impl Pacer for Threshold {
     fn decide(&mut self, s: &Snapshot<'_>) -> Decision {
-        let horizon = s.est.ring_s();
         let free = s.ready
             + s.busy_elapsed_s
                 .iter()
-                .filter(|&&e| s.est.p_free_within(e, horizon) >= self.probability)
+                .filter(|&&e| s.est.p_free_soon(e) >= self.probability)
                 .count() as u32;
         let ph = s.est.human_rate().clamp(0.01, 1.0);
         let coming: f64 = f64::from(s.waiting)

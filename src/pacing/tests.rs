@@ -18,6 +18,7 @@ fn snapshot<'a>(
         ledger: LedgerView {
             human_answers: 1000,
             abandons: 0,
+            hour_ahead: (1000, 0),
         },
         limit_percent: 3.0,
         target_percent: 2.0,
@@ -72,6 +73,7 @@ fn predictive_falls_back_to_progressive_without_ledger_budget() {
     s.ledger = LedgerView {
         human_answers: 100,
         abandons: 3,
+        hour_ahead: (100, 3),
     };
     assert_eq!(p.decide(&s).launch, 2);
 }
@@ -82,9 +84,9 @@ fn poisson_binomial_tail_matches_the_normal_for_many_terms() {
     let est = Estimators::new(Priors::default());
     let busy: Vec<f64> = (0..60).map(|i| 100.0 + f64::from(i) * 3.0).collect();
     let s = snapshot(&est, &busy, &[], 0);
-    let exact = Outlook::new(&s, 10.0);
+    let exact = Outlook::new(&s);
     assert!(exact.exact);
-    let mut approx = Outlook::new(&s, 10.0);
+    let mut approx = Outlook::new(&s);
     approx.exact = false;
     let (e, a) = (exact.p_no_agent(), approx.p_no_agent());
     assert!((e - a).abs() < 0.05, "exact {e} vs normal {a}");

@@ -696,3 +696,83 @@ pub fn write_csv(path: &std::path::Path, reports: &[SimReport]) -> Result<(), cs
     w.flush()?;
     Ok(())
 }
+
+/// Several seeds of one strategy, summed up.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeedSummary {
+    /// Strategy.
+    pub strategy: String,
+    /// Runs (seeds).
+    pub runs: usize,
+    /// Worst compliance window over every run, percent.
+    pub worst_window_max_percent: f64,
+    /// Mean abandonment rate, percent.
+    pub abandon_rate_mean_percent: f64,
+    /// Mean talk share.
+    pub talk_share_mean: f64,
+    /// Lowest talk share of any run.
+    pub talk_share_min: f64,
+    /// Mean occupancy.
+    pub occupancy_mean: f64,
+    /// Mean connects per agent-hour.
+    pub connects_per_agent_hour_mean: f64,
+    /// The campaign's limit, percent.
+    pub limit_percent: f64,
+}
+
+/// Sums up runs by strategy, in first-seen order.
+pub fn summarise(reports: &[SimReport]) -> Vec<SeedSummary> {
+    let mut order: Vec<&str> = Vec::new();
+    for r in reports {
+        if !order.contains(&r.strategy.as_str()) {
+            order.push(&r.strategy);
+        }
+    }
+    order
+        .into_iter()
+        .map(|name| {
+            let runs: Vec<&SimReport> = reports.iter().filter(|r| r.strategy == name).collect();
+            let n = runs.len() as f64;
+            let mean = |f: fn(&SimReport) -> f64| runs.iter().map(|r| f(r)).sum::<f64>() / n;
+            SeedSummary {
+                strategy: name.to_string(),
+                runs: runs.len(),
+                worst_window_max_percent: runs
+                    .iter()
+                    .map(|r| r.worst_window_percent)
+                    .fold(0.0, f64::max),
+                abandon_rate_mean_percent: mean(|r| r.abandon_rate_percent),
+                talk_share_mean: mean(|r| r.talk_share),
+                talk_share_min: runs
+                    .iter()
+                    .map(|r| r.talk_share)
+                    .fold(f64::INFINITY, f64::min),
+                occupancy_mean: mean(|r| r.occupancy),
+                connects_per_agent_hour_mean: mean(|r| r.connects_per_agent_hour),
+                limit_percent: runs.first().map_or(0.0, |r| r.limit_percent),
+            }
+        })
+        .collect()
+}
+
+/// A fixed-width table of seed summaries.
+pub fn summary_table(rows: &[SeedSummary]) -> String {
+    let mut out = format!(
+        "{:<14} {:>5} {:>10} {:>10} {:>10} {:>9} {:>8} {:>9}\n",
+        "strategy", "runs", "worst%max", "rate%mean", "talk mean", "talk min", "occ", "conn/ah"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{:<14} {:>5} {:>10.2} {:>10.2} {:>10.3} {:>9.3} {:>8.3} {:>9.2}\n",
+            r.strategy,
+            r.runs,
+            r.worst_window_max_percent,
+            r.abandon_rate_mean_percent,
+            r.talk_share_mean,
+            r.talk_share_min,
+            r.occupancy_mean,
+            r.connects_per_agent_hour_mean
+        ));
+    }
+    out
+}
