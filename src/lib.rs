@@ -14,3 +14,5 @@ pub mod profile;
 pub mod registry;
 pub mod store;
 pub mod timezone;
+
+pub mod sip;

@@ -114,20 +114,32 @@ impl Reason {
     pub fn explain(self) -> &'static str {
         match self {
             Reason::InvalidNumber => "not a valid number of the campaign's country",
-            Reason::TimezoneUnknown => "the called party's time zone is unknown; fix the lead's zone",
+            Reason::TimezoneUnknown => {
+                "the called party's time zone is unknown; fix the lead's zone"
+            }
             Reason::DndNational => "listed in the national do-not-call registry",
             Reason::DndInternal => "on the account's internal do-not-call list",
             Reason::DndCampaign => "on the campaign's own do-not-call list",
-            Reason::DndRegistryMissing => "no national registry loaded for this country; run dialler dnd import",
-            Reason::DndRegistryStale => "the national registry is older than the profile allows; import a fresh copy",
+            Reason::DndRegistryMissing => {
+                "no national registry loaded for this country; run dialler dnd import"
+            }
+            Reason::DndRegistryStale => {
+                "the national registry is older than the profile allows; import a fresh copy"
+            }
             Reason::OutsideHours => "outside calling hours in the called party's local time",
             Reason::Holiday => "a public holiday on which the profile bars calls",
-            Reason::HolidayCalendarMissing => "the holiday calendar does not cover this date; extend data/holidays",
+            Reason::HolidayCalendarMissing => {
+                "the holiday calendar does not cover this date; extend data/holidays"
+            }
             Reason::MaxAttempts => "no attempts left for this lead",
             Reason::MaxAttemptsToday => "no attempts left for this lead today",
             Reason::RetryDelay => "the retry delay after the last outcome has not passed",
-            Reason::RecallAfterAbandon => "called and abandoned within the recall period; needs an agent reserved",
-            Reason::AbandonBudgetExhausted => "abandonment rate at the limit; only dials with an agent reserved",
+            Reason::RecallAfterAbandon => {
+                "called and abandoned within the recall period; needs an agent reserved"
+            }
+            Reason::AbandonBudgetExhausted => {
+                "abandonment rate at the limit; only dials with an agent reserved"
+            }
         }
     }
 
