@@ -13,6 +13,7 @@ pub mod auth;
 pub mod message;
 
 pub mod sdp;
+pub mod ua;
 
 pub mod uac;
 

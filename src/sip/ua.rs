@@ -1,0 +1,330 @@
+//! The tokio driver of [`Endpoint`]: one task owns the socket (UDP, or one
+//! TCP connection to the provider) and the endpoint, turns arrivals and
+//! timers into `handle_*` calls, and sends what `poll_transmit` gives.
+//!
+//! Callers talk to the task through [`Ua`] and [`CallHandle`]; each call's
+//! events arrive on its own channel. Nothing here decides anything about a
+//! call: that is `uac`'s job.
+
+use std::collections::HashMap;
+use std::future::pending;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::message::{self, Message};
+use super::uac::{
+    CallEvent, CallId, CallParams, Endpoint, EndpointConfig, EndpointStats, Summary, Timers,
+};
+use super::{SipError, Transport};
+
+/// Where and how the UA talks to its provider.
+#[derive(Debug, Clone)]
+pub struct UaConfig {
+    /// The provider (all requests go there: it is our outbound proxy).
+    pub provider: SocketAddr,
+    /// UDP or TCP.
+    pub transport: Transport,
+    /// Local address to bind (port 0 for any).
+    pub bind: SocketAddr,
+    /// RFC 3261 timers.
+    pub timers: Timers,
+}
+
+impl UaConfig {
+    /// Defaults for a provider: bind the unspecified address, default timers.
+    pub fn new(provider: SocketAddr, transport: Transport) -> UaConfig {
+        let bind = if provider.is_ipv4() {
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        } else {
+            SocketAddr::from(([0u16; 8], 0))
+        };
+        UaConfig {
+            provider,
+            transport,
+            bind,
+            timers: Timers::default(),
+        }
+    }
+}
+
+enum Cmd {
+    Call(
+        CallParams,
+        mpsc::UnboundedSender<CallEvent>,
+        oneshot::Sender<CallId>,
+    ),
+    Hangup(CallId),
+    Shutdown,
+}
+
+/// A running SIP user agent.
+pub struct Ua {
+    cmds: mpsc::UnboundedSender<Cmd>,
+    local: SocketAddr,
+    task: Option<JoinHandle<EndpointStats>>,
+}
+
+/// One call placed through a [`Ua`].
+pub struct CallHandle {
+    id: CallId,
+    events: mpsc::UnboundedReceiver<CallEvent>,
+    cmds: mpsc::UnboundedSender<Cmd>,
+}
+
+impl CallHandle {
+    /// The call's id.
+    pub fn id(&self) -> CallId {
+        self.id
+    }
+
+    /// The next event; `None` once the UA has stopped.
+    pub async fn next_event(&mut self) -> Option<CallEvent> {
+        self.events.recv().await
+    }
+
+    /// CANCEL before an answer, BYE after.
+    pub fn hangup(&self) {
+        let _ = self.cmds.send(Cmd::Hangup(self.id));
+    }
+
+    /// Waits for the end of the call, skipping other events.
+    pub async fn ended(mut self) -> Result<Summary, SipError> {
+        while let Some(e) = self.events.recv().await {
+            if let CallEvent::Ended(s) = e {
+                return Ok(s);
+            }
+        }
+        Err(SipError::Stopped)
+    }
+}
+
+enum Io {
+    Udp(UdpSocket),
+    Tcp {
+        write: OwnedWriteHalf,
+        read: mpsc::UnboundedReceiver<Option<Message>>,
+    },
+}
+
+enum Arrival {
+    Bytes(usize),
+    Msg(Message),
+    Refused,
+    Closed,
+    Error(std::io::Error),
+}
+
+impl Ua {
+    /// Binds (UDP) or connects (TCP) and starts the UA task. A TCP provider
+    /// that refuses the connection gives [`SipError::Refused`].
+    pub async fn start(cfg: UaConfig) -> Result<Ua, SipError> {
+        let (io, local) = match cfg.transport {
+            Transport::Udp => {
+                let sock = UdpSocket::bind(cfg.bind).await?;
+                // Connected: the kernel reports ICMP port-unreachable to us
+                // (ECONNREFUSED) and drops datagrams from anyone else.
+                sock.connect(cfg.provider).await?;
+                let local = sock.local_addr()?;
+                (Io::Udp(sock), local)
+            }
+            Transport::Tcp => {
+                let stream =
+                    tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(cfg.provider))
+                        .await
+                        .map_err(|_| SipError::Refused(cfg.provider))?
+                        .map_err(|_| SipError::Refused(cfg.provider))?;
+                stream.set_nodelay(true)?;
+                let local = stream.local_addr()?;
+                let (mut read_half, write) = stream.into_split();
+                let (tx, rx) = mpsc::unbounded_channel();
+                tokio::spawn(async move {
+                    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+                    let mut chunk = vec![0u8; 16 * 1024];
+                    loop {
+                        match read_half.read(&mut chunk).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        loop {
+                            match message::parse(&buf, true) {
+                                Ok((m, used)) => {
+                                    buf.drain(..used);
+                                    if tx.send(Some(m)).is_err() {
+                                        return;
+                                    }
+                                }
+                                Err(SipError::Incomplete) => break,
+                                Err(e) => {
+                                    // A stream cannot resynchronise after a
+                                    // bad frame: drop the connection.
+                                    tracing::warn!("bad SIP over TCP, closing: {e}");
+                                    let _ = tx.send(None);
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                    let _ = tx.send(None);
+                });
+                (Io::Tcp { write, read: rx }, local)
+            }
+        };
+        let endpoint = Endpoint::new(EndpointConfig {
+            local,
+            transport: cfg.transport,
+            timers: cfg.timers,
+            seed: rand::random(),
+        });
+        let (cmds, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(drive(endpoint, io, rx));
+        Ok(Ua {
+            cmds,
+            local,
+            task: Some(task),
+        })
+    }
+
+    /// Our address as the provider sees it.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Places a call.
+    pub async fn call(&self, params: CallParams) -> Result<CallHandle, SipError> {
+        let (etx, events) = mpsc::unbounded_channel();
+        let (itx, irx) = oneshot::channel();
+        self.cmds
+            .send(Cmd::Call(params, etx, itx))
+            .map_err(|_| SipError::Stopped)?;
+        let id = irx.await.map_err(|_| SipError::Stopped)?;
+        Ok(CallHandle {
+            id,
+            events,
+            cmds: self.cmds.clone(),
+        })
+    }
+
+    /// Stops the task (live calls are dropped without BYE) and returns the
+    /// endpoint's counters.
+    pub async fn shutdown(mut self) -> EndpointStats {
+        let _ = self.cmds.send(Cmd::Shutdown);
+        match self.task.take() {
+            Some(t) => t.await.unwrap_or_default(),
+            None => EndpointStats::default(),
+        }
+    }
+}
+
+impl Drop for Ua {
+    fn drop(&mut self) {
+        let _ = self.cmds.send(Cmd::Shutdown);
+    }
+}
+
+async fn arrival(io: &mut Io, buf: &mut [u8]) -> Arrival {
+    match io {
+        Io::Udp(s) => match s.recv(buf).await {
+            Ok(n) => Arrival::Bytes(n),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Arrival::Refused,
+            Err(e) => Arrival::Error(e),
+        },
+        Io::Tcp { read, .. } => match read.recv().await {
+            Some(Some(m)) => Arrival::Msg(m),
+            Some(None) | None => Arrival::Closed,
+        },
+    }
+}
+
+async fn send(io: &mut Io, bytes: &[u8]) -> std::io::Result<()> {
+    match io {
+        Io::Udp(s) => s.send(bytes).await.map(|_| ()),
+        Io::Tcp { write, .. } => write.write_all(bytes).await,
+    }
+}
+
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+async fn drive(
+    mut ep: Endpoint,
+    mut io: Io,
+    mut cmds: mpsc::UnboundedReceiver<Cmd>,
+) -> EndpointStats {
+    let mut listeners: HashMap<CallId, mpsc::UnboundedSender<CallEvent>> = HashMap::new();
+    let mut buf = vec![0u8; message::MAX_MESSAGE];
+    let mut closed = false;
+    loop {
+        let deadline = ep.poll_timeout().map(tokio::time::Instant::from_std);
+        let mut received_at = None;
+        tokio::select! {
+            cmd = cmds.recv() => match cmd {
+                None | Some(Cmd::Shutdown) => break,
+                Some(Cmd::Call(params, events, reply)) => {
+                    let id = ep.start_call(now(), params);
+                    listeners.insert(id, events);
+                    let _ = reply.send(id);
+                    if closed {
+                        ep.handle_unreachable(now());
+                    }
+                }
+                Some(Cmd::Hangup(id)) => ep.hangup(now(), id),
+            },
+            a = arrival(&mut io, &mut buf), if !closed => {
+                let at = now();
+                received_at = Some(Instant::now());
+                match a {
+                    Arrival::Bytes(n) => {
+                        if let Err(e) = ep.handle_bytes(at, &buf[..n]) {
+                            tracing::debug!("dropped a bad datagram: {e}");
+                        }
+                    }
+                    Arrival::Msg(m) => ep.handle_message(at, m),
+                    Arrival::Refused => ep.handle_unreachable(at),
+                    Arrival::Closed => {
+                        tracing::warn!("provider closed the TCP connection");
+                        closed = true;
+                        ep.handle_unreachable(at);
+                    }
+                    Arrival::Error(e) => tracing::warn!("SIP socket: {e}"),
+                }
+            },
+            () = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => pending().await,
+                }
+            } => ep.handle_timeout(now()),
+        }
+        while let Some(bytes) = ep.poll_transmit() {
+            if let Err(e) = send(&mut io, &bytes).await {
+                if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                    ep.handle_unreachable(now());
+                } else {
+                    tracing::warn!("SIP send: {e}");
+                }
+            }
+        }
+        let sent_at = Instant::now();
+        while let Some((id, mut ev)) = ep.poll_event() {
+            if let CallEvent::Answered { ack_latency, .. } = &mut ev {
+                *ack_latency =
+                    received_at.map_or(Duration::ZERO, |r| sent_at.saturating_duration_since(r));
+            }
+            let end = matches!(ev, CallEvent::Ended(_));
+            if let Some(l) = listeners.get(&id) {
+                let _ = l.send(ev);
+            }
+            if end {
+                listeners.remove(&id);
+            }
+        }
+    }
+    ep.stats()
+}
