@@ -9,6 +9,7 @@ pub mod campaign;
 pub mod compliance;
 pub mod dnd_set;
 pub mod leads;
+pub mod media;
 pub mod phone;
 pub mod profile;
 pub mod registry;

@@ -230,3 +230,48 @@ async fn tcp_port_that_refuses_is_an_error_at_start() {
         Ok(_) => panic!("connected to a closed port"),
     }
 }
+
+#[tokio::test]
+async fn prompt_played_to_an_answered_call_comes_back_from_the_echo() {
+    let mut opts = provider(0.0, 0.0, 0.0, 0.0, (50, 100), 600_000);
+    opts.rtp_echo = true;
+    let Some(sipp) = Sipp::uas(opts).await else {
+        return;
+    };
+    let rtp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let target = Target::parse(&sipp.uri("+15551230002", false)).unwrap();
+    let ua = Ua::start(UaConfig::new(target.addr, target.transport))
+        .await
+        .unwrap();
+    let mut p = params(&target.uri);
+    p.media_addr = rtp.local_addr().unwrap();
+    let mut call = ua.call(p).await.unwrap();
+    let media = loop {
+        match tokio::time::timeout(Duration::from_secs(5), call.next_event()).await {
+            Ok(Some(CallEvent::Answered { media, .. })) => break media.expect("SDP answer"),
+            Ok(Some(CallEvent::Ended(s))) => panic!("ended: {s:?}"),
+            Ok(Some(_)) => {}
+            other => panic!("no answer: {other:?}"),
+        }
+    };
+    assert_eq!(media.addr.port(), sipp.media_port);
+    let codec = media.codec().expect("G.711 in the answer");
+    let prompt = dialler::media::wav::generated_prompt(0.4);
+    let played = dialler::media::player::play(&rtp, media.addr, &prompt, codec)
+        .await
+        .unwrap();
+    assert_eq!(played.packets, 20);
+    let mut buf = [0u8; 2048];
+    let mut echoed = 0;
+    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(500), rtp.recv(&mut buf)).await
+    {
+        let pk = dialler::media::rtp::Packet::parse(&buf[..n]).unwrap();
+        assert_eq!(pk.payload_type, codec);
+        echoed += 1;
+    }
+    assert_eq!(echoed, 20, "every packet echoed");
+    call.hangup();
+    assert_eq!(call.ended().await.unwrap().outcome, Outcome::Answered);
+    ua.shutdown().await;
+    sipp.stop().await;
+}
