@@ -9,8 +9,10 @@
 //! asks it to place calls and reads the outcomes.
 
 pub mod auth;
+pub mod load;
 
 pub mod message;
+pub mod sandbox;
 
 pub mod sdp;
 pub mod ua;

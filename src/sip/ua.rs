@@ -328,3 +328,71 @@ async fn drive(
     }
     ep.stats()
 }
+
+/// The result of [`call_once`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CallReport {
+    /// How the call went.
+    #[serde(flatten)]
+    pub summary: Summary,
+    /// 200 OK arrival to ACK sent.
+    #[serde(with = "opt_ms")]
+    pub ack_latency: Option<Duration>,
+    /// RTP packets of the prompt sent, when one was played.
+    pub prompt_packets: Option<u32>,
+}
+
+mod opt_ms {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&(d.as_secs_f64() * 1000.0)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+/// Places one call (`dialler sip call`). An RTP socket is bound for the SDP
+/// offer; with `play` (seconds), the generated safe-harbour prompt is
+/// played once answered and the call is then hung up.
+pub async fn call_once(
+    target: &super::Target,
+    mut params: CallParams,
+    play: Option<f64>,
+) -> Result<CallReport, SipError> {
+    let ua = Ua::start(UaConfig::new(target.addr, target.transport)).await?;
+    let rtp = UdpSocket::bind(SocketAddr::new(ua.local_addr().ip(), 0)).await?;
+    params.media_addr = rtp.local_addr()?;
+    let mut call = ua.call(params).await?;
+    let mut ack_latency = None;
+    let mut prompt_packets = None;
+    let summary = loop {
+        match call.next_event().await {
+            Some(CallEvent::Answered {
+                media,
+                ack_latency: a,
+            }) => {
+                ack_latency = Some(a);
+                if let (Some(secs), Some(m)) = (play, media) {
+                    let codec = m.codec().unwrap_or(crate::sip::sdp::PT_PCMU);
+                    let prompt = crate::media::wav::generated_prompt(secs);
+                    match crate::media::player::play(&rtp, m.addr, &prompt, codec).await {
+                        Ok(p) => prompt_packets = Some(p.packets),
+                        Err(e) => tracing::warn!("prompt: {e}"),
+                    }
+                    call.hangup();
+                }
+            }
+            Some(CallEvent::Ended(s)) => break s,
+            Some(CallEvent::Progress { .. }) => {}
+            None => return Err(SipError::Stopped),
+        }
+    };
+    ua.shutdown().await;
+    Ok(CallReport {
+        summary,
+        ack_latency,
+        prompt_packets,
+    })
+}

@@ -191,6 +191,10 @@ pub struct Summary {
     pub codes: Vec<u16>,
     /// The final INVITE status, if one came.
     pub final_code: Option<u16>,
+    /// INVITE sent to the first response of any kind (the provider's own
+    /// setup latency).
+    #[serde(with = "opt_ms")]
+    pub first_response_after: Option<Duration>,
     /// INVITE sent to first 18x.
     #[serde(with = "opt_ms")]
     pub progress_after: Option<Duration>,
@@ -433,6 +437,7 @@ impl Call {
                 outcome: Outcome::Failure,
                 codes: Vec::new(),
                 final_code: None,
+                first_response_after: None,
                 progress_after: None,
                 answer_after: None,
                 talk: None,
@@ -646,6 +651,9 @@ impl Call {
     fn on_invite_response(&mut self, now: Instant, n: u32, r: &Response, out: &mut Out<'_>) {
         let code = r.code;
         let elapsed = now.saturating_duration_since(self.sent_at);
+        if self.summary.first_response_after.is_none() {
+            self.summary.first_response_after = Some(elapsed);
+        }
         if code < 200 {
             if !matches!(
                 self.state,
