@@ -46,6 +46,15 @@ proptest! {
     }
 
     #[test]
+    fn random_bytes_never_panic_the_rtp_or_sdp_parsers(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        if let Ok(p) = dialler::media::rtp::Packet::parse(&bytes) {
+            prop_assert!(p.payload.len() <= bytes.len() - 12);
+        }
+        let _ = dialler::sip::sdp::parse(&bytes);
+        let _ = dialler::media::wav::read(&bytes);
+    }
+
+    #[test]
     fn truncated_messages_are_incomplete_on_a_stream(cut in 0usize..SAMPLE.len()) {
         let r = message::parse(&SAMPLE.as_bytes()[..cut], true);
         prop_assert_eq!(r.unwrap_err(), SipError::Incomplete);
