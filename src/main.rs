@@ -50,6 +50,105 @@ enum Command {
     Check(CheckArgs),
     /// Simulate a campaign offline: same pacing code, virtual time, seeded customers.
     Simulate(SimulateArgs),
+    /// SIP debugging: place one call, or drive a load run.
+    #[command(subcommand)]
+    Sip(SipCmd),
+    /// Run the built-in sandbox SIP provider (UDP) until Ctrl-C.
+    Sandbox(SandboxArgs),
+}
+
+#[derive(Args)]
+struct SandboxArgs {
+    /// Address to listen on for SIP.
+    #[arg(long, default_value = "127.0.0.1:5060")]
+    bind: std::net::SocketAddr,
+    /// Weight of answered calls.
+    #[arg(long, default_value_t = 0.6)]
+    answer: f64,
+    /// Weight of 486 Busy Here.
+    #[arg(long, default_value_t = 0.15)]
+    busy: f64,
+    /// Weight of calls that ring until cancelled.
+    #[arg(long, default_value_t = 0.15)]
+    no_answer: f64,
+    /// Weight of 603 Decline.
+    #[arg(long, default_value_t = 0.05)]
+    reject: f64,
+    /// Weight of 503 Service Unavailable.
+    #[arg(long, default_value_t = 0.05)]
+    unavailable: f64,
+    /// Shortest ring time, seconds.
+    #[arg(long, default_value_t = 2.0)]
+    ring_min: f64,
+    /// Longest ring time, seconds.
+    #[arg(long, default_value_t = 8.0)]
+    ring_max: f64,
+    /// Mean talk time in seconds before the callee hangs up; 0 holds until
+    /// the caller's BYE (an agent phone).
+    #[arg(long, default_value_t = 30.0)]
+    talk_mean: f64,
+    /// Seed of the outcome draws.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// RTP echo port (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    rtp_port: u16,
+}
+
+#[derive(Subcommand)]
+enum SipCmd {
+    /// Place one call and print its outcome, timings and response codes.
+    Call(SipCallArgs),
+    /// Place many calls at a set rate and report outcomes and latencies.
+    Load(SipLoadArgs),
+}
+
+#[derive(Args)]
+struct SipCommon {
+    /// sip:USER@IP[:PORT][;transport=tcp] (the provider; no DNS).
+    uri: String,
+    /// Ring timeout in seconds (at least 15).
+    #[arg(long, default_value_t = 25.0)]
+    ring_timeout: f64,
+    /// Hang up answered calls after this many seconds.
+    #[arg(long)]
+    max_talk: Option<f64>,
+    /// Digest username.
+    #[arg(long)]
+    user: Option<String>,
+    /// Environment variable holding the digest password.
+    #[arg(long, default_value = "DIALLER_SIP_PASSWORD")]
+    password_env: String,
+    /// Caller user part (caller ID).
+    #[arg(long, default_value = "dialler")]
+    from: String,
+    /// One JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct SipCallArgs {
+    #[command(flatten)]
+    common: SipCommon,
+    /// Play the generated safe-harbour prompt (seconds) when answered, then hang up.
+    #[arg(long)]
+    play: Option<f64>,
+}
+
+#[derive(Args)]
+struct SipLoadArgs {
+    #[command(flatten)]
+    common: SipCommon,
+    /// Calls per second.
+    #[arg(long)]
+    cps: u32,
+    /// Calls in all.
+    #[arg(long)]
+    calls: u64,
+    /// Most calls in flight.
+    #[arg(long, default_value_t = 5000)]
+    max_channels: usize,
 }
 
 #[derive(Args)]
@@ -516,6 +615,138 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Sip(SipCmd::Call(a)) => {
+            let (target, ring_timeout, credentials, max_talk) = sip_common(&a.common)?;
+            let report = dialler::sip::ua::call_once(
+                &target,
+                dialler::sip::uac::CallParams {
+                    target: target.uri.clone(),
+                    from_user: a.common.from.clone(),
+                    ring_timeout,
+                    credentials,
+                    media_addr: "0.0.0.0:0".parse()?,
+                    max_talk,
+                },
+                a.play,
+            )
+            .await?;
+            if a.common.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                let s = &report.summary;
+                println!(
+                    "{}: {}",
+                    dialler::sip::masked_uri(&target.uri),
+                    s.outcome.name()
+                );
+                println!(
+                    "  codes: {}",
+                    s.codes
+                        .iter()
+                        .map(u16::to_string)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+                let ms = |d: Option<std::time::Duration>| {
+                    d.map_or("-".to_string(), |d| {
+                        format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+                    })
+                };
+                println!("  first response after {}", ms(s.first_response_after));
+                println!("  ringing after {}", ms(s.progress_after));
+                println!("  answered after {}", ms(s.answer_after));
+                println!("  200 OK to ACK {}", ms(report.ack_latency));
+                println!("  talk {}", ms(s.talk));
+                if let Some(p) = report.prompt_packets {
+                    println!("  prompt: {p} RTP packets sent");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sip(SipCmd::Load(a)) => {
+            let (target, ring_timeout, credentials, max_talk) = sip_common(&a.common)?;
+            let report = dialler::sip::load::run(dialler::sip::load::LoadConfig {
+                target,
+                cps: a.cps,
+                calls: a.calls,
+                max_channels: a.max_channels,
+                ring_timeout,
+                max_talk,
+                credentials,
+                from_user: a.common.from.clone(),
+            })
+            .await?;
+            if a.common.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!(
+                    "{} calls in {:.1} s: {:.1} calls/s (asked {}), peak {} in flight, {:.2} s CPU",
+                    report.calls,
+                    report.elapsed_s,
+                    report.achieved_cps,
+                    report.target_cps,
+                    report.peak_in_flight,
+                    report.cpu_s
+                );
+                for (o, n) in &report.outcomes {
+                    println!("  {:<12} {n:>8}", o.name());
+                }
+                for (name, p) in [
+                    ("setup (INVITE to first response)", report.setup_ms),
+                    ("answer (INVITE to 200)", report.answer_ms),
+                    ("200 OK to ACK", report.ack_ms),
+                ] {
+                    println!(
+                        "  {name}: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms (n={})",
+                        p.p50, p.p90, p.p99, p.max, p.n
+                    );
+                }
+                if report.backoffs > 0 {
+                    println!(
+                        "  backed off {} times, {:.1} s in all",
+                        report.backoffs, report.backoff_s
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sandbox(a) => {
+            let secs = |s: f64| std::time::Duration::from_secs_f64(s.max(0.0));
+            let weights = [a.answer, a.busy, a.no_answer, a.reject, a.unavailable];
+            if weights.iter().any(|w| !w.is_finite() || *w < 0.0)
+                || weights.iter().sum::<f64>() <= 0.0
+            {
+                anyhow::bail!("outcome weights must be non-negative and not all zero");
+            }
+            let cfg = dialler::sip::sandbox::SandboxConfig {
+                weights: dialler::sip::sandbox::Weights {
+                    answer: a.answer,
+                    busy: a.busy,
+                    no_answer: a.no_answer,
+                    reject: a.reject,
+                    unavailable: a.unavailable,
+                },
+                ring: (secs(a.ring_min), secs(a.ring_max.max(a.ring_min))),
+                talk_mean: secs(a.talk_mean),
+                seed: a.seed,
+                ..Default::default()
+            };
+            let sip = tokio::net::UdpSocket::bind(a.bind)
+                .await
+                .with_context(|| format!("binding {}", a.bind))?;
+            let rtp = tokio::net::UdpSocket::bind((a.bind.ip(), a.rtp_port)).await?;
+            println!(
+                "sandbox listening on sip:{} (RTP echo on port {})",
+                sip.local_addr()?,
+                rtp.local_addr()?.port()
+            );
+            let stats = dialler::sip::sandbox::serve(sip, rtp, cfg, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+            println!("{}", serde_json::to_string(&stats)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Leads(LeadsCmd::Stats { campaign, json }) => {
             let store = Store::open(&cli.db).await?;
             let id = store.campaign_id(&campaign).await?.with_context(|| {
@@ -545,6 +776,32 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn sip_common(
+    c: &SipCommon,
+) -> anyhow::Result<(
+    dialler::sip::Target,
+    dialler::sip::uac::RingTimeout,
+    Option<dialler::sip::auth::Credentials>,
+    Option<std::time::Duration>,
+)> {
+    let target = dialler::sip::Target::parse(&c.uri)?;
+    let ring = dialler::sip::uac::RingTimeout::new(std::time::Duration::from_secs_f64(
+        c.ring_timeout.max(0.0),
+    ))?;
+    let creds = match &c.user {
+        Some(u) => Some(dialler::sip::auth::Credentials {
+            username: u.clone(),
+            password: std::env::var(&c.password_env)
+                .with_context(|| format!("--user needs the password in ${}", c.password_env))?,
+        }),
+        None => None,
+    };
+    let talk = c
+        .max_talk
+        .map(|t| std::time::Duration::from_secs_f64(t.max(0.0)));
+    Ok((target, ring, creds, talk))
 }
 
 fn parse_time(text: Option<&str>) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {

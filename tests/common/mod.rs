@@ -111,3 +111,4 @@ macro_rules! store_test {
         }
     };
 }
+pub mod sipp;

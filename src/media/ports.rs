@@ -1,0 +1,87 @@
+//! The configured RTP port range: even ports only (RTCP would take the odd
+//! one above), handed out round-robin so a just-freed port rests a while.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use tokio::net::UdpSocket;
+
+use super::MediaError;
+
+/// A range of UDP ports for RTP.
+#[derive(Debug)]
+pub struct PortRange {
+    first: u16,
+    last: u16,
+    next: AtomicU32,
+}
+
+impl PortRange {
+    /// Ports `first..=last` (odd bounds are moved inward to even ports).
+    pub fn new(first: u16, last: u16) -> Result<PortRange, MediaError> {
+        let first = first + (first & 1);
+        if first == 0 || first > last {
+            return Err(MediaError::NoPort(first, last));
+        }
+        Ok(PortRange {
+            first,
+            last,
+            next: AtomicU32::new(0),
+        })
+    }
+
+    fn slots(&self) -> u32 {
+        u32::from(self.last - self.first) / 2 + 1
+    }
+
+    /// Binds the next free even port of the range on `ip`.
+    pub async fn bind(&self, ip: IpAddr) -> Result<UdpSocket, MediaError> {
+        let slots = self.slots();
+        for _ in 0..slots {
+            let slot = self.next.fetch_add(1, Ordering::Relaxed) % slots;
+            let port = self.first + (slot * 2) as u16;
+            match UdpSocket::bind(SocketAddr::new(ip, port)).await {
+                Ok(s) => return Ok(s),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(MediaError::NoPort(self.first, self.last))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn ports_are_even_inside_the_range_and_run_out_cleanly() {
+        // Find four free even ports in a row by probing a high range.
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let mut base = 41000;
+        'probe: loop {
+            for p in (base..base + 6).step_by(2) {
+                if std::net::UdpSocket::bind((ip, p)).is_err() {
+                    base += 10;
+                    continue 'probe;
+                }
+            }
+            break;
+        }
+        let range = PortRange::new(base + 1, base + 5).unwrap();
+        let a = range.bind(ip).await.unwrap();
+        let b = range.bind(ip).await.unwrap();
+        let ports = [
+            a.local_addr().unwrap().port(),
+            b.local_addr().unwrap().port(),
+        ];
+        assert_eq!(ports, [base + 2, base + 4]);
+        assert!(matches!(range.bind(ip).await, Err(MediaError::NoPort(..))));
+        drop(a);
+        assert_eq!(
+            range.bind(ip).await.unwrap().local_addr().unwrap().port(),
+            base + 2
+        );
+        assert!(PortRange::new(10, 9).is_err());
+    }
+}

@@ -1,0 +1,140 @@
+//! Relays RTP between two call legs (customer and agent), both ways.
+//!
+//! Each leg has its own socket. A leg's peer address comes from its SDP,
+//! and is replaced by the source of the first packet that arrives on that
+//! leg (symmetric RTP: a NATed phone sends from where it listens). Anything
+//! that is not RTP is dropped.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use tokio::net::UdpSocket;
+
+use super::MediaError;
+use super::rtp::Packet;
+
+/// One side of a relayed call.
+#[derive(Debug)]
+pub struct Leg {
+    /// Our socket for this leg.
+    pub socket: UdpSocket,
+    /// Where the leg's phone listens, from SDP, if known yet.
+    pub peer: Option<SocketAddr>,
+}
+
+/// What a relay carried.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Relayed {
+    /// Packets from leg A sent on to leg B.
+    pub a_to_b: u64,
+    /// Packets from leg B sent on to leg A.
+    pub b_to_a: u64,
+    /// Packets dropped (not RTP, or the other side's address unknown).
+    pub dropped: u64,
+}
+
+/// Runs until `stop` completes, then returns the counts.
+pub async fn relay(
+    mut a: Leg,
+    mut b: Leg,
+    stop: impl Future<Output = ()>,
+) -> Result<Relayed, MediaError> {
+    let mut stats = Relayed::default();
+    let mut buf_a = vec![0u8; 2048];
+    let mut buf_b = vec![0u8; 2048];
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return Ok(stats),
+            r = a.socket.recv_from(&mut buf_a) => {
+                let (n, from) = r?;
+                a.peer = Some(from);
+                if Packet::parse(&buf_a[..n]).is_err() {
+                    stats.dropped += 1;
+                } else if let Some(to) = b.peer {
+                    b.socket.send_to(&buf_a[..n], to).await?;
+                    stats.a_to_b += 1;
+                } else {
+                    stats.dropped += 1;
+                }
+            }
+            r = b.socket.recv_from(&mut buf_b) => {
+                let (n, from) = r?;
+                b.peer = Some(from);
+                if Packet::parse(&buf_b[..n]).is_err() {
+                    stats.dropped += 1;
+                } else if let Some(to) = a.peer {
+                    a.socket.send_to(&buf_b[..n], to).await?;
+                    stats.b_to_a += 1;
+                } else {
+                    stats.dropped += 1;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::rtp::Packetizer;
+    use std::time::Duration;
+
+    async fn sock() -> UdpSocket {
+        UdpSocket::bind("127.0.0.1:0").await.unwrap()
+    }
+
+    fn rtp(seq: u16) -> Vec<u8> {
+        let mut p = Packetizer::new(0, 1, seq, 0);
+        let mut out = Vec::new();
+        p.packet(&[100; 160], &mut out).unwrap();
+        out
+    }
+
+    async fn recv(s: &UdpSocket) -> Vec<u8> {
+        let mut buf = [0u8; 2048];
+        let (n, _) = tokio::time::timeout(Duration::from_secs(2), s.recv_from(&mut buf))
+            .await
+            .expect("relayed packet")
+            .unwrap();
+        buf[..n].to_vec()
+    }
+
+    #[tokio::test]
+    async fn audio_flows_both_ways_and_junk_is_dropped() {
+        let (customer, agent) = (sock().await, sock().await);
+        let (leg_a, leg_b) = (sock().await, sock().await);
+        let (a_addr, b_addr) = (leg_a.local_addr().unwrap(), leg_b.local_addr().unwrap());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let relay = tokio::spawn(relay(
+            Leg {
+                socket: leg_a,
+                peer: None,
+            },
+            Leg {
+                socket: leg_b,
+                peer: Some(agent.local_addr().unwrap()),
+            },
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        customer.send_to(&rtp(1), a_addr).await.unwrap();
+        assert_eq!(recv(&agent).await, rtp(1));
+        agent.send_to(&rtp(2), b_addr).await.unwrap();
+        assert_eq!(recv(&customer).await, rtp(2), "customer address latched");
+        customer.send_to(b"not rtp", a_addr).await.unwrap();
+        customer.send_to(&rtp(3), a_addr).await.unwrap();
+        assert_eq!(recv(&agent).await, rtp(3));
+        stop_tx.send(()).unwrap();
+        let stats = relay.await.unwrap().unwrap();
+        assert_eq!(
+            stats,
+            Relayed {
+                a_to_b: 2,
+                b_to_a: 1,
+                dropped: 1
+            }
+        );
+    }
+}

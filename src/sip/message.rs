@@ -1,0 +1,523 @@
+//! SIP message parsing and building (RFC 3261 section 7), without I/O.
+//!
+//! Owns the wire format only: start line, headers (compact forms folded to
+//! their full names, continuation lines joined) and the body framed by
+//! Content-Length. It knows nothing about transactions or dialogs.
+//!
+//! Why a parser of our own rather than `rsip`: the UA reads a dozen headers
+//! and copies the rest verbatim, at hundreds of calls per second. A flat
+//! `Vec` of header lines parsed in one pass is cheap, has no panicking path
+//! (fuzzed in `tests/sip_fuzz.rs`), and frees us from tracking an external
+//! crate's typed-header API. `rsipstack` was not taken either: its
+//! transaction layer owns the timers and sockets, and the dialler needs its
+//! own sans-IO state machine to be driven by the simulator's virtual time.
+
+use std::fmt::Write as _;
+
+use super::SipError;
+
+/// Largest message we accept (a UDP datagram cannot be bigger anyway).
+pub const MAX_MESSAGE: usize = 65_535;
+
+/// A SIP request method.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// INVITE: start a session.
+    Invite,
+    /// ACK: confirm a final response to INVITE.
+    Ack,
+    /// BYE: end a session.
+    Bye,
+    /// CANCEL: abandon a pending INVITE.
+    Cancel,
+    /// OPTIONS: capability query, also used as a keep-alive.
+    Options,
+    /// Any other method, kept verbatim.
+    Other(String),
+}
+
+impl Method {
+    /// Parses a method token (case-sensitive, as RFC 3261 says).
+    pub fn parse(token: &str) -> Method {
+        match token {
+            "INVITE" => Method::Invite,
+            "ACK" => Method::Ack,
+            "BYE" => Method::Bye,
+            "CANCEL" => Method::Cancel,
+            "OPTIONS" => Method::Options,
+            other => Method::Other(other.to_string()),
+        }
+    }
+
+    /// The method's token on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Method::Invite => "INVITE",
+            Method::Ack => "ACK",
+            Method::Bye => "BYE",
+            Method::Cancel => "CANCEL",
+            Method::Options => "OPTIONS",
+            Method::Other(s) => s,
+        }
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Header lines in wire order, names in their full form.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers(Vec<(String, String)>);
+
+impl Headers {
+    /// No headers.
+    pub fn new() -> Headers {
+        Headers(Vec::new())
+    }
+
+    /// Appends a header line.
+    pub fn push(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.0.push((name.into(), value.into()));
+    }
+
+    /// The first value of a header (name compared case-insensitively).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of a header, in order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Removes every line of a header.
+    pub fn remove(&mut self, name: &str) {
+        self.0.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+    }
+
+    /// Replaces every line of a header by one value.
+    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+        self.remove(name);
+        self.push(name, value);
+    }
+
+    /// All lines, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+}
+
+/// A SIP request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The method.
+    pub method: Method,
+    /// The Request-URI, verbatim.
+    pub uri: String,
+    /// Header lines (Content-Length is written by [`Request::encode`]).
+    pub headers: Headers,
+    /// The body (SDP or empty).
+    pub body: Vec<u8>,
+}
+
+/// A SIP response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// Status code, 100 to 699.
+    pub code: u16,
+    /// Reason phrase.
+    pub reason: String,
+    /// Header lines (Content-Length is written by [`Response::encode`]).
+    pub headers: Headers,
+    /// The body (SDP or empty).
+    pub body: Vec<u8>,
+}
+
+/// A parsed SIP message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A request.
+    Request(Request),
+    /// A response.
+    Response(Response),
+}
+
+impl Message {
+    /// The message's headers.
+    pub fn headers(&self) -> &Headers {
+        match self {
+            Message::Request(r) => &r.headers,
+            Message::Response(r) => &r.headers,
+        }
+    }
+}
+
+/// Full name of a compact header form (RFC 3261 section 7.3.3).
+fn full_name(name: &str) -> &str {
+    if name.len() != 1 {
+        return name;
+    }
+    match name.as_bytes()[0].to_ascii_lowercase() {
+        b'i' => "Call-ID",
+        b'm' => "Contact",
+        b'e' => "Content-Encoding",
+        b'l' => "Content-Length",
+        b'c' => "Content-Type",
+        b'f' => "From",
+        b's' => "Subject",
+        b'k' => "Supported",
+        b't' => "To",
+        b'v' => "Via",
+        _ => name,
+    }
+}
+
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n")
+}
+
+/// Parses one message from the start of `buf`.
+///
+/// `stream` is true for TCP: the message ends where Content-Length says, a
+/// missing Content-Length means an empty body, and a short buffer gives
+/// [`SipError::Incomplete`] (read more and try again). Over UDP the datagram
+/// is the message. Returns the message and the bytes it used. Leading CRLF
+/// keep-alives are skipped.
+pub fn parse(buf: &[u8], stream: bool) -> Result<(Message, usize), SipError> {
+    let skip = buf
+        .iter()
+        .position(|b| *b != b'\r' && *b != b'\n')
+        .unwrap_or(buf.len());
+    let rest = &buf[skip..];
+    if rest.is_empty() {
+        return Err(SipError::Incomplete);
+    }
+    let Some(head_end) = find_head_end(rest) else {
+        if rest.len() > MAX_MESSAGE {
+            return Err(SipError::Malformed("header section too large"));
+        }
+        return Err(SipError::Incomplete);
+    };
+    let head =
+        std::str::from_utf8(&rest[..head_end]).map_err(|_| SipError::Malformed("not UTF-8"))?;
+    let mut lines = head.split("\r\n");
+    let start = lines.next().unwrap_or_default();
+    let mut headers = Headers::new();
+    for line in lines {
+        if line.starts_with([' ', '\t']) {
+            // Folded continuation of the previous header (RFC 3261 7.3.1).
+            match headers.0.last_mut() {
+                Some((_, v)) => {
+                    v.push(' ');
+                    v.push_str(line.trim());
+                }
+                None => return Err(SipError::Malformed("continuation before any header")),
+            }
+            continue;
+        }
+        let (name, value) = line
+            .split_once(':')
+            .ok_or(SipError::Malformed("header line without a colon"))?;
+        let name = name.trim();
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(SipError::Malformed("bad header name"));
+        }
+        headers.push(full_name(name), value.trim());
+    }
+    let body_start = head_end + 4;
+    let available = rest.len() - body_start;
+    let body_len = match headers.get("Content-Length") {
+        Some(v) => v
+            .trim()
+            .parse::<usize>()
+            .map_err(|_| SipError::Malformed("bad Content-Length"))?,
+        None if stream => 0,
+        None => available,
+    };
+    if body_len > MAX_MESSAGE {
+        return Err(SipError::Malformed("Content-Length too large"));
+    }
+    if body_len > available {
+        return Err(if stream {
+            SipError::Incomplete
+        } else {
+            SipError::Malformed("body shorter than Content-Length")
+        });
+    }
+    let body = rest[body_start..body_start + body_len].to_vec();
+    let used = skip + body_start + body_len;
+    for required in ["Via", "From", "To", "Call-ID", "CSeq"] {
+        if headers.get(required).is_none() {
+            return Err(SipError::MissingHeader(required));
+        }
+    }
+    let message = if let Some(status) = start.strip_prefix("SIP/2.0 ") {
+        let (code, reason) = status.split_once(' ').unwrap_or((status, ""));
+        let code: u16 = code
+            .parse()
+            .map_err(|_| SipError::Malformed("bad status code"))?;
+        if !(100..=699).contains(&code) {
+            return Err(SipError::Malformed("status code out of range"));
+        }
+        Message::Response(Response {
+            code,
+            reason: reason.to_string(),
+            headers,
+            body,
+        })
+    } else {
+        let mut parts = start.split(' ');
+        let (Some(method), Some(uri), Some(version), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(SipError::Malformed("bad request line"));
+        };
+        if version != "SIP/2.0" {
+            return Err(SipError::Malformed("not SIP/2.0"));
+        }
+        if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return Err(SipError::Malformed("bad method"));
+        }
+        if uri.is_empty() {
+            return Err(SipError::Malformed("empty Request-URI"));
+        }
+        Message::Request(Request {
+            method: Method::parse(method),
+            uri: uri.to_string(),
+            headers,
+            body,
+        })
+    };
+    // CSeq must be usable by every caller: check it once here.
+    cseq(message.headers())?;
+    Ok((message, used))
+}
+
+fn encode_into(out: &mut Vec<u8>, headers: &Headers, body: &[u8]) {
+    let mut text = String::with_capacity(256);
+    for (n, v) in headers.iter() {
+        if n.eq_ignore_ascii_case("Content-Length") {
+            continue;
+        }
+        let _ = write!(text, "{n}: {v}\r\n");
+    }
+    let _ = write!(text, "Content-Length: {}\r\n\r\n", body.len());
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(body);
+}
+
+impl Request {
+    /// A request with no headers and no body.
+    pub fn new(method: Method, uri: impl Into<String>) -> Request {
+        Request {
+            method,
+            uri: uri.into(),
+            headers: Headers::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// The wire form, with Content-Length computed.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(512 + self.body.len());
+        out.extend_from_slice(format!("{} {} SIP/2.0\r\n", self.method, self.uri).as_bytes());
+        encode_into(&mut out, &self.headers, &self.body);
+        out
+    }
+}
+
+impl Response {
+    /// A response to `req` (RFC 3261 8.2.6): Via, From, To, Call-ID and CSeq
+    /// copied; `to_tag` added to To when it has none.
+    pub fn to(req: &Request, code: u16, reason: &str, to_tag: Option<&str>) -> Response {
+        let mut headers = Headers::new();
+        for v in req.headers.get_all("Via") {
+            headers.push("Via", v);
+        }
+        for name in ["From", "To", "Call-ID", "CSeq"] {
+            if let Some(v) = req.headers.get(name) {
+                let value = match (name, to_tag) {
+                    ("To", Some(tag)) if tag_of(v).is_none() => format!("{v};tag={tag}"),
+                    _ => v.to_string(),
+                };
+                headers.push(name, value);
+            }
+        }
+        Response {
+            code,
+            reason: reason.to_string(),
+            headers,
+            body: Vec::new(),
+        }
+    }
+
+    /// The wire form, with Content-Length computed.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(512 + self.body.len());
+        out.extend_from_slice(format!("SIP/2.0 {} {}\r\n", self.code, self.reason).as_bytes());
+        encode_into(&mut out, &self.headers, &self.body);
+        out
+    }
+}
+
+/// The CSeq number and method of a message.
+pub fn cseq(headers: &Headers) -> Result<(u32, Method), SipError> {
+    let v = headers.get("CSeq").ok_or(SipError::MissingHeader("CSeq"))?;
+    let mut it = v.split_whitespace();
+    let n = it
+        .next()
+        .and_then(|n| n.parse::<u32>().ok())
+        .ok_or(SipError::Malformed("bad CSeq number"))?;
+    let m = it
+        .next()
+        .ok_or(SipError::Malformed("CSeq without method"))?;
+    Ok((n, Method::parse(m)))
+}
+
+/// A parameter of a header value (`;name=value`), outside quotes and the
+/// `<...>` URI.
+pub fn param<'a>(value: &'a str, name: &str) -> Option<&'a str> {
+    let after_uri = match value.find('>') {
+        Some(i) => &value[i + 1..],
+        None => value,
+    };
+    after_uri.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().trim_matches('"'))
+    })
+}
+
+/// The `tag` parameter of a From or To value.
+pub fn tag_of(value: &str) -> Option<&str> {
+    param(value, "tag").filter(|t| !t.is_empty())
+}
+
+/// The branch of the top Via.
+pub fn top_branch(headers: &Headers) -> Option<&str> {
+    let via = headers.get("Via")?;
+    let first = via.split(',').next().unwrap_or(via);
+    param(first, "branch")
+}
+
+/// The URI inside a name-addr (`"Name" <sip:x@y>;tag=1` gives `sip:x@y`),
+/// or the addr-spec up to its parameters.
+pub fn uri_of(value: &str) -> &str {
+    match (value.find('<'), value.find('>')) {
+        (Some(a), Some(b)) if a < b => &value[a + 1..b],
+        _ => value.split(';').next().unwrap_or(value).trim(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INVITE: &str = "INVITE sip:bob@127.0.0.1:5060 SIP/2.0\r\n\
+v: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\n\
+Max-Forwards: 70\r\n\
+f: <sip:alice@127.0.0.1>;tag=abc\r\n\
+t: <sip:bob@127.0.0.1>\r\n\
+i: call-1@host\r\n\
+CSeq: 1 INVITE\r\n\
+Subject: folded\r\n  over two lines\r\n\
+l: 4\r\n\r\nv=0\r\n";
+
+    #[test]
+    fn compact_forms_parse_to_full_names_and_folded_lines_join() {
+        let (m, used) = parse(INVITE.as_bytes(), true).unwrap();
+        assert_eq!(
+            used,
+            INVITE.len() - 1,
+            "one byte past Content-Length is left"
+        );
+        let Message::Request(r) = m else {
+            panic!("request expected")
+        };
+        assert_eq!(r.method, Method::Invite);
+        assert_eq!(r.headers.get("call-id"), Some("call-1@host"));
+        assert_eq!(r.headers.get("Subject"), Some("folded over two lines"));
+        assert_eq!(r.body, b"v=0\r");
+        assert_eq!(top_branch(&r.headers), Some("z9hG4bK1"));
+        assert_eq!(tag_of(r.headers.get("From").unwrap()), Some("abc"));
+        assert_eq!(tag_of(r.headers.get("To").unwrap()), None);
+    }
+
+    #[test]
+    fn a_stream_with_a_short_body_is_incomplete_and_a_datagram_is_malformed() {
+        let cut = &INVITE.as_bytes()[..INVITE.len() - 4];
+        assert_eq!(parse(cut, true).unwrap_err(), SipError::Incomplete);
+        assert!(matches!(parse(cut, false), Err(SipError::Malformed(_))));
+    }
+
+    #[test]
+    fn two_messages_in_a_stream_parse_one_after_the_other() {
+        let one = "SIP/2.0 180 Ringing\r\nVia: SIP/2.0/TCP h;branch=z9hG4bKx\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+        let both = format!("{one}\r\n{one}");
+        let (m, used) = parse(both.as_bytes(), true).unwrap();
+        assert!(matches!(m, Message::Response(ref r) if r.code == 180));
+        let (m2, used2) = parse(&both.as_bytes()[used..], true).unwrap();
+        assert_eq!(m, m2);
+        assert_eq!(used + used2, both.len());
+    }
+
+    #[test]
+    fn encode_then_parse_gives_the_same_request() {
+        let (m, _) = parse(INVITE.as_bytes(), true).unwrap();
+        let Message::Request(r) = m else {
+            panic!("request expected")
+        };
+        let (again, _) = parse(&r.encode(), true).unwrap();
+        assert_eq!(again, Message::Request(r));
+    }
+
+    #[test]
+    fn response_to_copies_vias_and_adds_the_to_tag_once() {
+        let (Message::Request(r), _) = parse(INVITE.as_bytes(), true).unwrap() else {
+            panic!("request expected")
+        };
+        let resp = Response::to(&r, 486, "Busy Here", Some("xyz"));
+        assert_eq!(tag_of(resp.headers.get("To").unwrap()), Some("xyz"));
+        let (Message::Response(p), _) = parse(&resp.encode(), false).unwrap() else {
+            panic!("response expected")
+        };
+        assert_eq!(p.code, 486);
+        assert_eq!(cseq(&p.headers).unwrap(), (1, Method::Invite));
+    }
+
+    #[test]
+    fn missing_mandatory_headers_and_bad_status_are_errors() {
+        let no_callid = INVITE.replace("i: call-1@host\r\n", "");
+        assert_eq!(
+            parse(no_callid.as_bytes(), true).unwrap_err(),
+            SipError::MissingHeader("Call-ID")
+        );
+        let bad =
+            "SIP/2.0 99 Odd\r\nVia: x\r\nFrom: a\r\nTo: b\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\r\n";
+        assert!(matches!(
+            parse(bad.as_bytes(), false),
+            Err(SipError::Malformed(_))
+        ));
+        let bad_cseq = INVITE.replace("CSeq: 1 INVITE", "CSeq: x INVITE");
+        assert!(parse(bad_cseq.as_bytes(), true).is_err());
+    }
+
+    #[test]
+    fn uri_of_reads_name_addr_and_addr_spec() {
+        assert_eq!(
+            uri_of("\"Bob\" <sip:bob@h:5060;transport=tcp>;tag=1"),
+            "sip:bob@h:5060;transport=tcp"
+        );
+        assert_eq!(uri_of("sip:bob@h;tag=1"), "sip:bob@h");
+    }
+}

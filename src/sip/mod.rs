@@ -1,0 +1,184 @@
+//! The SIP edge of the dialler: outbound calls to a provider (UAC) and the
+//! built-in sandbox provider (UAS), over UDP or TCP.
+//!
+//! Owns SIP messages ([`message`]), digest auth ([`auth`]), the SDP we
+//! offer ([`sdp`]), the sans-IO call state machines ([`uac`] for our calls,
+//! [`sandbox`] for the test provider) and their tokio drivers ([`ua`],
+//! [`sandbox::serve`]), plus the load runner behind `dialler sip load`
+//! ([`load`]). It never touches the store or campaign state: the runner
+//! asks it to place calls and reads the outcomes.
+
+pub mod auth;
+pub mod load;
+
+pub mod message;
+pub mod sandbox;
+
+pub mod sdp;
+pub mod ua;
+
+pub mod uac;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Errors of the SIP layer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SipError {
+    /// More bytes are needed to finish the message (stream transports).
+    #[error("incomplete SIP message")]
+    Incomplete,
+    /// The bytes are not a SIP message we accept.
+    #[error("malformed SIP message: {0}")]
+    Malformed(&'static str),
+    /// A mandatory header is missing.
+    #[error("SIP message without {0} header")]
+    MissingHeader(&'static str),
+    /// A digest challenge we cannot answer.
+    #[error("digest authentication: {0}")]
+    Auth(&'static str),
+    /// A ring timeout under the 15 s floor.
+    #[error("ring timeout {0:?} is under the 15 s minimum")]
+    RingTimeoutTooShort(Duration),
+    /// A SIP URI we cannot dial.
+    #[error("bad SIP URI {0:?}: {1}")]
+    BadUri(String, &'static str),
+    /// A socket error.
+    #[error("{0}")]
+    Io(String),
+    /// The provider refused the connection.
+    #[error("provider at {0} refused the connection")]
+    Refused(SocketAddr),
+    /// The UA task is gone (shut down).
+    #[error("the SIP user agent has stopped")]
+    Stopped,
+}
+
+impl From<std::io::Error> for SipError {
+    fn from(e: std::io::Error) -> SipError {
+        SipError::Io(e.to_string())
+    }
+}
+
+/// A SIP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// UDP: requests retransmitted on timers A and E.
+    #[default]
+    Udp,
+    /// TCP: reliable, no retransmissions; messages framed by Content-Length.
+    Tcp,
+}
+
+impl Transport {
+    /// True for transports that deliver reliably (no retransmissions).
+    pub fn reliable(self) -> bool {
+        self == Transport::Tcp
+    }
+
+    /// The Via protocol token.
+    pub fn via_name(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        }
+    }
+
+    /// A Contact header value for `user` at `addr`.
+    pub fn contact(self, user: &str, addr: SocketAddr) -> String {
+        match self {
+            Transport::Udp => format!("<sip:{user}@{addr}>"),
+            Transport::Tcp => format!("<sip:{user}@{addr};transport=tcp>"),
+        }
+    }
+}
+
+/// A dialable SIP URI's parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The URI as given, used as Request-URI.
+    pub uri: String,
+    /// Where to send (host must be an IP address: no DNS here).
+    pub addr: SocketAddr,
+    /// Transport from `;transport=` (UDP by default).
+    pub transport: Transport,
+}
+
+impl Target {
+    /// Parses `sip:user@host[:port][;transport=tcp]`. The host must be an
+    /// IP address (the dialler talks to a configured trunk, not DNS).
+    pub fn parse(uri: &str) -> Result<Target, SipError> {
+        let bad = |why| SipError::BadUri(masked_uri(uri), why);
+        let rest = uri
+            .strip_prefix("sip:")
+            .ok_or_else(|| bad("must start with sip:"))?;
+        let (hostport, params) = rest.split_once(';').unwrap_or((rest, ""));
+        let hostport = hostport.rsplit_once('@').map_or(hostport, |(_, h)| h);
+        let addr = if let Ok(a) = hostport.parse::<SocketAddr>() {
+            a
+        } else {
+            let ip = hostport
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse()
+                .map_err(|_| bad("host must be an IP address"))?;
+            SocketAddr::new(ip, 5060)
+        };
+        let transport = params
+            .split(';')
+            .find_map(|p| p.strip_prefix("transport="))
+            .map(|t| match t.to_ascii_lowercase().as_str() {
+                "udp" => Ok(Transport::Udp),
+                "tcp" => Ok(Transport::Tcp),
+                _ => Err(bad("transport must be udp or tcp")),
+            })
+            .transpose()?
+            .unwrap_or_default();
+        Ok(Target {
+            uri: uri.to_string(),
+            addr,
+            transport,
+        })
+    }
+}
+
+/// A SIP URI with the digits of its user part masked (for logs: the user
+/// part is the customer's phone number).
+pub fn masked_uri(uri: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once(':') else {
+        return crate::phone::mask(uri);
+    };
+    match rest.split_once('@') {
+        Some((user, host)) => format!("{scheme}:{}@{host}", crate::phone::mask(user)),
+        None => uri.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_parses_port_transport_and_default_port() {
+        let t = Target::parse("sip:+919876543210@127.0.0.1:5080;transport=tcp").unwrap();
+        assert_eq!(t.addr, "127.0.0.1:5080".parse().unwrap());
+        assert_eq!(t.transport, Transport::Tcp);
+        let t = Target::parse("sip:100@10.1.2.3").unwrap();
+        assert_eq!(t.addr, "10.1.2.3:5060".parse().unwrap());
+        assert_eq!(t.transport, Transport::Udp);
+        assert!(Target::parse("sip:100@provider.example").is_err());
+        assert!(Target::parse("tel:+15551234567").is_err());
+        assert!(Target::parse("sip:1@127.0.0.1;transport=sctp").is_err());
+    }
+
+    #[test]
+    fn masked_uri_hides_all_but_the_last_four_digits() {
+        assert_eq!(
+            masked_uri("sip:+919876543210@127.0.0.1"),
+            "sip:********3210@127.0.0.1"
+        );
+        let e = Target::parse("sip:+919876543210@nowhere").unwrap_err();
+        assert!(!e.to_string().contains("98765"));
+    }
+}
