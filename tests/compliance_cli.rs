@@ -5,12 +5,14 @@ use std::process::{Command, Output};
 
 struct Env {
     dir: tempfile::TempDir,
+    campaigns: PathBuf,
 }
 
 impl Env {
     fn new() -> Env {
         Env {
             dir: tempfile::tempdir().expect("tempdir"),
+            campaigns: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/campaigns")),
         }
     }
 
@@ -27,10 +29,7 @@ impl Env {
                 "DIALLER_DATABASE_URL",
                 format!("sqlite://{}", self.dir.path().join("d.db").display()),
             )
-            .env(
-                "DIALLER_CAMPAIGNS",
-                concat!(env!("CARGO_MANIFEST_DIR"), "/campaigns"),
-            )
+            .env("DIALLER_CAMPAIGNS", &self.campaigns)
             .env("DIALLER_DND_DIR", self.dir.path().join("dnd"))
             .output()
             .expect("run dialler")
@@ -292,48 +291,29 @@ fn a_bad_number_is_a_clear_error() {
 
 #[test]
 fn a_stored_lead_with_an_unknown_zone_is_refused() {
-    let env = Env::new();
+    let mut env = Env::new();
     let campaigns = env.dir.path().join("campaigns");
     std::fs::create_dir(&campaigns).expect("mkdir");
-    let uk = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/campaigns/uk-broadband.toml"
-    ))
-    .expect("read");
+    let uk = std::fs::read_to_string(env.campaigns.join("uk-broadband.toml")).expect("read");
     let au = uk
         .replace("name = \"uk-broadband\"", "name = \"au-test\"")
         .replace("profile = \"uk\"", "profile = \"au\"")
         .replace("020 7946 0123", "02 9876 5432")
         .replace("weekdays = \"09:00-20:00\"", "weekdays = \"09:00-19:00\"");
     std::fs::write(campaigns.join("au-test.toml"), au).expect("write");
-    let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_dialler"))
-            .args(args)
-            .env(
-                "DIALLER_DATABASE_URL",
-                format!("sqlite://{}", env.dir.path().join("d.db").display()),
-            )
-            .env("DIALLER_CAMPAIGNS", &campaigns)
-            .env("DIALLER_DND_DIR", env.dir.path().join("dnd"))
-            .output()
-            .expect("run");
-        serde_json::from_slice::<serde_json::Value>(&out.stdout)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
-    };
+    env.campaigns = campaigns;
     let leads = env.write("l.csv", "name,phone\nA,(08) 5000 0000\n");
-    assert_eq!(
-        run(&[
-            "leads",
-            "import",
-            "--campaign",
-            "au-test",
-            leads.to_str().expect("utf8"),
-            "--json"
-        ])["tz_unknown"],
-        1
-    );
+    let imported = env.ok_json(&[
+        "leads",
+        "import",
+        "--campaign",
+        "au-test",
+        leads.to_str().expect("utf8"),
+        "--json",
+    ]);
+    assert_eq!(imported["tz_unknown"], 1);
     let reg = env.write("r.txt", "");
-    run(&[
+    env.ok_json(&[
         "dnd",
         "import",
         "--campaign",
@@ -346,26 +326,10 @@ fn a_stored_lead_with_an_unknown_zone_is_refused() {
         "--json",
     ]);
     // Wednesday 2026-12-02, midday in every Australian zone.
-    let v = run(&[
-        "check",
-        "(08) 5000 0000",
-        "--campaign",
-        "au-test",
-        "--at",
-        "2026-12-02T03:00:00Z",
-        "--json",
-    ]);
+    let v = env.check("(08) 5000 0000", "au-test", "2026-12-02T03:00:00Z");
     assert_eq!(reasons(&v), ["timezone_unknown"]);
     assert_eq!(v["timezone"], serde_json::json!([]));
     // A Sydney number has a known zone and is allowed.
-    let v = run(&[
-        "check",
-        "(02) 9876 5000",
-        "--campaign",
-        "au-test",
-        "--at",
-        "2026-12-02T03:00:00Z",
-        "--json",
-    ]);
+    let v = env.check("(02) 9876 5000", "au-test", "2026-12-02T03:00:00Z");
     assert_eq!(v["allowed"], true);
 }
