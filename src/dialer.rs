@@ -13,7 +13,7 @@
 //! the safe-harbour message and counts as abandoned in the ledger.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
 use chrono::DateTime;
 
@@ -21,6 +21,11 @@ use crate::campaign::{Campaign, Strategy};
 use crate::compliance::ledger::{Event as LedgerEvent, Ledger};
 use crate::pacing::estimate::{Estimators, Priors};
 use crate::pacing::{self, Foresight, LedgerView, OracleView, Pacer, Snapshot};
+
+/// A hash map keyed by small integers (call, lead and agent ids) with a
+/// fixed-seed fast hash: SipHash showed up in simulator profiles, and a
+/// fixed seed keeps runs identical.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
 
 /// An agent, numbered densely from 0 by the driver.
 pub type AgentId = u32;
@@ -292,7 +297,7 @@ pub struct Status {
     pub ringing: u32,
     /// Answered calls waiting for an agent.
     pub waiting: u32,
-    /// Calls in flight per active agent.
+    /// The pacer's dial level ([`crate::pacing::Pacer::dial_level`]).
     pub dial_level: f64,
     /// Human answers in the compliance window.
     pub window_human_answers: u64,
@@ -311,7 +316,7 @@ pub struct Runner {
     /// Ready agents, longest ready first.
     ready: VecDeque<AgentId>,
     active_agents: u32,
-    calls: HashMap<CallId, Call>,
+    calls: FastMap<CallId, Call>,
     ringing: BTreeMap<CallId, u64>,
     waiting: VecDeque<CallId>,
     hopper: VecDeque<LeadInfo>,
@@ -321,7 +326,12 @@ pub struct Runner {
     dialling: bool,
     next_call: CallId,
     timers: BinaryHeap<Reverse<(u64, Timer)>>,
+    /// When the latest decision asked to be woken: each decision replaces
+    /// the last one's request, so a decision made for another reason
+    /// pushes the wake-up back instead of adding one.
     pacer_wake: Option<u64>,
+    /// The pacer timer in `timers`, if one is pending.
+    pacer_timer: Option<u64>,
     commands: VecDeque<Command>,
     // Scratch buffers reused by every decision.
     busy_buf: Vec<f64>,
@@ -344,7 +354,7 @@ impl Runner {
             agents: Vec::new(),
             ready: VecDeque::new(),
             active_agents: 0,
-            calls: HashMap::new(),
+            calls: FastMap::default(),
             ringing: BTreeMap::new(),
             waiting: VecDeque::new(),
             hopper: VecDeque::new(),
@@ -354,6 +364,7 @@ impl Runner {
             next_call: 1,
             timers: BinaryHeap::new(),
             pacer_wake: None,
+            pacer_timer: None,
             commands: VecDeque::new(),
             busy_buf: Vec::new(),
             ringing_buf: Vec::new(),
@@ -437,6 +448,7 @@ impl Runner {
     /// Fires the timers due at `now_ms`. Call it when the time from
     /// [`Runner::poll_timeout`] arrives, then drain the commands.
     pub fn handle_timeout(&mut self, now_ms: u64) {
+        let mut decide = false;
         while let Some(&Reverse((at, timer))) = self.timers.peek() {
             if at > now_ms {
                 break;
@@ -449,6 +461,7 @@ impl Runner {
                         .get(&call)
                         .is_some_and(|c| c.state == CallState::Ringing)
                     {
+                        decide = true;
                         self.est
                             .record_attempt(false, self.config.ring_timeout_ms as f64 / 1000.0);
                         self.commands.push_back(Command::Cancel { call });
@@ -460,6 +473,7 @@ impl Runner {
                         && matches!(c.state, CallState::Waiting { .. })
                     {
                         c.state = CallState::SafeHarbour;
+                        decide = true;
                         let lead = c.lead;
                         self.waiting.retain(|&w| w != call);
                         self.abandon(now_ms, call, lead);
@@ -467,13 +481,27 @@ impl Runner {
                     }
                 }
                 Timer::Pacer => {
-                    if self.pacer_wake == Some(at) {
-                        self.pacer_wake = None;
+                    if self.pacer_timer == Some(at) {
+                        self.pacer_timer = None;
                     }
                 }
             }
         }
-        self.pace(now_ms);
+        match self.pacer_wake {
+            Some(w) if w <= now_ms => {
+                self.pacer_wake = None;
+                decide = true;
+            }
+            Some(w) if self.pacer_timer.is_none() => {
+                // The wake-up was pushed back by a later decision.
+                self.pacer_timer = Some(w);
+                self.timers.push(Reverse((w, Timer::Pacer)));
+            }
+            _ => {}
+        }
+        if decide {
+            self.pace(now_ms);
+        }
     }
 
     /// The next command, if any. Drain after every `handle_*` call.
@@ -832,11 +860,11 @@ impl Runner {
                 (self.config.hopper_low_water * 4) as u32,
             ));
         }
-        if let Some(wake) = decision.wake_at_ms
-            && wake > now_ms
-            && self.pacer_wake.is_none_or(|w| wake < w)
+        self.pacer_wake = decision.wake_at_ms.filter(|&w| w > now_ms);
+        if let Some(wake) = self.pacer_wake
+            && self.pacer_timer.is_none_or(|t| wake < t)
         {
-            self.pacer_wake = Some(wake);
+            self.pacer_timer = Some(wake);
             self.timers.push(Reverse((wake, Timer::Pacer)));
         }
     }

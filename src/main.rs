@@ -180,6 +180,15 @@ struct SimulateArgs {
     /// Also write the rows as CSV.
     #[arg(long)]
     csv: Option<PathBuf>,
+    /// Sweep one parameter: target=FROM..TO[:STEPS] (abandonment target,
+    /// percent), ratio=FROM..TO[:STEPS] (R of `ratio` in --strategy), or
+    /// agents=FROM..TO[:STEPS]. Runs every strategy at every point.
+    #[arg(long)]
+    sweep: Option<String>,
+    /// SVG: with --sweep, the frontier of talk share against abandonment;
+    /// without, the time series of the first run.
+    #[arg(long)]
+    plot: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -565,11 +574,71 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 a.strategy.split(',').collect()
             };
+            let seeds = a.seed..a.seed + a.seeds.max(1);
+            if let Some(spec) = &a.sweep {
+                let sweep: sim::sweep::Sweep = spec.parse()?;
+                let base = SimConfig {
+                    campaign: campaign.clone(),
+                    scenario: scenario.clone(),
+                    strategy: Strategy::Predictive,
+                    seed: a.seed,
+                };
+                let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+                let points = sweep
+                    .points(&base, &names, seeds)
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                let configs: Vec<SimConfig> = points.iter().map(|p| p.config.clone()).collect();
+                let bar = progress_bar(configs.len() as u64, "runs");
+                let reports = sim::run_all_with(&configs, &|| bar.inc(1));
+                bar.finish_and_clear();
+                let rows = sim::sweep::rows(&points, &reports);
+                if let Some(p) = &a.csv {
+                    sim::write_csv(p, &reports)
+                        .with_context(|| format!("writing {}", p.display()))?;
+                }
+                if let Some(p) = &a.plot {
+                    let title = format!(
+                        "{} on {}: {} agents, {} days, {} seed(s)",
+                        campaign.name,
+                        scenario.name,
+                        scenario.agents,
+                        scenario.days,
+                        a.seeds.max(1)
+                    );
+                    sim::plot::frontier(p, &title, &rows, campaign.abandon_limit_percent)?;
+                }
+                let best = sim::sweep::best_ratio(&rows);
+                if a.json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&serde_json::json!({
+                            "campaign": campaign.name,
+                            "scenario": scenario.name,
+                            "agents": scenario.agents,
+                            "days": scenario.days,
+                            "sweep": sweep,
+                            "rows": rows,
+                            "best_ratio": best,
+                        }))?
+                    );
+                } else {
+                    print!("{}", sim::sweep::table(sweep.param, &rows));
+                    if let Some(b) = best {
+                        println!(
+                            "best fixed ratio within the limit: {} (talk {:.3}, worst window {:.2}%)",
+                            b.summary.strategy,
+                            b.summary.talk_share_mean,
+                            b.summary.worst_window_max_percent
+                        );
+                    }
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let mut configs = Vec::new();
             for name in names {
                 let strategy =
                     Strategy::parse(name).map_err(|e| anyhow::anyhow!("--strategy {name}: {e}"))?;
-                for seed in a.seed..a.seed + a.seeds.max(1) {
+                for seed in seeds.clone() {
                     configs.push(SimConfig {
                         campaign: campaign.clone(),
                         scenario: scenario.clone(),
@@ -578,7 +647,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     });
                 }
             }
-            let reports = sim::run_all(&configs);
+            let bar = progress_bar(configs.len() as u64, "runs");
+            let reports = sim::run_all_with(&configs, &|| bar.inc(1));
+            bar.finish_and_clear();
+            if let (Some(p), Some(first)) = (&a.plot, configs.first()) {
+                // Traced again on its own: sampling once a minute.
+                let (_, samples) = sim::run_traced(first, 60_000);
+                let title = format!(
+                    "{} on {}: {}, {} agents, seed {}",
+                    campaign.name, scenario.name, first.strategy, scenario.agents, first.seed
+                );
+                sim::plot::time_series(p, &title, &samples, campaign.abandon_limit_percent)?;
+            }
             let summary = (a.seeds > 1).then(|| sim::summarise(&reports));
             if let Some(p) = &a.csv {
                 sim::write_csv(p, &reports).with_context(|| format!("writing {}", p.display()))?;
@@ -813,4 +893,22 @@ fn parse_time(text: Option<&str>) -> anyhow::Result<chrono::DateTime<chrono::Utc
             })?
             .with_timezone(&chrono::Utc)),
     }
+}
+
+/// A progress bar on stderr for `len` simulation runs; hidden when stderr
+/// is not a terminal or the job is small.
+fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if len < 4 || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{spinner}} [{{bar:40}}] {{pos}}/{{len}} {what} ({{eta}})"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar
 }

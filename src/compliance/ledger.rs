@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,24 +38,30 @@ pub struct LedgerStatus {
     pub exhausted: bool,
 }
 
-/// Rolling counts over a window. An event at exactly `now - window` has
-/// left the window; an event at `now` is in it.
+/// A campaign's rolling window of human answers and abandons. An event at
+/// exactly `now - window` has left the window; an event at `now` is in it.
+///
+/// Events are kept in time order with running totals, so the counts now
+/// and the counts at any later time (what will be left once older events
+/// roll out) are a binary search, not a walk: pacing asks for both on
+/// every decision.
 #[derive(Debug, Clone)]
 pub struct Ledger {
-    window: Duration,
-    events: VecDeque<(DateTime<Utc>, Event)>,
-    human_answers: u64,
-    abandons: u64,
+    window_ms: i64,
+    /// (time in ms, human answers so far, abandons so far), running totals
+    /// from the first event ever recorded, each including its own event.
+    events: VecDeque<(i64, u64, u64)>,
+    /// Running totals of the events already rolled out.
+    gone: (u64, u64),
 }
 
 impl Ledger {
-    /// An empty ledger over `window`.
+    /// An empty ledger for a window of `window`.
     pub fn new(window: std::time::Duration) -> Ledger {
         Ledger {
-            window: Duration::from_std(window).unwrap_or(Duration::MAX),
+            window_ms: i64::try_from(window.as_millis()).unwrap_or(i64::MAX),
             events: VecDeque::new(),
-            human_answers: 0,
-            abandons: 0,
+            gone: (0, 0),
         }
     }
 
@@ -75,71 +81,76 @@ impl Ledger {
         l
     }
 
-    /// The window length.
+    /// The window's length.
     pub fn window(&self) -> std::time::Duration {
-        self.window.to_std().unwrap_or_default()
+        std::time::Duration::from_millis(self.window_ms.max(0) as u64)
     }
 
-    /// Records an event. Events normally come in time order; a late one is
-    /// put in its place.
+    fn totals(&self) -> (u64, u64) {
+        self.events.back().map_or(self.gone, |&(_, h, a)| (h, a))
+    }
+
+    /// Records an event at `at`. Events normally arrive in time order; a
+    /// late one is slotted into place.
     pub fn record(&mut self, at: DateTime<Utc>, event: Event) {
-        match event {
-            Event::HumanAnswer => self.human_answers += 1,
-            Event::Abandon => self.abandons += 1,
+        let t = at.timestamp_millis();
+        let (dh, da) = match event {
+            Event::HumanAnswer => (1, 0),
+            Event::Abandon => (0, 1),
+        };
+        let pos = self.events.partition_point(|e| e.0 <= t);
+        let (h, a) = if pos == 0 {
+            self.gone
+        } else {
+            let e = self.events[pos - 1];
+            (e.1, e.2)
+        };
+        self.events.insert(pos, (t, h + dh, a + da));
+        for e in self.events.range_mut(pos + 1..) {
+            e.1 += dh;
+            e.2 += da;
         }
-        let pos = self.events.partition_point(|(t, _)| *t <= at);
-        self.events.insert(pos, (at, event));
     }
 
-    /// Drops the events that have left the window as of `now`. Call before
-    /// reading figures; [`Ledger::status`] does.
+    /// Drops events that have left the window as of `now`.
     pub fn advance(&mut self, now: DateTime<Utc>) {
-        let Some(cutoff) = now.checked_sub_signed(self.window) else {
-            return;
-        };
-        while let Some(&(t, e)) = self.events.front() {
+        let cutoff = now.timestamp_millis().saturating_sub(self.window_ms);
+        while let Some(&(t, h, a)) = self.events.front() {
             if t > cutoff {
                 break;
             }
             self.events.pop_front();
-            match e {
-                Event::HumanAnswer => self.human_answers -= 1,
-                Event::Abandon => self.abandons -= 1,
-            }
+            self.gone = (h, a);
         }
     }
 
-    /// Human answers and abandons in the window, without advancing it.
+    /// Human answers and abandons in the window.
     pub fn counts(&self) -> (u64, u64) {
-        (self.human_answers, self.abandons)
+        let (h, a) = self.totals();
+        (h - self.gone.0, a - self.gone.1)
     }
 
     /// Human answers and abandons that will still be in the window at
-    /// `later`, if nothing new happens: what the rate can rise to as old
-    /// answers roll out. Scans only the events that leave by then.
+    /// `later`, counting only events recorded so far: how much room the
+    /// window will have once older events roll out.
     pub fn counts_at(&self, later: DateTime<Utc>) -> (u64, u64) {
-        let Some(cutoff) = later.checked_sub_signed(self.window) else {
-            return self.counts();
+        let cutoff = later.timestamp_millis().saturating_sub(self.window_ms);
+        let n = self.events.partition_point(|e| e.0 <= cutoff);
+        let (h0, a0) = if n == 0 {
+            self.gone
+        } else {
+            let e = self.events[n - 1];
+            (e.1, e.2)
         };
-        let (mut h, mut a) = self.counts();
-        for &(t, e) in &self.events {
-            if t > cutoff {
-                break;
-            }
-            match e {
-                Event::HumanAnswer => h -= 1,
-                Event::Abandon => a -= 1,
-            }
-        }
-        (h, a)
+        let (h, a) = self.totals();
+        (h - h0, a - a0)
     }
 
-    /// When the oldest event leaves the window (the figures can only
-    /// improve then), if there is one.
+    /// When the oldest event leaves the window, freeing budget.
     pub fn next_expiry(&self) -> Option<DateTime<Utc>> {
         self.events
             .front()
-            .and_then(|(t, _)| t.checked_add_signed(self.window))
+            .and_then(|&(t, _, _)| DateTime::from_timestamp_millis(t.checked_add(self.window_ms)?))
     }
 
     /// The window's figures as of `now` against `target` and `limit`
@@ -151,20 +162,21 @@ impl Ledger {
         limit_percent: f64,
     ) -> LedgerStatus {
         self.advance(now);
-        let h = self.human_answers as f64;
-        let a = self.abandons as f64;
-        let rate_percent = if self.human_answers == 0 {
+        let (human_answers, abandons) = self.counts();
+        let h = human_answers as f64;
+        let a = abandons as f64;
+        let rate_percent = if human_answers == 0 {
             0.0
         } else {
             100.0 * a / h
         };
         LedgerStatus {
-            human_answers: self.human_answers,
-            abandons: self.abandons,
+            human_answers,
+            abandons,
             rate_percent,
             budget_to_target: target_percent / 100.0 * h - a,
             budget_to_limit: limit_percent / 100.0 * h - a,
-            exhausted: self.abandons > 0 && rate_percent >= limit_percent,
+            exhausted: abandons > 0 && rate_percent >= limit_percent,
         }
     }
 }
@@ -203,6 +215,21 @@ mod tests {
         assert_eq!(l.counts_at(t(86_400)), (1, 1));
         assert_eq!(l.counts_at(t(86_500)), (1, 0));
         assert_eq!(l.counts_at(t(50)), (2, 1));
+    }
+
+    #[test]
+    fn late_events_slot_into_place_and_keep_counts_ahead_exact() {
+        let mut l = Ledger::new(DAY);
+        l.record(t(0), Event::HumanAnswer);
+        l.record(t(300), Event::HumanAnswer);
+        l.record(t(100), Event::Abandon);
+        l.record(t(-10), Event::HumanAnswer);
+        assert_eq!(l.counts(), (3, 1));
+        assert_eq!(l.counts_at(t(86_400)), (1, 1));
+        assert_eq!(l.counts_at(t(86_500)), (1, 0));
+        l.advance(t(86_395));
+        assert_eq!(l.counts(), (2, 1));
+        assert_eq!(l.counts_at(t(86_700)), (0, 0));
     }
 
     #[test]

@@ -105,8 +105,9 @@ pub trait Pacer: Send {
     /// abandoned, at `now_ms`.
     fn observe(&mut self, _now_ms: u64, _abandoned: bool) {}
 
-    /// The current dial level (calls in flight per active agent), for
-    /// status lines and plots.
+    /// The current dial level, for status lines and plots: the multiplier
+    /// on ready agents for `ratio` and `feedback`; for the others, calls in
+    /// flight per agent expected free within the ring time.
     fn dial_level(&self) -> f64;
 }
 
@@ -182,6 +183,8 @@ struct Outlook {
     free_cdf: Vec<f64>,
     /// Exact: P(D = d) for the demand so far.
     demand_pmf: Vec<f64>,
+    /// Expected agents free within the horizon (ready ones included).
+    free_mean: f64,
     mean: f64,
     var: f64,
     exact: bool,
@@ -193,21 +196,17 @@ impl Outlook {
         let waiting = s.waiting as usize;
         let p_busy = |e: &f64| s.est.p_free_soon(*e);
         let p_ring = |e: &f64| p_human_in_flight(s.est, *e, s.ring_timeout_s);
-        let mut mean = waiting as f64 - ready as f64;
-        let mut var = 0.0;
-        for p in s.busy_elapsed_s.iter().map(p_busy) {
-            mean -= p;
-            var += p * (1.0 - p);
-        }
-        for p in s.ringing_elapsed_s.iter().map(p_ring) {
-            mean += p;
-            var += p * (1.0 - p);
-        }
+        let (free_mean, free_var) = bernoulli_sums(s.busy_elapsed_s, p_busy);
+        let (demand_mean, demand_var) = bernoulli_sums(s.ringing_elapsed_s, p_ring);
+        let free_mean = ready as f64 + free_mean;
+        let mean = waiting as f64 - free_mean + demand_mean;
+        let var = free_var + demand_var;
         let exact = s.busy_elapsed_s.len() + s.ringing_elapsed_s.len() <= EXACT_TERMS;
         if !exact {
             return Outlook {
                 free_cdf: Vec::new(),
                 demand_pmf: Vec::new(),
+                free_mean,
                 mean,
                 var,
                 exact,
@@ -231,6 +230,7 @@ impl Outlook {
         Outlook {
             free_cdf: free,
             demand_pmf: demand,
+            free_mean,
             mean,
             var,
             exact,
@@ -255,6 +255,27 @@ impl Outlook {
     }
 
     /// Adds one more call that reaches a person with probability `p`.
+    /// Expected callers left without an agent, E[(D - F)+]: the abandons
+    /// already coming from the calls in flight.
+    fn expected_excess(&self) -> f64 {
+        if self.exact {
+            // E[(d - F)+] = sum over k < d of P(F <= k).
+            let last = self.free_cdf.len().saturating_sub(1);
+            let mut below = 0.0;
+            let mut total = 0.0;
+            for (d, pd) in self.demand_pmf.iter().enumerate() {
+                total += pd * below;
+                below += self.free_cdf[d.min(last)];
+            }
+            total
+        } else {
+            let sd = self.var.sqrt().max(1e-9);
+            let z = self.mean / sd;
+            let pdf = (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt();
+            (sd * pdf + self.mean * normal_cdf(z)).max(0.0)
+        }
+    }
+
     fn add_call(&mut self, p: f64) {
         self.mean += p;
         self.var += p * (1.0 - p);
@@ -265,6 +286,32 @@ impl Outlook {
 }
 
 /// Convolves a PMF with a Bernoulli(p), in place (grows by one).
+/// The mean and variance of a sum of independent Bernoulli variables, one
+/// per item with probability `p(item)`. Four running sums, so the adds do
+/// not wait on each other: this is the hot loop of a decision.
+fn bernoulli_sums(items: &[f64], p: impl Fn(&f64) -> f64) -> (f64, f64) {
+    let mut mean = [0.0; 4];
+    let mut var = [0.0; 4];
+    let chunks = items.chunks_exact(4);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..4 {
+            let q = p(&c[i]);
+            mean[i] += q;
+            var[i] += q * (1.0 - q);
+        }
+    }
+    for (i, x) in rest.iter().enumerate() {
+        let q = p(x);
+        mean[i] += q;
+        var[i] += q * (1.0 - q);
+    }
+    (
+        (mean[0] + mean[1]) + (mean[2] + mean[3]),
+        (var[0] + var[1]) + (var[2] + var[3]),
+    )
+}
+
 fn bernoulli_add(pmf: &mut Vec<f64>, p: f64) {
     pmf.push(0.0);
     for i in (1..pmf.len()).rev() {
@@ -314,6 +361,9 @@ impl Predictive {
         }
     }
 
+    /// Abandons of room in the ledger below which the allowance shrinks.
+    const ROOM_ABANDONS: f64 = 10.0;
+
     /// Controller step per human answer, on log(gain).
     const STEP: f64 = 0.05;
 }
@@ -346,27 +396,34 @@ impl Pacer for Predictive {
         }
         self.target = s.target_percent / 100.0;
         let ph = s.est.human_rate().clamp(0.01, 1.0);
-        let allowance = (self.target * self.gain).min(0.5);
+        // A young window (after a closed day) or one near its limit has
+        // little room: abandons come in bursts when the whole team is
+        // busy, so the allowance shrinks in proportion below
+        // ROOM_ABANDONS of room.
+        let room_scale = ((budget - 1.0) / Self::ROOM_ABANDONS).clamp(0.0, 1.0);
+        let allowance = (self.target * self.gain * room_scale).min(0.5);
         let mut outlook = Outlook::new(s);
         let cap = room(s);
         let mut launch = 0;
-        // Expected abandons of this decision's calls: keep one abandon of
-        // the ledger's budget in hand whatever the controller says.
-        let mut expected = 0.0;
+        // Expected abandons of the calls already out and of this decision's
+        // calls. Abandons come roughly as a Poisson count: the budget must
+        // hold that mean plus two standard deviations, with one abandon
+        // kept in hand, whatever the controller says.
+        let mut expected = outlook.expected_excess();
         loop {
             let p = outlook.p_no_agent();
-            if launch >= cap || p > allowance || expected + ph * p > budget - 1.0 {
+            let next = expected + ph * p;
+            if launch >= cap || p > allowance || next + 2.0 * next.sqrt() > budget - 1.0 {
                 break;
             }
-            expected += ph * p;
+            expected = next;
             outlook.add_call(ph);
             launch += 1;
         }
         // Never fewer than progressive: a ready agent with nothing coming
         // gets a call.
         let launch = launch.max(progressive.launch);
-        let active = f64::from(s.active_agents);
-        self.level = (f64::from(in_flight(s) + launch) / active).max(1.0);
+        self.level = f64::from(in_flight(s) + launch) / outlook.free_mean.max(1.0);
         Decision {
             launch,
             // Busy agents come closer to free as time passes.
@@ -383,6 +440,7 @@ impl Pacer for Predictive {
         } else {
             self.target
         };
+
         self.gain = (self.gain.ln() + Self::STEP * delta)
             .exp()
             .clamp(0.05, 20.0);
@@ -396,9 +454,9 @@ impl Pacer for Predictive {
 /// The classic open-source adaptive dial level: every 15 s the level is
 /// multiplied by (1 + adjustment), the adjustment being the mean of (ready
 /// agents − waiting calls) over the samples since (one a second) per
-/// active agent, itself within ±0.5; the level stays in [1, 3] and is
-/// halved when the day's abandonment passes the limit. Calls out: level ×
-/// ready agents.
+/// active agent, itself within ±0.5; the level stays in [1, 3], and while
+/// the day's abandonment is over the limit each adjustment halves it
+/// instead. Calls out: level × ready agents.
 #[derive(Debug, Clone)]
 pub struct Feedback {
     level: f64,
@@ -409,7 +467,6 @@ pub struct Feedback {
     day: u64,
     day_answers: u64,
     day_abandons: u64,
-    halved_today: bool,
 }
 
 impl Feedback {
@@ -424,7 +481,6 @@ impl Feedback {
             day: 0,
             day_answers: 0,
             day_abandons: 0,
-            halved_today: false,
         }
     }
 }
@@ -444,7 +500,6 @@ impl Pacer for Feedback {
             self.day = day;
             self.day_answers = 0;
             self.day_abandons = 0;
-            self.halved_today = false;
         }
         if s.now_ms >= self.next_sample_ms {
             self.sum += f64::from(s.ready) - f64::from(s.waiting);
@@ -452,7 +507,16 @@ impl Pacer for Feedback {
             self.next_sample_ms = s.now_ms + 1000;
         }
         if s.now_ms >= self.next_adjust_ms {
-            if self.samples > 0 && s.active_agents > 0 {
+            let rate = if self.day_answers == 0 {
+                0.0
+            } else {
+                100.0 * self.day_abandons as f64 / self.day_answers as f64
+            };
+            if rate > s.limit_percent {
+                // Over the day's limit: halve at every adjustment until
+                // the day's rate is back under it.
+                self.level = (self.level / 2.0).max(1.0);
+            } else if self.samples > 0 && s.active_agents > 0 {
                 let mean = self.sum / f64::from(self.samples);
                 let adjustment = (mean / f64::from(s.active_agents)).clamp(-0.5, 0.5);
                 self.level = (self.level * (1.0 + adjustment)).clamp(1.0, 3.0);
@@ -460,15 +524,6 @@ impl Pacer for Feedback {
             self.sum = 0.0;
             self.samples = 0;
             self.next_adjust_ms = s.now_ms + 15_000;
-        }
-        let rate = if self.day_answers == 0 {
-            0.0
-        } else {
-            100.0 * self.day_abandons as f64 / self.day_answers as f64
-        };
-        if rate > s.limit_percent && !self.halved_today {
-            self.level = (self.level / 2.0).max(1.0);
-            self.halved_today = true;
         }
         let want = (self.level * f64::from(s.ready)).floor() as u32;
         Decision {

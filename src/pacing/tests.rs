@@ -98,3 +98,61 @@ fn normal_cdf_is_accurate() {
     assert!((normal_cdf(1.96) - 0.975_002).abs() < 1e-5);
     assert!((normal_cdf(-1.0) - 0.158_655).abs() < 1e-5);
 }
+
+#[test]
+fn expected_excess_counts_callers_left_without_an_agent() {
+    // One agent for sure; two calls each a person with probability 1/2:
+    // only when both answer is one left over, so E = 1/4.
+    let mut o = Outlook {
+        free_cdf: vec![0.0, 1.0],
+        demand_pmf: vec![1.0],
+        free_mean: 1.0,
+        mean: -1.0,
+        var: 0.0,
+        exact: true,
+    };
+    o.add_call(0.5);
+    o.add_call(0.5);
+    assert!((o.expected_excess() - 0.25).abs() < 1e-12);
+    // The normal form agrees for many terms.
+    let est = Estimators::new(Priors::default());
+    let busy: Vec<f64> = (0..40).map(|i| 200.0 + f64::from(i) * 5.0).collect();
+    let ringing: Vec<f64> = (0..20).map(|i| f64::from(i) * 0.5).collect();
+    let mut s = snapshot(&est, &busy, &ringing, 0);
+    s.waiting = 2;
+    let exact = Outlook::new(&s);
+    let mut approx = Outlook::new(&s);
+    approx.exact = false;
+    let (e, a) = (exact.expected_excess(), approx.expected_excess());
+    assert!(
+        e > 0.0 && (e - a).abs() < 0.1 * e.max(0.1),
+        "exact {e} vs normal {a}"
+    );
+}
+
+#[test]
+fn feedback_raises_the_level_while_agents_sit_ready_and_halves_it_past_the_limit() {
+    let est = Estimators::new(Priors::default());
+    let busy = [30.0; 5];
+    let mut f = Feedback::new();
+    // Half the team ready for a minute: the level climbs every 15 s.
+    for t in 0..60u64 {
+        let mut s = snapshot(&est, &busy, &[], 5);
+        s.now_ms = t * 1000;
+        f.decide(&s);
+    }
+    let raised = f.dial_level();
+    assert!(raised > 1.5, "level {raised}");
+    // 5 abandons in 100 answers today against a 3% limit: halved at the
+    // next adjustment, and again at the one after.
+    for i in 0..100 {
+        f.observe(61_000, i < 5);
+    }
+    let mut s = snapshot(&est, &busy, &[], 5);
+    s.now_ms = 75_000;
+    f.decide(&s);
+    assert!((f.dial_level() - (raised / 2.0).max(1.0)).abs() < 1e-9);
+    s.now_ms = 90_000;
+    f.decide(&s);
+    assert!((f.dial_level() - (raised / 4.0).max(1.0)).abs() < 1e-9);
+}

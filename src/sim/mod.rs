@@ -10,10 +10,14 @@
 //! inside both the team's shift and the campaign's hours (the simulated
 //! customers all live in the campaign's clock).
 
+pub mod plot;
 pub mod scenario;
+pub mod sweep;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
+
+use crate::dialer::FastMap as HashMap;
 
 use chrono::Timelike;
 use rand::{RngExt, SeedableRng};
@@ -206,6 +210,48 @@ pub fn run(cfg: &SimConfig) -> SimReport {
     Sim::new(cfg).run()
 }
 
+/// The runner's state at one moment of a traced run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Sample {
+    /// Virtual time, ms from the start of day 0.
+    pub t_ms: u64,
+    /// Calls out per active agent, as the pacer last set it.
+    pub dial_level: f64,
+    /// Agents ready.
+    pub ready: u32,
+    /// Agents talking.
+    pub on_call: u32,
+    /// Agents in wrap-up.
+    pub wrap_up: u32,
+    /// Calls ringing.
+    pub ringing: u32,
+    /// Answered calls waiting for an agent.
+    pub waiting: u32,
+    /// Abandonment rate over the compliance window, percent.
+    pub window_rate_percent: f64,
+}
+
+/// Runs one simulation and samples the runner every `every_ms` while the
+/// team is logged in (for the time-series plot). Sampling reads state
+/// only: the report is the same as [`run`]'s.
+pub fn run_traced(cfg: &SimConfig, every_ms: u64) -> (SimReport, Vec<Sample>) {
+    let mut sim = Sim::new(cfg);
+    sim.trace = Some(Trace {
+        every_ms: every_ms.max(1),
+        next_ms: 0,
+        samples: Vec::new(),
+    });
+    let report = sim.run_loop();
+    let samples = sim.trace.map(|t| t.samples).unwrap_or_default();
+    (report, samples)
+}
+
+struct Trace {
+    every_ms: u64,
+    next_ms: u64,
+    samples: Vec<Sample>,
+}
+
 struct Sim<'a> {
     cfg: &'a SimConfig,
     dists: Dists,
@@ -231,6 +277,7 @@ struct Sim<'a> {
     wrap_ms: u64,
     logged_in_ms: u64,
     ledger_events: Vec<(u64, bool)>,
+    trace: Option<Trace>,
 }
 
 impl<'a> Sim<'a> {
@@ -251,10 +298,10 @@ impl<'a> Sim<'a> {
             heap: BinaryHeap::new(),
             seq: 0,
             timeout_at: None,
-            calls: HashMap::new(),
-            call_agent: HashMap::new(),
-            handed_out: HashMap::new(),
-            attempts_of: HashMap::new(),
+            calls: HashMap::default(),
+            call_agent: HashMap::default(),
+            handed_out: HashMap::default(),
+            attempts_of: HashMap::default(),
             retries: BinaryHeap::new(),
             next_lead: 1,
             agents: vec![AgentClock::default(); sc.agents as usize],
@@ -268,6 +315,7 @@ impl<'a> Sim<'a> {
             wrap_ms: 0,
             logged_in_ms: 0,
             ledger_events: Vec::new(),
+            trace: None,
         }
     }
 
@@ -277,6 +325,41 @@ impl<'a> Sim<'a> {
     }
 
     fn run(mut self) -> SimReport {
+        self.run_loop()
+    }
+
+    fn sample(&mut self, now: u64) {
+        let Some(trace) = &mut self.trace else {
+            return;
+        };
+        while trace.next_ms <= now {
+            let st = self.runner.status();
+            let t = trace.next_ms;
+            trace.next_ms += trace.every_ms;
+            if st.ready + st.on_call + st.wrap_up + st.ringing + st.waiting == 0 {
+                // Off shift: skip ahead to the next event.
+                trace.next_ms = trace.next_ms.max(now - now % trace.every_ms);
+                continue;
+            }
+            let rate = if st.window_human_answers == 0 {
+                0.0
+            } else {
+                100.0 * st.window_abandons as f64 / st.window_human_answers as f64
+            };
+            trace.samples.push(Sample {
+                t_ms: t,
+                dial_level: st.dial_level,
+                ready: st.ready,
+                on_call: st.on_call,
+                wrap_up: st.wrap_up,
+                ringing: st.ringing,
+                waiting: st.waiting,
+                window_rate_percent: rate,
+            });
+        }
+    }
+
+    fn run_loop(&mut self) -> SimReport {
         let sc = &self.cfg.scenario;
         // Checked scenarios always have a valid shift.
         let shift = sc
@@ -291,6 +374,7 @@ impl<'a> Sim<'a> {
             }
         }
         while let Some(Reverse((now, _, ev))) = self.heap.pop() {
+            self.sample(now);
             self.step(now, ev);
             self.drain(now);
         }
@@ -620,6 +704,11 @@ pub const ALL_STRATEGIES: [&str; 7] = [
 
 /// Runs several simulations on all cores; reports come back in input order.
 pub fn run_all(configs: &[SimConfig]) -> Vec<SimReport> {
+    run_all_with(configs, &|| {})
+}
+
+/// [`run_all`], calling `done` as each run finishes (for a progress bar).
+pub fn run_all_with(configs: &[SimConfig], done: &(dyn Fn() + Sync)) -> Vec<SimReport> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(configs.len().max(1));
@@ -638,6 +727,7 @@ pub fn run_all(configs: &[SimConfig]) -> Vec<SimReport> {
                     if let Ok(mut r) = results.lock() {
                         r[i] = Some(report);
                     }
+                    done();
                 }
             });
         }
