@@ -43,6 +43,14 @@ pub enum StoreError {
         /// Why it failed.
         message: String,
     },
+    /// A stored value the code does not understand.
+    #[error("unexpected {what} {value:?} in the store")]
+    Corrupt {
+        /// What was read.
+        what: &'static str,
+        /// The stored value.
+        value: String,
+    },
     /// A row the store does not know.
     #[error("{what} {id} not found")]
     NotFound {
@@ -68,6 +76,18 @@ macro_rules! with_pool {
         }
     };
 }
+
+// Parts of the store in files of their own (src/store/): they extend
+// `Store` and use `with_pool!`, so they are declared after it.
+mod agents;
+mod erase;
+mod report;
+mod tokens;
+
+pub use agents::{AgentInterval, AgentState};
+pub use erase::ErasureCounts;
+pub use report::{AgentCalls, AgentDispositions, AgentStateTime, BucketCounts, ReportData};
+pub use tokens::TokenRow;
 
 /// A handle on the store. Cheap to clone.
 #[derive(Clone)]
