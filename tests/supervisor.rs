@@ -6,6 +6,8 @@ mod common;
 
 use std::path::Path;
 
+use common::RawDb;
+use dialler::auth::{self, AuthError, Role};
 use dialler::campaign::Campaign;
 use dialler::store::{AgentState, Store};
 
@@ -124,3 +126,74 @@ async fn agent_states_keep_one_open_interval_per_agent(store: Store) {
     assert_eq!(h.iter().map(|i| i.id).collect::<Vec<_>>(), vec![paused]);
 }
 store_test!(agent_states_keep_one_open_interval_per_agent);
+
+// ---- tokens ----------------------------------------------------------------
+
+async fn tokens_authenticate_by_hash_until_revoked(store: Store, raw: RawDb) {
+    let sup = auth::create_token(&store, Role::Supervisor, None, Some("night shift"), 1_000)
+        .await
+        .expect("create");
+    assert!(sup.token.starts_with(auth::TOKEN_PREFIX));
+    let agent = auth::create_token(&store, Role::Agent, Some("a7"), None, 1_000)
+        .await
+        .expect("create");
+    assert!(matches!(
+        auth::create_token(&store, Role::Agent, None, None, 1_000).await,
+        Err(AuthError::AgentIdMissing)
+    ));
+    assert!(matches!(
+        auth::create_token(&store, Role::Agent, Some("  "), None, 1_000).await,
+        Err(AuthError::AgentIdEmpty)
+    ));
+    assert!(matches!(
+        auth::create_token(&store, Role::Admin, Some("a7"), None, 1_000).await,
+        Err(AuthError::AgentIdNotAllowed(Role::Admin))
+    ));
+
+    let p = auth::authenticate(&store, &sup.token)
+        .await
+        .expect("auth")
+        .expect("known");
+    assert_eq!(
+        (p.token_id, p.role, p.agent_id),
+        (sup.id, Role::Supervisor, None)
+    );
+    let p = auth::authenticate(&store, &agent.token)
+        .await
+        .expect("auth")
+        .expect("known");
+    assert_eq!(p.agent_id.as_deref(), Some("a7"));
+    assert!(p.can_access_agent("a7") && !p.can_access_agent("a8") && !p.can_supervise());
+    for wrong in ["", "dlr_00", &agent.token[..agent.token.len() - 1]] {
+        assert_eq!(auth::authenticate(&store, wrong).await.expect("auth"), None);
+    }
+
+    // The secret is nowhere in the database; its hash is.
+    assert_eq!(raw.find_text(&sup.token).await, vec![]);
+    assert_eq!(
+        raw.find_text(&auth::token_hash(&sup.token)).await,
+        vec![("api_tokens".to_string(), "token_hash".to_string(), 1)]
+    );
+
+    assert!(auth::revoke(&store, sup.id, 2_000).await.expect("revoke"));
+    assert!(!auth::revoke(&store, sup.id, 3_000).await.expect("revoke"));
+    assert!(!auth::revoke(&store, 9_999, 3_000).await.expect("revoke"));
+    assert_eq!(
+        auth::authenticate(&store, &sup.token).await.expect("auth"),
+        None
+    );
+    assert!(
+        auth::authenticate(&store, &agent.token)
+            .await
+            .expect("auth")
+            .is_some()
+    );
+    let rows = store.token_list().await.expect("list");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (rows[0].label.as_deref(), rows[0].revoked_at),
+        (Some("night shift"), Some(2_000))
+    );
+    assert_eq!((rows[1].role.as_str(), rows[1].revoked_at), ("agent", None));
+}
+store_raw_test!(tokens_authenticate_by_hash_until_revoked);
