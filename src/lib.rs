@@ -16,6 +16,7 @@ pub mod pacing;
 pub mod phone;
 pub mod profile;
 pub mod registry;
+pub mod report;
 pub mod sim;
 pub mod sip;
 pub mod store;

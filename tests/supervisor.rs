@@ -8,8 +8,11 @@ use std::path::Path;
 
 use common::RawDb;
 use dialler::auth::{self, AuthError, Role};
-use dialler::campaign::Campaign;
-use dialler::store::{AgentState, Store};
+use dialler::campaign::{Campaign, Costs};
+use dialler::report::{self, StateTimes};
+use dialler::store::{
+    AgentState, AttemptEnd, LedgerKind, NewAttempt, NewDisposition, NewLead, Store,
+};
 
 fn campaign(name: &str) -> Campaign {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -17,6 +20,12 @@ fn campaign(name: &str) -> Campaign {
         .join(format!("{name}.toml"));
     Campaign::load(&path).expect("sample campaign is valid")
 }
+
+const MIN: i64 = 60_000;
+const HOUR: i64 = 60 * MIN;
+const DAY: i64 = 24 * HOUR;
+/// 2026-03-02T00:00:00Z.
+const T0: i64 = 1_772_409_600_000;
 
 // ---- agent states ----------------------------------------------------------
 
@@ -197,3 +206,496 @@ async fn tokens_authenticate_by_hash_until_revoked(store: Store, raw: RawDb) {
     assert_eq!((rows[1].role.as_str(), rows[1].revoked_at), ("agent", None));
 }
 store_raw_test!(tokens_authenticate_by_hash_until_revoked);
+
+// ---- reports ---------------------------------------------------------------
+
+fn lead(phone: &str, fields: &str) -> NewLead {
+    NewLead {
+        phone: phone.into(),
+        country: "GB",
+        timezones: Some("Europe/London".into()),
+        fields: fields.into(),
+        source_line: 2,
+    }
+}
+
+/// One call: started at `start`; `answer`, `connect` offsets and `end`
+/// offset in ms from the start.
+struct Call<'a> {
+    campaign_id: i64,
+    phone: &'a str,
+    start: i64,
+    answer: Option<i64>,
+    connect: Option<i64>,
+    end: i64,
+    outcome: &'a str,
+    agent: Option<&'a str>,
+}
+
+async fn call(store: &Store, c: Call<'_>) -> i64 {
+    let l = store
+        .lead_by_phone(c.campaign_id, c.phone)
+        .await
+        .expect("q")
+        .expect("lead");
+    let id = store
+        .start_attempt(&NewAttempt {
+            campaign_id: c.campaign_id,
+            lead_id: l.id,
+            phone: l.phone.clone(),
+            started_at: c.start,
+        })
+        .await
+        .expect("start");
+    store
+        .finish_attempt(
+            id,
+            &AttemptEnd {
+                answered_at: c.answer.map(|a| c.start + a),
+                connected_at: c.connect.map(|a| c.start + a),
+                ended_at: c.start + c.end,
+                outcome: c.outcome.into(),
+                sip_code: None,
+                agent_id: c.agent.map(str::to_string),
+                lead_status: "done".into(),
+                next_attempt_at: None,
+            },
+        )
+        .await
+        .expect("finish");
+    if c.answer.is_some() && c.outcome != "machine" {
+        let at = c.start + c.answer.unwrap_or(0);
+        store
+            .ledger_append(c.campaign_id, Some(id), LedgerKind::HumanAnswer, at)
+            .await
+            .expect("ledger");
+        if c.outcome == "abandoned" {
+            store
+                .ledger_append(
+                    c.campaign_id,
+                    Some(id),
+                    LedgerKind::Abandon,
+                    c.start + c.end,
+                )
+                .await
+                .expect("ledger");
+        }
+    }
+    id
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn dispose(
+    store: &Store,
+    campaign_id: i64,
+    attempt_id: i64,
+    agent: &str,
+    code: &str,
+    conversion: bool,
+    amount_minor: Option<i64>,
+    wrapup_ms: i64,
+    at: i64,
+) {
+    store
+        .record_disposition(&NewDisposition {
+            attempt_id,
+            campaign_id,
+            agent_id: agent.into(),
+            code: code.into(),
+            conversion,
+            contact: true,
+            dnc: false,
+            callback_at: None,
+            amount_minor,
+            wrapup_ms: Some(wrapup_ms),
+            created_at: at,
+        })
+        .await
+        .expect("disposition");
+}
+
+fn report_campaign() -> Campaign {
+    let mut c = campaign("uk-broadband");
+    c.costs = Some(Costs {
+        currency: "GBP".into(),
+        trunk_per_minute: 0.5,
+        agent_per_hour: 10.0,
+    });
+    c
+}
+
+/// Two days of a small UK campaign with every figure known by hand (see
+/// the comments); the same records in another campaign and outside the
+/// range must not count.
+async fn fill_report_store(store: &Store) -> (i64, Campaign) {
+    let c = report_campaign();
+    let id = store.upsert_campaign(&c, 0).await.expect("campaign");
+    let other = store
+        .upsert_campaign(&campaign("us-home-solar"), 0)
+        .await
+        .expect("campaign");
+    let phones = [
+        "+447700900001",
+        "+447700900002",
+        "+447700900003",
+        "+447700900004",
+        "+447700900005",
+    ];
+    let leads: Vec<NewLead> = phones.iter().map(|p| lead(p, "{}")).collect();
+    store.insert_leads(id, &leads, 0).await.expect("leads");
+    store.insert_leads(other, &leads, 0).await.expect("leads");
+    let s = 1_000; // seconds, in ms
+    let day1 = T0 + 9 * HOUR;
+    let day2 = T0 + DAY + 9 * HOUR;
+    // Before the range: not counted.
+    call(
+        store,
+        Call {
+            campaign_id: id,
+            phone: phones[0],
+            start: T0 - HOUR,
+            answer: Some(5 * s),
+            connect: None,
+            end: 10 * s,
+            outcome: "abandoned",
+            agent: None,
+        },
+    )
+    .await;
+    // A1 09:00, alice talks 300 s; billed 301 s -> 6 min.
+    let a1 = call(
+        store,
+        Call {
+            campaign_id: id,
+            phone: phones[0],
+            start: day1,
+            answer: Some(10 * s),
+            connect: Some(11 * s),
+            end: 311 * s,
+            outcome: "human_answer",
+            agent: Some("alice"),
+        },
+    )
+    .await;
+    dispose(
+        store,
+        id,
+        a1,
+        "alice",
+        "UPGRADED",
+        true,
+        Some(12_500),
+        30 * s,
+        day1 + 341 * s,
+    )
+    .await;
+    // A2 09:10 busy; billed 0.
+    call(
+        store,
+        Call {
+            campaign_id: id,
+            phone: phones[1],
+            start: day1 + 10 * MIN,
+            answer: None,
+            connect: None,
+            end: 5 * s,
+            outcome: "busy",
+            agent: None,
+        },
+    )
+    .await;
+    // A3 10:00, bob talks 120 s; billed 121 s -> 3 min.
+    let a3 = call(
+        store,
+        Call {
+            campaign_id: id,
+            phone: phones[2],
+            start: day1 + HOUR,
+            answer: Some(5 * s),
+            connect: Some(6 * s),
+            end: 126 * s,
+            outcome: "human_answer",
+            agent: Some("bob"),
+        },
+    )
+    .await;
+    dispose(
+        store,
+        id,
+        a3,
+        "bob",
+        "NOT_INTERESTED",
+        false,
+        None,
+        20 * s,
+        day1 + HOUR + 146 * s,
+    )
+    .await;
+    // A4 10:30 abandoned; billed 6 s -> 1 min.
+    call(
+        store,
+        Call {
+            campaign_id: id,
+            phone: phones[3],
+            start: day1 + HOUR + 30 * MIN,
+            answer: Some(4 * s),
+            connect: None,
+            end: 10 * s,
+            outcome: "abandoned",
+            agent: None,
+        },
+    )
+    .await;
+    // A5 day 2 09:00, alice talks 60 s; billed 61 s -> 2 min.
+    let a5 = call(
+        store,
+        Call {
+            campaign_id: id,
+            phone: phones[4],
+            start: day2,
+            answer: Some(5 * s),
+            connect: Some(6 * s),
+            end: 66 * s,
+            outcome: "human_answer",
+            agent: Some("alice"),
+        },
+    )
+    .await;
+    dispose(
+        store,
+        id,
+        a5,
+        "alice",
+        "UPGRADED",
+        true,
+        Some(7_500),
+        10 * s,
+        day2 + 76 * s,
+    )
+    .await;
+    // A6 day 2 11:00 abandoned; billed 5 s -> 1 min.
+    call(
+        store,
+        Call {
+            campaign_id: id,
+            phone: phones[1],
+            start: day2 + 2 * HOUR,
+            answer: Some(3 * s),
+            connect: None,
+            end: 8 * s,
+            outcome: "abandoned",
+            agent: None,
+        },
+    )
+    .await;
+    // The other campaign: an answered, converted call by alice.
+    let o = call(
+        store,
+        Call {
+            campaign_id: other,
+            phone: phones[0],
+            start: day1,
+            answer: Some(5 * s),
+            connect: Some(6 * s),
+            end: 100 * s,
+            outcome: "human_answer",
+            agent: Some("alice"),
+        },
+    )
+    .await;
+    dispose(
+        store,
+        other,
+        o,
+        "alice",
+        "SALE",
+        true,
+        Some(99_900),
+        s,
+        day1 + 200 * s,
+    )
+    .await;
+
+    // Agent time. alice: ready 08:00-09:00, on call 09:00-09:05, wrap-up
+    // 09:05-09:10, paused 09:10-09:40, ready 09:40-10:00, then logs out.
+    let at = |h: i64, m: i64| T0 + h * HOUR + m * MIN;
+    for (state, t) in [
+        (AgentState::Ready, at(8, 0)),
+        (AgentState::OnCall, at(9, 0)),
+        (AgentState::Wrapup, at(9, 5)),
+        (AgentState::Paused, at(9, 10)),
+        (AgentState::Ready, at(9, 40)),
+    ] {
+        let reason = (state == AgentState::Paused).then_some("lunch");
+        store
+            .agent_state_begin(id, "alice", state, reason, t)
+            .await
+            .expect("state");
+    }
+    store
+        .agent_state_end_all("alice", at(10, 0))
+        .await
+        .expect("end");
+    // bob: on call from 10 min before the range to 20 min into it; ready
+    // from 30 min before its end, still open (clipped at the end).
+    store
+        .agent_state_begin(id, "bob", AgentState::OnCall, None, T0 - 10 * MIN)
+        .await
+        .expect("state");
+    store
+        .agent_state_end_all("bob", T0 + 20 * MIN)
+        .await
+        .expect("end");
+    store
+        .agent_state_begin(id, "bob", AgentState::Ready, None, T0 + 2 * DAY - 30 * MIN)
+        .await
+        .expect("state");
+    // carol works the other campaign only.
+    store
+        .agent_state_begin(other, "carol", AgentState::OnCall, None, at(9, 0))
+        .await
+        .expect("state");
+    store
+        .agent_state_end_all("carol", at(12, 0))
+        .await
+        .expect("end");
+    (id, c)
+}
+
+async fn report_gives_the_figures_worked_out_by_hand(store: Store) {
+    let (id, c) = fill_report_store(&store).await;
+    let r = report::report(&store, &c, id, T0, T0 + 2 * DAY)
+        .await
+        .expect("report");
+    assert_eq!(r.currency.as_deref(), Some("GBP"));
+    assert_eq!(r.attempts, 6);
+    assert_eq!(r.human_answers, 5);
+    assert_eq!(r.abandons, 2);
+    assert_eq!(r.abandon_rate, Some(0.4));
+    assert_eq!(r.abandon_limit, 0.03);
+    assert_eq!(r.window_ms, DAY);
+    let windows: Vec<_> = r
+        .windows
+        .iter()
+        .map(|w| (w.start.timestamp_millis(), w.human_answers, w.abandons))
+        .collect();
+    assert_eq!(windows, vec![(T0, 3, 1), (T0 + DAY, 2, 1)]);
+    let worst = r.worst_window.as_ref().expect("worst");
+    assert_eq!(
+        (worst.start.timestamp_millis(), worst.abandon_rate),
+        (T0 + DAY, Some(0.5))
+    );
+    assert_eq!(r.contacts, 3);
+    assert_eq!(r.contact_rate, Some(0.5));
+    assert_eq!(r.calls, 3);
+    assert_eq!((r.talk_ms, r.wrapup_ms), (480_000, 60_000));
+    assert_eq!(r.aht_ms, Some(180_000.0));
+    assert_eq!(r.mean_talk_ms, Some(160_000.0));
+    assert_eq!(r.mean_wrapup_ms, Some(20_000.0));
+    assert_eq!(
+        r.time,
+        StateTimes {
+            ready_ms: 110 * MIN,
+            reserved_ms: 0,
+            on_call_ms: 25 * MIN,
+            wrapup_ms: 5 * MIN,
+            paused_ms: 30 * MIN,
+        }
+    );
+    assert_eq!(r.talk_share, Some(25.0 / 140.0));
+    assert_eq!(r.occupancy, Some(30.0 / 140.0));
+    assert_eq!(r.conversions, 2);
+    assert_eq!(r.conversion_rate_per_contact, Some(2.0 / 3.0));
+    assert_eq!(r.conversion_rate_per_attempt, Some(2.0 / 6.0));
+    assert_eq!(r.revenue_minor, 20_000);
+    assert_eq!(r.revenue, 200.0);
+    let close = |a: Option<f64>, b: f64| {
+        let a = a.expect("figure");
+        assert!((a - b).abs() < 1e-9, "{a} != {b}");
+    };
+    close(r.revenue_per_call, 200.0 / 3.0);
+    // 170 logged-in minutes.
+    close(r.revenue_per_agent_hour, 200.0 / (170.0 / 60.0));
+    assert_eq!(r.billed_minutes, 13);
+    let cost = 0.5 * 13.0 + 10.0 * 170.0 / 60.0;
+    close(r.cost, cost);
+    close(r.cost_per_call, cost / 3.0);
+    close(r.cost_per_conversion, cost / 2.0);
+
+    let agents: Vec<_> = r
+        .agents
+        .iter()
+        .map(|a| {
+            (
+                a.agent_id.as_str(),
+                a.calls,
+                a.talk_ms,
+                a.wrapup_ms,
+                a.conversions,
+                a.revenue_minor,
+                a.talk_share,
+            )
+        })
+        .collect();
+    assert_eq!(
+        agents,
+        vec![
+            ("alice", 2, 360_000, 40_000, 2, 20_000, Some(5.0 / 90.0)),
+            ("bob", 1, 120_000, 20_000, 0, 0, Some(20.0 / 50.0)),
+        ]
+    );
+    let hours: Vec<_> = r
+        .hours
+        .iter()
+        .map(|h| {
+            (
+                h.hour.timestamp_millis(),
+                h.attempts,
+                h.human_answers,
+                h.abandons,
+                h.conversions,
+            )
+        })
+        .collect();
+    assert_eq!(
+        hours,
+        vec![
+            (T0 + 9 * HOUR, 2, 1, 0, 1),
+            (T0 + 10 * HOUR, 2, 2, 1, 0),
+            (T0 + DAY + 9 * HOUR, 1, 1, 0, 1),
+            (T0 + DAY + 11 * HOUR, 1, 1, 1, 0),
+        ]
+    );
+
+    // Day 2 alone: windows restart at the range's start.
+    let r2 = report::report(&store, &c, id, T0 + DAY, T0 + 2 * DAY)
+        .await
+        .expect("report");
+    assert_eq!((r2.attempts, r2.human_answers, r2.abandons), (2, 2, 1));
+    assert_eq!(r2.windows.len(), 1);
+    // No costs in the campaign: no cost figures, revenue still summed.
+    let mut bare = c.clone();
+    bare.costs = None;
+    let r3 = report::report(&store, &bare, id, T0, T0 + 2 * DAY)
+        .await
+        .expect("report");
+    assert_eq!((r3.cost, r3.currency, r3.revenue), (None, None, 200.0));
+    // A range without calls gives zeros and no rates; bob's interval, still
+    // open, counts up to the range's end.
+    let r4 = report::report(&store, &c, id, T0 + 5 * DAY, T0 + 6 * DAY)
+        .await
+        .expect("report");
+    assert_eq!((r4.attempts, r4.abandon_rate, r4.aht_ms), (0, None, None));
+    assert!(r4.hours.is_empty() && r4.worst_window.is_none());
+    let agents: Vec<_> = r4
+        .agents
+        .iter()
+        .map(|a| (a.agent_id.as_str(), a.calls, a.time.ready_ms, a.talk_share))
+        .collect();
+    assert_eq!(agents, vec![("bob", 0, DAY, Some(0.0))]);
+    assert!(matches!(
+        report::report(&store, &c, id, 10, 5).await,
+        Err(report::ReportError::BadRange { .. })
+    ));
+}
+store_test!(report_gives_the_figures_worked_out_by_hand);
