@@ -10,6 +10,7 @@ pub mod campaign;
 pub mod compliance;
 pub mod dialer;
 pub mod dnd_set;
+pub mod erasure;
 pub mod leads;
 pub mod media;
 pub mod pacing;

@@ -9,9 +9,11 @@ use std::path::Path;
 use common::RawDb;
 use dialler::auth::{self, AuthError, Role};
 use dialler::campaign::{Campaign, Costs};
+use dialler::erasure;
 use dialler::report::{self, StateTimes};
 use dialler::store::{
-    AgentState, AttemptEnd, LedgerKind, NewAttempt, NewDisposition, NewLead, Store,
+    AgentState, AttemptEnd, ErasureCounts, LedgerKind, NewAttempt, NewDisposition, NewLead,
+    SCOPE_INTERNAL, Store,
 };
 
 fn campaign(name: &str) -> Campaign {
@@ -699,3 +701,179 @@ async fn report_gives_the_figures_worked_out_by_hand(store: Store) {
     ));
 }
 store_test!(report_gives_the_figures_worked_out_by_hand);
+
+// ---- erasure ---------------------------------------------------------------
+
+const PERSON: &str = "+447700900123";
+const NEIGHBOUR: &str = "+447700900999";
+
+async fn erasure_leaves_only_the_dnc_entry(store: Store, raw: RawDb) {
+    let a = store
+        .upsert_campaign(&campaign("uk-broadband"), 0)
+        .await
+        .expect("campaign");
+    let b = store
+        .upsert_campaign(&campaign("us-home-solar"), 0)
+        .await
+        .expect("campaign");
+    let person = lead(
+        PERSON,
+        r#"{"name":"Asha Quirkwright","email":"asha.q@example.org"}"#,
+    );
+    let neighbour = lead(NEIGHBOUR, r#"{"name":"Other Person"}"#);
+    store
+        .insert_leads(a, &[person.clone(), neighbour], 0)
+        .await
+        .expect("leads");
+    store.insert_leads(b, &[person], 0).await.expect("leads");
+    let s = 1_000;
+    let c1 = call(
+        &store,
+        Call {
+            campaign_id: a,
+            phone: PERSON,
+            start: T0,
+            answer: Some(5 * s),
+            connect: Some(6 * s),
+            end: 60 * s,
+            outcome: "human_answer",
+            agent: Some("alice"),
+        },
+    )
+    .await;
+    dispose(
+        &store,
+        a,
+        c1,
+        "alice",
+        "UPGRADED",
+        true,
+        Some(4_200),
+        5 * s,
+        T0 + 70 * s,
+    )
+    .await;
+    call(
+        &store,
+        Call {
+            campaign_id: a,
+            phone: PERSON,
+            start: T0 - DAY,
+            answer: None,
+            connect: None,
+            end: 20 * s,
+            outcome: "no_answer",
+            agent: None,
+        },
+    )
+    .await;
+    call(
+        &store,
+        Call {
+            campaign_id: b,
+            phone: PERSON,
+            start: T0 + HOUR,
+            answer: Some(2 * s),
+            connect: None,
+            end: 4 * s,
+            outcome: "abandoned",
+            agent: None,
+        },
+    )
+    .await;
+    call(
+        &store,
+        Call {
+            campaign_id: a,
+            phone: NEIGHBOUR,
+            start: T0 + 2 * HOUR,
+            answer: None,
+            connect: None,
+            end: 3 * s,
+            outcome: "busy",
+            agent: None,
+        },
+    )
+    .await;
+
+    // The checker sees the person before.
+    let digits = &PERSON[1..];
+    assert!(raw.find_text(digits).await.len() >= 2);
+    assert!(!raw.find_text("Quirkwright").await.is_empty());
+
+    let totals = |store: Store| async move {
+        let mut out = Vec::new();
+        for id in [a, b] {
+            let d = store
+                .report_data(id, i64::MIN / 2, i64::MAX / 2, DAY)
+                .await
+                .expect("data");
+            let t = store
+                .disposition_totals(id, 0, i64::MAX)
+                .await
+                .expect("totals");
+            out.push((
+                d.attempts,
+                d.human_answers,
+                d.abandons,
+                d.calls,
+                d.billed_minutes,
+                t,
+            ));
+        }
+        out
+    };
+    let before = totals(store.clone()).await;
+
+    let counts = erasure::erase(&store, PERSON, T0 + DAY)
+        .await
+        .expect("erase");
+    assert_eq!(
+        counts,
+        ErasureCounts {
+            leads: 2,
+            attempts: 3,
+            dispositions: 1
+        }
+    );
+
+    // Nothing of the person but the internal do-not-call entry.
+    assert_eq!(
+        raw.find_text(digits).await,
+        vec![("dnc_numbers".to_string(), "phone".to_string(), 1)]
+    );
+    for value in ["Quirkwright", "asha.q@example.org", "Asha"] {
+        assert_eq!(raw.find_text(value).await, vec![], "{value}");
+    }
+    assert_eq!(
+        store.dnc_list(SCOPE_INTERNAL).await.expect("dnc"),
+        vec![PERSON.to_string()]
+    );
+    assert_eq!(store.lead_by_phone(a, PERSON).await.expect("q"), None);
+    assert_eq!(store.lead_by_phone(b, PERSON).await.expect("q"), None);
+    // The neighbour is untouched.
+    let n = store
+        .lead_by_phone(a, NEIGHBOUR)
+        .await
+        .expect("q")
+        .expect("lead");
+    assert_eq!(store.attempts_for_lead(n.id).await.expect("q").len(), 1);
+    assert_eq!(raw.find_text("Other Person").await.len(), 1);
+    // Aggregates are unchanged.
+    assert_eq!(totals(store.clone()).await, before);
+    // The request is logged with counts only.
+    assert_eq!(
+        store.erasures(0, i64::MAX).await.expect("log"),
+        vec![(T0 + DAY, counts)]
+    );
+    // Erasing again finds nothing and keeps one do-not-call entry.
+    let again = erasure::erase(&store, PERSON, T0 + 2 * DAY)
+        .await
+        .expect("erase");
+    assert_eq!(again, ErasureCounts::default());
+    assert_eq!(
+        raw.find_text(digits).await,
+        vec![("dnc_numbers".to_string(), "phone".to_string(), 1)]
+    );
+}
+store_raw_test!(erasure_leaves_only_the_dnc_entry);
