@@ -877,3 +877,160 @@ async fn erasure_leaves_only_the_dnc_entry(store: Store, raw: RawDb) {
     );
 }
 store_raw_test!(erasure_leaves_only_the_dnc_entry);
+
+// ---- command line ----------------------------------------------------------
+
+/// Runs the binary on the SQLite store in `dir`.
+fn dialler(dir: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_dialler"))
+        .args(args)
+        .env(
+            "DIALLER_DATABASE_URL",
+            format!("sqlite://{}", dir.join("d.db").display()),
+        )
+        .env(
+            "DIALLER_CAMPAIGNS",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/campaigns"),
+        )
+        .env("DIALLER_LOG", "info")
+        .output()
+        .expect("run dialler")
+}
+
+fn ok_stdout(dir: &Path, args: &[&str]) -> String {
+    let out = dialler(dir, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+#[tokio::test]
+async fn token_report_and_erase_commands() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let store = Store::open(&format!("sqlite://{}", d.join("d.db").display()))
+        .await
+        .expect("open");
+    fill_report_store(&store).await;
+    store.close().await;
+
+    // Tokens: printed once, never listed, never logged.
+    let out = dialler(
+        d,
+        &["token", "create", "--role", "supervisor", "--label", "ops"],
+    );
+    assert!(out.status.success());
+    let token = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string();
+    assert!(token.starts_with("dlr_"), "{token}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(&token));
+    let created: serde_json::Value = serde_json::from_str(&ok_stdout(
+        d,
+        &[
+            "token", "create", "--role", "agent", "--agent", "a1", "--json",
+        ],
+    ))
+    .expect("json");
+    assert_eq!(
+        (created["role"].as_str(), created["agent_id"].as_str()),
+        (Some("agent"), Some("a1"))
+    );
+    assert!(
+        !dialler(d, &["token", "create", "--role", "agent"])
+            .status
+            .success()
+    );
+    assert!(
+        !dialler(d, &["token", "create", "--role", "root"])
+            .status
+            .success()
+    );
+    let list = ok_stdout(d, &["token", "list", "--json"]);
+    assert!(!list.contains(&token) && list.contains("\"ops\""), "{list}");
+    let id = created["id"].as_i64().expect("id").to_string();
+    ok_stdout(d, &["token", "revoke", &id]);
+    assert!(!dialler(d, &["token", "revoke", &id]).status.success());
+
+    // Report: the hand-worked figures, in three forms.
+    let range = [
+        "--from",
+        "2026-03-02T00:00:00Z",
+        "--to",
+        "2026-03-04T00:00:00Z",
+    ];
+    let mut args = vec!["report", "--campaign", "uk-broadband"];
+    args.extend(range);
+    args.push("--json");
+    let r: serde_json::Value = serde_json::from_str(&ok_stdout(d, &args)).expect("json");
+    assert_eq!(
+        (
+            r["attempts"].as_i64(),
+            r["abandons"].as_i64(),
+            r["calls"].as_i64(),
+            r["billed_minutes"].as_i64()
+        ),
+        (Some(6), Some(2), Some(3), Some(13))
+    );
+    assert_eq!(r["worst_window"]["abandon_rate"].as_f64(), Some(0.5));
+    assert_eq!(r["agents"].as_array().map(Vec::len), Some(2));
+    args.pop();
+    let text = ok_stdout(d, &args);
+    assert!(
+        text.contains("attempts") && text.contains("alice"),
+        "{text}"
+    );
+    args.push("--csv");
+    let csv = ok_stdout(d, &args);
+    assert!(csv.starts_with("metric,value\n"), "{csv}");
+    assert!(csv.contains("\nagent_id,calls,") && csv.contains("\nhour_utc,attempts,"));
+    assert!(csv.contains("\nattempts,6\n"), "{csv}");
+    assert!(
+        !dialler(d, &["report", "--campaign", "nope"])
+            .status
+            .success()
+    );
+
+    // Erasure: national format needs a country; the log has no number.
+    assert!(
+        !dialler(d, &["leads", "erase", "07700 900003"])
+            .status
+            .success()
+    );
+    let out = dialler(
+        d,
+        &[
+            "leads",
+            "erase",
+            "07700 900003",
+            "--country",
+            "GB",
+            "--json",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let counts: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        (
+            counts["leads"].as_i64(),
+            counts["attempts"].as_i64(),
+            counts["dispositions"].as_i64()
+        ),
+        (Some(2), Some(1), Some(1))
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("personal data erased") && !log.contains("900003"),
+        "{log}"
+    );
+    let text = ok_stdout(d, &["leads", "erase", "+44 7700 900003"]);
+    assert!(text.starts_with("erased: 0 leads"), "{text}");
+}
