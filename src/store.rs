@@ -1,5 +1,7 @@
-//! The store: campaigns, leads, call attempts, dispositions and the
-//! abandonment ledger, over SQLite (the embedded default) or PostgreSQL.
+//! The store: campaigns, leads, call attempts, dispositions, the
+//! abandonment ledger, do-not-call lists, agent state intervals, API token
+//! hashes and the erasure log, over SQLite (the embedded default) or
+//! PostgreSQL.
 //!
 //! Owns all database I/O. One code path serves both databases: every query
 //! is written once in the SQL both accept (`$N` placeholders, `RETURNING`,
