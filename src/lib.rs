@@ -5,16 +5,19 @@
 //! compliance, campaign runner, simulator) driven by thin I/O layers
 //! (`store`, and later `sip`, `media`, `api`).
 
+pub mod auth;
 pub mod campaign;
 pub mod compliance;
 pub mod dialer;
 pub mod dnd_set;
+pub mod erasure;
 pub mod leads;
 pub mod media;
 pub mod pacing;
 pub mod phone;
 pub mod profile;
 pub mod registry;
+pub mod report;
 pub mod sim;
 pub mod sip;
 pub mod store;

@@ -5,12 +5,14 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use dialler::auth::{self, Role};
 use dialler::campaign::Strategy;
 use dialler::campaign::{self, Campaign, CampaignError};
 use dialler::compliance::dnd::Format;
 use dialler::leads::{self, ImportOptions};
 use dialler::phone::Country;
 use dialler::registry::{self, DndImport, Target};
+use dialler::report;
 use dialler::sim::{self, Scenario, SimConfig};
 use dialler::store::{self, Store};
 
@@ -55,6 +57,60 @@ enum Command {
     Sip(SipCmd),
     /// Run the built-in sandbox SIP provider (UDP) until Ctrl-C.
     Sandbox(SandboxArgs),
+    /// API tokens for agents, supervisors and admins.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// A campaign's figures over a time range.
+    Report(ReportArgs),
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Create a token and print it once (only its SHA-256 is stored).
+    Create {
+        /// agent, supervisor or admin.
+        #[arg(long)]
+        role: String,
+        /// The agent an agent token belongs to (agent tokens only).
+        #[arg(long)]
+        agent: Option<String>,
+        /// Whose or what the token is, for the token list.
+        #[arg(long)]
+        label: Option<String>,
+        /// One JSON object with the token and its id.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by its id.
+    Revoke {
+        /// Token id, as printed by create or list.
+        id: i64,
+    },
+    /// List tokens (never the secrets).
+    List {
+        /// One JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// Campaign name.
+    #[arg(long)]
+    campaign: String,
+    /// Start of the range (RFC 3339); default: all time.
+    #[arg(long)]
+    from: Option<String>,
+    /// End of the range, excluded (RFC 3339); default: now.
+    #[arg(long)]
+    to: Option<String>,
+    /// One JSON document.
+    #[arg(long, conflicts_with = "csv")]
+    json: bool,
+    /// The summary, agent and hour tables as CSV, separated by blank lines.
+    #[arg(long)]
+    csv: bool,
 }
 
 #[derive(Args)]
@@ -279,6 +335,18 @@ enum LeadsCmd {
         #[arg(long)]
         campaign: String,
         /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Erase a person by phone number from every campaign (their number
+    /// stays on the internal do-not-call list only).
+    Erase {
+        /// The number: E.164 (+...), or national format with --country.
+        phone: String,
+        /// Country of a national-format number (IN, US, CA, GB, AU).
+        #[arg(long)]
+        country: Option<String>,
+        /// One JSON object with the counts.
         #[arg(long)]
         json: bool,
     },
@@ -825,6 +893,133 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
             .await?;
             println!("{}", serde_json::to_string(&stats)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Leads(LeadsCmd::Erase {
+            phone,
+            country,
+            json,
+        }) => {
+            let country = match &country {
+                Some(cc) => Some(
+                    Country::from_iso(&cc.to_ascii_uppercase())
+                        .with_context(|| format!("--country {cc}: use IN, US, CA, GB or AU"))?,
+                ),
+                None => None,
+            };
+            let e164 = dialler::erasure::parse_number(&phone, country)?;
+            let store = Store::open(&cli.db).await?;
+            let now = store::millis(chrono::Utc::now());
+            let counts = dialler::erasure::erase(&store, &e164, now).await?;
+            store.close().await;
+            if json {
+                println!("{}", serde_json::to_string(&counts)?);
+            } else {
+                println!(
+                    "erased: {} leads deleted, {} call attempts de-identified (kept for counts), {} dispositions kept; the number is on the internal do-not-call list",
+                    counts.leads, counts.attempts, counts.dispositions
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token(cmd) => {
+            let store = Store::open(&cli.db).await?;
+            let now = store::millis(chrono::Utc::now());
+            let code = match cmd {
+                TokenCmd::Create {
+                    role,
+                    agent,
+                    label,
+                    json,
+                } => {
+                    let role: Role = role.parse()?;
+                    let t =
+                        auth::create_token(&store, role, agent.as_deref(), label.as_deref(), now)
+                            .await?;
+                    if json {
+                        println!("{}", serde_json::to_string(&t)?);
+                    } else {
+                        // The token alone on stdout, so scripts can take it;
+                        // the rest on stderr.
+                        eprintln!(
+                            "token {} ({}{}): shown once, store it now",
+                            t.id,
+                            t.role,
+                            t.agent_id
+                                .as_deref()
+                                .map(|a| format!(" for agent {a}"))
+                                .unwrap_or_default()
+                        );
+                        println!("{}", t.token);
+                    }
+                    ExitCode::SUCCESS
+                }
+                TokenCmd::Revoke { id } => {
+                    if auth::revoke(&store, id, now).await? {
+                        println!("token {id} revoked");
+                        ExitCode::SUCCESS
+                    } else {
+                        eprintln!("no valid token {id}: unknown or already revoked");
+                        ExitCode::FAILURE
+                    }
+                }
+                TokenCmd::List { json } => {
+                    let rows = store.token_list().await?;
+                    if json {
+                        println!("{}", serde_json::json!({ "tokens": rows }));
+                    } else {
+                        println!(
+                            "{:>5} {:<10} {:<16} {:<20} {:<20} LABEL",
+                            "ID", "ROLE", "AGENT", "CREATED", "REVOKED"
+                        );
+                        let t = |ms: Option<i64>| {
+                            ms.and_then(chrono::DateTime::from_timestamp_millis)
+                                .map_or_else(
+                                    || "-".to_string(),
+                                    |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                                )
+                        };
+                        for r in &rows {
+                            println!(
+                                "{:>5} {:<10} {:<16} {:<20} {:<20} {}",
+                                r.id,
+                                r.role,
+                                r.agent_id.as_deref().unwrap_or("-"),
+                                t(Some(r.created_at)),
+                                t(r.revoked_at),
+                                r.label.as_deref().unwrap_or("")
+                            );
+                        }
+                    }
+                    ExitCode::SUCCESS
+                }
+            };
+            store.close().await;
+            Ok(code)
+        }
+        Command::Report(a) => {
+            let c = campaign::find(&cli.campaigns, &a.campaign)?;
+            let from = match &a.from {
+                Some(t) => store::millis(parse_time(Some(t))?),
+                None => 0,
+            };
+            let to = store::millis(parse_time(a.to.as_deref())?);
+            let store = Store::open(&cli.db).await?;
+            let id = store.campaign_id(&c.name).await?.with_context(|| {
+                format!(
+                    "campaign {:?} is not in {}; import leads first",
+                    c.name, cli.db
+                )
+            })?;
+            let r = report::report(&store, &c, id, from, to).await?;
+            store.close().await;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else if a.csv {
+                r.write_csv(std::io::stdout().lock())?;
+            } else {
+                print!("{}", r.to_text());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Leads(LeadsCmd::Stats { campaign, json }) => {

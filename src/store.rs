@@ -1,5 +1,7 @@
-//! The store: campaigns, leads, call attempts, dispositions and the
-//! abandonment ledger, over SQLite (the embedded default) or PostgreSQL.
+//! The store: campaigns, leads, call attempts, dispositions, the
+//! abandonment ledger, do-not-call lists, agent state intervals, API token
+//! hashes and the erasure log, over SQLite (the embedded default) or
+//! PostgreSQL.
 //!
 //! Owns all database I/O. One code path serves both databases: every query
 //! is written once in the SQL both accept (`$N` placeholders, `RETURNING`,
@@ -43,6 +45,14 @@ pub enum StoreError {
         /// Why it failed.
         message: String,
     },
+    /// A stored value the code does not understand.
+    #[error("unexpected {what} {value:?} in the store")]
+    Corrupt {
+        /// What was read.
+        what: &'static str,
+        /// The stored value.
+        value: String,
+    },
     /// A row the store does not know.
     #[error("{what} {id} not found")]
     NotFound {
@@ -68,6 +78,18 @@ macro_rules! with_pool {
         }
     };
 }
+
+// Parts of the store in files of their own (src/store/): they extend
+// `Store` and use `with_pool!`, so they are declared after it.
+mod agents;
+mod erase;
+mod report;
+mod tokens;
+
+pub use agents::{AgentInterval, AgentState};
+pub use erase::ErasureCounts;
+pub use report::{AgentCalls, AgentDispositions, AgentStateTime, BucketCounts, ReportData};
+pub use tokens::TokenRow;
 
 /// A handle on the store. Cheap to clone.
 #[derive(Clone)]

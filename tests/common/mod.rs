@@ -59,11 +59,14 @@ pub async fn pg_store() -> Option<PgSchema> {
         .await
         .expect("create schema");
     let opts = base.options([("search_path", schema.as_str())]);
-    let store = Store::open_postgres(opts).await.expect("open postgres");
+    let store = Store::open_postgres(opts.clone())
+        .await
+        .expect("open postgres");
     Some(PgSchema {
         store,
         schema,
         admin,
+        opts,
     })
 }
 
@@ -72,9 +75,19 @@ pub struct PgSchema {
     pub store: Store,
     schema: String,
     admin: PgConnection,
+    opts: PgConnectOptions,
 }
 
 impl PgSchema {
+    /// A second, raw connection to the store's schema.
+    pub async fn raw(&self) -> RawDb {
+        RawDb::Postgres(
+            sqlx::PgPool::connect_with(self.opts.clone())
+                .await
+                .expect("raw postgres"),
+        )
+    }
+
     /// Closes the store and drops its schema.
     pub async fn drop_schema(mut self) {
         self.store.close().await;
@@ -111,4 +124,112 @@ macro_rules! store_test {
         }
     };
 }
+/// Raw access to a test store's database, past the `Store` API: for tests
+/// that must look at every table, such as "nothing of the person is left".
+pub enum RawDb {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl RawDb {
+    /// A second connection to the SQLite store [`sqlite_store`] made in `dir`.
+    pub async fn sqlite(dir: &std::path::Path) -> RawDb {
+        let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(dir.join("test.db"));
+        RawDb::Sqlite(
+            sqlx::SqlitePool::connect_with(opts)
+                .await
+                .expect("raw sqlite"),
+        )
+    }
+
+    /// Every `(table, column, rows)` whose value, read as text, contains
+    /// `needle`, over every table and column of the schema.
+    pub async fn find_text(&self, needle: &str) -> Vec<(String, String, i64)> {
+        let mut hits = Vec::new();
+        let like = format!("%{needle}%");
+        match self {
+            RawDb::Sqlite(pool) => {
+                let tables: Vec<String> = sqlx::query_scalar(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+                )
+                .fetch_all(pool)
+                .await
+                .expect("tables");
+                for t in tables {
+                    let cols: Vec<String> =
+                        sqlx::query_scalar("SELECT name FROM pragma_table_info($1)")
+                            .bind(&t)
+                            .fetch_all(pool)
+                            .await
+                            .expect("columns");
+                    for c in cols {
+                        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                            r#"SELECT COUNT(*) FROM "{t}" WHERE CAST("{c}" AS TEXT) LIKE $1"#
+                        )))
+                        .bind(&like)
+                        .fetch_one(pool)
+                        .await
+                        .expect("count");
+                        if n > 0 {
+                            hits.push((t.clone(), c, n));
+                        }
+                    }
+                }
+            }
+            RawDb::Postgres(pool) => {
+                let cols: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT c.table_name::text, c.column_name::text
+                     FROM information_schema.columns c
+                     JOIN information_schema.tables t
+                         ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+                     WHERE c.table_schema = current_schema() AND t.table_type = 'BASE TABLE'
+                     ORDER BY 1, 2",
+                )
+                .fetch_all(pool)
+                .await
+                .expect("columns");
+                for (t, c) in cols {
+                    let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                        r#"SELECT COUNT(*) FROM "{t}" WHERE CAST("{c}" AS TEXT) LIKE $1"#
+                    )))
+                    .bind(&like)
+                    .fetch_one(pool)
+                    .await
+                    .expect("count");
+                    if n > 0 {
+                        hits.push((t, c, n));
+                    }
+                }
+            }
+        }
+        hits.sort();
+        hits
+    }
+}
+
+/// Like [`store_test!`], with a [`RawDb`] on the same database as a second
+/// argument: `async fn name(store: Store, raw: RawDb)`.
+#[macro_export]
+macro_rules! store_raw_test {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                let (store, dir) = $crate::common::sqlite_store().await;
+                let raw = $crate::common::RawDb::sqlite(dir.path()).await;
+                super::$name(store.clone(), raw).await;
+                store.close().await;
+            }
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(pg) = $crate::common::pg_store().await {
+                    let raw = pg.raw().await;
+                    super::$name(pg.store.clone(), raw).await;
+                    pg.drop_schema().await;
+                }
+            }
+        }
+    };
+}
+
 pub mod sipp;

@@ -1,0 +1,110 @@
+//! Personal data erasure: removing a person, found by phone number, from
+//! every campaign while keeping the counts reports and the abandonment
+//! ledger are built on.
+
+use super::{Backend, DNC_INSERT, SCOPE_INTERNAL, Store, StoreError};
+
+/// What an erasure removed or de-identified. Holds counts only, never the
+/// number, so it may be logged and stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct ErasureCounts {
+    /// Lead rows deleted (one per campaign that had the number).
+    pub leads: i64,
+    /// Call attempts whose number and lead link were removed (kept for
+    /// counts: outcome, timings, campaign, agent).
+    pub attempts: i64,
+    /// Dispositions of those attempts, kept: they hold no personal data once
+    /// their attempt is de-identified.
+    pub dispositions: i64,
+}
+
+impl Store {
+    /// Erases everything the store holds about the person with number
+    /// `phone` (E.164), in every campaign, in one transaction:
+    ///
+    /// - deletes their lead rows (number, name, custom fields);
+    /// - sets `phone` and `lead_id` to NULL on their call attempts, which
+    ///   stay for aggregates;
+    /// - keeps dispositions and ledger rows, which point only at attempts;
+    /// - puts the number on the internal do-not-call list (source
+    ///   `erasure`): honouring the request means never calling again, and
+    ///   that needs the number. Existing do-not-call entries stay for the
+    ///   same reason;
+    /// - logs the request in `erasures`, with counts only.
+    ///
+    /// Erasing a number the store does not know still adds the do-not-call
+    /// entry and logs a request with zero counts.
+    pub async fn erase_number(&self, phone: &str, at: i64) -> Result<ErasureCounts, StoreError> {
+        // Attempts are matched by number as well as by lead: an attempt may
+        // outlive its lead's link, and the number is what identifies the
+        // person.
+        const DISPOSITIONS: &str = "SELECT COUNT(*) FROM dispositions WHERE attempt_id IN
+             (SELECT id FROM call_attempts WHERE phone = $1
+                 OR lead_id IN (SELECT id FROM leads WHERE phone = $1))";
+        const UNLINK: &str = "UPDATE call_attempts SET phone = NULL, lead_id = NULL
+             WHERE phone = $1 OR lead_id IN (SELECT id FROM leads WHERE phone = $1)";
+        const DELETE: &str = "DELETE FROM leads WHERE phone = $1";
+        const LOG: &str =
+            "INSERT INTO erasures (at, leads, attempts, dispositions) VALUES ($1, $2, $3, $4)";
+        let counts = with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let dispositions: i64 = sqlx::query_scalar(DISPOSITIONS)
+                .bind(phone)
+                .fetch_one(&mut *tx)
+                .await?;
+            let attempts = sqlx::query(UNLINK).bind(phone).execute(&mut *tx).await?.rows_affected();
+            let leads = sqlx::query(DELETE).bind(phone).execute(&mut *tx).await?.rows_affected();
+            sqlx::query(DNC_INSERT)
+                .bind(SCOPE_INTERNAL)
+                .bind(phone)
+                .bind(at)
+                .bind("erasure")
+                .execute(&mut *tx)
+                .await?;
+            let counts = ErasureCounts {
+                leads: i64::try_from(leads).unwrap_or(i64::MAX),
+                attempts: i64::try_from(attempts).unwrap_or(i64::MAX),
+                dispositions,
+            };
+            sqlx::query(LOG)
+                .bind(at)
+                .bind(counts.leads)
+                .bind(counts.attempts)
+                .bind(counts.dispositions)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            counts
+        });
+        Ok(counts)
+    }
+
+    /// Erasure requests logged in `[from, to)` ms, oldest first, as
+    /// `(at, counts)`.
+    pub async fn erasures(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, ErasureCounts)>, StoreError> {
+        const SQL: &str = "SELECT at, leads, attempts, dispositions FROM erasures
+             WHERE at >= $1 AND at < $2 ORDER BY at, id";
+        let rows: Vec<(i64, i64, i64, i64)> = with_pool!(self, pool => sqlx::query_as(SQL)
+            .bind(from)
+            .bind(to)
+            .fetch_all(pool)
+            .await?);
+        Ok(rows
+            .into_iter()
+            .map(|(at, leads, attempts, dispositions)| {
+                (
+                    at,
+                    ErasureCounts {
+                        leads,
+                        attempts,
+                        dispositions,
+                    },
+                )
+            })
+            .collect())
+    }
+}
