@@ -12,6 +12,7 @@ pub mod dialer;
 pub mod dnd_set;
 pub mod erasure;
 pub mod leads;
+pub mod live;
 pub mod media;
 pub mod pacing;
 pub mod phone;
