@@ -5,6 +5,7 @@
 //! compliance, campaign runner, simulator) driven by thin I/O layers
 //! (`store`, and later `sip`, `media`, `api`).
 
+pub mod api;
 pub mod auth;
 pub mod campaign;
 pub mod compliance;

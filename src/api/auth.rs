@@ -1,0 +1,95 @@
+//! Bearer-token authentication for API routes.
+//!
+//! Add [`Authenticated`] to a handler's arguments: it reads
+//! `Authorization: Bearer TOKEN` (or, for `EventSource`, which cannot set
+//! headers, a `token` query parameter), looks the token up by hash in the
+//! store and yields the [`Principal`]; a missing, unknown or revoked token
+//! is a 401 JSON error. Role checks that need the route's parameters
+//! (an agent may only touch their own session) are the handler's, with
+//! the helpers here.
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
+
+use super::ApiError;
+use crate::auth::{Principal, authenticate};
+use crate::store::Store;
+
+/// The caller, authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated(pub Principal);
+
+impl Authenticated {
+    /// 403 unless the caller is a supervisor or an admin.
+    pub fn require_supervisor(&self) -> Result<(), ApiError> {
+        if self.0.can_supervise() {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "this needs a supervisor or admin token",
+            ))
+        }
+    }
+
+    /// 403 unless the caller is an admin.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.0.can_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden("this needs an admin token"))
+        }
+    }
+
+    /// 403 unless the caller is this agent, or a supervisor or admin.
+    pub fn require_agent(&self, agent_id: &str) -> Result<(), ApiError> {
+        if self.0.can_access_agent(agent_id) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "an agent token reaches only its own agent",
+            ))
+        }
+    }
+}
+
+/// The token a request presents, from the header or the query string.
+fn presented(parts: &Parts) -> Result<Option<String>, ApiError> {
+    if let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) {
+        let value = value
+            .to_str()
+            .map_err(|_| ApiError::unauthorized("the Authorization header is not text"))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or_else(|| ApiError::unauthorized("use Authorization: Bearer TOKEN"))?;
+        return Ok(Some(token.trim().to_string()));
+    }
+    let query = parts.uri.query().unwrap_or("");
+    Ok(query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("token="))
+        .map(str::to_string))
+}
+
+impl<S> FromRequestParts<S> for Authenticated
+where
+    Store: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Some(token) = presented(parts)? else {
+            return Err(ApiError::unauthorized("no bearer token"));
+        };
+        if token.is_empty() || token.len() > 200 {
+            return Err(ApiError::unauthorized("unknown or revoked token"));
+        }
+        let store = Store::from_ref(state);
+        match authenticate(&store, &token).await {
+            Ok(Some(p)) => Ok(Authenticated(p)),
+            Ok(None) => Err(ApiError::unauthorized("unknown or revoked token")),
+            Err(e) => Err(ApiError::internal(e)),
+        }
+    }
+}
