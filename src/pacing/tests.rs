@@ -156,3 +156,65 @@ fn feedback_raises_the_level_while_agents_sit_ready_and_halves_it_past_the_limit
     f.decide(&s);
     assert!((f.dial_level() - (raised / 4.0).max(1.0)).abs() < 1e-9);
 }
+
+#[test]
+fn threshold_counts_a_busy_agent_free_only_when_almost_surely_done() {
+    let mut est = Estimators::new(Priors::default());
+    // Every call so far took 100 s: an agent 95 s in is almost surely free
+    // within the ring time (the prior's tail keeps it under 97%), one 10 s
+    // in surely not.
+    for _ in 0..400 {
+        est.record_handle(100.0);
+    }
+    est.refresh();
+    let mut t = Threshold {
+        probability: 0.9,
+        level: 1.0,
+    };
+    let ph = est.human_rate();
+    let d = t.decide(&snapshot(&est, &[95.0, 96.0], &[], 0));
+    assert_eq!(d.launch, (2.0 / ph).floor() as u32);
+    let d = t.decide(&snapshot(&est, &[10.0, 12.0], &[], 0));
+    assert_eq!(d.launch, 0);
+}
+
+#[test]
+fn oracle_dials_a_person_only_when_an_agent_will_be_free_at_the_answer() {
+    let est = Estimators::new(Priors::default());
+    let mut o = Oracle { level: 1.0 };
+    let leads = [
+        // A machine: free to dial.
+        Foresight {
+            human: false,
+            ring_ms: 5_000,
+            handle_ms: 0,
+        },
+        // A person answering in 10 s: the agent is free at 8 s.
+        Foresight {
+            human: true,
+            ring_ms: 10_000,
+            handle_ms: 100_000,
+        },
+        // Another person: no agent until 108 s, so wait.
+        Foresight {
+            human: true,
+            ring_ms: 10_000,
+            handle_ms: 100_000,
+        },
+    ];
+    let busy_free = [1_008_000];
+    let mut s = snapshot(&est, &[50.0], &[], 0);
+    s.oracle = Some(OracleView {
+        busy_free_at_ms: &busy_free,
+        human_in_flight: &[],
+        waiting_handle_ms: &[],
+        next_leads: &leads,
+    });
+    let d = o.decide(&s);
+    assert_eq!(d.launch, 2);
+    // Wake when the third lead's answer would meet the agent freed by the
+    // second: 8 s + 10 s ring + 100 s handle, less its 10 s ring.
+    // The second person is answered at 10 s and holds the agent 100 s; the
+    // third must then be dialled 10 s (its ring) before 110 s.
+    assert_eq!(d.wake_at_ms, Some(1_000_000 + 10_000 + 100_000 - 10_000));
+}

@@ -166,6 +166,29 @@ fn lognormal(d: scenario::Dist) -> LogNormal<f64> {
 
 fn draw(sc: &Scenario, dists: &Dists, seed: u64, lead: LeadId, attempt: u32, hour: usize) -> Draw {
     let mut rng = attempt_rng(seed, lead, attempt);
+    let ms = |x: f64| (x * 1000.0).max(0.0) as u64;
+    if !sc.records.is_empty() {
+        // Replay: one recorded call, drawn by this attempt's stream.
+        let r = sc.records[rng.random_range(0..sc.records.len())];
+        let patience = r
+            .patience_s
+            .unwrap_or_else(|| dists.patience.sample(&mut rng));
+        use scenario::RecordOutcome as R;
+        return Draw {
+            kind: match r.outcome {
+                R::Human => Kind::Human,
+                R::Machine => Kind::Machine,
+                R::Busy => Kind::Busy,
+                R::NoAnswer => Kind::NoAnswer,
+                R::Failure => Kind::Failure,
+            },
+            ring_ms: ms(r.ring_s),
+            talk_ms: ms(r.talk_s).max(5_000),
+            wrap_ms: ms(r.wrap_s),
+            patience_ms: ms(patience),
+            convert: r.converted,
+        };
+    }
     let o = sc.outcomes_at(hour);
     let u: f64 = rng.random();
     let kind = if u < o.human {
@@ -180,7 +203,6 @@ fn draw(sc: &Scenario, dists: &Dists, seed: u64, lead: LeadId, attempt: u32, hou
         Kind::Failure
     };
     let factor = sc.handle_factor_at(hour);
-    let ms = |x: f64| (x * 1000.0).max(0.0) as u64;
     Draw {
         kind,
         ring_ms: ms(dists.ring.sample(&mut rng)),

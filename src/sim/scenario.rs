@@ -81,6 +81,101 @@ pub struct Scenario {
     /// Talk and wrap-up time multiplier by hour of day (24 values).
     #[serde(default)]
     pub hourly_handle: Option<Vec<f64>>,
+    /// Call records to replay instead of the distributions: a CSV path,
+    /// relative to the scenario file. Each attempt draws one record at
+    /// random (a bootstrap of the records, keyed like every other draw).
+    #[serde(default)]
+    pub replay: Option<std::path::PathBuf>,
+    /// The records `replay` names, loaded with the scenario.
+    #[serde(skip)]
+    pub records: std::sync::Arc<Vec<CallRecord>>,
+}
+
+/// What became of one past call, as a replay draws it.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallRecord {
+    /// human, machine, busy, no_answer or failure.
+    pub outcome: RecordOutcome,
+    /// Seconds from dialling to the answer (or the signal).
+    pub ring_s: f64,
+    /// Seconds talking (a person only; 0 otherwise).
+    #[serde(default)]
+    pub talk_s: f64,
+    /// Seconds of wrap-up after the call (a person only).
+    #[serde(default)]
+    pub wrap_s: f64,
+    /// Seconds the person waited in silence before hanging up; missing:
+    /// drawn from the scenario's patience distribution.
+    #[serde(default)]
+    pub patience_s: Option<f64>,
+    /// The call ended in a sale (`1`/`0` or `true`/`false`).
+    #[serde(default, deserialize_with = "flag")]
+    pub converted: bool,
+}
+
+fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    let text = String::deserialize(d)?;
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" => Ok(true),
+        "0" | "false" | "no" | "" => Ok(false),
+        other => Err(serde::de::Error::custom(format!(
+            "converted is {other:?}: use 1/0 or true/false"
+        ))),
+    }
+}
+
+/// A recorded call's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordOutcome {
+    /// A person answered.
+    Human,
+    /// An answering machine.
+    Machine,
+    /// Busy.
+    Busy,
+    /// Rang out.
+    NoAnswer,
+    /// Network or number failure.
+    Failure,
+}
+
+/// Reads call records from CSV (header: outcome, ring_s, talk_s, wrap_s,
+/// and optionally patience_s, converted). A bad row is an error naming its
+/// line: a replay with silently dropped rows would mislead the tuning.
+pub fn load_records(path: &Path) -> Result<Vec<CallRecord>, CampaignError> {
+    let fail = |line: usize, message: String| CampaignError::Invalid {
+        path: path.to_path_buf(),
+        errors: vec![ConfigError {
+            file: path.to_path_buf(),
+            line,
+            column: 1,
+            field: "replay".into(),
+            message,
+        }],
+    };
+    let mut reader = csv::Reader::from_path(path).map_err(|e| fail(1, e.to_string()))?;
+    let mut out = Vec::new();
+    for row in reader.deserialize::<CallRecord>() {
+        let r = row.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line() as usize);
+            fail(line, e.to_string())
+        })?;
+        let line = out.len() + 2;
+        let times = [r.ring_s, r.talk_s, r.wrap_s, r.patience_s.unwrap_or(0.0)];
+        if times.iter().any(|t| !(t.is_finite() && *t >= 0.0)) {
+            return Err(fail(line, "times must be seconds >= 0".into()));
+        }
+        if r.outcome == RecordOutcome::Human && r.talk_s <= 0.0 {
+            return Err(fail(line, "a human answer needs talk_s > 0".into()));
+        }
+        out.push(r);
+    }
+    if out.is_empty() {
+        return Err(fail(1, "no call records".into()));
+    }
+    Ok(out)
 }
 
 impl Default for Scenario {
@@ -125,6 +220,11 @@ impl Scenario {
                 .map_or(1, |i| i + 1);
             err(line, &field, message)
         })?;
+        let mut s = s;
+        if let Some(rel) = &s.replay {
+            let file = path.parent().unwrap_or(Path::new(".")).join(rel);
+            s.records = std::sync::Arc::new(load_records(&file)?);
+        }
         Ok(s)
     }
 

@@ -66,3 +66,45 @@ fn worst_window_counts_full_windows_only() {
     assert!((worst_window(&ev, 1000) - 200.0 / 102.0).abs() < 1e-9);
     assert_eq!(worst_window(&[], 10), 0.0);
 }
+
+#[test]
+fn a_replay_draws_only_what_the_records_hold() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("records.csv");
+    std::fs::write(
+        &path,
+        "outcome,ring_s,talk_s,wrap_s,patience_s,converted\n\
+         human,5,120,10,4,1\n\
+         machine,8,0,0,,0\n",
+    )
+    .expect("write");
+    let mut cfg = config("progressive", 5, 1, 2);
+    cfg.scenario.records = std::sync::Arc::new(scenario::load_records(&path).expect("records"));
+    let r = run(&cfg);
+    assert!(r.attempts > 100, "{r:?}");
+    // Half the records are people, every person converts.
+    let share = r.human_answers as f64 / r.attempts as f64;
+    assert!((share - 0.5).abs() < 0.1, "{share} {r:?}");
+    assert_eq!(r.conversions, r.connects);
+    assert_eq!(run(&cfg), r, "same seed, same replay");
+}
+
+#[test]
+fn a_bad_call_record_is_refused_with_its_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("records.csv");
+    std::fs::write(
+        &path,
+        "outcome,ring_s,talk_s,wrap_s\nhuman,5,120,10\nhuman,5,-3,10\n",
+    )
+    .expect("write");
+    let e = scenario::load_records(&path)
+        .expect_err("bad row")
+        .to_string();
+    assert!(e.contains(":3:"), "{e}");
+    std::fs::write(&path, "outcome,ring_s,talk_s,wrap_s\nalien,5,120,10\n").expect("write");
+    let e = scenario::load_records(&path)
+        .expect_err("bad outcome")
+        .to_string();
+    assert!(e.contains(":2:") && e.contains("alien"), "{e}");
+}

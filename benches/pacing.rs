@@ -1,0 +1,99 @@
+//! Pacing speed: one predictive decision for 100 and 1,000 agents (issue
+//! target: 2 µs and 20 µs), and the simulator's dial attempts per second
+//! on one core for the predictive strategy (target: 1,000,000).
+//!
+//! `cargo bench --bench pacing`. Under `cargo test` (no `--bench`) each
+//! benchmark runs once, as a smoke test.
+
+use std::path::Path;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use dialler::campaign::{Campaign, Strategy};
+use dialler::pacing::estimate::{Estimators, Priors};
+use dialler::pacing::{LedgerView, Pacer, Predictive, Snapshot};
+use dialler::sim::{Scenario, SimConfig, run};
+
+/// A team mid-shift: most agents busy at spread-out points of their
+/// calls, a few ready, calls ringing at every stage, a healthy ledger.
+fn decision(c: &mut Criterion) {
+    let mut est = Estimators::new(Priors::default());
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for _ in 0..500 {
+        est.record_handle(60.0 + (next() % 400) as f64);
+        est.record_attempt(next() % 10 < 3, 2.0 + (next() % 15) as f64);
+    }
+    est.refresh();
+    let mut group = c.benchmark_group("predictive_decision");
+    for agents in [100u32, 1000] {
+        let busy: Vec<f64> = (0..agents * 9 / 10)
+            .map(|_| (next() % 600) as f64)
+            .collect();
+        let ringing: Vec<f64> = (0..agents / 4).map(|_| (next() % 25) as f64).collect();
+        let ready = agents - busy.len() as u32;
+        let snapshot = Snapshot {
+            now_ms: 40_000_000,
+            active_agents: agents,
+            ready,
+            busy_elapsed_s: &busy,
+            ringing_elapsed_s: &ringing,
+            waiting: 0,
+            ring_timeout_s: 25.0,
+            ledger: LedgerView {
+                human_answers: 100 * u64::from(agents),
+                abandons: 2 * u64::from(agents),
+                hour_ahead: (90 * u64::from(agents), 2 * u64::from(agents)),
+            },
+            limit_percent: 3.0,
+            target_percent: 2.5,
+            max_dial_level: 3.0,
+            est: &est,
+            oracle: None,
+        };
+        let mut pacer = Predictive::new();
+        group.bench_with_input(BenchmarkId::from_parameter(agents), &snapshot, |b, s| {
+            b.iter(|| pacer.decide(std::hint::black_box(s)))
+        });
+    }
+    group.finish();
+}
+
+/// The simulator on one core: 100 agents on the default scenario.
+fn simulator(c: &mut Criterion) {
+    let campaign = Campaign::load(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/campaigns/uk-broadband.toml"
+    )))
+    .expect("campaign");
+    let days = if std::env::args().any(|a| a == "--bench") {
+        5
+    } else {
+        1
+    };
+    let config = SimConfig {
+        campaign,
+        scenario: Scenario {
+            agents: 100,
+            days,
+            ..Scenario::default()
+        },
+        strategy: Strategy::Predictive,
+        seed: 1,
+    };
+    let attempts = run(&config).attempts;
+    let mut group = c.benchmark_group("simulator");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(attempts));
+    group.bench_function(format!("predictive_100_agents_{days}_days"), |b| {
+        b.iter(|| run(std::hint::black_box(&config)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decision, simulator);
+criterion_main!(benches);
