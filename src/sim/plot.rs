@@ -129,6 +129,36 @@ fn segments(samples: &[Sample]) -> Vec<&[Sample]> {
         .collect()
 }
 
+/// One panel of the time-series plot: hours across, `y_max` up.
+fn panel<'a, 'b>(
+    area: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    hours: std::ops::Range<f64>,
+    y_max: f64,
+    y_desc: &str,
+    x_desc: Option<&str>,
+) -> Result<
+    ChartContext<
+        'a,
+        SVGBackend<'b>,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+    String,
+> {
+    let mut c = ChartBuilder::on(area)
+        .margin(10)
+        .x_label_area_size(if x_desc.is_some() { 40 } else { 30 })
+        .y_label_area_size(60)
+        .build_cartesian_2d(hours, 0.0..y_max)
+        .map_err(|e| e.to_string())?;
+    let mut mesh = c.configure_mesh();
+    mesh.y_desc(y_desc);
+    if let Some(x) = x_desc {
+        mesh.x_desc(x);
+    }
+    mesh.draw().map_err(|e| e.to_string())?;
+    Ok(c)
+}
+
 /// Draws one run over time in three panels: dial level; agents ready, on
 /// call and in wrap-up with calls ringing; the window's abandonment rate
 /// against the limit. The time axis is hours from the start.
@@ -153,16 +183,7 @@ pub fn time_series(
 
     // Dial level.
     let level_max = samples.iter().map(|s| s.dial_level).fold(1.0, f64::max) * 1.1;
-    let mut c = ChartBuilder::on(&panels[0])
-        .margin(10)
-        .x_label_area_size(30)
-        .y_label_area_size(60)
-        .build_cartesian_2d(t0..t1, 0.0..level_max)
-        .map_err(|e| err(e.to_string()))?;
-    c.configure_mesh()
-        .y_desc("dial level")
-        .draw()
-        .map_err(|e| err(e.to_string()))?;
+    let mut c = panel(&panels[0], t0..t1, level_max, "dial level", None).map_err(&err)?;
     let parts = segments(samples);
     for part in &parts {
         c.draw_series(LineSeries::new(
@@ -179,16 +200,7 @@ pub fn time_series(
         .max()
         .unwrap_or(1) as f64
         * 1.1;
-    let mut c = ChartBuilder::on(&panels[1])
-        .margin(10)
-        .x_label_area_size(30)
-        .y_label_area_size(60)
-        .build_cartesian_2d(t0..t1, 0.0..top.max(1.0))
-        .map_err(|e| err(e.to_string()))?;
-    c.configure_mesh()
-        .y_desc("agents / calls")
-        .draw()
-        .map_err(|e| err(e.to_string()))?;
+    let mut c = panel(&panels[1], t0..t1, top.max(1.0), "agents / calls", None).map_err(&err)?;
     let series: [Series; 4] = [
         ("on call", RGBColor(0x2c, 0xa0, 0x2c), |s| s.on_call),
         ("wrap-up", RGBColor(0xff, 0x7f, 0x0e), |s| s.wrap_up),
@@ -223,17 +235,14 @@ pub fn time_series(
         .map(|s| s.window_rate_percent)
         .fold(limit, f64::max)
         * 1.2;
-    let mut c = ChartBuilder::on(&panels[2])
-        .margin(10)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(t0..t1, 0.0..rate_max)
-        .map_err(|e| err(e.to_string()))?;
-    c.configure_mesh()
-        .x_desc("hours from the start")
-        .y_desc("abandoned % (window)")
-        .draw()
-        .map_err(|e| err(e.to_string()))?;
+    let mut c = panel(
+        &panels[2],
+        t0..t1,
+        rate_max,
+        "abandoned % (window)",
+        Some("hours from the start"),
+    )
+    .map_err(&err)?;
     c.draw_series(LineSeries::new(
         [(t0, limit), (t1, limit)],
         RED.stroke_width(2),
