@@ -262,6 +262,75 @@ mod tests {
         assert_eq!(s.values, vec![10.0, 11.0, 12.0], "rounded and deduplicated");
     }
 
+    fn report(strategy: &str, talk: f64, worst: f64) -> SimReport {
+        SimReport {
+            strategy: strategy.into(),
+            agents: 10,
+            days: 1,
+            seed: 1,
+            attempts: 100,
+            human_answers: 30,
+            connects: 30,
+            abandons: 0,
+            abandon_rate_percent: worst / 2.0,
+            worst_window_percent: worst,
+            limit_percent: 3.0,
+            talk_share: talk,
+            occupancy: talk,
+            idle_s_per_agent_hour: 0.0,
+            conversions: 0,
+            connects_per_agent_hour: 10.0,
+        }
+    }
+
+    #[test]
+    fn a_ratio_sweep_runs_other_strategies_once_and_picks_the_best_legal_ratio() {
+        let base = SimConfig {
+            campaign: crate::campaign::Campaign::parse(
+                include_str!("../../campaigns/uk-broadband.toml"),
+                std::path::Path::new("uk"),
+            )
+            .expect("campaign"),
+            scenario: super::super::Scenario::default(),
+            strategy: Strategy::Predictive,
+            seed: 1,
+        };
+        let sweep: Sweep = "ratio=1.5..2.5:3".parse().expect("sweep");
+        let names = vec!["ratio".to_string(), "progressive".to_string()];
+        let points = sweep.points(&base, &names, 1..3).expect("points");
+        let strategies: Vec<String> = points
+            .iter()
+            .map(|p| p.config.strategy.to_string())
+            .collect();
+        assert_eq!(
+            strategies,
+            [
+                "ratio:1.5",
+                "ratio:1.5",
+                "progressive",
+                "progressive",
+                "ratio:2",
+                "ratio:2",
+                "ratio:2.5",
+                "ratio:2.5"
+            ]
+        );
+        let reports: Vec<SimReport> = strategies
+            .iter()
+            .zip([0.80, 0.82, 0.77, 0.77, 0.85, 0.85, 0.90, 0.90])
+            .zip([1.0, 1.0, 0.0, 0.0, 2.9, 2.5, 3.5, 4.0])
+            .map(|((s, t), w)| report(s, t, w))
+            .collect();
+        let rows = rows(&points, &reports);
+        assert_eq!(rows.len(), 4);
+        assert_eq!(rows[0].summary.runs, 2);
+        assert!((rows[0].summary.talk_share_mean - 0.81).abs() < 1e-12);
+        // ratio:2.5 talks most but broke the limit; ratio:2 is the best.
+        let best = best_ratio(&rows).expect("a legal ratio");
+        assert_eq!(best.summary.strategy, "ratio:2");
+        assert_eq!(best.value, 2.0);
+    }
+
     #[test]
     fn bad_sweep_specs_say_what_is_wrong() {
         for (spec, needle) in [
