@@ -1,0 +1,83 @@
+//! `dialler simulate` through the binary: sweeps, plots, JSON, and clear
+//! errors for bad options.
+
+use std::process::{Command, Output};
+
+fn simulate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dialler"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("simulate")
+        .args(["--campaign", "campaigns/uk-broadband.toml", "--days", "1"])
+        .args(args)
+        .output()
+        .expect("run dialler")
+}
+
+#[test]
+fn a_sweep_prints_a_row_per_point_and_draws_the_frontier() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let svg = dir.path().join("frontier.svg");
+    let out = simulate(&[
+        "--agents",
+        "5",
+        "--strategy",
+        "predictive,ratio:1.5",
+        "--sweep",
+        "target=1..3:3",
+        "--json",
+        "--plot",
+        svg.to_str().expect("utf-8 path"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let rows = doc["rows"].as_array().expect("rows");
+    // Predictive at each of 3 targets; the ratio, which ignores the
+    // target, once.
+    assert_eq!(rows.len(), 4, "{doc}");
+    assert_eq!(doc["best_ratio"]["strategy"], "ratio:1.5");
+    let text = std::fs::read_to_string(&svg).expect("svg written");
+    assert!(
+        text.starts_with("<svg") && text.contains("predictive"),
+        "{}",
+        &text[..200.min(text.len())]
+    );
+}
+
+#[test]
+fn a_single_run_plots_its_time_series_and_repeats_byte_for_byte() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = dir.path().join("a.svg");
+    let b = dir.path().join("b.svg");
+    let run = |p: &std::path::Path| {
+        let out = simulate(&["--agents", "5", "--plot", p.to_str().expect("utf-8 path")]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    assert_eq!(run(&a), run(&b), "same seed, same table");
+    let (a, b) = (
+        std::fs::read(&a).expect("a.svg"),
+        std::fs::read(&b).expect("b.svg"),
+    );
+    assert_eq!(a, b, "same seed, same plot");
+    assert!(String::from_utf8_lossy(&a).contains("dial level"));
+}
+
+#[test]
+fn bad_sweeps_and_strategies_are_refused_with_the_reason() {
+    let out = simulate(&["--sweep", "speed=1..2"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown parameter"), "{err}");
+    let out = simulate(&["--strategy", "ratio:0.2"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ratio:0.2"), "{err}");
+}
