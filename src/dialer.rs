@@ -751,7 +751,7 @@ impl Runner {
         if !self.dialling || self.active_agents == 0 {
             return;
         }
-        self.ledger.advance(ms_time(now_ms));
+        self.ledger.advance_ms(now_ms as i64);
         self.est.refresh();
         self.busy_buf.clear();
         self.free_at_buf.clear();
@@ -818,7 +818,7 @@ impl Runner {
             ledger: LedgerView {
                 human_answers,
                 abandons,
-                hour_ahead: self.ledger.counts_at(ms_time(now_ms + 3_600_000)),
+                hour_ahead: self.ledger.counts_at_ms((now_ms + 3_600_000) as i64),
             },
             limit_percent: self.config.limit_percent,
             target_percent: self.config.target_percent,

@@ -114,7 +114,12 @@ impl Ledger {
 
     /// Drops events that have left the window as of `now`.
     pub fn advance(&mut self, now: DateTime<Utc>) {
-        let cutoff = now.timestamp_millis().saturating_sub(self.window_ms);
+        self.advance_ms(now.timestamp_millis());
+    }
+
+    /// [`Ledger::advance`] with the time in ms since the Unix epoch.
+    pub fn advance_ms(&mut self, now_ms: i64) {
+        let cutoff = now_ms.saturating_sub(self.window_ms);
         while let Some(&(t, h, a)) = self.events.front() {
             if t > cutoff {
                 break;
@@ -134,7 +139,12 @@ impl Ledger {
     /// `later`, counting only events recorded so far: how much room the
     /// window will have once older events roll out.
     pub fn counts_at(&self, later: DateTime<Utc>) -> (u64, u64) {
-        let cutoff = later.timestamp_millis().saturating_sub(self.window_ms);
+        self.counts_at_ms(later.timestamp_millis())
+    }
+
+    /// [`Ledger::counts_at`] with the time in ms since the Unix epoch.
+    pub fn counts_at_ms(&self, later_ms: i64) -> (u64, u64) {
+        let cutoff = later_ms.saturating_sub(self.window_ms);
         let n = self.events.partition_point(|e| e.0 <= cutoff);
         let (h0, a0) = if n == 0 {
             self.gone

@@ -55,6 +55,11 @@ pub struct Estimators {
     handles: RingBuffer<u32>,
     /// survival[t] = P(handle time > t seconds), rebuilt as samples arrive.
     survival: Vec<f64>,
+    /// The prior's pseudo-samples above each second (fixed: computed once,
+    /// as the exponentials cost more than the rest of a rebuild).
+    prior_above: Vec<f64>,
+    /// Scratch: handle samples per whole second.
+    counts: Vec<f64>,
     handle_sum: f64,
     since_rebuild: usize,
     /// p_free_within(e, horizon) for whole seconds e, for the horizon it
@@ -68,6 +73,12 @@ pub struct Estimators {
 }
 
 impl Estimators {
+    /// Handle samples between rebuilds of the survival table once the
+    /// window has 50: a rebuild (and the free-soon table after it) costs
+    /// tens of microseconds, and 128 new calls move a 400-call window's
+    /// distribution little.
+    const REBUILD_EVERY: usize = 128;
+
     /// Estimators starting from `priors`.
     pub fn new(priors: Priors) -> Estimators {
         let mut e = Estimators {
@@ -80,6 +91,13 @@ impl Estimators {
             other_ring: Survival::new(),
             handles: RingBuffer::new(HANDLE_WINDOW),
             survival: vec![0.0; MAX_HANDLE_S + 2],
+            prior_above: {
+                let mean = priors.handle_s.max(1.0);
+                (0..MAX_HANDLE_S + 2)
+                    .map(|t| priors.weight * (-(t as f64) / mean).exp())
+                    .collect()
+            },
+            counts: vec![0.0; MAX_HANDLE_S + 2],
             handle_sum: 0.0,
             since_rebuild: 0,
             free_table: Vec::new(),
@@ -145,7 +163,7 @@ impl Estimators {
         self.since_rebuild += 1;
         // Rebuilding is O(table); amortise it over many samples once the
         // window has data.
-        if self.handles.len() < 50 || self.since_rebuild >= 64 {
+        if self.handles.len() < 50 || self.since_rebuild >= Self::REBUILD_EVERY {
             self.rebuild_survival();
         }
     }
@@ -250,15 +268,18 @@ impl Estimators {
         // make a jagged distribution.
         let w = self.priors.weight;
         let total = n as f64 + w;
-        let mut counts = vec![0.0f64; MAX_HANDLE_S + 2];
+        self.counts.fill(0.0);
         for &h in self.handles.iter() {
-            counts[h as usize] += 1.0;
+            self.counts[h as usize] += 1.0;
         }
         let mut above = total;
-        let mean = self.priors.handle_s.max(1.0);
-        for (t, s) in self.survival.iter_mut().enumerate() {
-            above -= counts[t];
-            let prior_above = w * (-(t as f64) / mean).exp();
+        for ((s, count), prior_above) in self
+            .survival
+            .iter_mut()
+            .zip(&self.counts)
+            .zip(&self.prior_above)
+        {
+            above -= count;
             let data_above = above - w;
             *s = ((data_above.max(0.0) + prior_above) / total).clamp(0.0, 1.0);
         }
