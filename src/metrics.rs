@@ -58,7 +58,10 @@ fn store_histogram() -> Histogram {
 
 static SIP_RESPONSE: LazyLock<Histogram> = LazyLock::new(sip_histogram);
 
-static STORE: LazyLock<Family<OpLabels, Histogram, fn() -> Histogram>> =
+/// Store histograms by operation.
+type StoreFamily = Family<OpLabels, Histogram, fn() -> Histogram>;
+
+static STORE: LazyLock<StoreFamily> =
     LazyLock::new(|| Family::new_with_constructor(store_histogram as fn() -> Histogram));
 
 /// Records how long a SIP request waited for its first response, seconds

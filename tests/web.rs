@@ -115,9 +115,11 @@ fn figures(name: &str) -> CampaignLive {
 
 // ---- a small HTTP/1.1 client (no client crate for a few requests) ---------
 
+type Headers = Vec<(String, String)>;
+
 struct Reply {
     status: u16,
-    headers: Vec<(String, String)>,
+    headers: Headers,
     body: String,
 }
 
@@ -143,7 +145,7 @@ fn request(path: &str, token: Option<&str>) -> String {
 }
 
 /// Splits a response head from its body; `None` until the head is complete.
-fn head(raw: &[u8]) -> Option<(u16, Vec<(String, String)>, usize)> {
+fn head(raw: &[u8]) -> Option<(u16, Headers, usize)> {
     let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let text = std::str::from_utf8(&raw[..end]).expect("head is text");
     let mut lines = text.split("\r\n");
