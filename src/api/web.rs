@@ -241,7 +241,12 @@ struct ReportQuery {
 }
 
 fn parse_time(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
+    // An unescaped `+05:30` in a query string arrives as ` 05:30`.
     DateTime::parse_from_rfc3339(text)
+        .or_else(|e| match text.rsplit_once(' ') {
+            Some((t, offset)) => DateTime::parse_from_rfc3339(&format!("{t}+{offset}")),
+            None => Err(e),
+        })
         .map(|t| t.with_timezone(&Utc))
         .map_err(|_| {
             ApiError::bad_request(format!(
@@ -298,6 +303,24 @@ mod tests {
         assert!(DASHBOARD.starts_with("<!doctype html>"));
         assert!(DASHBOARD.contains("<script>"));
         assert!(DASHBOARD.trim_end().ends_with("</html>"));
+    }
+
+    #[test]
+    fn times_are_rfc3339_with_a_lost_plus_forgiven() {
+        let t = |s| parse_time("from", s).ok().map(|t| t.to_rfc3339());
+        assert_eq!(
+            t("2026-01-02T05:30:00+05:30").as_deref(),
+            Some("2026-01-02T00:00:00+00:00")
+        );
+        assert_eq!(
+            t("2026-01-02T05:30:00 05:30").as_deref(),
+            Some("2026-01-02T00:00:00+00:00")
+        );
+        assert_eq!(t("2026-01-02"), None);
+        assert_eq!(t("yesterday"), None);
+        let e = parse_time("to", "x").expect_err("bad");
+        assert_eq!(e.status.as_u16(), 400);
+        assert!(e.message.starts_with("to "));
     }
 
     #[test]
