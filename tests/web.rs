@@ -790,6 +790,20 @@ async fn the_dashboard_renders_the_published_figures() {
     let png = std::fs::read(&shot).expect("screenshot written");
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");
     eprintln!("dashboard screenshot: {}", shot.display());
+
+    // No token: the page asks for one. An agent's token: refused, and it
+    // says why.
+    let profile = tempfile::tempdir().expect("profile dir");
+    let page = format!("http://{}/?poll=0.25", s.addr);
+    let dom = run_chromium(&bin, profile.path(), &["--dump-dom".to_string()], &page).await;
+    assert!(dom.contains("<form id=\"login\">"), "{dom}");
+    assert!(!dom.contains("data-campaign="), "{dom}");
+    let profile = tempfile::tempdir().expect("profile dir");
+    let page = format!("http://{}/?poll=0.25&token={}", s.addr, s.agent);
+    let dom = run_chromium(&bin, profile.path(), &["--dump-dom".to_string()], &page).await;
+    assert!(dom.contains("<form id=\"login\">"), "{dom}");
+    assert!(dom.contains("use a supervisor or admin token"), "{dom}");
+    assert!(!dom.contains("data-campaign="), "{dom}");
     feeder.abort();
     s.store.close().await;
 }
