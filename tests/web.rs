@@ -36,6 +36,11 @@ struct Server {
 }
 
 async fn start() -> Server {
+    start_with(None).await
+}
+
+/// A server whose event streams end when `closing` turns true, if given.
+async fn start_with(closing: Option<tokio::sync::watch::Receiver<bool>>) -> Server {
     let (store, dir) = common::sqlite_store().await;
     let token = |role, agent| {
         let store = store.clone();
@@ -54,7 +59,11 @@ async fn start() -> Server {
     // us-home-solar is loaded but has nothing in the store.
     let campaigns = Campaigns::new(vec![uk, campaign("us-home-solar")]);
     let board = LiveBoard::new();
-    let app = web::routes().with_state(WebState {
+    let routes = match closing {
+        Some(c) => web::routes_until(c),
+        None => web::routes(),
+    };
+    let app = routes.with_state(WebState {
         store: store.clone(),
         board: board.clone(),
         campaigns,
@@ -245,6 +254,26 @@ impl Stream {
         }
     }
 
+    /// True once the server ends the response within `within`.
+    async fn ends_within(&mut self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut buf = [0u8; 8192];
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, self.socket.read(&mut buf)).await {
+                Ok(Ok(0)) => return true,
+                Ok(Ok(n)) => {
+                    self.raw.extend_from_slice(&buf[..n]);
+                    if self.raw.ends_with(b"\r\n0\r\n\r\n") {
+                        return true;
+                    }
+                }
+                Ok(Err(_)) => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+
     /// The `data:` of every complete `board` event so far.
     fn events(&self) -> Vec<serde_json::Value> {
         let body = dechunk(&self.raw[self.body_at..]);
@@ -378,6 +407,30 @@ async fn the_stream_sends_the_board_then_each_change_at_most_twice_a_second() {
         "{sent} events in {elapsed:.2} s"
     );
     assert!(sent < 40, "{sent} events for 40 changes");
+}
+
+#[tokio::test]
+async fn streams_end_when_the_server_closes_them() {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let s = start_with(Some(rx)).await;
+    s.board.publish(figures("uk-broadband"));
+    let (status, mut stream) = Stream::open(s.addr, "/api/live/stream", Some(&s.supervisor)).await;
+    assert_eq!(status, 200);
+    stream
+        .until(Duration::from_secs(5), |e| {
+            e["campaigns"]["uk-broadband"].is_object()
+        })
+        .await;
+    assert!(!stream.ends_within(Duration::from_millis(700)).await);
+    tx.send_replace(true);
+    assert!(
+        stream.ends_within(Duration::from_secs(5)).await,
+        "the stream outlived closing"
+    );
+    // A stream opened after closing ends at once.
+    let (status, mut late) = Stream::open(s.addr, "/api/live/stream", Some(&s.supervisor)).await;
+    assert_eq!(status, 200);
+    assert!(late.ends_within(Duration::from_secs(5)).await);
 }
 
 // ---- reports ------------------------------------------------------------------

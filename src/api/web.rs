@@ -109,6 +109,9 @@ impl FromRef<WebState> for Campaigns {
 /// The routes: `GET /` (dashboard), `GET /api/live`, `GET /api/live/stream`,
 /// `GET /api/reports/{campaign}`, `GET /metrics` and
 /// `GET /api/openapi.json`. Merge them into the service's router.
+///
+/// Event streams opened here end only when their client goes; a server
+/// that shuts down gracefully should use [`routes_until`] instead.
 pub fn routes<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
@@ -116,10 +119,36 @@ where
     LiveBoard: FromRef<S>,
     Campaigns: FromRef<S>,
 {
+    build(None)
+}
+
+/// [`routes`], whose event streams end once `closing` turns `true` (or its
+/// sender is dropped), so that they do not hold up a graceful shutdown:
+/// send `true` before awaiting the server's shutdown.
+pub fn routes_until<S>(closing: watch::Receiver<bool>) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Store: FromRef<S>,
+    LiveBoard: FromRef<S>,
+    Campaigns: FromRef<S>,
+{
+    build(Some(closing))
+}
+
+fn build<S>(closing: Option<watch::Receiver<bool>>) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Store: FromRef<S>,
+    LiveBoard: FromRef<S>,
+    Campaigns: FromRef<S>,
+{
+    let stream = move |auth: Authenticated, State(board): State<LiveBoard>| {
+        live_stream(auth, board, closing.clone())
+    };
     Router::new()
         .route("/", get(dashboard))
         .route("/api/live", get(live))
-        .route("/api/live/stream", get(live_stream))
+        .route("/api/live/stream", get(stream))
         .route("/api/reports/{campaign}", get(campaign_report))
         .route("/metrics", get(metrics))
         .route("/api/openapi.json", get(openapi))
@@ -192,22 +221,46 @@ async fn live(auth: Authenticated, State(board): State<LiveBoard>) -> Result<Res
 
 async fn live_stream(
     auth: Authenticated,
-    State(board): State<LiveBoard>,
+    board: LiveBoard,
+    closing: Option<watch::Receiver<bool>>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     auth.require_supervisor()?;
-    Ok(Sse::new(board_events(board.subscribe())).keep_alive(KeepAlive::default()))
+    Ok(Sse::new(board_events(board.subscribe(), closing)).keep_alive(KeepAlive::default()))
+}
+
+/// Resolves once `closing` is `true` or its sender is gone; never without
+/// one.
+async fn closed(closing: &mut Option<watch::Receiver<bool>>) {
+    match closing {
+        Some(c) => {
+            let _ = c.wait_for(|v| *v).await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// The board now, then on every change, at most one event per
 /// [`STREAM_MIN_GAP`]; changes in between fold into the next event. Ends
-/// when the service drops the board.
-fn board_events(rx: watch::Receiver<Board>) -> impl Stream<Item = Result<Event, Infallible>> {
+/// when `closing` says so or the service drops the board.
+fn board_events(
+    rx: watch::Receiver<Board>,
+    closing: Option<watch::Receiver<bool>>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
     futures_util::stream::unfold(
-        (rx, None::<tokio::time::Instant>),
-        |(mut rx, last)| async move {
+        (rx, closing, None::<tokio::time::Instant>),
+        |(mut rx, mut closing, last)| async move {
+            if closing.as_ref().is_some_and(|c| *c.borrow()) {
+                return None;
+            }
             if let Some(last) = last {
-                rx.changed().await.ok()?;
-                tokio::time::sleep_until(last + STREAM_MIN_GAP).await;
+                tokio::select! {
+                    changed = rx.changed() => changed.ok()?,
+                    () = closed(&mut closing) => return None,
+                }
+                tokio::select! {
+                    () = tokio::time::sleep_until(last + STREAM_MIN_GAP) => {}
+                    () = closed(&mut closing) => return None,
+                }
             }
             let event = {
                 let board = rx.borrow_and_update();
@@ -223,7 +276,7 @@ fn board_events(rx: watch::Receiver<Board>) -> impl Stream<Item = Result<Event, 
                         .data("could not encode the board"),
                 }
             };
-            Some((Ok(event), (rx, Some(tokio::time::Instant::now()))))
+            Some((Ok(event), (rx, closing, Some(tokio::time::Instant::now()))))
         },
     )
 }
