@@ -650,6 +650,7 @@ async fn the_openapi_document_lists_every_route() {
         ("/api/agents/{id}/ready", "post"),
         ("/api/agents/{id}/pause", "post"),
         ("/api/agents/{id}/logout", "post"),
+        ("/api/agents/{id}/hangup", "post"),
         ("/api/agents/{id}/call", "get"),
         ("/api/calls/{id}/disposition", "post"),
         ("/api/events", "get"),
@@ -658,7 +659,7 @@ async fn the_openapi_document_lists_every_route() {
         assert!(op.is_object(), "{method} {path} missing");
         assert!(op["responses"]["200"].is_object(), "{method} {path}: 200");
     }
-    assert_eq!(paths.len(), 15, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 16, "{:?}", paths.keys().collect::<Vec<_>>());
     // Every $ref points at something.
     let text = r.body.as_str();
     for part in text.split("\"$ref\": \"#/").skip(1) {
