@@ -853,6 +853,20 @@ async fn the_dashboard_renders_the_published_figures() {
     assert!(dom.contains("<form id=\"login\">"), "{dom}");
     assert!(!dom.contains("data-campaign="), "{dom}");
     let profile = tempfile::tempdir().expect("profile dir");
+    run_chromium(
+        &bin,
+        profile.path(),
+        &[
+            format!(
+                "--screenshot={}",
+                shot.with_file_name("dashboard-login.png").display()
+            ),
+            "--window-size=900,400".to_string(),
+        ],
+        &page,
+    )
+    .await;
+    let profile = tempfile::tempdir().expect("profile dir");
     let page = format!("http://{}/?poll=0.25&token={}", s.addr, s.agent);
     let dom = run_chromium(&bin, profile.path(), &["--dump-dom".to_string()], &page).await;
     assert!(dom.contains("<form id=\"login\">"), "{dom}");

@@ -62,7 +62,10 @@ pub const STREAM_MIN_GAP: Duration = Duration::from_millis(500);
 /// The campaigns the service runs, as loaded from the campaign folder.
 /// Cheap to clone.
 #[derive(Debug, Clone, Default)]
-pub struct Campaigns(pub Arc<Vec<Campaign>>);
+pub struct Campaigns(
+    /// The campaigns, in the order they were loaded.
+    pub Arc<Vec<Campaign>>,
+);
 
 impl Campaigns {
     /// Wraps the loaded campaigns.
