@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs the system packages the tests need when they
-# are missing (SIPp from Debian's sip-tester), makes sure the local
+# are missing (SIPp from Debian's sip-tester, headless Chromium for the
+# dashboard test), makes sure the local
 # PostgreSQL is up, then runs every cargo test target (unit, behaviour, and
 # the benches in their quick test mode).
 set -euo pipefail
@@ -10,6 +11,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 missing=()
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq

@@ -15,6 +15,7 @@ pub mod erasure;
 pub mod leads;
 pub mod live;
 pub mod media;
+pub mod metrics;
 pub mod pacing;
 pub mod phone;
 pub mod profile;

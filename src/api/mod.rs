@@ -5,6 +5,7 @@
 //! extractor. The routes live in submodules next to it.
 
 pub mod auth;
+pub mod web;
 
 use axum::Json;
 use axum::http::StatusCode;

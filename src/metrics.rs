@@ -1,0 +1,308 @@
+//! Prometheus metrics: the live board's figures, and the latency
+//! histograms that the service's code records as it goes.
+//!
+//! Owns the metric names and the text exposition; reads the
+//! [`LiveBoard`](crate::live::LiveBoard) snapshot it is given and never
+//! writes it. Board figures are rebuilt from the snapshot on every scrape,
+//! so a campaign that stops publishing drops out instead of lingering; the
+//! two histograms are process-wide and only ever grow.
+//!
+//! Why `prometheus-client`: it is the Prometheus project's own Rust client,
+//! pulls in only `dtoa`, `itoa` and `parking_lot` beyond what we have, and
+//! encodes into a `String` with no global recorder to install. The
+//! `metrics` facade with its Prometheus exporter needs a process-wide
+//! recorder (awkward for per-scrape gauges and for tests that start
+//! several servers) and brings `metrics-util` with it.
+
+use std::sync::LazyLock;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::live::{Board, CampaignLive};
+
+/// The `Content-Type` of [`render`]'s output: OpenMetrics text, which
+/// Prometheus reads natively.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Errors from rendering the exposition.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// Formatting into the output failed.
+    #[error("encoding metrics: {0}")]
+    Encode(#[from] std::fmt::Error),
+}
+
+/// Label pairs of one series.
+type Labels = Vec<(&'static str, String)>;
+/// Label pairs of a store histogram series.
+type OpLabels = Vec<(&'static str, &'static str)>;
+
+/// Buckets for SIP responses (INVITE to first response): 1 ms to ~16 s.
+fn sip_histogram() -> Histogram {
+    Histogram::new([
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 16.0,
+    ])
+}
+
+/// Buckets for store operations: 100 µs to 5 s.
+fn store_histogram() -> Histogram {
+    Histogram::new([
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+    ])
+}
+
+static SIP_RESPONSE: LazyLock<Histogram> = LazyLock::new(sip_histogram);
+
+/// Store histograms by operation.
+type StoreFamily = Family<OpLabels, Histogram, fn() -> Histogram>;
+
+static STORE: LazyLock<StoreFamily> =
+    LazyLock::new(|| Family::new_with_constructor(store_histogram as fn() -> Histogram));
+
+/// Records how long a SIP request waited for its first response, seconds
+/// (`dialler_sip_response_seconds`). Call it from the SIP layer whenever a
+/// first response arrives; it takes no lock a caller could contend on
+/// beyond an atomic add.
+pub fn record_sip_response(seconds: f64) {
+    if seconds.is_finite() && seconds >= 0.0 {
+        SIP_RESPONSE.observe(seconds);
+    }
+}
+
+/// Records how long a store operation `op` took, seconds
+/// (`dialler_store_seconds{op="..."}`). `op` is a fixed name such as
+/// `"start_attempt"`: a `&'static str` so that no caller can put lead data
+/// into a label.
+pub fn record_store(op: &'static str, seconds: f64) {
+    if seconds.is_finite() && seconds >= 0.0 {
+        STORE.get_or_create(&vec![("op", op)]).observe(seconds);
+    }
+}
+
+fn campaign(c: &CampaignLive) -> Labels {
+    vec![("campaign", c.name.clone())]
+}
+
+fn with(c: &CampaignLive, key: &'static str, value: &str) -> Labels {
+    vec![("campaign", c.name.clone()), (key, value.to_string())]
+}
+
+fn gauge_f64() -> Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>> {
+    Family::default()
+}
+
+/// The OpenMetrics text exposition of `board` and the histograms.
+///
+/// Series, each labelled `campaign`: `dialler_calls_total{outcome}`,
+/// `dialler_attempts_total`, `dialler_human_answers_total`,
+/// `dialler_connects_total`, `dialler_abandons_total`,
+/// `dialler_contacts_total`, `dialler_conversions_total`,
+/// `dialler_window_human_answers`, `dialler_window_abandons`,
+/// `dialler_abandon_rate_percent` (in the compliance window),
+/// `dialler_abandon_limit_percent`, `dialler_abandon_target_percent`,
+/// `dialler_agents{state}`, `dialler_calls_in_flight{state}`,
+/// `dialler_dial_level`, `dialler_calls_per_second` and
+/// `dialler_live_updated_seconds` (when the figures were taken, Unix time).
+pub fn render(board: &Board) -> Result<String, MetricsError> {
+    let mut r = Registry::default();
+
+    let calls = Family::<Labels, Counter>::default();
+    let attempts = Family::<Labels, Counter>::default();
+    let human = Family::<Labels, Counter>::default();
+    let connects = Family::<Labels, Counter>::default();
+    let abandons = Family::<Labels, Counter>::default();
+    let contacts = Family::<Labels, Counter>::default();
+    let conversions = Family::<Labels, Counter>::default();
+    let w_human = Family::<Labels, Gauge>::default();
+    let w_abandons = Family::<Labels, Gauge>::default();
+    let rate = gauge_f64();
+    let limit = gauge_f64();
+    let target = gauge_f64();
+    let agents = Family::<Labels, Gauge>::default();
+    let in_flight = Family::<Labels, Gauge>::default();
+    let dial_level = gauge_f64();
+    let cps = gauge_f64();
+    let updated = gauge_f64();
+
+    let sat = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    for c in board.values() {
+        let l = campaign(c);
+        for (outcome, n) in &c.outcomes {
+            calls.get_or_create(&with(c, "outcome", outcome)).inc_by(*n);
+        }
+        attempts.get_or_create(&l).inc_by(c.attempts);
+        human.get_or_create(&l).inc_by(c.human_answers);
+        connects.get_or_create(&l).inc_by(c.connects);
+        abandons.get_or_create(&l).inc_by(c.abandons);
+        contacts.get_or_create(&l).inc_by(c.contacts);
+        conversions.get_or_create(&l).inc_by(c.conversions);
+        w_human.get_or_create(&l).set(sat(c.window_human_answers));
+        w_abandons.get_or_create(&l).set(sat(c.window_abandons));
+        rate.get_or_create(&l).set(c.window_rate_percent);
+        limit.get_or_create(&l).set(c.limit_percent);
+        target.get_or_create(&l).set(c.target_percent);
+        for (state, n) in [
+            ("ready", c.agents_ready),
+            ("on_call", c.agents_on_call),
+            ("wrap_up", c.agents_wrap_up),
+            ("paused", c.agents_paused),
+        ] {
+            agents
+                .get_or_create(&with(c, "state", state))
+                .set(i64::from(n));
+        }
+        for (state, n) in [("ringing", c.calls_ringing), ("waiting", c.calls_waiting)] {
+            in_flight
+                .get_or_create(&with(c, "state", state))
+                .set(i64::from(n));
+        }
+        dial_level.get_or_create(&l).set(c.dial_level);
+        cps.get_or_create(&l).set(c.calls_per_second);
+        updated.get_or_create(&l).set(c.at_ms as f64 / 1000.0);
+    }
+
+    r.register(
+        "dialler_calls",
+        "Ended dial attempts by outcome since the service started",
+        calls,
+    );
+    r.register(
+        "dialler_attempts",
+        "Dial attempts since the service started",
+        attempts,
+    );
+    r.register(
+        "dialler_human_answers",
+        "Calls answered by a person since the service started",
+        human,
+    );
+    r.register(
+        "dialler_connects",
+        "Answered calls bridged to an agent since the service started",
+        connects,
+    );
+    r.register(
+        "dialler_abandons",
+        "Answered calls with no agent to take them since the service started",
+        abandons,
+    );
+    r.register(
+        "dialler_contacts",
+        "Dispositions counted as contacts since the service started",
+        contacts,
+    );
+    r.register(
+        "dialler_conversions",
+        "Dispositions counted as conversions since the service started",
+        conversions,
+    );
+    r.register(
+        "dialler_window_human_answers",
+        "Human answers in the compliance window",
+        w_human,
+    );
+    r.register(
+        "dialler_window_abandons",
+        "Abandons in the compliance window",
+        w_abandons,
+    );
+    r.register(
+        "dialler_abandon_rate_percent",
+        "Abandons per human answer in the compliance window, percent",
+        rate,
+    );
+    r.register(
+        "dialler_abandon_limit_percent",
+        "The campaign's abandonment limit, percent",
+        limit,
+    );
+    r.register(
+        "dialler_abandon_target_percent",
+        "The abandonment rate pacing aims at, percent",
+        target,
+    );
+    r.register("dialler_agents", "Logged-in agents by state", agents);
+    r.register(
+        "dialler_calls_in_flight",
+        "Calls ringing, or answered and waiting for an agent",
+        in_flight,
+    );
+    r.register(
+        "dialler_dial_level",
+        "Calls the pacer places per ready agent",
+        dial_level,
+    );
+    r.register(
+        "dialler_calls_per_second",
+        "Dial attempts per second over the last few seconds",
+        cps,
+    );
+    r.register(
+        "dialler_live_updated_seconds",
+        "When the campaign's live figures were taken, Unix time",
+        updated,
+    );
+    r.register(
+        "dialler_sip_response_seconds",
+        "Time from sending a SIP request to its first response",
+        SIP_RESPONSE.clone(),
+    );
+    r.register(
+        "dialler_store_seconds",
+        "Time a store operation took, by operation",
+        STORE.clone(),
+    );
+
+    let mut out = String::new();
+    encode(&mut out, &r)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn board_figures_and_histograms_are_exposed() {
+        let mut board = Board::new();
+        board.insert(
+            "uk".into(),
+            CampaignLive {
+                name: "uk".into(),
+                agents_ready: 3,
+                window_rate_percent: 2.5,
+                outcomes: [("busy".to_string(), 7)].into(),
+                ..CampaignLive::default()
+            },
+        );
+        record_sip_response(0.02);
+        record_store("unit_test_op", 0.003);
+        let text = render(&board).expect("render");
+        assert!(text.contains("dialler_agents{campaign=\"uk\",state=\"ready\"} 3\n"));
+        assert!(text.contains("dialler_calls_total{campaign=\"uk\",outcome=\"busy\"} 7\n"));
+        assert!(text.contains("dialler_abandon_rate_percent{campaign=\"uk\"} 2.5\n"));
+        assert!(text.contains("# TYPE dialler_sip_response_seconds histogram"));
+        assert!(text.contains("dialler_store_seconds_count{op=\"unit_test_op\"} 1\n"));
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut board = Board::new();
+        let name = "a\"b\\c\nd".to_string();
+        board.insert(
+            name.clone(),
+            CampaignLive {
+                name,
+                ..CampaignLive::default()
+            },
+        );
+        let text = render(&board).expect("render");
+        assert!(text.contains(r#"dialler_dial_level{campaign="a\"b\\c\nd"} 0"#));
+    }
+}
