@@ -20,6 +20,7 @@ pub mod phone;
 pub mod profile;
 pub mod registry;
 pub mod report;
+pub mod service;
 pub mod sim;
 pub mod sip;
 pub mod store;
