@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 pub mod campaign;
 pub mod compliance;
+pub mod demo;
 pub mod dialer;
 pub mod dnd_set;
 pub mod erasure;

@@ -409,7 +409,15 @@ impl Driver {
                 }
             }
             self.drain();
-            if self.stopping.is_some() && self.calls.is_empty() {
+            // Agents finishing a call or its wrap-up keep the campaign up
+            // (within the grace period) so their dispositions are recorded.
+            if self.stopping.is_some()
+                && self.calls.is_empty()
+                && !self
+                    .agents
+                    .values()
+                    .any(|a| matches!(a.state, AState::OnCall(_) | AState::WrapUp))
+            {
                 break;
             }
         }
@@ -418,6 +426,12 @@ impl Driver {
     }
 
     fn force_end(&mut self) {
+        for a in self.agents.values_mut() {
+            // Wrap-ups cut short by the end of the grace period.
+            if a.state == AState::WrapUp {
+                a.state = AState::Paused;
+            }
+        }
         // Grace is over: hang up what is left; their SIP ends arrive soon.
         self.stopping = Some(tokio::time::Instant::now() + Duration::from_secs(5));
         let mut n = 0;
@@ -708,7 +722,7 @@ impl Driver {
                 if let Some(a) = self.agents.get_mut(&agent) {
                     a.state = state;
                 }
-                let _ = self.agent_state(&agent, store_state, reason.clone(), now);
+                drop(self.agent_state(&agent, store_state, reason.clone(), now));
                 self.set_session_state(
                     &agent,
                     if state == AState::Ready {
@@ -1107,7 +1121,7 @@ impl Driver {
             self.shared.latency.push(at.elapsed());
         }
         self.counters.connects += 1;
-        let _ = self.agent_state(&name, AgentState::OnCall, None, now);
+        drop(self.agent_state(&name, AgentState::OnCall, None, now));
         self.session_update(&name, |s| {
             s.state = "on_call";
             s.since = now;
@@ -1165,7 +1179,7 @@ impl Driver {
                     {
                         a.state = AState::WrapUp;
                     }
-                    let _ = self.agent_state(&agent, AgentState::Wrapup, None, now);
+                    drop(self.agent_state(&agent, AgentState::Wrapup, None, now));
                     let mut ended_view = None;
                     self.session_update(&agent, |s| {
                         s.state = "wrapup";
@@ -1211,21 +1225,20 @@ impl Driver {
             outcome.code()
         };
         let attempts = c.lead.lead.attempts + 1;
-        let (status, next) = if outcome == Outcome::Connected {
-            ("done", None)
-        } else if attempts >= i64::from(self.campaign.max_attempts) {
-            ("done", None)
-        } else {
-            let delay = self
-                .campaign
-                .retry_delay(code)
-                .or_else(|| self.campaign.retry_delay("failure"))
-                .unwrap_or(Duration::from_secs(3600));
-            (
-                "retry",
-                Some(now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 4)),
-            )
-        };
+        let (status, next) =
+            if outcome == Outcome::Connected || attempts >= i64::from(self.campaign.max_attempts) {
+                ("done", None)
+            } else {
+                let delay = self
+                    .campaign
+                    .retry_delay(code)
+                    .or_else(|| self.campaign.retry_delay("failure"))
+                    .unwrap_or(Duration::from_secs(3600));
+                (
+                    "retry",
+                    Some(now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 4)),
+                )
+            };
         self.write(Write::FinishAttempt(
             attempt_id,
             AttemptEnd {

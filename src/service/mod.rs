@@ -15,6 +15,7 @@
 //! [`crate::compliance::check`] do.
 
 pub mod campaign;
+pub mod client;
 pub mod http;
 pub mod writer;
 
@@ -241,9 +242,21 @@ pub struct RunSummary {
     pub bridge_latency_ms: (usize, f64, f64, f64),
 }
 
-/// Current time, ms since the Unix epoch: the service's clock.
+static CLOCK_OFFSET_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Shifts the service's wall clock by `ms` for the whole process: only
+/// `dialler demo` does this, to run a campaign whose calling window is
+/// closed at the real time of day on a virtual clock where it is open.
+/// Durations (ring, talk, grace) stay real.
+pub fn set_clock_offset_ms(ms: i64) {
+    CLOCK_OFFSET_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Current time, ms since the Unix epoch: the service's clock (the real
+/// clock unless [`set_clock_offset_ms`] shifted it).
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+        + CLOCK_OFFSET_MS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A started service: the HTTP address and the shared state.
