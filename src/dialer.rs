@@ -117,6 +117,14 @@ pub enum Event {
         /// The agent.
         agent: AgentId,
     },
+    /// The driver did not place this dialled call (compliance refused the
+    /// lead just before the INVITE, or its attempt could not be written):
+    /// the call is forgotten, counting neither as an attempt nor in the
+    /// estimators.
+    DialSkipped {
+        /// The call.
+        call: CallId,
+    },
     /// Start (true) or stop (false) launching new calls, for example ahead
     /// of the end of a shift or of the calling window. Calls in flight go
     /// on.
@@ -425,6 +433,19 @@ impl Runner {
             // A connected call ending moves its agent from talk to wrap-up:
             // still busy, same handle clock.
             Event::CallEnded { call } => self.far_end_hung_up(now_ms, call),
+            Event::DialSkipped { call } => {
+                if self
+                    .calls
+                    .get(&call)
+                    .is_some_and(|c| c.state == CallState::Ringing)
+                {
+                    self.ringing.remove(&call);
+                    self.calls.remove(&call);
+                    true
+                } else {
+                    false
+                }
+            }
             Event::Dialling(on) => {
                 self.dialling = on;
                 on
@@ -538,6 +559,12 @@ impl Runner {
         s.window_human_answers = h;
         s.window_abandons = a;
         s
+    }
+
+    /// Replaces the abandonment ledger, for a driver that rebuilt it from
+    /// stored events after a restart. Call it before the first event.
+    pub fn restore_ledger(&mut self, ledger: Ledger) {
+        self.ledger = ledger;
     }
 
     /// Calls not yet over (ringing, waiting, connected, hearing the message).

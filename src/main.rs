@@ -62,6 +62,63 @@ enum Command {
     Token(TokenCmd),
     /// A campaign's figures over a time range.
     Report(ReportArgs),
+    /// Run the live service: campaigns' runners, SIP, RTP, store and the
+    /// HTTP API, until SIGINT or SIGTERM.
+    Run(RunArgs),
+    /// The whole dialler on this machine with no setup: sandbox provider,
+    /// simulated agents over the API, a status line, then the report.
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Campaigns to run (default: every campaign file).
+    #[arg(long = "campaign")]
+    campaigns: Vec<String>,
+    /// HTTP API address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Local SIP address.
+    #[arg(long, default_value = "0.0.0.0:5070")]
+    sip_bind: std::net::SocketAddr,
+    /// Send every call to this provider (IP:port) instead of the
+    /// campaigns' provider URIs (for the sandbox or SIPp).
+    #[arg(long)]
+    provider: Option<std::net::SocketAddr>,
+    /// This node's name; a restart under the same name recovers its calls.
+    #[arg(long, env = "DIALLER_NODE", default_value = "local")]
+    node: String,
+    /// Seconds connected calls may go on after a shutdown signal.
+    #[arg(long, default_value_t = 30.0)]
+    grace: f64,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Minutes of dialling.
+    #[arg(long, default_value_t = 2.0)]
+    minutes: f64,
+    /// Simulated agents.
+    #[arg(long, default_value_t = 10)]
+    agents: u32,
+    /// Sample campaign (its leads: campaigns/leads/NAME.csv).
+    #[arg(long, default_value = "uk-broadband")]
+    campaign: String,
+    /// sandbox (built in); sipp is not supported by the demo yet.
+    #[arg(long, default_value = "sandbox")]
+    provider: String,
+    /// Scenario for agent times, conversions and the provider's outcomes.
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// The demo's SQLite file, recreated each run.
+    #[arg(long, default_value = "demo.db")]
+    demo_db: PathBuf,
+    /// Seconds between status lines.
+    #[arg(long, default_value_t = 5.0)]
+    status_every: f64,
+    /// Seed of the draws.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 #[derive(Subcommand)]
@@ -856,6 +913,74 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     );
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(a) => {
+            let store = Store::open(&cli.db).await?;
+            let loaded = campaign::load_dir(&cli.campaigns)?;
+            let mut chosen = Vec::new();
+            for (_, c) in loaded.campaigns {
+                if a.campaigns.is_empty() || a.campaigns.contains(&c.name) {
+                    chosen.push(c);
+                }
+            }
+            for name in &a.campaigns {
+                if !chosen.iter().any(|c| &c.name == name) {
+                    anyhow::bail!("no valid campaign {name} in {}", cli.campaigns.display());
+                }
+            }
+            if chosen.is_empty() {
+                anyhow::bail!("no campaigns to run in {}", cli.campaigns.display());
+            }
+            let refs: Vec<&Campaign> = chosen.iter().collect();
+            let registries = registry::load(&store, &cli.dnd_dir, &refs).await?;
+            let mut cfg = dialler::service::ServiceConfig::new(store.clone(), chosen, registries);
+            cfg.provider = a.provider;
+            cfg.sip_bind = a.sip_bind;
+            cfg.node = a.node;
+            cfg.grace = std::time::Duration::from_secs_f64(a.grace.max(0.0));
+            let listener = tokio::net::TcpListener::bind(a.listen)
+                .await
+                .with_context(|| format!("binding {}", a.listen))?;
+            let running = dialler::service::start(cfg, listener, async {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = async {
+                        match term.as_mut() {
+                            Some(t) => { t.recv().await; }
+                            None => std::future::pending::<()>().await,
+                        }
+                    } => {}
+                }
+            })
+            .await?;
+            println!("dialler listening on http://{}", running.http);
+            let summary = running.wait().await?;
+            store.close().await;
+            println!("{}", serde_json::to_string(&summary)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(a) => {
+            if a.provider != "sandbox" {
+                anyhow::bail!(
+                    "dialler demo supports --provider sandbox only (SIPp is used by the tests)"
+                );
+            }
+            let opts = dialler::demo::DemoOptions {
+                minutes: a.minutes,
+                agents: a.agents,
+                campaign: a.campaign,
+                scenario: a
+                    .scenario
+                    .unwrap_or_else(|| dialler::demo::default_scenario(&cli.campaigns)),
+                campaigns_dir: cli.campaigns.clone(),
+                db: a.demo_db,
+                status_every: a.status_every,
+                seed: a.seed,
+            };
+            dialler::demo::run(opts).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Sandbox(a) => {

@@ -82,11 +82,13 @@ macro_rules! with_pool {
 // Parts of the store in files of their own (src/store/): they extend
 // `Store` and use `with_pool!`, so they are declared after it.
 mod agents;
+mod claims;
 mod erase;
 mod report;
 mod tokens;
 
 pub use agents::{AgentInterval, AgentState};
+pub use claims::ClaimedLead;
 pub use erase::ErasureCounts;
 pub use report::{AgentCalls, AgentDispositions, AgentStateTime, BucketCounts, ReportData};
 pub use tokens::TokenRow;

@@ -1,0 +1,524 @@
+//! `dialler demo`: the whole dialler on one machine with nothing to set up.
+//!
+//! Creates a fresh SQLite store (the demo file, recreated each run), imports
+//! a sample campaign's leads and its country's sample DND registry, starts
+//! the built-in sandbox provider and a sandbox of agent phones on loopback,
+//! runs the live service ([`crate::service`]) and N simulated agents that
+//! use its HTTP API, prints a status line every few seconds, and ends with
+//! the campaign report.
+//!
+//! Calling hours are never weakened. When the sample campaign's window is
+//! closed at the real time of day (in its leads' zone), the service runs on
+//! a virtual clock set to the next time it opens (plus an hour), and the
+//! status line says so; see [`crate::service::set_clock_offset_ms`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::DateTime;
+use rand::SeedableRng;
+use rand_distr::{Distribution, LogNormal};
+
+use crate::auth::{self, Role};
+use crate::campaign::{self, Campaign};
+use crate::compliance::dnd::Format;
+use crate::compliance::hours::{self, Hours};
+use crate::leads::{self, ImportOptions};
+use crate::registry::{self, DndImport, Target};
+use crate::service::{self, ServiceConfig, client, now_ms};
+use crate::sim::Scenario;
+use crate::sip::sandbox::{self, SandboxConfig, Weights};
+use crate::store::Store;
+
+/// Errors of the demo.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// A file or socket.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The campaign or scenario file.
+    #[error("{0}")]
+    Campaign(#[from] campaign::CampaignError),
+    /// The store.
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+    /// Anything else, said plainly.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What the demo runs.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// How long the service dials.
+    pub minutes: f64,
+    /// Simulated agents.
+    pub agents: u32,
+    /// Campaign name (a file in `campaigns_dir`, leads in
+    /// `campaigns_dir/leads/NAME.csv`).
+    pub campaign: String,
+    /// Folder of campaign files.
+    pub campaigns_dir: PathBuf,
+    /// Scenario for agent handle times, conversions and the sandbox's
+    /// outcome mix.
+    pub scenario: PathBuf,
+    /// The demo's SQLite file (deleted and recreated).
+    pub db: PathBuf,
+    /// Seconds between status lines.
+    pub status_every: f64,
+    /// Seed of the agents' and the sandbox's draws.
+    pub seed: u64,
+}
+
+/// What the demo measured.
+#[derive(Debug, Clone)]
+pub struct DemoResult {
+    /// The campaign report, as text.
+    pub report_text: String,
+    /// Answer-to-bridge latency: bridges, p50, p99, max (ms).
+    pub bridge_latency_ms: (usize, f64, f64, f64),
+    /// Final live figures.
+    pub live: crate::live::CampaignLive,
+}
+
+fn other(e: impl std::fmt::Display) -> DemoError {
+    DemoError::Other(e.to_string())
+}
+
+fn lognormal(mean: f64, sd: f64) -> LogNormal<f64> {
+    let mean = mean.max(0.1);
+    let s2 = (1.0 + (sd * sd) / (mean * mean)).ln();
+    LogNormal::new(mean.ln() - s2 / 2.0, s2.sqrt()).unwrap_or_else(|_| {
+        LogNormal::new(mean.ln(), 0.1).unwrap_or_else(|_| unreachable_lognormal())
+    })
+}
+
+fn unreachable_lognormal() -> LogNormal<f64> {
+    // ln(1) with a small spread is always valid.
+    match LogNormal::new(0.0, 0.1) {
+        Ok(d) => d,
+        Err(_) => unreachable!("LogNormal(0, 0.1) is valid"),
+    }
+}
+
+/// The virtual clock offset that puts `now` inside the campaign's calling
+/// window for `zone`: 0 when it is open now.
+fn clock_offset(c: &Campaign, zone: chrono_tz::Tz) -> i64 {
+    let now = chrono::Utc::now();
+    let h = Hours {
+        plan: &c.hours,
+        calendar: hours::calendar(c.profile),
+    };
+    if h.status(&[zone], now).is_ok() {
+        return 0;
+    }
+    match h.next_open(&[zone], now) {
+        Some(t) => (t - now).num_milliseconds() + 3_600_000,
+        None => 0,
+    }
+}
+
+/// Runs the demo and prints its status lines and report to stdout.
+pub async fn run(opts: DemoOptions) -> Result<DemoResult, DemoError> {
+    let camp = campaign::find(&opts.campaigns_dir, &opts.campaign)?;
+    let scenario = Scenario::load(&opts.scenario)?;
+    let leads_file = opts
+        .campaigns_dir
+        .join("leads")
+        .join(format!("{}.csv", camp.name));
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = opts.db.clone().into_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+    let store = Store::open(&format!("sqlite://{}", opts.db.display())).await?;
+    let zone = crate::timezone::infer(
+        &crate::phone::PhoneNumber::from_e164(match camp.country() {
+            crate::phone::Country::UnitedKingdom => "+442079460000",
+            crate::phone::Country::India => "+919876500000",
+            _ => "+12125550100",
+        })
+        .map_err(other)?,
+    )
+    .first()
+    .copied()
+    .unwrap_or(chrono_tz::UTC);
+    let offset = clock_offset(&camp, zone);
+    service::set_clock_offset_ms(offset);
+    let start_ms = now_ms();
+    if offset != 0 {
+        println!(
+            "calling hours of {} are closed now in {}: the demo runs on a virtual clock at {} (real durations)",
+            camp.name,
+            zone.name(),
+            crate::compliance::local_time(
+                zone,
+                DateTime::from_timestamp_millis(start_ms).unwrap_or_default()
+            )
+        );
+    }
+    let campaign_id = store.upsert_campaign(&camp, start_ms).await?;
+    let (imported, _) = leads::import_file(
+        &store,
+        campaign_id,
+        camp.country(),
+        &leads_file,
+        &ImportOptions {
+            phone_column: None,
+            rejects: None,
+            progress: false,
+        },
+        start_ms,
+    )
+    .await
+    .map_err(other)?;
+    // The country's sample national registry, saved next to the demo db.
+    let dnd_dir = opts.db.with_extension("dnd");
+    let _ = std::fs::create_dir_all(&dnd_dir);
+    let (reg_file, format) = match camp.country() {
+        crate::phone::Country::UnitedKingdom => ("uk-tps-sample.txt", Format::Plain),
+        crate::phone::Country::India => ("in-ncpr-sample.csv", Format::Ncpr),
+        _ => ("us-dnc-sample.txt", Format::Plain),
+    };
+    let reg_path = opts.campaigns_dir.join("dnd").join(reg_file);
+    registry::import(
+        &store,
+        &dnd_dir,
+        &DndImport {
+            target: Target::National(camp.country()),
+            file: &reg_path,
+            format,
+            country: camp.country(),
+            delta: false,
+            loaded_at: DateTime::from_timestamp_millis(start_ms).unwrap_or_default(),
+        },
+    )
+    .await
+    .map_err(other)?;
+    let registries = registry::load(&store, &dnd_dir, &[&camp])
+        .await
+        .map_err(other)?;
+    println!(
+        "demo: {} leads of {} imported into {}, {} agents, {} min, sandbox provider on loopback",
+        imported.imported,
+        camp.name,
+        opts.db.display(),
+        opts.agents,
+        opts.minutes
+    );
+
+    // The provider: outcomes and ring times from the scenario. The sandbox
+    // cannot play an answering machine, so the scenario's machine share is
+    // dialled as no answer.
+    let o = &scenario.outcomes;
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(4);
+    let provider_sip = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    let provider_rtp = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    let provider_addr = provider_sip.local_addr()?;
+    let ring_lo = (scenario.ring.mean - scenario.ring.sd).max(0.5);
+    let ring_hi = (scenario.ring.mean + scenario.ring.sd).max(ring_lo + 0.1);
+    let pcfg = SandboxConfig {
+        weights: Weights {
+            answer: o.human,
+            busy: o.busy,
+            no_answer: o.no_answer + o.machine,
+            reject: 0.0,
+            unavailable: o.failure,
+        },
+        ring: (
+            Duration::from_secs_f64(ring_lo),
+            Duration::from_secs_f64(ring_hi),
+        ),
+        // Agents end their calls at the scenario's talk time; the customer
+        // hanging up first is rare.
+        talk_mean: Duration::from_secs_f64(scenario.talk.mean * 20.0),
+        seed: opts.seed,
+        ..SandboxConfig::default()
+    };
+    let mut rx1 = stop_tx.subscribe();
+    let provider = tokio::spawn(sandbox::serve(
+        provider_sip,
+        provider_rtp,
+        pcfg,
+        async move {
+            let _ = rx1.recv().await;
+        },
+    ));
+    // Agent phones: always answer, hold until the dialler's BYE.
+    let phones_sip = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    let phones_rtp = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    let phones_addr = phones_sip.local_addr()?;
+    let phone_cfg = SandboxConfig {
+        weights: Weights {
+            answer: 1.0,
+            busy: 0.0,
+            no_answer: 0.0,
+            reject: 0.0,
+            unavailable: 0.0,
+        },
+        ring: (Duration::from_millis(200), Duration::from_millis(400)),
+        talk_mean: Duration::ZERO,
+        seed: opts.seed + 1,
+        ..SandboxConfig::default()
+    };
+    let mut rx2 = stop_tx.subscribe();
+    let phones = tokio::spawn(sandbox::serve(
+        phones_sip,
+        phones_rtp,
+        phone_cfg,
+        async move {
+            let _ = rx2.recv().await;
+        },
+    ));
+
+    let mut cfg = ServiceConfig::new(store.clone(), vec![camp.clone()], registries);
+    cfg.provider = Some(provider_addr);
+    cfg.sip_bind = "127.0.0.1:0".parse().map_err(other)?;
+    cfg.grace = Duration::from_secs(60);
+    cfg.node = "demo".into();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let (svc_stop_tx, svc_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let running = service::start(cfg, listener, async move {
+        let _ = svc_stop_rx.await;
+    })
+    .await
+    .map_err(other)?;
+    let http = running.http;
+    let shared = running.shared.clone();
+
+    // Agents.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(opts.minutes * 60.0);
+    let conv_codes: Vec<String> = camp
+        .dispositions
+        .iter()
+        .filter(|d| d.conversion)
+        .map(|d| d.code.clone())
+        .collect();
+    let other_codes: Vec<String> = camp
+        .dispositions
+        .iter()
+        .filter(|d| !d.conversion && !d.dnc && !d.callback)
+        .map(|d| d.code.clone())
+        .collect();
+    let mut agent_tasks = Vec::new();
+    for i in 0..opts.agents {
+        let id = format!("agent{:02}", i + 1);
+        let tok = auth::create_token(&store, Role::Agent, Some(&id), Some("demo"), start_ms)
+            .await
+            .map_err(other)?;
+        let a = SimAgent {
+            http,
+            id,
+            token: tok.token,
+            campaign: camp.name.clone(),
+            phone: format!("sip:{}@{}", i + 1, phones_addr),
+            talk: lognormal(scenario.talk.mean, scenario.talk.sd),
+            wrap: lognormal(scenario.wrap.mean, scenario.wrap.sd),
+            conversion: scenario.conversion,
+            conv_codes: conv_codes.clone(),
+            other_codes: other_codes.clone(),
+            seed: opts.seed.wrapping_mul(1000) + u64::from(i),
+            deadline,
+        };
+        agent_tasks.push(tokio::spawn(a.run()));
+    }
+
+    // Status lines until the end.
+    let every = Duration::from_secs_f64(opts.status_every.max(0.5));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let started = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let board = shared.board.snapshot();
+                if let Some(l) = board.get(&camp.name) {
+                    println!("{}", status_line(started.elapsed(), l));
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    // Stop dialling first; agents take the calls still in flight, record
+    // their dispositions and log out.
+    let _ = svc_stop_tx.send(());
+    for t in agent_tasks {
+        let _ = t.await;
+    }
+    let summary = running.wait().await.map_err(other)?;
+    let _ = stop_tx.send(());
+    let _ = provider.await;
+    let _ = phones.await;
+    let live = shared
+        .board
+        .snapshot()
+        .get(&camp.name)
+        .cloned()
+        .unwrap_or_default();
+    println!("{}", status_line(started.elapsed(), &live));
+    let end_ms = now_ms() + 1;
+    let report = crate::report::report(&store, &camp, campaign_id, start_ms, end_ms)
+        .await
+        .map_err(other)?;
+    let text = report.to_text();
+    println!();
+    println!("{text}");
+    let (n, p50, p99, max) = summary.bridge_latency_ms;
+    println!(
+        "answer-to-bridge latency over {n} bridges: p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms"
+    );
+    store.close().await;
+    service::set_clock_offset_ms(0);
+    Ok(DemoResult {
+        report_text: text,
+        bridge_latency_ms: summary.bridge_latency_ms,
+        live,
+    })
+}
+
+/// One status line from a campaign's live figures.
+pub fn status_line(elapsed: Duration, l: &crate::live::CampaignLive) -> String {
+    format!(
+        "[{:>4}s] agents ready {} on call {} wrap-up {} paused {} | ringing {} waiting {} | dial level {:.2} | attempts {} answers {} connects {} | abandoned {} = {:.2}% (limit {:.1}%) | conversions {}",
+        elapsed.as_secs(),
+        l.agents_ready,
+        l.agents_on_call,
+        l.agents_wrap_up,
+        l.agents_paused,
+        l.calls_ringing,
+        l.calls_waiting,
+        l.dial_level,
+        l.attempts,
+        l.human_answers,
+        l.connects,
+        l.window_abandons,
+        l.window_rate_percent,
+        l.limit_percent,
+        l.conversions,
+    )
+}
+
+/// A simulated agent: logs in through the API, takes calls, talks and
+/// wraps up for times drawn from the scenario, records dispositions.
+pub struct SimAgent {
+    /// The API.
+    pub http: SocketAddr,
+    /// Agent id.
+    pub id: String,
+    /// Its token.
+    pub token: String,
+    /// Campaign.
+    pub campaign: String,
+    /// Its phone's SIP URI.
+    pub phone: String,
+    /// Talk time, s.
+    pub talk: LogNormal<f64>,
+    /// Wrap-up time, s.
+    pub wrap: LogNormal<f64>,
+    /// Probability a call converts.
+    pub conversion: f64,
+    /// Codes that are conversions.
+    pub conv_codes: Vec<String>,
+    /// Other contact codes.
+    pub other_codes: Vec<String>,
+    /// Seed.
+    pub seed: u64,
+    /// When to log out.
+    pub deadline: tokio::time::Instant,
+}
+
+impl SimAgent {
+    async fn post(&self, path: &str, body: &str) -> (u16, String) {
+        client::request(self.http, "POST", path, Some(&self.token), Some(body))
+            .await
+            .unwrap_or((0, String::new()))
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        client::request(self.http, "GET", path, Some(&self.token), None)
+            .await
+            .unwrap_or((0, String::new()))
+    }
+
+    /// Runs until the deadline, then logs out. Returns calls handled.
+    pub async fn run(self) -> u32 {
+        use rand::RngExt;
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(self.seed);
+        let id = self.id.clone();
+        let body =
+            serde_json::json!({ "campaign": self.campaign, "sip_uri": self.phone }).to_string();
+        let (code, text) = self.post(&format!("/api/agents/{id}/login"), &body).await;
+        if code != 200 {
+            eprintln!("{id}: login failed: {code} {text}");
+            return 0;
+        }
+        self.post(&format!("/api/agents/{id}/ready"), "").await;
+        let mut handled = 0;
+        let hard_stop = self.deadline + Duration::from_secs(60);
+        while tokio::time::Instant::now() < hard_stop {
+            let (code, text) = self.get(&format!("/api/agents/{id}/call")).await;
+            if code == 409 || code == 0 {
+                // Logged out by the service, or the service is gone.
+                return handled;
+            }
+            if code != 200 {
+                // After the deadline an idle agent stays until the service
+                // has no calls left and logs everyone out.
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                continue;
+            }
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            let call_id = v["call"]["call_id"].as_i64().unwrap_or(0);
+            if v["state"] == "on_call" {
+                let talk = self.talk.sample(&mut rng);
+                let until = tokio::time::Instant::now() + Duration::from_secs_f64(talk);
+                // Talk until the drawn time, or until the customer hangs up.
+                loop {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let (c, t) = self.get(&format!("/api/agents/{id}/call")).await;
+                    let still = c == 200 && t.contains("\"state\":\"on_call\"");
+                    if !still {
+                        break;
+                    }
+                    if tokio::time::Instant::now() >= until {
+                        self.post(&format!("/api/agents/{id}/hangup"), "").await;
+                    }
+                }
+            }
+            // Wrap-up: wait for the end to show, then the drawn time.
+            for _ in 0..50 {
+                let (c, t) = self.get(&format!("/api/agents/{id}/call")).await;
+                if c == 200 && t.contains("\"state\":\"wrapup\"") {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let wrap = self.wrap.sample(&mut rng);
+            tokio::time::sleep(Duration::from_secs_f64(wrap)).await;
+            let converted = rng.random::<f64>() < self.conversion && !self.conv_codes.is_empty();
+            let body = if converted {
+                serde_json::json!({ "code": self.conv_codes[0], "amount": 120.0 })
+            } else {
+                let i = rng.random_range(0..self.other_codes.len().max(1));
+                serde_json::json!({ "code": self.other_codes.get(i).cloned().unwrap_or_default() })
+            };
+            let (c, t) = self
+                .post(
+                    &format!("/api/calls/{call_id}/disposition"),
+                    &body.to_string(),
+                )
+                .await;
+            if c != 200 {
+                tracing::warn!(agent = %id, status = c, "disposition refused: {t}");
+            }
+            handled += 1;
+        }
+        self.post(&format!("/api/agents/{id}/logout"), "").await;
+        handled
+    }
+}
+
+/// The default demo scenario file.
+pub fn default_scenario(campaigns_dir: &Path) -> PathBuf {
+    campaigns_dir.join("scenarios").join("demo.toml")
+}

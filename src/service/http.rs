@@ -1,0 +1,570 @@
+//! The agents API under `/api` (axum): log in, ready, pause, log out, the
+//! current call, dispositions, and the event stream. Every route takes the
+//! [`Authenticated`] extractor: 401 without a valid token, 403 when an
+//! agent token reaches for another agent.
+
+use std::convert::Infallible;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use super::campaign::Input;
+use super::{SessionView, Shared, now_ms};
+use crate::api::ApiError;
+use crate::api::auth::Authenticated;
+use crate::store::{NewDisposition, Store};
+
+/// Largest request body accepted, bytes.
+pub const BODY_LIMIT: usize = 16 * 1024;
+
+/// Logins allowed per agent per minute.
+pub const LOGINS_PER_MINUTE: u32 = 10;
+
+/// The router's state.
+#[derive(Clone)]
+pub struct AppState {
+    shared: Arc<Shared>,
+    logins: Arc<DefaultKeyedRateLimiter<String>>,
+}
+
+impl FromRef<AppState> for Store {
+    fn from_ref(s: &AppState) -> Store {
+        s.shared.store.clone()
+    }
+}
+
+/// The `/api` routes over the service's shared state.
+pub fn router(shared: Arc<Shared>) -> Router {
+    let quota = Quota::per_minute(NonZeroU32::new(LOGINS_PER_MINUTE).unwrap_or(NonZeroU32::MIN));
+    let state = AppState {
+        shared,
+        logins: Arc::new(RateLimiter::keyed(quota)),
+    };
+    Router::new()
+        .route("/api/campaigns", get(campaigns))
+        .route("/api/agents", get(agents))
+        .route("/api/agents/{id}/login", post(login))
+        .route("/api/agents/{id}/ready", post(ready))
+        .route("/api/agents/{id}/pause", post(pause))
+        .route("/api/agents/{id}/logout", post(logout))
+        .route("/api/agents/{id}/hangup", post(hangup))
+        .route("/api/agents/{id}/call", get(current_call))
+        .route("/api/calls/{id}/disposition", post(disposition))
+        .route("/api/events", get(events))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    match body {
+        Ok(Json(t)) => Ok(t),
+        Err(e) => Err(ApiError::new(e.status(), e.body_text())),
+    }
+}
+
+#[derive(Serialize)]
+struct DispositionOut {
+    code: String,
+    label: String,
+    conversion: bool,
+    contact: bool,
+}
+
+#[derive(Serialize)]
+struct CampaignOut {
+    name: String,
+    description: String,
+    profile: &'static str,
+    dispositions: Vec<DispositionOut>,
+    live: Option<crate::live::CampaignLive>,
+}
+
+async fn campaigns(
+    _auth: Authenticated,
+    State(s): State<AppState>,
+) -> Result<Json<Vec<CampaignOut>>, ApiError> {
+    let board = s.shared.board.snapshot();
+    Ok(Json(
+        s.shared
+            .campaigns
+            .values()
+            .map(|h| CampaignOut {
+                name: h.campaign.name.clone(),
+                description: h.campaign.description.clone(),
+                profile: h.campaign.profile.as_str(),
+                dispositions: h
+                    .campaign
+                    .dispositions
+                    .iter()
+                    .map(|d| DispositionOut {
+                        code: d.code.clone(),
+                        label: d.label.clone(),
+                        conversion: d.conversion,
+                        contact: d.contact,
+                    })
+                    .collect(),
+                live: board.get(&h.campaign.name).cloned(),
+            })
+            .collect(),
+    ))
+}
+
+async fn agents(
+    auth: Authenticated,
+    State(s): State<AppState>,
+) -> Result<Json<Vec<SessionView>>, ApiError> {
+    auth.require_supervisor()?;
+    let mut v: Vec<SessionView> = s
+        .shared
+        .sessions
+        .lock()
+        .map_err(ApiError::internal)?
+        .values()
+        .cloned()
+        .collect();
+    v.sort_by(|a, b| a.agent.cmp(&b.agent));
+    Ok(Json(v))
+}
+
+#[derive(Debug, Serialize)]
+struct Ok200 {
+    ok: bool,
+    agent: String,
+    state: &'static str,
+}
+
+fn valid_agent_id(id: &str) -> Result<(), ApiError> {
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(ApiError::bad_request(
+            "agent ids are 1-64 letters, digits, '-', '_' or '.'",
+        ));
+    }
+    Ok(())
+}
+
+async fn ask(
+    s: &AppState,
+    campaign: &str,
+    make: impl FnOnce(super::campaign::Reply) -> Input,
+    wait: Duration,
+) -> Result<(), ApiError> {
+    let h = s
+        .shared
+        .campaigns
+        .get(campaign)
+        .ok_or_else(|| ApiError::not_found("no such campaign"))?;
+    let (tx, rx) = oneshot::channel();
+    h.tx.send(make(tx))
+        .map_err(|_| ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "stopping"))?;
+    match tokio::time::timeout(wait, rx).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err((code, msg)))) => Err(ApiError::new(
+            axum::http::StatusCode::from_u16(code)
+                .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR),
+            msg,
+        )),
+        Ok(Err(_)) => Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "the campaign is stopping",
+        )),
+        Err(_) => Err(ApiError::new(
+            axum::http::StatusCode::GATEWAY_TIMEOUT,
+            "timed out",
+        )),
+    }
+}
+
+fn session_of(s: &AppState, agent: &str) -> Result<SessionView, ApiError> {
+    s.shared
+        .sessions
+        .lock()
+        .map_err(ApiError::internal)?
+        .get(agent)
+        .cloned()
+        .ok_or_else(|| ApiError::conflict("not logged in"))
+}
+
+fn state_of(s: &AppState, agent: &str) -> &'static str {
+    s.shared
+        .sessions
+        .lock()
+        .ok()
+        .and_then(|m| m.get(agent).map(|v| v.state))
+        .unwrap_or("logged_out")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginIn {
+    campaign: String,
+    sip_uri: String,
+}
+
+async fn login(
+    auth: Authenticated,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<LoginIn>, JsonRejection>,
+) -> Result<Json<Ok200>, ApiError> {
+    valid_agent_id(&id)?;
+    auth.require_agent(&id)?;
+    if s.logins.check_key(&id).is_err() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "too many logins for this agent; wait a minute",
+        ));
+    }
+    let body = json_body(body)?;
+    if !s.shared.campaigns.contains_key(&body.campaign) {
+        return Err(ApiError::not_found("no such campaign"));
+    }
+    {
+        let mut sessions = s.shared.sessions.lock().map_err(ApiError::internal)?;
+        if sessions.contains_key(&id) {
+            return Err(ApiError::conflict("already logged in"));
+        }
+        sessions.insert(
+            id.clone(),
+            SessionView {
+                agent: id.clone(),
+                campaign: body.campaign.clone(),
+                state: "logging_in",
+                since: now_ms(),
+                reason: None,
+                call: None,
+                pending: None,
+                disposing: false,
+            },
+        );
+    }
+    let r = ask(
+        &s,
+        &body.campaign,
+        |reply| Input::Login {
+            agent: id.clone(),
+            sip_uri: body.sip_uri.clone(),
+            reply,
+        },
+        Duration::from_secs(40),
+    )
+    .await;
+    match r {
+        Ok(()) => {
+            s.shared.with_session(&id, |v| {
+                v.state = "paused";
+                v.reason = Some("logged_in".into());
+                v.since = now_ms();
+            });
+            Ok(Json(Ok200 {
+                ok: true,
+                agent: id,
+                state: "paused",
+            }))
+        }
+        Err(e) => {
+            if let Ok(mut m) = s.shared.sessions.lock()
+                && m.get(&id).is_some_and(|v| v.state == "logging_in")
+            {
+                m.remove(&id);
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn ready(
+    auth: Authenticated,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Ok200>, ApiError> {
+    auth.require_agent(&id)?;
+    let session = session_of(&s, &id)?;
+    ask(
+        &s,
+        &session.campaign,
+        |reply| Input::Ready {
+            agent: id.clone(),
+            reply,
+        },
+        Duration::from_secs(10),
+    )
+    .await?;
+    Ok(Json(Ok200 {
+        ok: true,
+        state: state_of(&s, &id),
+        agent: id,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PauseIn {
+    reason: String,
+}
+
+async fn pause(
+    auth: Authenticated,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<PauseIn>, JsonRejection>,
+) -> Result<Json<Ok200>, ApiError> {
+    auth.require_agent(&id)?;
+    let body = json_body(body)?;
+    if body.reason.trim().is_empty() || body.reason.len() > 100 {
+        return Err(ApiError::bad_request("reason: 1-100 characters"));
+    }
+    let session = session_of(&s, &id)?;
+    ask(
+        &s,
+        &session.campaign,
+        |reply| Input::Pause {
+            agent: id.clone(),
+            reason: body.reason.trim().to_string(),
+            reply,
+        },
+        Duration::from_secs(10),
+    )
+    .await?;
+    Ok(Json(Ok200 {
+        ok: true,
+        state: state_of(&s, &id),
+        agent: id,
+    }))
+}
+
+async fn logout(
+    auth: Authenticated,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Ok200>, ApiError> {
+    auth.require_agent(&id)?;
+    let session = session_of(&s, &id)?;
+    ask(
+        &s,
+        &session.campaign,
+        |reply| Input::Logout {
+            agent: id.clone(),
+            reply,
+        },
+        Duration::from_secs(10),
+    )
+    .await?;
+    Ok(Json(Ok200 {
+        ok: true,
+        state: state_of(&s, &id),
+        agent: id,
+    }))
+}
+
+async fn hangup(
+    auth: Authenticated,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Ok200>, ApiError> {
+    auth.require_agent(&id)?;
+    let session = session_of(&s, &id)?;
+    ask(
+        &s,
+        &session.campaign,
+        |reply| Input::Hangup {
+            agent: id.clone(),
+            reply,
+        },
+        Duration::from_secs(10),
+    )
+    .await?;
+    Ok(Json(Ok200 {
+        ok: true,
+        state: state_of(&s, &id),
+        agent: id,
+    }))
+}
+
+#[derive(Serialize)]
+struct CallOut {
+    agent: String,
+    state: &'static str,
+    call: super::CallView,
+}
+
+async fn current_call(
+    auth: Authenticated,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<CallOut>, ApiError> {
+    auth.require_agent(&id)?;
+    let session = session_of(&s, &id)?;
+    match session.call {
+        Some(call) => Ok(Json(CallOut {
+            agent: id,
+            state: session.state,
+            call,
+        })),
+        None => Err(ApiError::not_found("no current call")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DispositionIn {
+    code: String,
+    /// Revenue in the campaign's currency (major units, e.g. 120.50).
+    amount: Option<f64>,
+    /// Call back at, ms since the Unix epoch.
+    callback_at: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct DispositionDone {
+    ok: bool,
+    disposition_id: i64,
+    wrapup_ms: i64,
+    state: &'static str,
+}
+
+async fn disposition(
+    auth: Authenticated,
+    State(s): State<AppState>,
+    Path(call_id): Path<i64>,
+    body: Result<Json<DispositionIn>, JsonRejection>,
+) -> Result<Json<DispositionDone>, ApiError> {
+    let body = json_body(body)?;
+    // Find the session holding this call, and claim its wrap-up.
+    let (agent, campaign, ended_at) = {
+        let mut sessions = s.shared.sessions.lock().map_err(ApiError::internal)?;
+        let Some(v) = sessions
+            .values_mut()
+            .find(|v| v.call.as_ref().is_some_and(|c| c.call_id == call_id))
+        else {
+            // Say nothing of other agents' calls to an agent token.
+            return Err(ApiError::not_found("no call awaiting a disposition"));
+        };
+        auth.require_agent(&v.agent)?;
+        if v.state != "wrapup" {
+            return Err(ApiError::conflict(
+                "the call is still connected; hang up first",
+            ));
+        }
+        if v.disposing {
+            return Err(ApiError::conflict(
+                "a disposition is already being recorded",
+            ));
+        }
+        v.disposing = true;
+        let ended = v.call.as_ref().and_then(|c| c.ended_at).unwrap_or(v.since);
+        (v.agent.clone(), v.campaign.clone(), ended)
+    };
+    let unclaim = |s: &AppState| {
+        s.shared.with_session(&agent, |v| v.disposing = false);
+    };
+    let Some(h) = s.shared.campaigns.get(&campaign) else {
+        unclaim(&s);
+        return Err(ApiError::not_found("no such campaign"));
+    };
+    let Some(d) = h.campaign.dispositions.iter().find(|d| d.code == body.code) else {
+        unclaim(&s);
+        return Err(ApiError::bad_request(format!(
+            "unknown disposition code for campaign {campaign}"
+        )));
+    };
+    let amount_minor = match body.amount {
+        None => None,
+        Some(a) if a.is_finite() && (0.0..1e12).contains(&a) => {
+            let digits = h
+                .campaign
+                .costs
+                .as_ref()
+                .map_or(2, |c| crate::report::currency_digits(&c.currency));
+            Some((a * 10f64.powi(digits as i32)).round() as i64)
+        }
+        Some(_) => {
+            unclaim(&s);
+            return Err(ApiError::bad_request("amount must be a number from 0"));
+        }
+    };
+    let now = now_ms();
+    let wrapup_ms = now.saturating_sub(ended_at);
+    let rec = NewDisposition {
+        attempt_id: call_id,
+        campaign_id: h.id,
+        agent_id: agent.clone(),
+        code: d.code.clone(),
+        conversion: d.conversion,
+        contact: d.contact,
+        dnc: d.dnc,
+        callback_at: if d.callback { body.callback_at } else { None },
+        amount_minor,
+        wrapup_ms: Some(wrapup_ms),
+        created_at: now,
+    };
+    // Durable before the agent is made ready.
+    let id = match s.shared.store.record_disposition(&rec).await {
+        Ok(id) => id,
+        Err(e) => {
+            unclaim(&s);
+            return Err(ApiError::internal(e));
+        }
+    };
+    let _ = h.tx.send(Input::WrapUpDone {
+        agent: agent.clone(),
+        contact: d.contact,
+        conversion: d.conversion,
+    });
+    Ok(Json(DispositionDone {
+        ok: true,
+        disposition_id: id,
+        wrapup_ms,
+        state: "done",
+    }))
+}
+
+async fn events(
+    auth: Authenticated,
+    State(s): State<AppState>,
+) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
+    let rx = s.shared.events.subscribe();
+    let principal = auth.0;
+    let stream = futures_util::stream::unfold(rx, move |mut rx| {
+        let principal = principal.clone();
+        async move {
+            loop {
+                match rx.recv().await {
+                    Ok(e) => {
+                        let visible = principal.can_supervise()
+                            || e.agent
+                                .as_deref()
+                                .is_some_and(|a| principal.can_access_agent(a));
+                        if !visible {
+                            continue;
+                        }
+                        let ev = SseEvent::default()
+                            .event(e.kind)
+                            .json_data(&e)
+                            .unwrap_or_else(|_| SseEvent::default().comment("unencodable"));
+                        return Some((Ok(ev), rx));
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        let ev = SseEvent::default().event("lagged").data(n.to_string());
+                        return Some((Ok(ev), rx));
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}

@@ -1,0 +1,422 @@
+//! The live service behind `dialler run`: the campaigns' runners on the
+//! real clock, the SIP UA, RTP, the store and the HTTP API in one process.
+//!
+//! Owns the tokio side of the dialler. Each campaign has one task
+//! ([`campaign`]) that owns its sans-IO [`crate::dialer::Runner`] and never
+//! awaits the store or the network: calls, agent phone legs, relays and
+//! the safe-harbour player are tasks of their own that report back on the
+//! campaign's channel, and store writes go through one ordered writer task
+//! ([`writer`]). What must be durable before acting is awaited by the task
+//! that acts: the attempt row before the INVITE (the call task), the
+//! abandon before the safe-harbour message (the player task), a
+//! disposition before the agent is made ready (the HTTP handler).
+//!
+//! It does not decide anything about pacing or compliance: the runner and
+//! [`crate::compliance::check`] do.
+
+pub mod campaign;
+pub mod client;
+pub mod http;
+pub mod writer;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::campaign::Campaign;
+use crate::compliance::Registries;
+use crate::live::LiveBoard;
+use crate::sip::SipError;
+use crate::sip::ua::{Ua, UaConfig};
+use crate::store::{Store, StoreError};
+
+/// Errors that stop the service.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The store failed at start-up or shutdown.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The SIP UA could not start.
+    #[error("SIP: {0}")]
+    Sip(#[from] SipError),
+    /// A socket error (the HTTP listener).
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// A campaign's provider URI is not dialable and no provider was given.
+    #[error("campaign {0}: {1}")]
+    Provider(String, String),
+}
+
+/// What the service needs to run.
+pub struct ServiceConfig {
+    /// The store.
+    pub store: Store,
+    /// Campaigns to run.
+    pub campaigns: Vec<Campaign>,
+    /// Do-not-call data for those campaigns (see [`crate::registry::load`]).
+    pub registries: Registries,
+    /// The SIP provider every campaign dials through; `None`: each
+    /// campaign's `provider.uri` (which must name an IP address).
+    pub provider: Option<SocketAddr>,
+    /// Local SIP address (port 0 for any).
+    pub sip_bind: SocketAddr,
+    /// This node's name: lead claims and attempts are tagged with it, and a
+    /// restart under the same name recovers what it left.
+    pub node: String,
+    /// How long connected calls may go on after shutdown starts.
+    pub grace: Duration,
+    /// A lead claim older than this may be taken by another node.
+    pub lease: Duration,
+    /// Where the live figures go, about every second.
+    pub board: LiveBoard,
+    /// Safe-harbour message length, seconds.
+    pub safe_harbour_seconds: f64,
+}
+
+impl ServiceConfig {
+    /// Defaults for a store and campaigns: SIP on any port, node `local`,
+    /// 30 s grace, 5 min lease.
+    pub fn new(store: Store, campaigns: Vec<Campaign>, registries: Registries) -> ServiceConfig {
+        ServiceConfig {
+            store,
+            campaigns,
+            registries,
+            provider: None,
+            sip_bind: SocketAddr::from(([0, 0, 0, 0], 0)),
+            node: "local".into(),
+            grace: Duration::from_secs(30),
+            lease: Duration::from_secs(300),
+            board: LiveBoard::new(),
+            safe_harbour_seconds: 2.0,
+        }
+    }
+}
+
+/// Something an agent's screen or a supervisor should know, on
+/// `GET /api/events`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceEvent {
+    /// The agent it concerns (agent tokens see only their own).
+    pub agent: Option<String>,
+    /// The campaign.
+    pub campaign: String,
+    /// `call` (a call was put through to the agent), `call_ended`, `state`.
+    pub kind: &'static str,
+    /// Details (the call view for `call`, the state for `state`).
+    pub data: serde_json::Value,
+}
+
+/// What an agent's screen shows of its current call.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CallView {
+    /// The call id (the attempt's id), for the disposition.
+    pub call_id: i64,
+    /// The campaign.
+    pub campaign: String,
+    /// The number dialled, E.164 (the agent is speaking to this person).
+    pub phone: String,
+    /// The lead's other fields.
+    pub lead: serde_json::Value,
+    /// When the call was put through, ms since the Unix epoch.
+    pub connected_at: i64,
+    /// When it ended, if it has.
+    pub ended_at: Option<i64>,
+}
+
+/// An agent's session as the API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SessionView {
+    /// Agent id.
+    pub agent: String,
+    /// Campaign logged in to.
+    pub campaign: String,
+    /// `logging_in`, `paused`, `ready`, `on_call`, `wrapup`.
+    pub state: &'static str,
+    /// Since when, ms.
+    pub since: i64,
+    /// Pause reason.
+    pub reason: Option<String>,
+    /// The current (or last, in wrap-up) call.
+    pub call: Option<CallView>,
+    /// A pause or logout waits for the end of the call and wrap-up.
+    pub pending: Option<&'static str>,
+    /// A disposition is being written.
+    #[serde(skip)]
+    pub disposing: bool,
+}
+
+/// A running campaign, as the API sees it.
+#[derive(Debug, Clone)]
+pub struct CampaignHandle {
+    /// Store id.
+    pub id: i64,
+    /// The campaign.
+    pub campaign: Arc<Campaign>,
+    /// Its task's inbox.
+    pub tx: mpsc::UnboundedSender<campaign::Input>,
+}
+
+/// Answer-to-bridge latencies, microseconds (the SIP 200 arriving in the
+/// call task to the relay being started).
+#[derive(Debug, Default)]
+pub struct Latencies {
+    samples: Mutex<Vec<u32>>,
+}
+
+impl Latencies {
+    fn push(&self, d: Duration) {
+        if let Ok(mut s) = self.samples.lock() {
+            s.push(u32::try_from(d.as_micros()).unwrap_or(u32::MAX));
+        }
+    }
+
+    /// (count, p50, p99, max) in milliseconds.
+    pub fn summary(&self) -> (usize, f64, f64, f64) {
+        let mut s = self.samples.lock().map(|s| s.clone()).unwrap_or_default();
+        if s.is_empty() {
+            return (0, 0.0, 0.0, 0.0);
+        }
+        s.sort_unstable();
+        let q = |p: f64| f64::from(s[((s.len() - 1) as f64 * p).round() as usize]) / 1000.0;
+        (s.len(), q(0.5), q(0.99), f64::from(s[s.len() - 1]) / 1000.0)
+    }
+}
+
+/// State shared by the campaign tasks and the HTTP handlers.
+pub struct Shared {
+    /// The store.
+    pub store: Store,
+    /// Campaigns by name.
+    pub campaigns: BTreeMap<String, CampaignHandle>,
+    /// Logged-in agents by id.
+    pub sessions: Mutex<HashMap<String, SessionView>>,
+    /// Events for `GET /api/events`.
+    pub events: broadcast::Sender<ServiceEvent>,
+    /// The live board.
+    pub board: LiveBoard,
+    /// Answer-to-bridge latencies.
+    pub latency: Latencies,
+    /// UAs for agent phones, by address (the UA talks to one peer).
+    agent_uas: tokio::sync::Mutex<HashMap<SocketAddr, Arc<Ua>>>,
+    /// Where RTP sockets bind.
+    media_ip: IpAddr,
+}
+
+impl Shared {
+    /// The UA for an agent phone at `addr`, started on first use.
+    async fn agent_ua(&self, addr: SocketAddr) -> Result<Arc<Ua>, SipError> {
+        let mut uas = self.agent_uas.lock().await;
+        if let Some(ua) = uas.get(&addr) {
+            return Ok(ua.clone());
+        }
+        let mut cfg = UaConfig::new(addr, crate::sip::Transport::Udp);
+        cfg.bind = SocketAddr::new(self.media_ip, 0);
+        let ua = Arc::new(Ua::start(cfg).await?);
+        uas.insert(addr, ua.clone());
+        Ok(ua)
+    }
+
+    /// Publishes an event (no subscriber is fine).
+    fn emit(&self, e: ServiceEvent) {
+        let _ = self.events.send(e);
+    }
+
+    fn with_session<R>(&self, agent: &str, f: impl FnOnce(&mut SessionView) -> R) -> Option<R> {
+        let mut s = self.sessions.lock().ok()?;
+        s.get_mut(agent).map(f)
+    }
+}
+
+/// What a run did, for the caller.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunSummary {
+    /// Calls forced to end at shutdown after the grace period.
+    pub hung_up_at_shutdown: u64,
+    /// Answer-to-bridge latency: bridges, p50, p99, max (ms).
+    pub bridge_latency_ms: (usize, f64, f64, f64),
+}
+
+static CLOCK_OFFSET_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Shifts the service's wall clock by `ms` for the whole process: only
+/// `dialler demo` does this, to run a campaign whose calling window is
+/// closed at the real time of day on a virtual clock where it is open.
+/// Durations (ring, talk, grace) stay real.
+pub fn set_clock_offset_ms(ms: i64) {
+    CLOCK_OFFSET_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Current time, ms since the Unix epoch: the service's clock (the real
+/// clock unless [`set_clock_offset_ms`] shifted it).
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+        + CLOCK_OFFSET_MS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A started service: the HTTP address and the shared state.
+pub struct Running {
+    /// Where the HTTP API listens.
+    pub http: SocketAddr,
+    /// Shared state (sessions, board, latencies).
+    pub shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<Result<RunSummary, ServiceError>>,
+}
+
+impl Running {
+    /// Waits for the service to finish (after its shutdown future fired).
+    pub async fn wait(self) -> Result<RunSummary, ServiceError> {
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(ServiceError::Io(std::io::Error::other(e.to_string()))),
+        }
+    }
+}
+
+/// Starts the service on `listener` and returns once it is accepting
+/// requests and dialling; it stops when `shutdown` completes (stop
+/// dialling, let calls finish within the grace period, hang up the rest,
+/// close agent states, release unused lead claims, flush the store).
+pub async fn start(
+    cfg: ServiceConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Running, ServiceError> {
+    let now = now_ms();
+    let http_addr = listener.local_addr()?;
+    let media_ip = match cfg.sip_bind.ip() {
+        ip if ip.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+        ip => ip,
+    };
+    let (write_tx, writer_task) = writer::spawn(cfg.store.clone());
+    let (events, _) = broadcast::channel(1024);
+    let mut campaigns = BTreeMap::new();
+    let mut inboxes = Vec::new();
+    let registries = Arc::new(cfg.registries);
+    // One UA per provider address, shared by the campaigns dialling it.
+    let mut uas: HashMap<SocketAddr, Arc<Ua>> = HashMap::new();
+    let mut setups = Vec::new();
+    for c in cfg.campaigns {
+        let provider = match cfg.provider {
+            Some(p) => p,
+            None => {
+                crate::sip::Target::parse(&c.provider.uri)
+                    .map_err(|e| ServiceError::Provider(c.name.clone(), e.to_string()))?
+                    .addr
+            }
+        };
+        let ua = match uas.get(&provider) {
+            Some(ua) => ua.clone(),
+            None => {
+                let mut ucfg = UaConfig::new(provider, crate::sip::Transport::Udp);
+                if uas.is_empty() {
+                    ucfg.bind = cfg.sip_bind;
+                } else {
+                    ucfg.bind = SocketAddr::new(cfg.sip_bind.ip(), 0);
+                }
+                let ua = Arc::new(Ua::start(ucfg).await?);
+                uas.insert(provider, ua.clone());
+                ua
+            }
+        };
+        let id = cfg.store.upsert_campaign(&c, now).await?;
+        let recovered = campaign::recover(&cfg.store, id, &c, &cfg.node, now).await?;
+        if recovered.interrupted > 0 || recovered.agents_closed > 0 {
+            tracing::warn!(
+                campaign = %c.name,
+                interrupted = recovered.interrupted,
+                agent_states_closed = recovered.agents_closed,
+                "recovered from an unclean stop"
+            );
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let c = Arc::new(c);
+        campaigns.insert(
+            c.name.clone(),
+            CampaignHandle {
+                id,
+                campaign: c.clone(),
+                tx: tx.clone(),
+            },
+        );
+        inboxes.push(tx.clone());
+        setups.push((c, id, rx, tx, ua, recovered.ledger, provider));
+    }
+    let shared = Arc::new(Shared {
+        store: cfg.store.clone(),
+        campaigns,
+        sessions: Mutex::new(HashMap::new()),
+        events,
+        board: cfg.board,
+        latency: Latencies::default(),
+        agent_uas: tokio::sync::Mutex::new(HashMap::new()),
+        media_ip,
+    });
+    let mut tasks = Vec::new();
+    for (c, id, rx, tx, ua, ledger, provider) in setups {
+        let driver = campaign::Driver::new(
+            c,
+            id,
+            shared.clone(),
+            registries.clone(),
+            ua,
+            write_tx.clone(),
+            tx,
+            campaign::Settings {
+                node: cfg.node.clone(),
+                grace: cfg.grace,
+                lease: cfg.lease,
+                media_ip,
+                safe_harbour_seconds: cfg.safe_harbour_seconds,
+            },
+            ledger,
+            provider,
+        );
+        tasks.push(tokio::spawn(driver.run(rx)));
+    }
+    let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let app = http::router(shared.clone());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop_rx.await;
+            })
+            .await
+    });
+    let shared2 = shared.clone();
+    let task = tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down: dialling stops, calls in progress may finish");
+        for tx in &inboxes {
+            let _ = tx.send(campaign::Input::Shutdown);
+        }
+        let mut summary = RunSummary::default();
+        for t in tasks {
+            if let Ok(n) = t.await {
+                summary.hung_up_at_shutdown += n;
+            }
+        }
+        let _ = http_stop_tx.send(());
+        // SSE streams hold the server open: do not wait for them forever.
+        let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+        drop(write_tx);
+        let _ = writer_task.await;
+        for (_, ua) in uas {
+            if let Ok(ua) = Arc::try_unwrap(ua) {
+                ua.shutdown().await;
+            }
+        }
+        summary.bridge_latency_ms = shared2.latency.summary();
+        Ok(summary)
+    });
+    Ok(Running {
+        http: http_addr,
+        shared,
+        task,
+    })
+}

@@ -1,0 +1,284 @@
+//! Lead claims for the live service's hopper, attempts tagged with the node
+//! that placed them, and crash recovery.
+//!
+//! A claim moves leads to status `claimed` with the node's name and the
+//! time, in one statement. On PostgreSQL the candidate rows are locked with
+//! `FOR UPDATE SKIP LOCKED`, so two nodes claiming from one campaign at the
+//! same instant get disjoint leads; SQLite has a single writer, so the same
+//! `UPDATE ... RETURNING` is already exclusive.
+
+use sqlx::Row;
+
+use super::{Backend, Lead, NewAttempt, Store, StoreError};
+
+/// A lead taken into a node's hopper, with what compliance needs of its
+/// history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedLead {
+    /// The lead (status `claimed`).
+    pub lead: Lead,
+    /// Start times of its attempts in the last two days, ms.
+    pub recent_attempts: Vec<i64>,
+    /// End of its last attempt, ms.
+    pub last_ended_at: Option<i64>,
+    /// End of its last abandoned attempt, ms.
+    pub last_abandon_at: Option<i64>,
+}
+
+const CANDIDATES: &str = "SELECT id FROM leads
+     WHERE campaign_id = $1
+       AND ((status IN ('new', 'retry') AND (next_attempt_at IS NULL OR next_attempt_at <= $3))
+            OR (status = 'claimed' AND claimed_at < $4))
+     ORDER BY priority DESC, COALESCE(next_attempt_at, 0), id
+     LIMIT $5";
+
+const CLAIM_RETURNING: &str =
+    " RETURNING id, campaign_id, phone, country, timezones, fields, status,
+     priority, attempts, next_attempt_at, last_outcome";
+
+macro_rules! lead_from_row {
+    () => {
+        |r| -> Result<Lead, sqlx::Error> {
+            Ok(Lead {
+                id: r.try_get(0)?,
+                campaign_id: r.try_get(1)?,
+                phone: r.try_get(2)?,
+                country: r.try_get(3)?,
+                timezones: r.try_get(4)?,
+                fields: r.try_get(5)?,
+                status: r.try_get(6)?,
+                priority: r.try_get(7)?,
+                attempts: r.try_get(8)?,
+                next_attempt_at: r.try_get(9)?,
+                last_outcome: r.try_get(10)?,
+            })
+        }
+    };
+}
+
+impl Store {
+    /// Claims up to `n` leads of the campaign for `node`, highest priority
+    /// and earliest next attempt first: leads that are new or due for a
+    /// retry at `now`, and leads whose claim is older than `lease_ms` (their
+    /// node died). Returns them in dialling order with their recent history.
+    pub async fn claim_leads(
+        &self,
+        campaign_id: i64,
+        node: &str,
+        n: u32,
+        now: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<ClaimedLead>, StoreError> {
+        let stale = now.saturating_sub(lease_ms);
+        let mut leads: Vec<Lead> = match &*self.backend {
+            Backend::Postgres(pool) => {
+                let sql = format!(
+                    "UPDATE leads SET status = 'claimed', claim_owner = $2, claimed_at = $3
+                     WHERE id IN ({CANDIDATES} FOR UPDATE SKIP LOCKED){CLAIM_RETURNING}"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(campaign_id)
+                    .bind(node)
+                    .bind(now)
+                    .bind(stale)
+                    .bind(i64::from(n))
+                    .fetch_all(pool)
+                    .await?
+                    .iter()
+                    .map(lead_from_row!())
+                    .collect::<Result<_, _>>()?
+            }
+            Backend::Sqlite(pool) => {
+                let sql = format!(
+                    "UPDATE leads SET status = 'claimed', claim_owner = $2, claimed_at = $3
+                     WHERE id IN ({CANDIDATES}){CLAIM_RETURNING}"
+                );
+                let mut tx = pool.begin().await?;
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(campaign_id)
+                    .bind(node)
+                    .bind(now)
+                    .bind(stale)
+                    .bind(i64::from(n))
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(lead_from_row!())
+                    .collect::<Result<_, _>>()?;
+                tx.commit().await?;
+                rows
+            }
+        };
+        // RETURNING gives no order.
+        leads.sort_by_key(|l| (-l.priority, l.next_attempt_at.unwrap_or(0), l.id));
+        const HISTORY: &str = "SELECT started_at, ended_at, outcome FROM call_attempts
+             WHERE lead_id = $1 ORDER BY started_at";
+        let two_days = now.saturating_sub(2 * 86_400_000);
+        let mut out = Vec::with_capacity(leads.len());
+        for lead in leads {
+            let mut c = ClaimedLead {
+                lead,
+                recent_attempts: Vec::new(),
+                last_ended_at: None,
+                last_abandon_at: None,
+            };
+            if c.lead.attempts > 0 {
+                let rows: Vec<(i64, Option<i64>, Option<String>)> = with_pool!(self, pool => sqlx::query(HISTORY)
+                    .bind(c.lead.id)
+                    .fetch_all(pool)
+                    .await?
+                    .into_iter()
+                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                    .collect::<Result<Vec<_>, sqlx::Error>>()?);
+                for (started, ended, outcome) in rows {
+                    if started >= two_days {
+                        c.recent_attempts.push(started);
+                    }
+                    if ended.is_some() {
+                        c.last_ended_at = ended;
+                    }
+                    if outcome.as_deref() == Some("abandoned") {
+                        c.last_abandon_at = ended;
+                    }
+                }
+            }
+            out.push(c);
+        }
+        Ok(out)
+    }
+
+    /// Gives back the campaign's leads claimed by `node` and not dialled
+    /// (shutdown, or a restart under the same name). Returns how many.
+    pub async fn release_claims(&self, campaign_id: i64, node: &str) -> Result<u64, StoreError> {
+        const SQL: &str = "UPDATE leads
+             SET status = CASE WHEN attempts = 0 THEN 'new' ELSE 'retry' END,
+                 claim_owner = NULL, claimed_at = NULL
+             WHERE campaign_id = $1 AND status = 'claimed' AND claim_owner = $2";
+        Ok(with_pool!(self, pool => sqlx::query(SQL)
+            .bind(campaign_id)
+            .bind(node)
+            .execute(pool)
+            .await?
+            .rows_affected()))
+    }
+
+    /// A claimed lead that compliance refused just before its dial: back to
+    /// `retry` at `next_at`, or `refused` when waiting cannot help, with the
+    /// reason codes.
+    pub async fn refuse_lead(
+        &self,
+        lead_id: i64,
+        next_at: Option<i64>,
+        reasons: &str,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE leads SET status = $2, next_attempt_at = $3, refused_reason = $4,
+                 claim_owner = NULL, claimed_at = NULL
+             WHERE id = $1";
+        let status = if next_at.is_some() {
+            "retry"
+        } else {
+            "refused"
+        };
+        with_pool!(self, pool => sqlx::query(SQL)
+            .bind(lead_id)
+            .bind(status)
+            .bind(next_at)
+            .bind(reasons)
+            .execute(pool)
+            .await
+            .map(|_| ())?);
+        Ok(())
+    }
+
+    /// As [`Store::start_attempt`], tagging the attempt with the node that
+    /// places it. Written before the INVITE goes out.
+    pub async fn start_attempt_on(&self, a: &NewAttempt, node: &str) -> Result<i64, StoreError> {
+        const BUMP: &str = "UPDATE leads SET attempts = attempts + 1, status = 'dialling',
+                 refused_reason = NULL
+             WHERE id = $1 AND campaign_id = $2 RETURNING attempts";
+        const INSERT: &str =
+            "INSERT INTO call_attempts (campaign_id, lead_id, attempt_no, phone, started_at, node)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id";
+        let id = with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let attempt_no: Option<i64> = sqlx::query_scalar(BUMP)
+                .bind(a.lead_id)
+                .bind(a.campaign_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(attempt_no) = attempt_no else {
+                return Err(StoreError::NotFound { what: "lead", id: a.lead_id });
+            };
+            let id: i64 = sqlx::query_scalar(INSERT)
+                .bind(a.campaign_id)
+                .bind(a.lead_id)
+                .bind(attempt_no)
+                .bind(a.phone.as_str())
+                .bind(a.started_at)
+                .bind(node)
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            id
+        });
+        Ok(id)
+    }
+
+    /// Crash recovery for `node` in a campaign: its attempts still in
+    /// flight end as `interrupted` at `now`, their leads go back to `retry`
+    /// no earlier than `retry_at`, and its unused claims are released.
+    /// Returns how many attempts were closed.
+    pub async fn recover_node(
+        &self,
+        campaign_id: i64,
+        node: &str,
+        now: i64,
+        retry_at: i64,
+    ) -> Result<u64, StoreError> {
+        const ATTEMPTS: &str = "UPDATE call_attempts SET outcome = 'interrupted', ended_at = $3
+             WHERE campaign_id = $1 AND node = $2 AND outcome IS NULL RETURNING lead_id";
+        const LEAD: &str = "UPDATE leads SET status = 'retry', next_attempt_at = $2,
+                 last_outcome = 'interrupted', claim_owner = NULL, claimed_at = NULL
+             WHERE id = $1 AND status IN ('dialling', 'claimed')";
+        let n = with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let leads: Vec<Option<i64>> = sqlx::query_scalar(ATTEMPTS)
+                .bind(campaign_id)
+                .bind(node)
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await?;
+            for lead in leads.iter().flatten() {
+                sqlx::query(LEAD).bind(*lead).bind(retry_at).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            leads.len() as u64
+        });
+        self.release_claims(campaign_id, node).await?;
+        Ok(n)
+    }
+
+    /// Agents with an open state interval in the campaign (to close after a
+    /// crash with [`Store::agent_state_end_all`]).
+    pub async fn agents_with_open_state(
+        &self,
+        campaign_id: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        const SQL: &str =
+            "SELECT agent_id FROM agent_states WHERE campaign_id = $1 AND ended_at IS NULL";
+        Ok(with_pool!(self, pool => sqlx::query_scalar(SQL)
+            .bind(campaign_id)
+            .fetch_all(pool)
+            .await?))
+    }
+
+    /// The campaign id and lead fields of an attempt, for an agent's screen.
+    pub async fn attempt_lead_fields(&self, attempt_id: i64) -> Result<Option<String>, StoreError> {
+        const SQL: &str =
+            "SELECT l.fields FROM call_attempts a JOIN leads l ON l.id = a.lead_id WHERE a.id = $1";
+        Ok(with_pool!(self, pool => sqlx::query_scalar(SQL)
+            .bind(attempt_id)
+            .fetch_optional(pool)
+            .await?))
+    }
+}

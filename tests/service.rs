@@ -1,0 +1,310 @@
+//! The live service end to end on loopback: `dialler demo`'s in-process run
+//! (sandbox provider, agent phones, simulated agents over the HTTP API),
+//! API authentication, and lead claims racing on PostgreSQL.
+
+mod common;
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use dialler::auth::{self, Role};
+use dialler::service::{self, ServiceConfig, client};
+use dialler::store::Store;
+use sqlx::Row;
+
+fn campaigns_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("campaigns")
+}
+
+/// ~10 agents for ~25 s of dialling: abandonment under the limit, every
+/// human answer bridged or given the message, every attempt closed in the
+/// store, DND numbers never dialled, conversions counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_run_records_every_attempt_and_keeps_the_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("demo.db");
+    let result = tokio::time::timeout(
+        Duration::from_secs(150),
+        dialler::demo::run(dialler::demo::DemoOptions {
+            minutes: 25.0 / 60.0,
+            agents: 10,
+            campaign: "uk-broadband".into(),
+            campaigns_dir: campaigns_dir(),
+            scenario: campaigns_dir().join("scenarios/demo.toml"),
+            db: db.clone(),
+            status_every: 5.0,
+            seed: 7,
+        }),
+    )
+    .await
+    .expect("demo finished in time")
+    .expect("demo ran");
+    let live = &result.live;
+    assert!(live.attempts > 10, "dialled: {live:?}");
+    assert!(live.connects > 0, "bridged: {live:?}");
+    assert!(
+        live.window_rate_percent <= live.limit_percent,
+        "abandonment {}% over the limit",
+        live.window_rate_percent
+    );
+    assert_eq!(
+        live.human_answers,
+        live.connects + live.abandons,
+        "every human answer is bridged or hears the message"
+    );
+
+    let store = Store::open(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM call_attempts WHERE outcome IS NULL")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(open, 0, "every attempt has an outcome");
+    let attempts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM call_attempts")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(attempts as u64, live.attempts, "every attempt is stored");
+    // Numbers on the sample TPS registry never get an INVITE.
+    let tps = std::fs::read_to_string(campaigns_dir().join("dnd/uk-tps-sample.txt")).unwrap();
+    for line in tps
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let n = dialler::phone::parse(line, dialler::phone::Country::UnitedKingdom).unwrap();
+        let hits: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM call_attempts WHERE phone = $1")
+            .bind(n.e164())
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(hits, 0, "a DND number was dialled");
+    }
+    let connected: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM call_attempts WHERE outcome = 'connected' AND agent_id IS NOT NULL",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(connected as u64, live.connects);
+    let conv: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dispositions WHERE conversion")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(conv as u64, live.conversions, "conversions counted");
+    let open_states: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM agent_states WHERE ended_at IS NULL")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(open_states, 0, "agent states closed at shutdown");
+    let r = sqlx::query("SELECT COUNT(*) FROM leads WHERE status = 'claimed'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(r.get::<i64, _>(0), 0, "unused claims released");
+    store.close().await;
+}
+
+/// 401 without a valid token, 403 across agents and for agents on
+/// supervisor routes, clear 4xx for bad bodies, 429 on login floods.
+#[tokio::test]
+async fn api_auth_by_role() {
+    let (store, _dir) = common::sqlite_store().await;
+    let camp = dialler::campaign::find(&campaigns_dir(), "uk-broadband").unwrap();
+    let now = service::now_ms();
+    let a1 = auth::create_token(&store, Role::Agent, Some("a1"), None, now)
+        .await
+        .unwrap()
+        .token;
+    let sup = auth::create_token(&store, Role::Supervisor, None, None, now)
+        .await
+        .unwrap()
+        .token;
+    let mut cfg = ServiceConfig::new(store.clone(), vec![camp], Default::default());
+    // Nobody answers here; no call is placed without a ready agent anyway.
+    cfg.provider = Some("127.0.0.1:9".parse().unwrap());
+    cfg.sip_bind = "127.0.0.1:0".parse().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let running = service::start(cfg, listener, async move {
+        let _ = rx.await;
+    })
+    .await
+    .unwrap();
+    let http = running.http;
+    let req = |m: &'static str, p: &'static str, t: Option<String>, b: Option<String>| async move {
+        client::request(http, m, p, t.as_deref(), b.as_deref())
+            .await
+            .unwrap()
+    };
+    assert_eq!(req("GET", "/api/campaigns", None, None).await.0, 401);
+    assert_eq!(
+        req("GET", "/api/campaigns", Some("nope".into()), None)
+            .await
+            .0,
+        401
+    );
+    let (c, body) = req("GET", "/api/campaigns", Some(a1.clone()), None).await;
+    assert_eq!(c, 200, "{body}");
+    assert!(body.contains("uk-broadband"));
+    assert_eq!(
+        req("GET", "/api/agents", Some(a1.clone()), None).await.0,
+        403
+    );
+    assert_eq!(
+        req("GET", "/api/agents", Some(sup.clone()), None).await.0,
+        200
+    );
+    assert_eq!(
+        req("POST", "/api/agents/a2/ready", Some(a1.clone()), None)
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        req("GET", "/api/agents/a2/call", Some(a1.clone()), None)
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        req("POST", "/api/agents/a1/ready", Some(a1.clone()), None)
+            .await
+            .0,
+        409,
+        "not logged in"
+    );
+    let (c, body) = req(
+        "POST",
+        "/api/agents/a1/login",
+        Some(a1.clone()),
+        Some("{not json".into()),
+    )
+    .await;
+    assert_eq!(c, 400, "{body}");
+    let big = format!(
+        "{{\"campaign\":\"{}\",\"sip_uri\":\"x\"}}",
+        "x".repeat(20_000)
+    );
+    assert_eq!(
+        req("POST", "/api/agents/a1/login", Some(a1.clone()), Some(big))
+            .await
+            .0,
+        413
+    );
+    let (c, _) = req(
+        "POST",
+        "/api/agents/a1/login",
+        Some(a1.clone()),
+        Some(r#"{"campaign":"nope","sip_uri":"sip:1@127.0.0.1:9"}"#.into()),
+    )
+    .await;
+    assert_eq!(c, 404);
+    let mut limited = false;
+    for _ in 0..12 {
+        let (c, _) = req(
+            "POST",
+            "/api/agents/a1/login",
+            Some(a1.clone()),
+            Some(r#"{"campaign":"uk-broadband","sip_uri":"not a uri"}"#.into()),
+        )
+        .await;
+        if c == 429 {
+            limited = true;
+            break;
+        }
+        assert_eq!(c, 400);
+    }
+    assert!(limited, "logins are rate limited");
+    assert_eq!(
+        req(
+            "POST",
+            "/api/calls/1/disposition",
+            Some(a1.clone()),
+            Some(r#"{"code":"X"}"#.into())
+        )
+        .await
+        .0,
+        404
+    );
+    let _ = tx.send(());
+    running.wait().await.unwrap();
+    store.close().await;
+}
+
+/// Two pools (as two nodes would) claim from one campaign at once on
+/// PostgreSQL: `FOR UPDATE SKIP LOCKED` gives them disjoint leads.
+#[tokio::test]
+async fn two_nodes_never_claim_the_same_lead_on_postgres() {
+    let Some(pg) = common::pg_store().await else {
+        return;
+    };
+    let camp = dialler::campaign::find(&campaigns_dir(), "uk-broadband").unwrap();
+    let id = pg.store.upsert_campaign(&camp, 0).await.unwrap();
+    dialler::leads::import_file(
+        &pg.store,
+        id,
+        camp.country(),
+        &campaigns_dir().join("leads/uk-broadband.csv"),
+        &dialler::leads::ImportOptions {
+            phone_column: None,
+            rejects: None,
+            progress: false,
+        },
+        0,
+    )
+    .await
+    .unwrap();
+    // A second store on the same schema: its own pool and connections.
+    let schema: String = {
+        let raw = pg.raw().await;
+        match raw {
+            common::RawDb::Postgres(p) => sqlx::query_scalar("SELECT current_schema()")
+                .fetch_one(&p)
+                .await
+                .unwrap(),
+            common::RawDb::Sqlite(_) => unreachable!(),
+        }
+    };
+    let opts = sqlx::postgres::PgConnectOptions::from_str(&common::pg_url())
+        .unwrap()
+        .options([("search_path", schema.as_str())]);
+    let other = Store::open_postgres(opts).await.unwrap();
+    let now = 1_000_000;
+    let mut a_all = Vec::new();
+    let mut b_all = Vec::new();
+    for _ in 0..8 {
+        let (a, b) = tokio::join!(
+            pg.store.claim_leads(id, "node-a", 50, now, 300_000),
+            other.claim_leads(id, "node-b", 50, now, 300_000)
+        );
+        a_all.extend(a.unwrap().into_iter().map(|l| l.lead.id));
+        b_all.extend(b.unwrap().into_iter().map(|l| l.lead.id));
+    }
+    assert!(!a_all.is_empty() && !b_all.is_empty());
+    let a: std::collections::HashSet<_> = a_all.iter().collect();
+    assert_eq!(a.len(), a_all.len());
+    assert!(b_all.iter().all(|l| !a.contains(l)), "a lead claimed twice");
+    // Released claims come back; a stale claim passes to another node.
+    assert!(pg.store.release_claims(id, "node-a").await.unwrap() > 0);
+    let later = other
+        .claim_leads(id, "node-c", 5000, now + 400_000, 300_000)
+        .await
+        .unwrap();
+    let later: std::collections::HashSet<i64> = later.iter().map(|l| l.lead.id).collect();
+    assert!(
+        a_all.iter().all(|l| later.contains(l)),
+        "released leads are claimable"
+    );
+    assert!(
+        b_all.iter().all(|l| later.contains(l)),
+        "stale claims pass on"
+    );
+    other.close().await;
+    pg.drop_schema().await;
+}
