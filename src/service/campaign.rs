@@ -1362,6 +1362,10 @@ async fn call_task(
                 }
                 Some(CallEvent::Progress { .. }) => {}
                 Some(CallEvent::Ended(summary)) => {
+                    // SIP response latency: INVITE to the first response.
+                    if let Some(after) = summary.first_response_after {
+                        crate::metrics::record_sip_response(after.as_secs_f64());
+                    }
                     let _ = me.send(Input::Ended { call, summary });
                     return;
                 }

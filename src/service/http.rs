@@ -42,6 +42,26 @@ impl FromRef<AppState> for Store {
     }
 }
 
+/// The agents API over the service's shared state, with the supervisor
+/// surface mounted beside it (dashboard at `/`, `/api/live`,
+/// `/api/live/stream`, `/api/reports/{campaign}`, `/metrics`,
+/// `/api/openapi.json`). Send `true` on `closing` before a graceful
+/// shutdown: it ends the dashboard's event streams.
+pub fn router_with_web(shared: Arc<Shared>, closing: tokio::sync::watch::Receiver<bool>) -> Router {
+    let web = crate::api::web::WebState {
+        store: shared.store.clone(),
+        board: shared.board.clone(),
+        campaigns: crate::api::web::Campaigns::new(
+            shared
+                .campaigns
+                .values()
+                .map(|h| h.campaign.as_ref().clone())
+                .collect(),
+        ),
+    };
+    router(shared).merge(crate::api::web::routes_until(closing).with_state(web))
+}
+
 /// The `/api` routes over the service's shared state.
 pub fn router(shared: Arc<Shared>) -> Router {
     let quota = Quota::per_minute(NonZeroU32::new(LOGINS_PER_MINUTE).unwrap_or(NonZeroU32::MIN));

@@ -380,7 +380,8 @@ pub async fn start(
         tasks.push(tokio::spawn(driver.run(rx)));
     }
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let app = http::router(shared.clone());
+    let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
+    let app = http::router_with_web(shared.clone(), closing_rx);
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -401,6 +402,7 @@ pub async fn start(
                 summary.hung_up_at_shutdown += n;
             }
         }
+        let _ = closing_tx.send(true);
         let _ = http_stop_tx.send(());
         // SSE streams hold the server open: do not wait for them forever.
         let _ = tokio::time::timeout(Duration::from_secs(2), server).await;

@@ -61,6 +61,20 @@ pub enum Write {
     },
 }
 
+impl Write {
+    /// The write's name, for the store latency histogram.
+    fn name(&self) -> &'static str {
+        match self {
+            Write::FinishAttempt(..) => "finish_attempt",
+            Write::Ledger { .. } => "ledger",
+            Write::AgentState { .. } => "agent_state",
+            Write::AgentEnd { .. } => "agent_end",
+            Write::Refuse { .. } => "refuse",
+            Write::Release { .. } => "release",
+        }
+    }
+}
+
 /// A queued write and who waits for it.
 pub type Job = (Write, Option<oneshot::Sender<bool>>);
 
@@ -70,7 +84,10 @@ pub fn spawn(store: Store) -> (mpsc::UnboundedSender<Job>, tokio::task::JoinHand
     let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
     let task = tokio::spawn(async move {
         while let Some((w, ack)) = rx.recv().await {
+            let op = w.name();
+            let started = std::time::Instant::now();
             let r = apply(&store, w).await;
+            crate::metrics::record_store(op, started.elapsed().as_secs_f64());
             if let Err(e) = &r {
                 tracing::error!("store write failed: {e}");
             }
