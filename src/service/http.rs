@@ -306,28 +306,36 @@ async fn login(
     }
 }
 
+/// Asks the campaign that holds agent `id`'s session to act on it, and
+/// answers with the agent's state afterwards.
+async fn agent_action(
+    s: &AppState,
+    id: String,
+    make: impl FnOnce(String, super::campaign::Reply) -> Input,
+) -> Result<Json<Ok200>, ApiError> {
+    let session = session_of(s, &id)?;
+    let agent = id.clone();
+    ask(
+        s,
+        &session.campaign,
+        |reply| make(agent, reply),
+        Duration::from_secs(10),
+    )
+    .await?;
+    Ok(Json(Ok200 {
+        ok: true,
+        state: state_of(s, &id),
+        agent: id,
+    }))
+}
+
 async fn ready(
     auth: Authenticated,
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Ok200>, ApiError> {
     auth.require_agent(&id)?;
-    let session = session_of(&s, &id)?;
-    ask(
-        &s,
-        &session.campaign,
-        |reply| Input::Ready {
-            agent: id.clone(),
-            reply,
-        },
-        Duration::from_secs(10),
-    )
-    .await?;
-    Ok(Json(Ok200 {
-        ok: true,
-        state: state_of(&s, &id),
-        agent: id,
-    }))
+    agent_action(&s, id, |agent, reply| Input::Ready { agent, reply }).await
 }
 
 #[derive(Deserialize)]
@@ -347,23 +355,13 @@ async fn pause(
     if body.reason.trim().is_empty() || body.reason.len() > 100 {
         return Err(ApiError::bad_request("reason: 1-100 characters"));
     }
-    let session = session_of(&s, &id)?;
-    ask(
-        &s,
-        &session.campaign,
-        |reply| Input::Pause {
-            agent: id.clone(),
-            reason: body.reason.trim().to_string(),
-            reply,
-        },
-        Duration::from_secs(10),
-    )
-    .await?;
-    Ok(Json(Ok200 {
-        ok: true,
-        state: state_of(&s, &id),
-        agent: id,
-    }))
+    let reason = body.reason.trim().to_string();
+    agent_action(&s, id, |agent, reply| Input::Pause {
+        agent,
+        reason,
+        reply,
+    })
+    .await
 }
 
 async fn logout(
@@ -372,22 +370,7 @@ async fn logout(
     Path(id): Path<String>,
 ) -> Result<Json<Ok200>, ApiError> {
     auth.require_agent(&id)?;
-    let session = session_of(&s, &id)?;
-    ask(
-        &s,
-        &session.campaign,
-        |reply| Input::Logout {
-            agent: id.clone(),
-            reply,
-        },
-        Duration::from_secs(10),
-    )
-    .await?;
-    Ok(Json(Ok200 {
-        ok: true,
-        state: state_of(&s, &id),
-        agent: id,
-    }))
+    agent_action(&s, id, |agent, reply| Input::Logout { agent, reply }).await
 }
 
 async fn hangup(
@@ -396,22 +379,7 @@ async fn hangup(
     Path(id): Path<String>,
 ) -> Result<Json<Ok200>, ApiError> {
     auth.require_agent(&id)?;
-    let session = session_of(&s, &id)?;
-    ask(
-        &s,
-        &session.campaign,
-        |reply| Input::Hangup {
-            agent: id.clone(),
-            reply,
-        },
-        Duration::from_secs(10),
-    )
-    .await?;
-    Ok(Json(Ok200 {
-        ok: true,
-        state: state_of(&s, &id),
-        agent: id,
-    }))
+    agent_action(&s, id, |agent, reply| Input::Hangup { agent, reply }).await
 }
 
 #[derive(Serialize)]
