@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The SIP load figures: `dialler sip load` against SIPp playing
-# tests/sipp/provider.xml on loopback. SIPp is stopped on exit.
+# sipp/provider.xml on loopback. SIPp is stopped on exit.
 #   CPS=200 CALLS=8000 scripts/sip_load.sh [extra dialler args, e.g. --json]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +12,7 @@ cargo build --release -q
 log="$(mktemp -d)"
 # Outcome mix of a typical list; ring 1-5 s, talk 12 s mean: about 12 s a
 # call, so 200 calls/s keeps well over 2,000 calls in flight.
-sipp -sf tests/sipp/provider.xml -i 127.0.0.1 -p "$PORT" -mp "$((PORT + 2))" -t u1 -nostdin \
+sipp -sf sipp/provider.xml -i 127.0.0.1 -p "$PORT" -mp "$((PORT + 2))" -t u1 -nostdin \
   -max_socket 5000 -set p_busy 0.15 -set p_noanswer 0.1 -set p_reject 0.05 -set p_unavailable 0.05 \
   -set ring_min 1000 -set ring_max 5000 -set talk_mean 12000 >"$log/sipp.out" 2>&1 &
 sipp_pid=$!

@@ -29,6 +29,7 @@ use crate::registry::{self, DndImport, Target};
 use crate::service::{self, ServiceConfig, client, now_ms};
 use crate::sim::Scenario;
 use crate::sip::sandbox::{self, SandboxConfig, Weights};
+use crate::sip::sipp::{ProviderRates, SippProvider};
 use crate::store::Store;
 
 /// Errors of the demo.
@@ -69,6 +70,36 @@ pub struct DemoOptions {
     pub status_every: f64,
     /// Seed of the agents' and the sandbox's draws.
     pub seed: u64,
+    /// Who answers the customer calls.
+    pub provider: DemoProvider,
+    /// Run the service's clock from this instant (real durations) instead
+    /// of now; calling hours are checked against it. `None`: now, or the
+    /// next opening of the campaign's window when it is closed.
+    pub at: Option<DateTime<chrono::Utc>>,
+}
+
+/// The provider the demo dials through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DemoProvider {
+    /// The built-in sandbox provider.
+    Sandbox,
+    /// SIPp (`sipp` on the PATH) running `sipp/provider.xml`; its files
+    /// and message log go to the folder `DB.sipp` beside the demo store.
+    Sipp,
+}
+
+impl std::str::FromStr for DemoProvider {
+    type Err = DemoError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sandbox" => Ok(DemoProvider::Sandbox),
+            "sipp" => Ok(DemoProvider::Sipp),
+            other => Err(DemoError::Other(format!(
+                "unknown provider {other:?}: sandbox or sipp"
+            ))),
+        }
+    }
 }
 
 /// What the demo measured.
@@ -80,6 +111,8 @@ pub struct DemoResult {
     pub bridge_latency_ms: (usize, f64, f64, f64),
     /// Final live figures.
     pub live: crate::live::CampaignLive,
+    /// SIPp's message log, with `--provider sipp`.
+    pub provider_log: Option<PathBuf>,
 }
 
 fn other(e: impl std::fmt::Display) -> DemoError {
@@ -123,10 +156,6 @@ fn clock_offset(c: &Campaign, zone: chrono_tz::Tz) -> i64 {
 pub async fn run(opts: DemoOptions) -> Result<DemoResult, DemoError> {
     let camp = campaign::find(&opts.campaigns_dir, &opts.campaign)?;
     let scenario = Scenario::load(&opts.scenario)?;
-    let leads_file = opts
-        .campaigns_dir
-        .join("leads")
-        .join(format!("{}.csv", camp.name));
     for suffix in ["", "-wal", "-shm"] {
         let mut p = opts.db.clone().into_os_string();
         p.push(suffix);
@@ -144,10 +173,15 @@ pub async fn run(opts: DemoOptions) -> Result<DemoResult, DemoError> {
     .first()
     .copied()
     .unwrap_or(chrono_tz::UTC);
-    let offset = clock_offset(&camp, zone);
+    let offset = match opts.at {
+        Some(at) => (at - chrono::Utc::now()).num_milliseconds(),
+        None => clock_offset(&camp, zone),
+    };
     service::set_clock_offset_ms(offset);
     let start_ms = now_ms();
-    if offset != 0 {
+    if let Some(at) = opts.at {
+        println!("the demo runs on a virtual clock from {at} (real durations)");
+    } else if offset != 0 {
         println!(
             "calling hours of {} are closed now in {}: the demo runs on a virtual clock at {} (real durations)",
             camp.name,
@@ -158,93 +192,81 @@ pub async fn run(opts: DemoOptions) -> Result<DemoResult, DemoError> {
             )
         );
     }
-    let campaign_id = store.upsert_campaign(&camp, start_ms).await?;
-    let (imported, _) = leads::import_file(
-        &store,
-        campaign_id,
-        camp.country(),
-        &leads_file,
-        &ImportOptions {
-            phone_column: None,
-            rejects: None,
-            progress: false,
-        },
-        start_ms,
-    )
-    .await
-    .map_err(other)?;
-    // The country's sample national registry, saved next to the demo db.
     let dnd_dir = opts.db.with_extension("dnd");
-    let _ = std::fs::create_dir_all(&dnd_dir);
-    let (reg_file, format) = match camp.country() {
-        crate::phone::Country::UnitedKingdom => ("uk-tps-sample.txt", Format::Plain),
-        crate::phone::Country::India => ("in-ncpr-sample.csv", Format::Ncpr),
-        _ => ("us-dnc-sample.txt", Format::Plain),
-    };
-    let reg_path = opts.campaigns_dir.join("dnd").join(reg_file);
-    registry::import(
-        &store,
-        &dnd_dir,
-        &DndImport {
-            target: Target::National(camp.country()),
-            file: &reg_path,
-            format,
-            country: camp.country(),
-            delta: false,
-            loaded_at: DateTime::from_timestamp_millis(start_ms).unwrap_or_default(),
-        },
-    )
-    .await
-    .map_err(other)?;
-    let registries = registry::load(&store, &dnd_dir, &[&camp])
-        .await
-        .map_err(other)?;
+    let (campaign_id, imported, registries) =
+        load_sample(&store, &camp, &opts.campaigns_dir, &dnd_dir, start_ms).await?;
     println!(
-        "demo: {} leads of {} imported into {}, {} agents, {} min, sandbox provider on loopback",
-        imported.imported,
+        "demo: {} leads of {} imported into {}, {} agents, {} min, {} provider on loopback",
+        imported,
         camp.name,
         opts.db.display(),
         opts.agents,
-        opts.minutes
+        opts.minutes,
+        match opts.provider {
+            DemoProvider::Sandbox => "sandbox",
+            DemoProvider::Sipp => "SIPp",
+        }
     );
 
-    // The provider: outcomes and ring times from the scenario. The sandbox
-    // cannot play an answering machine, so the scenario's machine share is
-    // dialled as no answer.
+    // The provider: outcomes and ring times from the scenario. Neither the
+    // sandbox nor SIPp plays an answering machine, so the scenario's
+    // machine share is dialled as no answer. Agents end their calls at the
+    // scenario's talk time; the customer hanging up first is rare.
     let o = &scenario.outcomes;
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(4);
-    let provider_sip = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
-    let provider_rtp = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
-    let provider_addr = provider_sip.local_addr()?;
     let ring_lo = (scenario.ring.mean - scenario.ring.sd).max(0.5);
     let ring_hi = (scenario.ring.mean + scenario.ring.sd).max(ring_lo + 0.1);
-    let pcfg = SandboxConfig {
-        weights: Weights {
-            answer: o.human,
-            busy: o.busy,
-            no_answer: o.no_answer + o.machine,
-            reject: 0.0,
-            unavailable: o.failure,
-        },
-        ring: (
-            Duration::from_secs_f64(ring_lo),
-            Duration::from_secs_f64(ring_hi),
-        ),
-        // Agents end their calls at the scenario's talk time; the customer
-        // hanging up first is rare.
-        talk_mean: Duration::from_secs_f64(scenario.talk.mean * 20.0),
-        seed: opts.seed,
-        ..SandboxConfig::default()
+    let customer_talk = Duration::from_secs_f64(scenario.talk.mean * 20.0);
+    let (provider_addr, provider) = match opts.provider {
+        DemoProvider::Sandbox => {
+            let provider_sip = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+            let provider_rtp = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+            let addr = provider_sip.local_addr()?;
+            let pcfg = SandboxConfig {
+                weights: Weights {
+                    answer: o.human,
+                    busy: o.busy,
+                    no_answer: o.no_answer + o.machine,
+                    reject: 0.0,
+                    unavailable: o.failure,
+                },
+                ring: (
+                    Duration::from_secs_f64(ring_lo),
+                    Duration::from_secs_f64(ring_hi),
+                ),
+                talk_mean: customer_talk,
+                seed: opts.seed,
+                ..SandboxConfig::default()
+            };
+            let mut rx1 = stop_tx.subscribe();
+            let task = tokio::spawn(sandbox::serve(
+                provider_sip,
+                provider_rtp,
+                pcfg,
+                async move {
+                    let _ = rx1.recv().await;
+                },
+            ));
+            (addr, Provider::Sandbox(task))
+        }
+        DemoProvider::Sipp => {
+            // SIPp draws from rates, not weights: normalise.
+            let total = (o.human + o.busy + o.no_answer + o.machine + o.failure).max(f64::EPSILON);
+            let ms = |s: f64| (s * 1000.0).round() as u32;
+            let rates = ProviderRates {
+                busy: o.busy / total,
+                no_answer: (o.no_answer + o.machine) / total,
+                reject: 0.0,
+                unavailable: o.failure / total,
+                ring_ms: (ms(ring_lo), ms(ring_hi)),
+                talk_mean_ms: ms(customer_talk.as_secs_f64()),
+            };
+            let sipp = SippProvider::start(rates, &opts.db.with_extension("sipp"))
+                .await
+                .map_err(other)?;
+            (sipp.addr(), Provider::Sipp(sipp))
+        }
     };
-    let mut rx1 = stop_tx.subscribe();
-    let provider = tokio::spawn(sandbox::serve(
-        provider_sip,
-        provider_rtp,
-        pcfg,
-        async move {
-            let _ = rx1.recv().await;
-        },
-    ));
     // Agent phones: always answer, hold until the dialler's BYE.
     let phones_sip = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
     let phones_rtp = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
@@ -347,7 +369,17 @@ pub async fn run(opts: DemoOptions) -> Result<DemoResult, DemoError> {
     }
     let summary = running.wait().await.map_err(other)?;
     let _ = stop_tx.send(());
-    let _ = provider.await;
+    let provider_log = match provider {
+        Provider::Sandbox(task) => {
+            let _ = task.await;
+            None
+        }
+        Provider::Sipp(sipp) => {
+            let log = sipp.message_log().to_path_buf();
+            sipp.stop().await;
+            Some(log)
+        }
+    };
     let _ = phones.await;
     let live = shared
         .board
@@ -373,7 +405,70 @@ pub async fn run(opts: DemoOptions) -> Result<DemoResult, DemoError> {
         report_text: text,
         bridge_latency_ms: summary.bridge_latency_ms,
         live,
+        provider_log,
     })
+}
+
+/// Loads a sample campaign into `store` at `now_ms`: the campaign row, its
+/// leads (`campaigns_dir/leads/NAME.csv`) and its country's sample national
+/// DND registry (`campaigns_dir/dnd/`, saved into `dnd_dir`). Returns the
+/// campaign id, the leads imported and the loaded registries.
+pub async fn load_sample(
+    store: &Store,
+    camp: &Campaign,
+    campaigns_dir: &Path,
+    dnd_dir: &Path,
+    now_ms: i64,
+) -> Result<(i64, u64, crate::compliance::Registries), DemoError> {
+    let leads_file = campaigns_dir
+        .join("leads")
+        .join(format!("{}.csv", camp.name));
+    let campaign_id = store.upsert_campaign(camp, now_ms).await?;
+    let (imported, _) = leads::import_file(
+        store,
+        campaign_id,
+        camp.country(),
+        &leads_file,
+        &ImportOptions {
+            phone_column: None,
+            rejects: None,
+            progress: false,
+        },
+        now_ms,
+    )
+    .await
+    .map_err(other)?;
+    let _ = std::fs::create_dir_all(dnd_dir);
+    let (reg_file, format) = match camp.country() {
+        crate::phone::Country::UnitedKingdom => ("uk-tps-sample.txt", Format::Plain),
+        crate::phone::Country::India => ("in-ncpr-sample.csv", Format::Ncpr),
+        _ => ("us-dnc-sample.txt", Format::Plain),
+    };
+    let reg_path = campaigns_dir.join("dnd").join(reg_file);
+    registry::import(
+        store,
+        dnd_dir,
+        &DndImport {
+            target: Target::National(camp.country()),
+            file: &reg_path,
+            format,
+            country: camp.country(),
+            delta: false,
+            loaded_at: DateTime::from_timestamp_millis(now_ms).unwrap_or_default(),
+        },
+    )
+    .await
+    .map_err(other)?;
+    let registries = registry::load(store, dnd_dir, &[camp])
+        .await
+        .map_err(other)?;
+    Ok((campaign_id, imported.imported, registries))
+}
+
+/// The running provider.
+enum Provider {
+    Sandbox(tokio::task::JoinHandle<Result<sandbox::SandboxStats, crate::sip::SipError>>),
+    Sipp(SippProvider),
 }
 
 /// One status line from a campaign's live figures.

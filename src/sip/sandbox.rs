@@ -1,6 +1,6 @@
 //! The built-in sandbox provider (`dialler sandbox`): a SIP UAS over UDP in
 //! which every INVITE draws an outcome, with the same model as
-//! tests/sipp/provider.xml (answer after a random ring, then the callee
+//! sipp/provider.xml (answer after a random ring, then the callee
 //! hangs up after an exponential talk time; busy 486; no answer, ringing
 //! until CANCEL then 487; rejected 603; unavailable 503). With a talk mean
 //! of zero it is an agent phone that holds until the caller's BYE.

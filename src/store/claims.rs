@@ -225,7 +225,8 @@ impl Store {
     }
 
     /// Crash recovery for `node` in a campaign: its attempts still in
-    /// flight end as `interrupted` at `now`, their leads go back to `retry`
+    /// flight end as `interrupted` at `now` (a human answer never bridged
+    /// also enters the ledger as an abandon), their leads go back to `retry`
     /// no earlier than `retry_at`, and its unused claims are released.
     /// Returns how many attempts were closed.
     pub async fn recover_node(
@@ -240,8 +241,23 @@ impl Store {
         const LEAD: &str = "UPDATE leads SET status = 'retry', next_attempt_at = $2,
                  last_outcome = 'interrupted', claim_owner = NULL, claimed_at = NULL
              WHERE id = $1 AND status IN ('dialling', 'claimed')";
+        // A person who answered and was never put through to an agent was
+        // abandoned, crash or not: the ledger counts it (fail closed).
+        const ABANDONS: &str = "INSERT INTO abandon_ledger (campaign_id, attempt_id, kind, at)
+             SELECT a.campaign_id, a.id, 'abandon', a.answered_at FROM call_attempts a
+             WHERE a.campaign_id = $1 AND a.node = $2 AND a.outcome IS NULL
+               AND a.answered_at IS NOT NULL AND a.connected_at IS NULL
+               AND EXISTS (SELECT 1 FROM abandon_ledger l
+                           WHERE l.attempt_id = a.id AND l.kind = 'human_answer')
+               AND NOT EXISTS (SELECT 1 FROM abandon_ledger l
+                               WHERE l.attempt_id = a.id AND l.kind = 'abandon')";
         let n = with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            sqlx::query(ABANDONS)
+                .bind(campaign_id)
+                .bind(node)
+                .execute(&mut *tx)
+                .await?;
             let leads: Vec<Option<i64>> = sqlx::query_scalar(ATTEMPTS)
                 .bind(campaign_id)
                 .bind(node)

@@ -1,7 +1,7 @@
 //! Starting and stopping SIPp for behaviour tests.
 //!
 //! [`Sipp::uas`] starts SIPp on a free loopback port with one of the
-//! scenarios in tests/sipp/, waits until the kernel shows its socket
+//! scenarios in sipp/, waits until the kernel shows its socket
 //! listening, and kills it when dropped. Under CI=true a missing `sipp`
 //! fails the test; elsewhere the test is skipped with a message.
 
@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
-/// The scenario file `name` in tests/sipp/.
+/// The scenario file `name` in sipp/.
 pub fn scenario(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/sipp")
+        .join("sipp")
         .join(name)
 }
 
@@ -83,7 +83,7 @@ pub struct Sipp {
 
 /// How to start a SIPp UAS.
 pub struct UasOpts<'a> {
-    /// Scenario file name in tests/sipp/.
+    /// Scenario file name in sipp/.
     pub scenario: &'a str,
     /// Over TCP instead of UDP.
     pub tcp: bool,
