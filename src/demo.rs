@@ -264,7 +264,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoResult, DemoError> {
             let sipp = SippProvider::start(rates, &opts.db.with_extension("sipp"))
                 .await
                 .map_err(other)?;
-            (sipp.addr(), Provider::Sipp(sipp))
+            (sipp.addr(), Provider::Sipp(Box::new(sipp)))
         }
     };
     // Agent phones: always answer, hold until the dialler's BYE.
@@ -468,7 +468,7 @@ pub async fn load_sample(
 /// The running provider.
 enum Provider {
     Sandbox(tokio::task::JoinHandle<Result<sandbox::SandboxStats, crate::sip::SipError>>),
-    Sipp(SippProvider),
+    Sipp(Box<SippProvider>),
 }
 
 /// One status line from a campaign's live figures.

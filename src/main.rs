@@ -73,8 +73,8 @@ enum Command {
 #[derive(Args)]
 struct RunArgs {
     /// Campaigns to run (default: every campaign file).
-    #[arg(long = "campaign")]
-    campaigns: Vec<String>,
+    #[arg(long = "campaign", id = "campaign")]
+    campaign_names: Vec<String>,
     /// HTTP API address.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: std::net::SocketAddr,
@@ -933,11 +933,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let loaded = campaign::load_dir(&cli.campaigns)?;
             let mut chosen = Vec::new();
             for (_, c) in loaded.campaigns {
-                if a.campaigns.is_empty() || a.campaigns.contains(&c.name) {
+                if a.campaign_names.is_empty() || a.campaign_names.contains(&c.name) {
                     chosen.push(c);
                 }
             }
-            for name in &a.campaigns {
+            for name in &a.campaign_names {
                 if !chosen.iter().any(|c| &c.name == name) {
                     anyhow::bail!("no valid campaign {name} in {}", cli.campaigns.display());
                 }
@@ -1241,4 +1241,29 @@ fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
         .progress_chars("=> "),
     );
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+
+    /// An argument id shared by a global flag and a subcommand's flag
+    /// passes debug_assert but panics at parse time.
+    #[test]
+    fn run_and_demo_command_lines_parse() {
+        use clap::Parser;
+        for line in [
+            "dialler run --campaign uk-broadband --campaign us-home-solar --listen 127.0.0.1:0",
+            "dialler --campaigns c run --clock-start 2026-12-01T12:00:00Z",
+            "dialler demo --provider sipp --at 2026-12-01T14:30:00Z --agents 3",
+        ] {
+            let parsed = super::Cli::try_parse_from(line.split(' '));
+            assert!(parsed.is_ok(), "{line}: {:?}", parsed.err());
+        }
+    }
 }

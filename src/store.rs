@@ -538,6 +538,32 @@ impl Store {
         Ok(id)
     }
 
+    /// Records an attempt's progress while it is in flight: the answer
+    /// time, or the bridge time and agent. `None` keeps what is stored.
+    /// Written as it happens, so crash recovery knows a person answered or
+    /// was put through.
+    pub async fn attempt_progress(
+        &self,
+        attempt_id: i64,
+        answered_at: Option<i64>,
+        connected_at: Option<i64>,
+        agent_id: Option<&str>,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE call_attempts SET answered_at = COALESCE($2, answered_at),
+                connected_at = COALESCE($3, connected_at), agent_id = COALESCE($4, agent_id)
+             WHERE id = $1";
+        with_pool!(self, pool => {
+            sqlx::query(SQL)
+                .bind(attempt_id)
+                .bind(answered_at)
+                .bind(connected_at)
+                .bind(agent_id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
     /// Records how an attempt ended and moves its lead on, in one
     /// transaction.
     pub async fn finish_attempt(

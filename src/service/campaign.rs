@@ -763,9 +763,19 @@ impl Driver {
                 self.runner.handle_event(now_u, Event::DialSkipped { call });
             }
             Input::Answered { call, media, at } => {
+                let mut attempt = None;
                 if let Some(c) = self.calls.get_mut(&call) {
                     c.media = media;
                     c.answered_at = Some(now);
+                    attempt = c.attempt_id;
+                }
+                if let Some(attempt_id) = attempt {
+                    self.write(Write::Progress {
+                        attempt_id,
+                        answered_at: Some(now),
+                        connected_at: None,
+                        agent: None,
+                    });
                 }
                 self.answer_instants.insert(call, at);
                 // The sandbox and SIPp give no answering-machine signal:
@@ -1102,6 +1112,12 @@ impl Driver {
         a.state = AState::OnCall(call);
         c.connected_at = Some(now);
         c.agent = Some(name.clone());
+        let progress = c.attempt_id.map(|attempt_id| Write::Progress {
+            attempt_id,
+            answered_at: None,
+            connected_at: Some(now),
+            agent: Some(name.clone()),
+        });
         if let Some(agent_rtp) = a.rtp.clone() {
             let (stop_tx, stop_rx) = oneshot::channel();
             c.relay_stop = Some(stop_tx);
@@ -1119,6 +1135,11 @@ impl Driver {
         };
         if let Some(at) = self.answer_instants.remove(&call) {
             self.shared.latency.push(at.elapsed());
+        }
+        // Queued in order with the answer and the ledger, not awaited: a
+        // store round trip must not delay the customer's bridge.
+        if let Some(w) = progress {
+            self.write(w);
         }
         self.counters.connects += 1;
         drop(self.agent_state(&name, AgentState::OnCall, None, now));

@@ -12,6 +12,18 @@ use crate::store::{AgentState, AttemptEnd, LedgerKind, Store};
 pub enum Write {
     /// [`Store::finish_attempt`].
     FinishAttempt(i64, AttemptEnd),
+    /// [`Store::attempt_progress`]: an attempt in flight was answered or
+    /// bridged.
+    Progress {
+        /// Attempt id.
+        attempt_id: i64,
+        /// Answer time, ms.
+        answered_at: Option<i64>,
+        /// Bridge time, ms.
+        connected_at: Option<i64>,
+        /// The agent it was bridged to.
+        agent: Option<String>,
+    },
     /// [`Store::ledger_append`].
     Ledger {
         /// Campaign id.
@@ -66,6 +78,7 @@ impl Write {
     fn name(&self) -> &'static str {
         match self {
             Write::FinishAttempt(..) => "finish_attempt",
+            Write::Progress { .. } => "progress",
             Write::Ledger { .. } => "ledger",
             Write::AgentState { .. } => "agent_state",
             Write::AgentEnd { .. } => "agent_end",
@@ -102,6 +115,16 @@ pub fn spawn(store: Store) -> (mpsc::UnboundedSender<Job>, tokio::task::JoinHand
 async fn apply(store: &Store, w: Write) -> Result<(), crate::store::StoreError> {
     match w {
         Write::FinishAttempt(id, end) => store.finish_attempt(id, &end).await,
+        Write::Progress {
+            attempt_id,
+            answered_at,
+            connected_at,
+            agent,
+        } => {
+            store
+                .attempt_progress(attempt_id, answered_at, connected_at, agent.as_deref())
+                .await
+        }
         Write::Ledger {
             campaign_id,
             attempt_id,

@@ -79,6 +79,14 @@ pub struct PgSchema {
 }
 
 impl PgSchema {
+    /// A URL for another process: the test database with this schema as
+    /// its search path.
+    pub fn url(&self) -> String {
+        let base = pg_url();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{sep}options=-c%20search_path%3D{}", self.schema)
+    }
+
     /// A second, raw connection to the store's schema.
     pub async fn raw(&self) -> RawDb {
         RawDb::Postgres(

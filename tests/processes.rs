@@ -1,0 +1,528 @@
+//! `dialler run` as real processes: killed with SIGKILL in the middle of
+//! calls and restarted on SQLite, and two processes sharing one campaign on
+//! PostgreSQL. The provider and the agents' phones are the built-in sandbox
+//! on loopback; simulated agents use the HTTP API of the process they log
+//! in to.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use chrono::{DateTime, Datelike, Utc, Weekday};
+use dialler::auth::{self, Role};
+use dialler::sip::sandbox::{self, SandboxConfig, SandboxStats, Weights};
+use dialler::store::Store;
+use rand_distr::LogNormal;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+const CAMPAIGN: &str = "uk-broadband";
+
+fn campaigns_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("campaigns")
+}
+
+/// A virtual start inside the UK campaign's calling hours: the next
+/// Tuesday to Thursday at 12:00 UTC (12:00 or 13:00 in London), away from
+/// the Christmas and New Year bank holidays. Close enough to now for the
+/// DND registry imported now to be fresh.
+fn clock_start() -> DateTime<Utc> {
+    let mut day = Utc::now().date_naive();
+    loop {
+        day = day.succ_opt().expect("a next day");
+        let holiday = matches!((day.month(), day.day()), (12, 24..=31) | (1, 1..=2));
+        if matches!(day.weekday(), Weekday::Tue | Weekday::Wed | Weekday::Thu) && !holiday {
+            return day.and_hms_opt(12, 0, 0).expect("noon exists").and_utc();
+        }
+    }
+}
+
+/// The campaign, its leads and the UK sample registry in a store, and
+/// agent tokens `agent01..`. Returns the DND folder and the tokens.
+async fn prepare(store: &Store, dir: &Path, agents: u32) -> (PathBuf, Vec<(String, String)>) {
+    let camp = dialler::campaign::find(&campaigns_dir(), CAMPAIGN).unwrap();
+    let now = dialler::service::now_ms();
+    let dnd = dir.join("dnd");
+    dialler::demo::load_sample(store, &camp, &campaigns_dir(), &dnd, now)
+        .await
+        .unwrap();
+    let mut tokens = Vec::new();
+    for i in 0..agents {
+        let id = format!("agent{:02}", i + 1);
+        let t = auth::create_token(store, Role::Agent, Some(&id), None, now)
+            .await
+            .unwrap();
+        tokens.push((id, t.token));
+    }
+    (dnd, tokens)
+}
+
+/// The sandbox provider (answers half the calls after a short ring; the
+/// customer stays on for minutes) and the agents' phones, in this process.
+struct Sandboxes {
+    provider: SocketAddr,
+    phones: SocketAddr,
+    stop: broadcast::Sender<()>,
+    provider_task: JoinHandle<Result<SandboxStats, dialler::sip::SipError>>,
+    phones_task: JoinHandle<Result<SandboxStats, dialler::sip::SipError>>,
+}
+
+impl Sandboxes {
+    async fn start() -> Sandboxes {
+        let (stop, _) = broadcast::channel::<()>(2);
+        let spawn = |cfg: SandboxConfig| {
+            let mut rx = stop.subscribe();
+            async move {
+                let sip = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                let rtp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                let addr = sip.local_addr().unwrap();
+                let task = tokio::spawn(sandbox::serve(sip, rtp, cfg, async move {
+                    let _ = rx.recv().await;
+                }));
+                (addr, task)
+            }
+        };
+        let (provider, provider_task) = spawn(SandboxConfig {
+            weights: Weights {
+                answer: 0.5,
+                busy: 0.1,
+                no_answer: 0.3,
+                reject: 0.0,
+                unavailable: 0.1,
+            },
+            ring: (Duration::from_millis(500), Duration::from_millis(2500)),
+            talk_mean: Duration::from_secs(600),
+            seed: 3,
+            ..SandboxConfig::default()
+        })
+        .await;
+        let (phones, phones_task) = spawn(SandboxConfig {
+            weights: Weights {
+                answer: 1.0,
+                busy: 0.0,
+                no_answer: 0.0,
+                reject: 0.0,
+                unavailable: 0.0,
+            },
+            ring: (Duration::from_millis(100), Duration::from_millis(200)),
+            talk_mean: Duration::ZERO,
+            seed: 4,
+            ..SandboxConfig::default()
+        })
+        .await;
+        Sandboxes {
+            provider,
+            phones,
+            stop,
+            provider_task,
+            phones_task,
+        }
+    }
+
+    /// Stops both; the provider's figures.
+    async fn stop(self) -> SandboxStats {
+        let _ = self.stop.send(());
+        let _ = self.phones_task.await;
+        self.provider_task.await.unwrap().unwrap()
+    }
+}
+
+/// A `dialler run` process.
+struct Node {
+    child: Child,
+    http: SocketAddr,
+}
+
+impl Node {
+    async fn start(
+        db: &str,
+        dnd: &Path,
+        node: &str,
+        provider: SocketAddr,
+        at: DateTime<Utc>,
+    ) -> Node {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dialler"))
+            .arg("--db")
+            .arg(db)
+            .arg("--campaigns")
+            .arg(campaigns_dir())
+            .arg("--dnd-dir")
+            .arg(dnd)
+            .args(["run", "--campaign", CAMPAIGN, "--listen", "127.0.0.1:0"])
+            .args(["--sip-bind", "127.0.0.1:0", "--grace", "3", "--node", node])
+            .arg("--provider")
+            .arg(provider.to_string())
+            .arg("--clock-start")
+            .arg(at.to_rfc3339())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn dialler run");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let http = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(addr) = line.strip_prefix("dialler listening on http://") {
+                    return addr.parse::<SocketAddr>().ok();
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("dialler run --node {node} did not start"));
+        // Keep draining stdout so the process never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Node { child, http }
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    async fn kill_9(mut self) {
+        self.child.start_kill().expect("kill -9");
+        let status = self.child.wait().await.unwrap();
+        assert!(!status.success(), "killed: {status}");
+    }
+
+    /// SIGTERM, then wait for the clean exit.
+    async fn terminate(mut self) {
+        let pid = self.child.id().expect("running").to_string();
+        let ok = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(ok.success());
+        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("clean exit within 60 s")
+            .unwrap();
+        assert!(status.success(), "dialler run exited with {status}");
+    }
+}
+
+/// Simulated agents logged in to `node` until `secs` from now: long calls,
+/// so some are connected at any moment.
+fn agents(
+    node: &Node,
+    tokens: &[(String, String)],
+    phones: SocketAddr,
+    secs: u64,
+    seed: u64,
+) -> Vec<JoinHandle<u32>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    tokens
+        .iter()
+        .enumerate()
+        .map(|(i, (id, token))| {
+            let a = dialler::demo::SimAgent {
+                http: node.http,
+                id: id.clone(),
+                token: token.clone(),
+                campaign: CAMPAIGN.into(),
+                phone: format!("sip:{}@{phones}", i + 1),
+                talk: LogNormal::new(20f64.ln(), 0.3).unwrap(),
+                wrap: LogNormal::new(2f64.ln(), 0.3).unwrap(),
+                conversion: 0.2,
+                conv_codes: vec!["UPGRADED".into()],
+                other_codes: vec!["NOT_INTERESTED".into()],
+                seed: seed * 100 + i as u64,
+                deadline,
+            };
+            tokio::spawn(a.run())
+        })
+        .collect()
+}
+
+async fn scalar(pool: &sqlx::SqlitePool, sql: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+        .fetch_one(pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+async fn pg_scalar(pool: &sqlx::PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+        .fetch_one(pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// The live board's window figures of the campaign, from a node's API.
+async fn window(node: &Node, supervisor: &str) -> (u64, u64) {
+    for _ in 0..100 {
+        let (code, body) = dialler::service::client::request(
+            node.http,
+            "GET",
+            "/api/live",
+            Some(supervisor),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(code, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let c = &v["campaigns"][CAMPAIGN];
+        if let (Some(h), Some(a)) = (
+            c["window_human_answers"].as_u64(),
+            c["window_abandons"].as_u64(),
+        ) {
+            return (h, a);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no live figures for {CAMPAIGN}");
+}
+
+/// SIGKILL in the middle of connected and ringing calls, then a restart
+/// under the same node name: the calls in flight are closed as
+/// `interrupted`, their leads wait the retry delay and are not dialled
+/// again, no lead is lost or dialled twice, every INVITE the provider got
+/// has its attempt row (written before it was sent), and the ledger the
+/// restarted process works from is exactly the stored one, with a human
+/// answer never bridged counted as abandoned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_call_then_restart_loses_nothing_and_redials_nothing_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("crash.db").display());
+    let store = Store::open(&db).await.unwrap();
+    let (dnd, tokens) = prepare(&store, dir.path(), 6).await;
+    let supervisor = auth::create_token(&store, Role::Supervisor, None, None, 0)
+        .await
+        .unwrap()
+        .token;
+    store.close().await;
+    let leads_before = {
+        let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+        let n = scalar(&pool, "SELECT COUNT(*) FROM leads").await;
+        pool.close().await;
+        n
+    };
+    let boxes = Sandboxes::start().await;
+    let at = clock_start();
+    let started = std::time::Instant::now();
+
+    let first = Node::start(&db, &dnd, "n1", boxes.provider, at).await;
+    let crew = agents(&first, &tokens, boxes.phones, 120, 1);
+    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+    // Until calls are in flight, one of them connected to an agent.
+    let mut ready = false;
+    for _ in 0..300 {
+        let open = scalar(
+            &pool,
+            "SELECT COUNT(*) FROM call_attempts WHERE outcome IS NULL",
+        )
+        .await;
+        let connected = scalar(
+            &pool,
+            "SELECT COUNT(*) FROM call_attempts WHERE outcome IS NULL AND connected_at IS NOT NULL",
+        )
+        .await;
+        let done = scalar(
+            &pool,
+            "SELECT COUNT(*) FROM call_attempts WHERE outcome IS NOT NULL",
+        )
+        .await;
+        if open >= 3 && connected >= 1 && done >= 3 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "no calls in flight to crash on");
+    first.kill_9().await;
+    let killed_after = started.elapsed();
+    for a in crew {
+        let _ = a.await;
+    }
+    let in_flight: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT id, lead_id FROM call_attempts WHERE outcome IS NULL ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert!(in_flight.len() >= 3);
+    let attempts_at_crash = scalar(&pool, "SELECT COUNT(*) FROM call_attempts").await;
+
+    // Restart: same node, the clock where it would be.
+    let at2 = at + chrono::Duration::from_std(started.elapsed()).unwrap();
+    let second = Node::start(&db, &dnd, "n1", boxes.provider, at2).await;
+    for (id, lead) in &in_flight {
+        let (outcome, ended): (Option<String>, Option<i64>) =
+            sqlx::query_as("SELECT outcome, ended_at FROM call_attempts WHERE id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(outcome.as_deref(), Some("interrupted"), "attempt {id}");
+        let ended = ended.expect("ended_at set");
+        let (status, next): (String, Option<i64>) =
+            sqlx::query_as("SELECT status, next_attempt_at FROM leads WHERE id = $1")
+                .bind(lead)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(status, "retry", "lead {lead}");
+        assert!(
+            next.expect("next attempt time") >= ended + 3_600_000,
+            "lead {lead} may be dialled before the 1 h failure delay"
+        );
+    }
+    assert_eq!(
+        scalar(
+            &pool,
+            "SELECT COUNT(*) FROM agent_states WHERE ended_at IS NULL"
+        )
+        .await,
+        0,
+        "agent intervals of the dead process closed"
+    );
+    // The ledger: one human answer per answered attempt; one abandon per
+    // abandoned attempt and per answered attempt the crash left unbridged.
+    let answered = scalar(
+        &pool,
+        "SELECT COUNT(*) FROM call_attempts WHERE answered_at IS NOT NULL",
+    )
+    .await;
+    let abandoned = scalar(
+        &pool,
+        "SELECT COUNT(*) FROM call_attempts WHERE outcome = 'abandoned'
+            OR (outcome = 'interrupted' AND answered_at IS NOT NULL AND connected_at IS NULL)",
+    )
+    .await;
+    let l_answers = scalar(
+        &pool,
+        "SELECT COUNT(*) FROM abandon_ledger WHERE kind = 'human_answer'",
+    )
+    .await;
+    let l_abandons = scalar(
+        &pool,
+        "SELECT COUNT(*) FROM abandon_ledger WHERE kind = 'abandon'",
+    )
+    .await;
+    assert_eq!(
+        (l_answers, l_abandons),
+        (answered, abandoned),
+        "stored ledger"
+    );
+    assert_eq!(
+        window(&second, &supervisor).await,
+        (answered as u64, abandoned as u64),
+        "the restarted runner's ledger is the stored one"
+    );
+
+    // Dial on for a while after the restart, then stop cleanly.
+    let crew = agents(&second, &tokens[..4], boxes.phones, 8, 2);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let stopping = tokio::spawn(second.terminate());
+    for a in crew {
+        let _ = a.await;
+    }
+    stopping.await.unwrap();
+    let stats = boxes.stop().await;
+    let attempts = scalar(&pool, "SELECT COUNT(*) FROM call_attempts").await;
+    assert!(attempts > attempts_at_crash, "the restarted node dialled");
+    assert_eq!(
+        scalar(
+            &pool,
+            "SELECT COUNT(*) FROM call_attempts WHERE outcome IS NULL"
+        )
+        .await,
+        0
+    );
+    // Written before acted on: no INVITE without its row. A row may lack
+    // its INVITE only for a call the crash cut off.
+    let invites = stats.invites as i64;
+    assert!(
+        invites <= attempts,
+        "{invites} INVITEs, {attempts} attempts"
+    );
+    assert!(attempts - invites <= in_flight.len() as i64);
+    assert_eq!(
+        scalar(&pool, "SELECT COUNT(*) FROM leads").await,
+        leads_before,
+        "no lead lost"
+    );
+    assert_eq!(
+        scalar(
+            &pool,
+            "SELECT COALESCE(MAX(n), 0) FROM (SELECT COUNT(*) AS n FROM call_attempts GROUP BY lead_id) t"
+        )
+        .await,
+        1,
+        "no lead dialled twice"
+    );
+    eprintln!(
+        "killed after {:.1} s with {} calls in flight; {attempts_at_crash} attempts then, {attempts} in all",
+        killed_after.as_secs_f64(),
+        in_flight.len()
+    );
+    pool.close().await;
+}
+
+/// Two `dialler run` processes (nodes a and b) share the campaign on
+/// PostgreSQL, each with its own agents: both dial, and no lead is ever
+/// dialled by both or twice (claims use FOR UPDATE SKIP LOCKED).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_a_campaign_on_postgres_without_dialling_a_lead_twice() {
+    let Some(pg) = common::pg_store().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (dnd, tokens) = prepare(&pg.store, dir.path(), 8).await;
+    let url = pg.url();
+    let boxes = Sandboxes::start().await;
+    let at = clock_start();
+    let a = Node::start(&url, &dnd, "a", boxes.provider, at).await;
+    let b = Node::start(&url, &dnd, "b", boxes.provider, at).await;
+    let mut crew = agents(&a, &tokens[..4], boxes.phones, 20, 3);
+    crew.extend(agents(&b, &tokens[4..], boxes.phones, 20, 4));
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let (ta, tb) = (tokio::spawn(a.terminate()), tokio::spawn(b.terminate()));
+    for t in crew {
+        let _ = t.await;
+    }
+    ta.await.unwrap();
+    tb.await.unwrap();
+    let stats = boxes.stop().await;
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let by_node: Vec<(String, i64)> =
+        sqlx::query_as("SELECT node, COUNT(*) FROM call_attempts GROUP BY node ORDER BY node")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(by_node.len(), 2, "both processes dialled: {by_node:?}");
+    assert!(by_node.iter().all(|(_, n)| *n >= 3), "{by_node:?}");
+    let twice = pg_scalar(
+        &pool,
+        "SELECT COUNT(*) FROM (SELECT lead_id FROM call_attempts GROUP BY lead_id HAVING COUNT(*) > 1) t",
+    )
+    .await;
+    assert_eq!(twice, 0, "a lead was dialled twice");
+    let attempts = pg_scalar(&pool, "SELECT COUNT(*) FROM call_attempts").await;
+    assert_eq!(
+        stats.invites as i64, attempts,
+        "one INVITE per stored attempt"
+    );
+    assert_eq!(
+        pg_scalar(
+            &pool,
+            "SELECT COUNT(*) FROM call_attempts WHERE outcome IS NULL"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        pg_scalar(&pool, "SELECT COUNT(*) FROM leads WHERE status = 'claimed'").await,
+        0,
+        "claims released at shutdown"
+    );
+    eprintln!("attempts by node: {by_node:?}");
+    pool.close().await;
+    pg.drop_schema().await;
+}
