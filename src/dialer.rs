@@ -227,6 +227,19 @@ pub struct RunnerConfig {
     pub hopper_low_water: usize,
     /// Priors for the estimators.
     pub priors: Priors,
+    /// The trunk's limits on new calls per second and customer calls up
+    /// at once. `None` (the simulator's default): the trunk is sized for
+    /// the team; the live service sets them from the campaign's provider.
+    pub trunk: Option<TrunkLimits>,
+}
+
+/// A SIP trunk's limits: the runner never launches past them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrunkLimits {
+    /// New calls in any one-second window.
+    pub cps: u32,
+    /// Customer calls in flight (ringing, waiting or connected).
+    pub channels: u32,
 }
 
 impl RunnerConfig {
@@ -241,6 +254,7 @@ impl RunnerConfig {
             max_dial_level: campaign.max_dial_level,
             hopper_low_water: 64,
             priors: Priors::default(),
+            trunk: None,
         }
     }
 }
@@ -326,6 +340,8 @@ pub struct Runner {
     active_agents: u32,
     calls: FastMap<CallId, Call>,
     ringing: BTreeMap<CallId, u64>,
+    /// Launch times in the last second, when the trunk limits them.
+    launches: VecDeque<u64>,
     waiting: VecDeque<CallId>,
     hopper: VecDeque<LeadInfo>,
     leads_requested: bool,
@@ -364,6 +380,7 @@ impl Runner {
             active_agents: 0,
             calls: FastMap::default(),
             ringing: BTreeMap::new(),
+            launches: VecDeque::new(),
             waiting: VecDeque::new(),
             hopper: VecDeque::new(),
             leads_requested: false,
@@ -854,11 +871,29 @@ impl Runner {
             oracle,
         };
         let decision = self.pacer.decide(&snapshot);
+        let mut trunk_wake = None;
         for _ in 0..decision.launch {
+            if let Some(t) = self.config.trunk {
+                // A call ending frees a channel and re-decides; a full
+                // second of launches waits for its oldest to age out.
+                if self.calls.len() >= t.channels as usize {
+                    break;
+                }
+                while self.launches.front().is_some_and(|&at| at + 1000 <= now_ms) {
+                    self.launches.pop_front();
+                }
+                if self.launches.len() >= t.cps as usize {
+                    trunk_wake = self.launches.front().map(|&at| at + 1000);
+                    break;
+                }
+            }
             let Some(lead) = self.hopper.pop_front() else {
                 self.starved = true;
                 break;
             };
+            if self.config.trunk.is_some() {
+                self.launches.push_back(now_ms);
+            }
             let call = self.next_call;
             self.next_call += 1;
             self.calls.insert(
@@ -887,7 +922,11 @@ impl Runner {
                 (self.config.hopper_low_water * 4) as u32,
             ));
         }
-        self.pacer_wake = decision.wake_at_ms.filter(|&w| w > now_ms);
+        self.pacer_wake = match (decision.wake_at_ms, trunk_wake) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+        .filter(|&w| w > now_ms);
         if let Some(wake) = self.pacer_wake
             && self.pacer_timer.is_none_or(|t| wake < t)
         {

@@ -574,8 +574,10 @@ impl Store {
         const ATTEMPT: &str = "UPDATE call_attempts SET answered_at = $2, connected_at = $3,
                 ended_at = $4, outcome = $5, sip_code = $6, agent_id = $7
              WHERE id = $1 RETURNING lead_id";
-        const LEAD: &str =
-            "UPDATE leads SET status = $2, next_attempt_at = $3, last_outcome = $4 WHERE id = $1";
+        // A callback the agent already booked (the disposition can land
+        // before this write) is kept.
+        const LEAD: &str = "UPDATE leads SET status = $2, next_attempt_at = $3, last_outcome = $4
+             WHERE id = $1 AND NOT (status = 'retry' AND last_outcome = 'callback')";
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let lead_id: Option<Option<i64>> = sqlx::query_scalar(ATTEMPT)
@@ -638,6 +640,11 @@ impl Store {
                 conversion, contact, dnc, callback_at, amount_minor, wrapup_ms, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id";
         const PHONE: &str = "SELECT phone FROM call_attempts WHERE id = $1";
+        // A callback puts the lead back in the queue for the time agreed
+        // (compliance still checks it before the dial).
+        const CALLBACK: &str = "UPDATE leads SET status = 'retry', next_attempt_at = $2,
+                last_outcome = 'callback'
+             WHERE id = (SELECT lead_id FROM call_attempts WHERE id = $1) AND status <> 'dnc'";
         let id: i64 = with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let id: i64 = sqlx::query_scalar(SQL)
@@ -654,6 +661,9 @@ impl Store {
                 .bind(d.created_at)
                 .fetch_one(&mut *tx)
                 .await?;
+            if let Some(at) = d.callback_at.filter(|_| !d.dnc) {
+                sqlx::query(CALLBACK).bind(d.attempt_id).bind(at).execute(&mut *tx).await?;
+            }
             if d.dnc {
                 let phone: Option<Option<String>> = sqlx::query_scalar(PHONE)
                     .bind(d.attempt_id)

@@ -392,6 +392,75 @@ async fn a_dnc_disposition_blocks_the_number_in_every_campaign(store: Store) {
 }
 store_test!(a_dnc_disposition_blocks_the_number_in_every_campaign);
 
+/// A callback disposition puts the lead back for the agreed time, and the
+/// call's own end, written after it, does not undo that.
+async fn a_callback_disposition_reschedules_the_lead_for_the_agreed_time(store: Store) {
+    let a = store
+        .upsert_campaign(&campaign("us-home-solar"), 0)
+        .await
+        .expect("campaign");
+    store
+        .insert_leads(a, &[lead(7, Some("America/New_York"))], 0)
+        .await
+        .expect("insert");
+    let l = store
+        .lead_by_phone(a, "+919000000007")
+        .await
+        .expect("q")
+        .expect("lead");
+    let attempt = store
+        .start_attempt(&NewAttempt {
+            campaign_id: a,
+            lead_id: l.id,
+            phone: l.phone.clone(),
+            started_at: 1_000,
+        })
+        .await
+        .expect("start");
+    let callback_at = 86_400_000;
+    store
+        .record_disposition(&NewDisposition {
+            attempt_id: attempt,
+            campaign_id: a,
+            agent_id: "a1".into(),
+            code: "CALLBACK".into(),
+            conversion: false,
+            contact: true,
+            dnc: false,
+            callback_at: Some(callback_at),
+            amount_minor: None,
+            wrapup_ms: Some(3_000),
+            created_at: 60_000,
+        })
+        .await
+        .expect("record");
+    store
+        .finish_attempt(
+            attempt,
+            &AttemptEnd {
+                answered_at: Some(5_000),
+                connected_at: Some(5_100),
+                ended_at: 50_000,
+                outcome: "connected".into(),
+                sip_code: Some(200),
+                agent_id: Some("a1".into()),
+                lead_status: "done".into(),
+                next_attempt_at: None,
+            },
+        )
+        .await
+        .expect("finish");
+    let l = store
+        .lead_by_phone(a, "+919000000007")
+        .await
+        .expect("q")
+        .expect("lead");
+    assert_eq!(l.status, "retry");
+    assert_eq!(l.next_attempt_at, Some(callback_at));
+    assert_eq!(l.last_outcome.as_deref(), Some("callback"));
+}
+store_test!(a_callback_disposition_reschedules_the_lead_for_the_agreed_time);
+
 async fn dnc_lists_add_remove_and_scope(store: Store) {
     let a = store
         .upsert_campaign(&campaign("uk-broadband"), 0)

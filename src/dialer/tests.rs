@@ -10,6 +10,7 @@ fn config() -> RunnerConfig {
         max_dial_level: 3.0,
         hopper_low_water: 4,
         priors: Priors::default(),
+        trunk: None,
     }
 }
 
@@ -212,4 +213,56 @@ fn logout_waits_for_the_call_and_wrap_up() {
     r.handle_event(70_000, Event::WrapUpDone { agent: 0 });
     let s = r.status();
     assert_eq!((s.ready, s.on_call, s.wrap_up), (0, 0, 0));
+}
+
+fn dials(cmds: &[Command]) -> usize {
+    cmds.iter()
+        .filter(|c| matches!(c, Command::Dial { .. }))
+        .count()
+}
+
+#[test]
+fn the_trunk_caps_new_calls_per_second_and_resumes_when_the_second_is_up() {
+    let mut cfg = config();
+    cfg.trunk = Some(TrunkLimits {
+        cps: 2,
+        channels: 100,
+    });
+    let mut r = Runner::new(cfg, &Strategy::Ratio { ratio: 3.0 });
+    r.handle_event(0, leads(1..100));
+    for a in 0..5 {
+        r.handle_event(0, Event::AgentLogin(a));
+        r.handle_event(0, Event::AgentReady(a));
+    }
+    assert_eq!(dials(&drain(&mut r)), 2, "two calls in the first second");
+    let wake = r.poll_timeout().expect("a wake-up for the next second");
+    assert!(wake <= 1_000, "wakes at {wake}");
+    r.handle_timeout(999);
+    assert_eq!(dials(&drain(&mut r)), 0, "not before the second is up");
+    r.handle_timeout(1_000);
+    assert_eq!(dials(&drain(&mut r)), 2, "two more in the next second");
+}
+
+#[test]
+fn the_trunk_caps_calls_in_flight_and_a_call_ending_frees_its_channel() {
+    let mut cfg = config();
+    cfg.trunk = Some(TrunkLimits {
+        cps: 100,
+        channels: 3,
+    });
+    let mut r = Runner::new(cfg, &Strategy::Ratio { ratio: 3.0 });
+    r.handle_event(0, leads(1..100));
+    for a in 0..5 {
+        r.handle_event(0, Event::AgentLogin(a));
+        r.handle_event(0, Event::AgentReady(a));
+    }
+    assert_eq!(dials(&drain(&mut r)), 3, "three channels");
+    r.handle_event(
+        2_000,
+        Event::CallFailed {
+            call: 1,
+            outcome: Outcome::Busy,
+        },
+    );
+    assert_eq!(dials(&drain(&mut r)), 1, "the freed channel is used");
 }

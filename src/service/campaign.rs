@@ -18,9 +18,12 @@ use super::{CallView, ServiceEvent, SessionView, Shared, now_ms};
 use crate::campaign::Campaign;
 use crate::compliance::ledger::{Event as LedgerEvent, Ledger};
 use crate::compliance::{self, Context, LeadState, Registries};
-use crate::dialer::{self, AgentId, CallId, Command, Event, Outcome, Record, Runner, RunnerConfig};
+use crate::dialer::{
+    self, AgentId, CallId, Command, Event, Outcome, Record, Runner, RunnerConfig, TrunkLimits,
+};
 use crate::live::CampaignLive;
 use crate::phone;
+use crate::sip::auth::Credentials;
 use crate::sip::sdp;
 use crate::sip::ua::Ua;
 use crate::sip::uac::{self, CallEvent, CallParams, RingTimeout, Summary};
@@ -296,6 +299,41 @@ pub struct Driver {
     pending_abandon_ack: Option<oneshot::Receiver<bool>>,
     /// Host part of Request-URIs: the provider's address.
     ua_host: String,
+    /// The trunk's digest credentials, from the environment.
+    credentials: Option<Credentials>,
+}
+
+/// The trunk's digest credentials: the values of the environment
+/// variables the campaign's `[provider]` names (`env` looks one up). A
+/// variable named but unset is logged (by name, never a value) and the
+/// calls go without credentials; the provider's 401/407 then ends them as
+/// failures, which the attempt records show.
+fn trunk_credentials(
+    campaign: &Campaign,
+    env: impl Fn(&str) -> Option<String>,
+) -> Option<Credentials> {
+    let p = &campaign.provider;
+    let (user_var, pass_var) = match (&p.username_env, &p.password_env) {
+        (Some(u), Some(w)) => (u, w),
+        (None, None) => return None,
+        (u, w) => {
+            tracing::warn!(
+                campaign = %campaign.name,
+                "[provider] names only one of username_env ({u:?}) and password_env ({w:?}): no trunk credentials"
+            );
+            return None;
+        }
+    };
+    match (env(user_var), env(pass_var)) {
+        (Some(username), Some(password)) => Some(Credentials { username, password }),
+        _ => {
+            tracing::warn!(
+                campaign = %campaign.name,
+                "{user_var} or {pass_var} is not set: calls go without trunk credentials"
+            );
+            None
+        }
+    }
 }
 
 impl Driver {
@@ -313,7 +351,13 @@ impl Driver {
         ledger: Ledger,
         provider: SocketAddr,
     ) -> Driver {
-        let mut runner = Runner::new(RunnerConfig::from_campaign(&campaign), &campaign.strategy);
+        let mut config = RunnerConfig::from_campaign(&campaign);
+        config.trunk = Some(TrunkLimits {
+            cps: campaign.provider.cps,
+            channels: campaign.provider.max_channels,
+        });
+        let credentials = trunk_credentials(&campaign, |name| std::env::var(name).ok());
+        let mut runner = Runner::new(config, &campaign.strategy);
         runner.restore_ledger(ledger.clone());
         let prompt = Arc::new(crate::media::wav::generated_prompt(
             settings.safe_harbour_seconds,
@@ -341,6 +385,7 @@ impl Driver {
             answer_instants: HashMap::new(),
             pending_abandon_ack: None,
             ua_host: provider.to_string(),
+            credentials,
         }
     }
 
@@ -992,7 +1037,7 @@ impl Driver {
                 .collect(),
             ring_timeout: RingTimeout::new(self.campaign.ring_timeout.max(Duration::from_secs(15)))
                 .unwrap_or_default(),
-            credentials: None,
+            credentials: self.credentials.clone(),
             media_addr,
             max_talk: None,
         };
@@ -1527,5 +1572,43 @@ async fn relay(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn campaign() -> Campaign {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("campaigns");
+        crate::campaign::find(&dir, "uk-broadband").expect("sample campaign")
+    }
+
+    #[test]
+    fn trunk_credentials_come_from_the_named_environment_variables() {
+        let c = campaign();
+        let env = |name: &str| match name {
+            "UK_TRUNK_USER" => Some("alice".to_string()),
+            "UK_TRUNK_PASSWORD" => Some("s3cret".to_string()),
+            _ => None,
+        };
+        assert_eq!(
+            trunk_credentials(&c, env),
+            Some(Credentials {
+                username: "alice".into(),
+                password: "s3cret".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_missing_trunk_variable_means_no_credentials() {
+        let c = campaign();
+        let only_user = |name: &str| (name == "UK_TRUNK_USER").then(|| "alice".to_string());
+        assert_eq!(trunk_credentials(&c, only_user), None);
+        let mut open = c.clone();
+        open.provider.username_env = None;
+        open.provider.password_env = None;
+        assert_eq!(trunk_credentials(&open, |_| Some("x".into())), None);
     }
 }

@@ -486,6 +486,25 @@ async fn disposition(
     };
     let now = now_ms();
     let wrapup_ms = now.saturating_sub(ended_at);
+    // A callback: at the time the customer asked for (from a minute ago
+    // to 90 days ahead), or after the campaign's callback delay.
+    let callback_at = if d.callback {
+        match body.callback_at {
+            Some(at) if (now - 60_000..=now + 90 * 86_400_000).contains(&at) => Some(at),
+            Some(_) => {
+                unclaim(&s);
+                return Err(ApiError::bad_request(
+                    "callback_at must be a time (ms since the epoch) from now to 90 days ahead",
+                ));
+            }
+            None => {
+                let delay = h.campaign.retry_delay("callback").unwrap_or_default();
+                Some(now + i64::try_from(delay.as_millis()).unwrap_or(0))
+            }
+        }
+    } else {
+        None
+    };
     let rec = NewDisposition {
         attempt_id: call_id,
         campaign_id: h.id,
@@ -494,7 +513,7 @@ async fn disposition(
         conversion: d.conversion,
         contact: d.contact,
         dnc: d.dnc,
-        callback_at: if d.callback { body.callback_at } else { None },
+        callback_at,
         amount_minor,
         wrapup_ms: Some(wrapup_ms),
         created_at: now,
