@@ -178,6 +178,8 @@ pub struct AttemptEnd {
     pub outcome: String,
     /// Final SIP response code, if any.
     pub sip_code: Option<i64>,
+    /// Every status the INVITE got, in order, comma-separated.
+    pub sip_codes: Option<String>,
     /// Agent who took the call.
     pub agent_id: Option<String>,
     /// The lead's status after this attempt.
@@ -572,7 +574,7 @@ impl Store {
         end: &AttemptEnd,
     ) -> Result<(), StoreError> {
         const ATTEMPT: &str = "UPDATE call_attempts SET answered_at = $2, connected_at = $3,
-                ended_at = $4, outcome = $5, sip_code = $6, agent_id = $7
+                ended_at = $4, outcome = $5, sip_code = $6, agent_id = $7, sip_codes = $8
              WHERE id = $1 RETURNING lead_id";
         // A callback the agent already booked (the disposition can land
         // before this write) is kept.
@@ -588,6 +590,7 @@ impl Store {
                 .bind(end.outcome.as_str())
                 .bind(end.sip_code)
                 .bind(end.agent_id.as_deref())
+                .bind(end.sip_codes.as_deref())
                 .fetch_optional(&mut *tx)
                 .await?;
             let Some(lead_id) = lead_id else {

@@ -240,6 +240,17 @@ async fn service_against_sipp_never_invites_dnd_or_out_of_hours_numbers() {
             .await
             .unwrap();
     assert_eq!(open_attempts, 0, "every attempt has an outcome");
+    // Every status SIPp sent is on the attempt: 100 and 180, then the
+    // final one.
+    let codes: Vec<(Option<i64>, Option<String>)> =
+        sqlx::query_as("SELECT sip_code, sip_codes FROM call_attempts")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    for (last, all) in &codes {
+        let last = last.expect("a final status");
+        assert_eq!(all.as_deref(), Some(format!("100,180,{last}").as_str()));
+    }
     let conv: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dispositions WHERE conversion")
         .fetch_one(&pool)
         .await

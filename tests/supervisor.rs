@@ -258,6 +258,7 @@ async fn call(store: &Store, c: Call<'_>) -> i64 {
                 ended_at: c.start + c.end,
                 outcome: c.outcome.into(),
                 sip_code: None,
+                sip_codes: None,
                 agent_id: c.agent.map(str::to_string),
                 lead_status: "done".into(),
                 next_attempt_at: None,

@@ -1313,6 +1313,10 @@ impl Driver {
                 ended_at: now,
                 outcome: code.to_string(),
                 sip_code: summary.final_code.map(i64::from),
+                sip_codes: (!summary.codes.is_empty()).then(|| {
+                    let codes: Vec<String> = summary.codes.iter().map(u16::to_string).collect();
+                    codes.join(",")
+                }),
                 agent_id: c.agent,
                 lead_status: status.to_string(),
                 next_attempt_at: next,
