@@ -242,6 +242,10 @@ pub struct Provider {
     pub cps: u32,
     /// Concurrent channels the trunk carries.
     pub max_channels: u32,
+    /// The 200 OK header in which the provider reports its
+    /// answering-machine detection (`machine`/`fax` or `human`), if it
+    /// runs one. Without it every answer counts as a person.
+    pub amd_header: Option<String>,
 }
 
 /// Optional costs for reports.
@@ -502,6 +506,7 @@ struct RawProvider {
     password_env: Option<Spanned<String>>,
     cps: Option<Spanned<i64>>,
     max_channels: Option<Spanned<i64>>,
+    amd_header: Option<Spanned<String>>,
 }
 
 struct Validator<'a> {
@@ -1094,15 +1099,29 @@ impl Validator<'_> {
             Some(c) => self.positive(c, "provider.max_channels", 100_000),
             None => Some(100),
         };
+        let mut amd_ok = true;
+        let amd_header = raw.amd_header.as_ref().map(|h| {
+            let name = h.get_ref().trim().to_string();
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                amd_ok = false;
+                self.error(
+                    h.span(),
+                    "provider.amd_header",
+                    "must be a SIP header name (letters, digits, '-')",
+                );
+            }
+            name
+        });
         let username_env = raw.username_env.as_ref().map(|s| s.get_ref().clone());
         let password_env = raw.password_env.as_ref().map(|s| s.get_ref().clone());
-        match (ok, cps, channels) {
+        match (ok && amd_ok, cps, channels) {
             (true, Some(cps), Some(max_channels)) => Some(Provider {
                 uri: uri.to_string(),
                 username_env,
                 password_env,
                 cps,
                 max_channels,
+                amd_header,
             }),
             _ => None,
         }
@@ -1224,6 +1243,22 @@ password_env = "TRUNK_PASSWORD"
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].field, "password");
         assert_eq!(errs[0].line, 35);
+    }
+
+    #[test]
+    fn an_amd_header_must_be_a_header_name() {
+        let with = |v: &str| {
+            GOOD_US.replace(
+                "password_env = \"TRUNK_PASSWORD\"",
+                &format!("password_env = \"TRUNK_PASSWORD\"\namd_header = \"{v}\""),
+            )
+        };
+        let c = Campaign::parse(&with("X-AMD"), Path::new("c.toml")).expect("valid");
+        assert_eq!(c.provider.amd_header.as_deref(), Some("X-AMD"));
+        let errs = errors(&with("X AMD: machine"));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].field, "provider.amd_header");
+        assert_eq!(errs[0].line, 36);
     }
 
     #[test]

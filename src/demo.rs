@@ -208,9 +208,10 @@ pub async fn run(opts: DemoOptions) -> Result<DemoResult, DemoError> {
         }
     );
 
-    // The provider: outcomes and ring times from the scenario. Neither the
-    // sandbox nor SIPp plays an answering machine, so the scenario's
-    // machine share is dialled as no answer. Agents end their calls at the
+    // The provider: outcomes and ring times from the scenario. SIPp reports
+    // answering machines in an `X-AMD` header of its 200 OK (the campaign's
+    // `[provider] amd_header` must name it); the sandbox cannot, and dials
+    // the scenario's machine share as no answer. Agents end their calls at the
     // scenario's talk time; the customer hanging up first is rare.
     let o = &scenario.outcomes;
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(4);
@@ -255,7 +256,8 @@ pub async fn run(opts: DemoOptions) -> Result<DemoResult, DemoError> {
             let ms = |s: f64| (s * 1000.0).round() as u32;
             let rates = ProviderRates {
                 busy: o.busy / total,
-                no_answer: (o.no_answer + o.machine) / total,
+                no_answer: o.no_answer / total,
+                machine: o.machine / total,
                 reject: 0.0,
                 unavailable: o.failure / total,
                 ring_ms: (ms(ring_lo), ms(ring_hi)),

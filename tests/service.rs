@@ -117,8 +117,9 @@ async fn demo_run_records_every_attempt_and_keeps_the_rules() {
 /// open, Pacific and Hawaiian ones are not. On SIPp's side: no number on
 /// the DND registry and no number outside its calling hours ever got an
 /// INVITE, and every INVITE is an attempt in the store. Abandonment under
-/// the limit, every human answer bridged or given the message,
-/// conversions counted.
+/// the limit, every human answer bridged or given the message, answering
+/// machines (reported by SIPp in X-AMD) hung up and kept out of the
+/// ledger, every SIP status stored, conversions counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_against_sipp_never_invites_dnd_or_out_of_hours_numbers() {
     if !common::sipp::sipp_available() {
@@ -134,11 +135,14 @@ async fn service_against_sipp_never_invites_dnd_or_out_of_hours_numbers() {
         camps.join("us-home-solar.toml"),
     )
     .unwrap();
-    std::fs::copy(
-        campaigns_dir().join("scenarios/demo.toml"),
-        camps.join("scenarios/demo.toml"),
-    )
-    .unwrap();
+    // The demo scenario with answering machines, which SIPp reports in
+    // the X-AMD header the campaign names.
+    let scenario = std::fs::read_to_string(campaigns_dir().join("scenarios/demo.toml")).unwrap();
+    let scenario = scenario
+        .replace("machine = 0.0", "machine = 0.15")
+        .replace("no_answer = 0.56", "no_answer = 0.41");
+    assert!(scenario.contains("machine = 0.15") && scenario.contains("no_answer = 0.41"));
+    std::fs::write(camps.join("scenarios/demo.toml"), scenario).unwrap();
     let e164 = |area: &str, n: u32| format!("+1{area}555{n:04}");
     let mut csv = String::from("first_name,last_name,phone,state\n");
     let (mut open, mut dnd, mut closed) = (Vec::new(), Vec::new(), Vec::new());
@@ -251,6 +255,22 @@ async fn service_against_sipp_never_invites_dnd_or_out_of_hours_numbers() {
         let last = last.expect("a final status");
         assert_eq!(all.as_deref(), Some(format!("100,180,{last}").as_str()));
     }
+    // Machines: hung up, never put through, not in the ledger.
+    let machines: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM call_attempts WHERE outcome = 'machine'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(machines > 0, "SIPp drew answering machines");
+    let misrouted: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM call_attempts a WHERE a.outcome = 'machine'
+           AND (a.connected_at IS NOT NULL OR a.agent_id IS NOT NULL
+                OR EXISTS (SELECT 1 FROM abandon_ledger l WHERE l.attempt_id = a.id))",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(misrouted, 0, "a machine reached an agent or the ledger");
     let conv: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dispositions WHERE conversion")
         .fetch_one(&pool)
         .await

@@ -19,17 +19,21 @@ async fn short_load_run_counts_the_outcomes_sipp_drew() {
         return;
     };
     let (calls, cps) = (300u64, 50u32);
-    let report = run(LoadConfig {
-        target: Target::parse(&sipp.uri("+15550000001", false)).unwrap(),
-        cps,
-        calls,
-        max_channels: 1000,
-        ring_timeout: RingTimeout::new(Duration::from_secs(15)).unwrap(),
-        max_talk: None,
-        credentials: None,
-        from_user: "load".into(),
-    })
+    let report = tokio::time::timeout(
+        Duration::from_secs(120),
+        run(LoadConfig {
+            target: Target::parse(&sipp.uri("+15550000001", false)).unwrap(),
+            cps,
+            calls,
+            max_channels: 1000,
+            ring_timeout: RingTimeout::new(Duration::from_secs(15)).unwrap(),
+            max_talk: None,
+            credentials: None,
+            from_user: "load".into(),
+        }),
+    )
     .await
+    .expect("the load run ends within 2 minutes")
     .unwrap();
     let n = |o| report.outcomes.get(&o).copied().unwrap_or(0);
     let total: u64 = report.outcomes.values().sum();

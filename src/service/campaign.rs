@@ -134,6 +134,8 @@ pub enum Input {
         media: Option<SocketAddr>,
         /// When the 200 arrived.
         at: Instant,
+        /// The 200 OK's headers (the provider's answering-machine verdict).
+        headers: crate::sip::message::Headers,
     },
     /// The call is over on the SIP side.
     Ended {
@@ -301,6 +303,19 @@ pub struct Driver {
     ua_host: String,
     /// The trunk's digest credentials, from the environment.
     credentials: Option<Credentials>,
+}
+
+/// True when the 200 OK's headers carry the provider's answering-machine
+/// verdict (the header the campaign's `[provider] amd_header` names) and it
+/// says machine or fax.
+fn machine_answer(p: &crate::campaign::Provider, headers: &crate::sip::message::Headers) -> bool {
+    p.amd_header
+        .as_deref()
+        .and_then(|name| headers.get(name))
+        .is_some_and(|v| {
+            let v = v.trim().to_ascii_lowercase();
+            v.starts_with("machine") || v.starts_with("fax")
+        })
 }
 
 /// The trunk's digest credentials: the values of the environment
@@ -807,7 +822,12 @@ impl Driver {
                 }
                 self.runner.handle_event(now_u, Event::DialSkipped { call });
             }
-            Input::Answered { call, media, at } => {
+            Input::Answered {
+                call,
+                media,
+                at,
+                headers,
+            } => {
                 let mut attempt = None;
                 if let Some(c) = self.calls.get_mut(&call) {
                     c.media = media;
@@ -823,10 +843,16 @@ impl Driver {
                     });
                 }
                 self.answer_instants.insert(call, at);
-                // The sandbox and SIPp give no answering-machine signal:
-                // every answer is a person.
-                self.runner
-                    .handle_event(now_u, Event::CallAnswered { call, human: true });
+                // A provider that runs answering-machine detection says so
+                // in a header of the 200 OK; without it, a person answered.
+                let machine = machine_answer(&self.campaign.provider, &headers);
+                self.runner.handle_event(
+                    now_u,
+                    Event::CallAnswered {
+                        call,
+                        human: !machine,
+                    },
+                );
             }
             Input::Ended { call, summary } => {
                 self.answer_instants.remove(&call);
@@ -1427,8 +1453,8 @@ async fn call_task(
     loop {
         tokio::select! {
             ev = handle.next_event() => match ev {
-                Some(CallEvent::Answered { media, .. }) => {
-                    let _ = me.send(Input::Answered { call, media: media_addr(media), at: Instant::now() });
+                Some(CallEvent::Answered { media, headers, .. }) => {
+                    let _ = me.send(Input::Answered { call, media: media_addr(media), at: Instant::now(), headers });
                 }
                 Some(CallEvent::Progress { .. }) => {}
                 Some(CallEvent::Ended(summary)) => {
@@ -1614,5 +1640,25 @@ mod tests {
         open.provider.username_env = None;
         open.provider.password_env = None;
         assert_eq!(trunk_credentials(&open, |_| Some("x".into())), None);
+    }
+
+    #[test]
+    fn the_named_amd_header_decides_machine_answers() {
+        let mut c = campaign();
+        let mut h = crate::sip::message::Headers::default();
+        h.push("X-AMD", "MACHINE");
+        assert!(
+            !machine_answer(&c.provider, &h),
+            "no header named: a person"
+        );
+        c.provider.amd_header = Some("x-amd".into());
+        assert!(machine_answer(&c.provider, &h));
+        let mut human = crate::sip::message::Headers::default();
+        human.push("X-AMD", "human");
+        assert!(!machine_answer(&c.provider, &human));
+        assert!(!machine_answer(
+            &c.provider,
+            &crate::sip::message::Headers::default()
+        ));
     }
 }

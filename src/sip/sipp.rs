@@ -1,7 +1,8 @@
 //! SIPp as the provider sandbox: starts `sipp` (Debian package
 //! `sip-tester`) on loopback as a UAS running `sipp/provider.xml`, where
-//! every INVITE draws an outcome (busy, no answer, reject, unavailable or
-//! answer after a random ring, then a random talk time), and reads back
+//! every INVITE draws an outcome (busy, no answer, reject, unavailable,
+//! answering machine or answer after a random ring, then a random talk
+//! time), and reads back
 //! the INVITEs it received from its message log.
 //!
 //! `dialler demo --provider sipp` dials through this; the tests check on
@@ -47,6 +48,9 @@ pub struct ProviderRates {
     pub reject: f64,
     /// 503 Service Unavailable.
     pub unavailable: f64,
+    /// 200 OK with `X-AMD: machine` (an answering machine, as detected by
+    /// the provider).
+    pub machine: f64,
     /// Uniform ring time before the final response, ms.
     pub ring_ms: (u32, u32),
     /// Mean (exponential) talk time after the ACK before SIPp hangs up,
@@ -118,6 +122,7 @@ impl SippProvider {
                 .args(["-set", "p_noanswer", &rates.no_answer.to_string()])
                 .args(["-set", "p_reject", &rates.reject.to_string()])
                 .args(["-set", "p_unavailable", &rates.unavailable.to_string()])
+                .args(["-set", "p_machine", &rates.machine.to_string()])
                 .args(["-set", "ring_min", &rates.ring_ms.0.to_string()])
                 .args(["-set", "ring_max", &rates.ring_ms.1.to_string()])
                 .args(["-set", "talk_mean", &rates.talk_mean_ms.to_string()])

@@ -372,6 +372,7 @@ pub async fn call_once(
             Some(CallEvent::Answered {
                 media,
                 ack_latency: a,
+                ..
             }) => {
                 ack_latency = Some(a);
                 if let (Some(secs), Some(m)) = (play, media) {

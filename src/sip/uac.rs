@@ -20,7 +20,7 @@ use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 
 use super::auth::{Challenge, Credentials};
-use super::message::{self, Message, Method, Request, Response};
+use super::message::{self, Headers, Message, Method, Request, Response};
 use super::{SipError, Transport, masked_uri, sdp};
 
 /// RFC 3261 timer values.
@@ -243,6 +243,9 @@ pub enum CallEvent {
         /// sans-IO core (it ACKs within the same call); the tokio driver
         /// fills in the wall time it measured.
         ack_latency: Duration,
+        /// The 200 OK's headers (for a provider's answering-machine
+        /// verdict, for example).
+        headers: Headers,
     },
     /// The call is over.
     Ended(Summary),
@@ -752,6 +755,7 @@ impl Call {
                 CallEvent::Answered {
                     media: sdp::parse(&r.body),
                     ack_latency: Duration::ZERO,
+                    headers: r.headers.clone(),
                 },
             ));
             return;

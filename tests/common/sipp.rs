@@ -125,6 +125,7 @@ pub fn provider(
         .set("p_noanswer", p_noanswer)
         .set("p_reject", p_reject)
         .set("p_unavailable", p_unavailable)
+        .set("p_machine", 0)
         .set("ring_min", ring.0)
         .set("ring_max", ring.1)
         .set("talk_mean", talk_mean_ms)
