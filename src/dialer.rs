@@ -340,7 +340,11 @@ pub struct Runner {
     active_agents: u32,
     calls: FastMap<CallId, Call>,
     ringing: BTreeMap<CallId, u64>,
-    /// Launch times in the last second, when the trunk limits them.
+    /// Launch times in the last second, when the trunk limits them. A
+    /// sliding window by hand rather than `governor` (which `sip load`
+    /// uses): the runner is driven by the caller's `now`, with no clock of
+    /// its own, and must name the instant the next launch is allowed so it
+    /// can ask for a wake-up then.
     launches: VecDeque<u64>,
     waiting: VecDeque<CallId>,
     hopper: VecDeque<LeadInfo>,
