@@ -154,7 +154,11 @@ fn clock_offset(c: &Campaign, zone: chrono_tz::Tz) -> i64 {
 
 /// Runs the demo and prints its status lines and report to stdout.
 pub async fn run(opts: DemoOptions) -> Result<DemoResult, DemoError> {
-    let camp = campaign::find(&opts.campaigns_dir, &opts.campaign)?;
+    let mut camp = campaign::find(&opts.campaigns_dir, &opts.campaign)?;
+    // The demo's providers on loopback ask for no credentials: the trunk's
+    // are not looked up (nor warned about).
+    camp.provider.username_env = None;
+    camp.provider.password_env = None;
     let scenario = Scenario::load(&opts.scenario)?;
     for suffix in ["", "-wal", "-shm"] {
         let mut p = opts.db.clone().into_os_string();
@@ -273,19 +277,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoResult, DemoError> {
     let phones_sip = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
     let phones_rtp = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
     let phones_addr = phones_sip.local_addr()?;
-    let phone_cfg = SandboxConfig {
-        weights: Weights {
-            answer: 1.0,
-            busy: 0.0,
-            no_answer: 0.0,
-            reject: 0.0,
-            unavailable: 0.0,
-        },
-        ring: (Duration::from_millis(200), Duration::from_millis(400)),
-        talk_mean: Duration::ZERO,
-        seed: opts.seed + 1,
-        ..SandboxConfig::default()
-    };
+    let phone_cfg = SandboxConfig::agent_phones(opts.seed + 1);
     let mut rx2 = stop_tx.subscribe();
     let phones = tokio::spawn(sandbox::serve(
         phones_sip,

@@ -101,20 +101,7 @@ impl Sandboxes {
             ..SandboxConfig::default()
         })
         .await;
-        let (phones, phones_task) = spawn(SandboxConfig {
-            weights: Weights {
-                answer: 1.0,
-                busy: 0.0,
-                no_answer: 0.0,
-                reject: 0.0,
-                unavailable: 0.0,
-            },
-            ring: (Duration::from_millis(100), Duration::from_millis(200)),
-            talk_mean: Duration::ZERO,
-            seed: 4,
-            ..SandboxConfig::default()
-        })
-        .await;
+        let (phones, phones_task) = spawn(SandboxConfig::agent_phones(4)).await;
         Sandboxes {
             provider,
             phones,

@@ -13,8 +13,28 @@ use dialler::service::{self, ServiceConfig, client};
 use dialler::store::Store;
 use sqlx::Row;
 
+/// The service's clock offset (virtual time) is process-wide: one demo at
+/// a time in this test binary.
+static DEMO: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn campaigns_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("campaigns")
+}
+
+/// Calls were bridged, abandonment stayed under the limit, and every human
+/// answer was bridged or heard the message.
+fn assert_live_rules(live: &dialler::live::CampaignLive) {
+    assert!(live.connects > 0, "bridged: {live:?}");
+    assert!(
+        live.window_rate_percent <= live.limit_percent,
+        "abandonment {}% over the limit",
+        live.window_rate_percent
+    );
+    assert_eq!(
+        live.human_answers,
+        live.connects + live.abandons,
+        "every human answer is bridged or hears the message"
+    );
 }
 
 /// ~10 agents for ~25 s of dialling: abandonment under the limit, every
@@ -24,6 +44,7 @@ fn campaigns_dir() -> PathBuf {
 async fn demo_run_records_every_attempt_and_keeps_the_rules() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("demo.db");
+    let _one_demo = DEMO.lock().await;
     let result = tokio::time::timeout(
         Duration::from_secs(150),
         dialler::demo::run(dialler::demo::DemoOptions {
@@ -44,17 +65,7 @@ async fn demo_run_records_every_attempt_and_keeps_the_rules() {
     .expect("demo ran");
     let live = &result.live;
     assert!(live.attempts > 10, "dialled: {live:?}");
-    assert!(live.connects > 0, "bridged: {live:?}");
-    assert!(
-        live.window_rate_percent <= live.limit_percent,
-        "abandonment {}% over the limit",
-        live.window_rate_percent
-    );
-    assert_eq!(
-        live.human_answers,
-        live.connects + live.abandons,
-        "every human answer is bridged or hears the message"
-    );
+    assert_live_rules(live);
 
     let store = Store::open(&format!("sqlite://{}", db.display()))
         .await
@@ -176,6 +187,7 @@ async fn service_against_sipp_never_invites_dnd_or_out_of_hours_numbers() {
     let at = chrono::DateTime::parse_from_rfc3339("2026-12-01T14:30:00Z")
         .unwrap()
         .to_utc();
+    let _one_demo = DEMO.lock().await;
     let result = tokio::time::timeout(
         Duration::from_secs(180),
         dialler::demo::run(dialler::demo::DemoOptions {
@@ -195,17 +207,7 @@ async fn service_against_sipp_never_invites_dnd_or_out_of_hours_numbers() {
     .expect("demo finished in time")
     .expect("demo ran");
     let live = &result.live;
-    assert!(live.connects > 0, "bridged: {live:?}");
-    assert!(
-        live.window_rate_percent <= live.limit_percent,
-        "abandonment {}% over the limit",
-        live.window_rate_percent
-    );
-    assert_eq!(
-        live.human_answers,
-        live.connects + live.abandons,
-        "every human answer is bridged or hears the message"
-    );
+    assert_live_rules(live);
 
     // SIPp's side.
     let log = std::fs::read_to_string(result.provider_log.as_ref().expect("sipp log")).unwrap();

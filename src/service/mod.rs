@@ -244,10 +244,11 @@ pub struct RunSummary {
 
 static CLOCK_OFFSET_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
 
-/// Shifts the service's wall clock by `ms` for the whole process: only
-/// `dialler demo` does this, to run a campaign whose calling window is
-/// closed at the real time of day on a virtual clock where it is open.
-/// Durations (ring, talk, grace) stay real.
+/// Shifts the service's wall clock by `ms` for the whole process (one
+/// service per process can use it): `dialler demo`, to run a campaign whose
+/// calling window is closed at the real time of day on a virtual clock
+/// where it is open, and `dialler run --clock-start` for rehearsals and
+/// tests. Durations (ring, talk, grace) stay real.
 pub fn set_clock_offset_ms(ms: i64) {
     CLOCK_OFFSET_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
 }

@@ -76,6 +76,26 @@ impl Default for SandboxConfig {
     }
 }
 
+impl SandboxConfig {
+    /// Agents' phones: every call answered after a short ring and held
+    /// until the caller's BYE.
+    pub fn agent_phones(seed: u64) -> SandboxConfig {
+        SandboxConfig {
+            weights: Weights {
+                answer: 1.0,
+                busy: 0.0,
+                no_answer: 0.0,
+                reject: 0.0,
+                unavailable: 0.0,
+            },
+            ring: (Duration::from_millis(200), Duration::from_millis(400)),
+            talk_mean: Duration::ZERO,
+            seed,
+            ..SandboxConfig::default()
+        }
+    }
+}
+
 /// What the sandbox did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct SandboxStats {
