@@ -13,7 +13,7 @@
 //! the safe-harbour message and counts as abandoned in the ledger.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 
 use chrono::DateTime;
 
@@ -325,7 +325,14 @@ pub struct Runner {
     ready: VecDeque<AgentId>,
     active_agents: u32,
     calls: FastMap<CallId, Call>,
-    ringing: BTreeMap<CallId, u64>,
+    /// Agents on a call or in wrap-up and when each call was bridged, by
+    /// agent id (the order pacing reads them in), so a decision does not
+    /// walk the whole team.
+    busy: Vec<(AgentId, u64)>,
+    /// Calls ringing and when each was dialled, by call id: ids grow with
+    /// time, so new calls go at the back and a finished one is found by
+    /// binary search. A decision reads them all, in order.
+    ringing: VecDeque<(CallId, u64)>,
     waiting: VecDeque<CallId>,
     hopper: VecDeque<LeadInfo>,
     leads_requested: bool,
@@ -363,7 +370,8 @@ impl Runner {
             ready: VecDeque::new(),
             active_agents: 0,
             calls: FastMap::default(),
-            ringing: BTreeMap::new(),
+            busy: Vec::new(),
+            ringing: VecDeque::new(),
             waiting: VecDeque::new(),
             hopper: VecDeque::new(),
             leads_requested: false,
@@ -439,7 +447,7 @@ impl Runner {
                     .get(&call)
                     .is_some_and(|c| c.state == CallState::Ringing)
                 {
-                    self.ringing.remove(&call);
+                    self.remove_ringing(call);
                     self.calls.remove(&call);
                     true
                 } else {
@@ -603,6 +611,12 @@ impl Runner {
         if matches!(agent.state, AgentState::OnCall(_) | AgentState::Ready) {
             return;
         }
+        if agent.state == AgentState::WrapUp
+            && let Ok(i) = self.busy.binary_search_by_key(&a, |&(b, _)| b)
+        {
+            self.busy.remove(i);
+        }
+        let agent = &mut self.agents[a as usize];
         if agent.state == AgentState::WrapUp && (agent.pause_after || agent.logout_after) {
             agent.state = if agent.logout_after {
                 AgentState::LoggedOut
@@ -663,16 +677,18 @@ impl Runner {
         }
         let ring_ms = now_ms.saturating_sub(c.dialled_ms);
         let lead = c.lead;
-        self.ringing.remove(&call);
+        if human {
+            c.state = CallState::Waiting {
+                answered_ms: now_ms,
+            };
+        }
+        self.remove_ringing(call);
         self.est.record_attempt(human, ring_ms as f64 / 1000.0);
         if !human {
             self.commands.push_back(Command::Hangup { call });
             self.end_call(call, Outcome::Machine);
             return;
         }
-        c.state = CallState::Waiting {
-            answered_ms: now_ms,
-        };
         self.ledger
             .record(ms_time(now_ms), LedgerEvent::HumanAnswer);
         self.commands
@@ -709,6 +725,10 @@ impl Runner {
         a.state = AgentState::OnCall(call);
         a.handle_start_ms = now_ms;
         a.free_at_ms = now_ms + handle_ms;
+        match self.busy.binary_search_by_key(&agent, |&(b, _)| b) {
+            Ok(i) => self.busy[i].1 = now_ms,
+            Err(i) => self.busy.insert(i, (agent, now_ms)),
+        }
         self.pacer.observe(now_ms, false);
         self.commands.push_back(Command::Record(Record::Connected {
             call,
@@ -761,8 +781,14 @@ impl Runner {
         }
     }
 
+    fn remove_ringing(&mut self, call: CallId) {
+        if let Ok(i) = self.ringing.binary_search_by_key(&call, |&(c, _)| c) {
+            self.ringing.remove(i);
+        }
+    }
+
     fn end_call(&mut self, call: CallId, outcome: Outcome) {
-        self.ringing.remove(&call);
+        self.remove_ringing(call);
         if let Some(c) = self.calls.remove(&call) {
             self.commands
                 .push_back(Command::Record(Record::AttemptEnded {
@@ -782,24 +808,25 @@ impl Runner {
         self.est.refresh();
         self.busy_buf.clear();
         self.free_at_buf.clear();
-        for a in &self.agents {
-            if matches!(a.state, AgentState::OnCall(_) | AgentState::WrapUp) {
-                self.busy_buf
-                    .push(now_ms.saturating_sub(a.handle_start_ms) as f64 / 1000.0);
-                if self.oracle {
-                    self.free_at_buf.push(a.free_at_ms.max(now_ms));
-                }
-            }
+        // Through i64: u64 to f64 costs several instructions on x86-64,
+        // i64 one, and the same value for anything below 2^63.
+        let secs = |since: u64| now_ms.saturating_sub(since) as i64 as f64 / 1000.0;
+        self.busy_buf
+            .extend(self.busy.iter().map(|&(_, start)| secs(start)));
+        if self.oracle {
+            let agents = &self.agents;
+            self.free_at_buf.extend(
+                self.busy
+                    .iter()
+                    .map(|&(a, _)| agents[a as usize].free_at_ms.max(now_ms)),
+            );
         }
         self.ringing_buf.clear();
-        self.ringing_buf.extend(
-            self.ringing
-                .values()
-                .map(|&d| now_ms.saturating_sub(d) as f64 / 1000.0),
-        );
+        self.ringing_buf
+            .extend(self.ringing.iter().map(|&(_, d)| secs(d)));
         let oracle = if self.oracle {
             self.human_flight_buf.clear();
-            for (&call, &dialled) in &self.ringing {
+            for &(call, dialled) in &self.ringing {
                 if let Some(f) = self.calls.get(&call).and_then(|c| c.foresight)
                     && f.human
                     && f.ring_ms < self.config.ring_timeout_ms
@@ -871,7 +898,7 @@ impl Runner {
                     foresight: lead.foresight,
                 },
             );
-            self.ringing.insert(call, now_ms);
+            self.ringing.push_back((call, now_ms));
             self.timers.push(Reverse((
                 now_ms + self.config.ring_timeout_ms,
                 Timer::RingTimeout(call),

@@ -207,19 +207,75 @@ impl Estimators {
         let horizon = self.ring_s();
         if self.free_table.is_empty() || (horizon - self.free_horizon).abs() > 0.25 {
             self.free_horizon = horizon;
-            let table: Vec<f64> = (0..=MAX_HANDLE_S)
-                .map(|e| self.p_free_within(e as f64, horizon))
-                .collect();
-            self.free_table = table;
+            self.rebuild_free_table(horizon);
         }
         let rate = self.human_rate();
         if self.ringing_table.is_empty() || (rate - self.ringing_rate).abs() > 0.01 {
             self.ringing_rate = rate;
-            let table: Vec<f64> = (0..=RING_BINS)
-                .map(|b| self.p_human_given_ringing(b as f64 / 2.0, f64::INFINITY))
-                .collect();
-            self.ringing_table = table;
+            self.rebuild_ringing_table();
         }
+    }
+
+    /// `free_table[e] = p_free_within(e, horizon)` for every whole second,
+    /// the same arithmetic as that function with the per-call work (the
+    /// memoryless tail, the bounds) hoisted out: rebuilds come every few
+    /// hundred calls and were a tenth of a simulation.
+    fn rebuild_free_table(&mut self, horizon: f64) {
+        let tail = 1.0 - (-horizon / self.handle_s().max(1.0)).exp();
+        let mut table = std::mem::take(&mut self.free_table);
+        table.clear();
+        table.extend((0..=MAX_HANDLE_S).map(|e| {
+            let s_e = if e == 0 { 1.0 } else { self.survival[e] };
+            if s_e <= 1e-12 {
+                return tail;
+            }
+            let s_end = self.survival_at(e as f64 + horizon);
+            ((s_e - s_end) / s_e).clamp(0.0, 1.0)
+        }));
+        self.free_table = table;
+    }
+
+    /// `ringing_table[b] = p_human_given_ringing(b / 2, ∞)` for every half
+    /// second, the rate and the branch on the ring tables hoisted out.
+    fn rebuild_ringing_table(&mut self) {
+        let ph = self.human_rate();
+        let ring_s = self.ring_s().max(0.5);
+        let human = self.human_ring.ready();
+        let other = self.other_ring.ready();
+        let mut table = std::mem::take(&mut self.ringing_table);
+        table.clear();
+        table.extend((0..=RING_BINS).map(|b| {
+            let elapsed_s = b as f64 / 2.0;
+            let sh = if human {
+                self.human_ring.at_ready(elapsed_s)
+            } else {
+                (-elapsed_s / ring_s).exp()
+            };
+            let so = if other {
+                self.other_ring.at_ready(elapsed_s)
+            } else {
+                1.0
+            };
+            let h = ph * sh;
+            let o = (1.0 - ph) * so;
+            if h + o <= 1e-12 { 0.0 } else { h / (h + o) }
+        }));
+        self.ringing_table = table;
+    }
+
+    /// The table behind [`Estimators::p_free_soon`], when built: entry `e`
+    /// for agents `e` whole seconds into their call, the last for anything
+    /// longer. Lets a decision look up a whole team without a branch per
+    /// agent.
+    pub fn free_soon_table(&self) -> Option<&[f64]> {
+        (!self.free_table.is_empty()).then_some(&self.free_table[..])
+    }
+
+    /// The table behind [`Estimators::p_human_ringing_soon`], when built:
+    /// entry `b` for calls `b` half seconds into ringing, the last for
+    /// anything longer (the ring timeout is checked by the caller).
+    pub fn ringing_soon_table(&self) -> Option<&[f64]> {
+        (!self.ringing_table.is_empty()).then_some(&self.ringing_table[..])
     }
 
     /// `p_human_given_ringing` from a table (half seconds); computes it
@@ -331,17 +387,27 @@ impl Survival {
         rebuild
     }
 
+    /// Enough samples for [`Survival::at`] to answer.
+    fn ready(&self) -> bool {
+        self.samples.len() >= Self::MIN_SAMPLES
+    }
+
     /// P(ring time > s), or `None` before enough samples.
     fn at(&self, s: f64) -> Option<f64> {
-        if self.samples.len() < Self::MIN_SAMPLES {
+        if !self.ready() {
             return None;
         }
+        Some(self.at_ready(s))
+    }
+
+    /// [`Survival::at`] once [`Survival::ready`].
+    fn at_ready(&self, s: f64) -> f64 {
         let bin = ((s * 2.0) as usize).min(RING_BINS);
         // Before the first bin nothing has resolved.
         if s < 0.5 {
-            return Some(1.0);
+            return 1.0;
         }
-        Some(self.table[bin - 1])
+        self.table[bin - 1]
     }
 }
 

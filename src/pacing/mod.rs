@@ -194,8 +194,21 @@ impl Outlook {
     fn new(s: &Snapshot<'_>) -> Outlook {
         let ready = s.ready as usize;
         let waiting = s.waiting as usize;
-        let p_busy = |e: &f64| s.est.p_free_soon(*e);
-        let p_ring = |e: &f64| p_human_in_flight(s.est, *e, s.ring_timeout_s);
+        // Straight from the estimators' tables when built (the same
+        // figures as `p_free_soon` and `p_human_ringing_soon`, without a
+        // branch per item): this is the hot loop of a decision.
+        let free_table = s.est.free_soon_table();
+        let ringing_table = s.est.ringing_soon_table();
+        let p_busy = |e: &f64| match free_table {
+            Some(t) => t[table_index(*e, t.len())],
+            None => s.est.p_free_soon(*e),
+        };
+        let timeout = s.ring_timeout_s;
+        let p_ring = |e: &f64| match ringing_table {
+            Some(_) if *e >= timeout => 0.0,
+            Some(t) => t[table_index(*e * 2.0, t.len())],
+            None => p_human_in_flight(s.est, *e, timeout),
+        };
         let (free_mean, free_var) = bernoulli_sums(s.busy_elapsed_s, p_busy);
         let (demand_mean, demand_var) = bernoulli_sums(s.ringing_elapsed_s, p_ring);
         let free_mean = ready as f64 + free_mean;
@@ -283,6 +296,14 @@ impl Outlook {
             bernoulli_add(&mut self.demand_pmf, p);
         }
     }
+}
+
+/// `x` truncated to an index into a table of `len` entries, the last
+/// standing for anything beyond (negative and NaN give 0). Through i64:
+/// the float-to-usize conversion costs several more instructions.
+#[inline]
+fn table_index(x: f64, len: usize) -> usize {
+    (x as i64).clamp(0, len as i64 - 1) as usize
 }
 
 /// Convolves a PMF with a Bernoulli(p), in place (grows by one).
