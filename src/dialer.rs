@@ -806,13 +806,14 @@ impl Runner {
         }
         self.ledger.advance_ms(now_ms as i64);
         self.est.refresh();
-        self.busy_buf.clear();
         self.free_at_buf.clear();
         // Through i64: u64 to f64 costs several instructions on x86-64,
         // i64 one, and the same value for anything below 2^63.
         let secs = |since: u64| now_ms.saturating_sub(since) as i64 as f64 / 1000.0;
-        self.busy_buf
-            .extend(self.busy.iter().map(|&(_, start)| secs(start)));
+        self.busy_buf.resize(self.busy.len(), 0.0);
+        for (e, &(_, start)) in self.busy_buf.iter_mut().zip(&self.busy) {
+            *e = secs(start);
+        }
         if self.oracle {
             let agents = &self.agents;
             self.free_at_buf.extend(
@@ -821,9 +822,15 @@ impl Runner {
                     .map(|&(a, _)| agents[a as usize].free_at_ms.max(now_ms)),
             );
         }
-        self.ringing_buf.clear();
-        self.ringing_buf
-            .extend(self.ringing.iter().map(|&(_, d)| secs(d)));
+        self.ringing_buf.resize(self.ringing.len(), 0.0);
+        let (front, back) = self.ringing.as_slices();
+        for (e, &(_, dialled)) in self
+            .ringing_buf
+            .iter_mut()
+            .zip(front.iter().chain(back.iter()))
+        {
+            *e = secs(dialled);
+        }
         let oracle = if self.oracle {
             self.human_flight_buf.clear();
             for &(call, dialled) in &self.ringing {

@@ -209,8 +209,22 @@ impl Outlook {
             Some(t) => t[table_index(*e * 2.0, t.len())],
             None => p_human_in_flight(s.est, *e, timeout),
         };
-        let (free_mean, free_var) = bernoulli_sums(s.busy_elapsed_s, p_busy);
-        let (demand_mean, demand_var) = bernoulli_sums(s.ringing_elapsed_s, p_ring);
+        // The same sums either way; with the tables built, one loop each
+        // without the fallback's branch.
+        let (free_mean, free_var) = match free_table {
+            Some(t) => bernoulli_sums(s.busy_elapsed_s, |e| t[table_index(*e, t.len())]),
+            None => bernoulli_sums(s.busy_elapsed_s, p_busy),
+        };
+        let (demand_mean, demand_var) = match ringing_table {
+            Some(t) => bernoulli_sums(s.ringing_elapsed_s, |e| {
+                if *e >= timeout {
+                    0.0
+                } else {
+                    t[table_index(*e * 2.0, t.len())]
+                }
+            }),
+            None => bernoulli_sums(s.ringing_elapsed_s, p_ring),
+        };
         let free_mean = ready as f64 + free_mean;
         let mean = waiting as f64 - free_mean + demand_mean;
         let var = free_var + demand_var;
