@@ -224,12 +224,25 @@ impl Estimators {
         let tail = 1.0 - (-horizon / self.handle_s().max(1.0)).exp();
         let mut table = std::mem::take(&mut self.free_table);
         table.clear();
-        table.extend((0..=MAX_HANDLE_S).map(|e| {
-            let s_e = if e == 0 { 1.0 } else { self.survival[e] };
+        let survival = &self.survival[..=MAX_HANDLE_S];
+        let last = survival[MAX_HANDLE_S];
+        table.extend(survival.iter().enumerate().map(|(e, &s)| {
+            let s_e = if e == 0 { 1.0 } else { s };
             if s_e <= 1e-12 {
                 return tail;
             }
-            let s_end = self.survival_at(e as f64 + horizon);
+            // survival_at(e + horizon), inlined (a time's whole part fits
+            // an i64, and the cast is one instruction).
+            let t = e as f64 + horizon;
+            let i = t as i64 as usize;
+            let s_end = if t <= 0.0 {
+                1.0
+            } else if i >= MAX_HANDLE_S {
+                last
+            } else {
+                let f = t - i as f64;
+                survival[i] * (1.0 - f) + self.survival[i + 1] * f
+            };
             ((s_e - s_end) / s_e).clamp(0.0, 1.0)
         }));
         self.free_table = table;
@@ -242,17 +255,18 @@ impl Estimators {
         let ring_s = self.ring_s().max(0.5);
         let human = self.human_ring.ready();
         let other = self.other_ring.ready();
+        // Survival::at for a whole half second b: 1 at 0, else entry b - 1.
+        let at_bin = |table: &[f64], b: usize| if b == 0 { 1.0 } else { table[b - 1] };
         let mut table = std::mem::take(&mut self.ringing_table);
         table.clear();
         table.extend((0..=RING_BINS).map(|b| {
-            let elapsed_s = b as f64 / 2.0;
             let sh = if human {
-                self.human_ring.at_ready(elapsed_s)
+                at_bin(&self.human_ring.table, b)
             } else {
-                (-elapsed_s / ring_s).exp()
+                (-(b as f64 / 2.0) / ring_s).exp()
             };
             let so = if other {
-                self.other_ring.at_ready(elapsed_s)
+                at_bin(&self.other_ring.table, b)
             } else {
                 1.0
             };
@@ -400,7 +414,7 @@ impl Survival {
         Some(self.at_ready(s))
     }
 
-    /// [`Survival::at`] once [`Survival::ready`].
+    /// P(ring time > s), once [`Survival::ready`].
     fn at_ready(&self, s: f64) -> f64 {
         let bin = ((s * 2.0) as usize).min(RING_BINS);
         // Before the first bin nothing has resolved.
