@@ -285,7 +285,6 @@ struct Call {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
-    RingTimeout(CallId),
     ConnectDeadline(CallId),
     Pacer,
 }
@@ -331,7 +330,9 @@ pub struct Runner {
     busy: Vec<(AgentId, u64)>,
     /// Calls ringing and when each was dialled, by call id: ids grow with
     /// time, so new calls go at the back and a finished one is found by
-    /// binary search. A decision reads them all, in order.
+    /// binary search. A decision reads them all, in order. The front is
+    /// also the next ring timeout (every call has the same): no timer per
+    /// call, and none left behind to fire for calls already over.
     ringing: VecDeque<(CallId, u64)>,
     waiting: VecDeque<CallId>,
     hopper: VecDeque<LeadInfo>,
@@ -478,25 +479,26 @@ impl Runner {
     /// [`Runner::poll_timeout`] arrives, then drain the commands.
     pub fn handle_timeout(&mut self, now_ms: u64) {
         let mut decide = false;
-        while let Some(&Reverse((at, timer))) = self.timers.peek() {
-            if at > now_ms {
-                break;
+        loop {
+            // Ring timeouts first at equal times, as when they were timers.
+            let ring = self.next_ring_timeout();
+            let timer = self.timers.peek().map(|&Reverse(t)| t);
+            if let Some((at, call)) = ring
+                && at <= now_ms
+                && timer.is_none_or(|(t, _)| at <= t)
+            {
+                decide = true;
+                self.est
+                    .record_attempt(false, self.config.ring_timeout_ms as f64 / 1000.0);
+                self.commands.push_back(Command::Cancel { call });
+                self.end_call(call, Outcome::NoAnswer);
+                continue;
             }
+            let Some((at, timer)) = timer.filter(|&(at, _)| at <= now_ms) else {
+                break;
+            };
             self.timers.pop();
             match timer {
-                Timer::RingTimeout(call) => {
-                    if self
-                        .calls
-                        .get(&call)
-                        .is_some_and(|c| c.state == CallState::Ringing)
-                    {
-                        decide = true;
-                        self.est
-                            .record_attempt(false, self.config.ring_timeout_ms as f64 / 1000.0);
-                        self.commands.push_back(Command::Cancel { call });
-                        self.end_call(call, Outcome::NoAnswer);
-                    }
-                }
                 Timer::ConnectDeadline(call) => {
                     if let Some(c) = self.calls.get_mut(&call)
                         && matches!(c.state, CallState::Waiting { .. })
@@ -542,7 +544,19 @@ impl Runner {
     /// When [`Runner::handle_timeout`] must next be called, ms.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.timers.peek().map(|Reverse((at, _))| *at)
+        let timer = self.timers.peek().map(|Reverse((at, _))| *at);
+        let ring = self.next_ring_timeout().map(|(at, _)| at);
+        match (timer, ring) {
+            (Some(t), Some(r)) => Some(t.min(r)),
+            (t, r) => t.or(r),
+        }
+    }
+
+    /// When the longest-ringing call times out, and that call.
+    fn next_ring_timeout(&self) -> Option<(u64, CallId)> {
+        self.ringing
+            .front()
+            .map(|&(call, dialled)| (dialled + self.config.ring_timeout_ms, call))
     }
 
     /// Agents by state, calls in flight and the ledger, as of the last
@@ -906,10 +920,6 @@ impl Runner {
                 },
             );
             self.ringing.push_back((call, now_ms));
-            self.timers.push(Reverse((
-                now_ms + self.config.ring_timeout_ms,
-                Timer::RingTimeout(call),
-            )));
             self.commands.push_back(Command::Dial {
                 call,
                 lead: lead.id,
