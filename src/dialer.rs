@@ -324,16 +324,19 @@ pub struct Runner {
     ready: VecDeque<AgentId>,
     active_agents: u32,
     calls: FastMap<CallId, Call>,
-    /// Agents on a call or in wrap-up and when each call was bridged, by
-    /// agent id (the order pacing reads them in), so a decision does not
-    /// walk the whole team.
-    busy: Vec<(AgentId, u64)>,
-    /// Calls ringing and when each was dialled, by call id: ids grow with
-    /// time, so new calls go at the back and a finished one is found by
-    /// binary search. A decision reads them all, in order. The front is
-    /// also the next ring timeout (every call has the same): no timer per
-    /// call, and none left behind to fire for calls already over.
-    ringing: VecDeque<(CallId, u64)>,
+    /// Agents on a call or in wrap-up, by agent id (the order pacing
+    /// reads them in), so a decision does not walk the whole team; and
+    /// beside them when each call was bridged, the slice pacing reads.
+    busy: Vec<AgentId>,
+    busy_since: Vec<u64>,
+    /// Calls ringing, by call id, and beside them when each was dialled:
+    /// ids grow with time, so new calls go at the end and a finished one
+    /// is found by binary search (a few dozen at most: a Vec beats a map).
+    /// The first is also the next ring timeout (every call has the same):
+    /// no timer per call, and none left behind to fire for calls already
+    /// over.
+    ringing: Vec<CallId>,
+    ringing_since: Vec<u64>,
     waiting: VecDeque<CallId>,
     hopper: VecDeque<LeadInfo>,
     leads_requested: bool,
@@ -349,9 +352,7 @@ pub struct Runner {
     /// The pacer timer in `timers`, if one is pending.
     pacer_timer: Option<u64>,
     commands: VecDeque<Command>,
-    // Scratch buffers reused by every decision.
-    busy_buf: Vec<f64>,
-    ringing_buf: Vec<f64>,
+    // Scratch buffers reused by every decision (the oracle's).
     free_at_buf: Vec<u64>,
     human_flight_buf: Vec<(u64, u64)>,
     waiting_handle_buf: Vec<u64>,
@@ -372,7 +373,9 @@ impl Runner {
             active_agents: 0,
             calls: FastMap::default(),
             busy: Vec::new(),
-            ringing: VecDeque::new(),
+            busy_since: Vec::new(),
+            ringing: Vec::new(),
+            ringing_since: Vec::new(),
             waiting: VecDeque::new(),
             hopper: VecDeque::new(),
             leads_requested: false,
@@ -383,8 +386,6 @@ impl Runner {
             pacer_wake: None,
             pacer_timer: None,
             commands: VecDeque::new(),
-            busy_buf: Vec::new(),
-            ringing_buf: Vec::new(),
             free_at_buf: Vec::new(),
             human_flight_buf: Vec::new(),
             waiting_handle_buf: Vec::new(),
@@ -554,9 +555,9 @@ impl Runner {
 
     /// When the longest-ringing call times out, and that call.
     fn next_ring_timeout(&self) -> Option<(u64, CallId)> {
-        self.ringing
-            .front()
-            .map(|&(call, dialled)| (dialled + self.config.ring_timeout_ms, call))
+        let call = *self.ringing.first()?;
+        let dialled = *self.ringing_since.first()?;
+        Some((dialled + self.config.ring_timeout_ms, call))
     }
 
     /// Agents by state, calls in flight and the ledger, as of the last
@@ -626,9 +627,10 @@ impl Runner {
             return;
         }
         if agent.state == AgentState::WrapUp
-            && let Ok(i) = self.busy.binary_search_by_key(&a, |&(b, _)| b)
+            && let Ok(i) = self.busy.binary_search(&a)
         {
             self.busy.remove(i);
+            self.busy_since.remove(i);
         }
         let agent = &mut self.agents[a as usize];
         if agent.state == AgentState::WrapUp && (agent.pause_after || agent.logout_after) {
@@ -739,9 +741,12 @@ impl Runner {
         a.state = AgentState::OnCall(call);
         a.handle_start_ms = now_ms;
         a.free_at_ms = now_ms + handle_ms;
-        match self.busy.binary_search_by_key(&agent, |&(b, _)| b) {
-            Ok(i) => self.busy[i].1 = now_ms,
-            Err(i) => self.busy.insert(i, (agent, now_ms)),
+        match self.busy.binary_search(&agent) {
+            Ok(i) => self.busy_since[i] = now_ms,
+            Err(i) => {
+                self.busy.insert(i, agent);
+                self.busy_since.insert(i, now_ms);
+            }
         }
         self.pacer.observe(now_ms, false);
         self.commands.push_back(Command::Record(Record::Connected {
@@ -796,8 +801,9 @@ impl Runner {
     }
 
     fn remove_ringing(&mut self, call: CallId) {
-        if let Ok(i) = self.ringing.binary_search_by_key(&call, |&(c, _)| c) {
+        if let Ok(i) = self.ringing.binary_search(&call) {
             self.ringing.remove(i);
+            self.ringing_since.remove(i);
         }
     }
 
@@ -821,33 +827,17 @@ impl Runner {
         self.ledger.advance_ms(now_ms as i64);
         self.est.refresh();
         self.free_at_buf.clear();
-        // Through i64: u64 to f64 costs several instructions on x86-64,
-        // i64 one, and the same value for anything below 2^63.
-        let secs = |since: u64| now_ms.saturating_sub(since) as i64 as f64 / 1000.0;
-        self.busy_buf.resize(self.busy.len(), 0.0);
-        for (e, &(_, start)) in self.busy_buf.iter_mut().zip(&self.busy) {
-            *e = secs(start);
-        }
         if self.oracle {
             let agents = &self.agents;
             self.free_at_buf.extend(
                 self.busy
                     .iter()
-                    .map(|&(a, _)| agents[a as usize].free_at_ms.max(now_ms)),
+                    .map(|&a| agents[a as usize].free_at_ms.max(now_ms)),
             );
-        }
-        self.ringing_buf.resize(self.ringing.len(), 0.0);
-        let (front, back) = self.ringing.as_slices();
-        for (e, &(_, dialled)) in self
-            .ringing_buf
-            .iter_mut()
-            .zip(front.iter().chain(back.iter()))
-        {
-            *e = secs(dialled);
         }
         let oracle = if self.oracle {
             self.human_flight_buf.clear();
-            for &(call, dialled) in &self.ringing {
+            for (&call, &dialled) in self.ringing.iter().zip(&self.ringing_since) {
                 if let Some(f) = self.calls.get(&call).and_then(|c| c.foresight)
                     && f.human
                     && f.ring_ms < self.config.ring_timeout_ms
@@ -886,8 +876,8 @@ impl Runner {
             now_ms,
             active_agents: self.active_agents,
             ready: self.ready.len() as u32,
-            busy_elapsed_s: &self.busy_buf,
-            ringing_elapsed_s: &self.ringing_buf,
+            busy_since_ms: &self.busy_since,
+            ringing_since_ms: &self.ringing_since,
             waiting: self.waiting.len() as u32,
             ring_timeout_s: self.config.ring_timeout_ms as f64 / 1000.0,
             ledger: LedgerView {
@@ -919,7 +909,8 @@ impl Runner {
                     foresight: lead.foresight,
                 },
             );
-            self.ringing.push_back((call, now_ms));
+            self.ringing.push(call);
+            self.ringing_since.push(now_ms);
             self.commands.push_back(Command::Dial {
                 call,
                 lead: lead.id,
