@@ -9,6 +9,10 @@
 /// calls count in the last bin.
 const MAX_HANDLE_S: usize = 3600;
 
+/// Entries of [`Estimators::free_soon_table`]: whole seconds 0 to
+/// `MAX_HANDLE_S`.
+pub const FREE_SOON_ENTRIES: usize = MAX_HANDLE_S + 1;
+
 /// How many recent outcomes the answer-rate estimate looks at.
 const ANSWER_WINDOW: usize = 500;
 
@@ -64,7 +68,8 @@ pub struct Estimators {
     since_rebuild: usize,
     /// p_free_within(e, horizon) for whole seconds e, for the horizon it
     /// was built for; rebuilt when stale (see [`Estimators::refresh`]).
-    free_table: Vec<f64>,
+    /// Each entry also holds p(1 − p), the variance term a decision sums.
+    free_table: Vec<[f64; 2]>,
     free_horizon: f64,
     /// p_human_given_ringing for half-second bins, for the human rate it
     /// was built with.
@@ -229,7 +234,7 @@ impl Estimators {
         table.extend(survival.iter().enumerate().map(|(e, &s)| {
             let s_e = if e == 0 { 1.0 } else { s };
             if s_e <= 1e-12 {
-                return tail;
+                return [tail, tail * (1.0 - tail)];
             }
             // survival_at(e + horizon), inlined (a time's whole part fits
             // an i64, and the cast is one instruction).
@@ -243,7 +248,8 @@ impl Estimators {
                 let f = t - i as f64;
                 survival[i] * (1.0 - f) + self.survival[i + 1] * f
             };
-            ((s_e - s_end) / s_e).clamp(0.0, 1.0)
+            let p = ((s_e - s_end) / s_e).clamp(0.0, 1.0);
+            [p, p * (1.0 - p)]
         }));
         self.free_table = table;
     }
@@ -278,11 +284,11 @@ impl Estimators {
     }
 
     /// The table behind [`Estimators::p_free_soon`], when built: entry `e`
-    /// for agents `e` whole seconds into their call, the last for anything
-    /// longer. Lets a decision look up a whole team without a branch per
-    /// agent.
-    pub fn free_soon_table(&self) -> Option<&[f64]> {
-        (!self.free_table.is_empty()).then_some(&self.free_table[..])
+    /// for agents `e` whole seconds into their call (the last for anything
+    /// longer) holds p and p(1 − p). Lets a decision look up a whole team
+    /// without a branch or a bounds check per agent.
+    pub fn free_soon_table(&self) -> Option<&[[f64; 2]; FREE_SOON_ENTRIES]> {
+        self.free_table.as_slice().try_into().ok()
     }
 
     /// The table behind [`Estimators::p_human_ringing_soon`], when built:
@@ -311,7 +317,7 @@ impl Estimators {
     pub fn p_free_soon(&self, elapsed_s: f64) -> f64 {
         let i = (elapsed_s.max(0.0) as usize).min(MAX_HANDLE_S);
         match self.free_table.get(i) {
-            Some(p) => *p,
+            Some(p) => p[0],
             None => self.p_free_within(elapsed_s, self.ring_s()),
         }
     }

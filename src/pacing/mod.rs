@@ -13,7 +13,7 @@
 pub mod estimate;
 
 use crate::campaign::Strategy;
-use estimate::Estimators;
+use estimate::{Estimators, FREE_SOON_ENTRIES};
 
 /// The abandonment ledger's figures a decision needs.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -224,8 +224,12 @@ impl Outlook {
         // The table's entry for whole seconds elapsed: integer division
         // gives the same index as truncating the seconds as a float.
         let now = s.now_ms;
+        let last = FREE_SOON_ENTRIES - 1;
+        let free_entry = |t: &[[f64; 2]; FREE_SOON_ENTRIES], since: u64| {
+            t[((now.saturating_sub(since) / 1000) as usize).min(last)]
+        };
         let p_busy = |since: &u64| match free_table {
-            Some(t) => t[((now.saturating_sub(*since) / 1000) as usize).min(t.len() - 1)],
+            Some(t) => free_entry(t, *since)[0],
             None => s.est.p_free_soon(s.elapsed_s(*since)),
         };
         let timeout = s.ring_timeout_s;
@@ -240,15 +244,11 @@ impl Outlook {
         // The same sums either way; with the free-soon table built, a loop
         // without the fallback's branch.
         let (free_mean, free_var) = match free_table {
-            Some(t) => {
-                let last = t.len() - 1;
-                bernoulli_sums(s.busy_since_ms, |since| {
-                    t[((now.saturating_sub(*since) / 1000) as usize).min(last)]
-                })
-            }
-            None => bernoulli_sums(s.busy_since_ms, p_busy),
+            Some(t) => bernoulli_sums(s.busy_since_ms, |since| free_entry(t, *since)),
+            None => bernoulli_sums(s.busy_since_ms, |since| with_var(p_busy(since))),
         };
-        let (demand_mean, demand_var) = bernoulli_sums(s.ringing_since_ms, p_ring);
+        let (demand_mean, demand_var) =
+            bernoulli_sums(s.ringing_since_ms, |since| with_var(p_ring(since)));
         let free_mean = ready as f64 + free_mean;
         let mean = waiting as f64 - free_mean + demand_mean;
         let var = free_var + demand_var;
@@ -344,26 +344,32 @@ fn table_index(x: f64, len: usize) -> usize {
     (x as i64).clamp(0, len as i64 - 1) as usize
 }
 
-/// Convolves a PMF with a Bernoulli(p), in place (grows by one).
+/// A probability and its Bernoulli variance, for [`bernoulli_sums`].
+fn with_var(q: f64) -> [f64; 2] {
+    [q, q * (1.0 - q)]
+}
+
 /// The mean and variance of a sum of independent Bernoulli variables, one
 /// per item with probability `p(item)`. Four running sums, so the adds do
 /// not wait on each other: this is the hot loop of a decision.
-fn bernoulli_sums<T>(items: &[T], p: impl Fn(&T) -> f64) -> (f64, f64) {
+/// `p(item)` gives the probability and its variance term p(1 − p) (see
+/// [`with_var`]), so a table can hold both.
+fn bernoulli_sums<T>(items: &[T], p: impl Fn(&T) -> [f64; 2]) -> (f64, f64) {
     let mut mean = [0.0; 4];
     let mut var = [0.0; 4];
     let chunks = items.chunks_exact(4);
     let rest = chunks.remainder();
     for c in chunks {
         for i in 0..4 {
-            let q = p(&c[i]);
+            let [q, v] = p(&c[i]);
             mean[i] += q;
-            var[i] += q * (1.0 - q);
+            var[i] += v;
         }
     }
     for (i, x) in rest.iter().enumerate() {
-        let q = p(x);
+        let [q, v] = p(x);
         mean[i] += q;
-        var[i] += q * (1.0 - q);
+        var[i] += v;
     }
     (
         (mean[0] + mean[1]) + (mean[2] + mean[3]),
@@ -371,6 +377,7 @@ fn bernoulli_sums<T>(items: &[T], p: impl Fn(&T) -> f64) -> (f64, f64) {
     )
 }
 
+/// Convolves a PMF with a Bernoulli(p), in place (grows by one).
 fn bernoulli_add(pmf: &mut Vec<f64>, p: f64) {
     pmf.push(0.0);
     for i in (1..pmf.len()).rev() {
