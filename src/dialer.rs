@@ -283,12 +283,6 @@ struct Call {
     foresight: Option<Foresight>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Timer {
-    ConnectDeadline(CallId),
-    Pacer,
-}
-
 /// Agents by state, calls in flight and pacing figures, for status lines.
 #[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
 pub struct Status {
@@ -344,13 +338,14 @@ pub struct Runner {
     starved: bool,
     dialling: bool,
     next_call: CallId,
-    timers: BinaryHeap<Reverse<(u64, Timer)>>,
+    /// Connect deadlines of answered calls waiting for an agent: when, and
+    /// the call (ring timeouts and the pacer's wake-up need no timer).
+    timers: BinaryHeap<Reverse<(u64, CallId)>>,
     /// When the latest decision asked to be woken: each decision replaces
     /// the last one's request, so a decision made for another reason
-    /// pushes the wake-up back instead of adding one.
+    /// pushes the wake-up back instead of adding one (and, kept out of
+    /// `timers`, leaves nothing behind to fire for nothing).
     pacer_wake: Option<u64>,
-    /// The pacer timer in `timers`, if one is pending.
-    pacer_timer: Option<u64>,
     commands: VecDeque<Command>,
     // Scratch buffers reused by every decision (the oracle's).
     free_at_buf: Vec<u64>,
@@ -384,7 +379,6 @@ impl Runner {
             next_call: 1,
             timers: BinaryHeap::new(),
             pacer_wake: None,
-            pacer_timer: None,
             commands: VecDeque::new(),
             free_at_buf: Vec::new(),
             human_flight_buf: Vec::new(),
@@ -484,6 +478,8 @@ impl Runner {
             // Ring timeouts first at equal times, as when they were timers.
             let ring = self.next_ring_timeout();
             let timer = self.timers.peek().map(|&Reverse(t)| t);
+            // Connect deadlines are kept in a heap, ring timeouts come from
+            // the ringing list: take whichever is due first.
             if let Some((at, call)) = ring
                 && at <= now_ms
                 && timer.is_none_or(|(t, _)| at <= t)
@@ -495,41 +491,24 @@ impl Runner {
                 self.end_call(call, Outcome::NoAnswer);
                 continue;
             }
-            let Some((at, timer)) = timer.filter(|&(at, _)| at <= now_ms) else {
+            let Some((_, call)) = timer.filter(|&(at, _)| at <= now_ms) else {
                 break;
             };
             self.timers.pop();
-            match timer {
-                Timer::ConnectDeadline(call) => {
-                    if let Some(c) = self.calls.get_mut(&call)
-                        && matches!(c.state, CallState::Waiting { .. })
-                    {
-                        c.state = CallState::SafeHarbour;
-                        decide = true;
-                        let lead = c.lead;
-                        self.waiting.retain(|&w| w != call);
-                        self.abandon(now_ms, call, lead);
-                        self.commands.push_back(Command::PlaySafeHarbour { call });
-                    }
-                }
-                Timer::Pacer => {
-                    if self.pacer_timer == Some(at) {
-                        self.pacer_timer = None;
-                    }
-                }
+            if let Some(c) = self.calls.get_mut(&call)
+                && matches!(c.state, CallState::Waiting { .. })
+            {
+                c.state = CallState::SafeHarbour;
+                decide = true;
+                let lead = c.lead;
+                self.waiting.retain(|&w| w != call);
+                self.abandon(now_ms, call, lead);
+                self.commands.push_back(Command::PlaySafeHarbour { call });
             }
         }
-        match self.pacer_wake {
-            Some(w) if w <= now_ms => {
-                self.pacer_wake = None;
-                decide = true;
-            }
-            Some(w) if self.pacer_timer.is_none() => {
-                // The wake-up was pushed back by a later decision.
-                self.pacer_timer = Some(w);
-                self.timers.push(Reverse((w, Timer::Pacer)));
-            }
-            _ => {}
+        if self.pacer_wake.is_some_and(|w| w <= now_ms) {
+            self.pacer_wake = None;
+            decide = true;
         }
         if decide {
             self.pace(now_ms);
@@ -547,10 +526,7 @@ impl Runner {
     pub fn poll_timeout(&self) -> Option<u64> {
         let timer = self.timers.peek().map(|Reverse((at, _))| *at);
         let ring = self.next_ring_timeout().map(|(at, _)| at);
-        match (timer, ring) {
-            (Some(t), Some(r)) => Some(t.min(r)),
-            (t, r) => t.or(r),
-        }
+        [timer, ring, self.pacer_wake].into_iter().flatten().min()
     }
 
     /// When the longest-ringing call times out, and that call.
@@ -715,10 +691,8 @@ impl Runner {
             }));
         if self.ready.is_empty() {
             self.waiting.push_back(call);
-            self.timers.push(Reverse((
-                now_ms + self.config.connect_limit_ms,
-                Timer::ConnectDeadline(call),
-            )));
+            self.timers
+                .push(Reverse((now_ms + self.config.connect_limit_ms, call)));
         } else {
             self.bridge(now_ms, call);
         }
@@ -923,12 +897,6 @@ impl Runner {
             ));
         }
         self.pacer_wake = decision.wake_at_ms.filter(|&w| w > now_ms);
-        if let Some(wake) = self.pacer_wake
-            && self.pacer_timer.is_none_or(|t| wake < t)
-        {
-            self.pacer_timer = Some(wake);
-            self.timers.push(Reverse((wake, Timer::Pacer)));
-        }
     }
 }
 
