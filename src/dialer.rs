@@ -857,7 +857,7 @@ impl Runner {
             ledger: LedgerView {
                 human_answers,
                 abandons,
-                hour_ahead: self.ledger.counts_at_ms((now_ms + 3_600_000) as i64),
+                hour_ahead: self.ledger.counts_ahead_ms((now_ms + 3_600_000) as i64),
             },
             limit_percent: self.config.limit_percent,
             target_percent: self.config.target_percent,
