@@ -233,13 +233,19 @@ impl Outlook {
             None => s.est.p_free_soon(s.elapsed_s(*since)),
         };
         let timeout = s.ring_timeout_s;
-        let p_ring = |since: &u64| {
-            let e = s.elapsed_s(*since);
-            match ringing_table {
-                Some(_) if e >= timeout => 0.0,
-                Some(t) => t[table_index(e * 2.0, t.len())],
-                None => p_human_in_flight(s.est, e, timeout),
+        // Likewise for ringing calls, in half seconds, with the timeout as
+        // the first age in ms whose seconds reach it.
+        let timeout_ms = first_ms_reaching(timeout);
+        let p_ring = |since: &u64| match ringing_table {
+            Some(t) => {
+                let age = now.saturating_sub(*since);
+                if age >= timeout_ms {
+                    0.0
+                } else {
+                    t[((age / 500) as usize).min(t.len() - 1)]
+                }
             }
+            None => p_human_in_flight(s.est, s.elapsed_s(*since), timeout),
         };
         // The same sums either way; with the free-soon table built, a loop
         // without the fallback's branch.
@@ -336,12 +342,26 @@ impl Outlook {
     }
 }
 
-/// `x` truncated to an index into a table of `len` entries, the last
-/// standing for anything beyond (negative and NaN give 0). Through i64:
-/// the float-to-usize conversion costs several more instructions.
-#[inline]
-fn table_index(x: f64, len: usize) -> usize {
-    (x as i64).clamp(0, len as i64 - 1) as usize
+/// The least age `n` in ms with `n / 1000` seconds (as
+/// [`Snapshot::elapsed_s`] computes it) at or past `secs`, so that ages
+/// compare as integers with the same outcome; `u64::MAX` if none.
+fn first_ms_reaching(secs: f64) -> u64 {
+    let reaches = |n: u64| n as i64 as f64 / 1000.0 >= secs;
+    if secs.is_nan() || secs * 1000.0 > 4e15 {
+        return u64::MAX;
+    }
+    if secs <= 0.0 {
+        return 0;
+    }
+    // Within a step or two of the answer; walk onto it.
+    let mut n = (secs * 1000.0).ceil() as u64;
+    while n > 0 && reaches(n - 1) {
+        n -= 1;
+    }
+    while !reaches(n) {
+        n += 1;
+    }
+    n
 }
 
 /// A probability and its Bernoulli variance, for [`bernoulli_sums`].

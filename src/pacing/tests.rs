@@ -232,3 +232,16 @@ fn oracle_dials_a_person_only_when_an_agent_will_be_free_at_the_answer() {
     // third must then be dialled 10 s (its ring) before 110 s.
     assert_eq!(d.wake_at_ms, Some(1_000_000 + 10_000 + 100_000 - 10_000));
 }
+
+#[test]
+fn ring_timeout_in_ms_matches_the_seconds_comparison() {
+    let secs = |n: u64| n as i64 as f64 / 1000.0;
+    for t in [0.001, 0.3, 1.0, 12.345, 25.0, 30.0001, 119.9999, 1e6 / 3.0] {
+        let n = first_ms_reaching(t);
+        assert!(secs(n) >= t && secs(n - 1) < t, "{t}: {n}");
+    }
+    assert_eq!(first_ms_reaching(0.0), 0);
+    assert_eq!(first_ms_reaching(-1.0), 0);
+    assert_eq!(first_ms_reaching(f64::INFINITY), u64::MAX);
+    assert_eq!(first_ms_reaching(f64::NAN), u64::MAX);
+}
