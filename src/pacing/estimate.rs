@@ -238,7 +238,8 @@ impl Estimators {
             }
             // survival_at(e + horizon), inlined (a time's whole part fits
             // an i64, and the cast is one instruction).
-            let t = e as f64 + horizon;
+            // e <= MAX_HANDLE_S: through u32, one instruction to convert.
+            let t = f64::from(e as u32) + horizon;
             let i = t as i64 as usize;
             let s_end = if t <= 0.0 {
                 1.0
