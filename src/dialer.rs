@@ -524,9 +524,10 @@ impl Runner {
     /// When [`Runner::handle_timeout`] must next be called, ms.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<u64> {
-        let timer = self.timers.peek().map(|Reverse((at, _))| *at);
-        let ring = self.next_ring_timeout().map(|(at, _)| at);
-        [timer, ring, self.pacer_wake].into_iter().flatten().min()
+        let timer = self.timers.peek().map_or(u64::MAX, |Reverse((at, _))| *at);
+        let ring = self.next_ring_timeout().map_or(u64::MAX, |(at, _)| at);
+        let next = timer.min(ring).min(self.pacer_wake.unwrap_or(u64::MAX));
+        (next != u64::MAX).then_some(next)
     }
 
     /// When the longest-ringing call times out, and that call.

@@ -107,7 +107,12 @@ impl Ledger {
             Event::HumanAnswer => (1, 0),
             Event::Abandon => (0, 1),
         };
-        let pos = self.events.partition_point(|e| e.0 <= t);
+        // Events come in time order, so the end is almost always the place.
+        let pos = if self.events.back().is_none_or(|e| e.0 <= t) {
+            self.events.len()
+        } else {
+            self.events.partition_point(|e| e.0 <= t)
+        };
         if pos < self.events.len() {
             // A late event: the cursor's position may have moved.
             self.ahead = None;
