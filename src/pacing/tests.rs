@@ -40,7 +40,10 @@ fn progressive_dials_one_call_per_ready_agent_minus_calls_out() {
     let est = Estimators::new(Priors::default());
     let mut p = pacer(&Strategy::Progressive);
     assert_eq!(p.decide(&snapshot(&est, &[], &[], 4)).launch, 4);
-    assert_eq!(p.decide(&snapshot(&est, &[], &ago(&[1.0, 2.0]), 4)).launch, 2);
+    assert_eq!(
+        p.decide(&snapshot(&est, &[], &ago(&[1.0, 2.0]), 4)).launch,
+        2
+    );
     assert_eq!(
         p.decide(&snapshot(&est, &ago(&[10.0]), &ago(&[1.0; 5]), 4))
             .launch,

@@ -212,7 +212,11 @@ fn draw(sc: &Scenario, dists: &Dists, seed: u64, lead: LeadId, attempt: u32, hou
     let answered = matches!(kind, Kind::Human | Kind::Machine);
     let human = kind == Kind::Human;
     let lognormal_ms = |d: &LogNormal<f64>, z: f64, scale: f64, used: bool| {
-        if used { ms(d.from_zscore(z) * scale) } else { 0 }
+        if used {
+            ms(d.from_zscore(z) * scale)
+        } else {
+            0
+        }
     };
     Draw {
         kind,
