@@ -130,6 +130,8 @@ struct SimCall {
     draw: Draw,
     bridged: bool,
     ended: bool,
+    /// The agent it was bridged to.
+    agent: Option<AgentId>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -297,7 +299,6 @@ struct Sim<'a> {
     seq: u64,
     timeout_at: Option<u64>,
     calls: HashMap<CallId, SimCall>,
-    call_agent: HashMap<CallId, AgentId>,
     handed_out: HashMap<LeadId, (u32, Draw)>,
     attempts_of: HashMap<LeadId, u32>,
     retries: BinaryHeap<Reverse<(u64, LeadId)>>,
@@ -336,7 +337,6 @@ impl<'a> Sim<'a> {
             seq: 0,
             timeout_at: None,
             calls: HashMap::default(),
-            call_agent: HashMap::default(),
             handed_out: HashMap::default(),
             attempts_of: HashMap::default(),
             retries: BinaryHeap::new(),
@@ -518,7 +518,7 @@ impl<'a> Sim<'a> {
                     if let Some(c) = self.calls.get_mut(&call) {
                         c.bridged = true;
                         let d = c.draw;
-                        self.call_agent.insert(call, agent);
+                        c.agent = Some(agent);
                         self.agents[agent as usize].busy = true;
                         self.talk_ms += d.talk_ms;
                         self.wrap_ms += d.wrap_ms;
@@ -594,6 +594,7 @@ impl<'a> Sim<'a> {
                 draw: d,
                 bridged: false,
                 ended: false,
+                agent: None,
             },
         );
         match d.kind {
@@ -626,7 +627,7 @@ impl<'a> Sim<'a> {
                     return;
                 };
                 if outcome == Outcome::Connected
-                    && let Some(agent) = self.call_agent.remove(&call)
+                    && let Some(agent) = c.agent
                 {
                     self.at(now + c.draw.wrap_ms, Ev::WrapDone(agent));
                 }
