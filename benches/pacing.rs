@@ -31,17 +31,20 @@ fn decision(c: &mut Criterion) {
     est.refresh();
     let mut group = c.benchmark_group("predictive_decision");
     for agents in [100u32, 1000] {
-        let busy: Vec<f64> = (0..agents * 9 / 10)
-            .map(|_| (next() % 600) as f64)
+        let now_ms = 40_000_000;
+        let busy: Vec<u64> = (0..agents * 9 / 10)
+            .map(|_| now_ms - (next() % 600) * 1000)
             .collect();
-        let ringing: Vec<f64> = (0..agents / 4).map(|_| (next() % 25) as f64).collect();
+        let ringing: Vec<u64> = (0..agents / 4)
+            .map(|_| now_ms - (next() % 25) * 1000)
+            .collect();
         let ready = agents - busy.len() as u32;
         let snapshot = Snapshot {
-            now_ms: 40_000_000,
+            now_ms,
             active_agents: agents,
             ready,
-            busy_elapsed_s: &busy,
-            ringing_elapsed_s: &ringing,
+            busy_since_ms: &busy,
+            ringing_since_ms: &ringing,
             waiting: 0,
             ring_timeout_s: 25.0,
             ledger: LedgerView {

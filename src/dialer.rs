@@ -13,7 +13,7 @@
 //! the safe-harbour message and counts as abandoned in the ledger.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 
 use chrono::DateTime;
 
@@ -297,13 +297,6 @@ struct Call {
     foresight: Option<Foresight>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Timer {
-    RingTimeout(CallId),
-    ConnectDeadline(CallId),
-    Pacer,
-}
-
 /// Agents by state, calls in flight and pacing figures, for status lines.
 #[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
 pub struct Status {
@@ -339,7 +332,19 @@ pub struct Runner {
     ready: VecDeque<AgentId>,
     active_agents: u32,
     calls: FastMap<CallId, Call>,
-    ringing: BTreeMap<CallId, u64>,
+    /// Agents on a call or in wrap-up, by agent id (the order pacing
+    /// reads them in), so a decision does not walk the whole team; and
+    /// beside them when each call was bridged, the slice pacing reads.
+    busy: Vec<AgentId>,
+    busy_since: Vec<u64>,
+    /// Calls ringing, by call id, and beside them when each was dialled:
+    /// ids grow with time, so new calls go at the end and a finished one
+    /// is found by binary search (a few dozen at most: a Vec beats a map).
+    /// The first is also the next ring timeout (every call has the same):
+    /// no timer per call, and none left behind to fire for calls already
+    /// over.
+    ringing: Vec<CallId>,
+    ringing_since: Vec<u64>,
     /// Launch times in the last second, when the trunk limits them. A
     /// sliding window by hand rather than `governor` (which `sip load`
     /// uses): the runner is driven by the caller's `now`, with no clock of
@@ -353,17 +358,16 @@ pub struct Runner {
     starved: bool,
     dialling: bool,
     next_call: CallId,
-    timers: BinaryHeap<Reverse<(u64, Timer)>>,
+    /// Connect deadlines of answered calls waiting for an agent: when, and
+    /// the call (ring timeouts and the pacer's wake-up need no timer).
+    timers: BinaryHeap<Reverse<(u64, CallId)>>,
     /// When the latest decision asked to be woken: each decision replaces
     /// the last one's request, so a decision made for another reason
-    /// pushes the wake-up back instead of adding one.
+    /// pushes the wake-up back instead of adding one (and, kept out of
+    /// `timers`, leaves nothing behind to fire for nothing).
     pacer_wake: Option<u64>,
-    /// The pacer timer in `timers`, if one is pending.
-    pacer_timer: Option<u64>,
     commands: VecDeque<Command>,
-    // Scratch buffers reused by every decision.
-    busy_buf: Vec<f64>,
-    ringing_buf: Vec<f64>,
+    // Scratch buffers reused by every decision (the oracle's).
     free_at_buf: Vec<u64>,
     human_flight_buf: Vec<(u64, u64)>,
     waiting_handle_buf: Vec<u64>,
@@ -383,7 +387,10 @@ impl Runner {
             ready: VecDeque::new(),
             active_agents: 0,
             calls: FastMap::default(),
-            ringing: BTreeMap::new(),
+            busy: Vec::new(),
+            busy_since: Vec::new(),
+            ringing: Vec::new(),
+            ringing_since: Vec::new(),
             launches: VecDeque::new(),
             waiting: VecDeque::new(),
             hopper: VecDeque::new(),
@@ -393,10 +400,7 @@ impl Runner {
             next_call: 1,
             timers: BinaryHeap::new(),
             pacer_wake: None,
-            pacer_timer: None,
             commands: VecDeque::new(),
-            busy_buf: Vec::new(),
-            ringing_buf: Vec::new(),
             free_at_buf: Vec::new(),
             human_flight_buf: Vec::new(),
             waiting_handle_buf: Vec::new(),
@@ -460,7 +464,7 @@ impl Runner {
                     .get(&call)
                     .is_some_and(|c| c.state == CallState::Ringing)
                 {
-                    self.ringing.remove(&call);
+                    self.remove_ringing(call);
                     self.calls.remove(&call);
                     true
                 } else {
@@ -491,55 +495,41 @@ impl Runner {
     /// [`Runner::poll_timeout`] arrives, then drain the commands.
     pub fn handle_timeout(&mut self, now_ms: u64) {
         let mut decide = false;
-        while let Some(&Reverse((at, timer))) = self.timers.peek() {
-            if at > now_ms {
-                break;
+        loop {
+            // Ring timeouts first at equal times, as when they were timers.
+            let ring = self.next_ring_timeout();
+            let timer = self.timers.peek().map(|&Reverse(t)| t);
+            // Connect deadlines are kept in a heap, ring timeouts come from
+            // the ringing list: take whichever is due first.
+            if let Some((at, call)) = ring
+                && at <= now_ms
+                && timer.is_none_or(|(t, _)| at <= t)
+            {
+                decide = true;
+                self.est
+                    .record_attempt(false, self.config.ring_timeout_ms as f64 / 1000.0);
+                self.commands.push_back(Command::Cancel { call });
+                self.end_call(call, Outcome::NoAnswer);
+                continue;
             }
+            let Some((_, call)) = timer.filter(|&(at, _)| at <= now_ms) else {
+                break;
+            };
             self.timers.pop();
-            match timer {
-                Timer::RingTimeout(call) => {
-                    if self
-                        .calls
-                        .get(&call)
-                        .is_some_and(|c| c.state == CallState::Ringing)
-                    {
-                        decide = true;
-                        self.est
-                            .record_attempt(false, self.config.ring_timeout_ms as f64 / 1000.0);
-                        self.commands.push_back(Command::Cancel { call });
-                        self.end_call(call, Outcome::NoAnswer);
-                    }
-                }
-                Timer::ConnectDeadline(call) => {
-                    if let Some(c) = self.calls.get_mut(&call)
-                        && matches!(c.state, CallState::Waiting { .. })
-                    {
-                        c.state = CallState::SafeHarbour;
-                        decide = true;
-                        let lead = c.lead;
-                        self.waiting.retain(|&w| w != call);
-                        self.abandon(now_ms, call, lead);
-                        self.commands.push_back(Command::PlaySafeHarbour { call });
-                    }
-                }
-                Timer::Pacer => {
-                    if self.pacer_timer == Some(at) {
-                        self.pacer_timer = None;
-                    }
-                }
+            if let Some(c) = self.calls.get_mut(&call)
+                && matches!(c.state, CallState::Waiting { .. })
+            {
+                c.state = CallState::SafeHarbour;
+                decide = true;
+                let lead = c.lead;
+                self.waiting.retain(|&w| w != call);
+                self.abandon(now_ms, call, lead);
+                self.commands.push_back(Command::PlaySafeHarbour { call });
             }
         }
-        match self.pacer_wake {
-            Some(w) if w <= now_ms => {
-                self.pacer_wake = None;
-                decide = true;
-            }
-            Some(w) if self.pacer_timer.is_none() => {
-                // The wake-up was pushed back by a later decision.
-                self.pacer_timer = Some(w);
-                self.timers.push(Reverse((w, Timer::Pacer)));
-            }
-            _ => {}
+        if self.pacer_wake.is_some_and(|w| w <= now_ms) {
+            self.pacer_wake = None;
+            decide = true;
         }
         if decide {
             self.pace(now_ms);
@@ -555,7 +545,17 @@ impl Runner {
     /// When [`Runner::handle_timeout`] must next be called, ms.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.timers.peek().map(|Reverse((at, _))| *at)
+        let timer = self.timers.peek().map_or(u64::MAX, |Reverse((at, _))| *at);
+        let ring = self.next_ring_timeout().map_or(u64::MAX, |(at, _)| at);
+        let next = timer.min(ring).min(self.pacer_wake.unwrap_or(u64::MAX));
+        (next != u64::MAX).then_some(next)
+    }
+
+    /// When the longest-ringing call times out, and that call.
+    fn next_ring_timeout(&self) -> Option<(u64, CallId)> {
+        let call = *self.ringing.first()?;
+        let dialled = *self.ringing_since.first()?;
+        Some((dialled + self.config.ring_timeout_ms, call))
     }
 
     /// Agents by state, calls in flight and the ledger, as of the last
@@ -624,6 +624,13 @@ impl Runner {
         if matches!(agent.state, AgentState::OnCall(_) | AgentState::Ready) {
             return;
         }
+        if agent.state == AgentState::WrapUp
+            && let Ok(i) = self.busy.binary_search(&a)
+        {
+            self.busy.remove(i);
+            self.busy_since.remove(i);
+        }
+        let agent = &mut self.agents[a as usize];
         if agent.state == AgentState::WrapUp && (agent.pause_after || agent.logout_after) {
             agent.state = if agent.logout_after {
                 AgentState::LoggedOut
@@ -684,16 +691,18 @@ impl Runner {
         }
         let ring_ms = now_ms.saturating_sub(c.dialled_ms);
         let lead = c.lead;
-        self.ringing.remove(&call);
+        if human {
+            c.state = CallState::Waiting {
+                answered_ms: now_ms,
+            };
+        }
+        self.remove_ringing(call);
         self.est.record_attempt(human, ring_ms as f64 / 1000.0);
         if !human {
             self.commands.push_back(Command::Hangup { call });
             self.end_call(call, Outcome::Machine);
             return;
         }
-        c.state = CallState::Waiting {
-            answered_ms: now_ms,
-        };
         self.ledger
             .record(ms_time(now_ms), LedgerEvent::HumanAnswer);
         self.commands
@@ -704,10 +713,8 @@ impl Runner {
             }));
         if self.ready.is_empty() {
             self.waiting.push_back(call);
-            self.timers.push(Reverse((
-                now_ms + self.config.connect_limit_ms,
-                Timer::ConnectDeadline(call),
-            )));
+            self.timers
+                .push(Reverse((now_ms + self.config.connect_limit_ms, call)));
         } else {
             self.bridge(now_ms, call);
         }
@@ -730,6 +737,13 @@ impl Runner {
         a.state = AgentState::OnCall(call);
         a.handle_start_ms = now_ms;
         a.free_at_ms = now_ms + handle_ms;
+        match self.busy.binary_search(&agent) {
+            Ok(i) => self.busy_since[i] = now_ms,
+            Err(i) => {
+                self.busy.insert(i, agent);
+                self.busy_since.insert(i, now_ms);
+            }
+        }
         self.pacer.observe(now_ms, false);
         self.commands.push_back(Command::Record(Record::Connected {
             call,
@@ -782,8 +796,15 @@ impl Runner {
         }
     }
 
+    fn remove_ringing(&mut self, call: CallId) {
+        if let Ok(i) = self.ringing.binary_search(&call) {
+            self.ringing.remove(i);
+            self.ringing_since.remove(i);
+        }
+    }
+
     fn end_call(&mut self, call: CallId, outcome: Outcome) {
-        self.ringing.remove(&call);
+        self.remove_ringing(call);
         if let Some(c) = self.calls.remove(&call) {
             self.commands
                 .push_back(Command::Record(Record::AttemptEnded {
@@ -801,26 +822,18 @@ impl Runner {
         }
         self.ledger.advance_ms(now_ms as i64);
         self.est.refresh();
-        self.busy_buf.clear();
         self.free_at_buf.clear();
-        for a in &self.agents {
-            if matches!(a.state, AgentState::OnCall(_) | AgentState::WrapUp) {
-                self.busy_buf
-                    .push(now_ms.saturating_sub(a.handle_start_ms) as f64 / 1000.0);
-                if self.oracle {
-                    self.free_at_buf.push(a.free_at_ms.max(now_ms));
-                }
-            }
+        if self.oracle {
+            let agents = &self.agents;
+            self.free_at_buf.extend(
+                self.busy
+                    .iter()
+                    .map(|&a| agents[a as usize].free_at_ms.max(now_ms)),
+            );
         }
-        self.ringing_buf.clear();
-        self.ringing_buf.extend(
-            self.ringing
-                .values()
-                .map(|&d| now_ms.saturating_sub(d) as f64 / 1000.0),
-        );
         let oracle = if self.oracle {
             self.human_flight_buf.clear();
-            for (&call, &dialled) in &self.ringing {
+            for (&call, &dialled) in self.ringing.iter().zip(&self.ringing_since) {
                 if let Some(f) = self.calls.get(&call).and_then(|c| c.foresight)
                     && f.human
                     && f.ring_ms < self.config.ring_timeout_ms
@@ -859,14 +872,14 @@ impl Runner {
             now_ms,
             active_agents: self.active_agents,
             ready: self.ready.len() as u32,
-            busy_elapsed_s: &self.busy_buf,
-            ringing_elapsed_s: &self.ringing_buf,
+            busy_since_ms: &self.busy_since,
+            ringing_since_ms: &self.ringing_since,
             waiting: self.waiting.len() as u32,
             ring_timeout_s: self.config.ring_timeout_ms as f64 / 1000.0,
             ledger: LedgerView {
                 human_answers,
                 abandons,
-                hour_ahead: self.ledger.counts_at_ms((now_ms + 3_600_000) as i64),
+                hour_ahead: self.ledger.counts_ahead_ms((now_ms + 3_600_000) as i64),
             },
             limit_percent: self.config.limit_percent,
             target_percent: self.config.target_percent,
@@ -910,11 +923,8 @@ impl Runner {
                     foresight: lead.foresight,
                 },
             );
-            self.ringing.insert(call, now_ms);
-            self.timers.push(Reverse((
-                now_ms + self.config.ring_timeout_ms,
-                Timer::RingTimeout(call),
-            )));
+            self.ringing.push(call);
+            self.ringing_since.push(now_ms);
             self.commands.push_back(Command::Dial {
                 call,
                 lead: lead.id,
@@ -931,12 +941,6 @@ impl Runner {
             (a, b) => a.or(b),
         }
         .filter(|&w| w > now_ms);
-        if let Some(wake) = self.pacer_wake
-            && self.pacer_timer.is_none_or(|t| wake < t)
-        {
-            self.pacer_timer = Some(wake);
-            self.timers.push(Reverse((wake, Timer::Pacer)));
-        }
     }
 }
 

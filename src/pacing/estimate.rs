@@ -9,6 +9,10 @@
 /// calls count in the last bin.
 const MAX_HANDLE_S: usize = 3600;
 
+/// Entries of [`Estimators::free_soon_table`]: whole seconds 0 to
+/// `MAX_HANDLE_S`.
+pub const FREE_SOON_ENTRIES: usize = MAX_HANDLE_S + 1;
+
 /// How many recent outcomes the answer-rate estimate looks at.
 const ANSWER_WINDOW: usize = 500;
 
@@ -64,7 +68,8 @@ pub struct Estimators {
     since_rebuild: usize,
     /// p_free_within(e, horizon) for whole seconds e, for the horizon it
     /// was built for; rebuilt when stale (see [`Estimators::refresh`]).
-    free_table: Vec<f64>,
+    /// Each entry also holds p(1 − p), the variance term a decision sums.
+    free_table: Vec<[f64; 2]>,
     free_horizon: f64,
     /// p_human_given_ringing for half-second bins, for the human rate it
     /// was built with.
@@ -207,19 +212,91 @@ impl Estimators {
         let horizon = self.ring_s();
         if self.free_table.is_empty() || (horizon - self.free_horizon).abs() > 0.25 {
             self.free_horizon = horizon;
-            let table: Vec<f64> = (0..=MAX_HANDLE_S)
-                .map(|e| self.p_free_within(e as f64, horizon))
-                .collect();
-            self.free_table = table;
+            self.rebuild_free_table(horizon);
         }
         let rate = self.human_rate();
         if self.ringing_table.is_empty() || (rate - self.ringing_rate).abs() > 0.01 {
             self.ringing_rate = rate;
-            let table: Vec<f64> = (0..=RING_BINS)
-                .map(|b| self.p_human_given_ringing(b as f64 / 2.0, f64::INFINITY))
-                .collect();
-            self.ringing_table = table;
+            self.rebuild_ringing_table();
         }
+    }
+
+    /// `free_table[e] = p_free_within(e, horizon)` for every whole second,
+    /// the same arithmetic as that function with the per-call work (the
+    /// memoryless tail, the bounds) hoisted out: rebuilds come every few
+    /// hundred calls and were a tenth of a simulation.
+    fn rebuild_free_table(&mut self, horizon: f64) {
+        let tail = 1.0 - (-horizon / self.handle_s().max(1.0)).exp();
+        let mut table = std::mem::take(&mut self.free_table);
+        table.clear();
+        let survival = &self.survival[..=MAX_HANDLE_S];
+        let last = survival[MAX_HANDLE_S];
+        table.extend(survival.iter().enumerate().map(|(e, &s)| {
+            let s_e = if e == 0 { 1.0 } else { s };
+            if s_e <= 1e-12 {
+                return [tail, tail * (1.0 - tail)];
+            }
+            // survival_at(e + horizon), inlined (a time's whole part fits
+            // an i64, and the cast is one instruction).
+            // e <= MAX_HANDLE_S: through u32, one instruction to convert.
+            let t = f64::from(e as u32) + horizon;
+            let i = t as i64 as usize;
+            let s_end = if t <= 0.0 {
+                1.0
+            } else if i >= MAX_HANDLE_S {
+                last
+            } else {
+                let f = t - i as f64;
+                survival[i] * (1.0 - f) + self.survival[i + 1] * f
+            };
+            let p = ((s_e - s_end) / s_e).clamp(0.0, 1.0);
+            [p, p * (1.0 - p)]
+        }));
+        self.free_table = table;
+    }
+
+    /// `ringing_table[b] = p_human_given_ringing(b / 2, ∞)` for every half
+    /// second, the rate and the branch on the ring tables hoisted out.
+    fn rebuild_ringing_table(&mut self) {
+        let ph = self.human_rate();
+        let ring_s = self.ring_s().max(0.5);
+        let human = self.human_ring.ready();
+        let other = self.other_ring.ready();
+        // Survival::at for a whole half second b: 1 at 0, else entry b - 1.
+        let at_bin = |table: &[f64], b: usize| if b == 0 { 1.0 } else { table[b - 1] };
+        let mut table = std::mem::take(&mut self.ringing_table);
+        table.clear();
+        table.extend((0..=RING_BINS).map(|b| {
+            let sh = if human {
+                at_bin(&self.human_ring.table, b)
+            } else {
+                (-(b as f64 / 2.0) / ring_s).exp()
+            };
+            let so = if other {
+                at_bin(&self.other_ring.table, b)
+            } else {
+                1.0
+            };
+            let h = ph * sh;
+            let o = (1.0 - ph) * so;
+            if h + o <= 1e-12 { 0.0 } else { h / (h + o) }
+        }));
+        self.ringing_table = table;
+    }
+
+    /// The table behind [`Estimators::p_free_soon`], when built: entry `e`
+    /// for agents `e` whole seconds into their call (the last for anything
+    /// longer) holds p and p(1 − p). Lets a decision look up a whole team
+    /// without a branch or a bounds check per agent.
+    pub fn free_soon_table(&self) -> Option<&[[f64; 2]; FREE_SOON_ENTRIES]> {
+        self.free_table.as_slice().try_into().ok()
+    }
+
+    /// The table behind [`Estimators::p_human_ringing_soon`], when built:
+    /// entry `b` for calls `b` half seconds into ringing, the last for
+    /// anything longer (the ring timeout is checked by the caller).
+    pub fn ringing_soon_table(&self) -> Option<&[f64]> {
+        (!self.ringing_table.is_empty()).then_some(&self.ringing_table[..])
     }
 
     /// `p_human_given_ringing` from a table (half seconds); computes it
@@ -241,7 +318,7 @@ impl Estimators {
     pub fn p_free_soon(&self, elapsed_s: f64) -> f64 {
         let i = (elapsed_s.max(0.0) as usize).min(MAX_HANDLE_S);
         match self.free_table.get(i) {
-            Some(p) => *p,
+            Some(p) => p[0],
             None => self.p_free_within(elapsed_s, self.ring_s()),
         }
     }
@@ -331,17 +408,27 @@ impl Survival {
         rebuild
     }
 
+    /// Enough samples for [`Survival::at`] to answer.
+    fn ready(&self) -> bool {
+        self.samples.len() >= Self::MIN_SAMPLES
+    }
+
     /// P(ring time > s), or `None` before enough samples.
     fn at(&self, s: f64) -> Option<f64> {
-        if self.samples.len() < Self::MIN_SAMPLES {
+        if !self.ready() {
             return None;
         }
+        Some(self.at_ready(s))
+    }
+
+    /// P(ring time > s), once [`Survival::ready`].
+    fn at_ready(&self, s: f64) -> f64 {
         let bin = ((s * 2.0) as usize).min(RING_BINS);
         // Before the first bin nothing has resolved.
         if s < 0.5 {
-            return Some(1.0);
+            return 1.0;
         }
-        Some(self.table[bin - 1])
+        self.table[bin - 1]
     }
 }
 

@@ -13,7 +13,7 @@
 pub mod estimate;
 
 use crate::campaign::Strategy;
-use estimate::Estimators;
+use estimate::{Estimators, FREE_SOON_ENTRIES};
 
 /// The abandonment ledger's figures a decision needs.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -47,11 +47,14 @@ pub struct Snapshot<'a> {
     pub active_agents: u32,
     /// Agents ready and not yet given a call.
     pub ready: u32,
-    /// For each agent on a call or in wrap-up: seconds since the call was
-    /// bridged.
-    pub busy_elapsed_s: &'a [f64],
-    /// For each call dialled and not yet answered: seconds since dialling.
-    pub ringing_elapsed_s: &'a [f64],
+    /// For each agent on a call or in wrap-up: when the call was bridged,
+    /// ms (see [`Snapshot::busy_elapsed_s`]). Times rather than ages, so
+    /// the runner hands over its own list instead of building one per
+    /// decision.
+    pub busy_since_ms: &'a [u64],
+    /// For each call dialled and not yet answered: when it was dialled, ms
+    /// (see [`Snapshot::ringing_elapsed_s`]).
+    pub ringing_since_ms: &'a [u64],
     /// Answered human calls waiting for an agent.
     pub waiting: u32,
     /// The campaign's ring timeout, seconds.
@@ -67,9 +70,28 @@ pub struct Snapshot<'a> {
     /// The estimators.
     pub est: &'a Estimators,
     /// Oracle only: when each busy agent will be free, ms (same order as
-    /// `busy_elapsed_s`), the foresight of the calls in flight, and of the
+    /// `busy_since_ms`), the foresight of the calls in flight, and of the
     /// next leads in the hopper.
     pub oracle: Option<OracleView<'a>>,
+}
+
+impl Snapshot<'_> {
+    /// Seconds since `since_ms`, as of `now_ms` (0 for a time ahead).
+    pub fn elapsed_s(&self, since_ms: u64) -> f64 {
+        // Through i64: u64 to f64 costs several instructions on x86-64,
+        // i64 one, and gives the same value below 2^63.
+        self.now_ms.saturating_sub(since_ms) as i64 as f64 / 1000.0
+    }
+
+    /// For each busy agent, seconds since the call was bridged.
+    pub fn busy_elapsed_s(&self) -> impl Iterator<Item = f64> + '_ {
+        self.busy_since_ms.iter().map(|&t| self.elapsed_s(t))
+    }
+
+    /// For each call ringing, seconds since it was dialled.
+    pub fn ringing_elapsed_s(&self) -> impl Iterator<Item = f64> + '_ {
+        self.ringing_since_ms.iter().map(|&t| self.elapsed_s(t))
+    }
 }
 
 /// What the simulator lets the oracle see.
@@ -135,12 +157,12 @@ pub fn pacer(strategy: &Strategy) -> Box<dyn Pacer> {
 /// Calls in flight the dial level allows, minus those already out.
 fn room(s: &Snapshot<'_>) -> u32 {
     let cap = (s.max_dial_level * f64::from(s.active_agents)).floor() as u32;
-    let out = s.ringing_elapsed_s.len() as u32 + s.waiting;
+    let out = s.ringing_since_ms.len() as u32 + s.waiting;
     cap.saturating_sub(out)
 }
 
 fn in_flight(s: &Snapshot<'_>) -> u32 {
-    s.ringing_elapsed_s.len() as u32 + s.waiting
+    s.ringing_since_ms.len() as u32 + s.waiting
 }
 
 /// Progressive (ratio 1) and fixed-ratio dialling: R calls out per ready
@@ -194,14 +216,49 @@ impl Outlook {
     fn new(s: &Snapshot<'_>) -> Outlook {
         let ready = s.ready as usize;
         let waiting = s.waiting as usize;
-        let p_busy = |e: &f64| s.est.p_free_soon(*e);
-        let p_ring = |e: &f64| p_human_in_flight(s.est, *e, s.ring_timeout_s);
-        let (free_mean, free_var) = bernoulli_sums(s.busy_elapsed_s, p_busy);
-        let (demand_mean, demand_var) = bernoulli_sums(s.ringing_elapsed_s, p_ring);
+        // Straight from the estimators' tables when built (the same
+        // figures as `p_free_soon` and `p_human_ringing_soon`, without a
+        // branch per item): this is the hot loop of a decision.
+        let free_table = s.est.free_soon_table();
+        let ringing_table = s.est.ringing_soon_table();
+        // The table's entry for whole seconds elapsed: integer division
+        // gives the same index as truncating the seconds as a float.
+        let now = s.now_ms;
+        let last = FREE_SOON_ENTRIES - 1;
+        let free_entry = |t: &[[f64; 2]; FREE_SOON_ENTRIES], since: u64| {
+            t[((now.saturating_sub(since) / 1000) as usize).min(last)]
+        };
+        let p_busy = |since: &u64| match free_table {
+            Some(t) => free_entry(t, *since)[0],
+            None => s.est.p_free_soon(s.elapsed_s(*since)),
+        };
+        let timeout = s.ring_timeout_s;
+        // Likewise for ringing calls, in half seconds, with the timeout as
+        // the first age in ms whose seconds reach it.
+        let timeout_ms = first_ms_reaching(timeout);
+        let p_ring = |since: &u64| match ringing_table {
+            Some(t) => {
+                let age = now.saturating_sub(*since);
+                if age >= timeout_ms {
+                    0.0
+                } else {
+                    t[((age / 500) as usize).min(t.len() - 1)]
+                }
+            }
+            None => p_human_in_flight(s.est, s.elapsed_s(*since), timeout),
+        };
+        // The same sums either way; with the free-soon table built, a loop
+        // without the fallback's branch.
+        let (free_mean, free_var) = match free_table {
+            Some(t) => bernoulli_sums(s.busy_since_ms, |since| free_entry(t, *since)),
+            None => bernoulli_sums(s.busy_since_ms, |since| with_var(p_busy(since))),
+        };
+        let (demand_mean, demand_var) =
+            bernoulli_sums(s.ringing_since_ms, |since| with_var(p_ring(since)));
         let free_mean = ready as f64 + free_mean;
         let mean = waiting as f64 - free_mean + demand_mean;
         let var = free_var + demand_var;
-        let exact = s.busy_elapsed_s.len() + s.ringing_elapsed_s.len() <= EXACT_TERMS;
+        let exact = s.busy_since_ms.len() + s.ringing_since_ms.len() <= EXACT_TERMS;
         if !exact {
             return Outlook {
                 free_cdf: Vec::new(),
@@ -214,7 +271,7 @@ impl Outlook {
         }
         let mut free = vec![0.0; ready + 1];
         free[ready] = 1.0;
-        for p in s.busy_elapsed_s.iter().map(p_busy) {
+        for p in s.busy_since_ms.iter().map(p_busy) {
             bernoulli_add(&mut free, p);
         }
         let mut acc = 0.0;
@@ -224,7 +281,7 @@ impl Outlook {
         }
         let mut demand = vec![0.0; waiting + 1];
         demand[waiting] = 1.0;
-        for p in s.ringing_elapsed_s.iter().map(p_ring) {
+        for p in s.ringing_since_ms.iter().map(p_ring) {
             bernoulli_add(&mut demand, p);
         }
         Outlook {
@@ -285,26 +342,54 @@ impl Outlook {
     }
 }
 
-/// Convolves a PMF with a Bernoulli(p), in place (grows by one).
+/// The least age `n` in ms with `n / 1000` seconds (as
+/// [`Snapshot::elapsed_s`] computes it) at or past `secs`, so that ages
+/// compare as integers with the same outcome; `u64::MAX` if none.
+fn first_ms_reaching(secs: f64) -> u64 {
+    let reaches = |n: u64| n as i64 as f64 / 1000.0 >= secs;
+    if secs.is_nan() || secs * 1000.0 > 4e15 {
+        return u64::MAX;
+    }
+    if secs <= 0.0 {
+        return 0;
+    }
+    // Within a step or two of the answer; walk onto it.
+    let mut n = (secs * 1000.0).ceil() as u64;
+    while n > 0 && reaches(n - 1) {
+        n -= 1;
+    }
+    while !reaches(n) {
+        n += 1;
+    }
+    n
+}
+
+/// A probability and its Bernoulli variance, for [`bernoulli_sums`].
+fn with_var(q: f64) -> [f64; 2] {
+    [q, q * (1.0 - q)]
+}
+
 /// The mean and variance of a sum of independent Bernoulli variables, one
 /// per item with probability `p(item)`. Four running sums, so the adds do
 /// not wait on each other: this is the hot loop of a decision.
-fn bernoulli_sums(items: &[f64], p: impl Fn(&f64) -> f64) -> (f64, f64) {
+/// `p(item)` gives the probability and its variance term p(1 − p) (see
+/// [`with_var`]), so a table can hold both.
+fn bernoulli_sums<T>(items: &[T], p: impl Fn(&T) -> [f64; 2]) -> (f64, f64) {
     let mut mean = [0.0; 4];
     let mut var = [0.0; 4];
     let chunks = items.chunks_exact(4);
     let rest = chunks.remainder();
     for c in chunks {
         for i in 0..4 {
-            let q = p(&c[i]);
+            let [q, v] = p(&c[i]);
             mean[i] += q;
-            var[i] += q * (1.0 - q);
+            var[i] += v;
         }
     }
     for (i, x) in rest.iter().enumerate() {
-        let q = p(x);
+        let [q, v] = p(x);
         mean[i] += q;
-        var[i] += q * (1.0 - q);
+        var[i] += v;
     }
     (
         (mean[0] + mean[1]) + (mean[2] + mean[3]),
@@ -312,6 +397,7 @@ fn bernoulli_sums(items: &[f64], p: impl Fn(&f64) -> f64) -> (f64, f64) {
     )
 }
 
+/// Convolves a PMF with a Bernoulli(p), in place (grows by one).
 fn bernoulli_add(pmf: &mut Vec<f64>, p: f64) {
     pmf.push(0.0);
     for i in (1..pmf.len()).rev() {
@@ -556,15 +642,13 @@ pub struct Threshold {
 impl Pacer for Threshold {
     fn decide(&mut self, s: &Snapshot<'_>) -> Decision {
         let free = s.ready
-            + s.busy_elapsed_s
-                .iter()
-                .filter(|&&e| s.est.p_free_soon(e) >= self.probability)
+            + s.busy_elapsed_s()
+                .filter(|&e| s.est.p_free_soon(e) >= self.probability)
                 .count() as u32;
         let ph = s.est.human_rate().clamp(0.01, 1.0);
         let coming: f64 = f64::from(s.waiting)
-            + s.ringing_elapsed_s
-                .iter()
-                .map(|&e| p_human_in_flight(s.est, e, s.ring_timeout_s))
+            + s.ringing_elapsed_s()
+                .map(|e| p_human_in_flight(s.est, e, s.ring_timeout_s))
                 .sum::<f64>();
         let needed = (f64::from(free) - coming).max(0.0);
         let launch = ((needed / ph).floor() as u32).min(room(s));

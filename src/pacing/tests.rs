@@ -1,18 +1,25 @@
 use super::estimate::{Estimators, Priors};
 use super::*;
 
+const NOW_MS: u64 = 1_000_000;
+
+/// When calls that started `secs` seconds before `NOW_MS` started.
+fn ago(secs: &[f64]) -> Vec<u64> {
+    secs.iter().map(|s| NOW_MS - (s * 1000.0) as u64).collect()
+}
+
 fn snapshot<'a>(
     est: &'a Estimators,
-    busy: &'a [f64],
-    ringing: &'a [f64],
+    busy: &'a [u64],
+    ringing: &'a [u64],
     ready: u32,
 ) -> Snapshot<'a> {
     Snapshot {
-        now_ms: 1_000_000,
+        now_ms: NOW_MS,
         active_agents: ready + busy.len() as u32,
         ready,
-        busy_elapsed_s: busy,
-        ringing_elapsed_s: ringing,
+        busy_since_ms: busy,
+        ringing_since_ms: ringing,
         waiting: 0,
         ring_timeout_s: 25.0,
         ledger: LedgerView {
@@ -33,8 +40,15 @@ fn progressive_dials_one_call_per_ready_agent_minus_calls_out() {
     let est = Estimators::new(Priors::default());
     let mut p = pacer(&Strategy::Progressive);
     assert_eq!(p.decide(&snapshot(&est, &[], &[], 4)).launch, 4);
-    assert_eq!(p.decide(&snapshot(&est, &[], &[1.0, 2.0], 4)).launch, 2);
-    assert_eq!(p.decide(&snapshot(&est, &[10.0], &[1.0; 5], 4)).launch, 0);
+    assert_eq!(
+        p.decide(&snapshot(&est, &[], &ago(&[1.0, 2.0]), 4)).launch,
+        2
+    );
+    assert_eq!(
+        p.decide(&snapshot(&est, &ago(&[10.0]), &ago(&[1.0; 5]), 4))
+            .launch,
+        0
+    );
 }
 
 #[test]
@@ -42,7 +56,7 @@ fn ratio_dials_r_calls_per_ready_agent() {
     let est = Estimators::new(Priors::default());
     let mut p = pacer(&Strategy::Ratio { ratio: 2.5 });
     assert_eq!(p.decide(&snapshot(&est, &[], &[], 4)).launch, 10);
-    assert_eq!(p.decide(&snapshot(&est, &[], &[0.0; 3], 4)).launch, 7);
+    assert_eq!(p.decide(&snapshot(&est, &[], &ago(&[0.0; 3]), 4)).launch, 7);
 }
 
 #[test]
@@ -56,10 +70,10 @@ fn predictive_dials_ahead_for_agents_about_to_finish_but_not_for_fresh_calls() {
     }
     let mut p = Predictive::new();
     // Ten agents who started a 200 s call just now: nobody is close.
-    let fresh = [1.0; 10];
+    let fresh = ago(&[1.0; 10]);
     assert_eq!(p.decide(&snapshot(&est, &fresh, &[], 0)).launch, 0);
     // Ten agents 195 s in: all free within the ring time.
-    let finishing = [195.0; 10];
+    let finishing = ago(&[195.0; 10]);
     let d = p.decide(&snapshot(&est, &finishing, &[], 0));
     assert!(d.launch >= 10, "{d:?}");
 }
@@ -68,7 +82,7 @@ fn predictive_dials_ahead_for_agents_about_to_finish_but_not_for_fresh_calls() {
 fn predictive_falls_back_to_progressive_without_ledger_budget() {
     let est = Estimators::new(Priors::default());
     let mut p = Predictive::new();
-    let busy = [250.0; 10];
+    let busy = ago(&[250.0; 10]);
     let mut s = snapshot(&est, &busy, &[], 2);
     s.ledger = LedgerView {
         human_answers: 100,
@@ -83,6 +97,7 @@ fn poisson_binomial_tail_matches_the_normal_for_many_terms() {
     // The same outlook computed exactly and approximately agree closely.
     let est = Estimators::new(Priors::default());
     let busy: Vec<f64> = (0..60).map(|i| 100.0 + f64::from(i) * 3.0).collect();
+    let busy = ago(&busy);
     let s = snapshot(&est, &busy, &[], 0);
     let exact = Outlook::new(&s);
     assert!(exact.exact);
@@ -118,6 +133,7 @@ fn expected_excess_counts_callers_left_without_an_agent() {
     let est = Estimators::new(Priors::default());
     let busy: Vec<f64> = (0..40).map(|i| 200.0 + f64::from(i) * 5.0).collect();
     let ringing: Vec<f64> = (0..20).map(|i| f64::from(i) * 0.5).collect();
+    let (busy, ringing) = (ago(&busy), ago(&ringing));
     let mut s = snapshot(&est, &busy, &ringing, 0);
     s.waiting = 2;
     let exact = Outlook::new(&s);
@@ -133,7 +149,7 @@ fn expected_excess_counts_callers_left_without_an_agent() {
 #[test]
 fn feedback_raises_the_level_while_agents_sit_ready_and_halves_it_past_the_limit() {
     let est = Estimators::new(Priors::default());
-    let busy = [30.0; 5];
+    let busy = ago(&[30.0; 5]);
     let mut f = Feedback::new();
     // Half the team ready for a minute: the level climbs every 15 s.
     for t in 0..60u64 {
@@ -172,9 +188,9 @@ fn threshold_counts_a_busy_agent_free_only_when_almost_surely_done() {
         level: 1.0,
     };
     let ph = est.human_rate();
-    let d = t.decide(&snapshot(&est, &[95.0, 96.0], &[], 0));
+    let d = t.decide(&snapshot(&est, &ago(&[95.0, 96.0]), &[], 0));
     assert_eq!(d.launch, (2.0 / ph).floor() as u32);
-    let d = t.decide(&snapshot(&est, &[10.0, 12.0], &[], 0));
+    let d = t.decide(&snapshot(&est, &ago(&[10.0, 12.0]), &[], 0));
     assert_eq!(d.launch, 0);
 }
 
@@ -203,7 +219,8 @@ fn oracle_dials_a_person_only_when_an_agent_will_be_free_at_the_answer() {
         },
     ];
     let busy_free = [1_008_000];
-    let mut s = snapshot(&est, &[50.0], &[], 0);
+    let busy = ago(&[50.0]);
+    let mut s = snapshot(&est, &busy, &[], 0);
     s.oracle = Some(OracleView {
         busy_free_at_ms: &busy_free,
         human_in_flight: &[],
@@ -217,4 +234,17 @@ fn oracle_dials_a_person_only_when_an_agent_will_be_free_at_the_answer() {
     // The second person is answered at 10 s and holds the agent 100 s; the
     // third must then be dialled 10 s (its ring) before 110 s.
     assert_eq!(d.wake_at_ms, Some(1_000_000 + 10_000 + 100_000 - 10_000));
+}
+
+#[test]
+fn ring_timeout_in_ms_matches_the_seconds_comparison() {
+    let secs = |n: u64| n as i64 as f64 / 1000.0;
+    for t in [0.001, 0.3, 1.0, 12.345, 25.0, 30.0001, 119.9999, 1e6 / 3.0] {
+        let n = first_ms_reaching(t);
+        assert!(secs(n) >= t && secs(n - 1) < t, "{t}: {n}");
+    }
+    assert_eq!(first_ms_reaching(0.0), 0);
+    assert_eq!(first_ms_reaching(-1.0), 0);
+    assert_eq!(first_ms_reaching(f64::INFINITY), u64::MAX);
+    assert_eq!(first_ms_reaching(f64::NAN), u64::MAX);
 }

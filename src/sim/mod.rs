@@ -21,7 +21,7 @@ use crate::dialer::FastMap as HashMap;
 
 use chrono::Timelike;
 use rand::{RngExt, SeedableRng};
-use rand_distr::{Distribution, LogNormal};
+use rand_distr::{Distribution, LogNormal, StandardNormal};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::Serialize;
 
@@ -130,6 +130,8 @@ struct SimCall {
     draw: Draw,
     bridged: bool,
     ended: bool,
+    /// The agent it was bridged to.
+    agent: Option<AgentId>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -203,12 +205,27 @@ fn draw(sc: &Scenario, dists: &Dists, seed: u64, lead: LeadId, attempt: u32, hou
         Kind::Failure
     };
     let factor = sc.handle_factor_at(hour);
+    // Every attempt takes the same draws from its stream, but only a
+    // person's answer needs the talk, wrap-up and patience times, and only
+    // an answer the ring time: the exponentials of the rest (most of a
+    // draw's cost) are skipped. Unused times are 0.
+    let mut z = || -> f64 { rng.sample(StandardNormal) };
+    let (ring, talk, wrap, patience) = (z(), z(), z(), z());
+    let answered = matches!(kind, Kind::Human | Kind::Machine);
+    let human = kind == Kind::Human;
+    let lognormal_ms = |d: &LogNormal<f64>, z: f64, scale: f64, used: bool| {
+        if used {
+            ms(d.from_zscore(z) * scale)
+        } else {
+            0
+        }
+    };
     Draw {
         kind,
-        ring_ms: ms(dists.ring.sample(&mut rng)),
-        talk_ms: ms(dists.talk.sample(&mut rng) * factor).max(5_000),
-        wrap_ms: ms(dists.wrap.sample(&mut rng) * factor),
-        patience_ms: ms(dists.patience.sample(&mut rng)),
+        ring_ms: lognormal_ms(&dists.ring, ring, 1.0, answered),
+        talk_ms: lognormal_ms(&dists.talk, talk, factor, human).max(5_000),
+        wrap_ms: lognormal_ms(&dists.wrap, wrap, factor, human),
+        patience_ms: lognormal_ms(&dists.patience, patience, 1.0, human),
         convert: rng.random::<f64>() < sc.conversion,
     }
 }
@@ -282,7 +299,6 @@ struct Sim<'a> {
     seq: u64,
     timeout_at: Option<u64>,
     calls: HashMap<CallId, SimCall>,
-    call_agent: HashMap<CallId, AgentId>,
     handed_out: HashMap<LeadId, (u32, Draw)>,
     attempts_of: HashMap<LeadId, u32>,
     retries: BinaryHeap<Reverse<(u64, LeadId)>>,
@@ -321,7 +337,6 @@ impl<'a> Sim<'a> {
             seq: 0,
             timeout_at: None,
             calls: HashMap::default(),
-            call_agent: HashMap::default(),
             handed_out: HashMap::default(),
             attempts_of: HashMap::default(),
             retries: BinaryHeap::new(),
@@ -503,7 +518,7 @@ impl<'a> Sim<'a> {
                     if let Some(c) = self.calls.get_mut(&call) {
                         c.bridged = true;
                         let d = c.draw;
-                        self.call_agent.insert(call, agent);
+                        c.agent = Some(agent);
                         self.agents[agent as usize].busy = true;
                         self.talk_ms += d.talk_ms;
                         self.wrap_ms += d.wrap_ms;
@@ -579,6 +594,7 @@ impl<'a> Sim<'a> {
                 draw: d,
                 bridged: false,
                 ended: false,
+                agent: None,
             },
         );
         match d.kind {
@@ -611,7 +627,7 @@ impl<'a> Sim<'a> {
                     return;
                 };
                 if outcome == Outcome::Connected
-                    && let Some(agent) = self.call_agent.remove(&call)
+                    && let Some(agent) = c.agent
                 {
                     self.at(now + c.draw.wrap_ms, Ev::WrapDone(agent));
                 }
