@@ -224,9 +224,6 @@ pub async fn run(opts: DemoOptions) -> Result<DemoResult, DemoError> {
     let customer_talk = Duration::from_secs_f64(scenario.talk.mean * 20.0);
     let (provider_addr, provider) = match opts.provider {
         DemoProvider::Sandbox => {
-            let provider_sip = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
-            let provider_rtp = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
-            let addr = provider_sip.local_addr()?;
             let pcfg = SandboxConfig {
                 weights: Weights {
                     answer: o.human,
@@ -243,15 +240,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoResult, DemoError> {
                 seed: opts.seed,
                 ..SandboxConfig::default()
             };
-            let mut rx1 = stop_tx.subscribe();
-            let task = tokio::spawn(sandbox::serve(
-                provider_sip,
-                provider_rtp,
-                pcfg,
-                async move {
-                    let _ = rx1.recv().await;
-                },
-            ));
+            let (addr, task) = sandbox::spawn_loopback(pcfg, stop_tx.subscribe()).await?;
             (addr, Provider::Sandbox(task))
         }
         DemoProvider::Sipp => {
@@ -274,19 +263,11 @@ pub async fn run(opts: DemoOptions) -> Result<DemoResult, DemoError> {
         }
     };
     // Agent phones: always answer, hold until the dialler's BYE.
-    let phones_sip = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
-    let phones_rtp = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
-    let phones_addr = phones_sip.local_addr()?;
-    let phone_cfg = SandboxConfig::agent_phones(opts.seed + 1);
-    let mut rx2 = stop_tx.subscribe();
-    let phones = tokio::spawn(sandbox::serve(
-        phones_sip,
-        phones_rtp,
-        phone_cfg,
-        async move {
-            let _ = rx2.recv().await;
-        },
-    ));
+    let (phones_addr, phones) = sandbox::spawn_loopback(
+        SandboxConfig::agent_phones(opts.seed + 1),
+        stop_tx.subscribe(),
+    )
+    .await?;
 
     let mut cfg = ServiceConfig::new(store.clone(), vec![camp.clone()], registries);
     cfg.provider = Some(provider_addr);

@@ -76,16 +76,8 @@ impl Sandboxes {
     async fn start() -> Sandboxes {
         let (stop, _) = broadcast::channel::<()>(2);
         let spawn = |cfg: SandboxConfig| {
-            let mut rx = stop.subscribe();
-            async move {
-                let sip = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-                let rtp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-                let addr = sip.local_addr().unwrap();
-                let task = tokio::spawn(sandbox::serve(sip, rtp, cfg, async move {
-                    let _ = rx.recv().await;
-                }));
-                (addr, task)
-            }
+            let rx = stop.subscribe();
+            async move { sandbox::spawn_loopback(cfg, rx).await.unwrap() }
         };
         let (provider, provider_task) = spawn(SandboxConfig {
             weights: Weights {

@@ -583,6 +583,24 @@ impl Sandbox {
     }
 }
 
+/// Serves `cfg` on fresh loopback SIP and RTP ports until `stop` fires (or
+/// its sender is gone): the SIP address and the serving task.
+pub async fn spawn_loopback(
+    cfg: SandboxConfig,
+    mut stop: tokio::sync::broadcast::Receiver<()>,
+) -> std::io::Result<(
+    std::net::SocketAddr,
+    tokio::task::JoinHandle<Result<SandboxStats, SipError>>,
+)> {
+    let sip = UdpSocket::bind("127.0.0.1:0").await?;
+    let rtp = UdpSocket::bind("127.0.0.1:0").await?;
+    let addr = sip.local_addr()?;
+    let task = tokio::spawn(serve(sip, rtp, cfg, async move {
+        let _ = stop.recv().await;
+    }));
+    Ok((addr, task))
+}
+
 /// Serves SIP on `sip` and echoes RTP on `rtp` until `shutdown` completes;
 /// returns what it did.
 pub async fn serve(
