@@ -464,6 +464,92 @@ async fn a_callback_disposition_reschedules_the_lead_for_the_agreed_time(store: 
 }
 store_test!(a_callback_disposition_reschedules_the_lead_for_the_agreed_time);
 
+/// Crash recovery for a node: its calls in flight end `interrupted`, their
+/// leads wait until the retry time, a person who answered and was never
+/// put through enters the ledger as an abandon (once, however often
+/// recovery runs), and another node's calls are left alone.
+async fn recovery_closes_a_nodes_calls_and_counts_an_unbridged_answer_as_abandoned(store: Store) {
+    let c = store
+        .upsert_campaign(&campaign("in-insurance-renewal"), 0)
+        .await
+        .expect("campaign");
+    let leads: Vec<_> = (20..23).map(|i| lead(i, Some("Asia/Kolkata"))).collect();
+    store.insert_leads(c, &leads, 0).await.expect("insert");
+    let mut attempts = Vec::new();
+    for (i, node) in [(20, "n1"), (21, "n1"), (22, "n2")] {
+        let l = store
+            .lead_by_phone(c, &format!("+91{}", 9_000_000_000u64 + i))
+            .await
+            .expect("q")
+            .expect("lead");
+        let id = store
+            .start_attempt_on(
+                &NewAttempt {
+                    campaign_id: c,
+                    lead_id: l.id,
+                    phone: l.phone.clone(),
+                    started_at: 1_000,
+                },
+                node,
+            )
+            .await
+            .expect("start");
+        // Every call was answered by a person.
+        store
+            .attempt_progress(id, Some(2_000), None, None)
+            .await
+            .expect("answered");
+        store
+            .ledger_append(c, Some(id), LedgerKind::HumanAnswer, 2_000)
+            .await
+            .expect("ledger");
+        attempts.push((id, l.id));
+    }
+    // The second was put through to an agent before the crash.
+    store
+        .attempt_progress(attempts[1].0, None, Some(2_100), Some("a1"))
+        .await
+        .expect("bridged");
+    for _ in 0..2 {
+        let n = store
+            .recover_node(c, "n1", 10_000, 3_610_000)
+            .await
+            .expect("recover");
+        assert!(n <= 2);
+    }
+    assert_eq!(
+        store.ledger_counts(c, 0, 20_000).await.expect("counts"),
+        LedgerCounts {
+            human_answers: 3,
+            abandons: 1
+        }
+    );
+    for (i, (attempt, lead_id)) in attempts.iter().enumerate() {
+        let a = store
+            .attempts_for_lead(*lead_id)
+            .await
+            .expect("attempts")
+            .into_iter()
+            .find(|a| a.id == *attempt)
+            .expect("attempt");
+        let l = store
+            .lead_by_phone(c, &format!("+91{}", 9_000_000_020u64 + i as u64))
+            .await
+            .expect("q")
+            .expect("lead");
+        if i < 2 {
+            assert_eq!(a.outcome.as_deref(), Some("interrupted"), "attempt {i}");
+            assert_eq!(a.ended_at, Some(10_000));
+            assert_eq!(l.status, "retry");
+            assert_eq!(l.next_attempt_at, Some(3_610_000));
+        } else {
+            assert_eq!(a.outcome, None, "another node's call is left alone");
+            assert_eq!(l.status, "dialling");
+        }
+    }
+}
+store_test!(recovery_closes_a_nodes_calls_and_counts_an_unbridged_answer_as_abandoned);
+
 async fn dnc_lists_add_remove_and_scope(store: Store) {
     let a = store
         .upsert_campaign(&campaign("uk-broadband"), 0)
