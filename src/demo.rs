@@ -538,6 +538,13 @@ impl SimAgent {
                 continue;
             }
             let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            // Only a call on the line or in wrap-up is this agent's to
+            // handle; a finished call's view can linger while the agent is
+            // ready again.
+            if v["state"] != "on_call" && v["state"] != "wrapup" {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                continue;
+            }
             let call_id = v["call"]["call_id"].as_i64().unwrap_or(0);
             if v["state"] == "on_call" {
                 let talk = self.talk.sample(&mut rng);
