@@ -165,14 +165,7 @@ impl Ledger {
     pub fn counts_at_ms(&self, later_ms: i64) -> (u64, u64) {
         let cutoff = later_ms.saturating_sub(self.window_ms);
         let n = self.events.partition_point(|e| e.0 <= cutoff);
-        let (h0, a0) = if n == 0 {
-            self.gone
-        } else {
-            let e = self.events[n - 1];
-            (e.1, e.2)
-        };
-        let (h, a) = self.totals();
-        (h - h0, a - a0)
+        self.counts_after(n)
     }
 
     /// [`Ledger::counts_at_ms`] for a caller whose `later_ms` rarely goes
@@ -190,11 +183,14 @@ impl Ledger {
             n += 1;
         }
         self.ahead = Some((cutoff, self.popped + n as u64));
-        let (h0, a0) = if n == 0 {
-            self.gone
-        } else {
-            let e = self.events[n - 1];
-            (e.1, e.2)
+        self.counts_after(n)
+    }
+
+    /// Human answers and abandons after the first `n` events still held.
+    fn counts_after(&self, n: usize) -> (u64, u64) {
+        let (h0, a0) = match n.checked_sub(1).and_then(|i| self.events.get(i)) {
+            Some(e) => (e.1, e.2),
+            None => self.gone,
         };
         let (h, a) = self.totals();
         (h - h0, a - a0)
