@@ -6,8 +6,8 @@ use std::path::Path;
 
 use dialler::campaign::Campaign;
 use dialler::store::{
-    AttemptEnd, LedgerCounts, LedgerKind, NewAttempt, NewDisposition, NewLead, SCOPE_INTERNAL,
-    Store, StoreError, campaign_scope,
+    AttemptEnd, Lead, LedgerCounts, LedgerKind, NewAttempt, NewDisposition, NewLead,
+    SCOPE_INTERNAL, Store, StoreError, campaign_scope,
 };
 
 fn campaign(name: &str) -> Campaign {
@@ -25,6 +25,28 @@ fn lead(i: u64, tz: Option<&str>) -> NewLead {
         fields: format!(r#"{{"n":"{i}"}}"#),
         source_line: i as i64 + 2,
     }
+}
+
+/// The stored row of `lead(i, ..)` in campaign `c`.
+async fn lead_row(store: &Store, c: i64, i: u64) -> Lead {
+    store
+        .lead_by_phone(c, &lead(i, None).phone)
+        .await
+        .expect("q")
+        .expect("lead")
+}
+
+/// A new attempt on `l`, started at `at` ms.
+async fn start(store: &Store, c: i64, l: &Lead, at: i64) -> i64 {
+    store
+        .start_attempt(&NewAttempt {
+            campaign_id: c,
+            lead_id: l.id,
+            phone: l.phone.clone(),
+            started_at: at,
+        })
+        .await
+        .expect("start")
 }
 
 async fn campaign_upsert_keeps_one_row_per_name(store: Store) {
@@ -96,11 +118,7 @@ async fn attempts_count_on_the_lead_and_move_it_on(store: Store) {
         .insert_leads(id, &[lead(1, Some("Europe/London"))], 0)
         .await
         .expect("insert");
-    let l = store
-        .lead_by_phone(id, "+919000000001")
-        .await
-        .expect("q")
-        .expect("lead");
+    let l = lead_row(&store, id, 1).await;
     let start = |at| NewAttempt {
         campaign_id: id,
         lead_id: l.id,
@@ -200,20 +218,8 @@ async fn disposition_totals_count_contacts_conversions_and_revenue(store: Store)
         .insert_leads(id, &[lead(1, Some("Asia/Kolkata"))], 0)
         .await
         .expect("insert");
-    let l = store
-        .lead_by_phone(id, "+919000000001")
-        .await
-        .expect("q")
-        .expect("lead");
-    let attempt = store
-        .start_attempt(&NewAttempt {
-            campaign_id: id,
-            lead_id: l.id,
-            phone: l.phone.clone(),
-            started_at: 0,
-        })
-        .await
-        .expect("start");
+    let l = lead_row(&store, id, 1).await;
+    let attempt = start(&store, id, &l, 0).await;
     let d = |code: &str, conversion, contact, amount, at| NewDisposition {
         attempt_id: attempt,
         campaign_id: id,
@@ -343,20 +349,8 @@ async fn a_dnc_disposition_blocks_the_number_in_every_campaign(store: Store) {
         .insert_leads(b, &[lead(1, Some("Asia/Kolkata"))], 0)
         .await
         .expect("insert");
-    let l = store
-        .lead_by_phone(a, "+919000000001")
-        .await
-        .expect("q")
-        .expect("lead");
-    let attempt = store
-        .start_attempt(&NewAttempt {
-            campaign_id: a,
-            lead_id: l.id,
-            phone: l.phone.clone(),
-            started_at: 0,
-        })
-        .await
-        .expect("start");
+    let l = lead_row(&store, a, 1).await;
+    let attempt = start(&store, a, &l, 0).await;
     store
         .record_disposition(&NewDisposition {
             attempt_id: attempt,
@@ -378,18 +372,10 @@ async fn a_dnc_disposition_blocks_the_number_in_every_campaign(store: Store) {
         vec!["+919000000001".to_string()]
     );
     for c in [a, b] {
-        let l = store
-            .lead_by_phone(c, "+919000000001")
-            .await
-            .expect("q")
-            .expect("lead");
+        let l = lead_row(&store, c, 1).await;
         assert_eq!(l.status, "dnc", "campaign {c}");
     }
-    let other = store
-        .lead_by_phone(a, "+919000000002")
-        .await
-        .expect("q")
-        .expect("lead");
+    let other = lead_row(&store, a, 2).await;
     assert_eq!(other.status, "new");
 }
 store_test!(a_dnc_disposition_blocks_the_number_in_every_campaign);
@@ -405,20 +391,8 @@ async fn a_callback_disposition_reschedules_the_lead_for_the_agreed_time(store: 
         .insert_leads(a, &[lead(7, Some("America/New_York"))], 0)
         .await
         .expect("insert");
-    let l = store
-        .lead_by_phone(a, "+919000000007")
-        .await
-        .expect("q")
-        .expect("lead");
-    let attempt = store
-        .start_attempt(&NewAttempt {
-            campaign_id: a,
-            lead_id: l.id,
-            phone: l.phone.clone(),
-            started_at: 1_000,
-        })
-        .await
-        .expect("start");
+    let l = lead_row(&store, a, 7).await;
+    let attempt = start(&store, a, &l, 1_000).await;
     let callback_at = 86_400_000;
     store
         .record_disposition(&NewDisposition {
@@ -453,11 +427,7 @@ async fn a_callback_disposition_reschedules_the_lead_for_the_agreed_time(store: 
         )
         .await
         .expect("finish");
-    let l = store
-        .lead_by_phone(a, "+919000000007")
-        .await
-        .expect("q")
-        .expect("lead");
+    let l = lead_row(&store, a, 7).await;
     assert_eq!(l.status, "retry");
     assert_eq!(l.next_attempt_at, Some(callback_at));
     assert_eq!(l.last_outcome.as_deref(), Some("callback"));
@@ -477,11 +447,7 @@ async fn recovery_closes_a_nodes_calls_and_counts_an_unbridged_answer_as_abandon
     store.insert_leads(c, &leads, 0).await.expect("insert");
     let mut attempts = Vec::new();
     for (i, node) in [(20, "n1"), (21, "n1"), (22, "n2")] {
-        let l = store
-            .lead_by_phone(c, &format!("+91{}", 9_000_000_000u64 + i))
-            .await
-            .expect("q")
-            .expect("lead");
+        let l = lead_row(&store, c, i).await;
         let id = store
             .start_attempt_on(
                 &NewAttempt {
@@ -532,11 +498,7 @@ async fn recovery_closes_a_nodes_calls_and_counts_an_unbridged_answer_as_abandon
             .into_iter()
             .find(|a| a.id == *attempt)
             .expect("attempt");
-        let l = store
-            .lead_by_phone(c, &format!("+91{}", 9_000_000_020u64 + i as u64))
-            .await
-            .expect("q")
-            .expect("lead");
+        let l = lead_row(&store, c, 20 + i as u64).await;
         if i < 2 {
             assert_eq!(a.outcome.as_deref(), Some("interrupted"), "attempt {i}");
             assert_eq!(a.ended_at, Some(10_000));
@@ -582,15 +544,7 @@ async fn dnc_lists_add_remove_and_scope(store: Store) {
             .expect("add"),
         0
     );
-    assert_eq!(
-        store
-            .lead_by_phone(a, "+919000000001")
-            .await
-            .expect("q")
-            .expect("lead")
-            .status,
-        "dnc"
-    );
+    assert_eq!(lead_row(&store, a, 1).await.status, "dnc");
     assert!(
         store
             .dnc_list(SCOPE_INTERNAL)
