@@ -9,8 +9,8 @@
 //!
 //! Calling hours are never weakened. When the sample campaign's window is
 //! closed at the real time of day (in its leads' zone), the service runs on
-//! a virtual clock set to the next time it opens (plus an hour), and the
-//! status line says so; see [`crate::service::set_clock_offset_ms`].
+//! a virtual clock ([`crate::clock::Clock::starting_at`]) set to the next
+//! time it opens (plus an hour), and the first line says so.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -22,11 +22,12 @@ use rand_distr::{Distribution, LogNormal};
 
 use crate::auth::{self, Role};
 use crate::campaign::{self, Campaign};
+use crate::clock::Clock;
 use crate::compliance::dnd::Format;
 use crate::compliance::hours::{self, Hours};
 use crate::leads::{self, ImportOptions};
 use crate::registry::{self, DndImport, Target};
-use crate::service::{self, ServiceConfig, client, now_ms};
+use crate::service::{self, ServiceConfig, client};
 use crate::sim::Scenario;
 use crate::sip::sandbox::{self, SandboxConfig, Weights};
 use crate::sip::sipp::{ProviderRates, SippProvider};
@@ -135,20 +136,23 @@ fn unreachable_lognormal() -> LogNormal<f64> {
     }
 }
 
-/// The virtual clock offset that puts `now` inside the campaign's calling
-/// window for `zone`: 0 when it is open now.
-fn clock_offset(c: &Campaign, zone: chrono_tz::Tz) -> i64 {
-    let now = chrono::Utc::now();
+/// When the demo's clock starts: `now` when the campaign's calling window
+/// is open for `zone`, otherwise an hour after it next opens.
+fn virtual_start(
+    c: &Campaign,
+    zone: chrono_tz::Tz,
+    now: DateTime<chrono::Utc>,
+) -> DateTime<chrono::Utc> {
     let h = Hours {
         plan: &c.hours,
         calendar: hours::calendar(c.profile),
     };
     if h.status(&[zone], now).is_ok() {
-        return 0;
+        return now;
     }
     match h.next_open(&[zone], now) {
-        Some(t) => (t - now).num_milliseconds() + 3_600_000,
-        None => 0,
+        Some(t) => t + chrono::Duration::hours(1),
+        None => now,
     }
 }
 
@@ -177,15 +181,16 @@ pub async fn run(opts: DemoOptions) -> Result<DemoResult, DemoError> {
     .first()
     .copied()
     .unwrap_or(chrono_tz::UTC);
-    let offset = match opts.at {
-        Some(at) => (at - chrono::Utc::now()).num_milliseconds(),
-        None => clock_offset(&camp, zone),
+    let real_now = chrono::Utc::now();
+    let start = match opts.at {
+        Some(at) => at,
+        None => virtual_start(&camp, zone, real_now),
     };
-    service::set_clock_offset_ms(offset);
-    let start_ms = now_ms();
+    let clock = Clock::starting_at(start);
+    let start_ms = clock.now().ms();
     if let Some(at) = opts.at {
         println!("the demo runs on a virtual clock from {at} (real durations)");
-    } else if offset != 0 {
+    } else if start != real_now {
         println!(
             "calling hours of {} are closed now in {}: the demo runs on a virtual clock at {} (real durations)",
             camp.name,
@@ -270,6 +275,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoResult, DemoError> {
     .await?;
 
     let mut cfg = ServiceConfig::new(store.clone(), vec![camp.clone()], registries);
+    cfg.clock = clock.clone();
     cfg.provider = Some(provider_addr);
     cfg.sip_bind = "127.0.0.1:0".parse().map_err(other)?;
     cfg.grace = Duration::from_secs(60);
@@ -363,7 +369,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoResult, DemoError> {
         .cloned()
         .unwrap_or_default();
     println!("{}", status_line(started.elapsed(), &live));
-    let end_ms = now_ms() + 1;
+    let end_ms = clock.now().ms() + 1;
     let report = crate::report::report(&store, &camp, campaign_id, start_ms, end_ms)
         .await
         .map_err(other)?;
@@ -375,7 +381,6 @@ pub async fn run(opts: DemoOptions) -> Result<DemoResult, DemoError> {
         "answer-to-bridge latency over {n} bridges: p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms"
     );
     store.close().await;
-    service::set_clock_offset_ms(0);
     Ok(DemoResult {
         report_text: text,
         bridge_latency_ms: summary.bridge_latency_ms,
@@ -504,17 +509,28 @@ impl SimAgent {
             .unwrap_or((0, String::new()))
     }
 
-    async fn get(&self, path: &str) -> (u16, String) {
-        client::request(self.http, "GET", path, Some(&self.token), None)
-            .await
-            .unwrap_or((0, String::new()))
-    }
-
-    /// Runs until the deadline, then logs out. Returns calls handled.
+    /// Logs in and takes calls as the event stream brings them: talks
+    /// for the drawn time (or until the customer hangs up), wraps up for
+    /// the drawn time and records a disposition. After the deadline it
+    /// finishes what it has and stays until the service logs it out (the
+    /// demo stops the service at the deadline), or a minute more at most.
+    /// Returns the calls handled.
     pub async fn run(self) -> u32 {
         use rand::RngExt;
         let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(self.seed);
         let id = self.id.clone();
+        // The stream first, so that no call is missed.
+        let mut events = match client::events(self.http, "/api/events", Some(&self.token)).await {
+            Ok((200, rx)) => rx,
+            Ok((code, _)) => {
+                eprintln!("{id}: event stream refused: {code}");
+                return 0;
+            }
+            Err(e) => {
+                eprintln!("{id}: event stream failed: {e}");
+                return 0;
+            }
+        };
         let body =
             serde_json::json!({ "campaign": self.campaign, "sip_uri": self.phone }).to_string();
         let (code, text) = self.post(&format!("/api/agents/{id}/login"), &body).await;
@@ -525,71 +541,74 @@ impl SimAgent {
         self.post(&format!("/api/agents/{id}/ready"), "").await;
         let mut handled = 0;
         let hard_stop = self.deadline + Duration::from_secs(60);
-        while tokio::time::Instant::now() < hard_stop {
-            let (code, text) = self.get(&format!("/api/agents/{id}/call")).await;
-            if code == 409 || code == 0 {
-                // Logged out by the service, or the service is gone.
-                return handled;
-            }
-            if code != 200 {
-                // After the deadline an idle agent stays until the service
-                // has no calls left and logs everyone out.
-                tokio::time::sleep(Duration::from_millis(150)).await;
-                continue;
-            }
-            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-            // Only a call on the line or in wrap-up is this agent's to
-            // handle; a finished call's view can linger while the agent is
-            // ready again.
-            if v["state"] != "on_call" && v["state"] != "wrapup" {
-                tokio::time::sleep(Duration::from_millis(150)).await;
-                continue;
-            }
-            let call_id = v["call"]["call_id"].as_i64().unwrap_or(0);
-            if v["state"] == "on_call" {
-                let talk = self.talk.sample(&mut rng);
-                let until = tokio::time::Instant::now() + Duration::from_secs_f64(talk);
-                // Talk until the drawn time, or until the customer hangs up.
-                loop {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    let (c, t) = self.get(&format!("/api/agents/{id}/call")).await;
-                    let still = c == 200 && t.contains("\"state\":\"on_call\"");
-                    if !still {
-                        break;
-                    }
-                    if tokio::time::Instant::now() >= until {
-                        self.post(&format!("/api/agents/{id}/hangup"), "").await;
-                    }
-                }
-            }
-            // Wrap-up: wait for the end to show, then the drawn time.
-            for _ in 0..50 {
-                let (c, t) = self.get(&format!("/api/agents/{id}/call")).await;
-                if c == 200 && t.contains("\"state\":\"wrapup\"") {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            let wrap = self.wrap.sample(&mut rng);
-            tokio::time::sleep(Duration::from_secs_f64(wrap)).await;
-            let converted = rng.random::<f64>() < self.conversion && !self.conv_codes.is_empty();
-            let body = if converted {
-                serde_json::json!({ "code": self.conv_codes[0], "amount": 120.0 })
-            } else {
-                let i = rng.random_range(0..self.other_codes.len().max(1));
-                serde_json::json!({ "code": self.other_codes.get(i).cloned().unwrap_or_default() })
+        loop {
+            let ev = tokio::select! {
+                ev = events.recv() => ev,
+                () = tokio::time::sleep_until(hard_stop) => None,
             };
-            let (c, t) = self
-                .post(
-                    &format!("/api/calls/{call_id}/disposition"),
-                    &body.to_string(),
-                )
-                .await;
-            if c != 200 {
-                tracing::warn!(agent = %id, status = c, "disposition refused: {t}");
+            let Some(ev) = ev else { break };
+            let v: serde_json::Value = serde_json::from_str(&ev.data).unwrap_or_default();
+            match ev.event.as_str() {
+                "state" if v["data"]["state"] == "logged_out" => break,
+                "call" => {
+                    let call_id = v["data"]["call_id"].as_i64().unwrap_or(0);
+                    let talk = Duration::from_secs_f64(self.talk.sample(&mut rng));
+                    let ended = |ev: &client::SseEvent| {
+                        ev.event == "call_ended"
+                            && serde_json::from_str::<serde_json::Value>(&ev.data)
+                                .is_ok_and(|v| v["data"]["call_id"].as_i64() == Some(call_id))
+                    };
+                    // Talk until the drawn time, or until the customer
+                    // hangs up first.
+                    let mut over = false;
+                    let until = tokio::time::Instant::now() + talk;
+                    while !over {
+                        tokio::select! {
+                            ev = events.recv() => match ev {
+                                Some(ev) => over = ended(&ev),
+                                None => return handled,
+                            },
+                            () = tokio::time::sleep_until(until) => break,
+                        }
+                    }
+                    if !over {
+                        self.post(&format!("/api/agents/{id}/hangup"), "").await;
+                        let wait = tokio::time::Instant::now() + Duration::from_secs(10);
+                        while !over {
+                            tokio::select! {
+                                ev = events.recv() => match ev {
+                                    Some(ev) => over = ended(&ev),
+                                    None => return handled,
+                                },
+                                () = tokio::time::sleep_until(wait) => break,
+                            }
+                        }
+                    }
+                    let wrap = self.wrap.sample(&mut rng);
+                    tokio::time::sleep(Duration::from_secs_f64(wrap)).await;
+                    let converted =
+                        rng.random::<f64>() < self.conversion && !self.conv_codes.is_empty();
+                    let body = if converted {
+                        serde_json::json!({ "code": self.conv_codes[0], "amount": 120.0 })
+                    } else {
+                        let i = rng.random_range(0..self.other_codes.len().max(1));
+                        serde_json::json!({ "code": self.other_codes.get(i).cloned().unwrap_or_default() })
+                    };
+                    let (c, t) = self
+                        .post(
+                            &format!("/api/calls/{call_id}/disposition"),
+                            &body.to_string(),
+                        )
+                        .await;
+                    if c != 200 {
+                        tracing::warn!(agent = %id, status = c, "disposition refused: {t}");
+                    }
+                    handled += 1;
+                }
+                _ => {}
             }
-            handled += 1;
         }
+        // Logged out by the service, or it is gone; say so anyway.
         self.post(&format!("/api/agents/{id}/logout"), "").await;
         handled
     }

@@ -925,10 +925,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(a) => {
-            if let Some(at) = a.clock_start {
-                dialler::service::set_clock_offset_ms((at - chrono::Utc::now()).num_milliseconds());
-                eprintln!("virtual clock: the service's time starts at {at}");
-            }
+            let clock = match a.clock_start {
+                Some(at) => {
+                    eprintln!("virtual clock: the service's time starts at {at}");
+                    dialler::clock::Clock::starting_at(at)
+                }
+                None => dialler::clock::Clock::system(),
+            };
             let store = Store::open(&cli.db).await?;
             let loaded = campaign::load_dir(&cli.campaigns)?;
             let mut chosen = Vec::new();
@@ -948,6 +951,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let refs: Vec<&Campaign> = chosen.iter().collect();
             let registries = registry::load(&store, &cli.dnd_dir, &refs).await?;
             let mut cfg = dialler::service::ServiceConfig::new(store.clone(), chosen, registries);
+            cfg.clock = clock;
             cfg.provider = a.provider;
             cfg.sip_bind = a.sip_bind;
             cfg.node = a.node;

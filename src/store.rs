@@ -71,12 +71,13 @@ enum Backend {
 /// Runs `$body` with `$pool` bound to the open pool, whichever database it is.
 /// The body is compiled once per database, so it must use SQL both accept.
 macro_rules! with_pool {
-    ($store:expr, $pool:ident => $body:expr) => {
+    ($store:expr, $pool:ident => $body:expr) => {{
+        let _held = $store.hold_time();
         match &*$store.backend {
             Backend::Sqlite($pool) => $body,
             Backend::Postgres($pool) => $body,
         }
-    };
+    }};
 }
 
 // Parts of the store in files of their own (src/store/): they extend
@@ -94,9 +95,36 @@ pub use report::{AgentCalls, AgentDispositions, AgentStateTime, BucketCounts, Re
 pub use tokens::TokenRow;
 
 /// A handle on the store. Cheap to clone.
+///
+/// Opened in a tokio runtime whose time is paused (a test on virtual
+/// time), it keeps that time still while each query is out: the database
+/// works outside the runtime, where tokio cannot see it, and would
+/// otherwise let every pending timer fire while it answers.
 #[derive(Clone)]
 pub struct Store {
     backend: std::sync::Arc<Backend>,
+    /// Keep a paused tokio clock from jumping while a query is out (see
+    /// [`Store::holding_paused_time`]).
+    hold: bool,
+}
+
+/// Keeps a paused tokio clock still while it lives: a blocking task that
+/// waits for the guard's drop. tokio does not auto-advance paused time
+/// while a `spawn_blocking` task runs, and the database answers from
+/// outside the runtime (SQLite's worker threads, PostgreSQL's process),
+/// where tokio cannot see that work is under way.
+struct TimeHold {
+    _release: std::sync::mpsc::Sender<()>,
+}
+
+impl TimeHold {
+    fn new() -> TimeHold {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        drop(tokio::task::spawn_blocking(move || {
+            let _ = rx.recv();
+        }));
+        TimeHold { _release: tx }
+    }
 }
 
 /// Milliseconds since the Unix epoch, as stored.
@@ -302,6 +330,8 @@ impl Store {
 
     /// Opens SQLite with the given options and migrates it.
     pub async fn open_sqlite(opts: SqliteConnectOptions) -> Result<Store, StoreError> {
+        let hold = crate::clock::runtime_time_is_paused();
+        let _held = hold.then(TimeHold::new);
         let in_memory = opts.get_filename().as_os_str() == ":memory:";
         let opts = opts
             .journal_mode(SqliteJournalMode::Wal)
@@ -322,6 +352,7 @@ impl Store {
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         Ok(Store {
             backend: std::sync::Arc::new(Backend::Sqlite(pool)),
+            hold,
         })
     }
 
@@ -329,6 +360,8 @@ impl Store {
     /// and tables go to the connection's `search_path`, so a test can give
     /// each run its own schema.
     pub async fn open_postgres(opts: PgConnectOptions) -> Result<Store, StoreError> {
+        let hold = crate::clock::runtime_time_is_paused();
+        let _held = hold.then(TimeHold::new);
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
@@ -337,7 +370,24 @@ impl Store {
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         Ok(Store {
             backend: std::sync::Arc::new(Backend::Postgres(pool)),
+            hold,
         })
+    }
+
+    /// This store, keeping a paused tokio clock still while a query is
+    /// out, so that waiting on the database never lets timers fire early.
+    /// A store opened in a runtime whose time is paused (a test) does so
+    /// already; [`crate::service::start`] takes this when its clock is
+    /// paused, wherever the store was opened.
+    pub fn holding_paused_time(&self) -> Store {
+        Store {
+            backend: self.backend.clone(),
+            hold: true,
+        }
+    }
+
+    fn hold_time(&self) -> Option<TimeHold> {
+        self.hold.then(TimeHold::new)
     }
 
     /// `sqlite` or `postgres`.
@@ -408,6 +458,7 @@ impl Store {
             }
         };
         let mut inserted = 0;
+        let _held = self.hold_time();
         match &*self.backend {
             Backend::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;

@@ -181,6 +181,8 @@ fn internal_and_campaign_lists_refuse_their_numbers() {
         "import",
         "--country",
         "GB",
+        "--loaded-at",
+        "2026-11-30T08:00:00Z",
         national.to_str().expect("utf8"),
         "--json",
     ]);
@@ -204,23 +206,18 @@ fn internal_and_campaign_lists_refuse_their_numbers() {
         own.to_str().expect("utf8"),
         "--json",
     ]);
-    let now = chrono::Utc::now();
-    // Wednesday noon in London, after the registry was loaded.
-    let mut at = now.date_naive();
-    while chrono::Datelike::weekday(&at) != chrono::Weekday::Wed {
-        at = at.succ_opt().expect("date");
-    }
-    let at = format!("{at}T12:00:00Z");
+    // Wednesday noon in London, two days after the registry was loaded.
+    let at = "2026-12-02T12:00:00Z";
     assert_eq!(
-        reasons(&env.check("07700 900001", "uk-broadband", &at)),
+        reasons(&env.check("07700 900001", "uk-broadband", at)),
         ["dnd_internal"]
     );
     assert_eq!(
-        reasons(&env.check("07700 900002", "uk-broadband", &at)),
+        reasons(&env.check("07700 900002", "uk-broadband", at)),
         ["dnd_campaign"]
     );
     assert_eq!(
-        env.check("07700 900003", "uk-broadband", &at)["allowed"],
+        env.check("07700 900003", "uk-broadband", at)["allowed"],
         true
     );
 }

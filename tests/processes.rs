@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use chrono::{DateTime, Datelike, Utc, Weekday};
+use chrono::{DateTime, Utc};
 use dialler::auth::{self, Role};
 use dialler::sip::sandbox::{self, SandboxConfig, SandboxStats, Weights};
 use dialler::store::Store;
@@ -27,26 +27,20 @@ fn campaigns_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("campaigns")
 }
 
-/// A virtual start inside the UK campaign's calling hours: the next
-/// Tuesday to Thursday at 12:00 UTC (12:00 or 13:00 in London), away from
-/// the Christmas and New Year bank holidays. Close enough to now for the
-/// DND registry imported now to be fresh.
+/// The processes' virtual start, inside the UK campaign's calling hours:
+/// Tuesday 1 December 2026, 12:00 in London. Fixed, so no test reads
+/// today's date; the registry is loaded at the same virtual time.
 fn clock_start() -> DateTime<Utc> {
-    let mut day = Utc::now().date_naive();
-    loop {
-        day = day.succ_opt().expect("a next day");
-        let holiday = matches!((day.month(), day.day()), (12, 24..=31) | (1, 1..=2));
-        if matches!(day.weekday(), Weekday::Tue | Weekday::Wed | Weekday::Thu) && !holiday {
-            return day.and_hms_opt(12, 0, 0).expect("noon exists").and_utc();
-        }
-    }
+    DateTime::parse_from_rfc3339("2026-12-01T12:00:00Z")
+        .expect("a time")
+        .to_utc()
 }
 
 /// The campaign, its leads and the UK sample registry in a store, and
 /// agent tokens `agent01..`. Returns the DND folder and the tokens.
 async fn prepare(store: &Store, dir: &Path, agents: u32) -> (PathBuf, Vec<(String, String)>) {
     let camp = dialler::campaign::find(&campaigns_dir(), CAMPAIGN).unwrap();
-    let now = dialler::service::now_ms();
+    let now = clock_start().timestamp_millis();
     let dnd = dir.join("dnd");
     dialler::demo::load_sample(store, &camp, &campaigns_dir(), &dnd, now)
         .await

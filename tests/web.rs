@@ -13,6 +13,7 @@ use std::time::Duration;
 use dialler::api::web::{self, Campaigns, WebState};
 use dialler::auth::{Role, create_token};
 use dialler::campaign::Campaign;
+use dialler::clock::Clock;
 use dialler::live::{CampaignLive, LiveBoard};
 use dialler::store::Store;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -67,6 +68,7 @@ async fn start_with(closing: Option<tokio::sync::watch::Receiver<bool>>) -> Serv
         store: store.clone(),
         board: board.clone(),
         campaigns,
+        clock: clock(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -86,8 +88,22 @@ async fn start_with(closing: Option<tokio::sync::watch::Receiver<bool>>) -> Serv
     }
 }
 
+/// The tests' clock: a fixed start (no test reads today's date), at the
+/// real pace (the browser's timers are real).
+fn clock() -> Clock {
+    static CLOCK: std::sync::OnceLock<Clock> = std::sync::OnceLock::new();
+    CLOCK
+        .get_or_init(|| {
+            let start = chrono::DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z")
+                .expect("time")
+                .to_utc();
+            Clock::starting_at(start)
+        })
+        .clone()
+}
+
 fn now_ms() -> i64 {
-    dialler::store::millis(chrono::Utc::now())
+    clock().now().ms()
 }
 
 fn figures(name: &str) -> CampaignLive {

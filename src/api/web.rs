@@ -36,6 +36,7 @@ use tokio::sync::watch;
 use super::ApiError;
 use super::auth::Authenticated;
 use crate::campaign::Campaign;
+use crate::clock::Clock;
 use crate::live::{Board, CampaignLive, LiveBoard};
 use crate::report::{self, ReportError};
 use crate::store::{self, Store};
@@ -89,6 +90,14 @@ pub struct WebState {
     pub board: LiveBoard,
     /// Loaded campaigns.
     pub campaigns: Campaigns,
+    /// The service's clock (the board's time and a report's default end).
+    pub clock: Clock,
+}
+
+impl FromRef<WebState> for Clock {
+    fn from_ref(s: &WebState) -> Clock {
+        s.clock.clone()
+    }
 }
 
 impl FromRef<WebState> for Store {
@@ -121,6 +130,7 @@ where
     Store: FromRef<S>,
     LiveBoard: FromRef<S>,
     Campaigns: FromRef<S>,
+    Clock: FromRef<S>,
 {
     build(None)
 }
@@ -134,6 +144,7 @@ where
     Store: FromRef<S>,
     LiveBoard: FromRef<S>,
     Campaigns: FromRef<S>,
+    Clock: FromRef<S>,
 {
     build(Some(closing))
 }
@@ -144,10 +155,12 @@ where
     Store: FromRef<S>,
     LiveBoard: FromRef<S>,
     Campaigns: FromRef<S>,
+    Clock: FromRef<S>,
 {
-    let stream = move |auth: Authenticated, State(board): State<LiveBoard>| {
-        live_stream(auth, board, closing.clone())
-    };
+    let stream =
+        move |auth: Authenticated, State(board): State<LiveBoard>, State(clock): State<Clock>| {
+            live_stream(auth, board, clock, closing.clone())
+        };
     Router::new()
         .route("/", get(dashboard))
         .route("/api/live", get(live))
@@ -197,9 +210,9 @@ struct BoardView<'a> {
     campaigns: BTreeMap<&'a str, LiveView<'a>>,
 }
 
-fn board_view(board: &Board) -> BoardView<'_> {
+fn board_view<'a>(board: &'a Board, clock: &Clock) -> BoardView<'a> {
     BoardView {
-        now_ms: store::millis(Utc::now()),
+        now_ms: clock.now().ms(),
         campaigns: board
             .iter()
             .map(|(name, live)| {
@@ -216,19 +229,24 @@ fn board_view(board: &Board) -> BoardView<'_> {
     }
 }
 
-async fn live(auth: Authenticated, State(board): State<LiveBoard>) -> Result<Response, ApiError> {
+async fn live(
+    auth: Authenticated,
+    State(board): State<LiveBoard>,
+    State(clock): State<Clock>,
+) -> Result<Response, ApiError> {
     auth.require_supervisor()?;
     let snapshot = board.snapshot();
-    Ok(Json(board_view(&snapshot)).into_response())
+    Ok(Json(board_view(&snapshot, &clock)).into_response())
 }
 
 async fn live_stream(
     auth: Authenticated,
     board: LiveBoard,
+    clock: Clock,
     closing: Option<watch::Receiver<bool>>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     auth.require_supervisor()?;
-    Ok(Sse::new(board_events(board.subscribe(), closing)).keep_alive(KeepAlive::default()))
+    Ok(Sse::new(board_events(board.subscribe(), clock, closing)).keep_alive(KeepAlive::default()))
 }
 
 /// Resolves once `closing` is `true` or its sender is gone; never without
@@ -247,11 +265,12 @@ async fn closed(closing: &mut Option<watch::Receiver<bool>>) {
 /// when `closing` says so or the service drops the board.
 fn board_events(
     rx: watch::Receiver<Board>,
+    clock: Clock,
     closing: Option<watch::Receiver<bool>>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     futures_util::stream::unfold(
-        (rx, closing, None::<tokio::time::Instant>),
-        |(mut rx, mut closing, last)| async move {
+        (rx, closing, None::<tokio::time::Instant>, clock),
+        |(mut rx, mut closing, last, clock)| async move {
             if closing.as_ref().is_some_and(|c| *c.borrow()) {
                 return None;
             }
@@ -269,7 +288,7 @@ fn board_events(
                 let board = rx.borrow_and_update();
                 match Event::default()
                     .event("board")
-                    .json_data(board_view(&board))
+                    .json_data(board_view(&board, &clock))
                 {
                     Ok(e) => e,
                     // Serialising plain numbers and strings cannot fail;
@@ -279,7 +298,10 @@ fn board_events(
                         .data("could not encode the board"),
                 }
             };
-            Some((Ok(event), (rx, closing, Some(tokio::time::Instant::now()))))
+            Some((
+                Ok(event),
+                (rx, closing, Some(tokio::time::Instant::now()), clock),
+            ))
         },
     )
 }
@@ -315,6 +337,7 @@ async fn campaign_report(
     auth: Authenticated,
     State(store): State<Store>,
     State(campaigns): State<Campaigns>,
+    State(clock): State<Clock>,
     Path(name): Path<String>,
     query: Result<Query<ReportQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -327,7 +350,7 @@ async fn campaign_report(
     };
     let to = match q.to.as_deref() {
         Some(t) => store::millis(parse_time("to", t)?),
-        None => store::millis(Utc::now()),
+        None => clock.now().ms(),
     };
     let Some(campaign) = campaigns.find(&name) else {
         return Err(ApiError::not_found("no such campaign"));

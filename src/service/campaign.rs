@@ -14,8 +14,9 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use super::writer::{Job, Write};
-use super::{CallView, ServiceEvent, SessionView, Shared, now_ms};
+use super::{CallView, ServiceEvent, SessionView, Shared};
 use crate::campaign::Campaign;
+use crate::clock::Millis;
 use crate::compliance::ledger::{Event as LedgerEvent, Ledger};
 use crate::compliance::{self, Context, LeadState, Registries};
 use crate::dialer::{
@@ -404,6 +405,16 @@ impl Driver {
         }
     }
 
+    /// Now, on the service's clock.
+    fn now_ms(&self) -> i64 {
+        self.shared.clock.now().ms()
+    }
+
+    /// Now, on the runner's timeline.
+    fn now_u64(&self) -> u64 {
+        self.shared.clock.now().runner_ms()
+    }
+
     fn write(&self, w: Write) {
         let _ = self.writer.send((w, None));
     }
@@ -438,11 +449,10 @@ impl Driver {
         // Nobody is logged in at start: the runner asks for leads at its
         // first decision.
         loop {
-            let wake = self.runner.poll_timeout().map(|ms| {
-                let now = now_ms();
-                tokio::time::Instant::now()
-                    + Duration::from_millis(ms.saturating_sub(u64::try_from(now).unwrap_or(0)))
-            });
+            let wake = self
+                .runner
+                .poll_timeout()
+                .map(|ms| self.shared.clock.instant_of(Millis::from_runner_ms(ms)));
             let stop_at = self.stopping;
             tokio::select! {
                 biased;
@@ -456,7 +466,7 @@ impl Driver {
                         None => std::future::pending().await,
                     }
                 } => {
-                    self.runner.handle_timeout(now_u64());
+                    self.runner.handle_timeout(self.now_u64());
                 }
                 _ = publish.tick() => self.publish(),
                 () = async {
@@ -530,7 +540,7 @@ impl Driver {
     }
 
     async fn wind_down(&mut self) {
-        let now = now_ms();
+        let now = self.now_ms();
         for (name, a) in self.agents.drain() {
             if let Some(h) = &a.leg_hangup {
                 let _ = h.send(());
@@ -545,6 +555,12 @@ impl Driver {
             if let Ok(mut s) = self.shared.sessions.lock() {
                 s.remove(&name);
             }
+            self.shared.emit(ServiceEvent {
+                agent: Some(name),
+                campaign: self.campaign.name.clone(),
+                kind: "state",
+                data: serde_json::json!({ "state": "logged_out" }),
+            });
         }
         let rx = self.write_acked(Write::Release {
             campaign_id: self.campaign_id,
@@ -561,7 +577,7 @@ impl Driver {
     }
 
     fn set_session_state(&self, agent: &str, state: &'static str, reason: Option<String>) {
-        let now = now_ms();
+        let now = self.now_ms();
         self.session_update(agent, |s| {
             s.state = state;
             s.since = now;
@@ -576,8 +592,8 @@ impl Driver {
     }
 
     fn input(&mut self, input: Input) {
-        let now = now_ms();
-        let now_u = now_u64();
+        let now = self.now_ms();
+        let now_u = self.now_u64();
         match input {
             Input::Login {
                 agent,
@@ -908,7 +924,8 @@ impl Driver {
             AState::OnCall(_) | AState::WrapUp if a.logged_in => {
                 a.logout_after = true;
                 self.session_update(agent, |s| s.pending = Some("logout"));
-                self.runner.handle_event(now_u64(), Event::AgentLogout(id));
+                self.runner
+                    .handle_event(self.now_u64(), Event::AgentLogout(id));
                 if let Some(r) = reply {
                     let _ = r.send(Ok(()));
                 }
@@ -920,7 +937,8 @@ impl Driver {
                 }
                 a.rtp = None;
                 let pending_wrap = a.state == AState::WrapUp;
-                self.runner.handle_event(now_u64(), Event::AgentLogout(id));
+                self.runner
+                    .handle_event(self.now_u64(), Event::AgentLogout(id));
                 let _ = pending_wrap;
                 self.agents.remove(agent);
                 let ack = self.write_acked(Write::AgentEnd {
@@ -951,7 +969,7 @@ impl Driver {
     }
 
     fn command(&mut self, cmd: Command) {
-        let now = now_ms();
+        let now = self.now_ms();
         match cmd {
             Command::Dial { call, lead } => self.dial(call, lead as i64, now),
             Command::Cancel { call } | Command::Hangup { call } => {
@@ -987,8 +1005,12 @@ impl Driver {
                 let id = self.campaign_id;
                 let node = self.settings.node.clone();
                 let lease = i64::try_from(self.settings.lease.as_millis()).unwrap_or(i64::MAX / 4);
+                let clock = self.shared.clock.clone();
                 tokio::spawn(async move {
-                    let leads = match store.claim_leads(id, &node, n, now_ms(), lease).await {
+                    let leads = match store
+                        .claim_leads(id, &node, n, clock.now().ms(), lease)
+                        .await
+                    {
                         Ok(l) => l,
                         Err(e) => {
                             tracing::error!("claiming leads failed: {e}");
@@ -1010,7 +1032,7 @@ impl Driver {
     fn dial(&mut self, call: CallId, lead_id: i64, now: i64) {
         let Some(lead) = self.hopper.remove(&lead_id) else {
             self.runner
-                .handle_event(now_u64(), Event::DialSkipped { call });
+                .handle_event(self.now_u64(), Event::DialSkipped { call });
             return;
         };
         let verdict = self.check(&lead, now);
@@ -1028,7 +1050,7 @@ impl Driver {
                 reasons,
             });
             self.runner
-                .handle_event(now_u64(), Event::DialSkipped { call });
+                .handle_event(self.now_u64(), Event::DialSkipped { call });
             return;
         }
         let sock = match std::net::UdpSocket::bind(SocketAddr::new(self.settings.media_ip, 0))
@@ -1042,7 +1064,7 @@ impl Driver {
             Err(e) => {
                 tracing::error!("no RTP port: {e}");
                 self.runner
-                    .handle_event(now_u64(), Event::DialSkipped { call });
+                    .handle_event(self.now_u64(), Event::DialSkipped { call });
                 self.hopper.insert(lead_id, lead);
                 return;
             }
@@ -1310,7 +1332,7 @@ impl Driver {
         else {
             return;
         };
-        let now = now_ms();
+        let now = self.now_ms();
         let code = if c.interrupted && outcome != Outcome::Connected {
             "interrupted"
         } else {
@@ -1351,7 +1373,7 @@ impl Driver {
     }
 
     fn publish(&mut self) {
-        let now = now_ms();
+        let now = self.now_ms();
         while self
             .counters
             .recent_dials
@@ -1395,10 +1417,6 @@ impl Driver {
 
 fn to_time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
-
-fn now_u64() -> u64 {
-    u64::try_from(now_ms()).unwrap_or(0)
 }
 
 fn reply_after(ack: oneshot::Receiver<bool>, reply: Reply) {

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use super::campaign::Input;
-use super::{SessionView, Shared, now_ms};
+use super::{SessionView, Shared};
 use crate::api::ApiError;
 use crate::api::auth::Authenticated;
 use crate::store::{NewDisposition, Store};
@@ -58,6 +58,7 @@ pub fn router_with_web(shared: Arc<Shared>, closing: tokio::sync::watch::Receive
                 .map(|h| h.campaign.as_ref().clone())
                 .collect(),
         ),
+        clock: shared.clock.clone(),
     };
     router(shared).merge(crate::api::web::routes_until(closing).with_state(web))
 }
@@ -263,7 +264,7 @@ async fn login(
                 agent: id.clone(),
                 campaign: body.campaign.clone(),
                 state: "logging_in",
-                since: now_ms(),
+                since: s.shared.clock.now().ms(),
                 reason: None,
                 call: None,
                 pending: None,
@@ -287,7 +288,7 @@ async fn login(
             s.shared.with_session(&id, |v| {
                 v.state = "paused";
                 v.reason = Some("logged_in".into());
-                v.since = now_ms();
+                v.since = s.shared.clock.now().ms();
             });
             Ok(Json(Ok200 {
                 ok: true,
@@ -484,7 +485,7 @@ async fn disposition(
             return Err(ApiError::bad_request("amount must be a number from 0"));
         }
     };
-    let now = now_ms();
+    let now = s.shared.clock.now().ms();
     let wrapup_ms = now.saturating_sub(ended_at);
     // A callback: at the time the customer asked for (from a minute ago
     // to 90 days ahead), or after the campaign's callback delay.

@@ -30,6 +30,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::campaign::Campaign;
+use crate::clock::Clock;
 use crate::compliance::Registries;
 use crate::live::LiveBoard;
 use crate::sip::SipError;
@@ -77,11 +78,16 @@ pub struct ServiceConfig {
     pub board: LiveBoard,
     /// Safe-harbour message length, seconds.
     pub safe_harbour_seconds: f64,
+    /// The service's one clock: every "now" and every timer of the
+    /// service reads it ([`Clock::system`] by default; a chosen start for
+    /// rehearsals and the demo; a paused runtime's for tests).
+    pub clock: Clock,
 }
 
 impl ServiceConfig {
     /// Defaults for a store and campaigns: SIP on any port, node `local`,
-    /// 30 s grace, 5 min lease.
+    /// 30 s grace, 5 min lease, the system clock. Call it inside the
+    /// runtime that will run the service.
     pub fn new(store: Store, campaigns: Vec<Campaign>, registries: Registries) -> ServiceConfig {
         ServiceConfig {
             store,
@@ -94,6 +100,7 @@ impl ServiceConfig {
             lease: Duration::from_secs(300),
             board: LiveBoard::new(),
             safe_harbour_seconds: 2.0,
+            clock: Clock::system(),
         }
     }
 }
@@ -192,6 +199,8 @@ impl Latencies {
 pub struct Shared {
     /// The store.
     pub store: Store,
+    /// The service's clock.
+    pub clock: Clock,
     /// Campaigns by name.
     pub campaigns: BTreeMap<String, CampaignHandle>,
     /// Logged-in agents by id.
@@ -242,24 +251,6 @@ pub struct RunSummary {
     pub bridge_latency_ms: (usize, f64, f64, f64),
 }
 
-static CLOCK_OFFSET_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
-
-/// Shifts the service's wall clock by `ms` for the whole process (one
-/// service per process can use it): `dialler demo`, to run a campaign whose
-/// calling window is closed at the real time of day on a virtual clock
-/// where it is open, and `dialler run --clock-start` for rehearsals and
-/// tests. Durations (ring, talk, grace) stay real.
-pub fn set_clock_offset_ms(ms: i64) {
-    CLOCK_OFFSET_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// Current time, ms since the Unix epoch: the service's clock (the real
-/// clock unless [`set_clock_offset_ms`] shifted it).
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-        + CLOCK_OFFSET_MS.load(std::sync::atomic::Ordering::Relaxed)
-}
-
 /// A started service: the HTTP address and the shared state.
 pub struct Running {
     /// Where the HTTP API listens.
@@ -288,13 +279,19 @@ pub async fn start(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Running, ServiceError> {
-    let now = now_ms();
+    let clock = cfg.clock.clone();
+    let store = if clock.is_paused() {
+        cfg.store.holding_paused_time()
+    } else {
+        cfg.store.clone()
+    };
+    let now = clock.now().ms();
     let http_addr = listener.local_addr()?;
     let media_ip = match cfg.sip_bind.ip() {
         ip if ip.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
         ip => ip,
     };
-    let (write_tx, writer_task) = writer::spawn(cfg.store.clone());
+    let (write_tx, writer_task) = writer::spawn(store.clone());
     let (events, _) = broadcast::channel(1024);
     let mut campaigns = BTreeMap::new();
     let mut inboxes = Vec::new();
@@ -325,8 +322,8 @@ pub async fn start(
                 ua
             }
         };
-        let id = cfg.store.upsert_campaign(&c, now).await?;
-        let recovered = campaign::recover(&cfg.store, id, &c, &cfg.node, now).await?;
+        let id = store.upsert_campaign(&c, now).await?;
+        let recovered = campaign::recover(&store, id, &c, &cfg.node, now).await?;
         if recovered.interrupted > 0 || recovered.agents_closed > 0 {
             tracing::warn!(
                 campaign = %c.name,
@@ -349,7 +346,8 @@ pub async fn start(
         setups.push((c, id, rx, tx, ua, recovered.ledger, provider));
     }
     let shared = Arc::new(Shared {
-        store: cfg.store.clone(),
+        store: store.clone(),
+        clock: clock.clone(),
         campaigns,
         sessions: Mutex::new(HashMap::new()),
         events,

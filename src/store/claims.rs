@@ -70,6 +70,7 @@ impl Store {
         lease_ms: i64,
     ) -> Result<Vec<ClaimedLead>, StoreError> {
         let stale = now.saturating_sub(lease_ms);
+        let _held = self.hold_time();
         let mut leads: Vec<Lead> = match &*self.backend {
             Backend::Postgres(pool) => {
                 let sql = format!(
