@@ -95,7 +95,8 @@ fn bench(c: &mut Criterion) {
                 zones,
                 attempts: 1,
                 recent_attempts: &attempts,
-                last_outcome: Some(("no_answer", attempts[0])),
+                opted_out: false,
+                last_outcome: Some((dialler::outcome::Outcome::NoAnswer, attempts[0])),
                 last_abandon_at: None,
             };
             std::hint::black_box(check(&lead, &campaign, &ctx, now))

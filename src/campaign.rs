@@ -16,6 +16,7 @@ use chrono::{NaiveTime, Weekday};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::outcome::Outcome;
 use crate::phone::{self, Country};
 use crate::profile::{DayWindow, Profile, WeekPlan, day_index};
 
@@ -287,10 +288,21 @@ pub struct Campaign {
     /// Rolling window the abandonment rate is measured over.
     #[serde(with = "secs")]
     pub abandon_window: Duration,
+    /// How long the safe-harbour message an abandoned call hears lasts
+    /// (`[abandonment] message_length`, 6 s by default).
+    #[serde(with = "secs")]
+    pub safe_harbour: Duration,
     /// Pacing strategy.
     pub strategy: Strategy,
     /// Highest dial level (calls per ready agent) pacing may use.
     pub max_dial_level: f64,
+    /// The share of attempts expected to reach a person, before any call
+    /// has shown it (`[pacing] expected_answer_rate`).
+    pub expected_answer_rate: Option<f64>,
+    /// The handle time (talk and wrap-up) expected before any call has
+    /// shown it (`[pacing] expected_handle`).
+    #[serde(with = "opt_secs")]
+    pub expected_handle: Option<Duration>,
     /// Calling hours per weekday, Monday first, already narrowed.
     pub hours: WeekPlan,
     /// Maximum attempts per lead.
@@ -299,7 +311,11 @@ pub struct Campaign {
     pub max_attempts_per_day: u32,
     /// Minimum delay before the next attempt, per outcome.
     #[serde(serialize_with = "secs_map")]
-    pub retry_delay: BTreeMap<String, Duration>,
+    pub retry_delay: BTreeMap<Outcome, Duration>,
+    /// The delay before a `callback` disposition's lead is dialled again
+    /// when the agent gives no time (`[retry] delay.callback`).
+    #[serde(with = "opt_secs")]
+    pub callback_delay: Option<Duration>,
     /// Dispositions agents may record.
     pub dispositions: Vec<Disposition>,
     /// The SIP trunk.
@@ -317,8 +333,23 @@ mod secs {
     }
 }
 
-fn secs_map<S: serde::Serializer>(m: &BTreeMap<String, Duration>, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_map(m.iter().map(|(k, v)| (k, v.as_secs())))
+mod opt_secs {
+    pub fn serialize<S: serde::Serializer>(
+        d: &Option<std::time::Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&d.as_secs()),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+fn secs_map<S: serde::Serializer>(
+    m: &BTreeMap<Outcome, Duration>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(m.iter().map(|(k, v)| (k.code(), v.as_secs())))
 }
 
 impl Campaign {
@@ -327,9 +358,10 @@ impl Campaign {
         self.profile.country()
     }
 
-    /// The retry delay after `outcome`, or none when the file sets none.
-    pub fn retry_delay(&self, outcome: &str) -> Option<Duration> {
-        self.retry_delay.get(outcome).copied()
+    /// The retry delay after `outcome`, or none when the file sets none
+    /// (see [`crate::policy::retry_delay`] for the delay that applies).
+    pub fn retry_delay(&self, outcome: Outcome) -> Option<Duration> {
+        self.retry_delay.get(&outcome).copied()
     }
 
     /// Loads and validates one campaign file.
@@ -480,6 +512,7 @@ struct RawAbandonment {
     limit_percent: Option<Spanned<f64>>,
     target_percent: Spanned<f64>,
     window: Option<Spanned<String>>,
+    message_length: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -487,6 +520,8 @@ struct RawAbandonment {
 struct RawPacing {
     strategy: Spanned<String>,
     max_dial_level: Option<Spanned<f64>>,
+    expected_answer_rate: Option<Spanned<f64>>,
+    expected_handle: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -600,7 +635,51 @@ impl Validator<'_> {
         }
 
         let (limit, target, window) = self.abandonment(&raw.abandonment, profile);
+        let safe_harbour = match &raw.abandonment.get_ref().message_length {
+            None => Some(crate::policy::DEFAULT_SAFE_HARBOUR),
+            Some(m) => match self.duration(m, "abandonment.message_length") {
+                Some(d) if (Duration::from_secs(2)..=Duration::from_secs(60)).contains(&d) => {
+                    Some(d)
+                }
+                Some(_) => {
+                    self.error(
+                        m.span(),
+                        "abandonment.message_length",
+                        "between 2s and 60s: long enough to name the seller and a number to call back",
+                    );
+                    None
+                }
+                None => None,
+            },
+        };
         let (strategy, max_dial_level) = self.pacing(&raw.pacing);
+        let expected_answer_rate = match &raw.pacing.expected_answer_rate {
+            None => Some(None),
+            Some(r) if r.get_ref().is_finite() && (0.01..=1.0).contains(r.get_ref()) => {
+                Some(Some(*r.get_ref()))
+            }
+            Some(r) => {
+                self.error(
+                    r.span(),
+                    "pacing.expected_answer_rate",
+                    format!("{} must be a share between 0.01 and 1", r.get_ref()),
+                );
+                None
+            }
+        };
+        let expected_handle = match &raw.pacing.expected_handle {
+            None => Some(None),
+            Some(h) => match self.duration(h, "pacing.expected_handle") {
+                Some(d) if (Duration::from_secs(5)..=Duration::from_secs(3600)).contains(&d) => {
+                    Some(Some(d))
+                }
+                Some(_) => {
+                    self.error(h.span(), "pacing.expected_handle", "between 5s and 1h");
+                    None
+                }
+                None => None,
+            },
+        };
         let hours = self.hours(raw.calling_hours.as_ref(), profile);
         let retry = self.retry(&raw.retry, profile);
         let dispositions = self.dispositions(&raw.dispositions);
@@ -620,7 +699,12 @@ impl Validator<'_> {
             }
         }
 
-        let (max_attempts, max_attempts_per_day, retry_delay) = retry?;
+        let (max_attempts, max_attempts_per_day, mut delays) = retry?;
+        let callback_delay = delays.remove("callback");
+        let retry_delay = delays
+            .into_iter()
+            .filter_map(|(k, v)| Some((Outcome::from_code(&k)?, v)))
+            .collect();
         Some(Campaign {
             name,
             description: raw.description,
@@ -632,12 +716,16 @@ impl Validator<'_> {
             abandon_limit_percent: limit?,
             abandon_target_percent: target?,
             abandon_window: window?,
+            safe_harbour: safe_harbour?,
             strategy: strategy?,
             max_dial_level: max_dial_level?,
+            expected_answer_rate: expected_answer_rate?,
+            expected_handle: expected_handle?,
             hours: hours?,
             max_attempts,
             max_attempts_per_day,
             retry_delay,
+            callback_delay,
             dispositions: dispositions?,
             provider: provider?,
             costs: raw.costs.map(Spanned::into_inner),
@@ -760,11 +848,11 @@ impl Validator<'_> {
             }
         };
         let target = *a.target_percent.get_ref();
-        let target = if target <= 0.0 {
+        let target = if !target.is_finite() || target <= 0.0 {
             self.error(
                 a.target_percent.span(),
                 "abandonment.target_percent",
-                "must be above 0",
+                format!("{target} must be a percentage above 0"),
             );
             None
         } else if limit.is_some_and(|l| target > l) {

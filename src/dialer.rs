@@ -21,6 +21,7 @@ use crate::campaign::{Campaign, Strategy};
 use crate::compliance::ledger::{Event as LedgerEvent, Ledger};
 use crate::pacing::estimate::{Estimators, Priors};
 use crate::pacing::{self, Foresight, LedgerView, OracleView, Pacer, Snapshot};
+use crate::policy::DialView;
 
 /// A hash map keyed by small integers (call, lead and agent ids) with a
 /// fixed-seed fast hash: SipHash showed up in simulator profiles, and a
@@ -34,40 +35,7 @@ pub type CallId = u64;
 /// A lead, numbered by the driver.
 pub type LeadId = u64;
 
-/// How an attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// A person answered and talked to an agent.
-    Connected,
-    /// A person answered and no agent took the call in time.
-    Abandoned,
-    /// An answering machine.
-    Machine,
-    /// Busy.
-    Busy,
-    /// Rang out to the ring timeout.
-    NoAnswer,
-    /// Rejected by the callee or network.
-    Rejected,
-    /// Network or provider failure.
-    Failure,
-}
-
-impl Outcome {
-    /// The outcome's code, as used for retry delays and the store.
-    pub fn code(self) -> &'static str {
-        match self {
-            Outcome::Connected => "connected",
-            Outcome::Abandoned => "abandoned",
-            Outcome::Machine => "machine",
-            Outcome::Busy => "busy",
-            Outcome::NoAnswer => "no_answer",
-            Outcome::Rejected => "rejected",
-            Outcome::Failure => "failure",
-        }
-    }
-}
+pub use crate::outcome::Outcome;
 
 /// A lead handed to the hopper.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,7 +88,10 @@ pub enum Event {
     /// The driver did not place this dialled call (compliance refused the
     /// lead just before the INVITE, or its attempt could not be written):
     /// the call is forgotten, counting neither as an attempt nor in the
-    /// estimators.
+    /// estimators. Pacing decides again once the round's other dials are
+    /// carried out (the runner asks for a timeout at once); once a
+    /// hopper's worth of dials in a row was refused, launches are held
+    /// back, from 1 s doubling to a minute while refusals go on.
     DialSkipped {
         /// The call.
         call: CallId,
@@ -253,7 +224,7 @@ impl RunnerConfig {
             abandon_window: campaign.abandon_window,
             max_dial_level: campaign.max_dial_level,
             hopper_low_water: 64,
-            priors: Priors::default(),
+            priors: crate::policy::priors(campaign),
             trunk: None,
         }
     }
@@ -366,6 +337,19 @@ pub struct Runner {
     /// pushes the wake-up back instead of adding one (and, kept out of
     /// `timers`, leaves nothing behind to fire for nothing).
     pacer_wake: Option<u64>,
+    /// Refused dials: decide again at this time, once every dial of the
+    /// round has been carried out or skipped (see [`Event::DialSkipped`]).
+    replan_at: Option<u64>,
+    /// Dials launched and dials skipped since the last replan.
+    round_dials: u32,
+    round_skips: u32,
+    /// Dials skipped in a row, across rounds, since one went out.
+    skips_in_a_row: u32,
+    /// Once a whole hopper's worth of dials in a row was refused, no
+    /// launch before this time; the wait doubles from 1 s to a minute
+    /// while refusals go on.
+    skip_backoff_ms: u64,
+    backoff_until: u64,
     commands: VecDeque<Command>,
     // Scratch buffers reused by every decision (the oracle's).
     free_at_buf: Vec<u64>,
@@ -400,6 +384,12 @@ impl Runner {
             next_call: 1,
             timers: BinaryHeap::new(),
             pacer_wake: None,
+            replan_at: None,
+            round_dials: 0,
+            round_skips: 0,
+            skips_in_a_row: 0,
+            skip_backoff_ms: 0,
+            backoff_until: 0,
             commands: VecDeque::new(),
             free_at_buf: Vec::new(),
             human_flight_buf: Vec::new(),
@@ -458,6 +448,8 @@ impl Runner {
             // A connected call ending moves its agent from talk to wrap-up:
             // still busy, same handle clock.
             Event::CallEnded { call } => self.far_end_hung_up(now_ms, call),
+            // Not at once: the round's other dials are still being carried
+            // out. The replan sees them all (see `handle_timeout`).
             Event::DialSkipped { call } => {
                 if self
                     .calls
@@ -466,10 +458,10 @@ impl Runner {
                 {
                     self.remove_ringing(call);
                     self.calls.remove(&call);
-                    true
-                } else {
-                    false
+                    self.round_skips += 1;
+                    self.replan_at.get_or_insert(now_ms);
                 }
+                false
             }
             Event::Dialling(on) => {
                 self.dialling = on;
@@ -531,6 +523,29 @@ impl Runner {
             self.pacer_wake = None;
             decide = true;
         }
+        if self.replan_at.is_some_and(|w| w <= now_ms) {
+            self.replan_at = None;
+            if self.round_dials > self.round_skips {
+                self.skips_in_a_row = 0;
+                self.skip_backoff_ms = 0;
+            } else {
+                self.skips_in_a_row += self.round_skips;
+            }
+            self.round_dials = 0;
+            self.round_skips = 0;
+            if self.skips_in_a_row as usize >= self.config.hopper_low_water * 4 {
+                // A whole hopper's worth refused in a row (the leads'
+                // hours are closed, say): wait before trying more, longer
+                // each time, so that a closed list is not run through at
+                // once.
+                self.skips_in_a_row = 0;
+                self.skip_backoff_ms = (self.skip_backoff_ms * 2).clamp(1000, 60_000);
+                self.backoff_until = now_ms + self.skip_backoff_ms;
+                self.replan_at = Some(self.backoff_until);
+            } else {
+                decide = true;
+            }
+        }
         if decide {
             self.pace(now_ms);
         }
@@ -547,7 +562,10 @@ impl Runner {
     pub fn poll_timeout(&self) -> Option<u64> {
         let timer = self.timers.peek().map_or(u64::MAX, |Reverse((at, _))| *at);
         let ring = self.next_ring_timeout().map_or(u64::MAX, |(at, _)| at);
-        let next = timer.min(ring).min(self.pacer_wake.unwrap_or(u64::MAX));
+        let next = timer
+            .min(ring)
+            .min(self.pacer_wake.unwrap_or(u64::MAX))
+            .min(self.replan_at.unwrap_or(u64::MAX));
         (next != u64::MAX).then_some(next)
     }
 
@@ -580,6 +598,28 @@ impl Runner {
         s.window_human_answers = h;
         s.window_abandons = a;
         s
+    }
+
+    /// What a dial's compliance verdict needs from the runner at `now_ms`
+    /// (see [`crate::policy::screen`]): the ledger's figures, when they
+    /// next improve, and whether a ready agent is free for every call
+    /// ringing. Call it while carrying out a [`Command::Dial`]: the new
+    /// call already counts as ringing.
+    pub fn dial_view(&mut self, now_ms: u64) -> DialView {
+        DialView {
+            ledger: self.ledger.status(
+                ms_time(now_ms),
+                self.config.target_percent,
+                self.config.limit_percent,
+            ),
+            ledger_retry_at: self.ledger.next_expiry(),
+            agent_reserved: self.ready.len() >= self.ringing.len(),
+        }
+    }
+
+    /// The abandonment ledger (the runner is its only owner).
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
     }
 
     /// Replaces the abandonment ledger, for a driver that rebuilt it from
@@ -817,7 +857,7 @@ impl Runner {
 
     /// Asks the pacer and dials what it decides.
     fn pace(&mut self, now_ms: u64) {
-        if !self.dialling || self.active_agents == 0 {
+        if !self.dialling || self.active_agents == 0 || now_ms < self.backoff_until {
             return;
         }
         self.ledger.advance_ms(now_ms as i64);
@@ -887,7 +927,17 @@ impl Runner {
             est: &self.est,
             oracle,
         };
-        let decision = self.pacer.decide(&snapshot);
+        let mut decision = self.pacer.decide(&snapshot);
+        // The governor below every strategy: at the limit, a call goes out
+        // only with a ready agent reserved for it (as compliance requires
+        // of each dial), so no strategy can push the window further.
+        let limit = self.config.limit_percent / 100.0;
+        // (An abandon with no human answer in the window is over any
+        // limit.)
+        if abandons > 0 && abandons as f64 >= limit * human_answers as f64 {
+            let reserved = (self.ready.len() as u32).saturating_sub(self.ringing.len() as u32);
+            decision.launch = decision.launch.min(reserved);
+        }
         let mut trunk_wake = None;
         for _ in 0..decision.launch {
             if let Some(t) = self.config.trunk {
@@ -925,6 +975,7 @@ impl Runner {
             );
             self.ringing.push(call);
             self.ringing_since.push(now_ms);
+            self.round_dials += 1;
             self.commands.push_back(Command::Dial {
                 call,
                 lead: lead.id,

@@ -144,6 +144,18 @@ impl Profile {
         }
     }
 
+    /// The zone most of the country's people live in: where the
+    /// simulator puts leads whose scenario names no zones.
+    pub fn home_zone(self) -> chrono_tz::Tz {
+        match self {
+            Profile::Us => chrono_tz::America::New_York,
+            Profile::Uk => chrono_tz::Europe::London,
+            Profile::In => chrono_tz::Asia::Kolkata,
+            Profile::Ca => chrono_tz::America::Toronto,
+            Profile::Au => chrono_tz::Australia::Sydney,
+        }
+    }
+
     /// The shortest ring time before a call may be given up as unanswered.
     pub fn min_ring(self) -> Duration {
         Duration::from_secs(15)

@@ -9,18 +9,20 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 use serde::Serialize;
 
 use crate::campaign::Campaign;
+use crate::clock::Millis;
 use crate::compliance::dnd::{
     self, BadLine, DndError, DndImportReport, Entry, Format, NationalRegistry,
 };
-use crate::compliance::ledger::{Event, Ledger};
-use crate::compliance::{self, Context, LeadState, Registries, Verdict};
+use crate::compliance::ledger::Ledger;
+use crate::compliance::{self, Registries, Verdict};
 use crate::dnd_set::DndSet;
+use crate::outcome::Outcome;
 use crate::phone::{self, Country, PhoneError};
-use crate::store::{self, LedgerKind, Store, StoreError};
+use crate::policy::{self, DialView, LeadRecord, PastAttempt};
+use crate::store::{self, Store, StoreError};
 use crate::timezone;
 
 /// Errors of registry imports and checks.
@@ -233,73 +235,38 @@ pub async fn check_number(
         Some(id) => store.lead_by_phone(id, &number.e164()).await?,
         None => None,
     };
-    let zones: Vec<Tz> = match lead.as_ref().and_then(|l| l.timezones.as_deref()) {
-        Some(text) => timezone::split(text).unwrap_or_default(),
-        None if lead.is_some() => Vec::new(),
-        None => timezone::infer(&number).to_vec(),
-    };
-    let attempts = match &lead {
-        Some(l) => store.attempts_for_lead(l.id).await?,
-        None => Vec::new(),
-    };
-    let at = |ms: i64| DateTime::from_timestamp_millis(ms).unwrap_or(now);
-    let recent: Vec<DateTime<Utc>> = attempts.iter().map(|a| at(a.started_at)).collect();
-    let last_outcome = attempts
-        .iter()
-        .rev()
-        .find_map(|a| Some((a.outcome.as_deref()?, at(a.ended_at?))));
-    let last_abandon_at = attempts
-        .iter()
-        .filter(|a| a.outcome.as_deref() == Some("abandoned"))
-        .filter_map(|a| a.ended_at.map(at))
-        .max();
-
-    let mut ledger = Ledger::new(campaign.abandon_window);
-    if let Some(id) = campaign_id {
-        let window_ms = i64::try_from(campaign.abandon_window.as_millis()).unwrap_or(i64::MAX);
-        let now_ms = store::millis(now);
-        for (t, kind) in store
-            .ledger_events(id, now_ms.saturating_sub(window_ms), now_ms + 1)
-            .await?
-        {
-            let event = match kind {
-                LedgerKind::HumanAnswer => Event::HumanAnswer,
-                LedgerKind::Abandon => Event::Abandon,
-            };
-            ledger.record(at(t), event);
+    let now_ms = Millis::from_utc(now);
+    let record = match &lead {
+        Some(l) => {
+            let history = store
+                .attempts_for_lead(l.id)
+                .await?
+                .into_iter()
+                .map(|a| PastAttempt {
+                    started_at: Millis(a.started_at),
+                    ended_at: a.ended_at.map(Millis),
+                    outcome: a.outcome.as_deref().and_then(Outcome::from_code),
+                });
+            l.record(history, now_ms)?
         }
-    }
-    let status = ledger.status(
-        now,
-        campaign.abandon_target_percent,
-        campaign.abandon_limit_percent,
-    );
-    let state = LeadState {
-        number,
-        zones: &zones,
-        attempts: lead
-            .as_ref()
-            .map_or(0, |l| u32::try_from(l.attempts).unwrap_or(u32::MAX)),
-        recent_attempts: &recent,
-        last_outcome,
-        last_abandon_at,
+        // Not a lead yet: the zones its number gives.
+        None => LeadRecord::new(number, timezone::infer(&number).to_vec()),
     };
-    let ctx = Context {
-        registries: &registries,
-        ledger: Some(status),
+    let mut ledger = match campaign_id {
+        Some(id) => store.ledger(id, campaign.abandon_window, now_ms).await?,
+        None => Ledger::new(campaign.abandon_window),
+    };
+    let dial = DialView {
+        ledger: ledger.status(
+            now,
+            campaign.abandon_target_percent,
+            campaign.abandon_limit_percent,
+        ),
         ledger_retry_at: ledger.next_expiry(),
         agent_reserved: false,
     };
-    let mut verdict: Verdict = compliance::check(&state, campaign, &ctx, now);
-    // A lead someone marked do-not-call (a disposition, an erasure) stays
-    // refused even if the list entry was later removed.
-    if lead.as_ref().is_some_and(|l| l.status == "dnc")
-        && !verdict.reasons.contains(&compliance::Reason::DndInternal)
-    {
-        verdict.allowed = false;
-        verdict.reasons.push(compliance::Reason::DndInternal);
-        verdict.next_allowed_at = None;
-    }
+    let verdict: Verdict = policy::screen(&record, campaign, &registries, &dial, now);
+    let zones = &record.zones;
     Ok(CheckReport {
         allowed: verdict.allowed,
         reasons: verdict.reasons,

@@ -179,6 +179,30 @@ pub struct Lead {
     pub last_outcome: Option<String>,
 }
 
+impl Lead {
+    /// The lead as compliance reads it at `now`, with its past attempts:
+    /// its number, its zones (none when unknown or unreadable, which
+    /// compliance refuses), whether the person opted out, and what
+    /// [`LeadRecord::with_history`] makes of the attempts. An invalid
+    /// stored number is an error: the caller refuses the lead.
+    pub fn record(
+        &self,
+        history: impl IntoIterator<Item = crate::policy::PastAttempt>,
+        now: crate::clock::Millis,
+    ) -> Result<crate::policy::LeadRecord, crate::phone::PhoneError> {
+        let number = crate::phone::PhoneNumber::from_e164(&self.phone)?;
+        let zones = self
+            .timezones
+            .as_deref()
+            .and_then(crate::timezone::split)
+            .unwrap_or_default();
+        let mut r = crate::policy::LeadRecord::new(number, zones).with_history(history, now);
+        r.opted_out = self.status == crate::outcome::LeadStatus::Dnc.code();
+        r.attempts = u32::try_from(self.attempts).unwrap_or(u32::MAX);
+        Ok(r)
+    }
+}
+
 /// The start of a call attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewAttempt {
@@ -864,6 +888,35 @@ impl Store {
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?);
         Ok(rows)
+    }
+
+    /// The campaign's abandonment ledger over `window` as of `now`,
+    /// rebuilt from its stored rows: what a restarted runner starts from
+    /// and what `dialler check` reads.
+    pub async fn ledger(
+        &self,
+        campaign_id: i64,
+        window: Duration,
+        now: crate::clock::Millis,
+    ) -> Result<crate::compliance::ledger::Ledger, StoreError> {
+        use crate::clock::Millis;
+        use crate::compliance::ledger::{Event, Ledger};
+        let events = self
+            .ledger_events(campaign_id, now.minus(window).ms(), now.ms() + 1)
+            .await?;
+        Ok(Ledger::from_events(
+            window,
+            events.into_iter().map(|(t, k)| {
+                (
+                    Millis(t).utc(),
+                    match k {
+                        LedgerKind::HumanAnswer => Event::HumanAnswer,
+                        LedgerKind::Abandon => Event::Abandon,
+                    },
+                )
+            }),
+            now.utc(),
+        ))
     }
 
     /// Human answers and abandons in `[from, to)` ms.

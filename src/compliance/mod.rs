@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use crate::campaign::{CallType, Campaign};
 use crate::dnd_set::DndSet;
+use crate::outcome::Outcome;
 use crate::phone::{Country, PhoneNumber};
 use crate::profile::{DayWindow, Profile, WeekPlan};
 
@@ -183,12 +184,15 @@ pub struct LeadState<'a> {
     pub number: PhoneNumber,
     /// Candidate time zones; empty when unknown.
     pub zones: &'a [Tz],
+    /// The person asked not to be called (a `dnc` disposition, an
+    /// erasure): refused as [`Reason::DndInternal`] whatever the lists say.
+    pub opted_out: bool,
     /// Attempts made so far.
     pub attempts: u32,
     /// Start times of recent attempts (at least those of the last two days).
     pub recent_attempts: &'a [DateTime<Utc>],
     /// The last attempt's outcome and when it ended.
-    pub last_outcome: Option<(&'a str, DateTime<Utc>)>,
+    pub last_outcome: Option<(Outcome, DateTime<Utc>)>,
     /// When a call to this number was last abandoned, if ever.
     pub last_abandon_at: Option<DateTime<Utc>>,
 }
@@ -258,14 +262,16 @@ pub fn check(
     // Do-not-call lists.
     let n = lead.number.digits;
     let mut band: Option<TimeBand> = None;
-    if ctx.registries.internal.contains(n) {
+    if lead.opted_out || ctx.registries.internal.contains(n) {
         reasons.push(Reason::DndInternal);
     }
-    if ctx
-        .registries
-        .campaign
-        .get(&campaign.name)
-        .is_some_and(|s| s.contains(n))
+    // Most accounts keep no campaign lists: skip hashing the name.
+    if !ctx.registries.campaign.is_empty()
+        && ctx
+            .registries
+            .campaign
+            .get(&campaign.name)
+            .is_some_and(|s| s.contains(n))
     {
         reasons.push(Reason::DndCampaign);
     }
@@ -296,20 +302,9 @@ pub fn check(
     if lead.attempts >= campaign.max_attempts {
         reasons.push(Reason::MaxAttempts);
     }
-    if let Some(&tz) = lead.zones.first() {
-        let today = now.with_timezone(&tz).date_naive();
-        let today_count = lead
-            .recent_attempts
-            .iter()
-            .filter(|t| t.with_timezone(&tz).date_naive() == today)
-            .count();
-        if today_count >= campaign.max_attempts_per_day as usize {
-            reasons.push(Reason::MaxAttemptsToday);
-            let midnight = today
-                .succ_opt()
-                .and_then(|d| hours::local_to_utc(tz, d.and_time(NaiveTime::MIN)));
-            wait_until = wait_until.max(midnight.unwrap_or(now));
-        }
+    if let Some(until) = day_limit_until(lead, campaign.max_attempts_per_day, now) {
+        reasons.push(Reason::MaxAttemptsToday);
+        wait_until = wait_until.max(until);
     }
     if let Some((outcome, ended)) = lead.last_outcome
         && let Some(delay) = campaign.retry_delay(outcome)
@@ -370,6 +365,37 @@ pub fn check(
         reasons,
         next_allowed_at,
     }
+}
+
+/// When the lead's attempts of the called party's day stop counting
+/// against `per_day`, if it has used them up: the next local midnight.
+/// With several candidate zones the strictest counts (any zone where the
+/// day is used up, and its latest midnight). `None` while attempts are
+/// left today, or when the zone is unknown (which refuses on its own).
+/// The scheduler asks this too, so that a retry is not set for a day with
+/// no attempt left.
+pub fn day_limit_until(
+    lead: &LeadState<'_>,
+    per_day: u32,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let mut until: Option<DateTime<Utc>> = None;
+    for &tz in lead.zones {
+        let today = now.with_timezone(&tz).date_naive();
+        let used = lead
+            .recent_attempts
+            .iter()
+            .filter(|t| t.with_timezone(&tz).date_naive() == today)
+            .count();
+        if used >= per_day as usize {
+            let midnight = today
+                .succ_opt()
+                .and_then(|d| hours::local_to_utc(tz, d.and_time(NaiveTime::MIN)))
+                .unwrap_or(now + Duration::days(1));
+            until = until.max(Some(midnight));
+        }
+    }
+    until
 }
 
 /// The campaign's windows narrowed by a number's NCPR band.

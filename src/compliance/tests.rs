@@ -50,6 +50,7 @@ fn lead<'a>(raw: &str, country: Country, zones: &'a [Tz]) -> LeadState<'a> {
     LeadState {
         number: phone::parse(raw, country).expect("valid number"),
         zones,
+        opted_out: false,
         attempts: 0,
         recent_attempts: &[],
         last_outcome: None,
@@ -216,7 +217,7 @@ fn attempts_limits_and_retry_delay() {
     let mut l = lead("212 555 0101", Country::UnitedStates, NY);
     l.attempts = 1;
     l.recent_attempts = &earlier;
-    l.last_outcome = Some(("busy", utc("2026-12-02T19:45:00Z")));
+    l.last_outcome = Some((crate::outcome::Outcome::Busy, utc("2026-12-02T19:45:00Z")));
     let v = check(&l, &c, &ctx(&r), now);
     assert_eq!(
         v.reasons,
@@ -236,7 +237,7 @@ fn attempts_limits_and_retry_delay() {
 #[test]
 fn uk_does_not_recall_an_abandoned_number_within_72_hours() {
     let mut c = campaign("uk");
-    c.retry_delay.remove("abandoned"); // the statutory rule stands on its own
+    c.retry_delay.remove(&crate::outcome::Outcome::Abandoned); // the statutory rule stands on its own
     let r = registries(Country::UnitedKingdom, "2026-11-20T00:00:00Z", &[]);
     // Wednesday 2026-12-02 12:00 London; abandoned Monday 11:00.
     let now = utc("2026-12-02T12:00:00Z");

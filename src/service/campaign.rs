@@ -8,8 +8,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
@@ -17,13 +15,15 @@ use super::writer::{Job, Write};
 use super::{CallView, ServiceEvent, SessionView, Shared};
 use crate::campaign::Campaign;
 use crate::clock::Millis;
-use crate::compliance::ledger::{Event as LedgerEvent, Ledger};
-use crate::compliance::{self, Context, LeadState, Registries};
+use crate::compliance::ledger::Ledger;
+use crate::compliance::{self, Registries};
 use crate::dialer::{
     self, AgentId, CallId, Command, Event, Outcome, Record, Runner, RunnerConfig, TrunkLimits,
 };
 use crate::live::CampaignLive;
+use crate::outcome::LeadStatus;
 use crate::phone;
+use crate::policy::{self, NextAttempt, PastAttempt};
 use crate::sip::auth::Credentials;
 use crate::sip::sdp;
 use crate::sip::ua::Ua;
@@ -160,8 +160,6 @@ pub struct Settings {
     pub lease: Duration,
     /// Where RTP binds.
     pub media_ip: IpAddr,
-    /// Safe-harbour message length, s.
-    pub safe_harbour_seconds: f64,
 }
 
 /// What start-up recovery found.
@@ -186,34 +184,16 @@ pub async fn recover(
     node: &str,
     now: i64,
 ) -> Result<Recovered, StoreError> {
-    let delay = c
-        .retry_delay("interrupted")
-        .or_else(|| c.retry_delay("failure"))
-        .unwrap_or(Duration::from_secs(3600));
-    let retry_at = now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 4);
-    let interrupted = store.recover_node(campaign_id, node, now, retry_at).await?;
+    let now = Millis(now);
+    let retry_at = now.plus(policy::retry_delay(c, Outcome::Interrupted));
+    let interrupted = store
+        .recover_node(campaign_id, node, now.ms(), retry_at.ms())
+        .await?;
     let mut agents_closed = 0;
     for a in store.agents_with_open_state(campaign_id).await? {
-        agents_closed += store.agent_state_end_all(&a, now).await?;
+        agents_closed += store.agent_state_end_all(&a, now.ms()).await?;
     }
-    let window = i64::try_from(c.abandon_window.as_millis()).unwrap_or(i64::MAX / 4);
-    let events = store
-        .ledger_events(campaign_id, now.saturating_sub(window), now + 1)
-        .await?;
-    let at = |ms: i64| DateTime::from_timestamp_millis(ms).unwrap_or_default();
-    let ledger = Ledger::from_events(
-        c.abandon_window,
-        events.into_iter().map(|(t, k)| {
-            (
-                at(t),
-                match k {
-                    LedgerKind::HumanAnswer => LedgerEvent::HumanAnswer,
-                    LedgerKind::Abandon => LedgerEvent::Abandon,
-                },
-            )
-        }),
-        at(now),
-    );
+    let ledger = store.ledger(campaign_id, c.abandon_window, now).await?;
     Ok(Recovered {
         interrupted,
         agents_closed,
@@ -242,6 +222,8 @@ struct Agent {
 
 struct CallCtx {
     lead: ClaimedLead,
+    /// When it was dialled, ms.
+    started_at: i64,
     attempt_id: Option<i64>,
     ctrl: mpsc::UnboundedSender<Ctrl>,
     rtp: Arc<UdpSocket>,
@@ -286,7 +268,6 @@ pub struct Driver {
     me: mpsc::UnboundedSender<Input>,
     settings: Settings,
     runner: Runner,
-    ledger: Ledger,
     agents: HashMap<String, Agent>,
     by_id: HashMap<AgentId, String>,
     next_agent: AgentId,
@@ -374,9 +355,9 @@ impl Driver {
         });
         let credentials = trunk_credentials(&campaign, |name| std::env::var(name).ok());
         let mut runner = Runner::new(config, &campaign.strategy);
-        runner.restore_ledger(ledger.clone());
+        runner.restore_ledger(ledger);
         let prompt = Arc::new(crate::media::wav::generated_prompt(
-            settings.safe_harbour_seconds,
+            policy::safe_harbour(&campaign).as_secs_f64(),
         ));
         Driver {
             campaign,
@@ -388,7 +369,6 @@ impl Driver {
             me,
             settings,
             runner,
-            ledger,
             agents: HashMap::new(),
             by_id: HashMap::new(),
             next_agent: 0,
@@ -1101,6 +1081,7 @@ impl Driver {
             call,
             CallCtx {
                 lead,
+                started_at: now,
                 attempt_id: None,
                 ctrl: ctrl_tx,
                 rtp: sock,
@@ -1134,46 +1115,12 @@ impl Driver {
 
     /// Compliance just before the dial: `Err((next_at, reasons))` refuses.
     fn check(&mut self, l: &ClaimedLead, now: i64) -> Result<(), (Option<i64>, String)> {
-        let at = |ms: i64| DateTime::from_timestamp_millis(ms).unwrap_or_default();
-        let now_t: DateTime<Utc> = at(now);
-        // A lead someone marked do-not-call stays refused.
-        if l.lead.status == "dnc" {
-            return Err((None, "dnd_internal".into()));
-        }
-        let number = match phone::PhoneNumber::from_e164(&l.lead.phone) {
-            Ok(n) => n,
-            Err(_) => return Err((None, "invalid_number".into())),
+        let now = Millis(now);
+        let Ok(record) = l.record(now) else {
+            return Err((None, compliance::Reason::InvalidNumber.code().into()));
         };
-        let zones: Vec<Tz> = l
-            .lead
-            .timezones
-            .as_deref()
-            .and_then(crate::timezone::split)
-            .unwrap_or_default();
-        let recent: Vec<DateTime<Utc>> = l.recent_attempts.iter().map(|&t| at(t)).collect();
-        let state = LeadState {
-            number,
-            zones: &zones,
-            attempts: u32::try_from(l.lead.attempts).unwrap_or(u32::MAX),
-            recent_attempts: &recent,
-            last_outcome: l.lead.last_outcome.as_deref().zip(l.last_ended_at.map(at)),
-            last_abandon_at: l.last_abandon_at.map(at),
-        };
-        let status = self.ledger.status(
-            now_t,
-            self.campaign.abandon_target_percent,
-            self.campaign.abandon_limit_percent,
-        );
-        let ready = self.runner.status().ready;
-        let ctx = Context {
-            registries: &self.registries,
-            ledger: Some(status),
-            ledger_retry_at: self.ledger.next_expiry(),
-            // At the limit the pacer dials progressively: one call per
-            // ready agent, which is a reserved agent.
-            agent_reserved: status.exhausted && ready as usize > self.ringing_count(),
-        };
-        let v = compliance::check(&state, &self.campaign, &ctx, now_t);
+        let dial = self.runner.dial_view(now.runner_ms());
+        let v = policy::screen(&record, &self.campaign, &self.registries, &dial, now.utc());
         if v.allowed {
             Ok(())
         } else {
@@ -1183,13 +1130,6 @@ impl Driver {
                 reasons.join(","),
             ))
         }
-    }
-
-    fn ringing_count(&self) -> usize {
-        self.calls
-            .values()
-            .filter(|c| c.answered_at.is_none() && c.outcome.is_none())
-            .count()
     }
 
     fn bridge(&mut self, call: CallId, agent: AgentId, now: i64) {
@@ -1253,7 +1193,6 @@ impl Driver {
         match r {
             Record::HumanAnswer { call, .. } => {
                 self.counters.human_answers += 1;
-                self.ledger.record(to_time(now), LedgerEvent::HumanAnswer);
                 let attempt_id = self.calls.get(&call).and_then(|c| c.attempt_id);
                 self.write(Write::Ledger {
                     campaign_id: self.campaign_id,
@@ -1265,7 +1204,6 @@ impl Driver {
             Record::Connected { .. } => {}
             Record::Abandoned { call, .. } => {
                 self.counters.abandons += 1;
-                self.ledger.record(to_time(now), LedgerEvent::Abandon);
                 let attempt_id = self.calls.get(&call).and_then(|c| c.attempt_id);
                 let ack = self.write_acked(Write::Ledger {
                     campaign_id: self.campaign_id,
@@ -1333,40 +1271,45 @@ impl Driver {
             return;
         };
         let now = self.now_ms();
-        let code = if c.interrupted && outcome != Outcome::Connected {
-            "interrupted"
+        let outcome = if c.interrupted && outcome != Outcome::Connected {
+            Outcome::Interrupted
         } else {
-            outcome.code()
+            outcome
         };
-        let attempts = c.lead.lead.attempts + 1;
-        let (status, next) =
-            if outcome == Outcome::Connected || attempts >= i64::from(self.campaign.max_attempts) {
-                ("done", None)
-            } else {
-                let delay = self
-                    .campaign
-                    .retry_delay(code)
-                    .or_else(|| self.campaign.retry_delay("failure"))
-                    .unwrap_or(Duration::from_secs(3600));
-                (
-                    "retry",
-                    Some(now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 4)),
-                )
-            };
+        // The lead with this attempt in its history.
+        let this = PastAttempt {
+            started_at: Millis(c.started_at),
+            ended_at: Some(Millis(now)),
+            outcome: Some(outcome),
+        };
+        let next = c
+            .lead
+            .lead
+            .record(c.lead.history.iter().copied().chain([this]), Millis(now))
+            .map(|mut r| {
+                r.attempts = r.attempts.saturating_add(1);
+                policy::after_attempt(&self.campaign, &r, outcome, Millis(now))
+            })
+            // A number that no longer reads as valid: nothing more to do.
+            .unwrap_or(NextAttempt::Done);
+        let (status, next) = match next {
+            NextAttempt::Done => (LeadStatus::Done, None),
+            NextAttempt::At(t) => (LeadStatus::Retry, Some(t.ms())),
+        };
         self.write(Write::FinishAttempt(
             attempt_id,
             AttemptEnd {
                 answered_at: c.answered_at,
                 connected_at: c.connected_at,
                 ended_at: now,
-                outcome: code.to_string(),
+                outcome: outcome.code().to_string(),
                 sip_code: summary.final_code.map(i64::from),
                 sip_codes: (!summary.codes.is_empty()).then(|| {
                     let codes: Vec<String> = summary.codes.iter().map(u16::to_string).collect();
                     codes.join(",")
                 }),
                 agent_id: c.agent,
-                lead_status: status.to_string(),
+                lead_status: status.code().to_string(),
                 next_attempt_at: next,
             },
         ));
@@ -1413,10 +1356,6 @@ impl Driver {
             calls_per_second: self.counters.recent_dials.len() as f64 / 5.0,
         });
     }
-}
-
-fn to_time(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
 fn reply_after(ack: oneshot::Receiver<bool>, reply: Reply) {

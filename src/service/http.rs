@@ -499,7 +499,7 @@ async fn disposition(
                 ));
             }
             None => {
-                let delay = h.campaign.retry_delay("callback").unwrap_or_default();
+                let delay = h.campaign.callback_delay.unwrap_or_default();
                 Some(now + i64::try_from(delay.as_millis()).unwrap_or(0))
             }
         }

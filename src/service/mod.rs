@@ -76,8 +76,6 @@ pub struct ServiceConfig {
     pub lease: Duration,
     /// Where the live figures go, about every second.
     pub board: LiveBoard,
-    /// Safe-harbour message length, seconds.
-    pub safe_harbour_seconds: f64,
     /// The service's one clock: every "now" and every timer of the
     /// service reads it ([`Clock::system`] by default; a chosen start for
     /// rehearsals and the demo; a paused runtime's for tests).
@@ -99,7 +97,6 @@ impl ServiceConfig {
             grace: Duration::from_secs(30),
             lease: Duration::from_secs(300),
             board: LiveBoard::new(),
-            safe_harbour_seconds: 2.0,
             clock: Clock::system(),
         }
     }
@@ -371,7 +368,6 @@ pub async fn start(
                 grace: cfg.grace,
                 lease: cfg.lease,
                 media_ip,
-                safe_harbour_seconds: cfg.safe_harbour_seconds,
             },
             ledger,
             provider,

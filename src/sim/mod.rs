@@ -6,9 +6,14 @@
 //! drawn from a stream keyed by (seed, lead, attempt), so every strategy
 //! meets the same customers (common random numbers) and the same inputs
 //! give the same output, bit for bit. Leads are an endless list; retries
-//! follow the campaign's delays and attempt limits; calls go out only
-//! inside both the team's shift and the campaign's hours (the simulated
-//! customers all live in the campaign's clock).
+//! follow the campaign's delays and attempt limits ([`crate::policy`]);
+//! the team works its shift inside the campaign's hours in the leads'
+//! home zone, on the calendar from the scenario's first day. Every dial
+//! passes the same compliance check as a live one
+//! ([`crate::policy::screen`]): leads in other zones (the scenario's
+//! `[leads] zones`), numbers on the national registry (`dnd_share`), the
+//! per-day attempt limit and the abandonment budget refuse dials offline
+//! as they would live, and refused dials reach pacing.
 
 pub mod plot;
 pub mod scenario;
@@ -26,17 +31,19 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::Serialize;
 
 use crate::campaign::{Campaign, Strategy};
+use crate::clock::Millis;
+use crate::compliance::Registries;
+use crate::compliance::dnd::NationalRegistry;
 use crate::dialer::{
     AgentId, CallId, Command, Event, LeadId, LeadInfo, Outcome, Record, Runner, RunnerConfig,
 };
 use crate::pacing::Foresight;
+use crate::phone::{Country, PhoneNumber};
+use crate::policy::{self, LeadRecord, NextAttempt, PastAttempt};
 use crate::profile::DayWindow;
 pub use scenario::Scenario;
 
 const HOUR_MS: u64 = 3_600_000;
-const DAY_MS: u64 = 24 * HOUR_MS;
-/// How long the safe-harbour message plays.
-const MESSAGE_MS: u64 = 6_000;
 /// Busy and failure signals arrive this soon after dialling.
 const BUSY_MS: u64 = 4_000;
 const FAILURE_MS: u64 = 1_500;
@@ -90,6 +97,8 @@ pub struct SimReport {
     pub conversions: u64,
     /// Connects per agent-hour.
     pub connects_per_agent_hour: f64,
+    /// Dials compliance refused just before they went out.
+    pub refused: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -132,6 +141,125 @@ struct SimCall {
     ended: bool,
     /// The agent it was bridged to.
     agent: Option<AgentId>,
+}
+
+/// A lead handed out and not finished: its zone and past attempts.
+#[derive(Debug, Clone)]
+struct SimLead {
+    zone: chrono_tz::Tz,
+    past: Vec<PastAttempt>,
+}
+
+impl SimLead {
+    /// Makes `rec` this lead (`id`) as compliance reads it at `at`.
+    fn fill(&self, rec: &mut LeadRecord, country: Country, id: LeadId, at: Millis) {
+        rec.number = sim_number(country, id);
+        rec.zones.clear();
+        rec.zones.push(self.zone);
+        rec.attempts = self.past.len() as u32;
+        rec.fill_history(self.past.iter().copied(), at);
+    }
+}
+
+/// The simulated calendar: virtual time is milliseconds since `origin`,
+/// the first day's midnight in the leads' home zone, so it runs in step
+/// with UTC (delays, windows, the ledger) while shifts and hourly profiles
+/// follow the home zone's clock, daylight saving included.
+#[derive(Debug, Clone)]
+struct SimCalendar {
+    origin: Millis,
+    home: chrono_tz::Tz,
+    start: chrono::NaiveDate,
+}
+
+impl SimCalendar {
+    fn new(sc: &Scenario, campaign: &Campaign) -> SimCalendar {
+        let home = campaign.profile.home_zone();
+        // Checked scenarios always have a valid start.
+        let start = sc.start_date().unwrap_or(chrono::NaiveDate::MIN);
+        let origin =
+            crate::compliance::hours::local_to_utc(home, start.and_time(chrono::NaiveTime::MIN))
+                .map_or(Millis::EPOCH, Millis::from_utc);
+        SimCalendar {
+            origin,
+            home,
+            start,
+        }
+    }
+
+    /// The instant of virtual time `t`.
+    fn utc(&self, t: u64) -> Millis {
+        Millis(
+            self.origin
+                .ms()
+                .saturating_add(i64::try_from(t).unwrap_or(i64::MAX)),
+        )
+    }
+
+    /// The virtual time of instant `m` (0 before the start).
+    fn at(&self, m: Millis) -> u64 {
+        u64::try_from(m.ms().saturating_sub(self.origin.ms())).unwrap_or(0)
+    }
+
+    /// The hour of day in the home zone at virtual time `t`.
+    fn local_hour(&self, t: u64) -> usize {
+        use chrono::TimeZone;
+        self.home
+            .from_utc_datetime(&self.utc(t).utc().naive_utc())
+            .hour() as usize
+    }
+
+    /// The team's working window of day `day`: the shift within the
+    /// campaign's hours that day in the home zone, if the day is open
+    /// (not a holiday of the profile's calendar).
+    fn window(&self, campaign: &Campaign, shift: DayWindow, day: u32) -> Option<(u64, u64)> {
+        use chrono::Datelike;
+        let date = self
+            .start
+            .checked_add_days(chrono::Days::new(u64::from(day)))?;
+        let w = campaign.hours[crate::profile::day_index(date.weekday())]?;
+        if crate::compliance::hours::calendar(campaign.profile)
+            .is_some_and(|c| c.status(date).is_err())
+        {
+            return None;
+        }
+        let start = w.start.max(shift.start);
+        let end = w.end.min(shift.end);
+        if start >= end {
+            return None;
+        }
+        let at = |t: chrono::NaiveTime| {
+            crate::compliance::hours::local_to_utc(self.home, date.and_time(t))
+                .map(|u| self.at(Millis::from_utc(u)))
+        };
+        Some((at(start)?, at(end)?))
+    }
+}
+
+/// The number of lead `lead`: a made-up number of the campaign's country
+/// (a mobile range; NANP numbers in an exchange of the home area code),
+/// so registry look-ups and number checks run as they do live.
+fn sim_number(country: Country, lead: LeadId) -> PhoneNumber {
+    let digits = match country {
+        Country::UnitedKingdom => 447_000_000_000 + lead % 1_000_000_000,
+        Country::India => 919_000_000_000 + lead % 1_000_000_000,
+        Country::UnitedStates => 12_122_000_000 + lead % 8_000_000,
+        Country::Canada => 14_162_000_000 + lead % 8_000_000,
+        Country::Australia => 61_400_000_000 + lead % 100_000_000,
+    };
+    PhoneNumber { digits, country }
+}
+
+/// A uniform draw in [0, 1) keyed by (seed, what, key): the lead mix
+/// (zone, registry listing) depends on the lead alone, never on the
+/// strategy.
+fn keyed_unit(seed: u64, what: u64, key: u64) -> f64 {
+    let mut z =
+        seed ^ what.wrapping_mul(0xA076_1D64_78BD_642F) ^ key.wrapping_mul(0xE703_7ED1_A0B4_28DB);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -230,20 +358,6 @@ fn draw(sc: &Scenario, dists: &Dists, seed: u64, lead: LeadId, attempt: u32, hou
     }
 }
 
-/// The calling window of day `day` (0 = a Monday): the shift within the
-/// campaign's hours that day.
-fn window(campaign: &Campaign, shift: DayWindow, day: u32) -> Option<(u64, u64)> {
-    let w = campaign.hours[(day % 7) as usize]?;
-    let start = w.start.max(shift.start);
-    let end = w.end.min(shift.end);
-    if start >= end {
-        return None;
-    }
-    let ms = |t: chrono::NaiveTime| u64::from(t.num_seconds_from_midnight()) * 1000;
-    let base = u64::from(day) * DAY_MS;
-    Some((base + ms(start), base + ms(end)))
-}
-
 /// Runs one simulation.
 pub fn run(cfg: &SimConfig) -> SimReport {
     Sim::new(cfg).run()
@@ -300,7 +414,16 @@ struct Sim<'a> {
     timeout_at: Option<u64>,
     calls: HashMap<CallId, SimCall>,
     handed_out: HashMap<LeadId, (u32, Draw)>,
-    attempts_of: HashMap<LeadId, u32>,
+    /// Leads handed out and not finished.
+    leads: HashMap<LeadId, SimLead>,
+    calendar: SimCalendar,
+    /// The national registry (the scenario's listed numbers, inserted as
+    /// their leads are handed out), reloaded every morning.
+    registries: Registries,
+    /// The leads' zones and their cumulative shares; empty: the home zone.
+    zones: Vec<(chrono_tz::Tz, f64)>,
+    /// The lead a dial's verdict reads, reused from dial to dial.
+    record_buf: LeadRecord,
     retries: BinaryHeap<Reverse<(u64, LeadId)>>,
     next_lead: LeadId,
     agents: Vec<AgentClock>,
@@ -315,15 +438,31 @@ struct Sim<'a> {
     wrap_ms: u64,
     logged_in_ms: u64,
     ledger_events: Vec<(u64, bool)>,
+    refused: u64,
     trace: Option<Trace>,
 }
 
 impl<'a> Sim<'a> {
     fn new(cfg: &'a SimConfig) -> Sim<'a> {
         let sc = &cfg.scenario;
-        let mut rc = RunnerConfig::from_campaign(&cfg.campaign);
-        let o = sc.outcomes;
-        rc.priors.human_rate = o.human;
+        // The same priors as a live campaign: the scenario's true figures
+        // are for the customers, not for the pacer.
+        let rc = RunnerConfig::from_campaign(&cfg.campaign);
+        let calendar = SimCalendar::new(sc, &cfg.campaign);
+        let country = cfg.campaign.country();
+        let mut registries = Registries::default();
+        registries.national.insert(
+            country,
+            NationalRegistry::new(country, calendar.utc(0).utc()),
+        );
+        // Checked scenarios have valid zones.
+        let mut zones = sc.lead_zones().unwrap_or_default();
+        let mut acc = 0.0;
+        for (_, w) in &mut zones {
+            acc += *w;
+            *w = acc;
+        }
+        let home = calendar.home;
         Sim {
             cfg,
             dists: Dists {
@@ -338,7 +477,11 @@ impl<'a> Sim<'a> {
             timeout_at: None,
             calls: HashMap::default(),
             handed_out: HashMap::default(),
-            attempts_of: HashMap::default(),
+            leads: HashMap::default(),
+            calendar,
+            registries,
+            zones,
+            record_buf: LeadRecord::new(sim_number(country, 0), vec![home]),
             retries: BinaryHeap::new(),
             next_lead: 1,
             agents: vec![AgentClock::default(); sc.agents as usize],
@@ -352,6 +495,7 @@ impl<'a> Sim<'a> {
             wrap_ms: 0,
             logged_in_ms: 0,
             ledger_events: Vec::new(),
+            refused: 0,
             trace: None,
         }
     }
@@ -404,7 +548,7 @@ impl<'a> Sim<'a> {
             .unwrap_or(crate::profile::DayWindow::hm((9, 0), (17, 0)));
         let stop_early = self.cfg.campaign.ring_timeout.as_millis() as u64 + 2_000;
         for day in 0..sc.days {
-            if let Some((start, end)) = window(&self.cfg.campaign, shift, day) {
+            if let Some((start, end)) = self.calendar.window(&self.cfg.campaign, shift, day) {
                 self.at(start, Ev::ShiftStart);
                 self.at(end.saturating_sub(stop_early).max(start), Ev::StopDialling);
                 self.at(end, Ev::ShiftEnd);
@@ -425,6 +569,17 @@ impl<'a> Sim<'a> {
     fn step(&mut self, now: u64, ev: Ev) {
         match ev {
             Ev::ShiftStart => {
+                // A fresh copy of the registry every morning, as a live
+                // operator would load.
+                let at = self.calendar.utc(now).utc();
+                if let Some(r) = self
+                    .registries
+                    .national
+                    .get_mut(&self.cfg.campaign.country())
+                {
+                    r.loaded_at = at;
+                    r.blocked.compact_if_needed();
+                }
                 for a in 0..self.agents.len() {
                     self.agents[a] = AgentClock {
                         login_ms: now,
@@ -528,7 +683,10 @@ impl<'a> Sim<'a> {
                         self.at(now + d.talk_ms, Ev::End(call));
                     }
                 }
-                Command::PlaySafeHarbour { call } => self.at(now + MESSAGE_MS, Ev::End(call)),
+                Command::PlaySafeHarbour { call } => {
+                    let message = policy::safe_harbour(&self.cfg.campaign).as_millis() as u64;
+                    self.at(now + message, Ev::End(call))
+                }
                 Command::NeedLeads(n) => {
                     let leads = self.hand_out(now, n);
                     self.runner.handle_event(now, Event::Leads(leads));
@@ -546,7 +704,7 @@ impl<'a> Sim<'a> {
     }
 
     fn hand_out(&mut self, now: u64, n: u32) -> Vec<LeadInfo> {
-        let hour = ((now % DAY_MS) / HOUR_MS) as usize;
+        let hour = self.calendar.local_hour(now);
         let mut out = Vec::with_capacity(n as usize);
         while out.len() < n as usize {
             let lead = match self.retries.peek() {
@@ -556,10 +714,12 @@ impl<'a> Sim<'a> {
                 }
                 _ => {
                     self.next_lead += 1;
-                    self.next_lead - 1
+                    let lead = self.next_lead - 1;
+                    self.new_lead(lead);
+                    lead
                 }
             };
-            let attempt = self.attempts_of.get(&lead).copied().unwrap_or(0) + 1;
+            let attempt = self.leads.get(&lead).map_or(0, |l| l.past.len() as u32) + 1;
             let d = draw(
                 &self.cfg.scenario,
                 &self.dists,
@@ -582,11 +742,74 @@ impl<'a> Sim<'a> {
         out
     }
 
+    /// A lead enters the list: its zone, and its number on the registry
+    /// when the scenario's draw lists it.
+    fn new_lead(&mut self, lead: LeadId) {
+        const ZONE: u64 = 1;
+        const LISTED: u64 = 2;
+        let seed = self.cfg.seed;
+        let zone = if self.zones.is_empty() {
+            self.calendar.home
+        } else {
+            let u = keyed_unit(seed, ZONE, lead);
+            self.zones
+                .iter()
+                .find(|(_, upto)| u < *upto)
+                .or(self.zones.last())
+                .map_or(self.calendar.home, |(z, _)| *z)
+        };
+        let share = self.cfg.scenario.leads.dnd_share;
+        if share > 0.0 {
+            let country = self.cfg.campaign.country();
+            let number = sim_number(country, lead);
+            if keyed_unit(seed, LISTED, number.digits) < share
+                && let Some(r) = self.registries.national.get_mut(&country)
+            {
+                r.blocked.insert(number.digits);
+            }
+        }
+        self.leads.insert(
+            lead,
+            SimLead {
+                zone,
+                past: Vec::new(),
+            },
+        );
+    }
+
     fn dial(&mut self, now: u64, call: CallId, lead: LeadId) {
-        let Some((attempt, d)) = self.handed_out.remove(&lead) else {
+        let Some((_, d)) = self.handed_out.remove(&lead) else {
             return;
         };
-        self.attempts_of.insert(lead, attempt);
+        let at = self.calendar.utc(now);
+        let Some(l) = self.leads.get_mut(&lead) else {
+            return;
+        };
+        // Just before the INVITE, the same verdict as live.
+        let rec = &mut self.record_buf;
+        l.fill(rec, self.cfg.campaign.country(), lead, at);
+        let view = self.runner.dial_view(now);
+        let verdict = policy::screen(rec, &self.cfg.campaign, &self.registries, &view, at.utc());
+        if !verdict.allowed {
+            self.refused += 1;
+            self.runner.handle_event(now, Event::DialSkipped { call });
+            match verdict.next_allowed_at {
+                Some(t) => {
+                    let due = self.calendar.at(Millis::from_utc(t)).max(now + 1);
+                    self.retries.push(Reverse((due, lead)));
+                }
+                // Nothing time can clear: the lead is finished.
+                None => {
+                    self.leads.remove(&lead);
+                }
+            }
+            return;
+        }
+        l.past.push(PastAttempt {
+            started_at: at,
+            ended_at: None,
+            outcome: None,
+        });
         self.attempts += 1;
         self.calls.insert(
             call,
@@ -631,16 +854,24 @@ impl<'a> Sim<'a> {
                 {
                     self.at(now + c.draw.wrap_ms, Ev::WrapDone(agent));
                 }
-                let campaign = &self.cfg.campaign;
-                let attempts = self.attempts_of.get(&lead).copied().unwrap_or(0);
-                let retry = outcome != Outcome::Connected && attempts < campaign.max_attempts;
-                if retry {
-                    let delay = campaign
-                        .retry_delay(outcome.code())
-                        .map_or(HOUR_MS, |d| d.as_millis() as u64);
-                    self.retries.push(Reverse((now + delay, lead)));
-                } else {
-                    self.attempts_of.remove(&lead);
+                let at = self.calendar.utc(now);
+                let Some(l) = self.leads.get_mut(&lead) else {
+                    return;
+                };
+                if let Some(last) = l.past.last_mut() {
+                    last.ended_at = Some(at);
+                    last.outcome = Some(outcome);
+                }
+                let rec = &mut self.record_buf;
+                l.fill(rec, self.cfg.campaign.country(), lead, at);
+                match policy::after_attempt(&self.cfg.campaign, rec, outcome, at) {
+                    NextAttempt::At(t) => {
+                        let due = self.calendar.at(t);
+                        self.retries.push(Reverse((due, lead)));
+                    }
+                    NextAttempt::Done => {
+                        self.leads.remove(&lead);
+                    }
                 }
             }
         }
@@ -678,6 +909,7 @@ impl<'a> Sim<'a> {
                 / agent_hours,
             conversions: self.conversions,
             connects_per_agent_hour: self.connects as f64 / agent_hours,
+            refused: self.refused,
         }
     }
 }

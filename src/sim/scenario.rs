@@ -89,7 +89,36 @@ pub struct Scenario {
     /// The records `replay` names, loaded with the scenario.
     #[serde(skip)]
     pub records: std::sync::Arc<Vec<CallRecord>>,
+    /// The first simulated day, `YYYY-MM-DD` (a date in the leads' home
+    /// zone): weekdays, holidays and daylight saving follow the calendar
+    /// from there. Default: Monday 5 January 2026.
+    #[serde(default)]
+    pub start: Option<String>,
+    /// Who the leads are: their time zones and how many are on the
+    /// national do-not-call registry. Every dial passes the same
+    /// compliance check as a live one, so closed hours and listed numbers
+    /// show as refused dials.
+    #[serde(default)]
+    pub leads: LeadMix,
 }
+
+/// The leads a scenario dials.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeadMix {
+    /// Share of numbers on the national registry (0 to 1).
+    #[serde(default)]
+    pub dnd_share: f64,
+    /// Share of leads per IANA time zone (any non-negative weights);
+    /// empty: every lead in the campaign country's home zone.
+    #[serde(default)]
+    pub zones: std::collections::BTreeMap<String, f64>,
+}
+
+/// The default first simulated day: a Monday in January, with no public
+/// holiday or clock change in the five weeks after it in any profile's
+/// home zone except Australia's (26 January).
+pub const DEFAULT_START: &str = "2026-01-05";
 
 /// What became of one past call, as a replay draws it.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -283,7 +312,43 @@ impl Scenario {
                 "each hour's human rate must leave room for failures".into(),
             ));
         }
+        self.start_date().map_err(|e| ("start".to_string(), e))?;
+        if !(0.0..=1.0).contains(&self.leads.dnd_share) {
+            return Err(("leads.dnd_share".into(), "a share, 0 to 1".into()));
+        }
+        self.lead_zones()
+            .map_err(|e| ("leads.zones".to_string(), e))?;
         Ok(())
+    }
+
+    /// The first simulated day.
+    pub fn start_date(&self) -> Result<chrono::NaiveDate, String> {
+        let text = self.start.as_deref().unwrap_or(DEFAULT_START);
+        chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+            .map_err(|_| format!("{text:?} is not a date YYYY-MM-DD"))
+    }
+
+    /// The leads' zones with their weights, normalised to sum to 1; empty
+    /// when the scenario names none.
+    pub fn lead_zones(&self) -> Result<Vec<(chrono_tz::Tz, f64)>, String> {
+        let mut out = Vec::new();
+        for (name, w) in &self.leads.zones {
+            let tz: chrono_tz::Tz = name
+                .parse()
+                .map_err(|_| format!("{name:?} is not an IANA time zone"))?;
+            if !(w.is_finite() && *w >= 0.0) {
+                return Err(format!("{name}: the weight must be a number >= 0"));
+            }
+            out.push((tz, *w));
+        }
+        let total: f64 = out.iter().map(|(_, w)| w).sum();
+        if !out.is_empty() && total <= 0.0 {
+            return Err("the weights must not all be 0".into());
+        }
+        for (_, w) in &mut out {
+            *w /= total;
+        }
+        Ok(out)
     }
 
     /// The shift as a window.

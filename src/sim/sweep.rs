@@ -280,6 +280,7 @@ mod tests {
             idle_s_per_agent_hour: 0.0,
             conversions: 0,
             connects_per_agent_hour: 10.0,
+            refused: 0,
         }
     }
 

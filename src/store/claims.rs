@@ -10,19 +10,25 @@
 use sqlx::Row;
 
 use super::{Backend, Lead, NewAttempt, Store, StoreError};
+use crate::clock::Millis;
+use crate::outcome::Outcome;
+use crate::policy::{LeadRecord, PastAttempt};
 
-/// A lead taken into a node's hopper, with what compliance needs of its
-/// history.
+/// A lead taken into a node's hopper, with its past attempts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaimedLead {
     /// The lead (status `claimed`).
     pub lead: Lead,
-    /// Start times of its attempts in the last two days, ms.
-    pub recent_attempts: Vec<i64>,
-    /// End of its last attempt, ms.
-    pub last_ended_at: Option<i64>,
-    /// End of its last abandoned attempt, ms.
-    pub last_abandon_at: Option<i64>,
+    /// Its attempts so far, oldest first.
+    pub history: Vec<PastAttempt>,
+}
+
+impl ClaimedLead {
+    /// The lead as compliance reads it at `now` (see
+    /// [`Lead::record`]).
+    pub fn record(&self, now: Millis) -> Result<LeadRecord, crate::phone::PhoneError> {
+        self.lead.record(self.history.iter().copied(), now)
+    }
 }
 
 const CANDIDATES: &str = "SELECT id FROM leads
@@ -114,14 +120,11 @@ impl Store {
         leads.sort_by_key(|l| (-l.priority, l.next_attempt_at.unwrap_or(0), l.id));
         const HISTORY: &str = "SELECT started_at, ended_at, outcome FROM call_attempts
              WHERE lead_id = $1 ORDER BY started_at";
-        let two_days = now.saturating_sub(2 * 86_400_000);
         let mut out = Vec::with_capacity(leads.len());
         for lead in leads {
             let mut c = ClaimedLead {
                 lead,
-                recent_attempts: Vec::new(),
-                last_ended_at: None,
-                last_abandon_at: None,
+                history: Vec::new(),
             };
             if c.lead.attempts > 0 {
                 let rows: Vec<(i64, Option<i64>, Option<String>)> = with_pool!(self, pool => sqlx::query(HISTORY)
@@ -131,17 +134,14 @@ impl Store {
                     .into_iter()
                     .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
                     .collect::<Result<Vec<_>, sqlx::Error>>()?);
-                for (started, ended, outcome) in rows {
-                    if started >= two_days {
-                        c.recent_attempts.push(started);
-                    }
-                    if ended.is_some() {
-                        c.last_ended_at = ended;
-                    }
-                    if outcome.as_deref() == Some("abandoned") {
-                        c.last_abandon_at = ended;
-                    }
-                }
+                c.history = rows
+                    .into_iter()
+                    .map(|(started, ended, outcome)| PastAttempt {
+                        started_at: Millis(started),
+                        ended_at: ended.map(Millis),
+                        outcome: outcome.as_deref().and_then(Outcome::from_code),
+                    })
+                    .collect();
             }
             out.push(c);
         }
