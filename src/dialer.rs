@@ -143,6 +143,14 @@ pub enum Command {
 /// Facts for the store and the ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
+    /// An agent's state changed (only with
+    /// [`RunnerConfig::agent_records`]).
+    AgentState {
+        /// The agent.
+        agent: AgentId,
+        /// The new state.
+        status: AgentStatus,
+    },
     /// A person answered.
     HumanAnswer {
         /// The call.
@@ -202,6 +210,9 @@ pub struct RunnerConfig {
     /// at once. `None` (the simulator's default): the trunk is sized for
     /// the team; the live service sets them from the campaign's provider.
     pub trunk: Option<TrunkLimits>,
+    /// Report every agent state change as [`Record::AgentState`] (the live
+    /// service writes them down; the simulator needs none).
+    pub agent_records: bool,
 }
 
 /// A SIP trunk's limits: the runner never launches past them.
@@ -226,19 +237,41 @@ impl RunnerConfig {
             hopper_low_water: 64,
             priors: crate::policy::priors(campaign),
             trunk: None,
+            agent_records: false,
         }
     }
 }
 
+/// An agent's state; the runner is its only owner (the live service asks
+/// [`Runner::agent`] and follows [`Record::AgentState`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AgentState {
+pub enum AgentStatus {
+    /// Not logged in.
     LoggedOut,
+    /// Logged in and not yet ready.
     LoggedIn,
+    /// Ready for a call.
     Ready,
+    /// Talking on a call.
     OnCall(CallId),
+    /// The call ended; recording its disposition.
     WrapUp,
+    /// Paused.
     Paused,
 }
+
+/// An agent as [`Runner::agent`] shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentView {
+    /// The state now.
+    pub status: AgentStatus,
+    /// A pause asked for during a call takes effect after its wrap-up.
+    pub pause_pending: bool,
+    /// A logout asked for during a call takes effect after its wrap-up.
+    pub logout_pending: bool,
+}
+
+use AgentStatus as AgentState;
 
 #[derive(Debug, Clone, Copy)]
 struct Agent {
@@ -405,9 +438,8 @@ impl Runner {
         // a decision costs a pass over every agent and call.
         let decide = match event {
             Event::AgentLogin(a) => {
-                let agent = self.agent_mut(a);
-                if agent.state == AgentState::LoggedOut {
-                    agent.state = AgentState::LoggedIn;
+                if self.agent_mut(a).state == AgentState::LoggedOut {
+                    self.set_state(a, AgentState::LoggedIn);
                 }
                 false
             }
@@ -638,6 +670,39 @@ impl Runner {
         &self.est
     }
 
+    /// Agent `a` as the runner holds it.
+    pub fn agent(&self, a: AgentId) -> AgentView {
+        match self.agents.get(a as usize) {
+            Some(x) => AgentView {
+                status: x.state,
+                pause_pending: x.pause_after,
+                logout_pending: x.logout_after,
+            },
+            None => AgentView {
+                status: AgentState::LoggedOut,
+                pause_pending: false,
+                logout_pending: false,
+            },
+        }
+    }
+
+    /// Moves agent `a` to `state`, reporting it when asked to.
+    fn set_state(&mut self, a: AgentId, state: AgentState) {
+        let Some(agent) = self.agents.get_mut(a as usize) else {
+            return;
+        };
+        if agent.state == state {
+            return;
+        }
+        agent.state = state;
+        if self.config.agent_records {
+            self.commands.push_back(Command::Record(Record::AgentState {
+                agent: a,
+                status: state,
+            }));
+        }
+    }
+
     fn agent_mut(&mut self, a: AgentId) -> &mut Agent {
         let i = a as usize;
         if i >= self.agents.len() {
@@ -672,7 +737,7 @@ impl Runner {
         }
         let agent = &mut self.agents[a as usize];
         if agent.state == AgentState::WrapUp && (agent.pause_after || agent.logout_after) {
-            agent.state = if agent.logout_after {
+            let next = if agent.logout_after {
                 AgentState::LoggedOut
             } else {
                 AgentState::Paused
@@ -680,9 +745,10 @@ impl Runner {
             agent.pause_after = false;
             agent.logout_after = false;
             self.active_agents -= 1;
+            self.set_state(a, next);
             return;
         }
-        agent.state = AgentState::Ready;
+        self.set_state(a, AgentState::Ready);
         if !was_active {
             self.active_agents += 1;
         }
@@ -704,20 +770,26 @@ impl Runner {
                 }
             }
             AgentState::Ready => {
-                agent.state = if logout {
-                    AgentState::LoggedOut
-                } else {
-                    AgentState::Paused
-                };
                 self.active_agents -= 1;
                 self.ready.retain(|&r| r != a);
+                self.set_state(
+                    a,
+                    if logout {
+                        AgentState::LoggedOut
+                    } else {
+                        AgentState::Paused
+                    },
+                );
             }
             AgentState::LoggedIn | AgentState::Paused | AgentState::LoggedOut => {
-                agent.state = if logout {
-                    AgentState::LoggedOut
-                } else {
-                    AgentState::Paused
-                };
+                self.set_state(
+                    a,
+                    if logout {
+                        AgentState::LoggedOut
+                    } else {
+                        AgentState::Paused
+                    },
+                );
             }
         }
     }
@@ -774,9 +846,9 @@ impl Runner {
         c.agent = Some(agent);
         let handle_ms = c.foresight.map_or(0, |f| f.handle_ms);
         let a = &mut self.agents[agent as usize];
-        a.state = AgentState::OnCall(call);
         a.handle_start_ms = now_ms;
         a.free_at_ms = now_ms + handle_ms;
+        self.set_state(agent, AgentState::OnCall(call));
         match self.busy.binary_search(&agent) {
             Ok(i) => self.busy_since[i] = now_ms,
             Err(i) => {
@@ -825,10 +897,11 @@ impl Runner {
                 false
             }
             CallState::Connected => {
-                if let Some(a) = c.agent.and_then(|a| self.agents.get_mut(a as usize))
-                    && a.state == AgentState::OnCall(call)
+                if let Some(a) = c.agent
+                    && self.agents.get(a as usize).map(|x| x.state)
+                        == Some(AgentState::OnCall(call))
                 {
-                    a.state = AgentState::WrapUp;
+                    self.set_state(a, AgentState::WrapUp);
                 }
                 self.end_call(call, Outcome::Connected);
                 false

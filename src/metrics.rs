@@ -84,6 +84,14 @@ pub fn record_store(op: &'static str, seconds: f64) {
     }
 }
 
+static STORE_FAILURES: LazyLock<Family<OpLabels, Counter>> = LazyLock::new(Family::default);
+
+/// Counts a failed try of store write `op`
+/// (`dialler_store_write_failures_total{op="..."}`); the writer retries it.
+pub fn record_store_failure(op: &'static str) {
+    STORE_FAILURES.get_or_create(&vec![("op", op)]).inc();
+}
+
 fn campaign(c: &CampaignLive) -> Labels {
     vec![("campaign", c.name.clone())]
 }
@@ -256,6 +264,11 @@ pub fn render(board: &Board) -> Result<String, MetricsError> {
         "dialler_store_seconds",
         "Time a store operation took, by operation",
         STORE.clone(),
+    );
+    r.register(
+        "dialler_store_write_failures",
+        "Failed tries of store writes, by operation (each is retried)",
+        STORE_FAILURES.clone(),
     );
 
     let mut out = String::new();

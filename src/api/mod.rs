@@ -1,11 +1,38 @@
-//! The HTTP API (axum): JSON in and out, bearer tokens with roles.
+//! The HTTP API (axum): JSON in and out, bearer tokens with roles. The
+//! one HTTP surface of the service: [`router`] mounts the agents' routes
+//! ([`agents`]) and the supervisors' ([`web`]: dashboard, live board,
+//! reports, metrics, the OpenAPI document).
 //!
 //! This module holds what every route shares: the error type (always a
 //! JSON body with a status, never a panic) and the [`auth::Authenticated`]
 //! extractor. The routes live in submodules next to it.
 
+pub mod agents;
 pub mod auth;
 pub mod web;
+
+use std::sync::Arc;
+
+/// The whole HTTP API over a running service's shared state. Send `true`
+/// on `closing` before a graceful shutdown: it ends the event streams.
+pub fn router(
+    shared: Arc<crate::service::Shared>,
+    closing: tokio::sync::watch::Receiver<bool>,
+) -> axum::Router {
+    let web_state = web::WebState {
+        store: shared.store.clone(),
+        board: shared.board.clone(),
+        campaigns: web::Campaigns::new(
+            shared
+                .campaigns
+                .values()
+                .map(|h| h.campaign.as_ref().clone())
+                .collect(),
+        ),
+        clock: shared.clock.clone(),
+    };
+    agents::routes(shared).merge(web::routes_until(closing).with_state(web_state))
+}
 
 use axum::Json;
 use axum::http::StatusCode;

@@ -11,6 +11,7 @@ fn config() -> RunnerConfig {
         hopper_low_water: 4,
         priors: Priors::default(),
         trunk: None,
+        agent_records: false,
     }
 }
 

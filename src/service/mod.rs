@@ -1,22 +1,28 @@
 //! The live service behind `dialler run`: the campaigns' runners on the
-//! real clock, the SIP UA, RTP, the store and the HTTP API in one process.
+//! service's clock, the SIP UA, RTP, the store and the HTTP API (mounted
+//! from [`crate::api`]) in one process.
 //!
 //! Owns the tokio side of the dialler. Each campaign has one task
-//! ([`campaign`]) that owns its sans-IO [`crate::dialer::Runner`] and never
-//! awaits the store or the network: calls, agent phone legs, relays and
-//! the safe-harbour player are tasks of their own that report back on the
-//! campaign's channel, and store writes go through one ordered writer task
-//! ([`writer`]). What must be durable before acting is awaited by the task
-//! that acts: the attempt row before the INVITE (the call task), the
-//! abandon before the safe-harbour message (the player task), a
-//! disposition before the agent is made ready (the HTTP handler).
+//! ([`driver`]) that owns its sans-IO [`crate::dialer::Runner`] and never
+//! awaits the store or the network: calls ([`calls`]), agent phone legs
+//! ([`agents`]), relays and the safe-harbour player are tasks of their own
+//! that report back on the campaign's channel, and store writes go
+//! through one ordered, bounded writer task ([`writer`]). What must be
+//! durable before acting is awaited by the task that acts: the attempt
+//! row before the INVITE (the call task), the abandon before the
+//! safe-harbour message (the player task), a disposition before the agent
+//! is made ready (the HTTP handler).
 //!
-//! It does not decide anything about pacing or compliance: the runner and
-//! [`crate::compliance::check`] do.
+//! It decides nothing about pacing, compliance or retries: the runner,
+//! [`crate::policy`] and [`crate::compliance`] do. Its errors are domain
+//! errors ([`AgentError`]); HTTP status codes are the API's business.
 
-pub mod campaign;
+pub mod agents;
+pub mod calls;
 pub mod client;
-pub mod http;
+pub mod driver;
+pub mod records;
+pub mod recovery;
 pub mod writer;
 
 use std::collections::{BTreeMap, HashMap};
@@ -30,12 +36,41 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::campaign::Campaign;
-use crate::clock::Clock;
+use crate::clock::{Clock, Millis};
 use crate::compliance::Registries;
 use crate::live::LiveBoard;
 use crate::sip::SipError;
 use crate::sip::ua::{Ua, UaConfig};
 use crate::store::{Store, StoreError};
+
+/// Why an agent's request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AgentError {
+    /// The agent has no session.
+    #[error("not logged in")]
+    NotLoggedIn,
+    /// The agent has a session already.
+    #[error("already logged in")]
+    AlreadyLoggedIn,
+    /// On a call or in wrap-up.
+    #[error("on a call or in wrap-up: record the disposition to become ready")]
+    Busy,
+    /// No call is connected to hang up.
+    #[error("no call connected")]
+    NoCall,
+    /// The service is shutting down.
+    #[error("the service is shutting down")]
+    ShuttingDown,
+    /// The phone's URI is not one the dialler can call.
+    #[error("bad phone URI: {0}")]
+    BadPhone(String),
+    /// The agent's phone did not answer.
+    #[error("the agent's phone did not answer: {0}")]
+    PhoneDidNotAnswer(String),
+    /// A write the reply waited for failed.
+    #[error("internal error")]
+    Store,
+}
 
 /// Errors that stop the service.
 #[derive(Debug, thiserror::Error)]
@@ -163,7 +198,7 @@ pub struct CampaignHandle {
     /// The campaign.
     pub campaign: Arc<Campaign>,
     /// Its task's inbox.
-    pub tx: mpsc::UnboundedSender<campaign::Input>,
+    pub tx: mpsc::UnboundedSender<driver::Input>,
 }
 
 /// Answer-to-bridge latencies, microseconds (the SIP 200 arriving in the
@@ -174,7 +209,7 @@ pub struct Latencies {
 }
 
 impl Latencies {
-    fn push(&self, d: Duration) {
+    pub(crate) fn push(&self, d: Duration) {
         if let Ok(mut s) = self.samples.lock() {
             s.push(u32::try_from(d.as_micros()).unwrap_or(u32::MAX));
         }
@@ -229,11 +264,16 @@ impl Shared {
     }
 
     /// Publishes an event (no subscriber is fine).
-    fn emit(&self, e: ServiceEvent) {
+    pub(crate) fn emit(&self, e: ServiceEvent) {
         let _ = self.events.send(e);
     }
 
-    fn with_session<R>(&self, agent: &str, f: impl FnOnce(&mut SessionView) -> R) -> Option<R> {
+    /// Runs `f` on agent `agent`'s session, if it has one.
+    pub(crate) fn with_session<R>(
+        &self,
+        agent: &str,
+        f: impl FnOnce(&mut SessionView) -> R,
+    ) -> Option<R> {
         let mut s = self.sessions.lock().ok()?;
         s.get_mut(agent).map(f)
     }
@@ -320,7 +360,7 @@ pub async fn start(
             }
         };
         let id = store.upsert_campaign(&c, now).await?;
-        let recovered = campaign::recover(&store, id, &c, &cfg.node, now).await?;
+        let recovered = recovery::recover(&store, id, &c, &cfg.node, Millis(now)).await?;
         if recovered.interrupted > 0 || recovered.agents_closed > 0 {
             tracing::warn!(
                 campaign = %c.name,
@@ -355,7 +395,7 @@ pub async fn start(
     });
     let mut tasks = Vec::new();
     for (c, id, rx, tx, ua, ledger, provider) in setups {
-        let driver = campaign::Driver::new(
+        let driver = driver::Driver::new(
             c,
             id,
             shared.clone(),
@@ -363,7 +403,7 @@ pub async fn start(
             ua,
             write_tx.clone(),
             tx,
-            campaign::Settings {
+            driver::Settings {
                 node: cfg.node.clone(),
                 grace: cfg.grace,
                 lease: cfg.lease,
@@ -376,7 +416,7 @@ pub async fn start(
     }
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
-    let app = http::router_with_web(shared.clone(), closing_rx);
+    let app = crate::api::router(shared.clone(), closing_rx);
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -389,7 +429,7 @@ pub async fn start(
         shutdown.await;
         tracing::info!("shutting down: dialling stops, calls in progress may finish");
         for tx in &inboxes {
-            let _ = tx.send(campaign::Input::Shutdown);
+            let _ = tx.send(driver::Input::Shutdown);
         }
         let mut summary = RunSummary::default();
         for t in tasks {

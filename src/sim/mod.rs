@@ -837,6 +837,7 @@ impl<'a> Sim<'a> {
                 self.ledger_events.push((now, false));
             }
             Record::Connected { .. } => self.connects += 1,
+            Record::AgentState { .. } => {}
             Record::Abandoned { .. } => {
                 self.abandons += 1;
                 self.ledger_events.push((now, true));

@@ -148,6 +148,17 @@ impl Store {
         Ok(out)
     }
 
+    /// Gives back one claimed lead that was not dialled (its attempt could
+    /// not be written), so that it need not wait for the claim's lease.
+    pub async fn release_lead(&self, lead_id: i64) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE leads
+             SET status = CASE WHEN attempts = 0 THEN 'new' ELSE 'retry' END,
+                 claim_owner = NULL, claimed_at = NULL
+             WHERE id = $1 AND status = 'claimed'";
+        with_pool!(self, pool => sqlx::query(SQL).bind(lead_id).execute(pool).await.map(|_| ())?);
+        Ok(())
+    }
+
     /// Gives back the campaign's leads claimed by `node` and not dialled
     /// (shutdown, or a restart under the same name). Returns how many.
     pub async fn release_claims(&self, campaign_id: i64, node: &str) -> Result<u64, StoreError> {

@@ -1,7 +1,8 @@
 //! The agents API under `/api` (axum): log in, ready, pause, log out, the
 //! current call, dispositions, and the event stream. Every route takes the
 //! [`Authenticated`] extractor: 401 without a valid token, 403 when an
-//! agent token reaches for another agent.
+//! agent token reaches for another agent. The service's domain errors
+//! ([`AgentError`]) become HTTP statuses here and nowhere else.
 
 use std::convert::Infallible;
 use std::num::NonZeroU32;
@@ -17,11 +18,28 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use super::campaign::Input;
-use super::{SessionView, Shared};
 use crate::api::ApiError;
 use crate::api::auth::Authenticated;
+use crate::service::driver::{Input, Reply};
+use crate::service::{AgentError, SessionView, Shared};
 use crate::store::{NewDisposition, Store};
+
+impl From<AgentError> for ApiError {
+    fn from(e: AgentError) -> ApiError {
+        use axum::http::StatusCode;
+        let status = match &e {
+            AgentError::NotLoggedIn
+            | AgentError::AlreadyLoggedIn
+            | AgentError::Busy
+            | AgentError::NoCall => StatusCode::CONFLICT,
+            AgentError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            AgentError::BadPhone(_) => StatusCode::BAD_REQUEST,
+            AgentError::PhoneDidNotAnswer(_) => StatusCode::BAD_GATEWAY,
+            AgentError::Store => return ApiError::internal(e),
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
 
 /// Largest request body accepted, bytes.
 pub const BODY_LIMIT: usize = 16 * 1024;
@@ -42,29 +60,8 @@ impl FromRef<AppState> for Store {
     }
 }
 
-/// The agents API over the service's shared state, with the supervisor
-/// surface mounted beside it (dashboard at `/`, `/api/live`,
-/// `/api/live/stream`, `/api/reports/{campaign}`, `/metrics`,
-/// `/api/openapi.json`). Send `true` on `closing` before a graceful
-/// shutdown: it ends the dashboard's event streams.
-pub fn router_with_web(shared: Arc<Shared>, closing: tokio::sync::watch::Receiver<bool>) -> Router {
-    let web = crate::api::web::WebState {
-        store: shared.store.clone(),
-        board: shared.board.clone(),
-        campaigns: crate::api::web::Campaigns::new(
-            shared
-                .campaigns
-                .values()
-                .map(|h| h.campaign.as_ref().clone())
-                .collect(),
-        ),
-        clock: shared.clock.clone(),
-    };
-    router(shared).merge(crate::api::web::routes_until(closing).with_state(web))
-}
-
-/// The `/api` routes over the service's shared state.
-pub fn router(shared: Arc<Shared>) -> Router {
+/// The agents' routes over the service's shared state.
+pub fn routes(shared: Arc<Shared>) -> Router {
     let quota = Quota::per_minute(NonZeroU32::new(LOGINS_PER_MINUTE).unwrap_or(NonZeroU32::MIN));
     let state = AppState {
         shared,
@@ -180,7 +177,7 @@ fn valid_agent_id(id: &str) -> Result<(), ApiError> {
 async fn ask(
     s: &AppState,
     campaign: &str,
-    make: impl FnOnce(super::campaign::Reply) -> Input,
+    make: impl FnOnce(Reply) -> Input,
     wait: Duration,
 ) -> Result<(), ApiError> {
     let h = s
@@ -193,11 +190,7 @@ async fn ask(
         .map_err(|_| ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "stopping"))?;
     match tokio::time::timeout(wait, rx).await {
         Ok(Ok(Ok(()))) => Ok(()),
-        Ok(Ok(Err((code, msg)))) => Err(ApiError::new(
-            axum::http::StatusCode::from_u16(code)
-                .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR),
-            msg,
-        )),
+        Ok(Ok(Err(e))) => Err(e.into()),
         Ok(Err(_)) => Err(ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "the campaign is stopping",
@@ -260,16 +253,7 @@ async fn login(
         }
         sessions.insert(
             id.clone(),
-            SessionView {
-                agent: id.clone(),
-                campaign: body.campaign.clone(),
-                state: "logging_in",
-                since: s.shared.clock.now().ms(),
-                reason: None,
-                call: None,
-                pending: None,
-                disposing: false,
-            },
+            crate::service::agents::logging_in(&id, &body.campaign, s.shared.clock.now()),
         );
     }
     let r = ask(
@@ -312,7 +296,7 @@ async fn login(
 async fn agent_action(
     s: &AppState,
     id: String,
-    make: impl FnOnce(String, super::campaign::Reply) -> Input,
+    make: impl FnOnce(String, Reply) -> Input,
 ) -> Result<Json<Ok200>, ApiError> {
     let session = session_of(s, &id)?;
     let agent = id.clone();
@@ -387,7 +371,7 @@ async fn hangup(
 struct CallOut {
     agent: String,
     state: &'static str,
-    call: super::CallView,
+    call: crate::service::CallView,
 }
 
 async fn current_call(

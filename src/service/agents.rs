@@ -1,0 +1,497 @@
+//! Agent sessions: log-in (the dialler calls the agent's phone and keeps
+//! the leg up), ready, pause, log-out, hang-up and the end of wrap-up, and
+//! what each state change writes down and shows.
+//!
+//! The runner owns agent state: a request here is checked against
+//! [`crate::dialer::Runner::agent`] and becomes a runner event; the runner
+//! answers with [`crate::dialer::Record::AgentState`] for every change,
+//! which [`Driver::agent_state_changed`] writes to the store (the interval
+//! in `agent_states`), shows in the session the API reads and announces on
+//! the event stream. An HTTP reply that must wait for durability waits for
+//! that write.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+use super::driver::{AgentIo, Driver, Input, Reply};
+use super::writer::Write;
+use super::{AgentError, ServiceEvent, SessionView, Shared};
+use crate::clock::Millis;
+use crate::dialer::{AgentId, AgentStatus, Event};
+use crate::sip::uac::{CallEvent, CallParams, RingTimeout};
+use crate::store::AgentState;
+
+impl Driver {
+    pub(super) fn login(&mut self, agent: String, sip_uri: String, reply: Reply) {
+        if self.holds.stopping {
+            let _ = reply.send(Err(AgentError::ShuttingDown));
+            return;
+        }
+        if self.agents.contains_key(&agent) {
+            let _ = reply.send(Err(AgentError::AlreadyLoggedIn));
+            return;
+        }
+        let target = match crate::sip::Target::parse(&sip_uri) {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = reply.send(Err(AgentError::BadPhone(e.to_string())));
+                return;
+            }
+        };
+        let shared = self.shared.clone();
+        let me = self.me.clone();
+        let ip = self.settings.media_ip;
+        tokio::spawn(agent_leg(shared, me, agent, target, ip, reply));
+    }
+
+    pub(super) fn leg_up(
+        &mut self,
+        agent: String,
+        rtp: Arc<UdpSocket>,
+        peer: Option<SocketAddr>,
+        hangup: mpsc::UnboundedSender<()>,
+        reply: Reply,
+    ) {
+        if self.holds.stopping {
+            let _ = hangup.send(());
+            let _ = reply.send(Err(AgentError::ShuttingDown));
+            return;
+        }
+        let id = match self.by_id.iter().find(|(_, n)| **n == agent) {
+            Some((id, _)) => *id,
+            None => {
+                let id = self.next_agent;
+                self.next_agent += 1;
+                self.by_id.insert(id, agent.clone());
+                id
+            }
+        };
+        self.agents.insert(
+            agent,
+            AgentIo {
+                id,
+                rtp: Some(rtp),
+                peer,
+                leg_hangup: Some(hangup),
+                pause_reason: None,
+                reply: Some(reply),
+            },
+        );
+        self.event(Event::AgentLogin(id));
+    }
+
+    pub(super) fn leg_failed(&mut self, agent: &str, why: String, reply: Reply) {
+        self.shared.forget_session(agent);
+        let _ = reply.send(Err(AgentError::PhoneDidNotAnswer(why)));
+    }
+
+    /// The phone hung up: the agent is logged out after any call.
+    pub(super) fn leg_down(&mut self, agent: &str) {
+        if let Some(a) = self.agents.get_mut(agent) {
+            a.leg_hangup = None;
+            a.rtp = None;
+        }
+        self.logout(agent, None);
+    }
+
+    /// The agent's id and state, or why not.
+    fn status(&self, agent: &str) -> Result<(AgentId, AgentStatus), AgentError> {
+        let io = self.agents.get(agent).ok_or(AgentError::NotLoggedIn)?;
+        Ok((io.id, self.runner.agent(io.id).status))
+    }
+
+    pub(super) fn ready(&mut self, agent: &str, reply: Reply) {
+        let (id, status) = match self.status(agent) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        match status {
+            AgentStatus::Ready => {
+                let _ = reply.send(Ok(()));
+            }
+            AgentStatus::OnCall(_) | AgentStatus::WrapUp => {
+                let _ = reply.send(Err(AgentError::Busy));
+            }
+            AgentStatus::LoggedIn | AgentStatus::Paused | AgentStatus::LoggedOut => {
+                self.await_state_write(agent, reply);
+                self.event(Event::AgentReady(id));
+            }
+        }
+    }
+
+    pub(super) fn pause(&mut self, agent: &str, reason: String, reply: Reply) {
+        let (id, status) = match self.status(agent) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        if let Some(a) = self.agents.get_mut(agent) {
+            a.pause_reason = Some(reason.clone());
+        }
+        match status {
+            AgentStatus::OnCall(_) | AgentStatus::WrapUp => {
+                self.event(Event::AgentPause(id));
+                self.shared
+                    .with_session(agent, |s| s.pending = Some("pause"));
+                let _ = reply.send(Ok(()));
+            }
+            AgentStatus::Paused => {
+                // Paused already: a new reason opens a new interval.
+                let now = self.now();
+                let ack = self.write_state(agent, AgentState::Paused, Some(reason), now);
+                self.show_state(agent, "paused", now);
+                reply_after(ack, reply);
+            }
+            AgentStatus::Ready | AgentStatus::LoggedIn | AgentStatus::LoggedOut => {
+                self.await_state_write(agent, reply);
+                self.event(Event::AgentPause(id));
+            }
+        }
+    }
+
+    /// Logs `agent` out now, or after the call and its wrap-up.
+    pub(super) fn logout(&mut self, agent: &str, reply: Option<Reply>) {
+        let (id, status) = match self.status(agent) {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(r) = reply {
+                    let _ = r.send(Err(e));
+                }
+                return;
+            }
+        };
+        match status {
+            AgentStatus::OnCall(_) | AgentStatus::WrapUp => {
+                self.event(Event::AgentLogout(id));
+                self.shared
+                    .with_session(agent, |s| s.pending = Some("logout"));
+                if let Some(r) = reply {
+                    let _ = r.send(Ok(()));
+                }
+            }
+            _ => {
+                if let Some(r) = reply {
+                    self.await_state_write(agent, r);
+                }
+                self.event(Event::AgentLogout(id));
+                // Logged out already as far as the runner knows (its state
+                // did not change): finish here.
+                if self.agents.contains_key(agent) && status == AgentStatus::LoggedOut {
+                    self.finish_logout(agent, self.now());
+                }
+            }
+        }
+    }
+
+    pub(super) fn agent_hangup(&mut self, agent: &str, reply: Reply) {
+        match self.status(agent) {
+            Ok((_, AgentStatus::OnCall(call))) => {
+                self.hang_up(call);
+                let _ = reply.send(Ok(()));
+            }
+            Ok(_) => {
+                let _ = reply.send(Err(AgentError::NoCall));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    /// A disposition was written: the wrap-up is over, and the runner makes
+    /// the agent ready, paused or logged out as asked.
+    pub(super) fn wrap_up_done(&mut self, agent: &str, contact: bool, conversion: bool) {
+        self.counters.contacts += u64::from(contact);
+        self.counters.conversions += u64::from(conversion);
+        let Ok((id, AgentStatus::WrapUp)) = self.status(agent) else {
+            return;
+        };
+        self.shared.with_session(agent, |s| {
+            s.disposing = false;
+            s.call = None;
+            s.pending = None;
+        });
+        self.event(Event::WrapUpDone { agent: id });
+    }
+
+    /// The grace period is over: wrap-ups still open end (the agent is
+    /// paused until logged out).
+    pub(super) fn cut_wrap_ups(&mut self) {
+        let cut: Vec<(String, AgentId)> = self
+            .agents
+            .iter()
+            .filter(|(_, a)| self.runner.agent(a.id).status == AgentStatus::WrapUp)
+            .map(|(n, a)| (n.clone(), a.id))
+            .collect();
+        for (name, id) in cut {
+            if let Some(a) = self.agents.get_mut(&name) {
+                a.pause_reason = Some("shutdown".into());
+            }
+            self.event(Event::AgentPause(id));
+            self.event(Event::WrapUpDone { agent: id });
+        }
+    }
+
+    /// Whether an agent is on a call or in wrap-up.
+    pub(super) fn any_agent_busy(&self) -> bool {
+        self.agents.values().any(|a| {
+            matches!(
+                self.runner.agent(a.id).status,
+                AgentStatus::OnCall(_) | AgentStatus::WrapUp
+            )
+        })
+    }
+
+    /// Shutdown: every agent leaves.
+    pub(super) fn log_everyone_out(&mut self) {
+        let now = self.now();
+        let names: Vec<String> = self.agents.keys().cloned().collect();
+        for name in names {
+            if let Some(id) = self.agents.get(&name).map(|a| a.id) {
+                self.event(Event::AgentLogout(id));
+            }
+            // The runner may have reported it (drained here, so that its
+            // write goes before the claims' release).
+            self.drain();
+            if self.agents.contains_key(&name) {
+                self.finish_logout(&name, now);
+            }
+        }
+    }
+
+    /// The runner changed agent `id`'s state: write it down, show it and
+    /// answer a request that waited for it.
+    pub(super) fn agent_state_changed(&mut self, id: AgentId, status: AgentStatus, now: Millis) {
+        let Some(name) = self.by_id.get(&id).cloned() else {
+            return;
+        };
+        let (state, reason, shown) = match status {
+            AgentStatus::LoggedOut => {
+                self.finish_logout(&name, now);
+                return;
+            }
+            AgentStatus::LoggedIn => (AgentState::Paused, Some("logged_in".to_string()), "paused"),
+            AgentStatus::Paused => {
+                let reason = self
+                    .agents
+                    .get_mut(&name)
+                    .and_then(|a| a.pause_reason.take())
+                    .unwrap_or_else(|| "paused".into());
+                (AgentState::Paused, Some(reason), "paused")
+            }
+            AgentStatus::Ready => (AgentState::Ready, None, "ready"),
+            AgentStatus::OnCall(_) => (AgentState::OnCall, None, "on_call"),
+            AgentStatus::WrapUp => (AgentState::Wrapup, None, "wrapup"),
+        };
+        let ack = self.write_state(&name, state, reason.clone(), now);
+        self.shared.with_session(&name, |s| {
+            s.reason = reason;
+            if status == AgentStatus::WrapUp
+                && let Some(v) = s.call.as_mut()
+            {
+                v.ended_at = Some(now.ms());
+            }
+            if matches!(status, AgentStatus::Ready | AgentStatus::Paused) {
+                s.pending = None;
+            }
+        });
+        self.show_state(&name, shown, now);
+        if status == AgentStatus::WrapUp {
+            let call_id = self
+                .shared
+                .with_session(&name, |s| s.call.as_ref().map(|c| c.call_id))
+                .flatten();
+            self.shared.emit(ServiceEvent {
+                agent: Some(name.clone()),
+                campaign: self.campaign.name.clone(),
+                kind: "call_ended",
+                data: serde_json::json!({ "call_id": call_id, "ended_at": now.ms() }),
+            });
+        }
+        match self.agents.get_mut(&name).and_then(|a| a.reply.take()) {
+            Some(reply) => reply_after(ack, reply),
+            None => drop(ack),
+        }
+    }
+
+    /// The agent is gone: its leg hung up, its interval closed, its session
+    /// removed, and a request that waited answered once that is written.
+    fn finish_logout(&mut self, agent: &str, now: Millis) {
+        let Some(mut a) = self.agents.remove(agent) else {
+            return;
+        };
+        if let Some(h) = a.leg_hangup.take() {
+            let _ = h.send(());
+        }
+        let ack = self.write_acked(Write::AgentEnd {
+            agent: agent.to_string(),
+            at: now.ms(),
+        });
+        self.shared.forget_session(agent);
+        self.shared.emit(ServiceEvent {
+            agent: Some(agent.to_string()),
+            campaign: self.campaign.name.clone(),
+            kind: "state",
+            data: serde_json::json!({ "state": "logged_out" }),
+        });
+        match a.reply.take() {
+            Some(r) => reply_after(ack, r),
+            None => drop(ack),
+        }
+    }
+
+    /// The next state write for `agent` answers `reply`.
+    fn await_state_write(&mut self, agent: &str, reply: Reply) {
+        if let Some(a) = self.agents.get_mut(agent) {
+            if let Some(old) = a.reply.replace(reply) {
+                let _ = old.send(Ok(()));
+            }
+        } else {
+            let _ = reply.send(Err(AgentError::NotLoggedIn));
+        }
+    }
+
+    fn write_state(
+        &mut self,
+        agent: &str,
+        state: AgentState,
+        reason: Option<String>,
+        now: Millis,
+    ) -> oneshot::Receiver<bool> {
+        self.write_acked(Write::AgentState {
+            campaign_id: self.campaign_id,
+            agent: agent.to_string(),
+            state,
+            reason,
+            at: now.ms(),
+        })
+    }
+
+    /// Shows `state` in the agent's session and on the event stream.
+    fn show_state(&self, agent: &str, state: &'static str, now: Millis) {
+        self.shared.with_session(agent, |s| {
+            s.state = state;
+            s.since = now.ms();
+        });
+        let reason = self
+            .shared
+            .with_session(agent, |s| s.reason.clone())
+            .flatten();
+        self.shared.emit(ServiceEvent {
+            agent: Some(agent.to_string()),
+            campaign: self.campaign.name.clone(),
+            kind: "state",
+            data: serde_json::json!({ "state": state, "reason": reason }),
+        });
+    }
+}
+
+/// Answers `reply` once `ack` says the write is stored.
+pub(super) fn reply_after(ack: oneshot::Receiver<bool>, reply: Reply) {
+    tokio::spawn(async move {
+        let ok = ack.await.unwrap_or(false);
+        let _ = reply.send(if ok { Ok(()) } else { Err(AgentError::Store) });
+    });
+}
+
+/// An agent's standing leg: call the phone, report it up, hold until told
+/// to hang up or the phone hangs up.
+async fn agent_leg(
+    shared: Arc<Shared>,
+    me: mpsc::UnboundedSender<Input>,
+    agent: String,
+    target: crate::sip::Target,
+    ip: IpAddr,
+    reply: Reply,
+) {
+    let fail = |why: String, reply: Reply| {
+        let _ = me.send(Input::LegFailed {
+            agent: agent.clone(),
+            why,
+            reply,
+        });
+    };
+    let ua = match shared.agent_ua(target.addr).await {
+        Ok(ua) => ua,
+        Err(e) => return fail(e.to_string(), reply),
+    };
+    let sock = match UdpSocket::bind(SocketAddr::new(ip, 0)).await {
+        Ok(s) => Arc::new(s),
+        Err(e) => return fail(e.to_string(), reply),
+    };
+    let local_media = match sock.local_addr() {
+        Ok(a) => a,
+        Err(e) => return fail(e.to_string(), reply),
+    };
+    let params = CallParams {
+        target: target.uri.clone(),
+        from_user: "dialler".into(),
+        ring_timeout: RingTimeout::default(),
+        credentials: None,
+        media_addr: local_media,
+        max_talk: None,
+    };
+    let mut handle = match ua.call(params).await {
+        Ok(h) => h,
+        Err(e) => return fail(e.to_string(), reply),
+    };
+    let (hang_tx, mut hang_rx) = mpsc::unbounded_channel();
+    let mut reply = Some(reply);
+    loop {
+        tokio::select! {
+            ev = handle.next_event() => match ev {
+                Some(CallEvent::Answered { media, .. }) => {
+                    if let Some(r) = reply.take() {
+                        let _ = me.send(Input::LegUp {
+                            agent: agent.clone(),
+                            rtp: sock.clone(),
+                            peer: media.map(|m| m.addr),
+                            hangup: hang_tx.clone(),
+                            reply: r,
+                        });
+                    }
+                }
+                Some(CallEvent::Progress { .. }) => {}
+                Some(CallEvent::Ended(_)) | None => {
+                    match reply.take() {
+                        Some(r) => fail("the phone did not answer".into(), r),
+                        None => { let _ = me.send(Input::LegDown { agent: agent.clone() }); }
+                    }
+                    return;
+                }
+            },
+            Some(()) = hang_rx.recv() => handle.hangup(),
+        }
+    }
+}
+
+impl Shared {
+    /// Drops an agent's session (logged out, or its login failed).
+    pub(super) fn forget_session(&self, agent: &str) {
+        if let Ok(mut s) = self.sessions.lock() {
+            s.remove(agent);
+        }
+    }
+}
+
+/// A session as the login request opens it, before the phone answers.
+pub fn logging_in(agent: &str, campaign: &str, now: Millis) -> SessionView {
+    SessionView {
+        agent: agent.to_string(),
+        campaign: campaign.to_string(),
+        state: "logging_in",
+        since: now.ms(),
+        reason: None,
+        call: None,
+        pending: None,
+        disposing: false,
+    }
+}

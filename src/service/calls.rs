@@ -1,0 +1,599 @@
+//! Customer calls: the compliance check just before each INVITE, the call
+//! task (attempt row, then INVITE, then SIP events back to the campaign),
+//! the bridge to an agent's leg (an RTP relay), the safe-harbour message,
+//! and hang-ups at the runner's word or at shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+use super::driver::{Driver, Input};
+use super::writer::Write;
+use super::{CallView, ServiceEvent};
+use crate::campaign::Campaign;
+use crate::clock::Millis;
+use crate::compliance;
+use crate::dialer::{AgentId, CallId, Event, Outcome};
+use crate::phone;
+use crate::policy;
+use crate::sip::auth::Credentials;
+use crate::sip::sdp;
+use crate::sip::ua::Ua;
+use crate::sip::uac::{self, CallEvent, CallParams, RingTimeout, Summary};
+use crate::store::{ClaimedLead, NewAttempt, Store};
+
+/// What the driver holds of a customer call.
+pub(super) struct CallCtx {
+    pub(super) lead: ClaimedLead,
+    /// When it was dialled.
+    pub(super) started_at: Millis,
+    pub(super) attempt_id: Option<i64>,
+    ctrl: mpsc::UnboundedSender<Ctrl>,
+    rtp: Arc<UdpSocket>,
+    media: Option<SocketAddr>,
+    pub(super) answered_at: Option<i64>,
+    pub(super) connected_at: Option<i64>,
+    pub(super) agent: Option<String>,
+    /// The runner's outcome, once it ended the attempt.
+    pub(super) outcome: Option<Outcome>,
+    /// The SIP side's summary, once the call ended there.
+    pub(super) summary: Option<Summary>,
+    relay_stop: Option<oneshot::Sender<()>>,
+    /// Hung up by a shutdown whose grace ran out.
+    pub(super) interrupted: bool,
+}
+
+#[derive(Debug)]
+enum Ctrl {
+    Hangup,
+}
+
+/// True when the 200 OK's headers carry the provider's answering-machine
+/// verdict (the header the campaign's `[provider] amd_header` names) and it
+/// says machine or fax.
+fn machine_answer(p: &crate::campaign::Provider, headers: &crate::sip::message::Headers) -> bool {
+    p.amd_header
+        .as_deref()
+        .and_then(|name| headers.get(name))
+        .is_some_and(|v| {
+            let v = v.trim().to_ascii_lowercase();
+            v.starts_with("machine") || v.starts_with("fax")
+        })
+}
+
+/// The trunk's digest credentials: the values of the environment
+/// variables the campaign's `[provider]` names (`env` looks one up). A
+/// variable named but unset is logged (by name, never a value) and the
+/// calls go without credentials; the provider's 401/407 then ends them as
+/// failures, which the attempt records show.
+pub(super) fn trunk_credentials(
+    campaign: &Campaign,
+    env: impl Fn(&str) -> Option<String>,
+) -> Option<Credentials> {
+    let p = &campaign.provider;
+    let (user_var, pass_var) = match (&p.username_env, &p.password_env) {
+        (Some(u), Some(w)) => (u, w),
+        (None, None) => return None,
+        (u, w) => {
+            tracing::warn!(
+                campaign = %campaign.name,
+                "[provider] names only one of username_env ({u:?}) and password_env ({w:?}): no trunk credentials"
+            );
+            return None;
+        }
+    };
+    match (env(user_var), env(pass_var)) {
+        (Some(username), Some(password)) => Some(Credentials { username, password }),
+        _ => {
+            tracing::warn!(
+                campaign = %campaign.name,
+                "{user_var} or {pass_var} is not set: calls go without trunk credentials"
+            );
+            None
+        }
+    }
+}
+
+impl Driver {
+    /// Carries out the runner's dial of `lead_id`: compliance once more,
+    /// then the call task (which writes the attempt before the INVITE).
+    pub(super) fn dial(&mut self, call: CallId, lead_id: i64, now: Millis) {
+        let Some(lead) = self.hopper.remove(&lead_id) else {
+            self.event(Event::DialSkipped { call });
+            return;
+        };
+        if let Err((next, reasons)) = self.check(&lead, now) {
+            self.counters.refused += 1;
+            tracing::info!(
+                lead = lead.lead.id,
+                phone = %phone::mask(&lead.lead.phone),
+                %reasons,
+                "refused just before dialling"
+            );
+            self.write(Write::Refuse {
+                lead_id,
+                next_at: next,
+                reasons,
+            });
+            self.event(Event::DialSkipped { call });
+            return;
+        }
+        let sock = match std::net::UdpSocket::bind(SocketAddr::new(self.settings.media_ip, 0))
+            .and_then(|s| {
+                s.set_nonblocking(true)?;
+                Ok(s)
+            })
+            .and_then(UdpSocket::from_std)
+        {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                tracing::error!("no RTP port: {e}");
+                self.event(Event::DialSkipped { call });
+                self.hopper.insert(lead_id, lead);
+                return;
+            }
+        };
+        let Ok(media_addr) = sock.local_addr() else {
+            self.event(Event::DialSkipped { call });
+            self.hopper.insert(lead_id, lead);
+            return;
+        };
+        let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel();
+        let params = CallParams {
+            // The UA sends every request to its provider; the Request-URI's
+            // host names it too.
+            target: format!("sip:{}@{}", lead.lead.phone, self.ua_host),
+            from_user: self
+                .campaign
+                .caller_id
+                .chars()
+                .filter(|c| c.is_ascii_digit() || *c == '+')
+                .collect(),
+            ring_timeout: RingTimeout::new(self.campaign.ring_timeout.max(Duration::from_secs(15)))
+                .unwrap_or_default(),
+            credentials: self.credentials.clone(),
+            media_addr,
+            max_talk: None,
+        };
+        let attempt = NewAttempt {
+            campaign_id: self.campaign_id,
+            lead_id,
+            phone: lead.lead.phone.clone(),
+            started_at: now.ms(),
+        };
+        self.counters.attempts += 1;
+        self.counters.recent_dials.push_back(now.ms());
+        self.calls.insert(
+            call,
+            CallCtx {
+                lead,
+                started_at: now,
+                attempt_id: None,
+                ctrl: ctrl_tx,
+                rtp: sock,
+                media: None,
+                answered_at: None,
+                connected_at: None,
+                agent: None,
+                outcome: None,
+                summary: None,
+                relay_stop: None,
+                interrupted: false,
+            },
+        );
+        tokio::spawn(call_task(
+            self.shared.store.clone(),
+            self.ua.clone(),
+            self.me.clone(),
+            call,
+            attempt,
+            self.settings.node.clone(),
+            params,
+            ctrl_rx,
+        ));
+    }
+
+    /// Compliance just before the dial: `Err((next_at, reasons))` refuses.
+    fn check(&mut self, l: &ClaimedLead, now: Millis) -> Result<(), (Option<i64>, String)> {
+        let Ok(record) = l.record(now) else {
+            return Err((None, compliance::Reason::InvalidNumber.code().into()));
+        };
+        let dial = self.runner.dial_view(now.runner_ms());
+        let v = policy::screen(&record, &self.campaign, &self.registries, &dial, now.utc());
+        if v.allowed {
+            return Ok(());
+        }
+        let reasons: Vec<&str> = v.reasons.iter().map(|r| r.code()).collect();
+        Err((
+            v.next_allowed_at.map(|t| t.timestamp_millis()),
+            reasons.join(","),
+        ))
+    }
+
+    /// Hangs up (or cancels) a call.
+    pub(super) fn hang_up(&mut self, call: CallId) {
+        if let Some(c) = self.calls.get(&call) {
+            let _ = c.ctrl.send(Ctrl::Hangup);
+        }
+    }
+
+    pub(super) fn started(&mut self, call: CallId, attempt_id: i64) {
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.attempt_id = Some(attempt_id);
+        }
+        self.try_finish(call);
+    }
+
+    /// The attempt row could not be written, so no INVITE went out: the
+    /// lead goes back at once rather than waiting for its claim's lease.
+    pub(super) fn start_failed(&mut self, call: CallId) {
+        if let Some(c) = self.calls.remove(&call) {
+            self.write(Write::ReleaseLead {
+                lead_id: c.lead.lead.id,
+            });
+        }
+        self.event(Event::DialSkipped { call });
+    }
+
+    pub(super) fn answered(
+        &mut self,
+        call: CallId,
+        media: Option<SocketAddr>,
+        at: Instant,
+        headers: crate::sip::message::Headers,
+    ) {
+        let now = self.now().ms();
+        let mut attempt = None;
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.media = media;
+            c.answered_at = Some(now);
+            attempt = c.attempt_id;
+        }
+        if let Some(attempt_id) = attempt {
+            self.write(Write::Progress {
+                attempt_id,
+                answered_at: Some(now),
+                connected_at: None,
+                agent: None,
+            });
+        }
+        self.answer_instants.insert(call, at);
+        // A provider that runs answering-machine detection says so in a
+        // header of the 200 OK; without it, a person answered.
+        let machine = machine_answer(&self.campaign.provider, &headers);
+        self.event(Event::CallAnswered {
+            call,
+            human: !machine,
+        });
+    }
+
+    pub(super) fn ended(&mut self, call: CallId, summary: Summary) {
+        self.answer_instants.remove(&call);
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if let Some(stop) = c.relay_stop.take() {
+            let _ = stop.send(());
+        }
+        let answered = summary.outcome == uac::Outcome::Answered;
+        let runner_knows = c.outcome.is_none();
+        c.summary = Some(summary.clone());
+        if runner_knows {
+            if answered {
+                self.event(Event::CallEnded { call });
+            } else {
+                let outcome = match summary.outcome {
+                    uac::Outcome::Busy => Outcome::Busy,
+                    uac::Outcome::Rejected => Outcome::Rejected,
+                    uac::Outcome::NoAnswer | uac::Outcome::Cancelled => Outcome::NoAnswer,
+                    _ => Outcome::Failure,
+                };
+                self.event(Event::CallFailed { call, outcome });
+            }
+        }
+        self.drain();
+        if let Some(c) = self.calls.get_mut(&call)
+            && c.outcome.is_none()
+        {
+            // The runner had already forgotten it (shutdown).
+            c.outcome = Some(Outcome::Failure);
+        }
+        self.try_finish(call);
+    }
+
+    /// Puts an answered call through to the agent the runner chose.
+    pub(super) fn bridge(&mut self, call: CallId, agent: AgentId, now: Millis) {
+        let Some(name) = self.by_id.get(&agent).cloned() else {
+            return;
+        };
+        let Some(a) = self.agents.get(&name) else {
+            return;
+        };
+        let agent_media = a.rtp.clone().map(|rtp| (rtp, a.peer));
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        c.connected_at = Some(now.ms());
+        c.agent = Some(name.clone());
+        let progress = c.attempt_id.map(|attempt_id| Write::Progress {
+            attempt_id,
+            answered_at: None,
+            connected_at: Some(now.ms()),
+            agent: Some(name.clone()),
+        });
+        if let Some((agent_rtp, agent_peer)) = agent_media {
+            let (stop_tx, stop_rx) = oneshot::channel();
+            c.relay_stop = Some(stop_tx);
+            tokio::spawn(relay(
+                c.rtp.clone(),
+                c.media,
+                agent_rtp,
+                agent_peer,
+                stop_rx,
+            ));
+        }
+        let fields: serde_json::Value =
+            serde_json::from_str(&c.lead.lead.fields).unwrap_or(serde_json::Value::Null);
+        let view = CallView {
+            call_id: c.attempt_id.unwrap_or(0),
+            campaign: self.campaign.name.clone(),
+            phone: c.lead.lead.phone.clone(),
+            lead: fields,
+            connected_at: now.ms(),
+            ended_at: None,
+        };
+        if let Some(at) = self.answer_instants.remove(&call) {
+            self.shared.latency.push(at.elapsed());
+        }
+        // Queued in order with the answer and the ledger, not awaited: a
+        // store round trip must not delay the customer's bridge.
+        if let Some(w) = progress {
+            self.write(w);
+        }
+        self.counters.connects += 1;
+        self.shared.with_session(&name, |s| {
+            s.call = Some(view.clone());
+        });
+        self.shared.emit(ServiceEvent {
+            agent: Some(name),
+            campaign: self.campaign.name.clone(),
+            kind: "call",
+            data: serde_json::to_value(&view).unwrap_or_default(),
+        });
+    }
+
+    /// Plays the safe-harbour message to an abandoned call once its abandon
+    /// is stored, then hangs up.
+    pub(super) fn play_safe_harbour(&mut self, call: CallId) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let rtp = c.rtp.clone();
+        let media = c.media;
+        let ctrl = c.ctrl.clone();
+        let prompt = self.prompt.clone();
+        // The abandon was queued just before this command: the message
+        // plays once it is durable.
+        let ack = self.pending_abandon_ack.take();
+        tokio::spawn(async move {
+            if let Some(ack) = ack {
+                let _ = ack.await;
+            }
+            if let Some(to) = media {
+                let _ = crate::media::player::play(&rtp, to, &prompt, 0).await;
+            }
+            let _ = ctrl.send(Ctrl::Hangup);
+        });
+    }
+
+    /// The grace period is over: every call still up is hung up and marked
+    /// interrupted; one already hung up that never came back is closed
+    /// without SIP. Returns how many were hung up now.
+    pub(super) fn interrupt_calls(&mut self) -> u64 {
+        let mut n = 0;
+        for c in self.calls.values_mut() {
+            if !c.interrupted {
+                c.interrupted = true;
+                n += 1;
+                let _ = c.ctrl.send(Ctrl::Hangup);
+            } else {
+                c.summary.get_or_insert_with(failed_summary);
+                c.outcome.get_or_insert(Outcome::Failure);
+            }
+        }
+        let done: Vec<CallId> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.summary.is_some() && c.outcome.is_some())
+            .map(|(k, _)| *k)
+            .collect();
+        for call in done {
+            self.try_finish(call);
+        }
+        n
+    }
+}
+
+/// One customer call: the attempt row, then the INVITE, then events back
+/// to the campaign until the call ends.
+#[allow(clippy::too_many_arguments)]
+async fn call_task(
+    store: Store,
+    ua: Arc<Ua>,
+    me: mpsc::UnboundedSender<Input>,
+    call: CallId,
+    attempt: NewAttempt,
+    node: String,
+    params: CallParams,
+    mut ctrl: mpsc::UnboundedReceiver<Ctrl>,
+) {
+    let attempt_id = match store.start_attempt_on(&attempt, &node).await {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::error!("writing the attempt failed, not dialling: {e}");
+            let _ = me.send(Input::StartFailed { call });
+            return;
+        }
+    };
+    let _ = me.send(Input::Started { call, attempt_id });
+    let mut handle = match ua.call(params).await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!("placing a call failed: {e}");
+            let _ = me.send(Input::Ended {
+                call,
+                summary: failed_summary(),
+            });
+            return;
+        }
+    };
+    let mut hung_up = false;
+    loop {
+        tokio::select! {
+            ev = handle.next_event() => match ev {
+                Some(CallEvent::Answered { media, headers, .. }) => {
+                    let _ = me.send(Input::Answered { call, media: media_addr(media), at: Instant::now(), headers });
+                }
+                Some(CallEvent::Progress { .. }) => {}
+                Some(CallEvent::Ended(summary)) => {
+                    // SIP response latency: INVITE to the first response.
+                    if let Some(after) = summary.first_response_after {
+                        crate::metrics::record_sip_response(after.as_secs_f64());
+                    }
+                    let _ = me.send(Input::Ended { call, summary });
+                    return;
+                }
+                None => {
+                    let _ = me.send(Input::Ended { call, summary: failed_summary() });
+                    return;
+                }
+            },
+            c = ctrl.recv(), if !hung_up => match c {
+                Some(Ctrl::Hangup) => {
+                    hung_up = true;
+                    handle.hangup();
+                }
+                None => hung_up = true,
+            },
+        }
+    }
+}
+
+fn media_addr(m: Option<sdp::Media>) -> Option<SocketAddr> {
+    m.map(|m| m.addr)
+}
+
+/// The summary of a call that never got going.
+pub(super) fn failed_summary() -> Summary {
+    Summary {
+        outcome: uac::Outcome::Failure,
+        codes: Vec::new(),
+        final_code: None,
+        first_response_after: None,
+        progress_after: None,
+        answer_after: None,
+        talk: None,
+        hangup: None,
+        crossed_cancel: false,
+        retry_after: None,
+    }
+}
+
+/// Relays RTP between a customer leg and an agent's standing leg until
+/// stopped. The sockets are shared (the agent's outlives the call), so this
+/// is [`crate::media::relay::relay`] over `Arc`s; peers latch to the source
+/// of their first packet (symmetric RTP).
+async fn relay(
+    customer: Arc<UdpSocket>,
+    mut customer_peer: Option<SocketAddr>,
+    agent: Arc<UdpSocket>,
+    mut agent_peer: Option<SocketAddr>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut buf_a = vec![0u8; 2048];
+    let mut buf_b = vec![0u8; 2048];
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            r = customer.recv_from(&mut buf_a) => {
+                let Ok((n, from)) = r else { return };
+                customer_peer = Some(from);
+                if crate::media::rtp::Packet::parse(&buf_a[..n]).is_ok()
+                    && let Some(to) = agent_peer
+                {
+                    let _ = agent.send_to(&buf_a[..n], to).await;
+                }
+            }
+            r = agent.recv_from(&mut buf_b) => {
+                let Ok((n, from)) = r else { return };
+                agent_peer = Some(from);
+                if crate::media::rtp::Packet::parse(&buf_b[..n]).is_ok()
+                    && let Some(to) = customer_peer
+                {
+                    let _ = customer.send_to(&buf_b[..n], to).await;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn campaign() -> Campaign {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("campaigns");
+        crate::campaign::find(&dir, "uk-broadband").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn trunk_credentials_come_from_the_named_environment_variables() {
+        let c = campaign();
+        let env = |name: &str| match name {
+            "UK_TRUNK_USER" => Some("alice".to_string()),
+            "UK_TRUNK_PASSWORD" => Some("s3cret".to_string()),
+            _ => None,
+        };
+        assert_eq!(
+            trunk_credentials(&c, env),
+            Some(Credentials {
+                username: "alice".into(),
+                password: "s3cret".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_missing_trunk_variable_means_no_credentials() {
+        let c = campaign();
+        let only_user = |name: &str| (name == "UK_TRUNK_USER").then(|| "alice".to_string());
+        assert_eq!(trunk_credentials(&c, only_user), None);
+        let mut open = c.clone();
+        open.provider.username_env = None;
+        open.provider.password_env = None;
+        assert_eq!(trunk_credentials(&open, |_| Some("x".into())), None);
+    }
+
+    #[test]
+    fn the_named_amd_header_decides_machine_answers() {
+        let mut c = campaign();
+        let mut h = crate::sip::message::Headers::default();
+        h.push("X-AMD", "MACHINE");
+        assert!(
+            !machine_answer(&c.provider, &h),
+            "no header named: a person"
+        );
+        c.provider.amd_header = Some("x-amd".into());
+        assert!(machine_answer(&c.provider, &h));
+        let mut human = crate::sip::message::Headers::default();
+        human.push("X-AMD", "human");
+        assert!(!machine_answer(&c.provider, &human));
+        assert!(!machine_answer(
+            &c.provider,
+            &crate::sip::message::Headers::default()
+        ));
+    }
+}

@@ -1,0 +1,502 @@
+//! One campaign's task: owns the [`Runner`] (and through it the ledger and
+//! every agent's state), turns API requests, SIP events and claimed leads
+//! into runner events on the service's clock, and carries out the runner's
+//! commands. Never awaits the store or a socket in its loop: calls, agent
+//! phone legs, relays and the safe-harbour player are tasks of their own
+//! ([`super::calls`], [`super::agents`]) that report back on the
+//! campaign's channel, and writes go through the ordered writer
+//! ([`super::writer`]).
+//!
+//! The concerns live in rooms of their own, each an `impl Driver` block:
+//! agent sessions in [`super::agents`], customer calls in
+//! [`super::calls`], what is written down in [`super::records`], and
+//! start-up recovery in [`super::recovery`].
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+use super::records::Counters;
+use super::writer::{Backlog, Job, Write};
+use super::{AgentError, Shared};
+use crate::campaign::Campaign;
+use crate::clock::Millis;
+use crate::compliance::Registries;
+use crate::compliance::ledger::Ledger;
+use crate::dialer::{AgentId, CallId, Command, Event, Runner, RunnerConfig, TrunkLimits};
+use crate::policy;
+use crate::sip::auth::Credentials;
+use crate::sip::ua::Ua;
+use crate::sip::uac::Summary;
+use crate::store::ClaimedLead;
+
+/// How an agent request is answered, for the HTTP layer.
+pub type Reply = oneshot::Sender<Result<(), AgentError>>;
+
+/// What a campaign task is told.
+#[derive(Debug)]
+pub enum Input {
+    /// An agent logs in; the dialler calls `sip_uri` and keeps the leg up.
+    Login {
+        /// Agent id.
+        agent: String,
+        /// The agent's phone.
+        sip_uri: String,
+        /// Answered once the phone answered (or failed).
+        reply: Reply,
+    },
+    /// The agent's phone answered.
+    LegUp {
+        /// Agent id.
+        agent: String,
+        /// Our RTP socket for the leg.
+        rtp: Arc<UdpSocket>,
+        /// The phone's media address.
+        peer: Option<SocketAddr>,
+        /// Hangs up the leg.
+        hangup: mpsc::UnboundedSender<()>,
+        /// For the login request.
+        reply: Reply,
+    },
+    /// The agent's phone did not answer.
+    LegFailed {
+        /// Agent id.
+        agent: String,
+        /// Why.
+        why: String,
+        /// For the login request.
+        reply: Reply,
+    },
+    /// The agent's phone hung up.
+    LegDown {
+        /// Agent id.
+        agent: String,
+    },
+    /// Ready for calls.
+    Ready {
+        /// Agent id.
+        agent: String,
+        /// Answer.
+        reply: Reply,
+    },
+    /// Pause (after the call and wrap-up, if any).
+    Pause {
+        /// Agent id.
+        agent: String,
+        /// Why.
+        reason: String,
+        /// Answer.
+        reply: Reply,
+    },
+    /// Log out (after the call and wrap-up, if any).
+    Logout {
+        /// Agent id.
+        agent: String,
+        /// Answer.
+        reply: Reply,
+    },
+    /// The agent hangs up its call.
+    Hangup {
+        /// Agent id.
+        agent: String,
+        /// Answer.
+        reply: Reply,
+    },
+    /// A disposition was written: wrap-up is over.
+    WrapUpDone {
+        /// Agent id.
+        agent: String,
+        /// Flags of the disposition.
+        contact: bool,
+        /// Flags of the disposition.
+        conversion: bool,
+    },
+    /// Claimed leads.
+    Leads(Vec<ClaimedLead>),
+    /// A call's attempt row is written; the INVITE goes out.
+    Started {
+        /// Runner call.
+        call: CallId,
+        /// Attempt id.
+        attempt_id: i64,
+    },
+    /// A call could not be started (its attempt row was not written).
+    StartFailed {
+        /// Runner call.
+        call: CallId,
+    },
+    /// The callee answered.
+    Answered {
+        /// Runner call.
+        call: CallId,
+        /// Their media.
+        media: Option<SocketAddr>,
+        /// When the 200 arrived (real time, for the bridge latency).
+        at: Instant,
+        /// The 200 OK's headers (the provider's answering-machine verdict).
+        headers: crate::sip::message::Headers,
+    },
+    /// The call is over on the SIP side.
+    Ended {
+        /// Runner call.
+        call: CallId,
+        /// How.
+        summary: Summary,
+    },
+    /// Stop dialling and wind down.
+    Shutdown,
+}
+
+/// Per-node settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Node name.
+    pub node: String,
+    /// Shutdown grace.
+    pub grace: Duration,
+    /// Claim lease.
+    pub lease: Duration,
+    /// Where RTP binds.
+    pub media_ip: IpAddr,
+}
+
+/// What the driver holds of a logged-in agent: its name, the runner's id
+/// for it, its phone leg, and the pause reason that applies when a pause
+/// asked for during a call takes effect. Its state is the runner's.
+pub(super) struct AgentIo {
+    pub(super) id: AgentId,
+    pub(super) rtp: Option<Arc<UdpSocket>>,
+    pub(super) peer: Option<SocketAddr>,
+    pub(super) leg_hangup: Option<mpsc::UnboundedSender<()>>,
+    pub(super) pause_reason: Option<String>,
+    /// A request waiting for the agent's next state write.
+    pub(super) reply: Option<Reply>,
+}
+
+/// Reasons the runner is told to stop launching calls; it dials while
+/// none holds.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Holds {
+    /// Shutting down.
+    pub(super) stopping: bool,
+    /// The store is behind (see [`Backlog`]).
+    pub(super) backlog: bool,
+}
+
+/// The campaign task's state.
+pub struct Driver {
+    pub(super) campaign: Arc<Campaign>,
+    pub(super) campaign_id: i64,
+    pub(super) shared: Arc<Shared>,
+    pub(super) registries: Arc<Registries>,
+    pub(super) ua: Arc<Ua>,
+    pub(super) writes: Backlog,
+    pub(super) me: mpsc::UnboundedSender<Input>,
+    pub(super) settings: Settings,
+    pub(super) runner: Runner,
+    pub(super) agents: HashMap<String, AgentIo>,
+    pub(super) by_id: HashMap<AgentId, String>,
+    pub(super) next_agent: AgentId,
+    pub(super) hopper: HashMap<i64, ClaimedLead>,
+    pub(super) calls: HashMap<CallId, super::calls::CallCtx>,
+    pub(super) counters: Counters,
+    pub(super) holds: Holds,
+    /// When the grace period ends (then, when the forced hang-ups have
+    /// had their chance).
+    pub(super) stop_at: Option<tokio::time::Instant>,
+    pub(super) hung_up_at_shutdown: u64,
+    pub(super) prompt: Arc<Vec<i16>>,
+    /// When each answered call's 200 arrived, until it is bridged.
+    pub(super) answer_instants: HashMap<CallId, Instant>,
+    /// The durability of the last abandon, for the safe-harbour player.
+    pub(super) pending_abandon_ack: Option<oneshot::Receiver<bool>>,
+    /// Host part of Request-URIs: the provider's address.
+    pub(super) ua_host: String,
+    /// The trunk's digest credentials, from the environment.
+    pub(super) credentials: Option<Credentials>,
+}
+
+impl Driver {
+    /// A driver for a campaign, its runner starting from `ledger` (rebuilt
+    /// from the store by [`super::recovery::recover`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        campaign: Arc<Campaign>,
+        campaign_id: i64,
+        shared: Arc<Shared>,
+        registries: Arc<Registries>,
+        ua: Arc<Ua>,
+        writer: mpsc::Sender<Job>,
+        me: mpsc::UnboundedSender<Input>,
+        settings: Settings,
+        ledger: Ledger,
+        provider: SocketAddr,
+    ) -> Driver {
+        let mut config = RunnerConfig::from_campaign(&campaign);
+        config.trunk = Some(TrunkLimits {
+            cps: campaign.provider.cps,
+            channels: campaign.provider.max_channels,
+        });
+        config.agent_records = true;
+        let credentials =
+            super::calls::trunk_credentials(&campaign, |name| std::env::var(name).ok());
+        let mut runner = Runner::new(config, &campaign.strategy);
+        runner.restore_ledger(ledger);
+        let prompt = Arc::new(crate::media::wav::generated_prompt(
+            policy::safe_harbour(&campaign).as_secs_f64(),
+        ));
+        Driver {
+            campaign,
+            campaign_id,
+            shared,
+            registries,
+            ua,
+            writes: Backlog::new(writer),
+            me,
+            settings,
+            runner,
+            agents: HashMap::new(),
+            by_id: HashMap::new(),
+            next_agent: 0,
+            hopper: HashMap::new(),
+            calls: HashMap::new(),
+            counters: Counters::default(),
+            holds: Holds::default(),
+            stop_at: None,
+            hung_up_at_shutdown: 0,
+            prompt,
+            answer_instants: HashMap::new(),
+            pending_abandon_ack: None,
+            ua_host: provider.to_string(),
+            credentials,
+        }
+    }
+
+    /// Now, on the service's clock.
+    pub(super) fn now(&self) -> Millis {
+        self.shared.clock.now()
+    }
+
+    /// Feeds the runner an event that happens now.
+    pub(super) fn event(&mut self, e: Event) {
+        let now = self.now().runner_ms();
+        self.runner.handle_event(now, e);
+    }
+
+    /// Queues a write.
+    pub(super) fn write(&mut self, w: Write) {
+        self.writes.push((w, None));
+    }
+
+    /// Queues a write and returns its acknowledgement.
+    pub(super) fn write_acked(&mut self, w: Write) -> oneshot::Receiver<bool> {
+        let (tx, rx) = oneshot::channel();
+        self.writes.push((w, Some(tx)));
+        rx
+    }
+
+    /// Tells the runner whether it may launch calls, from the holds.
+    pub(super) fn apply_holds(&mut self) {
+        let dial = !self.holds.stopping && !self.holds.backlog;
+        self.event(Event::Dialling(dial));
+    }
+
+    /// Runs until shutdown has finished; returns how many calls were hung
+    /// up when the grace period ran out.
+    pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Input>) -> u64 {
+        let mut publish = tokio::time::interval(Duration::from_secs(1));
+        publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Nobody is logged in at start: the runner asks for leads at its
+        // first decision.
+        loop {
+            let wake = self
+                .runner
+                .poll_timeout()
+                .map(|ms| self.shared.clock.instant_of(Millis::from_runner_ms(ms)));
+            let stop_at = self.stop_at;
+            tokio::select! {
+                biased;
+                input = rx.recv() => match input {
+                    Some(i) => self.input(i),
+                    None => break,
+                },
+                () = async {
+                    match wake {
+                        Some(w) => tokio::time::sleep_until(w).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let now = self.now().runner_ms();
+                    self.runner.handle_timeout(now);
+                }
+                () = self.writes.flush() => {}
+                _ = publish.tick() => self.publish(),
+                () = async {
+                    match stop_at {
+                        Some(t) => tokio::time::sleep_until(t).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    self.force_end();
+                }
+            }
+            self.drain();
+            // A store that falls behind holds dialling until it catches up.
+            if self.writes.is_high() && !self.holds.backlog {
+                tracing::warn!(
+                    campaign = %self.campaign.name,
+                    waiting = self.writes.len(),
+                    "the store is behind: dialling held"
+                );
+                self.holds.backlog = true;
+                self.apply_holds();
+                self.drain();
+            } else if self.holds.backlog && self.writes.is_low() {
+                self.holds.backlog = false;
+                self.apply_holds();
+                self.drain();
+            }
+            // Agents finishing a call or its wrap-up keep the campaign up
+            // (within the grace period) so their dispositions are recorded.
+            if self.holds.stopping && self.calls.is_empty() && !self.any_agent_busy() {
+                break;
+            }
+        }
+        self.wind_down().await;
+        self.hung_up_at_shutdown
+    }
+
+    /// Carries out the runner's commands.
+    pub(super) fn drain(&mut self) {
+        while let Some(cmd) = self.runner.poll_command() {
+            let now = self.now();
+            match cmd {
+                Command::Dial { call, lead } => self.dial(call, lead as i64, now),
+                Command::Cancel { call } | Command::Hangup { call } => self.hang_up(call),
+                Command::Bridge { call, agent } => self.bridge(call, agent, now),
+                Command::PlaySafeHarbour { call } => self.play_safe_harbour(call),
+                Command::NeedLeads(n) => self.claim_leads(n),
+                Command::Record(r) => self.record(r, now),
+            }
+        }
+    }
+
+    fn input(&mut self, input: Input) {
+        match input {
+            Input::Login {
+                agent,
+                sip_uri,
+                reply,
+            } => self.login(agent, sip_uri, reply),
+            Input::LegUp {
+                agent,
+                rtp,
+                peer,
+                hangup,
+                reply,
+            } => self.leg_up(agent, rtp, peer, hangup, reply),
+            Input::LegFailed { agent, why, reply } => self.leg_failed(&agent, why, reply),
+            Input::LegDown { agent } => self.leg_down(&agent),
+            Input::Ready { agent, reply } => self.ready(&agent, reply),
+            Input::Pause {
+                agent,
+                reason,
+                reply,
+            } => self.pause(&agent, reason, reply),
+            Input::Logout { agent, reply } => self.logout(&agent, Some(reply)),
+            Input::Hangup { agent, reply } => self.agent_hangup(&agent, reply),
+            Input::WrapUpDone {
+                agent,
+                contact,
+                conversion,
+            } => self.wrap_up_done(&agent, contact, conversion),
+            Input::Leads(leads) => self.leads(leads),
+            Input::Started { call, attempt_id } => self.started(call, attempt_id),
+            Input::StartFailed { call } => self.start_failed(call),
+            Input::Answered {
+                call,
+                media,
+                at,
+                headers,
+            } => self.answered(call, media, at, headers),
+            Input::Ended { call, summary } => self.ended(call, summary),
+            Input::Shutdown => {
+                if !self.holds.stopping {
+                    self.holds.stopping = true;
+                    self.apply_holds();
+                    self.stop_at = Some(tokio::time::Instant::now() + self.settings.grace);
+                }
+            }
+        }
+    }
+
+    /// The grace period is over: wrap-ups still open are cut, calls still
+    /// up are hung up, and what has not come back a few seconds later is
+    /// closed without SIP.
+    fn force_end(&mut self) {
+        self.cut_wrap_ups();
+        self.stop_at = Some(tokio::time::Instant::now() + Duration::from_secs(5));
+        self.hung_up_at_shutdown += self.interrupt_calls();
+    }
+
+    /// Logs everyone out, gives back unused claims and flushes the writes.
+    async fn wind_down(&mut self) {
+        self.log_everyone_out();
+        let rx = self.write_acked(Write::Release {
+            campaign_id: self.campaign_id,
+            node: self.settings.node.clone(),
+        });
+        self.writes.drain().await;
+        let _ = rx.await;
+        self.publish();
+        // Let the agent legs' BYEs go out.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    /// Asks the store for up to `n` leads; they come back as
+    /// [`Input::Leads`].
+    fn claim_leads(&mut self, n: u32) {
+        let store = self.shared.store.clone();
+        let me = self.me.clone();
+        let id = self.campaign_id;
+        let node = self.settings.node.clone();
+        let lease = crate::clock::duration_ms(self.settings.lease);
+        let clock = self.shared.clock.clone();
+        tokio::spawn(async move {
+            let leads = match store
+                .claim_leads(id, &node, n, clock.now().ms(), lease)
+                .await
+            {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!("claiming leads failed: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    Vec::new()
+                }
+            };
+            if leads.is_empty() {
+                // Nothing due: look again in a while, not at once.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            let _ = me.send(Input::Leads(leads));
+        });
+    }
+
+    fn leads(&mut self, leads: Vec<ClaimedLead>) {
+        let infos = leads
+            .iter()
+            .map(|l| crate::dialer::LeadInfo {
+                id: l.lead.id as u64,
+                foresight: None,
+            })
+            .collect();
+        for l in leads {
+            self.hopper.insert(l.lead.id, l);
+        }
+        self.event(Event::Leads(infos));
+    }
+}

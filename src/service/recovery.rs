@@ -1,0 +1,48 @@
+//! Start-up recovery of what a crash of the same node left: attempts in
+//! flight become `interrupted` (their leads wait the retry delay
+//! [`crate::policy::retry_delay`] gives an interrupted call; a person who
+//! had answered and was never put through enters the ledger as an
+//! abandon), open agent intervals are closed, and the abandonment ledger
+//! is rebuilt from the stored rows for the runner.
+
+use super::*;
+use crate::clock::Millis;
+use crate::compliance::ledger::Ledger;
+use crate::outcome::Outcome;
+use crate::policy;
+
+/// What start-up recovery found.
+#[derive(Debug)]
+pub struct Recovered {
+    /// Attempts closed as interrupted.
+    pub interrupted: u64,
+    /// Agent intervals closed.
+    pub agents_closed: u64,
+    /// The ledger rebuilt from stored rows.
+    pub ledger: Ledger,
+}
+
+/// Recovers campaign `campaign_id` for `node` at `now` (see the module
+/// docs).
+pub async fn recover(
+    store: &Store,
+    campaign_id: i64,
+    c: &Campaign,
+    node: &str,
+    now: Millis,
+) -> Result<Recovered, StoreError> {
+    let retry_at = now.plus(policy::retry_delay(c, Outcome::Interrupted));
+    let interrupted = store
+        .recover_node(campaign_id, node, now.ms(), retry_at.ms())
+        .await?;
+    let mut agents_closed = 0;
+    for a in store.agents_with_open_state(campaign_id).await? {
+        agents_closed += store.agent_state_end_all(&a, now.ms()).await?;
+    }
+    let ledger = store.ledger(campaign_id, c.abandon_window, now).await?;
+    Ok(Recovered {
+        interrupted,
+        agents_closed,
+        ledger,
+    })
+}
