@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::outcome::Outcome;
+pub use crate::pacing::Strategy;
 use crate::phone::{self, Country};
 use crate::profile::{DayWindow, Profile, WeekPlan, day_index};
 
@@ -108,92 +109,6 @@ pub enum CallType {
     Service,
     /// Transactional call (India: 160 series).
     Transactional,
-}
-
-/// The pacing strategy and its parameters.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "strategy", rename_all = "lowercase")]
-pub enum Strategy {
-    /// Ours: Poisson-binomial prediction within the abandonment budget.
-    Predictive,
-    /// One call per ready agent.
-    Progressive,
-    /// A fixed number of calls per ready agent.
-    Ratio {
-        /// Calls per ready agent.
-        ratio: f64,
-    },
-    /// The classic adaptive dial level.
-    Feedback,
-    /// Busy agents count as free when likely to finish in time.
-    Threshold {
-        /// Probability at which a busy agent counts as free.
-        probability: f64,
-    },
-    /// Knows every outcome in advance (simulator only).
-    Oracle,
-}
-
-impl Strategy {
-    /// Parses a strategy as written on the command line or in a file:
-    /// `predictive`, `progressive`, `ratio:1.5`, `feedback`, `threshold`,
-    /// `threshold:0.95`, `oracle`.
-    pub fn parse(text: &str) -> Result<Strategy, String> {
-        let (name, arg) = match text.split_once(':') {
-            Some((n, a)) => (n, Some(a)),
-            None => (text, None),
-        };
-        let number = |default: Option<f64>| -> Result<f64, String> {
-            match (arg, default) {
-                (Some(a), _) => a
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("{a:?} is not a number")),
-                (None, Some(d)) => Ok(d),
-                (None, None) => Err(format!("{name} needs a value, as in {name}:1.5")),
-            }
-        };
-        let no_arg = |s: Strategy| match arg {
-            Some(_) => Err(format!("{name} takes no parameter")),
-            None => Ok(s),
-        };
-        match name.trim() {
-            "predictive" => no_arg(Strategy::Predictive),
-            "progressive" => no_arg(Strategy::Progressive),
-            "feedback" => no_arg(Strategy::Feedback),
-            "oracle" => no_arg(Strategy::Oracle),
-            "ratio" => {
-                let ratio = number(None)?;
-                if !(1.0..=10.0).contains(&ratio) {
-                    return Err(format!("ratio {ratio} must be between 1 and 10"));
-                }
-                Ok(Strategy::Ratio { ratio })
-            }
-            "threshold" => {
-                let probability = number(Some(0.97))?;
-                if !(0.5..1.0).contains(&probability) {
-                    return Err(format!("threshold {probability} must be in [0.5, 1)"));
-                }
-                Ok(Strategy::Threshold { probability })
-            }
-            other => Err(format!(
-                "unknown strategy {other:?}; expected predictive, progressive, ratio:R, feedback, threshold or oracle"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for Strategy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Strategy::Predictive => f.write_str("predictive"),
-            Strategy::Progressive => f.write_str("progressive"),
-            Strategy::Ratio { ratio } => write!(f, "ratio:{ratio}"),
-            Strategy::Feedback => f.write_str("feedback"),
-            Strategy::Threshold { probability } => write!(f, "threshold:{probability}"),
-            Strategy::Oracle => f.write_str("oracle"),
-        }
-    }
 }
 
 /// Call outcomes that a retry delay can be set for.

@@ -17,8 +17,9 @@ use std::collections::{BinaryHeap, VecDeque};
 
 use chrono::DateTime;
 
-use crate::campaign::{Campaign, Strategy};
+use crate::campaign::Campaign;
 use crate::compliance::ledger::{Event as LedgerEvent, Ledger};
+use crate::pacing::Strategy;
 use crate::pacing::estimate::{Estimators, Priors};
 use crate::pacing::{self, Foresight, LedgerView, OracleView, Pacer, Snapshot};
 use crate::policy::DialView;

@@ -1,4 +1,5 @@
 use super::estimate::{Estimators, Priors};
+use super::predictive::{Outlook, first_ms_reaching, normal_cdf};
 use super::*;
 
 const NOW_MS: u64 = 1_000_000;
@@ -183,10 +184,7 @@ fn threshold_counts_a_busy_agent_free_only_when_almost_surely_done() {
         est.record_handle(100.0);
     }
     est.refresh();
-    let mut t = Threshold {
-        probability: 0.9,
-        level: 1.0,
-    };
+    let mut t = Threshold::new(0.9);
     let ph = est.human_rate();
     let d = t.decide(&snapshot(&est, &ago(&[95.0, 96.0]), &[], 0));
     assert_eq!(d.launch, (2.0 / ph).floor() as u32);
@@ -197,7 +195,7 @@ fn threshold_counts_a_busy_agent_free_only_when_almost_surely_done() {
 #[test]
 fn oracle_dials_a_person_only_when_an_agent_will_be_free_at_the_answer() {
     let est = Estimators::new(Priors::default());
-    let mut o = Oracle { level: 1.0 };
+    let mut o = Oracle::new();
     let leads = [
         // A machine: free to dial.
         Foresight {

@@ -30,7 +30,7 @@ use rand_distr::{Distribution, LogNormal, StandardNormal};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::Serialize;
 
-use crate::campaign::{Campaign, Strategy};
+use crate::campaign::Campaign;
 use crate::clock::Millis;
 use crate::compliance::Registries;
 use crate::compliance::dnd::NationalRegistry;
@@ -38,6 +38,7 @@ use crate::dialer::{
     AgentId, CallId, Command, Event, LeadId, LeadInfo, Outcome, Record, Runner, RunnerConfig,
 };
 use crate::pacing::Foresight;
+use crate::pacing::Strategy;
 use crate::phone::{Country, PhoneNumber};
 use crate::policy::{self, LeadRecord, NextAttempt, PastAttempt};
 use crate::profile::DayWindow;

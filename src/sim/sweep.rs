@@ -6,7 +6,7 @@ use std::str::FromStr;
 use serde::Serialize;
 
 use super::{SeedSummary, SimConfig, SimReport};
-use crate::campaign::Strategy;
+use crate::pacing::Strategy;
 
 /// The parameter a sweep moves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
