@@ -18,7 +18,7 @@ use toml::Spanned;
 
 use crate::outcome::Outcome;
 pub use crate::pacing::Strategy;
-use crate::phone::{self, Country};
+use crate::phone::Country;
 use crate::profile::{DayWindow, Profile, WeekPlan, day_index};
 
 /// One problem in a campaign file, located by line, column and field.
@@ -662,11 +662,11 @@ impl Validator<'_> {
                     None
                 }
             }
-            (None, Profile::In) => {
+            (None, p) if p.rules().needs_dnd_category() => {
                 self.error(
                     raw.profile.span(),
                     "dnd_category",
-                    "an India campaign must declare its NCPR category (1-8), e.g. dnd_category = 1 for insurance",
+                    format!("a {p} campaign must declare its registry category (1-8), e.g. dnd_category = 1 for insurance"),
                 );
                 None
             }
@@ -682,41 +682,10 @@ impl Validator<'_> {
         category: Option<u8>,
     ) -> Option<String> {
         let text = raw.caller_id.get_ref();
-        let span = raw.caller_id.span();
-        if profile == Profile::In {
-            // 140 and 160 series are 10-digit national numbers reserved for
-            // telemarketers and service callers; the subscriber rules of
-            // `phone::parse` reject them on purpose.
-            let digits: String = text.chars().filter(char::is_ascii_digit).collect();
-            let national = match digits.len() {
-                12 if digits.starts_with("91") => &digits[2..],
-                11 if digits.starts_with('0') => &digits[1..],
-                _ => digits.as_str(),
-            };
-            let required = match (call_type, category) {
-                (CallType::Promotional, _) => "140",
-                (_, Some(1)) => "1600",
-                _ => "160",
-            };
-            if national.len() != 10 || !national.starts_with(required) {
-                let why = match required {
-                    "140" => "promotional calls in India must present a 140-series caller ID",
-                    "1600" => {
-                        "service and transactional calls by banks, insurers and other regulated financial entities (category 1) must present a 1600-series caller ID"
-                    }
-                    _ => {
-                        "service and transactional calls in India must present a 160-series caller ID"
-                    }
-                };
-                self.error(span, "caller_id", format!("{text:?}: {why}"));
-                return None;
-            }
-            return Some(format!("+91{national}"));
-        }
-        match phone::parse(text, profile.country()) {
-            Ok(n) => Some(n.e164()),
+        match profile.rules().caller_id(text, call_type, category) {
+            Ok(id) => Some(id),
             Err(e) => {
-                self.error(span, "caller_id", format!("{text:?}: {e}"));
+                self.error(raw.caller_id.span(), "caller_id", e);
                 None
             }
         }
@@ -963,16 +932,22 @@ impl Validator<'_> {
                 None => ok = false,
             }
         }
-        if profile == Profile::Uk {
-            // Ofcom: a number whose call was abandoned is not called again
-            // within 72 hours unless an agent is guaranteed.
-            let min = Duration::from_secs(72 * 3600);
+        if let Some(min) = profile
+            .rules()
+            .recall_after_abandon()
+            .and_then(|d| d.to_std().ok())
+        {
+            // The UK (Ofcom): a number whose call was abandoned is not
+            // called again within 72 hours unless an agent is guaranteed.
             match raw.delay.get("abandoned") {
                 Some(v) if delays.get("abandoned").is_some_and(|d| *d < min) => {
                     self.error(
                         v.span(),
                         "retry.delay.abandoned",
-                        "the uk profile forbids calling an abandoned number again within 72h",
+                        format!(
+                            "the {profile} profile forbids calling an abandoned number again within {}",
+                            humantime::format_duration(min)
+                        ),
                     );
                     ok = false;
                 }

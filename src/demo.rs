@@ -23,7 +23,6 @@ use rand_distr::{Distribution, LogNormal};
 use crate::auth::{self, Role};
 use crate::campaign::{self, Campaign};
 use crate::clock::Clock;
-use crate::compliance::dnd::Format;
 use crate::compliance::hours::{self, Hours};
 use crate::leads::{self, ImportOptions};
 use crate::registry::{self, DndImport, Target};
@@ -171,12 +170,8 @@ pub async fn run(opts: DemoOptions) -> Result<DemoResult, DemoError> {
     }
     let store = Store::open(&format!("sqlite://{}", opts.db.display())).await?;
     let zone = crate::timezone::infer(
-        &crate::phone::PhoneNumber::from_e164(match camp.country() {
-            crate::phone::Country::UnitedKingdom => "+442079460000",
-            crate::phone::Country::India => "+919876500000",
-            _ => "+12125550100",
-        })
-        .map_err(other)?,
+        &crate::phone::PhoneNumber::from_e164(camp.profile.rules().sample().number)
+            .map_err(other)?,
     )
     .first()
     .copied()
@@ -419,12 +414,9 @@ pub async fn load_sample(
     .await
     .map_err(other)?;
     let _ = std::fs::create_dir_all(dnd_dir);
-    let (reg_file, format) = match camp.country() {
-        crate::phone::Country::UnitedKingdom => ("uk-tps-sample.txt", Format::Plain),
-        crate::phone::Country::India => ("in-ncpr-sample.csv", Format::Ncpr),
-        _ => ("us-dnc-sample.txt", Format::Plain),
-    };
-    let reg_path = campaigns_dir.join("dnd").join(reg_file);
+    let sample = camp.profile.rules().sample();
+    let format = sample.registry_format;
+    let reg_path = campaigns_dir.join("dnd").join(sample.registry_file);
     registry::import(
         store,
         dnd_dir,

@@ -1,9 +1,11 @@
 //! Phone numbers: normalisation to E.164 for the countries we dial, and masking
 //! for logs.
 //!
-//! Owns the numbering-plan rules of India, the NANP (US and Canada), the UK
-//! and Australia. It does no I/O; the NANP area-code table is data compiled
-//! into the binary (`data/nanp_regions.tsv`, generated from libphonenumber).
+//! Owns the parsing and masking; each country's numbering plan (trunk
+//! prefixes, lengths, refused ranges) is in its profile
+//! ([`crate::profile::Regulation`]). It does no I/O; the NANP area-code
+//! table is data compiled into the binary (`data/nanp_regions.tsv`,
+//! generated from libphonenumber).
 //!
 //! Why not the `phonenumber` crate: we need a fail-closed rule set for five
 //! countries only, area-code level region checks for the NANP (a Canadian
@@ -51,12 +53,7 @@ impl Country {
 
     /// The ITU country calling code.
     pub fn calling_code(self) -> u64 {
-        match self {
-            Country::India => 91,
-            Country::UnitedStates | Country::Canada => 1,
-            Country::UnitedKingdom => 44,
-            Country::Australia => 61,
-        }
+        self.rules().calling_code()
     }
 
     /// Parses an ISO code as stored in the database.
@@ -266,99 +263,13 @@ fn calling_code_prefix(d: &[u8]) -> Option<(u64, usize)> {
 /// Strips a trunk prefix or a country code written without `+` from a
 /// number written in national form.
 fn strip_national_prefixes(d: &[u8], country: Country) -> &[u8] {
-    match country {
-        Country::India => match d {
-            [0, 9, 1, rest @ ..] if d.len() == 13 => rest,
-            [0, rest @ ..] => rest,
-            [9, 1, rest @ ..] if d.len() == 12 => rest,
-            _ => d,
-        },
-        Country::UnitedStates | Country::Canada => match d.len() {
-            11 if d[0] == 1 => &d[1..],
-            _ => d,
-        },
-        Country::UnitedKingdom => match d {
-            [0, rest @ ..] => rest,
-            [4, 4, rest @ ..] if d.len() >= 11 => rest,
-            _ => d,
-        },
-        Country::Australia => match d {
-            [0, rest @ ..] => rest,
-            [6, 1, rest @ ..] if d.len() == 11 => rest,
-            _ => d,
-        },
-    }
+    country.rules().strip_national_prefixes(d)
 }
 
-/// Validates a national significant number (no trunk prefix) and builds the
-/// E.164 number.
+/// Validates a national significant number (no trunk prefix) against the
+/// country's plan and builds the E.164 number.
 fn national_number(n: &[u8], country: Country) -> Result<PhoneNumber, PhoneError> {
-    let bad_len = || PhoneError::BadLength {
-        digits: n.len(),
-        country,
-    };
-    let bad_prefix = |k: usize| PhoneError::BadPrefix {
-        prefix: digits_str(&n[..k.min(n.len())]),
-        country,
-    };
-    let country = match country {
-        Country::India => {
-            if n.len() != 10 {
-                return Err(bad_len());
-            }
-            // 0 is the trunk prefix; 140/160 series are telemarketer and
-            // service caller IDs, not subscribers.
-            if n[0] == 0 {
-                return Err(bad_prefix(1));
-            }
-            if matches!(n, [1, 4 | 6, 0, ..]) {
-                return Err(bad_prefix(3));
-            }
-            Country::India
-        }
-        Country::UnitedStates | Country::Canada => {
-            if n.len() != 10 {
-                return Err(bad_len());
-            }
-            if n[0] < 2 {
-                return Err(bad_prefix(1));
-            }
-            if n[3] < 2 {
-                return Err(bad_prefix(4));
-            }
-            let npa = u16::from(n[0]) * 100 + u16::from(n[1]) * 10 + u16::from(n[2]);
-            let region = nanp_region(npa).ok_or(PhoneError::UnknownAreaCode(npa))?;
-            if region != country.iso() {
-                return Err(PhoneError::OutOfCountry {
-                    found: region.to_string(),
-                    expected: country,
-                });
-            }
-            country
-        }
-        Country::UnitedKingdom => {
-            // Geographic (01, 02), non-geographic (03) and mobile (07):
-            // ten digits, or nine for a few 01 areas. Premium 09 and
-            // freephone 08 ranges are not telemarketing targets.
-            match n.len() {
-                10 if matches!(n[0], 1 | 2 | 3 | 7) => {}
-                9 if n[0] == 1 => {}
-                9 | 10 => return Err(bad_prefix(1)),
-                _ => return Err(bad_len()),
-            }
-            Country::UnitedKingdom
-        }
-        Country::Australia => {
-            if n.len() != 9 {
-                return Err(bad_len());
-            }
-            // 2, 3, 7, 8: geographic; 4: mobile.
-            if !matches!(n[0], 2 | 3 | 4 | 7 | 8) {
-                return Err(bad_prefix(1));
-            }
-            Country::Australia
-        }
-    };
+    let country = country.rules().national_number(n)?;
     let mut digits = country.calling_code();
     for &x in n {
         digits = digits * 10 + u64::from(x);
@@ -368,29 +279,16 @@ fn national_number(n: &[u8], country: Country) -> Result<PhoneNumber, PhoneError
 
 /// Finds the country of an E.164 string among those we support.
 fn detect_country(text: &str) -> Result<Country, PhoneError> {
-    let rest = &text[1..];
-    let country = if rest.starts_with("91") {
-        Country::India
-    } else if rest.starts_with("44") {
-        Country::UnitedKingdom
-    } else if rest.starts_with("61") {
-        Country::Australia
-    } else if let Some(nanp) = rest.strip_prefix('1') {
-        let npa: u16 = nanp
-            .get(..3)
-            .and_then(|s| s.parse().ok())
-            .ok_or(PhoneError::NotE164)?;
-        match nanp_region(npa) {
-            Some("CA") => Country::Canada,
-            _ => Country::UnitedStates,
-        }
-    } else {
-        return Err(PhoneError::NotE164);
-    };
-    Ok(country)
+    let digits = &text[1..];
+    crate::profile::Profile::ALL
+        .iter()
+        .map(|p| p.country())
+        .find(|c| c.rules().owns_e164(digits))
+        .ok_or(PhoneError::NotE164)
 }
 
-fn digits_str(d: &[u8]) -> String {
+/// Digits as text.
+pub(crate) fn digits_str(d: &[u8]) -> String {
     d.iter().map(|x| char::from(b'0' + x)).collect()
 }
 

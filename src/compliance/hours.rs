@@ -7,7 +7,6 @@
 //! days clocks change are exact.
 
 use std::collections::BTreeSet;
-use std::sync::OnceLock;
 
 use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -71,13 +70,7 @@ impl Calendar {
 /// The holiday calendar a profile must honour (`data/holidays/*.txt`), if
 /// it has one: Australia bars calls on national public holidays.
 pub fn calendar(profile: Profile) -> Option<&'static Calendar> {
-    static AU: OnceLock<Calendar> = OnceLock::new();
-    match profile {
-        Profile::Au => {
-            Some(AU.get_or_init(|| Calendar::parse(include_str!("../../data/holidays/au.txt"))))
-        }
-        _ => None,
-    }
+    profile.rules().calendar()
 }
 
 /// The rules that decide calling hours for one campaign.

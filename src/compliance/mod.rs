@@ -20,7 +20,7 @@ use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
-use crate::campaign::{CallType, Campaign};
+use crate::campaign::Campaign;
 use crate::dnd_set::DndSet;
 use crate::outcome::Outcome;
 use crate::phone::{Country, PhoneNumber};
@@ -225,10 +225,7 @@ pub struct Context<'a> {
 /// How long after an abandoned call the same number may not be called
 /// again without an agent reserved (UK: Ofcom, 72 hours).
 pub fn recall_after_abandon(profile: Profile) -> Option<Duration> {
-    match profile {
-        Profile::Uk => Some(Duration::hours(72)),
-        _ => None,
-    }
+    profile.rules().recall_after_abandon()
 }
 
 /// The oldest a national registry may be before dialling stops: the US
@@ -236,11 +233,7 @@ pub fn recall_after_abandon(profile: Profile) -> Option<Duration> {
 /// 28 days, Australia's wash results last 30 days; India (NCPR) is held to
 /// 31 days by our policy.
 pub fn max_registry_age(profile: Profile) -> Duration {
-    match profile {
-        Profile::Uk => Duration::days(28),
-        Profile::Au => Duration::days(30),
-        Profile::Us | Profile::Ca | Profile::In => Duration::days(31),
-    }
+    profile.rules().max_registry_age()
 }
 
 /// May `lead` be dialled for `campaign` at `now`? Pure; see the module
@@ -275,10 +268,11 @@ pub fn check(
     {
         reasons.push(Reason::DndCampaign);
     }
-    // India's registry does not bar transactional calls; everything else
-    // is screened.
-    let screened = !(profile == Profile::In && campaign.call_type == CallType::Transactional);
-    if screened {
+    // India's registry does not bar transactional calls, for one.
+    if profile
+        .rules()
+        .screens_national_registry(campaign.call_type)
+    {
         match ctx.registries.national.get(&campaign.country()) {
             None => reasons.push(Reason::DndRegistryMissing),
             Some(reg) => {
