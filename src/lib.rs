@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 pub mod campaign;
 pub mod clock;
+pub mod commands;
 pub mod compliance;
 pub mod demo;
 pub mod dialer;

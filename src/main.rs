@@ -5,15 +5,14 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use dialler::auth::{self, Role};
-use dialler::campaign::{self, Campaign, CampaignError};
+use dialler::auth;
+use dialler::campaign::{self, Campaign};
+use dialler::clock::Millis;
+use dialler::commands;
 use dialler::compliance::dnd::Format;
-use dialler::leads::{self, ImportOptions};
-use dialler::pacing::Strategy;
-use dialler::phone::Country;
-use dialler::registry::{self, DndImport, Target};
-use dialler::report;
-use dialler::sim::{self, Scenario, SimConfig};
+use dialler::leads::ImportOptions;
+use dialler::registry::{DndImport, Target};
+use dialler::sim::{self, Scenario};
 use dialler::store::{self, Store};
 
 #[derive(Parser)]
@@ -455,132 +454,72 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Prints `report` for people, or as one JSON document.
+fn emit<T: std::fmt::Display + serde::Serialize>(report: &T, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
+    } else {
+        print!("{report}");
+    }
+    Ok(())
+}
+
+fn code(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let now = chrono::Utc::now();
+    let now_ms = Millis::from_utc(now);
     match cli.command {
         Command::Campaign(CampaignCmd::Validate { files }) => {
-            let mut failed = false;
-            for f in &files {
-                match Campaign::load(f) {
-                    Ok(c) => println!(
-                        "{}: ok ({}, profile {}, {})",
-                        f.display(),
-                        c.name,
-                        c.profile,
-                        c.strategy
-                    ),
-                    Err(CampaignError::Invalid { errors, .. }) => {
-                        failed = true;
-                        for e in errors {
-                            println!("{e}");
-                        }
-                    }
-                    Err(e) => {
-                        failed = true;
-                        println!("{e}");
-                    }
-                }
-            }
-            Ok(if failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
+            let report = commands::campaign_validate(&files);
+            print!("{report}");
+            Ok(code(!report.failed()))
         }
         Command::Campaign(CampaignCmd::List { json }) => {
-            let campaign::Loaded {
-                campaigns: ok,
-                invalid: bad,
-            } = campaign::load_dir(&cli.campaigns)?;
             let store = Store::open(&cli.db).await?;
-            let mut rows = Vec::new();
-            for (path, c) in &ok {
-                let leads = match store.campaign_id(&c.name).await? {
-                    Some(id) => store
-                        .lead_status_counts(id)
-                        .await?
-                        .iter()
-                        .map(|(_, n)| n)
-                        .sum(),
-                    None => 0,
-                };
-                rows.push(serde_json::json!({
-                    "name": c.name,
-                    "profile": c.profile,
-                    "strategy": c.strategy.to_string(),
-                    "file": path.display().to_string(),
-                    "leads": leads,
-                }));
-            }
-            if json {
-                let invalid: Vec<String> = bad.iter().map(ToString::to_string).collect();
-                println!(
-                    "{}",
-                    serde_json::json!({ "campaigns": rows, "invalid": invalid })
-                );
-            } else {
-                println!(
-                    "{:<28} {:<7} {:<14} {:>9}  FILE",
-                    "NAME", "PROFILE", "STRATEGY", "LEADS"
-                );
-                for r in &rows {
-                    println!(
-                        "{:<28} {:<7} {:<14} {:>9}  {}",
-                        r["name"].as_str().unwrap_or_default(),
-                        r["profile"].as_str().unwrap_or_default(),
-                        r["strategy"].as_str().unwrap_or_default(),
-                        r["leads"].as_i64().unwrap_or_default(),
-                        r["file"].as_str().unwrap_or_default()
-                    );
-                }
-                for e in &bad {
+            let list = commands::campaign_list(&store, &cli.campaigns).await;
+            store.close().await;
+            let list = list?;
+            emit(&list, json)?;
+            if !json {
+                for e in &list.invalid {
                     eprintln!("skipped: {e}");
                 }
             }
-            store.close().await;
-            Ok(if bad.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(code(list.invalid.is_empty()))
         }
         Command::Leads(LeadsCmd::Import(a)) => {
             let c = campaign::find(&cli.campaigns, &a.campaign)?;
             let store = Store::open(&cli.db).await?;
-            let now = store::millis(chrono::Utc::now());
-            let id = store.upsert_campaign(&c, now).await?;
             let opts = ImportOptions {
                 phone_column: a.phone_column,
                 rejects: a.rejects.clone(),
                 progress: !a.json,
             };
-            let (report, rejects) =
-                leads::import_file(&store, id, c.country(), &a.file, &opts, now)
-                    .await
-                    .with_context(|| format!("importing {}", a.file.display()))?;
+            let r = commands::leads_import(&store, &c, &a.file, &opts, now_ms).await;
             store.close().await;
-            if a.json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                println!(
-                    "{}: {} rows, {} imported, {} duplicates, {} rejected, {} with unknown time zone (not dialled until fixed)",
-                    a.file.display(),
-                    report.rows,
-                    report.imported,
-                    report.duplicates,
-                    report.rejected,
-                    report.tz_unknown
-                );
-                for r in rejects.iter().take(10) {
-                    eprintln!("{}:{}: {}: {}", a.file.display(), r.line, r.field, r.reason);
+            let r = r?;
+            emit(&r, a.json)?;
+            if !a.json {
+                for x in r.rejects.iter().take(10) {
+                    eprintln!("{}:{}: {}: {}", a.file.display(), x.line, x.field, x.reason);
                 }
-                if report.rejected > 10 {
+                if r.report.rejected > 10 {
                     match &a.rejects {
-                        Some(p) => {
-                            eprintln!("... all {} rejects are in {}", report.rejected, p.display())
-                        }
+                        Some(p) => eprintln!(
+                            "... all {} rejects are in {}",
+                            r.report.rejected,
+                            p.display()
+                        ),
                         None => eprintln!(
                             "... {} more; write them all with --rejects PATH",
-                            report.rejected - 10
+                            r.report.rejected - 10
                         ),
                     }
                 }
@@ -593,8 +532,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => None,
             };
             let country = match (&a.country, &campaign) {
-                (Some(cc), _) => Country::from_iso(&cc.to_ascii_uppercase())
-                    .with_context(|| format!("--country {cc}: use IN, US, CA, GB or AU"))?,
+                (Some(cc), _) => commands::country_arg(cc)?,
                 (None, Some(c)) => c.country(),
                 (None, None) => anyhow::bail!(
                     "give --country or --campaign: numbers in national form need a country"
@@ -606,78 +544,41 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (None, Some(c)) => Target::Campaign(c.name.clone()),
                 (None, None) => Target::National(country),
             };
-            let loaded_at = parse_time(a.loaded_at.as_deref())?;
+            let loaded_at = commands::time_arg(a.loaded_at.as_deref(), now)?;
             let format = match a.format {
                 FormatArg::Plain => Format::Plain,
                 FormatArg::Ncpr => Format::Ncpr,
             };
             let store = Store::open(&cli.db).await?;
             let req = DndImport {
-                target: target.clone(),
+                target,
                 file: &a.file,
                 format,
                 country,
                 delta: a.delta,
                 loaded_at,
             };
-            let (report, bad) = registry::import(&store, &cli.dnd_dir, &req).await?;
+            let r = commands::dnd_import(&store, &cli.dnd_dir, &req).await;
             store.close().await;
-            for b in bad.iter().take(20) {
+            let r = r?;
+            for b in r.bad.iter().take(20) {
                 eprintln!("{}:{}: {}", a.file.display(), b.line, b.reason);
             }
-            if bad.len() > 20 {
-                eprintln!("... {} more refused lines", bad.len() - 20);
+            if r.bad.len() > 20 {
+                eprintln!("... {} more refused lines", r.bad.len() - 20);
             }
-            if a.json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                println!(
-                    "{} -> {target}: {} entries, {} added, {} removed, {} refused; {} numbers listed",
-                    a.file.display(),
-                    report.entries,
-                    report.added,
-                    report.removed,
-                    report.rejected,
-                    report.total
-                );
-            }
+            emit(&r, a.json)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check(a) => {
             let c = campaign::find(&cli.campaigns, &a.campaign)?;
-            let now = parse_time(a.at.as_deref())?;
+            let at = commands::time_arg(a.at.as_deref(), now)?;
             let store = Store::open(&cli.db).await?;
-            let report = registry::check_number(&store, &cli.dnd_dir, &c, &a.phone, now).await?;
+            let r = commands::check(&store, &cli.dnd_dir, &c, &a.phone, at).await;
             store.close().await;
-            if a.json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                println!(
-                    "{}: {}",
-                    dialler::phone::mask(&a.phone),
-                    if report.allowed { "allowed" } else { "refused" }
-                );
-                for r in &report.reasons {
-                    println!("  {}: {}", r.code(), r.explain());
-                }
-                println!(
-                    "  time zone: {}",
-                    if report.timezone.is_empty() {
-                        "unknown".into()
-                    } else {
-                        report.timezone.join(", ")
-                    }
-                );
-                if let Some(t) = &report.local_time {
-                    println!("  local time: {t}");
-                }
-                match report.next_allowed_at {
-                    Some(t) if !report.allowed => println!("  next allowed: {}", t.to_rfc3339()),
-                    None => println!("  next allowed: never, until the data is fixed"),
-                    _ => {}
-                }
-            }
-            Ok(if report.allowed {
+            let r = r?;
+            emit(&r, a.json)?;
+            Ok(if r.report.allowed {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(3)
@@ -703,225 +604,80 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Err((field, message)) = scenario.check() {
                 anyhow::bail!("scenario {field}: {message}");
             }
-            let names: Vec<&str> = if a.strategy == "all" {
-                sim::ALL_STRATEGIES.to_vec()
-            } else {
-                a.strategy.split(',').collect()
+            let opts = commands::SimulateOptions {
+                campaign,
+                scenario,
+                strategies: a.strategy.clone(),
+                seed: a.seed,
+                seeds: a.seeds,
+                sweep: a.sweep.clone(),
             };
-            let seeds = a.seed..a.seed + a.seeds.max(1);
             if let Some(spec) = &a.sweep {
-                let sweep: sim::sweep::Sweep = spec.parse()?;
-                let base = SimConfig {
-                    campaign: campaign.clone(),
-                    scenario: scenario.clone(),
-                    strategy: Strategy::Predictive,
-                    seed: a.seed,
-                };
-                let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-                let points = sweep
-                    .points(&base, &names, seeds)
-                    .map_err(|e| anyhow::anyhow!(e))?;
-                let configs: Vec<SimConfig> = points.iter().map(|p| p.config.clone()).collect();
-                let bar = progress_bar(configs.len() as u64, "runs");
-                let reports = sim::run_all_with(&configs, &|| bar.inc(1));
+                let bar = progress_bar(commands::sweep_runs(&opts, spec)? as u64, "runs");
+                let swept = commands::simulate_sweep(&opts, spec, &|| bar.inc(1))?;
                 bar.finish_and_clear();
-                let rows = sim::sweep::rows(&points, &reports);
                 if let Some(p) = &a.csv {
-                    sim::write_csv(p, &reports)
+                    sim::write_csv(p, &swept.reports)
                         .with_context(|| format!("writing {}", p.display()))?;
                 }
                 if let Some(p) = &a.plot {
                     let title = format!(
                         "{} on {}: {} agents, {} days, {} seed(s)",
-                        campaign.name,
-                        scenario.name,
-                        scenario.agents,
-                        scenario.days,
+                        swept.campaign,
+                        swept.scenario,
+                        swept.agents,
+                        swept.days,
                         a.seeds.max(1)
                     );
-                    sim::plot::frontier(p, &title, &rows, campaign.abandon_limit_percent)?;
+                    sim::plot::frontier(
+                        p,
+                        &title,
+                        &swept.rows,
+                        opts.campaign.abandon_limit_percent,
+                    )?;
                 }
-                let best = sim::sweep::best_ratio(&rows);
                 if a.json {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&serde_json::json!({
-                            "campaign": campaign.name,
-                            "scenario": scenario.name,
-                            "agents": scenario.agents,
-                            "days": scenario.days,
-                            "sweep": sweep,
-                            "rows": rows,
-                            "best_ratio": best,
-                        }))?
-                    );
+                    println!("{}", serde_json::to_string_pretty(&swept)?);
                 } else {
-                    print!("{}", sim::sweep::table(sweep.param, &rows));
-                    if let Some(b) = best {
-                        println!(
-                            "best fixed ratio within the limit: {} (talk {:.3}, worst window {:.2}%)",
-                            b.summary.strategy,
-                            b.summary.talk_share_mean,
-                            b.summary.worst_window_max_percent
-                        );
-                    }
+                    print!("{swept}");
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            let mut configs = Vec::new();
-            for name in names {
-                let strategy =
-                    Strategy::parse(name).map_err(|e| anyhow::anyhow!("--strategy {name}: {e}"))?;
-                for seed in seeds.clone() {
-                    configs.push(SimConfig {
-                        campaign: campaign.clone(),
-                        scenario: scenario.clone(),
-                        strategy: strategy.clone(),
-                        seed,
-                    });
-                }
-            }
-            let bar = progress_bar(configs.len() as u64, "runs");
-            let reports = sim::run_all_with(&configs, &|| bar.inc(1));
+            let runs = commands::simulate_configs(&opts)?.len() as u64;
+            let bar = progress_bar(runs, "runs");
+            let done = commands::simulate(&opts, &|| bar.inc(1))?;
             bar.finish_and_clear();
-            if let (Some(p), Some(first)) = (&a.plot, configs.first()) {
+            if let Some(p) = &a.plot
+                && let Some(first) = commands::simulate_configs(&opts)?.first()
+            {
                 // Traced again on its own: sampling once a minute.
                 let (_, samples) = sim::run_traced(first, 60_000);
                 let title = format!(
                     "{} on {}: {}, {} agents, seed {}",
-                    campaign.name, scenario.name, first.strategy, scenario.agents, first.seed
+                    done.campaign, done.scenario, first.strategy, done.agents, first.seed
                 );
-                sim::plot::time_series(p, &title, &samples, campaign.abandon_limit_percent)?;
+                sim::plot::time_series(p, &title, &samples, opts.campaign.abandon_limit_percent)?;
             }
-            let summary = (a.seeds > 1).then(|| sim::summarise(&reports));
             if let Some(p) = &a.csv {
-                sim::write_csv(p, &reports).with_context(|| format!("writing {}", p.display()))?;
+                sim::write_csv(p, &done.runs)
+                    .with_context(|| format!("writing {}", p.display()))?;
             }
             if a.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({
-                        "campaign": campaign.name,
-                        "scenario": scenario.name,
-                        "agents": scenario.agents,
-                        "days": scenario.days,
-                        "seed": a.seed,
-                        "seeds": a.seeds.max(1),
-                        "runs": reports,
-                        "summary": summary,
-                    }))?
-                );
+                println!("{}", serde_json::to_string_pretty(&done)?);
             } else {
-                println!(
-                    "{} on scenario {} ({} agents, {} days, seed {}); abandonment limit {}% per {}",
-                    campaign.name,
-                    scenario.name,
-                    scenario.agents,
-                    scenario.days,
-                    a.seed,
-                    campaign.abandon_limit_percent,
-                    humantime::format_duration(campaign.abandon_window)
-                );
-                match &summary {
-                    Some(rows) => print!("{}", sim::summary_table(rows)),
-                    None => print!("{}", sim::table(&reports)),
-                }
+                print!("{done}");
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Sip(SipCmd::Call(a)) => {
-            let (target, ring_timeout, credentials, max_talk) = sip_common(&a.common)?;
-            let report = dialler::sip::ua::call_once(
-                &target,
-                dialler::sip::uac::CallParams {
-                    target: target.uri.clone(),
-                    from_user: a.common.from.clone(),
-                    ring_timeout,
-                    credentials,
-                    media_addr: "0.0.0.0:0".parse()?,
-                    max_talk,
-                },
-                a.play,
-            )
-            .await?;
-            if a.common.json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                let s = &report.summary;
-                println!(
-                    "{}: {}",
-                    dialler::sip::masked_uri(&target.uri),
-                    s.outcome.name()
-                );
-                println!(
-                    "  codes: {}",
-                    s.codes
-                        .iter()
-                        .map(u16::to_string)
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                );
-                let ms = |d: Option<std::time::Duration>| {
-                    d.map_or("-".to_string(), |d| {
-                        format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-                    })
-                };
-                println!("  first response after {}", ms(s.first_response_after));
-                println!("  ringing after {}", ms(s.progress_after));
-                println!("  answered after {}", ms(s.answer_after));
-                println!("  200 OK to ACK {}", ms(report.ack_latency));
-                println!("  talk {}", ms(s.talk));
-                if let Some(p) = report.prompt_packets {
-                    println!("  prompt: {p} RTP packets sent");
-                }
-            }
+            let r = commands::sip_call(&sip_options(&a.common), a.play).await?;
+            emit(&r, a.common.json)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Sip(SipCmd::Load(a)) => {
-            let (target, ring_timeout, credentials, max_talk) = sip_common(&a.common)?;
-            let report = dialler::sip::load::run(dialler::sip::load::LoadConfig {
-                target,
-                cps: a.cps,
-                calls: a.calls,
-                max_channels: a.max_channels,
-                ring_timeout,
-                max_talk,
-                credentials,
-                from_user: a.common.from.clone(),
-            })
-            .await?;
-            if a.common.json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                println!(
-                    "{} calls in {:.1} s: {:.1} calls/s (asked {}), peak {} in flight, {:.2} s CPU",
-                    report.calls,
-                    report.elapsed_s,
-                    report.achieved_cps,
-                    report.target_cps,
-                    report.peak_in_flight,
-                    report.cpu_s
-                );
-                for (o, n) in &report.outcomes {
-                    println!("  {:<12} {n:>8}", o.name());
-                }
-                for (name, p) in [
-                    ("setup (INVITE to first response)", report.setup_ms),
-                    ("answer (INVITE to 200)", report.answer_ms),
-                    ("200 OK to ACK", report.ack_ms),
-                ] {
-                    println!(
-                        "  {name}: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms (n={})",
-                        p.p50, p.p90, p.p99, p.max, p.n
-                    );
-                }
-                if report.backoffs > 0 {
-                    println!(
-                        "  backed off {} times, {:.1} s in all",
-                        report.backoffs, report.backoff_s
-                    );
-                }
-            }
+            let r =
+                commands::sip_load(&sip_options(&a.common), a.cps, a.calls, a.max_channels).await?;
+            emit(&r, a.common.json)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(a) => {
@@ -933,46 +689,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => dialler::clock::Clock::system(),
             };
             let store = Store::open(&cli.db).await?;
-            let loaded = campaign::load_dir(&cli.campaigns)?;
-            let mut chosen = Vec::new();
-            for (_, c) in loaded.campaigns {
-                if a.campaign_names.is_empty() || a.campaign_names.contains(&c.name) {
-                    chosen.push(c);
-                }
-            }
-            for name in &a.campaign_names {
-                if !chosen.iter().any(|c| &c.name == name) {
-                    anyhow::bail!("no valid campaign {name} in {}", cli.campaigns.display());
-                }
-            }
-            if chosen.is_empty() {
-                anyhow::bail!("no campaigns to run in {}", cli.campaigns.display());
-            }
-            let refs: Vec<&Campaign> = chosen.iter().collect();
-            let registries = registry::load(&store, &cli.dnd_dir, &refs).await?;
-            let mut cfg = dialler::service::ServiceConfig::new(store.clone(), chosen, registries);
-            cfg.clock = clock;
-            cfg.provider = a.provider;
-            cfg.sip_bind = a.sip_bind;
-            cfg.node = a.node;
-            cfg.grace = std::time::Duration::from_secs_f64(a.grace.max(0.0));
             let listener = tokio::net::TcpListener::bind(a.listen)
                 .await
                 .with_context(|| format!("binding {}", a.listen))?;
-            let running = dialler::service::start(cfg, listener, async {
-                let mut term =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = async {
-                        match term.as_mut() {
-                            Some(t) => { t.recv().await; }
-                            None => std::future::pending::<()>().await,
-                        }
-                    } => {}
-                }
-            })
-            .await?;
+            let opts = commands::RunOptions {
+                campaigns: a.campaign_names,
+                campaigns_dir: cli.campaigns.clone(),
+                dnd_dir: cli.dnd_dir.clone(),
+                provider: a.provider,
+                sip_bind: a.sip_bind,
+                node: a.node,
+                grace: a.grace,
+                clock,
+            };
+            let running =
+                commands::start_service(&store, opts, listener, shutdown_signal()).await?;
             println!("dialler listening on http://{}", running.http);
             let summary = running.wait().await?;
             store.close().await;
@@ -999,20 +730,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Sandbox(a) => {
             let secs = |s: f64| std::time::Duration::from_secs_f64(s.max(0.0));
-            let weights = [a.answer, a.busy, a.no_answer, a.reject, a.unavailable];
-            if weights.iter().any(|w| !w.is_finite() || *w < 0.0)
-                || weights.iter().sum::<f64>() <= 0.0
-            {
-                anyhow::bail!("outcome weights must be non-negative and not all zero");
-            }
+            let weights = commands::sandbox_weights(dialler::sip::sandbox::Weights {
+                answer: a.answer,
+                busy: a.busy,
+                no_answer: a.no_answer,
+                reject: a.reject,
+                unavailable: a.unavailable,
+            })?;
             let cfg = dialler::sip::sandbox::SandboxConfig {
-                weights: dialler::sip::sandbox::Weights {
-                    answer: a.answer,
-                    busy: a.busy,
-                    no_answer: a.no_answer,
-                    reject: a.reject,
-                    unavailable: a.unavailable,
-                },
+                weights,
                 ring: (secs(a.ring_min), secs(a.ring_max.max(a.ring_min))),
                 talk_mean: secs(a.talk_mean),
                 seed: a.seed,
@@ -1039,119 +765,68 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             country,
             json,
         }) => {
-            let country = match &country {
-                Some(cc) => Some(
-                    Country::from_iso(&cc.to_ascii_uppercase())
-                        .with_context(|| format!("--country {cc}: use IN, US, CA, GB or AU"))?,
-                ),
-                None => None,
-            };
-            let e164 = dialler::erasure::parse_number(&phone, country)?;
+            let country = country.as_deref().map(commands::country_arg).transpose()?;
             let store = Store::open(&cli.db).await?;
-            let now = store::millis(chrono::Utc::now());
-            let counts = dialler::erasure::erase(&store, &e164, now).await?;
+            let r = commands::leads_erase(&store, &phone, country, now_ms).await;
             store.close().await;
-            if json {
-                println!("{}", serde_json::to_string(&counts)?);
-            } else {
-                println!(
-                    "erased: {} leads deleted, {} call attempts de-identified (kept for counts), {} dispositions kept; the number is on the internal do-not-call list",
-                    counts.leads, counts.attempts, counts.dispositions
-                );
-            }
+            emit(&r?, json)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Token(cmd) => {
             let store = Store::open(&cli.db).await?;
-            let now = store::millis(chrono::Utc::now());
-            let code = match cmd {
+            let result = match cmd {
                 TokenCmd::Create {
                     role,
                     agent,
                     label,
                     json,
-                } => {
-                    let role: Role = role.parse()?;
-                    let t =
-                        auth::create_token(&store, role, agent.as_deref(), label.as_deref(), now)
-                            .await?;
-                    if json {
-                        println!("{}", serde_json::to_string(&t)?);
-                    } else {
-                        // The token alone on stdout, so scripts can take it;
-                        // the rest on stderr.
-                        eprintln!(
-                            "token {} ({}{}): shown once, store it now",
-                            t.id,
-                            t.role,
-                            t.agent_id
-                                .as_deref()
-                                .map(|a| format!(" for agent {a}"))
-                                .unwrap_or_default()
-                        );
-                        println!("{}", t.token);
+                } => commands::token_create(
+                    &store,
+                    &role,
+                    agent.as_deref(),
+                    label.as_deref(),
+                    now_ms,
+                )
+                .await
+                .and_then(|t| {
+                    if !json {
+                        // The token alone on stdout, so scripts can
+                        // take it; the rest on stderr.
+                        eprintln!("{}", t.note());
                     }
-                    ExitCode::SUCCESS
-                }
-                TokenCmd::Revoke { id } => {
-                    if auth::revoke(&store, id, now).await? {
+                    emit(&t, json).map_err(|e| commands::CommandError::Usage(e.to_string()))?;
+                    Ok(ExitCode::SUCCESS)
+                }),
+                TokenCmd::Revoke { id } => match auth::revoke(&store, id, now_ms.ms()).await {
+                    Ok(true) => {
                         println!("token {id} revoked");
-                        ExitCode::SUCCESS
-                    } else {
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Ok(false) => {
                         eprintln!("no valid token {id}: unknown or already revoked");
-                        ExitCode::FAILURE
+                        Ok(ExitCode::FAILURE)
                     }
-                }
-                TokenCmd::List { json } => {
-                    let rows = store.token_list().await?;
-                    if json {
-                        println!("{}", serde_json::json!({ "tokens": rows }));
-                    } else {
-                        println!(
-                            "{:>5} {:<10} {:<16} {:<20} {:<20} LABEL",
-                            "ID", "ROLE", "AGENT", "CREATED", "REVOKED"
-                        );
-                        let t = |ms: Option<i64>| {
-                            ms.and_then(chrono::DateTime::from_timestamp_millis)
-                                .map_or_else(
-                                    || "-".to_string(),
-                                    |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                                )
-                        };
-                        for r in &rows {
-                            println!(
-                                "{:>5} {:<10} {:<16} {:<20} {:<20} {}",
-                                r.id,
-                                r.role,
-                                r.agent_id.as_deref().unwrap_or("-"),
-                                t(Some(r.created_at)),
-                                t(r.revoked_at),
-                                r.label.as_deref().unwrap_or("")
-                            );
-                        }
-                    }
-                    ExitCode::SUCCESS
-                }
+                    Err(e) => Err(commands::CommandError::Usage(e.to_string())),
+                },
+                TokenCmd::List { json } => commands::token_list(&store).await.and_then(|l| {
+                    emit(&l, json).map_err(|e| commands::CommandError::Usage(e.to_string()))?;
+                    Ok(ExitCode::SUCCESS)
+                }),
             };
             store.close().await;
-            Ok(code)
+            Ok(result?)
         }
         Command::Report(a) => {
             let c = campaign::find(&cli.campaigns, &a.campaign)?;
             let from = match &a.from {
-                Some(t) => store::millis(parse_time(Some(t))?),
-                None => 0,
+                Some(t) => Millis::from_utc(commands::time_arg(Some(t), now)?),
+                None => Millis::EPOCH,
             };
-            let to = store::millis(parse_time(a.to.as_deref())?);
+            let to = Millis::from_utc(commands::time_arg(a.to.as_deref(), now)?);
             let store = Store::open(&cli.db).await?;
-            let id = store.campaign_id(&c.name).await?.with_context(|| {
-                format!(
-                    "campaign {:?} is not in {}; import leads first",
-                    c.name, cli.db
-                )
-            })?;
-            let r = report::report(&store, &c, id, from, to).await?;
+            let r = commands::report(&store, &c, from, to).await;
             store.close().await;
+            let r = r?;
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else if a.csv {
@@ -1163,69 +838,36 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Leads(LeadsCmd::Stats { campaign, json }) => {
             let store = Store::open(&cli.db).await?;
-            let id = store.campaign_id(&campaign).await?.with_context(|| {
-                format!(
-                    "campaign {campaign:?} has no leads in {}; import some first",
-                    cli.db
-                )
-            })?;
-            let counts = store.lead_status_counts(id).await?;
+            let r = commands::leads_stats(&store, &campaign).await;
             store.close().await;
-            let total: i64 = counts.iter().map(|(_, n)| n).sum();
-            if json {
-                let by: serde_json::Map<String, serde_json::Value> = counts
-                    .iter()
-                    .map(|(s, n)| (s.clone(), (*n).into()))
-                    .collect();
-                println!(
-                    "{}",
-                    serde_json::json!({ "campaign": campaign, "total": total, "by_status": by })
-                );
-            } else {
-                println!("{campaign}: {total} leads");
-                for (s, n) in &counts {
-                    println!("  {s:<12} {n:>9}");
-                }
-            }
+            emit(&r?, json)?;
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-fn sip_common(
-    c: &SipCommon,
-) -> anyhow::Result<(
-    dialler::sip::Target,
-    dialler::sip::uac::RingTimeout,
-    Option<dialler::sip::auth::Credentials>,
-    Option<std::time::Duration>,
-)> {
-    let target = dialler::sip::Target::parse(&c.uri)?;
-    let ring = dialler::sip::uac::RingTimeout::new(std::time::Duration::from_secs_f64(
-        c.ring_timeout.max(0.0),
-    ))?;
-    let creds = match &c.user {
-        Some(u) => Some(dialler::sip::auth::Credentials {
-            username: u.clone(),
-            password: std::env::var(&c.password_env)
-                .with_context(|| format!("--user needs the password in ${}", c.password_env))?,
-        }),
-        None => None,
-    };
-    let talk = c
-        .max_talk
-        .map(|t| std::time::Duration::from_secs_f64(t.max(0.0)));
-    Ok((target, ring, creds, talk))
+fn sip_options(c: &SipCommon) -> commands::SipOptions {
+    commands::SipOptions {
+        uri: c.uri.clone(),
+        ring_timeout: c.ring_timeout,
+        max_talk: c.max_talk,
+        user: c.user.clone(),
+        password_env: c.password_env.clone(),
+        from: c.from.clone(),
+    }
 }
 
-fn parse_time(text: Option<&str>) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
-    match text {
-        None => Ok(chrono::Utc::now()),
-        Some(t) => Ok(chrono::DateTime::parse_from_rfc3339(t)
-            .with_context(|| {
-                format!("{t:?} is not an RFC 3339 time such as 2026-12-01T10:00:00+05:30")
-            })?
-            .with_timezone(&chrono::Utc)),
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(t) => { t.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
     }
 }
 

@@ -1,0 +1,1003 @@
+//! The library side of the command line: what each `dialler` command does,
+//! returning a typed report that prints for people (`Display`) and as one
+//! JSON document (`Serialize`, for `--json`). `main.rs` only parses the
+//! arguments, calls these and prints.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::auth::{self, NewToken, Role};
+use crate::campaign::{self, Campaign, CampaignError};
+use crate::clock::Millis;
+use crate::compliance::dnd::{BadLine, DndImportReport};
+use crate::leads::{self, ImportOptions, ImportReport, Reject};
+use crate::pacing::Strategy;
+use crate::phone::Country;
+use crate::registry::{self, CheckReport, DndImport};
+use crate::sim::{self, Scenario, SeedSummary, SimConfig, SimReport};
+use crate::store::{ErasureCounts, Store, TokenRow};
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// A campaign or scenario file.
+    #[error(transparent)]
+    Campaign(#[from] CampaignError),
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// A registry import or check.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+    /// A lead import.
+    #[error("importing {}: {source}", path.display())]
+    Import {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: crate::leads::ImportError,
+    },
+    /// Anything the user must fix, said plainly.
+    #[error("{0}")]
+    Usage(String),
+    /// A file could not be written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+fn usage(message: impl Into<String>) -> CommandError {
+    CommandError::Usage(message.into())
+}
+
+/// A country from its ISO code, as `--country` takes it.
+pub fn country_arg(code: &str) -> Result<Country, CommandError> {
+    Country::from_iso(&code.to_ascii_uppercase())
+        .ok_or_else(|| usage(format!("--country {code}: use IN, US, CA, GB or AU")))
+}
+
+/// An RFC 3339 time as the options take it; `None`: `now`.
+pub fn time_arg(
+    text: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>, CommandError> {
+    match text {
+        None => Ok(now),
+        Some(t) => chrono::DateTime::parse_from_rfc3339(t)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .map_err(|_| {
+                usage(format!(
+                    "{t:?} is not an RFC 3339 time such as 2026-12-01T10:00:00+05:30"
+                ))
+            }),
+    }
+}
+
+// ---- campaign validate / list ----------------------------------------
+
+/// One file's validation.
+#[derive(Debug, Serialize)]
+pub struct Validated {
+    /// The file.
+    pub file: PathBuf,
+    /// `name, profile, strategy` when valid.
+    pub campaign: Option<String>,
+    /// Every error, as `file:line:column: field: message`.
+    pub errors: Vec<String>,
+}
+
+/// `dialler campaign validate`.
+#[derive(Debug, Serialize)]
+pub struct ValidateReport {
+    /// Each file.
+    pub files: Vec<Validated>,
+}
+
+impl ValidateReport {
+    /// Whether any file failed.
+    pub fn failed(&self) -> bool {
+        self.files.iter().any(|f| !f.errors.is_empty())
+    }
+}
+
+impl fmt::Display for ValidateReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for v in &self.files {
+            match &v.campaign {
+                Some(c) if v.errors.is_empty() => writeln!(f, "{}: ok ({c})", v.file.display())?,
+                _ => {
+                    for e in &v.errors {
+                        writeln!(f, "{e}")?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Validates campaign files.
+pub fn campaign_validate(files: &[PathBuf]) -> ValidateReport {
+    let files = files
+        .iter()
+        .map(|f| match Campaign::load(f) {
+            Ok(c) => Validated {
+                file: f.clone(),
+                campaign: Some(format!("{}, profile {}, {}", c.name, c.profile, c.strategy)),
+                errors: Vec::new(),
+            },
+            Err(CampaignError::Invalid { errors, .. }) => Validated {
+                file: f.clone(),
+                campaign: None,
+                errors: errors.iter().map(ToString::to_string).collect(),
+            },
+            Err(e) => Validated {
+                file: f.clone(),
+                campaign: None,
+                errors: vec![e.to_string()],
+            },
+        })
+        .collect();
+    ValidateReport { files }
+}
+
+/// A campaign in the folder.
+#[derive(Debug, Serialize)]
+pub struct CampaignRow {
+    /// Name.
+    pub name: String,
+    /// Profile.
+    pub profile: crate::profile::Profile,
+    /// Strategy.
+    pub strategy: String,
+    /// File.
+    pub file: String,
+    /// Leads stored.
+    pub leads: i64,
+}
+
+/// `dialler campaign list`.
+#[derive(Debug, Serialize)]
+pub struct CampaignList {
+    /// Valid campaigns.
+    pub campaigns: Vec<CampaignRow>,
+    /// Files that failed validation, with why.
+    pub invalid: Vec<String>,
+}
+
+impl fmt::Display for CampaignList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:<28} {:<7} {:<14} {:>9}  FILE",
+            "NAME", "PROFILE", "STRATEGY", "LEADS"
+        )?;
+        for r in &self.campaigns {
+            writeln!(
+                f,
+                "{:<28} {:<7} {:<14} {:>9}  {}",
+                r.name, r.profile, r.strategy, r.leads, r.file
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Lists the campaigns in `dir` with their stored lead counts.
+pub async fn campaign_list(store: &Store, dir: &Path) -> Result<CampaignList, CommandError> {
+    let campaign::Loaded { campaigns, invalid } = campaign::load_dir(dir)?;
+    let mut rows = Vec::new();
+    for (path, c) in &campaigns {
+        let leads = match store.campaign_id(&c.name).await? {
+            Some(id) => store
+                .lead_status_counts(id)
+                .await?
+                .iter()
+                .map(|(_, n)| n)
+                .sum(),
+            None => 0,
+        };
+        rows.push(CampaignRow {
+            name: c.name.clone(),
+            profile: c.profile,
+            strategy: c.strategy.to_string(),
+            file: path.display().to_string(),
+            leads,
+        });
+    }
+    Ok(CampaignList {
+        campaigns: rows,
+        invalid: invalid.iter().map(ToString::to_string).collect(),
+    })
+}
+
+// ---- leads -------------------------------------------------------------
+
+/// `dialler leads import`: the counts, and the refused rows.
+#[derive(Debug, Serialize)]
+pub struct LeadImport {
+    /// The file.
+    #[serde(skip)]
+    pub file: PathBuf,
+    /// The counts.
+    #[serde(flatten)]
+    pub report: ImportReport,
+    /// Every refused row.
+    #[serde(skip)]
+    pub rejects: Vec<Reject>,
+}
+
+impl fmt::Display for LeadImport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = &self.report;
+        writeln!(
+            f,
+            "{}: {} rows, {} imported, {} duplicates, {} rejected, {} with unknown time zone (not dialled until fixed)",
+            self.file.display(),
+            r.rows,
+            r.imported,
+            r.duplicates,
+            r.rejected,
+            r.tz_unknown
+        )
+    }
+}
+
+/// Imports a lead file into a campaign at `now`.
+pub async fn leads_import(
+    store: &Store,
+    campaign: &Campaign,
+    file: &Path,
+    opts: &ImportOptions,
+    now: Millis,
+) -> Result<LeadImport, CommandError> {
+    let id = store.upsert_campaign(campaign, now.ms()).await?;
+    let (report, rejects) = leads::import_file(store, id, campaign.country(), file, opts, now.ms())
+        .await
+        .map_err(|source| CommandError::Import {
+            path: file.to_path_buf(),
+            source,
+        })?;
+    Ok(LeadImport {
+        file: file.to_path_buf(),
+        report,
+        rejects,
+    })
+}
+
+/// `dialler leads stats`.
+#[derive(Debug, Serialize)]
+pub struct LeadStats {
+    /// Campaign.
+    pub campaign: String,
+    /// Leads in all.
+    pub total: i64,
+    /// By status.
+    pub by_status: std::collections::BTreeMap<String, i64>,
+}
+
+impl fmt::Display for LeadStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}: {} leads", self.campaign, self.total)?;
+        for (s, n) in &self.by_status {
+            writeln!(f, "  {s:<12} {n:>9}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Counts a campaign's leads by status.
+pub async fn leads_stats(store: &Store, campaign: &str) -> Result<LeadStats, CommandError> {
+    let id = store.campaign_id(campaign).await?.ok_or_else(|| {
+        usage(format!(
+            "campaign {campaign:?} has no leads in the store; import some first"
+        ))
+    })?;
+    let counts = store.lead_status_counts(id).await?;
+    Ok(LeadStats {
+        campaign: campaign.to_string(),
+        total: counts.iter().map(|(_, n)| n).sum(),
+        by_status: counts.into_iter().collect(),
+    })
+}
+
+/// `dialler leads erase`.
+#[derive(Debug, Serialize)]
+pub struct Erased(pub ErasureCounts);
+
+impl fmt::Display for Erased {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "erased: {} leads deleted, {} call attempts de-identified (kept for counts), {} dispositions kept; the number is on the internal do-not-call list",
+            self.0.leads, self.0.attempts, self.0.dispositions
+        )
+    }
+}
+
+/// Erases a person by number from every campaign.
+pub async fn leads_erase(
+    store: &Store,
+    phone: &str,
+    country: Option<Country>,
+    now: Millis,
+) -> Result<Erased, CommandError> {
+    let e164 = crate::erasure::parse_number(phone, country).map_err(|e| usage(e.to_string()))?;
+    let counts = crate::erasure::erase(store, &e164, now.ms())
+        .await
+        .map_err(|e| usage(e.to_string()))?;
+    Ok(Erased(counts))
+}
+
+// ---- dnd import and check ---------------------------------------------
+
+/// `dialler dnd import`: the counts, and the refused lines.
+#[derive(Debug, Serialize)]
+pub struct DndImported {
+    /// Where the entries went.
+    #[serde(skip)]
+    pub target: registry::Target,
+    /// The file.
+    #[serde(skip)]
+    pub file: PathBuf,
+    /// The counts.
+    #[serde(flatten)]
+    pub report: DndImportReport,
+    /// Every refused line.
+    #[serde(skip)]
+    pub bad: Vec<BadLine>,
+}
+
+impl fmt::Display for DndImported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = &self.report;
+        writeln!(
+            f,
+            "{} -> {}: {} entries, {} added, {} removed, {} refused; {} numbers listed",
+            self.file.display(),
+            self.target,
+            r.entries,
+            r.added,
+            r.removed,
+            r.rejected,
+            r.total
+        )
+    }
+}
+
+/// Imports a registry file.
+pub async fn dnd_import(
+    store: &Store,
+    dnd_dir: &Path,
+    req: &DndImport<'_>,
+) -> Result<DndImported, CommandError> {
+    let (report, bad) = registry::import(store, dnd_dir, req).await?;
+    Ok(DndImported {
+        target: req.target.clone(),
+        file: req.file.to_path_buf(),
+        report,
+        bad,
+    })
+}
+
+/// `dialler check`.
+#[derive(Debug, Serialize)]
+pub struct Checked {
+    /// The number as given, masked for people.
+    #[serde(skip)]
+    pub phone: String,
+    /// The verdict.
+    #[serde(flatten)]
+    pub report: CheckReport,
+}
+
+impl fmt::Display for Checked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = &self.report;
+        writeln!(
+            f,
+            "{}: {}",
+            crate::phone::mask(&self.phone),
+            if r.allowed { "allowed" } else { "refused" }
+        )?;
+        for reason in &r.reasons {
+            writeln!(f, "  {}: {}", reason.code(), reason.explain())?;
+        }
+        writeln!(
+            f,
+            "  time zone: {}",
+            if r.timezone.is_empty() {
+                "unknown".into()
+            } else {
+                r.timezone.join(", ")
+            }
+        )?;
+        if let Some(t) = &r.local_time {
+            writeln!(f, "  local time: {t}")?;
+        }
+        match r.next_allowed_at {
+            Some(t) if !r.allowed => writeln!(f, "  next allowed: {}", t.to_rfc3339())?,
+            None => writeln!(f, "  next allowed: never, until the data is fixed")?,
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Checks a number for a campaign at `at`.
+pub async fn check(
+    store: &Store,
+    dnd_dir: &Path,
+    campaign: &Campaign,
+    phone: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<Checked, CommandError> {
+    let report = registry::check_number(store, dnd_dir, campaign, phone, at).await?;
+    Ok(Checked {
+        phone: phone.to_string(),
+        report,
+    })
+}
+
+// ---- tokens --------------------------------------------------------------
+
+/// `dialler token create`: the token, shown once.
+#[derive(Debug, Serialize)]
+pub struct TokenCreated(pub NewToken);
+
+impl fmt::Display for TokenCreated {
+    /// The token alone, so that scripts can take it from stdout.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", self.0.token)
+    }
+}
+
+impl TokenCreated {
+    /// The note for stderr beside the bare token.
+    pub fn note(&self) -> String {
+        let t = &self.0;
+        format!(
+            "token {} ({}{}): shown once, store it now",
+            t.id,
+            t.role,
+            t.agent_id
+                .as_deref()
+                .map(|a| format!(" for agent {a}"))
+                .unwrap_or_default()
+        )
+    }
+}
+
+/// Creates a token.
+pub async fn token_create(
+    store: &Store,
+    role: &str,
+    agent: Option<&str>,
+    label: Option<&str>,
+    now: Millis,
+) -> Result<TokenCreated, CommandError> {
+    let role: Role = role
+        .parse()
+        .map_err(|e: auth::AuthError| usage(e.to_string()))?;
+    let t = auth::create_token(store, role, agent, label, now.ms())
+        .await
+        .map_err(|e| usage(e.to_string()))?;
+    Ok(TokenCreated(t))
+}
+
+/// `dialler token list`.
+#[derive(Debug, Serialize)]
+pub struct TokenList {
+    /// Tokens, never their secrets.
+    pub tokens: Vec<TokenRow>,
+}
+
+impl fmt::Display for TokenList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:>5} {:<10} {:<16} {:<20} {:<20} LABEL",
+            "ID", "ROLE", "AGENT", "CREATED", "REVOKED"
+        )?;
+        let t = |ms: Option<i64>| {
+            ms.and_then(chrono::DateTime::from_timestamp_millis)
+                .map_or_else(
+                    || "-".to_string(),
+                    |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                )
+        };
+        for r in &self.tokens {
+            writeln!(
+                f,
+                "{:>5} {:<10} {:<16} {:<20} {:<20} {}",
+                r.id,
+                r.role,
+                r.agent_id.as_deref().unwrap_or("-"),
+                t(Some(r.created_at)),
+                t(r.revoked_at),
+                r.label.as_deref().unwrap_or("")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Lists tokens.
+pub async fn token_list(store: &Store) -> Result<TokenList, CommandError> {
+    Ok(TokenList {
+        tokens: store.token_list().await?,
+    })
+}
+
+// ---- report ----------------------------------------------------------------
+
+/// A campaign's report over `[from, to)`.
+pub async fn report(
+    store: &Store,
+    campaign: &Campaign,
+    from: Millis,
+    to: Millis,
+) -> Result<crate::report::Report, CommandError> {
+    let id = store.campaign_id(&campaign.name).await?.ok_or_else(|| {
+        usage(format!(
+            "campaign {:?} is not in the store; import leads first",
+            campaign.name
+        ))
+    })?;
+    crate::report::report(store, campaign, id, from.ms(), to.ms())
+        .await
+        .map_err(|e| usage(e.to_string()))
+}
+
+// ---- simulate --------------------------------------------------------------
+
+/// What `dialler simulate` is asked.
+#[derive(Debug, Clone)]
+pub struct SimulateOptions {
+    /// The campaign.
+    pub campaign: Campaign,
+    /// The scenario, checked.
+    pub scenario: Scenario,
+    /// Strategy names, or `all`.
+    pub strategies: String,
+    /// First seed.
+    pub seed: u64,
+    /// Seeds.
+    pub seeds: u64,
+    /// A sweep specification.
+    pub sweep: Option<String>,
+}
+
+/// `dialler simulate` without a sweep.
+#[derive(Debug, Serialize)]
+pub struct Simulated {
+    /// Campaign.
+    pub campaign: String,
+    /// Scenario.
+    pub scenario: String,
+    /// Agents.
+    pub agents: u32,
+    /// Days.
+    pub days: u32,
+    /// First seed.
+    pub seed: u64,
+    /// Seeds.
+    pub seeds: u64,
+    /// Every run.
+    pub runs: Vec<SimReport>,
+    /// Per strategy, over the seeds (with more than one).
+    pub summary: Option<Vec<SeedSummary>>,
+    #[serde(skip)]
+    header: String,
+}
+
+impl fmt::Display for Simulated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", self.header)?;
+        match &self.summary {
+            Some(rows) => write!(f, "{}", sim::summary_table(rows)),
+            None => write!(f, "{}", sim::table(&self.runs)),
+        }
+    }
+}
+
+/// `dialler simulate --sweep`.
+#[derive(Debug, Serialize)]
+pub struct Swept {
+    /// Campaign.
+    pub campaign: String,
+    /// Scenario.
+    pub scenario: String,
+    /// Agents.
+    pub agents: u32,
+    /// Days.
+    pub days: u32,
+    /// The sweep.
+    pub sweep: sim::sweep::Sweep,
+    /// One row per (value, strategy).
+    pub rows: Vec<sim::sweep::SweepRow>,
+    /// The best fixed ratio that kept every window under the limit.
+    pub best_ratio: Option<sim::sweep::SweepRow>,
+    /// Every run, for `--csv`.
+    #[serde(skip)]
+    pub reports: Vec<SimReport>,
+}
+
+impl fmt::Display for Swept {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", sim::sweep::table(self.sweep.param, &self.rows))?;
+        if let Some(b) = &self.best_ratio {
+            writeln!(
+                f,
+                "best fixed ratio within the limit: {} (talk {:.3}, worst window {:.2}%)",
+                b.summary.strategy, b.summary.talk_share_mean, b.summary.worst_window_max_percent
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The configurations of a simulation without a sweep, in run order.
+pub fn simulate_configs(o: &SimulateOptions) -> Result<Vec<SimConfig>, CommandError> {
+    let names: Vec<&str> = if o.strategies == "all" {
+        sim::ALL_STRATEGIES.to_vec()
+    } else {
+        o.strategies.split(',').collect()
+    };
+    let mut configs = Vec::new();
+    for name in names {
+        let strategy =
+            Strategy::parse(name).map_err(|e| usage(format!("--strategy {name}: {e}")))?;
+        for seed in o.seed..o.seed + o.seeds.max(1) {
+            configs.push(SimConfig {
+                campaign: o.campaign.clone(),
+                scenario: o.scenario.clone(),
+                strategy: strategy.clone(),
+                seed,
+            });
+        }
+    }
+    Ok(configs)
+}
+
+/// Runs the simulations of `o` (no sweep) on all cores, `done` after each.
+pub fn simulate(o: &SimulateOptions, done: &(dyn Fn() + Sync)) -> Result<Simulated, CommandError> {
+    let configs = simulate_configs(o)?;
+    let runs = sim::run_all_with(&configs, done);
+    let summary = (o.seeds > 1).then(|| sim::summarise(&runs));
+    let c = &o.campaign;
+    let sc = &o.scenario;
+    Ok(Simulated {
+        header: format!(
+            "{} on scenario {} ({} agents, {} days, seed {}); abandonment limit {}% per {}",
+            c.name,
+            sc.name,
+            sc.agents,
+            sc.days,
+            o.seed,
+            c.abandon_limit_percent,
+            humantime::format_duration(c.abandon_window)
+        ),
+        campaign: c.name.clone(),
+        scenario: sc.name.clone(),
+        agents: sc.agents,
+        days: sc.days,
+        seed: o.seed,
+        seeds: o.seeds.max(1),
+        runs,
+        summary,
+    })
+}
+
+/// The sweep of `spec` over `o`, and its points.
+fn sweep_points(
+    o: &SimulateOptions,
+    spec: &str,
+) -> Result<(sim::sweep::Sweep, Vec<sim::sweep::Point>), CommandError> {
+    let sweep: sim::sweep::Sweep = spec
+        .parse()
+        .map_err(|e: sim::sweep::SweepError| usage(e.to_string()))?;
+    let names: Vec<String> = if o.strategies == "all" {
+        sim::ALL_STRATEGIES.iter().map(|s| s.to_string()).collect()
+    } else {
+        o.strategies.split(',').map(str::to_string).collect()
+    };
+    let base = SimConfig {
+        campaign: o.campaign.clone(),
+        scenario: o.scenario.clone(),
+        strategy: Strategy::Predictive,
+        seed: o.seed,
+    };
+    let points = sweep
+        .points(&base, &names, o.seed..o.seed + o.seeds.max(1))
+        .map_err(usage)?;
+    Ok((sweep, points))
+}
+
+/// The number of runs the sweep `spec` makes.
+pub fn sweep_runs(o: &SimulateOptions, spec: &str) -> Result<usize, CommandError> {
+    Ok(sweep_points(o, spec)?.1.len())
+}
+
+/// Runs the sweep `spec` over `o`, `done` after each run.
+pub fn simulate_sweep(
+    o: &SimulateOptions,
+    spec: &str,
+    done: &(dyn Fn() + Sync),
+) -> Result<Swept, CommandError> {
+    let (sweep, points) = sweep_points(o, spec)?;
+    let configs: Vec<SimConfig> = points.iter().map(|p| p.config.clone()).collect();
+    let reports = sim::run_all_with(&configs, done);
+    let rows = sim::sweep::rows(&points, &reports);
+    let best_ratio = sim::sweep::best_ratio(&rows).cloned();
+    Ok(Swept {
+        campaign: o.campaign.name.clone(),
+        scenario: o.scenario.name.clone(),
+        agents: o.scenario.agents,
+        days: o.scenario.days,
+        sweep,
+        rows,
+        best_ratio,
+        reports,
+    })
+}
+
+// ---- sip call / load -------------------------------------------------------
+
+/// What `dialler sip call` and `sip load` share.
+#[derive(Debug, Clone)]
+pub struct SipOptions {
+    /// The provider URI.
+    pub uri: String,
+    /// Ring timeout, seconds.
+    pub ring_timeout: f64,
+    /// Hang up answered calls after this long, seconds.
+    pub max_talk: Option<f64>,
+    /// Digest username.
+    pub user: Option<String>,
+    /// The environment variable holding the digest password.
+    pub password_env: String,
+    /// Caller user part.
+    pub from: String,
+}
+
+/// The parts of [`SipOptions`] a call needs.
+struct SipParts {
+    target: crate::sip::Target,
+    ring: crate::sip::uac::RingTimeout,
+    credentials: Option<crate::sip::auth::Credentials>,
+    max_talk: Option<std::time::Duration>,
+}
+
+fn sip_parts(o: &SipOptions) -> Result<SipParts, CommandError> {
+    let target = crate::sip::Target::parse(&o.uri).map_err(|e| usage(e.to_string()))?;
+    let ring = crate::sip::uac::RingTimeout::new(std::time::Duration::from_secs_f64(
+        o.ring_timeout.max(0.0),
+    ))
+    .map_err(|e| usage(e.to_string()))?;
+    let credentials = match &o.user {
+        Some(u) => Some(crate::sip::auth::Credentials {
+            username: u.clone(),
+            password: std::env::var(&o.password_env)
+                .map_err(|_| usage(format!("--user needs the password in ${}", o.password_env)))?,
+        }),
+        None => None,
+    };
+    Ok(SipParts {
+        target,
+        ring,
+        credentials,
+        max_talk: o
+            .max_talk
+            .map(|t| std::time::Duration::from_secs_f64(t.max(0.0))),
+    })
+}
+
+/// `dialler sip call`.
+#[derive(Debug, Serialize)]
+pub struct SipCalled {
+    /// The target, for people (masked).
+    #[serde(skip)]
+    pub uri: String,
+    /// The call.
+    #[serde(flatten)]
+    pub report: crate::sip::ua::CallReport,
+}
+
+impl fmt::Display for SipCalled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.report.summary;
+        writeln!(
+            f,
+            "{}: {}",
+            crate::sip::masked_uri(&self.uri),
+            s.outcome.name()
+        )?;
+        let codes: Vec<String> = s.codes.iter().map(u16::to_string).collect();
+        writeln!(f, "  codes: {}", codes.join(" "))?;
+        let ms = |d: Option<std::time::Duration>| {
+            d.map_or("-".to_string(), |d| {
+                format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+            })
+        };
+        writeln!(f, "  first response after {}", ms(s.first_response_after))?;
+        writeln!(f, "  ringing after {}", ms(s.progress_after))?;
+        writeln!(f, "  answered after {}", ms(s.answer_after))?;
+        writeln!(f, "  200 OK to ACK {}", ms(self.report.ack_latency))?;
+        writeln!(f, "  talk {}", ms(s.talk))?;
+        if let Some(p) = self.report.prompt_packets {
+            writeln!(f, "  prompt: {p} RTP packets sent")?;
+        }
+        Ok(())
+    }
+}
+
+/// Places one call; plays the generated prompt for `play` seconds when
+/// answered.
+pub async fn sip_call(o: &SipOptions, play: Option<f64>) -> Result<SipCalled, CommandError> {
+    let p = sip_parts(o)?;
+    let report = crate::sip::ua::call_once(
+        &p.target,
+        crate::sip::uac::CallParams {
+            target: p.target.uri.clone(),
+            from_user: o.from.clone(),
+            ring_timeout: p.ring,
+            credentials: p.credentials,
+            media_addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+            max_talk: p.max_talk,
+        },
+        play,
+    )
+    .await
+    .map_err(|e| usage(e.to_string()))?;
+    Ok(SipCalled {
+        uri: p.target.uri,
+        report,
+    })
+}
+
+/// `dialler sip load`.
+#[derive(Debug, Serialize)]
+pub struct SipLoaded(pub crate::sip::load::LoadReport);
+
+impl fmt::Display for SipLoaded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = &self.0;
+        writeln!(
+            f,
+            "{} calls in {:.1} s: {:.1} calls/s (asked {}), peak {} in flight, {:.2} s CPU",
+            r.calls, r.elapsed_s, r.achieved_cps, r.target_cps, r.peak_in_flight, r.cpu_s
+        )?;
+        for (o, n) in &r.outcomes {
+            writeln!(f, "  {:<12} {n:>8}", o.name())?;
+        }
+        for (name, p) in [
+            ("setup (INVITE to first response)", r.setup_ms),
+            ("answer (INVITE to 200)", r.answer_ms),
+            ("200 OK to ACK", r.ack_ms),
+        ] {
+            writeln!(
+                f,
+                "  {name}: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms (n={})",
+                p.p50, p.p90, p.p99, p.max, p.n
+            )?;
+        }
+        if r.backoffs > 0 {
+            writeln!(
+                f,
+                "  backed off {} times, {:.1} s in all",
+                r.backoffs, r.backoff_s
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Places `calls` calls at `cps`, at most `max_channels` at once.
+pub async fn sip_load(
+    o: &SipOptions,
+    cps: u32,
+    calls: u64,
+    max_channels: usize,
+) -> Result<SipLoaded, CommandError> {
+    let p = sip_parts(o)?;
+    let report = crate::sip::load::run(crate::sip::load::LoadConfig {
+        target: p.target,
+        cps,
+        calls,
+        max_channels,
+        ring_timeout: p.ring,
+        max_talk: p.max_talk,
+        credentials: p.credentials,
+        from_user: o.from.clone(),
+    })
+    .await
+    .map_err(|e| usage(e.to_string()))?;
+    Ok(SipLoaded(report))
+}
+
+// ---- run -------------------------------------------------------------------
+
+/// What `dialler run` is asked.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Campaigns to run; empty: every valid campaign in the folder.
+    pub campaigns: Vec<String>,
+    /// The campaign folder.
+    pub campaigns_dir: PathBuf,
+    /// The DND folder.
+    pub dnd_dir: PathBuf,
+    /// The provider every call goes to, instead of the campaigns' URIs.
+    pub provider: Option<std::net::SocketAddr>,
+    /// Local SIP address.
+    pub sip_bind: std::net::SocketAddr,
+    /// Node name.
+    pub node: String,
+    /// Shutdown grace, seconds.
+    pub grace: f64,
+    /// The service's clock.
+    pub clock: crate::clock::Clock,
+}
+
+/// Loads the chosen campaigns and their registries and starts the live
+/// service on `listener`; it stops when `shutdown` completes.
+pub async fn start_service(
+    store: &Store,
+    o: RunOptions,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<crate::service::Running, CommandError> {
+    let loaded = campaign::load_dir(&o.campaigns_dir)?;
+    let chosen: Vec<Campaign> = loaded
+        .campaigns
+        .into_iter()
+        .map(|(_, c)| c)
+        .filter(|c| o.campaigns.is_empty() || o.campaigns.contains(&c.name))
+        .collect();
+    for name in &o.campaigns {
+        if !chosen.iter().any(|c| &c.name == name) {
+            return Err(usage(format!(
+                "no valid campaign {name} in {}",
+                o.campaigns_dir.display()
+            )));
+        }
+    }
+    if chosen.is_empty() {
+        return Err(usage(format!(
+            "no campaigns to run in {}",
+            o.campaigns_dir.display()
+        )));
+    }
+    let refs: Vec<&Campaign> = chosen.iter().collect();
+    let registries = registry::load(store, &o.dnd_dir, &refs).await?;
+    let mut cfg = crate::service::ServiceConfig::new(store.clone(), chosen, registries);
+    cfg.clock = o.clock;
+    cfg.provider = o.provider;
+    cfg.sip_bind = o.sip_bind;
+    cfg.node = o.node;
+    cfg.grace = std::time::Duration::from_secs_f64(o.grace.max(0.0));
+    crate::service::start(cfg, listener, shutdown)
+        .await
+        .map_err(|e| usage(e.to_string()))
+}
+
+// ---- sandbox ---------------------------------------------------------------
+
+/// Checks the sandbox's outcome weights.
+pub fn sandbox_weights(
+    w: crate::sip::sandbox::Weights,
+) -> Result<crate::sip::sandbox::Weights, CommandError> {
+    let all = [w.answer, w.busy, w.no_answer, w.reject, w.unavailable];
+    if all.iter().any(|x| !x.is_finite() || *x < 0.0) || all.iter().sum::<f64>() <= 0.0 {
+        return Err(usage(
+            "outcome weights must be non-negative and not all zero",
+        ));
+    }
+    Ok(w)
+}
