@@ -11,7 +11,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 /// One campaign's live figures.
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, utoipa::ToSchema)]
 pub struct CampaignLive {
     /// Campaign name.
     pub name: String,

@@ -644,7 +644,7 @@ async fn the_openapi_document_lists_every_route() {
             .is_some_and(|c| c.starts_with("application/json"))
     );
     let v = r.json();
-    assert!(v["openapi"].as_str().is_some_and(|s| s.starts_with("3.0")));
+    assert!(v["openapi"].as_str().is_some_and(|s| s.starts_with("3.")));
     assert_eq!(
         v["components"]["securitySchemes"]["bearerAuth"]["scheme"],
         "bearer"

@@ -12,14 +12,16 @@ use std::time::Duration;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::api::ApiError;
 use crate::api::auth::Authenticated;
+use crate::api::{ApiError, ErrorBody};
 use crate::service::driver::{Input, Reply};
 use crate::service::{AgentError, SessionView, Shared};
 use crate::store::{NewDisposition, Store};
@@ -60,6 +62,22 @@ impl FromRef<AppState> for Store {
     }
 }
 
+/// The agents' routes, each registered with its OpenAPI description (the
+/// document at `/api/openapi.json` is made from these).
+pub(crate) fn documented() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(campaigns))
+        .routes(routes!(agents))
+        .routes(routes!(login))
+        .routes(routes!(ready))
+        .routes(routes!(pause))
+        .routes(routes!(logout))
+        .routes(routes!(hangup))
+        .routes(routes!(current_call))
+        .routes(routes!(disposition))
+        .routes(routes!(events))
+}
+
 /// The agents' routes over the service's shared state.
 pub fn routes(shared: Arc<Shared>) -> Router {
     let quota = Quota::per_minute(NonZeroU32::new(LOGINS_PER_MINUTE).unwrap_or(NonZeroU32::MIN));
@@ -67,17 +85,8 @@ pub fn routes(shared: Arc<Shared>) -> Router {
         shared,
         logins: Arc::new(RateLimiter::keyed(quota)),
     };
-    Router::new()
-        .route("/api/campaigns", get(campaigns))
-        .route("/api/agents", get(agents))
-        .route("/api/agents/{id}/login", post(login))
-        .route("/api/agents/{id}/ready", post(ready))
-        .route("/api/agents/{id}/pause", post(pause))
-        .route("/api/agents/{id}/logout", post(logout))
-        .route("/api/agents/{id}/hangup", post(hangup))
-        .route("/api/agents/{id}/call", get(current_call))
-        .route("/api/calls/{id}/disposition", post(disposition))
-        .route("/api/events", get(events))
+    let (router, _) = documented().split_for_parts();
+    router
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
@@ -89,7 +98,9 @@ fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     }
 }
 
-#[derive(Serialize)]
+/// A disposition code of a campaign.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Disposition)]
 struct DispositionOut {
     code: String,
     label: String,
@@ -97,15 +108,23 @@ struct DispositionOut {
     contact: bool,
 }
 
-#[derive(Serialize)]
+/// A running campaign.
+#[derive(Serialize, ToSchema)]
+#[schema(as = CampaignSummary)]
 struct CampaignOut {
     name: String,
     description: String,
+    #[schema(value_type = String)]
     profile: &'static str,
     dispositions: Vec<DispositionOut>,
     live: Option<crate::live::CampaignLive>,
 }
 
+#[utoipa::path(get, path = "/api/campaigns", tag = "service",
+    summary = "Running campaigns",
+    description = "Every running campaign with its dispositions and live figures. Any token.",
+    responses((status = 200, description = "The campaigns.", body = Vec<CampaignOut>), (status = 401, description = "No valid token.", body = ErrorBody)),
+    security(("bearerAuth" = [])))]
 async fn campaigns(
     _auth: Authenticated,
     State(s): State<AppState>,
@@ -136,6 +155,11 @@ async fn campaigns(
     ))
 }
 
+#[utoipa::path(get, path = "/api/agents", tag = "service",
+    summary = "Agents",
+    description = "Logged-in agents: state, since when, pause reason, current call. Supervisor or admin.",
+    responses((status = 200, description = "The sessions.", body = Vec<SessionView>), (status = 401, description = "No valid token.", body = ErrorBody), (status = 403, description = "The token may not do this.", body = ErrorBody)),
+    security(("bearerAuth" = [])))]
 async fn agents(
     auth: Authenticated,
     State(s): State<AppState>,
@@ -153,10 +177,13 @@ async fn agents(
     Ok(Json(v))
 }
 
-#[derive(Debug, Serialize)]
+/// An agent's state after a request.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AgentResult)]
 struct Ok200 {
     ok: bool,
     agent: String,
+    #[schema(value_type = String)]
     state: &'static str,
 }
 
@@ -221,13 +248,26 @@ fn state_of(s: &AppState, agent: &str) -> &'static str {
         .unwrap_or("logged_out")
 }
 
-#[derive(Deserialize)]
+/// Log in to a campaign at a phone.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = LoginRequest)]
 struct LoginIn {
     campaign: String,
     sip_uri: String,
 }
 
+#[utoipa::path(post, path = "/api/agents/{id}/login", tag = "service",
+    summary = "Log an agent in",
+    description = "The agent's own token, or a supervisor or admin token. The dialler calls the phone and keeps the leg up for the session; the agent starts paused. At most 10 logins per agent per minute.",
+    params(("id" = String, Path, description = "Agent id.")), request_body = LoginIn,
+    responses((status = 200, description = "The agent's state after the request.", body = Ok200),
+        (status = 400, description = "A bad body or phone URI.", body = ErrorBody), (status = 401, description = "No valid token.", body = ErrorBody), (status = 403, description = "The token may not do this.", body = ErrorBody),
+        (status = 404, description = "No such campaign.", body = ErrorBody),
+        (status = 409, description = "Already logged in.", body = ErrorBody),
+        (status = 429, description = "Too many logins for this agent.", body = ErrorBody),
+        (status = 502, description = "The phone did not answer.", body = ErrorBody)),
+    security(("bearerAuth" = [])))]
 async fn login(
     auth: Authenticated,
     State(s): State<AppState>,
@@ -314,6 +354,13 @@ async fn agent_action(
     }))
 }
 
+#[utoipa::path(post, path = "/api/agents/{id}/ready", tag = "service",
+    summary = "Agent ready",
+    description = "Ready for calls (409 on a call or in wrap-up: record the disposition).",
+    params(("id" = String, Path, description = "Agent id.")),
+    responses((status = 200, description = "The agent's state after the request.", body = Ok200), (status = 401, description = "No valid token.", body = ErrorBody), (status = 403, description = "The token may not do this.", body = ErrorBody),
+        (status = 409, description = "Not logged in, or the state does not allow it.", body = ErrorBody)),
+    security(("bearerAuth" = [])))]
 async fn ready(
     auth: Authenticated,
     State(s): State<AppState>,
@@ -323,12 +370,22 @@ async fn ready(
     agent_action(&s, id, |agent, reply| Input::Ready { agent, reply }).await
 }
 
-#[derive(Deserialize)]
+/// Pause with a reason.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = PauseRequest)]
 struct PauseIn {
     reason: String,
 }
 
+#[utoipa::path(post, path = "/api/agents/{id}/pause", tag = "service",
+    summary = "Pause an agent",
+    description = "Now, or after the call and its wrap-up.",
+    params(("id" = String, Path, description = "Agent id.")), request_body = PauseIn,
+    responses((status = 200, description = "The agent's state after the request.", body = Ok200),
+        (status = 400, description = "A bad body.", body = ErrorBody), (status = 401, description = "No valid token.", body = ErrorBody), (status = 403, description = "The token may not do this.", body = ErrorBody),
+        (status = 409, description = "Not logged in.", body = ErrorBody)),
+    security(("bearerAuth" = [])))]
 async fn pause(
     auth: Authenticated,
     State(s): State<AppState>,
@@ -349,6 +406,13 @@ async fn pause(
     .await
 }
 
+#[utoipa::path(post, path = "/api/agents/{id}/logout", tag = "service",
+    summary = "Log an agent out",
+    description = "Now, or after the call and its wrap-up.",
+    params(("id" = String, Path, description = "Agent id.")),
+    responses((status = 200, description = "The agent's state after the request.", body = Ok200), (status = 401, description = "No valid token.", body = ErrorBody), (status = 403, description = "The token may not do this.", body = ErrorBody),
+        (status = 409, description = "Not logged in, or the state does not allow it.", body = ErrorBody)),
+    security(("bearerAuth" = [])))]
 async fn logout(
     auth: Authenticated,
     State(s): State<AppState>,
@@ -358,6 +422,13 @@ async fn logout(
     agent_action(&s, id, |agent, reply| Input::Logout { agent, reply }).await
 }
 
+#[utoipa::path(post, path = "/api/agents/{id}/hangup", tag = "service",
+    summary = "Hang up the agent's call",
+    description = "Ends the connected call; 409 without one.",
+    params(("id" = String, Path, description = "Agent id.")),
+    responses((status = 200, description = "The agent's state after the request.", body = Ok200), (status = 401, description = "No valid token.", body = ErrorBody), (status = 403, description = "The token may not do this.", body = ErrorBody),
+        (status = 409, description = "Not logged in, or the state does not allow it.", body = ErrorBody)),
+    security(("bearerAuth" = [])))]
 async fn hangup(
     auth: Authenticated,
     State(s): State<AppState>,
@@ -367,13 +438,24 @@ async fn hangup(
     agent_action(&s, id, |agent, reply| Input::Hangup { agent, reply }).await
 }
 
-#[derive(Serialize)]
+/// The agent's current call.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Call)]
 struct CallOut {
     agent: String,
+    #[schema(value_type = String)]
     state: &'static str,
     call: crate::service::CallView,
 }
 
+#[utoipa::path(get, path = "/api/agents/{id}/call", tag = "service",
+    summary = "The agent's current call",
+    description = "The call put through to the agent (on the line or in wrap-up) with the lead's fields.",
+    params(("id" = String, Path, description = "Agent id.")),
+    responses((status = 200, description = "The call.", body = CallOut), (status = 401, description = "No valid token.", body = ErrorBody), (status = 403, description = "The token may not do this.", body = ErrorBody),
+        (status = 404, description = "No current call.", body = ErrorBody),
+        (status = 409, description = "Not logged in.", body = ErrorBody)),
+    security(("bearerAuth" = [])))]
 async fn current_call(
     auth: Authenticated,
     State(s): State<AppState>,
@@ -391,8 +473,10 @@ async fn current_call(
     }
 }
 
-#[derive(Deserialize)]
+/// A disposition for a call in wrap-up.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = DispositionRequest)]
 struct DispositionIn {
     code: String,
     /// Revenue in the campaign's currency (major units, e.g. 120.50).
@@ -401,14 +485,26 @@ struct DispositionIn {
     callback_at: Option<i64>,
 }
 
-#[derive(Serialize)]
+/// A recorded disposition.
+#[derive(Serialize, ToSchema)]
+#[schema(as = DispositionResult)]
 struct DispositionDone {
     ok: bool,
     disposition_id: i64,
     wrapup_ms: i64,
+    #[schema(value_type = String)]
     state: &'static str,
 }
 
+#[utoipa::path(post, path = "/api/calls/{id}/disposition", tag = "service",
+    summary = "Record a disposition",
+    description = "Ends the call's wrap-up (measured from the call's end). The call's agent, or a supervisor or admin.",
+    params(("id" = i64, Path, description = "Call id (the attempt's id).")), request_body = DispositionIn,
+    responses((status = 200, description = "Recorded.", body = DispositionDone),
+        (status = 400, description = "A bad body or code.", body = ErrorBody), (status = 401, description = "No valid token.", body = ErrorBody), (status = 403, description = "The token may not do this.", body = ErrorBody),
+        (status = 404, description = "No call awaiting a disposition.", body = ErrorBody),
+        (status = 409, description = "The call is still connected, or a disposition is being recorded.", body = ErrorBody)),
+    security(("bearerAuth" = [])))]
 async fn disposition(
     auth: Authenticated,
     State(s): State<AppState>,
@@ -524,6 +620,11 @@ async fn disposition(
     }))
 }
 
+#[utoipa::path(get, path = "/api/events", tag = "service",
+    summary = "Event stream (SSE)",
+    description = "Server-sent events: `call`, `call_ended`, `state`; agents see their own. Takes `?token=` too (EventSource cannot set headers).",
+    responses((status = 200, description = "The stream.", content_type = "text/event-stream", body = String), (status = 401, description = "No valid token.", body = ErrorBody)),
+    security(("bearerAuth" = [])))]
 async fn events(
     auth: Authenticated,
     State(s): State<AppState>,

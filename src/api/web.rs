@@ -27,11 +27,12 @@ use axum::extract::{FromRef, Path, Query, State};
 use axum::http::header;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
 use chrono::{DateTime, Utc};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::ApiError;
 use super::auth::Authenticated;
@@ -52,9 +53,6 @@ const DASHBOARD: &str = concat!(
     include_str!("web/dashboard.js"),
     "</script>\n</body>\n</html>\n",
 );
-
-/// The OpenAPI 3.0 description of the whole HTTP API.
-pub const OPENAPI_JSON: &str = include_str!("web/openapi.json");
 
 /// The shortest gap between two events of the live stream: at most two a
 /// second, however often the service publishes.
@@ -157,19 +155,38 @@ where
     Campaigns: FromRef<S>,
     Clock: FromRef<S>,
 {
-    let stream =
-        move |auth: Authenticated, State(board): State<LiveBoard>, State(clock): State<Clock>| {
-            live_stream(auth, board, clock, closing.clone())
-        };
-    Router::new()
-        .route("/", get(dashboard))
-        .route("/api/live", get(live))
-        .route("/api/live/stream", get(stream))
-        .route("/api/reports/{campaign}", get(campaign_report))
-        .route("/metrics", get(metrics))
-        .route("/api/openapi.json", get(openapi))
+    let (router, _) = documented().split_for_parts();
+    router.layer(axum::Extension(Closing(closing)))
 }
 
+/// When the service closes the event streams (see [`routes_until`]).
+#[derive(Clone)]
+struct Closing(Option<watch::Receiver<bool>>);
+
+/// The supervisors' routes, each registered with its OpenAPI description
+/// (the document at `/api/openapi.json` is made from these).
+pub(crate) fn documented<S>() -> OpenApiRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Store: FromRef<S>,
+    LiveBoard: FromRef<S>,
+    Campaigns: FromRef<S>,
+    Clock: FromRef<S>,
+{
+    OpenApiRouter::new()
+        .routes(routes!(dashboard))
+        .routes(routes!(live))
+        .routes(routes!(live_stream))
+        .routes(routes!(campaign_report))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi))
+}
+
+#[utoipa::path(get, path = "/", tag = "web",
+    summary = "Live dashboard page",
+    description = "HTML, CSS and JS embedded in the binary. The page asks for a supervisor token once (or takes `?token=`).",
+    responses((status = 200, description = "The page.", content_type = "text/html", body = String)),
+    security(()))]
 async fn dashboard() -> Response {
     (
         [
@@ -187,8 +204,17 @@ async fn dashboard() -> Response {
         .into_response()
 }
 
+#[utoipa::path(get, path = "/api/openapi.json", tag = "web",
+    summary = "This document",
+    description = "The OpenAPI description of the whole HTTP API, made from the handlers.",
+    responses((status = 200, description = "The document.", content_type = "application/json", body = Object)),
+    security(()))]
 async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        super::openapi_json(),
+    )
+        .into_response()
 }
 
 /// One campaign on the wire: the published figures and the rates derived
@@ -229,6 +255,13 @@ fn board_view<'a>(board: &'a Board, clock: &Clock) -> BoardView<'a> {
     }
 }
 
+#[utoipa::path(get, path = "/api/live", tag = "web",
+    summary = "Live board",
+    description = "Every running campaign's live figures, with contact and conversion rates. Supervisor or admin.",
+    responses((status = 200, description = "The board.", body = Object),
+        (status = 401, description = "No valid token.", body = super::ErrorBody),
+        (status = 403, description = "Not a supervisor or admin token.", body = super::ErrorBody)),
+    security(("bearerAuth" = [])))]
 async fn live(
     auth: Authenticated,
     State(board): State<LiveBoard>,
@@ -239,13 +272,21 @@ async fn live(
     Ok(Json(board_view(&snapshot, &clock)).into_response())
 }
 
+#[utoipa::path(get, path = "/api/live/stream", tag = "web",
+    summary = "Live board stream (SSE)",
+    description = "Server-sent `board` events: the board at once, then on change, at most two a second, with keep-alives. Supervisor or admin; takes `?token=` (EventSource).",
+    responses((status = 200, description = "The stream.", content_type = "text/event-stream", body = String),
+        (status = 401, description = "No valid token.", body = super::ErrorBody),
+        (status = 403, description = "Not a supervisor or admin token.", body = super::ErrorBody)),
+    security(("bearerAuth" = [])))]
 async fn live_stream(
     auth: Authenticated,
-    board: LiveBoard,
-    clock: Clock,
-    closing: Option<watch::Receiver<bool>>,
+    State(board): State<LiveBoard>,
+    State(clock): State<Clock>,
+    closing: Option<axum::Extension<Closing>>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     auth.require_supervisor()?;
+    let closing = closing.and_then(|c| c.0.0);
     Ok(Sse::new(board_events(board.subscribe(), clock, closing)).keep_alive(KeepAlive::default()))
 }
 
@@ -306,6 +347,11 @@ fn board_events(
     )
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "web",
+    summary = "Prometheus metrics",
+    description = "OpenMetrics text: live figures per campaign, SIP and store latencies. No token.",
+    responses((status = 200, description = "The metrics.", content_type = "application/openmetrics-text", body = String)),
+    security(()))]
 async fn metrics(State(board): State<LiveBoard>) -> Result<Response, ApiError> {
     let text = crate::metrics::render(&board.snapshot()).map_err(ApiError::internal)?;
     Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
@@ -333,6 +379,18 @@ fn parse_time(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
         })
 }
 
+#[utoipa::path(get, path = "/api/reports/{campaign}", tag = "web",
+    summary = "Campaign report",
+    description = "The report of `dialler report --json` over `[from, to)` (RFC 3339; default all time up to now). Supervisor or admin.",
+    params(("campaign" = String, Path, description = "Campaign name."),
+        ("from" = Option<String>, Query, description = "Start, RFC 3339."),
+        ("to" = Option<String>, Query, description = "End (excluded), RFC 3339.")),
+    responses((status = 200, description = "The report.", body = Object),
+        (status = 400, description = "Bad times.", body = super::ErrorBody),
+        (status = 401, description = "No valid token.", body = super::ErrorBody),
+        (status = 403, description = "Not a supervisor or admin token.", body = super::ErrorBody),
+        (status = 404, description = "No such campaign.", body = super::ErrorBody)),
+    security(("bearerAuth" = [])))]
 async fn campaign_report(
     auth: Authenticated,
     State(store): State<Store>,
@@ -404,7 +462,8 @@ mod tests {
 
     #[test]
     fn the_openapi_document_is_json() {
-        let v: serde_json::Value = serde_json::from_str(OPENAPI_JSON).expect("json");
+        let v: serde_json::Value =
+            serde_json::from_str(super::super::openapi_json()).expect("json");
         assert_eq!(v["openapi"].as_str().map(|s| &s[..2]), Some("3."));
     }
 }

@@ -152,7 +152,7 @@ pub struct ServiceEvent {
 }
 
 /// What an agent's screen shows of its current call.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct CallView {
     /// The call id (the attempt's id), for the disposition.
     pub call_id: i64,
@@ -161,6 +161,7 @@ pub struct CallView {
     /// The number dialled, E.164 (the agent is speaking to this person).
     pub phone: String,
     /// The lead's other fields.
+    #[schema(value_type = Object)]
     pub lead: serde_json::Value,
     /// When the call was put through, ms since the Unix epoch.
     pub connected_at: i64,
@@ -169,13 +170,15 @@ pub struct CallView {
 }
 
 /// An agent's session as the API shows it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[schema(as = Agent)]
 pub struct SessionView {
     /// Agent id.
     pub agent: String,
     /// Campaign logged in to.
     pub campaign: String,
     /// `logging_in`, `paused`, `ready`, `on_call`, `wrapup`.
+    #[schema(value_type = String)]
     pub state: &'static str,
     /// Since when, ms.
     pub since: i64,
@@ -184,6 +187,7 @@ pub struct SessionView {
     /// The current (or last, in wrap-up) call.
     pub call: Option<CallView>,
     /// A pause or logout waits for the end of the call and wrap-up.
+    #[schema(value_type = Option<String>)]
     pub pending: Option<&'static str>,
     /// A disposition is being written.
     #[serde(skip)]
