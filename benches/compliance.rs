@@ -1,6 +1,7 @@
 //! `compliance::check` for one lead with registries loaded: the hopper calls
 //! it before every dial. Target: under 1 µs. Run with
 //! `cargo bench --bench compliance`.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::path::Path;
 use std::time::Duration;

@@ -9,6 +9,7 @@
 //! for comparison, save, load and build from unsorted.
 //! The numbers are generated here; nothing is read from or kept on disk
 //! except a temporary file for the save and load benchmarks.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::fs::File;
 use std::hint::black_box;

@@ -2,6 +2,7 @@
 //! PostgreSQL, normalisation and dedupe included. Prints rows per second and
 //! peak memory. Run with `cargo bench --bench import` (release build).
 //! Set IMPORT_ROWS to change the size, DIALLER_TEST_PG_URL for PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::io::Write;
 use std::path::Path;

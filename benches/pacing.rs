@@ -4,6 +4,7 @@
 //!
 //! `cargo bench --bench pacing`. Under `cargo test` (no `--bench`) each
 //! benchmark runs once, as a smoke test.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::path::Path;
 

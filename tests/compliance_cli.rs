@@ -1,4 +1,5 @@
 //! `dialler dnd import` and `dialler check` through the binary.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

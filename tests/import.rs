@@ -1,4 +1,5 @@
 //! Lead import end to end, through the `dialler` binary and a SQLite store.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -3,6 +3,7 @@
 //! PostgreSQL. The provider and the agents' phones are the built-in sandbox
 //! on loopback; simulated agents use the HTTP API of the process they log
 //! in to.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
 

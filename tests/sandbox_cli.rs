@@ -1,5 +1,6 @@
 //! `dialler sandbox` as a process: SIPp's own UAC (`sipp -sn uac`) passes
 //! against it, and our UA gets the outcome it was told to draw.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! `dialler simulate` through the binary: sweeps, plots, JSON, and clear
 //! errors for bad options.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::process::{Command, Output};
 

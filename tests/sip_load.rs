@@ -1,6 +1,7 @@
 //! A short load run against SIPp's provider.xml: the outcome counts match
 //! the rates SIPp was given, nothing else goes wrong, and the pacer holds
 //! the asked rate. Plus `dialler sip call --json` end to end.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
 

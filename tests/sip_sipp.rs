@@ -1,5 +1,6 @@
 //! The UA against a real SIPp provider: every outcome, auth, TCP, and the
 //! faults (refused port). SIPp is started on a free loopback port per test.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
 
