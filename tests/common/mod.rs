@@ -240,4 +240,5 @@ macro_rules! store_raw_test {
     };
 }
 
+pub mod live;
 pub mod sipp;
