@@ -43,10 +43,13 @@ impl XorShift {
 }
 
 fn target_len() -> u64 {
+    // `cargo test --benches` runs this once without --bench, as a smoke
+    // test: a million numbers are enough for that.
+    let benching = std::env::args().any(|a| a == "--bench");
     std::env::var("DND_BENCH_N")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(100_000_000)
+        .unwrap_or(if benching { 100_000_000 } else { 1_000_000 })
 }
 
 /// About `n` distinct random mobiles, unsorted (draws extra to make up for

@@ -74,15 +74,14 @@ fn simulator(c: &mut Criterion) {
         "/campaigns/uk-broadband.toml"
     )))
     .expect("campaign");
-    let days = if std::env::args().any(|a| a == "--bench") {
-        5
-    } else {
-        1
-    };
+    // `cargo test --benches` runs this once without --bench, as a smoke
+    // test (in a debug build): a small team for a day.
+    let benching = std::env::args().any(|a| a == "--bench");
+    let (agents, days) = if benching { (100, 5) } else { (10, 1) };
     let config = SimConfig {
         campaign,
         scenario: Scenario {
-            agents: 100,
+            agents,
             days,
             ..Scenario::default()
         },
@@ -93,7 +92,7 @@ fn simulator(c: &mut Criterion) {
     let mut group = c.benchmark_group("simulator");
     group.sample_size(10);
     group.throughput(Throughput::Elements(attempts));
-    group.bench_function(format!("predictive_100_agents_{days}_days"), |b| {
+    group.bench_function(format!("predictive_{agents}_agents_{days}_days"), |b| {
         b.iter(|| run(std::hint::black_box(&config)))
     });
     group.finish();

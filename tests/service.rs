@@ -157,9 +157,9 @@ async fn service_against_sipp_never_invites_dnd_or_out_of_hours_numbers() {
     // the X-AMD header the campaign names.
     let scenario = std::fs::read_to_string(campaigns_dir().join("scenarios/demo.toml")).unwrap();
     let scenario = scenario
-        .replace("machine = 0.0", "machine = 0.15")
-        .replace("no_answer = 0.56", "no_answer = 0.41");
-    assert!(scenario.contains("machine = 0.15") && scenario.contains("no_answer = 0.41"));
+        .replace("machine = 0.0", "machine = 0.2")
+        .replace("no_answer = 0.56", "no_answer = 0.36");
+    assert!(scenario.contains("machine = 0.2") && scenario.contains("no_answer = 0.36"));
     std::fs::write(camps.join("scenarios/demo.toml"), scenario).unwrap();
     let e164 = |area: &str, n: u32| format!("+1{area}555{n:04}");
     let mut csv = String::from("first_name,last_name,phone,state\n");
@@ -196,7 +196,7 @@ async fn service_against_sipp_never_invites_dnd_or_out_of_hours_numbers() {
         Duration::from_secs(180),
         dialler::demo::run(dialler::demo::DemoOptions {
             minutes: 1.0,
-            agents: 10,
+            agents: 15,
             campaign: "us-home-solar".into(),
             campaigns_dir: camps.clone(),
             scenario: camps.join("scenarios/demo.toml"),
