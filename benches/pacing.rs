@@ -11,7 +11,7 @@ use std::path::Path;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use dialler::campaign::{Campaign, Strategy};
 use dialler::pacing::estimate::{Estimators, Priors};
-use dialler::pacing::{LedgerView, Pacer, Predictive, Snapshot};
+use dialler::pacing::{Governor, LedgerView, Pacer, Predictive, Snapshot};
 use dialler::sim::{Scenario, SimConfig, run};
 
 /// A team mid-shift: most agents busy at spread-out points of their
@@ -48,11 +48,11 @@ fn decision(c: &mut Criterion) {
             ringing_since_ms: &ringing,
             waiting: 0,
             ring_timeout_s: 25.0,
-            ledger: LedgerView {
-                human_answers: 100 * u64::from(agents),
-                abandons: 2 * u64::from(agents),
-                hour_ahead: (90 * u64::from(agents), 2 * u64::from(agents)),
-            },
+            ledger: LedgerView::new(
+                (100 * u64::from(agents), 2 * u64::from(agents)),
+                (90 * u64::from(agents), 2 * u64::from(agents)),
+                0.03,
+            ),
             limit_percent: 3.0,
             target_percent: 2.5,
             max_dial_level: 3.0,
@@ -61,7 +61,14 @@ fn decision(c: &mut Criterion) {
         };
         let mut pacer = Predictive::new();
         group.bench_with_input(BenchmarkId::from_parameter(agents), &snapshot, |b, s| {
-            b.iter(|| pacer.decide(std::hint::black_box(s)))
+            // A decision as the runner makes it: the strategy held to its
+            // governor.
+            b.iter(|| {
+                let s = std::hint::black_box(s);
+                let mut gov = Governor::new(s);
+                let d = pacer.decide(s, &mut gov);
+                gov.admit(d.launch)
+            })
         });
     }
     group.finish();

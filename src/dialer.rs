@@ -21,7 +21,7 @@ use crate::campaign::Campaign;
 use crate::compliance::ledger::{Event as LedgerEvent, Ledger};
 use crate::pacing::Strategy;
 use crate::pacing::estimate::{Estimators, Priors};
-use crate::pacing::{self, Foresight, LedgerView, OracleView, Pacer, Snapshot};
+use crate::pacing::{self, Foresight, Governor, LedgerView, OracleView, Pacer, Snapshot};
 use crate::policy::DialView;
 
 /// A hash map keyed by small integers (call, lead and agent ids) with a
@@ -214,6 +214,57 @@ pub struct RunnerConfig {
     /// Report every agent state change as [`Record::AgentState`] (the live
     /// service writes them down; the simulator needs none).
     pub agent_records: bool,
+    /// When the campaign dials, for the governor's look-ahead to the next
+    /// opening; `None`: no look-ahead past the next hour.
+    pub windows: Option<DialWindows>,
+}
+
+/// The calling hours the runner dials in: a week plan in one zone (the
+/// campaign's home zone live; the team's shift in the simulator) with its
+/// holidays, and the instant of the runner's time 0.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DialWindows {
+    /// Windows per weekday, Monday first.
+    pub plan: crate::profile::WeekPlan,
+    /// The zone the plan is in.
+    pub zone: chrono_tz::Tz,
+    /// Days with no calls.
+    pub calendar: Option<&'static crate::compliance::hours::Calendar>,
+    /// UTC ms of the runner's time 0 (0 when the runner counts Unix ms).
+    pub epoch_ms: i64,
+}
+
+impl DialWindows {
+    /// The campaign's own hours in its country's home zone, for a runner
+    /// counting Unix ms.
+    pub fn of_campaign(campaign: &Campaign) -> DialWindows {
+        DialWindows {
+            plan: campaign.hours,
+            zone: campaign.profile.home_zone(),
+            calendar: crate::compliance::hours::calendar(campaign.profile),
+            epoch_ms: 0,
+        }
+    }
+
+    /// The end of the window open at runner time `now_ms`, and the next
+    /// opening after it; `None` when closed now (the end then says when to
+    /// look again).
+    fn around(&self, now_ms: u64) -> (u64, Option<u64>) {
+        let hours = crate::compliance::hours::Hours {
+            plan: &self.plan,
+            calendar: self.calendar,
+        };
+        let to_utc = |ms: u64| crate::clock::Millis(self.epoch_ms.saturating_add(ms as i64)).utc();
+        let to_ms = |t: chrono::DateTime<chrono::Utc>| {
+            u64::try_from(t.timestamp_millis().saturating_sub(self.epoch_ms)).unwrap_or(0)
+        };
+        let zones = [self.zone];
+        match hours.window_end(&zones, to_utc(now_ms)) {
+            Some(end) => (to_ms(end), hours.next_open(&zones, end).map(to_ms)),
+            // Closed: look again in a minute.
+            None => (now_ms + 60_000, None),
+        }
+    }
 }
 
 /// A SIP trunk's limits: the runner never launches past them.
@@ -239,6 +290,7 @@ impl RunnerConfig {
             priors: crate::policy::priors(campaign),
             trunk: None,
             agent_records: false,
+            windows: Some(DialWindows::of_campaign(campaign)),
         }
     }
 }
@@ -384,6 +436,9 @@ pub struct Runner {
     /// while refusals go on.
     skip_backoff_ms: u64,
     backoff_until: u64,
+    /// The calling window's end and the next opening, as last worked out,
+    /// valid until the end.
+    window_cache: Option<(u64, Option<u64>)>,
     commands: VecDeque<Command>,
     // Scratch buffers reused by every decision (the oracle's).
     free_at_buf: Vec<u64>,
@@ -424,6 +479,7 @@ impl Runner {
             skips_in_a_row: 0,
             skip_backoff_ms: 0,
             backoff_until: 0,
+            window_cache: None,
             commands: VecDeque::new(),
             free_at_buf: Vec::new(),
             human_flight_buf: Vec::new(),
@@ -687,6 +743,23 @@ impl Runner {
         }
     }
 
+    /// The close of the calling window open at `now_ms` and the next
+    /// opening after it (worked out once per window); `None` outside the
+    /// hours or without them.
+    fn window_ahead(&mut self, now_ms: u64) -> Option<(u64, u64)> {
+        let windows = self.config.windows.as_ref()?;
+        let (until, next) = match self.window_cache {
+            Some((until, next)) if now_ms < until => (until, next),
+            _ => {
+                let (until, next) = windows.around(now_ms);
+                let until = until.max(now_ms + 1);
+                self.window_cache = Some((until, next));
+                (until, next)
+            }
+        };
+        next.map(|n| (until, n))
+    }
+
     /// Moves agent `a` to `state`, reporting it when asked to.
     fn set_state(&mut self, a: AgentId, state: AgentState) {
         let Some(agent) = self.agents.get_mut(a as usize) else {
@@ -936,6 +1009,35 @@ impl Runner {
         }
         self.ledger.advance_ms(now_ms as i64);
         self.est.refresh();
+        let (human_answers, abandons) = self.ledger.counts();
+        let limit = self.config.limit_percent / 100.0;
+        let mut ledger = LedgerView::new(
+            (human_answers, abandons),
+            self.ledger.counts_ahead_ms((now_ms + 3_600_000) as i64),
+            limit,
+        );
+        // Overnight, the morning's answers roll out of the window while the
+        // afternoon's abandons stay: the window at the next opening (and an
+        // hour after) counts too, for the calls that will still be in it.
+        // It will also hold the rest of today's answers, which the pacer
+        // keeps at its target, below the limit: half the last hour's pace
+        // until the close is taken as slack.
+        let window_ms = self.config.abandon_window.as_millis() as u64;
+        if let Some((close, open)) = self.window_ahead(now_ms) {
+            let target = self.config.target_percent / 100.0;
+            let last_hour = self
+                .ledger
+                .counts_since_ms(now_ms.saturating_sub(3_600_000) as i64)
+                .0 as f64;
+            let hours_left = close.saturating_sub(now_ms) as f64 / 3_600_000.0;
+            let slack = (limit - target).max(0.0) * 0.5 * last_hour * hours_left;
+            for t in [open, open + 3_600_000] {
+                if t < now_ms + window_ms {
+                    let at = self.ledger.counts_at_ms(t as i64);
+                    ledger.budget = ledger.budget.min(pacing::budget_at(at, limit) + slack);
+                }
+            }
+        }
         self.free_at_buf.clear();
         if self.oracle {
             let agents = &self.agents;
@@ -981,7 +1083,6 @@ impl Runner {
         } else {
             None
         };
-        let (human_answers, abandons) = self.ledger.counts();
         let snapshot = Snapshot {
             now_ms,
             active_agents: self.active_agents,
@@ -990,27 +1091,32 @@ impl Runner {
             ringing_since_ms: &self.ringing_since,
             waiting: self.waiting.len() as u32,
             ring_timeout_s: self.config.ring_timeout_ms as f64 / 1000.0,
-            ledger: LedgerView {
-                human_answers,
-                abandons,
-                hour_ahead: self.ledger.counts_ahead_ms((now_ms + 3_600_000) as i64),
-            },
+            ledger,
             limit_percent: self.config.limit_percent,
             target_percent: self.config.target_percent,
             max_dial_level: self.config.max_dial_level,
             est: &self.est,
             oracle,
         };
-        let mut decision = self.pacer.decide(&snapshot);
-        // The governor below every strategy: at the limit, a call goes out
-        // only with a ready agent reserved for it (as compliance requires
-        // of each dial), so no strategy can push the window further.
-        let limit = self.config.limit_percent / 100.0;
-        // (An abandon with no human answer in the window is over any
-        // limit.)
-        if abandons > 0 && abandons as f64 >= limit * human_answers as f64 {
-            let reserved = (self.ready.len() as u32).saturating_sub(self.ringing.len() as u32);
-            decision.launch = decision.launch.min(reserved);
+        // The governor below every strategy: whatever it proposes, only
+        // the calls the abandonment budget can absorb go out. The oracle,
+        // which knows every outcome and abandons no one, is the bound and
+        // is left alone.
+        let mut gov = Governor::new(&snapshot);
+        let mut decision = self.pacer.decide(&snapshot, &mut gov);
+        if !self.oracle {
+            decision.launch = gov.admit(decision.launch);
+        }
+        // The oracle names the leads it dials; the others take the
+        // hopper's first ones.
+        let mut picked: VecDeque<LeadInfo> = VecDeque::new();
+        if !decision.picks.is_empty() {
+            for &i in decision.picks.iter().rev() {
+                if let Some(l) = self.hopper.remove(i) {
+                    picked.push_front(l);
+                }
+            }
+            decision.launch = picked.len() as u32;
         }
         let mut trunk_wake = None;
         for _ in 0..decision.launch {
@@ -1028,7 +1134,12 @@ impl Runner {
                     break;
                 }
             }
-            let Some(lead) = self.hopper.pop_front() else {
+            let next = if decision.picks.is_empty() {
+                self.hopper.pop_front()
+            } else {
+                picked.pop_front()
+            };
+            let Some(lead) = next else {
                 self.starved = true;
                 break;
             };
@@ -1054,6 +1165,10 @@ impl Runner {
                 call,
                 lead: lead.id,
             });
+        }
+        // Picked leads the trunk held back go back to the front.
+        while let Some(l) = picked.pop_back() {
+            self.hopper.push_front(l);
         }
         if self.hopper.len() < self.config.hopper_low_water && !self.leads_requested {
             self.leads_requested = true;

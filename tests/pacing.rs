@@ -33,6 +33,17 @@ fn ratio_batch(agents: u32, ratio: f64, p: f64, seed: u64) -> (u64, u64) {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let config = RunnerConfig::from_campaign(&campaign());
     let mut r = Runner::new(config, &Strategy::Ratio { ratio });
+    // A window with plenty of room, so the governor lets the ratio run:
+    // this test is about what the ratio dials.
+    let at = chrono::DateTime::from_timestamp_millis(0).unwrap();
+    r.restore_ledger(dialler::compliance::ledger::Ledger::from_events(
+        std::time::Duration::from_secs(86_400),
+        std::iter::repeat_n(
+            (at, dialler::compliance::ledger::Event::HumanAnswer),
+            10_000,
+        ),
+        at,
+    ));
     r.handle_event(
         0,
         Event::Leads(

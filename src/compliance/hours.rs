@@ -109,6 +109,22 @@ impl Hours<'_> {
         worst
     }
 
+    /// The end of the window `now` is in (the first instant after it that
+    /// some zone's window has closed), if `now` is permitted in every zone.
+    pub fn window_end(&self, zones: &[Tz], now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if zones.is_empty() || self.status(zones, now).is_err() {
+            return None;
+        }
+        let mut end: Option<DateTime<Utc>> = None;
+        for &tz in zones {
+            let local = now.with_timezone(&tz);
+            let w = self.plan[day_index(local.weekday())]?;
+            let e = local_to_utc(tz, local.date_naive().and_time(w.end))?;
+            end = Some(end.map_or(e, |x| x.min(e)));
+        }
+        end
+    }
+
     /// The first instant at or after `now` permitted in every zone, within
     /// a two-week horizon; `None` when there is none (for example zones
     /// whose windows never overlap).

@@ -186,6 +186,13 @@ impl Ledger {
         self.counts_after(n)
     }
 
+    /// Human answers and abandons recorded after `since_ms` (and still in
+    /// the window).
+    pub fn counts_since_ms(&self, since_ms: i64) -> (u64, u64) {
+        let n = self.events.partition_point(|e| e.0 <= since_ms);
+        self.counts_after(n)
+    }
+
     /// Human answers and abandons after the first `n` events still held.
     fn counts_after(&self, n: usize) -> (u64, u64) {
         let (h0, a0) = match n.checked_sub(1).and_then(|i| self.events.get(i)) {

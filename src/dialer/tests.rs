@@ -12,7 +12,20 @@ fn config() -> RunnerConfig {
         priors: Priors::default(),
         trunk: None,
         agent_records: false,
+        windows: None,
     }
+}
+
+/// A runner whose ledger has room (a thousand answers an hour before,
+/// no abandon), so that the governor lets a ratio dial ahead.
+fn with_room(mut r: Runner) -> Runner {
+    let at = DateTime::from_timestamp_millis(0).unwrap_or_default();
+    r.restore_ledger(Ledger::from_events(
+        std::time::Duration::from_secs(86_400),
+        std::iter::repeat_n((at, LedgerEvent::HumanAnswer), 1000),
+        at,
+    ));
+    r
 }
 
 fn drain(r: &mut Runner) -> Vec<Command> {
@@ -61,7 +74,7 @@ fn a_ready_agent_gets_a_call_and_a_human_answer_is_bridged_at_once() {
 
 #[test]
 fn an_answer_with_no_agent_hears_the_message_after_the_connect_limit() {
-    let mut r = Runner::new(config(), &Strategy::Ratio { ratio: 2.0 });
+    let mut r = with_room(Runner::new(config(), &Strategy::Ratio { ratio: 2.0 }));
     r.handle_event(0, leads(1..20));
     r.handle_event(0, Event::AgentReady(0));
     drain(&mut r);
@@ -99,7 +112,7 @@ fn an_answer_with_no_agent_hears_the_message_after_the_connect_limit() {
 
 #[test]
 fn a_waiting_call_takes_an_agent_who_frees_within_the_limit() {
-    let mut r = Runner::new(config(), &Strategy::Ratio { ratio: 2.0 });
+    let mut r = with_room(Runner::new(config(), &Strategy::Ratio { ratio: 2.0 }));
     r.handle_event(0, leads(1..20));
     r.handle_event(0, Event::AgentReady(0));
     drain(&mut r);
@@ -266,4 +279,104 @@ fn the_trunk_caps_calls_in_flight_and_a_call_ending_frees_its_channel() {
         },
     );
     assert_eq!(dials(&drain(&mut r)), 1, "the freed channel is used");
+}
+
+fn utc_ms(text: &str) -> u64 {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Ten agents ready and a strategy that wants three calls each.
+fn pushy(ledger: Ledger, windows: Option<DialWindows>) -> Runner {
+    let mut cfg = config();
+    cfg.hopper_low_water = 64;
+    cfg.windows = windows;
+    let mut r = Runner::new(cfg, &Strategy::Ratio { ratio: 3.0 });
+    r.restore_ledger(ledger);
+    r
+}
+
+fn ledger_of(events: &[(&str, LedgerEvent, usize)], now: &str) -> Ledger {
+    let all = events.iter().flat_map(|&(t, e, n)| {
+        let at = DateTime::parse_from_rfc3339(t)
+            .map(|t| t.to_utc())
+            .unwrap_or_default();
+        std::iter::repeat_n((at, e), n)
+    });
+    let now = DateTime::parse_from_rfc3339(now)
+        .map(|t| t.to_utc())
+        .unwrap_or_default();
+    Ledger::from_events(std::time::Duration::from_secs(86_400), all, now)
+}
+
+/// Monday morning: Saturday closed early and Sunday was closed, so the
+/// 24-hour window is empty. Whatever the strategy wants, a call goes out
+/// only with a ready agent for it; extra calls come as answers give the
+/// window room, and never more than the budget could absorb if every
+/// person among them found no agent.
+#[test]
+fn the_governor_holds_a_week_start_to_the_ready_agents() {
+    let now = utc_ms("2026-12-07T09:00:00Z");
+    let mut r = pushy(ledger_of(&[], "2026-12-07T09:00:00Z"), None);
+    r.handle_event(now, leads(1..400));
+    for a in 0..10 {
+        r.handle_event(now, Event::AgentReady(a));
+    }
+    assert_eq!(dials(&drain(&mut r)), 10, "one call per ready agent");
+    // An hour later: 200 answers, no abandon (budget 6, two in hand).
+    let later = now + 3_600_000;
+    let mut r = pushy(
+        ledger_of(
+            &[("2026-12-07T09:30:00Z", LedgerEvent::HumanAnswer, 200)],
+            "2026-12-07T10:00:00Z",
+        ),
+        None,
+    );
+    // The agents first, the leads after: one decision for all ten.
+    for a in 0..10 {
+        r.handle_event(later, Event::AgentReady(a));
+    }
+    drain(&mut r);
+    r.handle_event(later, leads(1..400));
+    let n = dials(&drain(&mut r));
+    let room = 0.03 * 200.0 - Governor::IN_HAND;
+    assert!(n > 10, "room for some extra calls: {n}");
+    assert!(
+        (n - 10) as f64 * 0.3 <= room + 1e-9,
+        "{n} calls: the decision's burst fits the budget"
+    );
+}
+
+/// Friday evening in London: the window holds Friday's calls, the
+/// morning's clean and the afternoon's at the limit. Now the window
+/// (24 h to now) has room, but at Saturday's opening the morning's
+/// answers will have rolled out and the afternoon's abandons will not:
+/// the governor looks ahead and dials no further than the ready agents.
+#[test]
+fn the_governor_sees_the_overnight_roll_out() {
+    let campaign = crate::campaign::Campaign::parse(
+        include_str!("../../campaigns/uk-broadband.toml"),
+        std::path::Path::new("uk"),
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    let now_text = "2026-12-04T19:30:00Z";
+    let events = [
+        ("2026-12-04T09:30:00Z", LedgerEvent::HumanAnswer, 300),
+        ("2026-12-04T15:00:00Z", LedgerEvent::HumanAnswer, 700),
+        ("2026-12-04T15:00:00Z", LedgerEvent::Abandon, 21),
+    ];
+    let now = utc_ms(now_text);
+    let run = |windows: Option<DialWindows>| {
+        let mut r = pushy(ledger_of(&events, now_text), windows);
+        r.handle_event(now, leads(1..400));
+        for a in 0..10 {
+            r.handle_event(now, Event::AgentReady(a));
+        }
+        dials(&drain(&mut r))
+    };
+    // Blind to the calling hours, the window now (21 of 1000) has room.
+    assert!(run(None) > 10);
+    // With them, Saturday 10:00's window (21 of 700) has none.
+    assert_eq!(run(Some(DialWindows::of_campaign(&campaign))), 10);
 }

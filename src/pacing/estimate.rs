@@ -180,6 +180,18 @@ impl Estimators {
             / (n + self.priors.weight)
     }
 
+    /// [`Estimators::human_rate`] with `ringing` calls still ringing
+    /// counted in, `expected_humans` of them expected to reach a person:
+    /// unbiased while fast failures have resolved and slow answers not yet
+    /// (a cold start, a burst of dialling).
+    pub fn human_rate_with_ringing(&self, expected_humans: f64, ringing: usize) -> f64 {
+        let n = self.answers.len() as f64 + ringing as f64;
+        (self.humans_in_window as f64
+            + expected_humans
+            + self.priors.human_rate * self.priors.weight)
+            / (n + self.priors.weight)
+    }
+
     /// Mean ring time of answered calls, seconds.
     pub fn ring_s(&self) -> f64 {
         let n = self.rings.len() as f64;

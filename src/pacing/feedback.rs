@@ -1,5 +1,5 @@
 //! The classic open-source adaptive dial level.
-use super::{Decision, Pacer, Snapshot, in_flight, room};
+use super::{Decision, Governor, Pacer, Snapshot, in_flight, room};
 
 /// The classic open-source adaptive dial level: every 15 s the level is
 /// multiplied by (1 + adjustment), the adjustment being the mean of (ready
@@ -44,7 +44,7 @@ impl Default for Feedback {
 const DAY_MS: u64 = 86_400_000;
 
 impl Pacer for Feedback {
-    fn decide(&mut self, s: &Snapshot<'_>) -> Decision {
+    fn decide(&mut self, s: &Snapshot<'_>, _gov: &mut Governor<'_>) -> Decision {
         let day = s.now_ms / DAY_MS;
         if day != self.day {
             self.day = day;
@@ -79,6 +79,7 @@ impl Pacer for Feedback {
         Decision {
             launch: want.saturating_sub(in_flight(s)).min(room(s)),
             wake_at_ms: Some(self.next_sample_ms.min(self.next_adjust_ms)),
+            ..Decision::default()
         }
     }
 

@@ -15,6 +15,7 @@
 
 pub mod estimate;
 pub mod feedback;
+pub mod governor;
 pub mod oracle;
 pub mod predictive;
 pub mod ratio;
@@ -26,6 +27,7 @@ use serde::Serialize;
 
 use estimate::Estimators;
 pub use feedback::Feedback;
+pub use governor::Governor;
 pub use oracle::Oracle;
 pub use predictive::Predictive;
 pub use ratio::Ratio;
@@ -41,6 +43,29 @@ pub struct LedgerView {
     /// Human answers and abandons still in the window an hour from now if
     /// nothing new happens: old answers rolling out can raise the rate.
     pub hour_ahead: (u64, u64),
+    /// The abandons the tightest window the calls out can reach can take
+    /// before the limit: now, an hour ahead, the next opening of the
+    /// calling hours and an hour after it (see [`governor`]).
+    pub budget: f64,
+}
+
+impl LedgerView {
+    /// A view of the window now and an hour ahead (no calling hours
+    /// known), with `limit` (a fraction) for the budget.
+    pub fn new(now: (u64, u64), hour_ahead: (u64, u64), limit: f64) -> LedgerView {
+        LedgerView {
+            human_answers: now.0,
+            abandons: now.1,
+            hour_ahead,
+            budget: budget_at(now, limit).min(budget_at(hour_ahead, limit)),
+        }
+    }
+}
+
+/// Abandons a window holding `(human answers, abandons)` can take before
+/// `limit` (a fraction).
+pub fn budget_at((h, a): (u64, u64), limit: f64) -> f64 {
+    limit * h as f64 - a as f64
 }
 
 /// What the oracle knows about a lead that is about to be dialled.
@@ -125,19 +150,25 @@ pub struct OracleView<'a> {
 
 /// A decision: how many calls to launch now, and when to ask again at the
 /// latest (the runner asks after every event anyway).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Decision {
-    /// Calls to launch now.
+    /// Calls to launch now (the first leads of the hopper).
     pub launch: u32,
     /// Ask again no later than this, ms.
     pub wake_at_ms: Option<u64>,
+    /// The oracle only: which leads to dial, by their place in
+    /// [`OracleView::next_leads`], instead of the first `launch`.
+    pub picks: Vec<usize>,
 }
 
 /// A pacing strategy.
 pub trait Pacer: Send {
     /// Decides how many calls to launch at `s.now_ms`. Called by the runner
-    /// after every event and whenever its pacing timer fires.
-    fn decide(&mut self, s: &Snapshot<'_>) -> Decision;
+    /// after every event and whenever its pacing timer fires. `gov` is the
+    /// compliance governor the runner holds every decision to (a strategy
+    /// may ask it as it goes, as predictive does; the runner admits no
+    /// more than it allows either way).
+    fn decide(&mut self, s: &Snapshot<'_>, gov: &mut Governor<'_>) -> Decision;
 
     /// Tells the pacer a human answer was connected (`abandoned` false) or
     /// abandoned, at `now_ms`.

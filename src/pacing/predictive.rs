@@ -1,6 +1,6 @@
 //! Ours: predictive dialling within the abandonment budget.
 use super::estimate::{Estimators, FREE_SOON_ENTRIES};
-use super::{Decision, Pacer, Ratio, Snapshot, in_flight, room};
+use super::{Decision, Governor, Pacer, Ratio, Snapshot, in_flight, room};
 
 pub(crate) fn p_human_in_flight(est: &Estimators, elapsed_s: f64, timeout_s: f64) -> f64 {
     est.p_human_ringing_soon(elapsed_s, timeout_s)
@@ -15,6 +15,7 @@ const EXACT_TERMS: usize = 64;
 
 /// The distribution of free agents at the horizon, and of the demand for
 /// them, from which each new call's chance of finding no agent follows.
+#[derive(Debug, Clone)]
 pub(crate) struct Outlook {
     /// Exact: P(F <= x) for x = 0..; empty when approximated.
     pub(crate) free_cdf: Vec<f64>,
@@ -25,6 +26,9 @@ pub(crate) struct Outlook {
     pub(crate) mean: f64,
     pub(crate) var: f64,
     pub(crate) exact: bool,
+    /// The chance a call dialled now reaches a person, the calls still
+    /// ringing counted by their chance.
+    pub(crate) p_new: f64,
 }
 
 impl Outlook {
@@ -73,6 +77,14 @@ impl Outlook {
         let free_mean = ready as f64 + free_mean;
         let mean = waiting as f64 - free_mean + demand_mean;
         let var = free_var + demand_var;
+        // The calls still ringing count towards the answer rate by their
+        // chance of reaching a person: fast failures resolve first, and a
+        // rate over resolved calls only reads low while the people among
+        // the calls out are still ringing.
+        let p_new = s
+            .est
+            .human_rate_with_ringing(demand_mean, s.ringing_since_ms.len())
+            .clamp(0.01, 1.0);
         let exact = s.busy_since_ms.len() + s.ringing_since_ms.len() <= EXACT_TERMS;
         if !exact {
             return Outlook {
@@ -82,6 +94,7 @@ impl Outlook {
                 mean,
                 var,
                 exact,
+                p_new,
             };
         }
         let mut free = vec![0.0; ready + 1];
@@ -106,6 +119,7 @@ impl Outlook {
             mean,
             var,
             exact,
+            p_new,
         }
     }
 
@@ -129,6 +143,7 @@ impl Outlook {
     /// Adds one more call that reaches a person with probability `p`.
     /// Expected callers left without an agent, E[(D - F)+]: the abandons
     /// already coming from the calls in flight.
+    #[cfg(test)]
     pub(crate) fn expected_excess(&self) -> f64 {
         if self.exact {
             // E[(d - F)+] = sum over k < d of P(F <= k).
@@ -145,6 +160,31 @@ impl Outlook {
             let z = self.mean / sd;
             let pdf = (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt();
             (sd * pdf + self.mean * normal_cdf(z)).max(0.0)
+        }
+    }
+
+    /// P(D − F > m): the chance that more than `m` callers are left with
+    /// no agent. Exact with the distributions; beyond [`EXACT_TERMS`], a
+    /// Bernstein bound on the sum of the (independent, bounded) terms,
+    /// which never understates the tail.
+    pub(crate) fn p_excess_above(&self, m: u64) -> f64 {
+        let m = m as usize;
+        if self.exact {
+            // P(D - F >= m + 1) = sum over d > m of P(D = d) P(F <= d - m - 1).
+            let last = self.free_cdf.len().saturating_sub(1);
+            self.demand_pmf
+                .iter()
+                .enumerate()
+                .skip(m + 1)
+                .map(|(d, pd)| pd * self.free_cdf[(d - m - 1).min(last)])
+                .sum::<f64>()
+                .min(1.0)
+        } else {
+            let t = (m + 1) as f64 - self.mean;
+            if t <= 0.0 {
+                return 1.0;
+            }
+            (-(t * t) / (2.0 * (self.var + t / 3.0))).exp().min(1.0)
         }
     }
 
@@ -276,44 +316,38 @@ impl Default for Predictive {
 }
 
 impl Pacer for Predictive {
-    fn decide(&mut self, s: &Snapshot<'_>) -> Decision {
+    fn decide(&mut self, s: &Snapshot<'_>, gov: &mut Governor<'_>) -> Decision {
         if s.active_agents == 0 {
             return Decision::default();
         }
-        // The ledger's budget before the legal limit, in abandons: spend
-        // none of it on prediction unless at least one abandon fits.
-        let limit = s.limit_percent / 100.0;
-        let (h_ahead, a_ahead) = s.ledger.hour_ahead;
-        let budget = (limit * s.ledger.human_answers as f64 - s.ledger.abandons as f64)
-            .min(limit * h_ahead as f64 - a_ahead as f64);
-        let progressive = Ratio::new(1.0).decide(s);
+        // The ledger's budget before the legal limit, in abandons (the
+        // tightest window the calls out can reach): spend none of it on
+        // prediction unless at least one abandon fits.
+        let budget = gov.budget();
+        let progressive = Ratio::new(1.0).decide(s, gov);
         if budget < 1.0 {
             self.level = 1.0;
             return progressive;
         }
         self.target = s.target_percent / 100.0;
-        let ph = s.est.human_rate().clamp(0.01, 1.0);
         // A young window (after a closed day) or one near its limit has
         // little room: abandons come in bursts when the whole team is
         // busy, so the allowance shrinks in proportion below
         // ROOM_ABANDONS of room.
         let room_scale = ((budget - 1.0) / Self::ROOM_ABANDONS).clamp(0.0, 1.0);
         let allowance = (self.target * self.gain * room_scale).min(0.5);
-        let mut outlook = Outlook::new(s);
+        let mut outlook = gov.base().clone();
+        let ph = outlook.p_new;
         let cap = room(s);
         let mut launch = 0;
-        // Expected abandons of the calls already out and of this decision's
-        // calls. Abandons come roughly as a Poisson count: the budget must
-        // hold that mean plus two standard deviations, with one abandon
-        // kept in hand, whatever the controller says.
-        let mut expected = outlook.expected_excess();
+        // Each extra call while its answer is unlikely to find nobody, and
+        // while the governor holds the chance that the calls out leave more
+        // callers without an agent than the budget takes within its risk.
         loop {
             let p = outlook.p_no_agent();
-            let next = expected + ph * p;
-            if launch >= cap || p > allowance || next + 2.0 * next.sqrt() > budget - 1.0 {
+            if launch >= cap || p > allowance || !gov.try_add() {
                 break;
             }
-            expected = next;
             outlook.add_call(ph);
             launch += 1;
         }
@@ -325,6 +359,7 @@ impl Pacer for Predictive {
             launch,
             // Busy agents come closer to free as time passes.
             wake_at_ms: Some(s.now_ms + 1000),
+            ..Decision::default()
         }
     }
 

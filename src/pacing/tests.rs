@@ -23,11 +23,7 @@ fn snapshot<'a>(
         ringing_since_ms: ringing,
         waiting: 0,
         ring_timeout_s: 25.0,
-        ledger: LedgerView {
-            human_answers: 1000,
-            abandons: 0,
-            hour_ahead: (1000, 0),
-        },
+        ledger: LedgerView::new((1000, 0), (1000, 0), 0.03),
         limit_percent: 3.0,
         target_percent: 2.0,
         max_dial_level: 3.0,
@@ -36,18 +32,25 @@ fn snapshot<'a>(
     }
 }
 
+/// A decision on `s`, held to its governor as the runner does.
+fn decide<P: Pacer + ?Sized>(p: &mut P, s: &Snapshot<'_>) -> Decision {
+    let mut gov = Governor::new(s);
+    let mut d = p.decide(s, &mut gov);
+    d.launch = gov.admit(d.launch);
+    d
+}
+
 #[test]
 fn progressive_dials_one_call_per_ready_agent_minus_calls_out() {
     let est = Estimators::new(Priors::default());
     let mut p = pacer(&Strategy::Progressive);
-    assert_eq!(p.decide(&snapshot(&est, &[], &[], 4)).launch, 4);
+    assert_eq!(decide(&mut *p, &snapshot(&est, &[], &[], 4)).launch, 4);
     assert_eq!(
-        p.decide(&snapshot(&est, &[], &ago(&[1.0, 2.0]), 4)).launch,
+        decide(&mut *p, &snapshot(&est, &[], &ago(&[1.0, 2.0]), 4)).launch,
         2
     );
     assert_eq!(
-        p.decide(&snapshot(&est, &ago(&[10.0]), &ago(&[1.0; 5]), 4))
-            .launch,
+        decide(&mut *p, &snapshot(&est, &ago(&[10.0]), &ago(&[1.0; 5]), 4)).launch,
         0
     );
 }
@@ -56,8 +59,11 @@ fn progressive_dials_one_call_per_ready_agent_minus_calls_out() {
 fn ratio_dials_r_calls_per_ready_agent() {
     let est = Estimators::new(Priors::default());
     let mut p = pacer(&Strategy::Ratio { ratio: 2.5 });
-    assert_eq!(p.decide(&snapshot(&est, &[], &[], 4)).launch, 10);
-    assert_eq!(p.decide(&snapshot(&est, &[], &ago(&[0.0; 3]), 4)).launch, 7);
+    assert_eq!(decide(&mut *p, &snapshot(&est, &[], &[], 4)).launch, 10);
+    assert_eq!(
+        decide(&mut *p, &snapshot(&est, &[], &ago(&[0.0; 3]), 4)).launch,
+        7
+    );
 }
 
 #[test]
@@ -72,10 +78,10 @@ fn predictive_dials_ahead_for_agents_about_to_finish_but_not_for_fresh_calls() {
     let mut p = Predictive::new();
     // Ten agents who started a 200 s call just now: nobody is close.
     let fresh = ago(&[1.0; 10]);
-    assert_eq!(p.decide(&snapshot(&est, &fresh, &[], 0)).launch, 0);
+    assert_eq!(decide(&mut p, &snapshot(&est, &fresh, &[], 0)).launch, 0);
     // Ten agents 195 s in: all free within the ring time.
     let finishing = ago(&[195.0; 10]);
-    let d = p.decide(&snapshot(&est, &finishing, &[], 0));
+    let d = decide(&mut p, &snapshot(&est, &finishing, &[], 0));
     assert!(d.launch >= 10, "{d:?}");
 }
 
@@ -85,12 +91,8 @@ fn predictive_falls_back_to_progressive_without_ledger_budget() {
     let mut p = Predictive::new();
     let busy = ago(&[250.0; 10]);
     let mut s = snapshot(&est, &busy, &[], 2);
-    s.ledger = LedgerView {
-        human_answers: 100,
-        abandons: 3,
-        hour_ahead: (100, 3),
-    };
-    assert_eq!(p.decide(&s).launch, 2);
+    s.ledger = LedgerView::new((100, 3), (100, 3), 0.03);
+    assert_eq!(decide(&mut p, &s).launch, 2);
 }
 
 #[test]
@@ -126,6 +128,7 @@ fn expected_excess_counts_callers_left_without_an_agent() {
         mean: -1.0,
         var: 0.0,
         exact: true,
+        p_new: 0.3,
     };
     o.add_call(0.5);
     o.add_call(0.5);
@@ -156,7 +159,7 @@ fn feedback_raises_the_level_while_agents_sit_ready_and_halves_it_past_the_limit
     for t in 0..60u64 {
         let mut s = snapshot(&est, &busy, &[], 5);
         s.now_ms = t * 1000;
-        f.decide(&s);
+        decide(&mut f, &s);
     }
     let raised = f.dial_level();
     assert!(raised > 1.5, "level {raised}");
@@ -167,10 +170,10 @@ fn feedback_raises_the_level_while_agents_sit_ready_and_halves_it_past_the_limit
     }
     let mut s = snapshot(&est, &busy, &[], 5);
     s.now_ms = 75_000;
-    f.decide(&s);
+    decide(&mut f, &s);
     assert!((f.dial_level() - (raised / 2.0).max(1.0)).abs() < 1e-9);
     s.now_ms = 90_000;
-    f.decide(&s);
+    decide(&mut f, &s);
     assert!((f.dial_level() - (raised / 4.0).max(1.0)).abs() < 1e-9);
 }
 
@@ -186,9 +189,9 @@ fn threshold_counts_a_busy_agent_free_only_when_almost_surely_done() {
     est.refresh();
     let mut t = Threshold::new(0.9);
     let ph = est.human_rate();
-    let d = t.decide(&snapshot(&est, &ago(&[95.0, 96.0]), &[], 0));
+    let d = decide(&mut t, &snapshot(&est, &ago(&[95.0, 96.0]), &[], 0));
     assert_eq!(d.launch, (2.0 / ph).floor() as u32);
-    let d = t.decide(&snapshot(&est, &ago(&[10.0, 12.0]), &[], 0));
+    let d = decide(&mut t, &snapshot(&est, &ago(&[10.0, 12.0]), &[], 0));
     assert_eq!(d.launch, 0);
 }
 
@@ -225,7 +228,7 @@ fn oracle_dials_a_person_only_when_an_agent_will_be_free_at_the_answer() {
         waiting_handle_ms: &[],
         next_leads: &leads,
     });
-    let d = o.decide(&s);
+    let d = decide(&mut o, &s);
     assert_eq!(d.launch, 2);
     // Wake when the third lead's answer would meet the agent freed by the
     // second: 8 s + 10 s ring + 100 s handle, less its 10 s ring.

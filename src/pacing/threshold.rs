@@ -1,6 +1,6 @@
 //! The threshold predictor: busy agents likely to finish in time count as free.
 use super::predictive::p_human_in_flight;
-use super::{Decision, Pacer, Snapshot, in_flight, room};
+use super::{Decision, Governor, Pacer, Snapshot, in_flight, room};
 
 /// A busy agent counts as free if the chance they finish within the
 /// expected answer time is at least `probability`; calls go out until the
@@ -22,7 +22,7 @@ impl Threshold {
 }
 
 impl Pacer for Threshold {
-    fn decide(&mut self, s: &Snapshot<'_>) -> Decision {
+    fn decide(&mut self, s: &Snapshot<'_>, _gov: &mut Governor<'_>) -> Decision {
         let free = s.ready
             + s.busy_elapsed_s()
                 .filter(|&e| s.est.p_free_soon(e) >= self.probability)
@@ -40,6 +40,7 @@ impl Pacer for Threshold {
         Decision {
             launch,
             wake_at_ms: Some(s.now_ms + 1000),
+            ..Decision::default()
         }
     }
 

@@ -120,6 +120,9 @@ struct Draw {
     wrap_ms: u64,
     patience_ms: u64,
     convert: bool,
+    /// How long the provider's answering-machine detection listens after
+    /// the answer (0 without detection).
+    amd_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -127,7 +130,12 @@ enum Ev {
     ShiftStart,
     StopDialling,
     ShiftEnd,
+    Login(AgentId),
+    BreakStart(AgentId),
+    BreakEnd(AgentId),
     Answer(CallId),
+    /// The provider's answering-machine verdict reaches the dialler.
+    Detected(CallId),
     Fail(CallId, Kind),
     End(CallId),
     Patience(CallId),
@@ -140,6 +148,8 @@ struct SimCall {
     draw: Draw,
     bridged: bool,
     ended: bool,
+    /// The person hung up while detection still listened.
+    gone: bool,
     /// The agent it was bridged to.
     agent: Option<AgentId>,
 }
@@ -200,6 +210,20 @@ impl SimCalendar {
     /// The virtual time of instant `m` (0 before the start).
     fn at(&self, m: Millis) -> u64 {
         u64::try_from(m.ms().saturating_sub(self.origin.ms())).unwrap_or(0)
+    }
+
+    /// The local date in the home zone at virtual time `t`.
+    fn local_date(&self, t: u64) -> chrono::NaiveDate {
+        use chrono::TimeZone;
+        self.home
+            .from_utc_datetime(&self.utc(t).utc().naive_utc())
+            .date_naive()
+    }
+
+    /// The virtual time of local time `at` on `date` in the home zone.
+    fn local_time(&self, date: chrono::NaiveDate, at: chrono::NaiveTime) -> Option<u64> {
+        crate::compliance::hours::local_to_utc(self.home, date.and_time(at))
+            .map(|u| self.at(Millis::from_utc(u)))
     }
 
     /// The hour of day in the home zone at virtual time `t`.
@@ -266,8 +290,15 @@ fn keyed_unit(seed: u64, what: u64, key: u64) -> f64 {
 #[derive(Debug, Clone, Copy, Default)]
 struct AgentClock {
     login_ms: u64,
+    logged_in: bool,
     busy: bool,
     logout_pending: bool,
+    /// On a break since then.
+    paused_since: Option<u64>,
+    /// A break starts once the call and wrap-up are over.
+    pause_pending: bool,
+    /// The break ended while it was still pending.
+    break_over: bool,
 }
 
 /// Keys the random stream of one attempt.
@@ -286,6 +317,7 @@ struct Dists {
     talk: LogNormal<f64>,
     wrap: LogNormal<f64>,
     patience: LogNormal<f64>,
+    amd: Option<LogNormal<f64>>,
 }
 
 fn lognormal(d: scenario::Dist) -> LogNormal<f64> {
@@ -318,6 +350,7 @@ fn draw(sc: &Scenario, dists: &Dists, seed: u64, lead: LeadId, attempt: u32, hou
             wrap_ms: ms(r.wrap_s),
             patience_ms: ms(patience),
             convert: r.converted,
+            amd_ms: dists.amd.map_or(0, |d| ms(d.sample(&mut rng))),
         };
     }
     let o = sc.outcomes_at(hour);
@@ -349,13 +382,21 @@ fn draw(sc: &Scenario, dists: &Dists, seed: u64, lead: LeadId, attempt: u32, hou
             0
         }
     };
+    let convert = rng.random::<f64>() < sc.conversion;
+    // Drawn last, and only with detection, so that scenarios without it
+    // keep their streams.
+    let amd_ms = match &dists.amd {
+        Some(d) if answered => ms(d.sample(&mut rng)),
+        _ => 0,
+    };
     Draw {
         kind,
         ring_ms: lognormal_ms(&dists.ring, ring, 1.0, answered),
         talk_ms: lognormal_ms(&dists.talk, talk, factor, human).max(5_000),
         wrap_ms: lognormal_ms(&dists.wrap, wrap, factor, human),
         patience_ms: lognormal_ms(&dists.patience, patience, 1.0, human),
-        convert: rng.random::<f64>() < sc.conversion,
+        convert,
+        amd_ms,
     }
 }
 
@@ -438,6 +479,7 @@ struct Sim<'a> {
     talk_ms: u64,
     wrap_ms: u64,
     logged_in_ms: u64,
+    paused_ms: u64,
     ledger_events: Vec<(u64, bool)>,
     refused: u64,
     trace: Option<Trace>,
@@ -448,8 +490,21 @@ impl<'a> Sim<'a> {
         let sc = &cfg.scenario;
         // The same priors as a live campaign: the scenario's true figures
         // are for the customers, not for the pacer.
-        let rc = RunnerConfig::from_campaign(&cfg.campaign);
+        let mut rc = RunnerConfig::from_campaign(&cfg.campaign);
         let calendar = SimCalendar::new(sc, &cfg.campaign);
+        // The governor looks ahead to when the team next dials: the
+        // campaign's hours within the shift, on the simulated calendar.
+        if let (Some(w), Ok(shift)) = (rc.windows.as_mut(), sc.shift_window()) {
+            for day in w.plan.iter_mut() {
+                *day = day.and_then(|d| {
+                    let start = d.start.max(shift.start);
+                    let end = d.end.min(shift.end);
+                    (start < end).then_some(DayWindow { start, end })
+                });
+            }
+            w.zone = calendar.home;
+            w.epoch_ms = calendar.origin.ms();
+        }
         let country = cfg.campaign.country();
         let mut registries = Registries::default();
         registries.national.insert(
@@ -471,6 +526,7 @@ impl<'a> Sim<'a> {
                 talk: lognormal(sc.talk),
                 wrap: lognormal(sc.wrap),
                 patience: lognormal(sc.patience),
+                amd: sc.amd.map(lognormal),
             },
             runner: Runner::new(rc, &cfg.strategy),
             heap: BinaryHeap::new(),
@@ -495,6 +551,7 @@ impl<'a> Sim<'a> {
             talk_ms: 0,
             wrap_ms: 0,
             logged_in_ms: 0,
+            paused_ms: 0,
             ledger_events: Vec::new(),
             refused: 0,
             trace: None,
@@ -581,22 +638,66 @@ impl<'a> Sim<'a> {
                     r.loaded_at = at;
                     r.blocked.compact_if_needed();
                 }
+                let n = self.agents.len() as u64;
+                // Checked scenarios have a valid stagger.
+                let stagger = self.cfg.scenario.stagger().unwrap_or_default().as_millis() as u64;
                 for a in 0..self.agents.len() {
-                    self.agents[a] = AgentClock {
-                        login_ms: now,
-                        ..AgentClock::default()
-                    };
-                    self.send(now, Event::AgentReady(a as AgentId));
+                    self.agents[a] = AgentClock::default();
+                    let at = now + stagger * a as u64 / n.max(1);
+                    if at == now {
+                        self.step(now, Ev::Login(a as AgentId));
+                    } else {
+                        self.at(at, Ev::Login(a as AgentId));
+                    }
                 }
+                self.schedule_breaks(now);
                 self.send(now, Event::Dialling(true));
+            }
+            Ev::Login(a) => {
+                let clock = &mut self.agents[a as usize];
+                clock.login_ms = now;
+                clock.logged_in = true;
+                self.send(now, Event::AgentReady(a));
+            }
+            Ev::BreakStart(a) => {
+                let clock = &mut self.agents[a as usize];
+                if clock.logged_in && clock.paused_since.is_none() {
+                    if clock.busy {
+                        clock.pause_pending = true;
+                        clock.break_over = false;
+                    } else {
+                        clock.paused_since = Some(now);
+                    }
+                    self.send(now, Event::AgentPause(a));
+                }
+            }
+            Ev::BreakEnd(a) => {
+                let clock = &mut self.agents[a as usize];
+                if let Some(since) = clock.paused_since.take() {
+                    self.paused_ms += now - since;
+                    if clock.logged_in {
+                        self.send(now, Event::AgentReady(a));
+                    }
+                } else if clock.pause_pending {
+                    clock.break_over = true;
+                }
             }
             Ev::StopDialling => self.send(now, Event::Dialling(false)),
             Ev::ShiftEnd => {
                 for a in 0..self.agents.len() {
-                    if self.agents[a].busy {
-                        self.agents[a].logout_pending = true;
+                    let clock = &mut self.agents[a];
+                    if !clock.logged_in {
+                        continue;
+                    }
+                    if let Some(since) = clock.paused_since.take() {
+                        self.paused_ms += now - since;
+                    }
+                    clock.pause_pending = false;
+                    if clock.busy {
+                        clock.logout_pending = true;
                     } else {
-                        self.logged_in_ms += now - self.agents[a].login_ms;
+                        clock.logged_in = false;
+                        self.logged_in_ms += now - clock.login_ms;
                     }
                     self.send(now, Event::AgentLogout(a as AgentId));
                 }
@@ -610,10 +711,33 @@ impl<'a> Sim<'a> {
                 }
                 let human = c.draw.kind == Kind::Human;
                 let patience = c.draw.patience_ms;
+                let amd = c.draw.amd_ms;
                 if human {
                     self.at(now + patience, Ev::Patience(call));
                 }
+                if amd == 0 {
+                    self.send(now, Event::CallAnswered { call, human });
+                } else {
+                    // The provider listens before it reports the answer.
+                    self.at(now + amd, Ev::Detected(call));
+                }
+            }
+            Ev::Detected(call) => {
+                let Some(c) = self.calls.get(&call) else {
+                    return;
+                };
+                if c.ended {
+                    return;
+                }
+                let human = c.draw.kind == Kind::Human;
+                let gone = c.gone;
                 self.send(now, Event::CallAnswered { call, human });
+                // A person who hung up during detection answered and heard
+                // no one: an abandon.
+                if gone && let Some(c) = self.calls.get_mut(&call) {
+                    c.ended = true;
+                    self.send(now, Event::CallEnded { call });
+                }
             }
             Ev::Fail(call, kind) => {
                 if self.calls.get(&call).is_some_and(|c| !c.ended) {
@@ -638,8 +762,13 @@ impl<'a> Sim<'a> {
                     && !c.ended
                     && !c.bridged
                 {
-                    c.ended = true;
-                    self.send(now, Event::CallEnded { call });
+                    if c.draw.amd_ms > c.draw.patience_ms {
+                        // Still being listened to: the verdict comes first.
+                        c.gone = true;
+                    } else {
+                        c.ended = true;
+                        self.send(now, Event::CallEnded { call });
+                    }
                 }
             }
             Ev::WrapDone(agent) => {
@@ -647,9 +776,19 @@ impl<'a> Sim<'a> {
                 clock.busy = false;
                 if clock.logout_pending {
                     clock.logout_pending = false;
+                    clock.logged_in = false;
                     self.logged_in_ms += now - clock.login_ms;
                 }
+                let (pause, over) = (clock.pause_pending, clock.break_over);
+                clock.pause_pending = false;
+                if pause && !over {
+                    clock.paused_since = Some(now);
+                }
                 self.send(now, Event::WrapUpDone { agent });
+                if pause && over {
+                    // The break was over before it could start.
+                    self.send(now, Event::AgentReady(agent));
+                }
             }
             Ev::Timeout => {
                 if self.timeout_at == Some(now) {
@@ -657,6 +796,37 @@ impl<'a> Sim<'a> {
                 }
                 self.runner.handle_timeout(now);
             }
+        }
+    }
+
+    /// Schedules the day's breaks from the shift's start at `now`:
+    /// successive breaks take successive agents.
+    fn schedule_breaks(&mut self, now: u64) {
+        let n = self.agents.len();
+        if n == 0 || self.cfg.scenario.breaks.is_empty() {
+            return;
+        }
+        let date = self.calendar.local_date(now);
+        let mut next_agent = 0usize;
+        for b in &self.cfg.scenario.breaks {
+            // Checked scenarios have valid breaks.
+            let Ok((at, length)) = b.parsed() else {
+                continue;
+            };
+            let Some(start) = self.calendar.local_time(date, at) else {
+                continue;
+            };
+            if start < now {
+                continue;
+            }
+            let end = start + length.as_millis() as u64;
+            let takers = ((b.share * n as f64).ceil() as usize).min(n);
+            for k in 0..takers {
+                let a = ((next_agent + k) % n) as AgentId;
+                self.at(start, Ev::BreakStart(a));
+                self.at(end, Ev::BreakEnd(a));
+            }
+            next_agent = (next_agent + takers) % n;
         }
     }
 
@@ -818,6 +988,7 @@ impl<'a> Sim<'a> {
                 draw: d,
                 bridged: false,
                 ended: false,
+                gone: false,
                 agent: None,
             },
         );
@@ -887,7 +1058,8 @@ impl<'a> Sim<'a> {
                 100.0 * a as f64 / h as f64
             }
         };
-        let logged = self.logged_in_ms.max(1) as f64;
+        // Logged in and not on a break.
+        let logged = self.logged_in_ms.saturating_sub(self.paused_ms).max(1) as f64;
         let agent_hours = logged / HOUR_MS as f64;
         SimReport {
             strategy: self.cfg.strategy.to_string(),

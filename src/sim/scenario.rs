@@ -94,12 +94,53 @@ pub struct Scenario {
     /// from there. Default: Monday 5 January 2026.
     #[serde(default)]
     pub start: Option<String>,
+    /// Answering-machine detection at the provider: how long it listens
+    /// after an answer before it reports a person or a machine, seconds.
+    /// A person waits in silence meanwhile (and may hang up: an abandon).
+    /// None: verdicts are instant.
+    #[serde(default)]
+    pub amd: Option<Dist>,
+    /// Agents log in one after another over this long from the shift's
+    /// start (`"30m"`); none: all at once.
+    #[serde(default)]
+    pub login_stagger: Option<String>,
+    /// Breaks: at a local time, a share of the team pauses for a length
+    /// (after the call and wrap-up they are on).
+    #[serde(default)]
+    pub breaks: Vec<Break>,
     /// Who the leads are: their time zones and how many are on the
     /// national do-not-call registry. Every dial passes the same
     /// compliance check as a live one, so closed hours and listed numbers
     /// show as refused dials.
     #[serde(default)]
     pub leads: LeadMix,
+}
+
+/// A break in the team's day.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Break {
+    /// When, `HH:MM` in the leads' home zone.
+    pub at: String,
+    /// How long (`"15m"`).
+    pub length: String,
+    /// The share of the team that takes it (0 to 1); successive breaks
+    /// take successive agents.
+    pub share: f64,
+}
+
+impl Break {
+    /// (start, length) as a time of day and a duration.
+    pub fn parsed(&self) -> Result<(chrono::NaiveTime, std::time::Duration), String> {
+        let at = chrono::NaiveTime::parse_from_str(self.at.trim(), "%H:%M")
+            .map_err(|_| format!("{:?} is not HH:MM", self.at))?;
+        let length = humantime::parse_duration(self.length.trim())
+            .map_err(|e| format!("{:?}: {e}", self.length))?;
+        if !(0.0..=1.0).contains(&self.share) {
+            return Err(format!("share {} is not 0 to 1", self.share));
+        }
+        Ok((at, length))
+    }
 }
 
 /// The leads a scenario dials.
@@ -313,12 +354,30 @@ impl Scenario {
             ));
         }
         self.start_date().map_err(|e| ("start".to_string(), e))?;
+        if let Some(d) = self.amd
+            && !(d.mean > 0.0 && d.sd >= 0.0 && d.mean.is_finite() && d.sd.is_finite())
+        {
+            return Err(("amd.mean".into(), "mean must be > 0 and sd >= 0".into()));
+        }
+        self.stagger()
+            .map_err(|e| ("login_stagger".to_string(), e))?;
+        for b in &self.breaks {
+            b.parsed().map_err(|e| ("breaks".to_string(), e))?;
+        }
         if !(0.0..=1.0).contains(&self.leads.dnd_share) {
             return Err(("leads.dnd_share".into(), "a share, 0 to 1".into()));
         }
         self.lead_zones()
             .map_err(|e| ("leads.zones".to_string(), e))?;
         Ok(())
+    }
+
+    /// The log-in stagger.
+    pub fn stagger(&self) -> Result<std::time::Duration, String> {
+        match &self.login_stagger {
+            None => Ok(std::time::Duration::ZERO),
+            Some(t) => humantime::parse_duration(t.trim()).map_err(|e| format!("{t:?}: {e}")),
+        }
     }
 
     /// The first simulated day.
