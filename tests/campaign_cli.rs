@@ -16,19 +16,31 @@ fn dialler(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
 #[test]
 fn the_shipped_campaigns_are_valid() {
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = dialler(
-        repo,
-        &[
-            "campaign",
-            "validate",
-            "campaigns/in-insurance-renewal.toml",
-            "campaigns/us-home-solar.toml",
-            "campaigns/uk-broadband.toml",
-        ],
-    );
+    // Every campaign file shipped, one per profile at least.
+    let mut files: Vec<String> = std::fs::read_dir(repo.join("campaigns"))
+        .expect("campaigns folder")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .map(|p| p.strip_prefix(repo).expect("in repo").display().to_string())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5, "{files:?}");
+    let mut args = vec!["campaign", "validate"];
+    args.extend(files.iter().map(String::as_str));
+    let out = dialler(repo, &args);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    assert_eq!(text.matches(": ok (").count(), 3, "{text}");
+    assert_eq!(text.matches(": ok (").count(), files.len(), "{text}");
+    for profile in ["us", "uk", "in", "ca", "au"] {
+        assert!(
+            files.iter().any(|f| {
+                std::fs::read_to_string(repo.join(f))
+                    .expect("read")
+                    .contains(&format!("profile = \"{profile}\""))
+            }),
+            "a shipped campaign for {profile}"
+        );
+    }
 }
 
 #[test]

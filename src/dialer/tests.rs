@@ -324,7 +324,7 @@ fn the_governor_holds_a_week_start_to_the_ready_agents() {
         r.handle_event(now, Event::AgentReady(a));
     }
     assert_eq!(dials(&drain(&mut r)), 10, "one call per ready agent");
-    // An hour later: 200 answers, no abandon (budget 6, two in hand).
+    // An hour later: 200 answers, no abandon (budget 6, IN_HAND kept).
     let later = now + 3_600_000;
     let mut r = pushy(
         ledger_of(

@@ -30,7 +30,11 @@ use super::predictive::Outlook;
 /// The chance the governor accepts that the calls out (those in flight
 /// and the ones it admits) leave more callers without an agent than the
 /// budget holds.
-pub const RISK: f64 = 0.01;
+///
+/// It is a per-decision risk, and a strategy that rides the limit takes
+/// it thousands of times a day: hence small, with [`Governor::IN_HAND`]
+/// abandons kept besides.
+pub const RISK: f64 = 0.001;
 
 /// One decision's governor: built by the runner for the snapshot, asked by
 /// the strategy (or by the runner after it) how many calls may go out.
@@ -49,9 +53,13 @@ pub struct Governor<'a> {
 
 impl<'a> Governor<'a> {
     /// Abandons of the budget kept in hand, never spent on prediction: a
-    /// strategy that presses on the limit all day (threshold does) takes
-    /// many small risks, and the margin keeps their sum under the limit.
-    pub const IN_HAND: f64 = 2.0;
+    /// strategy that presses on the limit all day (threshold, or a high
+    /// `ratio:R`) takes many small risks, one per decision, and the margin
+    /// keeps their sum under the limit. With two in hand and a 1% risk,
+    /// `ratio:2.6` at 25 agents with its target at the UK limit reached
+    /// 3.007% (107 abandons of 3,566 answers) in 2 of 5 seeds over 35 days;
+    /// with three and 0.1% none of them passes 2.93%.
+    pub const IN_HAND: f64 = 3.0;
 
     /// A governor for the decision on `s`.
     pub fn new(s: &'a Snapshot<'a>) -> Governor<'a> {

@@ -305,6 +305,9 @@ impl Predictive {
     /// Abandons of room in the ledger below which the allowance shrinks.
     const ROOM_ABANDONS: f64 = 10.0;
 
+    /// The highest share of the limit the controller aims at.
+    const AIM: f64 = 0.8;
+
     /// Controller step per human answer, on log(gain).
     const STEP: f64 = 0.05;
 }
@@ -329,7 +332,11 @@ impl Pacer for Predictive {
             self.level = 1.0;
             return progressive;
         }
-        self.target = s.target_percent / 100.0;
+        // Aim no closer to the limit than AIM of it: a window's abandons
+        // are random, and the closer its rate runs to the limit the more
+        // calls the governor turns away, which costs more talk than the
+        // last fraction of a point of target would give.
+        self.target = s.target_percent.min(s.limit_percent * Self::AIM) / 100.0;
         // A young window (after a closed day) or one near its limit has
         // little room: abandons come in bursts when the whole team is
         // busy, so the allowance shrinks in proportion below
