@@ -113,6 +113,10 @@ pub struct DemoResult {
     pub live: crate::live::CampaignLive,
     /// SIPp's message log, with `--provider sipp`.
     pub provider_log: Option<PathBuf>,
+    /// The highest dial level a status line showed in the first minute.
+    pub first_minute_dial_level: f64,
+    /// The first line printed: where the pacer starts from.
+    pub history_line: String,
 }
 
 fn other(e: impl std::fmt::Display) -> DemoError {
@@ -183,10 +187,12 @@ pub async fn run(opts: DemoOptions) -> Result<DemoResult, DemoError> {
     };
     let clock = Clock::starting_at(start);
     let start_ms = clock.now().ms();
-    if let Some(at) = opts.at {
-        println!("the demo runs on a virtual clock from {at} (real durations)");
+    let clock_line = if let Some(at) = opts.at {
+        Some(format!(
+            "the demo runs on a virtual clock from {at} (real durations)"
+        ))
     } else if start != real_now {
-        println!(
+        Some(format!(
             "calling hours of {} are closed now in {}: the demo runs on a virtual clock at {} (real durations)",
             camp.name,
             zone.name(),
@@ -194,11 +200,28 @@ pub async fn run(opts: DemoOptions) -> Result<DemoResult, DemoError> {
                 zone,
                 DateTime::from_timestamp_millis(start_ms).unwrap_or_default()
             )
-        );
-    }
+        ))
+    } else {
+        None
+    };
     let dnd_dir = opts.db.with_extension("dnd");
     let (campaign_id, imported, registries) =
         load_sample(&store, &camp, &opts.campaigns_dir, &dnd_dir, start_ms).await?;
+    // The first line says where the pacer starts from.
+    let history = seed_history(
+        &store,
+        &camp,
+        &scenario,
+        opts.agents,
+        opts.seed,
+        campaign_id,
+        start_ms,
+    )
+    .await?;
+    println!("{history}");
+    if let Some(line) = clock_line {
+        println!("{line}");
+    }
     println!(
         "demo: {} leads of {} imported into {}, {} agents, {} min, {} provider on loopback",
         imported,
@@ -326,11 +349,15 @@ pub async fn run(opts: DemoOptions) -> Result<DemoResult, DemoError> {
     let every = Duration::from_secs_f64(opts.status_every.max(0.5));
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     let started = tokio::time::Instant::now();
+    let mut first_minute_dial_level: f64 = 0.0;
     loop {
         tokio::select! {
             _ = tick.tick() => {
                 let board = shared.board.snapshot();
                 if let Some(l) = board.get(&camp.name) {
+                    if started.elapsed() <= Duration::from_secs(60) {
+                        first_minute_dial_level = first_minute_dial_level.max(l.dial_level);
+                    }
                     println!("{}", status_line(started.elapsed(), l));
                 }
             }
@@ -381,7 +408,113 @@ pub async fn run(opts: DemoOptions) -> Result<DemoResult, DemoError> {
         bridge_latency_ms: summary.bridge_latency_ms,
         live,
         provider_log,
+        first_minute_dial_level,
+        history_line: history,
     })
+}
+
+/// Calls of the simulated history kept in the demo store for the pacer's
+/// estimators (they read the last [`crate::pacing::estimate::HISTORY`]).
+const HISTORY_CALLS: usize = 2_000;
+
+/// Starts the demo store with the team's day so far: the previous day and
+/// today up to `start_ms`, simulated by the same engine (the campaign, its
+/// strategy, the scenario's customers and the demo's team size). The
+/// ledger gets every human answer and abandon still in its window, the
+/// store the last [`HISTORY_CALLS`] calls with their dispositions, so the
+/// live pacer starts as a campaign that has been dialling does: with room
+/// in its window and its estimators warm. Returns the line that says so.
+async fn seed_history(
+    store: &Store,
+    camp: &Campaign,
+    scenario: &Scenario,
+    agents: u32,
+    seed: u64,
+    campaign_id: i64,
+    start_ms: i64,
+) -> Result<String, DemoError> {
+    use crate::clock::Millis;
+    use crate::store::{LedgerKind, PastAttemptRow, PastDispositionRow};
+    let home = camp.profile.home_zone();
+    let today = DateTime::from_timestamp_millis(start_ms)
+        .unwrap_or_default()
+        .with_timezone(&home)
+        .date_naive();
+    let Some(yesterday) = today.pred_opt() else {
+        return Err(other("no day before the demo's start"));
+    };
+    let mut sc = scenario.clone();
+    sc.agents = agents.max(1);
+    sc.days = 2;
+    sc.start = Some(yesterday.format("%Y-%m-%d").to_string());
+    let cfg = crate::sim::SimConfig {
+        campaign: camp.clone(),
+        scenario: sc,
+        strategy: camp.strategy.clone(),
+        seed,
+    };
+    let until = Millis(start_ms);
+    let (report, history) = tokio::task::spawn_blocking(move || crate::sim::run_until(&cfg, until))
+        .await
+        .map_err(other)?;
+    let pick = |conversion: bool| {
+        camp.dispositions
+            .iter()
+            .find(|d| d.conversion == conversion && !d.dnc && !d.callback)
+    };
+    let rows: Vec<PastAttemptRow> = history
+        .calls
+        .iter()
+        .rev()
+        .take(HISTORY_CALLS)
+        .rev()
+        .map(|c| PastAttemptRow {
+            started_at: c.started.ms(),
+            answered_at: c.answered.map(Millis::ms),
+            connected_at: c.connected.map(Millis::ms),
+            ended_at: c.ended.ms(),
+            outcome: c.outcome,
+            disposition: match (c.wrapped, pick(c.converted)) {
+                (Some(w), Some(d)) => Some(PastDispositionRow {
+                    agent_id: "simulated".into(),
+                    code: d.code.clone(),
+                    conversion: d.conversion,
+                    contact: d.contact,
+                    created_at: w.ms(),
+                    wrapup_ms: w.ms() - c.ended.ms(),
+                }),
+                _ => None,
+            },
+        })
+        .collect();
+    let from = until.minus(camp.abandon_window);
+    let ledger: Vec<(i64, LedgerKind)> = history
+        .ledger
+        .iter()
+        .filter(|(t, _)| *t > from && *t <= until)
+        .map(|&(t, abandon)| {
+            let kind = if abandon {
+                LedgerKind::Abandon
+            } else {
+                LedgerKind::HumanAnswer
+            };
+            (t.ms(), kind)
+        })
+        .collect();
+    store.insert_history(campaign_id, &rows, &ledger).await?;
+    let abandons = ledger
+        .iter()
+        .filter(|(_, k)| *k == LedgerKind::Abandon)
+        .count();
+    let answers = ledger.len() - abandons;
+    Ok(format!(
+        "demo: the store starts with the team's day so far ({} agents, {} from {yesterday} to the demo's start) simulated by the same engine: {} attempts, {answers} human answers and {abandons} abandons in the {} window, the last {} calls for the pacer's estimators",
+        report.agents,
+        camp.strategy,
+        report.attempts,
+        humantime::format_duration(camp.abandon_window),
+        rows.len(),
+    ))
 }
 
 /// Loads a sample campaign into `store` at `now_ms`: the campaign row, its

@@ -717,6 +717,21 @@ impl Runner {
         self.ledger = ledger;
     }
 
+    /// Feeds the estimators a campaign's recent history, oldest first (see
+    /// [`crate::pacing::estimate::HISTORY`] for how much they hold): per
+    /// attempt whether a person answered and how long after dialling it
+    /// resolved, seconds; and handle times, seconds. A runner that starts
+    /// with the floor's own figures paces on them from the first decision
+    /// instead of the campaign's priors.
+    pub fn learn(&mut self, attempts: &[(bool, f64)], handles: &[f64]) {
+        for &(human, after_s) in attempts {
+            self.est.record_attempt(human, after_s);
+        }
+        for &h in handles {
+            self.est.record_handle(h);
+        }
+    }
+
     /// Calls not yet over (ringing, waiting, connected, hearing the message).
     pub fn calls_in_progress(&self) -> usize {
         self.calls.len()

@@ -85,12 +85,14 @@ macro_rules! with_pool {
 mod agents;
 mod claims;
 mod erase;
+mod history;
 mod report;
 mod tokens;
 
 pub use agents::{AgentInterval, AgentState};
 pub use claims::ClaimedLead;
 pub use erase::ErasureCounts;
+pub use history::{PacingHistory, PastAttemptRow, PastDispositionRow};
 pub use report::{AgentCalls, AgentDispositions, AgentStateTime, BucketCounts, ReportData};
 pub use tokens::TokenRow;
 

@@ -1,7 +1,8 @@
 //! Behaviour of the pacing strategies through the campaign runner and the
-//! simulator: ratio dialling matches its binomial expectation, and
-//! predictive keeps every compliance window under the limit over random
-//! scenarios.
+//! simulator: ratio dialling matches its binomial expectation, predictive
+//! keeps every compliance window under the limit over random scenarios, the
+//! governor holds every strategy a campaign can choose there too, and no
+//! strategy beats the oracle on the same seeds.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::path::Path;
@@ -206,6 +207,130 @@ proptest! {
         prop_assert!(
             r.worst_window_percent <= r.limit_percent,
             "worst window {:.3}% over the {}% limit: {r:?}",
+            r.worst_window_percent,
+            r.limit_percent
+        );
+    }
+}
+
+/// The UK campaign with its target at the limit: the hardest setting for
+/// the governor, the fairest for comparing strategies.
+fn campaign_at_limit() -> Campaign {
+    let mut c = campaign();
+    c.abandon_target_percent = c.abandon_limit_percent;
+    c
+}
+
+fn shipped_scenario(name: &str) -> Scenario {
+    Scenario::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("campaigns/scenarios")
+            .join(format!("{name}.toml")),
+    )
+    .expect("scenario")
+}
+
+/// Every scenario shipped loads and passes its checks.
+#[test]
+fn the_shipped_scenarios_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("campaigns/scenarios");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).expect("scenarios") {
+        let p = e.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            let sc = Scenario::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            assert!(sc.check().is_ok(), "{}: {:?}", p.display(), sc.check());
+            n += 1;
+        }
+    }
+    assert!(n >= 4, "default, drifting, week-start, demo: {n}");
+}
+
+/// Every strategy a campaign can choose.
+fn choosable() -> Vec<Strategy> {
+    [
+        "predictive",
+        "progressive",
+        "ratio:1.5",
+        "ratio:2.5",
+        "ratio:4",
+        "feedback",
+        "threshold",
+    ]
+    .iter()
+    .map(|s| Strategy::parse(s).expect("strategy"))
+    .collect()
+}
+
+/// The oracle is a bound: on the same seeds (the same customers, the same
+/// handle times) no strategy keeps agents talking more of the time, on the
+/// steady, drifting and week-start scenarios; and it sits at the physical
+/// limit talk / (talk + wrap-up) within a point.
+#[test]
+fn no_strategy_beats_the_oracle_on_the_same_seeds() {
+    for name in ["default", "drifting", "week-start"] {
+        let mut sc = shipped_scenario(name);
+        sc.agents = 10;
+        sc.days = 2;
+        let physical = sc.talk.mean / (sc.talk.mean + sc.wrap.mean);
+        for seed in 1..=2 {
+            let oracle = run(&SimConfig {
+                campaign: campaign_at_limit(),
+                scenario: sc.clone(),
+                strategy: Strategy::Oracle,
+                seed,
+            });
+            assert!(
+                oracle.talk_share <= physical + 0.005 && oracle.talk_share >= physical - 0.01,
+                "{name} seed {seed}: oracle {:.4}, physical {physical:.4}",
+                oracle.talk_share
+            );
+            for strategy in choosable() {
+                let r = run(&SimConfig {
+                    campaign: campaign_at_limit(),
+                    scenario: sc.clone(),
+                    strategy: strategy.clone(),
+                    seed,
+                });
+                assert!(
+                    r.talk_share <= oracle.talk_share,
+                    "{name} seed {seed}: {strategy} {:.4} beats the oracle {:.4}",
+                    r.talk_share,
+                    oracle.talk_share
+                );
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    /// The governor holds every strategy a campaign can choose within the
+    /// limit, with the target at the limit, whatever the floor is like.
+    #[test]
+    fn every_strategy_is_governed_within_the_limit(
+        agents in 2u32..30,
+        human in 0.12f64..0.6,
+        ring in 3.0f64..18.0,
+        talk in 60.0f64..420.0,
+        wrap in 3.0f64..60.0,
+        patience in 1.0f64..12.0,
+        pick in 0usize..7,
+        seed in 0u64..1_000_000,
+    ) {
+        let sc = scenario(agents, 2, human, ring, talk, wrap, patience);
+        prop_assert!(sc.check().is_ok(), "{:?}", sc.check());
+        let strategy = choosable()[pick].clone();
+        let r = run(&SimConfig {
+            campaign: campaign_at_limit(),
+            scenario: sc,
+            strategy: strategy.clone(),
+            seed,
+        });
+        prop_assert!(
+            r.worst_window_percent <= r.limit_percent,
+            "{strategy}: worst window {:.3}% over the {}% limit: {r:?}",
             r.worst_window_percent,
             r.limit_percent
         );

@@ -45,7 +45,9 @@ fn tuesday() -> chrono::DateTime<chrono::Utc> {
 /// 10 agents for 10 minutes of dialling on paused time (seconds of real
 /// time): abandonment under the limit, every human answer bridged or
 /// given the message, every attempt closed in the store, DND numbers
-/// never dialled, conversions counted.
+/// never dialled, conversions counted. The store starts with the day so
+/// far simulated (said in the first line), so the pacer dials above one
+/// call per agent within the first minute.
 #[tokio::test(start_paused = true)]
 async fn demo_run_records_every_attempt_and_keeps_the_rules() {
     let dir = tempfile::tempdir().unwrap();
@@ -71,6 +73,18 @@ async fn demo_run_records_every_attempt_and_keeps_the_rules() {
     let live = &result.live;
     assert!(live.attempts > 10, "dialled: {live:?}");
     assert_live_rules(live);
+    assert!(
+        result
+            .history_line
+            .starts_with("demo: the store starts with the team's day so far"),
+        "{}",
+        result.history_line
+    );
+    assert!(
+        result.first_minute_dial_level > 1.0,
+        "dial level {} in the first minute",
+        result.first_minute_dial_level
+    );
     // The checks below read the store with pools of their own.
     tokio::time::resume();
 
@@ -85,11 +99,19 @@ async fn demo_run_records_every_attempt_and_keeps_the_rules() {
         .await
         .unwrap();
     assert_eq!(open, 0, "every attempt has an outcome");
-    let attempts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM call_attempts")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    // The simulated history has no leads.
+    let attempts: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM call_attempts WHERE lead_id IS NOT NULL")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(attempts as u64, live.attempts, "every attempt is stored");
+    let history: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM call_attempts WHERE lead_id IS NULL")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(history > 500, "the simulated history is stored: {history}");
     // Numbers on the sample TPS registry never get an INVITE.
     let tps = std::fs::read_to_string(campaigns_dir().join("dnd/uk-tps-sample.txt")).unwrap();
     for line in tps
@@ -111,10 +133,12 @@ async fn demo_run_records_every_attempt_and_keeps_the_rules() {
     .await
     .unwrap();
     assert_eq!(connected as u64, live.connects);
-    let conv: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dispositions WHERE conversion")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let conv: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM dispositions WHERE conversion AND agent_id <> 'simulated'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert_eq!(conv as u64, live.conversions, "conversions counted");
     let open_states: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM agent_states WHERE ended_at IS NULL")

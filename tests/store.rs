@@ -595,3 +595,71 @@ async fn ledger_events_rebuild_in_order(store: Store) {
     );
 }
 store_test!(ledger_events_rebuild_in_order);
+
+/// Loaded history (attempts without leads, their dispositions, ledger
+/// rows) reads back as what a starting runner's estimators learn from:
+/// oldest first, interrupted attempts left out, handle time from bridge to
+/// disposition, the limit counted from the newest.
+async fn pacing_history_reads_back_loaded_history(store: Store) {
+    use dialler::outcome::Outcome;
+    use dialler::store::{PastAttemptRow, PastDispositionRow};
+    let a = store
+        .upsert_campaign(&campaign("uk-broadband"), 0)
+        .await
+        .expect("campaign");
+    let row = |start: i64, outcome: Outcome, answered: Option<i64>| PastAttemptRow {
+        started_at: start,
+        answered_at: answered,
+        connected_at: answered.filter(|_| outcome == Outcome::Connected),
+        ended_at: start + 30_000,
+        outcome,
+        disposition: (outcome == Outcome::Connected).then(|| PastDispositionRow {
+            agent_id: "simulated".into(),
+            code: "SOLD".into(),
+            conversion: true,
+            contact: true,
+            created_at: answered.unwrap_or(0) + 60_000,
+            wrapup_ms: 30_000,
+        }),
+    };
+    store
+        .insert_history(
+            a,
+            &[
+                row(0, Outcome::NoAnswer, None),
+                row(1_000, Outcome::Connected, Some(9_000)),
+                row(2_000, Outcome::Interrupted, None),
+                row(3_000, Outcome::Abandoned, Some(4_500)),
+                row(400_000, Outcome::Busy, None),
+            ],
+            &[
+                (9_000, LedgerKind::HumanAnswer),
+                (4_500, LedgerKind::HumanAnswer),
+                (6_500, LedgerKind::Abandon),
+            ],
+        )
+        .await
+        .expect("history");
+    let h = store.pacing_history(a, 100_000, 10).await.expect("read");
+    assert_eq!(
+        h.attempts,
+        vec![(false, 30.0), (true, 8.0), (true, 1.5)],
+        "before 100 s, oldest first, the interrupted one left out"
+    );
+    assert_eq!(h.handles, vec![60.0]);
+    let h = store.pacing_history(a, 1_000_000, 2).await.expect("read");
+    assert_eq!(
+        h.attempts,
+        vec![(true, 1.5), (false, 30.0)],
+        "the newest two"
+    );
+    assert_eq!(
+        store.ledger_events(a, 0, 100_000).await.expect("events"),
+        vec![
+            (4_500, LedgerKind::HumanAnswer),
+            (6_500, LedgerKind::Abandon),
+            (9_000, LedgerKind::HumanAnswer)
+        ]
+    );
+}
+store_test!(pacing_history_reads_back_loaded_history);

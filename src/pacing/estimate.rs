@@ -19,6 +19,14 @@ const ANSWER_WINDOW: usize = 500;
 /// How many recent handle times the distribution keeps.
 const HANDLE_WINDOW: usize = 400;
 
+/// How many past attempts (and handle times) fill the estimators' windows:
+/// what a starting runner reads from the store.
+pub const HISTORY: usize = if ANSWER_WINDOW > HANDLE_WINDOW {
+    ANSWER_WINDOW
+} else {
+    HANDLE_WINDOW
+};
+
 /// Priors for a campaign with no history yet.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Priors {

@@ -26,7 +26,6 @@ use super::{AgentError, Shared};
 use crate::campaign::Campaign;
 use crate::clock::Millis;
 use crate::compliance::Registries;
-use crate::compliance::ledger::Ledger;
 use crate::dialer::{AgentId, CallId, Command, Event, Runner, RunnerConfig, TrunkLimits};
 use crate::policy;
 use crate::sip::auth::Credentials;
@@ -221,8 +220,8 @@ pub struct Driver {
 }
 
 impl Driver {
-    /// A driver for a campaign, its runner starting from `ledger` (rebuilt
-    /// from the store by [`super::recovery::recover`]).
+    /// A driver for a campaign, its runner starting from the ledger and
+    /// the history [`super::recovery::recover`] read from the store.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         campaign: Arc<Campaign>,
@@ -233,7 +232,7 @@ impl Driver {
         writer: mpsc::Sender<Job>,
         me: mpsc::UnboundedSender<Input>,
         settings: Settings,
-        ledger: Ledger,
+        recovered: super::recovery::Recovered,
         provider: SocketAddr,
     ) -> Driver {
         let mut config = RunnerConfig::from_campaign(&campaign);
@@ -245,7 +244,8 @@ impl Driver {
         let credentials =
             super::calls::trunk_credentials(&campaign, |name| std::env::var(name).ok());
         let mut runner = Runner::new(config, &campaign.strategy);
-        runner.restore_ledger(ledger);
+        runner.restore_ledger(recovered.ledger);
+        runner.learn(&recovered.history.attempts, &recovered.history.handles);
         let prompt = Arc::new(crate::media::wav::generated_prompt(
             policy::safe_harbour(&campaign).as_secs_f64(),
         ));

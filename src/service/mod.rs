@@ -384,7 +384,7 @@ pub async fn start(
             },
         );
         inboxes.push(tx.clone());
-        setups.push((c, id, rx, tx, ua, recovered.ledger, provider));
+        setups.push((c, id, rx, tx, ua, recovered, provider));
     }
     let shared = Arc::new(Shared {
         store: store.clone(),
@@ -398,7 +398,7 @@ pub async fn start(
         media_ip,
     });
     let mut tasks = Vec::new();
-    for (c, id, rx, tx, ua, ledger, provider) in setups {
+    for (c, id, rx, tx, ua, recovered, provider) in setups {
         let driver = driver::Driver::new(
             c,
             id,
@@ -413,7 +413,7 @@ pub async fn start(
                 lease: cfg.lease,
                 media_ip,
             },
-            ledger,
+            recovered,
             provider,
         );
         tasks.push(tokio::spawn(driver.run(rx)));

@@ -3,7 +3,8 @@
 //! [`crate::policy::retry_delay`] gives an interrupted call; a person who
 //! had answered and was never put through enters the ledger as an
 //! abandon), open agent intervals are closed, and the abandonment ledger
-//! is rebuilt from the stored rows for the runner.
+//! is rebuilt from the stored rows for the runner, with the recent
+//! attempts and handle times its estimators start from.
 
 use super::*;
 use crate::clock::Millis;
@@ -20,6 +21,8 @@ pub struct Recovered {
     pub agents_closed: u64,
     /// The ledger rebuilt from stored rows.
     pub ledger: Ledger,
+    /// The recent attempts and handle times the estimators start from.
+    pub history: crate::store::PacingHistory,
 }
 
 /// Recovers campaign `campaign_id` for `node` at `now` (see the module
@@ -40,9 +43,17 @@ pub async fn recover(
         agents_closed += store.agent_state_end_all(&a, now.ms()).await?;
     }
     let ledger = store.ledger(campaign_id, c.abandon_window, now).await?;
+    let history = store
+        .pacing_history(
+            campaign_id,
+            now.ms(),
+            crate::pacing::estimate::HISTORY as i64,
+        )
+        .await?;
     Ok(Recovered {
         interrupted,
         agents_closed,
         ledger,
+        history,
     })
 }

@@ -441,6 +441,70 @@ pub fn run_traced(cfg: &SimConfig, every_ms: u64) -> (SimReport, Vec<Sample>) {
     (report, samples)
 }
 
+/// One finished call of a simulated run, in wall-clock time: what a live
+/// service would have stored for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PastCall {
+    /// Dialled.
+    pub started: Millis,
+    /// A person answered.
+    pub answered: Option<Millis>,
+    /// Bridged to an agent.
+    pub connected: Option<Millis>,
+    /// The call ended.
+    pub ended: Millis,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Connected calls: when the agent finished wrap-up (the disposition).
+    pub wrapped: Option<Millis>,
+    /// Connected calls: whether it converted.
+    pub converted: bool,
+}
+
+/// What a simulated run leaves behind: its finished calls and its
+/// abandonment ledger (human answers and abandons), oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    /// Finished calls, in the order they ended.
+    pub calls: Vec<PastCall>,
+    /// Ledger events: when, and whether an abandon (else a human answer).
+    pub ledger: Vec<(Millis, bool)>,
+}
+
+/// Runs one simulation up to the wall-clock time `until` (events after it
+/// are not played; calls still in flight then are left out) and returns
+/// what it left: the history a store would hold. The demo starts from one.
+pub fn run_until(cfg: &SimConfig, until: Millis) -> (SimReport, History) {
+    let mut sim = Sim::new(cfg);
+    sim.until = Some(sim.calendar.at(until));
+    sim.history = Some(HistoryBuf::default());
+    let report = sim.run_loop();
+    let mut h = History::default();
+    if let Some(buf) = sim.history.take() {
+        h.calls = buf.calls;
+    }
+    // A wrap-up still going at `until` has no disposition yet.
+    for c in &mut h.calls {
+        if c.wrapped.is_some_and(|w| w > until) {
+            c.wrapped = None;
+        }
+    }
+    h.ledger = sim
+        .ledger_events
+        .iter()
+        .map(|&(t, abandon)| (sim.calendar.utc(t), abandon))
+        .collect();
+    (report, h)
+}
+
+/// The calls of a run with [`run_until`]: those in flight, by call, and
+/// those finished.
+#[derive(Default)]
+struct HistoryBuf {
+    open: HashMap<CallId, PastCall>,
+    calls: Vec<PastCall>,
+}
+
 struct Trace {
     every_ms: u64,
     next_ms: u64,
@@ -483,6 +547,9 @@ struct Sim<'a> {
     ledger_events: Vec<(u64, bool)>,
     refused: u64,
     trace: Option<Trace>,
+    /// Stop before the first event after this (virtual ms).
+    until: Option<u64>,
+    history: Option<HistoryBuf>,
 }
 
 impl<'a> Sim<'a> {
@@ -555,6 +622,8 @@ impl<'a> Sim<'a> {
             ledger_events: Vec::new(),
             refused: 0,
             trace: None,
+            until: None,
+            history: None,
         }
     }
 
@@ -613,6 +682,9 @@ impl<'a> Sim<'a> {
             }
         }
         while let Some(Reverse((now, _, ev))) = self.heap.pop() {
+            if self.until.is_some_and(|u| now > u) {
+                break;
+            }
             self.sample(now);
             self.step(now, ev);
             self.drain(now);
@@ -982,6 +1054,20 @@ impl<'a> Sim<'a> {
             outcome: None,
         });
         self.attempts += 1;
+        if let Some(h) = self.history.as_mut() {
+            h.open.insert(
+                call,
+                PastCall {
+                    started: at,
+                    answered: None,
+                    connected: None,
+                    ended: at,
+                    outcome: Outcome::Interrupted,
+                    wrapped: None,
+                    converted: false,
+                },
+            );
+        }
         self.calls.insert(
             call,
             SimCall {
@@ -1004,11 +1090,21 @@ impl<'a> Sim<'a> {
 
     fn record(&mut self, now: u64, r: Record) {
         match r {
-            Record::HumanAnswer { .. } => {
+            Record::HumanAnswer { call, .. } => {
                 self.human_answers += 1;
                 self.ledger_events.push((now, false));
+                let at = self.calendar.utc(now);
+                if let Some(c) = self.history.as_mut().and_then(|h| h.open.get_mut(&call)) {
+                    c.answered = Some(at);
+                }
             }
-            Record::Connected { .. } => self.connects += 1,
+            Record::Connected { call, .. } => {
+                self.connects += 1;
+                let at = self.calendar.utc(now);
+                if let Some(c) = self.history.as_mut().and_then(|h| h.open.get_mut(&call)) {
+                    c.connected = Some(at);
+                }
+            }
             Record::AgentState { .. } => {}
             Record::Abandoned { .. } => {
                 self.abandons += 1;
@@ -1028,6 +1124,17 @@ impl<'a> Sim<'a> {
                     self.at(now + c.draw.wrap_ms, Ev::WrapDone(agent));
                 }
                 let at = self.calendar.utc(now);
+                if let Some(h) = self.history.as_mut()
+                    && let Some(mut past) = h.open.remove(&call)
+                {
+                    past.ended = at;
+                    past.outcome = outcome;
+                    if outcome == Outcome::Connected {
+                        past.wrapped = Some(self.calendar.utc(now + c.draw.wrap_ms));
+                        past.converted = c.draw.convert;
+                    }
+                    h.calls.push(past);
+                }
                 let Some(l) = self.leads.get_mut(&lead) else {
                     return;
                 };
