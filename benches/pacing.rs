@@ -45,6 +45,7 @@ fn decision(c: &mut Criterion) {
             active_agents: agents,
             ready,
             busy_since_ms: &busy,
+            wrap_since_ms: &[],
             ringing_since_ms: &ringing,
             waiting: 0,
             ring_timeout_s: 25.0,

@@ -15,7 +15,7 @@ DAYS=${DAYS:-35}
 SIZES=${SIZES:-"5 10 25 100"}
 PROFILES=${PROFILES:-"us uk ca au in"}
 SCENARIOS=${SCENARIOS:-"default drifting week-start"}
-STRATEGIES=${STRATEGIES:-"predictive,progressive,ratio:1.5,ratio:2,ratio:2.5,ratio:3,feedback,threshold"}
+STRATEGIES=${STRATEGIES:-"predictive,progressive,ratio:2,ratio:3,feedback,threshold"}
 OUT=${OUT:-target/pacing-matrix.tsv}
 
 cargo build --release --quiet

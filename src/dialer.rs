@@ -394,6 +394,9 @@ pub struct Runner {
     /// beside them when each call was bridged, the slice pacing reads.
     busy: Vec<AgentId>,
     busy_since: Vec<u64>,
+    /// Beside them: when each one's call ended (wrap-up began), or
+    /// `u64::MAX` while still talking.
+    wrap_since: Vec<u64>,
     /// Calls ringing, by call id, and beside them when each was dialled:
     /// ids grow with time, so new calls go at the end and a finished one
     /// is found by binary search (a few dozen at most: a Vec beats a map).
@@ -462,6 +465,7 @@ impl Runner {
             calls: FastMap::default(),
             busy: Vec::new(),
             busy_since: Vec::new(),
+            wrap_since: Vec::new(),
             ringing: Vec::new(),
             ringing_since: Vec::new(),
             launches: VecDeque::new(),
@@ -562,6 +566,13 @@ impl Runner {
                 {
                     let handle_s = now_ms.saturating_sub(a.handle_start_ms) as f64 / 1000.0;
                     self.est.record_handle(handle_s);
+                    if let Ok(i) = self.busy.binary_search(&agent)
+                        && let Some(&since) = self.wrap_since.get(i)
+                        && since != u64::MAX
+                    {
+                        self.est
+                            .record_wrap(now_ms.saturating_sub(since) as f64 / 1000.0);
+                    }
                     self.make_ready(now_ms, agent);
                 }
                 true
@@ -823,6 +834,7 @@ impl Runner {
         {
             self.busy.remove(i);
             self.busy_since.remove(i);
+            self.wrap_since.remove(i);
         }
         let agent = &mut self.agents[a as usize];
         if agent.state == AgentState::WrapUp && (agent.pause_after || agent.logout_after) {
@@ -939,10 +951,14 @@ impl Runner {
         a.free_at_ms = now_ms + handle_ms;
         self.set_state(agent, AgentState::OnCall(call));
         match self.busy.binary_search(&agent) {
-            Ok(i) => self.busy_since[i] = now_ms,
+            Ok(i) => {
+                self.busy_since[i] = now_ms;
+                self.wrap_since[i] = u64::MAX;
+            }
             Err(i) => {
                 self.busy.insert(i, agent);
                 self.busy_since.insert(i, now_ms);
+                self.wrap_since.insert(i, u64::MAX);
             }
         }
         self.pacer.observe(now_ms, false);
@@ -991,6 +1007,9 @@ impl Runner {
                         == Some(AgentState::OnCall(call))
                 {
                     self.set_state(a, AgentState::WrapUp);
+                    if let Ok(i) = self.busy.binary_search(&a) {
+                        self.wrap_since[i] = now_ms;
+                    }
                 }
                 self.end_call(call, Outcome::Connected);
                 false
@@ -1103,6 +1122,7 @@ impl Runner {
             active_agents: self.active_agents,
             ready: self.ready.len() as u32,
             busy_since_ms: &self.busy_since,
+            wrap_since_ms: &self.wrap_since,
             ringing_since_ms: &self.ringing_since,
             waiting: self.waiting.len() as u32,
             ring_timeout_s: self.config.ring_timeout_ms as f64 / 1000.0,

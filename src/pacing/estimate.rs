@@ -64,6 +64,10 @@ pub struct Estimators {
     /// half-second bins, as survival tables.
     human_ring: Survival,
     other_ring: Survival,
+    /// Wrap-up times (from the end of the call to the agent's ready):
+    /// an agent in wrap-up is much nearer to free than the handle time
+    /// since the bridge can tell.
+    wrap: Survival,
     handles: RingBuffer<u32>,
     /// survival[t] = P(handle time > t seconds), rebuilt as samples arrive.
     survival: Vec<f64>,
@@ -92,6 +96,10 @@ impl Estimators {
     /// distribution little.
     const REBUILD_EVERY: usize = 128;
 
+    /// Wrap-ups are modelled up to this long, seconds (within the
+    /// survival tables' two minutes).
+    const WRAP_MODEL_S: f64 = 110.0;
+
     /// Estimators starting from `priors`.
     pub fn new(priors: Priors) -> Estimators {
         let mut e = Estimators {
@@ -102,6 +110,7 @@ impl Estimators {
             ring_sum: 0.0,
             human_ring: Survival::new(),
             other_ring: Survival::new(),
+            wrap: Survival::new(),
             handles: RingBuffer::new(HANDLE_WINDOW),
             survival: vec![0.0; MAX_HANDLE_S + 2],
             prior_above: {
@@ -164,6 +173,35 @@ impl Estimators {
         let h = ph * sh;
         let o = (1.0 - ph) * so;
         if h + o <= 1e-12 { 0.0 } else { h / (h + o) }
+    }
+
+    /// Records a finished wrap-up's length (from the end of the call to
+    /// the agent's disposition), seconds.
+    pub fn record_wrap(&mut self, wrap_s: f64) {
+        self.wrap.record(wrap_s);
+    }
+
+    /// The chance an agent `elapsed_s` into wrap-up is free by the time a
+    /// call dialled now is answered (the horizon of
+    /// [`Estimators::p_free_soon`]), from the wrap-up times seen; `None`
+    /// before enough of them, or for a wrap-up longer than nearly all
+    /// (the handle-time model answers then).
+    pub fn p_wrap_free_soon(&self, elapsed_s: f64) -> Option<f64> {
+        if !self.wrap.ready() || elapsed_s >= Self::WRAP_MODEL_S {
+            return None;
+        }
+        let s_e = self.wrap.at_ready(elapsed_s);
+        if s_e < 0.02 {
+            return None;
+        }
+        let s_end = self.wrap.at_ready(elapsed_s + self.free_horizon_s());
+        Some(((s_e - s_end) / s_e).clamp(0.0, 1.0))
+    }
+
+    /// The horizon of [`Estimators::p_free_soon`]: the mean ring time of
+    /// answered calls, seconds.
+    fn free_horizon_s(&self) -> f64 {
+        self.ring_s()
     }
 
     /// Records a finished call's handle time (talk plus wrap-up), seconds.

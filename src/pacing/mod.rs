@@ -93,6 +93,11 @@ pub struct Snapshot<'a> {
     /// the runner hands over its own list instead of building one per
     /// decision.
     pub busy_since_ms: &'a [u64],
+    /// Beside each of `busy_since_ms`: when that agent's call ended and
+    /// wrap-up began, ms, or `u64::MAX` while still talking. Empty when
+    /// not known (every busy agent is then judged by the handle time since
+    /// the bridge).
+    pub wrap_since_ms: &'a [u64],
     /// For each call dialled and not yet answered: when it was dialled, ms
     /// (see [`Snapshot::ringing_elapsed_s`]).
     pub ringing_since_ms: &'a [u64],

@@ -68,10 +68,31 @@ impl Outlook {
         };
         // The same sums either way; with the free-soon table built, a loop
         // without the fallback's branch.
-        let (free_mean, free_var) = match free_table {
+        let (mut free_mean, mut free_var) = match free_table {
             Some(t) => bernoulli_sums(s.busy_since_ms, |since| free_entry(t, *since)),
             None => bernoulli_sums(s.busy_since_ms, |since| with_var(p_busy(since))),
         };
+        // An agent in wrap-up is judged by the wrap-up so far, which says
+        // far more about the next seconds than the handle time since the
+        // bridge (the call has ended; only the wrap-up is left).
+        let p_wrap = |i: usize| -> Option<f64> {
+            let w = *s.wrap_since_ms.get(i)?;
+            if w == u64::MAX {
+                return None;
+            }
+            s.est.p_wrap_free_soon(s.elapsed_s(w))
+        };
+        for (i, since) in s.busy_since_ms.iter().enumerate() {
+            if s.wrap_since_ms.is_empty() {
+                break;
+            }
+            if let Some(pw) = p_wrap(i) {
+                let ph = p_busy(since);
+                free_mean += pw - ph;
+                free_var += pw * (1.0 - pw) - ph * (1.0 - ph);
+            }
+        }
+        let free_var = free_var.max(0.0);
         let (demand_mean, demand_var) =
             bernoulli_sums(s.ringing_since_ms, |since| with_var(p_ring(since)));
         let free_mean = ready as f64 + free_mean;
@@ -99,8 +120,8 @@ impl Outlook {
         }
         let mut free = vec![0.0; ready + 1];
         free[ready] = 1.0;
-        for p in s.busy_since_ms.iter().map(p_busy) {
-            bernoulli_add(&mut free, p);
+        for (i, since) in s.busy_since_ms.iter().enumerate() {
+            bernoulli_add(&mut free, p_wrap(i).unwrap_or_else(|| p_busy(since)));
         }
         let mut acc = 0.0;
         for x in free.iter_mut() {

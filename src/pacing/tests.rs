@@ -20,6 +20,7 @@ fn snapshot<'a>(
         active_agents: ready + busy.len() as u32,
         ready,
         busy_since_ms: busy,
+        wrap_since_ms: &[],
         ringing_since_ms: ringing,
         waiting: 0,
         ring_timeout_s: 25.0,
@@ -248,4 +249,40 @@ fn ring_timeout_in_ms_matches_the_seconds_comparison() {
     assert_eq!(first_ms_reaching(-1.0), 0);
     assert_eq!(first_ms_reaching(f64::INFINITY), u64::MAX);
     assert_eq!(first_ms_reaching(f64::NAN), u64::MAX);
+}
+
+/// An agent in wrap-up is judged by the wrap-up so far once wrap-up times
+/// have been seen: 15 s into a wrap-up that always lasts 16-20 s, the agent
+/// is almost surely free within the horizon, though 200 s since the bridge
+/// says little on the handle-time model; an agent still talking is judged
+/// as before.
+#[test]
+fn an_agent_in_wrap_up_is_judged_by_the_wrap_up_so_far() {
+    let mut est = Estimators::new(Priors::default());
+    for i in 0..200 {
+        est.record_wrap(16.0 + f64::from(i % 5));
+        est.record_handle(260.0 + f64::from(i % 40) * 10.0);
+    }
+    est.refresh();
+    let busy = ago(&[200.0]);
+    let talking = [u64::MAX];
+    let wrapping = ago(&[15.0]);
+    let mut s = snapshot(&est, &busy, &[], 0);
+    let base = Outlook::new(&s).free_mean;
+    s.wrap_since_ms = &talking;
+    assert!((Outlook::new(&s).free_mean - base).abs() < 1e-12, "talking: unchanged");
+    s.wrap_since_ms = &wrapping;
+    let wrap = Outlook::new(&s).free_mean;
+    assert!(base < 0.3, "handle model: {base}");
+    assert!(wrap > 0.95, "wrap-up model: {wrap}");
+    // Without enough wrap-up times, the handle model answers.
+    let mut cold = Estimators::new(Priors::default());
+    for i in 0..200 {
+        cold.record_handle(260.0 + f64::from(i % 40) * 10.0);
+    }
+    cold.refresh();
+    let mut s = snapshot(&cold, &busy, &[], 0);
+    let before = Outlook::new(&s).free_mean;
+    s.wrap_since_ms = &wrapping;
+    assert!((Outlook::new(&s).free_mean - before).abs() < 1e-12);
 }

@@ -83,8 +83,8 @@ pub struct SimReport {
     pub abandons: u64,
     /// Abandons per human answer over the run, percent.
     pub abandon_rate_percent: f64,
-    /// Worst rate of any full compliance window (or of the run, if shorter
-    /// than one window), percent.
+    /// Worst rate of any rolling compliance window ending in the run (see
+    /// [`worst_window`]), percent.
     pub worst_window_percent: f64,
     /// The campaign's limit, percent.
     pub limit_percent: f64,
@@ -100,6 +100,12 @@ pub struct SimReport {
     pub connects_per_agent_hour: f64,
     /// Dials compliance refused just before they went out.
     pub refused: u64,
+    /// Talk share of the first hour of the first day's shift: a fresh
+    /// campaign (empty ledger, estimators on the campaign's priors).
+    pub first_hour_talk_share: f64,
+    /// Talk share of the first hour of the shift on the days that follow
+    /// a day of dialling (mean): the same hour, warm.
+    pub warm_first_hour_talk_share: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -549,6 +555,10 @@ struct Sim<'a> {
     trace: Option<Trace>,
     /// Stop before the first event after this (virtual ms).
     until: Option<u64>,
+    /// Per day: the first hour of the shift (virtual ms), if the team dials
+    /// that day, and the talk time inside it.
+    first_hours: Vec<Option<(u64, u64)>>,
+    first_hour_talk: Vec<u64>,
     history: Option<HistoryBuf>,
 }
 
@@ -623,6 +633,8 @@ impl<'a> Sim<'a> {
             refused: 0,
             trace: None,
             until: None,
+            first_hours: Vec::new(),
+            first_hour_talk: Vec::new(),
             history: None,
         }
     }
@@ -675,7 +687,11 @@ impl<'a> Sim<'a> {
             .unwrap_or(crate::profile::DayWindow::hm((9, 0), (17, 0)));
         let stop_early = self.cfg.campaign.ring_timeout.as_millis() as u64 + 2_000;
         for day in 0..sc.days {
-            if let Some((start, end)) = self.calendar.window(&self.cfg.campaign, shift, day) {
+            let window = self.calendar.window(&self.cfg.campaign, shift, day);
+            self.first_hours
+                .push(window.map(|(start, end)| (start, end.min(start + HOUR_MS))));
+            self.first_hour_talk.push(0);
+            if let Some((start, end)) = window {
                 self.at(start, Ev::ShiftStart);
                 self.at(end.saturating_sub(stop_early).max(start), Ev::StopDialling);
                 self.at(end, Ev::ShiftEnd);
@@ -920,6 +936,7 @@ impl<'a> Sim<'a> {
                         self.agents[agent as usize].busy = true;
                         self.talk_ms += d.talk_ms;
                         self.wrap_ms += d.wrap_ms;
+                        self.count_first_hour_talk(now, now + d.talk_ms);
                         if d.convert {
                             self.conversions += 1;
                         }
@@ -1157,6 +1174,41 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// Adds the part of a talk from `from` to `to` that falls in a day's
+    /// first hour of shift.
+    fn count_first_hour_talk(&mut self, from: u64, to: u64) {
+        for (w, talk) in self.first_hours.iter().zip(self.first_hour_talk.iter_mut()) {
+            if let Some((start, end)) = *w
+                && from < end
+                && to > start
+            {
+                *talk += to.min(end) - from.max(start);
+            }
+        }
+    }
+
+    /// (fresh, warm) first-hour talk shares (see [`SimReport`]).
+    fn first_hour_shares(&self) -> (f64, f64) {
+        let agents = f64::from(self.cfg.scenario.agents.max(1));
+        let share = |d: usize| {
+            let (start, end) = self.first_hours[d]?;
+            let len = end.saturating_sub(start).max(1) as f64;
+            Some(self.first_hour_talk[d] as f64 / (agents * len))
+        };
+        let first = (0..self.first_hours.len()).find(|&d| self.first_hours[d].is_some());
+        let fresh = first.and_then(share).unwrap_or(0.0);
+        let warm: Vec<f64> = (1..self.first_hours.len())
+            .filter(|&d| self.first_hours[d - 1].is_some())
+            .filter_map(share)
+            .collect();
+        let warm = if warm.is_empty() {
+            0.0
+        } else {
+            warm.iter().sum::<f64>() / warm.len() as f64
+        };
+        (fresh, warm)
+    }
+
     fn report(&self) -> SimReport {
         let rate = |a: u64, h: u64| {
             if h == 0 {
@@ -1191,17 +1243,17 @@ impl<'a> Sim<'a> {
             conversions: self.conversions,
             connects_per_agent_hour: self.connects as f64 / agent_hours,
             refused: self.refused,
+            first_hour_talk_share: self.first_hour_shares().0,
+            warm_first_hour_talk_share: self.first_hour_shares().1,
         }
     }
 }
 
 /// The worst abandonment rate (percent) of any window of `window_ms`
-/// ending at an event, counting only windows that lie wholly inside the
-/// run; a run shorter than one window is judged whole.
+/// ending at an event: every rolling window a regulator could pick, the
+/// campaign silent before its first call, so the windows of its first day
+/// (or first 30 days) count with what they hold.
 pub fn worst_window(events: &[(u64, bool)], window_ms: u64) -> f64 {
-    let Some(&(first, _)) = events.first() else {
-        return 0.0;
-    };
     let rate = |h: u64, a: u64| {
         if h == 0 {
             0.0
@@ -1209,11 +1261,6 @@ pub fn worst_window(events: &[(u64, bool)], window_ms: u64) -> f64 {
             100.0 * a as f64 / h as f64
         }
     };
-    let last = events.last().map_or(first, |e| e.0);
-    if last < first + window_ms {
-        let a = events.iter().filter(|e| e.1).count() as u64;
-        return rate(events.len() as u64 - a, a);
-    }
     let (mut h, mut a) = (0u64, 0u64);
     let mut lo = 0;
     let mut worst: f64 = 0.0;
@@ -1232,7 +1279,7 @@ pub fn worst_window(events: &[(u64, bool)], window_ms: u64) -> f64 {
             lo += 1;
         }
         let next_same = events.get(i + 1).is_some_and(|e| e.0 == t);
-        if t >= first + window_ms && !next_same {
+        if !next_same {
             worst = worst.max(rate(h, a));
         }
     }

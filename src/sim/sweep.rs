@@ -281,6 +281,8 @@ mod tests {
             conversions: 0,
             connects_per_agent_hour: 10.0,
             refused: 0,
+            first_hour_talk_share: talk,
+            warm_first_hour_talk_share: talk,
         }
     }
 

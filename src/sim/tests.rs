@@ -53,17 +53,25 @@ fn progressive_never_abandons_when_everyone_answers_at_once() {
 }
 
 #[test]
-fn worst_window_counts_full_windows_only() {
+fn worst_window_counts_every_rolling_window() {
     // Two abandons early, then many clean answers.
     let mut ev = vec![(0, false), (1, true), (2, false), (3, true)];
     ev.extend((10..110).map(|t| (t, false)));
-    // Window of 50: the first full window is (0, 50]: both abandons, the
-    // answer at 2 and the 41 at 10..=50; the answer at 0 has left it.
-    let w = worst_window(&ev, 50);
-    let first_full = 100.0 * 2.0 / 42.0;
-    assert!((w - first_full).abs() < 1e-9, "{w} vs {first_full}");
-    // Shorter run than the window: judged whole.
-    assert!((worst_window(&ev, 1000) - 200.0 / 102.0).abs() < 1e-9);
+    // The window ending at 1 holds one answer and one abandon: 100%, the
+    // campaign having been silent before. A regulator may pick it.
+    assert!((worst_window(&ev, 50) - 100.0).abs() < 1e-9);
+    // Once answers have come, the early abandons weigh less.
+    let late: Vec<(u64, bool)> = ev.iter().filter(|e| e.0 >= 2).copied().collect();
+    assert!(
+        (worst_window(&late, 50) - 100.0).abs() < 1e-9,
+        "(2, 3]: 1 of 1"
+    );
+    let clean = vec![(0, false), (1, false), (2, false), (3, true), (60, false)];
+    // (.., 3]: 1 of 3; (10, 60]: 0 of 1.
+    assert!((worst_window(&clean, 50) - 100.0 / 3.0).abs() < 1e-9);
+    // Events at one instant are judged together.
+    let same = vec![(0, false), (5, true), (5, false), (5, false)];
+    assert!((worst_window(&same, 50) - 100.0 / 3.0).abs() < 1e-9);
     assert_eq!(worst_window(&[], 10), 0.0);
 }
 
