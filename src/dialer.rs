@@ -18,7 +18,7 @@ use std::collections::{BinaryHeap, VecDeque};
 use chrono::DateTime;
 
 use crate::campaign::Campaign;
-use crate::compliance::ledger::{Event as LedgerEvent, Ledger};
+use crate::compliance::ledger::{Event as LedgerEvent, LeastBudget, Ledger};
 use crate::pacing::Strategy;
 use crate::pacing::estimate::{Estimators, Priors};
 use crate::pacing::{self, Foresight, Governor, LedgerView, OracleView, Pacer, Snapshot};
@@ -442,6 +442,12 @@ pub struct Runner {
     /// The calling window's end and the next opening, as last worked out,
     /// valid until the end.
     window_cache: Option<(u64, Option<u64>)>,
+    /// Ready agents whose pause waits on the calls out (see
+    /// [`Runner::release_pauses`]).
+    pending_pause: usize,
+    /// The ledger's least budget over the next hour, carried from
+    /// decision to decision.
+    least_ahead: LeastBudget,
     commands: VecDeque<Command>,
     // Scratch buffers reused by every decision (the oracle's).
     free_at_buf: Vec<u64>,
@@ -484,6 +490,8 @@ impl Runner {
             skip_backoff_ms: 0,
             backoff_until: 0,
             window_cache: None,
+            pending_pause: 0,
+            least_ahead: LeastBudget::default(),
             commands: VecDeque::new(),
             free_at_buf: Vec::new(),
             human_flight_buf: Vec::new(),
@@ -726,6 +734,7 @@ impl Runner {
     /// stored events after a restart. Call it before the first event.
     pub fn restore_ledger(&mut self, ledger: Ledger) {
         self.ledger = ledger;
+        self.least_ahead = LeastBudget::default();
     }
 
     /// Feeds the estimators a campaign's recent history, oldest first (see
@@ -826,6 +835,12 @@ impl Runner {
             agent.state,
             AgentState::LoggedOut | AgentState::LoggedIn | AgentState::Paused
         );
+        if agent.state == AgentState::Ready && agent.pause_after {
+            // Back before the pause took effect: it is called off.
+            agent.pause_after = false;
+            self.pending_pause -= 1;
+            return;
+        }
         if matches!(agent.state, AgentState::OnCall(_) | AgentState::Ready) {
             return;
         }
@@ -861,6 +876,12 @@ impl Runner {
     }
 
     fn leave(&mut self, a: AgentId, logout: bool) {
+        // Calls already out count on every ready agent when there are as
+        // many of them (ringing and waiting) as ready agents whose pause
+        // is not already waiting.
+        let needed =
+            self.ringing.len() + self.waiting.len() + self.pending_pause >= self.ready.len();
+        let pending = self.pending_pause;
         let agent = self.agent_mut(a);
         match agent.state {
             AgentState::OnCall(_) | AgentState::WrapUp => {
@@ -870,7 +891,18 @@ impl Runner {
                     agent.pause_after = true;
                 }
             }
+            // A ready agent the calls out count on: the pause waits for
+            // them (see `release_pauses`), as it would after a call, or a
+            // person would answer to silence.
+            AgentState::Ready if !logout && !agent.pause_after && needed => {
+                agent.pause_after = true;
+                self.pending_pause = pending + 1;
+            }
             AgentState::Ready => {
+                if agent.pause_after {
+                    agent.pause_after = false;
+                    self.pending_pause = pending.saturating_sub(1);
+                }
                 self.active_agents -= 1;
                 self.ready.retain(|&r| r != a);
                 self.set_state(
@@ -934,9 +966,28 @@ impl Runner {
     }
 
     fn bridge(&mut self, now_ms: u64, call: CallId) {
-        let Some(agent) = self.ready.pop_front() else {
+        if !self
+            .calls
+            .get(&call)
+            .is_some_and(|c| matches!(c.state, CallState::Waiting { .. }))
+        {
+            return;
+        }
+        // The longest ready first; an agent whose pause waits on the calls
+        // out only when no other is ready.
+        let agents = &self.agents;
+        let pick = self
+            .ready
+            .iter()
+            .position(|&r| !agents[r as usize].pause_after)
+            .unwrap_or(0);
+        let Some(agent) = self.ready.remove(pick) else {
             return;
         };
+        if self.agents[agent as usize].pause_after {
+            // It takes this call and pauses after it, as a busy agent does.
+            self.pending_pause -= 1;
+        }
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -1036,8 +1087,34 @@ impl Runner {
         }
     }
 
+    /// Pauses the ready agents whose pause waited on the calls out, as far
+    /// as the other ready agents now cover those calls.
+    fn release_pauses(&mut self) {
+        while self.pending_pause > 0
+            && self.ringing.len() + self.waiting.len() + self.pending_pause < self.ready.len() + 1
+        {
+            let agents = &self.agents;
+            let Some(i) = self
+                .ready
+                .iter()
+                .rposition(|&r| agents[r as usize].pause_after)
+            else {
+                self.pending_pause = 0;
+                break;
+            };
+            let Some(a) = self.ready.remove(i) else {
+                break;
+            };
+            self.pending_pause -= 1;
+            self.agents[a as usize].pause_after = false;
+            self.active_agents -= 1;
+            self.set_state(a, AgentState::Paused);
+        }
+    }
+
     /// Asks the pacer and dials what it decides.
     fn pace(&mut self, now_ms: u64) {
+        self.release_pauses();
         if !self.dialling || self.active_agents == 0 || now_ms < self.backoff_until {
             return;
         }
@@ -1050,6 +1127,16 @@ impl Runner {
             self.ledger.counts_ahead_ms((now_ms + 3_600_000) as i64),
             limit,
         );
+        // Not only an hour from now: the least the budget will be at any
+        // moment up to then, as old answers roll out ahead of the abandons
+        // among them.
+        let least = self.ledger.least_budget_ms(
+            &mut self.least_ahead,
+            now_ms as i64,
+            (now_ms + 3_600_000) as i64,
+            limit,
+        );
+        ledger.budget = ledger.budget.min(least);
         // Overnight, the morning's answers roll out of the window while the
         // afternoon's abandons stay: the window at the next opening (and an
         // hour after) counts too, for the calls that will still be in it.
@@ -1065,6 +1152,10 @@ impl Runner {
                 .0 as f64;
             let hours_left = close.saturating_sub(now_ms) as f64 / 3_600_000.0;
             let slack = (limit - target).max(0.0) * 0.5 * last_hour * hours_left;
+            // At the opening and an hour after (the window's two ends for
+            // the calls that will still be in it): the least over that hour
+            // would count the minutes the team's first calls roll out, which
+            // fresh answers fill at once.
             for t in [open, open + 3_600_000] {
                 if t < now_ms + window_ms {
                     let at = self.ledger.counts_at_ms(t as i64);
@@ -1120,7 +1211,8 @@ impl Runner {
         let snapshot = Snapshot {
             now_ms,
             active_agents: self.active_agents,
-            ready: self.ready.len() as u32,
+            // Agents whose pause waits on the calls out take no new ones.
+            ready: (self.ready.len() - self.pending_pause) as u32,
             busy_since_ms: &self.busy_since,
             wrap_since_ms: &self.wrap_since,
             ringing_since_ms: &self.ringing_since,

@@ -60,6 +60,29 @@ pub struct Ledger {
     /// asks for ever later times, so the next answer walks on from there
     /// instead of searching the whole window.
     ahead: Option<(i64, u64)>,
+    /// Bumped when a late event changes the running totals of later ones,
+    /// so a [`LeastBudget`] built before knows to start again.
+    revision: u64,
+}
+
+/// What [`Ledger::least_budget_ms`] keeps between calls: a sliding maximum
+/// over the positions the stretch covers, so that a caller asking for
+/// ever later stretches (pacing, at every decision) pays for each event
+/// once rather than walking an hour of them each time.
+#[derive(Debug, Clone, Default)]
+pub struct LeastBudget {
+    valid: bool,
+    revision: u64,
+    limit: f64,
+    lo_cut: i64,
+    hi_cut: i64,
+    /// Events rolled out by `lo_cut`, counting from the first ever.
+    lo: u64,
+    /// The next position to add.
+    next: u64,
+    /// (position, limit × answers − abandons rolled out by then), values
+    /// decreasing from the front.
+    deque: VecDeque<(u64, f64)>,
 }
 
 impl Ledger {
@@ -71,6 +94,7 @@ impl Ledger {
             gone: (0, 0),
             popped: 0,
             ahead: None,
+            revision: 0,
         }
     }
 
@@ -114,8 +138,10 @@ impl Ledger {
             self.events.partition_point(|e| e.0 <= t)
         };
         if pos < self.events.len() {
-            // A late event: the cursor's position may have moved.
+            // A late event: the cursor's position may have moved, and the
+            // running totals after it change.
             self.ahead = None;
+            self.revision += 1;
         }
         let (h, a) = if pos == 0 {
             self.gone
@@ -186,6 +212,88 @@ impl Ledger {
         self.counts_after(n)
     }
 
+    /// The least budget, `limit × answers − abandons` (limit as a
+    /// fraction), that the window will have at any time from `from_ms` to
+    /// `to_ms`, counting only events recorded so far. The window's budget
+    /// can dip between two instants as old answers roll out before the
+    /// abandons among them: a strategy riding the limit would pass it
+    /// there. `cache` carries the work from one call to the next; calls
+    /// whose stretches move forward (or stay) cost a few steps each.
+    pub fn least_budget_ms(
+        &self,
+        cache: &mut LeastBudget,
+        from_ms: i64,
+        to_ms: i64,
+        limit: f64,
+    ) -> f64 {
+        let lo_cut = from_ms.saturating_sub(self.window_ms);
+        let hi_cut = to_ms.max(from_ms).saturating_sub(self.window_ms);
+        // The events rolled out by `cut`, counting from the first ever,
+        // walking on from `start` (known to be rolled out by then).
+        let gone_by = |cut: i64, start: u64| -> u64 {
+            let mut n = start.max(self.popped);
+            while self
+                .events
+                .get((n - self.popped) as usize)
+                .is_some_and(|e| e.0 <= cut)
+            {
+                n += 1;
+            }
+            n
+        };
+        let value = |g: u64| -> f64 {
+            let (h, a) = if g <= self.popped {
+                self.gone
+            } else {
+                let e = self.events[(g - self.popped - 1) as usize];
+                (e.1, e.2)
+            };
+            limit * h as f64 - a as f64
+        };
+        let fresh = !cache.valid
+            || cache.revision != self.revision
+            || cache.limit.to_bits() != limit.to_bits()
+            || lo_cut < cache.lo_cut
+            || hi_cut < cache.hi_cut
+            || cache.lo < self.popped;
+        if fresh {
+            let lo = gone_by(lo_cut, self.popped);
+            *cache = LeastBudget {
+                valid: true,
+                revision: self.revision,
+                limit,
+                lo_cut,
+                hi_cut,
+                lo,
+                next: lo,
+                deque: VecDeque::new(),
+            };
+        } else {
+            cache.lo = gone_by(lo_cut, cache.lo);
+            cache.lo_cut = lo_cut;
+            cache.hi_cut = hi_cut;
+        }
+        cache.next = cache.next.max(cache.lo);
+        let hi = gone_by(hi_cut, cache.next.saturating_sub(1).max(cache.lo));
+        for g in cache.next..=hi {
+            let v = value(g);
+            while cache.deque.back().is_some_and(|&(_, b)| b <= v) {
+                cache.deque.pop_back();
+            }
+            cache.deque.push_back((g, v));
+        }
+        cache.next = cache.next.max(hi + 1);
+        while cache.deque.front().is_some_and(|&(g, _)| g < cache.lo) {
+            cache.deque.pop_front();
+        }
+        let (h, a) = self.totals();
+        let most = cache
+            .deque
+            .front()
+            .map_or_else(|| value(cache.lo), |&(_, v)| v);
+        limit * h as f64 - a as f64 - most
+    }
+
     /// Human answers and abandons recorded after `since_ms` (and still in
     /// the window).
     pub fn counts_since_ms(&self, since_ms: i64) -> (u64, u64) {
@@ -222,10 +330,13 @@ impl Ledger {
         let (human_answers, abandons) = self.counts();
         let h = human_answers as f64;
         let a = abandons as f64;
-        let rate_percent = if human_answers == 0 {
-            0.0
-        } else {
-            100.0 * a / h
+        // An abandon whose answer has left the window (or one entered by
+        // recovery) with no answer in it: the window is as bad as it can
+        // be, and fails closed.
+        let rate_percent = match (human_answers, abandons) {
+            (0, 0) => 0.0,
+            (0, _) => 100.0,
+            _ => 100.0 * a / h,
         };
         LedgerStatus {
             human_answers,
@@ -241,6 +352,10 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn t_ms(ms: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(ms).unwrap_or_default()
+    }
 
     fn t(secs: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + secs, 0).expect("time")
@@ -334,6 +449,58 @@ mod tests {
         // A day later everything has rolled out.
         let s = l.status(t(86_500), 2.0, 3.0);
         assert_eq!((s.human_answers, s.abandons, s.exhausted), (0, 0, false));
+        // One abandon and no answer in the window exhausts it.
+        l.record(t(86_600), Event::Abandon);
+        let s = l.status(t(86_700), 2.0, 3.0);
+        assert_eq!((s.human_answers, s.abandons), (0, 1));
+        assert!(s.exhausted, "an abandon with no answer is over any limit");
+        assert!((s.rate_percent - 100.0).abs() < 1e-9);
+    }
+
+    /// The least budget over a stretch equals the minimum of the budget
+    /// at every millisecond of it, found by brute force, as the stretch
+    /// moves forward call after call (the cache) and after a late event.
+    #[test]
+    fn the_least_budget_ahead_is_the_minimum_over_the_stretch() {
+        let mut l = Ledger::new(std::time::Duration::from_millis(1_000));
+        let mut x: u64 = 7;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for i in 0..400i64 {
+            let e = if next() % 5 == 0 {
+                Event::Abandon
+            } else {
+                Event::HumanAnswer
+            };
+            l.record(t_ms(i * 5 + (next() % 5) as i64), e);
+        }
+        let limit = 0.25;
+        let brute = |l: &Ledger, from: i64, to: i64| -> f64 {
+            (from..=to)
+                .map(|t| {
+                    let (h, a) = l.counts_at_ms(t);
+                    limit * h as f64 - a as f64
+                })
+                .fold(f64::INFINITY, f64::min)
+        };
+        let mut cache = LeastBudget::default();
+        for now in (2_000..2_900).step_by(37) {
+            l.advance_ms(now);
+            let got = l.least_budget_ms(&mut cache, now, now + 300, limit);
+            let want = brute(&l, now, now + 300);
+            assert!((got - want).abs() < 1e-9, "at {now}: {got} vs {want}");
+        }
+        // A late event changes the totals after it: the cache starts again.
+        l.record(t_ms(2_500), Event::Abandon);
+        let got = l.least_budget_ms(&mut cache, 2_900, 3_200, limit);
+        assert!((got - brute(&l, 2_900, 3_200)).abs() < 1e-9);
+        // A stretch that goes back (the next opening, then now) too.
+        let got = l.least_budget_ms(&mut cache, 2_950, 3_000, limit);
+        assert!((got - brute(&l, 2_950, 3_000)).abs() < 1e-9);
     }
 
     #[test]

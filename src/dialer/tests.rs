@@ -380,3 +380,60 @@ fn the_governor_sees_the_overnight_roll_out() {
     // With them, Saturday 10:00's window (21 of 700) has none.
     assert_eq!(run(Some(DialWindows::of_campaign(&campaign))), 10);
 }
+
+/// A ready agent who pauses while the calls out count on every ready agent
+/// stays until they no longer do (a call failing frees them) or takes one
+/// of them and pauses after it; one who pauses with calls to spare pauses
+/// at once; "ready" again calls a held pause off.
+#[test]
+fn a_pause_waits_while_the_calls_out_count_on_the_agent() {
+    let mut r = Runner::new(config(), &Strategy::Progressive);
+    r.handle_event(0, leads(1..20));
+    r.handle_event(0, Event::AgentReady(0));
+    r.handle_event(0, Event::AgentReady(1));
+    assert_eq!(dials(&drain(&mut r)), 2, "one call per ready agent");
+    r.handle_event(1_000, Event::AgentPause(0));
+    drain(&mut r);
+    let v = r.agent(0);
+    assert_eq!(v.status, AgentStatus::Ready, "held: two calls, two agents");
+    assert!(v.pause_pending);
+    // A call fails: one call out, one other ready agent: the pause goes.
+    r.handle_event(
+        2_000,
+        Event::CallFailed {
+            call: 1,
+            outcome: Outcome::Busy,
+        },
+    );
+    let cmds = drain(&mut r);
+    assert_eq!(r.agent(0).status, AgentStatus::Paused, "{cmds:?}");
+    assert_eq!(dials(&cmds), 0, "no new call for the pausing agent");
+    // Agent 1 pauses while its own call rings: held; it takes the call
+    // and pauses after the wrap-up.
+    r.handle_event(3_000, Event::AgentPause(1));
+    assert!(r.agent(1).pause_pending);
+    r.handle_event(
+        4_000,
+        Event::CallAnswered {
+            call: 2,
+            human: true,
+        },
+    );
+    let cmds = drain(&mut r);
+    assert!(
+        cmds.contains(&Command::Bridge { call: 2, agent: 1 }),
+        "{cmds:?}"
+    );
+    r.handle_event(60_000, Event::CallEnded { call: 2 });
+    r.handle_event(70_000, Event::WrapUpDone { agent: 1 });
+    drain(&mut r);
+    assert_eq!(r.agent(1).status, AgentStatus::Paused);
+    // Ready again, one call rings for it; a pause is held, then called off.
+    r.handle_event(80_000, Event::AgentReady(1));
+    assert_eq!(dials(&drain(&mut r)), 1);
+    r.handle_event(81_000, Event::AgentPause(1));
+    assert!(r.agent(1).pause_pending);
+    r.handle_event(82_000, Event::AgentReady(1));
+    let v = r.agent(1);
+    assert_eq!((v.status, v.pause_pending), (AgentStatus::Ready, false));
+}

@@ -33,6 +33,13 @@ pub(crate) struct Outlook {
 
 impl Outlook {
     pub(crate) fn new(s: &Snapshot<'_>) -> Outlook {
+        Outlook::scaled(s, 1.0)
+    }
+
+    /// The outlook with every chance of reaching a person (of the calls
+    /// ringing and of new ones) taken `scale` times higher, at most 1: the
+    /// governor's pessimistic view (see [`super::governor::MARGIN`]).
+    pub(crate) fn scaled(s: &Snapshot<'_>, scale: f64) -> Outlook {
         let ready = s.ready as usize;
         let waiting = s.waiting as usize;
         // Straight from the estimators' tables when built (the same
@@ -55,16 +62,19 @@ impl Outlook {
         // Likewise for ringing calls, in half seconds, with the timeout as
         // the first age in ms whose seconds reach it.
         let timeout_ms = first_ms_reaching(timeout);
-        let p_ring = |since: &u64| match ringing_table {
-            Some(t) => {
-                let age = now.saturating_sub(*since);
-                if age >= timeout_ms {
-                    0.0
-                } else {
-                    t[((age / 500) as usize).min(t.len() - 1)]
+        let p_ring = |since: &u64| {
+            let p = match ringing_table {
+                Some(t) => {
+                    let age = now.saturating_sub(*since);
+                    if age >= timeout_ms {
+                        0.0
+                    } else {
+                        t[((age / 500) as usize).min(t.len() - 1)]
+                    }
                 }
-            }
-            None => p_human_in_flight(s.est, s.elapsed_s(*since), timeout),
+                None => p_human_in_flight(s.est, s.elapsed_s(*since), timeout),
+            };
+            (p * scale).min(1.0)
         };
         // The same sums either way; with the free-soon table built, a loop
         // without the fallback's branch.
@@ -102,9 +112,10 @@ impl Outlook {
         // chance of reaching a person: fast failures resolve first, and a
         // rate over resolved calls only reads low while the people among
         // the calls out are still ringing.
-        let p_new = s
+        let p_new = (s
             .est
-            .human_rate_with_ringing(demand_mean, s.ringing_since_ms.len())
+            .human_rate_with_ringing(demand_mean / scale, s.ringing_since_ms.len())
+            * scale)
             .clamp(0.01, 1.0);
         let exact = s.busy_since_ms.len() + s.ringing_since_ms.len() <= EXACT_TERMS;
         if !exact {
@@ -364,7 +375,7 @@ impl Pacer for Predictive {
         // ROOM_ABANDONS of room.
         let room_scale = ((budget - 1.0) / Self::ROOM_ABANDONS).clamp(0.0, 1.0);
         let allowance = (self.target * self.gain * room_scale).min(0.5);
-        let mut outlook = gov.base().clone();
+        let mut outlook = Outlook::new(s);
         let ph = outlook.p_new;
         let cap = room(s);
         let mut launch = 0;

@@ -270,7 +270,10 @@ fn an_agent_in_wrap_up_is_judged_by_the_wrap_up_so_far() {
     let mut s = snapshot(&est, &busy, &[], 0);
     let base = Outlook::new(&s).free_mean;
     s.wrap_since_ms = &talking;
-    assert!((Outlook::new(&s).free_mean - base).abs() < 1e-12, "talking: unchanged");
+    assert!(
+        (Outlook::new(&s).free_mean - base).abs() < 1e-12,
+        "talking: unchanged"
+    );
     s.wrap_since_ms = &wrapping;
     let wrap = Outlook::new(&s).free_mean;
     assert!(base < 0.3, "handle model: {base}");

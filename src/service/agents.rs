@@ -113,6 +113,11 @@ impl Driver {
         };
         match status {
             AgentStatus::Ready => {
+                // Ready again before a held pause took effect: called off.
+                if self.runner.agent(id).pause_pending {
+                    self.event(Event::AgentReady(id));
+                    self.shared.with_session(agent, |s| s.pending = None);
+                }
                 let _ = reply.send(Ok(()));
             }
             AgentStatus::OnCall(_) | AgentStatus::WrapUp => {
@@ -153,6 +158,17 @@ impl Driver {
             AgentStatus::Ready | AgentStatus::LoggedIn | AgentStatus::LoggedOut => {
                 self.await_state_write(agent, reply);
                 self.event(Event::AgentPause(id));
+                // Calls already out count on this agent: the runner holds
+                // the pause until they no longer need them (or after the
+                // call one of them brings), as for an agent on a call.
+                let view = self.runner.agent(id);
+                if view.status == AgentStatus::Ready && view.pause_pending {
+                    if let Some(reply) = self.agents.get_mut(agent).and_then(|a| a.reply.take()) {
+                        let _ = reply.send(Ok(()));
+                    }
+                    self.shared
+                        .with_session(agent, |s| s.pending = Some("pause"));
+                }
             }
         }
     }

@@ -568,6 +568,8 @@ impl<'a> Sim<'a> {
         // The same priors as a live campaign: the scenario's true figures
         // are for the customers, not for the pacer.
         let mut rc = RunnerConfig::from_campaign(&cfg.campaign);
+        // Breaks follow the runner's word on when an agent pauses.
+        rc.agent_records = !sc.breaks.is_empty();
         let calendar = SimCalendar::new(sc, &cfg.campaign);
         // The governor looks ahead to when the team next dials: the
         // campaign's hours within the shift, on the simulated calendar.
@@ -750,12 +752,11 @@ impl<'a> Sim<'a> {
             Ev::BreakStart(a) => {
                 let clock = &mut self.agents[a as usize];
                 if clock.logged_in && clock.paused_since.is_none() {
-                    if clock.busy {
-                        clock.pause_pending = true;
-                        clock.break_over = false;
-                    } else {
-                        clock.paused_since = Some(now);
-                    }
+                    // The break starts when the runner pauses the agent
+                    // (its state record): at once, after the call in hand,
+                    // or once the calls out no longer count on the agent.
+                    clock.pause_pending = true;
+                    clock.break_over = false;
                     self.send(now, Event::AgentPause(a));
                 }
             }
@@ -767,7 +768,13 @@ impl<'a> Sim<'a> {
                         self.send(now, Event::AgentReady(a));
                     }
                 } else if clock.pause_pending {
-                    clock.break_over = true;
+                    if clock.busy {
+                        clock.break_over = true;
+                    } else {
+                        // Still waiting on the calls out: called off.
+                        clock.pause_pending = false;
+                        self.send(now, Event::AgentReady(a));
+                    }
                 }
             }
             Ev::StopDialling => self.send(now, Event::Dialling(false)),
@@ -1122,7 +1129,20 @@ impl<'a> Sim<'a> {
                     c.connected = Some(at);
                 }
             }
-            Record::AgentState { .. } => {}
+            Record::AgentState { agent, status } => {
+                // Breaks: the time paused is what the runner says it is.
+                let Some(clock) = self.agents.get_mut(agent as usize) else {
+                    return;
+                };
+                if status == crate::dialer::AgentStatus::Paused {
+                    if clock.logged_in && clock.paused_since.is_none() {
+                        clock.paused_since = Some(now);
+                        clock.pause_pending = false;
+                    }
+                } else if let Some(since) = clock.paused_since.take() {
+                    self.paused_ms += now - since;
+                }
+            }
             Record::Abandoned { .. } => {
                 self.abandons += 1;
                 self.ledger_events.push((now, true));
