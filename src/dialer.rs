@@ -894,9 +894,12 @@ impl Runner {
             // A ready agent the calls out count on: the pause waits for
             // them (see `release_pauses`), as it would after a call, or a
             // person would answer to silence.
-            AgentState::Ready if !logout && !agent.pause_after && needed => {
-                agent.pause_after = true;
-                self.pending_pause = pending + 1;
+            // (Asked again while held: still held.)
+            AgentState::Ready if !logout && (agent.pause_after || needed) => {
+                if !agent.pause_after {
+                    agent.pause_after = true;
+                    self.pending_pause = pending + 1;
+                }
             }
             AgentState::Ready => {
                 if agent.pause_after {
