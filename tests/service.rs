@@ -256,10 +256,13 @@ async fn service_against_sipp_never_invites_dnd_or_out_of_hours_numbers() {
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
         .await
         .unwrap();
-    let mut stored: Vec<String> = sqlx::query_scalar("SELECT phone FROM call_attempts")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
+    // The demo's own attempts: the simulated history before it has no
+    // lead and no number.
+    let mut stored: Vec<String> =
+        sqlx::query_scalar("SELECT phone FROM call_attempts WHERE lead_id IS NOT NULL")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
     let mut invited: Vec<String> = invites.iter().map(|i| i.user.clone()).collect();
     stored.sort();
     invited.sort();
@@ -277,7 +280,7 @@ async fn service_against_sipp_never_invites_dnd_or_out_of_hours_numbers() {
     // Every status SIPp sent is on the attempt: 100 and 180, then the
     // final one.
     let codes: Vec<(Option<i64>, Option<String>)> =
-        sqlx::query_as("SELECT sip_code, sip_codes FROM call_attempts")
+        sqlx::query_as("SELECT sip_code, sip_codes FROM call_attempts WHERE lead_id IS NOT NULL")
             .fetch_all(&pool)
             .await
             .unwrap();
@@ -286,11 +289,12 @@ async fn service_against_sipp_never_invites_dnd_or_out_of_hours_numbers() {
         assert_eq!(all.as_deref(), Some(format!("100,180,{last}").as_str()));
     }
     // Machines: hung up, never put through, not in the ledger.
-    let machines: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM call_attempts WHERE outcome = 'machine'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let machines: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM call_attempts WHERE outcome = 'machine' AND lead_id IS NOT NULL",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert!(machines > 0, "SIPp drew answering machines");
     let misrouted: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM call_attempts a WHERE a.outcome = 'machine'
@@ -301,10 +305,12 @@ async fn service_against_sipp_never_invites_dnd_or_out_of_hours_numbers() {
     .await
     .unwrap();
     assert_eq!(misrouted, 0, "a machine reached an agent or the ledger");
-    let conv: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dispositions WHERE conversion")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let conv: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM dispositions WHERE conversion AND agent_id <> 'simulated'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert_eq!(conv as u64, live.conversions, "conversions counted");
     let (n, _, p99, _) = result.bridge_latency_ms;
     assert_eq!(n as u64, live.connects);
