@@ -99,6 +99,9 @@ impl SippProvider {
             move |source| SippError::Io { path, source }
         };
         std::fs::create_dir_all(dir).map_err(io(dir))?;
+        // SIPp runs in `dir`: a relative path (the demo's default
+        // `demo.sipp`) would be looked up again from there.
+        let dir = &std::fs::canonicalize(dir).map_err(io(dir))?;
         let scenario = dir.join("provider.xml");
         std::fs::write(&scenario, PROVIDER_XML).map_err(io(&scenario))?;
         let message_log = dir.join("messages.log");
