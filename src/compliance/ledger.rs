@@ -254,8 +254,7 @@ impl Ledger {
             || cache.revision != self.revision
             || cache.limit.to_bits() != limit.to_bits()
             || lo_cut < cache.lo_cut
-            || hi_cut < cache.hi_cut
-            || cache.lo < self.popped;
+            || hi_cut < cache.hi_cut;
         if fresh {
             let lo = gone_by(lo_cut, self.popped);
             *cache = LeastBudget {
