@@ -187,14 +187,11 @@ impl Columns {
     }
 }
 
-/// A parsed row: the lead, and whether an explicit time zone was unusable.
+/// A parsed row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParsedRow {
     /// The lead to insert.
     pub lead: NewLead,
-    /// The `timezone` column held a value that is not an IANA zone; the
-    /// zone was inferred from the number instead.
-    pub bad_timezone: Option<String>,
 }
 
 /// Turns one CSV record into a lead, or says why not. Pure: no I/O.
@@ -239,26 +236,18 @@ pub fn parse_row(
     let number = phone::parse(values[cols.phone], country)
         .map_err(|e| reject(phone_field, e.to_string()))?;
 
-    let mut bad_timezone = None;
-    let explicit: Option<Tz> = cols.timezone.and_then(|i| {
-        let v = values[i].trim();
-        if v.is_empty() {
-            return None;
+    // A zone given in the file can only narrow the number's own: it must
+    // be one of the zones its digits allow, in the campaign's country.
+    let zones = timezone::infer(&number);
+    let timezones = match cols.timezone.map(|i| (&cols.headers[i], values[i].trim())) {
+        Some((field, v)) if !v.is_empty() => {
+            let given: Tz = v
+                .parse()
+                .map_err(|_| reject(field, format!("unknown time zone {v:?}")))?;
+            let narrowed = timezone::narrow(&number, given).map_err(|e| reject(field, e))?;
+            Some(timezone::join(&narrowed))
         }
-        match v.parse::<Tz>() {
-            Ok(tz) => Some(tz),
-            Err(_) => {
-                bad_timezone = Some(v.to_string());
-                None
-            }
-        }
-    });
-    let timezones = match explicit {
-        Some(tz) => Some(tz.name().to_string()),
-        None => {
-            let zones = timezone::infer(&number);
-            (!zones.is_empty()).then(|| timezone::join(zones))
-        }
+        _ => (!zones.is_empty()).then(|| timezone::join(zones)),
     };
     let fields = serde_json::to_string(&Fields {
         cols,
@@ -273,7 +262,6 @@ pub fn parse_row(
             fields,
             source_line: i64::try_from(line).unwrap_or(i64::MAX),
         },
-        bad_timezone,
     })
 }
 
@@ -307,7 +295,6 @@ struct ReadSummary {
     rows: u64,
     rejects: Vec<Reject>,
     rejected: u64,
-    bad_timezones: Vec<(u64, String)>,
 }
 
 /// Imports the CSV at `path` into campaign `campaign_id`, dialling
@@ -397,7 +384,6 @@ pub async fn import_reader<R: Read + Send + 'static>(
             rows: 0,
             rejects: Vec::new(),
             rejected: 0,
-            bad_timezones: Vec::new(),
         };
         let mut record = csv::ByteRecord::new();
         let mut known = Vec::with_capacity(BATCH_ROWS);
@@ -413,9 +399,6 @@ pub async fn import_reader<R: Read + Send + 'static>(
             let line = reader.get_mut().line_at(start);
             match parse_row(&cols, &record, line, country) {
                 Ok(row) => {
-                    if let Some(tz) = row.bad_timezone {
-                        summary.bad_timezones.push((line, tz));
-                    }
                     if row.lead.timezones.is_some() {
                         known.push(row.lead);
                     } else {
@@ -500,9 +483,6 @@ pub async fn import_reader<R: Read + Send + 'static>(
     report.rows = summary.rows;
     report.rejected = summary.rejected;
     report.duplicates = valid - report.imported;
-    for (line, tz) in summary.bad_timezones.iter().take(20) {
-        tracing::warn!(line, timezone = %tz, "unknown time zone in the timezone column; inferred from the number instead");
-    }
     Ok((report, summary.rejects))
 }
 
@@ -663,26 +643,25 @@ mod tests {
     }
 
     #[test]
-    fn explicit_timezone_wins_when_valid() {
+    fn a_given_timezone_narrows_or_refuses_the_row() {
         let c = cols(&["phone", "timezone"]);
-        let row = parse_row(
-            &c,
-            &rec(&[b"2085550123", b"America/Denver"]),
-            2,
-            Country::UnitedStates,
-        )
-        .expect("ok");
-        assert_eq!(row.lead.timezones.as_deref(), Some("America/Denver"));
-        assert_eq!(row.lead.fields, "{}");
-        let row = parse_row(
-            &c,
-            &rec(&[b"2125550123", b"Mars/Base"]),
-            3,
-            Country::UnitedStates,
-        )
-        .expect("ok");
-        assert_eq!(row.lead.timezones.as_deref(), Some("America/New_York"));
-        assert_eq!(row.bad_timezone.as_deref(), Some("Mars/Base"));
+        let row = |phone: &[u8], tz: &[u8], c2: Country| parse_row(&c, &rec(&[phone, tz]), 2, c2);
+        // 208 spans Mountain and Pacific: the file's zone picks one.
+        let ok = row(b"2085550123", b"America/Boise", Country::UnitedStates).expect("ok");
+        assert_eq!(ok.lead.timezones.as_deref(), Some("America/Boise"));
+        assert_eq!(ok.lead.fields, "{}");
+        // Empty: the number's zones.
+        let ok = row(b"2125550123", b"", Country::UnitedStates).expect("ok");
+        assert_eq!(ok.lead.timezones.as_deref(), Some("America/New_York"));
+        // Not a zone, a zone the number cannot be in, another country's.
+        for (phone, tz, c2) in [
+            (&b"2125550123"[..], &b"Mars/Base"[..], Country::UnitedStates),
+            (b"2125550123", b"America/Los_Angeles", Country::UnitedStates),
+            (b"9876543210", b"America/New_York", Country::India),
+        ] {
+            let r = row(phone, tz, c2).expect_err("refused");
+            assert_eq!((r.line, r.field.as_str()), (2, "timezone"), "{}", r.reason);
+        }
     }
 
     #[test]
