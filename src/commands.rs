@@ -17,7 +17,7 @@ use crate::pacing::Strategy;
 use crate::phone::Country;
 use crate::registry::{self, CheckReport, DndImport};
 use crate::sim::{self, Scenario, SeedSummary, SimConfig, SimReport};
-use crate::store::{ErasureCounts, Store, TokenRow};
+use crate::store::{DndImportRecord, ErasureCounts, Store, TokenRow};
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
@@ -245,6 +245,11 @@ impl fmt::Display for LeadImport {
             r.duplicates,
             r.rejected,
             r.tz_unknown
+        )?;
+        writeln!(
+            f,
+            "scrub: {} on the national registry, {} on the internal list, {} on the campaign's list (imported, refused at dial time); {} suppressed after an erasure (rejected)",
+            r.scrub.national, r.scrub.internal, r.scrub.campaign, r.scrub.suppressed
         )
     }
 }
@@ -252,13 +257,21 @@ impl fmt::Display for LeadImport {
 /// Imports a lead file into a campaign at `now`.
 pub async fn leads_import(
     store: &Store,
+    dnd_dir: &Path,
     campaign: &Campaign,
     file: &Path,
     opts: &ImportOptions,
     now: Millis,
 ) -> Result<LeadImport, CommandError> {
     let id = store.upsert_campaign(campaign, now.ms()).await?;
-    let (report, rejects) = leads::import_file(store, id, campaign.country(), file, opts, now.ms())
+    let mut opts = opts.clone();
+    opts.screening = Some(leads::Screening {
+        registries: std::sync::Arc::new(registry::load(store, dnd_dir, &[campaign]).await?),
+        campaign: campaign.name.clone(),
+        country: campaign.country(),
+        category: campaign.dnd_category,
+    });
+    let (report, rejects) = leads::import_file(store, id, campaign.country(), file, &opts, now.ms())
         .await
         .map_err(|source| CommandError::Import {
             path: file.to_path_buf(),
@@ -349,6 +362,8 @@ pub struct DndImported {
     /// The counts.
     #[serde(flatten)]
     pub report: DndImportReport,
+    /// SHA-256 of the file, as recorded in the import history.
+    pub sha256: String,
     /// Every refused line.
     #[serde(skip)]
     pub bad: Vec<BadLine>,
@@ -359,13 +374,14 @@ impl fmt::Display for DndImported {
         let r = &self.report;
         writeln!(
             f,
-            "{} -> {}: {} entries, {} added, {} removed, {} refused; {} numbers listed",
+            "{} -> {}: {} entries, {} added, {} removed, {} refused ({} of them kept blocked); {} numbers listed",
             self.file.display(),
             self.target,
             r.entries,
             r.added,
             r.removed,
             r.rejected,
+            r.kept_blocked,
             r.total
         )
     }
@@ -377,13 +393,164 @@ pub async fn dnd_import(
     dnd_dir: &Path,
     req: &DndImport<'_>,
 ) -> Result<DndImported, CommandError> {
-    let (report, bad) = registry::import(store, dnd_dir, req).await?;
+    let out = registry::import(store, dnd_dir, req).await?;
     Ok(DndImported {
         target: req.target.clone(),
         file: req.file.to_path_buf(),
-        report,
-        bad,
+        report: out.report,
+        sha256: out.record.sha256,
+        bad: out.bad,
     })
+}
+
+/// Writes every refused registry line to `path` as CSV: line, reason,
+/// whether the number was kept blocked, the line as read.
+pub fn write_dnd_rejects(path: &Path, bad: &[BadLine]) -> Result<(), CommandError> {
+    let io = |e: csv::Error| CommandError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e.to_string()),
+    };
+    let mut w = csv::Writer::from_path(path).map_err(io)?;
+    w.write_record(["line", "reason", "kept_blocked", "text"])
+        .map_err(io)?;
+    for b in bad {
+        w.write_record([
+            b.line.to_string().as_str(),
+            b.reason.as_str(),
+            if b.kept_blocked { "true" } else { "false" },
+            b.text.as_str(),
+        ])
+        .map_err(io)?;
+    }
+    w.flush().map_err(|source| CommandError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// `dialler dnd history`: every recorded registry import.
+#[derive(Debug, Serialize)]
+pub struct DndHistory {
+    /// Oldest first.
+    pub imports: Vec<DndImportRecord>,
+}
+
+impl fmt::Display for DndHistory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let time = |ms: i64| {
+            chrono::DateTime::from_timestamp_millis(ms)
+                .map_or_else(|| ms.to_string(), |t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
+        };
+        writeln!(
+            f,
+            "{:<21} {:<12} {:<22} {:<5} {:<21} {:>9} {:>9} {:>9} {:>8} {:>10}  sha256 / file",
+            "at", "by", "target", "kind", "data loaded", "entries", "added", "removed", "refused", "total"
+        )?;
+        for r in &self.imports {
+            writeln!(
+                f,
+                "{:<21} {:<12} {:<22} {:<5} {:<21} {:>9} {:>9} {:>9} {:>8} {:>10}  {}{} {}",
+                time(r.at),
+                r.actor,
+                r.target,
+                r.kind,
+                time(r.loaded_at),
+                r.entries,
+                r.added,
+                r.removed,
+                r.rejected,
+                r.total,
+                &r.sha256[..r.sha256.len().min(16)],
+                if r.forced { " FORCED" } else { "" },
+                r.file
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Lists the recorded registry imports.
+pub async fn dnd_history(store: &Store) -> Result<DndHistory, CommandError> {
+    Ok(DndHistory {
+        imports: store.dnd_imports().await?,
+    })
+}
+
+/// `dialler dnd remove`: a number deliberately taken off a list.
+#[derive(Debug, Serialize)]
+pub struct DndRemoved {
+    /// Whether anything was removed.
+    pub removed: bool,
+    /// The list, as recorded.
+    pub list: String,
+    /// The number, masked.
+    pub phone: String,
+}
+
+impl fmt::Display for DndRemoved {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.removed {
+            writeln!(f, "{} removed from {} (audited)", self.phone, self.list)
+        } else {
+            writeln!(f, "{} is not on {}: nothing removed", self.phone, self.list)
+        }
+    }
+}
+
+/// Takes a number off the internal list (and the suppression list an
+/// erasure left) or a campaign's list, whatever put it there: the one way
+/// to undo an opt-out or an erasure, with a reason, recorded in the audit
+/// log. National registries are not edited here: they follow the
+/// regulator's files.
+pub async fn dnd_remove(
+    store: &Store,
+    phone: &str,
+    country: Option<Country>,
+    campaign: Option<&str>,
+    actor: &str,
+    reason: &str,
+    now: Millis,
+) -> Result<DndRemoved, CommandError> {
+    if reason.trim().len() < 3 {
+        return Err(usage("give the reason for removing the number with --reason"));
+    }
+    let e164 = crate::erasure::parse_number(phone, country).map_err(|e| usage(e.to_string()))?;
+    let number =
+        crate::phone::PhoneNumber::from_e164(&e164).map_err(|e| usage(e.to_string()))?;
+    let (scope, suppression) = match campaign {
+        Some(name) => (crate::store::campaign_scope(name), None),
+        None => {
+            let key = store.suppression_key().await?;
+            (
+                crate::store::SCOPE_INTERNAL.to_string(),
+                Some(crate::compliance::suppression::hash_hex(&key, number.digits)),
+            )
+        }
+    };
+    let audit = crate::store::AuditEntry {
+        at: now.ms(),
+        actor: actor.to_string(),
+        action: "dnc.remove".into(),
+        subject: format!("{scope} {}", number.masked()),
+        detail: reason.trim().to_string(),
+    };
+    let removed = store
+        .dnc_remove_deliberately(&scope, &number.e164(), suppression.as_deref(), &audit)
+        .await?;
+    Ok(DndRemoved {
+        removed,
+        list: scope,
+        phone: number.masked(),
+    })
+}
+
+/// Who runs a command, for records: `--by`, else the login name.
+pub fn actor(by: Option<&str>) -> String {
+    by.map(str::to_string)
+        .or_else(|| std::env::var("USER").ok())
+        .or_else(|| std::env::var("USERNAME").ok())
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// `dialler check`.

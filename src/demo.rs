@@ -541,6 +541,7 @@ pub async fn load_sample(
             phone_column: None,
             rejects: None,
             progress: false,
+            screening: None,
         },
         now_ms,
     )
@@ -560,6 +561,10 @@ pub async fn load_sample(
             country: camp.country(),
             delta: false,
             loaded_at: DateTime::from_timestamp_millis(now_ms).unwrap_or_default(),
+            now: DateTime::from_timestamp_millis(now_ms).unwrap_or_default(),
+            actor: "demo".into(),
+            force: false,
+            max_drop_percent: registry::DEFAULT_MAX_DROP_PERCENT,
         },
     )
     .await

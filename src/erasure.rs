@@ -2,8 +2,9 @@
 //!
 //! Owns the request: parse the number, have the store erase it in one
 //! transaction, log counts. The number itself is never logged, not even
-//! masked; the store keeps it only on the internal do-not-call list, which
-//! honouring the request requires.
+//! masked, nor kept: what stays is a suppression entry, the number's keyed
+//! hash, which refuses it at lead import and at dial time in every
+//! campaign.
 
 use crate::phone::{self, Country, PhoneError};
 use crate::store::{ErasureCounts, Store, StoreError};
@@ -44,7 +45,10 @@ pub fn parse_number(raw: &str, country: Option<Country>) -> Result<String, Erasu
 /// [`Store::erase_number`] for what goes and what stays. Logs the counts,
 /// never the number.
 pub async fn erase(store: &Store, e164: &str, now: i64) -> Result<ErasureCounts, ErasureError> {
-    let counts = store.erase_number(e164, now).await?;
+    let number = phone::PhoneNumber::from_e164(e164)?;
+    let key = store.suppression_key().await?;
+    let hash = crate::compliance::suppression::hash_hex(&key, number.digits);
+    let counts = store.erase_number(e164, &hash, now).await?;
     tracing::info!(
         leads = counts.leads,
         attempts = counts.attempts,

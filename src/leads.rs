@@ -116,6 +116,37 @@ pub struct ImportReport {
     /// Of the imported leads, those whose time zone is unknown: stored but
     /// never dialled until fixed.
     pub tz_unknown: u64,
+    /// Valid rows on each do-not-call list (imported, refused at dial
+    /// time), and those suppressed (refused here).
+    pub scrub: Scrub,
+}
+
+/// How many valid rows of a lead file each list names. A number on several
+/// lists counts on each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Scrub {
+    /// On the national registry (blocked for the campaign's category).
+    pub national: u64,
+    /// On the account's internal list.
+    pub internal: u64,
+    /// On the campaign's own list.
+    pub campaign: u64,
+    /// Suppressed after an erasure: refused, not imported.
+    pub suppressed: u64,
+}
+
+/// The lists a lead import counts its rows against.
+#[derive(Debug, Clone)]
+pub struct Screening {
+    /// The lists (the campaign's national registry, the internal and the
+    /// campaign lists; the suppression list is read from the store).
+    pub registries: std::sync::Arc<crate::compliance::Registries>,
+    /// The campaign, for its own list.
+    pub campaign: String,
+    /// Its country, for the national registry.
+    pub country: Country,
+    /// India's category of the campaign, if any.
+    pub category: Option<u8>,
 }
 
 /// One refused row.
@@ -140,6 +171,8 @@ pub struct ImportOptions {
     pub rejects: Option<PathBuf>,
     /// Show a progress bar (only when stderr is a terminal).
     pub progress: bool,
+    /// Count rows against these lists for the scrub summary.
+    pub screening: Option<Screening>,
 }
 
 /// Where each column goes.
@@ -293,6 +326,7 @@ struct Batch {
 /// What the reader thread found besides the batches.
 struct ReadSummary {
     rows: u64,
+    scrub: Scrub,
     rejects: Vec<Reject>,
     rejected: u64,
 }
@@ -372,6 +406,9 @@ pub async fn import_reader<R: Read + Send + 'static>(
         None => None,
     };
 
+    let key = store.suppression_key().await?;
+    let (suppressed, _) = crate::compliance::Suppressions::new(key, store.suppressions().await?);
+    let screening = opts.screening.clone();
     let bar = progress_bar(opts.progress, size);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(1);
     let reader_path = path.to_path_buf();
@@ -382,6 +419,7 @@ pub async fn import_reader<R: Read + Send + 'static>(
     let reader_task = tokio::task::spawn_blocking(move || -> Result<ReadSummary, ImportError> {
         let mut summary = ReadSummary {
             rows: 0,
+            scrub: Scrub::default(),
             rejects: Vec::new(),
             rejected: 0,
         };
@@ -397,7 +435,21 @@ pub async fn import_reader<R: Read + Send + 'static>(
             summary.rows += 1;
             let start = record.position().map_or(0, |p| p.byte());
             let line = reader.get_mut().line_at(start);
-            match parse_row(&cols, &record, line, country) {
+            let parsed = parse_row(&cols, &record, line, country).and_then(|row| {
+                screen_row(row, &suppressed, screening.as_ref(), &mut summary.scrub, || {
+                    Reject {
+                        line,
+                        field: cols.headers[cols.phone].clone(),
+                        reason: "suppressed: the person's data was erased at their request"
+                            .into(),
+                        raw: record
+                            .iter()
+                            .map(|f| String::from_utf8_lossy(f).into_owned())
+                            .collect(),
+                    }
+                })
+            });
+            match parsed {
                 Ok(row) => {
                     if row.lead.timezones.is_some() {
                         known.push(row.lead);
@@ -481,9 +533,44 @@ pub async fn import_reader<R: Read + Send + 'static>(
         b.finish_and_clear();
     }
     report.rows = summary.rows;
+    report.scrub = summary.scrub;
     report.rejected = summary.rejected;
     report.duplicates = valid - report.imported;
     Ok((report, summary.rejects))
+}
+
+/// Refuses a suppressed row (`suppressed` makes the reject) and counts the
+/// row against the lists for the scrub summary.
+fn screen_row(
+    row: ParsedRow,
+    suppressions: &crate::compliance::Suppressions,
+    screening: Option<&Screening>,
+    scrub: &mut Scrub,
+    suppressed: impl FnOnce() -> Reject,
+) -> Result<ParsedRow, Reject> {
+    let digits = match row.lead.phone.strip_prefix('+').map(str::parse::<u64>) {
+        Some(Ok(d)) => d,
+        _ => return Ok(row),
+    };
+    if suppressions.contains(digits) {
+        scrub.suppressed += 1;
+        return Err(suppressed());
+    }
+    if let Some(s) = screening {
+        let r = &s.registries;
+        if r.national.get(&s.country).is_some_and(|n| {
+            n.lookup(digits, s.category) == crate::compliance::dnd::Listing::Blocked
+        }) {
+            scrub.national += 1;
+        }
+        if r.internal.contains(digits) {
+            scrub.internal += 1;
+        }
+        if r.campaign.get(&s.campaign).is_some_and(|c| c.contains(digits)) {
+            scrub.campaign += 1;
+        }
+    }
+    Ok(row)
 }
 
 /// Counts lines for rejects. csv's own line count skips newlines inside

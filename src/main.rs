@@ -314,8 +314,36 @@ struct SimulateArgs {
 
 #[derive(Subcommand)]
 enum DndCmd {
-    /// Import a registry file (full, or a delta with --delta).
+    /// Import a registry file (full, or a delta with --delta). Exits 4
+    /// when lines were refused (more than --accept-rejects).
     Import(DndImportArgs),
+    /// Every recorded registry import: when, who, the file's SHA-256, counts.
+    History {
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take a number off the internal list (and the suppression list an
+    /// erasure left) or a campaign's list, whatever put it there; audited.
+    Remove {
+        /// The number: E.164 (+...), or national format with --country.
+        phone: String,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+        /// A campaign's own list instead of the internal one.
+        #[arg(long)]
+        campaign: Option<String>,
+        /// Country of a national-format number (IN, US, CA, GB, AU).
+        #[arg(long)]
+        country: Option<String>,
+        /// Who does it (default: the login name).
+        #[arg(long)]
+        by: Option<String>,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -351,9 +379,27 @@ struct DndImportArgs {
     /// The file is a delta: adds, changes and removals (plain: a leading -).
     #[arg(long)]
     delta: bool,
-    /// When the data was downloaded from the regulator (RFC 3339); default now.
+    /// When the data was downloaded from the regulator (RFC 3339); default
+    /// now. A time in the future is refused.
     #[arg(long)]
     loaded_at: Option<String>,
+    /// Write every refused line (line, reason, text) to this CSV.
+    #[arg(long)]
+    rejects: Option<PathBuf>,
+    /// Exit 0 even with up to this many refused lines.
+    #[arg(long, default_value_t = 0)]
+    accept_rejects: u64,
+    /// Import a full file the safety checks refuse: empty or mostly bad,
+    /// numbers of another country, dropping more than --max-drop-percent
+    /// of the registry, or older than the registry it replaces.
+    #[arg(long)]
+    force: bool,
+    /// The share of a national registry a full import may drop, percent.
+    #[arg(long, default_value_t = dialler::registry::DEFAULT_MAX_DROP_PERCENT)]
+    max_drop_percent: f64,
+    /// Who runs the import, for its record (default: the login name).
+    #[arg(long)]
+    by: Option<String>,
     /// One JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -403,8 +449,8 @@ enum LeadsCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Erase a person by phone number from every campaign (their number
-    /// stays on the internal do-not-call list only).
+    /// Erase a person by phone number from every campaign; only a keyed
+    /// hash of the number stays, refusing it in every campaign.
     Erase {
         /// The number: E.164 (+...), or national format with --country.
         phone: String,
@@ -501,8 +547,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 phone_column: a.phone_column,
                 rejects: a.rejects.clone(),
                 progress: !a.json,
+                screening: None,
             };
-            let r = commands::leads_import(&store, &c, &a.file, &opts, now_ms).await;
+            let r = commands::leads_import(&store, &cli.dnd_dir, &c, &a.file, &opts, now_ms).await;
             store.close().await;
             let r = r?;
             emit(&r, a.json)?;
@@ -557,18 +604,68 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 country,
                 delta: a.delta,
                 loaded_at,
+                now,
+                actor: commands::actor(a.by.as_deref()),
+                force: a.force,
+                max_drop_percent: a.max_drop_percent,
             };
             let r = commands::dnd_import(&store, &cli.dnd_dir, &req).await;
             store.close().await;
             let r = r?;
+            if let Some(path) = &a.rejects {
+                commands::write_dnd_rejects(path, &r.bad)?;
+            }
             for b in r.bad.iter().take(20) {
                 eprintln!("{}:{}: {}", a.file.display(), b.line, b.reason);
             }
             if r.bad.len() > 20 {
-                eprintln!("... {} more refused lines", r.bad.len() - 20);
+                match &a.rejects {
+                    Some(p) => eprintln!("... {} more refused lines in {}", r.bad.len() - 20, p.display()),
+                    None => eprintln!("... {} more refused lines; write them all with --rejects PATH", r.bad.len() - 20),
+                }
             }
             emit(&r, a.json)?;
+            Ok(if r.report.rejected > a.accept_rejects {
+                eprintln!(
+                    "{} lines refused (accepted: {}): exit status 4",
+                    r.report.rejected, a.accept_rejects
+                );
+                ExitCode::from(4)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Dnd(DndCmd::History { json }) => {
+            let store = Store::open(&cli.db).await?;
+            let r = commands::dnd_history(&store).await;
+            store.close().await;
+            emit(&r?, json)?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Dnd(DndCmd::Remove {
+            phone,
+            reason,
+            campaign,
+            country,
+            by,
+            json,
+        }) => {
+            let country = country.as_deref().map(commands::country_arg).transpose()?;
+            let store = Store::open(&cli.db).await?;
+            let r = commands::dnd_remove(
+                &store,
+                &phone,
+                country,
+                campaign.as_deref(),
+                &commands::actor(by.as_deref()),
+                &reason,
+                now_ms,
+            )
+            .await;
+            store.close().await;
+            let r = r?;
+            emit(&r, json)?;
+            Ok(code(r.removed))
         }
         Command::Check(a) => {
             let c = campaign::find(&cli.campaigns, &a.campaign)?;

@@ -17,7 +17,7 @@ use crate::compliance::dnd::{
     self, BadLine, DndError, DndImportReport, Entry, Format, NationalRegistry,
 };
 use crate::compliance::ledger::Ledger;
-use crate::compliance::{self, Registries, Verdict};
+use crate::compliance::{self, Registries, Suppressions, Verdict};
 use crate::dnd_set::DndSet;
 use crate::outcome::Outcome;
 use crate::phone::{self, Country, PhoneError};
@@ -48,7 +48,33 @@ pub enum RegistryError {
     /// A delta for a national registry that was never imported.
     #[error("no national registry for {0} yet: import a full file before a delta")]
     NoBase(Country),
+    /// A load time in the future: the registry would never go stale.
+    #[error("--loaded-at {loaded_at} is in the future (now {now}): give the time the data was downloaded")]
+    FutureLoad {
+        /// The time given.
+        loaded_at: DateTime<Utc>,
+        /// Now.
+        now: DateTime<Utc>,
+    },
+    /// A safety check refused the import; nothing changed.
+    #[error("{}: import into the {target} refused, nothing changed: {reason}; give --force to import it anyway", file.display())]
+    Refused {
+        /// The file.
+        file: PathBuf,
+        /// Where it was going.
+        target: Target,
+        /// Why.
+        reason: String,
+    },
 }
+
+/// How far ahead of the clock a load time may be (clocks differ a little).
+const LOAD_TIME_SKEW: chrono::Duration = chrono::Duration::minutes(5);
+
+/// The share of a national registry a full import may drop without
+/// `--force`, percent, by default. Registries shed far less than this
+/// between two copies; a file that drops more is the wrong file.
+pub const DEFAULT_MAX_DROP_PERCENT: f64 = 5.0;
 
 /// Which list an import goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +85,17 @@ pub enum Target {
     Internal,
     /// A campaign's own list.
     Campaign(String),
+}
+
+impl Target {
+    /// The target as recorded: `national:GB`, `internal`, `campaign:NAME`.
+    pub fn key(&self) -> String {
+        match self {
+            Target::National(c) => format!("national:{}", c.iso()),
+            Target::Internal => store::SCOPE_INTERNAL.to_string(),
+            Target::Campaign(name) => store::campaign_scope(name),
+        }
+    }
 }
 
 impl std::fmt::Display for Target {
@@ -86,57 +123,167 @@ pub struct DndImport<'a> {
     pub delta: bool,
     /// When the data was downloaded from the regulator.
     pub loaded_at: DateTime<Utc>,
+    /// Now (the import's record, and the check on `loaded_at`).
+    pub now: DateTime<Utc>,
+    /// Who runs it, for the record.
+    pub actor: String,
+    /// Override the safety checks of a full import (an empty or all-bad
+    /// file, numbers of another country, a large drop, an older copy).
+    pub force: bool,
+    /// The share of a national registry a full import may drop, percent.
+    pub max_drop_percent: f64,
+}
+
+/// What an import did: the counts, the refused lines, and the record
+/// kept in the store.
+#[derive(Debug, Clone)]
+pub struct DndImportOutcome {
+    /// The counts.
+    pub report: DndImportReport,
+    /// Every refused line.
+    pub bad: Vec<BadLine>,
+    /// The record in `dnd_imports`.
+    pub record: store::DndImportRecord,
+}
+
+/// Reads through to `inner`, hashing what it reads.
+struct HashingReader<R> {
+    inner: R,
+    hasher: sha2::Sha256,
+}
+
+impl<R: std::io::Read> std::io::Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 /// Imports a registry file. National registries are rebuilt from a full
-/// file, or updated in place by a delta. Returns the counts and the
-/// refused lines.
+/// file, or updated in place by a delta; the account's lists only grow
+/// from a full file, and a delta's removals never take out a person's own
+/// request (a `dnc` disposition, an opt-out, an erasure). Bad data only
+/// adds protection: a full national import that is empty or all bad, names
+/// another country's numbers, drops more than `max_drop_percent` of the
+/// registry or is older than the copy it replaces is refused unless
+/// forced. The registry's age stays that of its last full copy: deltas
+/// do not make it fresh. Every import is recorded with the file's SHA-256.
 pub async fn import(
     store: &Store,
     dir: &Path,
     req: &DndImport<'_>,
-) -> Result<(DndImportReport, Vec<BadLine>), RegistryError> {
-    let DndImport {
-        target,
-        file,
-        format,
-        country,
-        delta,
-        loaded_at,
-    } = req.clone();
+) -> Result<DndImportOutcome, RegistryError> {
+    let file = req.file;
+    if req.loaded_at > req.now + LOAD_TIME_SKEW {
+        return Err(RegistryError::FutureLoad {
+            loaded_at: req.loaded_at,
+            now: req.now,
+        });
+    }
     let input = std::fs::File::open(file).map_err(|source| RegistryError::Io {
         path: file.to_path_buf(),
         source,
     })?;
-    let (entries, bad) =
-        dnd::parse(input, format, country).map_err(|source| RegistryError::Io {
+    let mut reader = HashingReader {
+        inner: input,
+        hasher: sha2::Digest::new(),
+    };
+    let parsed = dnd::parse(&mut reader, req.format, req.country, req.delta).map_err(|source| {
+        RegistryError::Io {
             path: file.to_path_buf(),
             source,
-        })?;
+        }
+    })?;
+    let sha256 = hex::encode(sha2::Digest::finalize(reader.hasher));
+    let dnd::Parsed {
+        entries,
+        removal_lines,
+        mut bad,
+    } = parsed;
+    let refuse = |reason: String| RegistryError::Refused {
+        file: file.to_path_buf(),
+        target: req.target.clone(),
+        reason,
+    };
+    let foreign = bad.iter().filter(|b| b.foreign).count();
+    if foreign > 0 && matches!(req.target, Target::National(_)) && !req.force {
+        let first = bad.iter().find(|b| b.foreign).map_or(0, |b| b.line);
+        return Err(refuse(format!(
+            "{foreign} numbers of another country than {} (the first on line {first}): is --country right?",
+            req.country
+        )));
+    }
     let mut report = DndImportReport {
         entries: entries.len() as u64,
-        rejected: bad.len() as u64,
         ..Default::default()
     };
-    match target {
+    let mut forced = false;
+    match &req.target {
         Target::National(c) => {
             std::fs::create_dir_all(dir).map_err(|source| RegistryError::Io {
                 path: dir.to_path_buf(),
                 source,
             })?;
-            let path = dnd::registry_path(dir, c);
-            let registry = if delta {
+            let path = dnd::registry_path(dir, *c);
+            let registry = if req.delta {
                 if !path.exists() {
-                    return Err(RegistryError::NoBase(c));
+                    return Err(RegistryError::NoBase(*c));
                 }
                 let mut r = NationalRegistry::load(&path)?;
                 let (added, removed) = r.apply(&entries);
                 report.added = added;
                 report.removed = removed;
-                r.loaded_at = loaded_at;
+                // The age stays the last full copy's.
                 r
             } else {
-                let r = NationalRegistry::build(c, loaded_at, &entries);
+                let valid = entries.len();
+                let check = |ok: bool, reason: String| -> Result<(), RegistryError> {
+                    if ok || req.force {
+                        Ok(())
+                    } else {
+                        Err(refuse(reason))
+                    }
+                };
+                forced |= req.force;
+                check(
+                    valid > 0,
+                    format!(
+                        "the file has no valid entries ({} lines refused): it would empty the registry",
+                        bad.len()
+                    ),
+                )?;
+                check(
+                    bad.len() <= valid,
+                    format!(
+                        "{} lines refused against {valid} read: more bad lines than good",
+                        bad.len()
+                    ),
+                )?;
+                let r = NationalRegistry::build(*c, req.loaded_at, &entries);
+                if path.exists() {
+                    let old = NationalRegistry::load(&path)?;
+                    check(
+                        req.loaded_at >= old.loaded_at,
+                        format!(
+                            "the data was loaded at {}, before the registry it would replace ({})",
+                            req.loaded_at.to_rfc3339(),
+                            old.loaded_at.to_rfc3339()
+                        ),
+                    )?;
+                    let dropped = old.dropped_by(&r);
+                    report.removed = dropped;
+                    let share = 100.0 * dropped as f64 / old.len().max(1) as f64;
+                    check(
+                        share <= req.max_drop_percent,
+                        format!(
+                            "it would drop {dropped} of the registry's {} numbers ({share:.1}%, more than {}%)",
+                            old.len(),
+                            req.max_drop_percent
+                        ),
+                    )?;
+                }
                 report.added = r.len() as u64;
                 r
             };
@@ -144,7 +291,7 @@ pub async fn import(
             registry.save(&path)?;
         }
         Target::Internal | Target::Campaign(_) => {
-            let scope = match &target {
+            let scope = match &req.target {
                 Target::Campaign(name) => store::campaign_scope(name),
                 _ => store::SCOPE_INTERNAL.to_string(),
             };
@@ -156,20 +303,66 @@ pub async fn import(
                     Entry::Removed(_) => None,
                 })
                 .collect();
-            let removes: Vec<String> = entries
+            let mut removes: Vec<(String, u64)> = entries
                 .iter()
                 .filter_map(|e| match e {
                     Entry::Removed(n) => Some(e164(*n)),
                     _ => None,
                 })
+                .zip(removal_lines.iter().copied())
                 .collect();
-            let now = store::millis(loaded_at);
-            report.added = store.dnc_add(&scope, &adds, now, "import").await?;
+            // A person's own request is not undone by a file.
+            let phones: Vec<String> = removes.iter().map(|(p, _)| p.clone()).collect();
+            let protected = store.dnc_protected(&scope, &phones).await?;
+            if !protected.is_empty() {
+                removes.retain(|(p, line)| {
+                    let Some((_, source)) = protected.iter().find(|(q, _)| q == p) else {
+                        return true;
+                    };
+                    bad.push(BadLine {
+                        line: *line,
+                        reason: format!(
+                            "{} is on the list by the person's own request ({source}): only `dialler dnd remove` with a reason takes it off",
+                            phone::mask(p)
+                        ),
+                        text: String::new(),
+                        kept_blocked: true,
+                        foreign: false,
+                    });
+                    false
+                });
+                bad.sort_by_key(|b| b.line);
+            }
+            let removes: Vec<String> = removes.into_iter().map(|(p, _)| p).collect();
+            let now = store::millis(req.loaded_at);
+            report.added = store.dnc_add(&scope, &adds, now, store::SOURCE_IMPORT).await?;
             report.removed = store.dnc_remove(&scope, &removes).await?;
             report.total = store.dnc_list(&scope).await?.len() as u64;
         }
     }
-    Ok((report, bad))
+    report.rejected = bad.len() as u64;
+    report.kept_blocked = bad.iter().filter(|b| b.kept_blocked).count() as u64;
+    let record = store::DndImportRecord {
+        at: store::millis(req.now),
+        actor: req.actor.clone(),
+        target: req.target.key(),
+        kind: if req.delta { "delta" } else { "full" }.into(),
+        file: file.display().to_string(),
+        sha256,
+        loaded_at: store::millis(req.loaded_at),
+        entries: report.entries as i64,
+        added: report.added as i64,
+        removed: report.removed as i64,
+        rejected: report.rejected as i64,
+        total: report.total as i64,
+        forced,
+    };
+    store.record_dnd_import(&record).await?;
+    Ok(DndImportOutcome {
+        report,
+        bad,
+        record,
+    })
 }
 
 /// Loads what `campaigns` need to be screened: the national registries of
@@ -192,6 +385,15 @@ pub async fn load(
         r.campaign.insert(c.name.clone(), own);
     }
     r.internal = to_set(&store.dnc_list(store::SCOPE_INTERNAL).await?);
+    let key = store.suppression_key().await?;
+    let (suppressed, damaged) = Suppressions::new(key, store.suppressions().await?);
+    if damaged > 0 {
+        tracing::error!(
+            damaged,
+            "suppression entries that are not hashes: their numbers cannot be recognised"
+        );
+    }
+    r.suppressed = suppressed;
     Ok(r)
 }
 

@@ -84,6 +84,7 @@ macro_rules! with_pool {
 // `Store` and use `with_pool!`, so they are declared after it.
 mod agents;
 mod claims;
+mod compliance;
 mod erase;
 mod history;
 mod report;
@@ -91,6 +92,7 @@ mod tokens;
 
 pub use agents::{AgentInterval, AgentState};
 pub use claims::ClaimedLead;
+pub use compliance::{AuditEntry, DndImportRecord, SOURCE_IMPORT};
 pub use erase::ErasureCounts;
 pub use history::{PacingHistory, PastAttemptRow, PastDispositionRow};
 pub use report::{AgentCalls, AgentDispositions, AgentStateTime, BucketCounts, ReportData};
@@ -752,7 +754,7 @@ impl Store {
                 let Some(Some(phone)) = phone else {
                     return Err(StoreError::NotFound { what: "call attempt", id: d.attempt_id });
                 };
-                sqlx::query(DNC_INSERT)
+                sqlx::query(DNC_INSERT_REQUEST)
                     .bind(SCOPE_INTERNAL)
                     .bind(phone.as_str())
                     .bind(d.created_at)
@@ -784,8 +786,9 @@ impl Store {
         let mut added = 0;
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            let sql = if source == compliance::SOURCE_IMPORT { DNC_INSERT } else { DNC_INSERT_REQUEST };
             for phone in phones {
-                added += sqlx::query(DNC_INSERT)
+                added += sqlx::query(sql)
                     .bind(scope)
                     .bind(phone.as_str())
                     .bind(at)
@@ -803,10 +806,14 @@ impl Store {
         Ok(added)
     }
 
-    /// Removes numbers from a do-not-call list (a registry delta). Leads
-    /// stay marked: whether to dial them again is a decision for a person.
+    /// Removes numbers from a do-not-call list (a registry delta): only
+    /// entries an import made; a person's own request stays (see
+    /// [`Store::dnc_protected`] and [`Store::dnc_remove_deliberately`]).
+    /// Leads stay marked: whether to dial them again is a decision for a
+    /// person.
     pub async fn dnc_remove(&self, scope: &str, phones: &[String]) -> Result<u64, StoreError> {
-        const SQL: &str = "DELETE FROM dnc_numbers WHERE scope = $1 AND phone = $2";
+        const SQL: &str =
+            "DELETE FROM dnc_numbers WHERE scope = $1 AND phone = $2 AND source = 'import'";
         let mut removed = 0;
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -954,6 +961,12 @@ pub fn campaign_scope(campaign: &str) -> String {
 const DNC_INSERT: &str =
     "INSERT INTO dnc_numbers (scope, phone, added_at, source) VALUES ($1, $2, $3, $4)
      ON CONFLICT (scope, phone) DO NOTHING";
+/// A person's own request (a `dnc` disposition, an opt-out): a number on
+/// the list only by import becomes protected as the person's request.
+const DNC_INSERT_REQUEST: &str =
+    "INSERT INTO dnc_numbers (scope, phone, added_at, source) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (scope, phone) DO UPDATE SET source = excluded.source, added_at = excluded.added_at
+     WHERE dnc_numbers.source = 'import'";
 const DNC_MARK_LEADS: &str = "UPDATE leads SET status = 'dnc' WHERE phone = $1";
 
 /// Rows per multi-row SQLite lead insert (8 parameters a row).

@@ -464,6 +464,7 @@ async fn two_nodes_never_claim_the_same_lead_on_postgres() {
             phone_column: None,
             rejects: None,
             progress: false,
+            screening: None,
         },
         0,
     )

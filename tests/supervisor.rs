@@ -709,7 +709,7 @@ store_test!(report_gives_the_figures_worked_out_by_hand);
 const PERSON: &str = "+447700900123";
 const NEIGHBOUR: &str = "+447700900999";
 
-async fn erasure_leaves_only_the_dnc_entry(store: Store, raw: RawDb) {
+async fn erasure_leaves_only_a_suppression_hash(store: Store, raw: RawDb) {
     let a = store
         .upsert_campaign(&campaign("uk-broadband"), 0)
         .await
@@ -839,18 +839,22 @@ async fn erasure_leaves_only_the_dnc_entry(store: Store, raw: RawDb) {
         }
     );
 
-    // Nothing of the person but the internal do-not-call entry.
-    assert_eq!(
-        raw.find_text(digits).await,
-        vec![("dnc_numbers".to_string(), "phone".to_string(), 1)]
-    );
+    // Nothing of the person: not even the number. A suppression entry
+    // (the number's keyed hash) refuses it in every campaign.
+    assert_eq!(raw.find_text(digits).await, vec![]);
     for value in ["Quirkwright", "asha.q@example.org", "Asha"] {
         assert_eq!(raw.find_text(value).await, vec![], "{value}");
     }
-    assert_eq!(
-        store.dnc_list(SCOPE_INTERNAL).await.expect("dnc"),
-        vec![PERSON.to_string()]
+    assert_eq!(store.dnc_list(SCOPE_INTERNAL).await.expect("dnc"), Vec::<String>::new());
+    let key = store.suppression_key().await.expect("key");
+    let (suppressed, _) = dialler::compliance::Suppressions::new(
+        key,
+        store.suppressions().await.expect("suppressions"),
     );
+    let person = dialler::phone::PhoneNumber::from_e164(PERSON).expect("e164");
+    let neighbour = dialler::phone::PhoneNumber::from_e164(NEIGHBOUR).expect("e164");
+    assert!(suppressed.contains(person.digits));
+    assert!(!suppressed.contains(neighbour.digits));
     assert_eq!(store.lead_by_phone(a, PERSON).await.expect("q"), None);
     assert_eq!(store.lead_by_phone(b, PERSON).await.expect("q"), None);
     // The neighbour is untouched.
@@ -868,17 +872,15 @@ async fn erasure_leaves_only_the_dnc_entry(store: Store, raw: RawDb) {
         store.erasures(0, i64::MAX).await.expect("log"),
         vec![(T0 + DAY, counts)]
     );
-    // Erasing again finds nothing and keeps one do-not-call entry.
+    // Erasing again finds nothing and keeps one suppression entry.
     let again = erasure::erase(&store, PERSON, T0 + 2 * DAY)
         .await
         .expect("erase");
     assert_eq!(again, ErasureCounts::default());
-    assert_eq!(
-        raw.find_text(digits).await,
-        vec![("dnc_numbers".to_string(), "phone".to_string(), 1)]
-    );
+    assert_eq!(raw.find_text(digits).await, vec![]);
+    assert_eq!(store.suppressions().await.expect("suppressions").len(), 1);
 }
-store_raw_test!(erasure_leaves_only_the_dnc_entry);
+store_raw_test!(erasure_leaves_only_a_suppression_hash);
 
 // ---- command line ----------------------------------------------------------
 

@@ -54,6 +54,13 @@ pub struct BadLine {
     pub line: u64,
     /// Why it was refused.
     pub reason: String,
+    /// The line as read (lossy UTF-8, at most 200 characters).
+    pub text: String,
+    /// The number on it was kept, fully blocked: it parsed, the rest of
+    /// the line did not (when in doubt, do not call).
+    pub kept_blocked: bool,
+    /// The number belongs to another country than the import's.
+    pub foreign: bool,
 }
 
 /// India's NCPR preference for a number that accepts some categories.
@@ -135,22 +142,68 @@ pub enum Format {
     Ncpr,
 }
 
+/// A registry file, parsed.
+#[derive(Debug, Clone, Default)]
+pub struct Parsed {
+    /// The entries, in file order.
+    pub entries: Vec<Entry>,
+    /// The line of each [`Entry::Removed`], in the same order.
+    pub removal_lines: Vec<u64>,
+    /// Refused lines.
+    pub bad: Vec<BadLine>,
+}
+
+/// Why a line was refused, and the number if it parsed.
+struct LineError {
+    reason: String,
+    /// A number that parsed: kept, fully blocked.
+    keep: Option<u64>,
+    foreign: bool,
+}
+
+impl LineError {
+    fn new(reason: impl Into<String>) -> LineError {
+        LineError {
+            reason: reason.into(),
+            keep: None,
+            foreign: false,
+        }
+    }
+}
+
+fn number_error(e: phone::PhoneError) -> LineError {
+    LineError {
+        foreign: matches!(e, phone::PhoneError::OutOfCountry { .. }),
+        reason: e.to_string(),
+        keep: None,
+    }
+}
+
 /// Parses a registry file. Numbers are normalised for `country` like lead
 /// numbers; bad lines are returned with their line number, the rest parse.
-pub fn parse(
-    input: impl Read,
-    format: Format,
-    country: Country,
-) -> io::Result<(Vec<Entry>, Vec<BadLine>)> {
-    let mut entries = Vec::new();
-    let mut bad = Vec::new();
-    for (i, line) in BufReader::new(input).split(b'\n').enumerate() {
+/// Bad data can only add protection: a line whose number parses but whose
+/// other fields do not keeps the number fully blocked (and is still
+/// reported), and removals are read only in a `delta` (in a full file a
+/// removal line is refused).
+pub fn parse(input: impl Read, format: Format, country: Country, delta: bool) -> io::Result<Parsed> {
+    let mut out = Parsed::default();
+    for (i, line) in BufReader::with_capacity(1 << 16, input)
+        .split(b'\n')
+        .enumerate()
+    {
         let line = line?;
         let line_no = i as u64 + 1;
+        let lossy = || {
+            let t = String::from_utf8_lossy(&line);
+            t.trim_end_matches('\r').chars().take(200).collect::<String>()
+        };
         let Ok(text) = std::str::from_utf8(&line) else {
-            bad.push(BadLine {
+            out.bad.push(BadLine {
                 line: line_no,
                 reason: "invalid UTF-8".into(),
+                text: lossy(),
+                kept_blocked: false,
+                foreign: false,
             });
             continue;
         };
@@ -162,39 +215,87 @@ pub fn parse(
             Format::Plain => parse_plain(text, country),
             Format::Ncpr => parse_ncpr(text, country),
         };
+        let parsed = match parsed {
+            Ok(Some(Entry::Removed(_))) if !delta => Err(LineError::new(
+                "a removal in a full import: removals are read only with --delta",
+            )),
+            other => other,
+        };
         match parsed {
-            Ok(Some(e)) => entries.push(e),
+            Ok(Some(e)) => {
+                if matches!(e, Entry::Removed(_)) {
+                    out.removal_lines.push(line_no);
+                }
+                out.entries.push(e);
+            }
             Ok(None) => {}
-            Err(reason) => bad.push(BadLine {
-                line: line_no,
-                reason,
-            }),
+            Err(e) => {
+                if let Some(n) = e.keep {
+                    out.entries.push(Entry::Blocked(n));
+                }
+                out.bad.push(BadLine {
+                    line: line_no,
+                    reason: if e.keep.is_some() {
+                        format!("{}; the number is kept fully blocked", e.reason)
+                    } else {
+                        e.reason
+                    },
+                    text: lossy(),
+                    kept_blocked: e.keep.is_some(),
+                    foreign: e.foreign,
+                });
+            }
         }
     }
-    Ok((entries, bad))
+    Ok(out)
 }
 
-fn parse_plain(text: &str, country: Country) -> Result<Option<Entry>, String> {
+/// Characters a written phone number is made of.
+fn phone_char(c: char) -> bool {
+    c.is_ascii_digit() || matches!(c, ' ' | '-' | '.' | '/' | '(' | ')' | '+')
+}
+
+fn parse_plain(text: &str, country: Country) -> Result<Option<Entry>, LineError> {
     let (remove, number) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),
     };
-    let n = phone::parse(number, country).map_err(|e| e.to_string())?;
-    Ok(Some(if remove {
-        Entry::Removed(n.digits)
-    } else {
-        Entry::Blocked(n.digits)
-    }))
+    match phone::parse(number, country) {
+        Ok(n) => Ok(Some(if remove {
+            Entry::Removed(n.digits)
+        } else {
+            Entry::Blocked(n.digits)
+        })),
+        Err(e) => {
+            // A number followed by other text ("020 7946 0018 x", a second
+            // column): keep the number blocked, report the line. A removal
+            // with trailing text removes nothing.
+            let end = number.find(|c: char| !phone_char(c)).unwrap_or(number.len());
+            let mut err = number_error(e);
+            if !remove
+                && end > 0
+                && end < number.len()
+                && let Ok(n) = phone::parse(&number[..end], country)
+            {
+                err.reason = format!("text after the number: {:?}", number[end..].trim());
+                err.keep = Some(n.digits);
+            }
+            Err(err)
+        }
+    }
 }
 
-fn parse_ncpr(text: &str, country: Country) -> Result<Option<Entry>, String> {
+fn parse_ncpr(text: &str, country: Country) -> Result<Option<Entry>, LineError> {
     let mut cols: Vec<&str> = text.split(',').map(str::trim).collect();
     if cols[0].eq_ignore_ascii_case("number") || cols[0].eq_ignore_ascii_case("phone") {
         return Ok(None); // header row
     }
-    let number = phone::parse(cols[0], country)
-        .map_err(|e| e.to_string())?
-        .digits;
+    let number = phone::parse(cols[0], country).map_err(number_error)?.digits;
+    let keep = |reason: String| LineError {
+        reason,
+        keep: Some(number),
+        foreign: false,
+    };
     // An operation column, if any, is the last: A adds (the default), D deletes.
     let op = match cols.last() {
         Some(c)
@@ -205,10 +306,27 @@ fn parse_ncpr(text: &str, country: Country) -> Result<Option<Entry>, String> {
         _ => None,
     };
     if op.as_deref() == Some("D") {
+        if cols.len() > 4 {
+            return Err(LineError::new(format!(
+                "{} columns before the operation: number,preference[,days][,band][,A|D]",
+                cols.len()
+            )));
+        }
         return Ok(Some(Entry::Removed(number)));
+    }
+    if cols.len() > 4 {
+        return Err(keep(format!(
+            "{} columns: number,preference[,days][,band][,A|D]",
+            cols.len()
+        )));
     }
     let pref = cols.get(1).copied().unwrap_or("0");
     if pref == "0" {
+        if cols.len() > 2 && cols[2..].iter().any(|c| !c.is_empty()) {
+            // Days or a band mean nothing for a full block: the line is
+            // not what it claims; the block stands.
+            return Err(keep("days or a time band with preference 0".into()));
+        }
         return Ok(Some(Entry::Blocked(number)));
     }
     let mut categories = 0u8;
@@ -216,9 +334,9 @@ fn parse_ncpr(text: &str, country: Country) -> Result<Option<Entry>, String> {
         match c.trim().parse::<u8>() {
             Ok(k @ 1..=8) => categories |= 1 << (k - 1),
             _ => {
-                return Err(format!(
+                return Err(keep(format!(
                     "preference {pref:?}: categories are 1 to 8 joined by #, or 0 for fully blocked"
-                ));
+                )));
             }
         }
     }
@@ -226,10 +344,10 @@ fn parse_ncpr(text: &str, country: Country) -> Result<Option<Entry>, String> {
     let mut has_band = false;
     for c in cols.iter().skip(2).filter(|c| !c.is_empty()) {
         if c.contains(':') {
-            let w = parse_band(c)?;
+            let w = parse_band(c).map_err(keep)?;
             band.window = Some((w.start, w.end));
         } else {
-            band.days = parse_days(c)?;
+            band.days = parse_days(c).map_err(keep)?;
         }
         has_band = true;
     }
@@ -274,6 +392,18 @@ fn parse_days(text: &str) -> Result<u8, String> {
     Ok(mask)
 }
 
+/// The numbers of two ascending sets, ascending.
+fn merged<'a>(a: &'a DndSet, b: &'a DndSet) -> impl Iterator<Item = u64> + 'a {
+    let mut a = a.iter().peekable();
+    let mut b = b.iter().peekable();
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(&x), Some(&y)) if x <= y => a.next(),
+        (Some(_), Some(_)) => b.next(),
+        (Some(_), None) => a.next(),
+        (None, _) => b.next(),
+    })
+}
+
 /// What a registry import did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct DndImportReport {
@@ -285,6 +415,8 @@ pub struct DndImportReport {
     pub removed: u64,
     /// Lines refused.
     pub rejected: u64,
+    /// Of the refused lines, those whose number was kept, fully blocked.
+    pub kept_blocked: u64,
     /// Numbers in the registry afterwards.
     pub total: u64,
 }
@@ -399,6 +531,20 @@ impl NationalRegistry {
             add_all(set, &adds);
         }
         ((blocked_add.len() + partial_add.len()) as u64, removed)
+    }
+
+    /// How many numbers listed here `other` does not list (what replacing
+    /// this registry by `other` would drop): one merge of sorted sets.
+    pub fn dropped_by(&self, other: &NationalRegistry) -> u64 {
+        let mut theirs = merged(&other.blocked, &other.partial).peekable();
+        let mut dropped = 0;
+        for n in merged(&self.blocked, &self.partial) {
+            while theirs.next_if(|&m| m < n).is_some() {}
+            if theirs.peek() != Some(&n) {
+                dropped += 1;
+            }
+        }
+        dropped
     }
 
     /// Numbers listed.

@@ -12,6 +12,9 @@
 pub mod dnd;
 pub mod hours;
 pub mod ledger;
+pub mod suppression;
+
+pub use suppression::Suppressions;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -46,6 +49,9 @@ pub enum Reason {
     DndInternal,
     /// On the campaign's own do-not-call list.
     DndCampaign,
+    /// The person had their data erased: the number is suppressed in
+    /// every campaign (a keyed hash, not the number, is kept).
+    Suppressed,
     /// No national registry is loaded for the country.
     DndRegistryMissing,
     /// The national registry is older than the profile allows.
@@ -72,12 +78,13 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for listings.
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 16] = [
         Reason::InvalidNumber,
         Reason::TimezoneUnknown,
         Reason::DndNational,
         Reason::DndInternal,
         Reason::DndCampaign,
+        Reason::Suppressed,
         Reason::DndRegistryMissing,
         Reason::DndRegistryStale,
         Reason::OutsideHours,
@@ -98,6 +105,7 @@ impl Reason {
             Reason::DndNational => "dnd_national",
             Reason::DndInternal => "dnd_internal",
             Reason::DndCampaign => "dnd_campaign",
+            Reason::Suppressed => "suppressed",
             Reason::DndRegistryMissing => "dnd_registry_missing",
             Reason::DndRegistryStale => "dnd_registry_stale",
             Reason::OutsideHours => "outside_hours",
@@ -121,6 +129,9 @@ impl Reason {
             Reason::DndNational => "listed in the national do-not-call registry",
             Reason::DndInternal => "on the account's internal do-not-call list",
             Reason::DndCampaign => "on the campaign's own do-not-call list",
+            Reason::Suppressed => {
+                "the person's data was erased at their request; never called again in any campaign"
+            }
             Reason::DndRegistryMissing => {
                 "no national registry loaded for this country; run dialler dnd import"
             }
@@ -206,6 +217,8 @@ pub struct Registries {
     pub internal: DndSet,
     /// Campaign lists, by campaign name.
     pub campaign: HashMap<String, DndSet>,
+    /// Numbers erased at the person's request, as keyed hashes.
+    pub suppressed: Suppressions,
 }
 
 /// Everything besides the lead and campaign that a verdict depends on.
@@ -257,6 +270,9 @@ pub fn check(
     let mut band: Option<TimeBand> = None;
     if lead.opted_out || ctx.registries.internal.contains(n) {
         reasons.push(Reason::DndInternal);
+    }
+    if ctx.registries.suppressed.contains(n) {
+        reasons.push(Reason::Suppressed);
     }
     // Most accounts keep no campaign lists: skip hashing the name.
     if !ctx.registries.campaign.is_empty()

@@ -2,7 +2,7 @@
 //! every campaign while keeping the counts reports and the abandonment
 //! ledger are built on.
 
-use super::{Backend, DNC_INSERT, SCOPE_INTERNAL, Store, StoreError};
+use super::{Backend, Store, StoreError};
 
 /// What an erasure removed or de-identified. Holds counts only, never the
 /// number, so it may be logged and stored.
@@ -26,15 +26,20 @@ impl Store {
     /// - sets `phone` and `lead_id` to NULL on their call attempts, which
     ///   stay for aggregates;
     /// - keeps dispositions and ledger rows, which point only at attempts;
-    /// - puts the number on the internal do-not-call list (source
-    ///   `erasure`): honouring the request means never calling again, and
-    ///   that needs the number. Existing do-not-call entries stay for the
-    ///   same reason;
+    /// - replaces the number's do-not-call entries (every list) by a
+    ///   suppression entry, `suppression` (the number's keyed hash, see
+    ///   [`crate::compliance::suppression`]): honouring the request means
+    ///   never calling again, in any campaign, without keeping the number;
     /// - logs the request in `erasures`, with counts only.
     ///
-    /// Erasing a number the store does not know still adds the do-not-call
+    /// Erasing a number the store does not know still adds the suppression
     /// entry and logs a request with zero counts.
-    pub async fn erase_number(&self, phone: &str, at: i64) -> Result<ErasureCounts, StoreError> {
+    pub async fn erase_number(
+        &self,
+        phone: &str,
+        suppression: &str,
+        at: i64,
+    ) -> Result<ErasureCounts, StoreError> {
         // Attempts are matched by number as well as by lead: an attempt may
         // outlive its lead's link, and the number is what identifies the
         // person.
@@ -44,6 +49,9 @@ impl Store {
         const UNLINK: &str = "UPDATE call_attempts SET phone = NULL, lead_id = NULL
              WHERE phone = $1 OR lead_id IN (SELECT id FROM leads WHERE phone = $1)";
         const DELETE: &str = "DELETE FROM leads WHERE phone = $1";
+        const SUPPRESS: &str = "INSERT INTO suppressions (hash, added_at, source)
+             VALUES ($1, $2, 'erasure') ON CONFLICT (hash) DO NOTHING";
+        const FORGET_DNC: &str = "DELETE FROM dnc_numbers WHERE phone = $1";
         const LOG: &str =
             "INSERT INTO erasures (at, leads, attempts, dispositions) VALUES ($1, $2, $3, $4)";
         let counts = with_pool!(self, pool => {
@@ -54,13 +62,12 @@ impl Store {
                 .await?;
             let attempts = sqlx::query(UNLINK).bind(phone).execute(&mut *tx).await?.rows_affected();
             let leads = sqlx::query(DELETE).bind(phone).execute(&mut *tx).await?.rows_affected();
-            sqlx::query(DNC_INSERT)
-                .bind(SCOPE_INTERNAL)
-                .bind(phone)
+            sqlx::query(SUPPRESS)
+                .bind(suppression)
                 .bind(at)
-                .bind("erasure")
                 .execute(&mut *tx)
                 .await?;
+            sqlx::query(FORGET_DNC).bind(phone).execute(&mut *tx).await?;
             let counts = ErasureCounts {
                 leads: i64::try_from(leads).unwrap_or(i64::MAX),
                 attempts: i64::try_from(attempts).unwrap_or(i64::MAX),

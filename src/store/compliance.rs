@@ -1,0 +1,273 @@
+//! Compliance records in the store: the log of registry imports, the
+//! suppression list that erasure leaves (keyed hashes, no numbers), the
+//! account's suppression key, the audit log of deliberate acts that remove
+//! protection, and the do-not-call entries only such an act may remove.
+
+use sqlx::Row;
+
+use super::{Backend, Store, StoreError};
+
+/// Do-not-call entries with this source came from a registry or list
+/// import; any other source (a `dnc` disposition, an opt-out, an erasure)
+/// is the person's own request and only [`Store::dnc_remove_deliberately`]
+/// removes it.
+pub const SOURCE_IMPORT: &str = "import";
+
+/// One registry import, as recorded in `dnd_imports`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DndImportRecord {
+    /// When it ran (ms since the epoch).
+    pub at: i64,
+    /// Who ran it.
+    pub actor: String,
+    /// `national:GB`, `internal` or `campaign:NAME`.
+    pub target: String,
+    /// `full` or `delta`.
+    pub kind: String,
+    /// The file as given.
+    pub file: String,
+    /// SHA-256 of the file, hex.
+    pub sha256: String,
+    /// When the data left the regulator (ms).
+    pub loaded_at: i64,
+    /// Entries read.
+    pub entries: i64,
+    /// Numbers added or changed.
+    pub added: i64,
+    /// Numbers removed.
+    pub removed: i64,
+    /// Lines refused.
+    pub rejected: i64,
+    /// Numbers listed afterwards.
+    pub total: i64,
+    /// A safety check was overridden with `--force`.
+    pub forced: bool,
+}
+
+/// One audit log row.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditEntry {
+    /// When (ms).
+    pub at: i64,
+    /// Who.
+    pub actor: String,
+    /// What kind of act, for example `dnc.remove`.
+    pub action: String,
+    /// What it acted on (a list and a masked number, a hash).
+    pub subject: String,
+    /// Why, and anything else said.
+    pub detail: String,
+}
+
+const AUDIT_INSERT: &str =
+    "INSERT INTO audit_log (at, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5)";
+
+impl Store {
+    /// Records a registry import.
+    pub async fn record_dnd_import(&self, r: &DndImportRecord) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO dnd_imports (at, actor, target, kind, file, sha256,
+                 loaded_at, entries, added, removed, rejected, total, forced)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+        with_pool!(self, pool => sqlx::query(SQL)
+            .bind(r.at)
+            .bind(&r.actor)
+            .bind(&r.target)
+            .bind(&r.kind)
+            .bind(&r.file)
+            .bind(&r.sha256)
+            .bind(r.loaded_at)
+            .bind(r.entries)
+            .bind(r.added)
+            .bind(r.removed)
+            .bind(r.rejected)
+            .bind(r.total)
+            .bind(r.forced)
+            .execute(pool)
+            .await
+            .map(|_| ())?);
+        Ok(())
+    }
+
+    /// Every recorded registry import, oldest first.
+    pub async fn dnd_imports(&self) -> Result<Vec<DndImportRecord>, StoreError> {
+        const SQL: &str = "SELECT at, actor, target, kind, file, sha256, loaded_at, entries,
+                 added, removed, rejected, total, forced FROM dnd_imports ORDER BY at, id";
+        let rows = with_pool!(self, pool => sqlx::query(SQL)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(DndImportRecord {
+                    at: r.try_get(0)?,
+                    actor: r.try_get(1)?,
+                    target: r.try_get(2)?,
+                    kind: r.try_get(3)?,
+                    file: r.try_get(4)?,
+                    sha256: r.try_get(5)?,
+                    loaded_at: r.try_get(6)?,
+                    entries: r.try_get(7)?,
+                    added: r.try_get(8)?,
+                    removed: r.try_get(9)?,
+                    rejected: r.try_get(10)?,
+                    total: r.try_get(11)?,
+                    forced: r.try_get(12)?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?);
+        Ok(rows)
+    }
+
+    /// The account's suppression key (32 bytes), made at random the first
+    /// time it is asked for. Every node of a cluster reads the same one.
+    pub async fn suppression_key(&self) -> Result<[u8; 32], StoreError> {
+        const GET: &str = "SELECT value FROM settings WHERE name = 'suppression_key'";
+        const PUT: &str = "INSERT INTO settings (name, value) VALUES ('suppression_key', $1)
+             ON CONFLICT (name) DO NOTHING";
+        let mut fresh = [0u8; 32];
+        rand::RngExt::fill(&mut rand::rng(), &mut fresh[..]);
+        let value: String = with_pool!(self, pool => {
+            sqlx::query(PUT).bind(hex::encode(fresh)).execute(pool).await?;
+            sqlx::query_scalar(GET).fetch_one(pool).await?
+        });
+        let mut key = [0u8; 32];
+        match hex::decode(&value) {
+            Ok(bytes) if bytes.len() == 32 => key.copy_from_slice(&bytes),
+            _ => {
+                return Err(StoreError::Corrupt {
+                    what: "suppression key",
+                    value: "(not shown)".into(),
+                });
+            }
+        }
+        Ok(key)
+    }
+
+    /// Adds a suppression hash (hex); false when it was there already.
+    pub async fn suppress(&self, hash: &str, at: i64, source: &str) -> Result<bool, StoreError> {
+        const SQL: &str = "INSERT INTO suppressions (hash, added_at, source) VALUES ($1, $2, $3)
+             ON CONFLICT (hash) DO NOTHING";
+        Ok(with_pool!(self, pool => sqlx::query(SQL)
+            .bind(hash)
+            .bind(at)
+            .bind(source)
+            .execute(pool)
+            .await?
+            .rows_affected())
+            > 0)
+    }
+
+    /// Every suppression hash (hex).
+    pub async fn suppressions(&self) -> Result<Vec<String>, StoreError> {
+        const SQL: &str = "SELECT hash FROM suppressions";
+        Ok(with_pool!(self, pool => sqlx::query_scalar(SQL).fetch_all(pool).await?))
+    }
+
+    /// Appends to the audit log.
+    pub async fn audit(&self, e: &AuditEntry) -> Result<(), StoreError> {
+        with_pool!(self, pool => sqlx::query(AUDIT_INSERT)
+            .bind(e.at)
+            .bind(&e.actor)
+            .bind(&e.action)
+            .bind(&e.subject)
+            .bind(&e.detail)
+            .execute(pool)
+            .await
+            .map(|_| ())?);
+        Ok(())
+    }
+
+    /// The audit log, oldest first.
+    pub async fn audit_log(&self) -> Result<Vec<AuditEntry>, StoreError> {
+        const SQL: &str =
+            "SELECT at, actor, action, subject, detail FROM audit_log ORDER BY at, id";
+        Ok(with_pool!(self, pool => sqlx::query(SQL)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    at: r.try_get(0)?,
+                    actor: r.try_get(1)?,
+                    action: r.try_get(2)?,
+                    subject: r.try_get(3)?,
+                    detail: r.try_get(4)?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?))
+    }
+
+    /// Where `phones` (E.164) are on a do-not-call list by a person's own
+    /// request (any source but an import), with that source.
+    pub async fn dnc_protected(
+        &self,
+        scope: &str,
+        phones: &[String],
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        const SQL: &str =
+            "SELECT source FROM dnc_numbers WHERE scope = $1 AND phone = $2 AND source <> $3";
+        let mut out = Vec::new();
+        for phone in phones {
+            let source: Option<String> = with_pool!(self, pool => sqlx::query_scalar(SQL)
+                .bind(scope)
+                .bind(phone.as_str())
+                .bind(SOURCE_IMPORT)
+                .fetch_optional(pool)
+                .await?);
+            if let Some(s) = source {
+                out.push((phone.clone(), s));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes one number from a do-not-call list whatever put it there,
+    /// and, with `suppression`, that hash from the suppression list: the
+    /// deliberate act that undoes an opt-out or an erasure, recorded in
+    /// the audit log in the same transaction. Returns whether anything was
+    /// removed (nothing is logged when nothing was).
+    pub async fn dnc_remove_deliberately(
+        &self,
+        scope: &str,
+        phone: &str,
+        suppression: Option<&str>,
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError> {
+        const DNC: &str = "DELETE FROM dnc_numbers WHERE scope = $1 AND phone = $2";
+        const SUPPRESSION: &str = "DELETE FROM suppressions WHERE hash = $1";
+        let removed = with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let mut n = sqlx::query(DNC).bind(scope).bind(phone).execute(&mut *tx).await?.rows_affected();
+            if let Some(h) = suppression {
+                n += sqlx::query(SUPPRESSION).bind(h).execute(&mut *tx).await?.rows_affected();
+            }
+            if n > 0 {
+                sqlx::query(AUDIT_INSERT)
+                    .bind(audit.at)
+                    .bind(&audit.actor)
+                    .bind(&audit.action)
+                    .bind(&audit.subject)
+                    .bind(&audit.detail)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            n > 0
+        });
+        Ok(removed)
+    }
+
+    /// When a call to `phone` (E.164) was last abandoned, in any campaign,
+    /// after `since` (ms): from the abandonment ledger, so an abandon
+    /// counts whatever its attempt's final status (a crash-recovered call
+    /// keeps its ledger row).
+    pub async fn last_abandon_of(&self, phone: &str, since: i64) -> Result<Option<i64>, StoreError> {
+        const SQL: &str = "SELECT MAX(l.at) FROM abandon_ledger l
+             JOIN call_attempts a ON a.id = l.attempt_id
+             WHERE a.phone = $1 AND l.kind = 'abandon' AND l.at >= $2";
+        Ok(with_pool!(self, pool => sqlx::query_scalar(SQL)
+            .bind(phone)
+            .bind(since)
+            .fetch_one(pool)
+            .await?))
+    }
+}
