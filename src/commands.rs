@@ -271,12 +271,13 @@ pub async fn leads_import(
         country: campaign.country(),
         category: campaign.dnd_category,
     });
-    let (report, rejects) = leads::import_file(store, id, campaign.country(), file, &opts, now.ms())
-        .await
-        .map_err(|source| CommandError::Import {
-            path: file.to_path_buf(),
-            source,
-        })?;
+    let (report, rejects) =
+        leads::import_file(store, id, campaign.country(), file, &opts, now.ms())
+            .await
+            .map_err(|source| CommandError::Import {
+                path: file.to_path_buf(),
+                source,
+            })?;
     Ok(LeadImport {
         file: file.to_path_buf(),
         report,
@@ -438,13 +439,24 @@ pub struct DndHistory {
 impl fmt::Display for DndHistory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let time = |ms: i64| {
-            chrono::DateTime::from_timestamp_millis(ms)
-                .map_or_else(|| ms.to_string(), |t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
+            chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+                || ms.to_string(),
+                |t| t.format("%Y-%m-%d %H:%M:%SZ").to_string(),
+            )
         };
         writeln!(
             f,
             "{:<21} {:<12} {:<22} {:<5} {:<21} {:>9} {:>9} {:>9} {:>8} {:>10}  sha256 / file",
-            "at", "by", "target", "kind", "data loaded", "entries", "added", "removed", "refused", "total"
+            "at",
+            "by",
+            "target",
+            "kind",
+            "data loaded",
+            "entries",
+            "added",
+            "removed",
+            "refused",
+            "total"
         )?;
         for r in &self.imports {
             writeln!(
@@ -512,18 +524,22 @@ pub async fn dnd_remove(
     now: Millis,
 ) -> Result<DndRemoved, CommandError> {
     if reason.trim().len() < 3 {
-        return Err(usage("give the reason for removing the number with --reason"));
+        return Err(usage(
+            "give the reason for removing the number with --reason",
+        ));
     }
     let e164 = crate::erasure::parse_number(phone, country).map_err(|e| usage(e.to_string()))?;
-    let number =
-        crate::phone::PhoneNumber::from_e164(&e164).map_err(|e| usage(e.to_string()))?;
+    let number = crate::phone::PhoneNumber::from_e164(&e164).map_err(|e| usage(e.to_string()))?;
     let (scope, suppression) = match campaign {
         Some(name) => (crate::store::campaign_scope(name), None),
         None => {
             let key = store.suppression_key().await?;
             (
                 crate::store::SCOPE_INTERNAL.to_string(),
-                Some(crate::compliance::suppression::hash_hex(&key, number.digits)),
+                Some(crate::compliance::suppression::hash_hex(
+                    &key,
+                    number.digits,
+                )),
             )
         }
     };

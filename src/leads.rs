@@ -436,18 +436,21 @@ pub async fn import_reader<R: Read + Send + 'static>(
             let start = record.position().map_or(0, |p| p.byte());
             let line = reader.get_mut().line_at(start);
             let parsed = parse_row(&cols, &record, line, country).and_then(|row| {
-                screen_row(row, &suppressed, screening.as_ref(), &mut summary.scrub, || {
-                    Reject {
+                screen_row(
+                    row,
+                    &suppressed,
+                    screening.as_ref(),
+                    &mut summary.scrub,
+                    || Reject {
                         line,
                         field: cols.headers[cols.phone].clone(),
-                        reason: "suppressed: the person's data was erased at their request"
-                            .into(),
+                        reason: "suppressed: the person's data was erased at their request".into(),
                         raw: record
                             .iter()
                             .map(|f| String::from_utf8_lossy(f).into_owned())
                             .collect(),
-                    }
-                })
+                    },
+                )
             });
             match parsed {
                 Ok(row) => {
@@ -566,7 +569,10 @@ fn screen_row(
         if r.internal.contains(digits) {
             scrub.internal += 1;
         }
-        if r.campaign.get(&s.campaign).is_some_and(|c| c.contains(digits)) {
+        if r.campaign
+            .get(&s.campaign)
+            .is_some_and(|c| c.contains(digits))
+        {
             scrub.campaign += 1;
         }
     }

@@ -620,8 +620,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if r.bad.len() > 20 {
                 match &a.rejects {
-                    Some(p) => eprintln!("... {} more refused lines in {}", r.bad.len() - 20, p.display()),
-                    None => eprintln!("... {} more refused lines; write them all with --rejects PATH", r.bad.len() - 20),
+                    Some(p) => eprintln!(
+                        "... {} more refused lines in {}",
+                        r.bad.len() - 20,
+                        p.display()
+                    ),
+                    None => eprintln!(
+                        "... {} more refused lines; write them all with --rejects PATH",
+                        r.bad.len() - 20
+                    ),
                 }
             }
             emit(&r, a.json)?;

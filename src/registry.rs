@@ -49,7 +49,9 @@ pub enum RegistryError {
     #[error("no national registry for {0} yet: import a full file before a delta")]
     NoBase(Country),
     /// A load time in the future: the registry would never go stale.
-    #[error("--loaded-at {loaded_at} is in the future (now {now}): give the time the data was downloaded")]
+    #[error(
+        "--loaded-at {loaded_at} is in the future (now {now}): give the time the data was downloaded"
+    )]
     FutureLoad {
         /// The time given.
         loaded_at: DateTime<Utc>,
@@ -335,7 +337,9 @@ pub async fn import(
             }
             let removes: Vec<String> = removes.into_iter().map(|(p, _)| p).collect();
             let now = store::millis(req.loaded_at);
-            report.added = store.dnc_add(&scope, &adds, now, store::SOURCE_IMPORT).await?;
+            report.added = store
+                .dnc_add(&scope, &adds, now, store::SOURCE_IMPORT)
+                .await?;
             report.removed = store.dnc_remove(&scope, &removes).await?;
             report.total = store.dnc_list(&scope).await?.len() as u64;
         }

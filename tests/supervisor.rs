@@ -845,7 +845,10 @@ async fn erasure_leaves_only_a_suppression_hash(store: Store, raw: RawDb) {
     for value in ["Quirkwright", "asha.q@example.org", "Asha"] {
         assert_eq!(raw.find_text(value).await, vec![], "{value}");
     }
-    assert_eq!(store.dnc_list(SCOPE_INTERNAL).await.expect("dnc"), Vec::<String>::new());
+    assert_eq!(
+        store.dnc_list(SCOPE_INTERNAL).await.expect("dnc"),
+        Vec::<String>::new()
+    );
     let key = store.suppression_key().await.expect("key");
     let (suppressed, _) = dialler::compliance::Suppressions::new(
         key,

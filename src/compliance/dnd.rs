@@ -185,7 +185,12 @@ fn number_error(e: phone::PhoneError) -> LineError {
 /// other fields do not keeps the number fully blocked (and is still
 /// reported), and removals are read only in a `delta` (in a full file a
 /// removal line is refused).
-pub fn parse(input: impl Read, format: Format, country: Country, delta: bool) -> io::Result<Parsed> {
+pub fn parse(
+    input: impl Read,
+    format: Format,
+    country: Country,
+    delta: bool,
+) -> io::Result<Parsed> {
     let mut out = Parsed::default();
     for (i, line) in BufReader::with_capacity(1 << 16, input)
         .split(b'\n')
@@ -195,7 +200,10 @@ pub fn parse(input: impl Read, format: Format, country: Country, delta: bool) ->
         let line_no = i as u64 + 1;
         let lossy = || {
             let t = String::from_utf8_lossy(&line);
-            t.trim_end_matches('\r').chars().take(200).collect::<String>()
+            t.trim_end_matches('\r')
+                .chars()
+                .take(200)
+                .collect::<String>()
         };
         let Ok(text) = std::str::from_utf8(&line) else {
             out.bad.push(BadLine {
@@ -270,7 +278,9 @@ fn parse_plain(text: &str, country: Country) -> Result<Option<Entry>, LineError>
             // A number followed by other text ("020 7946 0018 x", a second
             // column): keep the number blocked, report the line. A removal
             // with trailing text removes nothing.
-            let end = number.find(|c: char| !phone_char(c)).unwrap_or(number.len());
+            let end = number
+                .find(|c: char| !phone_char(c))
+                .unwrap_or(number.len());
             let mut err = number_error(e);
             if !remove
                 && end > 0

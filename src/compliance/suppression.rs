@@ -75,10 +75,8 @@ mod tests {
     #[test]
     fn a_suppressed_number_is_found_by_its_keyed_hash_only() {
         let key = [7u8; 32];
-        let (s, damaged) = Suppressions::new(
-            key,
-            [hash_hex(&key, 447700900123), "not hex".to_string()],
-        );
+        let (s, damaged) =
+            Suppressions::new(key, [hash_hex(&key, 447700900123), "not hex".to_string()]);
         assert_eq!((s.len(), damaged), (1, 1));
         assert!(s.contains(447700900123));
         assert!(!s.contains(447700900124));

@@ -260,7 +260,11 @@ impl Store {
     /// after `since` (ms): from the abandonment ledger, so an abandon
     /// counts whatever its attempt's final status (a crash-recovered call
     /// keeps its ledger row).
-    pub async fn last_abandon_of(&self, phone: &str, since: i64) -> Result<Option<i64>, StoreError> {
+    pub async fn last_abandon_of(
+        &self,
+        phone: &str,
+        since: i64,
+    ) -> Result<Option<i64>, StoreError> {
         const SQL: &str = "SELECT MAX(l.at) FROM abandon_ledger l
              JOIN call_attempts a ON a.id = l.attempt_id
              WHERE a.phone = $1 AND l.kind = 'abandon' AND l.at >= $2";
