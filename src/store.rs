@@ -91,7 +91,7 @@ mod report;
 mod tokens;
 
 pub use agents::{AgentInterval, AgentState};
-pub use claims::ClaimedLead;
+pub use claims::{ClaimedLead, RECALL_LOOKBACK_MS};
 pub use compliance::{AuditEntry, DndImportRecord, SOURCE_IMPORT};
 pub use erase::ErasureCounts;
 pub use history::{PacingHistory, PastAttemptRow, PastDispositionRow};

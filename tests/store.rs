@@ -663,3 +663,47 @@ async fn pacing_history_reads_back_loaded_history(store: Store) {
     );
 }
 store_test!(pacing_history_reads_back_loaded_history);
+
+/// The recall rule is per person: an abandoned call in one campaign stops
+/// another campaign dialling the number on its next claim, and it counts
+/// from the ledger whatever the attempt's final status (a crash-recovered
+/// call is `interrupted`, not `abandoned`).
+async fn a_claim_sees_abandons_of_the_number_in_other_campaigns(store: Store) {
+    let mut other = campaign("in-insurance-renewal");
+    other.name = "in-second".into();
+    let a = store.upsert_campaign(&campaign("in-insurance-renewal"), 0).await.expect("a");
+    let b = store.upsert_campaign(&other, 0).await.expect("b");
+    for c in [a, b] {
+        store
+            .insert_leads(c, &[lead(1, Some("Asia/Kolkata")), lead(2, Some("Asia/Kolkata"))], 0)
+            .await
+            .expect("leads");
+    }
+    let l = lead_row(&store, a, 1).await;
+    let attempt = store
+        .start_attempt(&NewAttempt {
+            campaign_id: a,
+            lead_id: l.id,
+            phone: l.phone.clone(),
+            started_at: 1_000,
+        })
+        .await
+        .expect("attempt");
+    store
+        .ledger_append(a, Some(attempt), LedgerKind::HumanAnswer, 5_000)
+        .await
+        .expect("ledger");
+    store
+        .ledger_append(a, Some(attempt), LedgerKind::Abandon, 7_000)
+        .await
+        .expect("ledger");
+    let claimed = store.claim_leads(b, "n1", 10, 60_000, 30_000).await.expect("claim");
+    assert_eq!(claimed.len(), 2);
+    let now = dialler::clock::Millis(60_000);
+    for c in &claimed {
+        let r = c.record(now).expect("record");
+        let want = (c.lead.phone == l.phone).then(|| dialler::clock::Millis(7_000).utc());
+        assert_eq!(r.last_abandon_at, want, "{}", c.lead.phone);
+    }
+}
+store_test!(a_claim_sees_abandons_of_the_number_in_other_campaigns);

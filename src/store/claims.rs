@@ -21,13 +21,22 @@ pub struct ClaimedLead {
     pub lead: Lead,
     /// Its attempts so far, oldest first.
     pub history: Vec<PastAttempt>,
+    /// The last abandoned call to its number in any campaign of the
+    /// account, from the ledger (see [`Store::last_abandon_of`]).
+    pub last_abandon: Option<Millis>,
 }
+
+/// How far back a claim looks for abandoned calls to the number in other
+/// campaigns: longer than any recall period (the UK's is 72 hours).
+pub const RECALL_LOOKBACK_MS: i64 = 7 * 24 * 3_600_000;
 
 impl ClaimedLead {
     /// The lead as compliance reads it at `now` (see
-    /// [`Lead::record`]).
+    /// [`Lead::record`]), with the account's last abandon of the number.
     pub fn record(&self, now: Millis) -> Result<LeadRecord, crate::phone::PhoneError> {
-        self.lead.record(self.history.iter().copied(), now)
+        let mut r = self.lead.record(self.history.iter().copied(), now)?;
+        r.last_abandon_at = r.last_abandon_at.max(self.last_abandon.map(Millis::utc));
+        Ok(r)
     }
 }
 
@@ -122,9 +131,17 @@ impl Store {
              WHERE lead_id = $1 ORDER BY started_at";
         let mut out = Vec::with_capacity(leads.len());
         for lead in leads {
+            // Abandons are per person: another campaign's abandoned call
+            // to the number counts for the recall rule, whatever its
+            // attempt's final status.
+            let last_abandon = self
+                .last_abandon_of(&lead.phone, now.saturating_sub(RECALL_LOOKBACK_MS))
+                .await?
+                .map(Millis);
             let mut c = ClaimedLead {
                 lead,
                 history: Vec::new(),
+                last_abandon,
             };
             if c.lead.attempts > 0 {
                 let rows: Vec<(i64, Option<i64>, Option<String>)> = with_pool!(self, pool => sqlx::query(HISTORY)
