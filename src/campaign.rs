@@ -609,8 +609,13 @@ impl Validator<'_> {
                     "use a three-letter ISO 4217 code such as INR, USD or GBP",
                 );
             }
-            if c.get_ref().trunk_per_minute < 0.0 || c.get_ref().agent_per_hour < 0.0 {
-                self.error(c.span(), "costs", "costs cannot be negative");
+            for (field, v) in [
+                ("costs.trunk_per_minute", c.get_ref().trunk_per_minute),
+                ("costs.agent_per_hour", c.get_ref().agent_per_hour),
+            ] {
+                if !(v.is_finite() && v >= 0.0) {
+                    self.error(c.span(), field, format!("{v}: a cost is a finite amount, not negative"));
+                }
             }
         }
 

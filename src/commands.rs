@@ -90,6 +90,9 @@ pub struct Validated {
     pub campaign: Option<String>,
     /// Every error, as `file:line:column: field: message`.
     pub errors: Vec<String>,
+    /// Warnings that do not stop the campaign yet (a holiday calendar
+    /// ending within 180 days).
+    pub warnings: Vec<String>,
 }
 
 /// `dialler campaign validate`.
@@ -117,13 +120,16 @@ impl fmt::Display for ValidateReport {
                     }
                 }
             }
+            for w in &v.warnings {
+                writeln!(f, "{}: warning: {w}", v.file.display())?;
+            }
         }
         Ok(())
     }
 }
 
-/// Validates campaign files.
-pub fn campaign_validate(files: &[PathBuf]) -> ValidateReport {
+/// Validates campaign files as of `today` (for data that runs out).
+pub fn campaign_validate(files: &[PathBuf], today: chrono::NaiveDate) -> ValidateReport {
     let files = files
         .iter()
         .map(|f| match Campaign::load(f) {
@@ -131,16 +137,21 @@ pub fn campaign_validate(files: &[PathBuf]) -> ValidateReport {
                 file: f.clone(),
                 campaign: Some(format!("{}, profile {}, {}", c.name, c.profile, c.strategy)),
                 errors: Vec::new(),
+                warnings: crate::compliance::hours::calendar_warning(c.profile, today)
+                    .into_iter()
+                    .collect(),
             },
             Err(CampaignError::Invalid { errors, .. }) => Validated {
                 file: f.clone(),
                 campaign: None,
                 errors: errors.iter().map(ToString::to_string).collect(),
+                warnings: Vec::new(),
             },
             Err(e) => Validated {
                 file: f.clone(),
                 campaign: None,
                 errors: vec![e.to_string()],
+                warnings: Vec::new(),
             },
         })
         .collect();
@@ -591,6 +602,9 @@ impl fmt::Display for Checked {
         )?;
         for reason in &r.reasons {
             writeln!(f, "  {}: {}", reason.code(), reason.explain())?;
+        }
+        if let Some(d) = &r.detail {
+            writeln!(f, "  {d}")?;
         }
         writeln!(
             f,

@@ -57,6 +57,9 @@ pub struct CampaignLive {
     pub outcomes: BTreeMap<String, u64>,
     /// Dial attempts per second over the last few seconds.
     pub calls_per_second: f64,
+    /// Days until the profile's holiday calendar ends (after which every
+    /// call is refused), for profiles that have one.
+    pub holiday_calendar_days_left: Option<i64>,
 }
 
 impl CampaignLive {

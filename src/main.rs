@@ -494,7 +494,17 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // The chain, each cause once: many errors name their cause in
+            // their own message already.
+            let mut message = e.to_string();
+            for cause in e.chain().skip(1) {
+                let c = cause.to_string();
+                if !message.contains(&c) {
+                    message.push_str(": ");
+                    message.push_str(&c);
+                }
+            }
+            eprintln!("error: {message}");
             ExitCode::FAILURE
         }
     }
@@ -523,7 +533,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let now_ms = Millis::from_utc(now);
     match cli.command {
         Command::Campaign(CampaignCmd::Validate { files }) => {
-            let report = commands::campaign_validate(&files);
+            let report = commands::campaign_validate(&files, now.date_naive());
             print!("{report}");
             Ok(code(!report.failed()))
         }

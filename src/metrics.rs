@@ -114,8 +114,10 @@ fn gauge_f64() -> Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>> {
 /// `dialler_abandon_rate_percent` (in the compliance window),
 /// `dialler_abandon_limit_percent`, `dialler_abandon_target_percent`,
 /// `dialler_agents{state}`, `dialler_calls_in_flight{state}`,
-/// `dialler_dial_level`, `dialler_calls_per_second` and
-/// `dialler_live_updated_seconds` (when the figures were taken, Unix time).
+/// `dialler_dial_level`, `dialler_calls_per_second`,
+/// `dialler_live_updated_seconds` (when the figures were taken, Unix time)
+/// and, for profiles with a holiday calendar,
+/// `dialler_holiday_calendar_days_left`.
 pub fn render(board: &Board) -> Result<String, MetricsError> {
     let mut r = Registry::default();
 
@@ -136,6 +138,7 @@ pub fn render(board: &Board) -> Result<String, MetricsError> {
     let dial_level = gauge_f64();
     let cps = gauge_f64();
     let updated = gauge_f64();
+    let calendar_left = Family::<Labels, Gauge>::default();
 
     let sat = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     for c in board.values() {
@@ -172,7 +175,15 @@ pub fn render(board: &Board) -> Result<String, MetricsError> {
         dial_level.get_or_create(&l).set(c.dial_level);
         cps.get_or_create(&l).set(c.calls_per_second);
         updated.get_or_create(&l).set(c.at_ms as f64 / 1000.0);
+        if let Some(days) = c.holiday_calendar_days_left {
+            calendar_left.get_or_create(&l).set(days);
+        }
     }
+    r.register(
+        "dialler_holiday_calendar_days_left",
+        "Days until the profile's holiday calendar ends; after it every call is refused (alert below 180)",
+        calendar_left,
+    );
 
     r.register(
         "dialler_calls",
@@ -289,6 +300,7 @@ mod tests {
                 name: "uk".into(),
                 agents_ready: 3,
                 window_rate_percent: 2.5,
+                holiday_calendar_days_left: Some(120),
                 outcomes: [("busy".to_string(), 7)].into(),
                 ..CampaignLive::default()
             },
@@ -299,6 +311,7 @@ mod tests {
         assert!(text.contains("dialler_agents{campaign=\"uk\",state=\"ready\"} 3\n"));
         assert!(text.contains("dialler_calls_total{campaign=\"uk\",outcome=\"busy\"} 7\n"));
         assert!(text.contains("dialler_abandon_rate_percent{campaign=\"uk\"} 2.5\n"));
+        assert!(text.contains("dialler_holiday_calendar_days_left{campaign=\"uk\"} 120\n"));
         assert!(text.contains("# TYPE dialler_sip_response_seconds histogram"));
         assert!(text.contains("dialler_store_seconds_count{op=\"unit_test_op\"} 1\n"));
         assert!(text.ends_with("# EOF\n"));

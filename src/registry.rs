@@ -423,6 +423,9 @@ pub struct CheckReport {
     pub local_time: Option<String>,
     /// When to look again.
     pub next_allowed_at: Option<DateTime<Utc>>,
+    /// What is wrong with the number, when it is not a valid one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// Checks `raw` for `campaign` at `now`, with the lead's history if the
@@ -434,7 +437,20 @@ pub async fn check_number(
     raw: &str,
     now: DateTime<Utc>,
 ) -> Result<CheckReport, RegistryError> {
-    let number = phone::parse(raw, campaign.country())?;
+    let number = match phone::parse(raw, campaign.country()) {
+        Ok(n) => n,
+        // Not a number the campaign could dial: a verdict, not an error.
+        Err(e) => {
+            return Ok(CheckReport {
+                allowed: false,
+                reasons: vec![compliance::Reason::InvalidNumber],
+                timezone: Vec::new(),
+                local_time: None,
+                next_allowed_at: None,
+                detail: Some(e.to_string()),
+            });
+        }
+    };
     let registries = load(store, dir, &[campaign]).await?;
     let campaign_id = store.campaign_id(&campaign.name).await?;
     let lead = match campaign_id {
@@ -485,5 +501,6 @@ pub async fn check_number(
         timezone: zones.iter().map(|z| z.name().to_string()).collect(),
         local_time: zones.first().map(|&z| compliance::local_time(z, now)),
         next_allowed_at: verdict.next_allowed_at,
+        detail: None,
     })
 }

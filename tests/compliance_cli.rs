@@ -271,12 +271,26 @@ fn india_ncpr_preferences_through_the_cli() {
 fn a_bad_number_is_a_clear_error() {
     let env = Env::new();
     let out = env.dialler(&["check", "555-01", "--campaign", "us-home-solar"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3));
+    let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("not a valid US number length"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        text.contains("invalid_number") && text.contains("not a valid US number length"),
+        "{text}"
     );
+    // JSON: always a verdict object.
+    let out = env.dialler(&["check", "555-01", "--campaign", "us-home-solar", "--json"]);
+    assert_eq!(out.status.code(), Some(3));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json verdict");
+    assert_eq!(v["allowed"], false);
+    assert_eq!(v["reasons"], serde_json::json!(["invalid_number"]));
+    // An error is said once.
+    let out = env.dialler(&["check", "212 555 0101", "--campaign", "nope"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    let first = err.lines().next().unwrap_or_default().to_string();
+    let words: Vec<&str> = first.split(": ").collect();
+    let mut seen = std::collections::HashSet::new();
+    assert!(words.iter().all(|w| seen.insert(*w)), "{err}");
     let out = env.dialler(&[
         "check",
         "212 555 0101",

@@ -704,9 +704,9 @@ mod tests {
     }
 
     fn ncpr(text: &str) -> Vec<Entry> {
-        let (e, bad) = parse(text.as_bytes(), Format::Ncpr, Country::India).expect("read");
-        assert!(bad.is_empty(), "{bad:?}");
-        e
+        let p = parse(text.as_bytes(), Format::Ncpr, Country::India, true).expect("read");
+        assert!(p.bad.is_empty(), "{:?}", p.bad);
+        p.entries
     }
 
     #[test]
@@ -759,34 +759,48 @@ mod tests {
 
     #[test]
     fn plain_lists_and_bad_lines() {
-        let (e, bad) = parse(
-            "# national DNC\n(212) 555-0101\n+1 212 555 0102\n-212-555-0101\nnot a number\n"
+        let p = parse(
+            "# national DNC\n(212) 555-0101\n+1 212 555 0102\n-212-555-0101\nnot a number\n212 555 0103 ext 9\n"
                 .as_bytes(),
             Format::Plain,
             Country::UnitedStates,
+            true,
         )
         .expect("read");
+        let (e, bad) = (p.entries, p.bad);
         assert_eq!(
             e,
             vec![
                 Entry::Blocked(12125550101),
                 Entry::Blocked(12125550102),
-                Entry::Removed(12125550101)
+                Entry::Removed(12125550101),
+                Entry::Blocked(12125550103),
             ]
         );
-        assert_eq!(bad.len(), 1);
-        assert_eq!(bad[0].line, 5);
+        assert_eq!(p.removal_lines, vec![4]);
+        assert_eq!(bad.iter().map(|b| b.line).collect::<Vec<_>>(), vec![5, 6]);
+        assert!(!bad[0].kept_blocked && bad[1].kept_blocked, "{bad:?}");
+        // In a full file, a removal is refused and removes nothing.
+        let p = parse("-212-555-0101\n".as_bytes(), Format::Plain, Country::UnitedStates, false)
+            .expect("read");
+        assert!(p.entries.is_empty() && p.bad.len() == 1, "{:?}", p.bad);
     }
 
     #[test]
     fn bad_ncpr_preferences_are_refused_with_the_line() {
-        let (_, bad) = parse(
+        let p = parse(
             "9876543210,9\n9876543211,1,8-2\n".as_bytes(),
             Format::Ncpr,
             Country::India,
+            false,
         )
         .expect("read");
-        assert_eq!(bad.iter().map(|b| b.line).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(p.bad.iter().map(|b| b.line).collect::<Vec<_>>(), vec![1, 2]);
+        // Each number is kept, fully blocked.
+        assert_eq!(
+            p.entries,
+            vec![Entry::Blocked(919876543210), Entry::Blocked(919876543211)]
+        );
     }
 
     #[test]

@@ -55,6 +55,11 @@ impl Calendar {
         }
     }
 
+    /// The last day the data covers (31 December of its last year).
+    pub fn last_day(&self) -> Option<NaiveDate> {
+        NaiveDate::from_ymd_opt(self.last_year, 12, 31)
+    }
+
     /// Whether calls are allowed on `date` as far as holidays go.
     pub fn status(&self, date: NaiveDate) -> Result<(), Closed> {
         if date.year() < self.first_year || date.year() > self.last_year {
@@ -65,6 +70,34 @@ impl Calendar {
             Ok(())
         }
     }
+}
+
+/// How long before a holiday calendar ends `campaign validate` and the
+/// service warn: extending the data takes a release.
+pub const CALENDAR_WARNING_DAYS: i64 = 180;
+
+/// Days from `today` to the last day `profile`'s holiday calendar covers,
+/// for profiles that have one.
+pub fn calendar_days_left(profile: Profile, today: NaiveDate) -> Option<i64> {
+    let last = calendar(profile)?.last_day()?;
+    Some((last - today).num_days())
+}
+
+/// A warning when `profile`'s holiday calendar ends within
+/// [`CALENDAR_WARNING_DAYS`] of `today`: after its last day every call is
+/// refused (`holiday_calendar_missing`).
+pub fn calendar_warning(profile: Profile, today: NaiveDate) -> Option<String> {
+    let left = calendar_days_left(profile, today)?;
+    (left < CALENDAR_WARNING_DAYS).then(|| {
+        let last = calendar(profile)
+            .and_then(Calendar::last_day)
+            .map_or_else(String::new, |d| d.to_string());
+        if left < 0 {
+            format!("the {profile} holiday calendar ended on {last}: every call is refused until data/holidays is extended")
+        } else {
+            format!("the {profile} holiday calendar ends on {last}, in {left} days: after it every call is refused until data/holidays is extended")
+        }
+    })
 }
 
 /// The holiday calendar a profile must honour (`data/holidays/*.txt`), if
@@ -348,11 +381,25 @@ mod tests {
             plan: &plan,
             calendar: calendar(Profile::Au),
         };
-        // A Tuesday in 2031, 11:00 in Sydney.
+        // A Tuesday in 2037, 11:00 in Sydney.
         assert_eq!(
-            h.status(&[chrono_tz::Australia::Sydney], utc("2031-06-03T01:00:00Z")),
+            h.status(&[chrono_tz::Australia::Sydney], utc("2037-06-02T01:00:00Z")),
             Err(Closed::NoCalendar)
         );
+    }
+
+    #[test]
+    fn a_calendar_ending_within_180_days_is_warned_of() {
+        let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).expect("date");
+        let last = calendar(Profile::Au).and_then(Calendar::last_day).expect("au");
+        assert!(last >= day(2036, 12, 31), "{last}");
+        assert_eq!(calendar_warning(Profile::Au, day(2026, 11, 30)), None);
+        let soon = calendar_warning(Profile::Au, last - Duration::days(179)).expect("warned");
+        assert!(soon.contains("in 179 days"), "{soon}");
+        assert!(calendar_warning(Profile::Au, last + Duration::days(1)).is_some());
+        assert_eq!(calendar_warning(Profile::Au, last - Duration::days(180)), None);
+        // Profiles without a holiday rule have nothing to run out.
+        assert_eq!(calendar_warning(Profile::Us, day(2040, 1, 1)), None);
     }
 
     #[test]

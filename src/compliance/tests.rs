@@ -146,13 +146,15 @@ fn a_us_registry_older_than_31_days_is_refused() {
 #[test]
 fn india_category_opt_in_is_allowed_and_full_block_is_not() {
     let c = campaign("in"); // category 1, insurer
-    let (entries, bad) = dnd::parse(
+    let parsed = dnd::parse(
         "9876543210,0\n9876543211,1#4\n9876543212,2\n9876543213,1,1-5,10:00-12:00\n".as_bytes(),
         dnd::Format::Ncpr,
         Country::India,
+        false,
     )
     .expect("parse");
-    assert!(bad.is_empty());
+    assert!(parsed.bad.is_empty());
+    let entries = parsed.entries;
     let mut r = Registries::default();
     r.national.insert(
         Country::India,
@@ -309,12 +311,12 @@ fn holidays_and_missing_calendars_refuse() {
     );
     assert_eq!(v.reasons, vec![Reason::Holiday]);
     assert_eq!(v.next_allowed_at, Some(utc("2026-12-28T22:00:00Z")));
-    let r = registries(Country::Australia, "2031-06-01T00:00:00Z", &[]);
+    let r = registries(Country::Australia, "2037-06-01T00:00:00Z", &[]);
     let v = check(
         &lead("02 9876 5000", Country::Australia, syd),
         &c,
         &ctx(&r),
-        utc("2031-06-03T01:00:00Z"),
+        utc("2037-06-02T01:00:00Z"),
     );
     assert_eq!(v.reasons, vec![Reason::HolidayCalendarMissing]);
     assert_eq!(v.next_allowed_at, None);

@@ -171,6 +171,10 @@ impl Driver {
             conversions: self.counters.conversions,
             outcomes: self.counters.outcomes.clone(),
             calls_per_second: self.counters.recent_dials.len() as f64 / 5.0,
+            holiday_calendar_days_left: crate::compliance::hours::calendar_days_left(
+                self.campaign.profile,
+                Millis(now).utc().date_naive(),
+            ),
         });
     }
 }
