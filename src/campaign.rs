@@ -614,7 +614,11 @@ impl Validator<'_> {
                 ("costs.agent_per_hour", c.get_ref().agent_per_hour),
             ] {
                 if !(v.is_finite() && v >= 0.0) {
-                    self.error(c.span(), field, format!("{v}: a cost is a finite amount, not negative"));
+                    self.error(
+                        c.span(),
+                        field,
+                        format!("{v}: a cost is a finite amount, not negative"),
+                    );
                 }
             }
         }

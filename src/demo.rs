@@ -542,6 +542,8 @@ pub async fn load_sample(
             rejects: None,
             progress: false,
             screening: None,
+            delimiter: None,
+            encoding: None,
         },
         now_ms,
     )

@@ -79,6 +79,19 @@ pub enum ImportError {
         /// The headers found.
         headers: String,
     },
+    /// Two columns carry the phone column's name: which one holds the
+    /// number is a guess the import will not make.
+    #[error("{}:1: the phone column {name:?} appears twice (columns {first} and {second}); rename one or name the column with --phone-column", path.display())]
+    DuplicatePhoneColumn {
+        /// The file.
+        path: PathBuf,
+        /// The header.
+        name: String,
+        /// 1-based column numbers.
+        first: usize,
+        /// The other.
+        second: usize,
+    },
     /// `--phone-column` names a column the file does not have.
     #[error("{}:1: no column named {column:?} (headers: {headers})", path.display())]
     UnknownColumn {
@@ -173,6 +186,45 @@ pub struct ImportOptions {
     pub progress: bool,
     /// Count rows against these lists for the scrub summary.
     pub screening: Option<Screening>,
+    /// The field delimiter; found from the header row when `None` (comma,
+    /// semicolon, tab or pipe, whichever it has most of outside quotes).
+    pub delimiter: Option<u8>,
+    /// The file's text encoding; UTF-8 when `None`.
+    pub encoding: Option<&'static encoding_rs::Encoding>,
+}
+
+/// The encoding a user names: UTF-8, Latin-1 (ISO-8859-1) or Windows-1252
+/// (Latin-1 is read as Windows-1252, its superset, as browsers do).
+pub fn encoding_arg(name: &str) -> Option<&'static encoding_rs::Encoding> {
+    match name.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+        "latin-1" | "latin1" | "iso-8859-1" | "iso8859-1" => Some(encoding_rs::WINDOWS_1252),
+        other => encoding_rs::Encoding::for_label(other.as_bytes()),
+    }
+}
+
+/// The delimiter a header row uses: the candidate it has most of outside
+/// quotes, comma when it has none.
+pub fn detect_delimiter(header: &[u8]) -> u8 {
+    let mut counts = [0usize; 4];
+    let candidates = [b',', b';', b'\t', b'|'];
+    let mut quoted = false;
+    for &b in header {
+        if b == b'"' {
+            quoted = !quoted;
+        } else if b == b'\n' && !quoted {
+            break;
+        } else if !quoted && let Some(i) = candidates.iter().position(|&c| c == b) {
+            counts[i] += 1;
+        }
+    }
+    let best = (0..4)
+        .max_by_key(|&i| (counts[i], std::cmp::Reverse(i)))
+        .unwrap_or(0);
+    if counts[best] == 0 {
+        b','
+    } else {
+        candidates[best]
+    }
 }
 
 /// Where each column goes.
@@ -209,6 +261,18 @@ impl Columns {
                     headers: list(),
                 })?,
         };
+        if let Some(dup) = headers
+            .iter()
+            .enumerate()
+            .position(|(i, h)| i != phone && norm(h) == norm(&headers[phone]))
+        {
+            return Err(ImportError::DuplicatePhoneColumn {
+                path: path.to_path_buf(),
+                name: headers[phone].trim().to_string(),
+                first: phone.min(dup) + 1,
+                second: phone.max(dup) + 1,
+            });
+        }
         let timezone = headers
             .iter()
             .position(|h| TIMEZONE_HEADERS.contains(&norm(h).as_str()));
@@ -363,9 +427,30 @@ pub async fn import_reader<R: Read + Send + 'static>(
     opts: &ImportOptions,
     now: i64,
 ) -> Result<(ImportReport, Vec<Reject>), ImportError> {
+    // Text in another encoding is decoded to UTF-8 as it streams.
+    let input: Box<dyn Read + Send> = match opts.encoding {
+        Some(e) if e != encoding_rs::UTF_8 => Box::new(
+            encoding_rs_io::DecodeReaderBytesBuilder::new()
+                .encoding(Some(e))
+                .build(input),
+        ),
+        _ => Box::new(input),
+    };
+    let mut input = io::BufReader::with_capacity(1 << 16, input);
+    let delimiter = match opts.delimiter {
+        Some(d) => d,
+        None => {
+            let head = io::BufRead::fill_buf(&mut input).map_err(|source| ImportError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            detect_delimiter(head)
+        }
+    };
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .has_headers(true)
+        .delimiter(delimiter)
         .buffer_capacity(1 << 16)
         .from_reader(LineIndex::new(input));
     let headers = reader
@@ -416,6 +501,8 @@ pub async fn import_reader<R: Read + Send + 'static>(
     let reader_bar = bar.clone();
     // CSV parsing and normalisation are CPU work: keep them off the async
     // threads, and overlap them with the store's writes.
+    // Byte positions match the file's size only when nothing is decoded.
+    let size_is_text = size > 0 && opts.encoding.is_none_or(|e| e == encoding_rs::UTF_8);
     let reader_task = tokio::task::spawn_blocking(move || -> Result<ReadSummary, ImportError> {
         let mut summary = ReadSummary {
             rows: 0,
@@ -435,7 +522,27 @@ pub async fn import_reader<R: Read + Send + 'static>(
             summary.rows += 1;
             let start = record.position().map_or(0, |p| p.byte());
             let line = reader.get_mut().line_at(start);
-            let parsed = parse_row(&cols, &record, line, country).and_then(|row| {
+            // A quote never closed swallows the rest of the file into one
+            // field: say so, with the line it opened on.
+            let unterminated = size_is_text
+                && reader.position().byte() >= size
+                && record.iter().any(|f| f.contains(&b'\n'));
+            let parsed = if unterminated {
+                Err(Reject {
+                    line,
+                    field: "row".into(),
+                    reason: format!(
+                        "unterminated quote: a quoted field opened on line {line} runs to the end of the file"
+                    ),
+                    raw: record
+                        .iter()
+                        .map(|f| String::from_utf8_lossy(f).chars().take(200).collect())
+                        .collect(),
+                })
+            } else {
+                parse_row(&cols, &record, line, country)
+            };
+            let parsed = parsed.and_then(|row| {
                 screen_row(
                     row,
                     &suppressed,

@@ -476,6 +476,13 @@ struct ImportArgs {
     /// Write refused rows, with line and reason, to this CSV.
     #[arg(long)]
     rejects: Option<PathBuf>,
+    /// Field delimiter: a single character, or `tab`; found from the header
+    /// row when absent (comma, semicolon, tab or pipe).
+    #[arg(long)]
+    delimiter: Option<String>,
+    /// Text encoding: utf-8 (default), latin-1, windows-1252.
+    #[arg(long)]
+    encoding: Option<String>,
     /// One JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -558,6 +565,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 rejects: a.rejects.clone(),
                 progress: !a.json,
                 screening: None,
+                delimiter: match a.delimiter.as_deref() {
+                    None => None,
+                    Some("tab" | "\\t") => Some(b'\t'),
+                    Some(d) if d.len() == 1 && d.is_ascii() => d.bytes().next(),
+                    Some(d) => anyhow::bail!("--delimiter {d:?}: give one character, or tab"),
+                },
+                encoding: match a.encoding.as_deref() {
+                    None => None,
+                    Some(e) => Some(dialler::leads::encoding_arg(e).ok_or_else(|| {
+                        anyhow::anyhow!("--encoding {e:?}: use utf-8, latin-1 or windows-1252")
+                    })?),
+                },
             };
             let r = commands::leads_import(&store, &cli.dnd_dir, &c, &a.file, &opts, now_ms).await;
             store.close().await;

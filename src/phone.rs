@@ -174,6 +174,13 @@ pub enum PhoneError {
 /// leading `+` or `00` international prefix, and a trunk `0` (or `1` in the
 /// NANP). The UK's `+44 (0)20 ...` form is understood.
 pub fn parse(raw: &str, default: Country) -> Result<PhoneNumber, PhoneError> {
+    let folded;
+    let raw = if raw.is_ascii() {
+        raw
+    } else {
+        folded = fold_unicode(raw);
+        folded.as_str()
+    };
     // At most 15 digits in E.164; keep a little room for prefixes such as 00.
     let mut buf = [0u8; 20];
     let mut len = 0usize;
@@ -243,6 +250,52 @@ pub fn parse(raw: &str, default: Country) -> Result<PhoneNumber, PhoneError> {
         strip_national_prefixes(d, default)
     };
     national_number(national, default)
+}
+
+/// The first code point of each block of ten decimal digits (Unicode
+/// category Nd) that numbers are written in: Arabic-Indic and Persian,
+/// N'Ko, the Indian scripts, Sinhala, Thai, Lao, Tibetan, Myanmar, Khmer,
+/// Mongolian, fullwidth.
+const DIGIT_ZEROS: [u32; 22] = [
+    0x0660, 0x06F0, 0x07C0, 0x0966, 0x09E6, 0x0A66, 0x0AE6, 0x0B66, 0x0BE6, 0x0C66, 0x0CE6, 0x0D66,
+    0x0DE6, 0x0E50, 0x0ED0, 0x0F20, 0x1040, 0x1090, 0x17E0, 0x1810, 0xFF10, 0x1946,
+];
+
+/// `raw` with other scripts' digits as ASCII digits, Unicode spaces and
+/// dashes as separators, fullwidth `+ ( )` as ASCII, and invisible marks
+/// (zero-width spaces, direction marks, a byte-order mark) dropped, as
+/// spreadsheets and phones write them. Anything else is left for the
+/// parser to refuse.
+fn fold_unicode(raw: &str) -> String {
+    raw.chars()
+        .filter_map(|c| {
+            let u = c as u32;
+            if c.is_ascii() {
+                return Some(c);
+            }
+            if let Some(z) = DIGIT_ZEROS.iter().find(|&&z| (z..z + 10).contains(&u)) {
+                return char::from_digit(u - z, 10);
+            }
+            match c {
+                '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{FEFF}' => None,
+                '\u{00A0}' | '\u{2000}'..='\u{200A}' | '\u{202F}' | '\u{205F}' | '\u{3000}' => {
+                    Some(' ')
+                }
+                '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{FE58}' | '\u{FE63}' | '\u{FF0D}' => {
+                    Some('-')
+                }
+                '\u{FF0E}' => Some('.'),
+                '\u{FF0F}' => Some('/'),
+                '\u{FF0B}' | '\u{207A}' => Some('+'),
+                '\u{FF08}' => Some('('),
+                '\u{FF09}' => Some(')'),
+                _ => Some(c),
+            }
+        })
+        .collect()
 }
 
 /// The calling code at the start of `d`, among the codes we dial, and its
@@ -319,6 +372,20 @@ mod tests {
         parse(raw, c)
             .map(|n| n.e164())
             .unwrap_or_else(|e| panic!("{raw}: {e}"))
+    }
+
+    #[test]
+    fn other_scripts_digits_and_unicode_separators_normalise() {
+        for raw in [
+            "\u{0669}\u{0668}\u{0667}\u{0666}\u{0665}\u{0664}\u{0663}\u{0662}\u{0661}\u{0660}",
+            "\u{096F}\u{096E}\u{096D}\u{096C}\u{096B}\u{096A}\u{0969}\u{0968}\u{0967}\u{0966}",
+            "\u{FF0B}\u{FF19}\u{FF11}\u{3000}\u{FF19}\u{FF18}\u{FF17}\u{FF16}\u{FF15}\u{FF14}\u{FF13}\u{FF12}\u{FF11}\u{FF10}",
+            "+91\u{00A0}98765\u{2011}43210",
+            "\u{200E}+91 98765 43210\u{200F}",
+        ] {
+            assert_eq!(ok(raw, Country::India), "+919876543210", "{raw:?}");
+        }
+        assert!(parse("98765 4321\u{00BD}", Country::India).is_err());
     }
 
     #[test]

@@ -238,3 +238,81 @@ fn an_unknown_campaign_is_an_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no campaign named \"nope\""));
 }
+
+#[test]
+fn real_files_semicolons_tabs_pipes_latin1_and_unicode_digits() {
+    let env = Env::new();
+    // Semicolon (a European spreadsheet), tab and pipe, found from the header.
+    for (name, sep) in [("semi.csv", ";"), ("tab.tsv", "\t"), ("pipe.txt", "|")] {
+        let text = format!(
+            "name{sep}phone{sep}city\nAsha{sep}98765 43210{sep}Pune, MH\nRavi{sep}98765 43211{sep}Goa\n"
+        );
+        let file = env.write(name, text.as_bytes());
+        let v = env.import_json("in-insurance-renewal", &file, &[]);
+        assert_eq!(v["rejected"], 0, "{name}: {v}");
+        assert_eq!(v["rows"], 2, "{name}: {v}");
+    }
+    // Latin-1 (Windows-1252) bytes: "José" and "Müller" decode, not reject.
+    let latin = b"name,phone\nJos\xe9,98765 43212\nM\xfcller,98765 43213\n";
+    let file = env.write("latin.csv", latin);
+    let v = env.import_json("in-insurance-renewal", &file, &["--encoding", "latin-1"]);
+    assert_eq!(
+        (v["imported"].as_u64(), v["rejected"].as_u64()),
+        (Some(2), Some(0)),
+        "{v}"
+    );
+    // Without --encoding the same bytes are rows refused as invalid UTF-8.
+    let file = env.write("latin2.csv", b"name,phone\nJos\xe9,98765 43214\n");
+    let v = env.import_json("in-insurance-renewal", &file, &[]);
+    assert_eq!(v["rejected"], 1, "{v}");
+    // Devanagari and fullwidth digits, a non-breaking space.
+    let file = env.write(
+        "digits.csv",
+        "name,phone\nA,\u{096F}\u{096E}\u{096D}\u{096C}\u{096B}\u{096A}\u{0969}\u{0968}\u{0967}\u{0966}\nB,\u{FF19}\u{FF18}\u{FF17}\u{FF16}\u{FF15}\u{00A0}\u{FF14}\u{FF13}\u{FF12}\u{FF11}\u{FF19}\n".as_bytes(),
+    );
+    let v = env.import_json("in-insurance-renewal", &file, &[]);
+    assert_eq!(
+        (v["rows"].as_u64(), v["rejected"].as_u64()),
+        (Some(2), Some(0)),
+        "{v}"
+    );
+}
+
+#[test]
+fn duplicate_phone_headers_and_unterminated_quotes_are_reported() {
+    let env = Env::new();
+    let file = env.write("dup.csv", b"phone,name,Phone\n98765 43210,A,98765 43211\n");
+    let out = env.dialler(&[
+        "leads",
+        "import",
+        "--campaign",
+        "in-insurance-renewal",
+        file.to_str().expect("utf8"),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("appears twice") && err.contains("columns 1 and 3"),
+        "{err}"
+    );
+    let rejects = env.path("rejects.csv");
+    let file = env.write(
+        "quote.csv",
+        b"name,phone\nA,98765 43210\n\"B,98765 43211\nC,98765 43212\n",
+    );
+    let v = env.import_json(
+        "in-insurance-renewal",
+        &file,
+        &["--rejects", rejects.to_str().expect("utf8")],
+    );
+    assert_eq!(
+        (v["imported"].as_u64(), v["rejected"].as_u64()),
+        (Some(1), Some(1)),
+        "{v}"
+    );
+    let text = std::fs::read_to_string(&rejects).expect("rejects");
+    assert!(
+        text.contains("unterminated quote") && text.contains("line 3"),
+        "{text}"
+    );
+}

@@ -465,6 +465,8 @@ async fn two_nodes_never_claim_the_same_lead_on_postgres() {
             rejects: None,
             progress: false,
             screening: None,
+            delimiter: None,
+            encoding: None,
         },
         0,
     )

@@ -671,11 +671,18 @@ store_test!(pacing_history_reads_back_loaded_history);
 async fn a_claim_sees_abandons_of_the_number_in_other_campaigns(store: Store) {
     let mut other = campaign("in-insurance-renewal");
     other.name = "in-second".into();
-    let a = store.upsert_campaign(&campaign("in-insurance-renewal"), 0).await.expect("a");
+    let a = store
+        .upsert_campaign(&campaign("in-insurance-renewal"), 0)
+        .await
+        .expect("a");
     let b = store.upsert_campaign(&other, 0).await.expect("b");
     for c in [a, b] {
         store
-            .insert_leads(c, &[lead(1, Some("Asia/Kolkata")), lead(2, Some("Asia/Kolkata"))], 0)
+            .insert_leads(
+                c,
+                &[lead(1, Some("Asia/Kolkata")), lead(2, Some("Asia/Kolkata"))],
+                0,
+            )
             .await
             .expect("leads");
     }
@@ -697,7 +704,10 @@ async fn a_claim_sees_abandons_of_the_number_in_other_campaigns(store: Store) {
         .ledger_append(a, Some(attempt), LedgerKind::Abandon, 7_000)
         .await
         .expect("ledger");
-    let claimed = store.claim_leads(b, "n1", 10, 60_000, 30_000).await.expect("claim");
+    let claimed = store
+        .claim_leads(b, "n1", 10, 60_000, 30_000)
+        .await
+        .expect("claim");
     assert_eq!(claimed.len(), 2);
     let now = dialler::clock::Millis(60_000);
     for c in &claimed {

@@ -781,8 +781,13 @@ mod tests {
         assert_eq!(bad.iter().map(|b| b.line).collect::<Vec<_>>(), vec![5, 6]);
         assert!(!bad[0].kept_blocked && bad[1].kept_blocked, "{bad:?}");
         // In a full file, a removal is refused and removes nothing.
-        let p = parse("-212-555-0101\n".as_bytes(), Format::Plain, Country::UnitedStates, false)
-            .expect("read");
+        let p = parse(
+            "-212-555-0101\n".as_bytes(),
+            Format::Plain,
+            Country::UnitedStates,
+            false,
+        )
+        .expect("read");
         assert!(p.entries.is_empty() && p.bad.len() == 1, "{:?}", p.bad);
     }
 

@@ -391,13 +391,18 @@ mod tests {
     #[test]
     fn a_calendar_ending_within_180_days_is_warned_of() {
         let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).expect("date");
-        let last = calendar(Profile::Au).and_then(Calendar::last_day).expect("au");
+        let last = calendar(Profile::Au)
+            .and_then(Calendar::last_day)
+            .expect("au");
         assert!(last >= day(2036, 12, 31), "{last}");
         assert_eq!(calendar_warning(Profile::Au, day(2026, 11, 30)), None);
         let soon = calendar_warning(Profile::Au, last - Duration::days(179)).expect("warned");
         assert!(soon.contains("in 179 days"), "{soon}");
         assert!(calendar_warning(Profile::Au, last + Duration::days(1)).is_some());
-        assert_eq!(calendar_warning(Profile::Au, last - Duration::days(180)), None);
+        assert_eq!(
+            calendar_warning(Profile::Au, last - Duration::days(180)),
+            None
+        );
         // Profiles without a holiday rule have nothing to run out.
         assert_eq!(calendar_warning(Profile::Us, day(2040, 1, 1)), None);
     }
