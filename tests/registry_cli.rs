@@ -347,3 +347,21 @@ fn opt_outs_and_erasures_are_undone_only_deliberately() {
     );
     assert!(env.reasons("212 555 0123", "us-home-solar").is_empty());
 }
+
+/// Each profile's sample registry (the demo loads it) is a file of its own
+/// country: every line reads, none of another country.
+#[test]
+fn every_sample_registry_is_of_its_own_country() {
+    for p in dialler::profile::Profile::ALL {
+        let sample = p.rules().sample();
+        let path = std::path::Path::new(CAMPAIGNS)
+            .join("dnd")
+            .join(sample.registry_file);
+        let file = std::fs::File::open(&path).expect("sample registry");
+        let parsed =
+            dialler::compliance::dnd::parse(file, sample.registry_format, p.country(), false)
+                .expect("read");
+        assert!(parsed.bad.is_empty(), "{p:?}: {:?}", parsed.bad);
+        assert!(parsed.entries.len() >= 20, "{p:?}");
+    }
+}

@@ -60,7 +60,7 @@ impl Regulation for Au {
     fn sample(&self) -> Sample {
         Sample {
             number: "+61298765432",
-            registry_file: "us-dnc-sample.txt",
+            registry_file: "au-dncr-sample.txt",
             registry_format: Format::Plain,
         }
     }

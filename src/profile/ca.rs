@@ -45,7 +45,7 @@ impl Regulation for Ca {
     fn sample(&self) -> Sample {
         Sample {
             number: "+14165550100",
-            registry_file: "us-dnc-sample.txt",
+            registry_file: "ca-dncl-sample.txt",
             registry_format: Format::Plain,
         }
     }
