@@ -1,7 +1,11 @@
 //! Import benchmark: a generated 1,000,000-row lead file into SQLite and
-//! PostgreSQL, normalisation and dedupe included. Prints rows per second and
-//! peak memory. Run with `cargo bench --bench import` (release build).
-//! Set IMPORT_ROWS to change the size, DIALLER_TEST_PG_URL for PostgreSQL.
+//! PostgreSQL, normalisation, dedupe and the scrub summary included, side by
+//! side in the same run with the raw peers: sqlite3's `.import --csv` of the
+//! same file into a table with no index, and PostgreSQL's COPY (what psql's
+//! `\copy` sends) into an unindexed table. Prints rows per second, the
+//! ratio to the peer, and peak memory. Run with `cargo bench --bench
+//! import` (release build). Set IMPORT_ROWS to change the size,
+//! DIALLER_TEST_PG_URL for PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::io::Write;
@@ -61,7 +65,45 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-async fn run(label: &str, store: Store, file: &Path, rows: u64) {
+/// sqlite3's own `.import --csv` of `file` into a new table (every column
+/// TEXT, no index): the floor for loading these bytes into SQLite. Seconds,
+/// or `None` without a sqlite3 binary.
+fn sqlite3_import(dir: &Path, file: &Path) -> Option<f64> {
+    let db = dir.join("raw.db");
+    let t = Instant::now();
+    let out = std::process::Command::new("sqlite3")
+        .arg(&db)
+        .arg(format!(".import --csv {} raw", file.display()))
+        .output()
+        .ok()?;
+    let secs = t.elapsed().as_secs_f64();
+    out.status.success().then_some(secs)
+}
+
+/// COPY of `file` into an unindexed table of TEXT columns on `conn`, as
+/// psql's `\copy ... csv header` does. Seconds.
+async fn pg_copy(conn: &mut sqlx::postgres::PgConnection, file: &Path) -> f64 {
+    sqlx::query(
+        "CREATE TABLE raw_leads (name text, mobile text, policy_no text, product text,
+             premium_inr text, due_date text, city text)",
+    )
+    .execute(&mut *conn)
+    .await
+    .expect("raw table");
+    let bytes = std::fs::read(file).expect("read");
+    let t = Instant::now();
+    let mut copy = conn
+        .copy_in_raw("COPY raw_leads FROM STDIN WITH (FORMAT csv, HEADER true)")
+        .await
+        .expect("copy");
+    for chunk in bytes.chunks(1 << 20) {
+        copy.send(chunk).await.expect("send");
+    }
+    copy.finish().await.expect("finish");
+    t.elapsed().as_secs_f64()
+}
+
+async fn run(label: &str, store: Store, file: &Path, rows: u64, peer: Option<(&str, f64)>) {
     let campaign = Campaign::load(Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/campaigns/in-insurance-renewal.toml"
@@ -82,6 +124,12 @@ async fn run(label: &str, store: Store, file: &Path, rows: u64) {
         report.rejected,
         peak_rss_mib()
     );
+    if let Some((name, peer_secs)) = peer {
+        println!(
+            "{label:<9} peer {name}: {peer_secs:.2} s; dialler / peer = {:.2}x",
+            secs / peer_secs
+        );
+    }
     // Idempotence at scale: a second pass adds nothing.
     let t = Instant::now();
     let (again, _) = leads::import_file(&store, id, campaign.country(), file, &opts, 0)
@@ -110,11 +158,16 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
         let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+        let peer = sqlite3_import(dir.path(), &file);
+        if peer.is_none() {
+            println!("sqlite3   not found: no peer figure");
+        }
         run(
             "sqlite",
             Store::open(&url).await.expect("sqlite"),
             &file,
             rows,
+            peer.map(|s| ("sqlite3 .import --csv", s)),
         )
         .await;
 
@@ -130,10 +183,21 @@ fn main() {
             .execute(&mut admin)
             .await
             .expect("schema");
-        let store = Store::open_postgres(base.options([("search_path", schema.as_str())]))
+        let in_schema = base.clone().options([("search_path", schema.as_str())]);
+        let mut raw = sqlx::postgres::PgConnection::connect_with(&in_schema)
             .await
             .expect("pg");
-        run("postgres", store, &file, rows).await;
+        let copy = pg_copy(&mut raw, &file).await;
+        raw.close().await.expect("close");
+        let store = Store::open_postgres(in_schema).await.expect("pg");
+        run(
+            "postgres",
+            store,
+            &file,
+            rows,
+            Some(("COPY (\\copy) into an unindexed table", copy)),
+        )
+        .await;
         sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
             .execute(&mut admin)
             .await
