@@ -642,6 +642,82 @@ pub async fn check(
     })
 }
 
+// ---- agent phones --------------------------------------------------------
+
+/// `dialler phone list`.
+#[derive(Debug, Serialize)]
+pub struct PhoneList {
+    /// Sorted by agent and URI.
+    pub phones: Vec<crate::store::AgentPhone>,
+}
+
+impl fmt::Display for PhoneList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for p in &self.phones {
+            writeln!(f, "{:<16} {}  (by {})", p.agent_id, p.sip_uri, p.added_by)?;
+        }
+        Ok(())
+    }
+}
+
+fn agent_id_arg(agent: &str) -> Result<(), CommandError> {
+    let ok = !agent.is_empty()
+        && agent.len() <= 64
+        && agent
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(usage("agent ids are 1-64 letters, digits, '-', '_' or '.'"))
+    }
+}
+
+/// Binds a phone to an agent: logins may use only bound phones.
+pub async fn phone_add(
+    store: &Store,
+    agent: &str,
+    sip_uri: &str,
+    actor: &str,
+    now: Millis,
+) -> Result<PhoneList, CommandError> {
+    agent_id_arg(agent)?;
+    let uri = sip_uri.trim();
+    crate::sip::Target::parse(uri).map_err(|e| usage(format!("{uri}: {e}")))?;
+    store.phone_add(agent, uri, now.ms(), actor).await?;
+    phone_list(store, Some(agent)).await
+}
+
+/// Unbinds a phone from an agent: the text to print, and whether it was
+/// bound.
+pub async fn phone_remove(
+    store: &Store,
+    agent: &str,
+    sip_uri: &str,
+    actor: &str,
+    now: Millis,
+) -> Result<(String, bool), CommandError> {
+    agent_id_arg(agent)?;
+    let removed = store
+        .phone_remove(agent, sip_uri.trim(), now.ms(), actor)
+        .await?;
+    Ok(if removed {
+        (format!("{} unbound from {agent}\n", sip_uri.trim()), true)
+    } else {
+        (
+            format!("{} is not bound to {agent}\n", sip_uri.trim()),
+            false,
+        )
+    })
+}
+
+/// The provisioned phones, of one agent or all.
+pub async fn phone_list(store: &Store, agent: Option<&str>) -> Result<PhoneList, CommandError> {
+    Ok(PhoneList {
+        phones: store.agent_phones(agent).await?,
+    })
+}
+
 // ---- tokens --------------------------------------------------------------
 
 /// `dialler token create`: the token, shown once.

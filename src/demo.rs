@@ -322,6 +322,18 @@ pub async fn run(opts: DemoOptions) -> Result<DemoResult, DemoError> {
         .filter(|d| !d.conversion && !d.dnc && !d.callback)
         .map(|d| d.code.clone())
         .collect();
+    // The simulated agents' phones are provisioned through the API, as a
+    // supervisor would.
+    let provisioner = auth::create_token(
+        &store,
+        Role::Supervisor,
+        None,
+        Some("demo phones"),
+        start_ms,
+    )
+    .await
+    .map_err(other)?
+    .token;
     let mut agent_tasks = Vec::new();
     for i in 0..opts.agents {
         let id = format!("agent{:02}", i + 1);
@@ -334,6 +346,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoResult, DemoError> {
             token: tok.token,
             campaign: camp.name.clone(),
             phone: format!("sip:{}@{}", i + 1, phones_addr),
+            provision_with: Some(provisioner.clone()),
             talk: lognormal(scenario.talk.mean, scenario.talk.sd),
             wrap: lognormal(scenario.wrap.mean, scenario.wrap.sd),
             conversion: scenario.conversion,
@@ -632,6 +645,9 @@ pub struct SimAgent {
     pub seed: u64,
     /// When to log out.
     pub deadline: tokio::time::Instant,
+    /// A supervisor token to provision the phone with before logging in
+    /// (logins take provisioned phones only); `None` when it already is.
+    pub provision_with: Option<String>,
 }
 
 impl SimAgent {
@@ -663,6 +679,21 @@ impl SimAgent {
                 return 0;
             }
         };
+        if let Some(sup) = &self.provision_with {
+            let body = serde_json::json!({ "sip_uri": self.phone }).to_string();
+            let path = format!("/api/agents/{id}/phones");
+            match client::request(self.http, "POST", &path, Some(sup), Some(&body)).await {
+                Ok((200, _)) => {}
+                Ok((code, text)) => {
+                    eprintln!("{id}: provisioning the phone failed: {code} {text}");
+                    return 0;
+                }
+                Err(e) => {
+                    eprintln!("{id}: provisioning the phone failed: {e}");
+                    return 0;
+                }
+            }
+        }
         let body =
             serde_json::json!({ "campaign": self.campaign, "sip_uri": self.phone }).to_string();
         let (code, text) = self.post(&format!("/api/agents/{id}/login"), &body).await;

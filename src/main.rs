@@ -59,6 +59,9 @@ enum Command {
     /// API tokens for agents, supervisors and admins.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// The phones each agent may log in at (logins take only these).
+    #[command(subcommand)]
+    Phone(PhoneCmd),
     /// A campaign's figures over a time range.
     Report(ReportArgs),
     /// Run the live service: campaigns' runners, SIP, RTP, store and the
@@ -127,6 +130,39 @@ struct DemoArgs {
     /// Seed of the draws.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+}
+
+#[derive(Subcommand)]
+enum PhoneCmd {
+    /// Bind a SIP URI to an agent (audited).
+    Add {
+        /// Agent id.
+        agent: String,
+        /// The phone's SIP URI, for example sip:2001@10.0.0.5:5060.
+        sip_uri: String,
+        /// Who does it (default: the login name).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Unbind a SIP URI from an agent (audited); exit 1 when it was not bound.
+    Remove {
+        /// Agent id.
+        agent: String,
+        /// The phone's SIP URI.
+        sip_uri: String,
+        /// Who does it (default: the login name).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// The provisioned phones.
+    List {
+        /// Only this agent's.
+        #[arg(long)]
+        agent: Option<String>,
+        /// One JSON document.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -904,6 +940,45 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             store.close().await;
             emit(&r?, json)?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Phone(cmd) => {
+            let store = Store::open(&cli.db).await?;
+            let r = match cmd {
+                PhoneCmd::Add { agent, sip_uri, by } => commands::phone_add(
+                    &store,
+                    &agent,
+                    &sip_uri,
+                    &commands::actor(by.as_deref()),
+                    now_ms,
+                )
+                .await
+                .map(|r| (r.to_string(), true)),
+                PhoneCmd::Remove { agent, sip_uri, by } => {
+                    commands::phone_remove(
+                        &store,
+                        &agent,
+                        &sip_uri,
+                        &commands::actor(by.as_deref()),
+                        now_ms,
+                    )
+                    .await
+                }
+                PhoneCmd::List { agent, json } => commands::phone_list(&store, agent.as_deref())
+                    .await
+                    .and_then(|l| {
+                        if json {
+                            serde_json::to_string(&l)
+                                .map(|t| (format!("{t}\n"), true))
+                                .map_err(|e| commands::CommandError::Usage(e.to_string()))
+                        } else {
+                            Ok((l.to_string(), true))
+                        }
+                    }),
+            };
+            store.close().await;
+            let (text, ok) = r?;
+            print!("{text}");
+            Ok(code(ok))
         }
         Command::Token(cmd) => {
             let store = Store::open(&cli.db).await?;

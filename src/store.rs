@@ -87,6 +87,7 @@ mod claims;
 mod compliance;
 mod erase;
 mod history;
+mod phones;
 mod report;
 mod tokens;
 
@@ -95,6 +96,7 @@ pub use claims::{ClaimedLead, RECALL_LOOKBACK_MS};
 pub use compliance::{AuditEntry, DndImportRecord, SOURCE_IMPORT};
 pub use erase::ErasureCounts;
 pub use history::{PacingHistory, PastAttemptRow, PastDispositionRow};
+pub use phones::AgentPhone;
 pub use report::{AgentCalls, AgentDispositions, AgentStateTime, BucketCounts, ReportData};
 pub use tokens::TokenRow;
 

@@ -34,7 +34,9 @@ async fn an_agent_works_a_call_from_login_to_logout() {
     let sb = Sandboxes::start(answering(Duration::from_secs(3600), 5)).await;
     let live = start(&l, sb.provider, tuesday(), "n1", Duration::from_secs(30)).await;
     let (id, tok) = &l.agents[0];
-    let login = json!({ "campaign": "uk-broadband", "sip_uri": format!("sip:1@{}", sb.phones) });
+    let phone = format!("sip:1@{}", sb.phones);
+    live.provision(&l.supervisor, id, &phone).await;
+    let login = json!({ "campaign": "uk-broadband", "sip_uri": phone });
     let (c, v) = live
         .req(
             "POST",
@@ -161,8 +163,9 @@ async fn shutdown_lets_calls_run_out_the_grace_then_hangs_up() {
     let sb = Sandboxes::start(answering(Duration::from_secs(3600), 6)).await;
     let live = start(&l, sb.provider, tuesday(), "n1", Duration::from_secs(20)).await;
     for (id, tok) in &l.agents {
-        let login =
-            json!({ "campaign": "uk-broadband", "sip_uri": format!("sip:{id}@{}", sb.phones) });
+        let phone = format!("sip:{id}@{}", sb.phones);
+        live.provision(&l.supervisor, id, &phone).await;
+        let login = json!({ "campaign": "uk-broadband", "sip_uri": phone });
         let (c, _) = live
             .req(
                 "POST",
@@ -235,6 +238,7 @@ async fn a_restart_recovers_what_a_crash_left() {
     let l = load("uk-broadband", tuesday(), 2).await;
     let db = l.db.clone();
     let agents = l.agents.clone();
+    let sup = l.supervisor.clone();
     let campaign = l.campaign.clone();
     let dnd = l.dir.path().join("dnd");
     // The first node, in a runtime of its own that is dropped mid-call.
@@ -260,7 +264,9 @@ async fn a_restart_recovers_what_a_crash_left() {
             )
             .await;
             for (id, tok) in &agents {
-                let login = json!({ "campaign": "uk-broadband", "sip_uri": format!("sip:{id}@{}", sb.phones) });
+                let phone = format!("sip:{id}@{}", sb.phones);
+                live.provision(&sup, id, &phone).await;
+                let login = json!({ "campaign": "uk-broadband", "sip_uri": phone });
                 live.req(
                     "POST",
                     &format!("/api/agents/{id}/login"),
@@ -384,6 +390,7 @@ async fn an_hour_of_live_pacing_keeps_the_rules_and_the_board_matches_the_store(
             token: tok.clone(),
             campaign: "uk-broadband".into(),
             phone: format!("sip:{id}@{}", sb.phones),
+            provision_with: Some(l.supervisor.clone()),
             talk: lognormal(60.0, 30.0),
             wrap: lognormal(10.0, 4.0),
             conversion: 0.1,

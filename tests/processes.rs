@@ -38,8 +38,14 @@ fn clock_start() -> DateTime<Utc> {
 }
 
 /// The campaign, its leads and the UK sample registry in a store, and
-/// agent tokens `agent01..`. Returns the DND folder and the tokens.
-async fn prepare(store: &Store, dir: &Path, agents: u32) -> (PathBuf, Vec<(String, String)>) {
+/// agent tokens `agent01..`. Returns the DND folder, the tokens and a
+/// supervisor token (the agents' phones are provisioned with it through the
+/// API, as logins take provisioned phones only).
+async fn prepare(
+    store: &Store,
+    dir: &Path,
+    agents: u32,
+) -> (PathBuf, Vec<(String, String)>, String) {
     let camp = dialler::campaign::find(&campaigns_dir(), CAMPAIGN).unwrap();
     let now = clock_start().timestamp_millis();
     let dnd = dir.join("dnd");
@@ -54,7 +60,10 @@ async fn prepare(store: &Store, dir: &Path, agents: u32) -> (PathBuf, Vec<(Strin
             .unwrap();
         tokens.push((id, t.token));
     }
-    (dnd, tokens)
+    let sup = auth::create_token(store, Role::Supervisor, None, None, now)
+        .await
+        .unwrap();
+    (dnd, tokens, sup.token)
 }
 
 /// The sandbox provider (answers half the calls after a short ring; the
@@ -186,6 +195,7 @@ impl Node {
 fn agents(
     node: &Node,
     tokens: &[(String, String)],
+    supervisor: &str,
     phones: SocketAddr,
     secs: u64,
     seed: u64,
@@ -208,6 +218,7 @@ fn agents(
                 other_codes: vec!["NOT_INTERESTED".into()],
                 seed: seed * 100 + i as u64,
                 deadline,
+                provision_with: Some(supervisor.to_string()),
             };
             tokio::spawn(a.run())
         })
@@ -266,7 +277,7 @@ async fn kill_9_mid_call_then_restart_loses_nothing_and_redials_nothing_early() 
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("crash.db").display());
     let store = Store::open(&db).await.unwrap();
-    let (dnd, tokens) = prepare(&store, dir.path(), 6).await;
+    let (dnd, tokens, sup) = prepare(&store, dir.path(), 6).await;
     let supervisor = auth::create_token(&store, Role::Supervisor, None, None, 0)
         .await
         .unwrap()
@@ -283,7 +294,7 @@ async fn kill_9_mid_call_then_restart_loses_nothing_and_redials_nothing_early() 
     let started = std::time::Instant::now();
 
     let first = Node::start(&db, &dnd, "n1", boxes.provider, at).await;
-    let crew = agents(&first, &tokens, boxes.phones, 120, 1);
+    let crew = agents(&first, &tokens, &sup, boxes.phones, 120, 1);
     let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
     // Until calls are in flight, one of them connected to an agent.
     let mut ready = false;
@@ -391,7 +402,7 @@ async fn kill_9_mid_call_then_restart_loses_nothing_and_redials_nothing_early() 
     );
 
     // Dial on for a while after the restart, then stop cleanly.
-    let crew = agents(&second, &tokens[..4], boxes.phones, 8, 2);
+    let crew = agents(&second, &tokens[..4], &sup, boxes.phones, 8, 2);
     tokio::time::sleep(Duration::from_secs(8)).await;
     let stopping = tokio::spawn(second.terminate());
     for a in crew {
@@ -448,14 +459,14 @@ async fn two_processes_share_a_campaign_on_postgres_without_dialling_a_lead_twic
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let (dnd, tokens) = prepare(&pg.store, dir.path(), 8).await;
+    let (dnd, tokens, sup) = prepare(&pg.store, dir.path(), 8).await;
     let url = pg.url();
     let boxes = Sandboxes::start().await;
     let at = clock_start();
     let a = Node::start(&url, &dnd, "a", boxes.provider, at).await;
     let b = Node::start(&url, &dnd, "b", boxes.provider, at).await;
-    let mut crew = agents(&a, &tokens[..4], boxes.phones, 20, 3);
-    crew.extend(agents(&b, &tokens[4..], boxes.phones, 20, 4));
+    let mut crew = agents(&a, &tokens[..4], &sup, boxes.phones, 20, 3);
+    crew.extend(agents(&b, &tokens[4..], &sup, boxes.phones, 20, 4));
     tokio::time::sleep(Duration::from_secs(20)).await;
     let (ta, tb) = (tokio::spawn(a.terminate()), tokio::spawn(b.terminate()));
     for t in crew {

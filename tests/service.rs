@@ -430,6 +430,79 @@ async fn api_auth_by_role() {
         assert_eq!(c, 400);
     }
     assert!(limited, "logins are rate limited");
+    // Phones are provisioned, not claimed: an agent token cannot bind one,
+    // and a login at a phone nobody bound (even a customer's number at the
+    // trunk) is refused before anything is dialled.
+    let a3 = auth::create_token(&store, Role::Agent, Some("a3"), None, now)
+        .await
+        .unwrap()
+        .token;
+    let phone = r#"{"sip_uri":"sip:2003@127.0.0.1:9"}"#;
+    assert_eq!(
+        req(
+            "POST",
+            "/api/agents/a3/phones",
+            Some(a3.clone()),
+            Some(phone.into())
+        )
+        .await
+        .0,
+        403
+    );
+    for uri in ["sip:+447700900123@127.0.0.1:9", "sip:2003@127.0.0.1:9"] {
+        let body = format!(r#"{{"campaign":"uk-broadband","sip_uri":"{uri}"}}"#);
+        let (c, text) = req("POST", "/api/agents/a3/login", Some(a3.clone()), Some(body)).await;
+        assert_eq!(c, 403, "{uri}: {text}");
+        assert!(text.contains("not provisioned"), "{text}");
+    }
+    let (c, text) = req(
+        "POST",
+        "/api/agents/a3/login",
+        Some(a3.clone()),
+        Some(r#"{"campaign":"uk-broadband"}"#.into()),
+    )
+    .await;
+    assert_eq!(c, 403, "no phone bound: {text}");
+    let (c, text) = req(
+        "POST",
+        "/api/agents/a3/phones",
+        Some(sup.clone()),
+        Some(phone.into()),
+    )
+    .await;
+    assert_eq!(c, 200, "{text}");
+    assert!(text.contains("sip:2003@127.0.0.1:9"), "{text}");
+    let (c, text) = req("GET", "/api/agents/a3/phones", Some(a3.clone()), None).await;
+    assert_eq!(c, 200, "{text}");
+    assert_eq!(
+        req("GET", "/api/agents/a3/phones", Some(a1.clone()), None)
+            .await
+            .0,
+        403
+    );
+    let audit = store.audit_log().await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "phone.add" && e.subject == "agent a3"),
+        "{audit:?}"
+    );
+    let (c, _) = req(
+        "DELETE",
+        "/api/agents/a3/phones",
+        Some(sup.clone()),
+        Some(phone.into()),
+    )
+    .await;
+    assert_eq!(c, 200);
+    let (c, _) = req(
+        "DELETE",
+        "/api/agents/a3/phones",
+        Some(sup.clone()),
+        Some(phone.into()),
+    )
+    .await;
+    assert_eq!(c, 404);
     assert_eq!(
         req(
             "POST",

@@ -69,6 +69,7 @@ pub(crate) fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(campaigns))
         .routes(routes!(agents))
         .routes(routes!(login))
+        .routes(routes!(phones, phone_add, phone_remove))
         .routes(routes!(ready))
         .routes(routes!(pause))
         .routes(routes!(logout))
@@ -254,15 +255,155 @@ fn state_of(s: &AppState, agent: &str) -> &'static str {
 #[schema(as = LoginRequest)]
 struct LoginIn {
     campaign: String,
+    /// One of the agent's provisioned phones; may be left out when the
+    /// agent has exactly one.
+    sip_uri: Option<String>,
+}
+
+/// A phone to bind to an agent, or to unbind.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = PhoneRequest)]
+struct PhoneIn {
     sip_uri: String,
+}
+
+/// A SIP URI the dialler can call (the same parse a login uses), or 400.
+fn phone_uri(raw: &str) -> Result<String, ApiError> {
+    let uri = raw.trim();
+    crate::sip::Target::parse(uri).map_err(|e| ApiError::bad_request(format!("sip_uri: {e}")))?;
+    Ok(uri.to_string())
+}
+
+/// The phone a login may use: one provisioned for the agent. Nothing a
+/// token holder sends makes the dialler call anything else.
+async fn provisioned_phone(
+    s: &AppState,
+    agent: &str,
+    asked: Option<&str>,
+) -> Result<String, ApiError> {
+    let phones = s
+        .shared
+        .store
+        .agent_phones(Some(agent))
+        .await
+        .map_err(ApiError::internal)?;
+    match asked {
+        Some(raw) => {
+            let uri = phone_uri(raw)?;
+            if phones.iter().any(|p| p.sip_uri == uri) {
+                Ok(uri)
+            } else {
+                Err(ApiError::forbidden(format!(
+                    "this phone is not provisioned for agent {agent}: a supervisor binds phones with POST /api/agents/{agent}/phones or dialler phone add"
+                )))
+            }
+        }
+        None => match phones.as_slice() {
+            [one] => Ok(one.sip_uri.clone()),
+            [] => Err(ApiError::forbidden(format!(
+                "no phone is provisioned for agent {agent}: a supervisor binds one with POST /api/agents/{agent}/phones or dialler phone add"
+            ))),
+            _ => Err(ApiError::bad_request(
+                "sip_uri: the agent has several phones; name one",
+            )),
+        },
+    }
+}
+
+#[utoipa::path(get, path = "/api/agents/{id}/phones", tag = "service",
+    summary = "An agent's phones",
+    description = "The SIP URIs the agent may log in at. The agent's own token, or a supervisor or admin token.",
+    params(("id" = String, Path, description = "Agent id.")),
+    responses((status = 200, description = "The provisioned phones.", body = Vec<crate::store::AgentPhone>),
+        (status = 400, description = "A bad agent id.", body = ErrorBody), (status = 401, description = "No valid token.", body = ErrorBody), (status = 403, description = "The token may not do this.", body = ErrorBody)),
+    security(("bearerAuth" = [])))]
+async fn phones(
+    auth: Authenticated,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<crate::store::AgentPhone>>, ApiError> {
+    valid_agent_id(&id)?;
+    auth.require_agent(&id)?;
+    Ok(Json(
+        s.shared
+            .store
+            .agent_phones(Some(&id))
+            .await
+            .map_err(ApiError::internal)?,
+    ))
+}
+
+#[utoipa::path(post, path = "/api/agents/{id}/phones", tag = "service",
+    summary = "Provision a phone",
+    description = "Binds a SIP URI to the agent: logins may use only bound phones. Supervisor or admin; recorded in the audit log.",
+    params(("id" = String, Path, description = "Agent id.")), request_body = PhoneIn,
+    responses((status = 200, description = "The agent's phones afterwards.", body = Vec<crate::store::AgentPhone>),
+        (status = 400, description = "A bad body, agent id or URI.", body = ErrorBody), (status = 401, description = "No valid token.", body = ErrorBody), (status = 403, description = "The token may not do this.", body = ErrorBody)),
+    security(("bearerAuth" = [])))]
+async fn phone_add(
+    auth: Authenticated,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<PhoneIn>, JsonRejection>,
+) -> Result<Json<Vec<crate::store::AgentPhone>>, ApiError> {
+    valid_agent_id(&id)?;
+    auth.require_supervisor()?;
+    let uri = phone_uri(&json_body(body)?.sip_uri)?;
+    let store = &s.shared.store;
+    let actor = format!("token {}", auth.0.token_id);
+    store
+        .phone_add(&id, &uri, s.shared.clock.now().ms(), &actor)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(
+        store
+            .agent_phones(Some(&id))
+            .await
+            .map_err(ApiError::internal)?,
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/agents/{id}/phones", tag = "service",
+    summary = "Unprovision a phone",
+    description = "Unbinds a SIP URI from the agent (a session already up at it stays until logout). Supervisor or admin; recorded in the audit log.",
+    params(("id" = String, Path, description = "Agent id.")), request_body = PhoneIn,
+    responses((status = 200, description = "The agent's phones afterwards.", body = Vec<crate::store::AgentPhone>),
+        (status = 400, description = "A bad body or agent id.", body = ErrorBody), (status = 401, description = "No valid token.", body = ErrorBody), (status = 403, description = "The token may not do this.", body = ErrorBody),
+        (status = 404, description = "The phone was not bound to the agent.", body = ErrorBody)),
+    security(("bearerAuth" = [])))]
+async fn phone_remove(
+    auth: Authenticated,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<PhoneIn>, JsonRejection>,
+) -> Result<Json<Vec<crate::store::AgentPhone>>, ApiError> {
+    valid_agent_id(&id)?;
+    auth.require_supervisor()?;
+    let uri = json_body(body)?.sip_uri.trim().to_string();
+    let store = &s.shared.store;
+    let actor = format!("token {}", auth.0.token_id);
+    let removed = store
+        .phone_remove(&id, &uri, s.shared.clock.now().ms(), &actor)
+        .await
+        .map_err(ApiError::internal)?;
+    if !removed {
+        return Err(ApiError::not_found("that phone is not bound to the agent"));
+    }
+    Ok(Json(
+        store
+            .agent_phones(Some(&id))
+            .await
+            .map_err(ApiError::internal)?,
+    ))
 }
 
 #[utoipa::path(post, path = "/api/agents/{id}/login", tag = "service",
     summary = "Log an agent in",
-    description = "The agent's own token, or a supervisor or admin token. The dialler calls the phone and keeps the leg up for the session; the agent starts paused. At most 10 logins per agent per minute.",
+    description = "The agent's own token, or a supervisor or admin token. The phone must be one provisioned for the agent (see /api/agents/{id}/phones; it may be left out when there is one). The dialler calls it and keeps the leg up for the session; the agent starts paused. At most 10 logins per agent per minute.",
     params(("id" = String, Path, description = "Agent id.")), request_body = LoginIn,
     responses((status = 200, description = "The agent's state after the request.", body = Ok200),
-        (status = 400, description = "A bad body or phone URI.", body = ErrorBody), (status = 401, description = "No valid token.", body = ErrorBody), (status = 403, description = "The token may not do this.", body = ErrorBody),
+        (status = 400, description = "A bad body or phone URI.", body = ErrorBody), (status = 401, description = "No valid token.", body = ErrorBody), (status = 403, description = "The token may not do this, or the phone is not provisioned for the agent.", body = ErrorBody),
         (status = 404, description = "No such campaign.", body = ErrorBody),
         (status = 409, description = "Already logged in.", body = ErrorBody),
         (status = 429, description = "Too many logins for this agent.", body = ErrorBody),
@@ -286,6 +427,7 @@ async fn login(
     if !s.shared.campaigns.contains_key(&body.campaign) {
         return Err(ApiError::not_found("no such campaign"));
     }
+    let sip_uri = provisioned_phone(&s, &id, body.sip_uri.as_deref()).await?;
     {
         let mut sessions = s.shared.sessions.lock().map_err(ApiError::internal)?;
         if sessions.contains_key(&id) {
@@ -301,7 +443,7 @@ async fn login(
         &body.campaign,
         |reply| Input::Login {
             agent: id.clone(),
-            sip_uri: body.sip_uri.clone(),
+            sip_uri,
             reply,
         },
         Duration::from_secs(40),

@@ -236,6 +236,21 @@ impl Live {
         )
     }
 
+    /// Provisions `phone` for `agent` with a supervisor token, as logins
+    /// take provisioned phones only.
+    pub async fn provision(&self, supervisor: &str, agent: &str, phone: &str) {
+        let body = serde_json::json!({ "sip_uri": phone }).to_string();
+        let (code, v) = self
+            .req(
+                "POST",
+                &format!("/api/agents/{agent}/phones"),
+                supervisor,
+                Some(&body),
+            )
+            .await;
+        assert_eq!(code, 200, "provisioning {phone} for {agent}: {v}");
+    }
+
     /// Shuts down and waits for the end.
     pub async fn stop(self) -> RunSummary {
         let _ = self.stop.send(());
