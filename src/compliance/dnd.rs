@@ -402,6 +402,24 @@ fn parse_days(text: &str) -> Result<u8, String> {
     Ok(mask)
 }
 
+/// How many numbers two sets share: a walk of both in ascending order.
+fn common(a: &DndSet, b: &DndSet) -> u64 {
+    let mut theirs = b.iter();
+    let mut next = theirs.next();
+    let mut n = 0;
+    for x in a.iter() {
+        while let Some(y) = next
+            && y < x
+        {
+            next = theirs.next();
+        }
+        if next == Some(x) {
+            n += 1;
+        }
+    }
+    n
+}
+
 /// The numbers of two ascending sets, ascending.
 fn merged<'a>(a: &'a DndSet, b: &'a DndSet) -> impl Iterator<Item = u64> + 'a {
     let mut a = a.iter().peekable();
@@ -546,6 +564,10 @@ impl NationalRegistry {
     /// How many numbers listed here `other` does not list (what replacing
     /// this registry by `other` would drop): one merge of sorted sets.
     pub fn dropped_by(&self, other: &NationalRegistry) -> u64 {
+        if self.partial.is_empty() && other.partial.is_empty() {
+            // Plain registries (all but India's): one tight walk.
+            return self.blocked.len() as u64 - common(&self.blocked, &other.blocked);
+        }
         let mut theirs = merged(&other.blocked, &other.partial).peekable();
         let mut dropped = 0;
         for n in merged(&self.blocked, &self.partial) {
@@ -806,6 +828,25 @@ mod tests {
             p.entries,
             vec![Entry::Blocked(919876543210), Entry::Blocked(919876543211)]
         );
+    }
+
+    #[test]
+    fn what_a_full_import_would_drop_is_counted_exactly() {
+        let plain = |nums: &[u64]| {
+            let e: Vec<Entry> = nums.iter().map(|&n| Entry::Blocked(n)).collect();
+            NationalRegistry::build(Country::India, t0(), &e)
+        };
+        let old = plain(&[1, 3, 5, 7, 9]);
+        assert_eq!(old.dropped_by(&plain(&[3, 4, 9, 10])), 3);
+        assert_eq!(old.dropped_by(&plain(&[])), 5);
+        assert_eq!(old.dropped_by(&old), 0);
+        // With NCPR partial listings: a number moving between the sets is
+        // not dropped.
+        let ncpr_old =
+            NationalRegistry::build(Country::India, t0(), &ncpr("9876543210,0\n9876543211,1\n"));
+        let ncpr_new =
+            NationalRegistry::build(Country::India, t0(), &ncpr("9876543210,2\n9876543212,0\n"));
+        assert_eq!(ncpr_old.dropped_by(&ncpr_new), 1);
     }
 
     #[test]
