@@ -351,11 +351,25 @@ async fn supervisor_routes_need_a_supervisor_token() {
     assert_eq!(status, 401);
     let (status, _) = Stream::open(s.addr, "/api/live/stream", Some(&s.agent)).await;
     assert_eq!(status, 403);
-    // The token in the query string, as EventSource sends it.
+    // The token in the query string, as EventSource sends it: on the
+    // event streams only.
+    let (status, _) = Stream::open(
+        s.addr,
+        &format!("/api/live/stream?token={}", s.supervisor),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) =
+        Stream::open(s.addr, &format!("/api/live/stream?token={}", s.agent), None).await;
+    assert_eq!(status, 403);
     let r = get(s.addr, &format!("/api/live?token={}", s.supervisor), None).await;
-    assert_eq!(r.status, 200);
-    let r = get(s.addr, &format!("/api/live?token={}", s.agent), None).await;
-    assert_eq!(r.status, 403);
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.body.contains("only by the event streams"), "{}", r.body);
+    // API answers are not stored nor sniffed.
+    let r = get(s.addr, "/api/live", Some(&s.supervisor)).await;
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
     // Open routes.
     for path in ["/", "/metrics", "/api/openapi.json"] {
         assert_eq!(get(s.addr, path, None).await.status, 200, "{path}");

@@ -89,6 +89,7 @@ pub fn routes(shared: Arc<Shared>) -> Router {
     let (router, _) = documented().split_for_parts();
     router
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::map_response(super::no_store))
         .with_state(state)
 }
 

@@ -52,7 +52,13 @@ impl Authenticated {
     }
 }
 
-/// The token a request presents, from the header or the query string.
+/// The routes that take a token in the query string: event streams, which
+/// a browser's `EventSource` opens without headers. Everywhere else a token
+/// in an address would end up in logs and histories.
+pub const QUERY_TOKEN_PATHS: [&str; 2] = ["/api/events", "/api/live/stream"];
+
+/// The token a request presents, from the header or (on the event-stream
+/// routes only) the query string.
 fn presented(parts: &Parts) -> Result<Option<String>, ApiError> {
     if let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) {
         let value = value
@@ -65,10 +71,16 @@ fn presented(parts: &Parts) -> Result<Option<String>, ApiError> {
         return Ok(Some(token.trim().to_string()));
     }
     let query = parts.uri.query().unwrap_or("");
-    Ok(query
+    let token = query
         .split('&')
         .find_map(|kv| kv.strip_prefix("token="))
-        .map(str::to_string))
+        .map(str::to_string);
+    if token.is_some() && !QUERY_TOKEN_PATHS.contains(&parts.uri.path()) {
+        return Err(ApiError::unauthorized(
+            "a token in the query string is taken only by the event streams; use Authorization: Bearer TOKEN",
+        ));
+    }
+    Ok(token)
 }
 
 impl<S> FromRequestParts<S> for Authenticated

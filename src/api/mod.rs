@@ -90,6 +90,19 @@ pub fn router(
     agents::routes(shared).merge(web::routes_until(closing).with_state(web_state))
 }
 
+/// Every response: not stored by browsers or proxies (API bodies carry
+/// lead data and tokens' views), and not sniffed as another content type.
+/// A header a route set itself (an event stream's `no-cache`) stays.
+pub(crate) async fn no_store(mut r: Response) -> Response {
+    use axum::http::{HeaderValue, header};
+    let h = r.headers_mut();
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    h.entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    r
+}
+
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -163,13 +176,34 @@ impl IntoResponse for ApiError {
             error: self.message,
             status: self.status.as_u16(),
         };
-        (self.status, Json(body)).into_response()
+        let mut r = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            // Every limit here is per minute: a minute is always enough.
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("60"),
+            );
+        }
+        r
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_429_says_when_to_come_back() {
+        let r = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "slow down").into_response();
+        assert_eq!(
+            r.headers()
+                .get(axum::http::header::RETRY_AFTER)
+                .map(|v| v.as_bytes()),
+            Some(&b"60"[..])
+        );
+        let r = ApiError::bad_request("no").into_response();
+        assert!(r.headers().get(axum::http::header::RETRY_AFTER).is_none());
+    }
 
     /// Every route is registered through `routes!` with its description:
     /// a plain `.route(...)` anywhere in the API would serve a path the

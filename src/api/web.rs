@@ -156,7 +156,9 @@ where
     Clock: FromRef<S>,
 {
     let (router, _) = documented().split_for_parts();
-    router.layer(axum::Extension(Closing(closing)))
+    router
+        .layer(axum::Extension(Closing(closing)))
+        .layer(axum::middleware::map_response(super::no_store))
 }
 
 /// When the service closes the event streams (see [`routes_until`]).
