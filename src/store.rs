@@ -89,6 +89,7 @@ mod erase;
 mod history;
 mod phones;
 mod report;
+mod sessions;
 mod tokens;
 
 pub use agents::{AgentInterval, AgentState};

@@ -459,3 +459,57 @@ async fn an_hour_of_live_pacing_keeps_the_rules_and_the_board_matches_the_store(
         b.conversions
     );
 }
+
+/// One session per agent across nodes sharing a store: a login on a second
+/// node is refused with 409 naming the node that holds the session; after
+/// the logout there, the second node takes it. A node's restart gives back
+/// its own leases, not the other node's.
+#[tokio::test(start_paused = true)]
+async fn an_agent_has_one_session_across_nodes() {
+    let l = load("uk-broadband", tuesday(), 1).await;
+    let sb = Sandboxes::start(answering(Duration::from_secs(3600), 5)).await;
+    let n1 = start(&l, sb.provider, tuesday(), "n1", Duration::from_secs(5)).await;
+    let n2 = start(&l, sb.provider, tuesday(), "n2", Duration::from_secs(5)).await;
+    let (id, tok) = &l.agents[0];
+    let phone = format!("sip:1@{}", sb.phones);
+    n1.provision(&l.supervisor, id, &phone).await;
+    let login = json!({ "campaign": "uk-broadband", "sip_uri": phone }).to_string();
+    let path = format!("/api/agents/{id}/login");
+    let (c, v) = n1.req("POST", &path, tok, Some(&login)).await;
+    assert_eq!(c, 200, "{v}");
+    let (c, v) = n2.req("POST", &path, tok, Some(&login)).await;
+    assert_eq!(c, 409, "{v}");
+    assert!(
+        v["error"].as_str().unwrap_or("").contains("on node n1"),
+        "{v}"
+    );
+    // Well after the lapse, n1's heartbeat keeps its lease.
+    tokio::time::sleep(dialler::service::SESSION_LAPSE * 2).await;
+    let (c, _) = n2.req("POST", &path, tok, Some(&login)).await;
+    assert_eq!(c, 409, "the heartbeat keeps the lease");
+    let (c, v) = n1
+        .req("POST", &format!("/api/agents/{id}/logout"), tok, None)
+        .await;
+    assert_eq!(c, 200, "{v}");
+    let mut taken = false;
+    for _ in 0..50 {
+        let (c, _) = n2.req("POST", &path, tok, Some(&login)).await;
+        if c == 200 {
+            taken = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(taken, "after the logout on n1, n2 takes the session");
+    // n1 stops and starts again: n2's lease stays.
+    n1.stop().await;
+    let n1 = start(&l, sb.provider, tuesday(), "n1", Duration::from_secs(5)).await;
+    let (c, v) = n1.req("POST", &path, tok, Some(&login)).await;
+    assert_eq!(c, 409, "{v}");
+    assert!(
+        v["error"].as_str().unwrap_or("").contains("on node n2"),
+        "{v}"
+    );
+    n1.stop().await;
+    n2.stop().await;
+}

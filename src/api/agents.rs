@@ -439,6 +439,32 @@ async fn login(
             crate::service::agents::logging_in(&id, &body.campaign, s.shared.clock.now()),
         );
     }
+    // One session per agent across the cluster: the store's lease.
+    let lease = s
+        .shared
+        .store
+        .session_acquire(
+            &id,
+            &s.shared.node,
+            &body.campaign,
+            s.shared.clock.now().ms(),
+            i64::try_from(crate::service::SESSION_LAPSE.as_millis()).unwrap_or(i64::MAX),
+        )
+        .await;
+    let held_by = match lease {
+        Ok(None) => None,
+        Ok(Some(node)) => Some(Ok(node)),
+        Err(e) => Some(Err(e)),
+    };
+    if let Some(held) = held_by {
+        if let Ok(mut m) = s.shared.sessions.lock() {
+            m.remove(&id);
+        }
+        return Err(match held {
+            Ok(node) => ApiError::conflict(format!("agent {id} is logged in on node {node}")),
+            Err(e) => ApiError::internal(e),
+        });
+    }
     let r = ask(
         &s,
         &body.campaign,
@@ -468,6 +494,9 @@ async fn login(
                 && m.get(&id).is_some_and(|v| v.state == "logging_in")
             {
                 m.remove(&id);
+            }
+            if let Err(e) = s.shared.store.session_release(&id, &s.shared.node).await {
+                tracing::warn!(error = %e, "giving back an agent's session lease failed");
             }
             Err(e)
         }

@@ -352,6 +352,15 @@ impl Driver {
             at: now.ms(),
         });
         self.shared.forget_session(agent);
+        {
+            let shared = self.shared.clone();
+            let agent = agent.to_string();
+            tokio::spawn(async move {
+                if let Err(e) = shared.store.session_release(&agent, &shared.node).await {
+                    tracing::warn!(error = %e, "giving back an agent's session lease failed");
+                }
+            });
+        }
         self.shared.emit(ServiceEvent {
             agent: Some(agent.to_string()),
             campaign: self.campaign.name.clone(),

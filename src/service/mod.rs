@@ -231,10 +231,18 @@ impl Latencies {
     }
 }
 
+/// How often a node refreshes its agents' session leases.
+pub const SESSION_HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// A session lease not refreshed for this long is free: its node died.
+pub const SESSION_LAPSE: Duration = Duration::from_secs(60);
+
 /// State shared by the campaign tasks and the HTTP handlers.
 pub struct Shared {
     /// The store.
     pub store: Store,
+    /// This node's name (agent session leases carry it).
+    pub node: String,
     /// The service's clock.
     pub clock: Clock,
     /// Campaigns by name.
@@ -386,8 +394,18 @@ pub async fn start(
         inboxes.push(tx.clone());
         setups.push((c, id, rx, tx, ua, recovered, provider));
     }
+    // Sessions do not survive a restart: give back this node's agent
+    // leases (only this node's) before serving.
+    let released = store.session_release_node(&cfg.node).await?;
+    if released > 0 {
+        tracing::warn!(
+            released,
+            "agent session leases left by an unclean stop given back"
+        );
+    }
     let shared = Arc::new(Shared {
         store: store.clone(),
+        node: cfg.node.clone(),
         clock: clock.clone(),
         campaigns,
         sessions: Mutex::new(HashMap::new()),
@@ -428,6 +446,18 @@ pub async fn start(
             })
             .await
     });
+    let heartbeat = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(SESSION_HEARTBEAT).await;
+                let now = shared.clock.now().ms();
+                if let Err(e) = shared.store.session_heartbeat(&shared.node, now).await {
+                    tracing::warn!(error = %e, "refreshing agent session leases failed");
+                }
+            }
+        })
+    };
     let shared2 = shared.clone();
     let task = tokio::spawn(async move {
         shutdown.await;
@@ -451,6 +481,10 @@ pub async fn start(
             if let Ok(ua) = Arc::try_unwrap(ua) {
                 ua.shutdown().await;
             }
+        }
+        heartbeat.abort();
+        if let Err(e) = shared2.store.session_release_node(&shared2.node).await {
+            tracing::warn!(error = %e, "giving back agent session leases failed");
         }
         summary.bridge_latency_ms = shared2.latency.summary();
         Ok(summary)
