@@ -816,6 +816,7 @@ pub async fn report(
     campaign: &Campaign,
     from: Millis,
     to: Millis,
+    now: Millis,
 ) -> Result<crate::report::Report, CommandError> {
     let id = store.campaign_id(&campaign.name).await?.ok_or_else(|| {
         usage(format!(
@@ -823,7 +824,7 @@ pub async fn report(
             campaign.name
         ))
     })?;
-    crate::report::report(store, campaign, id, from.ms(), to.ms())
+    crate::report::report(store, campaign, id, from.ms(), to.ms(), now.ms())
         .await
         .map_err(|e| usage(e.to_string()))
 }

@@ -405,7 +405,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoResult, DemoError> {
         .unwrap_or_default();
     println!("{}", status_line(started.elapsed(), &live));
     let end_ms = clock.now().ms() + 1;
-    let report = crate::report::report(&store, &camp, campaign_id, start_ms, end_ms)
+    let report = crate::report::report(&store, &camp, campaign_id, start_ms, end_ms, end_ms)
         .await
         .map_err(other)?;
     let text = report.to_text();

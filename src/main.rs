@@ -1032,7 +1032,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let to = Millis::from_utc(commands::time_arg(a.to.as_deref(), now)?);
             let store = Store::open(&cli.db).await?;
-            let r = commands::report(&store, &c, from, to).await;
+            let r = commands::report(&store, &c, from, to, now_ms).await;
             store.close().await;
             let r = r?;
             if a.json {

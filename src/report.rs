@@ -254,6 +254,7 @@ pub async fn report(
     campaign_id: i64,
     from_ms: i64,
     to_ms: i64,
+    now_ms: i64,
 ) -> Result<Report, ReportError> {
     if to_ms < from_ms {
         return Err(ReportError::BadRange {
@@ -265,7 +266,7 @@ pub async fn report(
         .unwrap_or(i64::MAX)
         .max(1);
     let data = store
-        .report_data(campaign_id, from_ms, to_ms, window_ms)
+        .report_data(campaign_id, from_ms, to_ms, window_ms, now_ms)
         .await?;
 
     let mut agents: BTreeMap<String, AgentRow> = BTreeMap::new();

@@ -568,9 +568,15 @@ async fn fill_report_store(store: &Store) -> (i64, Campaign) {
 
 async fn report_gives_the_figures_worked_out_by_hand(store: Store) {
     let (id, c) = fill_report_store(&store).await;
-    let r = report::report(&store, &c, id, T0, T0 + 2 * DAY)
+    let r = report::report(&store, &c, id, T0, T0 + 2 * DAY, T0 + 2 * DAY)
         .await
         .expect("report");
+    // Asked 10 minutes before the range ends, bob's open interval counts up
+    // to now, not to the end of the range.
+    let early = report::report(&store, &c, id, T0, T0 + 2 * DAY, T0 + 2 * DAY - 10 * MIN)
+        .await
+        .expect("report");
+    assert_eq!(r.time.ready_ms - early.time.ready_ms, 10 * MIN);
     assert_eq!(r.currency.as_deref(), Some("GBP"));
     assert_eq!(r.attempts, 6);
     assert_eq!(r.human_answers, 5);
@@ -672,7 +678,7 @@ async fn report_gives_the_figures_worked_out_by_hand(store: Store) {
     );
 
     // Day 2 alone: windows restart at the range's start.
-    let r2 = report::report(&store, &c, id, T0 + DAY, T0 + 2 * DAY)
+    let r2 = report::report(&store, &c, id, T0 + DAY, T0 + 2 * DAY, T0 + 2 * DAY)
         .await
         .expect("report");
     assert_eq!((r2.attempts, r2.human_answers, r2.abandons), (2, 2, 1));
@@ -680,13 +686,13 @@ async fn report_gives_the_figures_worked_out_by_hand(store: Store) {
     // No costs in the campaign: no cost figures, revenue still summed.
     let mut bare = c.clone();
     bare.costs = None;
-    let r3 = report::report(&store, &bare, id, T0, T0 + 2 * DAY)
+    let r3 = report::report(&store, &bare, id, T0, T0 + 2 * DAY, T0 + 2 * DAY)
         .await
         .expect("report");
     assert_eq!((r3.cost, r3.currency, r3.revenue), (None, None, 200.0));
     // A range without calls gives zeros and no rates; bob's interval, still
     // open, counts up to the range's end.
-    let r4 = report::report(&store, &c, id, T0 + 5 * DAY, T0 + 6 * DAY)
+    let r4 = report::report(&store, &c, id, T0 + 5 * DAY, T0 + 6 * DAY, T0 + 6 * DAY)
         .await
         .expect("report");
     assert_eq!((r4.attempts, r4.abandon_rate, r4.aht_ms), (0, None, None));
@@ -698,7 +704,7 @@ async fn report_gives_the_figures_worked_out_by_hand(store: Store) {
         .collect();
     assert_eq!(agents, vec![("bob", 0, DAY, Some(0.0))]);
     assert!(matches!(
-        report::report(&store, &c, id, 10, 5).await,
+        report::report(&store, &c, id, 10, 5, 10).await,
         Err(report::ReportError::BadRange { .. })
     ));
 }
@@ -807,7 +813,7 @@ async fn erasure_leaves_only_a_suppression_hash(store: Store, raw: RawDb) {
         let mut out = Vec::new();
         for id in [a, b] {
             let d = store
-                .report_data(id, i64::MIN / 2, i64::MAX / 2, DAY)
+                .report_data(id, i64::MIN / 2, i64::MAX / 2, DAY, i64::MAX / 2)
                 .await
                 .expect("data");
             let t = store

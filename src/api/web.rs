@@ -424,7 +424,7 @@ async fn campaign_report(
             "the campaign has nothing in the store yet: import leads first",
         ));
     };
-    match report::report(&store, campaign, id, from, to).await {
+    match report::report(&store, campaign, id, from, to, clock.now().ms()).await {
         Ok(r) => Ok(Json(r).into_response()),
         Err(ReportError::BadRange { .. }) => {
             Err(ApiError::bad_request("the range ends before it starts"))

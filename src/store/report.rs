@@ -100,7 +100,11 @@ impl Store {
         from: i64,
         to: i64,
         window_ms: i64,
+        now: i64,
     ) -> Result<ReportData, StoreError> {
+        // An interval still open counts up to now, not to a `to` in the
+        // future.
+        let open_end = to.min(now).max(from);
         const ATTEMPTS: &str = "SELECT COUNT(*),
                 CAST(COALESCE(SUM(CASE WHEN answered_at IS NOT NULL AND ended_at > answered_at
                     THEN (ended_at - answered_at + 59999) / 60000 ELSE 0 END), 0) AS BIGINT)
@@ -128,10 +132,11 @@ impl Store {
              FROM dispositions WHERE campaign_id = $1 AND created_at >= $2 AND created_at < $3
              GROUP BY agent_id ORDER BY agent_id";
         const STATES: &str = "SELECT agent_id, state, CAST(COALESCE(SUM(
-                  (CASE WHEN COALESCE(ended_at, $3) < $3 THEN COALESCE(ended_at, $3) ELSE $3 END)
+                  (CASE WHEN COALESCE(ended_at, $4) < $3 THEN COALESCE(ended_at, $4) ELSE $3 END)
                 - (CASE WHEN started_at > $2 THEN started_at ELSE $2 END)), 0) AS BIGINT)
              FROM agent_states
-             WHERE campaign_id = $1 AND started_at < $3 AND (ended_at IS NULL OR ended_at > $2)
+             WHERE campaign_id = $1 AND started_at < $3
+                 AND ((ended_at IS NULL AND started_at < $4) OR ended_at > $2)
              GROUP BY agent_id, state ORDER BY agent_id, state";
         const HOUR_ATTEMPTS: &str = "SELECT (started_at / 3600000) * 3600000, COUNT(*)
              FROM call_attempts WHERE campaign_id = $1 AND started_at >= $2 AND started_at < $3
@@ -185,7 +190,7 @@ impl Store {
                     agent_id, dispositions, contacts, conversions, revenue_minor,
                 })
                 .collect();
-            for r in sqlx::query(STATES).bind(campaign_id).bind(from).bind(to).fetch_all(&mut *tx).await? {
+            for r in sqlx::query(STATES).bind(campaign_id).bind(from).bind(to).bind(open_end).fetch_all(&mut *tx).await? {
                 let state: String = r.try_get(1)?;
                 data.states.push(AgentStateTime {
                     agent_id: r.try_get(0)?,
