@@ -13,6 +13,19 @@ use sha2::{Digest, Sha256};
 
 use crate::store::{Store, StoreError};
 
+/// What an agent id may be: 1-64 letters, digits, `-`, `_` or `.` (it
+/// appears in routes and logs).
+pub fn valid_agent_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+/// The rule of [`valid_agent_id`], for messages.
+pub const AGENT_ID_RULE: &str = "agent ids are 1-64 letters, digits, '-', '_' or '.'";
+
 /// Prefix of every token: lets secret scanners and people recognise one.
 pub const TOKEN_PREFIX: &str = "dlr_";
 

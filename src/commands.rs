@@ -661,15 +661,10 @@ impl fmt::Display for PhoneList {
 }
 
 fn agent_id_arg(agent: &str) -> Result<(), CommandError> {
-    let ok = !agent.is_empty()
-        && agent.len() <= 64
-        && agent
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if ok {
+    if auth::valid_agent_id(agent) {
         Ok(())
     } else {
-        Err(usage("agent ids are 1-64 letters, digits, '-', '_' or '.'"))
+        Err(usage(auth::AGENT_ID_RULE))
     }
 }
 

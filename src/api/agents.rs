@@ -190,17 +190,11 @@ struct Ok200 {
 }
 
 fn valid_agent_id(id: &str) -> Result<(), ApiError> {
-    if id.is_empty()
-        || id.len() > 64
-        || !id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
-        return Err(ApiError::bad_request(
-            "agent ids are 1-64 letters, digits, '-', '_' or '.'",
-        ));
+    if crate::auth::valid_agent_id(id) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(crate::auth::AGENT_ID_RULE))
     }
-    Ok(())
 }
 
 async fn ask(
