@@ -465,6 +465,31 @@ async fn streams_end_when_the_server_closes_them() {
     assert!(late.ends_within(Duration::from_secs(5)).await);
 }
 
+/// A revoked token's open stream ends within 5 s.
+#[tokio::test]
+async fn revoking_a_token_ends_its_open_streams() {
+    let s = start().await;
+    s.board.publish(figures("uk-broadband"));
+    let sup = create_token(&s.store, Role::Supervisor, None, Some("revoked"), 0)
+        .await
+        .expect("token");
+    let (status, mut stream) = Stream::open(s.addr, "/api/live/stream", Some(&sup.token)).await;
+    assert_eq!(status, 200);
+    stream
+        .until(Duration::from_secs(5), |e| {
+            e["campaigns"]["uk-broadband"].is_object()
+        })
+        .await;
+    let (_, mut other) = Stream::open(s.addr, "/api/live/stream", Some(&s.supervisor)).await;
+    assert!(s.store.token_revoke(sup.id, 1).await.expect("revoke"));
+    assert!(
+        stream.ends_within(Duration::from_secs(5)).await,
+        "the revoked token's stream is still open"
+    );
+    // Another token's stream goes on.
+    assert!(!other.ends_within(Duration::from_millis(2_500)).await);
+}
+
 // ---- reports ------------------------------------------------------------------
 
 #[tokio::test]

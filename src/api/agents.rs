@@ -797,6 +797,7 @@ async fn events(
 ) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
     let rx = s.shared.events.subscribe();
     let principal = auth.0;
+    let principal_id = principal.token_id;
     let stream = futures_util::stream::unfold(rx, move |mut rx| {
         let principal = principal.clone();
         async move {
@@ -825,5 +826,6 @@ async fn events(
             }
         }
     });
+    let stream = super::auth::while_token_active(stream, s.shared.store.clone(), principal_id);
     Sse::new(stream).keep_alive(KeepAlive::default())
 }

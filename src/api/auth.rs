@@ -52,6 +52,42 @@ impl Authenticated {
     }
 }
 
+/// How often an open event stream checks that its token still holds: a
+/// revoked token's streams end within this (and a store query's time).
+pub const TOKEN_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `inner` while the token `token_id` is not revoked: it ends within
+/// [`TOKEN_RECHECK`] of a revocation, or at once if the store cannot say
+/// (fail closed).
+pub fn while_token_active<S>(
+    inner: S,
+    store: Store,
+    token_id: i64,
+) -> impl futures_util::Stream<Item = S::Item>
+where
+    S: futures_util::Stream + Send + 'static,
+    S::Item: Send + 'static,
+{
+    use futures_util::StreamExt;
+    let next_check = tokio::time::Instant::now() + TOKEN_RECHECK;
+    futures_util::stream::unfold(
+        (Box::pin(inner), store, next_check),
+        move |(mut inner, store, mut next_check)| async move {
+            loop {
+                tokio::select! {
+                    item = inner.next() => return item.map(|i| (i, (inner, store, next_check))),
+                    () = tokio::time::sleep_until(next_check) => {
+                        if !matches!(store.token_active(token_id).await, Ok(true)) {
+                            return None;
+                        }
+                        next_check = tokio::time::Instant::now() + TOKEN_RECHECK;
+                    }
+                }
+            }
+        },
+    )
+}
+
 /// The routes that take a token in the query string: event streams, which
 /// a browser's `EventSource` opens without headers. Everywhere else a token
 /// in an address would end up in logs and histories.

@@ -285,11 +285,14 @@ async fn live_stream(
     auth: Authenticated,
     State(board): State<LiveBoard>,
     State(clock): State<Clock>,
+    State(store): State<Store>,
     closing: Option<axum::Extension<Closing>>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     auth.require_supervisor()?;
     let closing = closing.and_then(|c| c.0.0);
-    Ok(Sse::new(board_events(board.subscribe(), clock, closing)).keep_alive(KeepAlive::default()))
+    let events = board_events(board.subscribe(), clock, closing);
+    let events = super::auth::while_token_active(events, store, auth.0.token_id);
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
 
 /// Resolves once `closing` is `true` or its sender is gone; never without

@@ -79,6 +79,17 @@ impl Store {
         Ok(row)
     }
 
+    /// Whether token `id` exists and is not revoked (open event streams
+    /// ask again and again).
+    pub async fn token_active(&self, id: i64) -> Result<bool, StoreError> {
+        const SQL: &str = "SELECT COUNT(*) FROM api_tokens WHERE id = $1 AND revoked_at IS NULL";
+        let n: i64 = with_pool!(self, pool => sqlx::query_scalar(SQL)
+            .bind(id)
+            .fetch_one(pool)
+            .await?);
+        Ok(n > 0)
+    }
+
     /// Revokes token `id` at `now`. Returns false when there is no such
     /// token or it was already revoked (the first revocation time stays).
     pub async fn token_revoke(&self, id: i64, now: i64) -> Result<bool, StoreError> {
