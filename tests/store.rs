@@ -717,3 +717,76 @@ async fn a_claim_sees_abandons_of_the_number_in_other_campaigns(store: Store) {
     }
 }
 store_test!(a_claim_sees_abandons_of_the_number_in_other_campaigns);
+
+/// A callback agreed with the customer is claimed before new leads once
+/// due (new leads have no next-attempt time and used to sort first).
+async fn due_callbacks_are_claimed_before_new_leads(store: Store) {
+    let id = store
+        .upsert_campaign(&campaign("in-insurance-renewal"), 0)
+        .await
+        .expect("campaign");
+    let leads: Vec<NewLead> = (1..=5).map(|i| lead(i, Some("Asia/Kolkata"))).collect();
+    store.insert_leads(id, &leads, 0).await.expect("leads");
+    let l = lead_row(&store, id, 5).await;
+    let attempt = store
+        .start_attempt(&NewAttempt {
+            campaign_id: id,
+            lead_id: l.id,
+            phone: l.phone.clone(),
+            started_at: 1_000,
+        })
+        .await
+        .expect("attempt");
+    store
+        .finish_attempt(
+            attempt,
+            &AttemptEnd {
+                answered_at: Some(5_000),
+                connected_at: Some(5_500),
+                ended_at: 65_000,
+                outcome: "connected".into(),
+                sip_code: Some(200),
+                sip_codes: None,
+                agent_id: Some("agent-1".into()),
+                lead_status: "done".into(),
+                next_attempt_at: None,
+            },
+        )
+        .await
+        .expect("finish");
+    store
+        .record_disposition(&NewDisposition {
+            attempt_id: attempt,
+            campaign_id: id,
+            agent_id: "agent-1".into(),
+            code: "CALLBACK".into(),
+            conversion: false,
+            contact: true,
+            dnc: false,
+            callback_at: Some(3_600_000),
+            amount_minor: None,
+            wrapup_ms: Some(5_000),
+            created_at: 70_000,
+        })
+        .await
+        .expect("disposition");
+    // Before the agreed time: not claimed at all.
+    let early = store
+        .claim_leads(id, "n1", 1, 600_000, 30_000)
+        .await
+        .expect("claim");
+    assert_ne!(early[0].lead.id, l.id);
+    store.release_lead(early[0].lead.id).await.expect("release");
+    // Once due: first, before the new leads.
+    let due = store
+        .claim_leads(id, "n1", 2, 3_600_000, 30_000)
+        .await
+        .expect("claim");
+    assert_eq!(
+        due[0].lead.id,
+        l.id,
+        "{:?}",
+        due.iter().map(|c| c.lead.id).collect::<Vec<_>>()
+    );
+}
+store_test!(due_callbacks_are_claimed_before_new_leads);

@@ -44,7 +44,8 @@ const CANDIDATES: &str = "SELECT id FROM leads
      WHERE campaign_id = $1
        AND ((status IN ('new', 'retry') AND (next_attempt_at IS NULL OR next_attempt_at <= $3))
             OR (status = 'claimed' AND claimed_at < $4))
-     ORDER BY priority DESC, COALESCE(next_attempt_at, 0), id
+     ORDER BY (CASE WHEN last_outcome = 'callback' THEN 0 ELSE 1 END),
+         priority DESC, COALESCE(next_attempt_at, 0), id
      LIMIT $5";
 
 const CLAIM_RETURNING: &str =
@@ -72,8 +73,9 @@ macro_rules! lead_from_row {
 }
 
 impl Store {
-    /// Claims up to `n` leads of the campaign for `node`, highest priority
-    /// and earliest next attempt first: leads that are new or due for a
+    /// Claims up to `n` leads of the campaign for `node`: due callbacks
+    /// first (a time agreed with the customer), then highest priority and
+    /// earliest next attempt: leads that are new or due for a
     /// retry at `now`, and leads whose claim is older than `lease_ms` (their
     /// node died). Returns them in dialling order with their recent history.
     pub async fn claim_leads(
@@ -126,7 +128,15 @@ impl Store {
             }
         };
         // RETURNING gives no order.
-        leads.sort_by_key(|l| (-l.priority, l.next_attempt_at.unwrap_or(0), l.id));
+        // Due callbacks first: a time agreed with the customer.
+        leads.sort_by_key(|l| {
+            (
+                l.last_outcome.as_deref() != Some("callback"),
+                -l.priority,
+                l.next_attempt_at.unwrap_or(0),
+                l.id,
+            )
+        });
         const HISTORY: &str = "SELECT started_at, ended_at, outcome FROM call_attempts
              WHERE lead_id = $1 ORDER BY started_at";
         let mut out = Vec::with_capacity(leads.len());
