@@ -480,7 +480,10 @@ async fn an_agent_has_one_session_across_nodes() {
     let (c, v) = n2.req("POST", &path, tok, Some(&login)).await;
     assert_eq!(c, 409, "{v}");
     assert!(
-        v["error"].as_str().unwrap_or("").contains("on node n1"),
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("on node n1"),
         "{v}"
     );
     // Well after the lapse, n1's heartbeat keeps its lease.
@@ -507,7 +510,10 @@ async fn an_agent_has_one_session_across_nodes() {
     let (c, v) = n1.req("POST", &path, tok, Some(&login)).await;
     assert_eq!(c, 409, "{v}");
     assert!(
-        v["error"].as_str().unwrap_or("").contains("on node n2"),
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("on node n2"),
         "{v}"
     );
     n1.stop().await;

@@ -503,6 +503,21 @@ async fn api_auth_by_role() {
     )
     .await;
     assert_eq!(c, 404);
+    // One error shape everywhere, axum's own rejections too.
+    let (c, text) = req(
+        "POST",
+        "/api/calls/abc/disposition",
+        Some(a1.clone()),
+        Some("{}".into()),
+    )
+    .await;
+    assert_eq!(c, 400, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("a JSON error");
+    assert_eq!(v["error"]["code"], "bad_request", "{v}");
+    let (c, text) = req("PUT", "/api/agents/a1/login", Some(a1.clone()), None).await;
+    assert_eq!(c, 405, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("a JSON error");
+    assert_eq!(v["error"]["code"], "method_not_allowed", "{v}");
     assert_eq!(
         req(
             "POST",

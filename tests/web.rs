@@ -335,7 +335,8 @@ async fn supervisor_routes_need_a_supervisor_token() {
         let r = get(s.addr, path, None).await;
         assert_eq!(r.status, 401, "{path} without a token");
         assert_eq!(r.json()["status"], 401);
-        assert!(r.json()["error"].is_string());
+        assert!(r.json()["error"]["message"].is_string());
+        assert_eq!(r.json()["error"]["code"], "unauthorized");
         let r = get(s.addr, path, Some("dlr_not_a_token")).await;
         assert_eq!(r.status, 401, "{path} with an unknown token");
         let r = get(s.addr, path, Some(&s.agent)).await;
@@ -522,10 +523,15 @@ async fn reports_come_for_known_campaigns_and_good_times() {
     let r = get(s.addr, "/api/reports/us-home-solar", t).await;
     assert_eq!(r.status, 404);
     assert!(
-        r.json()["error"]
+        r.json()["error"]["message"]
             .as_str()
             .is_some_and(|e| e.contains("import"))
     );
+    // Errors from outside the handlers read the same: an unknown route, a
+    // bad path parameter.
+    let r = get(s.addr, "/api/nowhere", t).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["error"]["code"], "not_found");
 
     for bad in [
         "?from=yesterday",
@@ -691,8 +697,10 @@ async fn the_openapi_document_lists_every_route() {
         "bearer"
     );
     let err = &v["components"]["schemas"]["Error"];
-    assert_eq!(err["properties"]["error"]["type"], "string");
     assert_eq!(err["properties"]["status"]["type"], "integer");
+    let detail = &v["components"]["schemas"]["ErrorDetail"];
+    assert_eq!(detail["properties"]["code"]["type"], "string");
+    assert_eq!(detail["properties"]["message"]["type"], "string");
     let paths = v["paths"].as_object().expect("paths");
     for (path, method) in [
         ("/", "get"),

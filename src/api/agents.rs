@@ -299,9 +299,10 @@ async fn provisioned_phone(
             [] => Err(ApiError::forbidden(format!(
                 "no phone is provisioned for agent {agent}: a supervisor binds one with POST /api/agents/{agent}/phones or dialler phone add"
             ))),
-            _ => Err(ApiError::bad_request(
-                "sip_uri: the agent has several phones; name one",
-            )),
+            _ => Err(
+                ApiError::bad_request("sip_uri: the agent has several phones; name one")
+                    .with_field("sip_uri"),
+            ),
         },
     }
 }

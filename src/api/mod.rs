@@ -92,9 +92,32 @@ pub fn router(
 
 /// Every response: not stored by browsers or proxies (API bodies carry
 /// lead data and tokens' views), and not sniffed as another content type.
-/// A header a route set itself (an event stream's `no-cache`) stays.
-pub(crate) async fn no_store(mut r: Response) -> Response {
+/// A header a route set itself (an event stream's `no-cache`) stays. An
+/// error that did not come from a handler (axum's own plain-text
+/// rejections, an unknown route, a wrong method) gets the JSON error shape
+/// too, so every 4xx and 5xx reads the same.
+pub(crate) async fn no_store(r: Response) -> Response {
     use axum::http::{HeaderValue, header};
+    let is_json = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let mut r = if (r.status().is_client_error() || r.status().is_server_error()) && !is_json {
+        let status = r.status();
+        let text = axum::body::to_bytes(r.into_body(), 4096)
+            .await
+            .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+            .unwrap_or_default();
+        let message = if text.is_empty() {
+            status.canonical_reason().unwrap_or("error").to_lowercase()
+        } else {
+            text
+        };
+        ApiError::new(status, message).into_response()
+    } else {
+        r
+    };
     let h = r.headers_mut();
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
@@ -109,7 +132,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 /// An API error: an HTTP status and a message, sent as
-/// `{"error": "...", "status": N}`.
+/// `{"error": {"code": "...", "message": "...", "field": "..."}, "status": N}`
+/// (`field` when one field is at fault).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{status}: {message}")]
 pub struct ApiError {
@@ -117,14 +141,52 @@ pub struct ApiError {
     pub status: StatusCode,
     /// What went wrong, for the caller; never secrets or lead data.
     pub message: String,
+    /// The request field at fault, if one is.
+    pub field: Option<String>,
+}
+
+/// What went wrong, in every error body.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ErrorDetail)]
+pub struct ErrorDetail {
+    /// A stable code for programs: `bad_request`, `unauthorized`,
+    /// `forbidden`, `not_found`, `conflict`, `payload_too_large`,
+    /// `unprocessable`, `rate_limited`, `internal`, `unavailable`, ...
+    code: String,
+    /// What went wrong, for people.
+    message: String,
+    /// The request field at fault, if one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<String>,
+}
+
+/// The stable code of an error status.
+fn error_code(status: StatusCode) -> String {
+    match status.as_u16() {
+        400 => "bad_request".into(),
+        401 => "unauthorized".into(),
+        403 => "forbidden".into(),
+        404 => "not_found".into(),
+        405 => "method_not_allowed".into(),
+        409 => "conflict".into(),
+        413 => "payload_too_large".into(),
+        415 => "unsupported_media_type".into(),
+        422 => "unprocessable".into(),
+        429 => "rate_limited".into(),
+        500 => "internal".into(),
+        502 => "bad_gateway".into(),
+        503 => "unavailable".into(),
+        504 => "timeout".into(),
+        n => format!("http_{n}"),
+    }
 }
 
 /// The body of every error.
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(as = Error)]
 pub struct ErrorBody {
-    /// What went wrong, for the caller.
-    error: String,
+    /// What went wrong.
+    error: ErrorDetail,
     /// The HTTP status.
     status: u16,
 }
@@ -135,7 +197,14 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            field: None,
         }
+    }
+
+    /// The same error, naming the request field at fault.
+    pub fn with_field(mut self, field: impl Into<String>) -> ApiError {
+        self.field = Some(field.into());
+        self
     }
 
     /// 400: the request is malformed or a field is invalid.
@@ -173,7 +242,11 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
-            error: self.message,
+            error: ErrorDetail {
+                code: error_code(self.status),
+                message: self.message,
+                field: self.field,
+            },
             status: self.status.as_u16(),
         };
         let mut r = (self.status, Json(body)).into_response();
