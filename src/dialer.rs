@@ -384,6 +384,9 @@ pub struct Runner {
     oracle: bool,
     est: Estimators,
     ledger: Ledger,
+    /// The share of the campaign's abandonment allowance this runner may
+    /// spend: 1 alone, 1/N when N nodes dial the campaign together.
+    budget_share: f64,
     agents: Vec<Agent>,
     /// Ready agents, longest ready first.
     ready: VecDeque<AgentId>,
@@ -462,6 +465,7 @@ impl Runner {
         Runner {
             est: Estimators::new(config.priors),
             ledger: Ledger::new(config.abandon_window),
+            budget_share: 1.0,
             pacer: pacing::pacer(strategy),
             oracle: matches!(strategy, Strategy::Oracle),
             config,
@@ -735,6 +739,20 @@ impl Runner {
     pub fn restore_ledger(&mut self, ledger: Ledger) {
         self.ledger = ledger;
         self.least_ahead = LeastBudget::default();
+    }
+
+    /// Records a human answer or an abandon another node of the campaign
+    /// had at `at_ms` (runner ms), so that this runner's ledger is the
+    /// campaign's: the compliance window counts every node's calls.
+    pub fn record_remote(&mut self, at_ms: u64, event: LedgerEvent) {
+        self.ledger.record(ms_time(at_ms), event);
+    }
+
+    /// How many nodes dial the campaign together (this one included): each
+    /// spends at most its share of the allowance the ledger leaves, so the
+    /// combined rate holds whatever the others do meanwhile.
+    pub fn set_nodes(&mut self, nodes: u32) {
+        self.budget_share = 1.0 / f64::from(nodes.max(1));
     }
 
     /// Feeds the estimators a campaign's recent history, oldest first (see
@@ -1165,6 +1183,10 @@ impl Runner {
                     ledger.budget = ledger.budget.min(pacing::budget_at(at, limit) + slack);
                 }
             }
+        }
+        if ledger.budget > 0.0 {
+            // Shared with the campaign's other nodes (a debt is not).
+            ledger.budget *= self.budget_share;
         }
         self.free_at_buf.clear();
         if self.oracle {

@@ -84,6 +84,7 @@ macro_rules! with_pool {
 // `Store` and use `with_pool!`, so they are declared after it.
 mod agents;
 mod claims;
+mod cluster;
 mod compliance;
 mod erase;
 mod history;
@@ -94,6 +95,7 @@ mod tokens;
 
 pub use agents::{AgentInterval, AgentState};
 pub use claims::{ClaimedLead, RECALL_LOOKBACK_MS};
+pub use cluster::LedgerRow;
 pub use compliance::{AuditEntry, DndImportRecord, SOURCE_IMPORT};
 pub use erase::ErasureCounts;
 pub use history::{PacingHistory, PastAttemptRow, PastDispositionRow};
@@ -307,6 +309,15 @@ impl LedgerKind {
         match self {
             LedgerKind::HumanAnswer => "human_answer",
             LedgerKind::Abandon => "abandon",
+        }
+    }
+
+    /// The kind stored as `text`.
+    pub fn parse(text: &str) -> Option<LedgerKind> {
+        match text {
+            "human_answer" => Some(LedgerKind::HumanAnswer),
+            "abandon" => Some(LedgerKind::Abandon),
+            _ => None,
         }
     }
 }

@@ -11,6 +11,7 @@ mod common;
 use std::time::Duration;
 
 use common::live::{Sandboxes, answering, load, start, start_with, tuesday, until};
+use dialler::store::LedgerKind;
 use serde_json::json;
 use sqlx::Row;
 
@@ -517,5 +518,39 @@ async fn an_agent_has_one_session_across_nodes() {
         "{v}"
     );
     n1.stop().await;
+    n2.stop().await;
+}
+
+/// Every node's ledger is the campaign's: another node's human answers and
+/// abandons (here written straight to the store, as a node would) reach a
+/// running node's compliance window within a couple of seconds.
+#[tokio::test(start_paused = true)]
+async fn a_node_counts_the_other_nodes_ledger_rows() {
+    let l = load("uk-broadband", tuesday(), 1).await;
+    let sb = Sandboxes::start(answering(Duration::from_secs(3600), 5)).await;
+    let n2 = start(&l, sb.provider, tuesday(), "n2", Duration::from_secs(5)).await;
+    let at = tuesday().timestamp_millis() + 1_000;
+    for _ in 0..3 {
+        l.store
+            .ledger_append(l.campaign_id, None, LedgerKind::HumanAnswer, at)
+            .await
+            .unwrap();
+    }
+    l.store
+        .ledger_append(l.campaign_id, None, LedgerKind::Abandon, at)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (c, v) = n2.req("GET", "/api/live", &l.supervisor, None).await;
+    assert_eq!(c, 200, "{v}");
+    let live = &v["campaigns"]["uk-broadband"];
+    assert_eq!(
+        (
+            live["window_human_answers"].as_u64(),
+            live["window_abandons"].as_u64()
+        ),
+        (Some(3), Some(1)),
+        "{live}"
+    );
     n2.stop().await;
 }

@@ -348,6 +348,42 @@ fn the_governor_holds_a_week_start_to_the_ready_agents() {
     );
 }
 
+/// Nodes sharing a campaign share its allowance: the same ledger gives a
+/// runner that is one of four nodes at most a quarter of the extra calls,
+/// and another node's abandons, once recorded, take room away.
+#[test]
+fn nodes_share_the_allowance_and_see_each_others_abandons() {
+    let now = utc_ms("2026-12-07T10:00:00Z");
+    let extra = |nodes: u32, remote_abandons: usize| {
+        let mut r = pushy(
+            ledger_of(
+                &[("2026-12-07T09:30:00Z", LedgerEvent::HumanAnswer, 400)],
+                "2026-12-07T10:00:00Z",
+            ),
+            None,
+        );
+        r.set_nodes(nodes);
+        for _ in 0..remote_abandons {
+            r.record_remote(now - 60_000, LedgerEvent::Abandon);
+        }
+        for a in 0..10 {
+            r.handle_event(now, Event::AgentReady(a));
+        }
+        drain(&mut r);
+        r.handle_event(now, leads(1..400));
+        dials(&drain(&mut r)).saturating_sub(10)
+    };
+    let alone = extra(1, 0);
+    let one_of_four = extra(4, 0);
+    assert!(alone > 4, "room for extra calls alone: {alone}");
+    assert!(
+        one_of_four < alone && one_of_four * 4 <= alone + 4,
+        "a quarter share: {one_of_four} of {alone}"
+    );
+    // Twelve abandons elsewhere use the window's whole allowance (3% of 400).
+    assert_eq!(extra(1, 12), 0);
+}
+
 /// Friday evening in London: the window holds Friday's calls, the
 /// morning's clean and the afternoon's at the limit. Now the window
 /// (24 h to now) has room, but at Saturday's opening the morning's

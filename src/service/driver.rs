@@ -39,6 +39,15 @@ pub type Reply = oneshot::Sender<Result<(), AgentError>>;
 /// What a campaign task is told.
 #[derive(Debug)]
 pub enum Input {
+    /// What the campaign's other nodes did since the last sync: their
+    /// ledger rows (runner ms, event), and how many nodes dial the
+    /// campaign now (this one included).
+    Cluster {
+        /// Other nodes' human answers and abandons.
+        rows: Vec<(u64, crate::compliance::ledger::Event)>,
+        /// Nodes dialling the campaign.
+        nodes: u32,
+    },
     /// An agent logs in; the dialler calls `sip_uri` and keeps the leg up.
     Login {
         /// Agent id.
@@ -387,6 +396,12 @@ impl Driver {
 
     fn input(&mut self, input: Input) {
         match input {
+            Input::Cluster { rows, nodes } => {
+                for (at, event) in rows {
+                    self.runner.record_remote(at, event);
+                }
+                self.runner.set_nodes(nodes);
+            }
             Input::Login {
                 agent,
                 sip_uri,

@@ -231,6 +231,94 @@ impl Latencies {
     }
 }
 
+/// How often a node syncs each campaign with its other nodes: its
+/// heartbeat, their ledger rows, how many dial it.
+pub const CLUSTER_SYNC: Duration = Duration::from_secs(1);
+
+/// A node that has not beaten for a campaign for this long no longer
+/// shares its allowance.
+pub const CLUSTER_LAPSE: Duration = Duration::from_secs(10);
+
+/// Keeps campaign `campaign_id`'s runner in step with the campaign's other
+/// nodes, every [`CLUSTER_SYNC`]: beats for this node, reads the ledger
+/// rows written since `cursor` by other nodes into the runner (so its
+/// ledger is the campaign's), and tells it how many nodes share the
+/// allowance. On SQLite (one node by design) a second node is warned of.
+async fn cluster_sync(
+    shared: Arc<Shared>,
+    campaign_id: i64,
+    campaign: String,
+    mut cursor: i64,
+    tx: mpsc::UnboundedSender<driver::Input>,
+) {
+    let lapse = i64::try_from(CLUSTER_LAPSE.as_millis()).unwrap_or(i64::MAX);
+    let mut warned = false;
+    let mut nodes_seen = 1u32;
+    loop {
+        let now = shared.clock.now().ms();
+        let step = async {
+            shared
+                .store
+                .campaign_heartbeat(campaign_id, &shared.node, now)
+                .await?;
+            let rows = shared
+                .store
+                .ledger_rows_after(campaign_id, cursor, &shared.node)
+                .await?;
+            let nodes = shared
+                .store
+                .campaign_nodes_active(campaign_id, now.saturating_sub(lapse))
+                .await?;
+            Ok::<_, StoreError>((rows, nodes))
+        };
+        match step.await {
+            Ok((rows, nodes)) => {
+                if let Some(last) = rows.last() {
+                    cursor = last.id;
+                }
+                nodes_seen = nodes.max(1);
+                if nodes > 1 && shared.store.kind() == "sqlite" && !warned {
+                    warned = true;
+                    tracing::warn!(
+                        campaign = %campaign,
+                        nodes,
+                        "several nodes run this campaign on one SQLite file: SQLite is for one node; use PostgreSQL for a cluster"
+                    );
+                }
+                let rows = rows
+                    .into_iter()
+                    .filter(|r| !r.own)
+                    .map(|r| {
+                        let event = match r.kind {
+                            crate::store::LedgerKind::HumanAnswer => {
+                                crate::compliance::ledger::Event::HumanAnswer
+                            }
+                            crate::store::LedgerKind::Abandon => {
+                                crate::compliance::ledger::Event::Abandon
+                            }
+                        };
+                        (Millis(r.at).runner_ms(), event)
+                    })
+                    .collect();
+                if tx.send(driver::Input::Cluster { rows, nodes }).is_err() {
+                    return;
+                }
+            }
+            // Fail closed: a node that cannot see the others assumes one
+            // more shares the allowance than it last saw.
+            Err(e) => {
+                tracing::warn!(campaign = %campaign, error = %e, "cluster sync failed");
+                let rows = Vec::new();
+                let nodes = nodes_seen.saturating_add(1);
+                if tx.send(driver::Input::Cluster { rows, nodes }).is_err() {
+                    return;
+                }
+            }
+        }
+        tokio::time::sleep(CLUSTER_SYNC).await;
+    }
+}
+
 /// How often a node refreshes its agents' session leases.
 pub const SESSION_HEARTBEAT: Duration = Duration::from_secs(15);
 
@@ -416,7 +504,15 @@ pub async fn start(
         media_ip,
     });
     let mut tasks = Vec::new();
+    let mut syncs = Vec::new();
     for (c, id, rx, tx, ua, recovered, provider) in setups {
+        syncs.push(tokio::spawn(cluster_sync(
+            shared.clone(),
+            id,
+            c.name.clone(),
+            recovered.ledger_last_id,
+            tx.clone(),
+        )));
         let driver = driver::Driver::new(
             c,
             id,
@@ -483,6 +579,14 @@ pub async fn start(
             }
         }
         heartbeat.abort();
+        for s in &syncs {
+            s.abort();
+        }
+        for h in shared2.campaigns.values() {
+            if let Err(e) = shared2.store.campaign_leave(h.id, &shared2.node).await {
+                tracing::warn!(error = %e, "leaving the campaign's nodes failed");
+            }
+        }
         if let Err(e) = shared2.store.session_release_node(&shared2.node).await {
             tracing::warn!(error = %e, "giving back agent session leases failed");
         }

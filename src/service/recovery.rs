@@ -21,6 +21,9 @@ pub struct Recovered {
     pub agents_closed: u64,
     /// The ledger rebuilt from stored rows.
     pub ledger: Ledger,
+    /// The last ledger row id when it was rebuilt: other nodes' rows after
+    /// it reach the runner through the cluster sync.
+    pub ledger_last_id: i64,
     /// The recent attempts and handle times the estimators start from.
     pub history: crate::store::PacingHistory,
 }
@@ -39,9 +42,21 @@ pub async fn recover(
         .recover_node(campaign_id, node, now.ms(), retry_at.ms())
         .await?;
     let mut agents_closed = 0;
+    // Only this node's agents: one whose session another live node holds
+    // is working there.
+    let lapse = i64::try_from(super::SESSION_LAPSE.as_millis()).unwrap_or(i64::MAX);
     for a in store.agents_with_open_state(campaign_id).await? {
+        if let Some((holder, beat)) = store.session_holder(&a).await?
+            && holder != node
+            && beat >= now.ms().saturating_sub(lapse)
+        {
+            continue;
+        }
         agents_closed += store.agent_state_end_all(&a, now.ms()).await?;
     }
+    // Read before the rows: a row another node writes in between is then
+    // counted twice (an abandon twice is the safe side), never missed.
+    let ledger_last_id = store.ledger_last_id(campaign_id).await?;
     let ledger = store.ledger(campaign_id, c.abandon_window, now).await?;
     let history = store
         .pacing_history(
@@ -54,6 +69,7 @@ pub async fn recover(
         interrupted,
         agents_closed,
         ledger,
+        ledger_last_id,
         history,
     })
 }
