@@ -80,6 +80,24 @@ macro_rules! with_pool {
     }};
 }
 
+/// Appends `$entry` (an [`AuditEntry`]) to the audit log on `$conn` (a
+/// pool or a transaction of either backend).
+macro_rules! insert_audit {
+    ($conn:expr, $entry:expr) => {{
+        let e: &crate::store::AuditEntry = $entry;
+        sqlx::query(
+            "INSERT INTO audit_log (at, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(e.at)
+        .bind(&e.actor)
+        .bind(&e.action)
+        .bind(&e.subject)
+        .bind(&e.detail)
+        .execute($conn)
+        .await
+    }};
+}
+
 // Parts of the store in files of their own (src/store/): they extend
 // `Store` and use `with_pool!`, so they are declared after it.
 mod agents;

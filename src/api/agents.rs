@@ -343,21 +343,7 @@ async fn phone_add(
     Path(id): Path<String>,
     body: Result<Json<PhoneIn>, JsonRejection>,
 ) -> Result<Json<Vec<crate::store::AgentPhone>>, ApiError> {
-    valid_agent_id(&id)?;
-    auth.require_supervisor()?;
-    let uri = phone_uri(&json_body(body)?.sip_uri)?;
-    let store = &s.shared.store;
-    let actor = format!("token {}", auth.0.token_id);
-    store
-        .phone_add(&id, &uri, s.shared.clock.now().ms(), &actor)
-        .await
-        .map_err(ApiError::internal)?;
-    Ok(Json(
-        store
-            .agent_phones(Some(&id))
-            .await
-            .map_err(ApiError::internal)?,
-    ))
+    phone_change(&auth, &s, &id, body, true).await
 }
 
 #[utoipa::path(delete, path = "/api/agents/{id}/phones", tag = "service",
@@ -374,21 +360,42 @@ async fn phone_remove(
     Path(id): Path<String>,
     body: Result<Json<PhoneIn>, JsonRejection>,
 ) -> Result<Json<Vec<crate::store::AgentPhone>>, ApiError> {
-    valid_agent_id(&id)?;
+    phone_change(&auth, &s, &id, body, false).await
+}
+
+/// Binds (`add`) or unbinds a phone for agent `id`, as a supervisor;
+/// answers with the agent's phones afterwards.
+async fn phone_change(
+    auth: &Authenticated,
+    s: &AppState,
+    id: &str,
+    body: Result<Json<PhoneIn>, JsonRejection>,
+    add: bool,
+) -> Result<Json<Vec<crate::store::AgentPhone>>, ApiError> {
+    valid_agent_id(id)?;
     auth.require_supervisor()?;
-    let uri = json_body(body)?.sip_uri.trim().to_string();
+    let raw = json_body(body)?.sip_uri;
     let store = &s.shared.store;
     let actor = format!("token {}", auth.0.token_id);
-    let removed = store
-        .phone_remove(&id, &uri, s.shared.clock.now().ms(), &actor)
-        .await
-        .map_err(ApiError::internal)?;
-    if !removed {
-        return Err(ApiError::not_found("that phone is not bound to the agent"));
+    let now = s.shared.clock.now().ms();
+    if add {
+        let uri = phone_uri(&raw)?;
+        store
+            .phone_add(id, &uri, now, &actor)
+            .await
+            .map_err(ApiError::internal)?;
+    } else {
+        let removed = store
+            .phone_remove(id, raw.trim(), now, &actor)
+            .await
+            .map_err(ApiError::internal)?;
+        if !removed {
+            return Err(ApiError::not_found("that phone is not bound to the agent"));
+        }
     }
     Ok(Json(
         store
-            .agent_phones(Some(&id))
+            .agent_phones(Some(id))
             .await
             .map_err(ApiError::internal)?,
     ))

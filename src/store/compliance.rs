@@ -59,9 +59,6 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
-const AUDIT_INSERT: &str =
-    "INSERT INTO audit_log (at, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5)";
-
 impl Store {
     /// Records a registry import.
     pub async fn record_dnd_import(&self, r: &DndImportRecord) -> Result<(), StoreError> {
@@ -164,15 +161,7 @@ impl Store {
 
     /// Appends to the audit log.
     pub async fn audit(&self, e: &AuditEntry) -> Result<(), StoreError> {
-        with_pool!(self, pool => sqlx::query(AUDIT_INSERT)
-            .bind(e.at)
-            .bind(&e.actor)
-            .bind(&e.action)
-            .bind(&e.subject)
-            .bind(&e.detail)
-            .execute(pool)
-            .await
-            .map(|_| ())?);
+        with_pool!(self, pool => insert_audit!(pool, e).map(|_| ())?);
         Ok(())
     }
 
@@ -241,14 +230,7 @@ impl Store {
                 n += sqlx::query(SUPPRESSION).bind(h).execute(&mut *tx).await?.rows_affected();
             }
             if n > 0 {
-                sqlx::query(AUDIT_INSERT)
-                    .bind(audit.at)
-                    .bind(&audit.actor)
-                    .bind(&audit.action)
-                    .bind(&audit.subject)
-                    .bind(&audit.detail)
-                    .execute(&mut *tx)
-                    .await?;
+                insert_audit!(&mut *tx, audit)?;
             }
             tx.commit().await?;
             n > 0

@@ -16,9 +16,6 @@ pub struct AgentPhone {
     pub added_by: String,
 }
 
-const AUDIT: &str =
-    "INSERT INTO audit_log (at, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5)";
-
 impl Store {
     /// Binds `sip_uri` to `agent` (audited); false when it was already.
     pub async fn phone_add(
@@ -71,14 +68,7 @@ impl Store {
             }
             let n = q.execute(&mut *tx).await?.rows_affected();
             if n > 0 {
-                sqlx::query(AUDIT)
-                    .bind(audit.at)
-                    .bind(&audit.actor)
-                    .bind(&audit.action)
-                    .bind(&audit.subject)
-                    .bind(&audit.detail)
-                    .execute(&mut *tx)
-                    .await?;
+                insert_audit!(&mut *tx, &audit)?;
             }
             tx.commit().await?;
             n > 0
