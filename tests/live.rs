@@ -104,6 +104,35 @@ async fn an_agent_works_a_call_from_login_to_logout() {
     assert_eq!(c, 200, "{v}");
     let wrap_ms = v["wrapup_ms"].as_i64().unwrap();
     assert!((8_000..9_000).contains(&wrap_ms), "wrap-up {wrap_ms} ms");
+    // The callback is listed: for its agent and the supervisor, not for
+    // another agent.
+    let (c, v) = live
+        .req("GET", "/api/callbacks?campaign=uk-broadband", tok, None)
+        .await;
+    assert_eq!(c, 200, "{v}");
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(
+        (v[0]["agent_id"].as_str(), v[0]["due_at"].as_i64()),
+        (Some(id.as_str()), Some(back))
+    );
+    let (_, all) = live
+        .req(
+            "GET",
+            "/api/callbacks?campaign=uk-broadband",
+            &l.supervisor,
+            None,
+        )
+        .await;
+    assert_eq!(all, v);
+    let (_, none) = live
+        .req(
+            "GET",
+            "/api/callbacks?campaign=uk-broadband&agent=agent99",
+            &l.supervisor,
+            None,
+        )
+        .await;
+    assert_eq!(none, json!([]));
     // The pending pause took effect.
     let (_, sessions) = live.req("GET", "/api/agents", &l.supervisor, None).await;
     assert_eq!(sessions[0]["state"], "paused", "{sessions}");

@@ -715,6 +715,7 @@ async fn the_openapi_document_lists_every_route() {
         ("/api/agents/{id}/phones", "get"),
         ("/api/agents/{id}/phones", "post"),
         ("/api/agents/{id}/phones", "delete"),
+        ("/api/callbacks", "get"),
         ("/api/agents/{id}/ready", "post"),
         ("/api/agents/{id}/pause", "post"),
         ("/api/agents/{id}/logout", "post"),
@@ -727,7 +728,7 @@ async fn the_openapi_document_lists_every_route() {
         assert!(op.is_object(), "{method} {path} missing");
         assert!(op["responses"]["200"].is_object(), "{method} {path}: 200");
     }
-    assert_eq!(paths.len(), 17, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 18, "{:?}", paths.keys().collect::<Vec<_>>());
     // Every $ref points at something.
     let text = r.body.as_str();
     for part in text.split("\"$ref\": \"#/").skip(1) {

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, FromRef, Path, Query, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::{Json, Router};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -70,6 +71,7 @@ pub(crate) fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(agents))
         .routes(routes!(login))
         .routes(routes!(phones, phone_add, phone_remove))
+        .routes(routes!(callbacks))
         .routes(routes!(ready))
         .routes(routes!(pause))
         .routes(routes!(logout))
@@ -253,6 +255,56 @@ struct LoginIn {
     /// One of the agent's provisioned phones; may be left out when the
     /// agent has exactly one.
     sip_uri: Option<String>,
+}
+
+/// Which callbacks to list.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct CallbacksQuery {
+    /// The campaign.
+    campaign: String,
+    /// Only this agent's (a supervisor's filter; an agent sees only their own).
+    agent: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/callbacks", tag = "service",
+    summary = "Callbacks",
+    description = "The campaign's callbacks still to dial, soonest first, with who booked each. An agent token lists the agent's own; a supervisor or admin token all, or one agent's with ?agent=.",
+    params(CallbacksQuery),
+    responses((status = 200, description = "The callbacks.", body = Vec<crate::store::Callback>),
+        (status = 400, description = "A bad query.", body = ErrorBody), (status = 401, description = "No valid token.", body = ErrorBody),
+        (status = 404, description = "No such campaign.", body = ErrorBody)),
+    security(("bearerAuth" = [])))]
+async fn callbacks(
+    auth: Authenticated,
+    State(s): State<AppState>,
+    query: Result<Query<CallbacksQuery>, QueryRejection>,
+) -> Result<Json<Vec<crate::store::Callback>>, ApiError> {
+    let Query(q) = query.map_err(|_| {
+        ApiError::bad_request("use ?campaign=NAME[&agent=ID]").with_field("campaign")
+    })?;
+    let h = s
+        .shared
+        .campaigns
+        .get(&q.campaign)
+        .ok_or_else(|| ApiError::not_found("no such campaign"))?;
+    let agent = if auth.0.can_supervise() {
+        q.agent
+    } else {
+        Some(
+            auth.0
+                .agent_id
+                .clone()
+                .ok_or_else(|| ApiError::forbidden("an agent token without an agent"))?,
+        )
+    };
+    Ok(Json(
+        s.shared
+            .store
+            .callbacks(h.id, agent.as_deref())
+            .await
+            .map_err(ApiError::internal)?,
+    ))
 }
 
 /// A phone to bind to an agent, or to unbind.

@@ -337,3 +337,52 @@ impl Store {
             .await?))
     }
 }
+
+/// A callback agreed with a customer, as `GET /api/callbacks` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Callback {
+    /// The lead.
+    pub lead_id: i64,
+    /// Its number, masked (last four digits).
+    pub phone: String,
+    /// When it is due, ms since the epoch.
+    pub due_at: i64,
+    /// The agent who booked it, if known.
+    pub agent_id: Option<String>,
+}
+
+impl Store {
+    /// The campaign's callbacks still to dial, soonest first; with
+    /// `agent`, only those that agent booked.
+    pub async fn callbacks(
+        &self,
+        campaign_id: i64,
+        agent: Option<&str>,
+    ) -> Result<Vec<Callback>, StoreError> {
+        const SQL: &str = "SELECT id, phone, next_attempt_at, booked_by FROM (
+                 SELECT l.id, l.phone, l.next_attempt_at,
+                     (SELECT d.agent_id FROM dispositions d
+                          JOIN call_attempts a ON a.id = d.attempt_id
+                      WHERE a.lead_id = l.id AND d.callback_at IS NOT NULL
+                      ORDER BY d.created_at DESC, d.id DESC LIMIT 1) AS booked_by
+                 FROM leads l
+                 WHERE l.campaign_id = $1 AND l.last_outcome = 'callback'
+                     AND l.status IN ('retry', 'claimed')) c
+             WHERE $2 IS NULL OR booked_by = $2
+             ORDER BY next_attempt_at, id";
+        let rows: Vec<(i64, String, Option<i64>, Option<String>)> = with_pool!(self, pool => sqlx::query_as(SQL)
+                .bind(campaign_id)
+                .bind(agent)
+                .fetch_all(pool)
+                .await?);
+        Ok(rows
+            .into_iter()
+            .map(|(lead_id, phone, due, agent_id)| Callback {
+                lead_id,
+                phone: crate::phone::mask(&phone),
+                due_at: due.unwrap_or(0),
+                agent_id,
+            })
+            .collect())
+    }
+}
