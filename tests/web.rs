@@ -371,6 +371,11 @@ async fn supervisor_routes_need_a_supervisor_token() {
     let r = get(s.addr, "/api/live", Some(&s.supervisor)).await;
     assert_eq!(r.header("cache-control"), Some("no-store"));
     assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    // Each answer has a request id, the same as the log lines of it.
+    let id = r.header("x-request-id").unwrap_or_default().to_string();
+    assert_eq!(id.len(), 16, "{id:?}");
+    let again = get(s.addr, "/api/live", Some(&s.supervisor)).await;
+    assert_ne!(again.header("x-request-id"), Some(id.as_str()));
     // Open routes.
     for path in ["/", "/metrics", "/api/openapi.json"] {
         assert_eq!(get(s.addr, path, None).await.status, 200, "{path}");

@@ -92,6 +92,7 @@ pub fn routes(shared: Arc<Shared>) -> Router {
     router
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::map_response(super::no_store))
+        .layer(axum::middleware::from_fn(super::request_id))
         .with_state(state)
 }
 

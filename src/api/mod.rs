@@ -90,6 +90,39 @@ pub fn router(
     agents::routes(shared).merge(web::routes_until(closing).with_state(web_state))
 }
 
+/// Gives each request an id: `X-Request-Id` (the caller's, if it sent a
+/// short one of letters, digits and dashes, else a new random one), on the
+/// response and on every log line written while serving it.
+pub(crate) async fn request_id(
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::http::HeaderValue;
+    use rand::RngExt;
+    use tracing::Instrument;
+    let given = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        .map(str::to_string);
+    let id = given.unwrap_or_else(|| format!("{:016x}", rand::rng().random::<u64>()));
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        req.headers_mut().insert("x-request-id", v);
+    }
+    let span =
+        tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
+    let mut r = next.run(req).instrument(span).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        r.headers_mut().insert("x-request-id", v);
+    }
+    r
+}
+
 /// Every response: not stored by browsers or proxies (API bodies carry
 /// lead data and tokens' views), and not sniffed as another content type.
 /// A header a route set itself (an event stream's `no-cache`) stays. An

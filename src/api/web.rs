@@ -159,6 +159,7 @@ where
     router
         .layer(axum::Extension(Closing(closing)))
         .layer(axum::middleware::map_response(super::no_store))
+        .layer(axum::middleware::from_fn(super::request_id))
 }
 
 /// When the service closes the event streams (see [`routes_until`]).
