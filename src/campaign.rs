@@ -162,6 +162,14 @@ pub struct Provider {
     /// answering-machine detection (`machine`/`fax` or `human`), if it
     /// runs one. Without it every answer counts as a person.
     pub amd_header: Option<String>,
+    /// The caller's name, sent as the display name in From (the US TSR and
+    /// UK guidance expect the seller's name with the number).
+    pub caller_name: Option<String>,
+    /// The identity the trunk should assert for our calls, sent as
+    /// P-Asserted-Identity (RFC 3325): a `sip:`, `sips:` or `tel:` URI.
+    /// Nothing asks the network to withhold it: telemarketing rules
+    /// require the caller ID to be shown, so no Privacy header is sent.
+    pub asserted_identity: Option<String>,
 }
 
 /// Optional costs for reports.
@@ -457,6 +465,8 @@ struct RawProvider {
     cps: Option<Spanned<i64>>,
     max_channels: Option<Spanned<i64>>,
     amd_header: Option<Spanned<String>>,
+    caller_name: Option<Spanned<String>>,
+    asserted_identity: Option<Spanned<String>>,
 }
 
 struct Validator<'a> {
@@ -1099,6 +1109,36 @@ impl Validator<'_> {
             }
             name
         });
+        let caller_name = raw.caller_name.as_ref().map(|n| {
+            let name = n.get_ref().trim().to_string();
+            if name.is_empty() || name.chars().count() > 64 || name.chars().any(|c| c.is_control() || c == '"' || c == '\\') {
+                amd_ok = false;
+                self.error(
+                    n.span(),
+                    "provider.caller_name",
+                    "a name of 1 to 64 characters without quotes, backslashes or control characters",
+                );
+            }
+            name
+        });
+        let asserted_identity = raw.asserted_identity.as_ref().map(|u| {
+            let uri = u.get_ref().trim().to_string();
+            let scheme = ["sip:", "sips:", "tel:"].iter().any(|s| uri.starts_with(s));
+            if !scheme
+                || uri.len() < 6
+                || uri.chars().any(|c| {
+                    c.is_whitespace() || c.is_control() || c == '<' || c == '>' || c == '"'
+                })
+            {
+                amd_ok = false;
+                self.error(
+                    u.span(),
+                    "provider.asserted_identity",
+                    format!("{uri:?} is not a sip:, sips: or tel: URI"),
+                );
+            }
+            uri
+        });
         let username_env = raw.username_env.as_ref().map(|s| s.get_ref().clone());
         let password_env = raw.password_env.as_ref().map(|s| s.get_ref().clone());
         match (ok && amd_ok, cps, channels) {
@@ -1109,6 +1149,8 @@ impl Validator<'_> {
                 cps,
                 max_channels,
                 amd_header,
+                caller_name,
+                asserted_identity,
             }),
             _ => None,
         }
@@ -1246,6 +1288,42 @@ password_env = "TRUNK_PASSWORD"
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert_eq!(errs[0].field, "provider.amd_header");
         assert_eq!(errs[0].line, 36);
+    }
+
+    #[test]
+    fn caller_name_and_asserted_identity_are_checked() {
+        let with = |extra: &str| {
+            GOOD_US.replace(
+                "password_env = \"TRUNK_PASSWORD\"",
+                &format!("password_env = \"TRUNK_PASSWORD\"\n{extra}"),
+            )
+        };
+        let c = Campaign::parse(
+            &with("caller_name = \"Acme Solar\"\nasserted_identity = \"tel:+12125550100\""),
+            Path::new("c.toml"),
+        )
+        .expect("valid");
+        assert_eq!(c.provider.caller_name.as_deref(), Some("Acme Solar"));
+        assert_eq!(
+            c.provider.asserted_identity.as_deref(),
+            Some("tel:+12125550100")
+        );
+        for (extra, field) in [
+            ("caller_name = \"Bad \\\"quote\"", "provider.caller_name"),
+            ("caller_name = \"\"", "provider.caller_name"),
+            (
+                "asserted_identity = \"+12125550100\"",
+                "provider.asserted_identity",
+            ),
+            (
+                "asserted_identity = \"sip:a@b>\\r\\nX: y\"",
+                "provider.asserted_identity",
+            ),
+        ] {
+            let errs = errors(&with(extra));
+            assert_eq!(errs.len(), 1, "{extra}: {errs:?}");
+            assert_eq!(errs[0].field, field, "{extra}");
+        }
     }
 
     #[test]

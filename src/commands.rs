@@ -1120,6 +1120,8 @@ pub async fn sip_call(o: &SipOptions, play: Option<f64>) -> Result<SipCalled, Co
             credentials: p.credentials,
             media_addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
             max_talk: p.max_talk,
+            display_name: None,
+            extra_headers: Vec::new(),
         },
         play,
     )

@@ -105,6 +105,8 @@ async fn sandbox_told_to_be_busy_gives_our_ua_busy() {
                 credentials: None,
                 media_addr: "127.0.0.1:4000".parse().unwrap(),
                 max_talk: None,
+                display_name: None,
+                extra_headers: Vec::new(),
             })
             .await
             .unwrap();

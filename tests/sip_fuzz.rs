@@ -28,6 +28,8 @@ fn endpoint_with_a_call() -> (Endpoint, Instant, dialler::sip::message::Request)
             credentials: None,
             media_addr: "127.0.0.1:4000".parse().unwrap(),
             max_talk: None,
+            display_name: None,
+            extra_headers: Vec::new(),
         },
     );
     let bytes = ep.poll_transmit().unwrap();

@@ -20,6 +20,8 @@ fn params(uri: &str) -> CallParams {
         credentials: None,
         media_addr: "127.0.0.1:40000".parse().unwrap(),
         max_talk: None,
+        display_name: None,
+        extra_headers: Vec::new(),
     }
 }
 

@@ -463,6 +463,8 @@ async fn agent_leg(
         credentials: None,
         media_addr: local_media,
         max_talk: None,
+        display_name: None,
+        extra_headers: Vec::new(),
     };
     let mut handle = match ua.call(params).await {
         Ok(h) => h,
@@ -485,6 +487,11 @@ async fn agent_leg(
                     }
                 }
                 Some(CallEvent::Progress { .. }) => {}
+                // The relay latches to where RTP comes from: a changed
+                // address needs nothing more here.
+                Some(CallEvent::MediaChanged { media }) => {
+                    tracing::debug!(direction = ?media.direction, "the phone changed the session");
+                }
                 Some(CallEvent::Ended(_)) | None => {
                     match reply.take() {
                         Some(r) => fail("the phone did not answer".into(), r),

@@ -157,6 +157,14 @@ impl Driver {
             credentials: self.credentials.clone(),
             media_addr,
             max_talk: None,
+            display_name: self.campaign.provider.caller_name.clone(),
+            extra_headers: self
+                .campaign
+                .provider
+                .asserted_identity
+                .iter()
+                .map(|uri| ("P-Asserted-Identity".to_string(), format!("<{uri}>")))
+                .collect(),
         };
         let attempt = NewAttempt {
             campaign_id: self.campaign_id,
@@ -458,6 +466,11 @@ async fn call_task(
                     let _ = me.send(Input::Answered { call, media: media_addr(media), at: Instant::now(), headers });
                 }
                 Some(CallEvent::Progress { .. }) => {}
+                // The relay latches to where RTP comes from: a hold or a
+                // new address needs nothing more here.
+                Some(CallEvent::MediaChanged { media }) => {
+                    tracing::debug!(direction = ?media.direction, "the customer's side changed the session");
+                }
                 Some(CallEvent::Ended(summary)) => {
                     // SIP response latency: INVITE to the first response.
                     if let Some(after) = summary.first_response_after {

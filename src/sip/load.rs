@@ -227,6 +227,8 @@ pub async fn run(cfg: LoadConfig) -> Result<LoadReport, SipError> {
                 credentials: cfg.credentials.clone(),
                 media_addr,
                 max_talk: cfg.max_talk,
+                display_name: None,
+                extra_headers: Vec::new(),
             })
             .await?;
         let now_in_flight = in_flight.fetch_add(1, Ordering::Relaxed) + 1;
@@ -245,7 +247,7 @@ pub async fn run(cfg: LoadConfig) -> Result<LoadReport, SipError> {
                         let _ = done_tx.send(Done { summary, ack });
                         return;
                     }
-                    CallEvent::Progress { .. } => {}
+                    CallEvent::Progress { .. } | CallEvent::MediaChanged { .. } => {}
                 }
             }
             in_flight.fetch_sub(1, Ordering::Relaxed);

@@ -32,6 +32,12 @@ pub enum Method {
     Cancel,
     /// OPTIONS: capability query, also used as a keep-alive.
     Options,
+    /// PRACK: acknowledge a reliable provisional response (RFC 3262).
+    Prack,
+    /// UPDATE: change the session before or without a re-INVITE (RFC 3311).
+    Update,
+    /// REGISTER: bind a contact at a registrar.
+    Register,
     /// Any other method, kept verbatim.
     Other(String),
 }
@@ -45,6 +51,9 @@ impl Method {
             "BYE" => Method::Bye,
             "CANCEL" => Method::Cancel,
             "OPTIONS" => Method::Options,
+            "PRACK" => Method::Prack,
+            "UPDATE" => Method::Update,
+            "REGISTER" => Method::Register,
             other => Method::Other(other.to_string()),
         }
     }
@@ -57,6 +66,9 @@ impl Method {
             Method::Bye => "BYE",
             Method::Cancel => "CANCEL",
             Method::Options => "OPTIONS",
+            Method::Prack => "PRACK",
+            Method::Update => "UPDATE",
+            Method::Register => "REGISTER",
             Method::Other(s) => s,
         }
     }
@@ -177,6 +189,7 @@ fn full_name(name: &str) -> &str {
         b'k' => "Supported",
         b't' => "To",
         b'v' => "Via",
+        b'x' => "Session-Expires",
         _ => name,
     }
 }
@@ -403,6 +416,44 @@ pub fn tag_of(value: &str) -> Option<&str> {
     param(value, "tag").filter(|t| !t.is_empty())
 }
 
+/// The entries of a header that holds a comma-separated list (Route,
+/// Record-Route, Contact, Via), in order: commas inside `<...>` or quotes
+/// do not split.
+pub fn split_list(value: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut angle, mut quoted, mut escaped) = (false, false, false);
+    let mut start = 0;
+    for (i, c) in value.char_indices() {
+        if quoted {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => quoted = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => quoted = true,
+            '<' => angle = true,
+            '>' => angle = false,
+            ',' if !angle => {
+                out.push(value[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(value[start..].trim());
+    out.retain(|e| !e.is_empty());
+    out
+}
+
+/// Every entry of every line of a list header, in wire order.
+pub fn list_entries<'a>(headers: &'a Headers, name: &'a str) -> Vec<&'a str> {
+    headers.get_all(name).flat_map(split_list).collect()
+}
+
 /// The branch of the top Via.
 pub fn top_branch(headers: &Headers) -> Option<&str> {
     let via = headers.get("Via")?;
@@ -422,6 +473,26 @@ pub fn uri_of(value: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn list_headers_split_on_commas_outside_brackets_and_quotes() {
+        let v = r#"<sip:p1.example;lr>, "A, B" <sip:p2.example;lr;x="1,2">,<sip:p3.example>"#;
+        assert_eq!(
+            split_list(v),
+            vec![
+                "<sip:p1.example;lr>",
+                r#""A, B" <sip:p2.example;lr;x="1,2">"#,
+                "<sip:p3.example>"
+            ]
+        );
+        let mut h = Headers::new();
+        h.push("Record-Route", "<sip:a;lr>, <sip:b;lr>");
+        h.push("Record-Route", "<sip:c;lr>");
+        assert_eq!(
+            list_entries(&h, "Record-Route"),
+            vec!["<sip:a;lr>", "<sip:b;lr>", "<sip:c;lr>"]
+        );
+    }
 
     const INVITE: &str = "INVITE sip:bob@127.0.0.1:5060 SIP/2.0\r\n\
 v: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\n\

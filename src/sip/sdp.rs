@@ -10,9 +10,64 @@ pub const PT_PCMA: u8 = 8;
 /// Dynamic payload type we offer for RFC 4733 telephone-event.
 pub const PT_TELEPHONE_EVENT: u8 = 101;
 
+/// The direction attribute of a media stream (RFC 3264 section 5.1, 6.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Both ways (the default when no attribute is given).
+    #[default]
+    SendRecv,
+    /// The sender only sends: the peer put us on hold.
+    SendOnly,
+    /// The sender only receives.
+    RecvOnly,
+    /// No media either way.
+    Inactive,
+}
+
+impl Direction {
+    /// The attribute name.
+    pub fn attribute(self) -> &'static str {
+        match self {
+            Direction::SendRecv => "sendrecv",
+            Direction::SendOnly => "sendonly",
+            Direction::RecvOnly => "recvonly",
+            Direction::Inactive => "inactive",
+        }
+    }
+
+    /// The direction an answer must take to an offer of `self`
+    /// (RFC 3264 6.1: sendonly is answered recvonly, and so on).
+    pub fn answer(self) -> Direction {
+        match self {
+            Direction::SendRecv => Direction::SendRecv,
+            Direction::SendOnly => Direction::RecvOnly,
+            Direction::RecvOnly => Direction::SendOnly,
+            Direction::Inactive => Direction::Inactive,
+        }
+    }
+
+    /// True when this side may send RTP.
+    pub fn sends(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::SendOnly)
+    }
+}
+
 /// An SDP offer or answer for one audio stream: PCMU, PCMA and
 /// telephone-event (or the subset `payloads` lists, first preferred).
 pub fn audio(session_id: u64, addr: SocketAddr, payloads: &[u8]) -> String {
+    session(session_id, session_id, addr, payloads, Direction::SendRecv)
+}
+
+/// [`audio`] with the origin's version (RFC 3264 8: it grows by one with
+/// each changed description) and the stream's direction.
+pub fn session(
+    session_id: u64,
+    version: u64,
+    addr: SocketAddr,
+    payloads: &[u8],
+    direction: Direction,
+) -> String {
     let ip = addr.ip();
     let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
     let mut pts = String::new();
@@ -29,8 +84,9 @@ pub fn audio(session_id: u64, addr: SocketAddr, payloads: &[u8]) -> String {
         }
     }
     format!(
-        "v=0\r\no=dialler {session_id} {session_id} IN {family} {ip}\r\ns=dialler\r\nc=IN {family} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP{pts}\r\n{maps}a=ptime:20\r\na=sendrecv\r\n",
-        port = addr.port()
+        "v=0\r\no=dialler {session_id} {version} IN {family} {ip}\r\ns=dialler\r\nc=IN {family} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP{pts}\r\n{maps}a=ptime:20\r\na={dir}\r\n",
+        port = addr.port(),
+        dir = direction.attribute()
     )
 }
 
@@ -41,6 +97,9 @@ pub struct Media {
     pub addr: SocketAddr,
     /// Audio payload types in the peer's order of preference.
     pub payloads: Vec<u8>,
+    /// The stream's direction as the peer wrote it; an old-style hold
+    /// (connection address 0.0.0.0, RFC 3264 8.4) reads as `SendOnly`.
+    pub direction: Direction,
 }
 
 impl Media {
@@ -61,8 +120,25 @@ pub fn parse(body: &[u8]) -> Option<Media> {
     let mut media_ip: Option<IpAddr> = None;
     let mut audio: Option<(u16, Vec<u8>)> = None;
     let mut in_audio = false;
+    let mut session_dir: Option<Direction> = None;
+    let mut media_dir: Option<Direction> = None;
     for line in text.lines() {
         let line = line.trim_end();
+        let dir = match line {
+            "a=sendrecv" => Some(Direction::SendRecv),
+            "a=sendonly" => Some(Direction::SendOnly),
+            "a=recvonly" => Some(Direction::RecvOnly),
+            "a=inactive" => Some(Direction::Inactive),
+            _ => None,
+        };
+        if let Some(d) = dir {
+            if in_audio {
+                media_dir = Some(d);
+            } else if audio.is_none() {
+                session_dir = Some(d);
+            }
+            continue;
+        }
         if let Some(c) = line.strip_prefix("c=") {
             let ip = c
                 .split_whitespace()
@@ -90,9 +166,14 @@ pub fn parse(body: &[u8]) -> Option<Media> {
         return None;
     }
     let ip = media_ip.or(session_ip)?;
+    let mut direction = media_dir.or(session_dir).unwrap_or_default();
+    if ip.is_unspecified() && direction == Direction::SendRecv {
+        direction = Direction::SendOnly;
+    }
     Some(Media {
         addr: SocketAddr::new(ip, port),
         payloads,
+        direction,
     })
 }
 
@@ -119,5 +200,38 @@ mod tests {
         assert_eq!(m.codec(), Some(8));
         assert!(parse(b"v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 0 RTP/AVP 0\r\n").is_none());
         assert!(parse(b"not sdp").is_none());
+    }
+
+    #[test]
+    fn direction_is_read_at_media_or_session_level_and_answered_per_rfc_3264() {
+        let hold = "v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 5004 RTP/AVP 0\r\na=sendonly\r\n";
+        assert_eq!(
+            parse(hold.as_bytes()).unwrap().direction,
+            Direction::SendOnly
+        );
+        let session = "v=0\r\nc=IN IP4 10.0.0.1\r\na=inactive\r\nm=audio 5004 RTP/AVP 0\r\n";
+        assert_eq!(
+            parse(session.as_bytes()).unwrap().direction,
+            Direction::Inactive
+        );
+        let old_hold = "v=0\r\nc=IN IP4 0.0.0.0\r\nm=audio 5004 RTP/AVP 0\r\n";
+        assert_eq!(
+            parse(old_hold.as_bytes()).unwrap().direction,
+            Direction::SendOnly
+        );
+        let plain = "v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 5004 RTP/AVP 0\r\n";
+        assert_eq!(
+            parse(plain.as_bytes()).unwrap().direction,
+            Direction::SendRecv
+        );
+        assert_eq!(Direction::SendOnly.answer(), Direction::RecvOnly);
+        assert_eq!(Direction::RecvOnly.answer(), Direction::SendOnly);
+        assert_eq!(Direction::Inactive.answer(), Direction::Inactive);
+        let answer = session_text(Direction::RecvOnly);
+        assert!(answer.contains("a=recvonly") && answer.contains("o=dialler 7 8 "));
+    }
+
+    fn session_text(d: Direction) -> String {
+        session(7, 8, "127.0.0.1:4000".parse().unwrap(), &[PT_PCMA], d)
     }
 }

@@ -55,7 +55,7 @@ impl UaConfig {
 
 enum Cmd {
     Call(
-        CallParams,
+        Box<CallParams>,
         mpsc::UnboundedSender<CallEvent>,
         oneshot::Sender<CallId>,
     ),
@@ -200,7 +200,7 @@ impl Ua {
         let (etx, events) = mpsc::unbounded_channel();
         let (itx, irx) = oneshot::channel();
         self.cmds
-            .send(Cmd::Call(params, etx, itx))
+            .send(Cmd::Call(Box::new(params), etx, itx))
             .map_err(|_| SipError::Stopped)?;
         let id = irx.await.map_err(|_| SipError::Stopped)?;
         Ok(CallHandle {
@@ -267,7 +267,7 @@ async fn drive(
             cmd = cmds.recv() => match cmd {
                 None | Some(Cmd::Shutdown) => break,
                 Some(Cmd::Call(params, events, reply)) => {
-                    let id = ep.start_call(now(), params);
+                    let id = ep.start_call(now(), *params);
                     listeners.insert(id, events);
                     let _ = reply.send(id);
                     if closed {
@@ -386,7 +386,7 @@ pub async fn call_once(
                 }
             }
             Some(CallEvent::Ended(s)) => break s,
-            Some(CallEvent::Progress { .. }) => {}
+            Some(CallEvent::Progress { .. } | CallEvent::MediaChanged { .. }) => {}
             None => return Err(SipError::Stopped),
         }
     };

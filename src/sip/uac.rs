@@ -86,6 +86,11 @@ pub struct CallParams {
     /// Hang up (BYE) after this long connected; `None`: wait for the callee
     /// or [`Endpoint::hangup`].
     pub max_talk: Option<Duration>,
+    /// Display name in From (the campaign's caller name), if any.
+    pub display_name: Option<String>,
+    /// Headers added to the INVITE as given, e.g. the campaign's
+    /// P-Asserted-Identity and Privacy (RFC 3325).
+    pub extra_headers: Vec<(String, String)>,
 }
 
 /// Endpoint-wide settings.
@@ -247,6 +252,12 @@ pub enum CallEvent {
         /// verdict, for example).
         headers: Headers,
     },
+    /// The peer changed the session (re-INVITE or UPDATE with SDP): hold,
+    /// resume, or a new media address. Already answered per RFC 3264.
+    MediaChanged {
+        /// The peer's new media description.
+        media: sdp::Media,
+    },
     /// The call is over.
     Ended(Summary),
 }
@@ -282,24 +293,64 @@ enum CancelReason {
     Local,
 }
 
-/// A non-INVITE client transaction's retransmission state (timers E, F).
+/// What a client transaction other than the INVITE and its CANCEL is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TxKind {
+    /// Our BYE of the call's dialog.
+    Bye,
+    /// The BYE of an unwanted dialog a forked 2xx created.
+    ForkBye,
+    /// A PRACK for a reliable provisional response (RFC 3262).
+    Prack,
+    /// A session refresh (RFC 4028): UPDATE, or re-INVITE when the peer
+    /// does not allow UPDATE.
+    Refresh,
+}
+
+/// A client transaction other than the call's INVITE: retransmission
+/// (timers E, F; INVITE timers A, B for a refresh re-INVITE), the request
+/// kept for a digest retry, and the branch and CSeq its responses must
+/// carry.
 #[derive(Debug)]
-struct NonInvite {
+struct ClientTx {
+    kind: TxKind,
+    request: Request,
     bytes: Vec<u8>,
+    branch: String,
     cseq: u32,
     next_e: Option<(Instant, Duration)>,
     timer_f: Instant,
     done: bool,
+    auth_tries: u32,
+    /// For a refresh re-INVITE: the ACK of its 2xx, resent on each
+    /// retransmitted 2xx.
+    ack: Option<Vec<u8>>,
 }
 
-impl NonInvite {
-    fn new(now: Instant, bytes: Vec<u8>, cseq: u32, timers: Timers, reliable: bool) -> NonInvite {
-        NonInvite {
+impl ClientTx {
+    fn new(
+        now: Instant,
+        kind: TxKind,
+        request: Request,
+        timers: Timers,
+        reliable: bool,
+    ) -> ClientTx {
+        let bytes = request.encode();
+        let branch = message::top_branch(&request.headers)
+            .unwrap_or_default()
+            .to_string();
+        let cseq = message::cseq(&request.headers).map_or(0, |(n, _)| n);
+        ClientTx {
+            kind,
+            request,
             bytes,
+            branch,
             cseq,
             next_e: (!reliable).then(|| (now + timers.t1, timers.t1)),
             timer_f: now + 64 * timers.t1,
             done: false,
+            auth_tries: 0,
+            ack: None,
         }
     }
 
@@ -312,15 +363,97 @@ impl NonInvite {
             None => self.timer_f,
         })
     }
+
+    fn matches(&self, branch: &str, method: &Method, cseq: u32) -> bool {
+        self.branch == branch && &self.request.method == method && self.cseq == cseq
+    }
 }
+
+/// A 2xx we sent to a re-INVITE, retransmitted on timer G until its ACK
+/// comes (RFC 3261 13.3.1.4); without one by timer H the call is ended.
+#[derive(Debug)]
+struct ServerOk {
+    cseq: u32,
+    bytes: Vec<u8>,
+    next_g: Option<(Instant, Duration)>,
+    timer_h: Instant,
+}
+
+/// A dialog a forked 2xx created that the call does not keep: it is ACKed
+/// and hung up at once (RFC 3261 13.2.2.4), so nobody who answered that
+/// branch is left on a dead line.
+#[derive(Debug)]
+struct Fork {
+    tag: Option<String>,
+    ack: Vec<u8>,
+}
+
+/// The session timer of a confirmed call (RFC 4028).
+#[derive(Debug, Clone, Copy)]
+struct SessionTimer {
+    interval: Duration,
+    /// We refresh (`refresher=uac`); else the peer must, and we hang up
+    /// when it does not.
+    we_refresh: bool,
+    /// When to refresh, or when the session has expired unrefreshed.
+    at: Instant,
+}
+
+impl SessionTimer {
+    fn from_headers(headers: &Headers, we_are_uac: bool, now: Instant) -> Option<SessionTimer> {
+        let v = headers.get("Session-Expires")?;
+        let secs: u64 = v.split(';').next()?.trim().parse().ok()?;
+        if secs == 0 {
+            return None;
+        }
+        let interval = Duration::from_secs(secs.max(MIN_SE));
+        let refresher = message::param(&format!(">{v}"), "refresher").map(str::to_ascii_lowercase);
+        // Without a refresher parameter the UAC refreshes (RFC 4028 7.2).
+        let we_refresh = match refresher.as_deref() {
+            Some("uas") => !we_are_uac,
+            _ => we_are_uac,
+        };
+        let mut t = SessionTimer {
+            interval,
+            we_refresh,
+            at: now,
+        };
+        t.restart(now);
+        Some(t)
+    }
+
+    /// A refresh happened at `now`: the next one is due at half the
+    /// interval; the peer's refresh may come as late as the interval less
+    /// a third (at most 32 s) before we call the session dead.
+    fn restart(&mut self, now: Instant) {
+        self.at = if self.we_refresh {
+            now + self.interval / 2
+        } else {
+            now + self.interval - (self.interval / 3).min(Duration::from_secs(32))
+        };
+    }
+}
+
+/// The smallest session interval we accept or ask for (RFC 4028 4: 90 s).
+const MIN_SE: u64 = 90;
+
+/// How many 3xx redirects one call follows.
+const MAX_REDIRECTS: u32 = 3;
 
 struct Call {
     id: CallId,
     params: CallParams,
     call_id: String,
+    local_tag: String,
     from: String,
     to: String,
+    /// The last CSeq number we used in this call (any method).
     cseq: u32,
+    /// The CSeq number of the current INVITE.
+    invite_cseq: u32,
+    /// Every branch an INVITE of this call was sent with (digest retries,
+    /// 421/422 retries and redirects make new ones).
+    invite_branches: Vec<String>,
     invite: Request,
     invite_bytes: Vec<u8>,
     sent_at: Instant,
@@ -330,18 +463,35 @@ struct Call {
     ring_deadline: Instant,
     cancel_pending: Option<CancelReason>,
     cancel_reason: Option<CancelReason>,
-    cancel: Option<NonInvite>,
+    cancel: Option<ClientTx>,
     cancel_deadline: Option<Instant>,
     remote_tag: Option<String>,
     remote_target: String,
     route: Vec<String>,
+    /// The highest CSeq of the peer's requests in the dialog.
+    remote_cseq: Option<u32>,
+    /// Our reply to the peer's last request, resent when it retransmits.
+    last_reply: Option<(u32, Method, Vec<u8>)>,
     ack_2xx: Option<Vec<u8>>,
     ack_final: Option<Vec<u8>>,
-    bye: Option<NonInvite>,
-    bye_reply: Option<Vec<u8>>,
+    bye: Option<ClientTx>,
+    others: Vec<ClientTx>,
+    forks: Vec<Fork>,
+    reinvite_ok: Option<ServerOk>,
+    last_rseq: Option<u32>,
+    session_timer: Option<SessionTimer>,
+    /// The peer's Allow header (from its 2xx): decides UPDATE or re-INVITE
+    /// for our session refreshes.
+    peer_allows_update: bool,
+    sdp_session: u64,
+    sdp_version: u64,
+    /// Codec and direction of the last SDP we sent.
+    sdp_sent: (Vec<u8>, sdp::Direction),
     talk_deadline: Option<Instant>,
     answered_at: Option<Instant>,
     auth_tries: u32,
+    extension_retries: u32,
+    redirects: u32,
     nonce_count: u32,
     summary: Summary,
     linger_until: Option<Instant>,
@@ -373,6 +523,87 @@ impl Out<'_> {
             self.branch()
         )
     }
+
+    fn contact(&self, user: &str) -> String {
+        self.cfg.transport.contact(user, self.cfg.local)
+    }
+}
+
+/// The methods we accept in a dialog, for Allow.
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, UPDATE";
+
+/// The user part of a SIP URI reduced to its digits (`sip:+1 555@x;p`
+/// gives `1555`), to tell whether a redirect still reaches the number
+/// that was screened.
+fn user_digits(uri: &str) -> String {
+    let rest = uri.split_once(':').map_or(uri, |(_, r)| r);
+    let user = rest.split_once('@').map_or("", |(u, _)| u);
+    let user = user.split(';').next().unwrap_or_default();
+    user.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// True when a Route entry's URI carries `lr` (a loose router).
+fn is_loose(route: &str) -> bool {
+    message::uri_of(route)
+        .split(';')
+        .skip(1)
+        .any(|p| p.eq_ignore_ascii_case("lr") || p.to_ascii_lowercase().starts_with("lr="))
+}
+
+/// The route set a response establishes: its Record-Route entries in
+/// reverse order (RFC 3261 12.1.2), every entry of every header line.
+fn route_set(r: &Response) -> Vec<String> {
+    let mut rr: Vec<String> = message::list_entries(&r.headers, "Record-Route")
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    rr.reverse();
+    rr
+}
+
+/// True when a header holding option tags (Require, Supported) lists `tag`.
+fn has_option(headers: &Headers, name: &str, tag: &str) -> bool {
+    headers
+        .get_all(name)
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(tag))
+}
+
+/// A request inside a dialog (RFC 3261 12.2.1.1): Request-URI and Route
+/// from the route set, loose or strict.
+#[allow(clippy::too_many_arguments)]
+fn dialog_request(
+    method: Method,
+    target: &str,
+    route: &[String],
+    from: &str,
+    to: &str,
+    call_id: &str,
+    cseq: u32,
+    via: String,
+) -> Request {
+    let (uri, routes): (String, Vec<String>) = match route.first() {
+        Some(first) if !is_loose(first) => {
+            // Strict router: it goes in the Request-URI and the remote
+            // target becomes the last Route.
+            let mut rest = route[1..].to_vec();
+            rest.push(format!("<{target}>"));
+            (message::uri_of(first).to_string(), rest)
+        }
+        _ => (target.to_string(), route.to_vec()),
+    };
+    let mut r = Request::new(method.clone(), uri);
+    let h = &mut r.headers;
+    h.push("Via", via);
+    h.push("Max-Forwards", "70");
+    for route in routes {
+        h.push("Route", route);
+    }
+    h.push("From", from.to_string());
+    h.push("To", to.to_string());
+    h.push("Call-ID", call_id.to_string());
+    h.push("CSeq", format!("{cseq} {method}"));
+    r
 }
 
 impl Call {
@@ -380,7 +611,15 @@ impl Call {
         let call_id = format!("{}@dialler", out.token());
         let local_tag = out.token();
         let local = out.cfg.local;
-        let from = format!("<sip:{}@{}>;tag={local_tag}", params.from_user, local.ip());
+        let from = match &params.display_name {
+            Some(name) => format!(
+                "\"{}\" <sip:{}@{}>;tag={local_tag}",
+                name.replace(['"', '\\'], ""),
+                params.from_user,
+                local.ip()
+            ),
+            None => format!("<sip:{}@{}>;tag={local_tag}", params.from_user, local.ip()),
+        };
         let to = format!("<{}>", params.target);
         let mut invite = Request::new(Method::Invite, params.target.clone());
         let h = &mut invite.headers;
@@ -390,30 +629,33 @@ impl Call {
         h.push("To", to.clone());
         h.push("Call-ID", call_id.clone());
         h.push("CSeq", "1 INVITE");
-        h.push(
-            "Contact",
-            out.cfg.transport.contact(&params.from_user, local),
-        );
-        h.push("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS");
+        h.push("Contact", out.contact(&params.from_user));
+        h.push("Allow", ALLOW);
+        h.push("Supported", "100rel, timer");
+        for (name, value) in &params.extra_headers {
+            h.push(name.clone(), value.clone());
+        }
         h.push("User-Agent", "dialler");
         h.push("Content-Type", "application/sdp");
         let session = out.rng.random::<u32>() as u64;
-        invite.body = sdp::audio(
-            session,
-            params.media_addr,
-            &[sdp::PT_PCMU, sdp::PT_PCMA, sdp::PT_TELEPHONE_EVENT],
-        )
-        .into_bytes();
+        let offered = vec![sdp::PT_PCMU, sdp::PT_PCMA, sdp::PT_TELEPHONE_EVENT];
+        invite.body = sdp::audio(session, params.media_addr, &offered).into_bytes();
         let invite_bytes = invite.encode();
         let remote_target = params.target.clone();
         let ring_deadline = now + params.ring_timeout.get();
+        let branch = message::top_branch(&invite.headers)
+            .unwrap_or_default()
+            .to_string();
         let mut call = Call {
             id,
             params,
             call_id,
+            local_tag,
             from,
             to,
             cseq: 1,
+            invite_cseq: 1,
+            invite_branches: vec![branch],
             invite,
             invite_bytes,
             sent_at: now,
@@ -428,13 +670,25 @@ impl Call {
             remote_tag: None,
             remote_target,
             route: Vec::new(),
+            remote_cseq: None,
+            last_reply: None,
             ack_2xx: None,
             ack_final: None,
             bye: None,
-            bye_reply: None,
+            others: Vec::new(),
+            forks: Vec::new(),
+            reinvite_ok: None,
+            last_rseq: None,
+            session_timer: None,
+            peer_allows_update: false,
+            sdp_session: session,
+            sdp_version: session,
+            sdp_sent: (offered, sdp::Direction::SendRecv),
             talk_deadline: None,
             answered_at: None,
             auth_tries: 0,
+            extension_retries: 0,
+            redirects: 0,
             nonce_count: 0,
             summary: Summary {
                 outcome: Outcome::Failure,
@@ -464,6 +718,29 @@ impl Call {
         self.state = State::Calling;
     }
 
+    /// Sends the INVITE again as a new transaction (new branch, next
+    /// CSeq), after `change` has adjusted it: a digest answer, an
+    /// extension the peer requires, or a redirect's Request-URI.
+    fn resend_invite(
+        &mut self,
+        now: Instant,
+        out: &mut Out<'_>,
+        change: impl FnOnce(&mut Request),
+    ) {
+        self.cseq += 1;
+        self.invite_cseq = self.cseq;
+        let via = out.via();
+        if let Some(b) = message::param(&format!(">{via}"), "branch") {
+            self.invite_branches.push(b.to_string());
+        }
+        let h = &mut self.invite.headers;
+        h.set("Via", via);
+        h.set("CSeq", format!("{} INVITE", self.cseq));
+        change(&mut self.invite);
+        self.invite_bytes = self.invite.encode();
+        self.send_invite(now, out);
+    }
+
     fn deadline(&self) -> Option<Instant> {
         if self.state == State::Done {
             return self.linger_until;
@@ -480,11 +757,19 @@ impl Call {
         {
             consider(Some(self.ring_deadline));
         }
-        consider(self.cancel.as_ref().and_then(NonInvite::deadline));
+        consider(self.cancel.as_ref().and_then(ClientTx::deadline));
         consider(self.cancel_deadline);
-        consider(self.bye.as_ref().and_then(NonInvite::deadline));
+        consider(self.bye.as_ref().and_then(ClientTx::deadline));
+        for tx in &self.others {
+            consider(tx.deadline());
+        }
+        if let Some(ok) = &self.reinvite_ok {
+            consider(ok.next_g.map(|(t, _)| t));
+            consider(Some(ok.timer_h));
+        }
         if self.state == State::Confirmed {
             consider(self.talk_deadline);
+            consider(self.session_timer.map(|t| t.at));
         }
         d
     }
@@ -502,27 +787,19 @@ impl Call {
         self.timer_b = None;
         self.cancel_deadline = None;
         self.talk_deadline = None;
+        self.session_timer = None;
+        self.reinvite_ok = None;
         // Keep answering retransmissions (final responses, 200s, BYEs) for
-        // 64*T1, as timer D and the UAS's 2xx retransmissions require.
-        self.linger_until = Some(now + 64 * out.cfg.timers.t1);
+        // 64*T1, as timer D and the UAS's 2xx retransmissions require; a
+        // fork's BYE still in flight keeps the call until it is done.
+        let mut linger = now + 64 * out.cfg.timers.t1;
+        for tx in self.others.iter().filter(|t| !t.done) {
+            linger = linger.max(tx.timer_f);
+        }
+        self.linger_until = Some(linger);
         tracing::debug!(call_id = %self.call_id, outcome = outcome.name(), "call ended");
         out.events
             .push_back((self.id, CallEvent::Ended(self.summary.clone())));
-    }
-
-    fn base_request(&self, method: Method, uri: &str, via: String, to: &str, cseq: u32) -> Request {
-        let mut r = Request::new(method.clone(), uri.to_string());
-        let h = &mut r.headers;
-        h.push("Via", via);
-        h.push("Max-Forwards", "70");
-        for route in &self.route {
-            h.push("Route", route.clone());
-        }
-        h.push("From", self.from.clone());
-        h.push("To", to.to_string());
-        h.push("Call-ID", self.call_id.clone());
-        h.push("CSeq", format!("{cseq} {method}"));
-        r
     }
 
     fn invite_via(&self) -> String {
@@ -540,25 +817,39 @@ impl Call {
         }
     }
 
+    /// A new request in the call's dialog, with the next CSeq.
+    fn in_dialog(&mut self, method: Method, out: &mut Out<'_>) -> Request {
+        self.cseq += 1;
+        let via = out.via();
+        dialog_request(
+            method,
+            &self.remote_target,
+            &self.route,
+            &self.from,
+            &self.dialog_to(),
+            &self.call_id,
+            self.cseq,
+            via,
+        )
+    }
+
     fn send_cancel(&mut self, now: Instant, reason: CancelReason, out: &mut Out<'_>) {
         let mut c = Request::new(Method::Cancel, self.invite.uri.clone());
         let h = &mut c.headers;
         h.push("Via", self.invite_via());
         h.push("Max-Forwards", "70");
+        for route in self.invite.headers.get_all("Route") {
+            h.push("Route", route);
+        }
         h.push("From", self.from.clone());
         h.push("To", self.to.clone());
         h.push("Call-ID", self.call_id.clone());
-        h.push("CSeq", format!("{} CANCEL", self.cseq));
-        let bytes = c.encode();
-        out.tx.push_back(bytes.clone());
+        h.push("CSeq", format!("{} CANCEL", self.invite_cseq));
         let t = out.cfg.timers;
-        self.cancel = Some(NonInvite::new(
-            now,
-            bytes,
-            self.cseq,
-            t,
-            out.cfg.transport.reliable(),
-        ));
+        // The CANCEL has no kind of its own: it is kept apart in `cancel`.
+        let tx = ClientTx::new(now, TxKind::Bye, c, t, out.cfg.transport.reliable());
+        out.tx.push_back(tx.bytes.clone());
+        self.cancel = Some(tx);
         // RFC 3261 9.1: if no final response comes within 64*T1 of the
         // CANCEL, the INVITE transaction is considered gone.
         self.cancel_deadline = Some(now + 64 * t.t1);
@@ -568,25 +859,33 @@ impl Call {
     }
 
     fn send_bye(&mut self, now: Instant, out: &mut Out<'_>) {
-        self.cseq += 1;
-        let via = out.via();
-        let bye = self.base_request(
-            Method::Bye,
-            &self.remote_target.clone(),
-            via,
-            &self.dialog_to(),
-            self.cseq,
-        );
-        let bytes = bye.encode();
-        out.tx.push_back(bytes.clone());
-        self.bye = Some(NonInvite::new(
+        let bye = self.in_dialog(Method::Bye, out);
+        let tx = ClientTx::new(
             now,
-            bytes,
-            self.cseq,
+            TxKind::Bye,
+            bye,
             out.cfg.timers,
             out.cfg.transport.reliable(),
-        ));
+        );
+        out.tx.push_back(tx.bytes.clone());
+        self.bye = Some(tx);
         self.state = State::Closing;
+        self.session_timer = None;
+        self.reinvite_ok = None;
+    }
+
+    /// Starts a client transaction of `kind` for `request` and sends it.
+    fn start_tx(&mut self, now: Instant, kind: TxKind, request: Request, out: &mut Out<'_>) {
+        let tx = ClientTx::new(
+            now,
+            kind,
+            request,
+            out.cfg.timers,
+            out.cfg.transport.reliable(),
+        );
+        out.tx.push_back(tx.bytes.clone());
+        self.others.retain(|t| !t.done);
+        self.others.push(tx);
     }
 
     fn record_code(&mut self, code: u16) {
@@ -595,46 +894,208 @@ impl Call {
         }
     }
 
+    /// The digest answer to a 401/407 `r` for `request`, when we have
+    /// credentials and can read the challenge.
+    fn authorize(
+        &mut self,
+        r: &Response,
+        request: &Request,
+        out: &mut Out<'_>,
+    ) -> Option<(&'static str, String)> {
+        let creds = self.params.credentials.clone()?;
+        let proxy = r.code == 407;
+        let header = if proxy {
+            "Proxy-Authenticate"
+        } else {
+            "WWW-Authenticate"
+        };
+        match r.headers.get(header).map(|v| Challenge::parse(v, proxy)) {
+            Some(Ok(ch)) => {
+                self.nonce_count += 1;
+                let cnonce = out.token();
+                let value = ch.authorization(
+                    &creds,
+                    request.method.as_str(),
+                    &request.uri,
+                    &cnonce,
+                    self.nonce_count,
+                );
+                Some((ch.answer_header(), value))
+            }
+            Some(Err(e)) => {
+                tracing::warn!(call_id = %self.call_id, "cannot answer challenge: {e}");
+                None
+            }
+            None => {
+                tracing::warn!(call_id = %self.call_id, code = r.code, "challenge without {header}");
+                None
+            }
+        }
+    }
+
     fn on_response(&mut self, now: Instant, r: &Response, out: &mut Out<'_>) {
         let Ok((n, method)) = message::cseq(&r.headers) else {
             return;
         };
+        let branch = message::top_branch(&r.headers).unwrap_or_default();
         match method {
-            Method::Invite if n == self.cseq || (r.code >= 200 && r.code < 300) => {
-                self.on_invite_response(now, n, r, out)
-            }
-            Method::Invite => {
-                // A retransmitted final response to an INVITE we replaced
-                // (auth retry): ACK it again, nothing else.
-                out.stats.retransmissions += 1;
-                if let Some(a) = &self.ack_final {
-                    out.tx.push_back(a.clone());
-                }
-            }
-            Method::Cancel => {
-                if let Some(c) = &mut self.cancel
-                    && r.code >= 200
-                    && n == c.cseq
-                {
-                    c.done = true;
-                }
-            }
-            Method::Bye => {
-                if r.code < 200 {
-                    return;
-                }
-                if let Some(b) = &mut self.bye
-                    && n == b.cseq
-                    && !b.done
-                {
-                    b.done = true;
-                    if self.state == State::Closing {
-                        let outcome = self.closing_outcome();
-                        self.end(now, outcome, out);
+            Method::Invite if self.invite_branches.iter().any(|b| b == branch) => {
+                if n == self.invite_cseq || (200..300).contains(&r.code) {
+                    self.on_invite_response(now, n, r, out)
+                } else {
+                    // A retransmitted final response to an INVITE we
+                    // replaced (digest retry, redirect): ACK it again.
+                    out.stats.retransmissions += 1;
+                    if let Some(a) = &self.ack_final {
+                        out.tx.push_back(a.clone());
                     }
                 }
             }
-            _ => out.stats.stray += 1,
+            Method::Cancel => match &mut self.cancel {
+                Some(c) if c.matches(branch, &method, n) => {
+                    if r.code >= 200 {
+                        c.done = true;
+                    }
+                }
+                _ => out.stats.stray += 1,
+            },
+            _ => {
+                if self
+                    .bye
+                    .as_ref()
+                    .is_some_and(|b| b.matches(branch, &method, n))
+                {
+                    self.on_tx_response(now, None, r, out);
+                } else if let Some(i) = self
+                    .others
+                    .iter()
+                    .position(|t| t.matches(branch, &method, n))
+                {
+                    self.on_tx_response(now, Some(i), r, out);
+                } else {
+                    out.stats.stray += 1;
+                    tracing::debug!(call_id = %self.call_id, code = r.code, "response matching no transaction dropped");
+                }
+            }
+        }
+    }
+
+    /// A response to our BYE (`slot` None) or to one of `others`.
+    fn on_tx_response(
+        &mut self,
+        now: Instant,
+        slot: Option<usize>,
+        r: &Response,
+        out: &mut Out<'_>,
+    ) {
+        let tx = match slot {
+            None => self.bye.as_mut(),
+            Some(i) => self.others.get_mut(i),
+        };
+        let Some(tx) = tx else { return };
+        if r.code < 200 {
+            return;
+        }
+        let kind = tx.kind;
+        let is_invite = tx.request.method == Method::Invite;
+        if tx.done {
+            // A retransmitted final response: a refresh re-INVITE's 2xx
+            // is ACKed again; anything else needs nothing.
+            out.stats.retransmissions += 1;
+            if let Some(a) = &tx.ack
+                && (200..300).contains(&r.code)
+            {
+                out.tx.push_back(a.clone());
+            }
+            return;
+        }
+        tx.done = true;
+        let request = tx.request.clone();
+        let tries = tx.auth_tries;
+        if is_invite && r.code >= 300 {
+            // The non-2xx final of a re-INVITE is ACKed in its transaction.
+            let mut ack = Request::new(Method::Ack, request.uri.clone());
+            let h = &mut ack.headers;
+            h.push("Via", request.headers.get("Via").unwrap_or_default());
+            h.push("Max-Forwards", "70");
+            for route in request.headers.get_all("Route") {
+                h.push("Route", route);
+            }
+            h.push("From", self.from.clone());
+            h.push("To", r.headers.get("To").unwrap_or_default());
+            h.push("Call-ID", self.call_id.clone());
+            h.push("CSeq", format!("{} ACK", tx.cseq));
+            out.tx.push_back(ack.encode());
+        }
+        // Challenges are answered on every request we send (RFC 3261
+        // 22.2), once per transaction.
+        if (r.code == 401 || r.code == 407)
+            && tries == 0
+            && let Some((header, value)) = self.authorize(r, &request, out)
+        {
+            let mut again = request;
+            self.cseq += 1;
+            again.headers.set("Via", out.via());
+            again
+                .headers
+                .set("CSeq", format!("{} {}", self.cseq, again.method));
+            again.headers.set(header, value);
+            let mut tx = ClientTx::new(
+                now,
+                kind,
+                again,
+                out.cfg.timers,
+                out.cfg.transport.reliable(),
+            );
+            tx.auth_tries = 1;
+            out.tx.push_back(tx.bytes.clone());
+            tracing::debug!(call_id = %self.call_id, method = %tx.request.method, "answering digest challenge");
+            match slot {
+                None => self.bye = Some(tx),
+                Some(_) => self.others.push(tx),
+            }
+            return;
+        }
+        match kind {
+            TxKind::Bye => {
+                if self.state == State::Closing {
+                    let outcome = self.closing_outcome();
+                    self.end(now, outcome, out);
+                }
+            }
+            TxKind::ForkBye | TxKind::Prack => {}
+            TxKind::Refresh => {
+                if (200..300).contains(&r.code) {
+                    if is_invite {
+                        let via = out.via();
+                        let ack = dialog_request(
+                            Method::Ack,
+                            &self.remote_target,
+                            &self.route,
+                            &self.from,
+                            &self.dialog_to(),
+                            &self.call_id,
+                            r.headers
+                                .get("CSeq")
+                                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                                .unwrap_or(self.cseq),
+                            via,
+                        )
+                        .encode();
+                        out.tx.push_back(ack.clone());
+                        if let Some(Some(tx)) = slot.map(|i| self.others.get_mut(i)) {
+                            tx.ack = Some(ack);
+                        }
+                    }
+                    if let Some(t) = SessionTimer::from_headers(&r.headers, true, now) {
+                        self.session_timer = Some(t);
+                    }
+                } else if matches!(r.code, 408 | 481) && self.state == State::Confirmed {
+                    // RFC 4028 10: the session is gone.
+                    self.summary.hangup = Some(Side::Local);
+                    self.send_bye(now, out);
+                }
+            }
         }
     }
 
@@ -651,6 +1112,100 @@ impl Call {
         }
     }
 
+    /// ACKs and hangs up a dialog a 2xx created that the call does not
+    /// keep: another fork's answer, or an answer after the call ended.
+    fn tear_down_fork(&mut self, now: Instant, n: u32, r: &Response, out: &mut Out<'_>) {
+        let tag = r
+            .headers
+            .get("To")
+            .and_then(message::tag_of)
+            .map(str::to_string);
+        let target = r
+            .headers
+            .get("Contact")
+            .map_or(self.invite.uri.clone(), |c| message::uri_of(c).to_string());
+        let route = route_set(r);
+        let to = r.headers.get("To").unwrap_or(&self.to).to_string();
+        let via = out.via();
+        let ack = dialog_request(
+            Method::Ack,
+            &target,
+            &route,
+            &self.from,
+            &to,
+            &self.call_id,
+            n,
+            via,
+        )
+        .encode();
+        out.tx.push_back(ack.clone());
+        self.cseq += 1;
+        let via = out.via();
+        let bye = dialog_request(
+            Method::Bye,
+            &target,
+            &route,
+            &self.from,
+            &to,
+            &self.call_id,
+            self.cseq,
+            via,
+        );
+        self.start_tx(now, TxKind::ForkBye, bye, out);
+        self.forks.push(Fork { tag, ack });
+        tracing::info!(call_id = %self.call_id, "a second answer (forked or late) was acknowledged and hung up");
+        // Keep the call long enough to finish that BYE.
+        if self.state == State::Done
+            && let Some(l) = &mut self.linger_until
+        {
+            *l = (*l).max(now + 64 * out.cfg.timers.t1);
+        }
+    }
+
+    /// A reliable provisional response gets its PRACK (RFC 3262 4).
+    fn prack(&mut self, now: Instant, r: &Response, out: &mut Out<'_>) {
+        let Some(rseq) = r
+            .headers
+            .get("RSeq")
+            .and_then(|v| v.trim().parse::<u32>().ok())
+        else {
+            return;
+        };
+        // The first one starts the sequence; later ones must be next in
+        // order. A retransmission is not PRACKed again (our PRACK is
+        // retransmitted by its own transaction).
+        if self
+            .last_rseq
+            .is_some_and(|last| rseq != last.wrapping_add(1))
+        {
+            out.stats.retransmissions += 1;
+            return;
+        }
+        self.last_rseq = Some(rseq);
+        let target = r
+            .headers
+            .get("Contact")
+            .map_or(self.invite.uri.clone(), |c| message::uri_of(c).to_string());
+        let route = route_set(r);
+        let to = r.headers.get("To").unwrap_or(&self.to).to_string();
+        self.cseq += 1;
+        let via = out.via();
+        let mut prack = dialog_request(
+            Method::Prack,
+            &target,
+            &route,
+            &self.from,
+            &to,
+            &self.call_id,
+            self.cseq,
+            via,
+        );
+        prack
+            .headers
+            .push("RAck", format!("{rseq} {} INVITE", self.invite_cseq));
+        self.start_tx(now, TxKind::Prack, prack, out);
+    }
+
     fn on_invite_response(&mut self, now: Instant, n: u32, r: &Response, out: &mut Out<'_>) {
         let code = r.code;
         let elapsed = now.saturating_duration_since(self.sent_at);
@@ -664,6 +1219,9 @@ impl Call {
             ) {
                 out.stats.retransmissions += 1;
                 return;
+            }
+            if code > 100 && has_option(&r.headers, "Require", "100rel") {
+                self.prack(now, r, out);
             }
             self.record_code(code);
             self.timer_a = None;
@@ -696,16 +1254,23 @@ impl Call {
                 .get("To")
                 .and_then(message::tag_of)
                 .map(str::to_string);
-            if let Some(ack) = &self.ack_2xx {
-                // A retransmitted 200 (our ACK was lost), or a second 200.
+            if let Some(ack) = &self.ack_2xx
+                && tag == self.remote_tag
+            {
+                // A retransmitted 200 (our ACK was lost).
                 out.stats.retransmissions += 1;
-                if tag == self.remote_tag {
-                    out.tx.push_back(ack.clone());
-                }
+                out.tx.push_back(ack.clone());
                 return;
             }
-            if self.state == State::Done {
-                out.stats.stray += 1;
+            if let Some(f) = self.forks.iter().find(|f| f.tag == tag) {
+                out.stats.retransmissions += 1;
+                out.tx.push_back(f.ack.clone());
+                return;
+            }
+            if self.ack_2xx.is_some() || self.state == State::Done {
+                // RFC 3261 13.2.2.4: another fork answered, or someone
+                // answered after we gave up. ACK it and hang up at once.
+                self.tear_down_fork(now, n, r, out);
                 return;
             }
             self.record_code(code);
@@ -714,23 +1279,24 @@ impl Call {
             if let Some(c) = r.headers.get("Contact") {
                 self.remote_target = message::uri_of(c).to_string();
             }
-            let mut rr: Vec<String> = r
+            self.route = route_set(r);
+            self.peer_allows_update = r
                 .headers
-                .get_all("Record-Route")
-                .map(str::to_string)
-                .collect();
-            rr.reverse();
-            self.route = rr;
+                .get_all("Allow")
+                .flat_map(|v| v.split(','))
+                .any(|m| m.trim().eq_ignore_ascii_case("UPDATE"));
             let via = out.via();
-            let ack = self
-                .base_request(
-                    Method::Ack,
-                    &self.remote_target.clone(),
-                    via,
-                    &self.dialog_to(),
-                    n,
-                )
-                .encode();
+            let ack = dialog_request(
+                Method::Ack,
+                &self.remote_target,
+                &self.route,
+                &self.from,
+                &self.dialog_to(),
+                &self.call_id,
+                n,
+                via,
+            )
+            .encode();
             out.tx.push_back(ack.clone());
             self.ack_2xx = Some(ack);
             self.timer_a = None;
@@ -750,6 +1316,7 @@ impl Call {
             self.state = State::Confirmed;
             self.answered_at = Some(now);
             self.talk_deadline = self.params.max_talk.map(|t| now + t);
+            self.session_timer = SessionTimer::from_headers(&r.headers, true, now);
             out.events.push_back((
                 self.id,
                 CallEvent::Answered {
@@ -765,6 +1332,9 @@ impl Call {
         let h = &mut ack.headers;
         h.push("Via", self.invite_via());
         h.push("Max-Forwards", "70");
+        for route in self.invite.headers.get_all("Route") {
+            h.push("Route", route);
+        }
         h.push("From", self.from.clone());
         h.push("To", r.headers.get("To").unwrap_or(&self.to).to_string());
         h.push("Call-ID", self.call_id.clone());
@@ -780,48 +1350,8 @@ impl Call {
         self.record_code(code);
         self.timer_a = None;
         self.timer_b = None;
-        if (code == 401 || code == 407)
-            && self.auth_tries == 0
-            && self.cancel_reason.is_none()
-            && let Some(creds) = self.params.credentials.clone()
-        {
-            let header = if code == 401 {
-                "WWW-Authenticate"
-            } else {
-                "Proxy-Authenticate"
-            };
-            match r
-                .headers
-                .get(header)
-                .map(|v| Challenge::parse(v, code == 407))
-            {
-                Some(Ok(ch)) => {
-                    self.auth_tries += 1;
-                    self.nonce_count += 1;
-                    let cnonce = out.token();
-                    let value = ch.authorization(
-                        &creds,
-                        "INVITE",
-                        &self.invite.uri,
-                        &cnonce,
-                        self.nonce_count,
-                    );
-                    self.cseq += 1;
-                    let via = out.via();
-                    let h = &mut self.invite.headers;
-                    h.set("Via", via);
-                    h.set("CSeq", format!("{} INVITE", self.cseq));
-                    h.set(ch.answer_header(), value);
-                    self.invite_bytes = self.invite.encode();
-                    self.send_invite(now, out);
-                    tracing::debug!(call_id = %self.call_id, code, "answering digest challenge");
-                    return;
-                }
-                Some(Err(e)) => {
-                    tracing::warn!(call_id = %self.call_id, "cannot answer challenge: {e}")
-                }
-                None => tracing::warn!(call_id = %self.call_id, code, "challenge without {header}"),
-            }
+        if self.retry_invite(now, r, out) {
+            return;
         }
         self.summary.final_code = Some(code);
         self.summary.retry_after = r
@@ -838,24 +1368,287 @@ impl Call {
         self.end(now, outcome, out);
     }
 
+    /// The final responses a new INVITE can overcome: a digest challenge
+    /// (once), 421 asking for reliable provisional responses, 422 asking
+    /// for a longer session interval (once each), and a redirect to the
+    /// same number (at most [`MAX_REDIRECTS`]). True when one was sent.
+    fn retry_invite(&mut self, now: Instant, r: &Response, out: &mut Out<'_>) -> bool {
+        if self.cancel_reason.is_some() {
+            return false;
+        }
+        let code = r.code;
+        if code == 401 || code == 407 {
+            if self.auth_tries > 0 {
+                return false;
+            }
+            let invite = self.invite.clone();
+            let Some((header, value)) = self.authorize(r, &invite, out) else {
+                return false;
+            };
+            self.auth_tries += 1;
+            self.resend_invite(now, out, |inv| inv.headers.set(header, value));
+            tracing::debug!(call_id = %self.call_id, code, "answering digest challenge");
+            return true;
+        }
+        if code == 421 && self.extension_retries < 2 {
+            let unsupported: Vec<String> = r
+                .headers
+                .get_all("Require")
+                .flat_map(|v| v.split(','))
+                .map(|t| t.trim().to_ascii_lowercase())
+                .filter(|t| !t.is_empty())
+                .collect();
+            if unsupported.is_empty() || unsupported.iter().any(|t| t != "100rel" && t != "timer") {
+                return false;
+            }
+            if has_option(&self.invite.headers, "Require", "100rel") {
+                return false;
+            }
+            self.extension_retries += 1;
+            self.resend_invite(now, out, |inv| inv.headers.set("Require", "100rel"));
+            return true;
+        }
+        if code == 422 && self.extension_retries < 2 {
+            let Some(min_se) = r
+                .headers
+                .get("Min-SE")
+                .and_then(|v| v.split(';').next()?.trim().parse::<u64>().ok())
+            else {
+                return false;
+            };
+            // A session interval over a day is not one to keep a call up on.
+            if !(MIN_SE..=86_400).contains(&min_se)
+                || self
+                    .invite
+                    .headers
+                    .get("Min-SE")
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .is_some_and(|sent| sent >= min_se)
+            {
+                return false;
+            }
+            self.extension_retries += 1;
+            self.resend_invite(now, out, |inv| {
+                inv.headers.set("Session-Expires", min_se.to_string());
+                inv.headers.set("Min-SE", min_se.to_string());
+            });
+            return true;
+        }
+        if (300..400).contains(&code) && code != 305 && code != 380 {
+            if self.redirects >= MAX_REDIRECTS {
+                return false;
+            }
+            // Only a redirect to the same number is followed: a new number
+            // was never screened against the registries and calling hours.
+            let want = user_digits(&self.params.target);
+            let Some(uri) = message::list_entries(&r.headers, "Contact")
+                .into_iter()
+                .map(message::uri_of)
+                .find(|u| {
+                    (u.starts_with("sip:") || u.starts_with("sips:"))
+                        && !want.is_empty()
+                        && user_digits(u) == want
+                })
+                .map(str::to_string)
+            else {
+                tracing::warn!(call_id = %self.call_id, code, "redirect to another number (or none) not followed");
+                return false;
+            };
+            self.redirects += 1;
+            self.remote_target = uri.clone();
+            self.resend_invite(now, out, |inv| inv.uri = uri);
+            tracing::debug!(call_id = %self.call_id, code, "following a redirect");
+            return true;
+        }
+        false
+    }
+
+    /// The SDP answer to a re-INVITE or UPDATE offer (RFC 3264 6, 8): the
+    /// first G.711 codec of the offer, telephone-event when offered, and
+    /// the direction that answers the offer's (hold gives recvonly). `None`
+    /// when nothing offered is acceptable.
+    fn answer_offer(&mut self, offer: &sdp::Media) -> Option<Vec<u8>> {
+        let codec = offer.codec()?;
+        let mut payloads = vec![codec];
+        if offer.payloads.contains(&sdp::PT_TELEPHONE_EVENT) {
+            payloads.push(sdp::PT_TELEPHONE_EVENT);
+        }
+        let direction = offer.direction.answer();
+        if self.sdp_sent != (payloads.clone(), direction) {
+            self.sdp_version += 1;
+            self.sdp_sent = (payloads.clone(), direction);
+        }
+        Some(
+            sdp::session(
+                self.sdp_session,
+                self.sdp_version,
+                self.params.media_addr,
+                &payloads,
+                direction,
+            )
+            .into_bytes(),
+        )
+    }
+
+    fn reply(&mut self, req: &Request, n: u32, response: Response, out: &mut Out<'_>) -> Vec<u8> {
+        let bytes = response.encode();
+        out.tx.push_back(bytes.clone());
+        self.last_reply = Some((n, req.method.clone(), bytes.clone()));
+        bytes
+    }
+
+    /// A re-INVITE or UPDATE from the peer: a new offer (hold, resume, new
+    /// address) or a session refresh.
+    fn on_session_request(&mut self, now: Instant, req: &Request, n: u32, out: &mut Out<'_>) {
+        let offer = if req.body.is_empty() {
+            None
+        } else {
+            match sdp::parse(&req.body) {
+                Some(m) => Some(m),
+                None => {
+                    let mut r = Response::to(req, 488, "Not Acceptable Here", None);
+                    r.headers
+                        .push("Warning", "304 dialler \"no usable audio stream\"");
+                    self.reply(req, n, r, out);
+                    return;
+                }
+            }
+        };
+        let body = match &offer {
+            Some(m) => match self.answer_offer(m) {
+                Some(b) => Some(b),
+                None => {
+                    let mut r = Response::to(req, 488, "Not Acceptable Here", None);
+                    r.headers
+                        .push("Warning", "305 dialler \"only PCMU and PCMA\"");
+                    self.reply(req, n, r, out);
+                    return;
+                }
+            },
+            // An offerless re-INVITE gets our offer (the ACK answers it);
+            // an UPDATE without SDP is a refresh only.
+            None if req.method == Method::Invite => Some(
+                sdp::session(
+                    self.sdp_session,
+                    self.sdp_version,
+                    self.params.media_addr,
+                    &[sdp::PT_PCMU, sdp::PT_PCMA, sdp::PT_TELEPHONE_EVENT],
+                    sdp::Direction::SendRecv,
+                )
+                .into_bytes(),
+            ),
+            None => None,
+        };
+        let mut ok = Response::to(req, 200, "OK", None);
+        ok.headers
+            .push("Contact", out.contact(&self.params.from_user));
+        ok.headers.push("Allow", ALLOW);
+        // A refresh that names the session interval is answered with it
+        // (RFC 4028 9), and restarts our expiry clock.
+        if let Some(se) = req.headers.get("Session-Expires") {
+            let secs = se.split(';').next().unwrap_or_default().trim();
+            let params = format!(">{se}");
+            let refresher = message::param(&params, "refresher").unwrap_or("uac");
+            ok.headers
+                .push("Session-Expires", format!("{secs};refresher={refresher}"));
+            ok.headers.push("Require", "timer");
+            // The peer sent the request, so it is the UAC of this refresh.
+            if let Some(t) = SessionTimer::from_headers(&ok.headers, false, now) {
+                self.session_timer = Some(t);
+            }
+        } else if let Some(t) = &mut self.session_timer {
+            t.restart(now);
+        }
+        if let Some(b) = body {
+            ok.headers.push("Content-Type", "application/sdp");
+            ok.body = b;
+        }
+        let bytes = self.reply(req, n, ok, out);
+        if req.method == Method::Invite {
+            let t = out.cfg.timers;
+            self.reinvite_ok = Some(ServerOk {
+                cseq: n,
+                bytes,
+                next_g: (!out.cfg.transport.reliable()).then(|| (now + t.t1, t.t1)),
+                timer_h: now + 64 * t.t1,
+            });
+        }
+        if let Some(m) = offer {
+            out.events
+                .push_back((self.id, CallEvent::MediaChanged { media: m }));
+        }
+    }
+
     fn on_request(&mut self, now: Instant, req: &Request, out: &mut Out<'_>) {
+        let n = message::cseq(&req.headers).map_or(0, |(n, _)| n);
+        let to_tag = req.headers.get("To").and_then(message::tag_of);
+        let from_tag = req.headers.get("From").and_then(message::tag_of);
+        let ours = to_tag == Some(self.local_tag.as_str());
+        // RFC 3261 12.2.2: a request belongs to the dialog only with its
+        // Call-ID and both tags; anything else gets 481.
+        let in_dialog = ours
+            && self.ack_2xx.is_some()
+            && from_tag.is_some()
+            && from_tag == self.remote_tag.as_deref();
+        let fork = ours
+            && self
+                .forks
+                .iter()
+                .any(|f| f.tag.is_some() && f.tag.as_deref() == from_tag);
         match req.method {
-            Method::Ack => {}
-            Method::Bye => {
-                if let Some(reply) = &self.bye_reply {
+            Method::Ack => {
+                if in_dialog && self.reinvite_ok.as_ref().is_some_and(|ok| ok.cseq == n) {
+                    self.reinvite_ok = None;
+                }
+                return;
+            }
+            Method::Options => {
+                let mut ok = Response::to(req, 200, "OK", None);
+                ok.headers.push("Allow", ALLOW);
+                out.tx.push_back(ok.encode());
+                return;
+            }
+            _ => {}
+        }
+        if !in_dialog {
+            let reply = if fork && req.method == Method::Bye {
+                // The other branch hung up first: fine, it is going anyway.
+                Response::to(req, 200, "OK", None)
+            } else {
+                out.stats.stray += 1;
+                tracing::debug!(call_id = %self.call_id, method = %req.method, "request outside the dialog refused");
+                Response::to(req, 481, "Call/Transaction Does Not Exist", None)
+            };
+            out.tx.push_back(reply.encode());
+            return;
+        }
+        if let Some(last) = self.remote_cseq {
+            if n == last {
+                // A retransmission: the same reply again.
+                if let Some((c, m, bytes)) = &self.last_reply
+                    && *c == n
+                    && *m == req.method
+                {
                     out.stats.retransmissions += 1;
-                    out.tx.push_back(reply.clone());
-                    return;
+                    out.tx.push_back(bytes.clone());
                 }
+                return;
+            }
+            if n < last {
+                let r = Response::to(req, 500, "CSeq Out of Order", None);
+                out.tx.push_back(r.encode());
+                return;
+            }
+        }
+        self.remote_cseq = Some(n);
+        match req.method {
+            Method::Bye => {
                 if !matches!(self.state, State::Confirmed | State::Closing) {
-                    out.tx.push_back(
-                        Response::to(req, 481, "Call/Transaction Does Not Exist", None).encode(),
-                    );
+                    let r = Response::to(req, 481, "Call/Transaction Does Not Exist", None);
+                    self.reply(req, n, r, out);
                     return;
                 }
-                let reply = Response::to(req, 200, "OK", None).encode();
-                out.tx.push_back(reply.clone());
-                self.bye_reply = Some(reply);
+                self.reply(req, n, Response::to(req, 200, "OK", None), out);
                 if self.state == State::Confirmed {
                     self.summary.hangup = Some(Side::Remote);
                     self.end(now, Outcome::Answered, out);
@@ -865,30 +1658,64 @@ impl Call {
                     self.end(now, outcome, out);
                 }
             }
-            Method::Invite if self.state == State::Confirmed => {
-                // A re-INVITE (session refresh): keep the session as it is.
-                let mut ok = Response::to(req, 200, "OK", None);
-                ok.headers.push(
-                    "Contact",
-                    out.cfg
-                        .transport
-                        .contact(&self.params.from_user, out.cfg.local),
-                );
-                ok.headers.push("Content-Type", "application/sdp");
-                ok.body = self.invite.body.clone();
-                out.tx.push_back(ok.encode());
+            Method::Invite | Method::Update if self.state == State::Confirmed => {
+                if self.reinvite_ok.is_some() && req.method == Method::Invite {
+                    // RFC 3261 14.2: an INVITE while ours awaits its ACK.
+                    let mut r = Response::to(req, 500, "Server Internal Error", None);
+                    r.headers.push("Retry-After", "1");
+                    self.reply(req, n, r, out);
+                    return;
+                }
+                self.on_session_request(now, req, n, out);
             }
-            Method::Options => out
-                .tx
-                .push_back(Response::to(req, 200, "OK", None).encode()),
-            _ => out
-                .tx
-                .push_back(Response::to(req, 501, "Not Implemented", None).encode()),
+            Method::Invite | Method::Update => {
+                let r = Response::to(req, 481, "Call/Transaction Does Not Exist", None);
+                self.reply(req, n, r, out);
+            }
+            _ => {
+                let mut r = Response::to(req, 501, "Not Implemented", None);
+                r.headers.push("Allow", ALLOW);
+                self.reply(req, n, r, out);
+            }
         }
+    }
+
+    /// Our session refresh (RFC 4028 7.4): UPDATE when the peer allows it,
+    /// else a re-INVITE with the SDP we last sent.
+    fn send_refresh(&mut self, now: Instant, out: &mut Out<'_>) {
+        let Some(t) = self.session_timer else { return };
+        let method = if self.peer_allows_update {
+            Method::Update
+        } else {
+            Method::Invite
+        };
+        let mut req = self.in_dialog(method.clone(), out);
+        let h = &mut req.headers;
+        h.push("Contact", out.contact(&self.params.from_user));
+        h.push("Supported", "timer");
+        h.push(
+            "Session-Expires",
+            format!("{};refresher=uac", t.interval.as_secs()),
+        );
+        if method == Method::Invite {
+            h.push("Content-Type", "application/sdp");
+            let (payloads, direction) = self.sdp_sent.clone();
+            req.body = sdp::session(
+                self.sdp_session,
+                self.sdp_version,
+                self.params.media_addr,
+                &payloads,
+                direction,
+            )
+            .into_bytes();
+        }
+        self.start_tx(now, TxKind::Refresh, req, out);
     }
 
     fn on_timeout(&mut self, now: Instant, out: &mut Out<'_>) {
         if self.state == State::Done {
+            // Only a fork's BYE may still be running.
+            self.retransmit(now, out);
             return;
         }
         if let Some((at, interval)) = self.timer_a
@@ -913,24 +1740,22 @@ impl Call {
                 self.cancel_pending = Some(CancelReason::RingTimeout);
             }
         }
-        let t2 = out.cfg.timers.t2;
-        for tx in [self.cancel.as_mut(), self.bye.as_mut()]
-            .into_iter()
-            .flatten()
-        {
-            if tx.done {
-                continue;
-            }
-            if tx.timer_f <= now {
-                tx.done = true;
-                continue;
-            }
-            if let Some((at, interval)) = tx.next_e
+        let refresh_failed = self.retransmit(now, out);
+        if let Some(ok) = &mut self.reinvite_ok {
+            if ok.timer_h <= now {
+                // RFC 3261 13.3.1.4: no ACK for our 2xx: end the session.
+                self.reinvite_ok = None;
+                if self.state == State::Confirmed {
+                    tracing::warn!(call_id = %self.call_id, "no ACK to our 2xx of a re-INVITE: hanging up");
+                    self.summary.hangup = Some(Side::Local);
+                    self.send_bye(now, out);
+                }
+            } else if let Some((at, interval)) = ok.next_g
                 && at <= now
             {
-                out.tx.push_back(tx.bytes.clone());
-                let next = (interval * 2).min(t2);
-                tx.next_e = Some((now + next, next));
+                out.tx.push_back(ok.bytes.clone());
+                let next = (interval * 2).min(out.cfg.timers.t2);
+                ok.next_g = Some((now + next, next));
             }
         }
         if self.state == State::Closing && self.bye.as_ref().is_some_and(|b| b.done) {
@@ -946,10 +1771,66 @@ impl Call {
             self.end(now, outcome, out);
             return;
         }
+        if self.state == State::Confirmed && refresh_failed {
+            tracing::warn!(call_id = %self.call_id, "session refresh timed out: hanging up");
+            self.summary.hangup = Some(Side::Local);
+            self.send_bye(now, out);
+            return;
+        }
+        if self.state == State::Confirmed
+            && let Some(t) = self.session_timer
+            && t.at <= now
+        {
+            if t.we_refresh {
+                self.send_refresh(now, out);
+                if let Some(t) = &mut self.session_timer {
+                    t.restart(now);
+                }
+            } else {
+                tracing::warn!(call_id = %self.call_id, "session expired without a refresh: hanging up");
+                self.summary.hangup = Some(Side::Local);
+                self.send_bye(now, out);
+                return;
+            }
+        }
         if self.state == State::Confirmed && self.talk_deadline.is_some_and(|t| t <= now) {
             self.summary.hangup = Some(Side::Local);
             self.send_bye(now, out);
         }
+    }
+
+    /// Retransmits the client transactions due (timer E; timer A for a
+    /// refresh re-INVITE) and closes those past timer F. True when a
+    /// session refresh timed out.
+    fn retransmit(&mut self, now: Instant, out: &mut Out<'_>) -> bool {
+        let t2 = out.cfg.timers.t2;
+        let mut refresh_failed = false;
+        for tx in [self.cancel.as_mut(), self.bye.as_mut()]
+            .into_iter()
+            .flatten()
+            .chain(self.others.iter_mut())
+        {
+            if tx.done {
+                continue;
+            }
+            if tx.timer_f <= now {
+                tx.done = true;
+                refresh_failed |= tx.kind == TxKind::Refresh;
+                continue;
+            }
+            if let Some((at, interval)) = tx.next_e
+                && at <= now
+            {
+                out.tx.push_back(tx.bytes.clone());
+                let next = if tx.request.method == Method::Invite {
+                    interval * 2
+                } else {
+                    (interval * 2).min(t2)
+                };
+                tx.next_e = Some((now + next, next));
+            }
+        }
+        refresh_failed
     }
 
     fn hangup(&mut self, now: Instant, out: &mut Out<'_>) {

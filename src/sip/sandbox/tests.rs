@@ -53,6 +53,8 @@ impl Pair {
                     credentials: None,
                     media_addr: "127.0.0.1:4000".parse().unwrap(),
                     max_talk,
+                    display_name: None,
+                    extra_headers: Vec::new(),
                 },
             );
         }
@@ -221,6 +223,8 @@ fn unacknowledged_200_is_retransmitted_then_ended_with_bye() {
             credentials: None,
             media_addr: "127.0.0.1:4000".parse().unwrap(),
             max_talk: None,
+            display_name: None,
+            extra_headers: Vec::new(),
         },
     );
     let invite = ep.poll_transmit().unwrap();

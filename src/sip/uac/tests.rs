@@ -22,6 +22,8 @@ fn params() -> CallParams {
         credentials: None,
         media_addr: "127.0.0.1:40000".parse().unwrap(),
         max_talk: None,
+        display_name: None,
+        extra_headers: Vec::new(),
     }
 }
 
@@ -493,4 +495,484 @@ fn ended_calls_are_forgotten_after_64_t1_and_late_responses_become_stray() {
     reply(&mut ep, t0 + 34 * SECOND, &inv, 486);
     assert!(sent(&mut ep).is_empty());
     assert_eq!(ep.stats().stray, 1);
+}
+
+/// A 200 to `inv` from the branch tagged `tag`, with `extra` headers.
+fn ok_from(inv: &Request, tag: &str, extra: &[(&str, &str)]) -> Response {
+    let mut r = Response::to(inv, 200, "OK", Some(tag));
+    r.headers
+        .push("Contact", format!("<sip:{tag}@127.0.0.1:5060>"));
+    for (n, v) in extra {
+        r.headers.push(*n, *v);
+    }
+    r.headers.push("Content-Type", "application/sdp");
+    r.body = b"v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 6000 RTP/AVP 0\r\n".to_vec();
+    r
+}
+
+/// A request from the callee (tag `peer`) in the call's dialog.
+fn from_peer(inv: &Request, method: Method, cseq: u32) -> Request {
+    let mut q = Request::new(method.clone(), "sip:dialler@127.0.0.1:5070");
+    q.headers.push(
+        "Via",
+        format!("SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKp{cseq}{method}"),
+    );
+    q.headers.push("From", "<sip:callee@127.0.0.1>;tag=peer");
+    q.headers.push("To", inv.headers.get("From").unwrap());
+    q.headers
+        .push("Call-ID", inv.headers.get("Call-ID").unwrap());
+    q.headers.push("CSeq", format!("{cseq} {method}"));
+    q
+}
+
+/// A call answered by `peer`; returns the endpoint, start time and INVITE.
+fn answered(transport: Transport, extra: &[(&str, &str)]) -> (Endpoint, Instant, Request) {
+    let mut ep = endpoint(transport);
+    let t0 = Instant::now();
+    let (_, inv) = start(&mut ep, t0, params());
+    ep.handle_bytes(t0, &ok_from(&inv, "peer", extra).encode())
+        .unwrap();
+    assert_eq!(request(&sent(&mut ep)[0]).method, Method::Ack);
+    let _ = events(&mut ep);
+    (ep, t0, inv)
+}
+
+#[test]
+fn a_response_with_another_branch_is_not_taken_for_ours() {
+    let mut ep = endpoint(Transport::Udp);
+    let t0 = Instant::now();
+    let (_, inv) = start(&mut ep, t0, params());
+    let mut forged = Response::to(&inv, 486, "Busy Here", Some("x"));
+    forged.headers.set(
+        "Via",
+        "SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKnotours;rport",
+    );
+    ep.handle_bytes(t0, &forged.encode()).unwrap();
+    assert!(sent(&mut ep).is_empty(), "no ACK for another transaction");
+    assert!(events(&mut ep).is_empty());
+    assert_eq!(ep.stats().stray, 1);
+    assert_eq!(ep.live_calls(), 1);
+    // A BYE response whose CSeq method says INVITE is not our BYE's either.
+    reply(&mut ep, t0, &inv, 180);
+    assert_eq!(ep.live_calls(), 1);
+}
+
+#[test]
+fn a_bye_with_the_right_call_id_but_wrong_tags_gets_481_and_the_call_goes_on() {
+    let (mut ep, t0, inv) = answered(Transport::Udp, &[]);
+    let mut bad_from = from_peer(&inv, Method::Bye, 2);
+    bad_from
+        .headers
+        .set("From", "<sip:callee@127.0.0.1>;tag=intruder");
+    ep.handle_bytes(t0 + SECOND, &bad_from.encode()).unwrap();
+    assert_eq!(response(&sent(&mut ep)[0]).code, 481);
+    let mut bad_to = from_peer(&inv, Method::Bye, 2);
+    bad_to
+        .headers
+        .set("To", "<sip:dialler@127.0.0.1>;tag=wrong");
+    ep.handle_bytes(t0 + SECOND, &bad_to.encode()).unwrap();
+    assert_eq!(response(&sent(&mut ep)[0]).code, 481);
+    let mut no_tag = from_peer(&inv, Method::Bye, 2);
+    no_tag.headers.set("From", "<sip:callee@127.0.0.1>");
+    ep.handle_bytes(t0 + SECOND, &no_tag.encode()).unwrap();
+    assert_eq!(response(&sent(&mut ep)[0]).code, 481);
+    assert!(events(&mut ep).is_empty(), "the call is still up");
+    assert_eq!(ep.live_calls(), 1);
+    // The real BYE ends it.
+    ep.handle_bytes(t0 + 2 * SECOND, &from_peer(&inv, Method::Bye, 2).encode())
+        .unwrap();
+    assert_eq!(response(&sent(&mut ep)[0]).code, 200);
+    assert_eq!(ended(&events(&mut ep)).unwrap().hangup, Some(Side::Remote));
+}
+
+#[test]
+fn a_challenged_bye_is_sent_again_with_credentials() {
+    let mut ep = endpoint(Transport::Udp);
+    let t0 = Instant::now();
+    let mut p = params();
+    p.credentials = Some(Credentials {
+        username: "user".into(),
+        password: "secret".into(),
+    });
+    let (id, inv) = start(&mut ep, t0, p);
+    reply(&mut ep, t0, &inv, 200);
+    let _ = sent(&mut ep);
+    let _ = events(&mut ep);
+    ep.hangup(t0 + 5 * SECOND, id);
+    let bye = request(&sent(&mut ep)[0]).clone();
+    assert_eq!(bye.method, Method::Bye);
+    let mut challenge = Response::to(&bye, 407, "Proxy Authentication Required", None);
+    challenge.headers.push(
+        "Proxy-Authenticate",
+        "Digest realm=\"carrier\", nonce=\"n1\", qop=\"auth\"",
+    );
+    ep.handle_bytes(t0 + 5 * SECOND, &challenge.encode())
+        .unwrap();
+    let out = sent(&mut ep);
+    assert_eq!(out.len(), 1);
+    let bye2 = request(&out[0]);
+    assert_eq!(bye2.method, Method::Bye);
+    let (n1, _) = message::cseq(&bye.headers).unwrap();
+    assert_eq!(message::cseq(&bye2.headers).unwrap(), (n1 + 1, Method::Bye));
+    assert_ne!(top_branch(&bye2.headers), top_branch(&bye.headers));
+    let auth = bye2.headers.get("Proxy-Authorization").unwrap();
+    assert!(
+        auth.contains("username=\"user\"") && auth.contains("uri=\"sip:callee@127.0.0.1:5060\"")
+    );
+    assert!(
+        events(&mut ep).is_empty(),
+        "the call is not over until the BYE is accepted"
+    );
+    ep.handle_bytes(
+        t0 + 5 * SECOND,
+        &Response::to(bye2, 200, "OK", None).encode(),
+    )
+    .unwrap();
+    let s = ended(&events(&mut ep)).cloned().unwrap();
+    assert_eq!(s.hangup, Some(Side::Local));
+}
+
+#[test]
+fn a_forked_200_with_another_tag_is_acked_and_hung_up() {
+    let (mut ep, t0, inv) = answered(Transport::Udp, &[]);
+    let fork = ok_from(&inv, "other", &[("Record-Route", "<sip:edge2.example;lr>")]);
+    ep.handle_bytes(t0 + SECOND, &fork.encode()).unwrap();
+    let out = sent(&mut ep);
+    let methods: Vec<Method> = out.iter().map(|m| request(m).method.clone()).collect();
+    assert_eq!(methods, vec![Method::Ack, Method::Bye]);
+    for m in &out {
+        let q = request(m);
+        assert_eq!(tag_of(q.headers.get("To").unwrap()), Some("other"));
+        assert_eq!(q.uri, "sip:other@127.0.0.1:5060");
+        assert_eq!(q.headers.get("Route"), Some("<sip:edge2.example;lr>"));
+    }
+    let fork_bye = request(&out[1]).clone();
+    // Its retransmission gets the same ACK, no second BYE.
+    ep.handle_bytes(t0 + 2 * SECOND, &fork.encode()).unwrap();
+    let again = sent(&mut ep);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0], out[0]);
+    ep.handle_bytes(
+        t0 + 2 * SECOND,
+        &Response::to(&fork_bye, 200, "OK", None).encode(),
+    )
+    .unwrap();
+    assert!(
+        events(&mut ep).is_empty(),
+        "the first answer's call goes on"
+    );
+    assert_eq!(ep.live_calls(), 1);
+}
+
+#[test]
+fn a_200_after_the_call_gave_up_is_acked_and_hung_up() {
+    let mut ep = endpoint(Transport::Udp);
+    let t0 = Instant::now();
+    let (_, inv) = start(&mut ep, t0, params());
+    let _ = run_until(&mut ep, t0 + 33 * SECOND);
+    assert_eq!(ended(&events(&mut ep)).unwrap().outcome, Outcome::Timeout);
+    ep.handle_bytes(t0 + 33 * SECOND, &ok_from(&inv, "late", &[]).encode())
+        .unwrap();
+    let methods: Vec<Method> = sent(&mut ep)
+        .iter()
+        .map(|m| request(m).method.clone())
+        .collect();
+    assert_eq!(methods, vec![Method::Ack, Method::Bye]);
+}
+
+#[test]
+fn the_route_set_keeps_every_record_route_entry_in_reverse_order() {
+    let (mut ep, t0, inv) = {
+        let mut ep = endpoint(Transport::Udp);
+        let t0 = Instant::now();
+        let mut p = params();
+        p.max_talk = Some(SECOND);
+        let (_, inv) = start(&mut ep, t0, p);
+        let ok = ok_from(
+            &inv,
+            "peer",
+            &[
+                ("Record-Route", "<sip:p1.example;lr>, <sip:p2.example;lr>"),
+                ("Record-Route", "<sip:p3.example;lr>"),
+            ],
+        );
+        ep.handle_bytes(t0, &ok.encode()).unwrap();
+        (ep, t0, inv)
+    };
+    let ack = request(&sent(&mut ep)[0]).clone();
+    let routes: Vec<&str> = ack.headers.get_all("Route").collect();
+    assert_eq!(
+        routes,
+        vec![
+            "<sip:p3.example;lr>",
+            "<sip:p2.example;lr>",
+            "<sip:p1.example;lr>"
+        ]
+    );
+    let _ = run_until(&mut ep, t0 + SECOND);
+    let _ = inv;
+    // Strict routing: a first route without `lr` becomes the Request-URI.
+    let mut ep = endpoint(Transport::Udp);
+    let (_, inv) = start(&mut ep, t0, params());
+    let ok = ok_from(&inv, "peer", &[("Record-Route", "<sip:strict.example>")]);
+    ep.handle_bytes(t0, &ok.encode()).unwrap();
+    let ack = request(&sent(&mut ep)[0]).clone();
+    assert_eq!(ack.uri, "sip:strict.example");
+    assert_eq!(ack.headers.get("Route"), Some("<sip:peer@127.0.0.1:5060>"));
+}
+
+const HOLD: &[u8] = b"v=0\r\no=peer 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6002 RTP/AVP 8 101\r\na=sendonly\r\n";
+
+#[test]
+fn a_hold_re_invite_is_answered_recvonly_and_its_200_repeated_until_the_ack() {
+    let (mut ep, t0, inv) = answered(Transport::Udp, &[]);
+    let mut reinvite = from_peer(&inv, Method::Invite, 2);
+    reinvite.headers.push("Content-Type", "application/sdp");
+    reinvite.body = HOLD.to_vec();
+    ep.handle_bytes(t0 + SECOND, &reinvite.encode()).unwrap();
+    let ok = response(&sent(&mut ep)[0]).clone();
+    assert_eq!(ok.code, 200);
+    let body = String::from_utf8(ok.body.clone()).unwrap();
+    assert!(body.contains("a=recvonly"), "{body}");
+    assert!(body.contains("RTP/AVP 8 101"), "the offer's codec: {body}");
+    let ours = String::from_utf8(inv.body.clone()).unwrap();
+    let version = |s: &str| {
+        s.lines()
+            .find(|l| l.starts_with("o="))
+            .and_then(|l| l.split(' ').nth(2))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap()
+    };
+    assert_eq!(
+        version(&body),
+        version(&ours) + 1,
+        "a changed SDP has a new version"
+    );
+    let evs = events(&mut ep);
+    assert!(
+        matches!(&evs[..], [CallEvent::MediaChanged { media }] if media.direction == sdp::Direction::SendOnly && media.addr.port() == 6002)
+    );
+    // Timer G: the 200 again at T1, 2*T1, ... until the ACK.
+    let out = run_until(&mut ep, t0 + SECOND + Duration::from_millis(1600));
+    assert_eq!(out.len(), 2);
+    assert!(out.iter().all(|(_, m)| response(m).code == 200));
+    let ack = from_peer(&inv, Method::Ack, 2);
+    ep.handle_bytes(t0 + 3 * SECOND, &ack.encode()).unwrap();
+    let out = run_until(&mut ep, t0 + 60 * SECOND);
+    assert!(out.is_empty(), "no more 200s after the ACK: {out:?}");
+    // A retransmitted re-INVITE gets the same 200; an older CSeq gets 500.
+    ep.handle_bytes(t0 + 61 * SECOND, &reinvite.encode())
+        .unwrap();
+    assert_eq!(sent(&mut ep), vec![Message::Response(ok)]);
+    let old = from_peer(&inv, Method::Invite, 1);
+    ep.handle_bytes(t0 + 61 * SECOND, &old.encode()).unwrap();
+    assert_eq!(response(&sent(&mut ep)[0]).code, 500);
+}
+
+#[test]
+fn a_re_invite_never_acked_ends_the_call_with_a_bye() {
+    let (mut ep, t0, inv) = answered(Transport::Udp, &[]);
+    let mut reinvite = from_peer(&inv, Method::Invite, 2);
+    reinvite.body = HOLD.to_vec();
+    ep.handle_bytes(t0, &reinvite.encode()).unwrap();
+    let _ = sent(&mut ep);
+    let out = run_until(&mut ep, t0 + 33 * SECOND);
+    let byes: Vec<Instant> = out
+        .iter()
+        .filter(|(_, m)| matches!(m, Message::Request(q) if q.method == Method::Bye))
+        .map(|(t, _)| *t)
+        .collect();
+    assert_eq!(
+        byes.first().copied(),
+        Some(t0 + 32 * SECOND),
+        "timer H = 64*T1"
+    );
+}
+
+#[test]
+fn an_update_with_an_unusable_offer_gets_488_and_a_good_one_an_answer() {
+    let (mut ep, t0, inv) = answered(Transport::Tcp, &[]);
+    let mut update = from_peer(&inv, Method::Update, 2);
+    update.body = b"v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 6000 RTP/AVP 18\r\n".to_vec();
+    ep.handle_bytes(t0, &update.encode()).unwrap();
+    assert_eq!(response(&sent(&mut ep)[0]).code, 488);
+    let mut update = from_peer(&inv, Method::Update, 3);
+    update.body = b"v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 6004 RTP/AVP 0\r\na=inactive\r\n".to_vec();
+    ep.handle_bytes(t0, &update.encode()).unwrap();
+    let ok = response(&sent(&mut ep)[0]).clone();
+    assert_eq!(ok.code, 200);
+    assert!(String::from_utf8(ok.body).unwrap().contains("a=inactive"));
+    assert!(
+        run_until(&mut ep, t0 + 40 * SECOND).is_empty(),
+        "UPDATE has no ACK and TCP no retransmission"
+    );
+}
+
+#[test]
+fn a_reliable_provisional_gets_one_prack_with_its_rack() {
+    let mut ep = endpoint(Transport::Udp);
+    let t0 = Instant::now();
+    let (_, inv) = start(&mut ep, t0, params());
+    assert!(inv.headers.get("Supported").unwrap().contains("100rel"));
+    let mut p183 = Response::to(&inv, 183, "Session Progress", Some("peer"));
+    p183.headers.push("Require", "100rel");
+    p183.headers.push("RSeq", "4711");
+    p183.headers.push("Contact", "<sip:peer@127.0.0.1:5060>");
+    ep.handle_bytes(t0, &p183.encode()).unwrap();
+    let out = sent(&mut ep);
+    assert_eq!(out.len(), 1);
+    let prack = request(&out[0]).clone();
+    assert_eq!(prack.method, Method::Prack);
+    assert_eq!(prack.headers.get("RAck"), Some("4711 1 INVITE"));
+    assert_eq!(tag_of(prack.headers.get("To").unwrap()), Some("peer"));
+    assert_eq!(message::cseq(&prack.headers).unwrap(), (2, Method::Prack));
+    // A retransmission of the same 183 gets no second PRACK.
+    ep.handle_bytes(t0, &p183.encode()).unwrap();
+    assert!(sent(&mut ep).is_empty());
+    ep.handle_bytes(t0, &Response::to(&prack, 200, "OK", None).encode())
+        .unwrap();
+    // The INVITE's final response still matches after the PRACK used CSeq 2.
+    reply(&mut ep, t0 + SECOND, &inv, 486);
+    assert_eq!(ended(&events(&mut ep)).unwrap().outcome, Outcome::Busy);
+}
+
+#[test]
+fn a_421_for_100rel_and_a_422_for_min_se_are_retried_once() {
+    let mut ep = endpoint(Transport::Udp);
+    let t0 = Instant::now();
+    let (_, inv) = start(&mut ep, t0, params());
+    let mut r421 = Response::to(&inv, 421, "Extension Required", Some("p"));
+    r421.headers.push("Require", "100rel");
+    ep.handle_bytes(t0, &r421.encode()).unwrap();
+    let out = sent(&mut ep);
+    let inv2 = request(&out[1]).clone();
+    assert_eq!(inv2.method, Method::Invite);
+    assert_eq!(inv2.headers.get("Require"), Some("100rel"));
+    assert_eq!(message::cseq(&inv2.headers).unwrap(), (2, Method::Invite));
+    let mut r422 = Response::to(&inv2, 422, "Session Interval Too Small", Some("p"));
+    r422.headers.push("Min-SE", "1800");
+    ep.handle_bytes(t0, &r422.encode()).unwrap();
+    let out = sent(&mut ep);
+    let inv3 = request(&out[1]).clone();
+    assert_eq!(inv3.headers.get("Session-Expires"), Some("1800"));
+    assert_eq!(inv3.headers.get("Min-SE"), Some("1800"));
+    assert!(events(&mut ep).is_empty());
+    // The same 422 again is final: no loop.
+    let mut again = Response::to(&inv3, 422, "Session Interval Too Small", Some("p"));
+    again.headers.push("Min-SE", "1800");
+    ep.handle_bytes(t0, &again.encode()).unwrap();
+    assert_eq!(ended(&events(&mut ep)).unwrap().final_code, Some(422));
+}
+
+#[test]
+fn a_redirect_is_followed_only_to_the_same_number_and_at_most_three_times() {
+    let mut ep = endpoint(Transport::Udp);
+    let t0 = Instant::now();
+    let (_, mut inv) = start(&mut ep, t0, params());
+    for hop in 0..3 {
+        let mut r = Response::to(&inv, 302, "Moved Temporarily", Some("r"));
+        r.headers.push(
+            "Contact",
+            format!("<sip:+15551230000@10.0.0.{hop}:5060>;q=0.5, <sip:+19995550000@10.9.9.9>"),
+        );
+        ep.handle_bytes(t0, &r.encode()).unwrap();
+        let out = sent(&mut ep);
+        assert_eq!(request(&out[0]).method, Method::Ack);
+        inv = request(&out[1]).clone();
+        assert_eq!(inv.uri, format!("sip:+15551230000@10.0.0.{hop}:5060"));
+        assert_eq!(
+            inv.headers.get("To"),
+            Some("<sip:+15551230000@127.0.0.1:5060>")
+        );
+    }
+    let mut r = Response::to(&inv, 302, "Moved Temporarily", Some("r"));
+    r.headers.push("Contact", "<sip:+15551230000@10.0.0.9>");
+    ep.handle_bytes(t0, &r.encode()).unwrap();
+    assert_eq!(
+        sent(&mut ep).len(),
+        1,
+        "the fourth redirect is not followed"
+    );
+    assert_eq!(ended(&events(&mut ep)).unwrap().outcome, Outcome::Failure);
+
+    // A redirect to another number is never followed: it was not screened.
+    let mut ep = endpoint(Transport::Udp);
+    let (_, inv) = start(&mut ep, t0, params());
+    let mut r = Response::to(&inv, 302, "Moved Temporarily", Some("r"));
+    r.headers.push("Contact", "<sip:+19995550000@10.9.9.9>");
+    ep.handle_bytes(t0, &r.encode()).unwrap();
+    assert_eq!(sent(&mut ep).len(), 1);
+    assert_eq!(ended(&events(&mut ep)).unwrap().final_code, Some(302));
+}
+
+#[test]
+fn session_timers_refresh_when_we_are_the_refresher_and_hang_up_when_the_peer_fails_to() {
+    let (mut ep, t0, _) = answered(
+        Transport::Udp,
+        &[
+            ("Session-Expires", "120;refresher=uac"),
+            ("Allow", "INVITE, ACK, BYE, CANCEL, UPDATE"),
+        ],
+    );
+    let out = run_until(&mut ep, t0 + 61 * SECOND);
+    let update = request(&out[0].1).clone();
+    assert_eq!(out[0].0, t0 + 60 * SECOND);
+    assert_eq!(update.method, Method::Update);
+    assert!(
+        update
+            .headers
+            .get("Session-Expires")
+            .unwrap()
+            .starts_with("120")
+    );
+    ep.handle_bytes(
+        t0 + 61 * SECOND,
+        &Response::to(&update, 200, "OK", None).encode(),
+    )
+    .unwrap();
+    assert!(events(&mut ep).is_empty());
+
+    let (mut ep, t0, inv) = answered(Transport::Udp, &[("Session-Expires", "120;refresher=uas")]);
+    // The peer refreshes once at 50 s; then stops.
+    let refresh = from_peer(&inv, Method::Update, 2);
+    let _ = run_until(&mut ep, t0 + 50 * SECOND);
+    ep.handle_bytes(t0 + 50 * SECOND, &refresh.encode())
+        .unwrap();
+    assert_eq!(response(&sent(&mut ep)[0]).code, 200);
+    let out = run_until(&mut ep, t0 + 200 * SECOND);
+    let bye_at = out
+        .iter()
+        .find(|(_, m)| matches!(m, Message::Request(q) if q.method == Method::Bye))
+        .map(|(t, _)| *t);
+    assert_eq!(
+        bye_at,
+        Some(t0 + 50 * SECOND + 88 * SECOND),
+        "120 s less 32 s after the last refresh"
+    );
+}
+
+#[test]
+fn the_campaign_caller_id_headers_go_on_the_invite() {
+    let mut ep = endpoint(Transport::Udp);
+    let mut p = params();
+    p.display_name = Some("Acme \"Solar\"".into());
+    p.extra_headers = vec![
+        (
+            "P-Asserted-Identity".into(),
+            "<sip:+15557654321@carrier.example>".into(),
+        ),
+        ("Privacy".into(), "id".into()),
+    ];
+    let (_, inv) = start(&mut ep, Instant::now(), p);
+    assert_eq!(
+        inv.headers.get("P-Asserted-Identity"),
+        Some("<sip:+15557654321@carrier.example>")
+    );
+    assert_eq!(inv.headers.get("Privacy"), Some("id"));
+    assert!(
+        inv.headers
+            .get("From")
+            .unwrap()
+            .starts_with("\"Acme Solar\" <sip:dialler@")
+    );
 }
