@@ -1034,18 +1034,22 @@ pub struct SipOptions {
     pub password_env: String,
     /// Caller user part.
     pub from: String,
+    /// How to find and reach the provider.
+    pub net: SipNet,
 }
+
+pub use crate::sip::SipNet;
 
 /// The parts of [`SipOptions`] a call needs.
 struct SipParts {
-    target: crate::sip::Target,
+    target: crate::sip::resolve::SipUri,
     ring: crate::sip::uac::RingTimeout,
     credentials: Option<crate::sip::auth::Credentials>,
     max_talk: Option<std::time::Duration>,
 }
 
 fn sip_parts(o: &SipOptions) -> Result<SipParts, CommandError> {
-    let target = crate::sip::Target::parse(&o.uri).map_err(|e| usage(e.to_string()))?;
+    let target = crate::sip::resolve::SipUri::parse(&o.uri).map_err(|e| usage(e.to_string()))?;
     let ring = crate::sip::uac::RingTimeout::new(std::time::Duration::from_secs_f64(
         o.ring_timeout.max(0.0),
     ))
@@ -1111,8 +1115,16 @@ impl fmt::Display for SipCalled {
 /// answered.
 pub async fn sip_call(o: &SipOptions, play: Option<f64>) -> Result<SipCalled, CommandError> {
     let p = sip_parts(o)?;
+    let cfg = o
+        .net
+        .ua_config(&p.target)
+        .await
+        .map_err(|e| usage(e.to_string()))?;
+    let ua = crate::sip::ua::Ua::start(cfg)
+        .await
+        .map_err(|e| usage(e.to_string()))?;
     let report = crate::sip::ua::call_once(
-        &p.target,
+        ua,
         crate::sip::uac::CallParams {
             target: p.target.uri.clone(),
             from_user: o.from.clone(),
@@ -1122,6 +1134,7 @@ pub async fn sip_call(o: &SipOptions, play: Option<f64>) -> Result<SipCalled, Co
             max_talk: p.max_talk,
             display_name: None,
             extra_headers: Vec::new(),
+            destinations: Vec::new(),
         },
         play,
     )
@@ -1178,8 +1191,14 @@ pub async fn sip_load(
     max_channels: usize,
 ) -> Result<SipLoaded, CommandError> {
     let p = sip_parts(o)?;
+    let ua = o
+        .net
+        .ua_config(&p.target)
+        .await
+        .map_err(|e| usage(e.to_string()))?;
     let report = crate::sip::load::run(crate::sip::load::LoadConfig {
-        target: p.target,
+        uri: p.target.uri.clone(),
+        ua,
         cps,
         calls,
         max_channels,
@@ -1206,6 +1225,8 @@ pub struct RunOptions {
     pub dnd_dir: PathBuf,
     /// The provider every call goes to, instead of the campaigns' URIs.
     pub provider: Option<std::net::SocketAddr>,
+    /// How to find and reach the campaigns' providers.
+    pub net: SipNet,
     /// Local SIP address.
     pub sip_bind: std::net::SocketAddr,
     /// Node name.
@@ -1250,6 +1271,7 @@ pub async fn start_service(
     let mut cfg = crate::service::ServiceConfig::new(store.clone(), chosen, registries);
     cfg.clock = o.clock;
     cfg.provider = o.provider;
+    cfg.net = o.net;
     cfg.sip_bind = o.sip_bind;
     cfg.node = o.node;
     cfg.grace = std::time::Duration::from_secs_f64(o.grace.max(0.0));

@@ -72,6 +72,34 @@ enum Command {
     Demo(DemoArgs),
 }
 
+/// How SIP peers are found and reached.
+#[derive(Args, Clone)]
+struct SipNetArgs {
+    /// Ask this DNS server (IP:PORT) for the provider's NAPTR, SRV and
+    /// A/AAAA records instead of /etc/resolv.conf's (/etc/hosts is still
+    /// read first).
+    #[arg(long, env = "DIALLER_DNS_SERVER")]
+    dns_server: Option<std::net::SocketAddr>,
+    /// A PEM file of CA certificates to trust for TLS providers, besides
+    /// the system's.
+    #[arg(long, env = "DIALLER_TLS_CA")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// The public address the provider sees us at, behind NAT: Via,
+    /// Contact and SDP carry it.
+    #[arg(long)]
+    external_address: Option<std::net::IpAddr>,
+}
+
+impl SipNetArgs {
+    fn net(&self) -> commands::SipNet {
+        commands::SipNet {
+            dns_server: self.dns_server,
+            tls_ca: self.tls_ca.clone(),
+            external: self.external_address,
+        }
+    }
+}
+
 #[derive(Args)]
 struct RunArgs {
     /// Campaigns to run (default: every campaign file).
@@ -87,6 +115,8 @@ struct RunArgs {
     /// campaigns' provider URIs (for the sandbox or SIPp).
     #[arg(long)]
     provider: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    net: SipNetArgs,
     /// This node's name; a restart under the same name recovers its calls.
     #[arg(long, env = "DIALLER_NODE", default_value = "local")]
     node: String,
@@ -262,7 +292,8 @@ enum SipCmd {
 
 #[derive(Args)]
 struct SipCommon {
-    /// sip:USER@IP[:PORT][;transport=tcp] (the provider; no DNS).
+    /// The provider: sip:USER@HOST[:PORT][;transport=udp|tcp|tls] or
+    /// sips:USER@HOST[:PORT]; a host name is located by DNS (RFC 3263).
     uri: String,
     /// Ring timeout in seconds (at least 15).
     #[arg(long, default_value_t = 25.0)]
@@ -282,6 +313,8 @@ struct SipCommon {
     /// One JSON object on stdout.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    net: SipNetArgs,
 }
 
 #[derive(Args)]
@@ -866,6 +899,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 campaigns_dir: cli.campaigns.clone(),
                 dnd_dir: cli.dnd_dir.clone(),
                 provider: a.provider,
+                net: a.net.net(),
                 sip_bind: a.sip_bind,
                 node: a.node,
                 grace: a.grace,
@@ -1062,6 +1096,7 @@ fn sip_options(c: &SipCommon) -> commands::SipOptions {
         user: c.user.clone(),
         password_env: c.password_env.clone(),
         from: c.from.clone(),
+        net: c.net.net(),
     }
 }
 

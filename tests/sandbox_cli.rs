@@ -107,6 +107,7 @@ async fn sandbox_told_to_be_busy_gives_our_ua_busy() {
                 max_talk: None,
                 display_name: None,
                 extra_headers: Vec::new(),
+                destinations: Vec::new(),
             })
             .await
             .unwrap();

@@ -30,6 +30,7 @@ fn endpoint_with_a_call() -> (Endpoint, Instant, dialler::sip::message::Request)
             max_talk: None,
             display_name: None,
             extra_headers: Vec::new(),
+            destinations: Vec::new(),
         },
     );
     let bytes = ep.poll_transmit().unwrap();

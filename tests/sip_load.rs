@@ -10,6 +10,7 @@ use std::time::Duration;
 use common::sipp::{Sipp, provider};
 use dialler::sip::Target;
 use dialler::sip::load::{LoadConfig, run};
+use dialler::sip::ua::UaConfig;
 use dialler::sip::uac::{Outcome, RingTimeout};
 
 #[tokio::test]
@@ -20,10 +21,12 @@ async fn short_load_run_counts_the_outcomes_sipp_drew() {
         return;
     };
     let (calls, cps) = (300u64, 50u32);
+    let target = Target::parse(&sipp.uri("+15550000001", false)).unwrap();
     let report = tokio::time::timeout(
         Duration::from_secs(120),
         run(LoadConfig {
-            target: Target::parse(&sipp.uri("+15550000001", false)).unwrap(),
+            uri: target.uri.clone(),
+            ua: UaConfig::new(target.addr, target.transport),
             cps,
             calls,
             max_channels: 1000,

@@ -22,6 +22,7 @@ fn params(uri: &str) -> CallParams {
         max_talk: None,
         display_name: None,
         extra_headers: Vec::new(),
+        destinations: Vec::new(),
     }
 }
 

@@ -465,6 +465,7 @@ async fn agent_leg(
         max_talk: None,
         display_name: None,
         extra_headers: Vec::new(),
+        destinations: Vec::new(),
     };
     let mut handle = match ua.call(params).await {
         Ok(h) => h,

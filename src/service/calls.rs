@@ -145,7 +145,7 @@ impl Driver {
         let params = CallParams {
             // The UA sends every request to its provider; the Request-URI's
             // host names it too.
-            target: format!("sip:{}@{}", lead.lead.phone, self.ua_host),
+            target: self.provider.request_uri(&lead.lead.phone),
             from_user: self
                 .campaign
                 .caller_id
@@ -165,6 +165,7 @@ impl Driver {
                 .iter()
                 .map(|uri| ("P-Asserted-Identity".to_string(), format!("<{uri}>")))
                 .collect(),
+            destinations: Vec::new(),
         };
         let attempt = NewAttempt {
             campaign_id: self.campaign_id,

@@ -223,7 +223,8 @@ pub struct Driver {
     /// The durability of the last abandon, for the safe-harbour player.
     pub(super) pending_abandon_ack: Option<oneshot::Receiver<bool>>,
     /// Host part of Request-URIs: the provider's address.
-    pub(super) ua_host: String,
+    /// The provider, for each call's Request-URI.
+    pub(super) provider: crate::sip::resolve::SipUri,
     /// The trunk's digest credentials, from the environment.
     pub(super) credentials: Option<Credentials>,
 }
@@ -242,7 +243,7 @@ impl Driver {
         me: mpsc::UnboundedSender<Input>,
         settings: Settings,
         recovered: super::recovery::Recovered,
-        provider: SocketAddr,
+        provider: crate::sip::resolve::SipUri,
     ) -> Driver {
         let mut config = RunnerConfig::from_campaign(&campaign);
         config.trunk = Some(TrunkLimits {
@@ -280,7 +281,7 @@ impl Driver {
             prompt,
             answer_instants: HashMap::new(),
             pending_abandon_ack: None,
-            ua_host: provider.to_string(),
+            provider,
             credentials,
         }
     }

@@ -100,6 +100,9 @@ pub struct ServiceConfig {
     /// The SIP provider every campaign dials through; `None`: each
     /// campaign's `provider.uri` (which must name an IP address).
     pub provider: Option<SocketAddr>,
+    /// How campaigns' providers are found and reached (DNS server, TLS
+    /// CA, NAT address).
+    pub net: crate::sip::SipNet,
     /// Local SIP address (port 0 for any).
     pub sip_bind: SocketAddr,
     /// This node's name: lead claims and attempts are tagged with it, and a
@@ -127,6 +130,7 @@ impl ServiceConfig {
             campaigns,
             registries,
             provider: None,
+            net: crate::sip::SipNet::default(),
             sip_bind: SocketAddr::from(([0, 0, 0, 0], 0)),
             node: "local".into(),
             grace: Duration::from_secs(30),
@@ -433,32 +437,45 @@ pub async fn start(
     let mut campaigns = BTreeMap::new();
     let mut inboxes = Vec::new();
     let registries = Arc::new(cfg.registries);
-    // One UA per provider address, shared by the campaigns dialling it.
-    let mut uas: HashMap<SocketAddr, Arc<Ua>> = HashMap::new();
+    // One UA per provider (transport and addresses), shared by the
+    // campaigns dialling it.
+    let mut uas: HashMap<(crate::sip::Transport, Vec<SocketAddr>), Arc<Ua>> = HashMap::new();
     let mut setups = Vec::new();
     for c in cfg.campaigns {
-        let provider = match cfg.provider {
-            Some(p) => p,
-            None => {
-                crate::sip::Target::parse(&c.provider.uri)
-                    .map_err(|e| ServiceError::Provider(c.name.clone(), e.to_string()))?
-                    .addr
-            }
+        let provider_err =
+            |e: crate::sip::SipError| ServiceError::Provider(c.name.clone(), e.to_string());
+        let uri = crate::sip::resolve::SipUri::parse(&c.provider.uri).map_err(provider_err)?;
+        let (mut ucfg, provider) = match cfg.provider {
+            // The sandbox or SIPp, over UDP, whatever the campaign says.
+            Some(p) => (
+                UaConfig::new(p, crate::sip::Transport::Udp),
+                crate::sip::resolve::SipUri::parse(&format!("sip:{p}")).map_err(provider_err)?,
+            ),
+            None => (cfg.net.ua_config(&uri).await.map_err(provider_err)?, uri),
         };
-        let ua = match uas.get(&provider) {
+        let key = (
+            ucfg.transport,
+            if ucfg.destinations.is_empty() {
+                vec![ucfg.provider]
+            } else {
+                ucfg.destinations.clone()
+            },
+        );
+        let ua = match uas.get(&key) {
             Some(ua) => ua.clone(),
             None => {
-                let mut ucfg = UaConfig::new(provider, crate::sip::Transport::Udp);
-                if uas.is_empty() {
-                    ucfg.bind = cfg.sip_bind;
+                ucfg.bind = if uas.is_empty() {
+                    cfg.sip_bind
                 } else {
-                    ucfg.bind = SocketAddr::new(cfg.sip_bind.ip(), 0);
-                }
-                let ua = Arc::new(Ua::start(ucfg).await?);
-                uas.insert(provider, ua.clone());
+                    SocketAddr::new(cfg.sip_bind.ip(), 0)
+                };
+                ucfg.external = cfg.net.external;
+                let ua = Arc::new(Ua::start(ucfg).await.map_err(provider_err)?);
+                uas.insert(key, ua.clone());
                 ua
             }
         };
+
         let id = store.upsert_campaign(&c, now).await?;
         let recovered = recovery::recover(&store, id, &c, &cfg.node, Millis(now)).await?;
         if recovered.interrupted > 0 || recovered.agents_closed > 0 {

@@ -14,16 +14,18 @@ use governor::{Quota, RateLimiter};
 use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc};
 
+use super::SipError;
 use super::auth::Credentials;
 use super::ua::{Ua, UaConfig};
 use super::uac::{CallEvent, CallParams, EndpointStats, Outcome, RingTimeout, Summary};
-use super::{SipError, Target};
 
 /// What a load run does.
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
-    /// The provider URI (every call goes to it).
-    pub target: Target,
+    /// The Request-URI of every call.
+    pub uri: String,
+    /// How to reach the provider (resolved addresses, transport, TLS).
+    pub ua: UaConfig,
     /// Calls per second to launch.
     pub cps: u32,
     /// Calls to place in all.
@@ -180,7 +182,7 @@ pub async fn run(cfg: LoadConfig) -> Result<LoadReport, SipError> {
     // far below anything a provider's CPS policing looks at.
     let burst = NonZeroU32::new(cps.get() / 20).unwrap_or(NonZeroU32::MIN);
     let limiter = RateLimiter::direct(Quota::per_second(cps).allow_burst(burst));
-    let ua = Ua::start(UaConfig::new(cfg.target.addr, cfg.target.transport)).await?;
+    let ua = Ua::start(cfg.ua.clone()).await?;
     let media_addr = std::net::SocketAddr::new(ua.local_addr().ip(), 40000);
     let channels = Arc::new(Semaphore::new(cfg.max_channels.max(1)));
     let in_flight = Arc::new(AtomicUsize::new(0));
@@ -221,7 +223,7 @@ pub async fn run(cfg: LoadConfig) -> Result<LoadReport, SipError> {
         last_launch = Instant::now();
         let call = ua
             .call(CallParams {
-                target: cfg.target.uri.clone(),
+                target: cfg.uri.clone(),
                 from_user: cfg.from_user.clone(),
                 ring_timeout: cfg.ring_timeout,
                 credentials: cfg.credentials.clone(),
@@ -229,6 +231,7 @@ pub async fn run(cfg: LoadConfig) -> Result<LoadReport, SipError> {
                 max_talk: cfg.max_talk,
                 display_name: None,
                 extra_headers: Vec::new(),
+                destinations: Vec::new(),
             })
             .await?;
         let now_in_flight = in_flight.fetch_add(1, Ordering::Relaxed) + 1;

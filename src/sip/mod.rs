@@ -12,10 +12,12 @@ pub mod auth;
 pub mod load;
 
 pub mod message;
+pub mod resolve;
 pub mod sandbox;
 
 pub mod sdp;
 pub mod sipp;
+pub mod tls;
 pub mod ua;
 
 pub mod uac;
@@ -53,6 +55,12 @@ pub enum SipError {
     /// The UA task is gone (shut down).
     #[error("the SIP user agent has stopped")]
     Stopped,
+    /// DNS could not locate the provider (RFC 3263).
+    #[error("DNS: {0}")]
+    Resolve(String),
+    /// A TLS setting or handshake failed.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 impl From<std::io::Error> for SipError {
@@ -61,8 +69,38 @@ impl From<std::io::Error> for SipError {
     }
 }
 
+/// How the dialler finds and reaches SIP peers: the DNS server (default:
+/// the system's), an extra trusted CA for TLS, and the public address to
+/// advertise behind NAT.
+#[derive(Debug, Clone, Default)]
+pub struct SipNet {
+    /// Ask this DNS server instead of `/etc/resolv.conf`'s.
+    pub dns_server: Option<std::net::SocketAddr>,
+    /// A PEM file of CA certificates trusted besides the system's.
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// The address the provider sees us at (Via, Contact, SDP).
+    pub external: Option<std::net::IpAddr>,
+}
+
+impl SipNet {
+    /// Resolves `uri` (RFC 3263) into UA settings.
+    pub async fn ua_config(&self, uri: &resolve::SipUri) -> Result<ua::UaConfig, SipError> {
+        let resolver = resolve::Resolver::new(self.dns_server)?;
+        let resolved = resolver.resolve(uri).await?;
+        tracing::info!(
+            host = %uri.host,
+            transport = resolved.transport.via_name(),
+            addresses = ?resolved.addrs,
+            "provider located"
+        );
+        let mut cfg = ua::UaConfig::resolved(&resolved, self.tls_ca.as_deref())?;
+        cfg.external = self.external;
+        Ok(cfg)
+    }
+}
+
 /// A SIP transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     /// UDP: requests retransmitted on timers A and E.
@@ -70,12 +108,15 @@ pub enum Transport {
     Udp,
     /// TCP: reliable, no retransmissions; messages framed by Content-Length.
     Tcp,
+    /// TLS over TCP (`sips:`, `;transport=tls`): as TCP, encrypted, the
+    /// provider's certificate checked against its name.
+    Tls,
 }
 
 impl Transport {
     /// True for transports that deliver reliably (no retransmissions).
     pub fn reliable(self) -> bool {
-        self == Transport::Tcp
+        self != Transport::Udp
     }
 
     /// The Via protocol token.
@@ -83,6 +124,7 @@ impl Transport {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
         }
     }
 
@@ -91,6 +133,7 @@ impl Transport {
         match self {
             Transport::Udp => format!("<sip:{user}@{addr}>"),
             Transport::Tcp => format!("<sip:{user}@{addr};transport=tcp>"),
+            Transport::Tls => format!("<sips:{user}@{addr};transport=tls>"),
         }
     }
 }
@@ -107,10 +150,20 @@ pub struct Target {
 }
 
 impl Target {
-    /// Parses `sip:user@host[:port][;transport=tcp]`. The host must be an
-    /// IP address (the dialler talks to a configured trunk, not DNS).
+    /// Parses `sip:user@host[:port][;transport=tcp]` whose host is an IP
+    /// address (agent phones, `--provider`). A provider named by DNS goes
+    /// through [`resolve`] instead.
     pub fn parse(uri: &str) -> Result<Target, SipError> {
         let bad = |why| SipError::BadUri(masked_uri(uri), why);
+        if uri.starts_with("sips:") {
+            let u = resolve::SipUri::parse(uri)?;
+            let ip = u.ip().ok_or_else(|| bad("host must be an IP address"))?;
+            return Ok(Target {
+                uri: uri.to_string(),
+                addr: SocketAddr::new(ip, u.port.unwrap_or(5061)),
+                transport: Transport::Tls,
+            });
+        }
         let rest = uri
             .strip_prefix("sip:")
             .ok_or_else(|| bad("must start with sip:"))?;
@@ -132,7 +185,8 @@ impl Target {
             .map(|t| match t.to_ascii_lowercase().as_str() {
                 "udp" => Ok(Transport::Udp),
                 "tcp" => Ok(Transport::Tcp),
-                _ => Err(bad("transport must be udp or tcp")),
+                "tls" => Ok(Transport::Tls),
+                _ => Err(bad("transport must be udp, tcp or tls")),
             })
             .transpose()?
             .unwrap_or_default();

@@ -1,23 +1,30 @@
-//! The tokio driver of [`Endpoint`]: one task owns the socket (UDP, or one
-//! TCP connection to the provider) and the endpoint, turns arrivals and
-//! timers into `handle_*` calls, and sends what `poll_transmit` gives.
+//! The tokio driver of [`Endpoint`]: one task owns the transport and the
+//! endpoint, turns arrivals and timers into `handle_*` calls, and sends
+//! what `poll_transmit_to` gives, to the destination it names.
 //!
-//! Callers talk to the task through [`Ua`] and [`CallHandle`]; each call's
-//! events arrive on its own channel. Nothing here decides anything about a
-//! call: that is `uac`'s job.
+//! UDP is one unconnected socket, so in-dialog requests from any address
+//! of the trunk arrive; port-unreachable errors come back through the
+//! socket's error queue (IP_RECVERR) with the address that refused. TCP and
+//! TLS keep one connection per destination, opened on first use, kept alive
+//! with CRLF pings (RFC 5626 3.5.1) and opened again after a loss; TCP also
+//! listens on the advertised port for requests the peer opens a connection
+//! for. Callers talk to the task through [`Ua`] and [`CallHandle`]; each
+//! call's events arrive on its own channel. Nothing here decides anything
+//! about a call: that is `uac`'s job.
 
 use std::collections::HashMap;
 use std::future::pending;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::message::{self, Message};
+use super::resolve::{Resolved, Resolver, SipUri};
+use super::tls::TlsClient;
 use super::uac::{
     CallEvent, CallId, CallParams, Endpoint, EndpointConfig, EndpointStats, Summary, Timers,
 };
@@ -26,14 +33,21 @@ use super::{SipError, Transport};
 /// Where and how the UA talks to its provider.
 #[derive(Debug, Clone)]
 pub struct UaConfig {
-    /// The provider (all requests go there: it is our outbound proxy).
+    /// The provider's first address (the default peer: our outbound proxy).
     pub provider: SocketAddr,
-    /// UDP or TCP.
+    /// Every address to try, in order (RFC 3263); empty: `provider` only.
+    pub destinations: Vec<SocketAddr>,
+    /// UDP, TCP or TLS.
     pub transport: Transport,
     /// Local address to bind (port 0 for any).
     pub bind: SocketAddr,
+    /// The address the provider sees us at, behind NAT: Via, Contact and
+    /// SDP carry it instead of the local one.
+    pub external: Option<IpAddr>,
     /// RFC 3261 timers.
     pub timers: Timers,
+    /// TLS settings (required for [`Transport::Tls`]).
+    pub tls: Option<TlsClient>,
 }
 
 impl UaConfig {
@@ -46,11 +60,42 @@ impl UaConfig {
         };
         UaConfig {
             provider,
+            destinations: Vec::new(),
             transport,
             bind,
+            external: None,
             timers: Timers::default(),
+            tls: None,
         }
     }
+
+    /// The settings for a resolved provider: its transport, every address
+    /// in order, and TLS checked against its name (with `tls_ca` trusted
+    /// besides the system's roots).
+    pub fn resolved(r: &Resolved, tls_ca: Option<&std::path::Path>) -> Result<UaConfig, SipError> {
+        let first = *r
+            .addrs
+            .first()
+            .ok_or_else(|| SipError::Resolve("no address to try".into()))?;
+        let mut cfg = UaConfig::new(first, r.transport);
+        cfg.destinations = r.addrs.clone();
+        if r.transport == Transport::Tls {
+            cfg.tls = Some(TlsClient::new(&r.server_name, tls_ca)?);
+        }
+        Ok(cfg)
+    }
+}
+
+/// Resolves a provider URI (RFC 3263) and starts a UA for it.
+pub async fn start_for(
+    uri: &str,
+    dns: Option<SocketAddr>,
+    tls_ca: Option<&std::path::Path>,
+) -> Result<(Ua, Resolved), SipError> {
+    let u = SipUri::parse(uri)?;
+    let resolved = Resolver::new(dns)?.resolve(&u).await?;
+    let cfg = UaConfig::resolved(&resolved, tls_ca)?;
+    Ok((Ua::start(cfg).await?, resolved))
 }
 
 enum Cmd {
@@ -67,6 +112,7 @@ enum Cmd {
 pub struct Ua {
     cmds: mpsc::UnboundedSender<Cmd>,
     local: SocketAddr,
+    destinations: Vec<SocketAddr>,
     task: Option<JoinHandle<EndpointStats>>,
 }
 
@@ -104,75 +150,315 @@ impl CallHandle {
     }
 }
 
-enum Io {
-    Udp(UdpSocket),
-    Tcp {
-        write: OwnedWriteHalf,
-        read: mpsc::UnboundedReceiver<Option<Message>>,
+/// How often an idle stream connection is pinged with CRLFCRLF.
+const KEEPALIVE: Duration = Duration::from_secs(30);
+/// How long a TCP connect plus TLS handshake may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a stream connection reports to the UA task.
+enum StreamEvent {
+    Msg(SocketAddr, Message),
+    /// The connection `id` to `addr` ended; `refused` when it never came up.
+    Closed {
+        addr: SocketAddr,
+        id: u64,
+        refused: bool,
     },
 }
 
-enum Arrival {
-    Bytes(usize),
-    Msg(Message),
-    Refused,
-    Closed,
-    Error(std::io::Error),
+struct Streams {
+    transport: Transport,
+    tls: Option<TlsClient>,
+    next_id: u64,
+    conns: HashMap<SocketAddr, (u64, mpsc::UnboundedSender<Vec<u8>>)>,
+    events_tx: mpsc::UnboundedSender<StreamEvent>,
+    events: mpsc::UnboundedReceiver<StreamEvent>,
+    listener: Option<TcpListener>,
+}
+
+impl Streams {
+    /// Queues `bytes` on the connection to `to`, opening one if needed.
+    fn send(&mut self, to: SocketAddr, bytes: Vec<u8>) {
+        if let Some((_, tx)) = self.conns.get(&to)
+            && tx.send(bytes.clone()).is_ok()
+        {
+            return;
+        }
+        self.next_id += 1;
+        let id = self.next_id;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = tx.send(bytes);
+        self.conns.insert(to, (id, tx));
+        tokio::spawn(outbound(
+            to,
+            id,
+            self.tls
+                .clone()
+                .filter(|_| self.transport == Transport::Tls),
+            rx,
+            self.events_tx.clone(),
+        ));
+    }
+
+    /// Runs an established connection to (or from) `peer`.
+    fn adopt(&mut self, peer: SocketAddr, stream: Box<dyn SipStream>) {
+        self.next_id += 1;
+        let id = self.next_id;
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.conns.insert(peer, (id, tx));
+        tokio::spawn(run_stream(peer, id, stream, rx, self.events_tx.clone()));
+    }
+}
+
+/// A byte stream a SIP connection runs over: TCP, or TLS over TCP.
+trait SipStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> SipStream for T {}
+
+/// Connects to `addr` (and completes the TLS handshake when `tls`).
+async fn open(addr: SocketAddr, tls: Option<&TlsClient>) -> Result<Box<dyn SipStream>, String> {
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(format!("connection refused: {e}")),
+        Err(_) => return Err("connection timed out".into()),
+    };
+    let _ = stream.set_nodelay(true);
+    let Some(t) = tls else {
+        return Ok(Box::new(stream));
+    };
+    let connector = tokio_rustls::TlsConnector::from(t.config.clone());
+    match tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        connector.connect(t.server_name.clone(), stream),
+    )
+    .await
+    {
+        Ok(Ok(s)) => Ok(Box::new(s)),
+        Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
+        Err(_) => Err("TLS handshake timed out".into()),
+    }
+}
+
+async fn outbound(
+    addr: SocketAddr,
+    id: u64,
+    tls: Option<TlsClient>,
+    rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    events: mpsc::UnboundedSender<StreamEvent>,
+) {
+    match open(addr, tls.as_ref()).await {
+        Ok(stream) => run_stream(addr, id, stream, rx, events).await,
+        Err(e) => {
+            tracing::warn!(%addr, "SIP connection: {e}");
+            let _ = events.send(StreamEvent::Closed {
+                addr,
+                id,
+                refused: true,
+            });
+        }
+    }
+}
+
+/// Reads framed messages and writes queued ones on one connection until
+/// either side ends it or a frame is bad (a stream cannot resynchronise).
+async fn run_stream<S: AsyncRead + AsyncWrite + Unpin>(
+    addr: SocketAddr,
+    id: u64,
+    stream: S,
+    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    events: mpsc::UnboundedSender<StreamEvent>,
+) {
+    let (mut read, mut write) = tokio::io::split(stream);
+    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut chunk = vec![0u8; 16 * 1024];
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
+    'conn: loop {
+        tokio::select! {
+            out = rx.recv() => match out {
+                Some(bytes) => {
+                    if let Err(e) = write.write_all(&bytes).await {
+                        tracing::warn!(%addr, "SIP stream write: {e}");
+                        break;
+                    }
+                    ping.reset();
+                }
+                None => break,
+            },
+            _ = ping.tick() => {
+                if write.write_all(b"\r\n\r\n").await.is_err() {
+                    break;
+                }
+            }
+            n = read.read(&mut chunk) => {
+                match n {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+                loop {
+                    match message::parse(&buf, true) {
+                        Ok((m, used)) => {
+                            buf.drain(..used);
+                            if events.send(StreamEvent::Msg(addr, m)).is_err() {
+                                break 'conn;
+                            }
+                        }
+                        Err(SipError::Incomplete) => {
+                            // Keep-alive CRLFs alone are consumed here.
+                            if buf.iter().all(|b| *b == b'\r' || *b == b'\n') {
+                                buf.clear();
+                            }
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::warn!(%addr, "bad SIP frame, closing the connection: {e}");
+                            break 'conn;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let _ = events.send(StreamEvent::Closed {
+        addr,
+        id,
+        refused: false,
+    });
+}
+
+enum Io {
+    Udp(UdpSocket),
+    Stream(Streams),
+}
+
+/// The local address to advertise when bound to the unspecified address:
+/// the source address the routing table picks toward `peer`.
+fn advertised_ip(bound: SocketAddr, peer: SocketAddr) -> IpAddr {
+    if !bound.ip().is_unspecified() {
+        return bound.ip();
+    }
+    let probe_bind = if peer.is_ipv4() {
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    } else {
+        SocketAddr::from(([0u16; 8], 0))
+    };
+    std::net::UdpSocket::bind(probe_bind)
+        .and_then(|s| {
+            s.connect(peer)?;
+            s.local_addr()
+        })
+        .map(|a| a.ip())
+        .unwrap_or(bound.ip())
+}
+
+/// Turns on IP_RECVERR so ICMP errors reach an unconnected UDP socket,
+/// with the address of the datagram that caused them.
+fn enable_recv_err(sock: &UdpSocket, v4: bool) -> Result<(), SipError> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let r = if v4 {
+        setsockopt(sock, sockopt::Ipv4RecvErr, &true)
+    } else {
+        setsockopt(sock, sockopt::Ipv6RecvErr, &true)
+    };
+    r.map_err(|e| SipError::Io(format!("IP_RECVERR: {e}")))
+}
+
+/// Reads the socket's error queue: the destinations that refused.
+fn refused_destinations(sock: &UdpSocket) -> Vec<SocketAddr> {
+    use nix::sys::socket::{MsgFlags, SockaddrStorage, recvmsg};
+    use std::os::fd::AsRawFd;
+    let mut out = Vec::new();
+    for _ in 0..64 {
+        let mut data = [0u8; 512];
+        let mut iov = [std::io::IoSliceMut::new(&mut data)];
+        // Room for the IP_RECVERR message: a sock_extended_err (16
+        // bytes) and the offender's address (at most a sockaddr_in6).
+        let mut cmsg = nix::cmsg_space!([u8; 16], [u8; 28]);
+        let r = recvmsg::<SockaddrStorage>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_ERRQUEUE | MsgFlags::MSG_DONTWAIT,
+        );
+        let Ok(msg) = r else { break };
+        let addr = msg.address.and_then(|a| {
+            if let Some(v4) = a.as_sockaddr_in() {
+                Some(SocketAddr::from(std::net::SocketAddrV4::from(*v4)))
+            } else {
+                a.as_sockaddr_in6()
+                    .map(|v6| SocketAddr::from(std::net::SocketAddrV6::from(*v6)))
+            }
+        });
+        if let Some(a) = addr {
+            out.push(a);
+        }
+    }
+    out
 }
 
 impl Ua {
-    /// Binds (UDP) or connects (TCP) and starts the UA task. A TCP provider
-    /// that refuses the connection gives [`SipError::Refused`].
+    /// Binds (UDP) or listens and connects to the first destination that
+    /// accepts (TCP, TLS), and starts the UA task. When no stream
+    /// destination accepts, [`SipError::Refused`] names the first.
     pub async fn start(cfg: UaConfig) -> Result<Ua, SipError> {
+        let destinations = if cfg.destinations.is_empty() {
+            vec![cfg.provider]
+        } else {
+            cfg.destinations.clone()
+        };
+        let ip = cfg
+            .external
+            .unwrap_or_else(|| advertised_ip(cfg.bind, cfg.provider));
         let (io, local) = match cfg.transport {
             Transport::Udp => {
                 let sock = UdpSocket::bind(cfg.bind).await?;
-                // Connected: the kernel reports ICMP port-unreachable to us
-                // (ECONNREFUSED) and drops datagrams from anyone else.
-                sock.connect(cfg.provider).await?;
-                let local = sock.local_addr()?;
-                (Io::Udp(sock), local)
+                enable_recv_err(&sock, cfg.bind.is_ipv4())?;
+                let port = sock.local_addr()?.port();
+                (Io::Udp(sock), SocketAddr::new(ip, port))
             }
-            Transport::Tcp => {
-                let stream =
-                    tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(cfg.provider))
-                        .await
-                        .map_err(|_| SipError::Refused(cfg.provider))?
-                        .map_err(|_| SipError::Refused(cfg.provider))?;
-                stream.set_nodelay(true)?;
-                let local = stream.local_addr()?;
-                let (mut read_half, write) = stream.into_split();
-                let (tx, rx) = mpsc::unbounded_channel();
-                tokio::spawn(async move {
-                    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
-                    let mut chunk = vec![0u8; 16 * 1024];
-                    loop {
-                        match read_half.read(&mut chunk).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                        loop {
-                            match message::parse(&buf, true) {
-                                Ok((m, used)) => {
-                                    buf.drain(..used);
-                                    if tx.send(Some(m)).is_err() {
-                                        return;
-                                    }
-                                }
-                                Err(SipError::Incomplete) => break,
-                                Err(e) => {
-                                    // A stream cannot resynchronise after a
-                                    // bad frame: drop the connection.
-                                    tracing::warn!("bad SIP over TCP, closing: {e}");
-                                    let _ = tx.send(None);
-                                    return;
-                                }
-                            }
-                        }
+            Transport::Tcp | Transport::Tls => {
+                let tls = match (cfg.transport, &cfg.tls) {
+                    (Transport::Tls, None) => {
+                        return Err(SipError::Tls("a TLS transport without TLS settings".into()));
                     }
-                    let _ = tx.send(None);
-                });
-                (Io::Tcp { write, read: rx }, local)
+                    (_, t) => t.clone(),
+                };
+                // TCP listens where the Contact points; over TLS the peer
+                // reuses our connection (Via alias, RFC 5923).
+                let listener = if cfg.transport == Transport::Tcp {
+                    Some(TcpListener::bind(cfg.bind).await?)
+                } else {
+                    None
+                };
+                let port = match &listener {
+                    Some(l) => l.local_addr()?.port(),
+                    None => 0,
+                };
+                let (events_tx, events) = mpsc::unbounded_channel();
+                let mut streams = Streams {
+                    transport: cfg.transport,
+                    tls,
+                    next_id: 0,
+                    conns: HashMap::new(),
+                    events_tx,
+                    events,
+                    listener,
+                };
+                // The first destination that accepts proves the provider is
+                // there; a provider that refuses everywhere is an error now.
+                let mut connected = false;
+                for d in &destinations {
+                    match open(*d, streams.tls.as_ref()).await {
+                        Ok(stream) => {
+                            streams.adopt(*d, stream);
+                            connected = true;
+                            break;
+                        }
+                        Err(e) => tracing::warn!(addr = %d, "SIP connection: {e}"),
+                    }
+                }
+                if !connected {
+                    return Err(SipError::Refused(destinations[0]));
+                }
+                (Io::Stream(streams), SocketAddr::new(ip, port))
             }
         };
         let endpoint = Endpoint::new(EndpointConfig {
@@ -182,21 +468,25 @@ impl Ua {
             seed: rand::random(),
         });
         let (cmds, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(drive(endpoint, io, rx));
+        let task = tokio::spawn(drive(endpoint, io, cfg.provider, rx));
         Ok(Ua {
             cmds,
             local,
+            destinations,
             task: Some(task),
         })
     }
 
-    /// Our address as the provider sees it.
+    /// Our address as the provider sees it (Via, Contact).
     pub fn local_addr(&self) -> SocketAddr {
         self.local
     }
 
-    /// Places a call.
-    pub async fn call(&self, params: CallParams) -> Result<CallHandle, SipError> {
+    /// Places a call (to the UA's destinations unless `params` names some).
+    pub async fn call(&self, mut params: CallParams) -> Result<CallHandle, SipError> {
+        if params.destinations.is_empty() {
+            params.destinations = self.destinations.clone();
+        }
         let (etx, events) = mpsc::unbounded_channel();
         let (itx, irx) = oneshot::channel();
         self.cmds
@@ -227,24 +517,60 @@ impl Drop for Ua {
     }
 }
 
-async fn arrival(io: &mut Io, buf: &mut [u8]) -> Arrival {
-    match io {
-        Io::Udp(s) => match s.recv(buf).await {
-            Ok(n) => Arrival::Bytes(n),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Arrival::Refused,
-            Err(e) => Arrival::Error(e),
-        },
-        Io::Tcp { read, .. } => match read.recv().await {
-            Some(Some(m)) => Arrival::Msg(m),
-            Some(None) | None => Arrival::Closed,
-        },
+enum Arrival {
+    Datagram(usize, SocketAddr),
+    Msg(SocketAddr, Message),
+    Refused(Option<SocketAddr>),
+    Lost(SocketAddr),
+    Accepted(TcpStream, SocketAddr),
+    Error(std::io::Error),
+}
+
+async fn accept(listener: &Option<TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => pending().await,
     }
 }
 
-async fn send(io: &mut Io, bytes: &[u8]) -> std::io::Result<()> {
+async fn arrival(io: &mut Io, buf: &mut [u8]) -> Arrival {
     match io {
-        Io::Udp(s) => s.send(bytes).await.map(|_| ()),
-        Io::Tcp { write, .. } => write.write_all(bytes).await,
+        Io::Udp(s) => match s.recv_from(buf).await {
+            Ok((n, from)) => Arrival::Datagram(n, from),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Arrival::Refused(None),
+            Err(e) => Arrival::Error(e),
+        },
+        Io::Stream(st) => {
+            let Streams {
+                events, listener, ..
+            } = st;
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Some(StreamEvent::Msg(from, m)) => Arrival::Msg(from, m),
+                    Some(StreamEvent::Closed { addr, id, refused }) => {
+                        if st.conns.get(&addr).is_some_and(|(cid, _)| *cid == id) {
+                            st.conns.remove(&addr);
+                        }
+                        if refused { Arrival::Refused(Some(addr)) } else { Arrival::Lost(addr) }
+                    }
+                    None => pending().await,
+                },
+                a = accept(listener) => match a {
+                    Ok((s, peer)) => Arrival::Accepted(s, peer),
+                    Err(e) => Arrival::Error(e),
+                },
+            }
+        }
+    }
+}
+
+async fn send(io: &mut Io, to: SocketAddr, bytes: Vec<u8>) -> std::io::Result<()> {
+    match io {
+        Io::Udp(s) => s.send_to(&bytes, to).await.map(|_| ()),
+        Io::Stream(st) => {
+            st.send(to, bytes);
+            Ok(())
+        }
     }
 }
 
@@ -255,11 +581,11 @@ fn now() -> Instant {
 async fn drive(
     mut ep: Endpoint,
     mut io: Io,
+    provider: SocketAddr,
     mut cmds: mpsc::UnboundedReceiver<Cmd>,
 ) -> EndpointStats {
     let mut listeners: HashMap<CallId, mpsc::UnboundedSender<CallEvent>> = HashMap::new();
     let mut buf = vec![0u8; message::MAX_MESSAGE];
-    let mut closed = false;
     loop {
         let deadline = ep.poll_timeout().map(tokio::time::Instant::from_std);
         let mut received_at = None;
@@ -270,27 +596,42 @@ async fn drive(
                     let id = ep.start_call(now(), *params);
                     listeners.insert(id, events);
                     let _ = reply.send(id);
-                    if closed {
-                        ep.handle_unreachable(now());
-                    }
                 }
                 Some(Cmd::Hangup(id)) => ep.hangup(now(), id),
             },
-            a = arrival(&mut io, &mut buf), if !closed => {
+            a = arrival(&mut io, &mut buf) => {
                 let at = now();
                 received_at = Some(Instant::now());
                 match a {
-                    Arrival::Bytes(n) => {
-                        if let Err(e) = ep.handle_bytes(at, &buf[..n]) {
-                            tracing::debug!("dropped a bad datagram: {e}");
+                    Arrival::Datagram(n, from) => {
+                        if let Err(e) = ep.handle_bytes_from(at, Some(from), &buf[..n]) {
+                            tracing::debug!(%from, "dropped a bad datagram: {e}");
                         }
                     }
-                    Arrival::Msg(m) => ep.handle_message(at, m),
-                    Arrival::Refused => ep.handle_unreachable(at),
-                    Arrival::Closed => {
-                        tracing::warn!("provider closed the TCP connection");
-                        closed = true;
-                        ep.handle_unreachable(at);
+                    Arrival::Msg(from, m) => ep.handle_message_from(at, Some(from), m),
+                    Arrival::Refused(addr) => {
+                        let refused = match (&io, addr) {
+                            (Io::Udp(s), None) => refused_destinations(s),
+                            (_, Some(a)) => vec![a],
+                            _ => Vec::new(),
+                        };
+                        if refused.is_empty() {
+                            ep.handle_unreachable_at(at, None);
+                        }
+                        for a in refused {
+                            tracing::warn!(addr = %a, "SIP destination refused");
+                            ep.handle_unreachable_at(at, Some(a));
+                        }
+                    }
+                    Arrival::Lost(addr) => {
+                        tracing::warn!(%addr, "SIP connection closed; the next message opens a new one");
+                        ep.handle_unreachable_at(at, Some(addr));
+                    }
+                    Arrival::Accepted(stream, peer) => {
+                        if let Io::Stream(st) = &mut io {
+                            let _ = stream.set_nodelay(true);
+                            st.adopt(peer, Box::new(stream));
+                        }
                     }
                     Arrival::Error(e) => tracing::warn!("SIP socket: {e}"),
                 }
@@ -302,12 +643,13 @@ async fn drive(
                 }
             } => ep.handle_timeout(now()),
         }
-        while let Some(bytes) = ep.poll_transmit() {
-            if let Err(e) = send(&mut io, &bytes).await {
+        while let Some(t) = ep.poll_transmit_to() {
+            let to = t.to.unwrap_or(provider);
+            if let Err(e) = send(&mut io, to, t.bytes).await {
                 if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                    ep.handle_unreachable(now());
+                    ep.handle_unreachable_at(now(), Some(to));
                 } else {
-                    tracing::warn!("SIP send: {e}");
+                    tracing::warn!(%to, "SIP send: {e}");
                 }
             }
         }
@@ -357,11 +699,10 @@ mod opt_ms {
 /// offer; with `play` (seconds), the generated safe-harbour prompt is
 /// played once answered and the call is then hung up.
 pub async fn call_once(
-    target: &super::Target,
+    ua: Ua,
     mut params: CallParams,
     play: Option<f64>,
 ) -> Result<CallReport, SipError> {
-    let ua = Ua::start(UaConfig::new(target.addr, target.transport)).await?;
     let rtp = UdpSocket::bind(SocketAddr::new(ua.local_addr().ip(), 0)).await?;
     params.media_addr = rtp.local_addr()?;
     let mut call = ua.call(params).await?;

@@ -89,9 +89,20 @@ pub struct CallParams {
     /// Display name in From (the campaign's caller name), if any.
     pub display_name: Option<String>,
     /// Headers added to the INVITE as given, e.g. the campaign's
-    /// P-Asserted-Identity and Privacy (RFC 3325).
+    /// P-Asserted-Identity (RFC 3325).
     pub extra_headers: Vec<(String, String)>,
+    /// Where to send, in the order to try (RFC 3263 resolution of the
+    /// provider); the next is tried when one refuses, stays silent for
+    /// [`FAILOVER_SILENCE`] or answers 503. Empty: the driver's default
+    /// peer only.
+    pub destinations: Vec<SocketAddr>,
 }
+
+/// How long a destination may stay silent (not even 100 Trying) before
+/// the INVITE moves to the next one. RFC 3261 17.2.1 has a UAS send 100
+/// within 200 ms; eight round trips (8*T1 with the default T1) is a
+/// generous allowance that still fails over well inside a ring timeout.
+pub const FAILOVER_SILENCE: Duration = Duration::from_secs(4);
 
 /// Endpoint-wide settings.
 #[derive(Debug, Clone)]
@@ -373,6 +384,7 @@ impl ClientTx {
 /// comes (RFC 3261 13.3.1.4); without one by timer H the call is ended.
 #[derive(Debug)]
 struct ServerOk {
+    to: Option<SocketAddr>,
     cseq: u32,
     bytes: Vec<u8>,
     next_g: Option<(Instant, Duration)>,
@@ -496,17 +508,45 @@ struct Call {
     summary: Summary,
     linger_until: Option<Instant>,
     scheduled: Option<Instant>,
+    /// Index into `params.destinations` of the one in use.
+    dest_idx: usize,
+    /// Anything heard from the destination in use.
+    heard: bool,
+    /// When to give up on a silent destination and try the next.
+    failover_at: Option<Instant>,
+}
+
+/// Bytes to send and where: `to` is `None` for the driver's default peer
+/// (its provider).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// The destination, or `None` for the driver's default peer.
+    pub to: Option<SocketAddr>,
+    /// One SIP message.
+    pub bytes: Vec<u8>,
 }
 
 struct Out<'a> {
     cfg: &'a EndpointConfig,
     rng: &'a mut StdRng,
-    tx: &'a mut VecDeque<Vec<u8>>,
+    tx: &'a mut VecDeque<Transmit>,
+    /// Where the message being handled came from: responses go back there.
+    source: Option<SocketAddr>,
     events: &'a mut VecDeque<(CallId, CallEvent)>,
     stats: &'a mut EndpointStats,
 }
 
 impl Out<'_> {
+    fn send(&mut self, to: Option<SocketAddr>, bytes: Vec<u8>) {
+        self.tx.push_back(Transmit { to, bytes });
+    }
+
+    /// Sends a response to the request being handled, back to its sender.
+    fn reply(&mut self, bytes: Vec<u8>) {
+        let to = self.source;
+        self.send(to, bytes);
+    }
+
     fn token(&mut self) -> String {
         format!("{:016x}", self.rng.random::<u64>())
     }
@@ -704,6 +744,9 @@ impl Call {
             },
             linger_until: None,
             scheduled: None,
+            dest_idx: 0,
+            heard: false,
+            failover_at: None,
         };
         call.send_invite(now, out);
         tracing::debug!(call_id = %call.call_id, target = %masked_uri(&call.params.target), "INVITE sent");
@@ -711,11 +754,40 @@ impl Call {
     }
 
     fn send_invite(&mut self, now: Instant, out: &mut Out<'_>) {
+        let dest = self.dest();
         let t = out.cfg.timers;
-        out.tx.push_back(self.invite_bytes.clone());
+        out.send(dest, self.invite_bytes.clone());
         self.timer_a = (!out.cfg.transport.reliable()).then(|| (now + t.t1, t.t1));
         self.timer_b = Some(now + 64 * t.t1);
         self.state = State::Calling;
+        self.failover_at =
+            (self.dest_idx + 1 < self.params.destinations.len()).then(|| now + FAILOVER_SILENCE);
+    }
+
+    /// The destination in use (`None`: the driver's default peer).
+    fn dest(&self) -> Option<SocketAddr> {
+        self.params.destinations.get(self.dest_idx).copied()
+    }
+
+    /// Moves the INVITE to the next destination (RFC 3263 4.3), as a new
+    /// transaction. False when there is none or it is too late to.
+    fn fail_over(&mut self, now: Instant, out: &mut Out<'_>) -> bool {
+        if self.dest_idx + 1 >= self.params.destinations.len()
+            || self.cancel_reason.is_some()
+            || self.cancel_pending.is_some()
+            || !matches!(self.state, State::Calling | State::Proceeding)
+            || self.ack_2xx.is_some()
+        {
+            return false;
+        }
+        let from = self.dest();
+        self.dest_idx += 1;
+        self.heard = false;
+        tracing::info!(call_id = %self.call_id, from = ?from, to = ?self.dest(), "trying the next destination");
+        // Nobody was reached: the ring timeout starts again.
+        self.ring_deadline = now + self.params.ring_timeout.get();
+        self.resend_invite(now, out, |_| {});
+        true
     }
 
     /// Sends the INVITE again as a new transaction (new branch, next
@@ -753,6 +825,9 @@ impl Call {
         };
         consider(self.timer_a.map(|(t, _)| t));
         consider(self.timer_b);
+        if self.state == State::Calling && !self.heard {
+            consider(self.failover_at);
+        }
         if matches!(self.state, State::Calling | State::Proceeding) && self.cancel_pending.is_none()
         {
             consider(Some(self.ring_deadline));
@@ -834,6 +909,7 @@ impl Call {
     }
 
     fn send_cancel(&mut self, now: Instant, reason: CancelReason, out: &mut Out<'_>) {
+        let dest = self.dest();
         let mut c = Request::new(Method::Cancel, self.invite.uri.clone());
         let h = &mut c.headers;
         h.push("Via", self.invite_via());
@@ -848,7 +924,7 @@ impl Call {
         let t = out.cfg.timers;
         // The CANCEL has no kind of its own: it is kept apart in `cancel`.
         let tx = ClientTx::new(now, TxKind::Bye, c, t, out.cfg.transport.reliable());
-        out.tx.push_back(tx.bytes.clone());
+        out.send(dest, tx.bytes.clone());
         self.cancel = Some(tx);
         // RFC 3261 9.1: if no final response comes within 64*T1 of the
         // CANCEL, the INVITE transaction is considered gone.
@@ -859,6 +935,7 @@ impl Call {
     }
 
     fn send_bye(&mut self, now: Instant, out: &mut Out<'_>) {
+        let dest = self.dest();
         let bye = self.in_dialog(Method::Bye, out);
         let tx = ClientTx::new(
             now,
@@ -867,7 +944,7 @@ impl Call {
             out.cfg.timers,
             out.cfg.transport.reliable(),
         );
-        out.tx.push_back(tx.bytes.clone());
+        out.send(dest, tx.bytes.clone());
         self.bye = Some(tx);
         self.state = State::Closing;
         self.session_timer = None;
@@ -876,6 +953,7 @@ impl Call {
 
     /// Starts a client transaction of `kind` for `request` and sends it.
     fn start_tx(&mut self, now: Instant, kind: TxKind, request: Request, out: &mut Out<'_>) {
+        let dest = self.dest();
         let tx = ClientTx::new(
             now,
             kind,
@@ -883,7 +961,7 @@ impl Call {
             out.cfg.timers,
             out.cfg.transport.reliable(),
         );
-        out.tx.push_back(tx.bytes.clone());
+        out.send(dest, tx.bytes.clone());
         self.others.retain(|t| !t.done);
         self.others.push(tx);
     }
@@ -934,6 +1012,7 @@ impl Call {
     }
 
     fn on_response(&mut self, now: Instant, r: &Response, out: &mut Out<'_>) {
+        let dest = self.dest();
         let Ok((n, method)) = message::cseq(&r.headers) else {
             return;
         };
@@ -947,7 +1026,7 @@ impl Call {
                     // replaced (digest retry, redirect): ACK it again.
                     out.stats.retransmissions += 1;
                     if let Some(a) = &self.ack_final {
-                        out.tx.push_back(a.clone());
+                        out.send(dest, a.clone());
                     }
                 }
             }
@@ -988,6 +1067,7 @@ impl Call {
         r: &Response,
         out: &mut Out<'_>,
     ) {
+        let dest = self.dest();
         let tx = match slot {
             None => self.bye.as_mut(),
             Some(i) => self.others.get_mut(i),
@@ -1005,7 +1085,7 @@ impl Call {
             if let Some(a) = &tx.ack
                 && (200..300).contains(&r.code)
             {
-                out.tx.push_back(a.clone());
+                out.send(dest, a.clone());
             }
             return;
         }
@@ -1025,7 +1105,7 @@ impl Call {
             h.push("To", r.headers.get("To").unwrap_or_default());
             h.push("Call-ID", self.call_id.clone());
             h.push("CSeq", format!("{} ACK", tx.cseq));
-            out.tx.push_back(ack.encode());
+            out.send(dest, ack.encode());
         }
         // Challenges are answered on every request we send (RFC 3261
         // 22.2), once per transaction.
@@ -1048,7 +1128,7 @@ impl Call {
                 out.cfg.transport.reliable(),
             );
             tx.auth_tries = 1;
-            out.tx.push_back(tx.bytes.clone());
+            out.send(dest, tx.bytes.clone());
             tracing::debug!(call_id = %self.call_id, method = %tx.request.method, "answering digest challenge");
             match slot {
                 None => self.bye = Some(tx),
@@ -1082,7 +1162,7 @@ impl Call {
                             via,
                         )
                         .encode();
-                        out.tx.push_back(ack.clone());
+                        out.send(dest, ack.clone());
                         if let Some(Some(tx)) = slot.map(|i| self.others.get_mut(i)) {
                             tx.ack = Some(ack);
                         }
@@ -1115,6 +1195,7 @@ impl Call {
     /// ACKs and hangs up a dialog a 2xx created that the call does not
     /// keep: another fork's answer, or an answer after the call ended.
     fn tear_down_fork(&mut self, now: Instant, n: u32, r: &Response, out: &mut Out<'_>) {
+        let dest = self.dest();
         let tag = r
             .headers
             .get("To")
@@ -1138,7 +1219,7 @@ impl Call {
             via,
         )
         .encode();
-        out.tx.push_back(ack.clone());
+        out.send(dest, ack.clone());
         self.cseq += 1;
         let via = out.via();
         let bye = dialog_request(
@@ -1207,7 +1288,12 @@ impl Call {
     }
 
     fn on_invite_response(&mut self, now: Instant, n: u32, r: &Response, out: &mut Out<'_>) {
+        let dest = self.dest();
         let code = r.code;
+        if n == self.invite_cseq {
+            self.heard = true;
+            self.failover_at = None;
+        }
         let elapsed = now.saturating_duration_since(self.sent_at);
         if self.summary.first_response_after.is_none() {
             self.summary.first_response_after = Some(elapsed);
@@ -1259,12 +1345,12 @@ impl Call {
             {
                 // A retransmitted 200 (our ACK was lost).
                 out.stats.retransmissions += 1;
-                out.tx.push_back(ack.clone());
+                out.send(dest, ack.clone());
                 return;
             }
             if let Some(f) = self.forks.iter().find(|f| f.tag == tag) {
                 out.stats.retransmissions += 1;
-                out.tx.push_back(f.ack.clone());
+                out.send(dest, f.ack.clone());
                 return;
             }
             if self.ack_2xx.is_some() || self.state == State::Done {
@@ -1297,7 +1383,7 @@ impl Call {
                 via,
             )
             .encode();
-            out.tx.push_back(ack.clone());
+            out.send(dest, ack.clone());
             self.ack_2xx = Some(ack);
             self.timer_a = None;
             self.timer_b = None;
@@ -1340,7 +1426,7 @@ impl Call {
         h.push("Call-ID", self.call_id.clone());
         h.push("CSeq", format!("{n} ACK"));
         let ack = ack.encode();
-        out.tx.push_back(ack.clone());
+        out.send(dest, ack.clone());
         let repeat = self.ack_final.is_some() && self.summary.final_code == Some(code);
         self.ack_final = Some(ack);
         if repeat || self.state == State::Done {
@@ -1351,6 +1437,10 @@ impl Call {
         self.timer_a = None;
         self.timer_b = None;
         if self.retry_invite(now, r, out) {
+            return;
+        }
+        // RFC 3263 4.3: a 503 sends the request to the next destination.
+        if code == 503 && self.fail_over(now, out) {
             return;
         }
         self.summary.final_code = Some(code);
@@ -1492,7 +1582,7 @@ impl Call {
 
     fn reply(&mut self, req: &Request, n: u32, response: Response, out: &mut Out<'_>) -> Vec<u8> {
         let bytes = response.encode();
-        out.tx.push_back(bytes.clone());
+        out.reply(bytes.clone());
         self.last_reply = Some((n, req.method.clone(), bytes.clone()));
         bytes
     }
@@ -1567,6 +1657,7 @@ impl Call {
         if req.method == Method::Invite {
             let t = out.cfg.timers;
             self.reinvite_ok = Some(ServerOk {
+                to: out.source,
                 cseq: n,
                 bytes,
                 next_g: (!out.cfg.transport.reliable()).then(|| (now + t.t1, t.t1)),
@@ -1605,7 +1696,7 @@ impl Call {
             Method::Options => {
                 let mut ok = Response::to(req, 200, "OK", None);
                 ok.headers.push("Allow", ALLOW);
-                out.tx.push_back(ok.encode());
+                out.reply(ok.encode());
                 return;
             }
             _ => {}
@@ -1619,7 +1710,7 @@ impl Call {
                 tracing::debug!(call_id = %self.call_id, method = %req.method, "request outside the dialog refused");
                 Response::to(req, 481, "Call/Transaction Does Not Exist", None)
             };
-            out.tx.push_back(reply.encode());
+            out.reply(reply.encode());
             return;
         }
         if let Some(last) = self.remote_cseq {
@@ -1630,13 +1721,13 @@ impl Call {
                     && *m == req.method
                 {
                     out.stats.retransmissions += 1;
-                    out.tx.push_back(bytes.clone());
+                    out.reply(bytes.clone());
                 }
                 return;
             }
             if n < last {
                 let r = Response::to(req, 500, "CSeq Out of Order", None);
-                out.tx.push_back(r.encode());
+                out.reply(r.encode());
                 return;
             }
         }
@@ -1713,6 +1804,7 @@ impl Call {
     }
 
     fn on_timeout(&mut self, now: Instant, out: &mut Out<'_>) {
+        let dest = self.dest();
         if self.state == State::Done {
             // Only a fork's BYE may still be running.
             self.retransmit(now, out);
@@ -1721,9 +1813,16 @@ impl Call {
         if let Some((at, interval)) = self.timer_a
             && at <= now
         {
-            out.tx.push_back(self.invite_bytes.clone());
+            out.send(dest, self.invite_bytes.clone());
             let next = interval * 2;
             self.timer_a = Some((now + next, next));
+        }
+        if self.state == State::Calling
+            && !self.heard
+            && self.failover_at.is_some_and(|f| f <= now)
+            && self.fail_over(now, out)
+        {
+            return;
         }
         if self.timer_b.is_some_and(|b| b <= now) {
             self.end(now, Outcome::Timeout, out);
@@ -1753,7 +1852,7 @@ impl Call {
             } else if let Some((at, interval)) = ok.next_g
                 && at <= now
             {
-                out.tx.push_back(ok.bytes.clone());
+                out.send(ok.to, ok.bytes.clone());
                 let next = (interval * 2).min(out.cfg.timers.t2);
                 ok.next_g = Some((now + next, next));
             }
@@ -1803,6 +1902,7 @@ impl Call {
     /// refresh re-INVITE) and closes those past timer F. True when a
     /// session refresh timed out.
     fn retransmit(&mut self, now: Instant, out: &mut Out<'_>) -> bool {
+        let dest = self.dest();
         let t2 = out.cfg.timers.t2;
         let mut refresh_failed = false;
         for tx in [self.cancel.as_mut(), self.bye.as_mut()]
@@ -1821,7 +1921,7 @@ impl Call {
             if let Some((at, interval)) = tx.next_e
                 && at <= now
             {
-                out.tx.push_back(tx.bytes.clone());
+                out.send(dest, tx.bytes.clone());
                 let next = if tx.request.method == Method::Invite {
                     interval * 2
                 } else {
@@ -1856,10 +1956,12 @@ pub struct Endpoint {
     calls: HashMap<u64, Call>,
     by_call_id: HashMap<String, u64>,
     timers: BinaryHeap<Reverse<(Instant, u64)>>,
-    tx: VecDeque<Vec<u8>>,
+    tx: VecDeque<Transmit>,
     events: VecDeque<(CallId, CallEvent)>,
     stats: EndpointStats,
     live: usize,
+    /// Where the message being handled came from.
+    source: Option<SocketAddr>,
 }
 
 impl Endpoint {
@@ -1876,6 +1978,7 @@ impl Endpoint {
             events: VecDeque::new(),
             stats: EndpointStats::default(),
             live: 0,
+            source: None,
         }
     }
 
@@ -1910,6 +2013,7 @@ impl Endpoint {
             tx: &mut self.tx,
             events: &mut self.events,
             stats: &mut self.stats,
+            source: self.source,
         };
         f(call, now, &mut out);
         if !was_done && call.state == State::Done {
@@ -1939,6 +2043,7 @@ impl Endpoint {
             tx: &mut self.tx,
             events: &mut self.events,
             stats: &mut self.stats,
+            source: self.source,
         };
         let call = Call::new(CallId(id), now, params, &mut out);
         self.by_call_id.insert(call.call_id.clone(), id);
@@ -1958,9 +2063,20 @@ impl Endpoint {
     /// message over TCP). Call on every arrival; a malformed message is
     /// counted, answered with nothing, and returned as the error.
     pub fn handle_bytes(&mut self, now: Instant, bytes: &[u8]) -> Result<(), SipError> {
+        self.handle_bytes_from(now, None, bytes)
+    }
+
+    /// [`Endpoint::handle_bytes`] for bytes from `from`: responses to a
+    /// request go back to its sender (`None`: the driver's default peer).
+    pub fn handle_bytes_from(
+        &mut self,
+        now: Instant,
+        from: Option<SocketAddr>,
+        bytes: &[u8],
+    ) -> Result<(), SipError> {
         match message::parse(bytes, false) {
             Ok((m, _)) => {
-                self.handle_message(now, m);
+                self.handle_message_from(now, from, m);
                 Ok(())
             }
             Err(e) => {
@@ -1972,6 +2088,17 @@ impl Endpoint {
 
     /// Feeds a parsed message. Call on every arrival.
     pub fn handle_message(&mut self, now: Instant, msg: Message) {
+        self.handle_message_from(now, None, msg);
+    }
+
+    /// [`Endpoint::handle_message`] for a message from `from`.
+    pub fn handle_message_from(&mut self, now: Instant, from: Option<SocketAddr>, msg: Message) {
+        self.source = from;
+        self.dispatch(now, from, msg);
+        self.source = None;
+    }
+
+    fn dispatch(&mut self, now: Instant, from: Option<SocketAddr>, msg: Message) {
         let call_id = msg.headers().get("Call-ID").unwrap_or_default();
         let id = self.by_call_id.get(call_id).copied();
         match (msg, id) {
@@ -1994,23 +2121,40 @@ impl Endpoint {
                     }
                     _ => Response::to(&q, 481, "Call/Transaction Does Not Exist", None),
                 };
-                self.tx.push_back(reply.encode());
+                self.tx.push_back(Transmit {
+                    to: from,
+                    bytes: reply.encode(),
+                });
             }
         }
     }
 
     /// The transport says the peer refuses (ICMP port unreachable,
-    /// connection refused or lost). Calls that heard nothing yet end as
+    /// connection refused or lost). Calls that heard nothing yet from
+    /// their destination try the next one (RFC 3263 4.3) or end as
     /// [`Outcome::Unreachable`]; the others run on their timers.
     pub fn handle_unreachable(&mut self, now: Instant) {
+        self.handle_unreachable_at(now, None);
+    }
+
+    /// [`Endpoint::handle_unreachable`] for one destination (`None`: any).
+    pub fn handle_unreachable_at(&mut self, now: Instant, dest: Option<SocketAddr>) {
         let waiting: Vec<u64> = self
             .calls
             .iter()
-            .filter(|(_, c)| c.state == State::Calling && c.summary.codes.is_empty())
+            .filter(|(_, c)| {
+                c.state == State::Calling
+                    && !c.heard
+                    && (dest.is_none() || c.dest() == dest || c.dest().is_none())
+            })
             .map(|(id, _)| *id)
             .collect();
         for id in waiting {
-            self.with_call(id, now, |c, now, out| c.end(now, Outcome::Unreachable, out));
+            self.with_call(id, now, |c, now, out| {
+                if !c.fail_over(now, out) {
+                    c.end(now, Outcome::Unreachable, out)
+                }
+            });
         }
     }
 
@@ -2044,6 +2188,12 @@ impl Endpoint {
     /// `handle_*` and `start_call` until it returns `None`.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.tx.pop_front().map(|t| t.bytes)
+    }
+
+    /// [`Endpoint::poll_transmit`] with each message's destination.
+    #[must_use]
+    pub fn poll_transmit_to(&mut self) -> Option<Transmit> {
         self.tx.pop_front()
     }
 

@@ -240,5 +240,6 @@ macro_rules! store_raw_test {
     };
 }
 
+pub mod dns;
 pub mod live;
 pub mod sipp;

@@ -55,6 +55,7 @@ impl Pair {
                     max_talk,
                     display_name: None,
                     extra_headers: Vec::new(),
+                    destinations: Vec::new(),
                 },
             );
         }
@@ -225,6 +226,7 @@ fn unacknowledged_200_is_retransmitted_then_ended_with_bye() {
             max_talk: None,
             display_name: None,
             extra_headers: Vec::new(),
+            destinations: Vec::new(),
         },
     );
     let invite = ep.poll_transmit().unwrap();

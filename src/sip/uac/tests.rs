@@ -24,6 +24,7 @@ fn params() -> CallParams {
         max_talk: None,
         display_name: None,
         extra_headers: Vec::new(),
+        destinations: Vec::new(),
     }
 }
 

@@ -1,0 +1,77 @@
+//! TLS client settings for `sips:` and `;transport=tls` providers
+//! (rustls): the system's trusted roots plus an optional extra CA file, and
+//! the name the provider's certificate must carry (RFC 5922: the host of
+//! the URI, not the address it resolved to).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::RootCertStore;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+
+use super::SipError;
+
+/// How the UA opens TLS connections to its provider.
+#[derive(Clone)]
+pub struct TlsClient {
+    /// The rustls configuration (roots, protocol versions).
+    pub config: Arc<rustls::ClientConfig>,
+    /// The name the certificate is checked against.
+    pub server_name: ServerName<'static>,
+}
+
+impl std::fmt::Debug for TlsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsClient")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsClient {
+    /// Trusts the system's roots and, when given, the CA certificates in
+    /// the PEM file `extra_ca` (a private carrier CA, or a test CA).
+    pub fn new(server_name: &str, extra_ca: Option<&Path>) -> Result<TlsClient, SipError> {
+        let mut roots = RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        for cert in native.certs {
+            // A system root rustls cannot read is skipped, as browsers do.
+            let _ = roots.add(cert);
+        }
+        if let Some(path) = extra_ca {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .map_err(|e| SipError::Tls(format!("{}: {e}", path.display())))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| SipError::Tls(format!("{}: {e}", path.display())))?;
+            if certs.is_empty() {
+                return Err(SipError::Tls(format!(
+                    "{}: no PEM certificate in the file",
+                    path.display()
+                )));
+            }
+            for c in certs {
+                roots
+                    .add(c)
+                    .map_err(|e| SipError::Tls(format!("{}: {e}", path.display())))?;
+            }
+        }
+        if roots.is_empty() {
+            return Err(SipError::Tls(
+                "no trusted root certificates (install ca-certificates or give a CA file)".into(),
+            ));
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| SipError::Tls(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let server_name = ServerName::try_from(server_name.to_string())
+            .map_err(|e| SipError::Tls(format!("{server_name:?} is not a server name: {e}")))?;
+        Ok(TlsClient {
+            config: Arc::new(config),
+            server_name,
+        })
+    }
+}
