@@ -215,6 +215,12 @@ pub struct Campaign {
     /// (`[abandonment] message_length`, 6 s by default).
     #[serde(with = "secs")]
     pub safe_harbour: Duration,
+    /// The recorded safe-harbour message (`[abandonment] message_file`, a
+    /// 16-bit, 8 kHz, mono WAV naming the seller and a number to call
+    /// back), relative paths taken from the campaign file's folder. `None`:
+    /// a generated chime and tone, which no regulator accepts as the
+    /// message; `dialler validate` says so.
+    pub message_file: Option<std::path::PathBuf>,
     /// Pacing strategy.
     pub strategy: Strategy,
     /// Highest dial level (calls per ready agent) pacing may use.
@@ -436,6 +442,7 @@ struct RawAbandonment {
     target_percent: Spanned<f64>,
     window: Option<Spanned<String>>,
     message_length: Option<Spanned<String>>,
+    message_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -577,6 +584,14 @@ impl Validator<'_> {
                 None => None,
             },
         };
+        let (safe_harbour, message_file) = match &raw.abandonment.get_ref().message_file {
+            None => (safe_harbour, None),
+            Some(f) => self.message_file(
+                f,
+                raw.abandonment.get_ref().message_length.is_some(),
+                safe_harbour,
+            ),
+        };
         let (strategy, max_dial_level) = self.pacing(&raw.pacing);
         let expected_answer_rate = match &raw.pacing.expected_answer_rate {
             None => Some(None),
@@ -651,6 +666,7 @@ impl Validator<'_> {
             abandon_target_percent: target?,
             abandon_window: window?,
             safe_harbour: safe_harbour?,
+            message_file,
             strategy: strategy?,
             max_dial_level: max_dial_level?,
             expected_answer_rate: expected_answer_rate?,
@@ -1048,6 +1064,62 @@ impl Validator<'_> {
         ok.then(|| raw.get_ref().iter().map(|d| d.get_ref().clone()).collect())
     }
 
+    /// The recording: readable, 16-bit 8 kHz mono, 2 s to 60 s, and no
+    /// longer than `message_length` when that is given (the pacer holds the
+    /// line for that long). Without `message_length` the recording's own
+    /// length is the message length.
+    fn message_file(
+        &mut self,
+        f: &Spanned<String>,
+        length_given: bool,
+        length: Option<Duration>,
+    ) -> (Option<Duration>, Option<std::path::PathBuf>) {
+        let field = "abandonment.message_file";
+        let rel = Path::new(f.get_ref());
+        let path = match self.path.parent() {
+            Some(dir) if rel.is_relative() => dir.join(rel),
+            _ => rel.to_path_buf(),
+        };
+        let samples = match crate::media::wav::read_file(&path) {
+            Ok(s) => s,
+            Err(e) => {
+                self.error(f.span(), field, format!("{}: {e}", path.display()));
+                return (length, None);
+            }
+        };
+        let played = crate::media::wav::duration(&samples);
+        if !(Duration::from_secs(2)..=Duration::from_secs(60)).contains(&played) {
+            self.error(
+                f.span(),
+                field,
+                format!(
+                    "{}: {:.1} s long; the message must last 2 s to 60 s",
+                    path.display(),
+                    played.as_secs_f64()
+                ),
+            );
+            return (length, None);
+        }
+        match length {
+            Some(l) if length_given && played > l => {
+                self.error(
+                    f.span(),
+                    field,
+                    format!(
+                        "{}: {:.1} s long, over message_length ({:.1} s): the line would be held longer than paced for",
+                        path.display(),
+                        played.as_secs_f64(),
+                        l.as_secs_f64()
+                    ),
+                );
+                (length, None)
+            }
+            Some(l) if length_given => (Some(l), Some(path)),
+            Some(_) => (Some(played), Some(path)),
+            None => (None, Some(path)),
+        }
+    }
+
     fn provider(&mut self, raw: &RawProvider) -> Option<Provider> {
         let mut ok = true;
         let uri = raw.uri.get_ref().trim();
@@ -1323,6 +1395,65 @@ password_env = "TRUNK_PASSWORD"
             let errs = errors(&with(extra));
             assert_eq!(errs.len(), 1, "{extra}: {errs:?}");
             assert_eq!(errs[0].field, field, "{extra}");
+        }
+    }
+
+    #[test]
+    fn a_recorded_message_is_checked_for_format_and_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let wav = |name: &str, secs: f64| {
+            let samples = crate::media::wav::generated_prompt(secs);
+            std::fs::write(dir.path().join(name), crate::media::wav::write(&samples)).unwrap();
+        };
+        wav("ok.wav", 5.5);
+        wav("long.wav", 7.0);
+        wav("short.wav", 1.0);
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(dir.path().join("stereo.wav"), spec).unwrap();
+        for _ in 0..48_000 {
+            w.write_sample(0i16).unwrap();
+        }
+        w.finalize().unwrap();
+        let path = dir.path().join("c.toml");
+        let with =
+            |extra: &str| GOOD_US.replace("[abandonment]\n", &format!("[abandonment]\n{extra}\n"));
+        let c = Campaign::parse(&with("message_file = \"ok.wav\""), &path).expect("valid");
+        assert_eq!(
+            c.message_file.as_deref(),
+            Some(dir.path().join("ok.wav").as_path())
+        );
+        assert_eq!(
+            c.safe_harbour,
+            Duration::from_millis(5500),
+            "the recording's length"
+        );
+        let c = Campaign::parse(
+            &with("message_file = \"ok.wav\"\nmessage_length = \"6s\""),
+            &path,
+        )
+        .expect("valid");
+        assert_eq!(c.safe_harbour, Duration::from_secs(6));
+        for (extra, says) in [
+            (
+                "message_file = \"long.wav\"\nmessage_length = \"6s\"",
+                "over message_length",
+            ),
+            ("message_file = \"short.wav\"", "2 s to 60 s"),
+            ("message_file = \"stereo.wav\"", "mono"),
+            ("message_file = \"missing.wav\"", "missing.wav"),
+        ] {
+            let errs = Campaign::parse(&with(extra), &path).expect_err(extra);
+            assert_eq!(errs[0].field, "abandonment.message_file", "{extra}");
+            assert!(
+                errs[0].message.contains(says),
+                "{extra}: {}",
+                errs[0].message
+            );
         }
     }
 

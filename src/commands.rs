@@ -139,6 +139,9 @@ pub fn campaign_validate(files: &[PathBuf], today: chrono::NaiveDate) -> Validat
                 errors: Vec::new(),
                 warnings: crate::compliance::hours::calendar_warning(c.profile, today)
                     .into_iter()
+                    .chain((c.message_file.is_none() && matches!(c.profile, crate::profile::Profile::Us | crate::profile::Profile::Uk)).then(|| {
+                        "no [abandonment] message_file: abandoned calls hear a generated tone, not a recorded message naming the seller and a number to call back (US TSR 310.4(b)(4)(iii), Ofcom's abandoned-call policy)".to_string()
+                    }))
                     .collect(),
             },
             Err(CampaignError::Invalid { errors, .. }) => Validated {
@@ -1227,6 +1230,8 @@ pub struct RunOptions {
     pub provider: Option<std::net::SocketAddr>,
     /// How to find and reach the campaigns' providers.
     pub net: SipNet,
+    /// `--rtp-ports FIRST-LAST`.
+    pub rtp_ports: Option<String>,
     /// Local SIP address.
     pub sip_bind: std::net::SocketAddr,
     /// Node name.
@@ -1272,6 +1277,11 @@ pub async fn start_service(
     cfg.clock = o.clock;
     cfg.provider = o.provider;
     cfg.net = o.net;
+    if let Some(r) = &o.rtp_ports {
+        let range = crate::media::ports::PortRange::parse(r)
+            .map_err(|e| usage(format!("--rtp-ports {r}: {e}")))?;
+        cfg.rtp_ports = Some(std::sync::Arc::new(range));
+    }
     cfg.sip_bind = o.sip_bind;
     cfg.node = o.node;
     cfg.grace = std::time::Duration::from_secs_f64(o.grace.max(0.0));

@@ -117,6 +117,10 @@ struct RunArgs {
     provider: Option<std::net::SocketAddr>,
     #[command(flatten)]
     net: SipNetArgs,
+    /// RTP ports to use, FIRST-LAST (even ports; the range a firewall
+    /// opens for media). Default: any free port.
+    #[arg(long)]
+    rtp_ports: Option<String>,
     /// This node's name; a restart under the same name recovers its calls.
     #[arg(long, env = "DIALLER_NODE", default_value = "local")]
     node: String,
@@ -900,6 +904,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 dnd_dir: cli.dnd_dir.clone(),
                 provider: a.provider,
                 net: a.net.net(),
+                rtp_ports: a.rtp_ports,
                 sip_bind: a.sip_bind,
                 node: a.node,
                 grace: a.grace,

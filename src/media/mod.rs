@@ -20,10 +20,13 @@ pub enum MediaError {
     BadPacket(&'static str),
     /// A WAV file we cannot play.
     #[error("bad WAV: {0}")]
-    BadWav(&'static str),
+    BadWav(String),
     /// No free port left in the configured range.
     #[error("no free RTP port in {0}..={1}")]
     NoPort(u16, u16),
+    /// A port range that is not `FIRST-LAST` with 0 < FIRST <= LAST.
+    #[error("{0:?} is not a port range FIRST-LAST (even ports, FIRST above 0)")]
+    BadRange(String),
     /// A payload type we do not encode.
     #[error("unsupported payload type {0}")]
     Codec(u8),

@@ -36,17 +36,34 @@ impl PortRange {
 
     /// Binds the next free even port of the range on `ip`.
     pub async fn bind(&self, ip: IpAddr) -> Result<UdpSocket, MediaError> {
+        Ok(UdpSocket::from_std(self.bind_std(ip)?)?)
+    }
+
+    /// [`PortRange::bind`] without a runtime: a non-blocking std socket.
+    pub fn bind_std(&self, ip: IpAddr) -> Result<std::net::UdpSocket, MediaError> {
         let slots = self.slots();
         for _ in 0..slots {
             let slot = self.next.fetch_add(1, Ordering::Relaxed) % slots;
             let port = self.first + (slot * 2) as u16;
-            match UdpSocket::bind(SocketAddr::new(ip, port)).await {
-                Ok(s) => return Ok(s),
+            match std::net::UdpSocket::bind(SocketAddr::new(ip, port)) {
+                Ok(s) => {
+                    s.set_nonblocking(true)?;
+                    return Ok(s);
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
                 Err(e) => return Err(e.into()),
             }
         }
         Err(MediaError::NoPort(self.first, self.last))
+    }
+
+    /// Parses `FIRST-LAST` (`--rtp-ports 20000-29999`).
+    pub fn parse(text: &str) -> Result<PortRange, MediaError> {
+        let bad = || MediaError::BadRange(text.to_string());
+        let (a, b) = text.split_once('-').ok_or_else(bad)?;
+        let a: u16 = a.trim().parse().map_err(|_| bad())?;
+        let b: u16 = b.trim().parse().map_err(|_| bad())?;
+        PortRange::new(a, b).map_err(|_| bad())
     }
 }
 
@@ -78,6 +95,13 @@ mod tests {
         assert_eq!(ports, [base + 2, base + 4]);
         assert!(matches!(range.bind(ip).await, Err(MediaError::NoPort(..))));
         drop(a);
+        assert!(PortRange::parse("20000-20999").is_ok());
+        for bad in ["20000", "0-10", "30000-20000", "a-b", "1-70000"] {
+            assert!(
+                matches!(PortRange::parse(bad), Err(MediaError::BadRange(_))),
+                "{bad}"
+            );
+        }
         assert_eq!(
             range.bind(ip).await.unwrap().local_addr().unwrap().port(),
             base + 2

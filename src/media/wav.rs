@@ -31,74 +31,65 @@ pub fn generated_prompt(seconds: f64) -> Vec<i16> {
         .collect()
 }
 
-/// Reads a RIFF WAV of 16-bit PCM, mono, 8000 Hz.
+/// Reads a RIFF WAV of 16-bit PCM, mono, 8000 Hz (hound parses the
+/// container; anything else is refused with what was found).
 pub fn read(bytes: &[u8]) -> Result<Vec<i16>, MediaError> {
-    if bytes.len() < 12 || &bytes[..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
-        return Err(MediaError::BadWav("not a RIFF WAVE file"));
+    let reader = hound::WavReader::new(std::io::Cursor::new(bytes))
+        .map_err(|e| MediaError::BadWav(format!("not a WAV file we can read: {e}")))?;
+    let spec = reader.spec();
+    if spec.sample_format != hound::SampleFormat::Int
+        || spec.bits_per_sample != 16
+        || spec.channels != 1
+        || spec.sample_rate != RATE
+    {
+        return Err(MediaError::BadWav(format!(
+            "need 16-bit PCM, mono, 8000 Hz; this is {}-bit {}, {} channel(s), {} Hz",
+            spec.bits_per_sample,
+            match spec.sample_format {
+                hound::SampleFormat::Int => "PCM",
+                hound::SampleFormat::Float => "float",
+            },
+            spec.channels,
+            spec.sample_rate
+        )));
     }
-    let mut pos = 12;
-    let mut format_ok = false;
-    while pos + 8 <= bytes.len() {
-        let id = &bytes[pos..pos + 4];
-        let len = u32::from_le_bytes([
-            bytes[pos + 4],
-            bytes[pos + 5],
-            bytes[pos + 6],
-            bytes[pos + 7],
-        ]) as usize;
-        let body = bytes
-            .get(pos + 8..pos + 8 + len)
-            .ok_or(MediaError::BadWav("chunk runs past the end"))?;
-        match id {
-            b"fmt " => {
-                if body.len() < 16 {
-                    return Err(MediaError::BadWav("short fmt chunk"));
-                }
-                let format = u16::from_le_bytes([body[0], body[1]]);
-                let channels = u16::from_le_bytes([body[2], body[3]]);
-                let rate = u32::from_le_bytes([body[4], body[5], body[6], body[7]]);
-                let bits = u16::from_le_bytes([body[14], body[15]]);
-                if format != 1 || channels != 1 || rate != RATE || bits != 16 {
-                    return Err(MediaError::BadWav("need 16-bit PCM, mono, 8000 Hz"));
-                }
-                format_ok = true;
-            }
-            b"data" => {
-                if !format_ok {
-                    return Err(MediaError::BadWav("data before fmt"));
-                }
-                return Ok(body
-                    .chunks_exact(2)
-                    .map(|c| i16::from_le_bytes([c[0], c[1]]))
-                    .collect());
-            }
-            _ => {}
-        }
-        pos += 8 + len + (len & 1);
-    }
-    Err(MediaError::BadWav("no data chunk"))
+    reader
+        .into_samples::<i16>()
+        .collect::<Result<Vec<i16>, _>>()
+        .map_err(|e| MediaError::BadWav(format!("bad sample data: {e}")))
+}
+
+/// [`read`] from a file.
+pub fn read_file(path: &std::path::Path) -> Result<Vec<i16>, MediaError> {
+    let bytes = std::fs::read(path)?;
+    read(&bytes)
+}
+
+/// How long `samples` play at [`RATE`].
+pub fn duration(samples: &[i16]) -> std::time::Duration {
+    std::time::Duration::from_secs_f64(samples.len() as f64 / f64::from(RATE))
 }
 
 /// Writes samples as a 16-bit PCM, mono, 8000 Hz WAV.
 pub fn write(samples: &[i16]) -> Vec<u8> {
-    let data = (samples.len() * 2) as u32;
-    let mut out = Vec::with_capacity(44 + data as usize);
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(36 + data).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&RATE.to_le_bytes());
-    out.extend_from_slice(&(RATE * 2).to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&16u16.to_le_bytes());
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&data.to_le_bytes());
-    for s in samples {
-        out.extend_from_slice(&s.to_le_bytes());
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: RATE,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut out = std::io::Cursor::new(Vec::with_capacity(44 + samples.len() * 2));
+    // Writing to memory cannot fail for want of space; a failure would be
+    // a hound bug, and yields what was written.
+    if let Ok(mut w) = hound::WavWriter::new(&mut out, spec) {
+        for s in samples {
+            if w.write_sample(*s).is_err() {
+                break;
+            }
+        }
+        let _ = w.finalize();
     }
-    out
+    out.into_inner()
 }
 
 #[cfg(test)]

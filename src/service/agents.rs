@@ -448,7 +448,7 @@ async fn agent_leg(
         Ok(ua) => ua,
         Err(e) => return fail(e.to_string(), reply),
     };
-    let sock = match UdpSocket::bind(SocketAddr::new(ip, 0)).await {
+    let sock = match shared.rtp_socket(ip).and_then(UdpSocket::from_std) {
         Ok(s) => Arc::new(s),
         Err(e) => return fail(e.to_string(), reply),
     };

@@ -34,6 +34,8 @@ pub(super) struct CallCtx {
     ctrl: mpsc::UnboundedSender<Ctrl>,
     rtp: Arc<UdpSocket>,
     media: Option<SocketAddr>,
+    /// The G.711 payload type the callee's answer chose (PCMU or PCMA).
+    codec: u8,
     pub(super) answered_at: Option<i64>,
     pub(super) connected_at: Option<i64>,
     pub(super) agent: Option<String>,
@@ -121,11 +123,9 @@ impl Driver {
             self.event(Event::DialSkipped { call });
             return;
         }
-        let sock = match std::net::UdpSocket::bind(SocketAddr::new(self.settings.media_ip, 0))
-            .and_then(|s| {
-                s.set_nonblocking(true)?;
-                Ok(s)
-            })
+        let sock = match self
+            .shared
+            .rtp_socket(self.settings.media_ip)
             .and_then(UdpSocket::from_std)
         {
             Ok(s) => Arc::new(s),
@@ -136,11 +136,16 @@ impl Driver {
                 return;
             }
         };
-        let Ok(media_addr) = sock.local_addr() else {
+        let Ok(mut media_addr) = sock.local_addr() else {
             self.event(Event::DialSkipped { call });
             self.hopper.insert(lead_id, lead);
             return;
         };
+        if let Some(ip) = self.settings.external_ip {
+            // Behind NAT the SDP names the public address (the router
+            // forwards the port range to us).
+            media_addr.set_ip(ip);
+        }
         let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel();
         let params = CallParams {
             // The UA sends every request to its provider; the Request-URI's
@@ -184,6 +189,7 @@ impl Driver {
                 ctrl: ctrl_tx,
                 rtp: sock,
                 media: None,
+                codec: sdp::PT_PCMU,
                 answered_at: None,
                 connected_at: None,
                 agent: None,
@@ -250,14 +256,18 @@ impl Driver {
     pub(super) fn answered(
         &mut self,
         call: CallId,
-        media: Option<SocketAddr>,
+        media: Option<sdp::Media>,
         at: Instant,
         headers: crate::sip::message::Headers,
     ) {
         let now = self.now().ms();
         let mut attempt = None;
         if let Some(c) = self.calls.get_mut(&call) {
-            c.media = media;
+            c.codec = media
+                .as_ref()
+                .and_then(sdp::Media::codec)
+                .unwrap_or(sdp::PT_PCMU);
+            c.media = media.map(|m| m.addr);
             c.answered_at = Some(now);
             attempt = c.attempt_id;
         }
@@ -382,6 +392,7 @@ impl Driver {
         };
         let rtp = c.rtp.clone();
         let media = c.media;
+        let codec = c.codec;
         let ctrl = c.ctrl.clone();
         let prompt = self.prompt.clone();
         // The abandon was queued just before this command: the message
@@ -392,7 +403,7 @@ impl Driver {
                 let _ = ack.await;
             }
             if let Some(to) = media {
-                let _ = crate::media::player::play(&rtp, to, &prompt, 0).await;
+                let _ = crate::media::player::play(&rtp, to, &prompt, codec).await;
             }
             let _ = ctrl.send(Ctrl::Hangup);
         });
@@ -464,7 +475,7 @@ async fn call_task(
         tokio::select! {
             ev = handle.next_event() => match ev {
                 Some(CallEvent::Answered { media, headers, .. }) => {
-                    let _ = me.send(Input::Answered { call, media: media_addr(media), at: Instant::now(), headers });
+                    let _ = me.send(Input::Answered { call, media, at: Instant::now(), headers });
                 }
                 Some(CallEvent::Progress { .. }) => {}
                 // The relay latches to where RTP comes from: a hold or a
@@ -494,10 +505,6 @@ async fn call_task(
             },
         }
     }
-}
-
-fn media_addr(m: Option<sdp::Media>) -> Option<SocketAddr> {
-    m.map(|m| m.addr)
 }
 
 /// The summary of a call that never got going.

@@ -141,8 +141,8 @@ pub enum Input {
     Answered {
         /// Runner call.
         call: CallId,
-        /// Their media.
-        media: Option<SocketAddr>,
+        /// Their media (address and the codec their answer chose).
+        media: Option<crate::sip::sdp::Media>,
         /// When the 200 arrived (real time, for the bridge latency).
         at: Instant,
         /// The 200 OK's headers (the provider's answering-machine verdict).
@@ -170,6 +170,8 @@ pub struct Settings {
     pub lease: Duration,
     /// Where RTP binds.
     pub media_ip: IpAddr,
+    /// The address SDP advertises for RTP behind NAT (`--external-address`).
+    pub external_ip: Option<IpAddr>,
 }
 
 /// What the driver holds of a logged-in agent: its name, the runner's id
@@ -244,6 +246,7 @@ impl Driver {
         settings: Settings,
         recovered: super::recovery::Recovered,
         provider: crate::sip::resolve::SipUri,
+        prompt: Option<Vec<i16>>,
     ) -> Driver {
         let mut config = RunnerConfig::from_campaign(&campaign);
         config.trunk = Some(TrunkLimits {
@@ -256,9 +259,9 @@ impl Driver {
         let mut runner = Runner::new(config, &campaign.strategy);
         runner.restore_ledger(recovered.ledger);
         runner.learn(&recovered.history.attempts, &recovered.history.handles);
-        let prompt = Arc::new(crate::media::wav::generated_prompt(
-            policy::safe_harbour(&campaign).as_secs_f64(),
-        ));
+        let prompt = Arc::new(prompt.unwrap_or_else(|| {
+            crate::media::wav::generated_prompt(policy::safe_harbour(&campaign).as_secs_f64())
+        }));
         Driver {
             campaign,
             campaign_id,

@@ -105,6 +105,9 @@ pub struct ServiceConfig {
     pub net: crate::sip::SipNet,
     /// Local SIP address (port 0 for any).
     pub sip_bind: SocketAddr,
+    /// RTP ports to use (`None`: any free port): the range a firewall
+    /// opens for media.
+    pub rtp_ports: Option<Arc<crate::media::ports::PortRange>>,
     /// This node's name: lead claims and attempts are tagged with it, and a
     /// restart under the same name recovers what it left.
     pub node: String,
@@ -132,6 +135,7 @@ impl ServiceConfig {
             provider: None,
             net: crate::sip::SipNet::default(),
             sip_bind: SocketAddr::from(([0, 0, 0, 0], 0)),
+            rtp_ports: None,
             node: "local".into(),
             grace: Duration::from_secs(30),
             lease: Duration::from_secs(300),
@@ -351,9 +355,26 @@ pub struct Shared {
     agent_uas: tokio::sync::Mutex<HashMap<SocketAddr, Arc<Ua>>>,
     /// Where RTP sockets bind.
     media_ip: IpAddr,
+    /// The RTP port range (`None`: any free port).
+    rtp_ports: Option<Arc<crate::media::ports::PortRange>>,
 }
 
 impl Shared {
+    /// A non-blocking RTP socket on `ip`, from the configured range when
+    /// there is one.
+    pub(crate) fn rtp_socket(&self, ip: IpAddr) -> std::io::Result<std::net::UdpSocket> {
+        match &self.rtp_ports {
+            Some(r) => r
+                .bind_std(ip)
+                .map_err(|e| std::io::Error::other(e.to_string())),
+            None => {
+                let s = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))?;
+                s.set_nonblocking(true)?;
+                Ok(s)
+            }
+        }
+    }
+
     /// The UA for an agent phone at `addr`, started on first use.
     async fn agent_ua(&self, addr: SocketAddr) -> Result<Arc<Ua>, SipError> {
         let mut uas = self.agent_uas.lock().await;
@@ -497,7 +518,15 @@ pub async fn start(
             },
         );
         inboxes.push(tx.clone());
-        setups.push((c, id, rx, tx, ua, recovered, provider));
+        // The recorded message is a legal requirement where it is set: a
+        // file gone since validation stops the start, not the message.
+        let prompt = match &c.message_file {
+            Some(path) => Some(crate::media::wav::read_file(path).map_err(|e| {
+                ServiceError::Provider(c.name.clone(), format!("{}: {e}", path.display()))
+            })?),
+            None => None,
+        };
+        setups.push((c, id, rx, tx, ua, recovered, provider, prompt));
     }
     // Sessions do not survive a restart: give back this node's agent
     // leases (only this node's) before serving.
@@ -519,10 +548,11 @@ pub async fn start(
         latency: Latencies::default(),
         agent_uas: tokio::sync::Mutex::new(HashMap::new()),
         media_ip,
+        rtp_ports: cfg.rtp_ports.clone(),
     });
     let mut tasks = Vec::new();
     let mut syncs = Vec::new();
-    for (c, id, rx, tx, ua, recovered, provider) in setups {
+    for (c, id, rx, tx, ua, recovered, provider, prompt) in setups {
         syncs.push(tokio::spawn(cluster_sync(
             shared.clone(),
             id,
@@ -543,9 +573,11 @@ pub async fn start(
                 grace: cfg.grace,
                 lease: cfg.lease,
                 media_ip,
+                external_ip: cfg.net.external,
             },
             recovered,
             provider,
+            prompt,
         );
         tasks.push(tokio::spawn(driver.run(rx)));
     }
