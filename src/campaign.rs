@@ -170,6 +170,12 @@ pub struct Provider {
     /// Nothing asks the network to withhold it: telemarketing rules
     /// require the caller ID to be shown, so no Privacy header is sent.
     pub asserted_identity: Option<String>,
+    /// Register with the trunk before and while dialling (`register =
+    /// true`): the AOR is the digest user at the URI's host, refreshed
+    /// before `register_expires` (seconds, 3600 by default) runs out.
+    pub register: bool,
+    /// The registration expiry to ask for, seconds.
+    pub register_expires: u32,
 }
 
 /// Optional costs for reports.
@@ -474,6 +480,8 @@ struct RawProvider {
     amd_header: Option<Spanned<String>>,
     caller_name: Option<Spanned<String>>,
     asserted_identity: Option<Spanned<String>>,
+    register: Option<Spanned<bool>>,
+    register_expires: Option<Spanned<i64>>,
 }
 
 struct Validator<'a> {
@@ -1211,9 +1219,35 @@ impl Validator<'_> {
             }
             uri
         });
+        let register = raw.register.as_ref().is_some_and(|r| *r.get_ref());
+        if register && (raw.username_env.is_none() || raw.password_env.is_none()) {
+            amd_ok = false;
+            let span = raw.register.as_ref().map_or(0..0, Spanned::span);
+            self.error(
+                span,
+                "provider.register",
+                "registration needs username_env and password_env (the AOR is the digest user)",
+            );
+        }
+        let register_expires = match &raw.register_expires {
+            None => Some(3600),
+            Some(e) => {
+                let v = *e.get_ref();
+                if (60..=86_400).contains(&v) {
+                    Some(v as u32)
+                } else {
+                    self.error(
+                        e.span(),
+                        "provider.register_expires",
+                        "seconds, 60 to 86400",
+                    );
+                    None
+                }
+            }
+        };
         let username_env = raw.username_env.as_ref().map(|s| s.get_ref().clone());
         let password_env = raw.password_env.as_ref().map(|s| s.get_ref().clone());
-        match (ok && amd_ok, cps, channels) {
+        match (ok && amd_ok && register_expires.is_some(), cps, channels) {
             (true, Some(cps), Some(max_channels)) => Some(Provider {
                 uri: uri.to_string(),
                 username_env,
@@ -1223,6 +1257,8 @@ impl Validator<'_> {
                 amd_header,
                 caller_name,
                 asserted_identity,
+                register,
+                register_expires: register_expires.unwrap_or(3600),
             }),
             _ => None,
         }
@@ -1396,6 +1432,32 @@ password_env = "TRUNK_PASSWORD"
             assert_eq!(errs.len(), 1, "{extra}: {errs:?}");
             assert_eq!(errs[0].field, field, "{extra}");
         }
+    }
+
+    #[test]
+    fn registration_needs_credentials_and_a_sane_expiry() {
+        let with = |extra: &str| {
+            GOOD_US.replace(
+                "password_env = \"TRUNK_PASSWORD\"",
+                &format!("password_env = \"TRUNK_PASSWORD\"\n{extra}"),
+            )
+        };
+        let c = Campaign::parse(
+            &with("username_env = \"TRUNK_USER\"\nregister = true"),
+            Path::new("c.toml"),
+        )
+        .expect("valid");
+        assert!(c.provider.register);
+        assert_eq!(c.provider.register_expires, 3600);
+        let errs = errors(&with(
+            "username_env = \"TRUNK_USER\"\nregister = true\nregister_expires = 10",
+        ));
+        assert_eq!(errs[0].field, "provider.register_expires");
+        let errs = errors(&with("register = true"));
+        assert!(
+            errs.iter().any(|e| e.field == "provider.register"),
+            "{errs:?}"
+        );
     }
 
     #[test]

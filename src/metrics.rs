@@ -86,6 +86,22 @@ pub fn record_store(op: &'static str, seconds: f64) {
 
 static STORE_FAILURES: LazyLock<Family<OpLabels, Counter>> = LazyLock::new(Family::default);
 
+static SIP_REGISTERED: LazyLock<Family<Labels, Gauge>> = LazyLock::new(Family::default);
+static SIP_REGISTER_FAILURES: LazyLock<Family<Labels, Counter>> = LazyLock::new(Family::default);
+
+/// Records a registration's new state for `registrar` (its address):
+/// `dialler_sip_registered{registrar}` is 1 while registered, and
+/// `dialler_sip_registration_failures_total{registrar}` counts failures.
+pub fn record_registration(registrar: &str, state: &crate::sip::register::RegState) {
+    use crate::sip::register::RegState;
+    let labels = vec![("registrar", registrar.to_string())];
+    let up = matches!(state, RegState::Registered { .. });
+    SIP_REGISTERED.get_or_create(&labels).set(i64::from(up));
+    if matches!(state, RegState::Failed { .. }) {
+        SIP_REGISTER_FAILURES.get_or_create(&labels).inc();
+    }
+}
+
 /// Counts a failed try of store write `op`
 /// (`dialler_store_write_failures_total{op="..."}`); the writer retries it.
 pub fn record_store_failure(op: &'static str) {
@@ -280,6 +296,16 @@ pub fn render(board: &Board) -> Result<String, MetricsError> {
         "dialler_store_write_failures",
         "Failed tries of store writes, by operation (each is retried)",
         STORE_FAILURES.clone(),
+    );
+    r.register(
+        "dialler_sip_registered",
+        "1 while the trunk registration is current, by registrar",
+        SIP_REGISTERED.clone(),
+    );
+    r.register(
+        "dialler_sip_registration_failures",
+        "Failed registrations (each is retried after a back-off), by registrar",
+        SIP_REGISTER_FAILURES.clone(),
     );
 
     let mut out = String::new();

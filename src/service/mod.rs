@@ -474,6 +474,31 @@ pub async fn start(
             ),
             None => (cfg.net.ua_config(&uri).await.map_err(provider_err)?, uri),
         };
+        if c.provider.register && cfg.provider.is_none() {
+            match calls::trunk_credentials(&c, |name| std::env::var(name).ok()) {
+                Some(creds) => {
+                    let user = creds.username.clone();
+                    ucfg.register = Some(
+                        crate::sip::register::for_provider(
+                            &provider,
+                            &user,
+                            ucfg.bind,
+                            ucfg.transport,
+                            c.provider.register_expires,
+                            Some(creds),
+                        )
+                        .map_err(provider_err)?,
+                    );
+                }
+                None => {
+                    return Err(ServiceError::Provider(
+                        c.name.clone(),
+                        "register = true but the trunk credentials are not in the environment"
+                            .into(),
+                    ));
+                }
+            }
+        }
         let key = (
             ucfg.transport,
             if ucfg.destinations.is_empty() {

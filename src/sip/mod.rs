@@ -12,6 +12,7 @@ pub mod auth;
 pub mod load;
 
 pub mod message;
+pub mod register;
 pub mod resolve;
 pub mod sandbox;
 

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::message::{self, Message};
+use super::register::{RegState, RegisterConfig, Registration};
 use super::resolve::{Resolved, Resolver, SipUri};
 use super::tls::TlsClient;
 use super::uac::{
@@ -48,6 +49,9 @@ pub struct UaConfig {
     pub timers: Timers,
     /// TLS settings (required for [`Transport::Tls`]).
     pub tls: Option<TlsClient>,
+    /// Register with the provider (its `local` and `transport` are set by
+    /// [`Ua::start`]).
+    pub register: Option<RegisterConfig>,
 }
 
 impl UaConfig {
@@ -66,6 +70,7 @@ impl UaConfig {
             external: None,
             timers: Timers::default(),
             tls: None,
+            register: None,
         }
     }
 
@@ -112,6 +117,7 @@ enum Cmd {
 pub struct Ua {
     cmds: mpsc::UnboundedSender<Cmd>,
     local: SocketAddr,
+    registration: Option<tokio::sync::watch::Receiver<RegState>>,
     destinations: Vec<SocketAddr>,
     task: Option<JoinHandle<EndpointStats>>,
 }
@@ -467,11 +473,22 @@ impl Ua {
             timers: cfg.timers,
             seed: rand::random(),
         });
+        let (reg, registration) = match cfg.register {
+            Some(mut r) => {
+                r.local = local;
+                r.transport = cfg.transport;
+                let reg = Registration::new(now(), r);
+                let (tx, rx) = tokio::sync::watch::channel(reg.state());
+                (Some((reg, tx)), Some(rx))
+            }
+            None => (None, None),
+        };
         let (cmds, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(drive(endpoint, io, cfg.provider, rx));
+        let task = tokio::spawn(drive(endpoint, reg, io, cfg.provider, rx));
         Ok(Ua {
             cmds,
             local,
+            registration,
             destinations,
             task: Some(task),
         })
@@ -480,6 +497,17 @@ impl Ua {
     /// Our address as the provider sees it (Via, Contact).
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// The registration's state, when the UA registers.
+    pub fn registration(&self) -> Option<RegState> {
+        self.registration.as_ref().map(|r| *r.borrow())
+    }
+
+    /// Waits until the registration's state satisfies `f` (or the UA stops).
+    pub async fn registration_until(&self, f: impl Fn(&RegState) -> bool) -> Option<RegState> {
+        let mut rx = self.registration.clone()?;
+        rx.wait_for(|s| f(s)).await.ok().map(|s| *s)
     }
 
     /// Places a call (to the UA's destinations unless `params` names some).
@@ -578,20 +606,56 @@ fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
+/// True for a response to a REGISTER (the registration's, not a call's).
+fn is_register_response(m: &Message) -> bool {
+    matches!(m, Message::Response(r) if matches!(message::cseq(&r.headers), Ok((_, super::message::Method::Register))))
+}
+
+type Reg = Option<(Registration, tokio::sync::watch::Sender<RegState>)>;
+
+/// Feeds a message to the registration or the endpoint.
+fn deliver(ep: &mut Endpoint, reg: &mut Reg, at: Instant, from: SocketAddr, m: Message) {
+    if is_register_response(&m) {
+        if let (Some((r, _)), Message::Response(resp)) = (reg.as_mut(), &m) {
+            r.handle_response(at, resp);
+        }
+        return;
+    }
+    ep.handle_message_from(at, Some(from), m);
+}
+
 async fn drive(
     mut ep: Endpoint,
+    mut reg: Reg,
     mut io: Io,
     provider: SocketAddr,
     mut cmds: mpsc::UnboundedReceiver<Cmd>,
 ) -> EndpointStats {
     let mut listeners: HashMap<CallId, mpsc::UnboundedSender<CallEvent>> = HashMap::new();
     let mut buf = vec![0u8; message::MAX_MESSAGE];
+    let registrar = provider.to_string();
     loop {
-        let deadline = ep.poll_timeout().map(tokio::time::Instant::from_std);
+        let next = [
+            ep.poll_timeout(),
+            reg.as_ref().and_then(|(r, _)| r.poll_timeout()),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let deadline = next.map(tokio::time::Instant::from_std);
         let mut received_at = None;
         tokio::select! {
             cmd = cmds.recv() => match cmd {
-                None | Some(Cmd::Shutdown) => break,
+                None | Some(Cmd::Shutdown) => {
+                    // Take our binding away on the way out (best effort).
+                    if let Some((r, _)) = reg.as_mut() {
+                        r.unregister(now());
+                        while let Some(bytes) = r.poll_transmit() {
+                            let _ = send(&mut io, provider, bytes).await;
+                        }
+                    }
+                    break;
+                }
                 Some(Cmd::Call(params, events, reply)) => {
                     let id = ep.start_call(now(), *params);
                     listeners.insert(id, events);
@@ -603,12 +667,15 @@ async fn drive(
                 let at = now();
                 received_at = Some(Instant::now());
                 match a {
-                    Arrival::Datagram(n, from) => {
-                        if let Err(e) = ep.handle_bytes_from(at, Some(from), &buf[..n]) {
+                    Arrival::Datagram(n, from) => match message::parse(&buf[..n], false) {
+                        Ok((m, _)) => deliver(&mut ep, &mut reg, at, from, m),
+                        Err(e) => {
+                            // Counted by the endpoint as malformed.
+                            let _ = ep.handle_bytes_from(at, Some(from), &buf[..n]);
                             tracing::debug!(%from, "dropped a bad datagram: {e}");
                         }
-                    }
-                    Arrival::Msg(from, m) => ep.handle_message_from(at, Some(from), m),
+                    },
+                    Arrival::Msg(from, m) => deliver(&mut ep, &mut reg, at, from, m),
                     Arrival::Refused(addr) => {
                         let refused = match (&io, addr) {
                             (Io::Udp(s), None) => refused_destinations(s),
@@ -641,7 +708,25 @@ async fn drive(
                     Some(d) => tokio::time::sleep_until(d).await,
                     None => pending().await,
                 }
-            } => ep.handle_timeout(now()),
+            } => {
+                let t = now();
+                ep.handle_timeout(t);
+                if let Some((r, _)) = reg.as_mut() {
+                    r.handle_timeout(t);
+                }
+            }
+        }
+        if let Some((r, watch)) = reg.as_mut() {
+            while let Some(bytes) = r.poll_transmit() {
+                if let Err(e) = send(&mut io, provider, bytes).await {
+                    tracing::warn!(%provider, "REGISTER send: {e}");
+                }
+            }
+            let state = r.state();
+            if *watch.borrow() != state {
+                crate::metrics::record_registration(&registrar, &state);
+                let _ = watch.send(state);
+            }
         }
         while let Some(t) = ep.poll_transmit_to() {
             let to = t.to.unwrap_or(provider);

@@ -1,0 +1,516 @@
+//! Registration with a trunk that requires it (RFC 3261 10): REGISTER with
+//! digest, refreshed before the granted expiry, retried with back-off after
+//! a failure (RFC 5626 4.5: 30 s doubling to 30 min, or the Retry-After a
+//! 503 gives), 423 answered with the registrar's Min-Expires, and an
+//! unregister (Expires: 0) at shutdown.
+//!
+//! [`Registration`] is sans-IO like [`super::uac::Endpoint`]: the caller
+//! feeds responses and the time and sends what
+//! [`Registration::poll_transmit`] gives to the registrar.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde::Serialize;
+
+use super::auth::{Challenge, Credentials};
+use super::message::{self, Method, Request, Response};
+use super::uac::Timers;
+use super::{SipError, Transport};
+
+/// What to register.
+#[derive(Debug, Clone)]
+pub struct RegisterConfig {
+    /// The registrar's domain URI (Request-URI), e.g. `sip:carrier.example`.
+    pub registrar: String,
+    /// Our address-of-record (From and To), e.g. `sip:trunk42@carrier.example`.
+    pub aor: String,
+    /// The user part of our Contact.
+    pub user: String,
+    /// Our address as the registrar sees it (Via, Contact).
+    pub local: SocketAddr,
+    /// The transport (Via, Contact's `transport=`).
+    pub transport: Transport,
+    /// The expiry to ask for, seconds.
+    pub expires: u32,
+    /// Digest credentials.
+    pub credentials: Option<Credentials>,
+    /// Timer values.
+    pub timers: Timers,
+    /// Seed for the Call-ID, tag and branches.
+    pub seed: u64,
+}
+
+/// Where the registration stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum RegState {
+    /// A REGISTER is on its way.
+    Registering,
+    /// Registered until `expires_in` from the last change.
+    Registered {
+        /// Seconds the registrar granted.
+        granted: u32,
+    },
+    /// The last try failed; another comes after a back-off.
+    Failed {
+        /// The final status code (408 for no answer).
+        code: u16,
+        /// Failures in a row.
+        failures: u32,
+    },
+    /// Unregistered at our request (or never started).
+    Unregistered,
+}
+
+/// The shortest back-off after a failure, and the longest.
+const BACKOFF_BASE: Duration = Duration::from_secs(30);
+const BACKOFF_MAX: Duration = Duration::from_secs(30 * 60);
+
+struct Pending {
+    bytes: Vec<u8>,
+    branch: String,
+    cseq: u32,
+    next_e: Option<(Instant, Duration)>,
+    timer_f: Instant,
+    auth_tried: bool,
+    expires: u32,
+}
+
+/// One registration binding, kept fresh.
+pub struct Registration {
+    cfg: RegisterConfig,
+    rng: StdRng,
+    call_id: String,
+    tag: String,
+    cseq: u32,
+    nonce_count: u32,
+    state: RegState,
+    pending: Option<Pending>,
+    /// When to send the next REGISTER (refresh or retry).
+    next_at: Option<Instant>,
+    /// Granted expiry runs out here (a refresh that fails before it keeps
+    /// the binding until then).
+    valid_until: Option<Instant>,
+    failures: u32,
+    asked: u32,
+    tx: VecDeque<Vec<u8>>,
+}
+
+impl Registration {
+    /// A registration; the first REGISTER is queued at once.
+    pub fn new(now: Instant, cfg: RegisterConfig) -> Registration {
+        let mut rng = StdRng::seed_from_u64(cfg.seed);
+        let call_id = format!("{:016x}@dialler", rng.random::<u64>());
+        let tag = format!("{:016x}", rng.random::<u64>());
+        let asked = cfg.expires.max(1);
+        let mut r = Registration {
+            cfg,
+            rng,
+            call_id,
+            tag,
+            cseq: 0,
+            nonce_count: 0,
+            state: RegState::Registering,
+            pending: None,
+            next_at: None,
+            valid_until: None,
+            failures: 0,
+            asked,
+            tx: VecDeque::new(),
+        };
+        r.send(now, asked, None);
+        r
+    }
+
+    /// Where it stands.
+    pub fn state(&self) -> RegState {
+        self.state
+    }
+
+    /// True while a granted binding has not run out.
+    pub fn is_registered(&self, now: Instant) -> bool {
+        self.valid_until.is_some_and(|u| now < u)
+    }
+
+    fn send(&mut self, now: Instant, expires: u32, auth: Option<(&'static str, String)>) {
+        self.cseq += 1;
+        let branch = format!("z9hG4bK{:016x}", self.rng.random::<u64>());
+        let mut r = Request::new(Method::Register, self.cfg.registrar.clone());
+        let h = &mut r.headers;
+        h.push(
+            "Via",
+            format!(
+                "SIP/2.0/{} {};branch={branch};rport",
+                self.cfg.transport.via_name(),
+                self.cfg.local
+            ),
+        );
+        h.push("Max-Forwards", "70");
+        h.push("From", format!("<{}>;tag={}", self.cfg.aor, self.tag));
+        h.push("To", format!("<{}>", self.cfg.aor));
+        h.push("Call-ID", self.call_id.clone());
+        h.push("CSeq", format!("{} REGISTER", self.cseq));
+        h.push(
+            "Contact",
+            self.cfg.transport.contact(&self.cfg.user, self.cfg.local),
+        );
+        h.push("Expires", expires.to_string());
+        h.push("User-Agent", "dialler");
+        if let Some((name, value)) = auth {
+            h.push(name, value);
+        }
+        let bytes = r.encode();
+        self.tx.push_back(bytes.clone());
+        let t = self.cfg.timers;
+        self.pending = Some(Pending {
+            bytes,
+            branch,
+            cseq: self.cseq,
+            next_e: (!self.cfg.transport.reliable()).then(|| (now + t.t1, t.t1)),
+            timer_f: now + 64 * t.t1,
+            auth_tried: false,
+            expires,
+        });
+        self.next_at = None;
+        if expires > 0 && !matches!(self.state, RegState::Registered { .. }) {
+            self.state = RegState::Registering;
+        }
+    }
+
+    /// Sends Expires: 0 (at shutdown).
+    pub fn unregister(&mut self, now: Instant) {
+        self.send(now, 0, None);
+        self.state = RegState::Unregistered;
+        self.valid_until = None;
+    }
+
+    fn fail(&mut self, now: Instant, code: u16, retry_after: Option<Duration>) {
+        self.failures += 1;
+        self.state = RegState::Failed {
+            code,
+            failures: self.failures,
+        };
+        let backoff = BACKOFF_BASE
+            .saturating_mul(1 << (self.failures - 1).min(10))
+            .min(BACKOFF_MAX);
+        let wait = retry_after.map_or(backoff, |r| r.clamp(Duration::from_secs(1), BACKOFF_MAX));
+        self.next_at = Some(now + wait);
+        tracing::warn!(
+            registrar = %self.cfg.registrar,
+            code,
+            failures = self.failures,
+            retry_in_s = wait.as_secs(),
+            "registration failed"
+        );
+    }
+
+    /// A response from the registrar. Responses that match no REGISTER of
+    /// ours (branch, CSeq) are ignored.
+    pub fn handle_response(&mut self, now: Instant, r: &Response) {
+        let Ok((n, Method::Register)) = message::cseq(&r.headers) else {
+            return;
+        };
+        let Some(p) = &self.pending else { return };
+        if message::top_branch(&r.headers) != Some(p.branch.as_str()) || n != p.cseq {
+            return;
+        }
+        if r.code < 200 {
+            return;
+        }
+        let Some(p) = self.pending.take() else { return };
+        let code = r.code;
+        if (code == 401 || code == 407) && !p.auth_tried {
+            if let Some(creds) = &self.cfg.credentials {
+                let header = if code == 401 {
+                    "WWW-Authenticate"
+                } else {
+                    "Proxy-Authenticate"
+                };
+                if let Some(Ok(ch)) = r
+                    .headers
+                    .get(header)
+                    .map(|v| Challenge::parse(v, code == 407))
+                {
+                    self.nonce_count += 1;
+                    let cnonce = format!("{:016x}", self.rng.random::<u64>());
+                    let value = ch.authorization(
+                        creds,
+                        "REGISTER",
+                        &self.cfg.registrar,
+                        &cnonce,
+                        self.nonce_count,
+                    );
+                    self.send(now, p.expires, Some((ch.answer_header(), value)));
+                    if let Some(np) = &mut self.pending {
+                        np.auth_tried = true;
+                    }
+                    return;
+                }
+            }
+            return self.fail(now, code, None);
+        }
+        if code == 423 {
+            let min = r
+                .headers
+                .get("Min-Expires")
+                .and_then(|v| v.trim().parse::<u32>().ok());
+            match min {
+                Some(m) if m > p.expires && m <= 86_400 => {
+                    self.asked = m;
+                    self.send(now, m, None);
+                }
+                _ => self.fail(now, code, None),
+            }
+            return;
+        }
+        if (200..300).contains(&code) {
+            if p.expires == 0 {
+                self.state = RegState::Unregistered;
+                return;
+            }
+            let granted = self.granted(r).unwrap_or(p.expires).min(p.expires.max(1));
+            if granted == 0 {
+                // The registrar removed our binding: try again later.
+                return self.fail(now, code, None);
+            }
+            self.failures = 0;
+            self.state = RegState::Registered { granted };
+            let g = Duration::from_secs(u64::from(granted));
+            self.valid_until = Some(now + g);
+            // Refresh a minute early, or half way through a short expiry.
+            let refresh = (g / 2).max(g.saturating_sub(Duration::from_secs(60)));
+            self.next_at = Some(now + refresh);
+            tracing::info!(registrar = %self.cfg.registrar, granted, "registered");
+            return;
+        }
+        let retry_after = r
+            .headers
+            .get("Retry-After")
+            .and_then(|v| v.split([';', ' ', '(']).next()?.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        self.fail(now, code, retry_after);
+    }
+
+    /// The expiry the registrar granted our Contact: its `expires`
+    /// parameter, else the Expires header.
+    fn granted(&self, r: &Response) -> Option<u32> {
+        let ours = format!("{}", self.cfg.local);
+        message::list_entries(&r.headers, "Contact")
+            .into_iter()
+            .find(|c| message::uri_of(c).contains(&ours))
+            .and_then(|c| message::param(c, "expires"))
+            .and_then(|v| v.parse().ok())
+            .or_else(|| r.headers.get("Expires").and_then(|v| v.trim().parse().ok()))
+    }
+
+    /// Runs the timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let t2 = self.cfg.timers.t2;
+        if let Some(p) = &mut self.pending {
+            if p.timer_f <= now {
+                self.pending = None;
+                if self.state != RegState::Unregistered {
+                    self.fail(now, 408, None);
+                }
+                return;
+            }
+            if let Some((at, interval)) = p.next_e
+                && at <= now
+            {
+                self.tx.push_back(p.bytes.clone());
+                let next = (interval * 2).min(t2);
+                p.next_e = Some((now + next, next));
+            }
+            return;
+        }
+        if self.next_at.is_some_and(|t| t <= now) && self.state != RegState::Unregistered {
+            let asked = self.asked;
+            self.send(now, asked, None);
+        }
+    }
+
+    /// When [`Registration::handle_timeout`] should run next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match &self.pending {
+            Some(p) => Some(match p.next_e {
+                Some((e, _)) => e.min(p.timer_f),
+                None => p.timer_f,
+            }),
+            None => self.next_at,
+        }
+    }
+
+    /// The next REGISTER to send to the registrar.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.tx.pop_front()
+    }
+}
+
+/// The registration settings for a provider URI: registrar `sip[s]:HOST`,
+/// AOR `sip[s]:USER@HOST`.
+pub fn for_provider(
+    uri: &super::resolve::SipUri,
+    user: &str,
+    local: SocketAddr,
+    transport: Transport,
+    expires: u32,
+    credentials: Option<Credentials>,
+) -> Result<RegisterConfig, SipError> {
+    if user.is_empty() {
+        return Err(SipError::BadUri(
+            uri.uri.clone(),
+            "registration needs a user",
+        ));
+    }
+    let scheme = if uri.secure { "sips" } else { "sip" };
+    let host = if uri.host.contains(':') {
+        format!("[{}]", uri.host)
+    } else {
+        uri.host.clone()
+    };
+    Ok(RegisterConfig {
+        registrar: format!("{scheme}:{host}"),
+        aor: format!("{scheme}:{user}@{host}"),
+        user: user.to_string(),
+        local,
+        transport,
+        expires,
+        credentials,
+        timers: Timers::default(),
+        seed: rand::random(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::message::Message;
+
+    const S: Duration = Duration::from_secs(1);
+
+    fn reg(creds: bool) -> (Registration, Instant) {
+        let now = Instant::now();
+        let r = Registration::new(
+            now,
+            RegisterConfig {
+                registrar: "sip:carrier.example".into(),
+                aor: "sip:trunk42@carrier.example".into(),
+                user: "trunk42".into(),
+                local: "127.0.0.1:5070".parse().unwrap(),
+                transport: Transport::Udp,
+                expires: 600,
+                credentials: creds.then(|| Credentials {
+                    username: "trunk42".into(),
+                    password: "pw".into(),
+                }),
+                timers: Timers::default(),
+                seed: 3,
+            },
+        );
+        (r, now)
+    }
+
+    fn sent(r: &mut Registration) -> Request {
+        let bytes = r.poll_transmit().expect("a REGISTER");
+        match message::parse(&bytes, false).unwrap().0 {
+            Message::Request(q) => q,
+            Message::Response(_) => panic!("a request"),
+        }
+    }
+
+    #[test]
+    fn a_challenge_is_answered_and_the_binding_refreshed_before_it_runs_out() {
+        let (mut r, t0) = reg(true);
+        let q = sent(&mut r);
+        assert_eq!(q.method, Method::Register);
+        assert_eq!(q.uri, "sip:carrier.example");
+        assert_eq!(q.headers.get("Expires"), Some("600"));
+        let mut ch = Response::to(&q, 401, "Unauthorized", Some("r"));
+        ch.headers
+            .push("WWW-Authenticate", "Digest realm=\"carrier\", nonce=\"n\"");
+        r.handle_response(t0, &ch);
+        let q2 = sent(&mut r);
+        assert!(
+            q2.headers
+                .get("Authorization")
+                .unwrap()
+                .contains("uri=\"sip:carrier.example\"")
+        );
+        assert_eq!(message::cseq(&q2.headers).unwrap().0, 2);
+        assert_eq!(q2.headers.get("Call-ID"), q.headers.get("Call-ID"));
+        let mut ok = Response::to(&q2, 200, "OK", Some("r"));
+        ok.headers
+            .push("Contact", "<sip:trunk42@127.0.0.1:5070>;expires=300");
+        r.handle_response(t0 + S, &ok);
+        assert_eq!(r.state(), RegState::Registered { granted: 300 });
+        assert!(r.is_registered(t0 + 200 * S));
+        // Refresh a minute before the granted 300 s run out.
+        assert_eq!(r.poll_timeout(), Some(t0 + S + 240 * S));
+        r.handle_timeout(t0 + 241 * S);
+        let q3 = sent(&mut r);
+        assert_eq!(message::cseq(&q3.headers).unwrap().0, 3);
+    }
+
+    #[test]
+    fn failures_back_off_and_423_takes_min_expires() {
+        let (mut r, t0) = reg(false);
+        let q = sent(&mut r);
+        let mut brief = Response::to(&q, 423, "Interval Too Brief", Some("r"));
+        brief.headers.push("Min-Expires", "1800");
+        r.handle_response(t0, &brief);
+        let q2 = sent(&mut r);
+        assert_eq!(q2.headers.get("Expires"), Some("1800"));
+        r.handle_response(t0, &Response::to(&q2, 403, "Forbidden", Some("r")));
+        assert_eq!(
+            r.state(),
+            RegState::Failed {
+                code: 403,
+                failures: 1
+            }
+        );
+        assert_eq!(r.poll_timeout(), Some(t0 + 30 * S));
+        r.handle_timeout(t0 + 30 * S);
+        let q3 = sent(&mut r);
+        r.handle_response(t0 + 30 * S, &Response::to(&q3, 500, "Error", Some("r")));
+        assert_eq!(
+            r.poll_timeout(),
+            Some(t0 + 90 * S),
+            "60 s after the second failure"
+        );
+        // No answer at all: timer F, then a failure (408).
+        r.handle_timeout(t0 + 90 * S);
+        let _ = sent(&mut r);
+        let mut t = t0 + 90 * S;
+        while let Some(next) = r.poll_timeout() {
+            if matches!(r.state(), RegState::Failed { failures: 3, .. }) {
+                break;
+            }
+            t = next;
+            r.handle_timeout(t);
+        }
+        assert_eq!(
+            r.state(),
+            RegState::Failed {
+                code: 408,
+                failures: 3
+            }
+        );
+        // A stray response (other branch) changes nothing.
+        let mut stray = Response::to(&q3, 200, "OK", Some("r"));
+        stray
+            .headers
+            .set("Via", "SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKother");
+        r.handle_response(t, &stray);
+        assert_eq!(
+            r.state(),
+            RegState::Failed {
+                code: 408,
+                failures: 3
+            }
+        );
+    }
+}
