@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs the system packages the tests need when they
 # are missing (SIPp from Debian's sip-tester, headless Chromium for the
-# dashboard test), makes sure the local
+# dashboard test, dnsmasq as the DNS server of the RFC 3263 tests, Kamailio
+# as the carrier edge of the TLS, registration and forking tests), makes
+# sure the local
 # PostgreSQL is up, then runs every cargo test target (unit, behaviour, and
 # the benches in their quick test mode).
 set -euo pipefail
@@ -13,6 +15,8 @@ missing=()
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 [ -x /usr/sbin/dnsmasq ] || missing+=(dnsmasq-base)
+[ -x /usr/sbin/kamailio ] || missing+=(kamailio)
+[ -e /usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so ] || [ -e /usr/lib/aarch64-linux-gnu/kamailio/modules/tls.so ] || missing+=(kamailio-tls-modules)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq

@@ -520,6 +520,7 @@ pub(super) fn failed_summary() -> Summary {
         hangup: None,
         crossed_cancel: false,
         retry_after: None,
+        extra_answers: 0,
     }
 }
 

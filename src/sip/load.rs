@@ -306,6 +306,7 @@ mod tests {
             hangup: None,
             crossed_cancel: false,
             retry_after: retry_after.map(Duration::from_secs),
+            extra_answers: 0,
         }
     }
 

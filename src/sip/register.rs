@@ -141,10 +141,15 @@ impl Registration {
         let branch = format!("z9hG4bK{:016x}", self.rng.random::<u64>());
         let mut r = Request::new(Method::Register, self.cfg.registrar.clone());
         let h = &mut r.headers;
+        let alias = if self.cfg.transport.reliable() {
+            ";alias"
+        } else {
+            ""
+        };
         h.push(
             "Via",
             format!(
-                "SIP/2.0/{} {};branch={branch};rport",
+                "SIP/2.0/{} {};branch={branch};rport{alias}",
                 self.cfg.transport.via_name(),
                 self.cfg.local
             ),

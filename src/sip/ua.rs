@@ -222,14 +222,23 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> SipStream for T {}
 
 /// Connects to `addr` (and completes the TLS handshake when `tls`).
 async fn open(addr: SocketAddr, tls: Option<&TlsClient>) -> Result<Box<dyn SipStream>, String> {
+    open_from(addr, tls).await.map(|(s, _)| s)
+}
+
+/// [`open`], also giving the connection's local address.
+async fn open_from(
+    addr: SocketAddr,
+    tls: Option<&TlsClient>,
+) -> Result<(Box<dyn SipStream>, SocketAddr), String> {
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(format!("connection refused: {e}")),
         Err(_) => return Err("connection timed out".into()),
     };
     let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().map_err(|e| e.to_string())?;
     let Some(t) = tls else {
-        return Ok(Box::new(stream));
+        return Ok((Box::new(stream), local));
     };
     let connector = tokio_rustls::TlsConnector::from(t.config.clone());
     match tokio::time::timeout(
@@ -238,7 +247,7 @@ async fn open(addr: SocketAddr, tls: Option<&TlsClient>) -> Result<Box<dyn SipSt
     )
     .await
     {
-        Ok(Ok(s)) => Ok(Box::new(s)),
+        Ok(Ok(s)) => Ok((Box::new(s), local)),
         Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
         Err(_) => Err("TLS handshake timed out".into()),
     }
@@ -281,7 +290,12 @@ async fn run_stream<S: AsyncRead + AsyncWrite + Unpin>(
         tokio::select! {
             out = rx.recv() => match out {
                 Some(bytes) => {
-                    if let Err(e) = write.write_all(&bytes).await {
+                    // TLS buffers records until flushed.
+                    let sent = async {
+                        write.write_all(&bytes).await?;
+                        write.flush().await
+                    };
+                    if let Err(e) = sent.await {
                         tracing::warn!(%addr, "SIP stream write: {e}");
                         break;
                     }
@@ -290,24 +304,37 @@ async fn run_stream<S: AsyncRead + AsyncWrite + Unpin>(
                 None => break,
             },
             _ = ping.tick() => {
-                if write.write_all(b"\r\n\r\n").await.is_err() {
+                let sent = async {
+                    write.write_all(b"\r\n\r\n").await?;
+                    write.flush().await
+                };
+                if sent.await.is_err() {
                     break;
                 }
             }
             n = read.read(&mut chunk) => {
                 match n {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    Ok(0) => break,
+                    Err(e) => {
+                        tracing::warn!(%addr, "SIP stream read: {e}");
+                        break;
+                    }
+                    Ok(n) => {
+                        tracing::trace!(%addr, n, "SIP stream read");
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
                 }
                 loop {
                     match message::parse(&buf, true) {
                         Ok((m, used)) => {
+                            tracing::trace!(%addr, used, "SIP message framed");
                             buf.drain(..used);
                             if events.send(StreamEvent::Msg(addr, m)).is_err() {
                                 break 'conn;
                             }
                         }
                         Err(SipError::Incomplete) => {
+                            tracing::trace!(%addr, len = buf.len(), "SIP frame incomplete");
                             // Keep-alive CRLFs alone are consumed here.
                             if buf.iter().all(|b| *b == b'\r' || *b == b'\n') {
                                 buf.clear();
@@ -434,7 +461,7 @@ impl Ua {
                 } else {
                     None
                 };
-                let port = match &listener {
+                let mut port = match &listener {
                     Some(l) => l.local_addr()?.port(),
                     None => 0,
                 };
@@ -452,8 +479,13 @@ impl Ua {
                 // there; a provider that refuses everywhere is an error now.
                 let mut connected = false;
                 for d in &destinations {
-                    match open(*d, streams.tls.as_ref()).await {
-                        Ok(stream) => {
+                    match open_from(*d, streams.tls.as_ref()).await {
+                        Ok((stream, from)) => {
+                            // Over TLS nothing listens: the connection's own
+                            // port is the one to name (the peer reuses it).
+                            if port == 0 {
+                                port = from.port();
+                            }
                             streams.adopt(*d, stream);
                             connected = true;
                             break;
@@ -635,6 +667,20 @@ async fn drive(
     let mut buf = vec![0u8; message::MAX_MESSAGE];
     let registrar = provider.to_string();
     loop {
+        // The registration's output first: its first REGISTER is queued
+        // before the loop starts.
+        if let Some((r, watch)) = reg.as_mut() {
+            while let Some(bytes) = r.poll_transmit() {
+                if let Err(e) = send(&mut io, provider, bytes).await {
+                    tracing::warn!(%provider, "REGISTER send: {e}");
+                }
+            }
+            let state = r.state();
+            if *watch.borrow() != state {
+                crate::metrics::record_registration(&registrar, &state);
+                let _ = watch.send(state);
+            }
+        }
         let next = [
             ep.poll_timeout(),
             reg.as_ref().and_then(|(r, _)| r.poll_timeout()),
@@ -675,7 +721,10 @@ async fn drive(
                             tracing::debug!(%from, "dropped a bad datagram: {e}");
                         }
                     },
-                    Arrival::Msg(from, m) => deliver(&mut ep, &mut reg, at, from, m),
+                    Arrival::Msg(from, m) => {
+                        tracing::trace!(%from, "SIP message in");
+                        deliver(&mut ep, &mut reg, at, from, m)
+                    }
                     Arrival::Refused(addr) => {
                         let refused = match (&io, addr) {
                             (Io::Udp(s), None) => refused_destinations(s),
@@ -714,18 +763,6 @@ async fn drive(
                 if let Some((r, _)) = reg.as_mut() {
                     r.handle_timeout(t);
                 }
-            }
-        }
-        if let Some((r, watch)) = reg.as_mut() {
-            while let Some(bytes) = r.poll_transmit() {
-                if let Err(e) = send(&mut io, provider, bytes).await {
-                    tracing::warn!(%provider, "REGISTER send: {e}");
-                }
-            }
-            let state = r.state();
-            if *watch.borrow() != state {
-                crate::metrics::record_registration(&registrar, &state);
-                let _ = watch.send(state);
             }
         }
         while let Some(t) = ep.poll_transmit_to() {

@@ -227,6 +227,9 @@ pub struct Summary {
     /// A Retry-After the provider sent with its final response.
     #[serde(with = "opt_ms")]
     pub retry_after: Option<Duration>,
+    /// Other answers (forked 2xx with another tag, or answers after the
+    /// call gave up) that were ACKed and hung up at once.
+    pub extra_answers: u32,
 }
 
 mod opt_ms {
@@ -556,8 +559,15 @@ impl Out<'_> {
     }
 
     fn via(&mut self) -> String {
+        // Over a connection, `alias` asks the peer to send its requests
+        // back on it (RFC 5923), so nothing has to reach us from outside.
+        let alias = if self.cfg.transport.reliable() {
+            ";alias"
+        } else {
+            ""
+        };
         format!(
-            "SIP/2.0/{} {};branch={};rport",
+            "SIP/2.0/{} {};branch={};rport{alias}",
             self.cfg.transport.via_name(),
             self.cfg.local,
             self.branch()
@@ -741,6 +751,7 @@ impl Call {
                 hangup: None,
                 crossed_cancel: false,
                 retry_after: None,
+                extra_answers: 0,
             },
             linger_until: None,
             scheduled: None,
@@ -1017,6 +1028,7 @@ impl Call {
             return;
         };
         let branch = message::top_branch(&r.headers).unwrap_or_default();
+        tracing::trace!(call_id = %self.call_id, code = r.code, branch, "response");
         match method {
             Method::Invite if self.invite_branches.iter().any(|b| b == branch) => {
                 if n == self.invite_cseq || (200..300).contains(&r.code) {
@@ -1234,6 +1246,7 @@ impl Call {
         );
         self.start_tx(now, TxKind::ForkBye, bye, out);
         self.forks.push(Fork { tag, ack });
+        self.summary.extra_answers += 1;
         tracing::info!(call_id = %self.call_id, "a second answer (forked or late) was acknowledged and hung up");
         // Keep the call long enough to finish that BYE.
         if self.state == State::Done

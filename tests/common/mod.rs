@@ -241,5 +241,6 @@ macro_rules! store_raw_test {
 }
 
 pub mod dns;
+pub mod kamailio;
 pub mod live;
 pub mod sipp;
