@@ -30,6 +30,8 @@ failed = sum(n for o, n in r["outcomes"].items() if o != "answered")
 print(f"dialler: {r['achieved_cps']:.0f} calls/s achieved, failed {failed}, "
       f"CPU {cpu:.2f} s = {1000*cpu/calls:.3f} s per 1,000 calls, peak RSS {int(t[9])/1024:.1f} MiB, "
       f"200->ACK p99 {r['ack_ms']['p99']:.2f} ms")
+if failed:
+    print("  outcomes:", ", ".join(f"{o} {n}" for o, n in r["outcomes"].items()))
 PY
 
 echo "== sipp -sn uac: $CALLS calls at $CPS/s"

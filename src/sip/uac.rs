@@ -875,6 +875,17 @@ impl Call {
         self.talk_deadline = None;
         self.session_timer = None;
         self.reinvite_ok = None;
+        // A lingering call answers retransmissions with the ACKs and
+        // replies it already built: the INVITE (and its SDP) is never sent
+        // again, so memory follows calls in flight, not calls placed.
+        self.invite_bytes = Vec::new();
+        self.invite.body = Vec::new();
+        self.invite.headers = Headers::new();
+        self.params.extra_headers = Vec::new();
+        if self.cancel.as_ref().is_some_and(|c| c.done) {
+            self.cancel = None;
+        }
+        self.others.retain(|t| !t.done);
         // Keep answering retransmissions (final responses, 200s, BYEs) for
         // 64*T1, as timer D and the UAS's 2xx retransmissions require; a
         // fork's BYE still in flight keeps the call until it is done.
