@@ -359,6 +359,21 @@ async fn a_restart_recovers_what_a_crash_left() {
         .await,
         0
     );
+    // What the crash interrupted ended at the node's last heartbeat
+    // (beats every second), not at the restart five minutes later: the
+    // downtime is neither talk nor work.
+    let crash = tuesday().timestamp_millis() + 120_000;
+    for sql in [
+        "SELECT MAX(ended_at) FROM call_attempts WHERE outcome = 'interrupted'",
+        "SELECT MAX(ended_at) FROM agent_states",
+    ] {
+        let last: i64 = count(&p, sql).await;
+        assert!(
+            (crash - 2_000..=crash).contains(&last),
+            "{sql}: {last} vs the crash at {crash} (restart at {})",
+            later.timestamp_millis()
+        );
+    }
     // Their leads wait the interrupted retry delay (the campaign's failure
     // delay, an hour) from the restart.
     let waits: Vec<Option<i64>> = sqlx::query_scalar(

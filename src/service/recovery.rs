@@ -2,7 +2,8 @@
 //! flight become `interrupted` (their leads wait the retry delay
 //! [`crate::policy::retry_delay`] gives an interrupted call; a person who
 //! had answered and was never put through enters the ledger as an
-//! abandon), open agent intervals are closed, and the abandonment ledger
+//! abandon), open agent intervals are closed (all at the node's last
+//! heartbeat, so downtime is not counted), and the abandonment ledger
 //! is rebuilt from the stored rows for the runner, with the recent
 //! attempts and handle times its estimators start from.
 
@@ -15,6 +16,9 @@ use crate::policy;
 /// What start-up recovery found.
 #[derive(Debug)]
 pub struct Recovered {
+    /// When what the crash interrupted was taken to end: the node's last
+    /// heartbeat for the campaign, or now when there is none.
+    pub stopped_at: i64,
     /// Attempts closed as interrupted.
     pub interrupted: u64,
     /// Agent intervals closed.
@@ -38,21 +42,31 @@ pub async fn recover(
     now: Millis,
 ) -> Result<Recovered, StoreError> {
     let retry_at = now.plus(policy::retry_delay(c, Outcome::Interrupted));
+    // What the crash interrupted ended when the node last beat (about a
+    // second before it died), not now: downtime is neither talk nor work.
+    let stopped_at = store
+        .campaign_node_heartbeat(campaign_id, node)
+        .await?
+        .filter(|beat| *beat <= now.ms())
+        .unwrap_or(now.ms());
     let interrupted = store
-        .recover_node(campaign_id, node, now.ms(), retry_at.ms())
+        .recover_node(campaign_id, node, stopped_at, retry_at.ms())
         .await?;
     let mut agents_closed = 0;
     // Only this node's agents: one whose session another live node holds
     // is working there.
     let lapse = i64::try_from(super::SESSION_LAPSE.as_millis()).unwrap_or(i64::MAX);
     for a in store.agents_with_open_state(campaign_id).await? {
-        if let Some((holder, beat)) = store.session_holder(&a).await?
-            && holder != node
-            && beat >= now.ms().saturating_sub(lapse)
-        {
-            continue;
-        }
-        agents_closed += store.agent_state_end_all(&a, now.ms()).await?;
+        let at = match store.session_holder(&a).await? {
+            // Working on another live node: not ours to close.
+            Some((holder, beat)) if holder != node && beat >= now.ms().saturating_sub(lapse) => {
+                continue;
+            }
+            // Left by another node that died: its last session beat.
+            Some((holder, beat)) if holder != node => beat.min(now.ms()),
+            _ => stopped_at,
+        };
+        agents_closed += store.agent_state_end_all(&a, at).await?;
     }
     // Read before the rows: a row another node writes in between is then
     // counted twice (an abandon twice is the safe side), never missed.
@@ -66,6 +80,7 @@ pub async fn recover(
         )
         .await?;
     Ok(Recovered {
+        stopped_at,
         interrupted,
         agents_closed,
         ledger,

@@ -275,7 +275,8 @@ impl Store {
         now: i64,
         retry_at: i64,
     ) -> Result<u64, StoreError> {
-        const ATTEMPTS: &str = "UPDATE call_attempts SET outcome = 'interrupted', ended_at = $3
+        const ATTEMPTS: &str = "UPDATE call_attempts SET outcome = 'interrupted',
+                 ended_at = CASE WHEN started_at > $3 THEN started_at ELSE $3 END
              WHERE campaign_id = $1 AND node = $2 AND outcome IS NULL RETURNING lead_id";
         const LEAD: &str = "UPDATE leads SET status = 'retry', next_attempt_at = $2,
                  last_outcome = 'interrupted', claim_owner = NULL, claimed_at = NULL

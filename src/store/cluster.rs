@@ -90,6 +90,23 @@ impl Store {
         Ok(())
     }
 
+    /// When `node` last beat for the campaign (`None`: it stopped cleanly,
+    /// or never ran it). Recovery closes what a crash left at this time,
+    /// so the downtime is not counted as talk or work.
+    pub async fn campaign_node_heartbeat(
+        &self,
+        campaign_id: i64,
+        node: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        const SQL: &str =
+            "SELECT heartbeat_at FROM campaign_nodes WHERE campaign_id = $1 AND node = $2";
+        Ok(with_pool!(self, pool => sqlx::query_scalar(SQL)
+            .bind(campaign_id)
+            .bind(node)
+            .fetch_optional(pool)
+            .await?))
+    }
+
     /// Takes `node` out of the campaign's nodes (a clean stop).
     pub async fn campaign_leave(&self, campaign_id: i64, node: &str) -> Result<(), StoreError> {
         const SQL: &str = "DELETE FROM campaign_nodes WHERE campaign_id = $1 AND node = $2";
