@@ -112,7 +112,7 @@ mod sessions;
 mod tokens;
 
 pub use agents::{AgentInterval, AgentState};
-pub use claims::{Callback, ClaimedLead, RECALL_LOOKBACK_MS};
+pub use claims::{Callback, ClaimedLead, PendingDisposition, RECALL_LOOKBACK_MS};
 pub use cluster::LedgerRow;
 pub use compliance::{AuditEntry, DndImportRecord, SOURCE_IMPORT};
 pub use erase::ErasureCounts;

@@ -332,9 +332,46 @@ async fn a_restart_recovers_what_a_crash_left() {
     let later = tuesday() + chrono::Duration::minutes(5);
     let sb = Sandboxes::start(answering(Duration::from_secs(60), 8)).await;
     let live = start(&l, sb.provider, later, "n1", Duration::from_secs(5)).await;
+    // The calls put through before the crash had their wrap-up cut: each
+    // agent finds them pending and can still record their disposition,
+    // once.
+    let mut recorded = 0;
+    for (id, tok) in &l.agents {
+        let (code, pending) = live
+            .req("GET", &format!("/api/agents/{id}/pending"), tok, None)
+            .await;
+        assert_eq!(code, 200, "{pending}");
+        for call in pending.as_array().unwrap() {
+            assert_eq!(call["outcome"], "interrupted", "{call}");
+            let call_id = call["call_id"].as_i64().unwrap();
+            let body = json!({ "code": "NOT_INTERESTED" }).to_string();
+            let path = format!("/api/calls/{call_id}/disposition");
+            let (code, done) = live.req("POST", &path, tok, Some(&body)).await;
+            assert_eq!(code, 200, "{done}");
+            let (again, _) = live.req("POST", &path, tok, Some(&body)).await;
+            assert_eq!(again, 404, "a second disposition for the same call");
+            recorded += 1;
+        }
+        let (_, after) = live
+            .req("GET", &format!("/api/agents/{id}/pending"), tok, None)
+            .await;
+        assert_eq!(after, json!([]));
+    }
+    // Another agent's token sees none of them.
+    if let [(a, _), (_, other_tok)] = &l.agents[..] {
+        let (code, _) = live
+            .req("GET", &format!("/api/agents/{a}/pending"), other_tok, None)
+            .await;
+        assert_eq!(code, 403);
+    }
     live.stop().await;
     sb.stop().await;
     tokio::time::resume();
+    assert!(recorded >= 1, "a bridged call was cut by the crash");
+    assert_eq!(
+        count(&p, "SELECT COUNT(*) FROM dispositions").await,
+        recorded
+    );
     assert_eq!(
         count(
             &p,

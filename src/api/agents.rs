@@ -55,6 +55,9 @@ pub const LOGINS_PER_MINUTE: u32 = 10;
 pub struct AppState {
     shared: Arc<Shared>,
     logins: Arc<DefaultKeyedRateLimiter<String>>,
+    /// Serialises dispositions of pending calls on this node (check, then
+    /// insert); another node racing is caught by the same check.
+    pending_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl FromRef<AppState> for Store {
@@ -78,6 +81,7 @@ pub(crate) fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(hangup))
         .routes(routes!(current_call))
         .routes(routes!(disposition))
+        .routes(routes!(pending))
         .routes(routes!(events))
 }
 
@@ -87,6 +91,7 @@ pub fn routes(shared: Arc<Shared>) -> Router {
     let state = AppState {
         shared,
         logins: Arc::new(RateLimiter::keyed(quota)),
+        pending_lock: Arc::new(tokio::sync::Mutex::new(())),
     };
     let (router, _) = documented().split_for_parts();
     router
@@ -740,29 +745,35 @@ async fn disposition(
 ) -> Result<Json<DispositionDone>, ApiError> {
     let body = json_body(body)?;
     // Find the session holding this call, and claim its wrap-up.
-    let (agent, campaign, ended_at) = {
+    let live = {
         let mut sessions = s.shared.sessions.lock().map_err(ApiError::internal)?;
-        let Some(v) = sessions
+        match sessions
             .values_mut()
             .find(|v| v.call.as_ref().is_some_and(|c| c.call_id == call_id))
-        else {
-            // Say nothing of other agents' calls to an agent token.
-            return Err(ApiError::not_found("no call awaiting a disposition"));
-        };
-        auth.require_agent(&v.agent)?;
-        if v.state != "wrapup" {
-            return Err(ApiError::conflict(
-                "the call is still connected; hang up first",
-            ));
+        {
+            None => None,
+            Some(v) => {
+                auth.require_agent(&v.agent)?;
+                if v.state != "wrapup" {
+                    return Err(ApiError::conflict(
+                        "the call is still connected; hang up first",
+                    ));
+                }
+                if v.disposing {
+                    return Err(ApiError::conflict(
+                        "a disposition is already being recorded",
+                    ));
+                }
+                v.disposing = true;
+                let ended = v.call.as_ref().and_then(|c| c.ended_at).unwrap_or(v.since);
+                Some((v.agent.clone(), v.campaign.clone(), ended))
+            }
         }
-        if v.disposing {
-            return Err(ApiError::conflict(
-                "a disposition is already being recorded",
-            ));
-        }
-        v.disposing = true;
-        let ended = v.call.as_ref().and_then(|c| c.ended_at).unwrap_or(v.since);
-        (v.agent.clone(), v.campaign.clone(), ended)
+    };
+    let Some((agent, campaign, ended_at)) = live else {
+        // No session holds it: a call whose wrap-up a crash or a shutdown
+        // cut, recorded from the store.
+        return pending_disposition_record(&auth, &s, call_id, body).await;
     };
     let unclaim = |s: &AppState| {
         s.shared.with_session(&agent, |v| v.disposing = false);
@@ -845,6 +856,143 @@ async fn disposition(
         wrapup_ms,
         state: "done",
     }))
+}
+
+/// Records the disposition of a call no live session holds: one put
+/// through to an agent that ended (a crash, a shutdown) before its
+/// disposition was recorded. The wrap-up time is unknown (none is stored)
+/// and the agent's state does not change.
+async fn pending_disposition_record(
+    auth: &Authenticated,
+    s: &AppState,
+    call_id: i64,
+    body: DispositionIn,
+) -> Result<Json<DispositionDone>, ApiError> {
+    let not_found = || ApiError::not_found("no call awaiting a disposition");
+    let p = s
+        .shared
+        .store
+        .pending_disposition(call_id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(not_found)?;
+    // Say nothing of other agents' calls to an agent token.
+    if auth.require_agent(&p.agent_id).is_err() {
+        return Err(not_found());
+    }
+    let Some((_, h)) = s
+        .shared
+        .campaigns
+        .iter()
+        .find(|(_, h)| h.id == p.campaign_id)
+    else {
+        return Err(ApiError::not_found(
+            "the call's campaign does not run on this node",
+        ));
+    };
+    let Some(d) = h.campaign.dispositions.iter().find(|d| d.code == body.code) else {
+        return Err(ApiError::bad_request(format!(
+            "unknown disposition code for campaign {}",
+            h.campaign.name
+        )));
+    };
+    let amount_minor = match body.amount {
+        None => None,
+        Some(a) if a.is_finite() && (0.0..1e12).contains(&a) => {
+            let digits = h
+                .campaign
+                .costs
+                .as_ref()
+                .map_or(2, |c| crate::report::currency_digits(&c.currency));
+            Some((a * 10f64.powi(digits as i32)).round() as i64)
+        }
+        Some(_) => return Err(ApiError::bad_request("amount must be a number from 0")),
+    };
+    let now = s.shared.clock.now().ms();
+    let callback_at = if d.callback {
+        match body.callback_at {
+            Some(at) if (now - 60_000..=now + 90 * 86_400_000).contains(&at) => Some(at),
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "callback_at must be a time (ms since the epoch) from now to 90 days ahead",
+                ));
+            }
+            None => {
+                let delay = h.campaign.callback_delay.unwrap_or_default();
+                Some(now + i64::try_from(delay.as_millis()).unwrap_or(0))
+            }
+        }
+    } else {
+        None
+    };
+    let rec = NewDisposition {
+        attempt_id: call_id,
+        campaign_id: h.id,
+        agent_id: p.agent_id.clone(),
+        code: d.code.clone(),
+        conversion: d.conversion,
+        contact: d.contact,
+        dnc: d.dnc,
+        callback_at,
+        amount_minor,
+        wrapup_ms: None,
+        created_at: now,
+    };
+    // Two requests at once: the second finds the first's row.
+    let _guard = s.pending_lock.lock().await;
+    if s.shared
+        .store
+        .pending_disposition(call_id)
+        .await
+        .map_err(ApiError::internal)?
+        .is_none()
+    {
+        return Err(not_found());
+    }
+    let id = s
+        .shared
+        .store
+        .record_disposition(&rec)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(DispositionDone {
+        ok: true,
+        disposition_id: id,
+        wrapup_ms: 0,
+        state: "done",
+    }))
+}
+
+#[utoipa::path(get, path = "/api/agents/{id}/pending", tag = "service",
+    summary = "Calls awaiting a disposition",
+    description = "Calls put through to the agent that ended without a disposition (a crash or a shutdown cut their wrap-up), oldest first; `POST /api/calls/{id}/disposition` records one. The agent, or a supervisor or admin.",
+    params(("id" = String, Path, description = "Agent id.")),
+    responses((status = 200, description = "The calls.", body = Vec<crate::store::PendingDisposition>),
+        (status = 401, description = "No valid token.", body = ErrorBody), (status = 403, description = "The token may not do this.", body = ErrorBody)),
+    security(("bearerAuth" = [])))]
+async fn pending(
+    auth: Authenticated,
+    State(s): State<AppState>,
+    Path(agent): Path<String>,
+) -> Result<Json<Vec<crate::store::PendingDisposition>>, ApiError> {
+    auth.require_agent(&agent)?;
+    let mut rows = s
+        .shared
+        .store
+        .pending_dispositions(&agent)
+        .await
+        .map_err(ApiError::internal)?;
+    // A call in wrap-up on this node is the live route's, not pending.
+    let live: Vec<i64> = s
+        .shared
+        .sessions
+        .lock()
+        .map_err(ApiError::internal)?
+        .values()
+        .filter_map(|v| v.call.as_ref().map(|c| c.call_id))
+        .collect();
+    rows.retain(|r| !live.contains(&r.call_id));
+    Ok(Json(rows))
 }
 
 #[utoipa::path(get, path = "/api/events", tag = "service",

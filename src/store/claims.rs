@@ -387,3 +387,82 @@ impl Store {
             .collect())
     }
 }
+
+/// A call put through to an agent that has no disposition yet (its
+/// wrap-up was cut by a crash or a shutdown), as
+/// `GET /api/agents/{id}/pending` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct PendingDisposition {
+    /// The call (attempt) id: `POST /api/calls/{id}/disposition` takes it.
+    pub call_id: i64,
+    /// Its campaign.
+    pub campaign_id: i64,
+    /// The agent it was put through to.
+    pub agent_id: String,
+    /// Put through at, ms since the Unix epoch.
+    pub connected_at: i64,
+    /// Ended at (ms), when it has.
+    pub ended_at: Option<i64>,
+    /// How it ended (`interrupted` for a crash).
+    pub outcome: Option<String>,
+}
+
+impl Store {
+    /// Calls put through to `agent` that ended without a disposition,
+    /// oldest first (at most 200).
+    pub async fn pending_dispositions(
+        &self,
+        agent: &str,
+    ) -> Result<Vec<PendingDisposition>, StoreError> {
+        const SQL: &str =
+            "SELECT a.id, a.campaign_id, a.agent_id, a.connected_at, a.ended_at, a.outcome
+             FROM call_attempts a
+             WHERE a.agent_id = $1 AND a.connected_at IS NOT NULL AND a.outcome IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM dispositions d WHERE d.attempt_id = a.id)
+             ORDER BY a.connected_at, a.id LIMIT 200";
+        let rows: Vec<(i64, i64, String, i64, Option<i64>, Option<String>)> =
+            with_pool!(self, pool => sqlx::query_as(SQL).bind(agent).fetch_all(pool).await?);
+        Ok(rows
+            .into_iter()
+            .map(
+                |(call_id, campaign_id, agent_id, connected_at, ended_at, outcome)| {
+                    PendingDisposition {
+                        call_id,
+                        campaign_id,
+                        agent_id,
+                        connected_at,
+                        ended_at,
+                        outcome,
+                    }
+                },
+            )
+            .collect())
+    }
+
+    /// The one call of [`Store::pending_dispositions`] with id `call_id`.
+    pub async fn pending_disposition(
+        &self,
+        call_id: i64,
+    ) -> Result<Option<PendingDisposition>, StoreError> {
+        const SQL: &str =
+            "SELECT a.id, a.campaign_id, a.agent_id, a.connected_at, a.ended_at, a.outcome
+             FROM call_attempts a
+             WHERE a.id = $1 AND a.agent_id IS NOT NULL AND a.connected_at IS NOT NULL
+               AND a.outcome IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM dispositions d WHERE d.attempt_id = a.id)";
+        let row: Option<(i64, i64, String, i64, Option<i64>, Option<String>)> =
+            with_pool!(self, pool => sqlx::query_as(SQL).bind(call_id).fetch_optional(pool).await?);
+        Ok(row.map(
+            |(call_id, campaign_id, agent_id, connected_at, ended_at, outcome)| {
+                PendingDisposition {
+                    call_id,
+                    campaign_id,
+                    agent_id,
+                    connected_at,
+                    ended_at,
+                    outcome,
+                }
+            },
+        ))
+    }
+}
