@@ -407,6 +407,24 @@ pub struct PendingDisposition {
     pub outcome: Option<String>,
 }
 
+/// A row of the pending-disposition queries.
+type PendingRow = (i64, i64, String, i64, Option<i64>, Option<String>);
+
+impl From<PendingRow> for PendingDisposition {
+    fn from(
+        (call_id, campaign_id, agent_id, connected_at, ended_at, outcome): PendingRow,
+    ) -> PendingDisposition {
+        PendingDisposition {
+            call_id,
+            campaign_id,
+            agent_id,
+            connected_at,
+            ended_at,
+            outcome,
+        }
+    }
+}
+
 impl Store {
     /// Calls put through to `agent` that ended without a disposition,
     /// oldest first (at most 200).
@@ -420,23 +438,9 @@ impl Store {
              WHERE a.agent_id = $1 AND a.connected_at IS NOT NULL AND a.outcome IS NOT NULL
                AND NOT EXISTS (SELECT 1 FROM dispositions d WHERE d.attempt_id = a.id)
              ORDER BY a.connected_at, a.id LIMIT 200";
-        let rows: Vec<(i64, i64, String, i64, Option<i64>, Option<String>)> =
+        let rows: Vec<PendingRow> =
             with_pool!(self, pool => sqlx::query_as(SQL).bind(agent).fetch_all(pool).await?);
-        Ok(rows
-            .into_iter()
-            .map(
-                |(call_id, campaign_id, agent_id, connected_at, ended_at, outcome)| {
-                    PendingDisposition {
-                        call_id,
-                        campaign_id,
-                        agent_id,
-                        connected_at,
-                        ended_at,
-                        outcome,
-                    }
-                },
-            )
-            .collect())
+        Ok(rows.into_iter().map(PendingDisposition::from).collect())
     }
 
     /// The one call of [`Store::pending_dispositions`] with id `call_id`.
@@ -450,19 +454,8 @@ impl Store {
              WHERE a.id = $1 AND a.agent_id IS NOT NULL AND a.connected_at IS NOT NULL
                AND a.outcome IS NOT NULL
                AND NOT EXISTS (SELECT 1 FROM dispositions d WHERE d.attempt_id = a.id)";
-        let row: Option<(i64, i64, String, i64, Option<i64>, Option<String>)> =
+        let row: Option<PendingRow> =
             with_pool!(self, pool => sqlx::query_as(SQL).bind(call_id).fetch_optional(pool).await?);
-        Ok(row.map(
-            |(call_id, campaign_id, agent_id, connected_at, ended_at, outcome)| {
-                PendingDisposition {
-                    call_id,
-                    campaign_id,
-                    agent_id,
-                    connected_at,
-                    ended_at,
-                    outcome,
-                }
-            },
-        ))
+        Ok(row.map(PendingDisposition::from))
     }
 }
