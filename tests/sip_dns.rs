@@ -15,24 +15,14 @@ use dialler::sip::SipNet;
 use dialler::sip::Transport;
 use dialler::sip::resolve::{Resolver, SipUri};
 use dialler::sip::ua::Ua;
-use dialler::sip::uac::{CallParams, Outcome, RingTimeout};
+use dialler::sip::uac::{CallParams, Outcome};
 
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 fn params(uri: &str) -> CallParams {
-    CallParams {
-        target: uri.to_string(),
-        from_user: "dialler".into(),
-        ring_timeout: RingTimeout::new(Duration::from_secs(15)).unwrap(),
-        credentials: None,
-        media_addr: "127.0.0.1:40000".parse().unwrap(),
-        max_talk: None,
-        display_name: None,
-        extra_headers: Vec::new(),
-        destinations: Vec::new(),
-    }
+    common::sipp::call_params(uri)
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ use dialler::sip::auth::Credentials;
 use dialler::sip::register::{RegState, for_provider};
 use dialler::sip::resolve::SipUri;
 use dialler::sip::ua::Ua;
-use dialler::sip::uac::{CallParams, Outcome, RingTimeout, Side, Summary};
+use dialler::sip::uac::{CallParams, Outcome, Side, Summary};
 use dialler::sip::{SipNet, Transport};
 
 struct Edge {
@@ -70,15 +70,8 @@ async fn edge_with(a: UasOpts<'static>, b: UasOpts<'static>) -> Option<Edge> {
 
 fn params(uri: &str, max_talk: Option<Duration>) -> CallParams {
     CallParams {
-        target: uri.to_string(),
-        from_user: "dialler".into(),
-        ring_timeout: RingTimeout::new(Duration::from_secs(15)).unwrap(),
-        credentials: None,
-        media_addr: "127.0.0.1:40000".parse().unwrap(),
         max_talk,
-        display_name: None,
-        extra_headers: Vec::new(),
-        destinations: Vec::new(),
+        ..common::sipp::call_params(uri)
     }
 }
 

@@ -9,21 +9,11 @@ use std::time::Duration;
 use common::sipp::{Sipp, UasOpts, provider};
 use dialler::sip::auth::Credentials;
 use dialler::sip::ua::{Ua, UaConfig};
-use dialler::sip::uac::{CallEvent, CallParams, Outcome, RingTimeout, Side, Summary};
+use dialler::sip::uac::{CallEvent, CallParams, Outcome, Side, Summary};
 use dialler::sip::{SipError, Target, Transport};
 
 fn params(uri: &str) -> CallParams {
-    CallParams {
-        target: uri.to_string(),
-        from_user: "dialler".into(),
-        ring_timeout: RingTimeout::new(Duration::from_secs(15)).unwrap(),
-        credentials: None,
-        media_addr: "127.0.0.1:40000".parse().unwrap(),
-        max_talk: None,
-        display_name: None,
-        extra_headers: Vec::new(),
-        destinations: Vec::new(),
-    }
+    common::sipp::call_params(uri)
 }
 
 async fn one_call(sipp: &Sipp, tcp: bool, p: impl FnOnce(&mut CallParams)) -> Summary {

@@ -788,41 +788,15 @@ async fn disposition(
             "unknown disposition code for campaign {campaign}"
         )));
     };
-    let amount_minor = match body.amount {
-        None => None,
-        Some(a) if a.is_finite() && (0.0..1e12).contains(&a) => {
-            let digits = h
-                .campaign
-                .costs
-                .as_ref()
-                .map_or(2, |c| crate::report::currency_digits(&c.currency));
-            Some((a * 10f64.powi(digits as i32)).round() as i64)
-        }
-        Some(_) => {
-            unclaim(&s);
-            return Err(ApiError::bad_request("amount must be a number from 0"));
-        }
-    };
     let now = s.shared.clock.now().ms();
     let wrapup_ms = now.saturating_sub(ended_at);
-    // A callback: at the time the customer asked for (from a minute ago
-    // to 90 days ahead), or after the campaign's callback delay.
-    let callback_at = if d.callback {
-        match body.callback_at {
-            Some(at) if (now - 60_000..=now + 90 * 86_400_000).contains(&at) => Some(at),
-            Some(_) => {
-                unclaim(&s);
-                return Err(ApiError::bad_request(
-                    "callback_at must be a time (ms since the epoch) from now to 90 days ahead",
-                ));
-            }
-            None => {
-                let delay = h.campaign.callback_delay.unwrap_or_default();
-                Some(now + i64::try_from(delay.as_millis()).unwrap_or(0))
-            }
+    let (amount_minor, callback_at) = match disposition_values(&h.campaign, d.callback, &body, now)
+    {
+        Ok(v) => v,
+        Err(e) => {
+            unclaim(&s);
+            return Err(e);
         }
-    } else {
-        None
     };
     let rec = NewDisposition {
         attempt_id: call_id,
@@ -856,6 +830,46 @@ async fn disposition(
         wrapup_ms,
         state: "done",
     }))
+}
+
+/// The amount (minor units) and callback time a disposition request
+/// carries, checked: a bad amount or callback time is a 400.
+fn disposition_values(
+    campaign: &crate::campaign::Campaign,
+    callback: bool,
+    body: &DispositionIn,
+    now: i64,
+) -> Result<(Option<i64>, Option<i64>), ApiError> {
+    let amount_minor = match body.amount {
+        None => None,
+        Some(a) if a.is_finite() && (0.0..1e12).contains(&a) => {
+            let digits = campaign
+                .costs
+                .as_ref()
+                .map_or(2, |c| crate::report::currency_digits(&c.currency));
+            Some((a * 10f64.powi(digits as i32)).round() as i64)
+        }
+        Some(_) => return Err(ApiError::bad_request("amount must be a number from 0")),
+    };
+    // A callback: at the time the customer asked for (from a minute ago
+    // to 90 days ahead), or after the campaign's callback delay.
+    let callback_at = if callback {
+        match body.callback_at {
+            Some(at) if (now - 60_000..=now + 90 * 86_400_000).contains(&at) => Some(at),
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "callback_at must be a time (ms since the epoch) from now to 90 days ahead",
+                ));
+            }
+            None => {
+                let delay = campaign.callback_delay.unwrap_or_default();
+                Some(now + i64::try_from(delay.as_millis()).unwrap_or(0))
+            }
+        }
+    } else {
+        None
+    };
+    Ok((amount_minor, callback_at))
 }
 
 /// Records the disposition of a call no live session holds: one put
@@ -896,35 +910,8 @@ async fn pending_disposition_record(
             h.campaign.name
         )));
     };
-    let amount_minor = match body.amount {
-        None => None,
-        Some(a) if a.is_finite() && (0.0..1e12).contains(&a) => {
-            let digits = h
-                .campaign
-                .costs
-                .as_ref()
-                .map_or(2, |c| crate::report::currency_digits(&c.currency));
-            Some((a * 10f64.powi(digits as i32)).round() as i64)
-        }
-        Some(_) => return Err(ApiError::bad_request("amount must be a number from 0")),
-    };
     let now = s.shared.clock.now().ms();
-    let callback_at = if d.callback {
-        match body.callback_at {
-            Some(at) if (now - 60_000..=now + 90 * 86_400_000).contains(&at) => Some(at),
-            Some(_) => {
-                return Err(ApiError::bad_request(
-                    "callback_at must be a time (ms since the epoch) from now to 90 days ahead",
-                ));
-            }
-            None => {
-                let delay = h.campaign.callback_delay.unwrap_or_default();
-                Some(now + i64::try_from(delay.as_millis()).unwrap_or(0))
-            }
-        }
-    } else {
-        None
-    };
+    let (amount_minor, callback_at) = disposition_values(&h.campaign, d.callback, &body, now)?;
     let rec = NewDisposition {
         attempt_id: call_id,
         campaign_id: h.id,

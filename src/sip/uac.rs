@@ -917,6 +917,12 @@ impl Call {
     /// A new request in the call's dialog, with the next CSeq.
     fn in_dialog(&mut self, method: Method, out: &mut Out<'_>) -> Request {
         self.cseq += 1;
+        self.dialog_request_at(method, self.cseq, out)
+    }
+
+    /// A request in the call's dialog with CSeq `cseq` (an ACK takes its
+    /// INVITE's).
+    fn dialog_request_at(&self, method: Method, cseq: u32, out: &mut Out<'_>) -> Request {
         let via = out.via();
         dialog_request(
             method,
@@ -925,7 +931,7 @@ impl Call {
             &self.from,
             &self.dialog_to(),
             &self.call_id,
-            self.cseq,
+            cseq,
             via,
         )
     }
@@ -1170,21 +1176,8 @@ impl Call {
             TxKind::Refresh => {
                 if (200..300).contains(&r.code) {
                     if is_invite {
-                        let via = out.via();
-                        let ack = dialog_request(
-                            Method::Ack,
-                            &self.remote_target,
-                            &self.route,
-                            &self.from,
-                            &self.dialog_to(),
-                            &self.call_id,
-                            r.headers
-                                .get("CSeq")
-                                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-                                .unwrap_or(self.cseq),
-                            via,
-                        )
-                        .encode();
+                        let n = message::cseq(&r.headers).map_or(self.cseq, |(n, _)| n);
+                        let ack = self.dialog_request_at(Method::Ack, n, out).encode();
                         out.send(dest, ack.clone());
                         if let Some(Some(tx)) = slot.map(|i| self.others.get_mut(i)) {
                             tx.ack = Some(ack);
@@ -1395,18 +1388,7 @@ impl Call {
                 .get_all("Allow")
                 .flat_map(|v| v.split(','))
                 .any(|m| m.trim().eq_ignore_ascii_case("UPDATE"));
-            let via = out.via();
-            let ack = dialog_request(
-                Method::Ack,
-                &self.remote_target,
-                &self.route,
-                &self.from,
-                &self.dialog_to(),
-                &self.call_id,
-                n,
-                via,
-            )
-            .encode();
+            let ack = self.dialog_request_at(Method::Ack, n, out).encode();
             out.send(dest, ack.clone());
             self.ack_2xx = Some(ack);
             self.timer_a = None;

@@ -255,3 +255,20 @@ pub async fn run_uac(target: SocketAddr, args: &[&str], limit: Duration) -> (boo
         Err(_) => (false, format!("sipp uac ran over {limit:?}")),
     }
 }
+
+/// A call to `uri` for the UA tests: caller `dialler`, 15 s ring timeout,
+/// no credentials, no talk limit, the provider's own addresses.
+pub fn call_params(uri: &str) -> dialler::sip::uac::CallParams {
+    dialler::sip::uac::CallParams {
+        target: uri.to_string(),
+        from_user: "dialler".into(),
+        ring_timeout: dialler::sip::uac::RingTimeout::new(Duration::from_secs(15))
+            .expect("15 s is allowed"),
+        credentials: None,
+        media_addr: "127.0.0.1:40000".parse().expect("an address"),
+        max_talk: None,
+        display_name: None,
+        extra_headers: Vec::new(),
+        destinations: Vec::new(),
+    }
+}
