@@ -984,34 +984,67 @@ async fn pending(
 
 #[utoipa::path(get, path = "/api/events", tag = "service",
     summary = "Event stream (SSE)",
-    description = "Server-sent events: `call`, `call_ended`, `state`; agents see their own. Takes `?token=` too (EventSource cannot set headers).",
+    description = "Server-sent events: `call`, `call_ended`, `state`; agents see their own. Each event has an `id`: a stream reopened with `Last-Event-ID` gets the events it missed first (the last 2,048 are kept; `lagged` says how many were lost beyond). A stream ends after 30 minutes (EventSource reconnects) or within seconds of its token's revocation. Takes `?token=` too (EventSource cannot set headers).",
     responses((status = 200, description = "The stream.", content_type = "text/event-stream", body = String), (status = 401, description = "No valid token.", body = ErrorBody)),
     security(("bearerAuth" = [])))]
 async fn events(
     auth: Authenticated,
     State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
 ) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
-    let rx = s.shared.events.subscribe();
+    use futures_util::StreamExt;
+    // A reconnecting EventSource says where it stopped: the kept events
+    // after it come first, then the live ones (none twice).
+    let last_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let (rx, replay) = s.shared.events_since(last_id);
+    // Live events at or before this were replayed (or seen before).
+    let seen = replay.last().map(|e| e.id).or(last_id).unwrap_or(0);
     let principal = auth.0;
     let principal_id = principal.token_id;
-    let stream = futures_util::stream::unfold(rx, move |mut rx| {
+    let visible = {
         let principal = principal.clone();
+        move |e: &crate::service::ServiceEvent| {
+            principal.can_supervise()
+                || e.agent
+                    .as_deref()
+                    .is_some_and(|a| principal.can_access_agent(a))
+        }
+    };
+    let to_sse = |e: &crate::service::ServiceEvent| {
+        SseEvent::default()
+            .id(e.id.to_string())
+            .event(e.kind)
+            .json_data(e)
+            .unwrap_or_else(|_| SseEvent::default().comment("unencodable"))
+    };
+    let first = SseEvent::default()
+        .retry(std::time::Duration::from_secs(2))
+        .comment("connected");
+    let mut replayed: Vec<Result<SseEvent, Infallible>> = Vec::new();
+    // Gone longer than the kept events reach: say how many were lost, as
+    // a live stream that falls behind does.
+    if let (Some(last), Some(first)) = (last_id, replay.first())
+        && first.id > last + 1
+    {
+        let lost = first.id - last - 1;
+        replayed.push(Ok(SseEvent::default()
+            .event("lagged")
+            .data(lost.to_string())));
+    }
+    replayed.extend(replay.iter().filter(|e| visible(e)).map(|e| Ok(to_sse(e))));
+    let live = futures_util::stream::unfold(rx, move |mut rx| {
+        let visible = visible.clone();
         async move {
             loop {
                 match rx.recv().await {
                     Ok(e) => {
-                        let visible = principal.can_supervise()
-                            || e.agent
-                                .as_deref()
-                                .is_some_and(|a| principal.can_access_agent(a));
-                        if !visible {
+                        if e.id <= seen || !visible(&e) {
                             continue;
                         }
-                        let ev = SseEvent::default()
-                            .event(e.kind)
-                            .json_data(&e)
-                            .unwrap_or_else(|_| SseEvent::default().comment("unencodable"));
-                        return Some((Ok(ev), rx));
+                        return Some((Ok(to_sse(&e)), rx));
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         let ev = SseEvent::default().event("lagged").data(n.to_string());
@@ -1022,6 +1055,9 @@ async fn events(
             }
         }
     });
+    let stream = futures_util::stream::once(async move { Ok(first) })
+        .chain(futures_util::stream::iter(replayed))
+        .chain(live);
     let stream = super::auth::while_token_active(stream, s.shared.store.clone(), principal_id);
     Sse::new(stream).keep_alive(KeepAlive::default())
 }

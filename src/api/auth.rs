@@ -56,9 +56,14 @@ impl Authenticated {
 /// revoked token's streams end within this (and a store query's time).
 pub const TOKEN_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// The longest an event stream stays open: then it ends, and the browser's
+/// EventSource reconnects (with `Last-Event-ID`), so every stream is
+/// re-authenticated at least this often.
+pub const STREAM_MAX_LIFETIME: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
 /// `inner` while the token `token_id` is not revoked: it ends within
 /// [`TOKEN_RECHECK`] of a revocation, or at once if the store cannot say
-/// (fail closed).
+/// (fail closed), and after [`STREAM_MAX_LIFETIME`] in any case.
 pub fn while_token_active<S>(
     inner: S,
     store: Store,
@@ -70,12 +75,14 @@ where
 {
     use futures_util::StreamExt;
     let next_check = tokio::time::Instant::now() + TOKEN_RECHECK;
+    let end = tokio::time::Instant::now() + STREAM_MAX_LIFETIME;
     futures_util::stream::unfold(
         (Box::pin(inner), store, next_check),
         move |(mut inner, store, mut next_check)| async move {
             loop {
                 tokio::select! {
                     item = inner.next() => return item.map(|i| (i, (inner, store, next_check))),
+                    () = tokio::time::sleep_until(end) => return None,
                     () = tokio::time::sleep_until(next_check) => {
                         if !matches!(store.token_active(token_id).await, Ok(true)) {
                             return None;

@@ -326,6 +326,7 @@ impl Driver {
                 .with_session(&name, |s| s.call.as_ref().map(|c| c.call_id))
                 .flatten();
             self.shared.emit(ServiceEvent {
+                id: 0,
                 agent: Some(name.clone()),
                 campaign: self.campaign.name.clone(),
                 kind: "call_ended",
@@ -362,6 +363,7 @@ impl Driver {
             });
         }
         self.shared.emit(ServiceEvent {
+            id: 0,
             agent: Some(agent.to_string()),
             campaign: self.campaign.name.clone(),
             kind: "state",
@@ -411,6 +413,7 @@ impl Driver {
             .with_session(agent, |s| s.reason.clone())
             .flatten();
         self.shared.emit(ServiceEvent {
+            id: 0,
             agent: Some(agent.to_string()),
             campaign: self.campaign.name.clone(),
             kind: "state",

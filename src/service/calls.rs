@@ -377,6 +377,7 @@ impl Driver {
             s.call = Some(view.clone());
         });
         self.shared.emit(ServiceEvent {
+            id: 0,
             agent: Some(name),
             campaign: self.campaign.name.clone(),
             kind: "call",

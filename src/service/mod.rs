@@ -89,6 +89,59 @@ pub enum ServiceError {
     Provider(String, String),
 }
 
+/// How many recent events are kept for streams that resume.
+pub const RECENT_EVENTS: usize = 2048;
+
+/// The service's events: numbered in order, broadcast to the open
+/// streams, and the last [`RECENT_EVENTS`] kept for a stream that resumes
+/// with `Last-Event-ID`.
+pub struct EventLog {
+    tx: broadcast::Sender<ServiceEvent>,
+    recent: Mutex<std::collections::VecDeque<ServiceEvent>>,
+}
+
+impl EventLog {
+    /// A log whose subscribers may fall `capacity` events behind.
+    pub fn new(capacity: usize) -> EventLog {
+        EventLog {
+            tx: broadcast::channel(capacity).0,
+            recent: Mutex::new(std::collections::VecDeque::with_capacity(RECENT_EVENTS)),
+        }
+    }
+
+    /// Numbers `e`, keeps it and sends it (no subscriber is fine).
+    pub fn emit(&self, mut e: ServiceEvent) {
+        // Numbered and kept under one lock, so the kept events are in id
+        // order and a subscriber that reads them after subscribing misses
+        // none (see [`EventLog::since`]).
+        let Ok(mut recent) = self.recent.lock() else {
+            let _ = self.tx.send(e);
+            return;
+        };
+        e.id = recent.back().map_or(1, |last| last.id + 1);
+        if recent.len() == RECENT_EVENTS {
+            recent.pop_front();
+        }
+        recent.push_back(e.clone());
+        let _ = self.tx.send(e);
+    }
+
+    /// Subscribes, and returns the kept events after `last_id` (a
+    /// reconnecting stream's `Last-Event-ID`), oldest first. A live event
+    /// with an id at most the last one returned was in both: skip it.
+    pub fn since(
+        &self,
+        last_id: Option<u64>,
+    ) -> (broadcast::Receiver<ServiceEvent>, Vec<ServiceEvent>) {
+        let rx = self.tx.subscribe();
+        let replay = match (last_id, self.recent.lock()) {
+            (Some(last), Ok(recent)) => recent.iter().filter(|e| e.id > last).cloned().collect(),
+            _ => Vec::new(),
+        };
+        (rx, replay)
+    }
+}
+
 /// What the service needs to run.
 pub struct ServiceConfig {
     /// The store.
@@ -149,6 +202,10 @@ impl ServiceConfig {
 /// `GET /api/events`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ServiceEvent {
+    /// Its number in the service's sequence (the SSE `id`, for
+    /// `Last-Event-ID`); set by [`Shared::emit`].
+    #[serde(skip)]
+    pub id: u64,
     /// The agent it concerns (agent tokens see only their own).
     pub agent: Option<String>,
     /// The campaign.
@@ -346,7 +403,7 @@ pub struct Shared {
     /// Logged-in agents by id.
     pub sessions: Mutex<HashMap<String, SessionView>>,
     /// Events for `GET /api/events`.
-    pub events: broadcast::Sender<ServiceEvent>,
+    pub events: EventLog,
     /// The live board.
     pub board: LiveBoard,
     /// Answer-to-bridge latencies.
@@ -390,7 +447,15 @@ impl Shared {
 
     /// Publishes an event (no subscriber is fine).
     pub(crate) fn emit(&self, e: ServiceEvent) {
-        let _ = self.events.send(e);
+        self.events.emit(e);
+    }
+
+    /// See [`EventLog::since`].
+    pub(crate) fn events_since(
+        &self,
+        last_id: Option<u64>,
+    ) -> (broadcast::Receiver<ServiceEvent>, Vec<ServiceEvent>) {
+        self.events.since(last_id)
     }
 
     /// Runs `f` on agent `agent`'s session, if it has one.
@@ -454,7 +519,7 @@ pub async fn start(
         ip => ip,
     };
     let (write_tx, writer_task) = writer::spawn(store.clone());
-    let (events, _) = broadcast::channel(1024);
+    let events = EventLog::new(1024);
     let mut campaigns = BTreeMap::new();
     let mut inboxes = Vec::new();
     let registries = Arc::new(cfg.registries);
@@ -672,4 +737,53 @@ pub async fn start(
         shared,
         task,
     })
+}
+
+#[cfg(test)]
+mod event_log_tests {
+    use super::*;
+
+    fn event(kind: &'static str) -> ServiceEvent {
+        ServiceEvent {
+            id: 0,
+            agent: Some("a1".into()),
+            campaign: "c".into(),
+            kind,
+            data: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn a_resuming_stream_gets_what_it_missed_once_and_in_order() {
+        let log = EventLog::new(16);
+        for _ in 0..5 {
+            log.emit(event("state"));
+        }
+        // A stream that saw up to id 2 reconnects.
+        let (mut rx, replay) = log.since(Some(2));
+        let ids: Vec<u64> = replay.iter().map(|e| e.id).collect();
+        assert_eq!(ids, vec![3, 4, 5]);
+        // What comes after is live, numbered on.
+        log.emit(event("call"));
+        let next = rx.try_recv().expect("live event");
+        assert_eq!((next.id, next.kind), (6, "call"));
+        // A fresh stream replays nothing; one that saw everything neither.
+        assert!(log.since(None).1.is_empty());
+        assert!(log.since(Some(6)).1.is_empty());
+    }
+
+    #[test]
+    fn only_the_last_events_are_kept() {
+        let log = EventLog::new(16);
+        for _ in 0..RECENT_EVENTS + 10 {
+            log.emit(event("state"));
+        }
+        let (_, replay) = log.since(Some(0));
+        assert_eq!(replay.len(), RECENT_EVENTS);
+        assert_eq!(replay[0].id, 11);
+        assert_eq!(
+            replay.last().map(|e| e.id),
+            Some((RECENT_EVENTS + 10) as u64)
+        );
+    }
 }
