@@ -86,7 +86,7 @@ async fn call(e: &Edge, user: &str, max_talk: Option<Duration>) -> Summary {
         .unwrap();
     let s = tokio::time::timeout(Duration::from_secs(30), call.ended())
         .await
-        .unwrap_or_else(|_| panic!("the call ends\n{}", e.kam.log()))
+        .unwrap_or_else(|_| panic!("the call ends\nA: {}\nB: {}", e.a.errors(), e.b.errors()))
         .unwrap();
     // Let a forked branch's BYE finish before the UA goes.
     tokio::time::sleep(Duration::from_millis(300)).await;
