@@ -1139,6 +1139,10 @@ impl Validator<'_> {
                 format!("{uri:?} is not a sip: or sips: URI"),
             );
             ok = false;
+        } else if let Err(e) = crate::sip::resolve::SipUri::parse(uri) {
+            // What `dialler run` will need to locate the trunk (RFC 3263).
+            self.error(raw.uri.span(), "provider.uri", e.to_string());
+            ok = false;
         } else if uri
             .split_once(':')
             .and_then(|(_, rest)| rest.split_once('@'))
@@ -1432,6 +1436,22 @@ password_env = "TRUNK_PASSWORD"
             assert_eq!(errs.len(), 1, "{extra}: {errs:?}");
             assert_eq!(errs[0].field, field, "{extra}");
         }
+    }
+
+    #[test]
+    fn a_provider_uri_must_be_one_dns_can_locate() {
+        for bad in [
+            "sip:trunk_x.example",
+            "sips:edge.example;transport=udp",
+            "sip:edge.example;transport=sctp",
+            "sip:edge.example:70000",
+        ] {
+            let text = GOOD_US.replace("sip:trunk.example.com", bad);
+            let errs = errors(&text);
+            assert_eq!(errs[0].field, "provider.uri", "{bad}: {errs:?}");
+        }
+        let ok = GOOD_US.replace("sip:trunk.example.com", "sips:edge.example:5071");
+        assert!(Campaign::parse(&ok, Path::new("c.toml")).is_ok());
     }
 
     #[test]

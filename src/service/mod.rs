@@ -530,14 +530,17 @@ pub async fn start(
     for c in cfg.campaigns {
         let provider_err =
             |e: crate::sip::SipError| ServiceError::Provider(c.name.clone(), e.to_string());
-        let uri = crate::sip::resolve::SipUri::parse(&c.provider.uri).map_err(provider_err)?;
         let (mut ucfg, provider) = match cfg.provider {
             // The sandbox or SIPp, over UDP, whatever the campaign says.
             Some(p) => (
                 UaConfig::new(p, crate::sip::Transport::Udp),
                 crate::sip::resolve::SipUri::parse(&format!("sip:{p}")).map_err(provider_err)?,
             ),
-            None => (cfg.net.ua_config(&uri).await.map_err(provider_err)?, uri),
+            None => {
+                let uri =
+                    crate::sip::resolve::SipUri::parse(&c.provider.uri).map_err(provider_err)?;
+                (cfg.net.ua_config(&uri).await.map_err(provider_err)?, uri)
+            }
         };
         if c.provider.register && cfg.provider.is_none() {
             match calls::trunk_credentials(&c, |name| std::env::var(name).ok()) {
