@@ -1208,6 +1208,33 @@ impl Call {
         }
     }
 
+    /// A request in the (early or forked) dialog a response `r` to our
+    /// INVITE set up: its Contact, Record-Route and To tag.
+    fn request_in_dialog_of(
+        &self,
+        r: &Response,
+        method: Method,
+        cseq: u32,
+        out: &mut Out<'_>,
+    ) -> Request {
+        let target = r
+            .headers
+            .get("Contact")
+            .map_or(self.invite.uri.clone(), |c| message::uri_of(c).to_string());
+        let to = r.headers.get("To").unwrap_or(&self.to);
+        let via = out.via();
+        dialog_request(
+            method,
+            &target,
+            &route_set(r),
+            &self.from,
+            to,
+            &self.call_id,
+            cseq,
+            via,
+        )
+    }
+
     /// ACKs and hangs up a dialog a 2xx created that the call does not
     /// keep: another fork's answer, or an answer after the call ended.
     fn tear_down_fork(&mut self, now: Instant, n: u32, r: &Response, out: &mut Out<'_>) {
@@ -1217,37 +1244,10 @@ impl Call {
             .get("To")
             .and_then(message::tag_of)
             .map(str::to_string);
-        let target = r
-            .headers
-            .get("Contact")
-            .map_or(self.invite.uri.clone(), |c| message::uri_of(c).to_string());
-        let route = route_set(r);
-        let to = r.headers.get("To").unwrap_or(&self.to).to_string();
-        let via = out.via();
-        let ack = dialog_request(
-            Method::Ack,
-            &target,
-            &route,
-            &self.from,
-            &to,
-            &self.call_id,
-            n,
-            via,
-        )
-        .encode();
+        let ack = self.request_in_dialog_of(r, Method::Ack, n, out).encode();
         out.send(dest, ack.clone());
         self.cseq += 1;
-        let via = out.via();
-        let bye = dialog_request(
-            Method::Bye,
-            &target,
-            &route,
-            &self.from,
-            &to,
-            &self.call_id,
-            self.cseq,
-            via,
-        );
+        let bye = self.request_in_dialog_of(r, Method::Bye, self.cseq, out);
         self.start_tx(now, TxKind::ForkBye, bye, out);
         self.forks.push(Fork { tag, ack });
         self.summary.extra_answers += 1;
@@ -1280,24 +1280,8 @@ impl Call {
             return;
         }
         self.last_rseq = Some(rseq);
-        let target = r
-            .headers
-            .get("Contact")
-            .map_or(self.invite.uri.clone(), |c| message::uri_of(c).to_string());
-        let route = route_set(r);
-        let to = r.headers.get("To").unwrap_or(&self.to).to_string();
         self.cseq += 1;
-        let via = out.via();
-        let mut prack = dialog_request(
-            Method::Prack,
-            &target,
-            &route,
-            &self.from,
-            &to,
-            &self.call_id,
-            self.cseq,
-            via,
-        );
+        let mut prack = self.request_in_dialog_of(r, Method::Prack, self.cseq, out);
         prack
             .headers
             .push("RAck", format!("{rseq} {} INVITE", self.invite_cseq));
