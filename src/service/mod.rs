@@ -151,7 +151,8 @@ pub struct ServiceConfig {
     /// Do-not-call data for those campaigns (see [`crate::registry::load`]).
     pub registries: Registries,
     /// The SIP provider every campaign dials through; `None`: each
-    /// campaign's `provider.uri` (which must name an IP address).
+    /// campaign's `provider.uri`, located by DNS (RFC 3263) with
+    /// [`ServiceConfig::net`].
     pub provider: Option<SocketAddr>,
     /// How campaigns' providers are found and reached (DNS server, TLS
     /// CA, NAT address).
