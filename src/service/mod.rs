@@ -204,7 +204,7 @@ impl ServiceConfig {
 #[derive(Debug, Clone, Serialize)]
 pub struct ServiceEvent {
     /// Its number in the service's sequence (the SSE `id`, for
-    /// `Last-Event-ID`); set by [`Shared::emit`].
+    /// `Last-Event-ID`); set by [`EventLog::emit`].
     #[serde(skip)]
     pub id: u64,
     /// The agent it concerns (agent tokens see only their own).
