@@ -17,7 +17,7 @@ use crate::pacing::Strategy;
 use crate::phone::Country;
 use crate::registry::{self, CheckReport, DndImport};
 use crate::sim::{self, Scenario, SeedSummary, SimConfig, SimReport};
-use crate::store::{DndImportRecord, ErasureCounts, Store, TokenRow};
+use crate::store::{AuditEntry, DndImportRecord, ErasureCounts, Store, TokenRow};
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
@@ -557,13 +557,13 @@ pub async fn dnd_remove(
             )
         }
     };
-    let audit = crate::store::AuditEntry {
-        at: now.ms(),
-        actor: actor.to_string(),
-        action: "dnc.remove".into(),
-        subject: format!("{scope} {}", number.masked()),
-        detail: reason.trim().to_string(),
-    };
+    let audit = AuditEntry::command(
+        now.ms(),
+        actor,
+        "dnc.remove",
+        format!("{scope} {}", number.masked()),
+        reason.trim().to_string(),
+    );
     let removed = store
         .dnc_remove_deliberately(&scope, &number.e164(), suppression.as_deref(), &audit)
         .await?;
@@ -682,7 +682,8 @@ pub async fn phone_add(
     agent_id_arg(agent)?;
     let uri = sip_uri.trim();
     crate::sip::Target::parse(uri).map_err(|e| usage(format!("{uri}: {e}")))?;
-    store.phone_add(agent, uri, now.ms(), actor).await?;
+    let by = AuditEntry::command(now.ms(), actor, "", String::new(), String::new());
+    store.phone_add(agent, uri, by).await?;
     phone_list(store, Some(agent)).await
 }
 
@@ -696,9 +697,8 @@ pub async fn phone_remove(
     now: Millis,
 ) -> Result<(String, bool), CommandError> {
     agent_id_arg(agent)?;
-    let removed = store
-        .phone_remove(agent, sip_uri.trim(), now.ms(), actor)
-        .await?;
+    let by = AuditEntry::command(now.ms(), actor, "", String::new(), String::new());
+    let removed = store.phone_remove(agent, sip_uri.trim(), by).await?;
     Ok(if removed {
         (format!("{} unbound from {agent}\n", sip_uri.trim()), true)
     } else {
@@ -751,6 +751,7 @@ pub async fn token_create(
     role: &str,
     agent: Option<&str>,
     label: Option<&str>,
+    actor: &str,
     now: Millis,
 ) -> Result<TokenCreated, CommandError> {
     let role: Role = role
@@ -759,7 +760,51 @@ pub async fn token_create(
     let t = auth::create_token(store, role, agent, label, now.ms())
         .await
         .map_err(|e| usage(e.to_string()))?;
+    let mut detail = format!("role {role}");
+    if let Some(a) = agent {
+        detail.push_str(&format!("; agent {a}"));
+    }
+    if let Some(l) = label {
+        detail.push_str(&format!(
+            "; label {}",
+            l.chars().take(100).collect::<String>()
+        ));
+    }
+    store
+        .audit(&AuditEntry::command(
+            now.ms(),
+            actor,
+            "token.create",
+            format!("token {}", t.id),
+            detail,
+        ))
+        .await?;
     Ok(TokenCreated(t))
+}
+
+/// `dialler token revoke`: whether a valid token was revoked (audited
+/// when one was).
+pub async fn token_revoke(
+    store: &Store,
+    id: i64,
+    actor: &str,
+    now: Millis,
+) -> Result<bool, CommandError> {
+    let revoked = auth::revoke(store, id, now.ms())
+        .await
+        .map_err(|e| usage(e.to_string()))?;
+    if revoked {
+        store
+            .audit(&AuditEntry::command(
+                now.ms(),
+                actor,
+                "token.revoke",
+                format!("token {id}"),
+                String::new(),
+            ))
+            .await?;
+    }
+    Ok(revoked)
 }
 
 /// `dialler token list`.
@@ -1303,4 +1348,80 @@ pub fn sandbox_weights(
         ));
     }
     Ok(w)
+}
+
+// ---- audit -------------------------------------------------------------
+
+/// `dialler audit`: a page of the audit log.
+#[derive(Debug, Serialize)]
+pub struct AuditList {
+    /// Oldest first.
+    pub entries: Vec<crate::store::AuditRecord>,
+}
+
+impl fmt::Display for AuditList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.entries.is_empty() {
+            return writeln!(f, "no audit entries match");
+        }
+        writeln!(
+            f,
+            "{:>6}  {:<24}  {:<28}  {:<18}  {:<16}  {:>6}  {:<22}  detail",
+            "id", "at (UTC)", "actor", "action", "subject", "status", "origin"
+        )?;
+        for r in &self.entries {
+            let e = &r.entry;
+            let at = Millis(e.at)
+                .utc()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            let status = e.status.map_or_else(|| "-".to_string(), |s| s.to_string());
+            writeln!(
+                f,
+                "{:>6}  {:<24}  {:<28}  {:<18}  {:<16}  {:>6}  {:<22}  {}",
+                r.id, at, e.actor, e.action, e.subject, status, e.origin, e.detail
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The filter `dialler audit`'s options ask for (times in RFC 3339).
+#[allow(clippy::too_many_arguments)]
+pub fn audit_filter(
+    since: Option<&str>,
+    until: Option<&str>,
+    actor: Option<String>,
+    action: Option<String>,
+    subject: Option<String>,
+    failed: bool,
+    after_id: Option<i64>,
+    limit: i64,
+) -> Result<crate::store::AuditFilter, CommandError> {
+    if limit < 1 {
+        return Err(usage("--limit must be at least 1"));
+    }
+    let time = |t: Option<&str>| -> Result<Option<i64>, CommandError> {
+        t.map(|t| time_arg(Some(t), chrono::Utc::now()).map(|t| t.timestamp_millis()))
+            .transpose()
+    };
+    Ok(crate::store::AuditFilter {
+        since: time(since)?,
+        until: time(until)?,
+        actor,
+        action,
+        subject,
+        failed: failed.then_some(true),
+        after_id,
+        limit,
+    })
+}
+
+/// The audit entries `filter` selects.
+pub async fn audit_list(
+    store: &Store,
+    filter: &crate::store::AuditFilter,
+) -> Result<AuditList, CommandError> {
+    Ok(AuditList {
+        entries: store.audit_query(filter).await?,
+    })
 }

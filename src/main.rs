@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use dialler::auth;
 use dialler::campaign::{self, Campaign};
 use dialler::clock::Millis;
 use dialler::commands;
@@ -64,6 +63,9 @@ enum Command {
     Phone(PhoneCmd),
     /// A campaign's figures over a time range.
     Report(ReportArgs),
+    /// The audit log: every state-changing act (API and command line),
+    /// oldest first, filtered.
+    Audit(AuditArgs),
     /// Run the live service: campaigns' runners, SIP, RTP, store and the
     /// HTTP API, until SIGINT or SIGTERM.
     Run(RunArgs),
@@ -199,6 +201,39 @@ enum PhoneCmd {
     },
 }
 
+#[derive(Args)]
+struct AuditArgs {
+    /// From this time (RFC 3339, e.g. 2026-12-01T09:00:00Z).
+    #[arg(long)]
+    since: Option<String>,
+    /// Before this time (RFC 3339).
+    #[arg(long)]
+    until: Option<String>,
+    /// Only acts whose actor contains this (any case): a name, `token 12`,
+    /// `agent a1`.
+    #[arg(long)]
+    actor: Option<String>,
+    /// Only this action (`agent.login`), or a family with a trailing dot
+    /// (`agent.`).
+    #[arg(long)]
+    action: Option<String>,
+    /// Only acts whose subject contains this: `agent a1`, `call 42`.
+    #[arg(long)]
+    subject: Option<String>,
+    /// Only refused or failed API requests (status 400 and above).
+    #[arg(long)]
+    failed: bool,
+    /// Entries after this id (to page on).
+    #[arg(long)]
+    after_id: Option<i64>,
+    /// At most this many entries.
+    #[arg(long, default_value_t = 1000)]
+    limit: i64,
+    /// One JSON document.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Subcommand)]
 enum TokenCmd {
     /// Create a token and print it once (only its SHA-256 is stored).
@@ -212,14 +247,20 @@ enum TokenCmd {
         /// Whose or what the token is, for the token list.
         #[arg(long)]
         label: Option<String>,
+        /// Who creates it, for the audit log (default: the login name).
+        #[arg(long)]
+        by: Option<String>,
         /// One JSON object with the token and its id.
         #[arg(long)]
         json: bool,
     },
-    /// Revoke a token by its id.
+    /// Revoke a token by its id (audited).
     Revoke {
         /// Token id, as printed by create or list.
         id: i64,
+        /// Who revokes it, for the audit log (default: the login name).
+        #[arg(long)]
+        by: Option<String>,
     },
     /// List tokens (never the secrets).
     List {
@@ -1019,6 +1060,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{text}");
             Ok(code(ok))
         }
+        Command::Audit(a) => {
+            let store = Store::open(&cli.db).await?;
+            let filter = commands::audit_filter(
+                a.since.as_deref(),
+                a.until.as_deref(),
+                a.actor,
+                a.action,
+                a.subject,
+                a.failed,
+                a.after_id,
+                a.limit,
+            )?;
+            let list = commands::audit_list(&store, &filter).await?;
+            emit(&list, a.json)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Token(cmd) => {
             let store = Store::open(&cli.db).await?;
             let result = match cmd {
@@ -1026,12 +1083,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     role,
                     agent,
                     label,
+                    by,
                     json,
                 } => commands::token_create(
                     &store,
                     &role,
                     agent.as_deref(),
                     label.as_deref(),
+                    &commands::actor(by.as_deref()),
                     now_ms,
                 )
                 .await
@@ -1044,7 +1103,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     emit(&t, json).map_err(|e| commands::CommandError::Usage(e.to_string()))?;
                     Ok(ExitCode::SUCCESS)
                 }),
-                TokenCmd::Revoke { id } => match auth::revoke(&store, id, now_ms.ms()).await {
+                TokenCmd::Revoke { id, by } => match commands::token_revoke(
+                    &store,
+                    id,
+                    &commands::actor(by.as_deref()),
+                    now_ms,
+                )
+                .await
+                {
                     Ok(true) => {
                         println!("token {id} revoked");
                         Ok(ExitCode::SUCCESS)
@@ -1053,7 +1119,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         eprintln!("no valid token {id}: unknown or already revoked");
                         Ok(ExitCode::FAILURE)
                     }
-                    Err(e) => Err(commands::CommandError::Usage(e.to_string())),
+                    Err(e) => Err(e),
                 },
                 TokenCmd::List { json } => commands::token_list(&store).await.and_then(|l| {
                     emit(&l, json).map_err(|e| commands::CommandError::Usage(e.to_string()))?;

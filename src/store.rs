@@ -86,13 +86,17 @@ macro_rules! insert_audit {
     ($conn:expr, $entry:expr) => {{
         let e: &crate::store::AuditEntry = $entry;
         sqlx::query(
-            "INSERT INTO audit_log (at, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO audit_log (at, actor, action, subject, detail, origin, status, request_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(e.at)
         .bind(&e.actor)
         .bind(&e.action)
         .bind(&e.subject)
         .bind(&e.detail)
+        .bind(&e.origin)
+        .bind(e.status)
+        .bind(&e.request_id)
         .execute($conn)
         .await
     }};
@@ -101,6 +105,7 @@ macro_rules! insert_audit {
 // Parts of the store in files of their own (src/store/): they extend
 // `Store` and use `with_pool!`, so they are declared after it.
 mod agents;
+mod audit;
 mod claims;
 mod cluster;
 mod compliance;
@@ -112,9 +117,10 @@ mod sessions;
 mod tokens;
 
 pub use agents::{AgentInterval, AgentState};
+pub use audit::{AuditEntry, AuditFilter, AuditRecord};
 pub use claims::{Callback, ClaimedLead, PendingDisposition, RECALL_LOOKBACK_MS};
 pub use cluster::LedgerRow;
-pub use compliance::{AuditEntry, DndImportRecord, SOURCE_IMPORT};
+pub use compliance::{DndImportRecord, SOURCE_IMPORT};
 pub use erase::ErasureCounts;
 pub use history::{PacingHistory, PastAttemptRow, PastDispositionRow};
 pub use phones::AgentPhone;

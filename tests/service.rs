@@ -318,24 +318,13 @@ async fn service_against_sipp_never_invites_dnd_or_out_of_hours_numbers() {
     pool.close().await;
 }
 
-/// 401 without a valid token, 403 across agents and for agents on
-/// supervisor routes, clear 4xx for bad bodies, 429 on login floods.
-#[tokio::test(start_paused = true)]
-async fn api_auth_by_role() {
-    let (store, _dir) = common::sqlite_store().await;
+/// The service on `store` with uk-broadband on Tuesday's clock, whose
+/// provider answers nothing (no call is placed without a ready agent
+/// anyway); send on the sender to stop it.
+async fn quiet_service(store: &Store) -> (service::Running, tokio::sync::oneshot::Sender<()>) {
     let camp = dialler::campaign::find(&campaigns_dir(), "uk-broadband").unwrap();
-    let now = tuesday().timestamp_millis();
-    let a1 = auth::create_token(&store, Role::Agent, Some("a1"), None, now)
-        .await
-        .unwrap()
-        .token;
-    let sup = auth::create_token(&store, Role::Supervisor, None, None, now)
-        .await
-        .unwrap()
-        .token;
     let mut cfg = ServiceConfig::new(store.clone(), vec![camp], Default::default());
     cfg.clock = dialler::clock::Clock::starting_at(tuesday());
-    // Nobody answers here; no call is placed without a ready agent anyway.
     cfg.provider = Some("127.0.0.1:9".parse().unwrap());
     cfg.sip_bind = "127.0.0.1:0".parse().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -345,6 +334,161 @@ async fn api_auth_by_role() {
     })
     .await
     .unwrap();
+    (running, tx)
+}
+
+/// Every request that may change state is in the audit log, refused ones
+/// too, with the token (never the secret), the caller's address, the
+/// status and the request's id; reads are not; `GET /api/audit` is for
+/// supervisors and filters.
+#[tokio::test(start_paused = true)]
+async fn every_state_change_through_the_api_is_audited() {
+    let (store, _dir) = common::sqlite_store().await;
+    let now = tuesday().timestamp_millis();
+    let a1 = auth::create_token(&store, Role::Agent, Some("a1"), None, now)
+        .await
+        .unwrap();
+    let sup = auth::create_token(&store, Role::Supervisor, None, None, now)
+        .await
+        .unwrap();
+    let (running, tx) = quiet_service(&store).await;
+    let http = running.http;
+    let req = |m: &'static str, p: String, t: &str, b: Option<&'static str>| {
+        let t = t.to_string();
+        async move { client::request(http, m, &p, Some(&t), b).await.unwrap() }
+    };
+    let (c, text) = req(
+        "POST",
+        "/api/agents/a1/login".into(),
+        &a1.token,
+        Some(r#"{"campaign":"uk-broadband","sip_uri":"sip:+447700900123@127.0.0.1:9"}"#),
+    )
+    .await;
+    assert_eq!(c, 403, "{text}");
+    let (c, text) = req(
+        "POST",
+        "/api/agents/a1/phones".into(),
+        &sup.token,
+        Some(r#"{"sip_uri":"sip:2001@127.0.0.1:9"}"#),
+    )
+    .await;
+    assert_eq!(c, 200, "{text}");
+    assert_eq!(
+        req(
+            "POST",
+            "/api/agents/a1/pause".into(),
+            &a1.token,
+            Some(r#"{"reason":"lunch"}"#)
+        )
+        .await
+        .0,
+        409
+    );
+    assert_eq!(
+        req("GET", "/api/agents/a1/phones".into(), &a1.token, None)
+            .await
+            .0,
+        200
+    );
+    // Agents may not read the log.
+    assert_eq!(
+        req("GET", "/api/audit".into(), &a1.token, None).await.0,
+        403
+    );
+    let page = |q: &str| {
+        let q = q.to_string();
+        let sup = sup.token.clone();
+        async move {
+            let (c, text) = req("GET", format!("/api/audit{q}"), &sup, None).await;
+            assert_eq!(c, 200, "{q}: {text}");
+            serde_json::from_str::<serde_json::Value>(&text).unwrap()
+        }
+    };
+    let all = page("").await;
+    let entries = all["entries"].as_array().unwrap();
+    let actions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["agent.login", "phone.add", "agent.pause"],
+        "reads are not recorded, each change once: {all}"
+    );
+    let login = &entries[0];
+    assert_eq!(login["status"], 403);
+    assert_eq!(login["actor"], format!("token {} (agent a1)", a1.id));
+    assert_eq!(login["subject"], "agent a1");
+    assert_eq!(login["at"], now, "stamped by the service clock");
+    assert!(
+        login["origin"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{login}"
+    );
+    assert!(!login["request_id"].as_str().unwrap().is_empty(), "{login}");
+    let detail = login["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("campaign uk-broadband") && detail.contains("not provisioned"),
+        "{detail}"
+    );
+    let add = &entries[1];
+    assert_eq!(
+        (
+            add["status"].as_i64(),
+            add["actor"].as_str(),
+            add["detail"].as_str()
+        ),
+        (
+            Some(200),
+            Some(format!("token {} (supervisor)", sup.id).as_str()),
+            Some("sip:2001@127.0.0.1:9")
+        )
+    );
+    assert!(
+        add["origin"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{add}"
+    );
+    assert!(!add["request_id"].as_str().unwrap().is_empty(), "{add}");
+    assert!(
+        entries[2]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("reason lunch")
+    );
+    // No token secret anywhere in the log.
+    assert!(!all.to_string().contains(&a1.token) && !all.to_string().contains(&sup.token));
+    // Filters and paging.
+    let failed = page("?failed=true&action=agent.").await;
+    assert_eq!(failed["entries"].as_array().unwrap().len(), 2, "{failed}");
+    let one = page("?limit=1").await;
+    let next = one["next_after_id"].as_i64().expect("a next page");
+    let rest = page(&format!("?after_id={next}&subject=agent%20a1")).await;
+    assert_eq!(rest["entries"].as_array().unwrap().len(), 2, "{rest}");
+    assert!(rest["next_after_id"].is_null());
+    let (c, text) = req("GET", "/api/audit?since=yesterday".into(), &sup.token, None).await;
+    assert_eq!(c, 400, "{text}");
+    assert!(text.contains("since"), "{text}");
+    let (c, _) = req("GET", "/api/audit?limit=0".into(), &sup.token, None).await;
+    assert_eq!(c, 400);
+    let _ = tx.send(());
+    running.wait().await.unwrap();
+    store.close().await;
+}
+
+/// 401 without a valid token, 403 across agents and for agents on
+/// supervisor routes, clear 4xx for bad bodies, 429 on login floods.
+#[tokio::test(start_paused = true)]
+async fn api_auth_by_role() {
+    let (store, _dir) = common::sqlite_store().await;
+    let now = tuesday().timestamp_millis();
+    let a1 = auth::create_token(&store, Role::Agent, Some("a1"), None, now)
+        .await
+        .unwrap()
+        .token;
+    let sup = auth::create_token(&store, Role::Supervisor, None, None, now)
+        .await
+        .unwrap()
+        .token;
+    let (running, tx) = quiet_service(&store).await;
     let http = running.http;
     let req = |m: &'static str, p: &'static str, t: Option<String>, b: Option<String>| async move {
         client::request(http, m, p, t.as_deref(), b.as_deref())

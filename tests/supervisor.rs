@@ -13,8 +13,8 @@ use dialler::campaign::{Campaign, Costs};
 use dialler::erasure;
 use dialler::report::{self, StateTimes};
 use dialler::store::{
-    AgentState, AttemptEnd, ErasureCounts, LedgerKind, NewAttempt, NewDisposition, NewLead,
-    SCOPE_INTERNAL, Store,
+    AgentState, AttemptEnd, AuditEntry, AuditFilter, ErasureCounts, LedgerKind, NewAttempt,
+    NewDisposition, NewLead, SCOPE_INTERNAL, Store,
 };
 
 fn campaign(name: &str) -> Campaign {
@@ -209,6 +209,176 @@ async fn tokens_authenticate_by_hash_until_revoked(store: Store, raw: RawDb) {
     assert_eq!((rows[1].role.as_str(), rows[1].revoked_at), ("agent", None));
 }
 store_raw_test!(tokens_authenticate_by_hash_until_revoked);
+
+// ---- audit log -------------------------------------------------------------
+
+fn audit_entry(
+    at: i64,
+    actor: &str,
+    action: &str,
+    subject: &str,
+    status: Option<i64>,
+) -> AuditEntry {
+    AuditEntry {
+        at,
+        actor: actor.into(),
+        action: action.into(),
+        subject: subject.into(),
+        detail: "d".into(),
+        origin: "127.0.0.1:5000".into(),
+        status,
+        request_id: "r1".into(),
+    }
+}
+
+/// The log filters by time, actor, action family, subject and outcome,
+/// pages by id, and no statement can change or remove an entry.
+async fn the_audit_log_filters_pages_and_is_append_only(store: Store, raw: RawDb) {
+    let rows = [
+        audit_entry(
+            T0,
+            "token 1 (agent a1)",
+            "agent.login",
+            "agent a1",
+            Some(403),
+        ),
+        audit_entry(
+            T0 + MIN,
+            "token 2 (supervisor)",
+            "phone.add",
+            "agent a1",
+            Some(200),
+        ),
+        audit_entry(
+            T0 + 2 * MIN,
+            "token 1 (agent a1)",
+            "agent.pause",
+            "agent a1",
+            Some(200),
+        ),
+        audit_entry(T0 + 3 * MIN, "alice", "token.create", "token 7", None),
+        audit_entry(
+            T0 + 4 * MIN,
+            "token 3 (agent a10_x)",
+            "agent.login",
+            "agent a10_x",
+            Some(200),
+        ),
+    ];
+    for r in &rows {
+        store.audit(r).await.expect("audit");
+    }
+    let q = |f: AuditFilter| {
+        let store = store.clone();
+        async move {
+            store
+                .audit_query(&AuditFilter { limit: 100, ..f })
+                .await
+                .expect("query")
+                .into_iter()
+                .map(|r| r.entry)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(q(AuditFilter::default()).await, rows.to_vec());
+    let family = q(AuditFilter {
+        action: Some("agent.".into()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(family.len(), 3);
+    // Exact action; a LIKE wildcard in a filter is taken literally.
+    assert_eq!(
+        q(AuditFilter {
+            action: Some("AGENT.LOGIN".into()),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        2
+    );
+    assert_eq!(
+        q(AuditFilter {
+            subject: Some("a10_".into()),
+            ..Default::default()
+        })
+        .await,
+        vec![rows[4].clone()]
+    );
+    assert!(
+        q(AuditFilter {
+            subject: Some("a1%".into()),
+            ..Default::default()
+        })
+        .await
+        .is_empty()
+    );
+    assert_eq!(
+        q(AuditFilter {
+            actor: Some("Agent A1".into()),
+            since: Some(T0 + MIN),
+            until: Some(T0 + 3 * MIN),
+            ..Default::default()
+        })
+        .await,
+        vec![rows[2].clone()]
+    );
+    assert_eq!(
+        q(AuditFilter {
+            failed: Some(true),
+            ..Default::default()
+        })
+        .await,
+        vec![rows[0].clone()]
+    );
+    assert_eq!(
+        q(AuditFilter {
+            failed: Some(false),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        4,
+        "a command's entry (no status) is not a failure"
+    );
+    // Pages by id.
+    let first = store
+        .audit_query(&AuditFilter {
+            limit: 2,
+            ..Default::default()
+        })
+        .await
+        .expect("page");
+    assert_eq!(first.len(), 2);
+    let rest = store
+        .audit_query(&AuditFilter {
+            limit: 100,
+            after_id: Some(first[1].id),
+            ..Default::default()
+        })
+        .await
+        .expect("page");
+    assert_eq!(rest.len(), 3);
+    assert_eq!(rest[0].entry, rows[2]);
+    // Append-only, past the store too.
+    for sql in [
+        "UPDATE audit_log SET actor = 'someone else'",
+        "DELETE FROM audit_log",
+        "DELETE FROM audit_log WHERE action = 'agent.login'",
+    ] {
+        let r = raw.execute(sql).await;
+        assert!(
+            r.as_ref().is_err_and(|e| e.contains("append-only")),
+            "{sql}: {r:?}"
+        );
+    }
+    if let RawDb::Postgres(_) = raw {
+        let r = raw.execute("TRUNCATE audit_log").await;
+        assert!(r.is_err_and(|e| e.contains("append-only")));
+    }
+    assert_eq!(store.audit_log().await.expect("log"), rows.to_vec());
+}
+store_raw_test!(the_audit_log_filters_pages_and_is_append_only);
 
 // ---- reports ---------------------------------------------------------------
 
@@ -966,8 +1136,39 @@ async fn token_report_and_erase_commands() {
     let list = ok_stdout(d, &["token", "list", "--json"]);
     assert!(!list.contains(&token) && list.contains("\"ops\""), "{list}");
     let id = created["id"].as_i64().expect("id").to_string();
-    ok_stdout(d, &["token", "revoke", &id]);
+    ok_stdout(d, &["token", "revoke", &id, "--by", "carol"]);
     assert!(!dialler(d, &["token", "revoke", &id]).status.success());
+    // Provisioning is in the audit log, with who and from where.
+    let audit: serde_json::Value =
+        serde_json::from_str(&ok_stdout(d, &["audit", "--action", "token.", "--json"]))
+            .expect("json");
+    let entries = audit["entries"].as_array().expect("entries");
+    let acts: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["subject"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let revoked = format!("token {id}");
+    assert_eq!(acts.len(), 3, "two creations and one revocation: {audit}");
+    assert_eq!(acts[2], ("token.revoke", revoked.as_str()), "{audit}");
+    assert_eq!(entries[2]["actor"], "carol");
+    assert!(entries[1]["detail"].as_str().unwrap().contains("agent a1"));
+    assert!(entries[0]["origin"].as_str().unwrap().starts_with("cli@"));
+    assert!(!audit.to_string().contains(&token), "no secret in the log");
+    let text = ok_stdout(d, &["audit", "--actor", "carol"]);
+    assert!(
+        text.contains("token.revoke") && !text.contains("token.create"),
+        "{text}"
+    );
+    assert!(
+        !dialler(d, &["audit", "--since", "yesterday"])
+            .status
+            .success()
+    );
 
     // Report: the hand-worked figures, in three forms.
     let range = [

@@ -729,12 +729,13 @@ async fn the_openapi_document_lists_every_route() {
         ("/api/calls/{id}/disposition", "post"),
         ("/api/agents/{id}/pending", "get"),
         ("/api/events", "get"),
+        ("/api/audit", "get"),
     ] {
         let op = &paths.get(path).unwrap_or_else(|| panic!("{path} missing"))[method];
         assert!(op.is_object(), "{method} {path} missing");
         assert!(op["responses"]["200"].is_object(), "{method} {path}: 200");
     }
-    assert_eq!(paths.len(), 19, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 20, "{:?}", paths.keys().collect::<Vec<_>>());
     // Every $ref points at something.
     let text = r.body.as_str();
     for part in text.split("\"$ref\": \"#/").skip(1) {

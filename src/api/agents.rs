@@ -83,6 +83,7 @@ pub(crate) fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(disposition))
         .routes(routes!(pending))
         .routes(routes!(events))
+        .merge(super::audit::documented())
 }
 
 /// The agents' routes over the service's shared state.
@@ -434,22 +435,30 @@ async fn phone_change(
     auth.require_supervisor()?;
     let raw = json_body(body)?.sip_uri;
     let store = &s.shared.store;
-    let actor = format!("token {}", auth.0.token_id);
-    let now = s.shared.clock.now().ms();
-    if add {
+    // The change and its audit entry in one transaction.
+    let by = auth.audit_entry(s.shared.clock.now().ms());
+    let changed = if add {
         let uri = phone_uri(&raw)?;
-        store
-            .phone_add(id, &uri, now, &actor)
+        let added = store
+            .phone_add(id, &uri, by)
             .await
             .map_err(ApiError::internal)?;
+        if !added {
+            auth.note("already bound");
+        }
+        added
     } else {
         let removed = store
-            .phone_remove(id, raw.trim(), now, &actor)
+            .phone_remove(id, raw.trim(), by)
             .await
             .map_err(ApiError::internal)?;
         if !removed {
             return Err(ApiError::not_found("that phone is not bound to the agent"));
         }
+        removed
+    };
+    if changed {
+        auth.recorded();
     }
     Ok(Json(
         store
@@ -485,10 +494,12 @@ async fn login(
         ));
     }
     let body = json_body(body)?;
+    auth.note(format!("campaign {}", clip_note(&body.campaign)));
     if !s.shared.campaigns.contains_key(&body.campaign) {
         return Err(ApiError::not_found("no such campaign"));
     }
     let sip_uri = provisioned_phone(&s, &id, body.sip_uri.as_deref()).await?;
+    auth.note(format!("phone {sip_uri}"));
     {
         let mut sessions = s.shared.sessions.lock().map_err(ApiError::internal)?;
         if sessions.contains_key(&id) {
@@ -630,6 +641,7 @@ async fn pause(
         return Err(ApiError::bad_request("reason: 1-100 characters"));
     }
     let reason = body.reason.trim().to_string();
+    auth.note(format!("reason {reason}"));
     agent_action(&s, id, |agent, reply| Input::Pause {
         agent,
         reason,
@@ -744,6 +756,7 @@ async fn disposition(
     body: Result<Json<DispositionIn>, JsonRejection>,
 ) -> Result<Json<DispositionDone>, ApiError> {
     let body = json_body(body)?;
+    auth.note(format!("code {}", clip_note(&body.code)));
     // Find the session holding this call, and claim its wrap-up.
     let live = {
         let mut sessions = s.shared.sessions.lock().map_err(ApiError::internal)?;
@@ -788,6 +801,7 @@ async fn disposition(
             "unknown disposition code for campaign {campaign}"
         )));
     };
+    note_disposition(&auth, &agent, d);
     let now = s.shared.clock.now().ms();
     let wrapup_ms = now.saturating_sub(ended_at);
     let (amount_minor, callback_at) = match disposition_values(&h.campaign, d.callback, &body, now)
@@ -830,6 +844,26 @@ async fn disposition(
         wrapup_ms,
         state: "done",
     }))
+}
+
+/// What the audit log says of a disposition beyond its code: whose call,
+/// and that it is an opt-out, a conversion or a callback.
+fn note_disposition(auth: &Authenticated, agent: &str, d: &crate::campaign::Disposition) {
+    auth.note(format!("agent {agent}"));
+    if d.dnc {
+        auth.note("opt-out: the number goes on the do-not-call list");
+    }
+    if d.conversion {
+        auth.note("conversion");
+    }
+    if d.callback {
+        auth.note("callback");
+    }
+}
+
+/// A caller-given name, cut to a length fit for the audit log.
+fn clip_note(s: &str) -> String {
+    s.chars().take(64).collect()
 }
 
 /// The amount (minor units) and callback time a disposition request
@@ -910,6 +944,7 @@ async fn pending_disposition_record(
             h.campaign.name
         )));
     };
+    note_disposition(auth, &p.agent_id, d);
     let now = s.shared.clock.now().ms();
     let (amount_minor, callback_at) = disposition_values(&h.campaign, d.callback, &body, now)?;
     let rec = NewDisposition {

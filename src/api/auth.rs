@@ -12,14 +12,59 @@ use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 
 use super::ApiError;
+use super::audit::AuditSlot;
 use crate::auth::{Principal, authenticate};
 use crate::store::Store;
 
-/// The caller, authenticated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Authenticated(pub Principal);
+/// The caller, authenticated (and, under the audit middleware, the
+/// request's audit slot).
+#[derive(Clone)]
+pub struct Authenticated(pub Principal, Option<AuditSlot>);
 
 impl Authenticated {
+    /// Adds `text` to this request's audit entry (never lead data or
+    /// secrets).
+    pub fn note(&self, text: impl Into<String>) {
+        if let Some(slot) = &self.1 {
+            slot.note(text.into());
+        }
+    }
+
+    /// How the audit log names the caller.
+    pub fn actor(&self) -> String {
+        super::audit::actor_of(&self.0)
+    }
+
+    /// Where the request came from, as the audit log says it.
+    pub fn origin(&self) -> String {
+        self.1.as_ref().map(AuditSlot::origin).unwrap_or_default()
+    }
+
+    /// An audit entry for this request at `at` (who, from where, its id,
+    /// status 200), for a handler that writes it with its change.
+    pub fn audit_entry(&self, at: i64) -> crate::store::AuditEntry {
+        crate::store::AuditEntry {
+            at,
+            actor: self.actor(),
+            origin: self.origin(),
+            status: Some(200),
+            request_id: self
+                .1
+                .as_ref()
+                .map(AuditSlot::request_id)
+                .unwrap_or_default(),
+            ..Default::default()
+        }
+    }
+
+    /// The handler wrote this request's audit entry itself (in the
+    /// transaction of the change it made).
+    pub fn recorded(&self) {
+        if let Some(slot) = &self.1 {
+            slot.mark_recorded();
+        }
+    }
+
     /// 403 unless the caller is a supervisor or an admin.
     pub fn require_supervisor(&self) -> Result<(), ApiError> {
         if self.0.can_supervise() {
@@ -142,7 +187,13 @@ where
         }
         let store = Store::from_ref(state);
         match authenticate(&store, &token).await {
-            Ok(Some(p)) => Ok(Authenticated(p)),
+            Ok(Some(p)) => {
+                let slot = parts.extensions.get::<AuditSlot>().cloned();
+                if let Some(slot) = &slot {
+                    slot.set_principal(&p);
+                }
+                Ok(Authenticated(p, slot))
+            }
             Ok(None) => Err(ApiError::unauthorized("unknown or revoked token")),
             Err(e) => Err(ApiError::internal(e)),
         }

@@ -8,6 +8,7 @@
 //! extractor. The routes live in submodules next to it.
 
 pub mod agents;
+pub mod audit;
 pub mod auth;
 pub mod web;
 
@@ -87,7 +88,16 @@ pub fn router(
         ),
         clock: shared.clock.clone(),
     };
-    agents::routes(shared).merge(web::routes_until(closing).with_state(web_state))
+    let audit_state = audit::AuditState {
+        store: shared.store.clone(),
+        clock: shared.clock.clone(),
+    };
+    agents::routes(shared)
+        .merge(web::routes_until(closing).with_state(web_state))
+        .layer(axum::middleware::from_fn_with_state(
+            audit_state,
+            audit::record,
+        ))
 }
 
 /// Gives each request an id: `X-Request-Id` (the caller's, if it sent a
@@ -113,6 +123,9 @@ pub(crate) async fn request_id(
     let id = given.unwrap_or_else(|| format!("{:016x}", rand::rng().random::<u64>()));
     if let Ok(v) = HeaderValue::from_str(&id) {
         req.headers_mut().insert("x-request-id", v);
+    }
+    if let Some(slot) = req.extensions().get::<audit::AuditSlot>() {
+        slot.set_request_id(&id);
     }
     let span =
         tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
@@ -330,7 +343,7 @@ mod tests {
                 );
             }
         }
-        assert!(files >= 3);
+        assert!(files >= 4);
     }
 
     #[test]
@@ -338,7 +351,7 @@ mod tests {
         let doc: serde_json::Value =
             serde_json::from_str(openapi_json()).unwrap_or(serde_json::Value::Null);
         let paths = doc["paths"].as_object().map(|p| p.len()).unwrap_or(0);
-        let registered = ["agents.rs", "web.rs"]
+        let registered = ["agents.rs", "web.rs", "audit.rs"]
             .iter()
             .map(|f| {
                 std::fs::read_to_string(

@@ -679,11 +679,14 @@ pub async fn start(
     let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
     let app = crate::api::router(shared.clone(), closing_rx);
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_stop_rx.await;
-            })
-            .await
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = http_stop_rx.await;
+        })
+        .await
     });
     let heartbeat = {
         let shared = shared.clone();

@@ -1,11 +1,11 @@
 //! Compliance records in the store: the log of registry imports, the
 //! suppression list that erasure leaves (keyed hashes, no numbers), the
-//! account's suppression key, the audit log of deliberate acts that remove
-//! protection, and the do-not-call entries only such an act may remove.
+//! account's suppression key, and the do-not-call entries only a
+//! deliberate, audited act may remove.
 
 use sqlx::Row;
 
-use super::{Backend, Store, StoreError};
+use super::{AuditEntry, Backend, Store, StoreError};
 
 /// Do-not-call entries with this source came from a registry or list
 /// import; any other source (a `dnc` disposition, an opt-out, an erasure)
@@ -42,21 +42,6 @@ pub struct DndImportRecord {
     pub total: i64,
     /// A safety check was overridden with `--force`.
     pub forced: bool,
-}
-
-/// One audit log row.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct AuditEntry {
-    /// When (ms).
-    pub at: i64,
-    /// Who.
-    pub actor: String,
-    /// What kind of act, for example `dnc.remove`.
-    pub action: String,
-    /// What it acted on (a list and a masked number, a hash).
-    pub subject: String,
-    /// Why, and anything else said.
-    pub detail: String,
 }
 
 impl Store {
@@ -157,32 +142,6 @@ impl Store {
     pub async fn suppressions(&self) -> Result<Vec<String>, StoreError> {
         const SQL: &str = "SELECT hash FROM suppressions";
         Ok(with_pool!(self, pool => sqlx::query_scalar(SQL).fetch_all(pool).await?))
-    }
-
-    /// Appends to the audit log.
-    pub async fn audit(&self, e: &AuditEntry) -> Result<(), StoreError> {
-        with_pool!(self, pool => insert_audit!(pool, e).map(|_| ())?);
-        Ok(())
-    }
-
-    /// The audit log, oldest first.
-    pub async fn audit_log(&self) -> Result<Vec<AuditEntry>, StoreError> {
-        const SQL: &str =
-            "SELECT at, actor, action, subject, detail FROM audit_log ORDER BY at, id";
-        Ok(with_pool!(self, pool => sqlx::query(SQL)
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(AuditEntry {
-                    at: r.try_get(0)?,
-                    actor: r.try_get(1)?,
-                    action: r.try_get(2)?,
-                    subject: r.try_get(3)?,
-                    detail: r.try_get(4)?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?))
     }
 
     /// Where `phones` (E.164) are on a do-not-call list by a person's own

@@ -17,30 +17,31 @@ pub struct AgentPhone {
 }
 
 impl Store {
-    /// Binds `sip_uri` to `agent` (audited); false when it was already.
+    /// Binds `sip_uri` to `agent`, audited as `by` (who, when, from where;
+    /// the action, subject and detail are filled in here); false when it
+    /// was already.
     pub async fn phone_add(
         &self,
         agent: &str,
         sip_uri: &str,
-        at: i64,
-        actor: &str,
+        by: AuditEntry,
     ) -> Result<bool, StoreError> {
         const SQL: &str = "INSERT INTO agent_phones (agent_id, sip_uri, added_at, added_by)
              VALUES ($1, $2, $3, $4) ON CONFLICT (agent_id, sip_uri) DO NOTHING";
-        self.phone_change(SQL, "phone.add", agent, sip_uri, at, actor)
+        self.phone_change(SQL, "phone.add", agent, sip_uri, by)
             .await
     }
 
-    /// Unbinds `sip_uri` from `agent` (audited); false when it was not bound.
+    /// Unbinds `sip_uri` from `agent`, audited as `by`; false when it was
+    /// not bound.
     pub async fn phone_remove(
         &self,
         agent: &str,
         sip_uri: &str,
-        at: i64,
-        actor: &str,
+        by: AuditEntry,
     ) -> Result<bool, StoreError> {
         const SQL: &str = "DELETE FROM agent_phones WHERE agent_id = $1 AND sip_uri = $2";
-        self.phone_change(SQL, "phone.remove", agent, sip_uri, at, actor)
+        self.phone_change(SQL, "phone.remove", agent, sip_uri, by)
             .await
     }
 
@@ -50,16 +51,15 @@ impl Store {
         action: &str,
         agent: &str,
         sip_uri: &str,
-        at: i64,
-        actor: &str,
+        by: AuditEntry,
     ) -> Result<bool, StoreError> {
         let audit = AuditEntry {
-            at,
-            actor: actor.to_string(),
             action: action.to_string(),
             subject: format!("agent {agent}"),
             detail: sip_uri.to_string(),
+            ..by
         };
+        let (at, actor) = (audit.at, audit.actor.as_str());
         Ok(with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let mut q = sqlx::query(sql).bind(agent).bind(sip_uri);

@@ -140,6 +140,17 @@ pub enum RawDb {
 }
 
 impl RawDb {
+    /// Runs one statement past the store: rows affected, or the database's
+    /// refusal.
+    pub async fn execute(&self, sql: &str) -> Result<u64, String> {
+        let q = || sqlx::AssertSqlSafe(sql.to_string());
+        match self {
+            RawDb::Sqlite(p) => sqlx::query(q()).execute(p).await.map(|r| r.rows_affected()),
+            RawDb::Postgres(p) => sqlx::query(q()).execute(p).await.map(|r| r.rows_affected()),
+        }
+        .map_err(|e| e.to_string())
+    }
+
     /// A second connection to the SQLite store [`sqlite_store`] made in `dir`.
     pub async fn sqlite(dir: &std::path::Path) -> RawDb {
         let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(dir.join("test.db"));
