@@ -48,7 +48,7 @@ pub struct LeadInfo {
 }
 
 /// Something that happened.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// An agent logged in (and is not yet ready).
     AgentLogin(AgentId),
@@ -101,6 +101,19 @@ pub enum Event {
     /// of the end of a shift or of the calling window. Calls in flight go
     /// on.
     Dialling(bool),
+    /// Forget every lead in the hopper (the campaign stopped and the
+    /// driver gives their claims back); more are asked for when dialling
+    /// starts again.
+    ReleaseLeads,
+    /// A supervisor changed the campaign's dial-level cap (calls in flight
+    /// per active agent) or abandonment target (percent; taken only up to
+    /// the campaign's limit). The next decision uses them.
+    Settings {
+        /// Calls in flight per active agent, at most (1 or more).
+        max_dial_level: f64,
+        /// Abandonment target, percent.
+        target_percent: f64,
+    },
 }
 
 /// Something the driver must do.
@@ -571,6 +584,22 @@ impl Runner {
             Event::Dialling(on) => {
                 self.dialling = on;
                 on
+            }
+            Event::ReleaseLeads => {
+                self.hopper.clear();
+                false
+            }
+            Event::Settings {
+                max_dial_level,
+                target_percent,
+            } => {
+                if max_dial_level.is_finite() && max_dial_level >= 1.0 {
+                    self.config.max_dial_level = max_dial_level;
+                }
+                if target_percent.is_finite() && target_percent > 0.0 {
+                    self.config.target_percent = target_percent.min(self.config.limit_percent);
+                }
+                true
             }
             Event::WrapUpDone { agent } => {
                 if let Some(a) = self.agents.get(agent as usize)

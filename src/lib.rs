@@ -11,6 +11,7 @@ pub mod campaign;
 pub mod clock;
 pub mod commands;
 pub mod compliance;
+pub mod controls;
 pub mod demo;
 pub mod dialer;
 pub mod dnd_set;

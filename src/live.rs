@@ -39,8 +39,12 @@ pub struct CampaignLive {
     pub window_rate_percent: f64,
     /// The campaign's legal limit, percent.
     pub limit_percent: f64,
-    /// The campaign's target, percent.
+    /// The campaign's target, percent (a supervisor's, if one set it).
     pub target_percent: f64,
+    /// Running, paused or stopped (the supervisors' controls).
+    pub run_state: crate::controls::RunState,
+    /// The dial-level cap in force: calls in flight per active agent.
+    pub max_dial_level: f64,
     /// Dial attempts since the service started.
     pub attempts: u64,
     /// Human answers since the service started.

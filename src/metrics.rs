@@ -155,6 +155,8 @@ pub fn render(board: &Board) -> Result<String, MetricsError> {
     let cps = gauge_f64();
     let updated = gauge_f64();
     let calendar_left = Family::<Labels, Gauge>::default();
+    let run_state = Family::<Labels, Gauge>::default();
+    let cap = gauge_f64();
 
     let sat = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     for c in board.values() {
@@ -189,6 +191,16 @@ pub fn render(board: &Board) -> Result<String, MetricsError> {
                 .set(i64::from(n));
         }
         dial_level.get_or_create(&l).set(c.dial_level);
+        cap.get_or_create(&l).set(c.max_dial_level);
+        for state in [
+            crate::controls::RunState::Running,
+            crate::controls::RunState::Paused,
+            crate::controls::RunState::Stopped,
+        ] {
+            run_state
+                .get_or_create(&with(c, "state", state.as_str()))
+                .set(i64::from(c.run_state == state));
+        }
         cps.get_or_create(&l).set(c.calls_per_second);
         updated.get_or_create(&l).set(c.at_ms as f64 / 1000.0);
         if let Some(days) = c.holiday_calendar_days_left {
@@ -271,6 +283,16 @@ pub fn render(board: &Board) -> Result<String, MetricsError> {
         "dialler_dial_level",
         "Calls the pacer places per ready agent",
         dial_level,
+    );
+    r.register(
+        "dialler_campaign_state",
+        "1 for the campaign's run state (running, paused, stopped), 0 for the others",
+        run_state,
+    );
+    r.register(
+        "dialler_max_dial_level",
+        "The dial-level cap in force: calls in flight per active agent",
+        cap,
     );
     r.register(
         "dialler_calls_per_second",

@@ -109,6 +109,7 @@ mod audit;
 mod claims;
 mod cluster;
 mod compliance;
+mod controls;
 mod erase;
 mod history;
 mod phones;

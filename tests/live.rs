@@ -635,3 +635,225 @@ async fn a_node_counts_the_other_nodes_ledger_rows() {
     );
     n2.stop().await;
 }
+
+/// Campaign controls from the API, applied by the runner at once and kept
+/// across a restart: paused, ready agents get no calls; resumed under a
+/// dial-level cap of 1, never more calls out than agents; stopped, the
+/// claimed leads go back and logins are refused; after a restart the
+/// campaign is still stopped with its cap, until a supervisor starts it.
+/// Every change is in the audit log.
+#[tokio::test(start_paused = true)]
+async fn campaign_controls_apply_at_once_and_survive_a_restart() {
+    let l = load("uk-broadband", tuesday(), 3).await;
+    let sb = Sandboxes::start(answering(Duration::from_secs(40), 11)).await;
+    let live = start(&l, sb.provider, tuesday(), "n1", Duration::from_secs(5)).await;
+    let sup = l.supervisor.clone();
+    let p = pool(&l.db).await;
+    let attempts = || count(&p, "SELECT COUNT(*) FROM call_attempts");
+    let ctl = |action: &str| format!("/api/campaigns/uk-broadband/{action}");
+    // Agents may not steer a campaign; nobody may resume a running one
+    // into anything or name an unknown action.
+    let (id0, tok0) = &l.agents[0];
+    assert_eq!(live.req("POST", &ctl("pause"), tok0, None).await.0, 403);
+    assert_eq!(live.req("POST", &ctl("explode"), &sup, None).await.0, 404);
+    assert_eq!(
+        live.req("POST", "/api/campaigns/nope/pause", &sup, None)
+            .await
+            .0,
+        404
+    );
+    let (c, v) = live.req("POST", &ctl("pause"), &sup, None).await;
+    assert_eq!(
+        (c, v["controls"]["state"].as_str()),
+        (200, Some("paused")),
+        "{v}"
+    );
+    assert_eq!(v["dialling"], false);
+    for (id, tok) in &l.agents[..2] {
+        let phone = format!("sip:{id}@{}", sb.phones);
+        live.provision(&sup, id, &phone).await;
+        let login = json!({ "campaign": "uk-broadband", "sip_uri": phone });
+        let (c, v) = live
+            .req(
+                "POST",
+                &format!("/api/agents/{id}/login"),
+                tok,
+                Some(&login.to_string()),
+            )
+            .await;
+        assert_eq!(c, 200, "{v}");
+        let (c, _) = live
+            .req("POST", &format!("/api/agents/{id}/ready"), tok, None)
+            .await;
+        assert_eq!(c, 200);
+    }
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(attempts().await, 0, "a paused campaign dials nobody");
+    let (_, camps) = live.req("GET", "/api/campaigns", &sup, None).await;
+    assert_eq!(camps[0]["live"]["run_state"], "paused", "{camps}");
+    // Settings: checked, and a target never passes the legal limit.
+    let settings = ctl("controls");
+    for bad in [
+        r#"{"target_percent": 99}"#,
+        r#"{"max_dial_level": 0.5}"#,
+        r#"{"max_dial_level": "high"}"#,
+        r#"{"speed": 2}"#,
+        r#"{}"#,
+    ] {
+        let (c, v) = live.req("PATCH", &settings, &sup, Some(bad)).await;
+        assert_eq!(c, 400, "{bad}: {v}");
+    }
+    let (c, v) = live
+        .req(
+            "PATCH",
+            &settings,
+            &sup,
+            Some(r#"{"max_dial_level": 1.0, "target_percent": 1.5}"#),
+        )
+        .await;
+    assert_eq!(c, 200, "{v}");
+    assert_eq!(
+        (v["max_dial_level"].as_f64(), v["target_percent"].as_f64()),
+        (Some(1.0), Some(1.5))
+    );
+    let (c, v) = live.req("POST", &ctl("resume"), &sup, None).await;
+    assert_eq!(
+        (c, v["controls"]["state"].as_str()),
+        (200, Some("running")),
+        "{v}"
+    );
+    // Dialling at once, never more calls out than the two agents.
+    let mut most_out = 0;
+    for _ in 0..120 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (_, camps) = live.req("GET", "/api/campaigns", &sup, None).await;
+        let b = &camps[0]["live"];
+        let out = b["calls_ringing"].as_u64().unwrap_or(0)
+            + b["calls_waiting"].as_u64().unwrap_or(0)
+            + b["agents_on_call"].as_u64().unwrap_or(0);
+        most_out = most_out.max(out);
+        assert_eq!(b["max_dial_level"].as_f64(), Some(1.0), "{b}");
+        assert_eq!(b["target_percent"].as_f64(), Some(1.5), "{b}");
+    }
+    assert!(attempts().await > 0, "resumed, it dials");
+    assert!(
+        most_out <= 2,
+        "a cap of 1 with 2 agents: {most_out} calls out"
+    );
+    // Stop: no new calls, the hopper's claims go back, no new logins.
+    let (c, v) = live.req("POST", &ctl("stop"), &sup, None).await;
+    assert_eq!(
+        (c, v["controls"]["state"].as_str()),
+        (200, Some("stopped")),
+        "{v}"
+    );
+    assert_eq!(live.req("POST", &ctl("resume"), &sup, None).await.0, 409);
+    let (id2, tok2) = &l.agents[2];
+    let phone2 = format!("sip:{id2}@{}", sb.phones);
+    live.provision(&sup, id2, &phone2).await;
+    let login = json!({ "campaign": "uk-broadband", "sip_uri": phone2 });
+    let (c, v) = live
+        .req(
+            "POST",
+            &format!("/api/agents/{id2}/login"),
+            tok2,
+            Some(&login.to_string()),
+        )
+        .await;
+    assert_eq!(c, 409, "{v}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stopped_at = attempts().await;
+    assert!(
+        until(Duration::from_secs(10), || async {
+            count(&p, "SELECT COUNT(*) FROM leads WHERE status = 'claimed'").await == 0
+        })
+        .await,
+        "a stopped campaign holds no claims"
+    );
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(
+        attempts().await,
+        stopped_at,
+        "a stopped campaign dials nobody"
+    );
+    let _ = (id0, tok0);
+    live.stop().await;
+
+    // After a restart: still stopped, still capped, until started.
+    let live = start(
+        &l,
+        sb.provider,
+        tuesday() + chrono::Duration::minutes(5),
+        "n1",
+        Duration::from_secs(5),
+    )
+    .await;
+    let (c, v) = live.req("GET", &settings, tok0, None).await;
+    assert_eq!(c, 200, "{v}");
+    assert_eq!(
+        (
+            v["controls"]["state"].as_str(),
+            v["max_dial_level"].as_f64()
+        ),
+        (Some("stopped"), Some(1.0)),
+        "{v}"
+    );
+    let before = attempts().await;
+    let (c, v) = live
+        .req(
+            "POST",
+            &format!("/api/agents/{id2}/login"),
+            tok2,
+            Some(&login.to_string()),
+        )
+        .await;
+    assert_eq!(c, 409, "{v}");
+    let (c, v) = live.req("POST", &ctl("start"), &sup, None).await;
+    assert_eq!(
+        (c, v["controls"]["state"].as_str()),
+        (200, Some("running")),
+        "{v}"
+    );
+    let (c, v) = live
+        .req(
+            "POST",
+            &format!("/api/agents/{id2}/login"),
+            tok2,
+            Some(&login.to_string()),
+        )
+        .await;
+    assert_eq!(c, 200, "{v}");
+    live.req("POST", &format!("/api/agents/{id2}/ready"), tok2, None)
+        .await;
+    assert!(
+        until(Duration::from_secs(60), || async {
+            attempts().await > before
+        })
+        .await,
+        "started again, it dials"
+    );
+    let (c, audit) = live
+        .req("GET", "/api/audit?action=campaign.", &sup, None)
+        .await;
+    assert_eq!(c, 200);
+    let acts: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["status"] == 200)
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        acts,
+        [
+            "campaign.pause",
+            "campaign.settings",
+            "campaign.resume",
+            "campaign.stop",
+            "campaign.start"
+        ],
+        "{audit}"
+    );
+    live.stop().await;
+    sb.stop().await;
+}

@@ -123,6 +123,8 @@ fn figures(name: &str) -> CampaignLive {
         window_rate_percent: 2.75,
         limit_percent: 3.0,
         target_percent: 2.5,
+        run_state: dialler::controls::RunState::Running,
+        max_dial_level: 3.0,
         attempts: 1200,
         human_answers: 520,
         connects: 509,
@@ -730,12 +732,15 @@ async fn the_openapi_document_lists_every_route() {
         ("/api/agents/{id}/pending", "get"),
         ("/api/events", "get"),
         ("/api/audit", "get"),
+        ("/api/campaigns/{name}/controls", "get"),
+        ("/api/campaigns/{name}/controls", "patch"),
+        ("/api/campaigns/{name}/{action}", "post"),
     ] {
         let op = &paths.get(path).unwrap_or_else(|| panic!("{path} missing"))[method];
         assert!(op.is_object(), "{method} {path} missing");
         assert!(op["responses"]["200"].is_object(), "{method} {path}: 200");
     }
-    assert_eq!(paths.len(), 20, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 22, "{:?}", paths.keys().collect::<Vec<_>>());
     // Every $ref points at something.
     let text = r.body.as_str();
     for part in text.split("\"$ref\": \"#/").skip(1) {

@@ -60,6 +60,12 @@ pub struct AppState {
     pending_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
+impl FromRef<AppState> for Arc<Shared> {
+    fn from_ref(s: &AppState) -> Arc<Shared> {
+        s.shared.clone()
+    }
+}
+
 impl FromRef<AppState> for Store {
     fn from_ref(s: &AppState) -> Store {
         s.shared.store.clone()
@@ -84,6 +90,7 @@ pub(crate) fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(pending))
         .routes(routes!(events))
         .merge(super::audit::documented())
+        .merge(super::controls::documented())
 }
 
 /// The agents' routes over the service's shared state.
@@ -495,9 +502,7 @@ async fn login(
     }
     let body = json_body(body)?;
     auth.note(format!("campaign {}", clip_note(&body.campaign)));
-    if !s.shared.campaigns.contains_key(&body.campaign) {
-        return Err(ApiError::not_found("no such campaign"));
-    }
+    super::controls::check_login(&s.shared, &body.campaign)?;
     let sip_uri = provisioned_phone(&s, &id, body.sip_uri.as_deref()).await?;
     auth.note(format!("phone {sip_uri}"));
     {

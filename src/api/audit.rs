@@ -101,10 +101,17 @@ pub struct AuditState {
     pub clock: Clock,
 }
 
-/// The action a route's request is recorded as: a stable name for the
-/// known routes, `METHOD /path/{template}` for any other.
-pub fn action_name(method: &Method, template: &str) -> String {
+/// The action a route's request (at `path`) is recorded as: a stable name
+/// for the known routes, `METHOD /path/{template}` for any other.
+pub fn action_name(method: &Method, template: &str, path: &str) -> String {
+    if (method, template) == (&Method::POST, "/api/campaigns/{name}/{action}") {
+        let action = path.rsplit('/').next().unwrap_or("");
+        if crate::controls::Action::parse(action).is_some() {
+            return format!("campaign.{action}");
+        }
+    }
     let name = match (method.as_str(), template) {
+        ("PATCH", "/api/campaigns/{name}/controls") => "campaign.settings",
         ("POST", "/api/agents/{id}/login") => "agent.login",
         ("POST", "/api/agents/{id}/ready") => "agent.ready",
         ("POST", "/api/agents/{id}/pause") => "agent.pause",
@@ -205,7 +212,7 @@ pub async fn record(
         actor: principal
             .as_ref()
             .map_or_else(|| "anonymous".to_string(), actor_of),
-        action: action_name(&method, &template),
+        action: action_name(&method, &template, &path),
         subject: subject_of(&template, &path),
         detail: notes.join("; "),
         origin,
@@ -367,16 +374,33 @@ mod tests {
     #[test]
     fn known_routes_have_stable_action_names() {
         assert_eq!(
-            action_name(&Method::POST, "/api/agents/{id}/login"),
+            action_name(
+                &Method::POST,
+                "/api/agents/{id}/login",
+                "/api/agents/a/login"
+            ),
             "agent.login"
         );
         assert_eq!(
-            action_name(&Method::DELETE, "/api/agents/{id}/phones"),
+            action_name(
+                &Method::DELETE,
+                "/api/agents/{id}/phones",
+                "/api/agents/a/phones"
+            ),
             "phone.remove"
         );
         assert_eq!(
-            action_name(&Method::PUT, "/api/things/{id}"),
+            action_name(&Method::PUT, "/api/things/{id}", "/api/things/1"),
             "PUT /api/things/{id}"
+        );
+        let t = "/api/campaigns/{name}/{action}";
+        assert_eq!(
+            action_name(&Method::POST, t, "/api/campaigns/uk/pause"),
+            "campaign.pause"
+        );
+        assert_eq!(
+            action_name(&Method::POST, t, "/api/campaigns/uk/explode"),
+            "POST /api/campaigns/{name}/{action}"
         );
     }
 

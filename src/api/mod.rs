@@ -10,6 +10,7 @@
 pub mod agents;
 pub mod audit;
 pub mod auth;
+pub mod controls;
 pub mod web;
 
 use std::sync::{Arc, OnceLock};
@@ -343,7 +344,7 @@ mod tests {
                 );
             }
         }
-        assert!(files >= 4);
+        assert!(files >= 5);
     }
 
     #[test]
@@ -351,7 +352,7 @@ mod tests {
         let doc: serde_json::Value =
             serde_json::from_str(openapi_json()).unwrap_or(serde_json::Value::Null);
         let paths = doc["paths"].as_object().map(|p| p.len()).unwrap_or(0);
-        let registered = ["agents.rs", "web.rs", "audit.rs"]
+        let registered = ["agents.rs", "web.rs", "audit.rs", "controls.rs"]
             .iter()
             .map(|f| {
                 std::fs::read_to_string(

@@ -473,3 +473,34 @@ fn a_pause_waits_while_the_calls_out_count_on_the_agent() {
     let v = r.agent(1);
     assert_eq!((v.status, v.pause_pending), (AgentStatus::Ready, false));
 }
+
+/// A supervisor's dial-level cap holds from the next decision; a target
+/// above the campaign's limit is taken only up to it.
+#[test]
+fn a_supervisors_dial_level_cap_applies_at_once() {
+    let dials = |r: &mut Runner| {
+        drain(r)
+            .iter()
+            .filter(|c| matches!(c, Command::Dial { .. }))
+            .count()
+    };
+    let mut r = with_room(Runner::new(config(), &Strategy::Ratio { ratio: 3.0 }));
+    r.handle_event(0, leads(1..40));
+    r.handle_event(0, Event::AgentReady(0));
+    r.handle_event(0, Event::AgentReady(1));
+    assert_eq!(dials(&mut r), 6, "3 calls for each of 2 agents");
+
+    let mut r = with_room(Runner::new(config(), &Strategy::Ratio { ratio: 3.0 }));
+    r.handle_event(
+        0,
+        Event::Settings {
+            max_dial_level: 1.5,
+            target_percent: 9.0,
+        },
+    );
+    r.handle_event(0, leads(1..40));
+    r.handle_event(0, Event::AgentReady(0));
+    r.handle_event(0, Event::AgentReady(1));
+    assert_eq!(dials(&mut r), 3, "1.5 calls for each of 2 agents");
+    assert_eq!(r.config.target_percent, 3.0, "cut to the limit");
+}

@@ -155,6 +155,9 @@ pub enum Input {
         /// How.
         summary: Summary,
     },
+    /// A supervisor changed the campaign's controls (here or on another
+    /// node); applied unless this version was already.
+    Controls(crate::controls::Controls),
     /// Stop dialling and wind down.
     Shutdown,
 }
@@ -195,6 +198,8 @@ pub(super) struct Holds {
     pub(super) stopping: bool,
     /// The store is behind (see [`Backlog`]).
     pub(super) backlog: bool,
+    /// A supervisor paused or stopped the campaign.
+    pub(super) controlled: bool,
 }
 
 /// The campaign task's state.
@@ -229,6 +234,8 @@ pub struct Driver {
     pub(super) provider: crate::sip::resolve::SipUri,
     /// The trunk's digest credentials, from the environment.
     pub(super) credentials: Option<Credentials>,
+    /// The supervisors' controls in force.
+    pub(super) controls: crate::controls::Controls,
 }
 
 impl Driver {
@@ -256,6 +263,10 @@ impl Driver {
         config.agent_records = true;
         let credentials =
             super::calls::trunk_credentials(&campaign, |name| std::env::var(name).ok());
+        let controls = recovered.controls;
+        let effective = controls.effective(&campaign);
+        config.max_dial_level = effective.max_dial_level;
+        config.target_percent = effective.target_percent;
         let mut runner = Runner::new(config, &campaign.strategy);
         runner.restore_ledger(recovered.ledger);
         runner.learn(&recovered.history.attempts, &recovered.history.handles);
@@ -278,7 +289,10 @@ impl Driver {
             hopper: HashMap::new(),
             calls: HashMap::new(),
             counters: Counters::default(),
-            holds: Holds::default(),
+            holds: Holds {
+                controlled: !effective.dialling,
+                ..Holds::default()
+            },
             stop_at: None,
             hung_up_at_shutdown: 0,
             prompt,
@@ -286,6 +300,7 @@ impl Driver {
             pending_abandon_ack: None,
             provider,
             credentials,
+            controls,
         }
     }
 
@@ -314,7 +329,7 @@ impl Driver {
 
     /// Tells the runner whether it may launch calls, from the holds.
     pub(super) fn apply_holds(&mut self) {
-        let dial = !self.holds.stopping && !self.holds.backlog;
+        let dial = !self.holds.stopping && !self.holds.backlog && !self.holds.controlled;
         self.event(Event::Dialling(dial));
     }
 
@@ -443,6 +458,7 @@ impl Driver {
                 headers,
             } => self.answered(call, media, at, headers),
             Input::Ended { call, summary } => self.ended(call, summary),
+            Input::Controls(c) => self.apply_controls(c),
             Input::Shutdown => {
                 if !self.holds.stopping {
                     self.holds.stopping = true;
@@ -476,9 +492,66 @@ impl Driver {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    /// Applies a supervisor's change of the campaign's controls (a newer
+    /// version than the one in force): the run state becomes a hold, the
+    /// cap and target go to the runner, and a stop gives the hopper's
+    /// leads back to the store for other nodes (or a later start).
+    fn apply_controls(&mut self, c: crate::controls::Controls) {
+        if c.version <= self.controls.version {
+            return;
+        }
+        let was_stopped = self.controls.state == crate::controls::RunState::Stopped;
+        let e = c.effective(&self.campaign);
+        tracing::info!(
+            campaign = %self.campaign.name,
+            state = c.state.as_str(),
+            max_dial_level = e.max_dial_level,
+            target_percent = e.target_percent,
+            by = %c.updated_by,
+            "campaign controls applied"
+        );
+        if let Some(h) = self.shared.campaigns.get(&self.campaign.name)
+            && let Ok(mut held) = h.controls.lock()
+            && held.version < c.version
+        {
+            *held = c.clone();
+        }
+        self.controls = c;
+        self.holds.controlled = !e.dialling;
+        self.apply_holds();
+        self.event(Event::Settings {
+            max_dial_level: e.max_dial_level,
+            target_percent: e.target_percent,
+        });
+        if self.controls.state == crate::controls::RunState::Stopped && !was_stopped {
+            self.give_back_hopper();
+        }
+        self.publish();
+    }
+
+    /// Empties the hopper (the runner's and ours) and gives those leads'
+    /// claims back in the store. Only the hopper's: a lead already handed
+    /// to a call task may be having its attempt written, and stays ours.
+    fn give_back_hopper(&mut self) {
+        self.event(Event::ReleaseLeads);
+        let ids: Vec<i64> = self.hopper.drain().map(|(id, _)| id).collect();
+        for lead_id in ids {
+            self.write(Write::ReleaseLead { lead_id });
+        }
+    }
+
     /// Asks the store for up to `n` leads; they come back as
-    /// [`Input::Leads`].
+    /// [`Input::Leads`]. A stopped campaign claims none (it answers
+    /// with none, a while later).
     fn claim_leads(&mut self, n: u32) {
+        if self.controls.state == crate::controls::RunState::Stopped {
+            let me = self.me.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let _ = me.send(Input::Leads(Vec::new()));
+            });
+            return;
+        }
         let store = self.shared.store.clone();
         let me = self.me.clone();
         let id = self.campaign_id;
@@ -505,7 +578,13 @@ impl Driver {
         });
     }
 
-    fn leads(&mut self, leads: Vec<ClaimedLead>) {
+    fn leads(&mut self, mut leads: Vec<ClaimedLead>) {
+        // Claimed before a stop: given back, not held.
+        if self.controls.state == crate::controls::RunState::Stopped {
+            for l in leads.drain(..) {
+                self.write(Write::ReleaseLead { lead_id: l.lead.id });
+            }
+        }
         let infos = leads
             .iter()
             .map(|l| crate::dialer::LeadInfo {

@@ -269,6 +269,9 @@ pub struct CampaignHandle {
     pub campaign: Arc<Campaign>,
     /// Its task's inbox.
     pub tx: mpsc::UnboundedSender<driver::Input>,
+    /// Its controls as this node applies them (the store's, once the
+    /// driver has them).
+    pub controls: Arc<Mutex<crate::controls::Controls>>,
 }
 
 /// Answer-to-bridge latencies, microseconds (the SIP 200 arriving in the
@@ -308,13 +311,15 @@ pub const CLUSTER_LAPSE: Duration = Duration::from_secs(10);
 /// Keeps campaign `campaign_id`'s runner in step with the campaign's other
 /// nodes, every [`CLUSTER_SYNC`]: beats for this node, reads the ledger
 /// rows written since `cursor` by other nodes into the runner (so its
-/// ledger is the campaign's), and tells it how many nodes share the
-/// allowance. On SQLite (one node by design) a second node is warned of.
+/// ledger is the campaign's), tells it how many nodes share the
+/// allowance, and hands it the campaign's controls when a supervisor
+/// changed them (on any node) since `controls_version`. On SQLite (one node by design) a second node is warned of.
 async fn cluster_sync(
     shared: Arc<Shared>,
     campaign_id: i64,
     campaign: String,
     mut cursor: i64,
+    mut controls_version: i64,
     tx: mpsc::UnboundedSender<driver::Input>,
 ) {
     let lapse = i64::try_from(CLUSTER_LAPSE.as_millis()).unwrap_or(i64::MAX);
@@ -335,10 +340,18 @@ async fn cluster_sync(
                 .store
                 .campaign_nodes_active(campaign_id, now.saturating_sub(lapse))
                 .await?;
-            Ok::<_, StoreError>((rows, nodes))
+            let controls = shared.store.campaign_controls(campaign_id).await?;
+            Ok::<_, StoreError>((rows, nodes, controls))
         };
         match step.await {
-            Ok((rows, nodes)) => {
+            Ok((rows, nodes, controls)) => {
+                // A supervisor's change made on any node.
+                if controls.version > controls_version {
+                    controls_version = controls.version;
+                    if tx.send(driver::Input::Controls(controls)).is_err() {
+                        return;
+                    }
+                }
                 if let Some(last) = rows.last() {
                     cursor = last.id;
                 }
@@ -609,6 +622,7 @@ pub async fn start(
                 id,
                 campaign: c.clone(),
                 tx: tx.clone(),
+                controls: Arc::new(Mutex::new(recovered.controls.clone())),
             },
         );
         inboxes.push(tx.clone());
@@ -652,6 +666,7 @@ pub async fn start(
             id,
             c.name.clone(),
             recovered.ledger_last_id,
+            recovered.controls.version,
             tx.clone(),
         )));
         let driver = driver::Driver::new(

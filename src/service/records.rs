@@ -143,6 +143,7 @@ impl Driver {
             self.counters.recent_dials.pop_front();
         }
         let s = self.runner.status();
+        let effective = self.controls.effective(&self.campaign);
         let rate = if s.window_human_answers == 0 {
             0.0
         } else {
@@ -162,7 +163,9 @@ impl Driver {
             window_abandons: s.window_abandons,
             window_rate_percent: rate,
             limit_percent: self.campaign.abandon_limit_percent,
-            target_percent: self.campaign.abandon_target_percent,
+            target_percent: effective.target_percent,
+            run_state: self.controls.state,
+            max_dial_level: effective.max_dial_level,
             attempts: self.counters.attempts,
             human_answers: self.counters.human_answers,
             connects: self.counters.connects,

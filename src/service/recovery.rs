@@ -30,6 +30,9 @@ pub struct Recovered {
     pub ledger_last_id: i64,
     /// The recent attempts and handle times the estimators start from.
     pub history: crate::store::PacingHistory,
+    /// What supervisors set on the campaign (run state, cap, target): a
+    /// restart keeps it.
+    pub controls: crate::controls::Controls,
 }
 
 /// Recovers campaign `campaign_id` for `node` at `now` (see the module
@@ -79,6 +82,7 @@ pub async fn recover(
             crate::pacing::estimate::HISTORY as i64,
         )
         .await?;
+    let controls = store.campaign_controls(campaign_id).await?;
     Ok(Recovered {
         stopped_at,
         interrupted,
@@ -86,5 +90,6 @@ pub async fn recover(
         ledger,
         ledger_last_id,
         history,
+        controls,
     })
 }
