@@ -185,7 +185,11 @@ pub fn render(board: &Board) -> Result<String, MetricsError> {
                 .get_or_create(&with(c, "state", state))
                 .set(i64::from(n));
         }
-        for (state, n) in [("ringing", c.calls_ringing), ("waiting", c.calls_waiting)] {
+        for (state, n) in [
+            ("ringing", c.calls_ringing),
+            ("waiting", c.calls_waiting),
+            ("connected", c.agents_on_call),
+        ] {
             in_flight
                 .get_or_create(&with(c, "state", state))
                 .set(i64::from(n));
@@ -276,7 +280,7 @@ pub fn render(board: &Board) -> Result<String, MetricsError> {
     r.register("dialler_agents", "Logged-in agents by state", agents);
     r.register(
         "dialler_calls_in_flight",
-        "Calls ringing, or answered and waiting for an agent",
+        "Customer calls up by state: ringing, answered and waiting for an agent, or connected to one",
         in_flight,
     );
     r.register(

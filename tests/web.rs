@@ -647,6 +647,18 @@ async fn metrics_expose_the_board_and_the_histograms() {
             vec![uk, ("state", "ringing")],
             9.0,
         ),
+        (
+            "dialler_calls_in_flight",
+            vec![uk, ("state", "connected")],
+            7.0,
+        ),
+        (
+            "dialler_campaign_state",
+            vec![uk, ("state", "running")],
+            1.0,
+        ),
+        ("dialler_campaign_state", vec![uk, ("state", "paused")], 0.0),
+        ("dialler_max_dial_level", vec![uk], 3.0),
         ("dialler_dial_level", vec![uk], 1.85),
         ("dialler_calls_per_second", vec![uk], 3.4),
     ] {
@@ -903,6 +915,18 @@ async fn the_dashboard_renders_the_published_figures() {
     assert!((3.0..=3.41).contains(&pct), "{rate}");
     // Over the limit: the card says so.
     assert!(dom.contains("OVER LIMIT"), "{dom}");
+    // Calls in flight count connected calls too; the controls show the
+    // run state and offer what it allows.
+    assert_eq!(
+        field("us-home-solar", "run_state").as_deref(),
+        Some("running")
+    );
+    let card = dom
+        .split("data-campaign=\"us-home-solar\"")
+        .nth(1)
+        .expect("card");
+    assert!(card.contains("data-action=\"pause\">Pause"), "{card}");
+    assert!(card.contains("data-action=\"start\" hidden"), "{card}");
     assert!(dom.contains("class=\"card over\""), "{dom}");
 
     // A picture for people: target/dashboard.png.

@@ -209,6 +209,49 @@
     fields.in_flight.parentNode.appendChild(inFlightSub);
     c.appendChild(tiles);
 
+    // Campaign controls: run state, the actions it allows, the cap and
+    // the target (supervisor and admin tokens; the API checks).
+    var ctl = el('div', 'controls');
+    var runState = el('span', 'run-state', '');
+    runState.setAttribute('data-field', 'run_state');
+    ctl.appendChild(runState);
+    var buttons = {};
+    [['pause', 'Pause'], ['resume', 'Resume'], ['stop', 'Stop'], ['start', 'Start']].forEach(function (a) {
+      var b = el('button', 'act', a[1]);
+      b.type = 'button';
+      b.setAttribute('data-action', a[0]);
+      b.addEventListener('click', function () {
+        if (a[0] === 'stop' && !window.confirm('Stop ' + name + '? Its claimed leads go back and agents cannot log in until it is started.')) { return; }
+        control(name, 'POST', '/api/campaigns/' + encodeURIComponent(name) + '/' + a[0], null, msg);
+      });
+      ctl.appendChild(b);
+      buttons[a[0]] = b;
+    });
+    var form = el('form', 'settings');
+    var capL = el('label', '', 'Dial-level cap ');
+    var cap = el('input');
+    cap.type = 'number'; cap.min = '1'; cap.max = '10'; cap.step = '0.1'; cap.required = true;
+    cap.setAttribute('data-field', 'max_dial_level');
+    capL.appendChild(cap);
+    var tgtL = el('label', '', 'Target % ');
+    var tgt = el('input');
+    tgt.type = 'number'; tgt.min = '0.1'; tgt.step = '0.1'; tgt.required = true;
+    tgt.setAttribute('data-field', 'target_input');
+    tgtL.appendChild(tgt);
+    var save = el('button', '', 'Set');
+    save.type = 'submit';
+    form.appendChild(capL); form.appendChild(tgtL); form.appendChild(save);
+    form.addEventListener('submit', function (e) {
+      e.preventDefault();
+      var body = JSON.stringify({ max_dial_level: Number(cap.value), target_percent: Number(tgt.value) });
+      control(name, 'PATCH', '/api/campaigns/' + encodeURIComponent(name) + '/controls', body, msg);
+    });
+    ctl.appendChild(form);
+    var msg = el('span', 'msg', '');
+    msg.setAttribute('role', 'status');
+    ctl.appendChild(msg);
+    c.appendChild(ctl);
+
     var charts = el('div', 'charts');
     var ch1 = el('div', 'chart');
     ch1.appendChild(el('h3', '', 'Abandonment in the window vs limit'));
@@ -239,9 +282,25 @@
     return {
       root: c, age: age, badge: badge, big: big, of: of, fill: fill, target: target,
       limit: limit, counts: counts, agents: agentSpans, stack: stackParts, fields: fields,
-      inFlightSub: inFlightSub,
+      inFlightSub: inFlightSub, runState: runState, buttons: buttons, cap: cap, tgt: tgt,
       svg1: svg1, svg2: svg2
     };
+  }
+
+  // A control request; what went wrong is shown on the card.
+  function control(name, method, path, body, msg) {
+    msg.textContent = '…';
+    var headers = { 'Authorization': 'Bearer ' + token };
+    if (body) { headers['Content-Type'] = 'application/json'; }
+    fetch(path, { method: method, headers: headers, body: body })
+      .then(function (r) {
+        return r.json().then(function (v) { return { ok: r.ok, v: v }; }, function () { return { ok: r.ok, v: null }; });
+      })
+      .then(function (res) {
+        msg.textContent = res.ok ? 'done' : ((res.v && res.v.error && res.v.error.message) || 'refused');
+        msg.className = res.ok ? 'msg' : 'msg bad';
+      })
+      .catch(function () { msg.textContent = 'not sent: the service did not answer'; msg.className = 'msg bad'; });
   }
 
   function render(view) {
@@ -302,8 +361,17 @@
       card.agents[s[0]].textContent = num(c[s[0]]);
       card.stack[s[0]].style.width = (total ? 100 * c[s[0]] / total : 0) + '%';
     });
-    card.fields.in_flight.textContent = num(c.calls_ringing + c.calls_waiting);
-    card.inFlightSub.textContent = c.calls_ringing + ' ringing · ' + c.calls_waiting + ' waiting';
+    card.fields.in_flight.textContent = num(c.calls_ringing + c.calls_waiting + c.agents_on_call);
+    card.inFlightSub.textContent = c.calls_ringing + ' ringing · ' + c.calls_waiting + ' waiting · ' +
+      c.agents_on_call + ' connected';
+    var st = c.run_state || 'running';
+    card.runState.textContent = st;
+    card.runState.className = 'run-state ' + st;
+    var allowed = { running: ['pause', 'stop'], paused: ['resume', 'stop'], stopped: ['start'] }[st] || [];
+    Object.keys(card.buttons).forEach(function (a) { card.buttons[a].hidden = allowed.indexOf(a) < 0; });
+    // Not while someone is typing in them.
+    if (document.activeElement !== card.cap && c.max_dial_level) { card.cap.value = c.max_dial_level; }
+    if (document.activeElement !== card.tgt) { card.tgt.value = c.target_percent; card.tgt.max = c.limit_percent; }
     card.fields.dial_level.textContent = c.dial_level.toFixed(2);
     card.fields.contact_rate.textContent = pct(c.contact_rate);
     card.fields.conversion_rate.textContent = pct(c.conversion_rate);
