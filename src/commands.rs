@@ -308,6 +308,11 @@ pub struct LeadStats {
     pub total: i64,
     /// By status.
     pub by_status: std::collections::BTreeMap<String, i64>,
+    /// By lead list: leads, and those still to dial.
+    pub lists: Vec<crate::store::LeadList>,
+    /// The lists the campaign dials (a supervisor's choice); `None`:
+    /// every list.
+    pub dialling_lists: Option<Vec<String>>,
 }
 
 impl fmt::Display for LeadStats {
@@ -315,6 +320,15 @@ impl fmt::Display for LeadStats {
         writeln!(f, "{}: {} leads", self.campaign, self.total)?;
         for (s, n) in &self.by_status {
             writeln!(f, "  {s:<12} {n:>9}")?;
+        }
+        writeln!(f, "lists (leads, to dial):")?;
+        for l in &self.lists {
+            let on = self
+                .dialling_lists
+                .as_ref()
+                .is_none_or(|d| d.contains(&l.name));
+            let mark = if on { "" } else { "  (not dialled)" };
+            writeln!(f, "  {:<16} {:>9} {:>9}{mark}", l.name, l.leads, l.to_dial)?;
         }
         Ok(())
     }
@@ -332,6 +346,8 @@ pub async fn leads_stats(store: &Store, campaign: &str) -> Result<LeadStats, Com
         campaign: campaign.to_string(),
         total: counts.iter().map(|(_, n)| n).sum(),
         by_status: counts.into_iter().collect(),
+        lists: store.lead_lists(id).await?,
+        dialling_lists: store.campaign_controls(id).await?.lists,
     })
 }
 

@@ -85,6 +85,38 @@ impl Action {
     }
 }
 
+/// Most lead lists a campaign may dial at once.
+pub const MAX_LISTS: usize = 50;
+
+/// Checks a choice of lead lists against the lists the campaign has
+/// (`known`): 1-[`MAX_LISTS`] valid names, each one the campaign holds
+/// leads in (a typo would silently stop the dialling).
+pub fn check_lists(lists: &[String], known: &[String]) -> Result<(), ControlError> {
+    let bad = |message: String| ControlError::Setting {
+        field: "lists",
+        message,
+    };
+    if lists.is_empty() || lists.len() > MAX_LISTS {
+        return Err(bad(format!(
+            "name 1-{MAX_LISTS} lists, or null for every list"
+        )));
+    }
+    for l in lists {
+        if !crate::store::valid_list_name(l) {
+            return Err(bad(format!(
+                "{l:?}: a list name is 1-64 letters, digits, '-', '_' or '.'"
+            )));
+        }
+        if !known.contains(l) {
+            return Err(bad(format!(
+                "the campaign has no lead list {l:?} (it has: {})",
+                known.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Lowest dial-level cap: one call per agent (preview-like).
 pub const MIN_DIAL_LEVEL: f64 = 1.0;
 /// Highest dial-level cap a supervisor may set.
@@ -122,6 +154,9 @@ pub struct Controls {
     /// The abandonment target (percent) set over the campaign file's;
     /// `None`: the file's.
     pub target_percent: Option<f64>,
+    /// The lead lists the campaign dials (agreed callbacks are dialled
+    /// whatever their list); `None`: every list.
+    pub lists: Option<Vec<String>>,
     /// Grows by one with each change (nodes apply a change once).
     pub version: i64,
     /// When last changed (ms).
@@ -136,6 +171,7 @@ impl Default for Controls {
             state: RunState::Running,
             max_dial_level: None,
             target_percent: None,
+            lists: None,
             version: 0,
             updated_at: 0,
             updated_by: String::new(),

@@ -557,6 +557,7 @@ pub async fn load_sample(
             screening: None,
             delimiter: None,
             encoding: None,
+            list: None,
         },
         now_ms,
     )

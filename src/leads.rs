@@ -53,6 +53,9 @@ const BATCH_ROWS: usize = 50_000;
 /// rejected one by one and the rest imports.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
+    /// The lead list name is not one the store takes.
+    #[error("--list {0:?}: a list name is 1-64 letters, digits, '-', '_' or '.'")]
+    BadList(String),
     /// The lead file could not be opened or read.
     #[error("{}: {source}", path.display())]
     Io {
@@ -191,6 +194,8 @@ pub struct ImportOptions {
     pub delimiter: Option<u8>,
     /// The file's text encoding; UTF-8 when `None`.
     pub encoding: Option<&'static encoding_rs::Encoding>,
+    /// The campaign's lead list the rows go into; `default` when `None`.
+    pub list: Option<String>,
 }
 
 /// The encoding a user names: UTF-8, Latin-1 (ISO-8859-1) or Windows-1252
@@ -427,6 +432,10 @@ pub async fn import_reader<R: Read + Send + 'static>(
     opts: &ImportOptions,
     now: i64,
 ) -> Result<(ImportReport, Vec<Reject>), ImportError> {
+    let list = opts.list.as_deref().unwrap_or(crate::store::DEFAULT_LIST);
+    if !crate::store::valid_list_name(list) {
+        return Err(ImportError::BadList(list.to_string()));
+    }
     // Text in another encoding is decoded to UTF-8 as it streams.
     let input: Box<dyn Read + Send> = match opts.encoding {
         Some(e) if e != encoding_rs::UTF_8 => Box::new(
@@ -620,8 +629,12 @@ pub async fn import_reader<R: Read + Send + 'static>(
     while let Some(Batch { known, unknown }) = rx.recv().await {
         valid += (known.len() + unknown.len()) as u64;
         let r = async {
-            report.imported += store.insert_leads(campaign_id, &known, now).await?;
-            let u = store.insert_leads(campaign_id, &unknown, now).await?;
+            report.imported += store
+                .insert_leads_into(campaign_id, list, &known, now)
+                .await?;
+            let u = store
+                .insert_leads_into(campaign_id, list, &unknown, now)
+                .await?;
             report.imported += u;
             report.tz_unknown += u;
             Ok::<(), StoreError>(())

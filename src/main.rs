@@ -597,6 +597,10 @@ struct ImportArgs {
     /// Text encoding: utf-8 (default), latin-1, windows-1252.
     #[arg(long)]
     encoding: Option<String>,
+    /// The campaign's lead list the rows go into (default: `default`);
+    /// supervisors choose which lists a campaign dials.
+    #[arg(long)]
+    list: Option<String>,
     /// One JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -691,6 +695,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         anyhow::anyhow!("--encoding {e:?}: use utf-8, latin-1 or windows-1252")
                     })?),
                 },
+                list: a.list.clone(),
             };
             let r = commands::leads_import(&store, &cli.dnd_dir, &c, &a.file, &opts, now_ms).await;
             store.close().await;

@@ -122,6 +122,59 @@ fn bom_crlf_and_quoted_newlines_import_and_keep_line_numbers() {
 }
 
 #[test]
+fn leads_go_into_the_list_named_and_a_bad_name_is_refused() {
+    let env = Env::new();
+    let a = env.write(
+        "a.csv",
+        b"name,phone\nAsha,98765 43210\nRavi,+91 91234 56789\n",
+    );
+    let b = env.write("b.csv", b"name,phone\nMeena,0 99887 76655\n");
+    let v = env.import_json("in-insurance-renewal", &a, &["--list", "march-renewals"]);
+    assert_eq!(counts(&v), [2, 2, 0, 0, 0]);
+    let v = env.import_json("in-insurance-renewal", &b, &[]);
+    assert_eq!(counts(&v), [1, 1, 0, 0, 0]);
+    let out = env.dialler(&[
+        "leads",
+        "stats",
+        "--campaign",
+        "in-insurance-renewal",
+        "--json",
+    ]);
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let lists: Vec<(String, i64)> = stats["lists"]
+        .as_array()
+        .expect("lists")
+        .iter()
+        .map(|l| {
+            (
+                l["name"].as_str().unwrap_or("").to_string(),
+                l["leads"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect();
+    assert_eq!(
+        lists,
+        [
+            ("default".to_string(), 1),
+            ("march-renewals".to_string(), 2)
+        ],
+        "{stats}"
+    );
+    let out = env.dialler(&[
+        "leads",
+        "import",
+        "--campaign",
+        "in-insurance-renewal",
+        b.to_str().expect("utf8"),
+        "--list",
+        "no spaces",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--list") && err.contains("no spaces"), "{err}");
+}
+
+#[test]
 fn importing_the_same_file_twice_adds_nothing() {
     let env = Env::new();
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("campaigns/leads/us-home-solar.csv");

@@ -699,6 +699,9 @@ async fn campaign_controls_apply_at_once_and_survive_a_restart() {
         r#"{"max_dial_level": "high"}"#,
         r#"{"speed": 2}"#,
         r#"{}"#,
+        r#"{"lists": ["no-such-list"]}"#,
+        r#"{"lists": []}"#,
+        r#"{"lists": "default"}"#,
     ] {
         let (c, v) = live.req("PATCH", &settings, &sup, Some(bad)).await;
         assert_eq!(c, 400, "{bad}: {v}");
@@ -715,6 +718,17 @@ async fn campaign_controls_apply_at_once_and_survive_a_restart() {
     assert_eq!(
         (v["max_dial_level"].as_f64(), v["target_percent"].as_f64()),
         (Some(1.0), Some(1.5))
+    );
+    let (c, v) = live
+        .req("PATCH", &settings, &sup, Some(r#"{"lists": ["default"]}"#))
+        .await;
+    assert_eq!(c, 200, "{v}");
+    assert_eq!(v["controls"]["lists"], json!(["default"]), "{v}");
+    assert_eq!(v["lead_lists"][0]["name"], "default", "{v}");
+    assert_eq!(
+        v["max_dial_level"].as_f64(),
+        Some(1.0),
+        "the cap stays: {v}"
     );
     let (c, v) = live.req("POST", &ctl("resume"), &sup, None).await;
     assert_eq!(
@@ -847,6 +861,7 @@ async fn campaign_controls_apply_at_once_and_survive_a_restart() {
         acts,
         [
             "campaign.pause",
+            "campaign.settings",
             "campaign.settings",
             "campaign.resume",
             "campaign.stop",

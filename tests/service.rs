@@ -699,6 +699,7 @@ async fn two_nodes_never_claim_the_same_lead_on_postgres() {
             screening: None,
             delimiter: None,
             encoding: None,
+            list: None,
         },
         0,
     )

@@ -790,3 +790,132 @@ async fn due_callbacks_are_claimed_before_new_leads(store: Store) {
     );
 }
 store_test!(due_callbacks_are_claimed_before_new_leads);
+
+/// Leads go into the list they were imported into; a campaign dials only
+/// the lists a supervisor chose (every list when none was), except an
+/// agreed callback, which is dialled whatever its list; the choice is
+/// written with the controls' version check.
+async fn claims_come_from_the_chosen_lead_lists(store: Store) {
+    use dialler::controls::Controls;
+    let id = store
+        .upsert_campaign(&campaign("in-insurance-renewal"), 0)
+        .await
+        .expect("campaign");
+    let morning: Vec<NewLead> = (1..=4).map(|i| lead(i, Some("Asia/Kolkata"))).collect();
+    let evening: Vec<NewLead> = (5..=8).map(|i| lead(i, Some("Asia/Kolkata"))).collect();
+    store
+        .insert_leads_into(id, "morning", &morning, 0)
+        .await
+        .expect("morning");
+    store
+        .insert_leads_into(id, "evening", &evening, 0)
+        .await
+        .expect("evening");
+    let lists = store.lead_lists(id).await.expect("lists");
+    assert_eq!(
+        lists
+            .iter()
+            .map(|l| (l.name.as_str(), l.leads, l.to_dial))
+            .collect::<Vec<_>>(),
+        [("evening", 4, 4), ("morning", 4, 4)]
+    );
+    // Lead 1 (morning) has an agreed callback, due at 3,600,000.
+    let l = lead_row(&store, id, 1).await;
+    let attempt = store
+        .start_attempt(&NewAttempt {
+            campaign_id: id,
+            lead_id: l.id,
+            phone: l.phone.clone(),
+            started_at: 1_000,
+        })
+        .await
+        .expect("attempt");
+    store
+        .finish_attempt(
+            attempt,
+            &AttemptEnd {
+                answered_at: Some(5_000),
+                connected_at: Some(5_500),
+                ended_at: 65_000,
+                outcome: "connected".into(),
+                sip_code: Some(200),
+                sip_codes: None,
+                agent_id: Some("agent-1".into()),
+                lead_status: "done".into(),
+                next_attempt_at: None,
+            },
+        )
+        .await
+        .expect("finish");
+    store
+        .record_disposition(&NewDisposition {
+            attempt_id: attempt,
+            campaign_id: id,
+            agent_id: "agent-1".into(),
+            code: "CALLBACK".into(),
+            conversion: false,
+            contact: true,
+            dnc: false,
+            callback_at: Some(3_600_000),
+            amount_minor: None,
+            wrapup_ms: Some(5_000),
+            created_at: 70_000,
+        })
+        .await
+        .expect("disposition");
+    let evening_only = Controls {
+        lists: Some(vec!["evening".into()]),
+        version: 1,
+        ..Controls::default()
+    };
+    assert!(
+        store
+            .set_campaign_controls(id, &evening_only)
+            .await
+            .expect("set")
+    );
+    // A second writer of version 1 loses.
+    assert!(
+        !store
+            .set_campaign_controls(id, &evening_only)
+            .await
+            .expect("set")
+    );
+    assert_eq!(
+        store.campaign_controls(id).await.expect("read").lists,
+        Some(vec!["evening".to_string()])
+    );
+    let claimed = store
+        .claim_leads(id, "n1", 20, 3_600_000, 30_000)
+        .await
+        .expect("claim");
+    let phones: Vec<&str> = claimed.iter().map(|c| c.lead.phone.as_str()).collect();
+    assert_eq!(
+        phones,
+        [
+            "+919000000001",
+            "+919000000005",
+            "+919000000006",
+            "+919000000007",
+            "+919000000008"
+        ],
+        "the callback first, then the evening list only"
+    );
+    for c in &claimed {
+        store.release_lead(c.lead.id).await.expect("release");
+    }
+    // Every list again.
+    let all = Controls {
+        lists: None,
+        version: 2,
+        ..Controls::default()
+    };
+    assert!(store.set_campaign_controls(id, &all).await.expect("set"));
+    assert_eq!(store.campaign_controls(id).await.expect("read").lists, None);
+    let claimed = store
+        .claim_leads(id, "n1", 20, 3_600_000, 30_000)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 8);
+}
+store_test!(claims_come_from_the_chosen_lead_lists);

@@ -44,11 +44,20 @@ struct ControlsOut {
     file_max_dial_level: f64,
     /// The campaign file's target, percent.
     file_target_percent: f64,
+    /// The campaign's lead lists with their counts (`controls.lists`
+    /// says which it dials).
+    lead_lists: Vec<crate::store::LeadList>,
 }
 
-fn out(h: &CampaignHandle, c: Controls) -> ControlsOut {
+async fn out(shared: &Shared, h: &CampaignHandle, c: Controls) -> Result<ControlsOut, ApiError> {
     let e = c.effective(&h.campaign);
-    ControlsOut {
+    let lead_lists = shared
+        .store
+        .lead_lists(h.id)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(ControlsOut {
+        lead_lists,
         campaign: h.campaign.name.clone(),
         dialling: e.dialling,
         max_dial_level: e.max_dial_level,
@@ -57,7 +66,7 @@ fn out(h: &CampaignHandle, c: Controls) -> ControlsOut {
         file_max_dial_level: h.campaign.max_dial_level,
         file_target_percent: h.campaign.abandon_target_percent,
         controls: c,
-    }
+    })
 }
 
 fn handle<'a>(shared: &'a Shared, name: &str) -> Result<&'a CampaignHandle, ApiError> {
@@ -113,7 +122,7 @@ async fn change(
             // The runner applies it at once; if it is gone (shutting
             // down) the store has it for the next start.
             let _ = h.tx.send(Input::Controls(next.clone()));
-            return Ok(Json(out(h, next)));
+            return Ok(Json(out(shared, h, next).await?));
         }
     }
     Err(ApiError::conflict(
@@ -140,7 +149,7 @@ async fn controls_get(
         .campaign_controls(h.id)
         .await
         .map_err(ApiError::internal)?;
-    Ok(Json(out(h, c)))
+    Ok(Json(out(&shared, h, c).await?))
 }
 
 /// New settings: a number sets one, `null` goes back to the campaign
@@ -153,6 +162,9 @@ struct SettingsIn {
     max_dial_level: Option<f64>,
     /// Abandonment target, percent: above 0, at most the campaign's limit.
     target_percent: Option<f64>,
+    /// The lead lists to dial (names the campaign has leads in); `null`:
+    /// every list. Agreed callbacks are dialled whatever their list.
+    lists: Option<Vec<String>>,
 }
 
 /// One setting from a PATCH body: absent (`None`), `null` (`Some(None)`:
@@ -172,8 +184,8 @@ fn setting(
 }
 
 #[utoipa::path(patch, path = "/api/campaigns/{name}/controls", tag = "service",
-    summary = "Set a campaign's cap and target",
-    description = "Sets the dial-level cap and the abandonment target of a running campaign, at once and on every node, surviving a restart; `null` goes back to the campaign file's. The target may not pass the campaign's legal limit. Supervisor or admin; audited.",
+    summary = "Set a campaign's cap, target and lead lists",
+    description = "Sets the dial-level cap, the abandonment target and the lead lists dialled of a running campaign, at once and on every node, surviving a restart; `null` goes back to the campaign file's (for lists: every list). The target may not pass the campaign's legal limit; a list must be one the campaign has leads in. Switching lists gives the hopper's leads back, so the next calls come from the lists chosen. Supervisor or admin; audited.",
     params(("name" = String, Path, description = "Campaign name.")), request_body = SettingsIn,
     responses((status = 200, description = "The controls afterwards.", body = ControlsOut),
         (status = 400, description = "A bad body or value.", body = ErrorBody), (status = 401, description = "No valid token.", body = ErrorBody), (status = 403, description = "The token may not do this.", body = ErrorBody),
@@ -194,22 +206,46 @@ async fn controls_patch(
     };
     if let Some(k) = body
         .keys()
-        .find(|k| !matches!(k.as_str(), "max_dial_level" | "target_percent"))
+        .find(|k| !matches!(k.as_str(), "max_dial_level" | "target_percent" | "lists"))
     {
         return Err(ApiError::bad_request(format!(
-            "unknown field {k}: max_dial_level and target_percent may be set"
+            "unknown field {k}: max_dial_level, target_percent and lists may be set"
         ))
         .with_field(k.clone()));
     }
     let cap = setting(&body, "max_dial_level")?;
     let target = setting(&body, "target_percent")?;
-    if cap.is_none() && target.is_none() {
+    let lists: Option<Option<Vec<String>>> = match body.get("lists") {
+        None => None,
+        Some(serde_json::Value::Null) => Some(None),
+        Some(v) => Some(Some(
+            serde_json::from_value::<Vec<String>>(v.clone()).map_err(|_| {
+                ApiError::bad_request("lists: an array of list names, or null for every list")
+                    .with_field("lists")
+            })?,
+        )),
+    };
+    if cap.is_none() && target.is_none() && lists.is_none() {
         return Err(ApiError::bad_request(
-            "nothing to change: give max_dial_level or target_percent",
+            "nothing to change: give max_dial_level, target_percent or lists",
         ));
     }
     let h = handle(&shared, &name)?;
     Controls::check_settings(&h.campaign, cap.flatten(), target.flatten())?;
+    if let Some(Some(l)) = &lists {
+        let known: Vec<String> = shared
+            .store
+            .lead_lists(h.id)
+            .await
+            .map_err(ApiError::internal)?
+            .into_iter()
+            .map(|l| l.name)
+            .collect();
+        crate::controls::check_lists(l, &known)?;
+        auth.note(format!("lists {}", l.join(",")));
+    } else if lists.is_some() {
+        auth.note("lists every list");
+    }
     let show = |v: Option<f64>| v.map_or_else(|| "the file's".to_string(), |v| v.to_string());
     if let Some(c) = cap {
         auth.note(format!("max_dial_level {}", show(c)));
@@ -221,6 +257,7 @@ async fn controls_patch(
         Ok(Controls {
             max_dial_level: cap.unwrap_or(cur.max_dial_level),
             target_percent: target.unwrap_or(cur.target_percent),
+            lists: lists.clone().unwrap_or_else(|| cur.lists.clone()),
             ..cur.clone()
         })
     })

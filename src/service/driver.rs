@@ -501,6 +501,7 @@ impl Driver {
             return;
         }
         let was_stopped = self.controls.state == crate::controls::RunState::Stopped;
+        let lists_changed = self.controls.lists != c.lists;
         let e = c.effective(&self.campaign);
         tracing::info!(
             campaign = %self.campaign.name,
@@ -523,7 +524,10 @@ impl Driver {
             max_dial_level: e.max_dial_level,
             target_percent: e.target_percent,
         });
-        if self.controls.state == crate::controls::RunState::Stopped && !was_stopped {
+        // Stopped, or dialling other lists: the hopper's leads go back
+        // (the next claims come from the lists now chosen).
+        let stopped = self.controls.state == crate::controls::RunState::Stopped;
+        if (stopped && !was_stopped) || (lists_changed && !stopped) {
             self.give_back_hopper();
         }
         self.publish();

@@ -44,6 +44,9 @@ const CANDIDATES: &str = "SELECT id FROM leads
      WHERE campaign_id = $1
        AND ((status IN ('new', 'retry') AND (next_attempt_at IS NULL OR next_attempt_at <= $3))
             OR (status = 'claimed' AND claimed_at < $4))
+       AND (last_outcome = 'callback'
+            OR NOT EXISTS (SELECT 1 FROM campaign_lists cl WHERE cl.campaign_id = $1)
+            OR list IN (SELECT cl.list FROM campaign_lists cl WHERE cl.campaign_id = $1))
      ORDER BY (CASE WHEN last_outcome = 'callback' THEN 0 ELSE 1 END),
          priority DESC, COALESCE(next_attempt_at, 0), id
      LIMIT $5";
