@@ -1441,3 +1441,178 @@ pub async fn audit_list(
         entries: store.audit_query(filter).await?,
     })
 }
+
+// ---- webhooks ------------------------------------------------------------
+
+/// `dialler webhook add`: the new subscription and its secret (shown once).
+#[derive(Debug, Serialize)]
+pub struct WebhookAdded {
+    /// The subscription's id.
+    pub id: i64,
+    /// The campaign.
+    pub campaign: String,
+    /// Where events go.
+    pub url: String,
+    /// The events sent.
+    pub events: Vec<String>,
+    /// The signing secret: give it to the receiver; it is not shown again.
+    pub secret: String,
+}
+
+impl fmt::Display for WebhookAdded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "webhook {} for {}: {} ({})",
+            self.id,
+            self.campaign,
+            self.url,
+            self.events.join(", ")
+        )?;
+        writeln!(
+            f,
+            "signing secret (shown once; X-Dialler-Signature is HMAC-SHA256 over \"t.body\"):"
+        )?;
+        writeln!(f, "{}", self.secret)
+    }
+}
+
+/// Subscribes `url` to campaign `c`'s `events` (comma-separated, or
+/// `all`); audited as `actor`.
+pub async fn webhook_add(
+    store: &Store,
+    c: &Campaign,
+    url: &str,
+    events: &str,
+    actor: &str,
+    now: Millis,
+) -> Result<WebhookAdded, CommandError> {
+    let url = crate::webhooks::check_url(url).map_err(|e| usage(e.to_string()))?;
+    let events = crate::webhooks::parse_events(events).map_err(|e| usage(e.to_string()))?;
+    let campaign_id = store.upsert_campaign(c, now.ms()).await?;
+    let secret = crate::webhooks::new_secret();
+    let by = AuditEntry::command(now.ms(), actor, "", String::new(), String::new());
+    let id = store
+        .webhook_add(campaign_id, &url, &events, &secret, &by)
+        .await?;
+    Ok(WebhookAdded {
+        id,
+        campaign: c.name.clone(),
+        url,
+        events,
+        secret,
+    })
+}
+
+/// `dialler webhook list`.
+#[derive(Debug, Serialize)]
+pub struct WebhookList(pub Vec<crate::store::WebhookSubscription>);
+
+impl fmt::Display for WebhookList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return writeln!(f, "no webhooks");
+        }
+        for w in &self.0 {
+            let state = if w.removed_at.is_some() {
+                "removed"
+            } else {
+                "live"
+            };
+            writeln!(
+                f,
+                "{:>4}  {:<20}  {:<7}  {}  [{}]  by {}",
+                w.id,
+                w.campaign,
+                state,
+                w.url,
+                w.events.join(","),
+                w.created_by
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `dialler webhook log`.
+#[derive(Debug, Serialize)]
+pub struct WebhookLog(pub Vec<crate::store::OutboxRow>);
+
+impl fmt::Display for WebhookLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return writeln!(f, "no webhook events");
+        }
+        writeln!(
+            f,
+            "{:>8}  {:>4}  {:<22}  {:<24}  {:<9}  {:>5}  last",
+            "event", "sub", "type", "created (UTC)", "state", "tries"
+        )?;
+        for e in &self.0 {
+            let last = match (&e.last_status, &e.last_error) {
+                (_, Some(err)) => err.clone(),
+                (Some(s), None) => s.to_string(),
+                (None, None) => "-".into(),
+            };
+            writeln!(
+                f,
+                "{:>8}  {:>4}  {:<22}  {:<24}  {:<9}  {:>5}  {last}",
+                e.id,
+                e.subscription_id,
+                e.event,
+                crate::webhooks::time(e.created_at),
+                e.state(),
+                e.attempts
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The delivery log, checked options.
+pub async fn webhook_log(
+    store: &Store,
+    subscription: Option<i64>,
+    state: Option<&str>,
+    limit: i64,
+) -> Result<WebhookLog, CommandError> {
+    if let Some(s) = state
+        && !matches!(s, "pending" | "delivered" | "failed")
+    {
+        return Err(usage(format!(
+            "--state {s}: use pending, delivered or failed"
+        )));
+    }
+    if limit < 1 {
+        return Err(usage("--limit must be at least 1"));
+    }
+    Ok(WebhookLog(
+        store.webhook_log(subscription, state, limit).await?,
+    ))
+}
+
+/// Replays one event, or a subscription's since a time (RFC 3339);
+/// audited. Returns how many.
+pub async fn webhook_replay(
+    store: &Store,
+    event: Option<i64>,
+    subscription: Option<i64>,
+    since: Option<&str>,
+    actor: &str,
+    now: Millis,
+) -> Result<u64, CommandError> {
+    let what = match (event, subscription, since) {
+        (Some(id), None, None) => crate::store::Replay::Event(id),
+        (None, Some(subscription_id), Some(t)) => crate::store::Replay::Since {
+            subscription_id,
+            since: time_arg(Some(t), now.utc())?.timestamp_millis(),
+        },
+        _ => {
+            return Err(usage(
+                "give --event ID, or --subscription ID with --since TIME",
+            ));
+        }
+    };
+    let by = AuditEntry::command(now.ms(), actor, "", String::new(), String::new());
+    Ok(store.webhook_replay(&what, &by).await?)
+}

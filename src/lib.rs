@@ -32,3 +32,4 @@ pub mod sim;
 pub mod sip;
 pub mod store;
 pub mod timezone;
+pub mod webhooks;

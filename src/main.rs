@@ -66,6 +66,9 @@ enum Command {
     /// The audit log: every state-changing act (API and command line),
     /// oldest first, filtered.
     Audit(AuditArgs),
+    /// Webhooks to a CRM: subscriptions, the delivery log, replays.
+    #[command(subcommand)]
+    Webhook(WebhookCmd),
     /// Run the live service: campaigns' runners, SIP, RTP, store and the
     /// HTTP API, until SIGINT or SIGTERM.
     Run(RunArgs),
@@ -198,6 +201,75 @@ enum PhoneCmd {
         /// One JSON document.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhookCmd {
+    /// Subscribe a URL to a campaign's events; prints the signing secret
+    /// once (audited).
+    Add {
+        /// Campaign name.
+        #[arg(long)]
+        campaign: String,
+        /// Where to POST (http:// or https://).
+        #[arg(long)]
+        url: String,
+        /// Comma-separated: call.answered, call.ended, disposition.recorded,
+        /// conversion, lead.opted_out; or all.
+        #[arg(long, default_value = "all")]
+        events: String,
+        /// Who does it (default: the login name).
+        #[arg(long)]
+        by: Option<String>,
+        /// One JSON object (with the secret).
+        #[arg(long)]
+        json: bool,
+    },
+    /// The subscriptions (never their secrets).
+    List {
+        /// One JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a subscription: nothing more is sent to it (audited).
+    Remove {
+        /// Subscription id.
+        id: i64,
+        /// Who does it (default: the login name).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// The delivery log, newest first.
+    Log {
+        /// Only this subscription's events.
+        #[arg(long)]
+        subscription: Option<i64>,
+        /// Only pending, delivered or failed ones.
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        /// One JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send events again, with the same ids (audited): one event, or a
+    /// subscription's since a time.
+    Replay {
+        /// One event (its id, as the log shows).
+        #[arg(long, conflicts_with_all = ["subscription", "since"])]
+        event: Option<i64>,
+        /// A subscription's events...
+        #[arg(long, requires = "since")]
+        subscription: Option<i64>,
+        /// ...created at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Who does it (default: the login name).
+        #[arg(long)]
+        by: Option<String>,
     },
 }
 
@@ -1080,6 +1152,83 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let list = commands::audit_list(&store, &filter).await?;
             emit(&list, a.json)?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Webhook(cmd) => {
+            let store = Store::open(&cli.db).await?;
+            let r = match cmd {
+                WebhookCmd::Add {
+                    campaign,
+                    url,
+                    events,
+                    by,
+                    json,
+                } => {
+                    let c = campaign::find(&cli.campaigns, &campaign)?;
+                    let added = commands::webhook_add(
+                        &store,
+                        &c,
+                        &url,
+                        &events,
+                        &commands::actor(by.as_deref()),
+                        now_ms,
+                    )
+                    .await?;
+                    emit(&added, json)?;
+                    ExitCode::SUCCESS
+                }
+                WebhookCmd::List { json } => {
+                    let l = commands::WebhookList(store.webhooks().await?);
+                    emit(&l, json)?;
+                    ExitCode::SUCCESS
+                }
+                WebhookCmd::Remove { id, by } => {
+                    let by = dialler::store::AuditEntry::command(
+                        now_ms.ms(),
+                        &commands::actor(by.as_deref()),
+                        "",
+                        String::new(),
+                        String::new(),
+                    );
+                    if store.webhook_remove(id, &by).await? {
+                        println!("webhook {id} removed");
+                        ExitCode::SUCCESS
+                    } else {
+                        eprintln!("no live webhook {id}");
+                        ExitCode::FAILURE
+                    }
+                }
+                WebhookCmd::Log {
+                    subscription,
+                    state,
+                    limit,
+                    json,
+                } => {
+                    let l = commands::webhook_log(&store, subscription, state.as_deref(), limit)
+                        .await?;
+                    emit(&l, json)?;
+                    ExitCode::SUCCESS
+                }
+                WebhookCmd::Replay {
+                    event,
+                    subscription,
+                    since,
+                    by,
+                } => {
+                    let n = commands::webhook_replay(
+                        &store,
+                        event,
+                        subscription,
+                        since.as_deref(),
+                        &commands::actor(by.as_deref()),
+                        now_ms,
+                    )
+                    .await?;
+                    println!("{n} events to send again");
+                    code(n > 0)
+                }
+            };
+            store.close().await;
+            Ok(r)
         }
         Command::Token(cmd) => {
             let store = Store::open(&cli.db).await?;

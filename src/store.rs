@@ -102,6 +102,61 @@ macro_rules! insert_audit {
     }};
 }
 
+/// The context of call (attempt) `$attempt` for its webhook events, on
+/// `$conn` (in the transaction writing the row the events describe):
+/// `Ok(None)` when its campaign has no live subscription.
+macro_rules! webhook_context {
+    ($conn:expr, $attempt:expr) => {{
+        sqlx::query_as::<
+            _,
+            (
+                i64,
+                String,
+                Option<i64>,
+                Option<String>,
+                i64,
+                Option<String>,
+            ),
+        >(crate::store::webhooks::CONTEXT)
+        .bind($attempt)
+        .fetch_optional($conn)
+        .await
+        .map(|r| {
+            r.map(
+                |(campaign_id, campaign, lead_id, phone, attempt_no, fields)| {
+                    crate::webhooks::CallContext {
+                        campaign_id,
+                        campaign,
+                        call_id: $attempt,
+                        lead_id,
+                        phone,
+                        attempt_no,
+                        fields,
+                    }
+                },
+            )
+        })
+    }};
+}
+
+/// Writes webhook event `$event` about `$ctx` (a
+/// [`crate::webhooks::CallContext`]) with extra data `$extra` (a JSON
+/// object) to the outbox on `$conn`, one row per live subscription to it.
+macro_rules! outbox_emit {
+    ($conn:expr, $ctx:expr, $event:expr, $extra:expr, $at:expr) => {{
+        let ctx: &crate::webhooks::CallContext = $ctx;
+        let event: &str = $event;
+        sqlx::query(crate::store::webhooks::OUTBOX_INSERT)
+            .bind(ctx.campaign_id)
+            .bind(event)
+            .bind(crate::webhooks::payload(ctx, $extra))
+            .bind($at)
+            .bind(crate::webhooks::event_pattern(event))
+            .execute($conn)
+            .await
+    }};
+}
+
 // Parts of the store in files of their own (src/store/): they extend
 // `Store` and use `with_pool!`, so they are declared after it.
 mod agents;
@@ -116,6 +171,7 @@ mod phones;
 mod report;
 mod sessions;
 mod tokens;
+mod webhooks;
 
 pub use agents::{AgentInterval, AgentState};
 pub use audit::{AuditEntry, AuditFilter, AuditRecord};
@@ -128,6 +184,7 @@ pub use history::{PacingHistory, PastAttemptRow, PastDispositionRow};
 pub use phones::AgentPhone;
 pub use report::{AgentCalls, AgentDispositions, AgentStateTime, BucketCounts, ReportData};
 pub use tokens::TokenRow;
+pub use webhooks::{OutboxItem, OutboxRow, Replay, WebhookSubscription};
 
 /// A handle on the store. Cheap to clone.
 ///
@@ -700,14 +757,37 @@ impl Store {
         const SQL: &str = "UPDATE call_attempts SET answered_at = COALESCE($2, answered_at),
                 connected_at = COALESCE($3, connected_at), agent_id = COALESCE($4, agent_id)
              WHERE id = $1";
+        const FIRST_ANSWER: &str = "SELECT answered_at IS NULL FROM call_attempts WHERE id = $1";
         with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            // The answer is news once: `call.answered` goes out then.
+            let first = match answered_at {
+                Some(_) => sqlx::query_scalar::<_, bool>(FIRST_ANSWER)
+                    .bind(attempt_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .unwrap_or(false),
+                None => false,
+            };
             sqlx::query(SQL)
                 .bind(attempt_id)
                 .bind(answered_at)
                 .bind(connected_at)
                 .bind(agent_id)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await?;
+            if let Some(at) = answered_at.filter(|_| first)
+                && let Some(ctx) = webhook_context!(&mut *tx, attempt_id)?
+            {
+                outbox_emit!(
+                    &mut *tx,
+                    &ctx,
+                    "call.answered",
+                    serde_json::json!({ "answered_at": crate::webhooks::time(at) }),
+                    at
+                )?;
+            }
+            tx.commit().await?;
         });
         Ok(())
     }
@@ -750,6 +830,24 @@ impl Store {
                     .bind(end.outcome.as_str())
                     .execute(&mut *tx)
                     .await?;
+            }
+            if let Some(ctx) = webhook_context!(&mut *tx, attempt_id)? {
+                let t = |ms: Option<i64>| ms.map(crate::webhooks::time);
+                outbox_emit!(
+                    &mut *tx,
+                    &ctx,
+                    "call.ended",
+                    serde_json::json!({
+                        "outcome": end.outcome,
+                        "sip_code": end.sip_code,
+                        "answered_at": t(end.answered_at),
+                        "connected_at": t(end.connected_at),
+                        "ended_at": crate::webhooks::time(end.ended_at),
+                        "agent_id": end.agent_id,
+                        "lead_status": end.lead_status,
+                    }),
+                    end.ended_at
+                )?;
             }
             tx.commit().await?;
         });
@@ -829,6 +927,26 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 sqlx::query(DNC_MARK_LEADS).bind(phone.as_str()).execute(&mut *tx).await?;
+            }
+            if let Some(ctx) = webhook_context!(&mut *tx, d.attempt_id)? {
+                let data = serde_json::json!({
+                    "disposition_id": id,
+                    "code": d.code,
+                    "agent_id": d.agent_id,
+                    "contact": d.contact,
+                    "conversion": d.conversion,
+                    "opted_out": d.dnc,
+                    "callback_at": d.callback_at.map(crate::webhooks::time),
+                    "amount_minor": d.amount_minor,
+                    "recorded_at": crate::webhooks::time(d.created_at),
+                });
+                outbox_emit!(&mut *tx, &ctx, "disposition.recorded", data.clone(), d.created_at)?;
+                if d.conversion {
+                    outbox_emit!(&mut *tx, &ctx, "conversion", data.clone(), d.created_at)?;
+                }
+                if d.dnc {
+                    outbox_emit!(&mut *tx, &ctx, "lead.opted_out", data, d.created_at)?;
+                }
             }
             tx.commit().await?;
             id

@@ -715,6 +715,21 @@ pub async fn start(
             }
         })
     };
+    // Webhooks: this node delivers the outbox with the others (claims).
+    let (webhooks_stop, webhooks_stop_rx) = tokio::sync::watch::channel(false);
+    let webhooks = match crate::webhooks::Deliverer::new(
+        store.clone(),
+        clock.clone(),
+        crate::webhooks::DeliverySettings::for_node(&cfg.node),
+        cfg.net.tls_ca.as_deref(),
+    ) {
+        Ok(d) => Some(tokio::spawn(d.run(webhooks_stop_rx))),
+        Err(e) => {
+            // Events stay in the outbox for a node that can deliver them.
+            tracing::error!(error = %e, "webhooks cannot be delivered from this node");
+            None
+        }
+    };
     let shared2 = shared.clone();
     let task = tokio::spawn(async move {
         shutdown.await;
@@ -740,6 +755,12 @@ pub async fn start(
             }
         }
         heartbeat.abort();
+        let _ = webhooks_stop.send(true);
+        if let Some(w) = webhooks {
+            // A try in progress ends within its timeout; its claim lapses
+            // if it does not.
+            let _ = tokio::time::timeout(Duration::from_secs(2), w).await;
+        }
         for s in &syncs {
             s.abort();
         }

@@ -33,6 +33,21 @@ impl TlsClient {
     /// Trusts the system's roots and, when given, the CA certificates in
     /// the PEM file `extra_ca` (a private carrier CA, or a test CA).
     pub fn new(server_name: &str, extra_ca: Option<&Path>) -> Result<TlsClient, SipError> {
+        let config = client_config(extra_ca)?;
+        let server_name = ServerName::try_from(server_name.to_string())
+            .map_err(|e| SipError::Tls(format!("{server_name:?} is not a server name: {e}")))?;
+        Ok(TlsClient {
+            config: Arc::new(config),
+            server_name,
+        })
+    }
+}
+
+/// A rustls client configuration (ring) trusting the system's roots and,
+/// when given, the CA certificates in the PEM file `extra_ca`: the SIP
+/// edge's and the webhook deliverer's.
+pub fn client_config(extra_ca: Option<&Path>) -> Result<rustls::ClientConfig, SipError> {
+    {
         let mut roots = RootCertStore::empty();
         let native = rustls_native_certs::load_native_certs();
         for cert in native.certs {
@@ -62,16 +77,10 @@ impl TlsClient {
             ));
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
+        Ok(rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| SipError::Tls(e.to_string()))?
             .with_root_certificates(roots)
-            .with_no_client_auth();
-        let server_name = ServerName::try_from(server_name.to_string())
-            .map_err(|e| SipError::Tls(format!("{server_name:?} is not a server name: {e}")))?;
-        Ok(TlsClient {
-            config: Arc::new(config),
-            server_name,
-        })
+            .with_no_client_auth())
     }
 }
