@@ -108,6 +108,80 @@ pub fn record_store_failure(op: &'static str) {
     STORE_FAILURES.get_or_create(&vec![("op", op)]).inc();
 }
 
+/// The standard process metrics (`process_cpu_seconds_total`,
+/// `process_resident_memory_bytes`, `process_virtual_memory_bytes`,
+/// `process_open_fds`, `process_start_time_seconds`), read from
+/// `/proc/self` (Linux); left out where it cannot be read.
+fn process_metrics(r: &mut Registry) {
+    let ticks = 100.0; // USER_HZ: 100 on every Linux the dialler targets.
+    let page = 4096.0;
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+    if let (Some(u), Some(s)) = (field(11), field(12)) {
+        let cpu = Family::<
+            Vec<(&'static str, &'static str)>,
+            Counter<f64, std::sync::atomic::AtomicU64>,
+        >::default();
+        cpu.get_or_create(&vec![]).inc_by((u + s) / ticks);
+        r.register(
+            "process_cpu_seconds",
+            "User and system CPU time spent, seconds",
+            cpu,
+        );
+    }
+    let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+        s.lines().find_map(|l| {
+            l.strip_prefix("btime ")
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+    });
+    if let (Some(start), Some(boot)) = (field(19), boot) {
+        let g = Family::<Vec<(&'static str, &'static str)>, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        g.get_or_create(&vec![]).set(boot + start / ticks);
+        r.register(
+            "process_start_time_seconds",
+            "When the process started, Unix time",
+            g,
+        );
+    }
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let mut m = statm.split_whitespace().map(|v| v.parse::<f64>().ok());
+    if let (Some(Some(virt)), Some(Some(res))) = (m.next(), m.next()) {
+        let rss = Family::<
+            Vec<(&'static str, &'static str)>,
+            Gauge<f64, std::sync::atomic::AtomicU64>,
+        >::default();
+        rss.get_or_create(&vec![]).set(res * page);
+        r.register(
+            "process_resident_memory_bytes",
+            "Resident memory size, bytes",
+            rss,
+        );
+        let vm = Family::<
+            Vec<(&'static str, &'static str)>,
+            Gauge<f64, std::sync::atomic::AtomicU64>,
+        >::default();
+        vm.get_or_create(&vec![]).set(virt * page);
+        r.register(
+            "process_virtual_memory_bytes",
+            "Virtual memory size, bytes",
+            vm,
+        );
+    }
+    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+        let fds = Family::<Vec<(&'static str, &'static str)>, Gauge>::default();
+        fds.get_or_create(&vec![])
+            .set(i64::try_from(dir.count()).unwrap_or(i64::MAX));
+        r.register("process_open_fds", "Open file descriptors", fds);
+    }
+}
+
 fn campaign(c: &CampaignLive) -> Labels {
     vec![("campaign", c.name.clone())]
 }
@@ -172,13 +246,15 @@ pub fn render(board: &Board) -> Result<String, MetricsError> {
         conversions.get_or_create(&l).inc_by(c.conversions);
         w_human.get_or_create(&l).set(sat(c.window_human_answers));
         w_abandons.get_or_create(&l).set(sat(c.window_abandons));
-        rate.get_or_create(&l).set(c.window_rate_percent);
-        limit.get_or_create(&l).set(c.limit_percent);
-        target.get_or_create(&l).set(c.target_percent);
+        // Ratios 0-1, as Prometheus users expect (the API says percent).
+        rate.get_or_create(&l).set(c.window_rate_percent / 100.0);
+        limit.get_or_create(&l).set(c.limit_percent / 100.0);
+        target.get_or_create(&l).set(c.target_percent / 100.0);
         for (state, n) in [
             ("ready", c.agents_ready),
             ("on_call", c.agents_on_call),
-            ("wrap_up", c.agents_wrap_up),
+            // The API's names for the states.
+            ("wrapup", c.agents_wrap_up),
             ("paused", c.agents_paused),
         ] {
             agents
@@ -263,18 +339,18 @@ pub fn render(board: &Board) -> Result<String, MetricsError> {
         w_abandons,
     );
     r.register(
-        "dialler_abandon_rate_percent",
-        "Abandons per human answer in the compliance window, percent",
+        "dialler_abandon_rate_ratio",
+        "Abandons per human answer in the compliance window, 0-1",
         rate,
     );
     r.register(
-        "dialler_abandon_limit_percent",
-        "The campaign's abandonment limit, percent",
+        "dialler_abandon_limit_ratio",
+        "The campaign's abandonment limit, 0-1",
         limit,
     );
     r.register(
-        "dialler_abandon_target_percent",
-        "The abandonment rate pacing aims at, percent",
+        "dialler_abandon_target_ratio",
+        "The abandonment rate pacing aims at, 0-1",
         target,
     );
     r.register("dialler_agents", "Logged-in agents by state", agents);
@@ -304,10 +380,20 @@ pub fn render(board: &Board) -> Result<String, MetricsError> {
         cps,
     );
     r.register(
-        "dialler_live_updated_seconds",
+        "dialler_live_updated_timestamp_seconds",
         "When the campaign's live figures were taken, Unix time",
         updated,
     );
+    let build = Family::<Vec<(&'static str, &'static str)>, Gauge>::default();
+    build
+        .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION"))])
+        .set(1);
+    r.register(
+        "dialler_build_info",
+        "The running build: 1, with its version as a label",
+        build,
+    );
+    process_metrics(&mut r);
     r.register(
         "dialler_sip_response_seconds",
         "Time from sending a SIP request to its first response",
@@ -362,7 +448,7 @@ mod tests {
         let text = render(&board).expect("render");
         assert!(text.contains("dialler_agents{campaign=\"uk\",state=\"ready\"} 3\n"));
         assert!(text.contains("dialler_calls_total{campaign=\"uk\",outcome=\"busy\"} 7\n"));
-        assert!(text.contains("dialler_abandon_rate_percent{campaign=\"uk\"} 2.5\n"));
+        assert!(text.contains("dialler_abandon_rate_ratio{campaign=\"uk\"} 0.025\n"));
         assert!(text.contains("dialler_holiday_calendar_days_left{campaign=\"uk\"} 120\n"));
         assert!(text.contains("# TYPE dialler_sip_response_seconds histogram"));
         assert!(text.contains("dialler_store_seconds_count{op=\"unit_test_op\"} 1\n"));

@@ -474,6 +474,229 @@ async fn every_state_change_through_the_api_is_audited() {
     store.close().await;
 }
 
+/// Leads over the API: CSV and JSON posts read, checked and refused as the
+/// CLI import does them, idempotent by key; a lead looked up and changed
+/// (a callback refused for an opted-out lead); every lead's outcome
+/// exported in pages, as JSON and CSV.
+#[tokio::test(start_paused = true)]
+async fn leads_come_in_and_go_out_over_the_api() {
+    let (store, _dir) = common::sqlite_store().await;
+    let now = tuesday().timestamp_millis();
+    let sup = auth::create_token(&store, Role::Supervisor, None, None, now)
+        .await
+        .unwrap()
+        .token;
+    let agent = auth::create_token(&store, Role::Agent, Some("a1"), None, now)
+        .await
+        .unwrap()
+        .token;
+    let (running, tx) = quiet_service(&store).await;
+    let base = format!("http://{}/api/campaigns/uk-broadband", running.http);
+    let http = reqwest::Client::builder()
+        .tls_backend_preconfigured(dialler::sip::tls::client_config(None).unwrap())
+        .build()
+        .unwrap();
+    let post = |body: &'static str, kind: &'static str, key: Option<&'static str>, token: &str| {
+        let mut r = http
+            .post(format!("{base}/leads?list=crm"))
+            .bearer_auth(token)
+            .header("content-type", kind)
+            .body(body);
+        if let Some(k) = key {
+            r = r.header("idempotency-key", k);
+        }
+        r.send()
+    };
+    let csv = "name,phone\nAnn,07700 900123\nBob,12345\nCat,+44 7700 900124\n";
+    let r = post(csv, "text/csv", None, &sup).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        (
+            v["report"]["rows"].as_u64(),
+            v["report"]["imported"].as_u64(),
+            v["report"]["rejected"].as_u64()
+        ),
+        (Some(3), Some(2), Some(1)),
+        "{v}"
+    );
+    assert_eq!(
+        (
+            v["rejects"][0]["line"].as_u64(),
+            v["rejects"][0]["field"].as_str()
+        ),
+        (Some(3), Some("phone")),
+        "{v}"
+    );
+    let json = r#"[{"phone":"+447700900125","name":"Dee","crm_id":17},{"phone":"not a number"}]"#;
+    let r = post(json, "application/json", Some("batch-1"), &sup)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let first: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(first["report"]["imported"], 1, "{first}");
+    assert_eq!(first["rejects"][0]["index"], 1, "{first}");
+    // The same request again: the first answer, nothing added.
+    let r = post(json, "application/json", Some("batch-1"), &sup)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers().get("idempotent-replayed").map(|v| v.as_bytes()),
+        Some(&b"true"[..])
+    );
+    let again: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(again, first);
+    let r = post(
+        r#"[{"phone":"+447700900126"}]"#,
+        "application/json",
+        Some("batch-1"),
+        &sup,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 422);
+    assert_eq!(
+        post(json, "application/json", None, &agent)
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        post(json, "text/plain", None, &sup).await.unwrap().status(),
+        415
+    );
+    let r = post(r#"{"leads": "x"}"#, "application/json", None, &sup)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // Export, paged.
+    let get = |q: String| {
+        http.get(format!("{base}/leads{q}"))
+            .bearer_auth(&sup)
+            .send()
+    };
+    let p1: serde_json::Value = get("?limit=2".into()).await.unwrap().json().await.unwrap();
+    assert_eq!(p1["leads"].as_array().unwrap().len(), 2, "{p1}");
+    let next = p1["next_after_id"].as_i64().unwrap();
+    let p2: serde_json::Value = get(format!("?limit=2&after_id={next}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(p2["leads"].as_array().unwrap().len(), 1, "{p2}");
+    assert!(p2["next_after_id"].is_null());
+    let dee = &p2["leads"][0];
+    assert_eq!(
+        (dee["list"].as_str(), dee["status"].as_str()),
+        (Some("crm"), Some("new"))
+    );
+    assert_eq!(dee["fields"]["crm_id"], "17", "{dee}");
+    let r = get("?format=csv".into()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(text.starts_with("id,phone,country"), "{text}");
+    assert_eq!(text.lines().count(), 4, "{text}");
+    // One lead: looked up, changed.
+    let id = dee["id"].as_i64().unwrap();
+    let lead = format!("{base}/leads/{id}");
+    let v: serde_json::Value = http
+        .get(&lead)
+        .bearer_auth(&sup)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["phone"], "+447700900125");
+    let back = now + 3_600_000;
+    let r = http
+        .patch(&lead)
+        .bearer_auth(&sup)
+        .json(&serde_json::json!({"priority": 5, "fields": {"crm_id": "17", "note": "vip"}, "callback_at": back}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        (
+            v["priority"].as_i64(),
+            v["next_attempt_at"].as_i64(),
+            v["last_outcome"].as_str(),
+            v["fields"]["note"].as_str()
+        ),
+        (Some(5), Some(back), Some("callback"), Some("vip")),
+        "{v}"
+    );
+    for bad in [
+        serde_json::json!({"priority": 5000}),
+        serde_json::json!({"callback_at": now - 86_400_000}),
+        serde_json::json!({"fields": {"a": [1]}}),
+        serde_json::json!({}),
+    ] {
+        let r = http
+            .patch(&lead)
+            .bearer_auth(&sup)
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+    // The number is not a field to change (an unknown field, as in every
+    // route's body: 422).
+    let r = http
+        .patch(&lead)
+        .bearer_auth(&sup)
+        .json(&serde_json::json!({"phone": "+447700900999"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    // An opted-out person is not called back.
+    store
+        .dnc_add(
+            dialler::store::SCOPE_INTERNAL,
+            &["+447700900125".to_string()],
+            now,
+            "opt_out",
+        )
+        .await
+        .unwrap();
+    let r = http
+        .patch(&lead)
+        .bearer_auth(&sup)
+        .json(&serde_json::json!({"callback_at": back}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    assert_eq!(
+        http.get(format!("{base}/leads/999999"))
+            .bearer_auth(&sup)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let audit = store.audit_log().await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "lead.import" && e.detail.contains("list crm")),
+        "{audit:?}"
+    );
+    assert!(audit.iter().any(|e| e.action == "lead.update"), "{audit:?}");
+    let _ = tx.send(());
+    running.wait().await.unwrap();
+    store.close().await;
+}
+
 /// 401 without a valid token, 403 across agents and for agents on
 /// supervisor routes, clear 4xx for bad bodies, 429 on login floods.
 #[tokio::test(start_paused = true)]

@@ -634,12 +634,12 @@ async fn metrics_expose_the_board_and_the_histograms() {
         ("dialler_abandons_total", vec![uk], 11.0),
         ("dialler_window_abandons", vec![uk], 11.0),
         ("dialler_window_human_answers", vec![uk], 400.0),
-        ("dialler_abandon_rate_percent", vec![uk], 2.75),
-        ("dialler_abandon_rate_percent", vec![us], 3.5),
-        ("dialler_abandon_limit_percent", vec![uk], 3.0),
+        ("dialler_abandon_rate_ratio", vec![uk], 0.0275),
+        ("dialler_abandon_rate_ratio", vec![us], 0.035),
+        ("dialler_abandon_limit_ratio", vec![uk], 0.03),
         ("dialler_agents", vec![uk, ("state", "ready")], 4.0),
         ("dialler_agents", vec![uk, ("state", "on_call")], 7.0),
-        ("dialler_agents", vec![uk, ("state", "wrap_up")], 2.0),
+        ("dialler_agents", vec![uk, ("state", "wrapup")], 2.0),
         ("dialler_agents", vec![uk, ("state", "paused")], 1.0),
         ("dialler_agents", vec![us, ("state", "ready")], 0.0),
         (
@@ -693,9 +693,26 @@ async fn metrics_expose_the_board_and_the_histograms() {
         "# TYPE dialler_agents gauge",
         "# TYPE dialler_sip_response_seconds histogram",
         "# TYPE dialler_store_seconds histogram",
+        "# TYPE process_cpu_seconds counter",
+        "# TYPE process_resident_memory_bytes gauge",
     ] {
         assert!(r.body.contains(family), "{family}");
     }
+    assert_eq!(
+        count(key(
+            "dialler_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        )),
+        1.0
+    );
+    assert!(count(key("process_resident_memory_bytes", &[])) > 1e6);
+    assert!(count(key("process_open_fds", &[])) >= 3.0);
+    assert!(count(key("process_start_time_seconds", &[])) > 1.7e9);
+    assert!(!r.body.contains("_percent"), "ratios are 0-1");
+    assert!(
+        r.body.contains("dialler_live_updated_timestamp_seconds"),
+        "times are _timestamp_seconds"
+    );
 }
 
 // ---- OpenAPI ------------------------------------------------------------------
@@ -747,12 +764,16 @@ async fn the_openapi_document_lists_every_route() {
         ("/api/campaigns/{name}/controls", "get"),
         ("/api/campaigns/{name}/controls", "patch"),
         ("/api/campaigns/{name}/{action}", "post"),
+        ("/api/campaigns/{name}/leads", "post"),
+        ("/api/campaigns/{name}/leads", "get"),
+        ("/api/campaigns/{name}/leads/{id}", "get"),
+        ("/api/campaigns/{name}/leads/{id}", "patch"),
     ] {
         let op = &paths.get(path).unwrap_or_else(|| panic!("{path} missing"))[method];
         assert!(op.is_object(), "{method} {path} missing");
         assert!(op["responses"]["200"].is_object(), "{method} {path}: 200");
     }
-    assert_eq!(paths.len(), 22, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 24, "{:?}", paths.keys().collect::<Vec<_>>());
     // Every $ref points at something.
     let text = r.body.as_str();
     for part in text.split("\"$ref\": \"#/").skip(1) {

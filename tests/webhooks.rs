@@ -126,7 +126,10 @@ async fn one_call(store: &Store, c: i64, i: u64, ended_at: i64, conversion: bool
         fields: format!(r#"{{"crm_id":"C-{i}"}}"#),
         source_line: 2,
     };
-    store.insert_leads(c, std::slice::from_ref(&lead), 0).await.unwrap();
+    store
+        .insert_leads(c, std::slice::from_ref(&lead), 0)
+        .await
+        .unwrap();
     let l: Lead = store.lead_by_phone(c, &lead.phone).await.unwrap().unwrap();
     let attempt = store
         .start_attempt(&NewAttempt {

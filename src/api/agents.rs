@@ -91,6 +91,7 @@ pub(crate) fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(events))
         .merge(super::audit::documented())
         .merge(super::controls::documented())
+        .merge(super::leads::documented())
 }
 
 /// The agents' routes over the service's shared state.

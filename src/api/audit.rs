@@ -112,6 +112,8 @@ pub fn action_name(method: &Method, template: &str, path: &str) -> String {
     }
     let name = match (method.as_str(), template) {
         ("PATCH", "/api/campaigns/{name}/controls") => "campaign.settings",
+        ("POST", "/api/campaigns/{name}/leads") => "lead.import",
+        ("PATCH", "/api/campaigns/{name}/leads/{id}") => "lead.update",
         ("POST", "/api/agents/{id}/login") => "agent.login",
         ("POST", "/api/agents/{id}/ready") => "agent.ready",
         ("POST", "/api/agents/{id}/pause") => "agent.pause",

@@ -11,6 +11,7 @@ pub mod agents;
 pub mod audit;
 pub mod auth;
 pub mod controls;
+pub mod leads;
 pub mod web;
 
 use std::sync::{Arc, OnceLock};
@@ -344,7 +345,7 @@ mod tests {
                 );
             }
         }
-        assert!(files >= 5);
+        assert!(files >= 6);
     }
 
     #[test]
@@ -352,7 +353,7 @@ mod tests {
         let doc: serde_json::Value =
             serde_json::from_str(openapi_json()).unwrap_or(serde_json::Value::Null);
         let paths = doc["paths"].as_object().map(|p| p.len()).unwrap_or(0);
-        let registered = ["agents.rs", "web.rs", "audit.rs", "controls.rs"]
+        let registered = ["agents.rs", "web.rs", "audit.rs", "controls.rs", "leads.rs"]
             .iter()
             .map(|f| {
                 std::fs::read_to_string(

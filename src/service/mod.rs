@@ -422,6 +422,9 @@ pub struct Shared {
     pub board: LiveBoard,
     /// Answer-to-bridge latencies.
     pub latency: Latencies,
+    /// The do-not-call lists loaded at start (leads posted to the API are
+    /// screened against them, as the CLI import's are).
+    pub registries: Arc<crate::compliance::Registries>,
     /// UAs for agent phones, by address (the UA talks to one peer).
     agent_uas: tokio::sync::Mutex<HashMap<SocketAddr, Arc<Ua>>>,
     /// Where RTP sockets bind.
@@ -654,6 +657,7 @@ pub async fn start(
         events,
         board: cfg.board,
         latency: Latencies::default(),
+        registries: registries.clone(),
         agent_uas: tokio::sync::Mutex::new(HashMap::new()),
         media_ip,
         rtp_ports: cfg.rtp_ports.clone(),
