@@ -172,6 +172,7 @@ mod phones;
 mod report;
 mod sessions;
 mod tokens;
+mod wallboard;
 mod webhooks;
 
 pub use agents::{AgentInterval, AgentState};
@@ -186,6 +187,7 @@ pub use lead_api::{LeadChange, LeadChangeRefused, LeadView};
 pub use phones::AgentPhone;
 pub use report::{AgentCalls, AgentDispositions, AgentStateTime, BucketCounts, ReportData};
 pub use tokens::TokenRow;
+pub use wallboard::{AgentFigures, HourFigures};
 pub use webhooks::{OutboxItem, OutboxRow, Replay, WebhookSubscription};
 
 /// A handle on the store. Cheap to clone.

@@ -63,6 +63,27 @@ async fn an_agent_works_a_call_from_login_to_logout() {
     let (_, v) = live.req("GET", &call, tok, None).await;
     assert_eq!(v["state"], "on_call");
     let call_id = v["call"]["call_id"].as_i64().unwrap();
+    // The wallboard: the agent's row, on the call; agents may not see it.
+    assert_eq!(live.req("GET", "/api/wallboard", tok, None).await.0, 403);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (c, wb) = live.req("GET", "/api/wallboard", &l.supervisor, None).await;
+    assert_eq!(c, 200, "{wb}");
+    let row = &wb["campaigns"][0]["agents"][0];
+    assert_eq!(
+        (row["agent"].as_str(), row["state"].as_str()),
+        (Some(id.as_str()), Some("on_call")),
+        "{wb}"
+    );
+    assert!(row["call_s"].as_f64().unwrap() >= 3.0, "{wb}");
+    assert!(row["in_state_s"].as_f64().unwrap() >= 3.0, "{wb}");
+    assert_eq!(wb["campaigns"][0]["run_state"], "running");
+    assert!(
+        wb["campaigns"][0]["hourly"][0]["attempts"]
+            .as_i64()
+            .unwrap()
+            >= 1,
+        "{wb}"
+    );
     assert!(v["call"]["phone"].as_str().unwrap().starts_with("+44"));
     // Ready while on a call: refused.
     let (c, _) = live
@@ -133,6 +154,11 @@ async fn an_agent_works_a_call_from_login_to_logout() {
         )
         .await;
     assert_eq!(none, json!([]));
+    let (_, wb) = live.req("GET", "/api/wallboard", &l.supervisor, None).await;
+    let board = &wb["campaigns"][0];
+    assert_eq!(board["callbacks"][0]["due_at"].as_i64(), Some(back), "{wb}");
+    assert_eq!(board["agents"][0]["calls"], 1, "{wb}");
+    assert!(board["agents"][0]["aht_s"].as_f64().unwrap() > 45.0, "{wb}");
     // The pending pause took effect.
     let (_, sessions) = live.req("GET", "/api/agents", &l.supervisor, None).await;
     assert_eq!(sessions[0]["state"], "paused", "{sessions}");

@@ -65,12 +65,20 @@ async fn start_with(closing: Option<tokio::sync::watch::Receiver<bool>>) -> Serv
         Some(c) => web::routes_until(c),
         None => web::routes(),
     };
-    let app = routes.with_state(WebState {
-        store: store.clone(),
-        board: board.clone(),
-        campaigns,
-        clock: clock(),
-    });
+    let app = routes
+        .with_state(WebState {
+            store: store.clone(),
+            board: board.clone(),
+            campaigns,
+            clock: clock(),
+        })
+        // The wallboard's rows come from the agents' side of the API
+        // (tested with the whole service in tests/live.rs); here, its
+        // shape, for the page to render.
+        .route(
+            "/api/wallboard",
+            axum::routing::get(|| async { axum::Json(wallboard_fixture()) }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -87,6 +95,39 @@ async fn start_with(closing: Option<tokio::sync::watch::Receiver<bool>>) -> Serv
         agent,
         _dir: dir,
     }
+}
+
+/// What `GET /api/wallboard` answers, for the page's rows.
+fn wallboard_fixture() -> serde_json::Value {
+    let hour = now_ms() - now_ms().rem_euclid(3_600_000);
+    let agents: Vec<serde_json::Value> = (1..=6)
+        .map(|i| {
+            let (state, call) = match i % 3 {
+                0 => ("paused", serde_json::Value::Null),
+                1 => ("on_call", serde_json::json!(40.0 + f64::from(i) * 13.0)),
+                _ => ("ready", serde_json::Value::Null),
+            };
+            serde_json::json!({
+                "agent": format!("agent{i:02}"), "state": state, "in_state_s": 20.0 * f64::from(i),
+                "reason": if state == "paused" { serde_json::json!("break") } else { serde_json::Value::Null },
+                "call_s": call, "calls": 10 + i, "aht_s": 180.5 + f64::from(i), "conversions": i % 4,
+            })
+        })
+        .collect();
+    let board = |name: &str| {
+        serde_json::json!({
+            "name": name, "run_state": "running", "agents": agents,
+            "callbacks": [{"lead_id": 1, "phone": "+44******0123", "due_at": now_ms() + 600_000, "agent_id": "agent02"}],
+            "hourly": [
+                {"hour": hour - 3_600_000, "attempts": 410, "answers": 150, "abandons": 3, "conversions": 12},
+                {"hour": hour, "attempts": 220, "answers": 80, "abandons": 1, "conversions": 7}
+            ],
+        })
+    };
+    serde_json::json!({
+        "now_ms": now_ms(),
+        "campaigns": [board("uk-broadband"), board("us-home-solar")],
+    })
 }
 
 /// The tests' clock: a fixed start (no test reads today's date), at the
@@ -768,12 +809,13 @@ async fn the_openapi_document_lists_every_route() {
         ("/api/campaigns/{name}/leads", "get"),
         ("/api/campaigns/{name}/leads/{id}", "get"),
         ("/api/campaigns/{name}/leads/{id}", "patch"),
+        ("/api/wallboard", "get"),
     ] {
         let op = &paths.get(path).unwrap_or_else(|| panic!("{path} missing"))[method];
         assert!(op.is_object(), "{method} {path} missing");
         assert!(op["responses"]["200"].is_object(), "{method} {path}: 200");
     }
-    assert_eq!(paths.len(), 24, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 25, "{:?}", paths.keys().collect::<Vec<_>>());
     // Every $ref points at something.
     let text = r.body.as_str();
     for part in text.split("\"$ref\": \"#/").skip(1) {
@@ -946,6 +988,11 @@ async fn the_dashboard_renders_the_published_figures() {
         .split("data-campaign=\"us-home-solar\"")
         .nth(1)
         .expect("card");
+    // The wallboard's rows: every agent, the callback due, the hours.
+    assert!(card.contains("<td>agent06</td>"), "{card}");
+    assert!(card.contains("class=\"st on_call\">on call</td>"), "{card}");
+    assert!(card.contains("+44******0123"), "{card}");
+    assert!(card.contains("<td>410</td>"), "{card}");
     assert!(card.contains("data-action=\"pause\">Pause"), "{card}");
     assert!(card.contains("data-action=\"start\" hidden"), "{card}");
     assert!(dom.contains("class=\"card over\""), "{dom}");
@@ -962,7 +1009,7 @@ async fn the_dashboard_renders_the_published_figures() {
         profile.path(),
         &[
             format!("--screenshot={}", shot.display()),
-            "--window-size=1280,820".to_string(),
+            "--window-size=1400,1100".to_string(),
         ],
         &url,
     )

@@ -92,6 +92,7 @@ pub(crate) fn documented() -> OpenApiRouter<AppState> {
         .merge(super::audit::documented())
         .merge(super::controls::documented())
         .merge(super::leads::documented())
+        .merge(super::wallboard::documented())
 }
 
 /// The agents' routes over the service's shared state.

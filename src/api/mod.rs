@@ -12,6 +12,7 @@ pub mod audit;
 pub mod auth;
 pub mod controls;
 pub mod leads;
+pub mod wallboard;
 pub mod web;
 
 use std::sync::{Arc, OnceLock};
@@ -345,7 +346,7 @@ mod tests {
                 );
             }
         }
-        assert!(files >= 6);
+        assert!(files >= 7);
     }
 
     #[test]
@@ -353,19 +354,26 @@ mod tests {
         let doc: serde_json::Value =
             serde_json::from_str(openapi_json()).unwrap_or(serde_json::Value::Null);
         let paths = doc["paths"].as_object().map(|p| p.len()).unwrap_or(0);
-        let registered = ["agents.rs", "web.rs", "audit.rs", "controls.rs", "leads.rs"]
-            .iter()
-            .map(|f| {
-                std::fs::read_to_string(
-                    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                        .join("src/api")
-                        .join(f),
-                )
-                .unwrap_or_default()
-                .matches(".routes(routes!(")
-                .count()
-            })
-            .sum::<usize>();
+        let registered = [
+            "agents.rs",
+            "web.rs",
+            "audit.rs",
+            "controls.rs",
+            "leads.rs",
+            "wallboard.rs",
+        ]
+        .iter()
+        .map(|f| {
+            std::fs::read_to_string(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("src/api")
+                    .join(f),
+            )
+            .unwrap_or_default()
+            .matches(".routes(routes!(")
+            .count()
+        })
+        .sum::<usize>();
         assert!(registered > 0);
         // One path per registered handler (each has its own path here).
         assert_eq!(paths, registered, "{}", openapi_json());

@@ -79,6 +79,7 @@
         if (!view) { return; }
         render(view);
         follow();
+        followWallboard();
       })
       .catch(function (e) {
         setStatus('cannot reach the dialler (' + e.message + '); retrying', true);
@@ -98,6 +99,73 @@
         .then(function (view) { if (view) { render(view); poll(); } })
         .catch(function (e) { setStatus('cannot reach the dialler (' + e.message + '); retrying', true); poll(); });
     }, pollMs);
+  }
+
+  // The wallboard's rows (agents, callbacks, hours): polled, every 5 s
+  // (or the page's poll interval); absent where the service has none.
+  var wallboardTimer = null;
+  function followWallboard() {
+    if (wallboardTimer) { return; }
+    var every = pollMs ? Math.max(pollMs, 250) : 5000;
+    var tick = function () {
+      fetch('/api/wallboard', { headers: { 'Authorization': 'Bearer ' + token } })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (b) { if (b) { renderWallboard(b); } })
+        .catch(function () { /* the live board says when the service is away */ })
+        .then(function () { wallboardTimer = setTimeout(tick, every); });
+    };
+    wallboardTimer = setTimeout(tick, 0);
+  }
+
+  function secs(s) {
+    if (s === null || s === undefined) { return '–'; }
+    var m = Math.floor(s / 60), r = Math.floor(s % 60);
+    return m + ':' + (r < 10 ? '0' : '') + r;
+  }
+
+  function fillTable(tbody, rows) {
+    while (tbody.firstChild) { tbody.removeChild(tbody.firstChild); }
+    rows.forEach(function (cells) {
+      var tr = el('tr');
+      cells.forEach(function (c) { tr.appendChild(el('td', c[1] || '', c[0])); });
+      tbody.appendChild(tr);
+    });
+  }
+
+  function renderWallboard(b) {
+    (b.campaigns || []).forEach(function (w) {
+      var card = cards[w.name];
+      if (!card) { return; }
+      card.wb.hidden = false;
+      fillTable(card.agentRows, w.agents.map(function (a) {
+        return [[a.agent], [a.state.replace('_', ' '), 'st ' + a.state], [secs(a.in_state_s)], [secs(a.call_s)],
+          [String(a.calls)], [secs(a.aht_s)], [String(a.conversions)], [a.reason || '']];
+      }));
+      card.noAgents.hidden = w.agents.length > 0;
+      fillTable(card.cbRows, w.callbacks.map(function (c) {
+        return [[new Date(c.due_at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })], [c.phone], [c.agent_id || 'anyone']];
+      }));
+      card.noCallbacks.hidden = w.callbacks.length > 0;
+      fillTable(card.hourRows, w.hourly.slice(-6).map(function (h) {
+        return [[new Date(h.hour).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })], [String(h.attempts)],
+          [String(h.answers)], [String(h.abandons)], [String(h.conversions)]];
+      }));
+    });
+  }
+
+  function table(parent, caption, heads) {
+    var t = el('table', 'rows');
+    var cap = el('caption', '', caption);
+    t.appendChild(cap);
+    var thead = el('thead');
+    var tr = el('tr');
+    heads.forEach(function (h) { var th = el('th', '', h); th.scope = 'col'; tr.appendChild(th); });
+    thead.appendChild(tr);
+    t.appendChild(thead);
+    var tbody = el('tbody');
+    t.appendChild(tbody);
+    parent.appendChild(t);
+    return tbody;
   }
 
   function follow() {
@@ -252,6 +320,20 @@
     ctl.appendChild(msg);
     c.appendChild(ctl);
 
+    // The wallboard: agents, callbacks due, the last hours.
+    var wb = el('div', 'wallboard');
+    wb.hidden = true;
+    var agentRows = table(wb, 'Agents', ['Agent', 'State', 'In state', 'Call', 'Calls', 'AHT', 'Conv.', 'Reason']);
+    var noAgents = el('p', 'note', 'No agent is logged in.');
+    wb.appendChild(noAgents);
+    var side = el('div', 'wb-side');
+    var cbRows = table(side, 'Callbacks due', ['Due', 'Number', 'For']);
+    var noCallbacks = el('p', 'note', 'None.');
+    side.appendChild(noCallbacks);
+    var hourRows = table(side, 'By hour (UTC hours)', ['Hour', 'Attempts', 'Answers', 'Abandons', 'Conv.']);
+    wb.appendChild(side);
+    c.appendChild(wb);
+
     var charts = el('div', 'charts');
     var ch1 = el('div', 'chart');
     ch1.appendChild(el('h3', '', 'Abandonment in the window vs limit'));
@@ -282,7 +364,8 @@
     return {
       root: c, age: age, badge: badge, big: big, of: of, fill: fill, target: target,
       limit: limit, counts: counts, agents: agentSpans, stack: stackParts, fields: fields,
-      inFlightSub: inFlightSub, runState: runState, buttons: buttons, cap: cap, tgt: tgt,
+      inFlightSub: inFlightSub, wb: wb, agentRows: agentRows, noAgents: noAgents, cbRows: cbRows,
+      noCallbacks: noCallbacks, hourRows: hourRows, runState: runState, buttons: buttons, cap: cap, tgt: tgt,
       svg1: svg1, svg2: svg2
     };
   }
