@@ -698,15 +698,7 @@ async fn campaign_controls_apply_at_once_and_survive_a_restart() {
     for (id, tok) in &l.agents[..2] {
         let phone = format!("sip:{id}@{}", sb.phones);
         live.provision(&sup, id, &phone).await;
-        let login = json!({ "campaign": "uk-broadband", "sip_uri": phone });
-        let (c, v) = live
-            .req(
-                "POST",
-                &format!("/api/agents/{id}/login"),
-                tok,
-                Some(&login.to_string()),
-            )
-            .await;
+        let (c, v) = live.login(id, tok, &phone).await;
         assert_eq!(c, 200, "{v}");
         let (c, _) = live
             .req("POST", &format!("/api/agents/{id}/ready"), tok, None)
@@ -791,15 +783,7 @@ async fn campaign_controls_apply_at_once_and_survive_a_restart() {
     let (id2, tok2) = &l.agents[2];
     let phone2 = format!("sip:{id2}@{}", sb.phones);
     live.provision(&sup, id2, &phone2).await;
-    let login = json!({ "campaign": "uk-broadband", "sip_uri": phone2 });
-    let (c, v) = live
-        .req(
-            "POST",
-            &format!("/api/agents/{id2}/login"),
-            tok2,
-            Some(&login.to_string()),
-        )
-        .await;
+    let (c, v) = live.login(id2, tok2, &phone2).await;
     assert_eq!(c, 409, "{v}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let stopped_at = attempts().await;
@@ -839,14 +823,7 @@ async fn campaign_controls_apply_at_once_and_survive_a_restart() {
         "{v}"
     );
     let before = attempts().await;
-    let (c, v) = live
-        .req(
-            "POST",
-            &format!("/api/agents/{id2}/login"),
-            tok2,
-            Some(&login.to_string()),
-        )
-        .await;
+    let (c, v) = live.login(id2, tok2, &phone2).await;
     assert_eq!(c, 409, "{v}");
     let (c, v) = live.req("POST", &ctl("start"), &sup, None).await;
     assert_eq!(
@@ -854,14 +831,7 @@ async fn campaign_controls_apply_at_once_and_survive_a_restart() {
         (200, Some("running")),
         "{v}"
     );
-    let (c, v) = live
-        .req(
-            "POST",
-            &format!("/api/agents/{id2}/login"),
-            tok2,
-            Some(&login.to_string()),
-        )
-        .await;
+    let (c, v) = live.login(id2, tok2, &phone2).await;
     assert_eq!(c, 200, "{v}");
     live.req("POST", &format!("/api/agents/{id2}/ready"), tok2, None)
         .await;

@@ -720,17 +720,11 @@ store_test!(a_claim_sees_abandons_of_the_number_in_other_campaigns);
 
 /// A callback agreed with the customer is claimed before new leads once
 /// due (new leads have no next-attempt time and used to sort first).
-async fn due_callbacks_are_claimed_before_new_leads(store: Store) {
-    let id = store
-        .upsert_campaign(&campaign("in-insurance-renewal"), 0)
-        .await
-        .expect("campaign");
-    let leads: Vec<NewLead> = (1..=5).map(|i| lead(i, Some("Asia/Kolkata"))).collect();
-    store.insert_leads(id, &leads, 0).await.expect("leads");
-    let l = lead_row(&store, id, 5).await;
+/// A call to lead `l` put through and dispositioned `CALLBACK` for `at`.
+async fn book_callback(store: &Store, campaign_id: i64, l: &Lead, at: i64) {
     let attempt = store
         .start_attempt(&NewAttempt {
-            campaign_id: id,
+            campaign_id,
             lead_id: l.id,
             phone: l.phone.clone(),
             started_at: 1_000,
@@ -757,19 +751,30 @@ async fn due_callbacks_are_claimed_before_new_leads(store: Store) {
     store
         .record_disposition(&NewDisposition {
             attempt_id: attempt,
-            campaign_id: id,
+            campaign_id,
             agent_id: "agent-1".into(),
             code: "CALLBACK".into(),
             conversion: false,
             contact: true,
             dnc: false,
-            callback_at: Some(3_600_000),
+            callback_at: Some(at),
             amount_minor: None,
             wrapup_ms: Some(5_000),
             created_at: 70_000,
         })
         .await
         .expect("disposition");
+}
+
+async fn due_callbacks_are_claimed_before_new_leads(store: Store) {
+    let id = store
+        .upsert_campaign(&campaign("in-insurance-renewal"), 0)
+        .await
+        .expect("campaign");
+    let leads: Vec<NewLead> = (1..=5).map(|i| lead(i, Some("Asia/Kolkata"))).collect();
+    store.insert_leads(id, &leads, 0).await.expect("leads");
+    let l = lead_row(&store, id, 5).await;
+    book_callback(&store, id, &l, 3_600_000).await;
     // Before the agreed time: not claimed at all.
     let early = store
         .claim_leads(id, "n1", 1, 600_000, 30_000)
@@ -821,48 +826,7 @@ async fn claims_come_from_the_chosen_lead_lists(store: Store) {
     );
     // Lead 1 (morning) has an agreed callback, due at 3,600,000.
     let l = lead_row(&store, id, 1).await;
-    let attempt = store
-        .start_attempt(&NewAttempt {
-            campaign_id: id,
-            lead_id: l.id,
-            phone: l.phone.clone(),
-            started_at: 1_000,
-        })
-        .await
-        .expect("attempt");
-    store
-        .finish_attempt(
-            attempt,
-            &AttemptEnd {
-                answered_at: Some(5_000),
-                connected_at: Some(5_500),
-                ended_at: 65_000,
-                outcome: "connected".into(),
-                sip_code: Some(200),
-                sip_codes: None,
-                agent_id: Some("agent-1".into()),
-                lead_status: "done".into(),
-                next_attempt_at: None,
-            },
-        )
-        .await
-        .expect("finish");
-    store
-        .record_disposition(&NewDisposition {
-            attempt_id: attempt,
-            campaign_id: id,
-            agent_id: "agent-1".into(),
-            code: "CALLBACK".into(),
-            conversion: false,
-            contact: true,
-            dnc: false,
-            callback_at: Some(3_600_000),
-            amount_minor: None,
-            wrapup_ms: Some(5_000),
-            created_at: 70_000,
-        })
-        .await
-        .expect("disposition");
+    book_callback(&store, id, &l, 3_600_000).await;
     let evening_only = Controls {
         lists: Some(vec!["evening".into()]),
         version: 1,

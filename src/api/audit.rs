@@ -186,10 +186,12 @@ pub async fn record(
     let response = next.run(req).await;
     let status = response.status();
     // An error's message says what was refused; error bodies are small
-    // JSON (read at most 4 KiB, then sent on unchanged).
+    // JSON (read at most 64 KiB, then sent on unchanged).
     let (response, error) = if status.is_client_error() || status.is_server_error() {
         let (parts, body) = response.into_parts();
-        let bytes = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+        let bytes = axum::body::to_bytes(body, 64 * 1024)
+            .await
+            .unwrap_or_default();
         let message = serde_json::from_slice::<serde_json::Value>(&bytes)
             .ok()
             .and_then(|v| v["error"]["message"].as_str().map(str::to_string));

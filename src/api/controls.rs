@@ -69,12 +69,7 @@ async fn out(shared: &Shared, h: &CampaignHandle, c: Controls) -> Result<Control
     })
 }
 
-fn handle<'a>(shared: &'a Shared, name: &str) -> Result<&'a CampaignHandle, ApiError> {
-    shared
-        .campaigns
-        .get(name)
-        .ok_or_else(|| ApiError::not_found("no such campaign runs here"))
-}
+use super::campaign_handle as handle;
 
 impl From<ControlError> for ApiError {
     fn from(e: ControlError) -> ApiError {

@@ -29,12 +29,7 @@ pub const LEADS_BODY_LIMIT: usize = 16 * 1024 * 1024;
 /// Most leads one JSON post may carry.
 pub const MAX_JSON_LEADS: usize = 100_000;
 
-fn handle<'a>(shared: &'a Shared, name: &str) -> Result<&'a CampaignHandle, ApiError> {
-    shared
-        .campaigns
-        .get(name)
-        .ok_or_else(|| ApiError::not_found("no such campaign runs here"))
-}
+use super::campaign_handle as handle;
 
 /// Where to put posted leads.
 #[derive(Deserialize, IntoParams)]
@@ -346,9 +341,14 @@ async fn lead_get(
 ) -> Result<Json<LeadView>, ApiError> {
     auth.require_supervisor()?;
     let h = handle(&shared, &name)?;
+    lead_out(&shared, h.id, id).await
+}
+
+/// Lead `id` of campaign `campaign_id` as the API answers it, or a 404.
+async fn lead_out(shared: &Shared, campaign_id: i64, id: i64) -> Result<Json<LeadView>, ApiError> {
     shared
         .store
-        .lead_view(h.id, id)
+        .lead_view(campaign_id, id)
         .await
         .map_err(ApiError::internal)?
         .map(Json)
@@ -457,13 +457,7 @@ async fn lead_patch(
             )));
         }
     }
-    shared
-        .store
-        .lead_view(h.id, id)
-        .await
-        .map_err(ApiError::internal)?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("no such lead in the campaign"))
+    lead_out(&shared, h.id, id).await
 }
 
 /// A page of the export.

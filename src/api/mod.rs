@@ -73,6 +73,17 @@ pub fn openapi_json() -> &'static str {
     JSON.get_or_init(|| openapi().to_pretty_json().unwrap_or_else(|_| "{}".into()))
 }
 
+/// The running campaign `name`, or a 404.
+pub(crate) fn campaign_handle<'a>(
+    shared: &'a crate::service::Shared,
+    name: &str,
+) -> Result<&'a crate::service::CampaignHandle, ApiError> {
+    shared
+        .campaigns
+        .get(name)
+        .ok_or_else(|| ApiError::not_found("no such campaign runs here"))
+}
+
 /// The whole HTTP API over a running service's shared state. Send `true`
 /// on `closing` before a graceful shutdown: it ends the event streams.
 pub fn router(

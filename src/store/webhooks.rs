@@ -236,51 +236,35 @@ impl Store {
         if any.is_none() {
             return Ok(Vec::new());
         }
-        let rows: Vec<(i64, String, String, i64, i64, String, String)> = match &*self.backend {
-            Backend::Sqlite(pool) => {
-                let _held = self.hold_time();
-                let mut tx = pool.begin().await?;
-                let claim = format!(
-                    "UPDATE webhook_outbox SET claimed_by = $1, claimed_until = $2 WHERE id IN ({DUE})"
-                );
-                sqlx::query(sqlx::AssertSqlSafe(claim))
-                    .bind(node)
-                    .bind(until)
-                    .bind(now)
-                    .bind(i64::from(limit))
-                    .execute(&mut *tx)
-                    .await?;
-                let rows = sqlx::query_as(DETAILS)
-                    .bind(node)
-                    .bind(until)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                rows
-            }
-            Backend::Postgres(pool) => {
-                let _held = self.hold_time();
-                let mut tx = pool.begin().await?;
-                let claim = format!(
-                    "UPDATE webhook_outbox SET claimed_by = $1, claimed_until = $2
-                     WHERE id IN ({DUE} FOR UPDATE OF o SKIP LOCKED)"
-                );
-                sqlx::query(sqlx::AssertSqlSafe(claim))
-                    .bind(node)
-                    .bind(until)
-                    .bind(now)
-                    .bind(i64::from(limit))
-                    .execute(&mut *tx)
-                    .await?;
-                let rows = sqlx::query_as(DETAILS)
-                    .bind(node)
-                    .bind(until)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                rows
-            }
+        // PostgreSQL locks the rows it claims (two nodes at once get
+        // different events); SQLite has one writer.
+        let claim = match &*self.backend {
+            Backend::Sqlite(_) => format!(
+                "UPDATE webhook_outbox SET claimed_by = $1, claimed_until = $2 WHERE id IN ({DUE})"
+            ),
+            Backend::Postgres(_) => format!(
+                "UPDATE webhook_outbox SET claimed_by = $1, claimed_until = $2
+                 WHERE id IN ({DUE} FOR UPDATE OF o SKIP LOCKED)"
+            ),
         };
+        type Row = (i64, String, String, i64, i64, String, String);
+        let rows: Vec<Row> = with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(sqlx::AssertSqlSafe(claim.clone()))
+                .bind(node)
+                .bind(until)
+                .bind(now)
+                .bind(i64::from(limit))
+                .execute(&mut *tx)
+                .await?;
+            let rows = sqlx::query_as(DETAILS)
+                .bind(node)
+                .bind(until)
+                .fetch_all(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            rows
+        });
         Ok(rows
             .into_iter()
             .map(

@@ -251,6 +251,18 @@ impl Live {
         assert_eq!(code, 200, "provisioning {phone} for {agent}: {v}");
     }
 
+    /// Logs `agent` in to uk-broadband at `phone` with its token.
+    pub async fn login(&self, agent: &str, token: &str, phone: &str) -> (u16, serde_json::Value) {
+        let body = serde_json::json!({ "campaign": "uk-broadband", "sip_uri": phone }).to_string();
+        self.req(
+            "POST",
+            &format!("/api/agents/{agent}/login"),
+            token,
+            Some(&body),
+        )
+        .await
+    }
+
     /// Shuts down and waits for the end.
     pub async fn stop(self) -> RunSummary {
         let _ = self.stop.send(());
