@@ -5,8 +5,10 @@
 //! each describes (a call's answer or end, a disposition), one row per
 //! subscription, so none is lost to a crash between the two. The
 //! [`Deliverer`] POSTs them with an exponential back-off for up to
-//! [`GIVE_UP_AFTER`] (a receiver down for hours loses nothing), logs
-//! every try, and a failed or delivered event can be replayed. Delivery is
+//! [`GIVE_UP_AFTER`] (a receiver down for hours loses nothing), and once
+//! the receiver takes an event again, the subscription's backed-off
+//! events go within the first back-off rather than after up to an hour;
+//! it logs every try, and a failed or delivered event can be replayed. Delivery is
 //! at least once; each event carries an id (the body's `id`, and the
 //! `Idempotency-Key` header, the same on every try and replay) by which a
 //! receiver keeps it exactly once.
@@ -378,6 +380,10 @@ impl Deliverer {
         if let Some(e) = &error {
             tracing::info!(event = item.id, url = %item.url, error = %e, "webhook not delivered");
         }
+        // The receiver took one: those backed off while it was away go
+        // again soon (after the first back-off, not after up to an hour).
+        let backlog_by = (outcome == TryOutcome::Delivered)
+            .then(|| now + crate::clock::duration_ms(self.settings.base_backoff));
         self.store
             .webhook_tried(
                 item.id,
@@ -386,6 +392,7 @@ impl Deliverer {
                 error.as_deref(),
                 duration_ms,
                 &outcome,
+                backlog_by,
             )
             .await
     }

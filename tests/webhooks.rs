@@ -418,6 +418,7 @@ async fn old_events_are_given_up_and_removed_subscriptions_get_nothing(store: St
     let subs = store.webhooks().await.unwrap();
     assert!(subs[0].removed_at.is_some());
 }
+
 store_test!(old_events_are_given_up_and_removed_subscriptions_get_nothing);
 
 #[test]
@@ -495,3 +496,62 @@ fn the_webhook_commands_show_the_secret_once() {
     assert!(run(&["webhook", "remove", &id]).status.success());
     assert!(!run(&["webhook", "remove", &id]).status.success());
 }
+
+fn always_up(_: u32) -> Answer {
+    Answer::Ok
+}
+
+/// Events backed off while the receiver was away go again as soon as it
+/// takes one, not after their back-off (which may have grown to an hour).
+async fn a_receiver_back_gets_the_backlog_at_once(store: Store) {
+    let now = chrono::Utc::now().timestamp_millis();
+    let c = store
+        .upsert_campaign(&campaign("in-insurance-renewal"), 0)
+        .await
+        .unwrap();
+    let secret = webhooks::new_secret();
+    let (addr, rx) = receiver(&secret, always_up).await;
+    let url = format!("http://{addr}/hooks");
+    let ended = vec!["call.ended".to_string()];
+    store
+        .webhook_add(c, &url, &ended, &secret, &by(now))
+        .await
+        .unwrap();
+    for i in 1..=3 {
+        one_call(&store, c, i, now - 1_000, false).await;
+    }
+    // Three events that failed often while the receiver was away: an hour
+    // to their next try.
+    for item in store.webhook_claim("n0", now, 30_000, 10).await.unwrap() {
+        store
+            .webhook_tried(
+                item.id,
+                now,
+                Some(503),
+                Some("HTTP 503"),
+                1,
+                &webhooks::TryOutcome::Retry(now + 3_600_000),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    let slow = DeliverySettings {
+        base_backoff: Duration::from_secs(60),
+        ..settings()
+    };
+    let deliverer = Deliverer::new(store.clone(), Clock::system(), slow, None).unwrap();
+    assert_eq!(deliverer.round().await.unwrap(), 0, "nothing due");
+    // A fresh event is taken: the three come forward to one back-off.
+    one_call(&store, c, 4, now, false).await;
+    assert_eq!(deliverer.round().await.unwrap(), 1);
+    let pending = store.webhook_log(None, Some("pending"), 10).await.unwrap();
+    assert_eq!(pending.len(), 3);
+    let t = chrono::Utc::now().timestamp_millis();
+    assert!(
+        pending.iter().all(|p| p.next_attempt_at <= t + 60_000),
+        "{pending:?}"
+    );
+    assert_eq!(rx.0.lock().unwrap().processed.len(), 1);
+}
+store_test!(a_receiver_back_gets_the_backlog_at_once);

@@ -373,7 +373,7 @@ struct LeadPatch {
 
 #[utoipa::path(patch, path = "/api/campaigns/{name}/leads/{id}", tag = "service",
     summary = "Change a lead",
-    description = "Priority, fields (replaced whole) and an agreed callback time; a callback is refused (409) for a lead that may not be called (opted out, erased, done with). The number and zones cannot change: post the lead again. Supervisor or admin; audited.",
+    description = "Priority, fields (replaced whole) and an agreed callback time; a callback is refused (409) for a lead not waiting to be called (opted out, erased, done with, or claimed by a node for dialling now). The number and zones cannot change: post the lead again. Supervisor or admin; audited.",
     params(("name" = String, Path, description = "Campaign name."), ("id" = i64, Path, description = "Lead id.")),
     request_body = LeadPatch,
     responses((status = 200, description = "The lead afterwards.", body = LeadView),
@@ -453,7 +453,7 @@ async fn lead_patch(
         }
         Err(LeadChangeRefused::Status(s)) => {
             return Err(ApiError::conflict(format!(
-                "the lead is {s}: it may not be called back"
+                "the lead is {s}: only a lead waiting to be called (new or retry) takes a callback"
             )));
         }
     }

@@ -151,8 +151,9 @@ impl Store {
     }
 
     /// Changes lead `id` of campaign `campaign_id`. A callback is taken
-    /// only for a lead that may still be called (new, retry or claimed):
-    /// never one opted out, erased or done with.
+    /// only for a lead waiting to be called (new or retry): never one
+    /// opted out, erased or done with, nor one a node has claimed (its
+    /// hopper would dial it before the agreed time).
     pub async fn lead_change(
         &self,
         campaign_id: i64,
@@ -164,8 +165,8 @@ impl Store {
                  fields = COALESCE($4, fields)
              WHERE campaign_id = $1 AND id = $2";
         const CALLBACK: &str = "UPDATE leads SET status = 'retry', next_attempt_at = $3,
-                 last_outcome = 'callback', claim_owner = NULL, claimed_at = NULL
-             WHERE campaign_id = $1 AND id = $2 AND status IN ('new', 'retry', 'claimed')";
+                 last_outcome = 'callback'
+             WHERE campaign_id = $1 AND id = $2 AND status IN ('new', 'retry')";
         Ok(with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let status: Option<String> = sqlx::query_scalar(STATUS)
@@ -176,7 +177,7 @@ impl Store {
             let Some(status) = status else {
                 return Ok(Err(LeadChangeRefused::NotFound));
             };
-            if c.callback_at.is_some() && !matches!(status.as_str(), "new" | "retry" | "claimed") {
+            if c.callback_at.is_some() && !matches!(status.as_str(), "new" | "retry") {
                 return Ok(Err(LeadChangeRefused::Status(status)));
             }
             sqlx::query(SET)

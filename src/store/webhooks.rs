@@ -282,7 +282,10 @@ impl Store {
     }
 
     /// Records a try of outbox row `id` at `at` and what it came to, in
-    /// one transaction with its line in the delivery log.
+    /// one transaction with its line in the delivery log. A delivery says
+    /// the receiver is back: with `backlog_by`, the subscription's events
+    /// waiting out a longer back-off are brought forward to that time.
+    #[allow(clippy::too_many_arguments)]
     pub async fn webhook_tried(
         &self,
         id: i64,
@@ -291,7 +294,11 @@ impl Store {
         error: Option<&str>,
         duration_ms: i64,
         outcome: &crate::webhooks::TryOutcome,
+        backlog_by: Option<i64>,
     ) -> Result<(), StoreError> {
+        const BACKLOG: &str = "UPDATE webhook_outbox SET next_attempt_at = $2
+             WHERE subscription_id = (SELECT subscription_id FROM webhook_outbox WHERE id = $1)
+               AND delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at > $2";
         use crate::webhooks::TryOutcome;
         const LOG: &str = "INSERT INTO webhook_attempts (outbox_id, at, status, error, duration_ms)
              VALUES ($1, $2, $3, $4, $5)";
@@ -323,6 +330,9 @@ impl Store {
                 .bind(next)
                 .execute(&mut *tx)
                 .await?;
+            if let (Some(by), Some(_)) = (backlog_by, delivered) {
+                sqlx::query(BACKLOG).bind(id).bind(by).execute(&mut *tx).await?;
+            }
             tx.commit().await?;
         });
         Ok(())
