@@ -697,6 +697,81 @@ async fn leads_come_in_and_go_out_over_the_api() {
     store.close().await;
 }
 
+/// Webhook subscriptions over the API: an admin adds one (the secret in
+/// the answer, once), supervisors list them (never the secret), an admin
+/// removes one; adding and removing are audited once, with the caller's
+/// address.
+#[tokio::test(start_paused = true)]
+async fn webhooks_are_managed_over_the_api() {
+    let (store, _dir) = common::sqlite_store().await;
+    let now = tuesday().timestamp_millis();
+    let admin = auth::create_token(&store, Role::Admin, None, None, now)
+        .await
+        .unwrap()
+        .token;
+    let sup = auth::create_token(&store, Role::Supervisor, None, None, now)
+        .await
+        .unwrap()
+        .token;
+    let (running, tx) = quiet_service(&store).await;
+    let http = running.http;
+    let path = "/api/campaigns/uk-broadband/webhooks";
+    let req = |m: &'static str, p: String, t: &str, b: Option<&'static str>| {
+        let t = t.to_string();
+        async move { client::request(http, m, &p, Some(&t), b).await.unwrap() }
+    };
+    let add = r#"{"url":"https://crm.example.com/hooks","events":["call.ended","conversion"]}"#;
+    assert_eq!(req("POST", path.into(), &sup, Some(add)).await.0, 403);
+    let (c, text) = req("POST", path.into(), &admin, Some(add)).await;
+    assert_eq!(c, 200, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let secret = v["secret"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("whsec_"));
+    assert_eq!(v["events"], serde_json::json!(["call.ended", "conversion"]));
+    for bad in [
+        r#"{"url":"ftp://crm.example.com/"}"#,
+        r#"{"url":"https://crm.example.com/","events":["call.exploded"]}"#,
+    ] {
+        assert_eq!(
+            req("POST", path.into(), &admin, Some(bad)).await.0,
+            400,
+            "{bad}"
+        );
+    }
+    let (c, list) = req("GET", path.into(), &sup, None).await;
+    assert_eq!(c, 200);
+    assert!(
+        list.contains("crm.example.com") && !list.contains(&secret),
+        "{list}"
+    );
+    let id = v["id"].as_i64().unwrap();
+    assert_eq!(
+        req("DELETE", format!("{path}/{id}"), &sup, None).await.0,
+        403
+    );
+    let (c, text) = req("DELETE", format!("{path}/{id}"), &admin, None).await;
+    assert_eq!(c, 200, "{text}");
+    assert_eq!(
+        req("DELETE", format!("{path}/{id}"), &admin, None).await.0,
+        404
+    );
+    assert_eq!(
+        req("GET", "/api/campaigns/nope/webhooks".into(), &sup, None)
+            .await
+            .0,
+        404
+    );
+    let audit = store.audit_log().await.unwrap();
+    let adds: Vec<_> = audit.iter().filter(|e| e.action == "webhook.add").collect();
+    assert_eq!(adds.len(), 1, "{audit:?}");
+    assert!(adds[0].origin.starts_with("127.0.0.1:"), "{audit:?}");
+    assert!(audit.iter().any(|e| e.action == "webhook.remove"));
+    assert!(audit.iter().all(|e| !e.detail.contains(&secret)));
+    let _ = tx.send(());
+    running.wait().await.unwrap();
+    store.close().await;
+}
+
 /// 401 without a valid token, 403 across agents and for agents on
 /// supervisor routes, clear 4xx for bad bodies, 429 on login floods.
 #[tokio::test(start_paused = true)]

@@ -93,6 +93,7 @@ pub(crate) fn documented() -> OpenApiRouter<AppState> {
         .merge(super::controls::documented())
         .merge(super::leads::documented())
         .merge(super::wallboard::documented())
+        .merge(super::webhooks::documented())
 }
 
 /// The agents' routes over the service's shared state.

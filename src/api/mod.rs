@@ -14,6 +14,7 @@ pub mod controls;
 pub mod leads;
 pub mod wallboard;
 pub mod web;
+pub mod webhooks;
 
 use std::sync::{Arc, OnceLock};
 
@@ -357,7 +358,7 @@ mod tests {
                 );
             }
         }
-        assert!(files >= 7);
+        assert!(files >= 8);
     }
 
     #[test]
@@ -372,6 +373,7 @@ mod tests {
             "controls.rs",
             "leads.rs",
             "wallboard.rs",
+            "webhooks.rs",
         ]
         .iter()
         .map(|f| {
