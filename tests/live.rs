@@ -865,6 +865,28 @@ async fn campaign_controls_apply_at_once_and_survive_a_restart() {
         ],
         "{audit}"
     );
+    // Left paused, restarted: agents may log in, and nobody is dialled.
+    let (c, _) = live.req("POST", &ctl("pause"), &sup, None).await;
+    assert_eq!(c, 200);
+    live.stop().await;
+    let live = start(
+        &l,
+        sb.provider,
+        tuesday() + chrono::Duration::minutes(15),
+        "n1",
+        Duration::from_secs(5),
+    )
+    .await;
+    let (c, v) = live.login(id2, tok2, &phone2).await;
+    assert_eq!(c, 200, "{v}");
+    let (c, _) = live
+        .req("POST", &format!("/api/agents/{id2}/ready"), tok2, None)
+        .await;
+    assert_eq!(c, 200);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let held = attempts().await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(attempts().await, held, "paused across a restart");
     live.stop().await;
     sb.stop().await;
 }

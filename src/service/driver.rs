@@ -339,7 +339,9 @@ impl Driver {
         let mut publish = tokio::time::interval(Duration::from_secs(1));
         publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Nobody is logged in at start: the runner asks for leads at its
-        // first decision.
+        // first decision. A campaign a supervisor left paused or stopped
+        // starts held.
+        self.apply_holds();
         loop {
             let wake = self
                 .runner
