@@ -75,8 +75,11 @@ async fn table(
 }
 
 fn main() {
-    let n = env("ROWS", 100_000);
-    let batch = env("BATCH", 1_000).max(1);
+    // `cargo bench` passes --bench; `cargo test --benches` runs this
+    // without it, as a smoke test of a few rows.
+    let benching = std::env::args().any(|a| a == "--bench");
+    let n = env("ROWS", if benching { 100_000 } else { 2_000 });
+    let batch = env("BATCH", if benching { 1_000 } else { 500 }).max(1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -191,5 +194,6 @@ fn main() {
             a.len(),
             b.len()
         );
+        assert!(a == b, "the API and the CLI import stored different rows");
     });
 }

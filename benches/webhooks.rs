@@ -77,11 +77,15 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn main() {
-    let events = env("EVENTS", 10_000);
-    let rate = env("RATE", 100).max(1);
-    let fail = env("FAIL_PERCENT", 30) as f64 / 100.0;
-    let down_at = Duration::from_secs(env("DOWN_AT_S", 30));
-    let down_for = Duration::from_secs(env("DOWN_S", 60));
+    // `cargo bench` passes --bench; `cargo test --benches` runs this
+    // without it, as a smoke test: a few events, no outage.
+    let benching = std::env::args().any(|a| a == "--bench");
+    let small = |name: &str, full: u64, smoke: u64| env(name, if benching { full } else { smoke });
+    let events = small("EVENTS", 10_000, 100);
+    let rate = small("RATE", 100, 1_000).max(1);
+    let fail = small("FAIL_PERCENT", 30, 0) as f64 / 100.0;
+    let down_at = Duration::from_secs(small("DOWN_AT_S", 30, 0));
+    let down_for = Duration::from_secs(small("DOWN_S", 60, 0));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -255,5 +259,7 @@ fn main() {
             down.len(),
             down.last().copied().unwrap_or(0.0)
         );
+        assert_eq!(r.taken.len() as u64, events, "every event taken");
+        assert_eq!(again, 0, "none taken twice");
     });
 }
