@@ -179,6 +179,16 @@ impl Sipp {
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
+            // The port may have been another process's socket (a free port
+            // can be taken between the probe and SIPp's bind): a SIPp that
+            // could not bind exits at once. Try another port then.
+            if up {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if let Ok(Some(status)) = child.try_wait() {
+                    last_err = format!("sipp exited after start: {status}");
+                    continue;
+                }
+            }
             if up {
                 return Some(Sipp {
                     child,
