@@ -112,12 +112,7 @@ pub fn routes(shared: Arc<Shared>) -> Router {
         .with_state(state)
 }
 
-fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    match body {
-        Ok(Json(t)) => Ok(t),
-        Err(e) => Err(ApiError::new(e.status(), e.body_text())),
-    }
-}
+use super::json_body;
 
 /// A disposition code of a campaign.
 #[derive(Serialize, ToSchema)]

@@ -194,10 +194,8 @@ async fn controls_patch(
     body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<Json<ControlsOut>, ApiError> {
     auth.require_supervisor()?;
-    let body = match body {
-        Ok(Json(serde_json::Value::Object(m))) => m,
-        Ok(_) => return Err(ApiError::bad_request("the body must be a JSON object")),
-        Err(e) => return Err(ApiError::new(e.status(), e.body_text())),
+    let serde_json::Value::Object(body) = super::json_body(body)? else {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
     };
     if let Some(k) = body
         .keys()

@@ -390,10 +390,7 @@ async fn lead_patch(
 ) -> Result<Json<LeadView>, ApiError> {
     auth.require_supervisor()?;
     let h = handle(&shared, &name)?;
-    let p = match body {
-        Ok(Json(p)) => p,
-        Err(e) => return Err(ApiError::new(e.status(), e.body_text())),
-    };
+    let p = super::json_body(body)?;
     if let Some(pr) = p.priority
         && !(-1000..=1000).contains(&pr)
     {

@@ -74,6 +74,16 @@ pub fn openapi_json() -> &'static str {
     JSON.get_or_init(|| openapi().to_pretty_json().unwrap_or_else(|_| "{}".into()))
 }
 
+/// A JSON body, or axum's rejection as the API's JSON error.
+pub(crate) fn json_body<T>(
+    body: Result<axum::Json<T>, axum::extract::rejection::JsonRejection>,
+) -> Result<T, ApiError> {
+    match body {
+        Ok(axum::Json(t)) => Ok(t),
+        Err(e) => Err(ApiError::new(e.status(), e.body_text())),
+    }
+}
+
 /// The running campaign `name`, or a 404.
 pub(crate) fn campaign_handle<'a>(
     shared: &'a crate::service::Shared,

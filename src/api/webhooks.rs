@@ -83,10 +83,7 @@ async fn webhooks_add(
 ) -> Result<Json<WebhookOut>, ApiError> {
     auth.require_admin()?;
     let h = handle(&shared, &name)?;
-    let body = match body {
-        Ok(Json(b)) => b,
-        Err(e) => return Err(ApiError::new(e.status(), e.body_text())),
-    };
+    let body = super::json_body(body)?;
     let url = crate::webhooks::check_url(&body.url)
         .map_err(|e| ApiError::bad_request(e.to_string()).with_field("url"))?;
     let events = crate::webhooks::parse_events(&body.events.unwrap_or_default().join(","))
