@@ -23,7 +23,7 @@ use utoipa_axum::routes;
 
 use crate::api::auth::Authenticated;
 use crate::api::{ApiError, ErrorBody};
-use crate::service::driver::{Input, Reply};
+use crate::service::driver::{Input, Phone, Reply};
 use crate::service::{AgentError, SessionView, Shared};
 use crate::store::{NewDisposition, Store};
 
@@ -92,6 +92,7 @@ pub(crate) fn documented() -> OpenApiRouter<AppState> {
         .merge(super::audit::documented())
         .merge(super::controls::documented())
         .merge(super::leads::documented())
+        .merge(super::softphone::documented())
         .merge(super::wallboard::documented())
         .merge(super::webhooks::documented())
 }
@@ -267,6 +268,10 @@ struct LoginIn {
     /// One of the agent's provisioned phones; may be left out when the
     /// agent has exactly one.
     sip_uri: Option<String>,
+    /// Work on the browser softphone answered by
+    /// `POST /api/agents/{id}/softphone` instead of a SIP phone.
+    #[serde(default)]
+    softphone: bool,
 }
 
 /// Which callbacks to list.
@@ -475,7 +480,7 @@ async fn phone_change(
 
 #[utoipa::path(post, path = "/api/agents/{id}/login", tag = "service",
     summary = "Log an agent in",
-    description = "The agent's own token, or a supervisor or admin token. The phone must be one provisioned for the agent (see /api/agents/{id}/phones; it may be left out when there is one). The dialler calls it and keeps the leg up for the session; the agent starts paused. At most 10 logins per agent per minute.",
+    description = "The agent's own token, or a supervisor or admin token. The phone must be one provisioned for the agent (see /api/agents/{id}/phones; it may be left out when there is one), or `softphone: true` for the browser leg answered by POST /api/agents/{id}/softphone. The dialler calls the phone (or waits for the browser to connect) and keeps the leg up for the session; the agent starts paused. At most 10 logins per agent per minute.",
     params(("id" = String, Path, description = "Agent id.")), request_body = LoginIn,
     responses((status = 200, description = "The agent's state after the request.", body = Ok200),
         (status = 400, description = "A bad body or phone URI.", body = ErrorBody), (status = 401, description = "No valid token.", body = ErrorBody), (status = 403, description = "The token may not do this, or the phone is not provisioned for the agent.", body = ErrorBody),
@@ -501,8 +506,33 @@ async fn login(
     let body = json_body(body)?;
     auth.note(format!("campaign {}", clip_note(&body.campaign)));
     super::controls::check_login(&s.shared, &body.campaign)?;
-    let sip_uri = provisioned_phone(&s, &id, body.sip_uri.as_deref()).await?;
-    auth.note(format!("phone {sip_uri}"));
+    let phone = if body.softphone {
+        if body.sip_uri.is_some() {
+            return Err(
+                ApiError::bad_request("sip_uri: a SIP phone or the softphone, not both")
+                    .with_field("sip_uri"),
+            );
+        }
+        if s.shared
+            .sessions
+            .lock()
+            .map_err(ApiError::internal)?
+            .contains_key(&id)
+        {
+            return Err(ApiError::conflict("already logged in"));
+        }
+        let phone = s.shared.take_softphone(&id).ok_or_else(|| {
+            ApiError::conflict(format!(
+                "no softphone for agent {id}: POST /api/agents/{id}/softphone with the browser's offer first"
+            ))
+        })?;
+        auth.note("phone browser softphone");
+        Phone::Browser(Box::new(phone))
+    } else {
+        let sip_uri = provisioned_phone(&s, &id, body.sip_uri.as_deref()).await?;
+        auth.note(format!("phone {sip_uri}"));
+        Phone::Sip(sip_uri)
+    };
     {
         let mut sessions = s.shared.sessions.lock().map_err(ApiError::internal)?;
         if sessions.contains_key(&id) {
@@ -544,7 +574,7 @@ async fn login(
         &body.campaign,
         |reply| Input::Login {
             agent: id.clone(),
-            sip_uri,
+            phone,
             reply,
         },
         Duration::from_secs(40),

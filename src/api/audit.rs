@@ -115,6 +115,7 @@ pub fn action_name(method: &Method, template: &str, path: &str) -> String {
         ("POST", "/api/campaigns/{name}/leads") => "lead.import",
         ("PATCH", "/api/campaigns/{name}/leads/{id}") => "lead.update",
         ("POST", "/api/agents/{id}/login") => "agent.login",
+        ("POST", "/api/agents/{id}/softphone") => "agent.softphone",
         ("POST", "/api/agents/{id}/ready") => "agent.ready",
         ("POST", "/api/agents/{id}/pause") => "agent.pause",
         ("POST", "/api/agents/{id}/logout") => "agent.logout",

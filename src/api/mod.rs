@@ -12,6 +12,7 @@ pub mod audit;
 pub mod auth;
 pub mod controls;
 pub mod leads;
+pub mod softphone;
 pub mod wallboard;
 pub mod web;
 pub mod webhooks;
@@ -382,6 +383,7 @@ mod tests {
             "audit.rs",
             "controls.rs",
             "leads.rs",
+            "softphone.rs",
             "wallboard.rs",
             "webhooks.rs",
         ]

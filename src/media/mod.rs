@@ -11,6 +11,7 @@ pub mod ports;
 pub mod relay;
 pub mod rtp;
 pub mod wav;
+pub mod webrtc;
 
 /// Errors of the media layer.
 #[derive(Debug, thiserror::Error)]

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
-use super::driver::{AgentIo, Driver, Input, Reply};
+use super::driver::{AgentIo, Driver, Input, Phone, Reply};
 use super::writer::Write;
 use super::{AgentError, ServiceEvent, SessionView, Shared};
 use crate::clock::Millis;
@@ -25,7 +25,7 @@ use crate::sip::uac::{CallEvent, CallParams, RingTimeout};
 use crate::store::AgentState;
 
 impl Driver {
-    pub(super) fn login(&mut self, agent: String, sip_uri: String, reply: Reply) {
+    pub(super) fn login(&mut self, agent: String, phone: Phone, reply: Reply) {
         if self.holds.stopping {
             let _ = reply.send(Err(AgentError::ShuttingDown));
             return;
@@ -34,6 +34,13 @@ impl Driver {
             let _ = reply.send(Err(AgentError::AlreadyLoggedIn));
             return;
         }
+        let sip_uri = match phone {
+            Phone::Sip(uri) => uri,
+            Phone::Browser(phone) => {
+                tokio::spawn(softphone_leg(self.me.clone(), agent, *phone, reply));
+                return;
+            }
+        };
         let target = match crate::sip::Target::parse(&sip_uri) {
             Ok(t) => t,
             Err(e) => {
@@ -507,6 +514,45 @@ async fn agent_leg(
             Some(()) = hang_rx.recv() => handle.hangup(),
         }
     }
+}
+
+/// An agent's browser leg: wait for the browser to connect, report it up,
+/// hold until told to hang up or the browser goes away.
+async fn softphone_leg(
+    me: mpsc::UnboundedSender<Input>,
+    agent: String,
+    mut phone: crate::media::webrtc::Softphone,
+    reply: Reply,
+) {
+    if let Err(why) = phone.connected(crate::media::webrtc::CONNECT_TIMEOUT).await {
+        let _ = me.send(Input::LegFailed {
+            agent,
+            why: format!("the browser softphone: {why}"),
+            reply,
+        });
+        return;
+    }
+    let (hang_tx, mut hang_rx) = mpsc::unbounded_channel();
+    let _ = me.send(Input::LegUp {
+        agent: agent.clone(),
+        rtp: phone.leg.clone(),
+        peer: Some(phone.peer),
+        hangup: hang_tx,
+        reply,
+    });
+    let mut state = phone.state.clone();
+    loop {
+        tokio::select! {
+            r = state.wait_for(|s| matches!(s, crate::media::webrtc::PhoneState::Ended(_))) => {
+                if let Ok(s) = r {
+                    tracing::info!(agent = %agent, state = ?*s, "the browser softphone ended");
+                }
+                break;
+            }
+            Some(()) = hang_rx.recv() => phone.hang_up(),
+        }
+    }
+    let _ = me.send(Input::LegDown { agent });
 }
 
 impl Shared {

@@ -36,6 +36,15 @@ use crate::store::ClaimedLead;
 /// How an agent request is answered, for the HTTP layer.
 pub type Reply = oneshot::Sender<Result<(), AgentError>>;
 
+/// The phone an agent works on.
+#[derive(Debug)]
+pub enum Phone {
+    /// A provisioned SIP phone the dialler calls.
+    Sip(String),
+    /// The agent's browser, its WebRTC leg already answered.
+    Browser(Box<crate::media::webrtc::Softphone>),
+}
+
 /// What a campaign task is told.
 #[derive(Debug)]
 pub enum Input {
@@ -48,12 +57,13 @@ pub enum Input {
         /// Nodes dialling the campaign.
         nodes: u32,
     },
-    /// An agent logs in; the dialler calls `sip_uri` and keeps the leg up.
+    /// An agent logs in; the dialler calls the phone (or takes the
+    /// browser's softphone) and keeps the leg up.
     Login {
         /// Agent id.
         agent: String,
         /// The agent's phone.
-        sip_uri: String,
+        phone: Phone,
         /// Answered once the phone answered (or failed).
         reply: Reply,
     },
@@ -425,9 +435,9 @@ impl Driver {
             }
             Input::Login {
                 agent,
-                sip_uri,
+                phone,
                 reply,
-            } => self.login(agent, sip_uri, reply),
+            } => self.login(agent, phone, reply),
             Input::LegUp {
                 agent,
                 rtp,

@@ -427,6 +427,8 @@ pub struct Shared {
     pub registries: Arc<crate::compliance::Registries>,
     /// UAs for agent phones, by address (the UA talks to one peer).
     agent_uas: tokio::sync::Mutex<HashMap<SocketAddr, Arc<Ua>>>,
+    /// Browser softphones answered but not yet taken by a login, by agent.
+    softphones: Mutex<HashMap<String, crate::media::webrtc::Softphone>>,
     /// Where RTP sockets bind.
     media_ip: IpAddr,
     /// The RTP port range (`None`: any free port).
@@ -447,6 +449,29 @@ impl Shared {
                 Ok(s)
             }
         }
+    }
+
+    /// Answers a browser's SDP offer for agent `agent`'s softphone: the
+    /// leg waits (up to [`crate::media::webrtc::CONNECT_TIMEOUT`]) for the
+    /// agent's login to take it. A second offer replaces the first.
+    pub fn softphone_offer(
+        &self,
+        agent: &str,
+        offer: &str,
+    ) -> Result<String, crate::media::webrtc::SoftphoneError> {
+        let ext = self.rtp_socket(self.media_ip)?;
+        let phone = crate::media::webrtc::Softphone::accept(offer, ext)?;
+        let answer = phone.answer.clone();
+        if let Ok(mut m) = self.softphones.lock() {
+            // Dropping the one replaced hangs it up.
+            m.insert(agent.to_string(), phone);
+        }
+        Ok(answer)
+    }
+
+    /// Takes agent `agent`'s answered softphone, if any.
+    pub fn take_softphone(&self, agent: &str) -> Option<crate::media::webrtc::Softphone> {
+        self.softphones.lock().ok()?.remove(agent)
     }
 
     /// The UA for an agent phone at `addr`, started on first use.
@@ -659,6 +684,7 @@ pub async fn start(
         latency: Latencies::default(),
         registries: registries.clone(),
         agent_uas: tokio::sync::Mutex::new(HashMap::new()),
+        softphones: Mutex::new(HashMap::new()),
         media_ip,
         rtp_ports: cfg.rtp_ports.clone(),
     });

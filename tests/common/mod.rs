@@ -255,3 +255,4 @@ pub mod dns;
 pub mod kamailio;
 pub mod live;
 pub mod sipp;
+pub mod webrtc_peer;

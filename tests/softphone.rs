@@ -1,0 +1,137 @@
+//! The browser softphone's media leg against a WebRTC peer on loopback
+//! (str0m as the browser): ICE-lite, DTLS-SRTP and PCMU both ways, the
+//! bridge's plain RTP reaching the browser and the browser's audio
+//! reaching the bridge only while a call is up, bad offers refused, and
+//! hanging up ending the peer's connection.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::webrtc_peer::Peer;
+use dialler::media::rtp::Packet;
+use dialler::media::webrtc::{PhoneState, Softphone, SoftphoneError};
+use tokio::net::UdpSocket;
+
+fn ext() -> std::net::UdpSocket {
+    std::net::UdpSocket::bind("127.0.0.1:0").expect("bind")
+}
+
+/// Sends `n` PCMU packets, 20 ms apart, from `from` to `to`.
+async fn bridge_sends(from: &UdpSocket, to: std::net::SocketAddr, n: u16, seq0: u16) {
+    for i in 0..n {
+        let payload = [0x55u8; 160];
+        let p = Packet {
+            payload_type: 0,
+            marker: i == 0,
+            sequence: seq0.wrapping_add(i),
+            timestamp: u32::from(seq0.wrapping_add(i)) * 160,
+            ssrc: 0x1234,
+            payload: &payload,
+        };
+        let mut out = Vec::new();
+        p.write(&mut out);
+        from.send_to(&out, to).await.expect("send");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn audio_flows_both_ways_only_while_a_call_is_up() {
+    let peer = Peer::new().await;
+    let mut phone = Softphone::accept(&peer.offer, ext()).expect("answered");
+    assert!(phone.answer.contains("a=ice-lite"), "{}", phone.answer);
+    assert!(phone.answer.contains("PCMU/8000"), "{}", phone.answer);
+    assert!(
+        phone.answer.contains("a=fingerprint:sha-256"),
+        "{}",
+        phone.answer
+    );
+    let browser = peer.run(&phone.answer);
+    phone
+        .connected(Duration::from_secs(10))
+        .await
+        .expect("the peer connects");
+    let mut conn = browser.connected.clone();
+    tokio::time::timeout(Duration::from_secs(5), conn.wait_for(|c| *c))
+        .await
+        .expect("peer connected in time")
+        .expect("peer alive");
+
+    // No call: the browser's audio stays here.
+    browser.sending.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut buf = vec![0u8; 2048];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), phone.leg.recv_from(&mut buf))
+            .await
+            .is_err(),
+        "browser audio reached the agent leg with no call up"
+    );
+    assert!(phone.stats.borrow().held_back > 0);
+
+    // A call: the bridge (the agent leg's relay) sends the customer's
+    // audio from the leg socket to the softphone's plain side.
+    let leg = phone.leg.clone();
+    let peer_addr = phone.peer;
+    let sender = tokio::spawn(async move { bridge_sends(&leg, peer_addr, 50, 100).await });
+    // The browser's audio comes back to the leg as RTP, PCMU.
+    let mut got = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while got < 10 && tokio::time::Instant::now() < deadline {
+        if let Ok(Ok((n, _))) =
+            tokio::time::timeout(Duration::from_millis(200), phone.leg.recv_from(&mut buf)).await
+        {
+            let p = Packet::parse(&buf[..n]).expect("RTP from the softphone");
+            assert_eq!(p.payload_type, 0);
+            assert_eq!(p.payload.len(), 160);
+            got += 1;
+        }
+    }
+    assert!(got >= 10, "only {got} browser packets reached the bridge");
+    sender.await.expect("bridge sender");
+    let frames = browser.seen.frames.load(Ordering::Relaxed);
+    assert!(
+        frames >= 40,
+        "the browser received {frames} of the bridge's 50 frames"
+    );
+    let stats = *phone.stats.borrow();
+    assert!(stats.first_packet_us.is_some(), "{stats:?}");
+
+    // Hanging up ends the session on both sides.
+    phone.hang_up();
+    let mut state = phone.state.clone();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        state.wait_for(|s| matches!(s, PhoneState::Ended(_))),
+    )
+    .await
+    .expect("ended in time")
+    .expect("state");
+}
+
+#[tokio::test]
+async fn bad_offers_are_refused_with_the_reason() {
+    let e = Softphone::accept("hello", ext()).expect_err("not SDP");
+    assert!(matches!(e, SoftphoneError::Offer(_)), "{e}");
+    // An offer with only Opus: nothing to bridge without transcoding.
+    let opus_only = Peer::new().await.offer.replace("PCMU/8000", "opus/48000/2");
+    let e = Softphone::accept(&opus_only, ext()).expect_err("no G.711");
+    assert!(
+        matches!(e, SoftphoneError::NoG711 | SoftphoneError::Offer(_)),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn a_browser_that_never_connects_is_given_up() {
+    tokio::time::pause();
+    let peer = Peer::new().await;
+    let mut phone = Softphone::accept(&peer.offer, ext()).expect("answered");
+    // The peer never takes the answer.
+    drop(peer);
+    let r = phone.connected(Duration::from_secs(60)).await;
+    assert!(r.is_err(), "{r:?}");
+}
