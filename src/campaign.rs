@@ -18,6 +18,9 @@ use toml::Spanned;
 
 use crate::outcome::Outcome;
 pub use crate::pacing::Strategy;
+pub use desktop::{Desktop, PauseCode};
+
+mod desktop;
 use crate::phone::Country;
 use crate::profile::{DayWindow, Profile, WeekPlan, day_index};
 
@@ -257,6 +260,8 @@ pub struct Campaign {
     pub provider: Provider,
     /// Costs for reports.
     pub costs: Option<Costs>,
+    /// What the agent desktop shows: script and pause codes.
+    pub desktop: Desktop,
 }
 
 mod secs {
@@ -439,6 +444,7 @@ struct RawCampaign {
     dispositions: Spanned<Vec<Spanned<Disposition>>>,
     provider: RawProvider,
     costs: Option<Spanned<Costs>>,
+    desktop: Option<Spanned<desktop::RawDesktop>>,
 }
 
 #[derive(Deserialize)]
@@ -632,6 +638,21 @@ impl Validator<'_> {
         let retry = self.retry(&raw.retry, profile);
         let dispositions = self.dispositions(&raw.dispositions);
         let provider = self.provider(&raw.provider);
+        let desktop = match raw.desktop {
+            None => Some(Desktop::default()),
+            Some(d) => {
+                let span = d.span();
+                match d.into_inner().check() {
+                    Ok(d) => Some(d),
+                    Err(errors) => {
+                        for (field, message) in errors {
+                            self.error(span.clone(), &field, message);
+                        }
+                        None
+                    }
+                }
+            }
+        };
         if let Some(c) = &raw.costs {
             let ok_currency = c.get_ref().currency.len() == 3
                 && c.get_ref().currency.chars().all(|x| x.is_ascii_uppercase());
@@ -687,6 +708,7 @@ impl Validator<'_> {
             dispositions: dispositions?,
             provider: provider?,
             costs: raw.costs.map(Spanned::into_inner),
+            desktop: desktop?,
         })
     }
 

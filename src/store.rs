@@ -183,7 +183,7 @@ pub use compliance::{DndImportRecord, SOURCE_IMPORT};
 pub use controls::LeadList;
 pub use erase::ErasureCounts;
 pub use history::{PacingHistory, PastAttemptRow, PastDispositionRow};
-pub use lead_api::{LeadChange, LeadChangeRefused, LeadView};
+pub use lead_api::{AttemptHistory, LeadChange, LeadChangeRefused, LeadView};
 pub use phones::AgentPhone;
 pub use report::{AgentCalls, AgentDispositions, AgentStateTime, BucketCounts, ReportData};
 pub use tokens::TokenRow;
@@ -393,6 +393,8 @@ pub struct NewDisposition {
     pub wrapup_ms: Option<i64>,
     /// When it was recorded, ms.
     pub created_at: i64,
+    /// The agent's notes.
+    pub notes: Option<String>,
 }
 
 /// What the abandonment ledger records.
@@ -888,8 +890,8 @@ impl Store {
     /// the account dials it again.
     pub async fn record_disposition(&self, d: &NewDisposition) -> Result<i64, StoreError> {
         const SQL: &str = "INSERT INTO dispositions (attempt_id, campaign_id, agent_id, code,
-                conversion, contact, dnc, callback_at, amount_minor, wrapup_ms, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id";
+                conversion, contact, dnc, callback_at, amount_minor, wrapup_ms, created_at, notes)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id";
         const PHONE: &str = "SELECT phone FROM call_attempts WHERE id = $1";
         // A callback puts the lead back in the queue for the time agreed
         // (compliance still checks it before the dial).
@@ -910,6 +912,7 @@ impl Store {
                 .bind(d.amount_minor)
                 .bind(d.wrapup_ms)
                 .bind(d.created_at)
+                .bind(d.notes.as_deref())
                 .fetch_one(&mut *tx)
                 .await?;
             if let Some(at) = d.callback_at.filter(|_| !d.dnc) {

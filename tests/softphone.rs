@@ -1,8 +1,8 @@
 //! The browser softphone's media leg against a WebRTC peer on loopback
-//! (str0m as the browser): ICE-lite, DTLS-SRTP and PCMU both ways, the
-//! bridge's plain RTP reaching the browser and the browser's audio
-//! reaching the bridge only while a call is up, bad offers refused, and
-//! hanging up ending the peer's connection.
+//! (str0m as the browser): ICE-lite, DTLS-SRTP and PCMU both ways (the
+//! bridge's plain RTP reaching the browser, the browser's audio reaching
+//! the agent leg as RTP), bad offers refused, a browser that never
+//! connects given up, and hanging up ending the session.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
@@ -39,7 +39,7 @@ async fn bridge_sends(from: &UdpSocket, to: std::net::SocketAddr, n: u16, seq0: 
 }
 
 #[tokio::test]
-async fn audio_flows_both_ways_only_while_a_call_is_up() {
+async fn audio_flows_both_ways() {
     let peer = Peer::new().await;
     let mut phone = Softphone::accept(&peer.offer, ext()).expect("answered");
     assert!(phone.answer.contains("a=ice-lite"), "{}", phone.answer);
@@ -60,17 +60,8 @@ async fn audio_flows_both_ways_only_while_a_call_is_up() {
         .expect("peer connected in time")
         .expect("peer alive");
 
-    // No call: the browser's audio stays here.
     browser.sending.store(true, Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let mut buf = vec![0u8; 2048];
-    assert!(
-        tokio::time::timeout(Duration::from_millis(50), phone.leg.recv_from(&mut buf))
-            .await
-            .is_err(),
-        "browser audio reached the agent leg with no call up"
-    );
-    assert!(phone.stats.borrow().held_back > 0);
 
     // A call: the bridge (the agent leg's relay) sends the customer's
     // audio from the leg socket to the softphone's plain side.

@@ -233,6 +233,7 @@ async fn disposition_totals_count_contacts_conversions_and_revenue(store: Store)
         amount_minor: amount,
         wrapup_ms: Some(12_000),
         created_at: at,
+        notes: None,
     };
     for x in [
         d("RENEWED", true, true, Some(1_250_000), 100),
@@ -365,6 +366,7 @@ async fn a_dnc_disposition_blocks_the_number_in_every_campaign(store: Store) {
             amount_minor: None,
             wrapup_ms: None,
             created_at: 42,
+            notes: None,
         })
         .await
         .expect("record");
@@ -408,6 +410,7 @@ async fn a_callback_disposition_reschedules_the_lead_for_the_agreed_time(store: 
             amount_minor: None,
             wrapup_ms: Some(3_000),
             created_at: 60_000,
+            notes: None,
         })
         .await
         .expect("record");
@@ -761,6 +764,7 @@ async fn book_callback(store: &Store, campaign_id: i64, l: &Lead, at: i64) {
             amount_minor: None,
             wrapup_ms: Some(5_000),
             created_at: 70_000,
+            notes: None,
         })
         .await
         .expect("disposition");

@@ -483,6 +483,7 @@ async fn dispose(
             amount_minor,
             wrapup_ms: Some(wrapup_ms),
             created_at: at,
+            notes: None,
         })
         .await
         .expect("disposition");

@@ -839,29 +839,8 @@ async fn the_openapi_document_lists_every_route() {
 
 // ---- the dashboard in a browser -------------------------------------------
 
-/// Chromium (`DIALLER_CHROMIUM`, else Debian's), or `None` (skip) outside
-/// CI; under CI its absence fails.
 fn chromium() -> Option<PathBuf> {
-    let candidates: Vec<PathBuf> = match std::env::var_os("DIALLER_CHROMIUM") {
-        Some(p) => vec![PathBuf::from(p)],
-        None => ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-            .into_iter()
-            .map(PathBuf::from)
-            .collect(),
-    };
-    for c in candidates {
-        if c.is_file() {
-            return Some(c);
-        }
-    }
-    if common::in_ci() {
-        panic!(
-            "Chromium is required under CI=true for the dashboard test: install the Debian \
-             package chromium (scripts/test.sh does) or set DIALLER_CHROMIUM"
-        );
-    }
-    eprintln!("skipping the dashboard browser test: no chromium (apt-get install chromium)");
-    None
+    common::cdp::chromium("the dashboard browser test")
 }
 
 /// Runs headless Chromium on `url` with `args`; its stdout.

@@ -93,6 +93,7 @@ pub(crate) fn documented() -> OpenApiRouter<AppState> {
         .merge(super::controls::documented())
         .merge(super::leads::documented())
         .merge(super::softphone::documented())
+        .merge(super::desktop::documented())
         .merge(super::wallboard::documented())
         .merge(super::webhooks::documented())
 }
@@ -123,6 +124,10 @@ struct DispositionOut {
     label: String,
     conversion: bool,
     contact: bool,
+    /// The number goes on the do-not-call list.
+    dnc: bool,
+    /// The agent schedules a call back (callback_at).
+    callback: bool,
 }
 
 /// A running campaign.
@@ -134,6 +139,10 @@ struct CampaignOut {
     #[schema(value_type = String)]
     profile: &'static str,
     dispositions: Vec<DispositionOut>,
+    /// The reasons agents pause for.
+    pause_codes: Vec<crate::campaign::PauseCode>,
+    /// The currency of amounts (ISO 4217), if the campaign states costs.
+    currency: Option<String>,
     live: Option<crate::live::CampaignLive>,
 }
 
@@ -164,8 +173,12 @@ async fn campaigns(
                         label: d.label.clone(),
                         conversion: d.conversion,
                         contact: d.contact,
+                        dnc: d.dnc,
+                        callback: d.callback,
                     })
                     .collect(),
+                pause_codes: h.campaign.desktop.pause_codes.clone(),
+                currency: h.campaign.costs.as_ref().map(|c| c.currency.clone()),
                 live: board.get(&h.campaign.name).cloned(),
             })
             .collect(),
@@ -723,11 +736,13 @@ struct CallOut {
     #[schema(value_type = String)]
     state: &'static str,
     call: crate::service::CallView,
+    /// The lead's attempts, newest first (this call's included), up to 20.
+    history: Vec<crate::store::AttemptHistory>,
 }
 
 #[utoipa::path(get, path = "/api/agents/{id}/call", tag = "service",
     summary = "The agent's current call",
-    description = "The call put through to the agent (on the line or in wrap-up) with the lead's fields.",
+    description = "The call put through to the agent (on the line or in wrap-up): the lead's fields, the campaign's script filled in, and the lead's attempts so far.",
     params(("id" = String, Path, description = "Agent id.")),
     responses((status = 200, description = "The call.", body = CallOut), (status = 401, description = "No valid token.", body = ErrorBody), (status = 403, description = "The token may not do this.", body = ErrorBody),
         (status = 404, description = "No current call.", body = ErrorBody),
@@ -740,14 +755,21 @@ async fn current_call(
 ) -> Result<Json<CallOut>, ApiError> {
     auth.require_agent(&id)?;
     let session = session_of(&s, &id)?;
-    match session.call {
-        Some(call) => Ok(Json(CallOut {
-            agent: id,
-            state: session.state,
-            call,
-        })),
-        None => Err(ApiError::not_found("no current call")),
-    }
+    let Some(call) = session.call else {
+        return Err(ApiError::not_found("no current call"));
+    };
+    let history = s
+        .shared
+        .store
+        .lead_history(call.lead_id, 20)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(CallOut {
+        agent: id,
+        state: session.state,
+        call,
+        history,
+    }))
 }
 
 /// A disposition for a call in wrap-up.
@@ -760,6 +782,8 @@ struct DispositionIn {
     amount: Option<f64>,
     /// Call back at, ms since the Unix epoch.
     callback_at: Option<i64>,
+    /// The agent's notes on the call (up to 2,000 characters).
+    notes: Option<String>,
 }
 
 /// A recorded disposition.
@@ -837,8 +861,9 @@ async fn disposition(
     note_disposition(&auth, &agent, d);
     let now = s.shared.clock.now().ms();
     let wrapup_ms = now.saturating_sub(ended_at);
-    let (amount_minor, callback_at) = match disposition_values(&h.campaign, d.callback, &body, now)
-    {
+    let values = disposition_values(&h.campaign, d.callback, &body, now)
+        .and_then(|v| Ok((v, disposition_notes(&body)?)));
+    let ((amount_minor, callback_at), notes) = match values {
         Ok(v) => v,
         Err(e) => {
             unclaim(&s);
@@ -857,6 +882,7 @@ async fn disposition(
         amount_minor,
         wrapup_ms: Some(wrapup_ms),
         created_at: now,
+        notes,
     };
     // Durable before the agent is made ready.
     let id = match s.shared.store.record_disposition(&rec).await {
@@ -891,6 +917,25 @@ fn note_disposition(auth: &Authenticated, agent: &str, d: &crate::campaign::Disp
     }
     if d.callback {
         auth.note("callback");
+    }
+}
+
+/// The longest notes on a call, characters.
+const NOTES_LIMIT: usize = 2_000;
+
+/// The notes of a disposition request, trimmed; empty ones are none.
+fn disposition_notes(body: &DispositionIn) -> Result<Option<String>, ApiError> {
+    match body.notes.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(n) if n.chars().count() > NOTES_LIMIT => Err(ApiError::bad_request(format!(
+            "notes: at most {NOTES_LIMIT} characters"
+        ))
+        .with_field("notes")),
+        Some(n) if n.chars().any(|c| c.is_control() && c != '\n' && c != '\t') => Err(
+            ApiError::bad_request("notes: control characters other than new lines and tabs")
+                .with_field("notes"),
+        ),
+        Some(n) => Ok(Some(n.to_string())),
     }
 }
 
@@ -980,6 +1025,7 @@ async fn pending_disposition_record(
     note_disposition(auth, &p.agent_id, d);
     let now = s.shared.clock.now().ms();
     let (amount_minor, callback_at) = disposition_values(&h.campaign, d.callback, &body, now)?;
+    let notes = disposition_notes(&body)?;
     let rec = NewDisposition {
         attempt_id: call_id,
         campaign_id: h.id,
@@ -992,6 +1038,7 @@ async fn pending_disposition_record(
         amount_minor,
         wrapup_ms: None,
         created_at: now,
+        notes,
     };
     // Two requests at once: the second finds the first's row.
     let _guard = s.pending_lock.lock().await;

@@ -11,6 +11,7 @@ pub mod agents;
 pub mod audit;
 pub mod auth;
 pub mod controls;
+pub mod desktop;
 pub mod leads;
 pub mod softphone;
 pub mod wallboard;
@@ -382,6 +383,7 @@ mod tests {
             "web.rs",
             "audit.rs",
             "controls.rs",
+            "desktop.rs",
             "leads.rs",
             "softphone.rs",
             "wallboard.rs",

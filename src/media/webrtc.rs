@@ -13,9 +13,8 @@
 //!
 //! PCMU and PCMA only (RFC 7874 makes both mandatory for browsers): the
 //! customer's G.711 passes through without transcoding. The browser's
-//! audio is passed to the bridge only while the bridge is sending (a call
-//! is up): between calls nothing queues on the agent leg to reach the next
-//! customer as a burst of stale audio.
+//! audio is always sent on to the agent leg, as a SIP phone's is: the
+//! bridge drops what queued there between calls.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -32,8 +31,8 @@ use tokio::time::Instant;
 
 use super::rtp::Packet;
 
-/// The browser's audio goes to the bridge while the bridge has sent within
-/// this long.
+/// A gap in the bridge's packets this long starts a new call (for the
+/// first-packet figure).
 const BRIDGE_IDLE: Duration = Duration::from_millis(500);
 
 /// How long the browser has to finish ICE and DTLS after the answer.
@@ -72,10 +71,8 @@ pub enum PhoneState {
 pub struct PhoneStats {
     /// RTP packets from the bridge written to the browser.
     pub to_browser: u64,
-    /// Audio frames from the browser sent to the bridge.
+    /// Audio frames from the browser sent to the agent leg.
     pub to_bridge: u64,
-    /// Frames from the browser held back (no call up).
-    pub held_back: u64,
     /// Bridge packets dropped (not RTP, not G.711, or before the browser
     /// connected).
     pub dropped: u64,
@@ -316,14 +313,6 @@ impl Gateway {
                     Codec::PCMA => 8,
                     _ => return true,
                 };
-                let live = self.bridge_seen.is_some_and(|t| t.elapsed() < BRIDGE_IDLE);
-                if !live {
-                    self.counts.held_back += 1;
-                    if self.counts.held_back % 50 == 1 {
-                        self.publish();
-                    }
-                    return true;
-                }
                 let packet = Packet {
                     payload_type: pt,
                     marker: std::mem::take(&mut self.first_out),

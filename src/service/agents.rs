@@ -424,7 +424,7 @@ impl Driver {
             agent: Some(agent.to_string()),
             campaign: self.campaign.name.clone(),
             kind: "state",
-            data: serde_json::json!({ "state": state, "reason": reason }),
+            data: serde_json::json!({ "state": state, "reason": reason, "since": now.ms() }),
         });
     }
 }

@@ -226,9 +226,14 @@ pub struct CallView {
     pub campaign: String,
     /// The number dialled, E.164 (the agent is speaking to this person).
     pub phone: String,
+    /// The lead's id.
+    pub lead_id: i64,
     /// The lead's other fields.
     #[schema(value_type = Object)]
     pub lead: serde_json::Value,
+    /// The campaign's script with the lead's fields filled in, if the
+    /// campaign has one.
+    pub script: Option<String>,
     /// When the call was put through, ms since the Unix epoch.
     pub connected_at: i64,
     /// When it ended, if it has.

@@ -117,6 +117,23 @@ pub struct SandboxStats {
     pub our_byes: u64,
     /// Datagrams that did not parse.
     pub malformed: u64,
+    /// RTP packets echoed back.
+    pub rtp_echoed: u64,
+    /// Of those, G.711 packets with sound in them (a peak above -40 dBFS):
+    /// the far end was heard, not just sent silence.
+    pub rtp_voiced: u64,
+}
+
+/// Whether a G.711 RTP packet carries sound (a sample above -40 dBFS).
+fn voiced(packet: &[u8]) -> bool {
+    let Ok(p) = crate::media::rtp::Packet::parse(packet) else {
+        return false;
+    };
+    let mut samples = Vec::with_capacity(p.payload.len());
+    if crate::media::g711::decode(p.payload_type, p.payload, &mut samples).is_err() {
+        return false;
+    }
+    samples.iter().any(|s| s.unsigned_abs() > 328)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -612,6 +629,7 @@ pub async fn serve(
     let mut sb = Sandbox::new(cfg, sip.local_addr()?, rtp.local_addr()?);
     let mut buf = vec![0u8; message::MAX_MESSAGE];
     let mut rtp_buf = vec![0u8; 2048];
+    let (mut echoed, mut voiced_packets) = (0u64, 0u64);
     tokio::pin!(shutdown);
     loop {
         let deadline = sb.poll_timeout().map(tokio::time::Instant::from_std);
@@ -623,6 +641,10 @@ pub async fn serve(
             },
             r = rtp.recv_from(&mut rtp_buf) => {
                 if let Ok((n, from)) = r {
+                    echoed += 1;
+                    if voiced(&rtp_buf[..n]) {
+                        voiced_packets += 1;
+                    }
                     let _ = rtp.send_to(&rtp_buf[..n], from).await;
                 }
             }
@@ -639,7 +661,10 @@ pub async fn serve(
             }
         }
     }
-    Ok(sb.stats())
+    let mut stats = sb.stats();
+    stats.rtp_echoed = echoed;
+    stats.rtp_voiced = voiced_packets;
+    Ok(stats)
 }
 
 #[cfg(test)]

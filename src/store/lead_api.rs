@@ -257,3 +257,54 @@ impl Store {
         Ok(())
     }
 }
+
+/// One attempt of a lead, as the agent's screen lists it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct AttemptHistory {
+    /// The attempt (call) id.
+    pub call_id: i64,
+    /// When it was dialled, ms.
+    pub started_at: i64,
+    /// How it ended (none while in flight).
+    pub outcome: Option<String>,
+    /// The agent it was put through to.
+    pub agent: Option<String>,
+    /// The disposition recorded for it.
+    pub disposition: Option<String>,
+    /// The agent's notes with the disposition.
+    pub notes: Option<String>,
+    /// The callback agreed, ms.
+    pub callback_at: Option<i64>,
+}
+
+impl Store {
+    /// Lead `lead_id`'s attempts, newest first, at most `limit`.
+    pub async fn lead_history(
+        &self,
+        lead_id: i64,
+        limit: i64,
+    ) -> Result<Vec<AttemptHistory>, StoreError> {
+        const SQL: &str = "SELECT a.id, a.started_at, a.outcome, a.agent_id, d.code, d.notes,
+                d.callback_at
+             FROM call_attempts a LEFT JOIN dispositions d ON d.attempt_id = a.id
+             WHERE a.lead_id = $1 ORDER BY a.started_at DESC, a.id DESC LIMIT $2";
+        Ok(with_pool!(self, pool => sqlx::query(SQL)
+            .bind(lead_id)
+            .bind(limit.clamp(1, 1000))
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(AttemptHistory {
+                    call_id: r.try_get(0)?,
+                    started_at: r.try_get(1)?,
+                    outcome: r.try_get(2)?,
+                    agent: r.try_get(3)?,
+                    disposition: r.try_get(4)?,
+                    notes: r.try_get(5)?,
+                    callback_at: r.try_get(6)?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?))
+    }
+}

@@ -251,6 +251,7 @@ macro_rules! store_raw_test {
     };
 }
 
+pub mod cdp;
 pub mod dns;
 pub mod kamailio;
 pub mod live;
