@@ -76,6 +76,9 @@ pub struct DemoOptions {
     /// of now; calling hours are checked against it. `None`: now, or the
     /// next opening of the campaign's window when it is closed.
     pub at: Option<DateTime<chrono::Utc>>,
+    /// Where the service's HTTP API, dashboard and agent desktop listen
+    /// (port 0: any free port; the first lines print the address).
+    pub http: std::net::SocketAddr,
 }
 
 /// The provider the demo dials through.
@@ -115,8 +118,11 @@ pub struct DemoResult {
     pub provider_log: Option<PathBuf>,
     /// The highest dial level a status line showed in the first minute.
     pub first_minute_dial_level: f64,
-    /// The first line printed: where the pacer starts from.
+    /// The line that says where the pacer starts from.
     pub history_line: String,
+    /// The first lines printed: the agent desktop's address with a token
+    /// for agent `you`, and the dashboard's with a supervisor token.
+    pub desktop_lines: [String; 2],
 }
 
 fn other(e: impl std::fmt::Display) -> DemoError {
@@ -204,10 +210,45 @@ pub async fn run(opts: DemoOptions) -> Result<DemoResult, DemoError> {
     } else {
         None
     };
+    // The first lines: where a person takes calls in the browser beside
+    // the simulated agents, and where to watch.
+    let listener = tokio::net::TcpListener::bind(opts.http).await?;
+    let web = listener.local_addr()?;
+    let you = auth::create_token(
+        &store,
+        Role::Agent,
+        Some("you"),
+        Some("demo desktop"),
+        start_ms,
+    )
+    .await
+    .map_err(other)?;
+    let watcher = auth::create_token(
+        &store,
+        Role::Supervisor,
+        None,
+        Some("demo dashboard"),
+        start_ms,
+    )
+    .await
+    .map_err(other)?;
+    let desktop_lines = [
+        format!(
+            "agent desktop: http://{web}/agent?token={} (agent \"you\": log in with this browser as the phone and take calls beside the {} simulated agents)",
+            you.token, opts.agents
+        ),
+        format!(
+            "live dashboard: http://{web}/?token={} (supervisor)",
+            watcher.token
+        ),
+    ];
+    for line in &desktop_lines {
+        println!("{line}");
+    }
     let dnd_dir = opts.db.with_extension("dnd");
     let (campaign_id, imported, registries) =
         load_sample(&store, &camp, &opts.campaigns_dir, &dnd_dir, start_ms).await?;
-    // The first line says where the pacer starts from.
+    // Then where the pacer starts from.
     let history = seed_history(
         &store,
         &camp,
@@ -298,7 +339,6 @@ pub async fn run(opts: DemoOptions) -> Result<DemoResult, DemoError> {
     cfg.sip_bind = "127.0.0.1:0".parse().map_err(other)?;
     cfg.grace = Duration::from_secs(60);
     cfg.node = "demo".into();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let (svc_stop_tx, svc_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let running = service::start(cfg, listener, async move {
         let _ = svc_stop_rx.await;
@@ -423,6 +463,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoResult, DemoError> {
         provider_log,
         first_minute_dial_level,
         history_line: history,
+        desktop_lines,
     })
 }
 

@@ -169,6 +169,10 @@ struct DemoArgs {
     /// Seed of the draws.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Where the API, the dashboard and the agent desktop listen (port 0:
+    /// any free port; the first lines print the address).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    http: std::net::SocketAddr,
 }
 
 #[derive(Subcommand)]
@@ -1050,6 +1054,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 seed: a.seed,
                 provider: a.provider,
                 at: a.at,
+                http: a.http,
             };
             dialler::demo::run(opts).await?;
             Ok(ExitCode::SUCCESS)

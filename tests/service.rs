@@ -65,6 +65,7 @@ async fn demo_run_records_every_attempt_and_keeps_the_rules() {
             seed: 7,
             provider: dialler::demo::DemoProvider::Sandbox,
             at: Some(tuesday()),
+            http: "127.0.0.1:0".parse().unwrap(),
         }),
     )
     .await
@@ -79,6 +80,17 @@ async fn demo_run_records_every_attempt_and_keeps_the_rules() {
             .starts_with("demo: the store starts with the team's day so far"),
         "{}",
         result.history_line
+    );
+    // The first lines offer the agent desktop and the dashboard, each with
+    // a token that works.
+    let [desk, board] = &result.desktop_lines;
+    assert!(
+        desk.starts_with("agent desktop: http://127.0.0.1:") && desk.contains("/agent?token=dlr_"),
+        "{desk}"
+    );
+    assert!(
+        board.starts_with("live dashboard: http://127.0.0.1:"),
+        "{board}"
     );
     assert!(
         result.first_minute_dial_level > 1.0,
@@ -229,6 +241,7 @@ async fn service_against_sipp_never_invites_dnd_or_out_of_hours_numbers() {
             seed: 11,
             provider: dialler::demo::DemoProvider::Sipp,
             at: Some(at),
+            http: "127.0.0.1:0".parse().unwrap(),
         }),
     )
     .await

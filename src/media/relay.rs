@@ -1,12 +1,15 @@
 //! Relays RTP between two call legs (customer and agent), both ways.
 //!
-//! Each leg has its own socket. A leg's peer address comes from its SDP,
-//! and is replaced by the source of the first packet that arrives on that
-//! leg (symmetric RTP: a NATed phone sends from where it listens). Anything
-//! that is not RTP is dropped.
+//! Each leg has its own socket, shared (the agent's standing leg outlives
+//! the call). A leg's peer address comes from its SDP, and is replaced by
+//! the source of each packet that arrives on that leg (symmetric RTP: a
+//! NATed phone sends from where it listens). Anything that is not RTP is
+//! dropped, and so is what the agent's phone sent between calls (nobody
+//! reads the standing leg then): it is not for this customer.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::net::UdpSocket;
 
@@ -17,7 +20,7 @@ use super::rtp::Packet;
 #[derive(Debug)]
 pub struct Leg {
     /// Our socket for this leg.
-    pub socket: UdpSocket,
+    pub socket: Arc<UdpSocket>,
     /// Where the leg's phone listens, from SDP, if known yet.
     pub peer: Option<SocketAddr>,
 }
@@ -29,11 +32,19 @@ pub struct Relayed {
     pub a_to_b: u64,
     /// Packets from leg B sent on to leg A.
     pub b_to_a: u64,
-    /// Packets dropped (not RTP, or the other side's address unknown).
+    /// Packets dropped (not RTP, the other side's address unknown, or a
+    /// send that failed: one lost packet does not end the call's audio).
     pub dropped: u64,
+    /// Packets the agent's leg held from before the call, dropped.
+    pub stale: u64,
 }
 
-/// Runs until `stop` completes, then returns the counts.
+/// The most stale packets read off the agent's leg before relaying (a full
+/// socket buffer holds far fewer).
+const STALE_LIMIT: u64 = 100_000;
+
+/// Relays between the customer's leg `a` and the agent's leg `b` until
+/// `stop` completes, then returns the counts.
 pub async fn relay(
     mut a: Leg,
     mut b: Leg,
@@ -42,6 +53,9 @@ pub async fn relay(
     let mut stats = Relayed::default();
     let mut buf_a = vec![0u8; 2048];
     let mut buf_b = vec![0u8; 2048];
+    while stats.stale < STALE_LIMIT && b.socket.try_recv_from(&mut buf_b).is_ok() {
+        stats.stale += 1;
+    }
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -51,8 +65,9 @@ pub async fn relay(
                 a.peer = Some(from);
                 if Packet::parse(&buf_a[..n]).is_err() {
                     stats.dropped += 1;
-                } else if let Some(to) = b.peer {
-                    b.socket.send_to(&buf_a[..n], to).await?;
+                } else if let Some(to) = b.peer
+                    && b.socket.send_to(&buf_a[..n], to).await.is_ok()
+                {
                     stats.a_to_b += 1;
                 } else {
                     stats.dropped += 1;
@@ -63,8 +78,9 @@ pub async fn relay(
                 b.peer = Some(from);
                 if Packet::parse(&buf_b[..n]).is_err() {
                     stats.dropped += 1;
-                } else if let Some(to) = a.peer {
-                    a.socket.send_to(&buf_b[..n], to).await?;
+                } else if let Some(to) = a.peer
+                    && a.socket.send_to(&buf_b[..n], to).await.is_ok()
+                {
                     stats.b_to_a += 1;
                 } else {
                     stats.dropped += 1;
@@ -82,6 +98,10 @@ mod tests {
 
     async fn sock() -> UdpSocket {
         UdpSocket::bind("127.0.0.1:0").await.unwrap()
+    }
+
+    async fn shared() -> Arc<UdpSocket> {
+        Arc::new(sock().await)
     }
 
     fn rtp(seq: u16) -> Vec<u8> {
@@ -103,7 +123,7 @@ mod tests {
     #[tokio::test]
     async fn audio_flows_both_ways_and_junk_is_dropped() {
         let (customer, agent) = (sock().await, sock().await);
-        let (leg_a, leg_b) = (sock().await, sock().await);
+        let (leg_a, leg_b) = (shared().await, shared().await);
         let (a_addr, b_addr) = (leg_a.local_addr().unwrap(), leg_b.local_addr().unwrap());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let relay = tokio::spawn(relay(
@@ -133,8 +153,42 @@ mod tests {
             Relayed {
                 a_to_b: 2,
                 b_to_a: 1,
-                dropped: 1
+                dropped: 1,
+                stale: 0,
             }
         );
+    }
+
+    /// The agent's phone talked between calls: none of it reaches the
+    /// next customer; what it says once bridged does.
+    #[tokio::test]
+    async fn the_agent_legs_audio_from_between_calls_is_not_relayed() {
+        let (customer, phone) = (sock().await, sock().await);
+        let (leg_a, leg_b) = (shared().await, shared().await);
+        let b_addr = leg_b.local_addr().unwrap();
+        for seq in 0..20 {
+            phone.send_to(&rtp(seq), b_addr).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let relay = tokio::spawn(relay(
+            Leg {
+                socket: leg_a,
+                peer: Some(customer.local_addr().unwrap()),
+            },
+            Leg {
+                socket: leg_b,
+                peer: Some(phone.local_addr().unwrap()),
+            },
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        phone.send_to(&rtp(1000), b_addr).await.unwrap();
+        assert_eq!(recv(&customer).await, rtp(1000), "stale audio relayed");
+        stop_tx.send(()).unwrap();
+        let stats = relay.await.unwrap().unwrap();
+        assert_eq!((stats.stale, stats.b_to_a), (20, 1));
     }
 }

@@ -262,7 +262,7 @@ impl Gateway {
                 }
                 r = self.int.recv_from(&mut int_buf) => {
                     let (n, _) = r?;
-                    self.from_bridge(&int_buf[..n])?;
+                    self.bridge_packet(&int_buf[..n])?;
                 }
                 () = tokio::time::sleep_until(wake) => {
                     self.rtc.handle_input(Input::Timeout(Instant::now().into_std()))?;
@@ -339,7 +339,7 @@ impl Gateway {
     }
 
     /// Writes a packet from the bridge to the browser.
-    fn from_bridge(&mut self, buf: &[u8]) -> Result<(), RtcError> {
+    fn bridge_packet(&mut self, buf: &[u8]) -> Result<(), RtcError> {
         let now = Instant::now();
         let quiet = self.bridge_seen.is_none_or(|t| t.elapsed() >= BRIDGE_IDLE);
         self.bridge_seen = Some(now);

@@ -17,6 +17,7 @@ use crate::campaign::Campaign;
 use crate::clock::Millis;
 use crate::compliance;
 use crate::dialer::{AgentId, CallId, Event, Outcome};
+use crate::media::relay::{Leg, relay};
 use crate::phone;
 use crate::policy;
 use crate::sip::auth::Credentials;
@@ -346,13 +347,23 @@ impl Driver {
         if let Some((agent_rtp, agent_peer)) = agent_media {
             let (stop_tx, stop_rx) = oneshot::channel();
             c.relay_stop = Some(stop_tx);
-            tokio::spawn(relay(
-                c.rtp.clone(),
-                c.media,
-                agent_rtp,
-                agent_peer,
-                stop_rx,
-            ));
+            let customer = Leg {
+                socket: c.rtp.clone(),
+                peer: c.media,
+            };
+            tokio::spawn(async move {
+                let agent = Leg {
+                    socket: agent_rtp,
+                    peer: agent_peer,
+                };
+                if let Err(e) = relay(customer, agent, async {
+                    let _ = stop_rx.await;
+                })
+                .await
+                {
+                    tracing::debug!(error = %e, "the relay stopped");
+                }
+            });
         }
         let fields: serde_json::Value =
             serde_json::from_str(&c.lead.lead.fields).unwrap_or(serde_json::Value::Null);
@@ -527,109 +538,9 @@ pub(super) fn failed_summary() -> Summary {
     }
 }
 
-/// Relays RTP between a customer leg and an agent's standing leg until
-/// stopped. The sockets are shared (the agent's outlives the call), so this
-/// is [`crate::media::relay::relay`] over `Arc`s; peers latch to the source
-/// of their first packet (symmetric RTP).
-async fn relay(
-    customer: Arc<UdpSocket>,
-    mut customer_peer: Option<SocketAddr>,
-    agent: Arc<UdpSocket>,
-    mut agent_peer: Option<SocketAddr>,
-    mut stop: oneshot::Receiver<()>,
-) {
-    let mut buf_a = vec![0u8; 2048];
-    let mut buf_b = vec![0u8; 2048];
-    // What the agent's phone sent between calls (nobody reads the standing
-    // leg then) is not for this customer: drop it, do not play it as a
-    // burst of stale audio.
-    let mut stale = 0usize;
-    while stale < 100_000 && agent.try_recv_from(&mut buf_b).is_ok() {
-        stale += 1;
-    }
-    if stale > 0 {
-        tracing::trace!(stale, "dropped the agent leg's audio from between calls");
-    }
-    loop {
-        tokio::select! {
-            _ = &mut stop => return,
-            r = customer.recv_from(&mut buf_a) => {
-                let Ok((n, from)) = r else { return };
-                customer_peer = Some(from);
-                if crate::media::rtp::Packet::parse(&buf_a[..n]).is_ok()
-                    && let Some(to) = agent_peer
-                {
-                    let _ = agent.send_to(&buf_a[..n], to).await;
-                }
-            }
-            r = agent.recv_from(&mut buf_b) => {
-                let Ok((n, from)) = r else { return };
-                agent_peer = Some(from);
-                if crate::media::rtp::Packet::parse(&buf_b[..n]).is_ok()
-                    && let Some(to) = customer_peer
-                {
-                    let _ = customer.send_to(&buf_b[..n], to).await;
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rtp(seq: u16) -> Vec<u8> {
-        let payload = [0xffu8; 160];
-        let mut out = Vec::new();
-        crate::media::rtp::Packet {
-            payload_type: 0,
-            marker: false,
-            sequence: seq,
-            timestamp: u32::from(seq) * 160,
-            ssrc: 7,
-            payload: &payload,
-        }
-        .write(&mut out);
-        out
-    }
-
-    /// The agent's phone talked between calls: none of it reaches the
-    /// next customer; what it says once bridged does.
-    #[tokio::test]
-    async fn the_agent_legs_audio_from_between_calls_is_not_relayed() {
-        let bind = || async {
-            UdpSocket::bind("127.0.0.1:0")
-                .await
-                .unwrap_or_else(|e| panic!("{e}"))
-        };
-        let (customer_leg, agent_leg) = (Arc::new(bind().await), Arc::new(bind().await));
-        let (customer, phone) = (bind().await, bind().await);
-        let addr = |s: &UdpSocket| s.local_addr().unwrap_or_else(|e| panic!("{e}"));
-        for seq in 0..20 {
-            let _ = phone.send_to(&rtp(seq), addr(&agent_leg)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let (stop, stop_rx) = oneshot::channel();
-        let task = tokio::spawn(relay(
-            customer_leg.clone(),
-            Some(addr(&customer)),
-            agent_leg.clone(),
-            Some(addr(&phone)),
-            stop_rx,
-        ));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let _ = phone.send_to(&rtp(1000), addr(&agent_leg)).await;
-        let mut buf = [0u8; 2048];
-        let got = tokio::time::timeout(Duration::from_secs(2), customer.recv_from(&mut buf)).await;
-        let (n, _) = got
-            .unwrap_or_else(|_| panic!("nothing relayed"))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let p = crate::media::rtp::Packet::parse(&buf[..n]).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(p.sequence, 1000, "a packet from between calls was relayed");
-        let _ = stop.send(());
-        let _ = task.await;
-    }
 
     fn campaign() -> Campaign {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("campaigns");

@@ -52,6 +52,8 @@ pub struct Running {
     pub connected: watch::Receiver<bool>,
     /// When the peer started.
     pub start: Instant,
+    /// Audio frames received so far, changed on each.
+    pub frames: watch::Receiver<u64>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -97,6 +99,7 @@ impl Peer {
         let sending = Arc::new(AtomicBool::new(false));
         let (conn_tx, connected) = watch::channel(false);
         let (stop, stop_rx) = tokio::sync::oneshot::channel();
+        let (frames_tx, frames) = watch::channel(0u64);
         let start = Instant::now();
         tokio::spawn(drive(
             self.rtc,
@@ -105,6 +108,7 @@ impl Peer {
             seen.clone(),
             sending.clone(),
             conn_tx,
+            frames_tx,
             stop_rx,
             start,
         ));
@@ -113,6 +117,7 @@ impl Peer {
             sending,
             connected,
             start,
+            frames,
             stop: Some(stop),
         }
     }
@@ -126,6 +131,7 @@ async fn drive(
     seen: Arc<Seen>,
     sending: Arc<AtomicBool>,
     connected: watch::Sender<bool>,
+    frames: watch::Sender<u64>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
     start: Instant,
 ) {
@@ -153,7 +159,8 @@ async fn drive(
                         return;
                     }
                     Event::MediaData(d) => {
-                        seen.frames.fetch_add(1, Ordering::Relaxed);
+                        let n = seen.frames.fetch_add(1, Ordering::Relaxed) + 1;
+                        frames.send_replace(n);
                         seen.bytes.fetch_add(d.data.len() as u64, Ordering::Relaxed);
                         seen.last_frame_us
                             .store(start.elapsed().as_micros() as u64, Ordering::Relaxed);
