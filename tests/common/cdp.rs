@@ -40,6 +40,8 @@ type Ws =
 
 /// A running browser.
 pub struct Browser {
+    /// The browser's process id (for its CPU and memory).
+    pub pid: Option<u32>,
     child: tokio::process::Child,
     ws: Ws,
     next_id: u64,
@@ -64,6 +66,10 @@ impl Browser {
                 "--use-fake-device-for-media-stream",
                 "--allow-loopback-in-peer-connection",
                 "--autoplay-policy=no-user-gesture-required",
+                // Many pages at once, none in front: none throttled.
+                "--disable-background-timer-throttling",
+                "--disable-renderer-backgrounding",
+                "--disable-backgrounding-occluded-windows",
                 "--remote-debugging-port=0",
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
@@ -93,6 +99,7 @@ impl Browser {
             .await
             .expect("DevTools WebSocket");
         Browser {
+            pid: child.id(),
             child,
             ws,
             next_id: 1,
