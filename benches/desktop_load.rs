@@ -196,7 +196,14 @@ async fn main() {
         .arg("--dnd-dir")
         .arg(&dnd)
         .args(["run", "--campaign", CAMPAIGN, "--listen", "127.0.0.1:0"])
-        .args(["--sip-bind", "127.0.0.1:0", "--grace", "30", "--node", "load"])
+        .args([
+            "--sip-bind",
+            "127.0.0.1:0",
+            "--grace",
+            "30",
+            "--node",
+            "load",
+        ])
         .arg("--provider")
         .arg(provider.to_string())
         .arg("--clock-start")
@@ -315,7 +322,12 @@ async fn main() {
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
     let q = |sql: &'static str| {
         let pool = pool.clone();
-        async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(&pool).await.unwrap() }
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
     };
     let attempts = q("SELECT COUNT(*) FROM call_attempts WHERE node = 'load'").await;
     let connected =

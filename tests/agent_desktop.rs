@@ -59,6 +59,53 @@ fn js_str(s: &str) -> String {
     serde_json::to_string(s).unwrap()
 }
 
+/// What the page shows that an accessibility check refuses: a visible
+/// control without a label (or a button without a name), a positive
+/// tabindex (the focus order is the page's order), and text whose
+/// contrast with its background is under 4.5:1 (WCAG 2.1 AA; disabled
+/// controls are exempt).
+const A11Y: &str = r#"(function () {
+  var problems = [];
+  function visible(el) { return el.offsetParent !== null || getComputedStyle(el).position === 'fixed'; }
+  document.querySelectorAll('input, select, textarea, button').forEach(function (el) {
+    if (!visible(el) || el.type === 'hidden') { return; }
+    var named = el.tagName === 'BUTTON' ? el.textContent.trim() : '';
+    var labelled = (el.labels && el.labels.length) || el.getAttribute('aria-label') || el.getAttribute('aria-labelledby') || named;
+    if (!labelled) { problems.push('no label: ' + (el.id || el.name || el.tagName)); }
+  });
+  document.querySelectorAll('[tabindex]').forEach(function (el) {
+    if (Number(el.getAttribute('tabindex')) > 0) { problems.push('tabindex > 0: ' + el.id); }
+  });
+  function lum(c) {
+    var m = c.match(/[\d.]+/g).map(Number);
+    var f = function (x) { x /= 255; return x <= 0.03928 ? x / 12.92 : Math.pow((x + 0.055) / 1.055, 2.4); };
+    return 0.2126 * f(m[0]) + 0.7152 * f(m[1]) + 0.0722 * f(m[2]);
+  }
+  function bg(el) {
+    while (el) {
+      var c = getComputedStyle(el).backgroundColor;
+      var m = c.match(/[\d.]+/g);
+      if (m && (m.length < 4 || Number(m[3]) > 0)) { return c; }
+      el = el.parentElement;
+    }
+    return 'rgb(255, 255, 255)';
+  }
+  document.querySelectorAll('body *').forEach(function (el) {
+    if (!visible(el)) { return; }
+    var own = Array.prototype.some.call(el.childNodes, function (n) { return n.nodeType === 3 && n.textContent.trim(); });
+    if (!own || el.disabled || el.closest('button:disabled')) { return; }
+    var a = lum(getComputedStyle(el).color), b = lum(bg(el));
+    var ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < 4.5) { problems.push('contrast ' + ratio.toFixed(2) + ': ' + el.tagName + ' ' + el.textContent.trim().slice(0, 30)); }
+  });
+  return problems;
+})()"#;
+
+async fn accessible(b: &mut Browser, page: &str, when: &str) {
+    let problems = b.eval(page, A11Y).await;
+    assert_eq!(problems, serde_json::json!([]), "{when}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_takes_a_call_in_the_browser_softphone() {
     let Some(bin) = chromium("the agent desktop test") else {
@@ -137,6 +184,7 @@ async fn an_agent_takes_a_call_in_the_browser_softphone() {
         .await,
         serde_json::json!("BREAK,LUNCH,COACHING,TECHNICAL")
     );
+    accessible(&mut b, &page, "paused").await;
     shots
         .take(&mut b, &page, "agent-desktop-paused", (1280, 720))
         .await;
@@ -239,6 +287,7 @@ async fn an_agent_takes_a_call_in_the_browser_softphone() {
         ),
     )
     .await;
+    accessible(&mut b, &page, "wrap-up").await;
     shots
         .take(&mut b, &page, "agent-desktop-wrap-up", (1280, 720))
         .await;

@@ -126,3 +126,81 @@ async fn a_browser_that_never_connects_is_given_up() {
     let r = phone.connected(Duration::from_secs(60)).await;
     assert!(r.is_err(), "{r:?}");
 }
+
+/// The API around the softphone: bad offers and logins are refused with
+/// what is wrong, an agent token reaches only its own softphone, and a
+/// login with `softphone: true` needs an answered offer first.
+#[tokio::test]
+async fn the_softphone_api_refuses_what_it_cannot_use() {
+    use common::live;
+    let at = live::tuesday();
+    let l = live::load("uk-broadband", at, 2).await;
+    let sb = live::Sandboxes::start(live::answering(Duration::from_secs(30), 3)).await;
+    let svc = live::start(&l, sb.provider, at, "sp", Duration::from_secs(5)).await;
+    let (a1, t1) = &l.agents[0];
+    let (_, t2) = &l.agents[1];
+    let path = format!("/api/agents/{a1}/softphone");
+
+    let (code, v) = svc.req("POST", &path, t1, Some(r#"{"sdp":"hello"}"#)).await;
+    assert_eq!(code, 400, "{v}");
+    assert_eq!(v["error"]["field"], "sdp", "{v}");
+    let (code, v) = svc
+        .req("POST", &path, t1, Some(r#"{"sdp":"v=0","x":1}"#))
+        .await;
+    assert_eq!(code, 422, "an unknown field: {v}");
+    let offer = Peer::new().await.offer;
+    let body = serde_json::json!({ "sdp": offer }).to_string();
+    let (code, v) = svc.req("POST", &path, t2, Some(&body)).await;
+    assert_eq!(code, 403, "another agent's token: {v}");
+    let big = serde_json::json!({ "sdp": "a".repeat(13_000) }).to_string();
+    let (code, _) = svc.req("POST", &path, t1, Some(&big)).await;
+    assert_eq!(code, 400);
+
+    let login = format!("/api/agents/{a1}/login");
+    let (code, v) = svc
+        .req(
+            "POST",
+            &login,
+            t1,
+            Some(r#"{"campaign":"uk-broadband","softphone":true}"#),
+        )
+        .await;
+    assert_eq!(code, 409, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/softphone"),
+        "{v}"
+    );
+    let (code, v) = svc
+        .req(
+            "POST",
+            &login,
+            t1,
+            Some(r#"{"campaign":"uk-broadband","softphone":true,"sip_uri":"sip:1@127.0.0.1"}"#),
+        )
+        .await;
+    assert_eq!(code, 400, "{v}");
+
+    // An answered offer whose browser never connects: the login waits
+    // (20 s), then fails, and the agent is not left half logged in.
+    let (code, v) = svc.req("POST", &path, t1, Some(&body)).await;
+    assert_eq!(code, 200, "{v}");
+    assert!(v["sdp"].as_str().unwrap().contains("a=ice-lite"));
+    let (code, v) = svc
+        .req(
+            "POST",
+            &login,
+            t1,
+            Some(r#"{"campaign":"uk-broadband","softphone":true}"#),
+        )
+        .await;
+    assert_eq!(code, 502, "{v}");
+    let (code, me) = svc.req("GET", "/api/me", t1, None).await;
+    assert_eq!(code, 200);
+    assert_eq!(me["agent"], serde_json::json!(a1));
+    assert!(me["session"].is_null(), "{me}");
+    svc.stop().await;
+    sb.stop().await;
+}

@@ -170,6 +170,28 @@ mod tests {
         }
     }
 
+    /// Each other language's table has exactly English's keys.
+    #[test]
+    fn every_language_has_every_string() {
+        let strings = include_str!("web/agent.strings.js");
+        let keys = |table: &str| -> Vec<String> {
+            let body = strings
+                .split(&format!("\n  {table}: {{"))
+                .nth(1)
+                .and_then(|s| s.split("\n  },").next())
+                .unwrap_or("");
+            let mut k: Vec<String> = body
+                .lines()
+                .filter_map(|l| l.trim().split_once(':').map(|(k, _)| k.to_string()))
+                .collect();
+            k.sort();
+            k
+        };
+        let en = keys("en");
+        assert!(en.len() > 50, "{en:?}");
+        assert_eq!(keys("hi"), en, "the Hindi table's keys");
+    }
+
     #[test]
     fn the_page_is_complete() {
         assert!(DESKTOP.starts_with("<!doctype html>"));

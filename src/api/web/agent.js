@@ -7,7 +7,7 @@
   'use strict';
 
   var KEY = 'dialler.agent.token';
-  var lang = (navigator.language || 'en').slice(0, 2);
+  var lang = (new URLSearchParams(location.search).get('lang') || navigator.language || 'en').slice(0, 2);
   var table = STRINGS[lang] || STRINGS.en;
 
   function t(key, vars) {
