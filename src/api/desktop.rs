@@ -8,8 +8,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{FromRef, State};
-use axum::http::header;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::Response;
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -55,25 +54,14 @@ struct MeOut {
     responses((status = 200, description = "The page.", content_type = "text/html", body = String)),
     security(()))]
 async fn desktop_page() -> Response {
-    (
-        [
-            (header::CACHE_CONTROL, "no-store"),
-            (header::REFERRER_POLICY, "no-referrer"),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
-                 img-src 'self' data:; media-src 'self' blob:; connect-src 'self'; \
-                 frame-ancestors 'none'",
-            ),
-            // The softphone needs the microphone, on this page only.
-            (
-                header::HeaderName::from_static("permissions-policy"),
-                "microphone=(self), camera=()",
-            ),
-        ],
-        Html(DESKTOP),
+    super::web::page(
+        DESKTOP,
+        "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+         img-src 'self' data:; media-src 'self' blob:; connect-src 'self'; \
+         frame-ancestors 'none'",
+        // The softphone needs the microphone, on this page only.
+        "microphone=(self), camera=()",
     )
-        .into_response()
 }
 
 #[utoipa::path(get, path = "/api/me", tag = "service",

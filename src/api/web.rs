@@ -191,18 +191,29 @@ where
     responses((status = 200, description = "The page.", content_type = "text/html", body = String)),
     security(()))]
 async fn dashboard() -> Response {
+    page(
+        DASHBOARD,
+        "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+         img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'",
+        "camera=(), microphone=()",
+    )
+}
+
+/// An embedded page with its content security and permissions policies,
+/// never cached, and never in a Referer (pages may be opened with
+/// `?token=`).
+pub(crate) fn page(html: &'static str, csp: &'static str, permissions: &'static str) -> Response {
     (
         [
             (header::CACHE_CONTROL, "no-store"),
-            // The page may be opened with ?token=: keep it out of Referer.
             (header::REFERRER_POLICY, "no-referrer"),
+            (header::CONTENT_SECURITY_POLICY, csp),
             (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
-                 img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'",
+                header::HeaderName::from_static("permissions-policy"),
+                permissions,
             ),
         ],
-        Html(DASHBOARD),
+        Html(html),
     )
         .into_response()
 }

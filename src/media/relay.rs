@@ -5,7 +5,9 @@
 //! the source of each packet that arrives on that leg (symmetric RTP: a
 //! NATed phone sends from where it listens). Anything that is not RTP is
 //! dropped, and so is what the agent's phone sent between calls (nobody
-//! reads the standing leg then): it is not for this customer.
+//! reads the standing leg then): it is not for this customer. Of the
+//! customer's audio from before the bridge, only the newest packet goes
+//! on: the agent hears the customer at once, without a burst of old audio.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -35,7 +37,8 @@ pub struct Relayed {
     /// Packets dropped (not RTP, the other side's address unknown, or a
     /// send that failed: one lost packet does not end the call's audio).
     pub dropped: u64,
-    /// Packets the agent's leg held from before the call, dropped.
+    /// Packets held from before the bridge, dropped: all the agent leg's,
+    /// and all but the newest of the customer's.
     pub stale: u64,
 }
 
@@ -55,6 +58,28 @@ pub async fn relay(
     let mut buf_b = vec![0u8; 2048];
     while stats.stale < STALE_LIMIT && b.socket.try_recv_from(&mut buf_b).is_ok() {
         stats.stale += 1;
+    }
+    // The customer has talked since the answer: of what queued, only the
+    // newest packet goes on, so the agent hears the customer at once and
+    // no burst of old audio fills the phone's jitter buffer.
+    let mut newest = None;
+    while stats.stale < 2 * STALE_LIMIT
+        && let Ok((n, from)) = a.socket.try_recv_from(&mut buf_a)
+    {
+        a.peer = Some(from);
+        if Packet::parse(&buf_a[..n]).is_ok() {
+            if newest.is_some() {
+                stats.stale += 1;
+            }
+            newest = Some(n);
+        } else {
+            stats.dropped += 1;
+        }
+    }
+    if let (Some(n), Some(to)) = (newest, b.peer)
+        && b.socket.send_to(&buf_a[..n], to).await.is_ok()
+    {
+        stats.a_to_b += 1;
     }
     tokio::pin!(stop);
     loop {
@@ -157,6 +182,39 @@ mod tests {
                 stale: 0,
             }
         );
+    }
+
+    /// The customer talked between the answer and the bridge: the agent
+    /// gets the newest packet at once, not the backlog.
+    #[tokio::test]
+    async fn only_the_customers_newest_packet_from_before_the_bridge_goes_on() {
+        let (customer, phone) = (sock().await, sock().await);
+        let (leg_a, leg_b) = (shared().await, shared().await);
+        let a_addr = leg_a.local_addr().unwrap();
+        for seq in 0..20 {
+            customer.send_to(&rtp(seq), a_addr).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let relay = tokio::spawn(relay(
+            Leg {
+                socket: leg_a,
+                peer: None,
+            },
+            Leg {
+                socket: leg_b,
+                peer: Some(phone.local_addr().unwrap()),
+            },
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        assert_eq!(recv(&phone).await, rtp(19), "the newest first");
+        customer.send_to(&rtp(20), a_addr).await.unwrap();
+        assert_eq!(recv(&phone).await, rtp(20), "then the live audio");
+        stop_tx.send(()).unwrap();
+        let stats = relay.await.unwrap().unwrap();
+        assert_eq!((stats.stale, stats.a_to_b), (19, 2));
     }
 
     /// The agent's phone talked between calls: none of it reaches the

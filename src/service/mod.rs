@@ -39,6 +39,7 @@ use crate::campaign::Campaign;
 use crate::clock::{Clock, Millis};
 use crate::compliance::Registries;
 use crate::live::LiveBoard;
+use crate::media::webrtc::PhoneState;
 use crate::sip::SipError;
 use crate::sip::ua::{Ua, UaConfig};
 use crate::store::{Store, StoreError};
@@ -409,6 +410,10 @@ pub const SESSION_HEARTBEAT: Duration = Duration::from_secs(15);
 /// A session lease not refreshed for this long is free: its node died.
 pub const SESSION_LAPSE: Duration = Duration::from_secs(60);
 
+/// The most browser softphones answered and not yet taken by a login (each
+/// holds sockets until its browser connects or gives up).
+pub const SOFTPHONES_PENDING: usize = 1_000;
+
 /// State shared by the campaign tasks and the HTTP handlers.
 pub struct Shared {
     /// The store.
@@ -464,6 +469,20 @@ impl Shared {
         agent: &str,
         offer: &str,
     ) -> Result<String, crate::media::webrtc::SoftphoneError> {
+        {
+            let mut m = self
+                .softphones
+                .lock()
+                .map_err(|_| std::io::Error::other("softphones lock poisoned"))?;
+            // Those whose browser never connected (or went) are dropped.
+            m.retain(|_, p| !matches!(*p.state.borrow(), PhoneState::Ended(_)));
+            if m.len() >= SOFTPHONES_PENDING && !m.contains_key(agent) {
+                return Err(std::io::Error::other(format!(
+                    "{SOFTPHONES_PENDING} softphones are waiting for their logins"
+                ))
+                .into());
+            }
+        }
         let ext = self.rtp_socket(self.media_ip)?;
         let phone = crate::media::webrtc::Softphone::accept(offer, ext)?;
         let answer = phone.answer.clone();
@@ -474,9 +493,13 @@ impl Shared {
         Ok(answer)
     }
 
-    /// Takes agent `agent`'s answered softphone, if any.
+    /// Takes agent `agent`'s answered softphone, if it is still waiting.
     pub fn take_softphone(&self, agent: &str) -> Option<crate::media::webrtc::Softphone> {
-        self.softphones.lock().ok()?.remove(agent)
+        self.softphones
+            .lock()
+            .ok()?
+            .remove(agent)
+            .filter(|p| !matches!(*p.state.borrow(), PhoneState::Ended(_)))
     }
 
     /// The UA for an agent phone at `addr`, started on first use.
