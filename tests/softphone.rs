@@ -21,10 +21,15 @@ fn ext() -> std::net::UdpSocket {
 
 /// Sends `n` PCMU packets, 20 ms apart, from `from` to `to`.
 async fn bridge_sends(from: &UdpSocket, to: std::net::SocketAddr, n: u16, seq0: u16) {
+    bridge_sends_pt(from, to, n, seq0, 0).await
+}
+
+/// Sends `n` packets of payload type `pt`, 20 ms apart.
+async fn bridge_sends_pt(from: &UdpSocket, to: std::net::SocketAddr, n: u16, seq0: u16, pt: u8) {
     for i in 0..n {
         let payload = [0x55u8; 160];
         let p = Packet {
-            payload_type: 0,
+            payload_type: pt,
             marker: i == 0,
             sequence: seq0.wrapping_add(i),
             timestamp: u32::from(seq0.wrapping_add(i)) * 160,
@@ -101,6 +106,43 @@ async fn audio_flows_both_ways() {
     .await
     .expect("ended in time")
     .expect("state");
+}
+
+/// A customer on A-law, a browser sending μ-law: the customer's leg gets
+/// A-law, the same sound.
+#[tokio::test]
+async fn the_browsers_audio_follows_the_customers_law() {
+    let peer = Peer::new().await;
+    let mut phone = Softphone::accept(&peer.offer, ext()).expect("answered");
+    let browser = peer.run(&phone.answer);
+    phone
+        .connected(Duration::from_secs(10))
+        .await
+        .expect("connected");
+    browser.sending.store(true, Ordering::Relaxed);
+    let leg = phone.leg.clone();
+    let to = phone.peer;
+    let sender = tokio::spawn(async move { bridge_sends_pt(&leg, to, 40, 7, 8).await });
+    let mut buf = vec![0u8; 2048];
+    let mut checked = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while checked < 5 && tokio::time::Instant::now() < deadline {
+        let Ok(Ok((n, _))) =
+            tokio::time::timeout(Duration::from_millis(200), phone.leg.recv_from(&mut buf)).await
+        else {
+            continue;
+        };
+        let p = Packet::parse(&buf[..n]).expect("RTP");
+        assert_eq!(p.payload_type, 8, "the customer's law");
+        // The peer's 400 Hz tone, decoded from A-law, is still a tone.
+        let mut samples = Vec::new();
+        dialler::media::g711::decode(8, p.payload, &mut samples).unwrap();
+        let peak = samples.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
+        assert!((6000..=9000).contains(&peak), "peak {peak}");
+        checked += 1;
+    }
+    assert_eq!(checked, 5, "the browser's audio did not reach the leg");
+    sender.await.unwrap();
 }
 
 #[tokio::test]

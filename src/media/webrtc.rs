@@ -12,7 +12,9 @@
 //!   audio is sent from it to `leg`.
 //!
 //! PCMU and PCMA only (RFC 7874 makes both mandatory for browsers): the
-//! customer's G.711 passes through without transcoding. The browser's
+//! customer's G.711 passes through without transcoding; the browser's
+//! audio is re-encoded only if it chose the other law than the customer's
+//! leg carries. The browser's
 //! audio is always sent on to the agent leg, as a SIP phone's is: the
 //! bridge drops what queued there between calls.
 
@@ -29,6 +31,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
+use super::g711;
 use super::rtp::Packet;
 
 /// A gap in the bridge's packets this long starts a new call (for the
@@ -150,6 +153,7 @@ impl Softphone {
             stats: stats_tx,
             counts: PhoneStats::default(),
             bridge_seen: None,
+            bridge_pt: None,
             pending_first: None,
             out_seq: rand::random(),
             out_ssrc: rand::random(),
@@ -209,6 +213,8 @@ struct Gateway {
     counts: PhoneStats,
     /// When the bridge last sent.
     bridge_seen: Option<Instant>,
+    /// The payload type of the bridge's (the customer's) audio.
+    bridge_pt: Option<u8>,
     /// A new call's first packet, written, not yet sent.
     pending_first: Option<Instant>,
     out_seq: u16,
@@ -308,23 +314,39 @@ impl Gateway {
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => return false,
             Event::MediaAdded(m) => self.mid = Some(m.mid),
             Event::MediaData(d) => {
-                let pt = match d.params.spec().codec {
+                let from = match d.params.spec().codec {
                     Codec::PCMU => 0,
                     Codec::PCMA => 8,
                     _ => return true,
                 };
+                // The customer's leg speaks one G.711 law (what its packets
+                // carry); the browser may send the other: re-encode then
+                // (a table look-up per sample).
+                let to = self.bridge_pt.unwrap_or(from);
+                let mut recoded = Vec::new();
+                let payload: &[u8] = if to == from {
+                    &d.data
+                } else {
+                    let mut samples = Vec::with_capacity(d.data.len());
+                    if g711::decode(from, &d.data, &mut samples).is_err()
+                        || g711::encode(to, &samples, &mut recoded).is_err()
+                    {
+                        return true;
+                    }
+                    &recoded
+                };
                 let packet = Packet {
-                    payload_type: pt,
+                    payload_type: to,
                     marker: std::mem::take(&mut self.first_out),
                     sequence: self.out_seq,
                     // The clock rate of G.711 is 8 kHz: the media time's
                     // numerator is the RTP timestamp.
                     timestamp: d.time.numer() as u32,
                     ssrc: self.out_ssrc,
-                    payload: &d.data,
+                    payload,
                 };
                 self.out_seq = self.out_seq.wrapping_add(1);
-                let mut out = Vec::with_capacity(12 + d.data.len());
+                let mut out = Vec::with_capacity(12 + payload.len());
                 packet.write(&mut out);
                 if self.int.send_to(&out, self.leg_addr).await.is_ok() {
                     self.counts.to_bridge += 1;
@@ -355,6 +377,7 @@ impl Gateway {
                 return Ok(());
             }
         };
+        self.bridge_pt = Some(p.payload_type);
         let Some(mid) = self.mid else {
             self.counts.dropped += 1;
             return Ok(());
