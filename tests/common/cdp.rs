@@ -136,10 +136,24 @@ impl Browser {
         v["result"].clone()
     }
 
-    /// Opens `url` in a new page; its session id.
+    /// Opens `url` in a new page, in a browser context of its own (its own
+    /// storage and connections, as another person's browser would have:
+    /// one context's event streams do not use up another's six
+    /// connections to the host); its session id.
     pub async fn open(&mut self, url: &str) -> String {
+        let context = self
+            .call(None, "Target.createBrowserContext", json!({}))
+            .await;
+        let context_id = context["browserContextId"]
+            .as_str()
+            .expect("browser context id")
+            .to_string();
         let target = self
-            .call(None, "Target.createTarget", json!({ "url": "about:blank" }))
+            .call(
+                None,
+                "Target.createTarget",
+                json!({ "url": "about:blank", "browserContextId": context_id }),
+            )
             .await;
         let target_id = target["targetId"].as_str().expect("target id").to_string();
         let attached = self
@@ -186,11 +200,15 @@ impl Browser {
         r["result"]["value"].clone()
     }
 
-    /// Polls `expr` every 100 ms until it is true, at most `limit`.
+    /// Polls `expr` every 100 ms until it is true, at most `limit`; an
+    /// exception (the page still loading) counts as not yet.
     pub async fn until(&mut self, session: &str, expr: &str, limit: Duration) -> bool {
         let end = tokio::time::Instant::now() + limit;
+        let guarded = format!(
+            "Promise.resolve().then(function () {{ return ({expr}); }}).catch(function () {{ return false; }})"
+        );
         loop {
-            if self.eval(session, expr).await == Value::Bool(true) {
+            if self.eval(session, &guarded).await == Value::Bool(true) {
                 return true;
             }
             if tokio::time::Instant::now() >= end {
