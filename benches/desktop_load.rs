@@ -1,5 +1,6 @@
 //! Browser agents on one node (issue 18): AGENTS agent desktops (50) in
-//! one headless Chromium with fake media, each logged in with the browser
+//! headless Chromium with fake media (a browser per 16 pages: one opens at
+//! most 16 audio inputs), each page in a browser context of its own, each logged in with the browser
 //! softphone, work the uk-broadband campaign on one `dialler run` process
 //! for MINUTES (10) against the sandbox provider (in this process: half the
 //! calls answered after 0.5-2.5 s of ringing; it echoes the agent's audio).
@@ -95,8 +96,8 @@ fn tree_cpu(pid: u32) -> f64 {
 fn auto_agent(talk_ms: u64) -> String {
     format!(
         r#"(function () {{
-  var a = window.auto = {{ calls: 0, audio: 0, saves: 0, errors: 0, stop: false, done: false }};
-  var cur = null, startPk = 0, hangAt = 0, saving = false, checked = {{}};
+  var a = window.auto = {{ calls: 0, audio: 0, saves: 0, errors: 0, silent: [], stop: false, done: false }};
+  var cur = null, startPk = null, hangAt = 0, saving = false, checked = {{}}, saved = {{}};
   function el(id) {{ return document.getElementById(id); }}
   setInterval(function () {{
     var s = window.desk.state();
@@ -108,16 +109,21 @@ fn auto_agent(talk_ms: u64) -> String {
     }} else if (s === 'on_call') {{
       var c = window.desk.call();
       if (c && (!cur || cur.call_id !== c.call_id)) {{
-        cur = c; a.calls++;
+        cur = c; a.calls++; startPk = null;
         hangAt = Date.now() + {talk_ms} * (0.5 + Math.random());
         window.desk.audio().then(function (x) {{ startPk = x ? (x.packetsReceived || 0) : 0; }});
       }}
       if (Date.now() >= hangAt && !el('hangup').disabled) {{ hangAt = Infinity; el('hangup').click(); }}
-    }} else if (s === 'wrapup' && cur && !el('dispo').hidden && !saving) {{
+    }} else if (s === 'wrapup' && cur && !el('dispo').hidden && !saving && !saved[cur.call_id]) {{
       if (!checked[cur.call_id]) {{
         checked[cur.call_id] = true;
-        window.desk.audio().then(function (x) {{ if (x && (x.packetsReceived || 0) - startPk > 10) {{ a.audio++; }} }});
+        var id = cur.call_id, from = startPk;
+        window.desk.audio().then(function (x) {{
+          var got = x ? (x.packetsReceived || 0) - (from || 0) : -1;
+          if (got > 10) {{ a.audio++; }} else {{ a.silent.push({{ call: id, packets: got, start: from }}); }}
+        }});
       }}
+      saved[cur.call_id] = true;
       var input = document.querySelector('#codes input[value=NOT_INTERESTED]') || document.querySelector('#codes input');
       input.checked = true;
       input.dispatchEvent(new Event('change'));
@@ -231,13 +237,24 @@ async fn main() {
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
     // The browser and the agents.
-    let mut b = cdp::Browser::launch(&chromium).await;
+    // One Chromium opens at most 16 audio inputs at once (its audio
+    // manager's limit): a browser per 16 agents.
+    let per_browser = env("PAGES_PER_BROWSER", 16).max(1) as usize;
+    let mut browsers = Vec::new();
     let mut pages = Vec::new();
-    for (_, token) in &tokens {
-        let page = b.open(&format!("http://{http}/agent?token={token}")).await;
-        pages.push(page);
+    for (i, (_, token)) in tokens.iter().enumerate() {
+        if i % per_browser == 0 {
+            browsers.push(cdp::Browser::launch(&chromium).await);
+        }
+        let b = browsers.len() - 1;
+        let page = browsers[b]
+            .open(&format!("http://{http}/agent?token={token}"))
+            .await;
+        pages.push((b, page));
     }
-    for page in &pages {
+    // Agents log in one after another, as a shift starts.
+    for (i, (bi, page)) in pages.iter().enumerate() {
+        let b = &mut browsers[*bi];
         assert!(
             b.until(
                 page,
@@ -248,8 +265,6 @@ async fn main() {
         );
         b.eval(page, "document.getElementById('login-btn').click(); true")
             .await;
-    }
-    for page in &pages {
         assert!(
             b.until(
                 page,
@@ -257,19 +272,21 @@ async fn main() {
                 Duration::from_secs(90)
             )
             .await,
-            "a login failed: {}",
+            "login {} of {agents} failed: {}",
+            i + 1,
             b.eval(page, "document.getElementById('start-msg').textContent")
                 .await
         );
         b.eval(page, &auto_agent(talk_ms)).await;
     }
-    let browser_pid = b.pid.expect("browser pid");
+    let browser_pids: Vec<u32> = browsers.iter().filter_map(|b| b.pid).collect();
+    let chrome_cpu = || browser_pids.iter().map(|p| tree_cpu(*p)).sum::<f64>();
     println!(
         "desktop load: {agents} browser agents logged in with the softphone; running {secs} s"
     );
 
     let (cpu0, _, _) = usage(pid);
-    let chrome0 = tree_cpu(browser_pid);
+    let chrome0 = chrome_cpu();
     let started = tokio::time::Instant::now();
     let mut samples = Vec::new();
     while started.elapsed() < Duration::from_secs(secs) {
@@ -288,31 +305,39 @@ async fn main() {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let (cpu1, rss, peak) = usage(pid);
-    let chrome1 = tree_cpu(browser_pid);
+    let chrome1 = chrome_cpu();
 
     // Wind down: finish the calls, record them, log out.
-    for page in &pages {
-        b.eval(page, "window.auto.stop = true; true").await;
+    for (bi, page) in &pages {
+        browsers[*bi]
+            .eval(page, "window.auto.stop = true; true")
+            .await;
     }
-    for page in &pages {
-        b.until(
-            page,
-            "window.desk.state() === 'logged_out'",
-            Duration::from_secs(90),
-        )
-        .await;
+    for (bi, page) in &pages {
+        browsers[*bi]
+            .until(
+                page,
+                "window.desk.state() === 'logged_out'",
+                Duration::from_secs(90),
+            )
+            .await;
     }
     let (mut seen, mut audio, mut errors, mut still) = (0u64, 0u64, 0u64, 0u64);
-    for page in &pages {
+    let mut silent = Vec::new();
+    for (bi, page) in &pages {
+        let b = &mut browsers[*bi];
         let a = b.eval(page, "window.auto").await;
         seen += a["calls"].as_u64().unwrap_or(0);
         audio += a["audio"].as_u64().unwrap_or(0);
         errors += a["errors"].as_u64().unwrap_or(0);
+        silent.extend(a["silent"].as_array().cloned().unwrap_or_default());
         if b.eval(page, "window.desk.state()").await != serde_json::json!("logged_out") {
             still += 1;
         }
     }
-    b.close().await;
+    for b in browsers {
+        b.close().await;
+    }
     let pid_s = pid.to_string();
     let _ = Command::new("kill").args(["-TERM", &pid_s]).status().await;
     let _ = tokio::time::timeout(Duration::from_secs(60), node.wait()).await;
@@ -353,13 +378,17 @@ async fn main() {
         peak
     );
     println!(
-        "  beside it, Chromium ({agents} pages, fake media, WebRTC): CPU {:.1} s ({:.1}% of one core)",
+        "  beside it, Chromium ({agents} pages in {} browsers, fake media, WebRTC): CPU {:.1} s ({:.1}% of one core)",
+        agents.div_ceil(per_browser),
         chrome1 - chrome0,
         (chrome1 - chrome0) / elapsed * 100.0
     );
     println!(
         "  calls: {attempts} dialled, {connected} put through to an agent, {abandoned} abandoned; pages saw {seen}, with audio at the page {audio}; dispositions recorded {dispositions}; refused saves {errors}; attempts left open {open}; agents not logged out {still}"
     );
+    if !silent.is_empty() {
+        println!("  calls with under 10 packets at the page: {silent:?}");
+    }
     let lost = connected - dispositions;
     println!("  lost calls (put through, no disposition): {lost}");
     assert!(connected > 0, "no call reached an agent");

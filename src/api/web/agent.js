@@ -137,8 +137,11 @@
     if (!window.RTCPeerConnection || !navigator.mediaDevices) {
       return Promise.reject(new Error(t('no_webrtc')));
     }
-    return navigator.mediaDevices.getUserMedia({ audio: true, video: false }).catch(function () {
-      throw new Error(t('mic_denied'));
+    return navigator.mediaDevices.getUserMedia({ audio: true, video: false }).catch(function (e) {
+      // Refused by the agent or the browser's policy; anything else (a
+      // microphone another program holds, none at all) is said as is.
+      if (e && (e.name === 'NotAllowedError' || e.name === 'SecurityError')) { throw new Error(t('mic_denied')); }
+      throw new Error(t('mic_failed', { why: (e && (e.name + ': ' + e.message)) || String(e) }));
     }).then(function (stream) {
       mic = stream;
       pc = new RTCPeerConnection({ iceServers: [] });
