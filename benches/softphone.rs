@@ -101,7 +101,7 @@ async fn main() {
     // The browser's softphone, up for the run.
     let peer = webrtc_peer::Peer::new().await;
     let ext = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mut phone = Softphone::accept(&peer.offer, ext).unwrap();
+    let mut phone = Softphone::accept(&peer.offer, ext, None).unwrap();
     let browser = peer.run(&phone.answer);
     phone.connected(Duration::from_secs(10)).await.unwrap();
     let mut frames = browser.frames.clone();

@@ -46,7 +46,7 @@ async fn bridge_sends_pt(from: &UdpSocket, to: std::net::SocketAddr, n: u16, seq
 #[tokio::test]
 async fn audio_flows_both_ways() {
     let peer = Peer::new().await;
-    let mut phone = Softphone::accept(&peer.offer, ext()).expect("answered");
+    let mut phone = Softphone::accept(&peer.offer, ext(), None).expect("answered");
     assert!(phone.answer.contains("a=ice-lite"), "{}", phone.answer);
     assert!(phone.answer.contains("PCMU/8000"), "{}", phone.answer);
     assert!(
@@ -113,7 +113,7 @@ async fn audio_flows_both_ways() {
 #[tokio::test]
 async fn the_browsers_audio_follows_the_customers_law() {
     let peer = Peer::new().await;
-    let mut phone = Softphone::accept(&peer.offer, ext()).expect("answered");
+    let mut phone = Softphone::accept(&peer.offer, ext(), None).expect("answered");
     let browser = peer.run(&phone.answer);
     phone
         .connected(Duration::from_secs(10))
@@ -147,11 +147,11 @@ async fn the_browsers_audio_follows_the_customers_law() {
 
 #[tokio::test]
 async fn bad_offers_are_refused_with_the_reason() {
-    let e = Softphone::accept("hello", ext()).expect_err("not SDP");
+    let e = Softphone::accept("hello", ext(), None).expect_err("not SDP");
     assert!(matches!(e, SoftphoneError::Offer(_)), "{e}");
     // An offer with only Opus: nothing to bridge without transcoding.
     let opus_only = Peer::new().await.offer.replace("PCMU/8000", "opus/48000/2");
-    let e = Softphone::accept(&opus_only, ext()).expect_err("no G.711");
+    let e = Softphone::accept(&opus_only, ext(), None).expect_err("no G.711");
     assert!(
         matches!(e, SoftphoneError::NoG711 | SoftphoneError::Offer(_)),
         "{e}"
@@ -162,7 +162,7 @@ async fn bad_offers_are_refused_with_the_reason() {
 async fn a_browser_that_never_connects_is_given_up() {
     tokio::time::pause();
     let peer = Peer::new().await;
-    let mut phone = Softphone::accept(&peer.offer, ext()).expect("answered");
+    let mut phone = Softphone::accept(&peer.offer, ext(), None).expect("answered");
     // The peer never takes the answer.
     drop(peer);
     let r = phone.connected(Duration::from_secs(60)).await;
@@ -245,4 +245,33 @@ async fn the_softphone_api_refuses_what_it_cannot_use() {
     assert!(me["session"].is_null(), "{me}");
     svc.stop().await;
     sb.stop().await;
+}
+
+/// Behind NAT the browser reaches the host at another address: the answer
+/// offers that address (with the socket's port), and media flows through
+/// it. Here the socket listens on every address and 127.0.0.1 stands for
+/// the public one.
+#[tokio::test]
+async fn the_advertised_address_is_the_candidate() {
+    let peer = Peer::new().await;
+    let any = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind");
+    let port = any.local_addr().unwrap().port();
+    // Without an address to advertise, 0.0.0.0 is no candidate.
+    let unspecified = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind");
+    assert!(matches!(
+        Softphone::accept(&peer.offer, unspecified, None),
+        Err(SoftphoneError::Address(_))
+    ));
+    let public = std::net::IpAddr::from([127, 0, 0, 1]);
+    let mut phone = Softphone::accept(&peer.offer, any, Some(public)).expect("answered");
+    assert!(
+        phone.answer.contains(&format!("127.0.0.1 {port} typ host")),
+        "{}",
+        phone.answer
+    );
+    let _browser = peer.run(&phone.answer);
+    phone
+        .connected(Duration::from_secs(10))
+        .await
+        .expect("connected through the advertised address");
 }

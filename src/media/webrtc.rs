@@ -41,6 +41,11 @@ const BRIDGE_IDLE: Duration = Duration::from_millis(500);
 /// How long the browser has to finish ICE and DTLS after the answer.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How long the browser's ICE may stay disconnected before the leg ends
+/// (RFC 7675's consent expires after 30 s; a lapse of a few seconds, a
+/// busy or roaming browser, is common and recovers).
+pub const ICE_LAPSE: Duration = Duration::from_secs(15);
+
 /// Why a softphone could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum SoftphoneError {
@@ -102,10 +107,19 @@ pub struct Softphone {
 
 impl Softphone {
     /// Answers `offer` with one audio line on `ext` (bound by the caller,
-    /// from the RTP port range, on the address the browser reaches) and
-    /// starts the leg's task.
-    pub fn accept(offer: &str, ext: std::net::UdpSocket) -> Result<Softphone, SoftphoneError> {
-        let ext_addr = ext.local_addr()?;
+    /// from the RTP port range) and starts the leg's task. The candidate
+    /// offered is `ext`'s address, or `advertised` with `ext`'s port when
+    /// the browser reaches this host at another address (NAT: the
+    /// service's `--external-address`).
+    pub fn accept(
+        offer: &str,
+        ext: std::net::UdpSocket,
+        advertised: Option<IpAddr>,
+    ) -> Result<Softphone, SoftphoneError> {
+        let local = ext.local_addr()?;
+        // str0m matches what arrives by the candidate's address: packets
+        // are handed to it as sent to that address.
+        let ext_addr = SocketAddr::new(advertised.unwrap_or(local.ip()), local.port());
         let offer =
             SdpOffer::from_sdp_string(offer).map_err(|e| SoftphoneError::Offer(e.to_string()))?;
         let now = Instant::now().into_std();
@@ -152,6 +166,7 @@ impl Softphone {
             state: state_tx,
             stats: stats_tx,
             counts: PhoneStats::default(),
+            lapsed_since: None,
             bridge_seen: None,
             bridge_pt: None,
             pending_first: None,
@@ -211,6 +226,8 @@ struct Gateway {
     state: watch::Sender<PhoneState>,
     stats: watch::Sender<PhoneStats>,
     counts: PhoneStats,
+    /// Since when the browser's ICE has been disconnected, if it is.
+    lapsed_since: Option<Instant>,
     /// When the bridge last sent.
     bridge_seen: Option<Instant>,
     /// The payload type of the bridge's (the customer's) audio.
@@ -249,11 +266,16 @@ impl Gateway {
             {
                 return Ok("the browser did not connect in time".into());
             }
-            let wake = if self.rtc.is_connected() {
-                Instant::from_std(deadline)
-            } else {
-                Instant::from_std(deadline).min(give_up)
-            };
+            if self.lapsed_since.is_some_and(|t| t.elapsed() >= ICE_LAPSE) {
+                return Ok("the browser disconnected".into());
+            }
+            let mut wake = Instant::from_std(deadline);
+            if !self.rtc.is_connected() {
+                wake = wake.min(give_up);
+            }
+            if let Some(t) = self.lapsed_since {
+                wake = wake.min(t + ICE_LAPSE);
+            }
             tokio::select! {
                 _ = &mut *hangup => return Ok("hung up".into()),
                 r = self.ext.recv_from(&mut ext_buf) => {
@@ -311,7 +333,15 @@ impl Gateway {
             Event::Connected => {
                 let _ = self.state.send(PhoneState::Connected);
             }
-            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => return false,
+            // A lapse (a busy or roaming browser) may recover: the leg
+            // ends only if it has not within ICE_LAPSE.
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                tracing::debug!("the browser's ICE lapsed");
+                self.lapsed_since.get_or_insert_with(Instant::now);
+            }
+            Event::IceConnectionStateChange(
+                IceConnectionState::Connected | IceConnectionState::Completed,
+            ) => self.lapsed_since = None,
             Event::MediaAdded(m) => self.mid = Some(m.mid),
             Event::MediaData(d) => {
                 let from = match d.params.spec().codec {

@@ -441,6 +441,8 @@ pub struct Shared {
     softphones: Mutex<HashMap<String, crate::media::webrtc::Softphone>>,
     /// Where RTP sockets bind.
     media_ip: IpAddr,
+    /// The address peers reach this host at, behind NAT (`--external-address`).
+    external_ip: Option<IpAddr>,
     /// The RTP port range (`None`: any free port).
     rtp_ports: Option<Arc<crate::media::ports::PortRange>>,
 }
@@ -484,7 +486,7 @@ impl Shared {
             }
         }
         let ext = self.rtp_socket(self.media_ip)?;
-        let phone = crate::media::webrtc::Softphone::accept(offer, ext)?;
+        let phone = crate::media::webrtc::Softphone::accept(offer, ext, self.external_ip)?;
         let answer = phone.answer.clone();
         if let Ok(mut m) = self.softphones.lock() {
             // Dropping the one replaced hangs it up.
@@ -714,6 +716,7 @@ pub async fn start(
         agent_uas: tokio::sync::Mutex::new(HashMap::new()),
         softphones: Mutex::new(HashMap::new()),
         media_ip,
+        external_ip: cfg.net.external,
         rtp_ports: cfg.rtp_ports.clone(),
     });
     let mut tasks = Vec::new();
