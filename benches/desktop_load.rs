@@ -130,7 +130,10 @@ fn auto_agent(talk_ms: u64) -> String {
       saving = true;
       el('save').click();
       a.saves++;
-      setTimeout(function () {{ saving = false; if (el('dispo-msg').textContent) {{ a.errors++; }} }}, 1500);
+      var saving_id = cur.call_id;
+      // Refused (the message says why): count it and try again, as an
+      // agent would.
+      setTimeout(function () {{ saving = false; if (el('dispo-msg').textContent) {{ a.errors++; saved[saving_id] = false; }} }}, 3000);
     }}
   }}, 200);
   return true;
@@ -313,13 +316,12 @@ async fn main() {
             .eval(page, "window.auto.stop = true; true")
             .await;
     }
+    // At most two minutes for every agent to finish and log out.
+    let wind_down = tokio::time::Instant::now() + Duration::from_secs(120);
     for (bi, page) in &pages {
+        let left = wind_down.saturating_duration_since(tokio::time::Instant::now());
         browsers[*bi]
-            .until(
-                page,
-                "window.desk.state() === 'logged_out'",
-                Duration::from_secs(90),
-            )
+            .until(page, "window.desk.state() === 'logged_out'", left)
             .await;
     }
     let (mut seen, mut audio, mut errors, mut still) = (0u64, 0u64, 0u64, 0u64);

@@ -33,6 +33,8 @@
   var pc = null;          // the softphone
   var mic = null;
   var resync = null;
+  var eventSeq = 0;       // events seen: a resync older than one is stale
+  var disposed = {};      // calls whose disposition this page recorded
 
   // ---- strings into the page -------------------------------------------
   document.documentElement.lang = STRINGS[lang] ? lang : 'en';
@@ -292,6 +294,7 @@
 
   // ---- the call ---------------------------------------------------------
   function showCall(view) {
+    if (disposed[view.call_id]) { return; }
     call = view;
     callStart = view.connected_at ? Date.now() - Math.max(0, serverNow() - view.connected_at) : Date.now();
     callEnded = null;
@@ -437,7 +440,9 @@
       body.callback_at = new Date(at).getTime() + skew;
     }
     $('save').disabled = true;
-    api('POST', '/api/calls/' + call.call_id + '/disposition', body).then(function () {
+    var id = call.call_id;
+    api('POST', '/api/calls/' + id + '/disposition', body).then(function () {
+      disposed[id] = true;
       $('save').disabled = false;
       say('dispo-msg', '');
       clearCall();
@@ -473,17 +478,20 @@
     events.onopen = function () { $('link').textContent = t('live'); $('link').className = 'status'; };
     events.onerror = function () { $('link').textContent = t('reconnecting'); $('link').className = 'status bad'; };
     events.addEventListener('state', function (ev) {
+      eventSeq++;
       var d = JSON.parse(ev.data);
       if (d.agent !== me.agent) { return; }
       setState(d.data.state, d.data.reason, null);
     });
     events.addEventListener('call', function (ev) {
+      eventSeq++;
       var d = JSON.parse(ev.data);
       if (d.agent !== me.agent) { return; }
       showCall(d.data);
       setState('on_call', null, null);
     });
     events.addEventListener('call_ended', function (ev) {
+      eventSeq++;
       var d = JSON.parse(ev.data);
       if (d.agent !== me.agent || !call || d.data.call_id !== call.call_id) { return; }
       callEnded = Date.now();
@@ -498,9 +506,12 @@
   // The stream is the fast path; this catches anything it missed.
   function refresh() {
     if (!me) { return; }
+    var asked = eventSeq;
     api('GET', '/api/me').then(function (who) {
       if (!who) { return; }
       learnClock(who);
+      // An event came while this was out: it is newer than this answer.
+      if (eventSeq !== asked) { return; }
       me = who;
       var s = who.session;
       if (!s) { if (state !== 'logged_out') { setState('logged_out'); } return; }
