@@ -254,6 +254,11 @@ pub struct Campaign {
     /// when the agent gives no time (`[retry] delay.callback`).
     #[serde(with = "opt_secs")]
     pub callback_delay: Option<Duration>,
+    /// How long after its time a callback an agent kept for themself
+    /// waits for that agent before any agent may take it
+    /// (`[retry] callback_grace`, 15 minutes unless set).
+    #[serde(with = "secs")]
+    pub callback_grace: Duration,
     /// Dispositions agents may record.
     pub dispositions: Vec<Disposition>,
     /// The SIP trunk.
@@ -473,7 +478,11 @@ struct RawRetry {
     max_attempts_per_day: Option<Spanned<i64>>,
     #[serde(default)]
     delay: BTreeMap<String, Spanned<String>>,
+    callback_grace: Option<Spanned<String>>,
 }
+
+/// How long a kept callback waits for its agent unless the campaign says.
+pub const DEFAULT_CALLBACK_GRACE: Duration = Duration::from_secs(15 * 60);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -636,6 +645,20 @@ impl Validator<'_> {
         };
         let hours = self.hours(raw.calling_hours.as_ref(), profile);
         let retry = self.retry(&raw.retry, profile);
+        let callback_grace = match &raw.retry.callback_grace {
+            None => Some(DEFAULT_CALLBACK_GRACE),
+            Some(v) => match self.duration(v, "retry.callback_grace") {
+                Some(d) if d > Duration::from_secs(7 * 86_400) => {
+                    self.error(
+                        v.span(),
+                        "retry.callback_grace",
+                        "at most 7 days: a customer's agreed time is not held longer",
+                    );
+                    None
+                }
+                d => d,
+            },
+        };
         let dispositions = self.dispositions(&raw.dispositions);
         let provider = self.provider(&raw.provider);
         let desktop = match raw.desktop {
@@ -705,6 +728,7 @@ impl Validator<'_> {
             max_attempts_per_day,
             retry_delay,
             callback_delay,
+            callback_grace: callback_grace?,
             dispositions: dispositions?,
             provider: provider?,
             costs: raw.costs.map(Spanned::into_inner),

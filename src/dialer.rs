@@ -45,6 +45,19 @@ pub struct LeadInfo {
     pub id: LeadId,
     /// What the oracle knows of its next attempt (simulator only).
     pub foresight: Option<Foresight>,
+    /// A callback kept for the agent who booked it: dialled only when
+    /// that agent is ready, for that agent, until the campaign's grace
+    /// after its time runs out; then it is anyone's.
+    pub owner: Option<LeadOwner>,
+}
+
+/// The agent a kept callback waits for, and until when (runner ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeadOwner {
+    /// The agent who booked the callback.
+    pub agent: AgentId,
+    /// From then on any agent may take it.
+    pub until_ms: u64,
 }
 
 /// Something that happened.
@@ -348,6 +361,10 @@ struct Agent {
     free_at_ms: u64,
     pause_after: bool,
     logout_after: bool,
+    /// A kept callback dialled for this agent, still ringing: the agent
+    /// stays ready (its status) but out of the ready queue, and takes
+    /// that call and no other if a person answers.
+    reserved: Option<CallId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -365,6 +382,8 @@ struct Call {
     state: CallState,
     agent: Option<AgentId>,
     foresight: Option<Foresight>,
+    /// The agent reserved for this call (a kept callback).
+    for_agent: Option<AgentId>,
 }
 
 /// Agents by state, calls in flight and pacing figures, for status lines.
@@ -403,6 +422,8 @@ pub struct Runner {
     agents: Vec<Agent>,
     /// Ready agents, longest ready first.
     ready: VecDeque<AgentId>,
+    /// Kept callbacks waiting for their agent, in the order they came.
+    kept: Vec<(LeadInfo, LeadOwner)>,
     active_agents: u32,
     calls: FastMap<CallId, Call>,
     /// Agents on a call or in wrap-up, by agent id (the order pacing
@@ -421,6 +442,10 @@ pub struct Runner {
     /// over.
     ringing: Vec<CallId>,
     ringing_since: Vec<u64>,
+    /// Kept callbacks ringing, each with its agent waiting (when dialled,
+    /// the call): out of `ringing`, as pacing must not count on a ready
+    /// agent for them.
+    kept_ringing: Vec<(u64, CallId)>,
     /// Launch times in the last second, when the trunk limits them. A
     /// sliding window by hand rather than `governor` (which `sip load`
     /// uses): the runner is driven by the caller's `now`, with no clock of
@@ -484,6 +509,7 @@ impl Runner {
             config,
             agents: Vec::new(),
             ready: VecDeque::new(),
+            kept: Vec::new(),
             active_agents: 0,
             calls: FastMap::default(),
             busy: Vec::new(),
@@ -491,6 +517,7 @@ impl Runner {
             wrap_since: Vec::new(),
             ringing: Vec::new(),
             ringing_since: Vec::new(),
+            kept_ringing: Vec::new(),
             launches: VecDeque::new(),
             waiting: VecDeque::new(),
             hopper: VecDeque::new(),
@@ -543,7 +570,12 @@ impl Runner {
             }
             Event::Leads(leads) => {
                 self.leads_requested = false;
-                self.hopper.extend(leads);
+                for l in leads {
+                    match l.owner {
+                        Some(o) if o.until_ms > now_ms => self.kept.push((l, o)),
+                        _ => self.hopper.push_back(LeadInfo { owner: None, ..l }),
+                    }
+                }
                 // Leads come only when the hopper ran low: the last
                 // decision may have wanted more than it held.
                 self.starved = false;
@@ -559,7 +591,7 @@ impl Runner {
                 {
                     self.est
                         .record_attempt(false, now_ms.saturating_sub(c.dialled_ms) as f64 / 1000.0);
-                    self.end_call(call, outcome);
+                    self.end_call(now_ms, call, outcome);
                 }
                 true
             }
@@ -575,7 +607,9 @@ impl Runner {
                     .is_some_and(|c| c.state == CallState::Ringing)
                 {
                     self.remove_ringing(call);
-                    self.calls.remove(&call);
+                    if let Some(c) = self.calls.remove(&call) {
+                        self.unreserve(now_ms, call, c.for_agent);
+                    }
                     self.round_skips += 1;
                     self.replan_at.get_or_insert(now_ms);
                 }
@@ -587,6 +621,7 @@ impl Runner {
             }
             Event::ReleaseLeads => {
                 self.hopper.clear();
+                self.kept.clear();
                 false
             }
             Event::Settings {
@@ -642,7 +677,7 @@ impl Runner {
                 self.est
                     .record_attempt(false, self.config.ring_timeout_ms as f64 / 1000.0);
                 self.commands.push_back(Command::Cancel { call });
-                self.end_call(call, Outcome::NoAnswer);
+                self.end_call(now_ms, call, Outcome::NoAnswer);
                 continue;
             }
             let Some((_, call)) = timer.filter(|&(at, _)| at <= now_ms) else {
@@ -662,6 +697,10 @@ impl Runner {
         }
         if self.pacer_wake.is_some_and(|w| w <= now_ms) {
             self.pacer_wake = None;
+            decide = true;
+        }
+        // A kept callback whose grace ran out is anyone's now.
+        if self.expire_kept(now_ms) {
             decide = true;
         }
         if self.replan_at.is_some_and(|w| w <= now_ms) {
@@ -706,14 +745,21 @@ impl Runner {
         let next = timer
             .min(ring)
             .min(self.pacer_wake.unwrap_or(u64::MAX))
-            .min(self.replan_at.unwrap_or(u64::MAX));
+            .min(self.replan_at.unwrap_or(u64::MAX))
+            .min(self.kept.iter().map(|(_, o)| o.until_ms).min().unwrap_or(u64::MAX));
         (next != u64::MAX).then_some(next)
     }
 
     /// When the longest-ringing call times out, and that call.
     fn next_ring_timeout(&self) -> Option<(u64, CallId)> {
-        let call = *self.ringing.first()?;
-        let dialled = *self.ringing_since.first()?;
+        let first = self.ringing.first().zip(self.ringing_since.first());
+        let kept = self.kept_ringing.iter().min();
+        let (dialled, call) = match (first, kept) {
+            (Some((&c, &d)), Some(&(kd, kc))) => (d, c).min((kd, kc)),
+            (Some((&c, &d)), None) => (d, c),
+            (None, Some(&k)) => k,
+            (None, None) => return None,
+        };
         Some((dialled + self.config.ring_timeout_ms, call))
     }
 
@@ -721,7 +767,7 @@ impl Runner {
     /// event.
     pub fn status(&self) -> Status {
         let mut s = Status {
-            ringing: self.ringing.len() as u32,
+            ringing: (self.ringing.len() + self.kept_ringing.len()) as u32,
             waiting: self.waiting.len() as u32,
             dial_level: self.pacer.dial_level(),
             ..Status::default()
@@ -870,6 +916,7 @@ impl Runner {
                     free_at_ms: 0,
                     pause_after: false,
                     logout_after: false,
+                    reserved: None,
                 },
             );
         }
@@ -878,6 +925,13 @@ impl Runner {
 
     fn make_ready(&mut self, now_ms: u64, a: AgentId) {
         let agent = self.agent_mut(a);
+        if agent.reserved.is_some() {
+            // Ready again while its callback rings: a pause or logout
+            // asked for meanwhile is called off.
+            agent.pause_after = false;
+            agent.logout_after = false;
+            return;
+        }
         let was_active = !matches!(
             agent.state,
             AgentState::LoggedOut | AgentState::LoggedIn | AgentState::Paused
@@ -930,6 +984,17 @@ impl Runner {
             self.ringing.len() + self.waiting.len() + self.pending_pause >= self.ready.len();
         let pending = self.pending_pause;
         let agent = self.agent_mut(a);
+        if agent.reserved.is_some() {
+            // The callback dialled for this agent is ringing: the agent
+            // stays for it, and leaves once it resolves (after the call
+            // and its wrap-up if a person answers).
+            if logout {
+                agent.logout_after = true;
+            } else {
+                agent.pause_after = true;
+            }
+            return;
+        }
         match agent.state {
             AgentState::OnCall(_) | AgentState::WrapUp => {
                 if logout {
@@ -995,7 +1060,7 @@ impl Runner {
         self.est.record_attempt(human, ring_ms as f64 / 1000.0);
         if !human {
             self.commands.push_back(Command::Hangup { call });
-            self.end_call(call, Outcome::Machine);
+            self.end_call(now_ms, call, Outcome::Machine);
             return;
         }
         self.ledger
@@ -1006,7 +1071,16 @@ impl Runner {
                 lead,
                 ring_ms,
             }));
-        if self.ready.is_empty() {
+        // A kept callback: its agent waits for it.
+        let reserved = self
+            .calls
+            .get(&call)
+            .and_then(|c| c.for_agent)
+            .filter(|&a| self.agents.get(a as usize).and_then(|x| x.reserved) == Some(call));
+        if let Some(agent) = reserved {
+            self.agents[agent as usize].reserved = None;
+            self.connect(now_ms, call, agent);
+        } else if self.ready.is_empty() {
             self.waiting.push_back(call);
             self.timers
                 .push(Reverse((now_ms + self.config.connect_limit_ms, call)));
@@ -1015,6 +1089,7 @@ impl Runner {
         }
     }
 
+    /// Connects a waiting call to the longest-ready agent.
     fn bridge(&mut self, now_ms: u64, call: CallId) {
         if !self
             .calls
@@ -1038,6 +1113,11 @@ impl Runner {
             // It takes this call and pauses after it, as a busy agent does.
             self.pending_pause -= 1;
         }
+        self.connect(now_ms, call, agent);
+    }
+
+    /// Connects waiting `call` to `agent`, who is out of the ready queue.
+    fn connect(&mut self, now_ms: u64, call: CallId, agent: AgentId) {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -1088,18 +1168,18 @@ impl Runner {
                 // Hung up before any answer we saw: a failure.
                 self.est
                     .record_attempt(false, now_ms.saturating_sub(c.dialled_ms) as f64 / 1000.0);
-                self.end_call(call, Outcome::Failure);
+                self.end_call(now_ms, call, Outcome::Failure);
                 true
             }
             CallState::Waiting { .. } => {
                 // The person gave up before an agent came: still abandoned.
                 self.waiting.retain(|&w| w != call);
                 self.abandon(now_ms, call, c.lead);
-                self.end_call(call, Outcome::Abandoned);
+                self.end_call(now_ms, call, Outcome::Abandoned);
                 true
             }
             CallState::SafeHarbour => {
-                self.end_call(call, Outcome::Abandoned);
+                self.end_call(now_ms, call, Outcome::Abandoned);
                 false
             }
             CallState::Connected => {
@@ -1112,7 +1192,7 @@ impl Runner {
                         self.wrap_since[i] = now_ms;
                     }
                 }
-                self.end_call(call, Outcome::Connected);
+                self.end_call(now_ms, call, Outcome::Connected);
                 false
             }
         }
@@ -1122,10 +1202,12 @@ impl Runner {
         if let Ok(i) = self.ringing.binary_search(&call) {
             self.ringing.remove(i);
             self.ringing_since.remove(i);
+        } else {
+            self.kept_ringing.retain(|&(_, c)| c != call);
         }
     }
 
-    fn end_call(&mut self, call: CallId, outcome: Outcome) {
+    fn end_call(&mut self, now_ms: u64, call: CallId, outcome: Outcome) {
         self.remove_ringing(call);
         if let Some(c) = self.calls.remove(&call) {
             self.commands
@@ -1134,7 +1216,141 @@ impl Runner {
                     lead: c.lead,
                     outcome,
                 }));
+            self.unreserve(now_ms, call, c.for_agent);
         }
+    }
+
+    /// A kept callback ended unanswered (or was not placed): its agent,
+    /// held for it, is ready again at the head of the queue, or leaves
+    /// if it asked to meanwhile.
+    fn unreserve(&mut self, now_ms: u64, call: CallId, agent: Option<AgentId>) {
+        let Some(a) = agent else {
+            return;
+        };
+        let Some(x) = self.agents.get_mut(a as usize) else {
+            return;
+        };
+        if x.reserved != Some(call) {
+            return;
+        }
+        x.reserved = None;
+        if x.pause_after || x.logout_after {
+            let next = if x.logout_after {
+                AgentState::LoggedOut
+            } else {
+                AgentState::Paused
+            };
+            x.pause_after = false;
+            x.logout_after = false;
+            self.active_agents -= 1;
+            self.set_state(a, next);
+            return;
+        }
+        self.ready.push_front(a);
+        if let Some(call) = self.waiting.pop_front() {
+            self.bridge(now_ms, call);
+        }
+    }
+
+    /// Hands the kept callbacks whose grace ran out to the hopper's head,
+    /// in their order: anyone's now. Returns whether there were any.
+    fn expire_kept(&mut self, now_ms: u64) -> bool {
+        if !self.kept.iter().any(|(_, o)| o.until_ms <= now_ms) {
+            return false;
+        }
+        let mut expired = Vec::new();
+        self.kept.retain(|&(l, o)| {
+            let keep = o.until_ms > now_ms;
+            if !keep {
+                expired.push(LeadInfo { owner: None, ..l });
+            }
+            keep
+        });
+        for l in expired.into_iter().rev() {
+            self.hopper.push_front(l);
+        }
+        true
+    }
+
+    /// Dials the kept callbacks whose agent is ready, each for its agent
+    /// (who waits for it, so no one answering can be abandoned). Returns
+    /// the trunk's wake-up if it held one back.
+    fn dial_kept(&mut self, now_ms: u64) -> Option<u64> {
+        let mut i = 0;
+        while i < self.kept.len() {
+            let (lead, owner) = self.kept[i];
+            let agents = &self.agents;
+            let Some(pos) = self
+                .ready
+                .iter()
+                .position(|&r| r == owner.agent && !agents[r as usize].pause_after)
+            else {
+                i += 1;
+                continue;
+            };
+            if let Err(wake) = self.trunk_room(now_ms) {
+                return wake;
+            }
+            self.kept.remove(i);
+            self.ready.remove(pos);
+            let call = self.launch(now_ms, lead, Some(owner.agent));
+            self.agents[owner.agent as usize].reserved = Some(call);
+        }
+        None
+    }
+
+    /// Whether the trunk takes another call now; when it does not, the
+    /// time a channel or a second's launch frees (`None`: when a call
+    /// ends).
+    fn trunk_room(&mut self, now_ms: u64) -> Result<(), Option<u64>> {
+        let Some(t) = self.config.trunk else {
+            return Ok(());
+        };
+        // A call ending frees a channel and re-decides; a full second of
+        // launches waits for its oldest to age out.
+        if self.calls.len() >= t.channels as usize {
+            return Err(None);
+        }
+        while self.launches.front().is_some_and(|&at| at + 1000 <= now_ms) {
+            self.launches.pop_front();
+        }
+        if self.launches.len() >= t.cps as usize {
+            return Err(self.launches.front().map(|&at| at + 1000));
+        }
+        Ok(())
+    }
+
+    /// Places a call to `lead` now (for `for_agent`, held for it): it
+    /// rings until answered, failed or timed out.
+    fn launch(&mut self, now_ms: u64, lead: LeadInfo, for_agent: Option<AgentId>) -> CallId {
+        if self.config.trunk.is_some() {
+            self.launches.push_back(now_ms);
+        }
+        let call = self.next_call;
+        self.next_call += 1;
+        self.calls.insert(
+            call,
+            Call {
+                lead: lead.id,
+                dialled_ms: now_ms,
+                state: CallState::Ringing,
+                agent: None,
+                foresight: lead.foresight,
+                for_agent,
+            },
+        );
+        if for_agent.is_some() {
+            self.kept_ringing.push((now_ms, call));
+        } else {
+            self.ringing.push(call);
+            self.ringing_since.push(now_ms);
+        }
+        self.round_dials += 1;
+        self.commands.push_back(Command::Dial {
+            call,
+            lead: lead.id,
+        });
+        call
     }
 
     /// Pauses the ready agents whose pause waited on the calls out, as far
@@ -1168,6 +1384,10 @@ impl Runner {
         if !self.dialling || self.active_agents == 0 || now_ms < self.backoff_until {
             return;
         }
+        // Kept callbacks first: their agents wait for them, so they need
+        // none of the abandonment budget, and the pacer then sees those
+        // agents as taken.
+        let kept_wake = self.dial_kept(now_ms);
         self.ledger.advance_ms(now_ms as i64);
         self.est.refresh();
         let (human_answers, abandons) = self.ledger.counts();
@@ -1299,21 +1519,11 @@ impl Runner {
             }
             decision.launch = picked.len() as u32;
         }
-        let mut trunk_wake = None;
+        let mut trunk_wake = kept_wake;
         for _ in 0..decision.launch {
-            if let Some(t) = self.config.trunk {
-                // A call ending frees a channel and re-decides; a full
-                // second of launches waits for its oldest to age out.
-                if self.calls.len() >= t.channels as usize {
-                    break;
-                }
-                while self.launches.front().is_some_and(|&at| at + 1000 <= now_ms) {
-                    self.launches.pop_front();
-                }
-                if self.launches.len() >= t.cps as usize {
-                    trunk_wake = self.launches.front().map(|&at| at + 1000);
-                    break;
-                }
+            if let Err(wake) = self.trunk_room(now_ms) {
+                trunk_wake = trunk_wake.or(wake);
+                break;
             }
             let next = if decision.picks.is_empty() {
                 self.hopper.pop_front()
@@ -1324,28 +1534,7 @@ impl Runner {
                 self.starved = true;
                 break;
             };
-            if self.config.trunk.is_some() {
-                self.launches.push_back(now_ms);
-            }
-            let call = self.next_call;
-            self.next_call += 1;
-            self.calls.insert(
-                call,
-                Call {
-                    lead: lead.id,
-                    dialled_ms: now_ms,
-                    state: CallState::Ringing,
-                    agent: None,
-                    foresight: lead.foresight,
-                },
-            );
-            self.ringing.push(call);
-            self.ringing_since.push(now_ms);
-            self.round_dials += 1;
-            self.commands.push_back(Command::Dial {
-                call,
-                lead: lead.id,
-            });
+            self.launch(now_ms, lead, None);
         }
         // Picked leads the trunk held back go back to the front.
         while let Some(l) = picked.pop_back() {

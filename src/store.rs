@@ -286,6 +286,9 @@ pub struct Lead {
     pub next_attempt_at: Option<i64>,
     /// Outcome of the last attempt.
     pub last_outcome: Option<String>,
+    /// The agent who kept the lead's callback for themself (see
+    /// [`NewDisposition::personal`]).
+    pub callback_agent: Option<String>,
 }
 
 impl Lead {
@@ -395,6 +398,10 @@ pub struct NewDisposition {
     pub created_at: i64,
     /// The agent's notes.
     pub notes: Option<String>,
+    /// A callback the agent keeps for themself: dialled for that agent
+    /// only, until the campaign's `[retry] callback_grace` after its time
+    /// (then for anyone). False: anyone's from the start.
+    pub personal: bool,
 }
 
 /// What the abandonment ledger records.
@@ -691,7 +698,7 @@ impl Store {
         phone: &str,
     ) -> Result<Option<Lead>, StoreError> {
         const SQL: &str = "SELECT id, campaign_id, phone, country, timezones, fields, status,
-                priority, attempts, next_attempt_at, last_outcome
+                priority, attempts, next_attempt_at, last_outcome, callback_agent
              FROM leads WHERE campaign_id = $1 AND phone = $2";
         let lead = with_pool!(self, pool => match sqlx::query(SQL)
             .bind(campaign_id)
@@ -711,6 +718,7 @@ impl Store {
                 attempts: r.try_get(8)?,
                 next_attempt_at: r.try_get(9)?,
                 last_outcome: r.try_get(10)?,
+                callback_agent: r.try_get(11)?,
             }),
             None => None,
         });
@@ -896,7 +904,7 @@ impl Store {
         // A callback puts the lead back in the queue for the time agreed
         // (compliance still checks it before the dial).
         const CALLBACK: &str = "UPDATE leads SET status = 'retry', next_attempt_at = $2,
-                last_outcome = 'callback'
+                last_outcome = 'callback', callback_agent = $3
              WHERE id = (SELECT lead_id FROM call_attempts WHERE id = $1) AND status <> 'dnc'";
         let id: i64 = with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -916,7 +924,12 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await?;
             if let Some(at) = d.callback_at.filter(|_| !d.dnc) {
-                sqlx::query(CALLBACK).bind(d.attempt_id).bind(at).execute(&mut *tx).await?;
+                sqlx::query(CALLBACK)
+                    .bind(d.attempt_id)
+                    .bind(at)
+                    .bind(d.personal.then_some(d.agent_id.as_str()))
+                    .execute(&mut *tx)
+                    .await?;
             }
             if d.dnc {
                 let phone: Option<Option<String>> = sqlx::query_scalar(PHONE)
@@ -944,6 +957,7 @@ impl Store {
                     "conversion": d.conversion,
                     "opted_out": d.dnc,
                     "callback_at": d.callback_at.map(crate::webhooks::time),
+                    "callback_personal": d.callback_at.is_some() && d.personal,
                     "amount_minor": d.amount_minor,
                     "recorded_at": crate::webhooks::time(d.created_at),
                 });

@@ -52,6 +52,7 @@ fn ratio_batch(agents: u32, ratio: f64, p: f64, seed: u64) -> (u64, u64) {
                 .map(|id| LeadInfo {
                     id,
                     foresight: None,
+                    owner: None,
                 })
                 .collect(),
         ),

@@ -1036,8 +1036,8 @@ async fn two_nodes_never_claim_the_same_lead_on_postgres() {
     let mut b_all = Vec::new();
     for _ in 0..8 {
         let (a, b) = tokio::join!(
-            pg.store.claim_leads(id, "node-a", 50, now, 300_000),
-            other.claim_leads(id, "node-b", 50, now, 300_000)
+            pg.store.claim_leads(id, "node-a", 50, now, 300_000, 0),
+            other.claim_leads(id, "node-b", 50, now, 300_000, 0)
         );
         a_all.extend(a.unwrap().into_iter().map(|l| l.lead.id));
         b_all.extend(b.unwrap().into_iter().map(|l| l.lead.id));
@@ -1049,7 +1049,7 @@ async fn two_nodes_never_claim_the_same_lead_on_postgres() {
     // Released claims come back; a stale claim passes to another node.
     assert!(pg.store.release_claims(id, "node-a").await.unwrap() > 0);
     let later = other
-        .claim_leads(id, "node-c", 5000, now + 400_000, 300_000)
+        .claim_leads(id, "node-c", 5000, now + 400_000, 300_000, 0)
         .await
         .unwrap();
     let later: std::collections::HashSet<i64> = later.iter().map(|l| l.lead.id).collect();

@@ -234,6 +234,7 @@ async fn disposition_totals_count_contacts_conversions_and_revenue(store: Store)
         wrapup_ms: Some(12_000),
         created_at: at,
         notes: None,
+        personal: false,
     };
     for x in [
         d("RENEWED", true, true, Some(1_250_000), 100),
@@ -367,6 +368,7 @@ async fn a_dnc_disposition_blocks_the_number_in_every_campaign(store: Store) {
             wrapup_ms: None,
             created_at: 42,
             notes: None,
+            personal: false,
         })
         .await
         .expect("record");
@@ -411,6 +413,7 @@ async fn a_callback_disposition_reschedules_the_lead_for_the_agreed_time(store: 
             wrapup_ms: Some(3_000),
             created_at: 60_000,
             notes: None,
+            personal: false,
         })
         .await
         .expect("record");
@@ -708,7 +711,7 @@ async fn a_claim_sees_abandons_of_the_number_in_other_campaigns(store: Store) {
         .await
         .expect("ledger");
     let claimed = store
-        .claim_leads(b, "n1", 10, 60_000, 30_000)
+        .claim_leads(b, "n1", 10, 60_000, 30_000, 0)
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 2);
@@ -725,6 +728,11 @@ store_test!(a_claim_sees_abandons_of_the_number_in_other_campaigns);
 /// due (new leads have no next-attempt time and used to sort first).
 /// A call to lead `l` put through and dispositioned `CALLBACK` for `at`.
 async fn book_callback(store: &Store, campaign_id: i64, l: &Lead, at: i64) {
+    book_callback_kept(store, campaign_id, l, at, false).await
+}
+
+/// Books a callback for `agent-1`, kept for that agent when `personal`.
+async fn book_callback_kept(store: &Store, campaign_id: i64, l: &Lead, at: i64, personal: bool) {
     let attempt = store
         .start_attempt(&NewAttempt {
             campaign_id,
@@ -765,6 +773,7 @@ async fn book_callback(store: &Store, campaign_id: i64, l: &Lead, at: i64) {
             wrapup_ms: Some(5_000),
             created_at: 70_000,
             notes: None,
+            personal,
         })
         .await
         .expect("disposition");
@@ -781,14 +790,14 @@ async fn due_callbacks_are_claimed_before_new_leads(store: Store) {
     book_callback(&store, id, &l, 3_600_000).await;
     // Before the agreed time: not claimed at all.
     let early = store
-        .claim_leads(id, "n1", 1, 600_000, 30_000)
+        .claim_leads(id, "n1", 1, 600_000, 30_000, 0)
         .await
         .expect("claim");
     assert_ne!(early[0].lead.id, l.id);
     store.release_lead(early[0].lead.id).await.expect("release");
     // Once due: first, before the new leads.
     let due = store
-        .claim_leads(id, "n1", 2, 3_600_000, 30_000)
+        .claim_leads(id, "n1", 2, 3_600_000, 30_000, 0)
         .await
         .expect("claim");
     assert_eq!(
@@ -799,6 +808,103 @@ async fn due_callbacks_are_claimed_before_new_leads(store: Store) {
     );
 }
 store_test!(due_callbacks_are_claimed_before_new_leads);
+
+/// A callback an agent kept for themself is claimed, until the grace
+/// after its time, only by the node holding that agent's session on the
+/// campaign (marked with the agent and the grace's end); then by anyone,
+/// unmarked. A node's heartbeat keeps its claims from lapsing.
+async fn a_kept_callback_is_claimed_by_its_agents_node_until_the_grace(store: Store) {
+    const DUE: i64 = 3_600_000;
+    const GRACE: i64 = 900_000;
+    const LEASE: i64 = 300_000;
+    let id = store
+        .upsert_campaign(&campaign("in-insurance-renewal"), 0)
+        .await
+        .expect("campaign");
+    let leads: Vec<NewLead> = (1..=3).map(|i| lead(i, Some("Asia/Kolkata"))).collect();
+    store.insert_leads(id, &leads, 0).await.expect("leads");
+    let l = lead_row(&store, id, 3).await;
+    book_callback_kept(&store, id, &l, DUE, true).await;
+    let ids = |c: &[dialler::store::ClaimedLead]| c.iter().map(|c| c.lead.id).collect::<Vec<_>>();
+    // Due, but its agent is on no node: nobody claims it.
+    let n2 = store
+        .claim_leads(id, "n2", 5, DUE, LEASE, GRACE)
+        .await
+        .expect("claim");
+    assert!(!ids(&n2).contains(&l.id), "{:?}", ids(&n2));
+    for c in &n2 {
+        store.release_lead(c.lead.id).await.expect("release");
+    }
+    // Its agent signs in on n1 (another campaign's session would not do).
+    assert_eq!(
+        store
+            .session_acquire("agent-1", "n1", "another-campaign", DUE, 60_000)
+            .await
+            .expect("session"),
+        None
+    );
+    let n1 = store
+        .claim_leads(id, "n1", 5, DUE + 1, LEASE, GRACE)
+        .await
+        .expect("claim");
+    assert!(!ids(&n1).contains(&l.id), "{:?}", ids(&n1));
+    for c in &n1 {
+        store.release_lead(c.lead.id).await.expect("release");
+    }
+    assert_eq!(
+        store
+            .session_acquire("agent-1", "n1", "in-insurance-renewal", DUE + 2, 60_000)
+            .await
+            .expect("session"),
+        None
+    );
+    assert!(
+        store
+            .claim_leads(id, "n2", 5, DUE + 3, LEASE, GRACE)
+            .await
+            .expect("claim")
+            .iter()
+            .all(|c| c.lead.id != l.id),
+        "not by another node"
+    );
+    let n1 = store
+        .claim_leads(id, "n1", 5, DUE + 4, LEASE, GRACE)
+        .await
+        .expect("claim");
+    assert_eq!(n1.first().map(|c| c.lead.id), Some(l.id), "{:?}", ids(&n1));
+    assert_eq!(n1[0].kept_for, Some(("agent-1".to_string(), DUE + GRACE)));
+    // Listed with whom it is kept for, and until when.
+    let cbs = store.callbacks(id, None, GRACE).await.expect("callbacks");
+    assert_eq!(cbs.len(), 1, "{cbs:?}");
+    assert_eq!(cbs[0].kept_for.as_deref(), Some("agent-1"));
+    assert_eq!(cbs[0].kept_until, Some(DUE + GRACE));
+    // n1 holds it past the claim lease, its heartbeat beating: n2 may
+    // not take it even once the grace is over.
+    store
+        .claims_heartbeat("n1", DUE + GRACE)
+        .await
+        .expect("heartbeat");
+    let n2 = store
+        .claim_leads(id, "n2", 5, DUE + GRACE + LEASE / 2, LEASE, GRACE)
+        .await
+        .expect("claim");
+    assert!(!ids(&n2).contains(&l.id), "{:?}", ids(&n2));
+    // n1 gives it back; after the grace it is anyone's, unmarked.
+    store.release_lead(l.id).await.expect("release");
+    let n2 = store
+        .claim_leads(id, "n2", 5, DUE + GRACE + LEASE, LEASE, GRACE)
+        .await
+        .expect("claim");
+    let mine = n2.iter().find(|c| c.lead.id == l.id).expect("claimed by anyone");
+    assert_eq!(mine.kept_for, None);
+    // Once the lease lapses without a heartbeat, another node takes it.
+    let n3 = store
+        .claim_leads(id, "n3", 5, DUE + GRACE + 3 * LEASE, LEASE, GRACE)
+        .await
+        .expect("claim");
+    assert!(ids(&n3).contains(&l.id), "{:?}", ids(&n3));
+}
+store_test!(a_kept_callback_is_claimed_by_its_agents_node_until_the_grace);
 
 /// Leads go into the list they were imported into; a campaign dials only
 /// the lists a supervisor chose (every list when none was), except an
@@ -854,7 +960,7 @@ async fn claims_come_from_the_chosen_lead_lists(store: Store) {
         Some(vec!["evening".to_string()])
     );
     let claimed = store
-        .claim_leads(id, "n1", 20, 3_600_000, 30_000)
+        .claim_leads(id, "n1", 20, 3_600_000, 30_000, 0)
         .await
         .expect("claim");
     let phones: Vec<&str> = claimed.iter().map(|c| c.lead.phone.as_str()).collect();
@@ -881,7 +987,7 @@ async fn claims_come_from_the_chosen_lead_lists(store: Store) {
     assert!(store.set_campaign_controls(id, &all).await.expect("set"));
     assert_eq!(store.campaign_controls(id).await.expect("read").lists, None);
     let claimed = store
-        .claim_leads(id, "n1", 20, 3_600_000, 30_000)
+        .claim_leads(id, "n1", 20, 3_600_000, 30_000, 0)
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 8);

@@ -484,6 +484,7 @@ async fn dispose(
             wrapup_ms: Some(wrapup_ms),
             created_at: at,
             notes: None,
+            personal: false,
         })
         .await
         .expect("disposition");

@@ -185,6 +185,7 @@ async fn one_call(store: &Store, c: i64, i: u64, ended_at: i64, conversion: bool
             wrapup_ms: Some(5_000),
             created_at: ended_at + 5_000,
             notes: None,
+            personal: false,
         })
         .await
         .unwrap();

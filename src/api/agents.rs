@@ -299,7 +299,7 @@ struct CallbacksQuery {
 
 #[utoipa::path(get, path = "/api/callbacks", tag = "service",
     summary = "Callbacks",
-    description = "The campaign's callbacks still to dial, soonest first, with who booked each. An agent token lists the agent's own; a supervisor or admin token all, or one agent's with ?agent=.",
+    description = "The campaign's callbacks still to dial, soonest first, with who booked each and, for one the agent kept, until when only that agent takes it. An agent token lists the agent's own; a supervisor or admin token all, or one agent's with ?agent=.",
     params(CallbacksQuery),
     responses((status = 200, description = "The callbacks.", body = Vec<crate::store::Callback>),
         (status = 400, description = "A bad query.", body = ErrorBody), (status = 401, description = "No valid token.", body = ErrorBody),
@@ -331,7 +331,11 @@ async fn callbacks(
     Ok(Json(
         s.shared
             .store
-            .callbacks(h.id, agent.as_deref())
+            .callbacks(
+                h.id,
+                agent.as_deref(),
+                crate::clock::duration_ms(h.campaign.callback_grace),
+            )
             .await
             .map_err(ApiError::internal)?,
     ))
@@ -784,6 +788,11 @@ struct DispositionIn {
     callback_at: Option<i64>,
     /// The agent's notes on the call (up to 2,000 characters).
     notes: Option<String>,
+    /// A callback the agent keeps for themself (true): dialled only for
+    /// that agent until the campaign's `callback_grace` after its time,
+    /// then for anyone. False or absent: for anyone from the start. Only
+    /// with a callback code.
+    personal: Option<bool>,
 }
 
 /// A recorded disposition.
@@ -863,13 +872,14 @@ async fn disposition(
     let wrapup_ms = now.saturating_sub(ended_at);
     let values = disposition_values(&h.campaign, d.callback, &body, now)
         .and_then(|v| Ok((v, disposition_notes(&body)?)));
-    let ((amount_minor, callback_at), notes) = match values {
+    let ((amount_minor, callback_at, personal), notes) = match values {
         Ok(v) => v,
         Err(e) => {
             unclaim(&s);
             return Err(e);
         }
     };
+    note_personal(&auth, personal);
     let rec = NewDisposition {
         attempt_id: call_id,
         campaign_id: h.id,
@@ -883,6 +893,7 @@ async fn disposition(
         wrapup_ms: Some(wrapup_ms),
         created_at: now,
         notes,
+        personal,
     };
     // Durable before the agent is made ready.
     let id = match s.shared.store.record_disposition(&rec).await {
@@ -920,6 +931,13 @@ fn note_disposition(auth: &Authenticated, agent: &str, d: &crate::campaign::Disp
     }
 }
 
+/// The audit note of a callback the agent keeps for themself.
+fn note_personal(auth: &Authenticated, personal: bool) {
+    if personal {
+        auth.note("kept for the agent until the campaign's grace after its time");
+    }
+}
+
 /// The longest notes on a call, characters.
 const NOTES_LIMIT: usize = 2_000;
 
@@ -944,14 +962,15 @@ fn clip_note(s: &str) -> String {
     s.chars().take(64).collect()
 }
 
-/// The amount (minor units) and callback time a disposition request
-/// carries, checked: a bad amount or callback time is a 400.
+/// The amount (minor units), callback time and whether the agent keeps
+/// the callback a disposition request carries, checked: a bad amount or
+/// callback time, or a kept callback without a callback code, is a 400.
 fn disposition_values(
     campaign: &crate::campaign::Campaign,
     callback: bool,
     body: &DispositionIn,
     now: i64,
-) -> Result<(Option<i64>, Option<i64>), ApiError> {
+) -> Result<(Option<i64>, Option<i64>, bool), ApiError> {
     let amount_minor = match body.amount {
         None => None,
         Some(a) if a.is_finite() && (0.0..1e12).contains(&a) => {
@@ -981,7 +1000,14 @@ fn disposition_values(
     } else {
         None
     };
-    Ok((amount_minor, callback_at))
+    let personal = body.personal.unwrap_or(false);
+    if personal && !callback {
+        return Err(ApiError::bad_request(
+            "personal: only a callback code's call back can be kept for the agent",
+        )
+        .with_field("personal"));
+    }
+    Ok((amount_minor, callback_at, personal))
 }
 
 /// Records the disposition of a call no live session holds: one put
@@ -1024,7 +1050,9 @@ async fn pending_disposition_record(
     };
     note_disposition(auth, &p.agent_id, d);
     let now = s.shared.clock.now().ms();
-    let (amount_minor, callback_at) = disposition_values(&h.campaign, d.callback, &body, now)?;
+    let (amount_minor, callback_at, personal) =
+        disposition_values(&h.campaign, d.callback, &body, now)?;
+    note_personal(auth, personal);
     let notes = disposition_notes(&body)?;
     let rec = NewDisposition {
         attempt_id: call_id,
@@ -1039,6 +1067,7 @@ async fn pending_disposition_record(
         wrapup_ms: None,
         created_at: now,
         notes,
+        personal,
     };
     // Two requests at once: the second finds the first's row.
     let _guard = s.pending_lock.lock().await;

@@ -120,7 +120,11 @@ async fn wallboard(
             .collect();
         agents.sort_by(|a, b| a.agent.cmp(&b.agent));
         let mut callbacks = store
-            .callbacks(h.id, None)
+            .callbacks(
+                h.id,
+                None,
+                crate::clock::duration_ms(h.campaign.callback_grace),
+            )
             .await
             .map_err(ApiError::internal)?;
         callbacks.truncate(CALLBACKS);

@@ -37,6 +37,7 @@ fn leads(ids: std::ops::Range<u64>) -> Event {
         ids.map(|id| LeadInfo {
             id,
             foresight: None,
+            owner: None,
         })
         .collect(),
     )
@@ -503,4 +504,179 @@ fn a_supervisors_dial_level_cap_applies_at_once() {
     r.handle_event(0, Event::AgentReady(1));
     assert_eq!(dials(&mut r), 3, "1.5 calls for each of 2 agents");
     assert_eq!(r.config.target_percent, 3.0, "cut to the limit");
+}
+
+fn kept(id: LeadId, agent: AgentId, until_ms: u64) -> LeadInfo {
+    LeadInfo {
+        id,
+        foresight: None,
+        owner: Some(LeadOwner { agent, until_ms }),
+    }
+}
+
+fn dialled(cmds: &[Command]) -> Vec<(CallId, LeadId)> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Command::Dial { call, lead } => Some((*call, *lead)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A callback an agent kept waits for that agent: not dialled while
+/// only others are ready, dialled the moment its agent is, and put
+/// through to its agent even though another has been ready longer.
+#[test]
+fn a_kept_callback_waits_for_its_agent_and_goes_to_them() {
+    let mut r = Runner::new(config(), &Strategy::Progressive);
+    r.handle_event(0, Event::AgentLogin(1));
+    r.handle_event(
+        0,
+        Event::Leads(vec![
+            kept(1, 1, 900_000),
+            LeadInfo {
+                id: 2,
+                foresight: None,
+                owner: None,
+            },
+        ]),
+    );
+    r.handle_event(0, Event::AgentReady(0));
+    let cmds = drain(&mut r);
+    assert_eq!(dialled(&cmds), vec![(1, 2)], "agent 0's call: {cmds:?}");
+    r.handle_event(1_000, Event::AgentReady(1));
+    let cmds = drain(&mut r);
+    assert_eq!(
+        dialled(&cmds),
+        vec![(2, 1)],
+        "the kept lead, and nothing else for agent 1: {cmds:?}"
+    );
+    // Agent 0's call fails: agent 0 is ready, and longest ready.
+    r.handle_event(
+        2_000,
+        Event::CallFailed {
+            call: 1,
+            outcome: Outcome::Busy,
+        },
+    );
+    drain(&mut r);
+    r.handle_event(
+        3_000,
+        Event::CallAnswered {
+            call: 2,
+            human: true,
+        },
+    );
+    let cmds = drain(&mut r);
+    assert!(
+        cmds.contains(&Command::Bridge { call: 2, agent: 1 }),
+        "{cmds:?}"
+    );
+    assert_eq!(r.agent(1).status, AgentStatus::OnCall(2));
+    assert_eq!(r.agent(0).status, AgentStatus::Ready);
+    assert_eq!(r.status().window_abandons, 0);
+}
+
+/// Once the grace runs out the callback is anyone's: the runner wakes
+/// for it and the first ready agent's call dials it first.
+#[test]
+fn a_kept_callback_is_anyones_after_the_grace() {
+    let mut r = Runner::new(config(), &Strategy::Progressive);
+    r.handle_event(0, Event::Leads(vec![kept(7, 1, 10_000)]));
+    r.handle_event(0, Event::AgentReady(0));
+    let cmds = drain(&mut r);
+    assert!(dialled(&cmds).is_empty(), "{cmds:?}");
+    assert_eq!(r.poll_timeout(), Some(10_000));
+    r.handle_timeout(10_000);
+    let cmds = drain(&mut r);
+    assert_eq!(dialled(&cmds), vec![(1, 7)], "{cmds:?}");
+    r.handle_event(
+        12_000,
+        Event::CallAnswered {
+            call: 1,
+            human: true,
+        },
+    );
+    let cmds = drain(&mut r);
+    assert!(
+        cmds.contains(&Command::Bridge { call: 1, agent: 0 }),
+        "{cmds:?}"
+    );
+    // A lead whose grace already ran out when it came is anyone's too.
+    let mut r = Runner::new(config(), &Strategy::Progressive);
+    r.handle_event(0, Event::AgentReady(0));
+    r.handle_event(20_000, Event::Leads(vec![kept(8, 1, 20_000)]));
+    let cmds = drain(&mut r);
+    assert_eq!(dialled(&cmds), vec![(1, 8)], "{cmds:?}");
+}
+
+/// The agent a kept callback rings for stays for it: a pause or logout
+/// asked for meanwhile waits until the call resolves; unanswered, the
+/// agent is back at the head of the queue (or leaves as asked).
+#[test]
+fn the_agent_of_a_ringing_kept_callback_stays_until_it_resolves() {
+    let mut r = Runner::new(config(), &Strategy::Progressive);
+    r.handle_event(0, Event::Leads(vec![kept(1, 0, 900_000)]));
+    r.handle_event(0, Event::AgentReady(0));
+    assert_eq!(dialled(&drain(&mut r)), vec![(1, 1)]);
+    r.handle_event(1_000, Event::AgentPause(0));
+    let v = r.agent(0);
+    assert_eq!(v.status, AgentStatus::Ready);
+    assert!(v.pause_pending, "{v:?}");
+    // Answered: the agent takes it, and pauses after the wrap-up.
+    r.handle_event(
+        2_000,
+        Event::CallAnswered {
+            call: 1,
+            human: true,
+        },
+    );
+    assert!(drain(&mut r).contains(&Command::Bridge { call: 1, agent: 0 }));
+    r.handle_event(60_000, Event::CallEnded { call: 1 });
+    r.handle_event(70_000, Event::WrapUpDone { agent: 0 });
+    assert_eq!(r.agent(0).status, AgentStatus::Paused);
+
+    // Unanswered with a logout pending: the agent leaves.
+    let mut r = Runner::new(config(), &Strategy::Progressive);
+    r.handle_event(0, Event::Leads(vec![kept(1, 0, 900_000)]));
+    r.handle_event(0, Event::AgentReady(0));
+    drain(&mut r);
+    r.handle_event(1_000, Event::AgentLogout(0));
+    assert!(r.agent(0).logout_pending);
+    r.handle_event(
+        2_000,
+        Event::CallFailed {
+            call: 1,
+            outcome: Outcome::NoAnswer,
+        },
+    );
+    assert_eq!(r.agent(0).status, AgentStatus::LoggedOut);
+    assert_eq!(r.status().ready, 0);
+
+    // Unanswered (a machine): ready again, and dialled for at once.
+    let mut r = Runner::new(config(), &Strategy::Progressive);
+    r.handle_event(0, leads(10..20));
+    r.handle_event(0, Event::Leads(vec![kept(1, 0, 900_000)]));
+    r.handle_event(0, Event::AgentReady(0));
+    assert_eq!(dialled(&drain(&mut r)), vec![(1, 1)], "the kept lead first");
+    r.handle_event(
+        3_000,
+        Event::CallAnswered {
+            call: 1,
+            human: false,
+        },
+    );
+    let cmds = drain(&mut r);
+    assert_eq!(dialled(&cmds), vec![(2, 10)], "{cmds:?}");
+    // And its ring timeout frees the agent too.
+    let mut r = Runner::new(config(), &Strategy::Progressive);
+    r.handle_event(0, Event::Leads(vec![kept(1, 0, 900_000)]));
+    r.handle_event(0, Event::AgentReady(0));
+    drain(&mut r);
+    assert_eq!(r.poll_timeout(), Some(20_000));
+    r.handle_timeout(20_000);
+    let cmds = drain(&mut r);
+    assert!(cmds.contains(&Command::Cancel { call: 1 }), "{cmds:?}");
+    assert_eq!(r.agent(0).status, AgentStatus::Ready);
+    assert_eq!(r.status().ringing, 0);
 }

@@ -67,15 +67,7 @@ impl Driver {
             let _ = reply.send(Err(AgentError::ShuttingDown));
             return;
         }
-        let id = match self.by_id.iter().find(|(_, n)| **n == agent) {
-            Some((id, _)) => *id,
-            None => {
-                let id = self.next_agent;
-                self.next_agent += 1;
-                self.by_id.insert(id, agent.clone());
-                id
-            }
-        };
+        let id = self.agent_id(&agent);
         self.agents.insert(
             agent,
             AgentIo {
@@ -88,6 +80,18 @@ impl Driver {
             },
         );
         self.event(Event::AgentLogin(id));
+    }
+
+    /// The runner's id for `agent`, numbered on first sight (a login, or
+    /// a callback it kept for itself).
+    pub(super) fn agent_id(&mut self, agent: &str) -> AgentId {
+        if let Some((id, _)) = self.by_id.iter().find(|(_, n)| n.as_str() == agent) {
+            return *id;
+        }
+        let id = self.next_agent;
+        self.next_agent += 1;
+        self.by_id.insert(id, agent.to_string());
+        id
     }
 
     pub(super) fn leg_failed(&mut self, agent: &str, why: String, reply: Reply) {
@@ -209,6 +213,16 @@ impl Driver {
                 // did not change): finish here.
                 if self.agents.contains_key(agent) && status == AgentStatus::LoggedOut {
                     self.finish_logout(agent, self.now());
+                }
+                // A callback it kept is ringing for it: the logout waits
+                // for the call, as after a call.
+                let view = self.runner.agent(id);
+                if view.status == AgentStatus::Ready && view.logout_pending {
+                    if let Some(reply) = self.agents.get_mut(agent).and_then(|a| a.reply.take()) {
+                        let _ = reply.send(Ok(()));
+                    }
+                    self.shared
+                        .with_session(agent, |s| s.pending = Some("logout"));
                 }
             }
         }

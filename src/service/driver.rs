@@ -26,7 +26,9 @@ use super::{AgentError, Shared};
 use crate::campaign::Campaign;
 use crate::clock::Millis;
 use crate::compliance::Registries;
-use crate::dialer::{AgentId, CallId, Command, Event, Runner, RunnerConfig, TrunkLimits};
+use crate::dialer::{
+    AgentId, CallId, Command, Event, LeadOwner, Runner, RunnerConfig, TrunkLimits,
+};
 use crate::policy;
 use crate::sip::auth::Credentials;
 use crate::sip::ua::Ua;
@@ -573,10 +575,11 @@ impl Driver {
         let id = self.campaign_id;
         let node = self.settings.node.clone();
         let lease = crate::clock::duration_ms(self.settings.lease);
+        let grace = crate::clock::duration_ms(self.campaign.callback_grace);
         let clock = self.shared.clock.clone();
         tokio::spawn(async move {
             let leads = match store
-                .claim_leads(id, &node, n, clock.now().ms(), lease)
+                .claim_leads(id, &node, n, clock.now().ms(), lease, grace)
                 .await
             {
                 Ok(l) => l,
@@ -606,6 +609,10 @@ impl Driver {
             .map(|l| crate::dialer::LeadInfo {
                 id: l.lead.id as u64,
                 foresight: None,
+                owner: l.kept_for.as_ref().map(|(agent, until)| LeadOwner {
+                    agent: self.agent_id(agent),
+                    until_ms: *until as u64,
+                }),
             })
             .collect();
         for l in leads {

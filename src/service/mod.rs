@@ -404,7 +404,8 @@ async fn cluster_sync(
     }
 }
 
-/// How often a node refreshes its agents' session leases.
+/// How often a node refreshes its agents' session leases and its lead
+/// claims.
 pub const SESSION_HEARTBEAT: Duration = Duration::from_secs(15);
 
 /// A session lease not refreshed for this long is free: its node died.
@@ -772,6 +773,9 @@ pub async fn start(
                 let now = shared.clock.now().ms();
                 if let Err(e) = shared.store.session_heartbeat(&shared.node, now).await {
                     tracing::warn!(error = %e, "refreshing agent session leases failed");
+                }
+                if let Err(e) = shared.store.claims_heartbeat(&shared.node, now).await {
+                    tracing::warn!(error = %e, "refreshing lead claims failed");
                 }
             }
         })

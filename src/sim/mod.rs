@@ -1004,6 +1004,7 @@ impl<'a> Sim<'a> {
             out.push(LeadInfo {
                 id: lead,
                 foresight,
+                owner: None,
             });
         }
         out

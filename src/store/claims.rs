@@ -24,6 +24,9 @@ pub struct ClaimedLead {
     /// The last abandoned call to its number in any campaign of the
     /// account, from the ledger (see [`Store::last_abandon_of`]).
     pub last_abandon: Option<Millis>,
+    /// A callback kept for the agent who booked it: that agent, and
+    /// until when (ms since the epoch) no other agent may take it.
+    pub kept_for: Option<(String, i64)>,
 }
 
 /// How far back a claim looks for abandoned calls to the number in other
@@ -47,13 +50,18 @@ const CANDIDATES: &str = "SELECT id FROM leads
        AND (last_outcome = 'callback'
             OR NOT EXISTS (SELECT 1 FROM campaign_lists cl WHERE cl.campaign_id = $1)
             OR list IN (SELECT cl.list FROM campaign_lists cl WHERE cl.campaign_id = $1))
+       AND (callback_agent IS NULL OR last_outcome IS NULL OR last_outcome <> 'callback'
+            OR COALESCE(next_attempt_at, 0) + $6 <= $3
+            OR EXISTS (SELECT 1 FROM agent_sessions s JOIN campaigns c ON c.name = s.campaign
+                       WHERE s.agent_id = leads.callback_agent AND s.node = $2
+                         AND c.id = $1))
      ORDER BY (CASE WHEN last_outcome = 'callback' THEN 0 ELSE 1 END),
          priority DESC, COALESCE(next_attempt_at, 0), id
      LIMIT $5";
 
 const CLAIM_RETURNING: &str =
     " RETURNING id, campaign_id, phone, country, timezones, fields, status,
-     priority, attempts, next_attempt_at, last_outcome";
+     priority, attempts, next_attempt_at, last_outcome, callback_agent";
 
 macro_rules! lead_from_row {
     () => {
@@ -70,6 +78,7 @@ macro_rules! lead_from_row {
                 attempts: r.try_get(8)?,
                 next_attempt_at: r.try_get(9)?,
                 last_outcome: r.try_get(10)?,
+                callback_agent: r.try_get(11)?,
             })
         }
     };
@@ -80,7 +89,11 @@ impl Store {
     /// first (a time agreed with the customer), then highest priority and
     /// earliest next attempt: leads that are new or due for a
     /// retry at `now`, and leads whose claim is older than `lease_ms` (their
-    /// node died). Returns them in dialling order with their recent history.
+    /// node died). A callback an agent kept for themself is claimed, until
+    /// `callback_grace_ms` after its time, only by the node holding that
+    /// agent's session on this campaign (and marked
+    /// [`ClaimedLead::kept_for`]); then by anyone. Returns them in
+    /// dialling order with their recent history.
     pub async fn claim_leads(
         &self,
         campaign_id: i64,
@@ -88,6 +101,7 @@ impl Store {
         n: u32,
         now: i64,
         lease_ms: i64,
+        callback_grace_ms: i64,
     ) -> Result<Vec<ClaimedLead>, StoreError> {
         let stale = now.saturating_sub(lease_ms);
         let _held = self.hold_time();
@@ -103,6 +117,7 @@ impl Store {
                     .bind(now)
                     .bind(stale)
                     .bind(i64::from(n))
+                    .bind(callback_grace_ms)
                     .fetch_all(pool)
                     .await?
                     .iter()
@@ -121,6 +136,7 @@ impl Store {
                     .bind(now)
                     .bind(stale)
                     .bind(i64::from(n))
+                    .bind(callback_grace_ms)
                     .fetch_all(&mut *tx)
                     .await?
                     .iter()
@@ -151,10 +167,21 @@ impl Store {
                 .last_abandon_of(&lead.phone, now.saturating_sub(RECALL_LOOKBACK_MS))
                 .await?
                 .map(Millis);
+            let kept_for = match (&lead.callback_agent, lead.last_outcome.as_deref()) {
+                (Some(agent), Some("callback")) => {
+                    let until = lead
+                        .next_attempt_at
+                        .unwrap_or(0)
+                        .saturating_add(callback_grace_ms);
+                    (until > now).then(|| (agent.clone(), until))
+                }
+                _ => None,
+            };
             let mut c = ClaimedLead {
                 lead,
                 history: Vec::new(),
                 last_abandon,
+                kept_for,
             };
             if c.lead.attempts > 0 {
                 let rows: Vec<(i64, Option<i64>, Option<String>)> = with_pool!(self, pool => sqlx::query(HISTORY)
@@ -342,6 +369,23 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Refreshes the claims `node` holds at `now` (its heartbeat): a lead
+    /// a live node keeps in its hopper longer than the claim lease is not
+    /// taken (and dialled) by another node; a dead node's claims lapse.
+    /// Returns how many.
+    pub async fn claims_heartbeat(&self, node: &str, now: i64) -> Result<u64, StoreError> {
+        const SQL: &str = "UPDATE leads SET claimed_at = $2
+             WHERE claim_owner = $1 AND status = 'claimed'";
+        Ok(with_pool!(self, pool => sqlx::query(SQL)
+            .bind(node)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()))
+    }
+}
+
 /// A callback agreed with a customer, as `GET /api/callbacks` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Callback {
@@ -353,18 +397,26 @@ pub struct Callback {
     pub due_at: i64,
     /// The agent who booked it, if known.
     pub agent_id: Option<String>,
+    /// The agent it is kept for (only that agent takes it until
+    /// `kept_until`); none: anyone's.
+    pub kept_for: Option<String>,
+    /// Until when (ms since the epoch) it is kept for `kept_for`: its
+    /// time plus the campaign's grace.
+    pub kept_until: Option<i64>,
 }
 
 impl Store {
     /// The campaign's callbacks still to dial, soonest first; with
-    /// `agent`, only those that agent booked.
+    /// `agent`, only those that agent booked. A kept callback is kept
+    /// until `grace_ms` after its time.
     pub async fn callbacks(
         &self,
         campaign_id: i64,
         agent: Option<&str>,
+        grace_ms: i64,
     ) -> Result<Vec<Callback>, StoreError> {
-        const SQL: &str = "SELECT id, phone, next_attempt_at, booked_by FROM (
-                 SELECT l.id, l.phone, l.next_attempt_at,
+        const SQL: &str = "SELECT id, phone, next_attempt_at, booked_by, callback_agent FROM (
+                 SELECT l.id, l.phone, l.next_attempt_at, l.callback_agent,
                      (SELECT d.agent_id FROM dispositions d
                           JOIN call_attempts a ON a.id = d.attempt_id
                       WHERE a.lead_id = l.id AND d.callback_at IS NOT NULL
@@ -374,18 +426,24 @@ impl Store {
                      AND l.status IN ('retry', 'claimed')) c
              WHERE $2 IS NULL OR booked_by = $2
              ORDER BY next_attempt_at, id";
-        let rows: Vec<(i64, String, Option<i64>, Option<String>)> = with_pool!(self, pool => sqlx::query_as(SQL)
+        type Row = (i64, String, Option<i64>, Option<String>, Option<String>);
+        let rows: Vec<Row> = with_pool!(self, pool => sqlx::query_as(SQL)
                 .bind(campaign_id)
                 .bind(agent)
                 .fetch_all(pool)
                 .await?);
         Ok(rows
             .into_iter()
-            .map(|(lead_id, phone, due, agent_id)| Callback {
-                lead_id,
-                phone: crate::phone::mask(&phone),
-                due_at: due.unwrap_or(0),
-                agent_id,
+            .map(|(lead_id, phone, due, agent_id, kept_for)| {
+                let due_at = due.unwrap_or(0);
+                Callback {
+                    lead_id,
+                    phone: crate::phone::mask(&phone),
+                    due_at,
+                    agent_id,
+                    kept_until: kept_for.as_ref().map(|_| due_at.saturating_add(grace_ms)),
+                    kept_for,
+                }
             })
             .collect())
     }
