@@ -746,7 +746,13 @@ impl Runner {
             .min(ring)
             .min(self.pacer_wake.unwrap_or(u64::MAX))
             .min(self.replan_at.unwrap_or(u64::MAX))
-            .min(self.kept.iter().map(|(_, o)| o.until_ms).min().unwrap_or(u64::MAX));
+            .min(
+                self.kept
+                    .iter()
+                    .map(|(_, o)| o.until_ms)
+                    .min()
+                    .unwrap_or(u64::MAX),
+            );
         (next != u64::MAX).then_some(next)
     }
 

@@ -282,7 +282,8 @@ async fn an_agent_takes_a_call_in_the_browser_softphone() {
             "document.getElementById('notes').value = {}; \
              var d = new Date(Date.now() + 86400000); d.setHours(10, 0, 0, 0); \
              var two = n => (n < 10 ? '0' : '') + n; \
-             document.getElementById('callback-at').value = d.getFullYear() + '-' + two(d.getMonth() + 1) + '-' + two(d.getDate()) + 'T10:00'; true",
+             document.getElementById('callback-at').value = d.getFullYear() + '-' + two(d.getMonth() + 1) + '-' + two(d.getDate()) + 'T10:00'; \
+             document.getElementById('cb-me').click(); true",
             js_str(notes)
         ),
     )
@@ -335,6 +336,21 @@ async fn an_agent_takes_a_call_in_the_browser_softphone() {
         )
         .await
     );
+    // Kept for the agent ("Me"), and shown so.
+    let kept = l
+        .store
+        .callbacks(l.campaign_id, None, 900_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        kept[0].kept_for.as_deref(),
+        Some(agent.as_str()),
+        "{kept:?}"
+    );
+    let item = b
+        .eval(&page, "document.querySelector('#cb-list li').textContent")
+        .await;
+    assert!(item.as_str().unwrap().contains("kept for you"), "{item}");
     let pill = b
         .eval(&page, "document.getElementById('state').textContent")
         .await;

@@ -890,3 +890,185 @@ async fn campaign_controls_apply_at_once_and_survive_a_restart() {
     live.stop().await;
     sb.stop().await;
 }
+
+/// Where a callback an agent kept for themself goes: `Return` the agent
+/// comes back from a pause after its time; `Leave` the agent logs out.
+#[derive(Clone, Copy, PartialEq)]
+enum Owner {
+    Return,
+    Leave,
+}
+
+/// A callback kept for the agent who booked it: while that agent is away
+/// another ready agent is not given it; the agent, back within the grace,
+/// is; gone for good, it is anyone's once the grace is over.
+async fn a_kept_callback(owner: Owner) {
+    // 10:30 in India, a weekday: the campaign allows two calls a day.
+    let at = chrono::DateTime::parse_from_rfc3339("2026-12-01T05:00:00Z")
+        .unwrap()
+        .to_utc();
+    let l = load("in-insurance-renewal", at, 2).await;
+    // One lead to dial, so that the other agent has nothing else to take
+    // (the pool connects on real time).
+    tokio::time::resume();
+    let p = pool(&l.db).await;
+    sqlx::query("UPDATE leads SET status = 'done' WHERE phone <> '+919171704608'")
+        .execute(&p)
+        .await
+        .unwrap();
+    p.close().await;
+    tokio::time::pause();
+    let sb = Sandboxes::start(answering(Duration::from_secs(3600), 8)).await;
+    let live = start(&l, sb.provider, at, "n1", Duration::from_secs(30)).await;
+    let sign_in = async |i: usize| {
+        let (id, tok) = &l.agents[i];
+        let phone = format!("sip:{id}@{}", sb.phones);
+        live.provision(&l.supervisor, id, &phone).await;
+        let login = json!({ "campaign": "in-insurance-renewal", "sip_uri": phone });
+        let (c, v) = live
+            .req(
+                "POST",
+                &format!("/api/agents/{id}/login"),
+                tok,
+                Some(&login.to_string()),
+            )
+            .await;
+        assert_eq!(c, 200, "{v}");
+        let (c, v) = live
+            .req("POST", &format!("/api/agents/{id}/ready"), tok, None)
+            .await;
+        assert_eq!(c, 200, "{v}");
+    };
+    let has_call = async |i: usize| {
+        let (id, tok) = &l.agents[i];
+        let (c, v) = live
+            .req("GET", &format!("/api/agents/{id}/call"), tok, None)
+            .await;
+        (c == 200 && v["state"] == "on_call").then(|| v["call"].clone())
+    };
+    let (a, ta) = &l.agents[0];
+    sign_in(0).await;
+    assert!(
+        until(Duration::from_secs(60), || async {
+            has_call(0).await.is_some()
+        })
+        .await,
+        "no call for agent01"
+    );
+    let first = has_call(0).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let (c, _) = live
+        .req("POST", &format!("/api/agents/{a}/hangup"), ta, None)
+        .await;
+    assert_eq!(c, 200);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Away after the wrap-up: a pause, or a logout.
+    let (c, v) = match owner {
+        Owner::Return => {
+            live.req(
+                "POST",
+                &format!("/api/agents/{a}/pause"),
+                ta,
+                Some(r#"{"reason":"lunch"}"#),
+            )
+            .await
+        }
+        Owner::Leave => {
+            live.req("POST", &format!("/api/agents/{a}/logout"), ta, None)
+                .await
+        }
+    };
+    assert_eq!(c, 200, "{v}");
+    let back = live.clock.now().ms() + 5 * 60_000;
+    let call_id = first["call_id"].as_i64().unwrap();
+    // Kept for the agent: only with a callback code.
+    let (c, v) = live
+        .req(
+            "POST",
+            &format!("/api/calls/{call_id}/disposition"),
+            ta,
+            Some(&json!({ "code": "RENEWED", "personal": true }).to_string()),
+        )
+        .await;
+    assert_eq!(
+        (c, v["error"]["field"].as_str()),
+        (400, Some("personal")),
+        "{v}"
+    );
+    let (c, v) = live
+        .req(
+            "POST",
+            &format!("/api/calls/{call_id}/disposition"),
+            ta,
+            Some(&json!({ "code": "CALLBACK", "callback_at": back, "personal": true }).to_string()),
+        )
+        .await;
+    assert_eq!(c, 200, "{v}");
+    let grace = 15 * 60_000;
+    let (_, cbs) = live
+        .req(
+            "GET",
+            "/api/callbacks?campaign=in-insurance-renewal",
+            &l.supervisor,
+            None,
+        )
+        .await;
+    assert_eq!(cbs[0]["kept_for"].as_str(), Some(a.as_str()), "{cbs}");
+    assert_eq!(cbs[0]["kept_until"].as_i64(), Some(back + grace), "{cbs}");
+    // The other agent is ready through the callback's time: not given it.
+    sign_in(1).await;
+    let wait = Duration::from_millis((back - live.clock.now().ms()) as u64 + 120_000);
+    tokio::time::sleep(wait).await;
+    assert!(
+        has_call(1).await.is_none(),
+        "agent02 was given agent01's callback"
+    );
+    match owner {
+        Owner::Return => {
+            // Its agent comes back: the callback goes to them.
+            let (c, _) = live
+                .req("POST", &format!("/api/agents/{a}/ready"), ta, None)
+                .await;
+            assert_eq!(c, 200);
+            assert!(
+                until(Duration::from_secs(60), || async {
+                    has_call(0).await.is_some()
+                })
+                .await,
+                "the callback did not reach agent01"
+            );
+            let again = has_call(0).await.unwrap();
+            assert_eq!(again["lead_id"], first["lead_id"], "{again}");
+            assert!(has_call(1).await.is_none());
+        }
+        Owner::Leave => {
+            // Gone: anyone's once the grace is over, not before.
+            tokio::time::sleep(Duration::from_millis((grace - 180_000) as u64)).await;
+            assert!(
+                has_call(1).await.is_none(),
+                "given away before the grace ended"
+            );
+            assert!(
+                until(Duration::from_secs(120), || async {
+                    has_call(1).await.is_some()
+                })
+                .await,
+                "the callback never reached agent02"
+            );
+            let again = has_call(1).await.unwrap();
+            assert_eq!(again["lead_id"], first["lead_id"], "{again}");
+        }
+    }
+    live.stop().await;
+    sb.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_kept_callback_waits_for_its_agent() {
+    a_kept_callback(Owner::Return).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_kept_callback_is_anyones_after_the_grace() {
+    a_kept_callback(Owner::Leave).await;
+}

@@ -895,7 +895,10 @@ async fn a_kept_callback_is_claimed_by_its_agents_node_until_the_grace(store: St
         .claim_leads(id, "n2", 5, DUE + GRACE + LEASE, LEASE, GRACE)
         .await
         .expect("claim");
-    let mine = n2.iter().find(|c| c.lead.id == l.id).expect("claimed by anyone");
+    let mine = n2
+        .iter()
+        .find(|c| c.lead.id == l.id)
+        .expect("claimed by anyone");
     assert_eq!(mine.kept_for, None);
     // Once the lease lapses without a heartbeat, another node takes it.
     let n3 = store

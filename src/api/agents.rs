@@ -143,6 +143,9 @@ struct CampaignOut {
     pause_codes: Vec<crate::campaign::PauseCode>,
     /// The currency of amounts (ISO 4217), if the campaign states costs.
     currency: Option<String>,
+    /// How long after its time a callback an agent kept waits for that
+    /// agent before anyone may take it, seconds.
+    callback_grace_s: u64,
     live: Option<crate::live::CampaignLive>,
 }
 
@@ -179,6 +182,7 @@ async fn campaigns(
                     .collect(),
                 pause_codes: h.campaign.desktop.pause_codes.clone(),
                 currency: h.campaign.costs.as_ref().map(|c| c.currency.clone()),
+                callback_grace_s: h.campaign.callback_grace.as_secs(),
                 live: board.get(&h.campaign.name).cloned(),
             })
             .collect(),

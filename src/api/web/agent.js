@@ -321,6 +321,7 @@
     $('notes').value = '';
     $('amount').value = '';
     $('callback-at').value = '';
+    $('cb-anyone').checked = true;
     Array.prototype.forEach.call(document.querySelectorAll('#codes input'), function (i) { i.checked = false; });
     codeChanged();
     loadHistory();
@@ -412,6 +413,7 @@
     var d = chosen();
     $('amount-row').hidden = !(d && d.conversion);
     $('callback-row').hidden = !(d && d.callback);
+    $('cb-me-label').textContent = t('callback_me', { minutes: Math.round((campaign.callback_grace_s || 0) / 60) });
     if (d && d.callback && !$('callback-at').value) {
       var soon = new Date(Date.now() + 24 * 3600 * 1000);
       soon.setMinutes(0, 0, 0);
@@ -438,6 +440,7 @@
       if (!at) { say('dispo-msg', t('callback_needed')); return; }
       // datetime-local is the agent's own time; the API takes ms since the epoch.
       body.callback_at = new Date(at).getTime() + skew;
+      if ($('cb-me').checked) { body.personal = true; }
     }
     $('save').disabled = true;
     var id = call.call_id;
@@ -464,7 +467,8 @@
       ul.textContent = '';
       (list || []).forEach(function (c) {
         var li = document.createElement('li');
-        li.textContent = c.phone + ' — ' + t('due', { when: shortTime(c.due_at - skew) });
+        li.textContent = c.phone + ' — ' + t('due', { when: shortTime(c.due_at - skew) }) +
+          (c.kept_for ? ' — ' + t('kept_for_you') : '');
         ul.appendChild(li);
       });
       $('no-callbacks').hidden = (list || []).length > 0;
