@@ -1190,6 +1190,7 @@ pub async fn sip_call(o: &SipOptions, play: Option<f64>) -> Result<SipCalled, Co
     let report = crate::sip::ua::call_once(
         ua,
         crate::sip::uac::CallParams {
+            ids: None,
             target: p.target.uri.clone(),
             from_user: o.from.clone(),
             ring_timeout: p.ring,

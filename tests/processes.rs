@@ -109,9 +109,14 @@ impl Sandboxes {
 
     /// Stops both; the provider's figures.
     async fn stop(self) -> SandboxStats {
+        self.stop_both().await.0
+    }
+
+    /// Stops both; the provider's figures and the phones'.
+    async fn stop_both(self) -> (SandboxStats, SandboxStats) {
         let _ = self.stop.send(());
-        let _ = self.phones_task.await;
-        self.provider_task.await.unwrap().unwrap()
+        let phones = self.phones_task.await.unwrap().unwrap();
+        (self.provider_task.await.unwrap().unwrap(), phones)
     }
 }
 
@@ -323,6 +328,19 @@ async fn kill_9_mid_call_then_restart_loses_nothing_and_redials_nothing_early() 
     assert!(ready, "no calls in flight to crash on");
     first.kill_9().await;
     let killed_after = started.elapsed();
+    // The legs it left, stored before their INVITEs: customers' and
+    // agents' phones', the answered ones with their dialogs.
+    let left: Vec<(String, String, bool)> =
+        sqlx::query_as("SELECT call_id, kind, record NOT LIKE '%\"dialog\":null%' FROM sip_legs")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    for kind in ["customer", "agent"] {
+        assert!(
+            left.iter().any(|(_, k, answered)| k == kind && *answered),
+            "no answered {kind} leg stored: {left:?}"
+        );
+    }
     for a in crew {
         let _ = a.await;
     }
@@ -409,7 +427,28 @@ async fn kill_9_mid_call_then_restart_loses_nothing_and_redials_nothing_early() 
         let _ = a.await;
     }
     stopping.await.unwrap();
-    let stats = boxes.stop().await;
+    // BYEs of the clean stop still in flight settle.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (stats, phones) = boxes.stop_both().await;
+    // The legs the crash left up (customers talking, agents' phones) were
+    // ended by the restarted node from their stored dialogs: nothing the
+    // dialler confirmed is still up on either side.
+    assert_eq!(stats.up_at_stop, 0, "customer legs left up: {stats:?}");
+    assert_eq!(phones.up_at_stop, 0, "agent phone legs left up: {phones:?}");
+    // Every leg forgotten once ended; what may remain is a leg the crash
+    // left ringing whose CANCEL found it answered meanwhile (its 200 went
+    // to the dead process, so the CANCEL waits 64*T1 for nothing while the
+    // provider, never ACKed, ends the call itself).
+    let remaining: Vec<(String,)> = sqlx::query_as("SELECT call_id FROM sip_legs")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    for (id,) in &remaining {
+        assert!(
+            left.iter().any(|(l, _, answered)| l == id && !answered),
+            "leg {id} still stored"
+        );
+    }
     let attempts = scalar(&pool, "SELECT COUNT(*) FROM call_attempts").await;
     assert!(attempts > attempts_at_crash, "the restarted node dialled");
     assert_eq!(

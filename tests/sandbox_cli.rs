@@ -99,6 +99,7 @@ async fn sandbox_told_to_be_busy_gives_our_ua_busy() {
     for _ in 0..3 {
         let call = ua
             .call(CallParams {
+                ids: None,
                 target: target.uri.clone(),
                 from_user: "d".into(),
                 ring_timeout: RingTimeout::default(),

@@ -22,6 +22,7 @@ fn endpoint_with_a_call() -> (Endpoint, Instant, dialler::sip::message::Request)
     ep.start_call(
         now,
         CallParams {
+            ids: None,
             target: "sip:+15550001111@127.0.0.1:5060".into(),
             from_user: "d".into(),
             ring_timeout: RingTimeout::new(Duration::from_secs(15)).unwrap(),

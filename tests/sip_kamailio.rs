@@ -70,6 +70,7 @@ async fn edge_with(a: UasOpts<'static>, b: UasOpts<'static>) -> Option<Edge> {
 
 fn params(uri: &str, max_talk: Option<Duration>) -> CallParams {
     CallParams {
+        ids: None,
         max_talk,
         ..common::sipp::call_params(uri)
     }

@@ -464,6 +464,7 @@ async fn recovery_closes_a_nodes_calls_and_counts_an_unbridged_answer_as_abandon
                     started_at: 1_000,
                 },
                 node,
+                None,
             )
             .await
             .expect("start");
@@ -996,3 +997,84 @@ async fn claims_come_from_the_chosen_lead_lists(store: Store) {
     assert_eq!(claimed.len(), 8);
 }
 store_test!(claims_come_from_the_chosen_lead_lists);
+
+/// SIP legs are stored per node with the attempt (one transaction),
+/// updated with their dialog, listed for their node only, forgotten when
+/// ended, and erased with the number they call.
+async fn sip_legs_are_kept_per_node_until_they_end(store: Store) {
+    use dialler::sip::uac::{DialogState, LegRecord};
+    use dialler::store::{LegKind, StoredLeg};
+    let c = store
+        .upsert_campaign(&campaign("in-insurance-renewal"), 0)
+        .await
+        .expect("campaign");
+    store
+        .insert_leads(c, &[lead(1, Some("Asia/Kolkata"))], 0)
+        .await
+        .expect("leads");
+    let l = lead_row(&store, c, 1).await;
+    let rec = |id: &str| LegRecord {
+        call_id: id.into(),
+        request_uri: format!("sip:{}@trunk.example", l.phone),
+        via: "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKx;rport".into(),
+        from: "<sip:1600@10.0.0.1>;tag=a".into(),
+        to: format!("<sip:{}@trunk.example>", l.phone),
+        invite_cseq: 1,
+        dest: Some("10.0.0.2:5060".parse().unwrap()),
+        dialog: None,
+    };
+    let attempt = store
+        .start_attempt_on(
+            &NewAttempt {
+                campaign_id: c,
+                lead_id: l.id,
+                phone: l.phone.clone(),
+                started_at: 1_000,
+            },
+            "n1",
+            Some(&rec("c1@dialler")),
+        )
+        .await
+        .expect("attempt and leg");
+    store
+        .leg_open(
+            "n2",
+            &StoredLeg {
+                campaign_id: c,
+                kind: LegKind::Agent,
+                attempt_id: None,
+                agent_id: Some("agent-1".into()),
+                record: rec("a1@dialler"),
+            },
+            1_000,
+        )
+        .await
+        .expect("agent leg");
+    let mine = store.legs_of_node("n1").await.expect("legs");
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].kind, LegKind::Customer);
+    assert_eq!(mine[0].attempt_id, Some(attempt));
+    assert_eq!(mine[0].record, rec("c1@dialler"));
+    let mut answered = rec("c1@dialler");
+    answered.dialog = Some(DialogState {
+        remote_tag: "peer".into(),
+        remote_target: "sip:peer@10.0.0.3".into(),
+        route: vec!["<sip:p1;lr>".into()],
+        cseq: 1,
+    });
+    store.leg_update(&answered).await.expect("dialog");
+    assert_eq!(
+        store.legs_of_node("n1").await.expect("legs")[0].record,
+        answered
+    );
+    assert_eq!(store.legs_of_node("n2").await.expect("legs").len(), 1);
+    // Erasing the number removes the leg that carries it.
+    store
+        .erase_number(&l.phone, "hash", 2_000)
+        .await
+        .expect("erase");
+    assert!(store.legs_of_node("n1").await.expect("legs").is_empty());
+    store.leg_closed("a1@dialler").await.expect("closed");
+    assert!(store.legs_of_node("n2").await.expect("legs").is_empty());
+}
+store_test!(sip_legs_are_kept_per_node_until_they_end);

@@ -22,7 +22,7 @@ use super::{AgentError, ServiceEvent, SessionView, Shared};
 use crate::clock::Millis;
 use crate::dialer::{AgentId, AgentStatus, Event};
 use crate::sip::uac::{CallEvent, CallParams, RingTimeout};
-use crate::store::AgentState;
+use crate::store::{AgentState, LegKind, StoredLeg};
 
 impl Driver {
     pub(super) fn login(&mut self, agent: String, phone: Phone, reply: Reply) {
@@ -51,7 +51,8 @@ impl Driver {
         let shared = self.shared.clone();
         let me = self.me.clone();
         let ip = self.settings.media_ip;
-        tokio::spawn(agent_leg(shared, me, agent, target, ip, reply));
+        let campaign_id = self.campaign_id;
+        tokio::spawn(agent_leg(shared, me, agent, campaign_id, target, ip, reply));
     }
 
     pub(super) fn leg_up(
@@ -457,6 +458,7 @@ async fn agent_leg(
     shared: Arc<Shared>,
     me: mpsc::UnboundedSender<Input>,
     agent: String,
+    campaign_id: i64,
     target: crate::sip::Target,
     ip: IpAddr,
     reply: Reply,
@@ -480,7 +482,8 @@ async fn agent_leg(
         Ok(a) => a,
         Err(e) => return fail(e.to_string(), reply),
     };
-    let params = CallParams {
+    let mut params = CallParams {
+        ids: None,
         target: target.uri.clone(),
         from_user: "dialler".into(),
         ring_timeout: RingTimeout::default(),
@@ -491,16 +494,39 @@ async fn agent_leg(
         extra_headers: Vec::new(),
         destinations: Vec::new(),
     };
+    // Stored before the INVITE: a restart after a crash ends the leg.
+    let mut leg = ua.prepare(&mut params);
+    let stored = StoredLeg {
+        campaign_id,
+        kind: LegKind::Agent,
+        attempt_id: None,
+        agent_id: Some(agent.clone()),
+        record: leg.clone(),
+    };
+    if let Err(e) = shared
+        .store
+        .leg_open(&shared.node, &stored, shared.clock.now().ms())
+        .await
+    {
+        return fail(format!("storing the phone leg failed: {e}"), reply);
+    }
     let mut handle = match ua.call(params).await {
         Ok(h) => h,
-        Err(e) => return fail(e.to_string(), reply),
+        Err(e) => {
+            super::calls::close_leg(&shared.store, &leg.call_id).await;
+            return fail(e.to_string(), reply);
+        }
     };
     let (hang_tx, mut hang_rx) = mpsc::unbounded_channel();
     let mut reply = Some(reply);
     loop {
         tokio::select! {
             ev = handle.next_event() => match ev {
-                Some(CallEvent::Answered { media, .. }) => {
+                Some(CallEvent::Answered { media, dialog, .. }) => {
+                    leg.dialog = Some(dialog);
+                    if let Err(e) = shared.store.leg_update(&leg).await {
+                        tracing::warn!("storing the phone leg's dialog failed: {e}");
+                    }
                     if let Some(r) = reply.take() {
                         let _ = me.send(Input::LegUp {
                             agent: agent.clone(),
@@ -518,6 +544,11 @@ async fn agent_leg(
                     tracing::debug!(direction = ?media.direction, "the phone changed the session");
                 }
                 Some(CallEvent::Ended(_)) | None => {
+                    // Ended: forgotten. The UA stopped (shutdown): kept,
+                    // for the next start to end if it is still up.
+                    if ev.is_some() {
+                        super::calls::close_leg(&shared.store, &leg.call_id).await;
+                    }
                     match reply.take() {
                         Some(r) => fail("the phone did not answer".into(), r),
                         None => { let _ = me.send(Input::LegDown { agent: agent.clone() }); }

@@ -149,6 +149,7 @@ impl Driver {
         }
         let (ctrl_tx, ctrl_rx) = mpsc::unbounded_channel();
         let params = CallParams {
+            ids: None,
             // The UA sends every request to its provider; the Request-URI's
             // host names it too.
             target: self.provider.request_uri(&lead.lead.phone),
@@ -461,10 +462,13 @@ async fn call_task(
     call: CallId,
     attempt: NewAttempt,
     node: String,
-    params: CallParams,
+    mut params: CallParams,
     mut ctrl: mpsc::UnboundedReceiver<Ctrl>,
 ) {
-    let attempt_id = match store.start_attempt_on(&attempt, &node).await {
+    // The leg's identity goes into the store with the attempt, before
+    // the INVITE: a restart after a crash ends it (recovery).
+    let mut leg = ua.prepare(&mut params);
+    let attempt_id = match store.start_attempt_on(&attempt, &node, Some(&leg)).await {
         Ok(id) => id,
         Err(e) => {
             tracing::error!("writing the attempt failed, not dialling: {e}");
@@ -481,6 +485,7 @@ async fn call_task(
                 call,
                 summary: failed_summary(),
             });
+            close_leg(&store, &leg.call_id).await;
             return;
         }
     };
@@ -488,8 +493,14 @@ async fn call_task(
     loop {
         tokio::select! {
             ev = handle.next_event() => match ev {
-                Some(CallEvent::Answered { media, headers, .. }) => {
+                Some(CallEvent::Answered { media, headers, dialog, .. }) => {
                     let _ = me.send(Input::Answered { call, media, at: Instant::now(), headers });
+                    // After the campaign heard of it: the bridge does not
+                    // wait for this write.
+                    leg.dialog = Some(dialog);
+                    if let Err(e) = store.leg_update(&leg).await {
+                        tracing::warn!("storing the leg's dialog failed: {e}");
+                    }
                 }
                 Some(CallEvent::Progress { .. }) => {}
                 // The relay latches to where RTP comes from: a hold or a
@@ -503,9 +514,12 @@ async fn call_task(
                         crate::metrics::record_sip_response(after.as_secs_f64());
                     }
                     let _ = me.send(Input::Ended { call, summary });
+                    close_leg(&store, &leg.call_id).await;
                     return;
                 }
                 None => {
+                    // The UA stopped (shutdown): the leg stays stored, and
+                    // the next start ends it if it is still up.
                     let _ = me.send(Input::Ended { call, summary: failed_summary() });
                     return;
                 }
@@ -518,6 +532,14 @@ async fn call_task(
                 None => hung_up = true,
             },
         }
+    }
+}
+
+/// Forgets a leg that ended (a failure only delays the restart's BYE or
+/// CANCEL, which the peer answers with 481).
+pub(super) async fn close_leg(store: &Store, call_id: &str) {
+    if let Err(e) = store.leg_closed(call_id).await {
+        tracing::warn!("forgetting an ended SIP leg failed: {e}");
     }
 }
 

@@ -720,6 +720,19 @@ pub async fn start(
         external_ip: cfg.net.external,
         rtp_ports: cfg.rtp_ports.clone(),
     });
+    // The SIP legs a crash of this node left up are ended before new
+    // calls go out (in the background: serving does not wait).
+    let left_uas: HashMap<i64, (Arc<Ua>, Option<crate::sip::auth::Credentials>)> = setups
+        .iter()
+        .map(|(c, id, _, _, ua, ..)| {
+            let credentials = calls::trunk_credentials(c, |name| std::env::var(name).ok());
+            (*id, (ua.clone(), credentials))
+        })
+        .collect();
+    let left = recovery::end_left_legs(&shared, &left_uas).await?;
+    if left > 0 {
+        tracing::warn!(legs = left, "ending the SIP legs an unclean stop left up");
+    }
     let mut tasks = Vec::new();
     let mut syncs = Vec::new();
     for (c, id, rx, tx, ua, recovered, provider, prompt) in setups {

@@ -5,13 +5,16 @@
 //! abandon), open agent intervals are closed (all at the node's last
 //! heartbeat, so downtime is not counted), and the abandonment ledger
 //! is rebuilt from the stored rows for the runner, with the recent
-//! attempts and handle times its estimators start from.
+//! attempts and handle times its estimators start from; and the SIP legs
+//! the crash left up are ended ([`end_left_legs`]).
 
 use super::*;
 use crate::clock::Millis;
 use crate::compliance::ledger::Ledger;
 use crate::outcome::Outcome;
 use crate::policy;
+use crate::sip::auth::Credentials;
+use crate::store::LegKind;
 
 /// What start-up recovery found.
 #[derive(Debug)]
@@ -92,4 +95,72 @@ pub async fn recover(
         history,
         controls,
     })
+}
+
+/// How long ending a leg a crash left may take: a BYE's or CANCEL's
+/// timer F (64*T1) with room for a digest retry.
+const LEG_END_LIMIT: Duration = Duration::from_secs(40);
+
+/// Ends the SIP legs `shared.node` left up when it crashed (see
+/// [`crate::sip::uac::LegRecord`]): BYE in the dialog of each answered
+/// leg, CANCEL of each ringing one's INVITE (ACK and BYE if a 2xx comes
+/// anyway), customer legs through their campaign's UA (`uas`, with the
+/// trunk's credentials), agent legs through the agent phones' UA. Each
+/// row goes once its leg ended or the limit passed. Runs in the
+/// background: serving does not wait for it. Returns how many legs it
+/// took on.
+pub(super) async fn end_left_legs(
+    shared: &Arc<Shared>,
+    uas: &HashMap<i64, (Arc<Ua>, Option<Credentials>)>,
+) -> Result<usize, StoreError> {
+    let legs = shared.store.legs_of_node(&shared.node).await?;
+    let mut taken = 0;
+    for leg in legs {
+        let call_id = leg.record.call_id.clone();
+        let (ua, credentials) = match leg.kind {
+            LegKind::Customer => match uas.get(&leg.campaign_id) {
+                Some((ua, c)) => (ua.clone(), c.clone()),
+                None => {
+                    tracing::warn!(
+                        campaign_id = leg.campaign_id,
+                        "a SIP leg a crash left belongs to a campaign this node does not run: left for a node that does"
+                    );
+                    continue;
+                }
+            },
+            LegKind::Agent => {
+                let Some(addr) = leg.record.dest else {
+                    let _ = shared.store.leg_closed(&call_id).await;
+                    continue;
+                };
+                match shared.agent_ua(addr).await {
+                    Ok(ua) => (ua, None),
+                    Err(e) => {
+                        tracing::warn!("no SIP agent for a phone leg a crash left: {e}");
+                        continue;
+                    }
+                }
+            }
+        };
+        taken += 1;
+        let store = shared.store.clone();
+        tokio::spawn(async move {
+            let answered = leg.record.dialog.is_some();
+            match ua.resume(leg.record, credentials).await {
+                Ok(handle) => match tokio::time::timeout(LEG_END_LIMIT, handle.ended()).await {
+                    Ok(Ok(s)) => tracing::info!(
+                        answered,
+                        codes = ?s.codes,
+                        "a SIP leg a crash left is ended"
+                    ),
+                    _ => tracing::warn!(answered, "a SIP leg a crash left did not answer its end"),
+                },
+                Err(e) => tracing::warn!("ending a SIP leg a crash left: {e}"),
+            }
+            if let Err(e) = store.leg_closed(&call_id).await {
+                tracing::warn!("forgetting a SIP leg failed: {e}");
+            }
+        });
+    }
+    Ok(taken)
 }

@@ -223,6 +223,7 @@ pub async fn run(cfg: LoadConfig) -> Result<LoadReport, SipError> {
         last_launch = Instant::now();
         let call = ua
             .call(CallParams {
+                ids: None,
                 target: cfg.uri.clone(),
                 from_user: cfg.from_user.clone(),
                 ring_timeout: cfg.ring_timeout,

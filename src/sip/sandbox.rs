@@ -122,6 +122,9 @@ pub struct SandboxStats {
     /// Of those, G.711 packets with sound in them (a peak above -40 dBFS):
     /// the far end was heard, not just sent silence.
     pub rtp_voiced: u64,
+    /// Calls answered and confirmed (our 200 ACKed) and not yet ended when
+    /// the sandbox stopped: legs the caller left up.
+    pub up_at_stop: u64,
 }
 
 /// Whether a G.711 RTP packet carries sound (a sample above -40 dBFS).
@@ -223,6 +226,14 @@ impl Sandbox {
     /// Calls still known (including those lingering for retransmissions).
     pub fn calls(&self) -> usize {
         self.calls.len()
+    }
+
+    /// Calls confirmed (our 200 ACKed) and not yet ended.
+    pub fn calls_up(&self) -> usize {
+        self.calls
+            .values()
+            .filter(|c| c.state == State::Confirmed)
+            .count()
     }
 
     fn draw(&mut self) -> Draw {
@@ -662,6 +673,7 @@ pub async fn serve(
         }
     }
     let mut stats = sb.stats();
+    stats.up_at_stop = sb.calls_up() as u64;
     stats.rtp_echoed = echoed;
     stats.rtp_voiced = voiced_packets;
     Ok(stats)

@@ -22,12 +22,14 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::auth::Credentials;
 use super::message::{self, Message};
 use super::register::{RegState, RegisterConfig, Registration};
 use super::resolve::{Resolved, Resolver, SipUri};
 use super::tls::TlsClient;
 use super::uac::{
-    CallEvent, CallId, CallParams, Endpoint, EndpointConfig, EndpointStats, Summary, Timers,
+    CallEvent, CallId, CallParams, Endpoint, EndpointConfig, EndpointStats, LegIds, LegRecord,
+    Summary, Timers, leg_record,
 };
 use super::{SipError, Transport};
 
@@ -109,6 +111,12 @@ enum Cmd {
         mpsc::UnboundedSender<CallEvent>,
         oneshot::Sender<CallId>,
     ),
+    Resume(
+        Box<LegRecord>,
+        Option<Credentials>,
+        mpsc::UnboundedSender<CallEvent>,
+        oneshot::Sender<CallId>,
+    ),
     Hangup(CallId),
     Shutdown,
 }
@@ -117,6 +125,8 @@ enum Cmd {
 pub struct Ua {
     cmds: mpsc::UnboundedSender<Cmd>,
     local: SocketAddr,
+    /// The endpoint's settings, for [`Ua::prepare`].
+    endpoint: EndpointConfig,
     registration: Option<tokio::sync::watch::Receiver<RegState>>,
     destinations: Vec<SocketAddr>,
     task: Option<JoinHandle<EndpointStats>>,
@@ -499,12 +509,13 @@ impl Ua {
                 (Io::Stream(streams), SocketAddr::new(ip, port))
             }
         };
-        let endpoint = Endpoint::new(EndpointConfig {
+        let endpoint_cfg = EndpointConfig {
             local,
             transport: cfg.transport,
             timers: cfg.timers,
             seed: rand::random(),
-        });
+        };
+        let endpoint = Endpoint::new(endpoint_cfg.clone());
         let (reg, registration) = match cfg.register {
             Some(mut r) => {
                 r.local = local;
@@ -520,6 +531,7 @@ impl Ua {
         Ok(Ua {
             cmds,
             local,
+            endpoint: endpoint_cfg,
             registration,
             destinations,
             task: Some(task),
@@ -540,6 +552,38 @@ impl Ua {
     pub async fn registration_until(&self, f: impl Fn(&RegState) -> bool) -> Option<RegState> {
         let mut rx = self.registration.clone()?;
         rx.wait_for(|s| f(s)).await.ok().map(|s| *s)
+    }
+
+    /// Chooses the identifiers of a call about to be placed with `params`
+    /// (sets `params.ids`, and its destinations if it names none) and
+    /// returns its record, for a caller that stores it before
+    /// [`Ua::call`] sends the INVITE (see [`LegRecord`]).
+    pub fn prepare(&self, params: &mut CallParams) -> LegRecord {
+        if params.destinations.is_empty() {
+            params.destinations = self.destinations.clone();
+        }
+        let ids = params.ids.get_or_insert_with(LegIds::random).clone();
+        leg_record(&self.endpoint, params, &ids)
+    }
+
+    /// Takes back a leg a crash left, to end it (see
+    /// [`Endpoint::resume_call`]); the handle's events end with `Ended`.
+    pub async fn resume(
+        &self,
+        rec: LegRecord,
+        credentials: Option<Credentials>,
+    ) -> Result<CallHandle, SipError> {
+        let (etx, events) = mpsc::unbounded_channel();
+        let (itx, irx) = oneshot::channel();
+        self.cmds
+            .send(Cmd::Resume(Box::new(rec), credentials, etx, itx))
+            .map_err(|_| SipError::Stopped)?;
+        let id = irx.await.map_err(|_| SipError::Stopped)?;
+        Ok(CallHandle {
+            id,
+            events,
+            cmds: self.cmds.clone(),
+        })
     }
 
     /// Places a call (to the UA's destinations unless `params` names some).
@@ -704,6 +748,11 @@ async fn drive(
                 }
                 Some(Cmd::Call(params, events, reply)) => {
                     let id = ep.start_call(now(), *params);
+                    listeners.insert(id, events);
+                    let _ = reply.send(id);
+                }
+                Some(Cmd::Resume(rec, credentials, events, reply)) => {
+                    let id = ep.resume_call(now(), *rec, credentials);
                     listeners.insert(id, events);
                     let _ = reply.send(id);
                 }

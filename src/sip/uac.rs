@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::auth::{Challenge, Credentials};
 use super::message::{self, Headers, Message, Method, Request, Response};
@@ -96,6 +96,124 @@ pub struct CallParams {
     /// [`FAILOVER_SILENCE`] or answers 503. Empty: the driver's default
     /// peer only.
     pub destinations: Vec<SocketAddr>,
+    /// The leg's Call-ID, From tag and first branch, chosen by the caller
+    /// so that it can store them (with [`leg_record`]) before the INVITE
+    /// goes out; `None`: the endpoint draws them.
+    pub ids: Option<LegIds>,
+}
+
+/// The identifiers of a leg chosen before its INVITE.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegIds {
+    /// Call-ID.
+    pub call_id: String,
+    /// Our From tag.
+    pub local_tag: String,
+    /// The first INVITE's Via branch.
+    pub branch: String,
+}
+
+impl LegIds {
+    /// Fresh identifiers (64 random bits each, from the thread's
+    /// generator).
+    pub fn random() -> LegIds {
+        let mut r = rand::rng();
+        let mut token = || format!("{:016x}", r.random::<u64>());
+        LegIds {
+            call_id: format!("{}@dialler", token()),
+            local_tag: token(),
+            branch: format!("z9hG4bK{}", token()),
+        }
+    }
+}
+
+/// What a node needs to end a leg it placed before a crash: the first
+/// INVITE's transaction (to CANCEL it while it rings) and, once answered,
+/// the dialog (to BYE it). Stored before the INVITE goes out and again
+/// at the answer; [`Endpoint::resume_call`] takes it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegRecord {
+    /// Call-ID.
+    pub call_id: String,
+    /// The INVITE's Request-URI.
+    pub request_uri: String,
+    /// The INVITE's Via (its branch and sent-by identify the transaction).
+    pub via: String,
+    /// From, with our tag.
+    pub from: String,
+    /// To, without the peer's tag.
+    pub to: String,
+    /// The INVITE's CSeq number.
+    pub invite_cseq: u32,
+    /// Where the INVITE went (`None`: the driver's default peer).
+    pub dest: Option<SocketAddr>,
+    /// The dialog, once answered.
+    pub dialog: Option<DialogState>,
+}
+
+/// An answered leg's dialog as our side holds it (RFC 3261 12.1.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DialogState {
+    /// The peer's To tag.
+    pub remote_tag: String,
+    /// The peer's Contact.
+    pub remote_target: String,
+    /// The route set, in the order requests carry it.
+    pub route: Vec<String>,
+    /// Our CSeq number when it was taken.
+    pub cseq: u32,
+}
+
+/// How far past the stored CSeq a resumed leg's BYE goes: in-dialog
+/// requests sent after the record was written (session refreshes, a few
+/// an hour) must stay below it (RFC 3261 12.2.1.1).
+const RESUME_CSEQ_GAP: u32 = 1_000;
+
+/// The record of a leg [`Endpoint`] would place with `params` and `ids`
+/// (the same Via, From and To its INVITE carries).
+pub fn leg_record(cfg: &EndpointConfig, params: &CallParams, ids: &LegIds) -> LegRecord {
+    let local = cfg.local;
+    let from = match &params.display_name {
+        Some(name) => format!(
+            "\"{}\" <sip:{}@{}>;tag={}",
+            name.replace(['"', '\\'], ""),
+            params.from_user,
+            local.ip(),
+            ids.local_tag
+        ),
+        None => format!(
+            "<sip:{}@{}>;tag={}",
+            params.from_user,
+            local.ip(),
+            ids.local_tag
+        ),
+    };
+    LegRecord {
+        call_id: ids.call_id.clone(),
+        request_uri: params.target.clone(),
+        via: via_with(cfg, &ids.branch),
+        from,
+        to: format!("<{}>", params.target),
+        invite_cseq: 1,
+        dest: params.destinations.first().copied(),
+        dialog: None,
+    }
+}
+
+/// Our Via with `branch`. Over a connection, `alias` asks the peer to
+/// send its requests back on it (RFC 5923), so nothing has to reach us
+/// from outside.
+fn via_with(cfg: &EndpointConfig, branch: &str) -> String {
+    let alias = if cfg.transport.reliable() {
+        ";alias"
+    } else {
+        ""
+    };
+    format!(
+        "SIP/2.0/{} {};branch={branch};rport{alias}",
+        cfg.transport.via_name(),
+        cfg.local,
+    )
 }
 
 /// How long a destination may stay silent (not even 100 Trying) before
@@ -265,6 +383,9 @@ pub enum CallEvent {
         /// The 200 OK's headers (for a provider's answering-machine
         /// verdict, for example).
         headers: Headers,
+        /// The dialog it set up, for a caller that stores it to end the
+        /// leg after a crash (see [`LegRecord`]).
+        dialog: DialogState,
     },
     /// The peer changed the session (re-INVITE or UPDATE with SDP): hold,
     /// resume, or a new media address. Already answered per RFC 3264.
@@ -517,6 +638,10 @@ struct Call {
     heard: bool,
     /// When to give up on a silent destination and try the next.
     failover_at: Option<Instant>,
+    /// Taken back after a crash to end it ([`Endpoint::resume_call`]): a
+    /// 2xx to any of its INVITEs (one retried with a branch never stored)
+    /// is ACKed and BYEd.
+    resumed: bool,
 }
 
 /// Bytes to send and where: `to` is `None` for the driver's default peer
@@ -559,19 +684,8 @@ impl Out<'_> {
     }
 
     fn via(&mut self) -> String {
-        // Over a connection, `alias` asks the peer to send its requests
-        // back on it (RFC 5923), so nothing has to reach us from outside.
-        let alias = if self.cfg.transport.reliable() {
-            ";alias"
-        } else {
-            ""
-        };
-        format!(
-            "SIP/2.0/{} {};branch={};rport{alias}",
-            self.cfg.transport.via_name(),
-            self.cfg.local,
-            self.branch()
-        )
+        let branch = self.branch();
+        via_with(self.cfg, &branch)
     }
 
     fn contact(&self, user: &str) -> String {
@@ -657,28 +771,85 @@ fn dialog_request(
 }
 
 impl Call {
-    fn new(id: CallId, now: Instant, params: CallParams, out: &mut Out<'_>) -> Call {
-        let call_id = format!("{}@dialler", out.token());
-        let local_tag = out.token();
-        let local = out.cfg.local;
-        let from = match &params.display_name {
-            Some(name) => format!(
-                "\"{}\" <sip:{}@{}>;tag={local_tag}",
-                name.replace(['"', '\\'], ""),
-                params.from_user,
-                local.ip()
-            ),
-            None => format!("<sip:{}@{}>;tag={local_tag}", params.from_user, local.ip()),
+    fn new(id: CallId, now: Instant, mut params: CallParams, out: &mut Out<'_>) -> Call {
+        let ids = params.ids.take().unwrap_or_else(|| LegIds {
+            call_id: format!("{}@dialler", out.token()),
+            local_tag: out.token(),
+            branch: out.branch(),
+        });
+        let rec = leg_record(out.cfg, &params, &ids);
+        let mut call = Call::build(id, now, params, ids.local_tag, &rec, out);
+        call.send_invite(now, out);
+        tracing::debug!(call_id = %call.call_id, target = %masked_uri(&call.params.target), "INVITE sent");
+        call
+    }
+
+    /// A leg a crash left (see [`LegRecord`]), taken back to end it: BYE
+    /// when it was answered, else CANCEL of its first INVITE (and ACK then
+    /// BYE if a 2xx comes).
+    fn resume(
+        id: CallId,
+        now: Instant,
+        rec: LegRecord,
+        credentials: Option<Credentials>,
+        out: &mut Out<'_>,
+    ) -> Call {
+        let params = CallParams {
+            target: rec.request_uri.clone(),
+            from_user: String::new(),
+            ring_timeout: RingTimeout::default(),
+            credentials,
+            media_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            max_talk: None,
+            display_name: None,
+            extra_headers: Vec::new(),
+            destinations: rec.dest.into_iter().collect(),
+            ids: None,
         };
-        let to = format!("<{}>", params.target);
-        let mut invite = Request::new(Method::Invite, params.target.clone());
+        let local_tag = message::tag_of(&rec.from).unwrap_or_default().to_string();
+        let mut call = Call::build(id, now, params, local_tag, &rec, out);
+        call.resumed = true;
+        match rec.dialog {
+            Some(d) => {
+                call.remote_tag = Some(d.remote_tag);
+                call.remote_target = d.remote_target;
+                call.route = d.route;
+                call.cseq = d.cseq.saturating_add(RESUME_CSEQ_GAP);
+                call.state = State::Confirmed;
+                call.answered_at = Some(now);
+                call.summary.hangup = Some(Side::Local);
+                call.send_bye(now, out);
+                tracing::info!(call_id = %call.call_id, "BYE for a leg a crash left up");
+            }
+            None => {
+                call.state = State::Proceeding;
+                call.send_cancel(now, CancelReason::Local, out);
+                tracing::info!(call_id = %call.call_id, "CANCEL for a leg a crash left ringing");
+            }
+        }
+        call
+    }
+
+    /// The call as its first INVITE (from `rec`) sets it up, nothing sent.
+    fn build(
+        id: CallId,
+        now: Instant,
+        params: CallParams,
+        local_tag: String,
+        rec: &LegRecord,
+        out: &mut Out<'_>,
+    ) -> Call {
+        let call_id = rec.call_id.clone();
+        let from = rec.from.clone();
+        let to = rec.to.clone();
+        let mut invite = Request::new(Method::Invite, rec.request_uri.clone());
         let h = &mut invite.headers;
-        h.push("Via", out.via());
+        h.push("Via", rec.via.clone());
         h.push("Max-Forwards", "70");
         h.push("From", from.clone());
         h.push("To", to.clone());
         h.push("Call-ID", call_id.clone());
-        h.push("CSeq", "1 INVITE");
+        h.push("CSeq", format!("{} INVITE", rec.invite_cseq));
         h.push("Contact", out.contact(&params.from_user));
         h.push("Allow", ALLOW);
         h.push("Supported", "100rel, timer");
@@ -696,15 +867,15 @@ impl Call {
         let branch = message::top_branch(&invite.headers)
             .unwrap_or_default()
             .to_string();
-        let mut call = Call {
+        Call {
             id,
             params,
             call_id,
             local_tag,
             from,
             to,
-            cseq: 1,
-            invite_cseq: 1,
+            cseq: rec.invite_cseq,
+            invite_cseq: rec.invite_cseq,
             invite_branches: vec![branch],
             invite,
             invite_bytes,
@@ -758,10 +929,8 @@ impl Call {
             dest_idx: 0,
             heard: false,
             failover_at: None,
-        };
-        call.send_invite(now, out);
-        tracing::debug!(call_id = %call.call_id, target = %masked_uri(&call.params.target), "INVITE sent");
-        call
+            resumed: false,
+        }
     }
 
     fn send_invite(&mut self, now: Instant, out: &mut Out<'_>) {
@@ -1047,7 +1216,10 @@ impl Call {
         let branch = message::top_branch(&r.headers).unwrap_or_default();
         tracing::trace!(call_id = %self.call_id, code = r.code, branch, "response");
         match method {
-            Method::Invite if self.invite_branches.iter().any(|b| b == branch) => {
+            Method::Invite
+                if self.invite_branches.iter().any(|b| b == branch)
+                    || (self.resumed && (200..300).contains(&r.code)) =>
+            {
                 if n == self.invite_cseq || (200..300).contains(&r.code) {
                     self.on_invite_response(now, n, r, out)
                 } else {
@@ -1399,6 +1571,12 @@ impl Call {
                     media: sdp::parse(&r.body),
                     ack_latency: Duration::ZERO,
                     headers: r.headers.clone(),
+                    dialog: DialogState {
+                        remote_tag: self.remote_tag.clone().unwrap_or_default(),
+                        remote_target: self.remote_target.clone(),
+                        route: self.route.clone(),
+                        cseq: self.cseq,
+                    },
                 },
             ));
             return;
@@ -2036,6 +2214,34 @@ impl Endpoint {
             source: self.source,
         };
         let call = Call::new(CallId(id), now, params, &mut out);
+        self.by_call_id.insert(call.call_id.clone(), id);
+        self.calls.insert(id, call);
+        self.live += 1;
+        self.with_call(id, now, |_, _, _| {});
+        CallId(id)
+    }
+
+    /// Takes back a leg a crash left (see [`LegRecord`]) to end it: BYE
+    /// in its dialog if it was answered, else CANCEL of its INVITE (a 2xx
+    /// that comes anyway is ACKed and BYEd). Its events end with
+    /// [`CallEvent::Ended`] like any call's.
+    pub fn resume_call(
+        &mut self,
+        now: Instant,
+        rec: LegRecord,
+        credentials: Option<Credentials>,
+    ) -> CallId {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut out = Out {
+            cfg: &self.cfg,
+            rng: &mut self.rng,
+            tx: &mut self.tx,
+            events: &mut self.events,
+            stats: &mut self.stats,
+            source: self.source,
+        };
+        let call = Call::resume(CallId(id), now, rec, credentials, &mut out);
         self.by_call_id.insert(call.call_id.clone(), id);
         self.calls.insert(id, call);
         self.live += 1;

@@ -260,8 +260,14 @@ impl Store {
     }
 
     /// As [`Store::start_attempt`], tagging the attempt with the node that
-    /// places it. Written before the INVITE goes out.
-    pub async fn start_attempt_on(&self, a: &NewAttempt, node: &str) -> Result<i64, StoreError> {
+    /// places it and writing its SIP leg (see [`Store::leg_open`]) in the
+    /// same transaction. Written before the INVITE goes out.
+    pub async fn start_attempt_on(
+        &self,
+        a: &NewAttempt,
+        node: &str,
+        leg: Option<&crate::sip::uac::LegRecord>,
+    ) -> Result<i64, StoreError> {
         const BUMP: &str = "UPDATE leads SET attempts = attempts + 1, status = 'dialling',
                  refused_reason = NULL
              WHERE id = $1 AND campaign_id = $2 RETURNING attempts";
@@ -287,6 +293,19 @@ impl Store {
                 .bind(node)
                 .fetch_one(&mut *tx)
                 .await?;
+            if let Some(rec) = leg {
+                sqlx::query(super::legs::LEG_INSERT)
+                    .bind(rec.call_id.as_str())
+                    .bind(node)
+                    .bind(a.campaign_id)
+                    .bind(super::legs::LegKind::Customer.as_str())
+                    .bind(id)
+                    .bind(None::<&str>)
+                    .bind(super::legs::encode(rec)?)
+                    .bind(a.started_at)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await?;
             id
         });

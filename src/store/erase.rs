@@ -49,6 +49,11 @@ impl Store {
         const UNLINK: &str = "UPDATE call_attempts SET phone = NULL, lead_id = NULL
              WHERE phone = $1 OR lead_id IN (SELECT id FROM leads WHERE phone = $1)";
         const DELETE: &str = "DELETE FROM leads WHERE phone = $1";
+        // A leg a crash left carries the number (its Request-URI): the
+        // erasure wins over ending it after the restart.
+        const LEGS: &str = "DELETE FROM sip_legs WHERE attempt_id IN
+             (SELECT id FROM call_attempts WHERE phone = $1
+                 OR lead_id IN (SELECT id FROM leads WHERE phone = $1))";
         const SUPPRESS: &str = "INSERT INTO suppressions (hash, added_at, source)
              VALUES ($1, $2, 'erasure') ON CONFLICT (hash) DO NOTHING";
         const FORGET_DNC: &str = "DELETE FROM dnc_numbers WHERE phone = $1";
@@ -60,6 +65,7 @@ impl Store {
                 .bind(phone)
                 .fetch_one(&mut *tx)
                 .await?;
+            sqlx::query(LEGS).bind(phone).execute(&mut *tx).await?;
             let attempts = sqlx::query(UNLINK).bind(phone).execute(&mut *tx).await?.rows_affected();
             let leads = sqlx::query(DELETE).bind(phone).execute(&mut *tx).await?.rows_affected();
             sqlx::query(SUPPRESS)

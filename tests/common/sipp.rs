@@ -270,6 +270,7 @@ pub async fn run_uac(target: SocketAddr, args: &[&str], limit: Duration) -> (boo
 /// no credentials, no talk limit, the provider's own addresses.
 pub fn call_params(uri: &str) -> dialler::sip::uac::CallParams {
     dialler::sip::uac::CallParams {
+        ids: None,
         target: uri.to_string(),
         from_user: "dialler".into(),
         ring_timeout: dialler::sip::uac::RingTimeout::new(Duration::from_secs(15))

@@ -47,6 +47,7 @@ impl Pair {
             self.ep.start_call(
                 self.now,
                 CallParams {
+                    ids: None,
                     target: format!("sip:+15550001234@{UAS}"),
                     from_user: "d".into(),
                     ring_timeout: RingTimeout::new(Duration::from_secs(15)).unwrap(),
@@ -218,6 +219,7 @@ fn unacknowledged_200_is_retransmitted_then_ended_with_bye() {
     ep.start_call(
         t0,
         CallParams {
+            ids: None,
             target: format!("sip:1@{UAS}"),
             from_user: "d".into(),
             ring_timeout: RingTimeout::default(),

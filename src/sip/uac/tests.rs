@@ -16,6 +16,7 @@ fn endpoint(transport: Transport) -> Endpoint {
 
 fn params() -> CallParams {
     CallParams {
+        ids: None,
         target: "sip:+15551230000@127.0.0.1:5060".into(),
         from_user: "dialler".into(),
         ring_timeout: RingTimeout::new(Duration::from_secs(15)).unwrap(),
@@ -975,5 +976,137 @@ fn the_campaign_caller_id_headers_go_on_the_invite() {
             .get("From")
             .unwrap()
             .starts_with("\"Acme Solar\" <sip:dialler@")
+    );
+}
+
+/// The record a caller stores before the INVITE names exactly what the
+/// INVITE carries; a fresh endpoint (the restarted node, on another port)
+/// takes an answered leg back from it and BYEs it in its dialog: same
+/// Call-ID and tags, the stored route set and remote target, a CSeq past
+/// any sent since; the BYE's 200 ends it.
+#[test]
+fn an_answered_leg_left_by_a_crash_is_byed_from_its_record() {
+    let mut ep = endpoint(Transport::Udp);
+    let t0 = Instant::now();
+    let mut p = params();
+    let ids = LegIds::random();
+    p.ids = Some(ids.clone());
+    let mut rec = leg_record(ep.config(), &p, &ids);
+    let (_, inv) = start(&mut ep, t0, p);
+    assert_eq!(inv.headers.get("Via"), Some(rec.via.as_str()));
+    assert_eq!(inv.headers.get("From"), Some(rec.from.as_str()));
+    assert_eq!(inv.headers.get("To"), Some(rec.to.as_str()));
+    assert_eq!(inv.headers.get("Call-ID"), Some(ids.call_id.as_str()));
+    assert_eq!(inv.uri, rec.request_uri);
+    let ok = ok_from(
+        &inv,
+        "peer",
+        &[("Record-Route", "<sip:p1.example;lr>, <sip:p2.example;lr>")],
+    );
+    ep.handle_bytes(t0, &ok.encode()).unwrap();
+    let _ = sent(&mut ep);
+    let dialog = events(&mut ep)
+        .into_iter()
+        .find_map(|e| match e {
+            CallEvent::Answered { dialog, .. } => Some(dialog),
+            _ => None,
+        })
+        .expect("answered");
+    assert_eq!(dialog.remote_tag, "peer");
+    assert_eq!(dialog.route, ["<sip:p2.example;lr>", "<sip:p1.example;lr>"]);
+    rec.dialog = Some(dialog);
+    // The crash: a new endpoint elsewhere.
+    let mut again = Endpoint::new(EndpointConfig {
+        local: "127.0.0.1:5090".parse().unwrap(),
+        transport: Transport::Udp,
+        timers: Timers::default(),
+        seed: 8,
+    });
+    let t1 = t0 + 60 * SECOND;
+    again.resume_call(t1, rec, None);
+    let out = sent(&mut again);
+    assert_eq!(out.len(), 1);
+    let bye = request(&out[0]);
+    assert_eq!(bye.method, Method::Bye);
+    assert_eq!(bye.uri, "sip:peer@127.0.0.1:5060", "the remote target");
+    assert_eq!(
+        bye.headers.get_all("Route").collect::<Vec<_>>(),
+        ["<sip:p2.example;lr>", "<sip:p1.example;lr>"]
+    );
+    assert_eq!(bye.headers.get("Call-ID"), inv.headers.get("Call-ID"));
+    assert_eq!(bye.headers.get("From"), inv.headers.get("From"));
+    assert_eq!(tag_of(bye.headers.get("To").unwrap()), Some("peer"));
+    let (n, _) = message::cseq(&bye.headers).unwrap();
+    assert!(n > 1_000, "CSeq {n}");
+    assert!(
+        bye.headers.get("Via").unwrap().contains("127.0.0.1:5090"),
+        "a new transaction from the new node"
+    );
+    again
+        .handle_bytes(t1, &Response::to(bye, 200, "OK", None).encode())
+        .unwrap();
+    assert!(ended(&events(&mut again)).is_some());
+    assert_eq!(again.live_calls(), 0);
+}
+
+/// A leg still ringing at the crash is CANCELled in its INVITE's own
+/// transaction (stored Via, CSeq 1); its 487 is ACKed and ends it. If the
+/// person answers anyway (the 200 crossing the CANCEL, or an INVITE
+/// retried with a branch never stored), the 200 is ACKed and BYEd.
+#[test]
+fn a_ringing_leg_left_by_a_crash_is_cancelled_and_a_late_200_byed() {
+    let mut ep = endpoint(Transport::Udp);
+    let t0 = Instant::now();
+    let mut p = params();
+    let ids = LegIds::random();
+    p.ids = Some(ids.clone());
+    let rec = leg_record(ep.config(), &p, &ids);
+    let (_, inv) = start(&mut ep, t0, p);
+    reply(&mut ep, t0, &inv, 180);
+
+    let fresh = || {
+        Endpoint::new(EndpointConfig {
+            local: "127.0.0.1:5090".parse().unwrap(),
+            transport: Transport::Udp,
+            timers: Timers::default(),
+            seed: 9,
+        })
+    };
+    let t1 = t0 + 5 * SECOND;
+    let mut again = fresh();
+    again.resume_call(t1, rec.clone(), None);
+    let out = sent(&mut again);
+    let cancel = request(&out[0]);
+    assert_eq!(cancel.method, Method::Cancel);
+    assert_eq!(cancel.headers.get("Via"), inv.headers.get("Via"));
+    assert_eq!(message::cseq(&cancel.headers).unwrap(), (1, Method::Cancel));
+    assert_eq!(cancel.uri, inv.uri);
+    again
+        .handle_bytes(t1, &Response::to(cancel, 200, "OK", None).encode())
+        .unwrap();
+    reply(&mut again, t1, &inv, 487);
+    let out = sent(&mut again);
+    assert_eq!(request(&out[0]).method, Method::Ack);
+    assert!(ended(&events(&mut again)).is_some());
+
+    // Answered after all, to an INVITE retried with another branch.
+    let mut again = fresh();
+    again.resume_call(t1, rec, None);
+    let _ = sent(&mut again);
+    let mut retried = inv.clone();
+    retried.headers.set(
+        "Via",
+        "SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKretried;rport",
+    );
+    retried.headers.set("CSeq", "2 INVITE");
+    again
+        .handle_bytes(t1, &ok_from(&retried, "late", &[]).encode())
+        .unwrap();
+    let out = sent(&mut again);
+    let methods: Vec<Method> = out.iter().map(|m| request(m).method.clone()).collect();
+    assert_eq!(methods, vec![Method::Ack, Method::Bye]);
+    assert_eq!(
+        tag_of(request(&out[1]).headers.get("To").unwrap()),
+        Some("late")
     );
 }
