@@ -255,5 +255,6 @@ pub mod cdp;
 pub mod dns;
 pub mod kamailio;
 pub mod live;
+pub mod nodes;
 pub mod sipp;
 pub mod webrtc_peer;
