@@ -1,10 +1,12 @@
 //! RTP media for the dialler: G.711 codecs, RTP packets, the safe-harbour
 //! prompt (generated, or read from an 8 kHz WAV), a paced prompt player,
-//! a relay between a customer leg and an agent leg, and the RTP port range.
+//! a relay between a customer leg and an agent leg (with RFC 4733 DTMF
+//! both ways), and the RTP port range.
 //!
 //! Owns audio only; it never speaks SIP (the `sip` module hands it the
 //! addresses from SDP) and never decides when to play or relay.
 
+pub mod dtmf;
 pub mod g711;
 pub mod player;
 pub mod ports;

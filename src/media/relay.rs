@@ -8,14 +8,21 @@
 //! reads the standing leg then): it is not for this customer. Of the
 //! customer's audio from before the bridge, only the newest packet goes
 //! on: the agent hears the customer at once, without a burst of old audio.
+//!
+//! DTMF (RFC 4733, [`Dtmf`]): the customer's telephone-events are read
+//! (each digit told once) and not relayed; digits the agent sends go to
+//! the customer as telephone-events in the agent's stream, whose sequence
+//! numbers the relay moves up past them.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
 
 use super::MediaError;
+use super::dtmf::{self, Detector, StreamPos, Tones};
 use super::rtp::Packet;
 
 /// One side of a relayed call.
@@ -40,6 +47,43 @@ pub struct Relayed {
     /// Packets held from before the bridge, dropped: all the agent leg's,
     /// and all but the newest of the customer's.
     pub stale: u64,
+    /// Telephone-event packets from the customer, read and not relayed.
+    pub dtmf_in: u64,
+    /// Telephone-event packets sent to the customer.
+    pub dtmf_out: u64,
+}
+
+/// DTMF on a relayed call (RFC 4733).
+pub struct Dtmf {
+    /// The payload type the customer's SDP maps to telephone-event; `None`
+    /// when it takes none (nothing is read or sent then).
+    pub pt: Option<u8>,
+    /// Digits to send to the customer, checked
+    /// ([`super::dtmf::check_digits`]).
+    pub send: mpsc::UnboundedReceiver<String>,
+    /// Told each digit the customer presses, as it starts.
+    pub heard: Box<dyn FnMut(char) + Send>,
+}
+
+/// Where the stream toward the customer stands: the last packet sent.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    ssrc: u32,
+    seq: u16,
+    timestamp: u32,
+    at: std::time::Instant,
+}
+
+impl Sent {
+    /// The position the next packet takes at `now`.
+    fn next(self, now: std::time::Instant) -> StreamPos {
+        let ms = now.saturating_duration_since(self.at).as_millis() as u32;
+        StreamPos {
+            ssrc: self.ssrc,
+            seq: self.seq.wrapping_add(1),
+            timestamp: self.timestamp.wrapping_add(ms.wrapping_mul(8)),
+        }
+    }
 }
 
 /// The most stale packets read off the agent's leg before relaying (a full
@@ -48,11 +92,31 @@ const STALE_LIMIT: u64 = 100_000;
 
 /// Relays between the customer's leg `a` and the agent's leg `b` until
 /// `stop` completes, then returns the counts.
-pub async fn relay(
+pub async fn relay(a: Leg, b: Leg, stop: impl Future<Output = ()>) -> Result<Relayed, MediaError> {
+    relay_with_dtmf(a, b, None, stop).await
+}
+
+/// [`relay`], with the call's DTMF both ways when `dtmf` is given.
+pub async fn relay_with_dtmf(
     mut a: Leg,
     mut b: Leg,
+    dtmf: Option<Dtmf>,
     stop: impl Future<Output = ()>,
 ) -> Result<Relayed, MediaError> {
+    let (event_pt, mut send, mut heard) = match dtmf {
+        Some(Dtmf {
+            pt: Some(pt),
+            send,
+            heard,
+        }) => (Some(pt), Some(send), Some(heard)),
+        _ => (None, None, None),
+    };
+    let mut detector = Detector::default();
+    let mut tones = Tones::default();
+    let mut sent: Option<Sent> = None;
+    // Events put into the agent's stream: its later packets' sequence
+    // numbers go up by as many.
+    let mut seq_offset: u16 = 0;
     let mut stats = Relayed::default();
     let mut buf_a = vec![0u8; 2048];
     let mut buf_b = vec![0u8; 2048];
@@ -83,12 +147,21 @@ pub async fn relay(
     }
     tokio::pin!(stop);
     loop {
+        let tone_at = tones.next_at().map(tokio::time::Instant::from_std);
         tokio::select! {
             () = &mut stop => return Ok(stats),
             r = a.socket.recv_from(&mut buf_a) => {
                 let (n, from) = r?;
                 a.peer = Some(from);
-                if Packet::parse(&buf_a[..n]).is_err() {
+                let parsed = Packet::parse(&buf_a[..n]);
+                if let (Ok(p), Some(pt)) = (&parsed, event_pt)
+                    && p.payload_type == pt
+                {
+                    stats.dtmf_in += 1;
+                    if let (Some(d), Some(tell)) = (detector.packet(p), heard.as_mut()) {
+                        tell(d);
+                    }
+                } else if parsed.is_err() {
                     stats.dropped += 1;
                 } else if let Some(to) = b.peer
                     && b.socket.send_to(&buf_a[..n], to).await.is_ok()
@@ -101,14 +174,70 @@ pub async fn relay(
             r = b.socket.recv_from(&mut buf_b) => {
                 let (n, from) = r?;
                 b.peer = Some(from);
-                if Packet::parse(&buf_b[..n]).is_err() {
+                let Ok((ssrc, seq, timestamp)) =
+                    Packet::parse(&buf_b[..n]).map(|p| (p.ssrc, p.sequence, p.timestamp))
+                else {
                     stats.dropped += 1;
-                } else if let Some(to) = a.peer
+                    continue;
+                };
+                let seq = seq.wrapping_add(seq_offset);
+                if seq_offset != 0 {
+                    buf_b[2..4].copy_from_slice(&seq.to_be_bytes());
+                }
+                sent = Some(Sent {
+                    ssrc,
+                    seq,
+                    timestamp,
+                    at: tokio::time::Instant::now().into_std(),
+                });
+                if let Some(to) = a.peer
                     && a.socket.send_to(&buf_b[..n], to).await.is_ok()
                 {
                     stats.b_to_a += 1;
                 } else {
                     stats.dropped += 1;
+                }
+            }
+            digits = async {
+                match send.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => match digits {
+                Some(d) => tones.push(&d),
+                None => send = None,
+            },
+            () = async {
+                match tone_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let now = tokio::time::Instant::now().into_std();
+                let Some(pt) = event_pt else { continue };
+                // Before any agent audio: a stream of the relay's own.
+                let base = *sent.get_or_insert_with(|| Sent {
+                    ssrc: rand::random(),
+                    seq: rand::random(),
+                    timestamp: rand::random(),
+                    at: now,
+                });
+                let mut pos = base.next(now);
+                let mut out = Vec::with_capacity(16);
+                while let Some((e, marker, ts)) = tones.poll(now, pos) {
+                    out.clear();
+                    dtmf::write_packet(&mut out, pt, marker, pos, ts, e);
+                    if let Some(to) = a.peer
+                        && a.socket.send_to(&out, to).await.is_ok()
+                    {
+                        stats.dtmf_out += 1;
+                    }
+                    sent = Some(Sent {
+                        seq: pos.seq,
+                        ..base
+                    });
+                    seq_offset = seq_offset.wrapping_add(1);
+                    pos.seq = pos.seq.wrapping_add(1);
                 }
             }
         }
@@ -180,6 +309,7 @@ mod tests {
                 b_to_a: 1,
                 dropped: 1,
                 stale: 0,
+                ..Relayed::default()
             }
         );
     }
@@ -248,5 +378,93 @@ mod tests {
         stop_tx.send(()).unwrap();
         let stats = relay.await.unwrap().unwrap();
         assert_eq!((stats.stale, stats.b_to_a), (20, 1));
+    }
+
+    /// Digits the agent sends reach the customer as RFC 4733 events in
+    /// the agent's stream (its SSRC, the next sequence numbers, one
+    /// timestamp per digit), and the agent's later packets follow on; the
+    /// customer's own events are told once each and not relayed.
+    #[tokio::test]
+    async fn dtmf_goes_to_the_customer_in_the_agents_stream_and_back_as_digits() {
+        let (customer, phone) = (sock().await, sock().await);
+        let (leg_a, leg_b) = (shared().await, shared().await);
+        let (a_addr, b_addr) = (leg_a.local_addr().unwrap(), leg_b.local_addr().unwrap());
+        let (send_tx, send_rx) = mpsc::unbounded_channel();
+        let heard = Arc::new(std::sync::Mutex::new(String::new()));
+        let h = heard.clone();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let relay = tokio::spawn(relay_with_dtmf(
+            Leg {
+                socket: leg_a,
+                peer: Some(customer.local_addr().unwrap()),
+            },
+            Leg {
+                socket: leg_b,
+                peer: Some(phone.local_addr().unwrap()),
+            },
+            Some(Dtmf {
+                pt: Some(101),
+                send: send_rx,
+                heard: Box::new(move |d| h.lock().unwrap().push(d)),
+            }),
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        phone.send_to(&rtp(10), b_addr).await.unwrap();
+        assert_eq!(recv(&customer).await, rtp(10));
+        send_tx.send("5".into()).unwrap();
+        let mut events = Vec::new();
+        for _ in 0..8 {
+            let bytes = recv(&customer).await;
+            let p = Packet::parse(&bytes).unwrap();
+            let e = dtmf::Event::parse(p.payload).unwrap();
+            events.push((p.payload_type, p.ssrc, p.sequence, p.marker, e.event, e.end));
+        }
+        assert!(
+            events.iter().all(|e| e.0 == 101 && e.1 == 1 && e.4 == 5),
+            "{events:?}"
+        );
+        let seqs: Vec<u16> = events.iter().map(|e| e.2).collect();
+        assert_eq!(seqs, (11..19).collect::<Vec<u16>>());
+        assert!(events[0].3, "marker on the first");
+        assert_eq!(
+            events.iter().filter(|e| e.5).count(),
+            3,
+            "three end packets"
+        );
+        // The agent's next packet follows the events.
+        phone.send_to(&rtp(11), b_addr).await.unwrap();
+        let next = recv(&customer).await;
+        assert_eq!(Packet::parse(&next).unwrap().sequence, 19);
+        // The customer presses 7 (its three end packets repeat it): told
+        // once, not relayed to the agent.
+        for end in [false, true, true, true] {
+            let payload = dtmf::Event {
+                event: 7,
+                end,
+                volume: 10,
+                duration: 800,
+            }
+            .bytes();
+            let mut out = Vec::new();
+            Packet {
+                payload_type: 101,
+                marker: !end,
+                sequence: 40,
+                timestamp: 4_000,
+                ssrc: 9,
+                payload: &payload,
+            }
+            .write(&mut out);
+            customer.send_to(&out, a_addr).await.unwrap();
+        }
+        customer.send_to(&rtp(41), a_addr).await.unwrap();
+        assert_eq!(recv(&phone).await, rtp(41), "audio goes on, events do not");
+        assert_eq!(heard.lock().unwrap().as_str(), "7");
+        stop_tx.send(()).unwrap();
+        let stats = relay.await.unwrap().unwrap();
+        assert_eq!((stats.dtmf_out, stats.dtmf_in), (8, 4));
     }
 }

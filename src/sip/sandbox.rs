@@ -276,10 +276,18 @@ impl Sandbox {
         }
         if code == 200 {
             r.headers.push("Content-Type", "application/sdp");
-            let offered = sdp::parse(&call.invite.body)
+            let offer = sdp::parse(&call.invite.body);
+            let codec = offer
+                .as_ref()
                 .and_then(|m| m.codec())
                 .unwrap_or(sdp::PT_PCMU);
-            r.body = sdp::audio(1, self.media, &[offered]).into_bytes();
+            // Telephone-events too when offered under our number for them
+            // (RFC 4733), as a carrier's media gateway answers.
+            let mut answer = vec![codec];
+            if offer.and_then(|m| m.telephone_event) == Some(sdp::PT_TELEPHONE_EVENT) {
+                answer.push(sdp::PT_TELEPHONE_EVENT);
+            }
+            r.body = sdp::audio(1, self.media, &answer).into_bytes();
         }
         r.encode()
     }

@@ -100,6 +100,9 @@ pub struct Media {
     /// The stream's direction as the peer wrote it; an old-style hold
     /// (connection address 0.0.0.0, RFC 3264 8.4) reads as `SendOnly`.
     pub direction: Direction,
+    /// The payload type the peer maps to `telephone-event/8000` (RFC 4733
+    /// DTMF), if it lists one.
+    pub telephone_event: Option<u8>,
 }
 
 impl Media {
@@ -122,6 +125,7 @@ pub fn parse(body: &[u8]) -> Option<Media> {
     let mut in_audio = false;
     let mut session_dir: Option<Direction> = None;
     let mut media_dir: Option<Direction> = None;
+    let mut telephone_event: Option<u8> = None;
     for line in text.lines() {
         let line = line.trim_end();
         let dir = match line {
@@ -137,6 +141,14 @@ pub fn parse(body: &[u8]) -> Option<Media> {
             } else if audio.is_none() {
                 session_dir = Some(d);
             }
+            continue;
+        }
+        if in_audio
+            && let Some(map) = line.strip_prefix("a=rtpmap:")
+            && let Some((pt, enc)) = map.split_once(' ')
+            && enc.trim().eq_ignore_ascii_case("telephone-event/8000")
+        {
+            telephone_event = pt.trim().parse().ok();
             continue;
         }
         if let Some(c) = line.strip_prefix("c=") {
@@ -170,10 +182,13 @@ pub fn parse(body: &[u8]) -> Option<Media> {
     if ip.is_unspecified() && direction == Direction::SendRecv {
         direction = Direction::SendOnly;
     }
+    // Only a number the m= line lists is in use.
+    let telephone_event = telephone_event.filter(|pt| payloads.contains(pt));
     Some(Media {
         addr: SocketAddr::new(ip, port),
         payloads,
         direction,
+        telephone_event,
     })
 }
 
@@ -190,6 +205,12 @@ mod tests {
         assert_eq!(m.payloads, vec![0, 8, 101]);
         assert_eq!(m.codec(), Some(0));
         assert!(offer.contains("a=rtpmap:101 telephone-event/8000"));
+        assert_eq!(m.telephone_event, Some(101));
+        // A peer that maps another number to the events, or none.
+        let other = "v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 5004 RTP/AVP 8 96\r\na=rtpmap:96 telephone-event/8000\r\n";
+        assert_eq!(parse(other.as_bytes()).unwrap().telephone_event, Some(96));
+        let none = "v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 5004 RTP/AVP 8\r\n";
+        assert_eq!(parse(none.as_bytes()).unwrap().telephone_event, None);
     }
 
     #[test]
