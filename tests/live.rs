@@ -1072,3 +1072,60 @@ async fn a_kept_callback_waits_for_its_agent() {
 async fn a_kept_callback_is_anyones_after_the_grace() {
     a_kept_callback(Owner::Leave).await;
 }
+
+/// DTMF on a live call (RFC 4733): the agent's digits go to the customer
+/// as telephone-events (the sandbox, which answered with
+/// telephone-event, echoes its RTP back, so they return as the
+/// customer's keys), and the customer's keys reach the agent's call view
+/// and event stream, once each; bad digits and a call-less agent are
+/// refused.
+#[tokio::test(start_paused = true)]
+async fn dtmf_goes_both_ways_on_a_live_call() {
+    let l = load("uk-broadband", tuesday(), 1).await;
+    let sb = Sandboxes::start(answering(Duration::from_secs(3600), 5)).await;
+    let live = start(&l, sb.provider, tuesday(), "n1", Duration::from_secs(30)).await;
+    let (id, tok) = &l.agents[0];
+    let phone = format!("sip:1@{}", sb.phones);
+    live.provision(&l.supervisor, id, &phone).await;
+    let (c, _) = live.login(id, tok, &phone).await;
+    assert_eq!(c, 200);
+    let dtmf = format!("/api/agents/{id}/dtmf");
+    let (c, v) = live
+        .req("POST", &dtmf, tok, Some(r#"{"digits":"1"}"#))
+        .await;
+    assert_eq!(c, 409, "no call yet: {v}");
+    let (c, _) = live
+        .req("POST", &format!("/api/agents/{id}/ready"), tok, None)
+        .await;
+    assert_eq!(c, 200);
+    let call = format!("/api/agents/{id}/call");
+    assert!(
+        until(Duration::from_secs(60), || async {
+            live.req("GET", &call, tok, None).await.1["state"] == "on_call"
+        })
+        .await,
+        "no call put through"
+    );
+    for bad in [
+        r#"{"digits":"12x"}"#,
+        r#"{"digits":""}"#,
+        r#"{"tones":"1"}"#,
+    ] {
+        let (c, v) = live.req("POST", &dtmf, tok, Some(bad)).await;
+        assert!(c == 400 || c == 422, "{bad}: {c} {v}");
+    }
+    let (c, v) = live
+        .req("POST", &dtmf, tok, Some(r#"{"digits":"12#"}"#))
+        .await;
+    assert_eq!(c, 200, "{v}");
+    assert!(
+        until(Duration::from_secs(5), || async {
+            live.req("GET", &call, tok, None).await.1["call"]["dtmf"] == "12#"
+        })
+        .await,
+        "{}",
+        live.req("GET", &call, tok, None).await.1
+    );
+    live.stop().await;
+    sb.stop().await;
+}

@@ -34,7 +34,8 @@ impl From<AgentError> for ApiError {
             AgentError::NotLoggedIn
             | AgentError::AlreadyLoggedIn
             | AgentError::Busy
-            | AgentError::NoCall => StatusCode::CONFLICT,
+            | AgentError::NoCall
+            | AgentError::NoDtmf => StatusCode::CONFLICT,
             AgentError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             AgentError::BadPhone(_) => StatusCode::BAD_REQUEST,
             AgentError::PhoneDidNotAnswer(_) => StatusCode::BAD_GATEWAY,
@@ -85,6 +86,7 @@ pub(crate) fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(pause))
         .routes(routes!(logout))
         .routes(routes!(hangup))
+        .routes(routes!(send_dtmf))
         .routes(routes!(current_call))
         .routes(routes!(disposition))
         .routes(routes!(pending))
@@ -734,6 +736,41 @@ async fn hangup(
 ) -> Result<Json<Ok200>, ApiError> {
     auth.require_agent(&id)?;
     agent_action(&s, id, |agent, reply| Input::Hangup { agent, reply }).await
+}
+
+/// Digits to send to the customer.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = DtmfRequest)]
+struct DtmfIn {
+    /// 1 to 32 of `0-9`, `*`, `#`, `A-D`.
+    digits: String,
+}
+
+#[utoipa::path(post, path = "/api/agents/{id}/dtmf", tag = "service",
+    summary = "Send DTMF to the customer",
+    description = "Sends the digits on the connected call as RFC 4733 telephone-events (100 ms each, 60 ms apart), in the agent's audio stream to the customer: to drive the customer's IVR or a payment line. 409 without a connected call or when the customer's side took no telephone-events in its answer. The digits are not logged or audited (a card number may be keyed). The customer's own keys reach the agent as `dtmf` events and in the call's `dtmf`.",
+    params(("id" = String, Path, description = "Agent id.")), request_body = DtmfIn,
+    responses((status = 200, description = "Queued to be sent.", body = Ok200),
+        (status = 400, description = "Not DTMF digits.", body = ErrorBody), (status = 401, description = "No valid token.", body = ErrorBody), (status = 403, description = "The token may not do this.", body = ErrorBody),
+        (status = 409, description = "No connected call, or the customer's side takes no DTMF.", body = ErrorBody)),
+    security(("bearerAuth" = [])))]
+async fn send_dtmf(
+    auth: Authenticated,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<DtmfIn>, JsonRejection>,
+) -> Result<Json<Ok200>, ApiError> {
+    auth.require_agent(&id)?;
+    let body = json_body(body)?;
+    let digits = crate::media::dtmf::check_digits(&body.digits)
+        .map_err(|e| ApiError::bad_request(format!("digits: {e}")).with_field("digits"))?;
+    agent_action(&s, id, move |agent, reply| Input::SendDtmf {
+        agent,
+        digits,
+        reply,
+    })
+    .await
 }
 
 /// The agent's current call.

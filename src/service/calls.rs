@@ -17,7 +17,7 @@ use crate::campaign::Campaign;
 use crate::clock::Millis;
 use crate::compliance;
 use crate::dialer::{AgentId, CallId, Event, Outcome};
-use crate::media::relay::{Leg, relay};
+use crate::media::relay::{Dtmf, Leg, relay_with_dtmf};
 use crate::phone;
 use crate::policy;
 use crate::sip::auth::Credentials;
@@ -37,6 +37,11 @@ pub(super) struct CallCtx {
     media: Option<SocketAddr>,
     /// The G.711 payload type the callee's answer chose (PCMU or PCMA).
     codec: u8,
+    /// The payload type the callee's answer maps to telephone-event
+    /// (RFC 4733), if any.
+    dtmf_pt: Option<u8>,
+    /// Digits for the relay to send to the customer, while bridged.
+    dtmf_tx: Option<mpsc::UnboundedSender<String>>,
     pub(super) answered_at: Option<i64>,
     pub(super) connected_at: Option<i64>,
     pub(super) agent: Option<String>,
@@ -192,6 +197,8 @@ impl Driver {
                 rtp: sock,
                 media: None,
                 codec: sdp::PT_PCMU,
+                dtmf_pt: None,
+                dtmf_tx: None,
                 answered_at: None,
                 connected_at: None,
                 agent: None,
@@ -269,6 +276,7 @@ impl Driver {
                 .as_ref()
                 .and_then(sdp::Media::codec)
                 .unwrap_or(sdp::PT_PCMU);
+            c.dtmf_pt = media.as_ref().and_then(|m| m.telephone_event);
             c.media = media.map(|m| m.addr);
             c.answered_at = Some(now);
             attempt = c.attempt_id;
@@ -352,12 +360,24 @@ impl Driver {
                 socket: c.rtp.clone(),
                 peer: c.media,
             };
+            // DTMF both ways while bridged (RFC 4733), when the customer's
+            // side takes telephone-events.
+            let (dtmf_tx, dtmf_rx) = mpsc::unbounded_channel();
+            c.dtmf_tx = c.dtmf_pt.map(|_| dtmf_tx);
+            let me = self.me.clone();
+            let dtmf = Dtmf {
+                pt: c.dtmf_pt,
+                send: dtmf_rx,
+                heard: Box::new(move |digit| {
+                    let _ = me.send(Input::DtmfHeard { call, digit });
+                }),
+            };
             tokio::spawn(async move {
                 let agent = Leg {
                     socket: agent_rtp,
                     peer: agent_peer,
                 };
-                if let Err(e) = relay(customer, agent, async {
+                if let Err(e) = relay_with_dtmf(customer, agent, Some(dtmf), async {
                     let _ = stop_rx.await;
                 })
                 .await
@@ -377,6 +397,7 @@ impl Driver {
             lead: fields,
             connected_at: now.ms(),
             ended_at: None,
+            dtmf: String::new(),
         };
         if let Some(at) = self.answer_instants.remove(&call) {
             self.shared.latency.push(at.elapsed());
@@ -396,6 +417,58 @@ impl Driver {
             campaign: self.campaign.name.clone(),
             kind: "call",
             data: serde_json::to_value(&view).unwrap_or_default(),
+        });
+    }
+
+    /// The agent's digits go to the customer as telephone-events (see
+    /// [`crate::media::relay::Dtmf`]). Not logged: a customer's card
+    /// number may be keyed on a call.
+    pub(super) fn send_dtmf(&mut self, agent: &str, digits: String, reply: super::driver::Reply) {
+        let Some(call) = self
+            .agents
+            .get(agent)
+            .map(|a| self.runner.agent(a.id).status)
+            .and_then(|s| match s {
+                crate::dialer::AgentStatus::OnCall(call) => Some(call),
+                _ => None,
+            })
+        else {
+            let _ = reply.send(Err(super::AgentError::NoCall));
+            return;
+        };
+        let r = match self.calls.get(&call) {
+            None => Err(super::AgentError::NoCall),
+            Some(c) => match (&c.dtmf_tx, c.dtmf_pt) {
+                (Some(tx), Some(_)) => tx.send(digits).map_err(|_| super::AgentError::NoCall),
+                (None, Some(_)) => Err(super::AgentError::NoCall),
+                (_, None) => Err(super::AgentError::NoDtmf),
+            },
+        };
+        let _ = reply.send(r);
+    }
+
+    /// The customer pressed a key: the agent sees it (the `dtmf` event,
+    /// and the call view's `dtmf`). Not logged, as above.
+    pub(super) fn dtmf_heard(&mut self, call: CallId, digit: char) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let (Some(agent), Some(call_id)) = (c.agent.clone(), c.attempt_id) else {
+            return;
+        };
+        self.shared.with_session(&agent, |s| {
+            if let Some(v) = s.call.as_mut().filter(|v| v.call_id == call_id)
+                && v.dtmf.chars().count() < 256
+            {
+                v.dtmf.push(digit);
+            }
+        });
+        self.shared.emit(ServiceEvent {
+            id: 0,
+            agent: Some(agent),
+            campaign: self.campaign.name.clone(),
+            kind: "dtmf",
+            data: serde_json::json!({ "call_id": call_id, "digit": digit.to_string() }),
         });
     }
 

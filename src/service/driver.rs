@@ -126,6 +126,22 @@ pub enum Input {
         /// Answer.
         reply: Reply,
     },
+    /// The agent sends DTMF digits to the customer (checked).
+    SendDtmf {
+        /// Agent id.
+        agent: String,
+        /// The digits.
+        digits: String,
+        /// Answer.
+        reply: Reply,
+    },
+    /// The customer pressed a key (an RFC 4733 event on the call's RTP).
+    DtmfHeard {
+        /// The call.
+        call: CallId,
+        /// The digit.
+        digit: char,
+    },
     /// A disposition was written: wrap-up is over.
     WrapUpDone {
         /// Agent id.
@@ -457,6 +473,12 @@ impl Driver {
             } => self.pause(&agent, reason, reply),
             Input::Logout { agent, reply } => self.logout(&agent, Some(reply)),
             Input::Hangup { agent, reply } => self.agent_hangup(&agent, reply),
+            Input::SendDtmf {
+                agent,
+                digits,
+                reply,
+            } => self.send_dtmf(&agent, digits, reply),
+            Input::DtmfHeard { call, digit } => self.dtmf_heard(call, digit),
             Input::WrapUpDone {
                 agent,
                 contact,

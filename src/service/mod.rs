@@ -71,6 +71,10 @@ pub enum AgentError {
     /// A write the reply waited for failed.
     #[error("internal error")]
     Store,
+    /// The customer's side took no telephone-events (RFC 4733) in its
+    /// answer: no DTMF can be sent on this call.
+    #[error("the customer's side takes no DTMF (no telephone-event in its SDP answer)")]
+    NoDtmf,
 }
 
 /// Errors that stop the service.
@@ -239,6 +243,9 @@ pub struct CallView {
     pub connected_at: i64,
     /// When it ended, if it has.
     pub ended_at: Option<i64>,
+    /// The keys the customer pressed on the call so far (RFC 4733
+    /// telephone-events), in order.
+    pub dtmf: String,
 }
 
 /// An agent's session as the API shows it.
