@@ -77,6 +77,7 @@ where
         Leg {
             socket: call_leg,
             peer: None,
+            codec: None,
         },
         agent,
         async move {
@@ -117,6 +118,7 @@ async fn main() {
         let agent = Leg {
             socket: phone.leg.clone(),
             peer: Some(phone.peer),
+            codec: None,
         };
         let before = *frames.borrow_and_update();
         web.push(
@@ -131,6 +133,7 @@ async fn main() {
         let agent = Leg {
             socket: sip_leg.clone(),
             peer: Some(sip_phone.local_addr().unwrap()),
+            codec: None,
         };
         let phone_sock = sip_phone.clone();
         // What reached the phone before this call is not this call's.

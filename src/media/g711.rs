@@ -100,9 +100,45 @@ pub fn decode(pt: u8, payload: &[u8], out: &mut Vec<i16>) -> Result<(), MediaErr
     Ok(())
 }
 
+/// Re-encodes a payload from one law to the other in place (the same
+/// number of bytes: one per sample); the same law is left alone.
+pub fn transcode(from: u8, to: u8, payload: &mut [u8]) -> Result<(), MediaError> {
+    let f: fn(u8) -> u8 = match (from, to) {
+        (0, 0) | (8, 8) => return Ok(()),
+        (0, 8) => |b| alaw_encode(ulaw_decode(b)),
+        (8, 0) => |b| ulaw_encode(alaw_decode(b)),
+        (0 | 8, _) => return Err(MediaError::Codec(to)),
+        _ => return Err(MediaError::Codec(from)),
+    };
+    for b in payload {
+        *b = f(*b);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transcoding_keeps_the_sound() {
+        let samples: Vec<i16> = (0..160)
+            .map(|i| ((i as f64 / 10.0).sin() * 8000.0) as i16)
+            .collect();
+        let mut pcmu = Vec::new();
+        encode(0, &samples, &mut pcmu).unwrap();
+        let mut alaw = pcmu.clone();
+        transcode(0, 8, &mut alaw).unwrap();
+        let mut back = Vec::new();
+        decode(8, &alaw, &mut back).unwrap();
+        for (a, b) in samples.iter().zip(&back) {
+            assert!((i32::from(*a) - i32::from(*b)).abs() <= 512, "{a} {b}");
+        }
+        let mut same = pcmu.clone();
+        transcode(0, 0, &mut same).unwrap();
+        assert_eq!(same, pcmu);
+        assert!(transcode(0, 9, &mut same).is_err());
+    }
 
     #[test]
     fn reference_values() {

@@ -32,6 +32,32 @@ pub struct Leg {
     pub socket: Arc<UdpSocket>,
     /// Where the leg's phone listens, from SDP, if known yet.
     pub peer: Option<SocketAddr>,
+    /// The G.711 law (payload type 0 or 8) the leg's SDP chose, if known:
+    /// audio between legs of different laws is re-encoded on the way.
+    pub codec: Option<u8>,
+}
+
+/// Re-encodes a G.711 packet of law `from` to law `to` in place (payload
+/// and payload type) when both are known and differ; anything else
+/// (another payload type, telephone-events) is left as it is.
+fn recode(buf: &mut [u8], from: Option<u8>, to: Option<u8>) {
+    let (Some(from), Some(to)) = (from, to) else {
+        return;
+    };
+    if from == to {
+        return;
+    }
+    let Ok(p) = Packet::parse(buf) else {
+        return;
+    };
+    if p.payload_type != from {
+        return;
+    }
+    let start = p.payload.as_ptr() as usize - buf.as_ptr() as usize;
+    let end = start + p.payload.len();
+    if super::g711::transcode(from, to, &mut buf[start..end]).is_ok() {
+        buf[1] = (buf[1] & 0x80) | (to & 0x7f);
+    }
 }
 
 /// What a relay carried.
@@ -141,7 +167,10 @@ pub async fn relay_with_dtmf(
         }
     }
     if let (Some(n), Some(to)) = (newest, b.peer)
-        && b.socket.send_to(&buf_a[..n], to).await.is_ok()
+        && {
+            recode(&mut buf_a[..n], a.codec, b.codec);
+            b.socket.send_to(&buf_a[..n], to).await.is_ok()
+        }
     {
         stats.a_to_b += 1;
     }
@@ -164,7 +193,10 @@ pub async fn relay_with_dtmf(
                 } else if parsed.is_err() {
                     stats.dropped += 1;
                 } else if let Some(to) = b.peer
-                    && b.socket.send_to(&buf_a[..n], to).await.is_ok()
+                    && {
+                        recode(&mut buf_a[..n], a.codec, b.codec);
+                        b.socket.send_to(&buf_a[..n], to).await.is_ok()
+                    }
                 {
                     stats.a_to_b += 1;
                 } else {
@@ -190,6 +222,7 @@ pub async fn relay_with_dtmf(
                     timestamp,
                     at: tokio::time::Instant::now().into_std(),
                 });
+                recode(&mut buf_b[..n], b.codec, a.codec);
                 if let Some(to) = a.peer
                     && a.socket.send_to(&buf_b[..n], to).await.is_ok()
                 {
@@ -284,10 +317,12 @@ mod tests {
             Leg {
                 socket: leg_a,
                 peer: None,
+                codec: None,
             },
             Leg {
                 socket: leg_b,
                 peer: Some(agent.local_addr().unwrap()),
+                codec: None,
             },
             async move {
                 let _ = stop_rx.await;
@@ -330,10 +365,12 @@ mod tests {
             Leg {
                 socket: leg_a,
                 peer: None,
+                codec: None,
             },
             Leg {
                 socket: leg_b,
                 peer: Some(phone.local_addr().unwrap()),
+                codec: None,
             },
             async move {
                 let _ = stop_rx.await;
@@ -363,10 +400,12 @@ mod tests {
             Leg {
                 socket: leg_a,
                 peer: Some(customer.local_addr().unwrap()),
+                codec: None,
             },
             Leg {
                 socket: leg_b,
                 peer: Some(phone.local_addr().unwrap()),
+                codec: None,
             },
             async move {
                 let _ = stop_rx.await;
@@ -397,10 +436,12 @@ mod tests {
             Leg {
                 socket: leg_a,
                 peer: Some(customer.local_addr().unwrap()),
+                codec: None,
             },
             Leg {
                 socket: leg_b,
                 peer: Some(phone.local_addr().unwrap()),
+                codec: None,
             },
             Some(Dtmf {
                 pt: Some(101),
@@ -466,5 +507,56 @@ mod tests {
         stop_tx.send(()).unwrap();
         let stats = relay.await.unwrap().unwrap();
         assert_eq!((stats.dtmf_out, stats.dtmf_in), (8, 4));
+    }
+
+    /// A customer on A-law and an agent's phone on µ-law: each hears the
+    /// other in its own law, the same sound; telephone-events are not
+    /// touched.
+    #[tokio::test]
+    async fn audio_between_legs_of_different_laws_is_re_encoded() {
+        let (customer, phone) = (sock().await, sock().await);
+        let (leg_a, leg_b) = (shared().await, shared().await);
+        let (a_addr, b_addr) = (leg_a.local_addr().unwrap(), leg_b.local_addr().unwrap());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let relay = tokio::spawn(relay(
+            Leg {
+                socket: leg_a,
+                peer: Some(customer.local_addr().unwrap()),
+                codec: Some(8),
+            },
+            Leg {
+                socket: leg_b,
+                peer: Some(phone.local_addr().unwrap()),
+                codec: Some(0),
+            },
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let tone: Vec<i16> = (0..160)
+            .map(|i| ((f64::from(i) / 8.0).sin() * 6000.0) as i16)
+            .collect();
+        let packet = |pt: u8| {
+            let mut p = Packetizer::new(pt, 5, 1, 0);
+            let mut out = Vec::new();
+            p.packet(&tone, &mut out).unwrap();
+            out
+        };
+        let close = |pt: u8, bytes: &[u8]| {
+            let p = Packet::parse(bytes).unwrap();
+            assert_eq!(p.payload_type, pt);
+            let mut got = Vec::new();
+            crate::media::g711::decode(pt, p.payload, &mut got).unwrap();
+            tone.iter()
+                .zip(&got)
+                .all(|(a, b)| (i32::from(*a) - i32::from(*b)).abs() < 600)
+        };
+        customer.send_to(&packet(8), a_addr).await.unwrap();
+        assert!(close(0, &recv(&phone).await), "the agent hears µ-law");
+        phone.send_to(&packet(0), b_addr).await.unwrap();
+        assert!(close(8, &recv(&customer).await), "the customer hears A-law");
+        stop_tx.send(()).unwrap();
+        relay.await.unwrap().unwrap();
     }
 }

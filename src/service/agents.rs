@@ -10,13 +10,13 @@
 //! the event stream. An HTTP reply that must wait for durability waits for
 //! that write.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
-use super::driver::{AgentIo, Driver, Input, Phone, Reply};
+use super::driver::{AgentIo, Driver, Input, LegMedia, Phone, Reply};
 use super::writer::Write;
 use super::{AgentError, ServiceEvent, SessionView, Shared};
 use crate::clock::Millis;
@@ -58,8 +58,7 @@ impl Driver {
     pub(super) fn leg_up(
         &mut self,
         agent: String,
-        rtp: Arc<UdpSocket>,
-        peer: Option<SocketAddr>,
+        media: LegMedia,
         hangup: mpsc::UnboundedSender<()>,
         reply: Reply,
     ) {
@@ -73,8 +72,9 @@ impl Driver {
             agent,
             AgentIo {
                 id,
-                rtp: Some(rtp),
-                peer,
+                rtp: Some(media.rtp),
+                peer: media.peer,
+                codec: media.codec,
                 leg_hangup: Some(hangup),
                 pause_reason: None,
                 reply: Some(reply),
@@ -530,8 +530,11 @@ async fn agent_leg(
                     if let Some(r) = reply.take() {
                         let _ = me.send(Input::LegUp {
                             agent: agent.clone(),
-                            rtp: sock.clone(),
-                            peer: media.map(|m| m.addr),
+                            media: LegMedia {
+                                rtp: sock.clone(),
+                                peer: media.as_ref().map(|m| m.addr),
+                                codec: media.as_ref().and_then(crate::sip::sdp::Media::codec),
+                            },
                             hangup: hang_tx.clone(),
                             reply: r,
                         });
@@ -580,8 +583,11 @@ async fn softphone_leg(
     let (hang_tx, mut hang_rx) = mpsc::unbounded_channel();
     let _ = me.send(Input::LegUp {
         agent: agent.clone(),
-        rtp: phone.leg.clone(),
-        peer: Some(phone.peer),
+        media: LegMedia {
+            rtp: phone.leg.clone(),
+            peer: Some(phone.peer),
+            codec: None,
+        },
         hangup: hang_tx,
         reply,
     });

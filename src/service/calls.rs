@@ -341,7 +341,7 @@ impl Driver {
         let Some(a) = self.agents.get(&name) else {
             return;
         };
-        let agent_media = a.rtp.clone().map(|rtp| (rtp, a.peer));
+        let agent_media = a.rtp.clone().map(|rtp| (rtp, a.peer, a.codec));
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -353,12 +353,13 @@ impl Driver {
             connected_at: Some(now.ms()),
             agent: Some(name.clone()),
         });
-        if let Some((agent_rtp, agent_peer)) = agent_media {
+        if let Some((agent_rtp, agent_peer, agent_codec)) = agent_media {
             let (stop_tx, stop_rx) = oneshot::channel();
             c.relay_stop = Some(stop_tx);
             let customer = Leg {
                 socket: c.rtp.clone(),
                 peer: c.media,
+                codec: c.media.map(|_| c.codec),
             };
             // DTMF both ways while bridged (RFC 4733), when the customer's
             // side takes telephone-events.
@@ -376,6 +377,7 @@ impl Driver {
                 let agent = Leg {
                     socket: agent_rtp,
                     peer: agent_peer,
+                    codec: agent_codec,
                 };
                 if let Err(e) = relay_with_dtmf(customer, agent, Some(dtmf), async {
                     let _ = stop_rx.await;

@@ -47,6 +47,18 @@ pub enum Phone {
     Browser(Box<crate::media::webrtc::Softphone>),
 }
 
+/// An agent phone leg's media.
+#[derive(Debug)]
+pub struct LegMedia {
+    /// Our RTP socket for the leg.
+    pub rtp: Arc<UdpSocket>,
+    /// The phone's media address.
+    pub peer: Option<SocketAddr>,
+    /// The G.711 law its answer chose (`None` for the browser, whose
+    /// softphone speaks the customer's law itself).
+    pub codec: Option<u8>,
+}
+
 /// What a campaign task is told.
 #[derive(Debug)]
 pub enum Input {
@@ -73,10 +85,8 @@ pub enum Input {
     LegUp {
         /// Agent id.
         agent: String,
-        /// Our RTP socket for the leg.
-        rtp: Arc<UdpSocket>,
-        /// The phone's media address.
-        peer: Option<SocketAddr>,
+        /// The leg's media.
+        media: LegMedia,
         /// Hangs up the leg.
         hangup: mpsc::UnboundedSender<()>,
         /// For the login request.
@@ -212,6 +222,8 @@ pub(super) struct AgentIo {
     pub(super) id: AgentId,
     pub(super) rtp: Option<Arc<UdpSocket>>,
     pub(super) peer: Option<SocketAddr>,
+    /// The law the phone's SDP chose (see [`Input::LegUp`]).
+    pub(super) codec: Option<u8>,
     pub(super) leg_hangup: Option<mpsc::UnboundedSender<()>>,
     pub(super) pause_reason: Option<String>,
     /// A request waiting for the agent's next state write.
@@ -458,11 +470,10 @@ impl Driver {
             } => self.login(agent, phone, reply),
             Input::LegUp {
                 agent,
-                rtp,
-                peer,
+                media,
                 hangup,
                 reply,
-            } => self.leg_up(agent, rtp, peer, hangup, reply),
+            } => self.leg_up(agent, media, hangup, reply),
             Input::LegFailed { agent, why, reply } => self.leg_failed(&agent, why, reply),
             Input::LegDown { agent } => self.leg_down(&agent),
             Input::Ready { agent, reply } => self.ready(&agent, reply),
