@@ -460,6 +460,8 @@ struct ClientTx {
     /// For a refresh re-INVITE: the ACK of its 2xx, resent on each
     /// retransmitted 2xx.
     ack: Option<Vec<u8>>,
+    /// Where it goes (its retransmissions and a digest retry too).
+    dest: Option<SocketAddr>,
 }
 
 impl ClientTx {
@@ -486,6 +488,7 @@ impl ClientTx {
             done: false,
             auth_tries: 0,
             ack: None,
+            dest: None,
         }
     }
 
@@ -522,6 +525,8 @@ struct ServerOk {
 struct Fork {
     tag: Option<String>,
     ack: Vec<u8>,
+    /// Where its dialog's requests go.
+    dest: Option<SocketAddr>,
 }
 
 /// The session timer of a confirmed call (RFC 4028).
@@ -638,6 +643,10 @@ struct Call {
     heard: bool,
     /// When to give up on a silent destination and try the next.
     failover_at: Option<Instant>,
+    /// The dialog's next hop once answered (RFC 3261 12.2.1.1: the first
+    /// route, else the remote target), when its URI names an address;
+    /// `None`: the INVITE's destination.
+    dialog_hop: Option<SocketAddr>,
     /// Taken back after a crash to end it ([`Endpoint::resume_call`]): a
     /// 2xx to any of its INVITEs (one retried with a branch never stored)
     /// is ACKed and BYEd.
@@ -723,6 +732,23 @@ fn route_set(r: &Response) -> Vec<String> {
         .collect();
     rr.reverse();
     rr
+}
+
+/// A dialog's next hop (RFC 3261 12.2.1.1, 8.1.2): the first route of the
+/// route set, else the remote target, when its URI names an IP address
+/// (the port, or 5060; 5061 for `sips:` or `transport=tls`). A host name
+/// gives `None`: the
+/// sans-IO core resolves nothing, and the call's own destination (the
+/// provider RFC 3263 located) is used.
+fn next_hop(route: &[String], target: &str) -> Option<SocketAddr> {
+    let uri = route.first().map_or(target, |r| message::uri_of(r));
+    let u = super::resolve::SipUri::parse(uri).ok()?;
+    let ip: std::net::IpAddr = u.host.parse().ok()?;
+    let tls = u.secure || u.transport == Some(Transport::Tls);
+    Some(SocketAddr::new(
+        ip,
+        u.port.unwrap_or(if tls { 5061 } else { 5060 }),
+    ))
 }
 
 /// True when a header holding option tags (Require, Supported) lists `tag`.
@@ -814,6 +840,7 @@ impl Call {
                 call.remote_tag = Some(d.remote_tag);
                 call.remote_target = d.remote_target;
                 call.route = d.route;
+                call.dialog_hop = next_hop(&call.route, &call.remote_target);
                 call.cseq = d.cseq.saturating_add(RESUME_CSEQ_GAP);
                 call.state = State::Confirmed;
                 call.answered_at = Some(now);
@@ -929,12 +956,13 @@ impl Call {
             dest_idx: 0,
             heard: false,
             failover_at: None,
+            dialog_hop: None,
             resumed: false,
         }
     }
 
     fn send_invite(&mut self, now: Instant, out: &mut Out<'_>) {
-        let dest = self.dest();
+        let dest = self.invite_dest();
         let t = out.cfg.timers;
         out.send(dest, self.invite_bytes.clone());
         self.timer_a = (!out.cfg.transport.reliable()).then(|| (now + t.t1, t.t1));
@@ -944,9 +972,20 @@ impl Call {
             (self.dest_idx + 1 < self.params.destinations.len()).then(|| now + FAILOVER_SILENCE);
     }
 
-    /// The destination in use (`None`: the driver's default peer).
-    fn dest(&self) -> Option<SocketAddr> {
+    /// Where the INVITE transaction goes (the INVITE, its CANCEL, the ACK
+    /// of a non-2xx): the destination in use (`None`: the driver's
+    /// default peer).
+    fn invite_dest(&self) -> Option<SocketAddr> {
         self.params.destinations.get(self.dest_idx).copied()
+    }
+
+    /// Where a request of the call goes: once the dialog is set up, its
+    /// next hop (see `dialog_hop`); before, the INVITE's destination.
+    fn dest(&self) -> Option<SocketAddr> {
+        match (&self.remote_tag, self.dialog_hop) {
+            (Some(_), Some(hop)) => Some(hop),
+            _ => self.invite_dest(),
+        }
     }
 
     /// Moves the INVITE to the next destination (RFC 3263 4.3), as a new
@@ -960,10 +999,10 @@ impl Call {
         {
             return false;
         }
-        let from = self.dest();
+        let from = self.invite_dest();
         self.dest_idx += 1;
         self.heard = false;
-        tracing::info!(call_id = %self.call_id, from = ?from, to = ?self.dest(), "trying the next destination");
+        tracing::info!(call_id = %self.call_id, from = ?from, to = ?self.invite_dest(), "trying the next destination");
         // Nobody was reached: the ring timeout starts again.
         self.ring_deadline = now + self.params.ring_timeout.get();
         self.resend_invite(now, out, |_| {});
@@ -1106,7 +1145,7 @@ impl Call {
     }
 
     fn send_cancel(&mut self, now: Instant, reason: CancelReason, out: &mut Out<'_>) {
-        let dest = self.dest();
+        let dest = self.invite_dest();
         let mut c = Request::new(Method::Cancel, self.invite.uri.clone());
         let h = &mut c.headers;
         h.push("Via", self.invite_via());
@@ -1120,7 +1159,8 @@ impl Call {
         h.push("CSeq", format!("{} CANCEL", self.invite_cseq));
         let t = out.cfg.timers;
         // The CANCEL has no kind of its own: it is kept apart in `cancel`.
-        let tx = ClientTx::new(now, TxKind::Bye, c, t, out.cfg.transport.reliable());
+        let mut tx = ClientTx::new(now, TxKind::Bye, c, t, out.cfg.transport.reliable());
+        tx.dest = dest;
         out.send(dest, tx.bytes.clone());
         self.cancel = Some(tx);
         // RFC 3261 9.1: if no final response comes within 64*T1 of the
@@ -1134,13 +1174,14 @@ impl Call {
     fn send_bye(&mut self, now: Instant, out: &mut Out<'_>) {
         let dest = self.dest();
         let bye = self.in_dialog(Method::Bye, out);
-        let tx = ClientTx::new(
+        let mut tx = ClientTx::new(
             now,
             TxKind::Bye,
             bye,
             out.cfg.timers,
             out.cfg.transport.reliable(),
         );
+        tx.dest = dest;
         out.send(dest, tx.bytes.clone());
         self.bye = Some(tx);
         self.state = State::Closing;
@@ -1151,13 +1192,26 @@ impl Call {
     /// Starts a client transaction of `kind` for `request` and sends it.
     fn start_tx(&mut self, now: Instant, kind: TxKind, request: Request, out: &mut Out<'_>) {
         let dest = self.dest();
-        let tx = ClientTx::new(
+        self.start_tx_to(now, kind, request, dest, out);
+    }
+
+    /// [`Call::start_tx`] to `dest`.
+    fn start_tx_to(
+        &mut self,
+        now: Instant,
+        kind: TxKind,
+        request: Request,
+        dest: Option<SocketAddr>,
+        out: &mut Out<'_>,
+    ) {
+        let mut tx = ClientTx::new(
             now,
             kind,
             request,
             out.cfg.timers,
             out.cfg.transport.reliable(),
         );
+        tx.dest = dest;
         out.send(dest, tx.bytes.clone());
         self.others.retain(|t| !t.done);
         self.others.push(tx);
@@ -1209,7 +1263,7 @@ impl Call {
     }
 
     fn on_response(&mut self, now: Instant, r: &Response, out: &mut Out<'_>) {
-        let dest = self.dest();
+        let dest = self.invite_dest();
         let Ok((n, method)) = message::cseq(&r.headers) else {
             return;
         };
@@ -1268,12 +1322,12 @@ impl Call {
         r: &Response,
         out: &mut Out<'_>,
     ) {
-        let dest = self.dest();
         let tx = match slot {
             None => self.bye.as_mut(),
             Some(i) => self.others.get_mut(i),
         };
         let Some(tx) = tx else { return };
+        let dest = tx.dest;
         if r.code < 200 {
             return;
         }
@@ -1329,6 +1383,7 @@ impl Call {
                 out.cfg.transport.reliable(),
             );
             tx.auth_tries = 1;
+            tx.dest = dest;
             out.send(dest, tx.bytes.clone());
             tracing::debug!(call_id = %self.call_id, method = %tx.request.method, "answering digest challenge");
             match slot {
@@ -1410,7 +1465,13 @@ impl Call {
     /// ACKs and hangs up a dialog a 2xx created that the call does not
     /// keep: another fork's answer, or an answer after the call ended.
     fn tear_down_fork(&mut self, now: Instant, n: u32, r: &Response, out: &mut Out<'_>) {
-        let dest = self.dest();
+        // The fork's own dialog: its route set and Contact.
+        let target = r
+            .headers
+            .get("Contact")
+            .map(message::uri_of)
+            .unwrap_or_default();
+        let dest = next_hop(&route_set(r), target).or(self.invite_dest());
         let tag = r
             .headers
             .get("To")
@@ -1420,8 +1481,8 @@ impl Call {
         out.send(dest, ack.clone());
         self.cseq += 1;
         let bye = self.request_in_dialog_of(r, Method::Bye, self.cseq, out);
-        self.start_tx(now, TxKind::ForkBye, bye, out);
-        self.forks.push(Fork { tag, ack });
+        self.start_tx_to(now, TxKind::ForkBye, bye, dest, out);
+        self.forks.push(Fork { tag, ack, dest });
         self.summary.extra_answers += 1;
         tracing::info!(call_id = %self.call_id, "a second answer (forked or late) was acknowledged and hung up");
         // Keep the call long enough to finish that BYE.
@@ -1523,7 +1584,7 @@ impl Call {
             }
             if let Some(f) = self.forks.iter().find(|f| f.tag == tag) {
                 out.stats.retransmissions += 1;
-                out.send(dest, f.ack.clone());
+                out.send(f.dest, f.ack.clone());
                 return;
             }
             if self.ack_2xx.is_some() || self.state == State::Done {
@@ -1539,13 +1600,15 @@ impl Call {
                 self.remote_target = message::uri_of(c).to_string();
             }
             self.route = route_set(r);
+            self.dialog_hop = next_hop(&self.route, &self.remote_target);
             self.peer_allows_update = r
                 .headers
                 .get_all("Allow")
                 .flat_map(|v| v.split(','))
                 .any(|m| m.trim().eq_ignore_ascii_case("UPDATE"));
             let ack = self.dialog_request_at(Method::Ack, n, out).encode();
-            out.send(dest, ack.clone());
+            // The dialog's next hop from now on (RFC 3261 13.2.2.4).
+            out.send(self.dest(), ack.clone());
             self.ack_2xx = Some(ack);
             self.timer_a = None;
             self.timer_b = None;
@@ -1594,7 +1657,7 @@ impl Call {
         h.push("Call-ID", self.call_id.clone());
         h.push("CSeq", format!("{n} ACK"));
         let ack = ack.encode();
-        out.send(dest, ack.clone());
+        out.send(self.invite_dest(), ack.clone());
         let repeat = self.ack_final.is_some() && self.summary.final_code == Some(code);
         self.ack_final = Some(ack);
         if repeat || self.state == State::Done {
@@ -1972,7 +2035,7 @@ impl Call {
     }
 
     fn on_timeout(&mut self, now: Instant, out: &mut Out<'_>) {
-        let dest = self.dest();
+        let dest = self.invite_dest();
         if self.state == State::Done {
             // Only a fork's BYE may still be running.
             self.retransmit(now, out);
@@ -2070,7 +2133,6 @@ impl Call {
     /// refresh re-INVITE) and closes those past timer F. True when a
     /// session refresh timed out.
     fn retransmit(&mut self, now: Instant, out: &mut Out<'_>) -> bool {
-        let dest = self.dest();
         let t2 = out.cfg.timers.t2;
         let mut refresh_failed = false;
         for tx in [self.cancel.as_mut(), self.bye.as_mut()]
@@ -2089,7 +2151,7 @@ impl Call {
             if let Some((at, interval)) = tx.next_e
                 && at <= now
             {
-                out.send(dest, tx.bytes.clone());
+                out.send(tx.dest, tx.bytes.clone());
                 let next = if tx.request.method == Method::Invite {
                     interval * 2
                 } else {

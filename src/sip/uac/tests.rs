@@ -1110,3 +1110,73 @@ fn a_ringing_leg_left_by_a_crash_is_cancelled_and_a_late_200_byed() {
         Some("late")
     );
 }
+
+/// In a dialog, requests go to its next hop (RFC 3261 12.2.1.1): the
+/// first route of the set (the last Record-Route entry: the proxy nearest
+/// us), else the Contact's address; a host name
+/// keeps the provider the INVITE went to. The ACK of the 2xx goes there
+/// too, the BYE and its retransmissions as well.
+#[test]
+fn dialog_requests_go_to_the_next_hop_of_the_route_set() {
+    let cases: [(Option<&str>, &str, Option<&str>); 3] = [
+        (
+            Some("<sip:10.0.0.9:5070;lr>, <sip:10.0.0.8;lr>"),
+            "<sip:callee@10.0.0.7:5080>",
+            Some("10.0.0.8:5060"),
+        ),
+        (None, "<sip:callee@10.0.0.7:5080>", Some("10.0.0.7:5080")),
+        (
+            Some("<sip:edge.example.net;lr>"),
+            "<sip:callee@10.0.0.7:5080>",
+            None,
+        ),
+    ];
+    for (rr, contact, want) in cases {
+        let mut ep = endpoint(Transport::Udp);
+        let t0 = Instant::now();
+        let (id, inv) = start(&mut ep, t0, params());
+        let mut ok = Response::to(&inv, 200, "OK", Some("peer"));
+        ok.headers.push("Contact", contact);
+        if let Some(rr) = rr {
+            ok.headers.push("Record-Route", rr);
+        }
+        ep.handle_bytes(t0, &ok.encode()).unwrap();
+        let want: Option<SocketAddr> = want.map(|w| w.parse().unwrap());
+        let ack = ep.poll_transmit_to().expect("ACK");
+        assert_eq!(ack.to, want, "ACK for {rr:?} {contact}");
+        ep.hangup(t0 + SECOND, id);
+        let bye = ep.poll_transmit_to().expect("BYE");
+        assert!(String::from_utf8_lossy(&bye.bytes).starts_with("BYE "));
+        assert_eq!(bye.to, want, "BYE for {rr:?} {contact}");
+        // Its retransmission (timer E) too.
+        ep.handle_timeout(t0 + SECOND + Timers::default().t1);
+        let again = ep.poll_transmit_to().expect("BYE again");
+        assert_eq!(again.to, want, "BYE retransmitted for {rr:?}");
+    }
+}
+
+/// A CANCEL goes where the INVITE went, whatever a provisional response
+/// says.
+#[test]
+fn a_cancel_goes_where_its_invite_went() {
+    let mut ep = endpoint(Transport::Udp);
+    let t0 = Instant::now();
+    let mut p = params();
+    p.destinations = vec!["127.0.0.1:5099".parse().unwrap()];
+    let id = ep.start_call(t0, p);
+    let inv = ep.poll_transmit_to().expect("INVITE");
+    let inv_req = match message::parse(&inv.bytes, false).unwrap().0 {
+        Message::Request(r) => r,
+        _ => panic!(),
+    };
+    let mut ringing = Response::to(&inv_req, 180, "Ringing", Some("peer"));
+    ringing
+        .headers
+        .push("Contact", "<sip:callee@10.0.0.7:5080>");
+    ringing.headers.push("Record-Route", "<sip:10.0.0.9;lr>");
+    ep.handle_bytes(t0, &ringing.encode()).unwrap();
+    ep.hangup(t0 + SECOND, id);
+    let cancel = ep.poll_transmit_to().expect("CANCEL");
+    assert!(String::from_utf8_lossy(&cancel.bytes).starts_with("CANCEL "));
+    assert_eq!(cancel.to, Some("127.0.0.1:5099".parse().unwrap()));
+}
