@@ -230,6 +230,26 @@ async fn an_agent_takes_a_call_in_the_browser_softphone() {
         "no audio: {}",
         b.eval(&page, "window.desk.audio()").await
     );
+    // Keypad tones to the customer (RFC 4733 events); the sandbox echoes
+    // its RTP, so they come back as the customer's keys, shown once each.
+    b.eval(
+        &page,
+        "document.getElementById('dtmf-digits').value = '12#'; document.getElementById('dtmf-send').click(); true",
+    )
+    .await;
+    assert!(
+        b.until(
+            &page,
+            "document.getElementById('dtmf-heard').textContent === '12#'",
+            Duration::from_secs(10)
+        )
+        .await,
+        "keys: {} / {}",
+        b.eval(&page, "document.getElementById('dtmf-heard').textContent")
+            .await,
+        b.eval(&page, "document.getElementById('desk-msg').textContent")
+            .await
+    );
     shots
         .take(&mut b, &page, "agent-desktop-on-call", (1280, 720))
         .await;

@@ -256,6 +256,7 @@
     $('ready').disabled = !(s === 'paused');
     $('pause').disabled = !(s === 'ready' || s === 'on_call' || s === 'wrapup');
     $('hangup').disabled = s !== 'on_call';
+    $('dtmf-send').disabled = s !== 'on_call';
     $('dispo').hidden = !(s === 'wrapup' && call);
     if (s === 'wrapup' && call) {
       if (!callEnded) { callEnded = Date.now(); }
@@ -301,6 +302,8 @@
     $('no-call').hidden = true;
     $('call-body').hidden = false;
     $('call-phone').textContent = view.phone;
+    $('dtmf-heard').textContent = view.dtmf || '';
+    $('dtmf-digits').value = '';
     var body = $('lead').tBodies[0];
     body.textContent = '';
     var fields = view.lead && typeof view.lead === 'object' ? view.lead : {};
@@ -494,6 +497,12 @@
       showCall(d.data);
       setState('on_call', null, null);
     });
+    events.addEventListener('dtmf', function (ev) {
+      eventSeq++;
+      var d = JSON.parse(ev.data);
+      if (d.agent !== me.agent || !call || d.data.call_id !== call.call_id) { return; }
+      $('dtmf-heard').textContent += d.data.digit;
+    });
     events.addEventListener('call_ended', function (ev) {
       eventSeq++;
       var d = JSON.parse(ev.data);
@@ -575,6 +584,15 @@
   $('ready').addEventListener('click', function () { act('/ready'); });
   $('pause').addEventListener('click', function () { act('/pause', { reason: $('pause-code').value }); });
   $('hangup').addEventListener('click', function () { act('/hangup'); });
+  $('keypad').addEventListener('submit', function (ev) {
+    ev.preventDefault();
+    var digits = $('dtmf-digits').value.trim();
+    if (!/^[0-9*#A-Da-d]{1,32}$/.test(digits)) { say('desk-msg', t('dtmf_bad')); return; }
+    api('POST', agentPath('/dtmf'), { digits: digits }).then(function () {
+      $('dtmf-digits').value = '';
+      say('pending', t('dtmf_sent', { digits: digits }));
+    }).catch(function (e) { say('desk-msg', t('error', { message: e.message })); });
+  });
   $('logout').addEventListener('click', function () { act('/logout'); });
   $('dispo').addEventListener('submit', saveDisposition);
   $('signout').addEventListener('click', function () {
