@@ -78,6 +78,7 @@ where
             socket: call_leg,
             peer: None,
             codec: None,
+            stats: None,
         },
         agent,
         async move {
@@ -119,6 +120,7 @@ async fn main() {
             socket: phone.leg.clone(),
             peer: Some(phone.peer),
             codec: None,
+            stats: None,
         };
         let before = *frames.borrow_and_update();
         web.push(
@@ -134,6 +136,7 @@ async fn main() {
             socket: sip_leg.clone(),
             peer: Some(sip_phone.local_addr().unwrap()),
             codec: None,
+            stats: None,
         };
         let phone_sock = sip_phone.clone();
         // What reached the phone before this call is not this call's.

@@ -58,6 +58,28 @@ fn store_histogram() -> Histogram {
 
 static SIP_RESPONSE: LazyLock<Histogram> = LazyLock::new(sip_histogram);
 
+/// What customers' sides report of the audio we send them (RTCP).
+static RTCP_LOSS: LazyLock<Histogram> =
+    LazyLock::new(|| Histogram::new([0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]));
+static RTCP_JITTER: LazyLock<Histogram> =
+    LazyLock::new(|| Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32]));
+static RTCP_RTT: LazyLock<Histogram> =
+    LazyLock::new(|| Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6]));
+
+/// Records a customer side's RTCP report on our audio: the share lost
+/// since its last report, the jitter and the round trip, seconds.
+pub fn record_rtcp(loss: f64, jitter_s: f64, rtt_s: Option<f64>) {
+    if loss.is_finite() && (0.0..=1.0).contains(&loss) {
+        RTCP_LOSS.observe(loss);
+    }
+    if jitter_s.is_finite() && jitter_s >= 0.0 {
+        RTCP_JITTER.observe(jitter_s);
+    }
+    if let Some(r) = rtt_s.filter(|r| r.is_finite() && *r >= 0.0) {
+        RTCP_RTT.observe(r);
+    }
+}
+
 /// Store histograms by operation.
 type StoreFamily = Family<OpLabels, Histogram, fn() -> Histogram>;
 
@@ -398,6 +420,21 @@ pub fn render(board: &Board) -> Result<String, MetricsError> {
         "dialler_sip_response_seconds",
         "Time from sending a SIP request to its first response",
         SIP_RESPONSE.clone(),
+    );
+    r.register(
+        "dialler_rtcp_fraction_lost",
+        "Share of our audio lost, as the customer's side reports it in RTCP",
+        RTCP_LOSS.clone(),
+    );
+    r.register(
+        "dialler_rtcp_jitter_seconds",
+        "Interarrival jitter of our audio, as the customer's side reports it in RTCP",
+        RTCP_JITTER.clone(),
+    );
+    r.register(
+        "dialler_rtcp_rtt_seconds",
+        "Round trip to the customer's side, from its RTCP reports on ours",
+        RTCP_RTT.clone(),
     );
     r.register(
         "dialler_store_seconds",

@@ -797,6 +797,7 @@ async fn the_openapi_document_lists_every_route() {
         ("/api/agents/{id}/pause", "post"),
         ("/api/agents/{id}/logout", "post"),
         ("/api/agents/{id}/hangup", "post"),
+        ("/api/agents/{id}/dtmf", "post"),
         ("/api/agents/{id}/call", "get"),
         ("/api/calls/{id}/disposition", "post"),
         ("/api/agents/{id}/pending", "get"),
@@ -821,7 +822,7 @@ async fn the_openapi_document_lists_every_route() {
         assert!(op.is_object(), "{method} {path} missing");
         assert!(op["responses"]["200"].is_object(), "{method} {path}: 200");
     }
-    assert_eq!(paths.len(), 30, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 31, "{:?}", paths.keys().collect::<Vec<_>>());
     // Every $ref points at something.
     let text = r.body.as_str();
     for part in text.split("\"$ref\": \"#/").skip(1) {

@@ -11,6 +11,7 @@ pub mod g711;
 pub mod player;
 pub mod ports;
 pub mod relay;
+pub mod rtcp;
 pub mod rtp;
 pub mod wav;
 pub mod webrtc;

@@ -1,5 +1,7 @@
-//! The configured RTP port range: even ports only (RTCP would take the odd
-//! one above), handed out round-robin so a just-freed port rests a while.
+//! The configured RTP port range: even ports for RTP (RTCP takes the odd
+//! one above), handed out round-robin so a just-freed port rests a while;
+//! and an even/odd pair from the system's ephemeral ports when no range is
+//! configured.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -57,6 +59,30 @@ impl PortRange {
         Err(MediaError::NoPort(self.first, self.last))
     }
 
+    /// Binds the next free even port of the range with the odd port above
+    /// it (RTP and its RTCP, RFC 3550 11) on `ip`.
+    pub fn bind_pair_std(
+        &self,
+        ip: IpAddr,
+    ) -> Result<(std::net::UdpSocket, std::net::UdpSocket), MediaError> {
+        for _ in 0..self.slots() {
+            let rtp = self.bind_std(ip)?;
+            let port = rtp.local_addr()?.port();
+            if port >= self.last {
+                continue;
+            }
+            match std::net::UdpSocket::bind(SocketAddr::new(ip, port + 1)) {
+                Ok(rtcp) => {
+                    rtcp.set_nonblocking(true)?;
+                    return Ok((rtp, rtcp));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(MediaError::NoPort(self.first, self.last))
+    }
+
     /// Parses `FIRST-LAST` (`--rtp-ports 20000-29999`).
     pub fn parse(text: &str) -> Result<PortRange, MediaError> {
         let bad = || MediaError::BadRange(text.to_string());
@@ -65,6 +91,27 @@ impl PortRange {
         let b: u16 = b.trim().parse().map_err(|_| bad())?;
         PortRange::new(a, b).map_err(|_| bad())
     }
+}
+
+/// An even ephemeral port for RTP with the odd one above it for RTCP, on
+/// `ip` (a few tries: the system hands out ports at random).
+pub fn ephemeral_pair(ip: IpAddr) -> std::io::Result<(std::net::UdpSocket, std::net::UdpSocket)> {
+    for _ in 0..64 {
+        let rtp = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))?;
+        let port = rtp.local_addr()?.port();
+        if port % 2 != 0 || port == u16::MAX {
+            continue;
+        }
+        if let Ok(rtcp) = std::net::UdpSocket::bind(SocketAddr::new(ip, port + 1)) {
+            rtp.set_nonblocking(true)?;
+            rtcp.set_nonblocking(true)?;
+            return Ok((rtp, rtcp));
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "no free even/odd pair of UDP ports for RTP and RTCP",
+    ))
 }
 
 #[cfg(test)]

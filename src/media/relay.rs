@@ -35,6 +35,37 @@ pub struct Leg {
     /// The G.711 law (payload type 0 or 8) the leg's SDP chose, if known:
     /// audio between legs of different laws is re-encoded on the way.
     pub codec: Option<u8>,
+    /// What the relay counts on this leg for its RTCP reports (see
+    /// [`super::rtcp::session`]), if it has a session.
+    pub stats: Option<Arc<std::sync::Mutex<super::rtcp::LegStats>>>,
+}
+
+/// Counts a packet that arrived on `leg` (not a telephone-event: its
+/// timestamps are not the audio's clock).
+fn count_in(leg: &Leg, buf: &[u8], event_pt: Option<u8>, base: tokio::time::Instant) {
+    let Some(st) = &leg.stats else { return };
+    let Ok(p) = Packet::parse(buf) else { return };
+    if Some(p.payload_type) == event_pt {
+        return;
+    }
+    let arrival = (base.elapsed().as_micros() / 125) as u32;
+    if let Ok(mut s) = st.lock() {
+        s.received.packet(p.ssrc, p.sequence, p.timestamp, arrival);
+    }
+}
+
+/// Counts a packet sent on `leg`.
+fn count_out(leg: &Leg, buf: &[u8]) {
+    let Some(st) = &leg.stats else { return };
+    let Ok(p) = Packet::parse(buf) else { return };
+    if let Ok(mut s) = st.lock() {
+        s.sent.packet(
+            p.ssrc,
+            p.timestamp,
+            p.payload.len(),
+            tokio::time::Instant::now().into_std(),
+        );
+    }
 }
 
 /// Re-encodes a G.711 packet of law `from` to law `to` in place (payload
@@ -143,6 +174,7 @@ pub async fn relay_with_dtmf(
     // Events put into the agent's stream: its later packets' sequence
     // numbers go up by as many.
     let mut seq_offset: u16 = 0;
+    let base = tokio::time::Instant::now();
     let mut stats = Relayed::default();
     let mut buf_a = vec![0u8; 2048];
     let mut buf_b = vec![0u8; 2048];
@@ -182,6 +214,7 @@ pub async fn relay_with_dtmf(
             r = a.socket.recv_from(&mut buf_a) => {
                 let (n, from) = r?;
                 a.peer = Some(from);
+                count_in(&a, &buf_a[..n], event_pt, base);
                 let parsed = Packet::parse(&buf_a[..n]);
                 if let (Ok(p), Some(pt)) = (&parsed, event_pt)
                     && p.payload_type == pt
@@ -226,6 +259,7 @@ pub async fn relay_with_dtmf(
                 if let Some(to) = a.peer
                     && a.socket.send_to(&buf_b[..n], to).await.is_ok()
                 {
+                    count_out(&a, &buf_b[..n]);
                     stats.b_to_a += 1;
                 } else {
                     stats.dropped += 1;
@@ -263,6 +297,7 @@ pub async fn relay_with_dtmf(
                     if let Some(to) = a.peer
                         && a.socket.send_to(&out, to).await.is_ok()
                     {
+                        count_out(&a, &out);
                         stats.dtmf_out += 1;
                     }
                     sent = Some(Sent {
@@ -318,11 +353,13 @@ mod tests {
                 socket: leg_a,
                 peer: None,
                 codec: None,
+                stats: None,
             },
             Leg {
                 socket: leg_b,
                 peer: Some(agent.local_addr().unwrap()),
                 codec: None,
+                stats: None,
             },
             async move {
                 let _ = stop_rx.await;
@@ -366,11 +403,13 @@ mod tests {
                 socket: leg_a,
                 peer: None,
                 codec: None,
+                stats: None,
             },
             Leg {
                 socket: leg_b,
                 peer: Some(phone.local_addr().unwrap()),
                 codec: None,
+                stats: None,
             },
             async move {
                 let _ = stop_rx.await;
@@ -401,11 +440,13 @@ mod tests {
                 socket: leg_a,
                 peer: Some(customer.local_addr().unwrap()),
                 codec: None,
+                stats: None,
             },
             Leg {
                 socket: leg_b,
                 peer: Some(phone.local_addr().unwrap()),
                 codec: None,
+                stats: None,
             },
             async move {
                 let _ = stop_rx.await;
@@ -437,11 +478,13 @@ mod tests {
                 socket: leg_a,
                 peer: Some(customer.local_addr().unwrap()),
                 codec: None,
+                stats: None,
             },
             Leg {
                 socket: leg_b,
                 peer: Some(phone.local_addr().unwrap()),
                 codec: None,
+                stats: None,
             },
             Some(Dtmf {
                 pt: Some(101),
@@ -523,11 +566,13 @@ mod tests {
                 socket: leg_a,
                 peer: Some(customer.local_addr().unwrap()),
                 codec: Some(8),
+                stats: None,
             },
             Leg {
                 socket: leg_b,
                 peer: Some(phone.local_addr().unwrap()),
                 codec: Some(0),
+                stats: None,
             },
             async move {
                 let _ = stop_rx.await;
@@ -558,5 +603,52 @@ mod tests {
         assert!(close(8, &recv(&customer).await), "the customer hears A-law");
         stop_tx.send(()).unwrap();
         relay.await.unwrap().unwrap();
+    }
+
+    /// The customer leg's counts for RTCP: packets received from the
+    /// customer (telephone-events aside) and sent to it.
+    #[tokio::test]
+    async fn the_customer_legs_traffic_is_counted_for_rtcp() {
+        let (customer, phone) = (sock().await, sock().await);
+        let (leg_a, leg_b) = (shared().await, shared().await);
+        let (a_addr, b_addr) = (leg_a.local_addr().unwrap(), leg_b.local_addr().unwrap());
+        let counts = Arc::new(std::sync::Mutex::new(
+            super::super::rtcp::LegStats::default(),
+        ));
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let relay = tokio::spawn(relay(
+            Leg {
+                socket: leg_a,
+                peer: Some(customer.local_addr().unwrap()),
+                codec: None,
+                stats: Some(counts.clone()),
+            },
+            Leg {
+                socket: leg_b,
+                peer: Some(phone.local_addr().unwrap()),
+                codec: None,
+                stats: None,
+            },
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        for seq in 1..=3 {
+            customer.send_to(&rtp(seq), a_addr).await.unwrap();
+            recv(&phone).await;
+        }
+        for seq in 10..=11 {
+            phone.send_to(&rtp(seq), b_addr).await.unwrap();
+            recv(&customer).await;
+        }
+        stop_tx.send(()).unwrap();
+        relay.await.unwrap().unwrap();
+        let c = counts.lock().unwrap();
+        assert_eq!(c.received.packets, 3);
+        assert_eq!(
+            (c.sent.packets, c.sent.octets, c.sent.ssrc),
+            (2, 320, Some(1))
+        );
     }
 }

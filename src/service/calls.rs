@@ -50,6 +50,12 @@ pub(super) struct CallCtx {
     /// The SIP side's summary, once the call ended there.
     pub(super) summary: Option<Summary>,
     relay_stop: Option<oneshot::Sender<()>>,
+    /// Our RTCP socket for the leg (the RTP port plus one).
+    rtcp: Arc<UdpSocket>,
+    /// What the relay counts on the leg, for RTCP.
+    leg_stats: Arc<std::sync::Mutex<crate::media::rtcp::LegStats>>,
+    /// Ends the leg's RTCP session (with an RTCP BYE).
+    rtcp_stop: Option<oneshot::Sender<()>>,
     /// Hung up by a shutdown whose grace ran out.
     pub(super) interrupted: bool,
 }
@@ -129,12 +135,13 @@ impl Driver {
             self.event(Event::DialSkipped { call });
             return;
         }
-        let sock = match self
+        // RTP on an even port, RTCP on the one above (RFC 3550 11).
+        let (sock, rtcp) = match self
             .shared
-            .rtp_socket(self.settings.media_ip)
-            .and_then(UdpSocket::from_std)
+            .rtp_pair(self.settings.media_ip)
+            .and_then(|(a, b)| Ok((UdpSocket::from_std(a)?, UdpSocket::from_std(b)?)))
         {
-            Ok(s) => Arc::new(s),
+            Ok((s, r)) => (Arc::new(s), Arc::new(r)),
             Err(e) => {
                 tracing::error!("no RTP port: {e}");
                 self.event(Event::DialSkipped { call });
@@ -205,6 +212,9 @@ impl Driver {
                 outcome: None,
                 summary: None,
                 relay_stop: None,
+                rtcp,
+                leg_stats: Arc::default(),
+                rtcp_stop: None,
                 interrupted: false,
             },
         );
@@ -277,6 +287,23 @@ impl Driver {
                 .and_then(sdp::Media::codec)
                 .unwrap_or(sdp::PT_PCMU);
             c.dtmf_pt = media.as_ref().and_then(|m| m.telephone_event);
+            // The leg's RTCP session, from the answer to the end.
+            if let Some(m) = &media
+                && c.rtcp_stop.is_none()
+            {
+                let (stop_tx, stop_rx) = oneshot::channel::<()>();
+                c.rtcp_stop = Some(stop_tx);
+                tokio::spawn(crate::media::rtcp::session(
+                    c.rtcp.clone(),
+                    m.rtcp_addr(),
+                    c.leg_stats.clone(),
+                    self.shared.clock.clone(),
+                    format!("dialler@{}", self.settings.node),
+                    async move {
+                        let _ = stop_rx.await;
+                    },
+                ));
+            }
             c.media = media.map(|m| m.addr);
             c.answered_at = Some(now);
             attempt = c.attempt_id;
@@ -305,6 +332,9 @@ impl Driver {
             return;
         };
         if let Some(stop) = c.relay_stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(stop) = c.rtcp_stop.take() {
             let _ = stop.send(());
         }
         let answered = summary.outcome == uac::Outcome::Answered;
@@ -360,6 +390,7 @@ impl Driver {
                 socket: c.rtp.clone(),
                 peer: c.media,
                 codec: c.media.map(|_| c.codec),
+                stats: Some(c.leg_stats.clone()),
             };
             // DTMF both ways while bridged (RFC 4733), when the customer's
             // side takes telephone-events.
@@ -378,6 +409,7 @@ impl Driver {
                     socket: agent_rtp,
                     peer: agent_peer,
                     codec: agent_codec,
+                    stats: None,
                 };
                 if let Err(e) = relay_with_dtmf(customer, agent, Some(dtmf), async {
                     let _ = stop_rx.await;

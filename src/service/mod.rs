@@ -458,6 +458,19 @@ pub struct Shared {
 impl Shared {
     /// A non-blocking RTP socket on `ip`, from the configured range when
     /// there is one.
+    /// A socket for a call's RTP with one for its RTCP on the port above.
+    pub(crate) fn rtp_pair(
+        &self,
+        ip: IpAddr,
+    ) -> std::io::Result<(std::net::UdpSocket, std::net::UdpSocket)> {
+        match &self.rtp_ports {
+            Some(r) => r
+                .bind_pair_std(ip)
+                .map_err(|e| std::io::Error::other(e.to_string())),
+            None => crate::media::ports::ephemeral_pair(ip),
+        }
+    }
+
     pub(crate) fn rtp_socket(&self, ip: IpAddr) -> std::io::Result<std::net::UdpSocket> {
         match &self.rtp_ports {
             Some(r) => r

@@ -103,6 +103,20 @@ pub struct Media {
     /// The payload type the peer maps to `telephone-event/8000` (RFC 4733
     /// DTMF), if it lists one.
     pub telephone_event: Option<u8>,
+    /// The RTCP port `a=rtcp:` names (RFC 3605); `None`: the RTP port
+    /// plus one.
+    pub rtcp_port: Option<u16>,
+}
+
+impl Media {
+    /// Where the peer takes RTCP: `a=rtcp:`'s port, else the RTP port
+    /// plus one (RFC 3550 11), at the media address.
+    pub fn rtcp_addr(&self) -> SocketAddr {
+        let port = self
+            .rtcp_port
+            .unwrap_or_else(|| self.addr.port().saturating_add(1));
+        SocketAddr::new(self.addr.ip(), port)
+    }
 }
 
 impl Media {
@@ -126,6 +140,7 @@ pub fn parse(body: &[u8]) -> Option<Media> {
     let mut session_dir: Option<Direction> = None;
     let mut media_dir: Option<Direction> = None;
     let mut telephone_event: Option<u8> = None;
+    let mut rtcp_port: Option<u16> = None;
     for line in text.lines() {
         let line = line.trim_end();
         let dir = match line {
@@ -141,6 +156,10 @@ pub fn parse(body: &[u8]) -> Option<Media> {
             } else if audio.is_none() {
                 session_dir = Some(d);
             }
+            continue;
+        }
+        if in_audio && let Some(r) = line.strip_prefix("a=rtcp:") {
+            rtcp_port = r.split_whitespace().next().and_then(|p| p.parse().ok());
             continue;
         }
         if in_audio
@@ -189,6 +208,7 @@ pub fn parse(body: &[u8]) -> Option<Media> {
         payloads,
         direction,
         telephone_event,
+        rtcp_port,
     })
 }
 
@@ -211,6 +231,17 @@ mod tests {
         assert_eq!(parse(other.as_bytes()).unwrap().telephone_event, Some(96));
         let none = "v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 5004 RTP/AVP 8\r\n";
         assert_eq!(parse(none.as_bytes()).unwrap().telephone_event, None);
+        // RTCP: the port above, unless a=rtcp names one (RFC 3605).
+        assert_eq!(
+            parse(none.as_bytes()).unwrap().rtcp_addr(),
+            "10.0.0.1:5005".parse().unwrap()
+        );
+        let named =
+            "v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 5004 RTP/AVP 8\r\na=rtcp:6000 IN IP4 10.0.0.1\r\n";
+        assert_eq!(
+            parse(named.as_bytes()).unwrap().rtcp_addr(),
+            "10.0.0.1:6000".parse().unwrap()
+        );
     }
 
     #[test]
