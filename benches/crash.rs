@@ -20,8 +20,6 @@ mod nodes;
 
 use std::time::{Duration, Instant};
 
-use dialler::auth::{self, Role};
-use dialler::store::Store;
 use nodes::*;
 use rand::{RngExt, SeedableRng};
 
@@ -54,14 +52,13 @@ impl Run {
 async fn one_run(seed: u64, benching: bool) -> Run {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("crash.db").display());
-    let store = Store::open(&db).await.unwrap();
-    let (dnd, tokens, sup) = prepare(&store, dir.path(), 6).await;
-    let supervisor = auth::create_token(&store, Role::Supervisor, None, None, 0)
-        .await
-        .unwrap()
-        .token;
-    store.close().await;
+    let Fresh {
+        db,
+        dnd,
+        tokens,
+        sup,
+        supervisor,
+    } = fresh(dir.path(), 6).await;
     let boxes = Sandboxes::start_seeded(seed + 1).await;
     let at = clock_start();
     let started = Instant::now();

@@ -10,8 +10,6 @@ mod common;
 use std::time::Duration;
 
 use common::nodes::*;
-use dialler::auth::{self, Role};
-use dialler::store::Store;
 
 /// SIGKILL in the middle of connected and ringing calls, then a restart
 /// under the same node name: the calls in flight are closed as
@@ -23,14 +21,13 @@ use dialler::store::Store;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_call_then_restart_loses_nothing_and_redials_nothing_early() {
     let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("crash.db").display());
-    let store = Store::open(&db).await.unwrap();
-    let (dnd, tokens, sup) = prepare(&store, dir.path(), 6).await;
-    let supervisor = auth::create_token(&store, Role::Supervisor, None, None, 0)
-        .await
-        .unwrap()
-        .token;
-    store.close().await;
+    let Fresh {
+        db,
+        dnd,
+        tokens,
+        sup,
+        supervisor,
+    } = fresh(dir.path(), 6).await;
     let leads_before = {
         let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
         let n = scalar(&pool, "SELECT COUNT(*) FROM leads").await;

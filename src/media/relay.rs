@@ -326,6 +326,16 @@ mod tests {
         Arc::new(sock().await)
     }
 
+    /// A leg on `socket` to `peer`, law and counts unknown.
+    fn leg(socket: Arc<UdpSocket>, peer: Option<SocketAddr>) -> Leg {
+        Leg {
+            socket,
+            peer,
+            codec: None,
+            stats: None,
+        }
+    }
+
     fn rtp(seq: u16) -> Vec<u8> {
         let mut p = Packetizer::new(0, 1, seq, 0);
         let mut out = Vec::new();
@@ -349,18 +359,8 @@ mod tests {
         let (a_addr, b_addr) = (leg_a.local_addr().unwrap(), leg_b.local_addr().unwrap());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let relay = tokio::spawn(relay(
-            Leg {
-                socket: leg_a,
-                peer: None,
-                codec: None,
-                stats: None,
-            },
-            Leg {
-                socket: leg_b,
-                peer: Some(agent.local_addr().unwrap()),
-                codec: None,
-                stats: None,
-            },
+            leg(leg_a, None),
+            leg(leg_b, Some(agent.local_addr().unwrap())),
             async move {
                 let _ = stop_rx.await;
             },
@@ -399,18 +399,8 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let relay = tokio::spawn(relay(
-            Leg {
-                socket: leg_a,
-                peer: None,
-                codec: None,
-                stats: None,
-            },
-            Leg {
-                socket: leg_b,
-                peer: Some(phone.local_addr().unwrap()),
-                codec: None,
-                stats: None,
-            },
+            leg(leg_a, None),
+            leg(leg_b, Some(phone.local_addr().unwrap())),
             async move {
                 let _ = stop_rx.await;
             },
@@ -436,18 +426,8 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let relay = tokio::spawn(relay(
-            Leg {
-                socket: leg_a,
-                peer: Some(customer.local_addr().unwrap()),
-                codec: None,
-                stats: None,
-            },
-            Leg {
-                socket: leg_b,
-                peer: Some(phone.local_addr().unwrap()),
-                codec: None,
-                stats: None,
-            },
+            leg(leg_a, Some(customer.local_addr().unwrap())),
+            leg(leg_b, Some(phone.local_addr().unwrap())),
             async move {
                 let _ = stop_rx.await;
             },
@@ -474,18 +454,8 @@ mod tests {
         let h = heard.clone();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let relay = tokio::spawn(relay_with_dtmf(
-            Leg {
-                socket: leg_a,
-                peer: Some(customer.local_addr().unwrap()),
-                codec: None,
-                stats: None,
-            },
-            Leg {
-                socket: leg_b,
-                peer: Some(phone.local_addr().unwrap()),
-                codec: None,
-                stats: None,
-            },
+            leg(leg_a, Some(customer.local_addr().unwrap())),
+            leg(leg_b, Some(phone.local_addr().unwrap())),
             Some(Dtmf {
                 pt: Some(101),
                 send: send_rx,
@@ -623,12 +593,7 @@ mod tests {
                 codec: None,
                 stats: Some(counts.clone()),
             },
-            Leg {
-                socket: leg_b,
-                peer: Some(phone.local_addr().unwrap()),
-                codec: None,
-                stats: None,
-            },
+            leg(leg_b, Some(phone.local_addr().unwrap())),
             async move {
                 let _ = stop_rx.await;
             },

@@ -64,6 +64,40 @@ pub async fn prepare(
     (dnd, tokens, sup.token)
 }
 
+/// A fresh SQLite store file in `dir` with the campaign loaded (see
+/// [`prepare`]), closed for the processes to open.
+pub struct Fresh {
+    /// Its URL.
+    pub db: String,
+    /// The DND folder.
+    pub dnd: PathBuf,
+    /// Agent ids and tokens.
+    pub tokens: Vec<(String, String)>,
+    /// The supervisor token the agents' phones are provisioned with.
+    pub sup: String,
+    /// Another supervisor token, for the test's own requests.
+    pub supervisor: String,
+}
+
+/// [`Fresh`] with `agents` agents.
+pub async fn fresh(dir: &Path, agents: u32) -> Fresh {
+    let db = format!("sqlite://{}", dir.join("crash.db").display());
+    let store = Store::open(&db).await.unwrap();
+    let (dnd, tokens, sup) = prepare(&store, dir, agents).await;
+    let supervisor = auth::create_token(&store, Role::Supervisor, None, None, 0)
+        .await
+        .unwrap()
+        .token;
+    store.close().await;
+    Fresh {
+        db,
+        dnd,
+        tokens,
+        sup,
+        supervisor,
+    }
+}
+
 /// The sandbox provider (answers half the calls after a short ring; the
 /// customer stays on for minutes) and the agents' phones, in this process.
 pub struct Sandboxes {
