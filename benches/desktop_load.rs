@@ -141,13 +141,6 @@ fn auto_agent(talk_ms: u64) -> String {
     )
 }
 
-/// Makes the page's getUserMedia ask for a microphone without audio
-/// processing.
-const LIGHT_MIC: &str = "(() => { const md = navigator.mediaDevices; if (!md || md.__light) return true; \
-    const g = md.getUserMedia.bind(md); md.__light = true; \
-    md.getUserMedia = () => g({audio: {echoCancellation: false, noiseSuppression: false, autoGainControl: false}, video: false}); \
-    return true; })()";
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let benching = std::env::args().any(|a| a == "--bench");
@@ -273,11 +266,6 @@ async fn main() {
             )
             .await
         );
-        // The pages are load generators for the node: their microphones
-        // skip Chromium's audio processing (echo cancellation, noise
-        // suppression, gain control), which costs the browsers, not the
-        // node, most of their CPU at this count.
-        b.eval(page, LIGHT_MIC).await;
         b.eval(page, "document.getElementById('login-btn').click(); true")
             .await;
         assert!(
