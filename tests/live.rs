@@ -1129,3 +1129,31 @@ async fn dtmf_goes_both_ways_on_a_live_call() {
     live.stop().await;
     sb.stop().await;
 }
+
+/// An agent phone provisioned with `;transport=tcp` is called over TCP
+/// (SIPp as the phone, listening on TCP only): the login succeeds, and the
+/// leg is hung up at logout.
+#[tokio::test]
+async fn an_agent_phone_over_tcp_is_called_over_tcp() {
+    use common::sipp::{Sipp, UasOpts};
+    let mut opts = UasOpts::new("agent.xml");
+    opts.tcp = true;
+    let Some(sipp) = Sipp::uas(opts).await else {
+        return;
+    };
+    let l = load("uk-broadband", tuesday(), 1).await;
+    let sb = Sandboxes::start(answering(Duration::from_secs(3600), 5)).await;
+    let live = start(&l, sb.provider, tuesday(), "n1", Duration::from_secs(5)).await;
+    let (id, tok) = &l.agents[0];
+    let phone = sipp.uri("agent1", true);
+    live.provision(&l.supervisor, id, &phone).await;
+    let (c, v) = live.login(id, tok, &phone).await;
+    assert_eq!(c, 200, "login with a TCP phone: {v} ({})", sipp.errors());
+    let (c, _) = live
+        .req("POST", &format!("/api/agents/{id}/logout"), tok, None)
+        .await;
+    assert_eq!(c, 200);
+    live.stop().await;
+    sb.stop().await;
+    sipp.stop().await;
+}

@@ -470,7 +470,7 @@ async fn agent_leg(
             reply,
         });
     };
-    let ua = match shared.agent_ua(target.addr).await {
+    let ua = match shared.agent_ua(target.addr, target.transport).await {
         Ok(ua) => ua,
         Err(e) => return fail(e.to_string(), reply),
     };

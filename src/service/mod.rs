@@ -443,8 +443,12 @@ pub struct Shared {
     /// The do-not-call lists loaded at start (leads posted to the API are
     /// screened against them, as the CLI import's are).
     pub registries: Arc<crate::compliance::Registries>,
-    /// UAs for agent phones, by address (the UA talks to one peer).
-    agent_uas: tokio::sync::Mutex<HashMap<SocketAddr, Arc<Ua>>>,
+    /// UAs for agent phones, by address and transport (the UA talks to
+    /// one peer).
+    agent_uas: tokio::sync::Mutex<HashMap<(SocketAddr, crate::sip::Transport), Arc<Ua>>>,
+    /// A CA to trust besides the system's roots, for agent phones over
+    /// TLS (`--tls-ca`).
+    tls_ca: Option<std::path::PathBuf>,
     /// Browser softphones answered but not yet taken by a login, by agent.
     softphones: Mutex<HashMap<String, crate::media::webrtc::Softphone>>,
     /// Where RTP sockets bind.
@@ -525,16 +529,28 @@ impl Shared {
             .filter(|p| !matches!(*p.state.borrow(), PhoneState::Ended(_)))
     }
 
-    /// The UA for an agent phone at `addr`, started on first use.
-    async fn agent_ua(&self, addr: SocketAddr) -> Result<Arc<Ua>, SipError> {
+    /// The UA for an agent phone at `addr` over `transport` (its URI's:
+    /// `;transport=tcp`, `sips:` for TLS checked against the address),
+    /// started on first use.
+    async fn agent_ua(
+        &self,
+        addr: SocketAddr,
+        transport: crate::sip::Transport,
+    ) -> Result<Arc<Ua>, SipError> {
         let mut uas = self.agent_uas.lock().await;
-        if let Some(ua) = uas.get(&addr) {
+        if let Some(ua) = uas.get(&(addr, transport)) {
             return Ok(ua.clone());
         }
-        let mut cfg = UaConfig::new(addr, crate::sip::Transport::Udp);
+        let mut cfg = UaConfig::new(addr, transport);
         cfg.bind = SocketAddr::new(self.media_ip, 0);
+        if transport == crate::sip::Transport::Tls {
+            cfg.tls = Some(crate::sip::tls::TlsClient::new(
+                &addr.ip().to_string(),
+                self.tls_ca.as_deref(),
+            )?);
+        }
         let ua = Arc::new(Ua::start(cfg).await?);
-        uas.insert(addr, ua.clone());
+        uas.insert((addr, transport), ua.clone());
         Ok(ua)
     }
 
@@ -739,6 +755,7 @@ pub async fn start(
         media_ip,
         external_ip: cfg.net.external,
         rtp_ports: cfg.rtp_ports.clone(),
+        tls_ca: cfg.net.tls_ca.clone(),
     });
     // The SIP legs a crash of this node left up are ended before new
     // calls go out (in the background: serving does not wait).

@@ -133,7 +133,10 @@ pub(super) async fn end_left_legs(
                     let _ = shared.store.leg_closed(&call_id).await;
                     continue;
                 };
-                match shared.agent_ua(addr).await {
+                // The phone's transport, as the INVITE's Via named it.
+                let transport = crate::sip::Transport::from_via(&leg.record.via)
+                    .unwrap_or(crate::sip::Transport::Udp);
+                match shared.agent_ua(addr, transport).await {
                     Ok(ua) => (ua, None),
                     Err(e) => {
                         tracing::warn!("no SIP agent for a phone leg a crash left: {e}");

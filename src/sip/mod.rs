@@ -120,6 +120,17 @@ impl Transport {
         self != Transport::Udp
     }
 
+    /// The transport a Via header value names (`SIP/2.0/TCP host...`).
+    pub fn from_via(via: &str) -> Option<Transport> {
+        let proto = via.split_whitespace().next()?;
+        match proto.rsplit('/').next()?.to_ascii_uppercase().as_str() {
+            "UDP" => Some(Transport::Udp),
+            "TCP" => Some(Transport::Tcp),
+            "TLS" => Some(Transport::Tls),
+            _ => None,
+        }
+    }
+
     /// The Via protocol token.
     pub fn via_name(self) -> &'static str {
         match self {
@@ -236,5 +247,20 @@ mod tests {
         );
         let e = Target::parse("sip:+919876543210@nowhere").unwrap_err();
         assert!(!e.to_string().contains("98765"));
+    }
+
+    #[test]
+    fn a_via_names_its_transport() {
+        assert_eq!(
+            Transport::from_via("SIP/2.0/TCP 10.0.0.1:5060;branch=z9hG4bKx"),
+            Some(Transport::Tcp)
+        );
+        assert_eq!(
+            Transport::from_via("SIP/2.0/tls host"),
+            Some(Transport::Tls)
+        );
+        assert_eq!(Transport::from_via("SIP/2.0/UDP h"), Some(Transport::Udp));
+        assert_eq!(Transport::from_via("SIP/2.0/SCTP h"), None);
+        assert_eq!(Transport::from_via(""), None);
     }
 }
