@@ -144,14 +144,16 @@ impl Driver {
             Ok((s, r)) => (Arc::new(s), Arc::new(r)),
             Err(e) => {
                 tracing::error!("no RTP port: {e}");
+                // The runner forgets a skipped dial: the claim goes back
+                // (held, the node's heartbeat would keep it from everyone).
                 self.event(Event::DialSkipped { call });
-                self.hopper.insert(lead_id, lead);
+                self.write(Write::ReleaseLead { lead_id });
                 return;
             }
         };
         let Ok(mut media_addr) = sock.local_addr() else {
             self.event(Event::DialSkipped { call });
-            self.hopper.insert(lead_id, lead);
+            self.write(Write::ReleaseLead { lead_id });
             return;
         };
         if let Some(ip) = self.settings.external_ip {
