@@ -79,6 +79,7 @@ where
             peer: None,
             codec: None,
             stats: None,
+            events: None,
         },
         agent,
         async move {
@@ -121,6 +122,7 @@ async fn main() {
             peer: Some(phone.peer),
             codec: None,
             stats: None,
+            events: None,
         };
         let before = *frames.borrow_and_update();
         web.push(
@@ -137,6 +139,7 @@ async fn main() {
             peer: Some(sip_phone.local_addr().unwrap()),
             codec: None,
             stats: None,
+            events: None,
         };
         let phone_sock = sip_phone.clone();
         // What reached the phone before this call is not this call's.

@@ -38,6 +38,27 @@ pub struct Leg {
     /// What the relay counts on this leg for its RTCP reports (see
     /// [`super::rtcp::session`]), if it has a session.
     pub stats: Option<Arc<std::sync::Mutex<super::rtcp::LegStats>>>,
+    /// The payload type the leg's SDP maps to telephone-event (RFC 4733),
+    /// if it took them: events from the other leg are renumbered to it,
+    /// or dropped when it took none.
+    pub events: Option<u8>,
+}
+
+/// Renumbers a telephone-event packet from a leg that maps events to
+/// `from` for one that maps them to `to`; false when it is an event and
+/// the receiving leg takes none (it is not sent).
+fn map_event(buf: &mut [u8], from: Option<u8>, to: Option<u8>) -> bool {
+    let Some(from) = from else { return true };
+    if buf.len() < 12 || buf[1] & 0x7f != from {
+        return true;
+    }
+    match to {
+        Some(to) => {
+            buf[1] = (buf[1] & 0x80) | (to & 0x7f);
+            true
+        }
+        None => false,
+    }
 }
 
 /// Counts a packet that arrived on `leg` (not a telephone-event: its
@@ -110,11 +131,9 @@ pub struct Relayed {
     pub dtmf_out: u64,
 }
 
-/// DTMF on a relayed call (RFC 4733).
+/// DTMF on a relayed call (RFC 4733), when the customer's leg takes
+/// telephone-events ([`Leg::events`]; nothing is read or sent otherwise).
 pub struct Dtmf {
-    /// The payload type the customer's SDP maps to telephone-event; `None`
-    /// when it takes none (nothing is read or sent then).
-    pub pt: Option<u8>,
     /// Digits to send to the customer, checked
     /// ([`super::dtmf::check_digits`]).
     pub send: mpsc::UnboundedReceiver<String>,
@@ -160,12 +179,8 @@ pub async fn relay_with_dtmf(
     dtmf: Option<Dtmf>,
     stop: impl Future<Output = ()>,
 ) -> Result<Relayed, MediaError> {
-    let (event_pt, mut send, mut heard) = match dtmf {
-        Some(Dtmf {
-            pt: Some(pt),
-            send,
-            heard,
-        }) => (Some(pt), Some(send), Some(heard)),
+    let (event_pt, mut send, mut heard) = match (dtmf, a.events) {
+        (Some(Dtmf { send, heard }), Some(pt)) => (Some(pt), Some(send), Some(heard)),
         _ => (None, None, None),
     };
     let mut detector = Detector::default();
@@ -256,6 +271,12 @@ pub async fn relay_with_dtmf(
                     at: tokio::time::Instant::now().into_std(),
                 });
                 recode(&mut buf_b[..n], b.codec, a.codec);
+                // The agent's phone's own keys go on, in the customer's
+                // numbering.
+                if !map_event(&mut buf_b[..n], b.events, a.events) {
+                    stats.dropped += 1;
+                    continue;
+                }
                 if let Some(to) = a.peer
                     && a.socket.send_to(&buf_b[..n], to).await.is_ok()
                 {
@@ -333,6 +354,7 @@ mod tests {
             peer,
             codec: None,
             stats: None,
+            events: None,
         }
     }
 
@@ -454,10 +476,16 @@ mod tests {
         let h = heard.clone();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let relay = tokio::spawn(relay_with_dtmf(
-            leg(leg_a, Some(customer.local_addr().unwrap())),
-            leg(leg_b, Some(phone.local_addr().unwrap())),
+            Leg {
+                events: Some(101),
+                ..leg(leg_a, Some(customer.local_addr().unwrap()))
+            },
+            // The agent's phone numbers its own events 96.
+            Leg {
+                events: Some(96),
+                ..leg(leg_b, Some(phone.local_addr().unwrap()))
+            },
             Some(Dtmf {
-                pt: Some(101),
                 send: send_rx,
                 heard: Box::new(move |d| h.lock().unwrap().push(d)),
             }),
@@ -492,6 +520,29 @@ mod tests {
         phone.send_to(&rtp(11), b_addr).await.unwrap();
         let next = recv(&customer).await;
         assert_eq!(Packet::parse(&next).unwrap().sequence, 19);
+        // A key pressed on the agent's own phone (its number 96) reaches
+        // the customer in the customer's numbering (101).
+        let mut own = Vec::new();
+        let payload = dtmf::Event {
+            event: 3,
+            end: false,
+            volume: 10,
+            duration: 160,
+        }
+        .bytes();
+        Packet {
+            payload_type: 96,
+            marker: true,
+            sequence: 12,
+            timestamp: 1_920,
+            ssrc: 1,
+            payload: &payload,
+        }
+        .write(&mut own);
+        phone.send_to(&own, b_addr).await.unwrap();
+        let got = recv(&customer).await;
+        let p = Packet::parse(&got).unwrap();
+        assert_eq!((p.payload_type, p.marker, p.sequence), (101, true, 20));
         // The customer presses 7 (its three end packets repeat it): told
         // once, not relayed to the agent.
         for end in [false, true, true, true] {
@@ -537,12 +588,14 @@ mod tests {
                 peer: Some(customer.local_addr().unwrap()),
                 codec: Some(8),
                 stats: None,
+                events: None,
             },
             Leg {
                 socket: leg_b,
                 peer: Some(phone.local_addr().unwrap()),
                 codec: Some(0),
                 stats: None,
+                events: None,
             },
             async move {
                 let _ = stop_rx.await;
@@ -592,6 +645,7 @@ mod tests {
                 peer: Some(customer.local_addr().unwrap()),
                 codec: None,
                 stats: Some(counts.clone()),
+                events: None,
             },
             leg(leg_b, Some(phone.local_addr().unwrap())),
             async move {

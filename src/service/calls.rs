@@ -373,7 +373,7 @@ impl Driver {
         let Some(a) = self.agents.get(&name) else {
             return;
         };
-        let agent_media = a.rtp.clone().map(|rtp| (rtp, a.peer, a.codec));
+        let agent_media = a.rtp.clone().map(|rtp| (rtp, a.peer, a.codec, a.events));
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -385,7 +385,7 @@ impl Driver {
             connected_at: Some(now.ms()),
             agent: Some(name.clone()),
         });
-        if let Some((agent_rtp, agent_peer, agent_codec)) = agent_media {
+        if let Some((agent_rtp, agent_peer, agent_codec, agent_events)) = agent_media {
             let (stop_tx, stop_rx) = oneshot::channel();
             c.relay_stop = Some(stop_tx);
             let customer = Leg {
@@ -393,6 +393,7 @@ impl Driver {
                 peer: c.media,
                 codec: c.media.map(|_| c.codec),
                 stats: Some(c.leg_stats.clone()),
+                events: c.dtmf_pt,
             };
             // DTMF both ways while bridged (RFC 4733), when the customer's
             // side takes telephone-events.
@@ -400,7 +401,6 @@ impl Driver {
             c.dtmf_tx = c.dtmf_pt.map(|_| dtmf_tx);
             let me = self.me.clone();
             let dtmf = Dtmf {
-                pt: c.dtmf_pt,
                 send: dtmf_rx,
                 heard: Box::new(move |digit| {
                     let _ = me.send(Input::DtmfHeard { call, digit });
@@ -412,6 +412,7 @@ impl Driver {
                     peer: agent_peer,
                     codec: agent_codec,
                     stats: None,
+                    events: agent_events,
                 };
                 if let Err(e) = relay_with_dtmf(customer, agent, Some(dtmf), async {
                     let _ = stop_rx.await;

@@ -57,6 +57,8 @@ pub struct LegMedia {
     /// The G.711 law its answer chose (`None` for the browser, whose
     /// softphone speaks the customer's law itself).
     pub codec: Option<u8>,
+    /// The payload type its answer maps to telephone-event, if any.
+    pub events: Option<u8>,
 }
 
 /// What a campaign task is told.
@@ -224,6 +226,8 @@ pub(super) struct AgentIo {
     pub(super) peer: Option<SocketAddr>,
     /// The law the phone's SDP chose (see [`Input::LegUp`]).
     pub(super) codec: Option<u8>,
+    /// Its telephone-event payload type, if any.
+    pub(super) events: Option<u8>,
     pub(super) leg_hangup: Option<mpsc::UnboundedSender<()>>,
     pub(super) pause_reason: Option<String>,
     /// A request waiting for the agent's next state write.
