@@ -697,7 +697,7 @@ pub async fn phone_add(
 ) -> Result<PhoneList, CommandError> {
     agent_id_arg(agent)?;
     let uri = sip_uri.trim();
-    crate::sip::Target::parse(uri).map_err(|e| usage(format!("{uri}: {e}")))?;
+    crate::sip::resolve::SipUri::parse(uri).map_err(|e| usage(format!("{uri}: {e}")))?;
     let by = AuditEntry::command(now.ms(), actor, "", String::new(), String::new());
     store.phone_add(agent, uri, by).await?;
     phone_list(store, Some(agent)).await

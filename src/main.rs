@@ -101,6 +101,7 @@ impl SipNetArgs {
             dns_server: self.dns_server,
             tls_ca: self.tls_ca.clone(),
             external: self.external_address,
+            ..commands::SipNet::default()
         }
     }
 }

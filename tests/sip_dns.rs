@@ -167,3 +167,166 @@ async fn a_503_from_the_first_target_fails_over_to_the_next() {
     assert_eq!(outcome, Outcome::Answered, "{}", sipp.errors());
     let _ = UasOpts::new("provider.xml");
 }
+
+/// Waits for an INVITE on `sock` (at most 5 s).
+async fn invite_at(sock: &tokio::net::UdpSocket) -> bool {
+    let mut buf = vec![0u8; 65_535];
+    let end = tokio::time::Instant::now() + Duration::from_secs(5);
+    while let Ok(Ok((n, _))) = tokio::time::timeout_at(end, sock.recv_from(&mut buf)).await {
+        if buf[..n].starts_with(b"INVITE ") {
+            return true;
+        }
+    }
+    false
+}
+
+/// An answer holds only for its TTL: when the provider's name moves to
+/// another address (dnsmasq re-reads its hosts file), the UA's new calls
+/// go there once the old answer has run out; with the DNS server gone the
+/// addresses it had are kept; the refresher ends with its UA.
+#[tokio::test]
+async fn a_provider_is_looked_up_again_when_its_answer_runs_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.21 trunk.test\n").unwrap();
+    let Some(mut dns) = Dnsmasq::start(&[
+        format!("--addn-hosts={}", hosts.display()),
+        "--local-ttl=1".to_string(),
+    ])
+    .await
+    else {
+        return;
+    };
+    // Two edges of the trunk on one port, at two loopback addresses.
+    let port = free_port();
+    let (a, b) = (
+        SocketAddr::from(([127, 0, 0, 21], port)),
+        SocketAddr::from(([127, 0, 0, 22], port)),
+    );
+    let edge_a = tokio::net::UdpSocket::bind(a).await.unwrap();
+    let edge_b = tokio::net::UdpSocket::bind(b).await.unwrap();
+    let net = SipNet {
+        dns_server: Some(dns.addr),
+        relookup_floor: Duration::from_millis(200),
+        ..SipNet::default()
+    };
+    let uri = SipUri::parse(&format!("sip:trunk.test:{port}")).unwrap();
+    let (cfg, found) = net.locate(&uri).await.unwrap();
+    assert_eq!(found.addrs, vec![a]);
+    let ttl = found
+        .ttl
+        .expect("a looked-up answer says how long it holds");
+    assert!(ttl <= Duration::from_secs(1), "{ttl:?}");
+    let ua = std::sync::Arc::new(Ua::start(cfg).await.unwrap());
+    let refresher = tokio::spawn(dialler::sip::ua::keep_resolved(
+        std::sync::Arc::downgrade(&ua),
+        Resolver::new(Some(dns.addr)).unwrap(),
+        uri.clone(),
+        Transport::Udp,
+        ttl,
+        net.relookup_floor,
+    ));
+    let _first = ua
+        .call(params(&uri.request_uri("+15551230001")))
+        .await
+        .unwrap();
+    assert!(
+        invite_at(&edge_a).await,
+        "the first call goes to the first edge"
+    );
+    // The name moves.
+    std::fs::write(&hosts, "127.0.0.22 trunk.test\n").unwrap();
+    dns.reload();
+    assert!(
+        common::live::until(Duration::from_secs(10), || async {
+            ua.destinations() == vec![b]
+        })
+        .await,
+        "the UA still dials {:?}",
+        ua.destinations()
+    );
+    let _second = ua
+        .call(params(&uri.request_uri("+15551230002")))
+        .await
+        .unwrap();
+    assert!(invite_at(&edge_b).await, "a new call goes to the new edge");
+    // DNS gone: the addresses there are stay.
+    dns.stop().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(ua.destinations(), vec![b]);
+    match std::sync::Arc::try_unwrap(ua) {
+        Ok(ua) => {
+            ua.shutdown().await;
+        }
+        Err(_) => panic!("the refresher holds no strong reference for long"),
+    }
+    tokio::time::timeout(Duration::from_secs(5), refresher)
+        .await
+        .expect("the refresher ends with its UA")
+        .unwrap();
+}
+
+/// The live service (as `dialler run` starts it) on a campaign whose
+/// provider is a name with SRV records, and an agent whose provisioned
+/// phone is a name too: both are found through DNS, and a call through
+/// the trunk is put through to the agent.
+#[tokio::test]
+async fn the_service_finds_its_trunk_and_an_agent_phone_by_name() {
+    if Dnsmasq::start(&[]).await.is_none() {
+        return;
+    }
+    let l = common::live::load("uk-broadband", common::live::tuesday(), 1).await;
+    let sb =
+        common::live::Sandboxes::start(common::live::answering(Duration::from_secs(600), 3)).await;
+    let dns = Dnsmasq::start(&[
+        format!(
+            "--srv-host=_sip._udp.trunk.test,edge.trunk.test,{},10,0",
+            sb.provider.port()
+        ),
+        "--host-record=edge.trunk.test,127.0.0.1".to_string(),
+        format!(
+            "--srv-host=_sip._udp.desk.test,phone.desk.test,{},10,0",
+            sb.phones.port()
+        ),
+        "--host-record=phone.desk.test,127.0.0.1".to_string(),
+    ])
+    .await
+    .expect("dnsmasq");
+    let mut campaign = l.campaign.clone();
+    campaign.provider.uri = "sip:trunk.test".into();
+    let live = common::live::start_configured(
+        &l.store,
+        &campaign,
+        &l.dir.path().join("dnd"),
+        common::live::tuesday(),
+        |cfg| cfg.net.dns_server = Some(dns.addr),
+    )
+    .await;
+    let (id, tok) = &l.agents[0];
+    // A name nothing answers for is refused at login, not at provisioning.
+    let nowhere = format!("sip:{id}@nowhere.test");
+    live.provision(&l.supervisor, id, &nowhere).await;
+    let (c, v) = live.login(id, tok, &nowhere).await;
+    assert_eq!(c, 502, "{v}");
+    let why = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(why.contains("DNS") && why.contains("nowhere.test"), "{v}");
+    let phone = format!("sip:{id}@desk.test");
+    live.provision(&l.supervisor, id, &phone).await;
+    let (c, v) = live.login(id, tok, &phone).await;
+    assert_eq!(c, 200, "{v}");
+    let (c, _) = live
+        .req("POST", &format!("/api/agents/{id}/ready"), tok, None)
+        .await;
+    assert_eq!(c, 200);
+    let call = format!("/api/agents/{id}/call");
+    assert!(
+        common::live::until(Duration::from_secs(30), || async {
+            live.req("GET", &call, tok, None).await.0 == 200
+        })
+        .await,
+        "no call put through the trunk found by name"
+    );
+    live.stop().await;
+    let stats = sb.stop().await;
+    assert!(stats.answered >= 1, "{stats:?}");
+}

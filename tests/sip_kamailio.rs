@@ -57,7 +57,7 @@ async fn edge_with(a: UasOpts<'static>, b: UasOpts<'static>) -> Option<Edge> {
     let net = SipNet {
         dns_server: Some(dns.addr),
         tls_ca: Some(kam.ca.clone()),
-        external: None,
+        ..SipNet::default()
     };
     Some(Edge {
         kam,

@@ -355,10 +355,12 @@ struct PhoneIn {
     sip_uri: String,
 }
 
-/// A SIP URI the dialler can call (the same parse a login uses), or 400.
+/// A SIP URI the dialler can call (the same parse a login uses: an IP
+/// address, or a host name looked up at login), or 400.
 fn phone_uri(raw: &str) -> Result<String, ApiError> {
     let uri = raw.trim();
-    crate::sip::Target::parse(uri).map_err(|e| ApiError::bad_request(format!("sip_uri: {e}")))?;
+    crate::sip::resolve::SipUri::parse(uri)
+        .map_err(|e| ApiError::bad_request(format!("sip_uri: {e}")))?;
     Ok(uri.to_string())
 }
 

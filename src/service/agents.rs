@@ -41,7 +41,7 @@ impl Driver {
                 return;
             }
         };
-        let target = match crate::sip::Target::parse(&sip_uri) {
+        let target = match crate::sip::resolve::SipUri::parse(&sip_uri) {
             Ok(t) => t,
             Err(e) => {
                 let _ = reply.send(Err(AgentError::BadPhone(e.to_string())));
@@ -460,7 +460,7 @@ async fn agent_leg(
     me: mpsc::UnboundedSender<Input>,
     agent: String,
     campaign_id: i64,
-    target: crate::sip::Target,
+    target: crate::sip::resolve::SipUri,
     ip: IpAddr,
     reply: Reply,
 ) {
@@ -471,7 +471,17 @@ async fn agent_leg(
             reply,
         });
     };
-    let ua = match shared.agent_ua(target.addr, target.transport).await {
+    let place = match shared.locate_phone(&target).await {
+        Ok(p) => p,
+        Err(e) => return fail(e.to_string(), reply),
+    };
+    let Some(&first) = place.addrs.first() else {
+        return fail("the phone's host has no address".into(), reply);
+    };
+    let ua = match shared
+        .agent_ua(first, place.transport, &place.server_name)
+        .await
+    {
         Ok(ua) => ua,
         Err(e) => return fail(e.to_string(), reply),
     };
@@ -493,7 +503,8 @@ async fn agent_leg(
         max_talk: None,
         display_name: None,
         extra_headers: Vec::new(),
-        destinations: Vec::new(),
+        // Every address DNS gave, in order: the next on timeout or 503.
+        destinations: place.addrs,
     };
     // Stored before the INVITE: a restart after a crash ends the leg.
     let mut leg = ua.prepare(&mut params);

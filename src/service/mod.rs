@@ -443,12 +443,18 @@ pub struct Shared {
     /// The do-not-call lists loaded at start (leads posted to the API are
     /// screened against them, as the CLI import's are).
     pub registries: Arc<crate::compliance::Registries>,
-    /// UAs for agent phones, by address and transport (the UA talks to
-    /// one peer).
-    agent_uas: tokio::sync::Mutex<HashMap<(SocketAddr, crate::sip::Transport), Arc<Ua>>>,
+    /// UAs for agent phones, by address, transport and the name a TLS
+    /// certificate must carry (the UA talks to one peer).
+    agent_uas: tokio::sync::Mutex<AgentUas>,
     /// A CA to trust besides the system's roots, for agent phones over
     /// TLS (`--tls-ca`).
     tls_ca: Option<std::path::PathBuf>,
+    /// The DNS server agent phones named by host are looked up at
+    /// (`--dns-server`; `None`: the system's).
+    dns_server: Option<SocketAddr>,
+    /// The resolver for agent phones, made on first use (its cache is
+    /// kept).
+    resolver: std::sync::OnceLock<crate::sip::resolve::Resolver>,
     /// Browser softphones answered but not yet taken by a login, by agent.
     softphones: Mutex<HashMap<String, crate::media::webrtc::Softphone>>,
     /// Where RTP sockets bind.
@@ -530,28 +536,50 @@ impl Shared {
     }
 
     /// The UA for an agent phone at `addr` over `transport` (its URI's:
-    /// `;transport=tcp`, `sips:` for TLS checked against the address),
-    /// started on first use.
+    /// `;transport=tcp`, `sips:` for TLS, the certificate checked against
+    /// `server_name`: the URI's host), started on first use.
     async fn agent_ua(
         &self,
         addr: SocketAddr,
         transport: crate::sip::Transport,
+        server_name: &str,
     ) -> Result<Arc<Ua>, SipError> {
         let mut uas = self.agent_uas.lock().await;
-        if let Some(ua) = uas.get(&(addr, transport)) {
+        let key = (addr, transport, server_name.to_string());
+        if let Some(ua) = uas.get(&key) {
             return Ok(ua.clone());
         }
         let mut cfg = UaConfig::new(addr, transport);
         cfg.bind = SocketAddr::new(self.media_ip, 0);
         if transport == crate::sip::Transport::Tls {
             cfg.tls = Some(crate::sip::tls::TlsClient::new(
-                &addr.ip().to_string(),
+                server_name,
                 self.tls_ca.as_deref(),
             )?);
         }
         let ua = Arc::new(Ua::start(cfg).await?);
-        uas.insert((addr, transport), ua.clone());
+        uas.insert(key, ua.clone());
         Ok(ua)
+    }
+
+    /// Where an agent phone is: an IP address as written, a host name
+    /// through DNS as a provider's is (RFC 3263: NAPTR, SRV, A/AAAA, every
+    /// address in the order to try).
+    pub(crate) async fn locate_phone(
+        &self,
+        uri: &crate::sip::resolve::SipUri,
+    ) -> Result<crate::sip::resolve::Resolved, SipError> {
+        if let Some(r) = crate::sip::resolve::numeric(uri) {
+            return Ok(r);
+        }
+        let resolver = match self.resolver.get() {
+            Some(r) => r.clone(),
+            None => {
+                let r = crate::sip::resolve::Resolver::new(self.dns_server)?;
+                self.resolver.get_or_init(|| r).clone()
+            }
+        };
+        resolver.resolve(uri).await
     }
 
     /// Publishes an event (no subscriber is fine).
@@ -577,6 +605,9 @@ impl Shared {
         s.get_mut(agent).map(f)
     }
 }
+
+/// Agent-phone UAs by address, transport and TLS server name.
+type AgentUas = HashMap<(SocketAddr, crate::sip::Transport, String), Arc<Ua>>;
 
 /// What a run did, for the caller.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -639,16 +670,19 @@ pub async fn start(
     for c in cfg.campaigns {
         let provider_err =
             |e: crate::sip::SipError| ServiceError::Provider(c.name.clone(), e.to_string());
-        let (mut ucfg, provider) = match cfg.provider {
+        // `located`: the DNS answer a named provider came from.
+        let (mut ucfg, provider, located) = match cfg.provider {
             // The sandbox or SIPp, over UDP, whatever the campaign says.
             Some(p) => (
                 UaConfig::new(p, crate::sip::Transport::Udp),
                 crate::sip::resolve::SipUri::parse(&format!("sip:{p}")).map_err(provider_err)?,
+                None,
             ),
             None => {
                 let uri =
                     crate::sip::resolve::SipUri::parse(&c.provider.uri).map_err(provider_err)?;
-                (cfg.net.ua_config(&uri).await.map_err(provider_err)?, uri)
+                let (ucfg, resolved) = cfg.net.locate(&uri).await.map_err(provider_err)?;
+                (ucfg, uri, Some(resolved))
             }
         };
         if c.provider.register && cfg.provider.is_none() {
@@ -693,8 +727,22 @@ pub async fn start(
                     SocketAddr::new(cfg.sip_bind.ip(), 0)
                 };
                 ucfg.external = cfg.net.external;
+                let transport = ucfg.transport;
                 let ua = Arc::new(Ua::start(ucfg).await.map_err(provider_err)?);
                 uas.insert(key, ua.clone());
+                // A named provider is looked up again as its TTL runs out.
+                if let Some(ttl) = located.and_then(|r| r.ttl) {
+                    let resolver = crate::sip::resolve::Resolver::new(cfg.net.dns_server)
+                        .map_err(provider_err)?;
+                    tokio::spawn(crate::sip::ua::keep_resolved(
+                        Arc::downgrade(&ua),
+                        resolver,
+                        provider.clone(),
+                        transport,
+                        ttl,
+                        cfg.net.relookup_floor,
+                    ));
+                }
                 ua
             }
         };
@@ -756,6 +804,8 @@ pub async fn start(
         external_ip: cfg.net.external,
         rtp_ports: cfg.rtp_ports.clone(),
         tls_ca: cfg.net.tls_ca.clone(),
+        dns_server: cfg.net.dns_server,
+        resolver: std::sync::OnceLock::new(),
     });
     // The SIP legs a crash of this node left up are ended before new
     // calls go out (in the background: serving does not wait).

@@ -136,7 +136,10 @@ pub(super) async fn end_left_legs(
                 // The phone's transport, as the INVITE's Via named it.
                 let transport = crate::sip::Transport::from_via(&leg.record.via)
                     .unwrap_or(crate::sip::Transport::Udp);
-                match shared.agent_ua(addr, transport).await {
+                // A TLS certificate is checked against the URI's host.
+                let server_name = crate::sip::resolve::SipUri::parse(&leg.record.request_uri)
+                    .map_or_else(|_| addr.ip().to_string(), |u| u.host);
+                match shared.agent_ua(addr, transport, &server_name).await {
                     Ok(ua) => (ua, None),
                     Err(e) => {
                         tracing::warn!("no SIP agent for a phone leg a crash left: {e}");

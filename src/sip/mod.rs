@@ -73,7 +73,7 @@ impl From<std::io::Error> for SipError {
 /// How the dialler finds and reaches SIP peers: the DNS server (default:
 /// the system's), an extra trusted CA for TLS, and the public address to
 /// advertise behind NAT.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SipNet {
     /// Ask this DNS server instead of `/etc/resolv.conf`'s.
     pub dns_server: Option<std::net::SocketAddr>,
@@ -81,11 +81,34 @@ pub struct SipNet {
     pub tls_ca: Option<std::path::PathBuf>,
     /// The address the provider sees us at (Via, Contact, SDP).
     pub external: Option<std::net::IpAddr>,
+    /// The least time between two DNS lookups of a provider
+    /// ([`ua::RELOOKUP_FLOOR`] unless a test wants it shorter).
+    pub relookup_floor: std::time::Duration,
+}
+
+impl Default for SipNet {
+    fn default() -> SipNet {
+        SipNet {
+            dns_server: None,
+            tls_ca: None,
+            external: None,
+            relookup_floor: ua::RELOOKUP_FLOOR,
+        }
+    }
 }
 
 impl SipNet {
     /// Resolves `uri` (RFC 3263) into UA settings.
     pub async fn ua_config(&self, uri: &resolve::SipUri) -> Result<ua::UaConfig, SipError> {
+        Ok(self.locate(uri).await?.0)
+    }
+
+    /// [`SipNet::ua_config`], with the DNS answer it came from (whose TTL
+    /// says when to look again, see [`ua::keep_resolved`]).
+    pub async fn locate(
+        &self,
+        uri: &resolve::SipUri,
+    ) -> Result<(ua::UaConfig, resolve::Resolved), SipError> {
         let resolver = resolve::Resolver::new(self.dns_server)?;
         let resolved = resolver.resolve(uri).await?;
         tracing::info!(
@@ -96,7 +119,7 @@ impl SipNet {
         );
         let mut cfg = ua::UaConfig::resolved(&resolved, self.tls_ca.as_deref())?;
         cfg.external = self.external;
-        Ok(cfg)
+        Ok((cfg, resolved))
     }
 }
 

@@ -140,6 +140,9 @@ pub struct Resolved {
     pub addrs: Vec<SocketAddr>,
     /// The name a TLS certificate must carry (the URI's host, RFC 5922).
     pub server_name: String,
+    /// How long the answers hold: the shortest TTL of the records used.
+    /// `None` for a numeric host, which never changes.
+    pub ttl: Option<Duration>,
 }
 
 /// One NAPTR record's fields that matter here.
@@ -243,6 +246,26 @@ fn srv_name(t: Transport, host: &str) -> String {
     }
 }
 
+/// Where `uri` is when its host is an IP address (no lookup: the port as
+/// given or the transport's default, RFC 3263 4.2), else `None`.
+pub fn numeric(uri: &SipUri) -> Option<Resolved> {
+    let ip = uri.ip()?;
+    let t = uri.transport.unwrap_or(if uri.secure {
+        Transport::Tls
+    } else {
+        Transport::Udp
+    });
+    Some(Resolved {
+        transport: t,
+        addrs: vec![SocketAddr::new(
+            ip,
+            uri.port.unwrap_or_else(|| default_port(t)),
+        )],
+        server_name: uri.host.clone(),
+        ttl: None,
+    })
+}
+
 /// Runs RFC 3263 lookups.
 #[derive(Clone)]
 pub struct Resolver {
@@ -299,28 +322,25 @@ impl Resolver {
     /// Where `uri`'s provider is (RFC 3263 4.1, 4.2).
     pub async fn resolve(&self, uri: &SipUri) -> Result<Resolved, SipError> {
         let server_name = uri.host.clone();
+        // The earliest moment any record used stops being valid.
+        let mut until = Until::default();
         let default_transport = if uri.secure {
             Transport::Tls
         } else {
             Transport::Udp
         };
         // A numeric host, or an explicit port: no NAPTR or SRV.
-        if let Some(ip) = uri.ip() {
-            let t = uri.transport.unwrap_or(default_transport);
-            let port = uri.port.unwrap_or_else(|| default_port(t));
-            return Ok(Resolved {
-                transport: t,
-                addrs: vec![SocketAddr::new(ip, port)],
-                server_name,
-            });
+        if let Some(r) = numeric(uri) {
+            return Ok(r);
         }
         if let Some(port) = uri.port {
             let t = uri.transport.unwrap_or(default_transport);
-            let addrs = self.addresses(&uri.host, port).await?;
+            let addrs = self.addresses(&uri.host, port, &mut until).await?;
             return Ok(Resolved {
                 transport: t,
                 addrs,
                 server_name,
+                ttl: until.ttl(),
             });
         }
         // The transport, and the SRV names to try for it.
@@ -328,7 +348,7 @@ impl Resolver {
         match uri.transport {
             Some(t) => plans.push((t, srv_name(t, &uri.host))),
             None => {
-                let naptr = self.naptr(&uri.host).await?;
+                let naptr = self.naptr(&uri.host, &mut until).await?;
                 plans = naptr_choice(&naptr, uri.secure);
                 if plans.is_empty() {
                     let offered: &[Transport] = if uri.secure {
@@ -344,14 +364,14 @@ impl Resolver {
             }
         }
         for (t, name) in &plans {
-            let srv = self.srv(name).await?;
+            let srv = self.srv(name, &mut until).await?;
             if srv.is_empty() {
                 continue;
             }
             let ordered = srv_order(srv, &mut rand::rng());
             let mut addrs = Vec::new();
             for r in ordered {
-                match self.addresses(&r.target, r.port).await {
+                match self.addresses(&r.target, r.port, &mut until).await {
                     Ok(a) => addrs.extend(a),
                     Err(e) => tracing::warn!(target = %r.target, "SRV target without address: {e}"),
                 }
@@ -365,60 +385,73 @@ impl Resolver {
                 transport: *t,
                 addrs,
                 server_name,
+                ttl: until.ttl(),
             });
         }
         // No SRV: the host's own addresses on the default port.
         let t = uri.transport.unwrap_or(default_transport);
-        let addrs = self.addresses(&uri.host, default_port(t)).await?;
+        let addrs = self
+            .addresses(&uri.host, default_port(t), &mut until)
+            .await?;
         Ok(Resolved {
             transport: t,
             addrs,
             server_name,
+            ttl: until.ttl(),
         })
     }
 
-    async fn naptr(&self, host: &str) -> Result<Vec<Naptr>, SipError> {
+    async fn naptr(&self, host: &str, until: &mut Until) -> Result<Vec<Naptr>, SipError> {
         match self.inner.lookup(fqdn(host), RecordType::NAPTR).await {
-            Ok(l) => Ok(l
-                .answers()
-                .iter()
-                .filter_map(|r| match &r.data {
-                    RData::NAPTR(n) => Some(Naptr {
-                        order: n.order,
-                        preference: n.preference,
-                        flags: String::from_utf8_lossy(&n.flags).into_owned(),
-                        service: String::from_utf8_lossy(&n.services).into_owned(),
-                        replacement: n.replacement.to_ascii().trim_end_matches('.').to_string(),
-                    }),
-                    _ => None,
-                })
-                .collect()),
+            Ok(l) => {
+                until.seen(l.valid_until());
+                Ok(l.answers()
+                    .iter()
+                    .filter_map(|r| match &r.data {
+                        RData::NAPTR(n) => Some(Naptr {
+                            order: n.order,
+                            preference: n.preference,
+                            flags: String::from_utf8_lossy(&n.flags).into_owned(),
+                            service: String::from_utf8_lossy(&n.services).into_owned(),
+                            replacement: n.replacement.to_ascii().trim_end_matches('.').to_string(),
+                        }),
+                        _ => None,
+                    })
+                    .collect())
+            }
             Err(e) if e.is_no_records_found() => Ok(Vec::new()),
             Err(e) => Err(SipError::Resolve(format!("NAPTR {host}: {e}"))),
         }
     }
 
-    async fn srv(&self, name: &str) -> Result<Vec<Srv>, SipError> {
+    async fn srv(&self, name: &str, until: &mut Until) -> Result<Vec<Srv>, SipError> {
         match self.inner.lookup(fqdn(name), RecordType::SRV).await {
-            Ok(l) => Ok(l
-                .answers()
-                .iter()
-                .filter_map(|r| match &r.data {
-                    RData::SRV(s) => Some(Srv {
-                        priority: s.priority,
-                        weight: s.weight,
-                        port: s.port,
-                        target: s.target.to_ascii().trim_end_matches('.').to_string(),
-                    }),
-                    _ => None,
-                })
-                .collect()),
+            Ok(l) => {
+                until.seen(l.valid_until());
+                Ok(l.answers()
+                    .iter()
+                    .filter_map(|r| match &r.data {
+                        RData::SRV(s) => Some(Srv {
+                            priority: s.priority,
+                            weight: s.weight,
+                            port: s.port,
+                            target: s.target.to_ascii().trim_end_matches('.').to_string(),
+                        }),
+                        _ => None,
+                    })
+                    .collect())
+            }
             Err(e) if e.is_no_records_found() => Ok(Vec::new()),
             Err(e) => Err(SipError::Resolve(format!("SRV {name}: {e}"))),
         }
     }
 
-    async fn addresses(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, SipError> {
+    async fn addresses(
+        &self,
+        host: &str,
+        port: u16,
+        until: &mut Until,
+    ) -> Result<Vec<SocketAddr>, SipError> {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(vec![SocketAddr::new(ip, port)]);
         }
@@ -427,11 +460,29 @@ impl Resolver {
             .lookup_ip(fqdn(host))
             .await
             .map_err(|e| SipError::Resolve(format!("{host}: {e}")))?;
+        until.seen(l.valid_until());
         let addrs: Vec<SocketAddr> = l.iter().map(|ip| SocketAddr::new(ip, port)).collect();
         if addrs.is_empty() {
             return Err(SipError::Resolve(format!("{host}: no A or AAAA record")));
         }
         Ok(addrs)
+    }
+}
+
+/// The earliest expiry of the DNS answers one resolution used.
+#[derive(Default)]
+struct Until(Option<std::time::Instant>);
+
+impl Until {
+    /// Notes an answer valid until `at`.
+    fn seen(&mut self, at: std::time::Instant) {
+        self.0 = Some(self.0.map_or(at, |u| u.min(at)));
+    }
+
+    /// What is left of the shortest validity (`None`: nothing was looked up).
+    fn ttl(&self) -> Option<Duration> {
+        self.0
+            .map(|u| u.saturating_duration_since(std::time::Instant::now()))
     }
 }
 

@@ -105,6 +105,84 @@ pub async fn start_for(
     Ok((Ua::start(cfg).await?, resolved))
 }
 
+/// The least time between two lookups of a provider: a TTL of 0 (common
+/// for local records) does not make the dialler ask DNS on every call.
+pub const RELOOKUP_FLOOR: Duration = Duration::from_secs(30);
+/// The most time between two lookups, whatever the TTL.
+pub const RELOOKUP_CEILING: Duration = Duration::from_secs(3600);
+
+/// When to look a provider up again after an answer that holds for `ttl`.
+pub fn relookup_after(ttl: Duration, floor: Duration) -> Duration {
+    ttl.clamp(floor, RELOOKUP_CEILING.max(floor))
+}
+
+/// Keeps `ua`'s destinations as DNS says: an RFC 3263 answer holds only
+/// for its TTL, so `uri` is looked up again when the last answer runs out
+/// (see [`relookup_after`]) and the UA's new calls go to the fresh
+/// addresses. A failed lookup keeps the addresses there are and tries
+/// again after `floor`; an answer naming another transport is not taken
+/// (the UA's connections are of one transport: a restart takes it).
+/// Returns when the UA stops.
+pub async fn keep_resolved(
+    ua: std::sync::Weak<Ua>,
+    resolver: Resolver,
+    uri: SipUri,
+    transport: Transport,
+    ttl: Duration,
+    floor: Duration,
+) {
+    // The UA is not held while waiting or looking up: its stop ends this.
+    let Some(stopped) = ua.upgrade().map(|u| u.stopped()) else {
+        return;
+    };
+    tokio::pin!(stopped);
+    let mut wait = relookup_after(ttl, floor);
+    loop {
+        tokio::select! {
+            () = &mut stopped => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        let answer = tokio::select! {
+            () = &mut stopped => return,
+            a = resolver.resolve(&uri) => a,
+        };
+        let Some(ua) = ua.upgrade().filter(|u| !u.is_stopped()) else {
+            return;
+        };
+        wait = match answer {
+            Ok(r) if r.transport != transport => {
+                tracing::warn!(
+                    host = %uri.host,
+                    was = transport.via_name(),
+                    now = r.transport.via_name(),
+                    "the provider's DNS names another transport: kept the old one until a restart"
+                );
+                relookup_after(r.ttl.unwrap_or(RELOOKUP_CEILING), floor)
+            }
+            Ok(r) => {
+                let old = ua.destinations();
+                if r.addrs != old {
+                    let mut before = old.clone();
+                    let mut after = r.addrs.clone();
+                    before.sort();
+                    after.sort();
+                    if before == after {
+                        tracing::debug!(host = %uri.host, addresses = ?r.addrs, "provider re-ordered");
+                    } else {
+                        tracing::info!(host = %uri.host, was = ?old, now = ?r.addrs, "provider moved");
+                    }
+                    ua.set_destinations(r.addrs);
+                }
+                relookup_after(r.ttl.unwrap_or(RELOOKUP_CEILING), floor)
+            }
+            Err(e) => {
+                tracing::warn!(host = %uri.host, "looking the provider up again failed, kept its addresses: {e}");
+                floor
+            }
+        };
+    }
+}
+
 enum Cmd {
     Call(
         Box<CallParams>,
@@ -118,6 +196,8 @@ enum Cmd {
         oneshot::Sender<CallId>,
     ),
     Hangup(CallId),
+    /// The registrar moved (DNS re-resolution).
+    Registrar(SocketAddr),
     Shutdown,
 }
 
@@ -128,7 +208,9 @@ pub struct Ua {
     /// The endpoint's settings, for [`Ua::prepare`].
     endpoint: EndpointConfig,
     registration: Option<tokio::sync::watch::Receiver<RegState>>,
-    destinations: Vec<SocketAddr>,
+    /// Where new calls go, in order; DNS re-resolution replaces them
+    /// ([`Ua::set_destinations`]).
+    destinations: std::sync::RwLock<Vec<SocketAddr>>,
     task: Option<JoinHandle<EndpointStats>>,
 }
 
@@ -533,7 +615,7 @@ impl Ua {
             local,
             endpoint: endpoint_cfg,
             registration,
-            destinations,
+            destinations: std::sync::RwLock::new(destinations),
             task: Some(task),
         })
     }
@@ -541,6 +623,39 @@ impl Ua {
     /// Our address as the provider sees it (Via, Contact).
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// Where new calls go, first to try first.
+    pub fn destinations(&self) -> Vec<SocketAddr> {
+        match self.destinations.read() {
+            Ok(d) => d.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces where new calls (and the registration's next REGISTER)
+    /// go, as a fresh DNS answer says; calls under way keep theirs. An
+    /// empty list is ignored.
+    pub fn set_destinations(&self, addrs: Vec<SocketAddr>) {
+        let Some(&first) = addrs.first() else {
+            return;
+        };
+        match self.destinations.write() {
+            Ok(mut d) => *d = addrs,
+            Err(poisoned) => *poisoned.into_inner() = addrs,
+        }
+        let _ = self.cmds.send(Cmd::Registrar(first));
+    }
+
+    /// Whether the UA's task has stopped (shut down, or dropped).
+    pub fn is_stopped(&self) -> bool {
+        self.cmds.is_closed()
+    }
+
+    /// Resolves once the UA's task has stopped (shut down, or dropped).
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + use<> {
+        let cmds = self.cmds.clone();
+        async move { cmds.closed().await }
     }
 
     /// The registration's state, when the UA registers.
@@ -560,7 +675,7 @@ impl Ua {
     /// [`Ua::call`] sends the INVITE (see [`LegRecord`]).
     pub fn prepare(&self, params: &mut CallParams) -> LegRecord {
         if params.destinations.is_empty() {
-            params.destinations = self.destinations.clone();
+            params.destinations = self.destinations();
         }
         let ids = params.ids.get_or_insert_with(LegIds::random).clone();
         leg_record(&self.endpoint, params, &ids)
@@ -589,7 +704,7 @@ impl Ua {
     /// Places a call (to the UA's destinations unless `params` names some).
     pub async fn call(&self, mut params: CallParams) -> Result<CallHandle, SipError> {
         if params.destinations.is_empty() {
-            params.destinations = self.destinations.clone();
+            params.destinations = self.destinations();
         }
         let (etx, events) = mpsc::unbounded_channel();
         let (itx, irx) = oneshot::channel();
@@ -704,12 +819,12 @@ async fn drive(
     mut ep: Endpoint,
     mut reg: Reg,
     mut io: Io,
-    provider: SocketAddr,
+    mut provider: SocketAddr,
     mut cmds: mpsc::UnboundedReceiver<Cmd>,
 ) -> EndpointStats {
     let mut listeners: HashMap<CallId, mpsc::UnboundedSender<CallEvent>> = HashMap::new();
     let mut buf = vec![0u8; message::MAX_MESSAGE];
-    let registrar = provider.to_string();
+    let mut registrar = provider.to_string();
     loop {
         // The registration's output first: its first REGISTER is queued
         // before the loop starts.
@@ -757,6 +872,12 @@ async fn drive(
                     let _ = reply.send(id);
                 }
                 Some(Cmd::Hangup(id)) => ep.hangup(now(), id),
+                Some(Cmd::Registrar(addr)) => {
+                    if addr != provider {
+                        provider = addr;
+                        registrar = addr.to_string();
+                    }
+                }
             },
             a = arrival(&mut io, &mut buf) => {
                 let at = now();
@@ -908,4 +1029,26 @@ pub async fn call_once(
         ack_latency,
         prompt_packets,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_provider_is_looked_up_again_within_the_floor_and_ceiling() {
+        let floor = Duration::from_secs(30);
+        assert_eq!(relookup_after(Duration::ZERO, floor), floor, "TTL 0");
+        assert_eq!(
+            relookup_after(Duration::from_secs(300), floor),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            relookup_after(Duration::from_secs(86_400), floor),
+            RELOOKUP_CEILING
+        );
+        // A floor above the ceiling (a test's or an operator's) wins.
+        let long = RELOOKUP_CEILING * 2;
+        assert_eq!(relookup_after(Duration::from_secs(1), long), long);
+    }
 }

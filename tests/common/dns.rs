@@ -12,7 +12,7 @@ use super::sipp::free_port;
 
 /// A running dnsmasq, killed on drop.
 pub struct Dnsmasq {
-    _child: Child,
+    child: Child,
     /// Where it answers (UDP and TCP).
     pub addr: SocketAddr,
 }
@@ -76,10 +76,7 @@ impl Dnsmasq {
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
             for _ in 0..100 {
                 if std::net::TcpStream::connect(addr).is_ok() {
-                    return Some(Dnsmasq {
-                        _child: child,
-                        addr,
-                    });
+                    return Some(Dnsmasq { child, addr });
                 }
                 if let Ok(Some(status)) = child.try_wait() {
                     last = format!("dnsmasq exited: {status}");
@@ -90,5 +87,22 @@ impl Dnsmasq {
             let _ = child.kill().await;
         }
         panic!("dnsmasq did not start: {last}");
+    }
+
+    /// SIGHUP: dnsmasq reads its `--addn-hosts` files again and clears
+    /// its cache.
+    pub fn reload(&self) {
+        let pid = self.child.id().expect("dnsmasq is running");
+        let ok = std::process::Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .expect("kill -HUP")
+            .success();
+        assert!(ok, "kill -HUP {pid} failed");
+    }
+
+    /// Stops answering (kills the server).
+    pub async fn stop(&mut self) {
+        let _ = self.child.kill().await;
     }
 }

@@ -193,16 +193,31 @@ pub async fn start_with(
     node: &str,
     grace: Duration,
 ) -> Live {
+    start_configured(store, campaign, dnd, at, |cfg| {
+        cfg.provider = Some(provider);
+        cfg.node = node.into();
+        cfg.grace = grace;
+    })
+    .await
+}
+
+/// [`start_with`] where `edit` sets the service's configuration (the
+/// provider, its DNS, the node) before it starts.
+pub async fn start_configured(
+    store: &Store,
+    campaign: &Campaign,
+    dnd: &std::path::Path,
+    at: DateTime<Utc>,
+    edit: impl FnOnce(&mut ServiceConfig),
+) -> Live {
     let clock = Clock::starting_at(at);
     let registries = dialler::registry::load(store, dnd, &[campaign])
         .await
         .unwrap();
     let mut cfg = ServiceConfig::new(store.clone(), vec![campaign.clone()], registries);
     cfg.clock = clock.clone();
-    cfg.provider = Some(provider);
     cfg.sip_bind = "127.0.0.1:0".parse().unwrap();
-    cfg.node = node.into();
-    cfg.grace = grace;
+    edit(&mut cfg);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (stop, rx) = oneshot::channel::<()>();
     let running = service::start(cfg, listener, async move {
