@@ -394,6 +394,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoResult, DemoError> {
             other_codes: other_codes.clone(),
             seed: opts.seed.wrapping_mul(1000) + u64::from(i),
             deadline,
+            breaks: None,
         };
         agent_tasks.push(tokio::spawn(a.run()));
     }
@@ -690,6 +691,20 @@ pub struct SimAgent {
     /// A supervisor token to provision the phone with before logging in
     /// (logins take provisioned phones only); `None` when it already is.
     pub provision_with: Option<String>,
+    /// Short breaks between calls; `None`: none.
+    pub breaks: Option<SimBreaks>,
+}
+
+/// When a simulated agent pauses: after a call, with a chance, for a drawn
+/// time, then ready again.
+#[derive(Debug, Clone)]
+pub struct SimBreaks {
+    /// The chance of a break after each call.
+    pub chance: f64,
+    /// Its length, s.
+    pub length: LogNormal<f64>,
+    /// The pause code it gives.
+    pub reason: String,
 }
 
 impl SimAgent {
@@ -746,9 +761,17 @@ impl SimAgent {
         self.post(&format!("/api/agents/{id}/ready"), "").await;
         let mut handled = 0;
         let hard_stop = self.deadline + Duration::from_secs(60);
+        // The end of a break under way (a call already launched for the
+        // agent may still come in it, and is taken).
+        let mut back_at: Option<tokio::time::Instant> = None;
         loop {
             let ev = tokio::select! {
                 ev = events.recv() => ev,
+                () = tokio::time::sleep_until(back_at.unwrap_or(hard_stop)), if back_at.is_some() => {
+                    back_at = None;
+                    self.post(&format!("/api/agents/{id}/ready"), "").await;
+                    continue;
+                }
                 () = tokio::time::sleep_until(hard_stop) => None,
             };
             let Some(ev) = ev else { break };
@@ -809,6 +832,19 @@ impl SimAgent {
                         tracing::warn!(agent = %id, status = c, "disposition refused: {t}");
                     }
                     handled += 1;
+                    if let Some(b) = &self.breaks
+                        && back_at.is_none()
+                        && tokio::time::Instant::now() < self.deadline
+                        && rng.random::<f64>() < b.chance
+                    {
+                        let body = serde_json::json!({ "reason": b.reason }).to_string();
+                        let (c, _) = self.post(&format!("/api/agents/{id}/pause"), &body).await;
+                        if c == 200 {
+                            let secs = b.length.sample(&mut rng);
+                            back_at =
+                                Some(tokio::time::Instant::now() + Duration::from_secs_f64(secs));
+                        }
+                    }
                 }
                 _ => {}
             }

@@ -58,25 +58,40 @@ fn store_histogram() -> Histogram {
 
 static SIP_RESPONSE: LazyLock<Histogram> = LazyLock::new(sip_histogram);
 
-/// What customers' sides report of the audio we send them (RTCP).
-static RTCP_LOSS: LazyLock<Histogram> =
-    LazyLock::new(|| Histogram::new([0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]));
-static RTCP_JITTER: LazyLock<Histogram> =
-    LazyLock::new(|| Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32]));
-static RTCP_RTT: LazyLock<Histogram> =
-    LazyLock::new(|| Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6]));
+/// What the far ends report of the audio we send them (RTCP), by leg:
+/// `customer` (the carrier's side) or `agent` (the agent's SIP phone).
+type RtcpFamily = Family<OpLabels, Histogram, fn() -> Histogram>;
 
-/// Records a customer side's RTCP report on our audio: the share lost
-/// since its last report, the jitter and the round trip, seconds.
-pub fn record_rtcp(loss: f64, jitter_s: f64, rtt_s: Option<f64>) {
+fn rtcp_loss_histogram() -> Histogram {
+    Histogram::new([0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0])
+}
+fn rtcp_jitter_histogram() -> Histogram {
+    Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32])
+}
+fn rtcp_rtt_histogram() -> Histogram {
+    Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6])
+}
+
+static RTCP_LOSS: LazyLock<RtcpFamily> =
+    LazyLock::new(|| Family::new_with_constructor(rtcp_loss_histogram as fn() -> Histogram));
+static RTCP_JITTER: LazyLock<RtcpFamily> =
+    LazyLock::new(|| Family::new_with_constructor(rtcp_jitter_histogram as fn() -> Histogram));
+static RTCP_RTT: LazyLock<RtcpFamily> =
+    LazyLock::new(|| Family::new_with_constructor(rtcp_rtt_histogram as fn() -> Histogram));
+
+/// Records a far end's RTCP report on our audio on a `leg` (`customer`
+/// or `agent`): the share lost since its last report, the jitter and the
+/// round trip, seconds.
+pub fn record_rtcp(leg: &'static str, loss: f64, jitter_s: f64, rtt_s: Option<f64>) {
+    let labels = vec![("leg", leg)];
     if loss.is_finite() && (0.0..=1.0).contains(&loss) {
-        RTCP_LOSS.observe(loss);
+        RTCP_LOSS.get_or_create(&labels).observe(loss);
     }
     if jitter_s.is_finite() && jitter_s >= 0.0 {
-        RTCP_JITTER.observe(jitter_s);
+        RTCP_JITTER.get_or_create(&labels).observe(jitter_s);
     }
     if let Some(r) = rtt_s.filter(|r| r.is_finite() && *r >= 0.0) {
-        RTCP_RTT.observe(r);
+        RTCP_RTT.get_or_create(&labels).observe(r);
     }
 }
 
@@ -423,17 +438,17 @@ pub fn render(board: &Board) -> Result<String, MetricsError> {
     );
     r.register(
         "dialler_rtcp_fraction_lost",
-        "Share of our audio lost, as the customer's side reports it in RTCP",
+        "Share of our audio lost, as the far end reports it in RTCP, by leg (customer, agent)",
         RTCP_LOSS.clone(),
     );
     r.register(
         "dialler_rtcp_jitter_seconds",
-        "Interarrival jitter of our audio, as the customer's side reports it in RTCP",
+        "Interarrival jitter of our audio, as the far end reports it in RTCP, by leg",
         RTCP_JITTER.clone(),
     );
     r.register(
         "dialler_rtcp_rtt_seconds",
-        "Round trip to the customer's side, from its RTCP reports on ours",
+        "Round trip to the far end, from its RTCP reports on ours, by leg",
         RTCP_RTT.clone(),
     );
     r.register(

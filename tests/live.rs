@@ -506,6 +506,7 @@ async fn an_hour_of_live_pacing_keeps_the_rules_and_the_board_matches_the_store(
             other_codes: vec!["NOT_INTERESTED".into()],
             seed: 100 + i as u64,
             deadline,
+            breaks: None,
         };
         tasks.push(tokio::spawn(a.run()));
     }
@@ -1156,4 +1157,37 @@ async fn an_agent_phone_over_tcp_is_called_over_tcp() {
     live.stop().await;
     sb.stop().await;
     sipp.stop().await;
+}
+
+/// RTCP on both legs of a bridged call (RFC 3550): the provider's side
+/// and the agent's SIP phone each get the dialler's compound reports
+/// (an RR, or an SR once audio flows) every 5 s or so, from the answer on
+/// (the phone's from the login).
+#[tokio::test(start_paused = true)]
+async fn both_legs_of_a_bridged_call_get_rtcp_reports() {
+    let l = load("uk-broadband", tuesday(), 1).await;
+    let sb = Sandboxes::start(answering(Duration::from_secs(3600), 5)).await;
+    let live = start(&l, sb.provider, tuesday(), "n1", Duration::from_secs(5)).await;
+    let (id, tok) = &l.agents[0];
+    let phone = format!("sip:1@{}", sb.phones);
+    live.provision(&l.supervisor, id, &phone).await;
+    let (c, v) = live.login(id, tok, &phone).await;
+    assert_eq!(c, 200, "{v}");
+    let (c, _) = live
+        .req("POST", &format!("/api/agents/{id}/ready"), tok, None)
+        .await;
+    assert_eq!(c, 200);
+    let call = format!("/api/agents/{id}/call");
+    assert!(
+        until(Duration::from_secs(60), || async {
+            live.req("GET", &call, tok, None).await.0 == 200
+        })
+        .await,
+        "no call put through"
+    );
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    live.stop().await;
+    let (provider, phones) = sb.stop_both().await;
+    assert!(provider.rtcp_reports >= 3, "customer leg: {provider:?}");
+    assert!(phones.rtcp_reports >= 3, "agent leg: {phones:?}");
 }

@@ -352,6 +352,7 @@ pub async fn session(
     stats: std::sync::Arc<std::sync::Mutex<LegStats>>,
     clock: crate::clock::Clock,
     cname: String,
+    leg: &'static str,
     stop: impl std::future::Future<Output = ()>,
 ) -> Peer {
     let own_ssrc: u32 = rand::random();
@@ -390,6 +391,7 @@ pub async fn session(
                     && let Some(b) = heard.report
                 {
                     crate::metrics::record_rtcp(
+                        leg,
                         b.loss(),
                         b.jitter_ms() / 1000.0,
                         heard.rtt.map(|r| r.as_secs_f64()),
@@ -542,6 +544,7 @@ mod tests {
             stats.clone(),
             clock,
             "dialler@n1".into(),
+            "customer",
             async move {
                 let _ = stop_rx.await;
             },

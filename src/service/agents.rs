@@ -76,6 +76,7 @@ impl Driver {
                 peer: media.peer,
                 codec: media.codec,
                 events: media.events,
+                stats: media.stats,
                 leg_hangup: Some(hangup),
                 pause_reason: None,
                 reply: Some(reply),
@@ -106,6 +107,7 @@ impl Driver {
         if let Some(a) = self.agents.get_mut(agent) {
             a.leg_hangup = None;
             a.rtp = None;
+            a.stats = None;
         }
         self.logout(agent, None);
     }
@@ -485,10 +487,20 @@ async fn agent_leg(
         Ok(ua) => ua,
         Err(e) => return fail(e.to_string(), reply),
     };
-    let sock = match shared.rtp_socket(ip).and_then(UdpSocket::from_std) {
-        Ok(s) => Arc::new(s),
+    // RTP on an even port, RTCP on the one above (RFC 3550 11), as the
+    // customer's leg.
+    let (sock, rtcp) = match shared
+        .rtp_pair(ip)
+        .and_then(|(a, b)| Ok((UdpSocket::from_std(a)?, UdpSocket::from_std(b)?)))
+    {
+        Ok((s, r)) => (Arc::new(s), Arc::new(r)),
         Err(e) => return fail(e.to_string(), reply),
     };
+    let stats = Arc::new(std::sync::Mutex::new(
+        crate::media::rtcp::LegStats::default(),
+    ));
+    // Dropped when this task ends: the RTCP session says BYE then.
+    let mut rtcp_stop: Option<oneshot::Sender<()>> = None;
     let local_media = match sock.local_addr() {
         Ok(a) => a,
         Err(e) => return fail(e.to_string(), reply),
@@ -536,6 +548,24 @@ async fn agent_leg(
             ev = handle.next_event() => match ev {
                 Some(CallEvent::Answered { media, dialog, .. }) => {
                     leg.dialog = Some(dialog);
+                    // The leg's RTCP session, from the answer to the end.
+                    if let Some(m) = &media
+                        && rtcp_stop.is_none()
+                    {
+                        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+                        rtcp_stop = Some(stop_tx);
+                        tokio::spawn(crate::media::rtcp::session(
+                            rtcp.clone(),
+                            m.rtcp_addr(),
+                            stats.clone(),
+                            shared.clock.clone(),
+                            format!("dialler@{}", shared.node),
+                            "agent",
+                            async move {
+                                let _ = stop_rx.await;
+                            },
+                        ));
+                    }
                     if let Err(e) = shared.store.leg_update(&leg).await {
                         tracing::warn!("storing the phone leg's dialog failed: {e}");
                     }
@@ -547,6 +577,7 @@ async fn agent_leg(
                                 peer: media.as_ref().map(|m| m.addr),
                                 codec: media.as_ref().and_then(crate::sip::sdp::Media::codec),
                                 events: media.as_ref().and_then(|m| m.telephone_event),
+                                stats: Some(stats.clone()),
                             },
                             hangup: hang_tx.clone(),
                             reply: r,
@@ -601,6 +632,7 @@ async fn softphone_leg(
             peer: Some(phone.peer),
             codec: None,
             events: None,
+            stats: None,
         },
         hangup: hang_tx,
         reply,

@@ -301,6 +301,7 @@ impl Driver {
                     c.leg_stats.clone(),
                     self.shared.clock.clone(),
                     format!("dialler@{}", self.settings.node),
+                    "customer",
                     async move {
                         let _ = stop_rx.await;
                     },
@@ -373,7 +374,10 @@ impl Driver {
         let Some(a) = self.agents.get(&name) else {
             return;
         };
-        let agent_media = a.rtp.clone().map(|rtp| (rtp, a.peer, a.codec, a.events));
+        let agent_media = a
+            .rtp
+            .clone()
+            .map(|rtp| (rtp, a.peer, a.codec, a.events, a.stats.clone()));
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -385,7 +389,7 @@ impl Driver {
             connected_at: Some(now.ms()),
             agent: Some(name.clone()),
         });
-        if let Some((agent_rtp, agent_peer, agent_codec, agent_events)) = agent_media {
+        if let Some((agent_rtp, agent_peer, agent_codec, agent_events, agent_stats)) = agent_media {
             let (stop_tx, stop_rx) = oneshot::channel();
             c.relay_stop = Some(stop_tx);
             let customer = Leg {
@@ -411,7 +415,7 @@ impl Driver {
                     socket: agent_rtp,
                     peer: agent_peer,
                     codec: agent_codec,
-                    stats: None,
+                    stats: agent_stats,
                     events: agent_events,
                 };
                 if let Err(e) = relay_with_dtmf(customer, agent, Some(dtmf), async {

@@ -59,6 +59,9 @@ pub struct LegMedia {
     pub codec: Option<u8>,
     /// The payload type its answer maps to telephone-event, if any.
     pub events: Option<u8>,
+    /// What the relay counts on the leg, for its RTCP reports (`None`:
+    /// the browser, whose WebRTC stack reports itself).
+    pub stats: Option<Arc<std::sync::Mutex<crate::media::rtcp::LegStats>>>,
 }
 
 /// What a campaign task is told.
@@ -228,6 +231,8 @@ pub(super) struct AgentIo {
     pub(super) codec: Option<u8>,
     /// Its telephone-event payload type, if any.
     pub(super) events: Option<u8>,
+    /// What the relays count on the leg (its RTCP session reports it).
+    pub(super) stats: Option<Arc<std::sync::Mutex<crate::media::rtcp::LegStats>>>,
     pub(super) leg_hangup: Option<mpsc::UnboundedSender<()>>,
     pub(super) pause_reason: Option<String>,
     /// A request waiting for the agent's next state write.

@@ -125,6 +125,9 @@ pub struct SandboxStats {
     /// Calls answered and confirmed (our 200 ACKed) and not yet ended when
     /// the sandbox stopped: legs the caller left up.
     pub up_at_stop: u64,
+    /// RTCP compound packets (an SR or RR first) callers sent to the port
+    /// above the RTP one (when the sandbox listens there).
+    pub rtcp_reports: u64,
 }
 
 /// Whether a G.711 RTP packet carries sound (a sample above -40 dBFS).
@@ -629,9 +632,12 @@ pub async fn spawn_loopback(
     tokio::task::JoinHandle<Result<SandboxStats, SipError>>,
 )> {
     let sip = UdpSocket::bind("127.0.0.1:0").await?;
-    let rtp = UdpSocket::bind("127.0.0.1:0").await?;
+    // RTP on an even port, RTCP on the one above: the reports callers send
+    // are counted.
+    let (rtp, rtcp) = crate::media::ports::ephemeral_pair([127, 0, 0, 1].into())?;
+    let (rtp, rtcp) = (UdpSocket::from_std(rtp)?, UdpSocket::from_std(rtcp)?);
     let addr = sip.local_addr()?;
-    let task = tokio::spawn(serve(sip, rtp, cfg, async move {
+    let task = tokio::spawn(serve_with_rtcp(sip, rtp, Some(rtcp), cfg, async move {
         let _ = stop.recv().await;
     }));
     Ok((addr, task))
@@ -645,10 +651,23 @@ pub async fn serve(
     cfg: SandboxConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<SandboxStats, SipError> {
+    serve_with_rtcp(sip, rtp, None, cfg, shutdown).await
+}
+
+/// [`serve`], counting the RTCP packets callers send to `rtcp` (the port
+/// above `rtp`'s, RFC 3550 11).
+pub async fn serve_with_rtcp(
+    sip: UdpSocket,
+    rtp: UdpSocket,
+    rtcp: Option<UdpSocket>,
+    cfg: SandboxConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<SandboxStats, SipError> {
     let mut sb = Sandbox::new(cfg, sip.local_addr()?, rtp.local_addr()?);
     let mut buf = vec![0u8; message::MAX_MESSAGE];
     let mut rtp_buf = vec![0u8; 2048];
-    let (mut echoed, mut voiced_packets) = (0u64, 0u64);
+    let (mut echoed, mut voiced_packets, mut reports) = (0u64, 0u64, 0u64);
+    let mut rtcp_buf = vec![0u8; 1500];
     tokio::pin!(shutdown);
     loop {
         let deadline = sb.poll_timeout().map(tokio::time::Instant::from_std);
@@ -665,6 +684,21 @@ pub async fn serve(
                         voiced_packets += 1;
                     }
                     let _ = rtp.send_to(&rtp_buf[..n], from).await;
+                }
+            }
+            r = async {
+                match &rtcp {
+                    Some(s) => s.recv_from(&mut rtcp_buf).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                // A compound packet starts with a version-2 SR or RR.
+                if let Ok((n, _)) = r
+                    && n >= 8
+                    && rtcp_buf[0] >> 6 == 2
+                    && matches!(rtcp_buf[1], 200 | 201)
+                {
+                    reports += 1;
                 }
             }
             () = async {
@@ -684,6 +718,7 @@ pub async fn serve(
     stats.up_at_stop = sb.calls_up() as u64;
     stats.rtp_echoed = echoed;
     stats.rtp_voiced = voiced_packets;
+    stats.rtcp_reports = reports;
     Ok(stats)
 }
 

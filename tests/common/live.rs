@@ -82,9 +82,14 @@ impl Sandboxes {
 
     /// Stops both; the provider's figures.
     pub async fn stop(self) -> SandboxStats {
+        self.stop_both().await.0
+    }
+
+    /// Stops both; the provider's figures and the phones'.
+    pub async fn stop_both(self) -> (SandboxStats, SandboxStats) {
         let _ = self.stop.send(());
-        let _ = self.phones_task.await;
-        self.provider_task.await.unwrap().unwrap()
+        let phones = self.phones_task.await.unwrap().unwrap();
+        (self.provider_task.await.unwrap().unwrap(), phones)
     }
 }
 

@@ -264,6 +264,7 @@ pub fn agents(
                 seed: seed * 100 + i as u64,
                 deadline,
                 provision_with: Some(supervisor.to_string()),
+                breaks: None,
             };
             tokio::spawn(a.run())
         })
