@@ -769,7 +769,11 @@ impl SimAgent {
                 ev = events.recv() => ev,
                 () = tokio::time::sleep_until(back_at.unwrap_or(hard_stop)), if back_at.is_some() => {
                     back_at = None;
-                    self.post(&format!("/api/agents/{id}/ready"), "").await;
+                    // Past the deadline the agent stays paused (it only
+                    // finishes what it has).
+                    if tokio::time::Instant::now() < self.deadline {
+                        self.post(&format!("/api/agents/{id}/ready"), "").await;
+                    }
                     continue;
                 }
                 () = tokio::time::sleep_until(hard_stop) => None,

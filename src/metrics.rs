@@ -139,6 +139,18 @@ pub fn record_registration(registrar: &str, state: &crate::sip::register::RegSta
     }
 }
 
+/// The registration moved from registrar `old` to `new` (DNS re-resolution):
+/// the old label goes to 0, the new one takes `state`.
+pub fn move_registration(old: &str, new: &str, state: &crate::sip::register::RegState) {
+    SIP_REGISTERED
+        .get_or_create(&vec![("registrar", old.to_string())])
+        .set(0);
+    let up = matches!(state, crate::sip::register::RegState::Registered { .. });
+    SIP_REGISTERED
+        .get_or_create(&vec![("registrar", new.to_string())])
+        .set(i64::from(up));
+}
+
 /// Counts a failed try of store write `op`
 /// (`dialler_store_write_failures_total{op="..."}`); the writer retries it.
 pub fn record_store_failure(op: &'static str) {

@@ -105,8 +105,13 @@ pub struct Sent {
 }
 
 impl Sent {
-    /// A packet of `payload` bytes went out.
+    /// A packet of `payload` bytes went out. Counts are per source (RFC
+    /// 3550 6.4.1): a new SSRC (the agent leg's next call) starts them
+    /// again.
     pub fn packet(&mut self, ssrc: u32, timestamp: u32, payload: usize, at: Instant) {
+        if self.ssrc != Some(ssrc) {
+            *self = Sent::default();
+        }
         self.ssrc = Some(ssrc);
         self.packets = self.packets.wrapping_add(1);
         self.octets = self.octets.wrapping_add(payload as u32);
@@ -501,6 +506,18 @@ mod tests {
         assert!((0.019..0.021).contains(&rtt), "{rtt}");
         // Not RTCP at all.
         assert!(!Peer::default().read(&[0x80, 0, 0, 0, 1, 2, 3], t0, None));
+    }
+
+    #[test]
+    fn sender_counts_start_again_with_a_new_source() {
+        let at = Instant::now();
+        let mut sent = Sent::default();
+        sent.packet(7, 160, 160, at);
+        sent.packet(7, 320, 160, at);
+        assert_eq!((sent.ssrc, sent.packets, sent.octets), (Some(7), 2, 320));
+        // The agent leg's next call relays another source.
+        sent.packet(9, 80, 80, at);
+        assert_eq!((sent.ssrc, sent.packets, sent.octets), (Some(9), 1, 80));
     }
 
     #[test]

@@ -477,11 +477,8 @@ async fn agent_leg(
         Ok(p) => p,
         Err(e) => return fail(e.to_string(), reply),
     };
-    let Some(&first) = place.addrs.first() else {
-        return fail("the phone's host has no address".into(), reply);
-    };
     let ua = match shared
-        .agent_ua(first, place.transport, &place.server_name)
+        .agent_ua(&place.addrs, place.transport, &place.server_name)
         .await
     {
         Ok(ua) => ua,

@@ -180,6 +180,25 @@ pub struct ServiceConfig {
     /// service reads it ([`Clock::system`] by default; a chosen start for
     /// rehearsals and the demo; a paused runtime's for tests).
     pub clock: Clock,
+    /// Whose abandonment ledger the pacer reads: the campaign's (every
+    /// node's rows, the allowance shared) unless measuring what that
+    /// prevents. No command-line flag sets it.
+    pub ledger_scope: LedgerScope,
+}
+
+/// Whose ledger rows a node's pacer counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LedgerScope {
+    /// The campaign's: every node's rows, and the allowance split between
+    /// the nodes running it (see [`cluster_sync`]). The only safe choice
+    /// with more than one node.
+    #[default]
+    Campaign,
+    /// This node's: the stored window at start, then only its own calls,
+    /// the whole allowance to itself, as a single-node dialler keeps it.
+    /// Exists so `benches/cluster.rs` can show, in the same run, the
+    /// combined rate it lets pass the limit; never for a deployment.
+    Node,
 }
 
 impl ServiceConfig {
@@ -200,6 +219,7 @@ impl ServiceConfig {
             lease: Duration::from_secs(300),
             board: LiveBoard::new(),
             clock: Clock::system(),
+            ledger_scope: LedgerScope::Campaign,
         }
     }
 }
@@ -333,6 +353,7 @@ async fn cluster_sync(
     campaign: String,
     mut cursor: i64,
     mut controls_version: i64,
+    scope: LedgerScope,
     tx: mpsc::UnboundedSender<driver::Input>,
 ) {
     let lapse = i64::try_from(CLUSTER_LAPSE.as_millis()).unwrap_or(i64::MAX);
@@ -392,6 +413,10 @@ async fn cluster_sync(
                         (Millis(r.at).runner_ms(), event)
                     })
                     .collect();
+                let (rows, nodes) = match scope {
+                    LedgerScope::Campaign => (rows, nodes),
+                    LedgerScope::Node => (Vec::new(), 1),
+                };
                 if tx.send(driver::Input::Cluster { rows, nodes }).is_err() {
                     return;
                 }
@@ -401,7 +426,10 @@ async fn cluster_sync(
             Err(e) => {
                 tracing::warn!(campaign = %campaign, error = %e, "cluster sync failed");
                 let rows = Vec::new();
-                let nodes = nodes_seen.saturating_add(1);
+                let nodes = match scope {
+                    LedgerScope::Campaign => nodes_seen.saturating_add(1),
+                    LedgerScope::Node => 1,
+                };
                 if tx.send(driver::Input::Cluster { rows, nodes }).is_err() {
                     return;
                 }
@@ -540,16 +568,26 @@ impl Shared {
     /// `server_name`: the URI's host), started on first use.
     async fn agent_ua(
         &self,
-        addr: SocketAddr,
+        addrs: &[SocketAddr],
         transport: crate::sip::Transport,
         server_name: &str,
     ) -> Result<Arc<Ua>, SipError> {
+        let Some(&first) = addrs.first() else {
+            return Err(SipError::Resolve(format!("{server_name}: no address")));
+        };
+        // One UA per phone host: its addresses as a set (SRV weights
+        // draw their order anew at each lookup).
+        let mut set = addrs.to_vec();
+        set.sort();
+        set.dedup();
         let mut uas = self.agent_uas.lock().await;
-        let key = (addr, transport, server_name.to_string());
+        let key = (set, transport, server_name.to_string());
         if let Some(ua) = uas.get(&key) {
             return Ok(ua.clone());
         }
-        let mut cfg = UaConfig::new(addr, transport);
+        let mut cfg = UaConfig::new(first, transport);
+        // A stream transport connects to the first address that accepts.
+        cfg.destinations = addrs.to_vec();
         cfg.bind = SocketAddr::new(self.media_ip, 0);
         if transport == crate::sip::Transport::Tls {
             cfg.tls = Some(crate::sip::tls::TlsClient::new(
@@ -606,8 +644,8 @@ impl Shared {
     }
 }
 
-/// Agent-phone UAs by address, transport and TLS server name.
-type AgentUas = HashMap<(SocketAddr, crate::sip::Transport, String), Arc<Ua>>;
+/// Agent-phone UAs by the phone's addresses, transport and TLS server name.
+type AgentUas = HashMap<(Vec<SocketAddr>, crate::sip::Transport, String), Arc<Ua>>;
 
 /// What a run did, for the caller.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -829,6 +867,7 @@ pub async fn start(
             c.name.clone(),
             recovered.ledger_last_id,
             recovered.controls.version,
+            cfg.ledger_scope,
             tx.clone(),
         )));
         let driver = driver::Driver::new(

@@ -139,7 +139,7 @@ pub(super) async fn end_left_legs(
                 // A TLS certificate is checked against the URI's host.
                 let server_name = crate::sip::resolve::SipUri::parse(&leg.record.request_uri)
                     .map_or_else(|_| addr.ip().to_string(), |u| u.host);
-                match shared.agent_ua(addr, transport, &server_name).await {
+                match shared.agent_ua(&[addr], transport, &server_name).await {
                     Ok(ua) => (ua, None),
                     Err(e) => {
                         tracing::warn!("no SIP agent for a phone leg a crash left: {e}");

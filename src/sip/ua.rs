@@ -161,16 +161,15 @@ pub async fn keep_resolved(
             }
             Ok(r) => {
                 let old = ua.destinations();
-                if r.addrs != old {
-                    let mut before = old.clone();
-                    let mut after = r.addrs.clone();
-                    before.sort();
-                    after.sort();
-                    if before == after {
-                        tracing::debug!(host = %uri.host, addresses = ?r.addrs, "provider re-ordered");
-                    } else {
-                        tracing::info!(host = %uri.host, was = ?old, now = ?r.addrs, "provider moved");
-                    }
+                let mut before = old.clone();
+                let mut after = r.addrs.clone();
+                before.sort();
+                after.sort();
+                // The same addresses in another order (SRV weights draw
+                // it anew each time) change nothing: the registrar and the
+                // first choice stay where they are.
+                if before != after {
+                    tracing::info!(host = %uri.host, was = ?old, now = ?r.addrs, "provider moved");
                     ua.set_destinations(r.addrs);
                 }
                 relookup_after(r.ttl.unwrap_or(RELOOKUP_CEILING), floor)
@@ -875,7 +874,11 @@ async fn drive(
                 Some(Cmd::Registrar(addr)) => {
                     if addr != provider {
                         provider = addr;
-                        registrar = addr.to_string();
+                        let moved = addr.to_string();
+                        if let Some((r, _)) = reg.as_ref() {
+                            crate::metrics::move_registration(&registrar, &moved, &r.state());
+                        }
+                        registrar = moved;
                     }
                 }
             },
