@@ -1173,16 +1173,9 @@ async fn both_legs_of_a_bridged_call_get_rtcp_reports() {
     live.provision(&l.supervisor, id, &phone).await;
     let (c, v) = live.login(id, tok, &phone).await;
     assert_eq!(c, 200, "{v}");
-    let (c, _) = live
-        .req("POST", &format!("/api/agents/{id}/ready"), tok, None)
-        .await;
-    assert_eq!(c, 200);
-    let call = format!("/api/agents/{id}/call");
     assert!(
-        until(Duration::from_secs(60), || async {
-            live.req("GET", &call, tok, None).await.0 == 200
-        })
-        .await,
+        live.ready_until_call(id, tok, Duration::from_secs(60))
+            .await,
         "no call put through"
     );
     tokio::time::sleep(Duration::from_secs(30)).await;

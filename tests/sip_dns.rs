@@ -314,16 +314,9 @@ async fn the_service_finds_its_trunk_and_an_agent_phone_by_name() {
     live.provision(&l.supervisor, id, &phone).await;
     let (c, v) = live.login(id, tok, &phone).await;
     assert_eq!(c, 200, "{v}");
-    let (c, _) = live
-        .req("POST", &format!("/api/agents/{id}/ready"), tok, None)
-        .await;
-    assert_eq!(c, 200);
-    let call = format!("/api/agents/{id}/call");
     assert!(
-        common::live::until(Duration::from_secs(30), || async {
-            live.req("GET", &call, tok, None).await.0 == 200
-        })
-        .await,
+        live.ready_until_call(id, tok, Duration::from_secs(30))
+            .await,
         "no call put through the trunk found by name"
     );
     live.stop().await;

@@ -271,6 +271,20 @@ impl Live {
         assert_eq!(code, 200, "provisioning {phone} for {agent}: {v}");
     }
 
+    /// Makes logged-in `agent` ready and waits, at most `limit` on the
+    /// test's clock, until a call is put through to it: whether one was.
+    pub async fn ready_until_call(&self, agent: &str, token: &str, limit: Duration) -> bool {
+        let (code, v) = self
+            .req("POST", &format!("/api/agents/{agent}/ready"), token, None)
+            .await;
+        assert_eq!(code, 200, "{agent} ready: {v}");
+        let call = format!("/api/agents/{agent}/call");
+        until(limit, || async {
+            self.req("GET", &call, token, None).await.0 == 200
+        })
+        .await
+    }
+
     /// Logs `agent` in to uk-broadband at `phone` with its token.
     pub async fn login(&self, agent: &str, token: &str, phone: &str) -> (u16, serde_json::Value) {
         let body = serde_json::json!({ "campaign": "uk-broadband", "sip_uri": phone }).to_string();
