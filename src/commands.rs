@@ -1261,7 +1261,7 @@ pub async fn sip_load(
         .ua_config(&p.target)
         .await
         .map_err(|e| usage(e.to_string()))?;
-    let report = crate::sip::load::run(crate::sip::load::LoadConfig {
+    let cfg = crate::sip::load::LoadConfig {
         uri: p.target.uri.clone(),
         ua,
         cps,
@@ -1271,9 +1271,12 @@ pub async fn sip_load(
         max_talk: p.max_talk,
         credentials: p.credentials,
         from_user: o.from.clone(),
-    })
-    .await
-    .map_err(|e| usage(e.to_string()))?;
+    };
+    // One event loop on a thread of its own (see `run_on_this_thread`).
+    let report = tokio::task::spawn_blocking(move || crate::sip::load::run_on_this_thread(cfg))
+        .await
+        .map_err(|e| usage(format!("load run: {e}")))?
+        .map_err(|e| usage(e.to_string()))?;
     Ok(SipLoaded(report))
 }
 

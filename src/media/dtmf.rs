@@ -83,12 +83,17 @@ impl Event {
     }
 }
 
+/// How many recent events a [`Detector`] remembers: a late or reordered
+/// packet of any of them (an end packet overtaken by the next digit) is
+/// not told again.
+const REMEMBERED: usize = 16;
+
 /// Tells the digits a stream's telephone-events carry, once each: an event
 /// is one RTP timestamp of one source, however many packets (updates, the
 /// three end packets) repeat it, and is told at its first packet.
 #[derive(Debug, Default)]
 pub struct Detector {
-    last: Option<(u32, u32)>,
+    seen: std::collections::VecDeque<(u32, u32)>,
 }
 
 impl Detector {
@@ -97,10 +102,13 @@ impl Detector {
     pub fn packet(&mut self, p: &Packet<'_>) -> Option<char> {
         let e = Event::parse(p.payload)?;
         let key = (p.ssrc, p.timestamp);
-        if self.last == Some(key) {
+        if self.seen.contains(&key) {
             return None;
         }
-        self.last = Some(key);
+        if self.seen.len() == REMEMBERED {
+            self.seen.pop_front();
+        }
+        self.seen.push_back(key);
         digit_of(e.event)
     }
 }
@@ -322,6 +330,8 @@ mod tests {
             (100, 5, true),
             (900, 11, false),
             (900, 11, true),
+            // The first digit's end packet, overtaken by the second.
+            (100, 5, true),
             (1700, 5, true),
         ] {
             let bytes = pkt(ts, e, end);

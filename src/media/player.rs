@@ -3,13 +3,15 @@
 //! a tick is late (late packets go out at once, timestamps stay regular).
 
 use std::net::SocketAddr;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
 use tokio::time::MissedTickBehavior;
 
 use super::MediaError;
-use super::rtp::{Packetizer, SAMPLES_PER_PACKET};
+use super::rtcp::LegStats;
+use super::rtp::{Packet, Packetizer, SAMPLES_PER_PACKET};
 
 /// The packet interval.
 pub const PTIME: Duration = Duration::from_millis(20);
@@ -31,7 +33,21 @@ pub async fn play(
     samples: &[i16],
     payload_type: u8,
 ) -> Result<Played, MediaError> {
-    let mut pk = Packetizer::new(payload_type, rand::random(), rand::random(), rand::random());
+    play_counted(socket, dest, samples, payload_type, None).await
+}
+
+/// [`play`], counting each packet sent in `stats` when given: the leg's
+/// RTCP session then sends sender reports for the prompt's stream (RFC
+/// 3550 6.4.1: a participant that sends is a sender).
+pub async fn play_counted(
+    socket: &UdpSocket,
+    dest: SocketAddr,
+    samples: &[i16],
+    payload_type: u8,
+    stats: Option<&Mutex<LegStats>>,
+) -> Result<Played, MediaError> {
+    let ssrc: u32 = rand::random();
+    let mut pk = Packetizer::new(payload_type, ssrc, rand::random(), rand::random());
     let start = tokio::time::Instant::now();
     let mut tick = tokio::time::interval_at(start, PTIME);
     tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
@@ -43,6 +59,17 @@ pub async fn play(
         pk.packet(frame, &mut buf)?;
         socket.send_to(&buf, dest).await?;
         packets += 1;
+        if let Some(st) = stats
+            && let Ok(p) = Packet::parse(&buf)
+            && let Ok(mut s) = st.lock()
+        {
+            s.sent.packet(
+                ssrc,
+                p.timestamp,
+                p.payload.len(),
+                tokio::time::Instant::now().into_std(),
+            );
+        }
     }
     Ok(Played {
         packets,
@@ -53,7 +80,6 @@ pub async fn play(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::rtp::Packet;
     use crate::media::wav::generated_prompt;
 
     #[tokio::test]
@@ -87,5 +113,32 @@ mod tests {
             span >= Duration::from_millis(960) && span < Duration::from_millis(1150),
             "49 intervals of 20 ms took {span:?}"
         );
+    }
+
+    /// The safe-harbour prompt is counted for the leg's RTCP: its sender
+    /// reports say how much it sent, of which source, up to which
+    /// timestamp.
+    #[tokio::test]
+    async fn a_counted_prompt_is_in_the_legs_sender_counts() {
+        let rx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let dest = rx.local_addr().unwrap();
+        let stats = Mutex::new(LegStats::default());
+        let prompt = generated_prompt(0.2);
+        let played = play_counted(&tx, dest, &prompt, 0, Some(&stats))
+            .await
+            .unwrap();
+        assert_eq!(played.packets, 10);
+        let mut buf = [0u8; 1500];
+        let mut last = None;
+        for _ in 0..10 {
+            let n = rx.recv(&mut buf).await.unwrap();
+            let p = Packet::parse(&buf[..n]).unwrap();
+            last = Some((p.ssrc, p.timestamp));
+        }
+        let s = stats.lock().unwrap().sent;
+        assert_eq!((s.packets, s.octets), (10, 1600));
+        assert_eq!(s.ssrc, last.map(|l| l.0));
+        assert_eq!(s.last.map(|l| l.0), last.map(|l| l.1));
     }
 }

@@ -10,7 +10,8 @@
 //! on: the agent hears the customer at once, without a burst of old audio.
 //!
 //! DTMF (RFC 4733, [`Dtmf`]): the customer's telephone-events are read
-//! (each digit told once) and not relayed; digits the agent sends go to
+//! (each digit told once) and played on to the agent's phone in its own
+//! numbering when its SDP took telephone-events; digits the agent sends go to
 //! the customer as telephone-events in the agent's stream, whose sequence
 //! numbers the relay moves up past them.
 
@@ -125,8 +126,11 @@ pub struct Relayed {
     /// Packets held from before the bridge, dropped: all the agent leg's,
     /// and all but the newest of the customer's.
     pub stale: u64,
-    /// Telephone-event packets from the customer, read and not relayed.
+    /// Telephone-event packets from the customer (each digit told once).
     pub dtmf_in: u64,
+    /// Of those, the ones played on to the agent's phone (in its
+    /// telephone-event numbering; a phone that took none gets none).
+    pub dtmf_to_agent: u64,
     /// Telephone-event packets sent to the customer.
     pub dtmf_out: u64,
 }
@@ -229,24 +233,43 @@ pub async fn relay_with_dtmf(
             r = a.socket.recv_from(&mut buf_a) => {
                 let (n, from) = r?;
                 a.peer = Some(from);
-                count_in(&a, &buf_a[..n], event_pt, base);
-                let parsed = Packet::parse(&buf_a[..n]);
-                if let (Ok(p), Some(pt)) = (&parsed, event_pt)
-                    && p.payload_type == pt
-                {
-                    stats.dtmf_in += 1;
-                    if let (Some(d), Some(tell)) = (detector.packet(p), heard.as_mut()) {
-                        tell(d);
+                count_in(&a, &buf_a[..n], a.events, base);
+                let (is_event, reflected) = match Packet::parse(&buf_a[..n]) {
+                    Err(_) => {
+                        stats.dropped += 1;
+                        continue;
                     }
-                } else if parsed.is_err() {
-                    stats.dropped += 1;
-                } else if let Some(to) = b.peer
+                    Ok(p) if a.events == Some(p.payload_type) => {
+                        stats.dtmf_in += 1;
+                        if let Some(d) = detector.packet(&p)
+                            && let Some(tell) = heard.as_mut()
+                        {
+                            tell(d);
+                        }
+                        // Events in the very stream we send the customer
+                        // came back from a far end that echoes: told, but
+                        // not played to the agent (who sent them), or they
+                        // would go round between two echoing ends for ever.
+                        (true, sent.is_some_and(|s| s.ssrc == p.ssrc))
+                    }
+                    Ok(_) => (false, false),
+                };
+                // The customer's keys are played on to the agent's phone in
+                // its numbering when it takes telephone-events (a phone that
+                // takes none gets nothing: the digits are shown instead).
+                if reflected || !map_event(&mut buf_a[..n], a.events, b.events) {
+                    continue;
+                }
+                if let Some(to) = b.peer
                     && {
                         recode(&mut buf_a[..n], a.codec, b.codec);
                         b.socket.send_to(&buf_a[..n], to).await.is_ok()
                     }
                 {
                     stats.a_to_b += 1;
+                    if is_event {
+                        stats.dtmf_to_agent += 1;
+                    }
                 } else {
                     stats.dropped += 1;
                 }
@@ -544,7 +567,7 @@ mod tests {
         let p = Packet::parse(&got).unwrap();
         assert_eq!((p.payload_type, p.marker, p.sequence), (101, true, 20));
         // The customer presses 7 (its three end packets repeat it): told
-        // once, not relayed to the agent.
+        // once, and played on to the agent's phone in its numbering (96).
         for end in [false, true, true, true] {
             let payload = dtmf::Event {
                 event: 7,
@@ -566,11 +589,140 @@ mod tests {
             customer.send_to(&out, a_addr).await.unwrap();
         }
         customer.send_to(&rtp(41), a_addr).await.unwrap();
-        assert_eq!(recv(&phone).await, rtp(41), "audio goes on, events do not");
+        let mut at_phone = Vec::new();
+        for _ in 0..4 {
+            let bytes = recv(&phone).await;
+            let p = Packet::parse(&bytes).unwrap();
+            let e = dtmf::Event::parse(p.payload).unwrap();
+            at_phone.push((p.payload_type, p.ssrc, p.sequence, e.event, e.end));
+        }
+        assert_eq!(
+            at_phone,
+            vec![
+                (96, 9, 40, 7, false),
+                (96, 9, 40, 7, true),
+                (96, 9, 40, 7, true),
+                (96, 9, 40, 7, true)
+            ]
+        );
+        assert_eq!(recv(&phone).await, rtp(41), "then the audio");
         assert_eq!(heard.lock().unwrap().as_str(), "7");
         stop_tx.send(()).unwrap();
         let stats = relay.await.unwrap().unwrap();
-        assert_eq!((stats.dtmf_out, stats.dtmf_in), (8, 4));
+        assert_eq!(
+            (stats.dtmf_out, stats.dtmf_in, stats.dtmf_to_agent),
+            (8, 4, 4)
+        );
+    }
+
+    /// A far end that echoes sends the agent's own digits back in the
+    /// agent's stream: they are told (they are what the customer's side
+    /// played) but not played back to the agent's phone, or they would
+    /// go round between two echoing ends for ever.
+    #[tokio::test]
+    async fn the_agents_own_digits_echoed_back_are_not_played_to_the_phone() {
+        let (customer, phone) = (sock().await, sock().await);
+        let (leg_a, leg_b) = (shared().await, shared().await);
+        let (a_addr, b_addr) = (leg_a.local_addr().unwrap(), leg_b.local_addr().unwrap());
+        let (send_tx, send_rx) = mpsc::unbounded_channel();
+        let heard = Arc::new(std::sync::Mutex::new(String::new()));
+        let h = heard.clone();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let relay = tokio::spawn(relay_with_dtmf(
+            Leg {
+                events: Some(101),
+                ..leg(leg_a, Some(customer.local_addr().unwrap()))
+            },
+            Leg {
+                events: Some(101),
+                ..leg(leg_b, Some(phone.local_addr().unwrap()))
+            },
+            Some(Dtmf {
+                send: send_rx,
+                heard: Box::new(move |d| h.lock().unwrap().push(d)),
+            }),
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        phone.send_to(&rtp(10), b_addr).await.unwrap();
+        assert_eq!(recv(&customer).await, rtp(10));
+        send_tx.send("9".into()).unwrap();
+        for _ in 0..8 {
+            let echoed = recv(&customer).await;
+            customer.send_to(&echoed, a_addr).await.unwrap();
+        }
+        let mut audio = rtp(50);
+        audio[8..12].copy_from_slice(&7u32.to_be_bytes());
+        customer.send_to(&audio, a_addr).await.unwrap();
+        assert_eq!(recv(&phone).await, audio, "the audio first, no events");
+        assert_eq!(heard.lock().unwrap().as_str(), "9");
+        stop_tx.send(()).unwrap();
+        let stats = relay.await.unwrap().unwrap();
+        assert_eq!(
+            (stats.dtmf_out, stats.dtmf_in, stats.dtmf_to_agent),
+            (8, 8, 0)
+        );
+    }
+
+    /// An agent's phone whose SDP took no telephone-events gets none of
+    /// the customer's keys (they are still told as digits), only audio.
+    #[tokio::test]
+    async fn a_phone_without_telephone_events_gets_the_customers_digits_as_text_only() {
+        let (customer, phone) = (sock().await, sock().await);
+        let (leg_a, leg_b) = (shared().await, shared().await);
+        let a_addr = leg_a.local_addr().unwrap();
+        let (_send_tx, send_rx) = mpsc::unbounded_channel();
+        let heard = Arc::new(std::sync::Mutex::new(String::new()));
+        let h = heard.clone();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let relay = tokio::spawn(relay_with_dtmf(
+            Leg {
+                events: Some(101),
+                ..leg(leg_a, None)
+            },
+            leg(leg_b, Some(phone.local_addr().unwrap())),
+            Some(Dtmf {
+                send: send_rx,
+                heard: Box::new(move |d| h.lock().unwrap().push(d)),
+            }),
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        let payload = dtmf::Event {
+            event: 11,
+            end: false,
+            volume: 10,
+            duration: 160,
+        }
+        .bytes();
+        let mut out = Vec::new();
+        Packet {
+            payload_type: 101,
+            marker: true,
+            sequence: 5,
+            timestamp: 800,
+            ssrc: 1,
+            payload: &payload,
+        }
+        .write(&mut out);
+        customer.send_to(&out, a_addr).await.unwrap();
+        customer.send_to(&rtp(6), a_addr).await.unwrap();
+        assert_eq!(recv(&phone).await, rtp(6), "the audio, not the event");
+        assert_eq!(heard.lock().unwrap().as_str(), "#");
+        stop_tx.send(()).unwrap();
+        let stats = relay.await.unwrap().unwrap();
+        assert_eq!(
+            (
+                stats.dtmf_in,
+                stats.dtmf_to_agent,
+                stats.a_to_b,
+                stats.dropped
+            ),
+            (1, 0, 1, 0)
+        );
     }
 
     /// A customer on A-law and an agent's phone on µ-law: each hears the

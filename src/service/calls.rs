@@ -524,6 +524,9 @@ impl Driver {
         let codec = c.codec;
         let ctrl = c.ctrl.clone();
         let prompt = self.prompt.clone();
+        // Counted for the leg's RTCP: its reports are sender reports while
+        // the message plays.
+        let stats = c.leg_stats.clone();
         // The abandon was queued just before this command: the message
         // plays once it is durable.
         let ack = self.pending_abandon_ack.take();
@@ -532,7 +535,8 @@ impl Driver {
                 let _ = ack.await;
             }
             if let Some(to) = media {
-                let _ = crate::media::player::play(&rtp, to, &prompt, codec).await;
+                let _ = crate::media::player::play_counted(&rtp, to, &prompt, codec, Some(&stats))
+                    .await;
             }
             let _ = ctrl.send(Ctrl::Hangup);
         });

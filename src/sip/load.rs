@@ -1,23 +1,20 @@
 //! Load runs (`dialler sip load`): places M calls at N calls per second
-//! through one [`Ua`], holding the rate with `governor` and the calls in
-//! flight under a channel cap, and backs off when the provider is in
-//! trouble (no response, refused, or a final response with Retry-After)
-//! instead of hammering it.
+//! through one [`Ua`], launches spread evenly (the i-th at i/N), the calls
+//! in flight under a channel cap, every call's events read in one loop,
+//! and backs off when the provider is in trouble (no response, refused,
+//! or a final response with Retry-After) instead of hammering it. The
+//! command runs it on one thread ([`run_on_this_thread`]), as SIPp runs.
 
 use std::collections::BTreeMap;
-use std::num::NonZeroU32;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use governor::{Quota, RateLimiter};
 use serde::Serialize;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 
 use super::SipError;
 use super::auth::Credentials;
 use super::ua::{Ua, UaConfig};
-use super::uac::{CallEvent, CallParams, EndpointStats, Outcome, RingTimeout, Summary};
+use super::uac::{CallEvent, CallId, CallParams, EndpointStats, Outcome, RingTimeout, Summary};
 
 /// What a load run does.
 #[derive(Debug, Clone)]
@@ -60,11 +57,20 @@ pub struct Percentiles {
 impl Percentiles {
     /// Percentiles of `samples` (nearest rank).
     pub fn of(samples: &mut [Duration]) -> Percentiles {
+        Percentiles::ranked(samples, |d| d.as_secs_f64() * 1000.0)
+    }
+
+    /// Percentiles of `samples` in microseconds (a load run keeps its
+    /// samples so: a quarter of the memory of durations).
+    pub fn of_micros(samples: &mut [u32]) -> Percentiles {
+        Percentiles::ranked(samples, |us| f64::from(us) / 1000.0)
+    }
+
+    fn ranked<T: Ord + Copy>(samples: &mut [T], ms: impl Fn(T) -> f64) -> Percentiles {
         if samples.is_empty() {
             return Percentiles::default();
         }
         samples.sort_unstable();
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         let at = |q: f64| {
             let rank = ((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len());
             ms(samples[rank - 1])
@@ -168,61 +174,51 @@ impl Backoff {
     }
 }
 
-struct Done {
-    summary: Summary,
-    ack: Option<Duration>,
-}
-
-/// Runs the load and reports. Errors only when the UA cannot start.
+/// Runs the load and reports. Errors only when the UA cannot start or
+/// stops under way.
 pub async fn run(cfg: LoadConfig) -> Result<LoadReport, SipError> {
     let cpu0 = cpu_seconds();
-    let cps = NonZeroU32::new(cfg.cps.max(1)).unwrap_or(NonZeroU32::MIN);
-    // A burst of at most 50 ms worth of calls: timer granularity (1 ms)
-    // would otherwise shave the rate at hundreds per second, and 50 ms is
-    // far below anything a provider's CPS policing looks at.
-    let burst = NonZeroU32::new(cps.get() / 20).unwrap_or(NonZeroU32::MIN);
-    let limiter = RateLimiter::direct(Quota::per_second(cps).allow_burst(burst));
     let ua = Ua::start(cfg.ua.clone()).await?;
     let media_addr = std::net::SocketAddr::new(ua.local_addr().ip(), 40000);
-    let channels = Arc::new(Semaphore::new(cfg.max_channels.max(1)));
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    let mut peak = 0;
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
-    let mut outcomes: BTreeMap<Outcome, u64> = BTreeMap::new();
-    let (mut setup, mut answer, mut ack) = (Vec::new(), Vec::new(), Vec::new());
-    let mut backoff = Backoff::default();
-    let mut received = 0u64;
-    let mut take = |d: Done, backoff: &mut Backoff| {
-        backoff.observe(Instant::now(), &d.summary);
-        *outcomes.entry(d.summary.outcome).or_default() += 1;
-        setup.extend(d.summary.first_response_after);
-        answer.extend(d.summary.answer_after);
-        ack.extend(d.ack);
-    };
+    let max_channels = cfg.max_channels.max(1);
+    // Every call's events, tagged with its id, on one channel read here:
+    // no task nor channel per call.
+    let (events_tx, mut events) = mpsc::unbounded_channel::<(CallId, CallEvent)>();
+    let mut tally = Tally::default();
     let start = Instant::now();
     let mut last_launch = start;
+    let mut schedule = Schedule::new(cfg.cps, start);
     for _ in 0..cfg.calls {
-        while let Ok(d) = done_rx.try_recv() {
-            received += 1;
-            take(d, &mut backoff);
+        while let Ok(e) = events.try_recv() {
+            tally.take(e);
         }
-        while let Some(until) = backoff.paused_until(Instant::now()) {
+        while let Some(until) = tally.backoff.paused_until(Instant::now()) {
             tracing::warn!(
                 "provider trouble: pausing new calls for {:?}",
                 until - Instant::now()
             );
             tokio::select! {
                 () = tokio::time::sleep_until(until.into()) => {}
-                d = done_rx.recv() => if let Some(d) = d { received += 1; take(d, &mut backoff); },
+                e = events.recv() => if let Some(e) = e { tally.take(e) },
+                () = ua.stopped() => return Err(SipError::Stopped),
+            }
+            // After a pause the rate starts again; missed launches are
+            // not made up in a burst.
+            schedule.restart(Instant::now());
+        }
+        while tally.in_flight >= max_channels {
+            tokio::select! {
+                e = events.recv() => if let Some(e) = e { tally.take(e) },
+                () = ua.stopped() => return Err(SipError::Stopped),
             }
         }
-        let Ok(permit) = channels.clone().acquire_owned().await else {
-            break;
-        };
-        limiter.until_ready().await;
+        let due = schedule.next(Instant::now());
+        if due > Instant::now() {
+            tokio::time::sleep_until(due.into()).await;
+        }
         last_launch = Instant::now();
-        let call = ua
-            .call(CallParams {
+        ua.place(
+            CallParams {
                 ids: None,
                 target: cfg.uri.clone(),
                 from_user: cfg.from_user.clone(),
@@ -233,43 +229,34 @@ pub async fn run(cfg: LoadConfig) -> Result<LoadReport, SipError> {
                 display_name: None,
                 extra_headers: Vec::new(),
                 destinations: Vec::new(),
-            })
-            .await?;
-        let now_in_flight = in_flight.fetch_add(1, Ordering::Relaxed) + 1;
-        peak = peak.max(now_in_flight);
-        let in_flight = in_flight.clone();
-        let done_tx = done_tx.clone();
-        tokio::spawn(async move {
-            let mut call = call;
-            let mut ack = None;
-            while let Some(e) = call.next_event().await {
-                match e {
-                    CallEvent::Answered { ack_latency, .. } => ack = Some(ack_latency),
-                    CallEvent::Ended(summary) => {
-                        in_flight.fetch_sub(1, Ordering::Relaxed);
-                        drop(permit);
-                        let _ = done_tx.send(Done { summary, ack });
-                        return;
-                    }
-                    CallEvent::Progress { .. } | CallEvent::MediaChanged { .. } => {}
-                }
-            }
-            in_flight.fetch_sub(1, Ordering::Relaxed);
-        });
+            },
+            &events_tx,
+        )?;
+        tally.in_flight += 1;
+        tally.peak = tally.peak.max(tally.in_flight);
     }
-    drop(done_tx);
-    while received < cfg.calls {
-        match done_rx.recv().await {
-            Some(d) => {
-                received += 1;
-                take(d, &mut backoff);
-            }
-            None => break,
+    drop(events_tx);
+    while tally.ended < cfg.calls {
+        tokio::select! {
+            e = events.recv() => match e {
+                Some(e) => tally.take(e),
+                None => break,
+            },
+            () = ua.stopped() => break,
         }
     }
     let elapsed = start.elapsed();
     let endpoint = ua.shutdown().await;
     let launch_span = last_launch.saturating_duration_since(start).as_secs_f64();
+    let Tally {
+        peak,
+        outcomes,
+        mut setup,
+        mut answer,
+        mut ack,
+        backoff,
+        ..
+    } = tally;
     Ok(LoadReport {
         calls: cfg.calls,
         target_cps: cfg.cps,
@@ -281,14 +268,109 @@ pub async fn run(cfg: LoadConfig) -> Result<LoadReport, SipError> {
         elapsed_s: elapsed.as_secs_f64(),
         peak_in_flight: peak,
         outcomes,
-        setup_ms: Percentiles::of(&mut setup),
-        answer_ms: Percentiles::of(&mut answer),
-        ack_ms: Percentiles::of(&mut ack),
+        setup_ms: Percentiles::of_micros(&mut setup),
+        answer_ms: Percentiles::of_micros(&mut answer),
+        ack_ms: Percentiles::of_micros(&mut ack),
         backoffs: backoff.count,
         backoff_s: backoff.total.as_secs_f64(),
         cpu_s: cpu_seconds() - cpu0,
         endpoint,
     })
+}
+
+/// [`run`] on a runtime of its own on the calling thread: the load is one
+/// event loop, as SIPp's is, with no hand-offs between threads (a
+/// multi-threaded runtime wakes the other thread for most messages,
+/// which costs more than handling them). Blocks until the load is done.
+pub fn run_on_this_thread(cfg: LoadConfig) -> Result<LoadReport, SipError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| SipError::Io(format!("load runtime: {e}")))?;
+    rt.block_on(run(cfg))
+}
+
+/// The most a launch may lag its slot before the schedule starts again
+/// from now (a burst of at most this much worth of calls): far below
+/// anything a provider's CPS policing looks at.
+const MAX_LAG: Duration = Duration::from_millis(50);
+
+/// When each launch is due: the i-th at i/cps after the schedule's start,
+/// so the rate is exact on average and launches are spread evenly (the
+/// runtime's 1 ms timer puts two in each millisecond at 2,000 per
+/// second). Written here rather than taken from a rate-limiting crate:
+/// the one used before waited on a timer thread of its own, which woke
+/// once per call and cost more CPU than the call's SIP.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    start: Instant,
+    interval: Duration,
+    n: u32,
+}
+
+impl Schedule {
+    fn new(cps: u32, start: Instant) -> Schedule {
+        Schedule {
+            start,
+            interval: Duration::from_secs(1) / cps.max(1),
+            n: 0,
+        }
+    }
+
+    /// The next launch's time, as seen at `now` (then counted as made).
+    fn next(&mut self, now: Instant) -> Instant {
+        let mut due = self.start + self.interval * self.n;
+        if now.saturating_duration_since(due) > MAX_LAG {
+            self.restart(now);
+            due = now;
+        }
+        self.n = self.n.saturating_add(1);
+        if self.n == u32::MAX {
+            self.restart(due);
+        }
+        due
+    }
+
+    /// Starts the schedule again from `at`.
+    fn restart(&mut self, at: Instant) {
+        self.start = at;
+        self.n = 0;
+    }
+}
+
+fn micros(d: Duration) -> u32 {
+    u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
+}
+
+/// What the run has counted so far.
+#[derive(Default)]
+struct Tally {
+    in_flight: usize,
+    peak: usize,
+    ended: u64,
+    outcomes: BTreeMap<Outcome, u64>,
+    /// Latencies in microseconds.
+    setup: Vec<u32>,
+    answer: Vec<u32>,
+    ack: Vec<u32>,
+    backoff: Backoff,
+}
+
+impl Tally {
+    fn take(&mut self, (_, e): (CallId, CallEvent)) {
+        match e {
+            CallEvent::Answered { ack_latency, .. } => self.ack.push(micros(ack_latency)),
+            CallEvent::Ended(s) => {
+                self.in_flight = self.in_flight.saturating_sub(1);
+                self.ended += 1;
+                self.backoff.observe(Instant::now(), &s);
+                *self.outcomes.entry(s.outcome).or_default() += 1;
+                self.setup.extend(s.first_response_after.map(micros));
+                self.answer.extend(s.answer_after.map(micros));
+            }
+            CallEvent::Progress { .. } | CallEvent::MediaChanged { .. } => {}
+        }
+    }
 }
 
 #[cfg(test)]
@@ -348,6 +430,25 @@ mod tests {
         assert_eq!(b.paused_until(t), None);
         b.observe(t, &summary(Outcome::Unavailable, Some(600)));
         assert_eq!(b.paused_until(t), Some(t + Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn launches_are_spread_evenly_and_a_late_one_does_not_start_a_burst() {
+        let t = Instant::now();
+        let mut s = Schedule::new(2000, t);
+        let due: Vec<Instant> = (0..4).map(|_| s.next(t)).collect();
+        let gaps: Vec<Duration> = due.windows(2).map(|w| w[1] - w[0]).collect();
+        assert_eq!(gaps, vec![Duration::from_micros(500); 3]);
+        // 10 ms late: the missed slots go at once (20 launches' worth).
+        let late = t + Duration::from_millis(12);
+        assert!(s.next(late) < late);
+        // A second late: the schedule starts again from now, no burst.
+        let later = t + Duration::from_secs(1);
+        assert_eq!(s.next(later), later);
+        assert_eq!(s.next(later), later + Duration::from_micros(500));
+        // After a pause, too.
+        s.restart(later + Duration::from_secs(5));
+        assert_eq!(s.next(later), later + Duration::from_secs(5));
     }
 
     #[test]

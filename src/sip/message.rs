@@ -116,6 +116,14 @@ impl Headers {
         self.0.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
     }
 
+    /// Keeps only the lines of the named headers (names compared
+    /// case-insensitively), and gives back the memory of the rest.
+    pub fn keep_only(&mut self, names: &[&str]) {
+        self.0
+            .retain(|(n, _)| names.iter().any(|k| n.eq_ignore_ascii_case(k)));
+        self.0.shrink_to_fit();
+    }
+
     /// Replaces every line of a header by one value.
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
         self.remove(name);

@@ -194,6 +194,9 @@ enum Cmd {
         mpsc::UnboundedSender<CallEvent>,
         oneshot::Sender<CallId>,
     ),
+    /// A call whose events go, tagged with its id, to a channel many calls
+    /// share ([`Ua::place`]).
+    Place(Box<CallParams>, mpsc::UnboundedSender<(CallId, CallEvent)>),
     Hangup(CallId),
     /// The registrar moved (DNS re-resolution).
     Registrar(SocketAddr),
@@ -276,11 +279,14 @@ struct Streams {
 impl Streams {
     /// Queues `bytes` on the connection to `to`, opening one if needed.
     fn send(&mut self, to: SocketAddr, bytes: Vec<u8>) {
-        if let Some((_, tx)) = self.conns.get(&to)
-            && tx.send(bytes.clone()).is_ok()
-        {
-            return;
-        }
+        let bytes = match self.conns.get(&to) {
+            Some((_, tx)) => match tx.send(bytes) {
+                Ok(()) => return,
+                // The connection's task is gone: open a new one.
+                Err(mpsc::error::SendError(bytes)) => bytes,
+            },
+            None => bytes,
+        };
         self.next_id += 1;
         let id = self.next_id;
         let (tx, rx) = mpsc::unbounded_channel();
@@ -718,6 +724,23 @@ impl Ua {
         })
     }
 
+    /// Places a call whose events are sent, with its id, to `events`: a
+    /// channel many calls share, so that a caller placing thousands of
+    /// calls reads them in one loop (no task nor channel per call). The
+    /// id comes with the call's first event; its last is `Ended`.
+    pub fn place(
+        &self,
+        mut params: CallParams,
+        events: &mpsc::UnboundedSender<(CallId, CallEvent)>,
+    ) -> Result<(), SipError> {
+        if params.destinations.is_empty() {
+            params.destinations = self.destinations();
+        }
+        self.cmds
+            .send(Cmd::Place(Box::new(params), events.clone()))
+            .map_err(|_| SipError::Stopped)
+    }
+
     /// Stops the task (live calls are dropped without BYE) and returns the
     /// endpoint's counters.
     pub async fn shutdown(mut self) -> EndpointStats {
@@ -803,6 +826,27 @@ fn is_register_response(m: &Message) -> bool {
 
 type Reg = Option<(Registration, tokio::sync::watch::Sender<RegState>)>;
 
+/// Where a call's events go.
+enum Listener {
+    /// A channel of its own ([`Ua::call`]).
+    Own(mpsc::UnboundedSender<CallEvent>),
+    /// A channel shared with other calls, events tagged ([`Ua::place`]).
+    Shared(mpsc::UnboundedSender<(CallId, CallEvent)>),
+}
+
+impl Listener {
+    fn send(&self, id: CallId, ev: CallEvent) {
+        let _ = match self {
+            Listener::Own(tx) => tx.send(ev).map_err(|_| ()),
+            Listener::Shared(tx) => tx.send((id, ev)).map_err(|_| ()),
+        };
+    }
+}
+
+/// Datagrams read in one go after the one that woke the task, before the
+/// responses go out: under load, one wake-up serves many messages.
+const BATCH: usize = 64;
+
 /// Feeds a message to the registration or the endpoint.
 fn deliver(ep: &mut Endpoint, reg: &mut Reg, at: Instant, from: SocketAddr, m: Message) {
     if is_register_response(&m) {
@@ -814,6 +858,35 @@ fn deliver(ep: &mut Endpoint, reg: &mut Reg, at: Instant, from: SocketAddr, m: M
     ep.handle_message_from(at, Some(from), m);
 }
 
+/// Feeds one datagram to the registration or the endpoint.
+fn take_datagram(ep: &mut Endpoint, reg: &mut Reg, at: Instant, from: SocketAddr, bytes: &[u8]) {
+    match message::parse(bytes, false) {
+        Ok((m, _)) => deliver(ep, reg, at, from, m),
+        Err(e) => {
+            // Counted by the endpoint as malformed.
+            let _ = ep.handle_bytes_from(at, Some(from), bytes);
+            tracing::debug!(%from, "dropped a bad datagram: {e}");
+        }
+    }
+}
+
+/// A destination refused (ICMP port unreachable on UDP, `addr` unknown:
+/// the socket's error queue names it; a stream refused at `addr`).
+fn take_refused(ep: &mut Endpoint, io: &Io, at: Instant, addr: Option<SocketAddr>) {
+    let refused = match (io, addr) {
+        (Io::Udp(s), None) => refused_destinations(s),
+        (_, Some(a)) => vec![a],
+        _ => Vec::new(),
+    };
+    if refused.is_empty() {
+        ep.handle_unreachable_at(at, None);
+    }
+    for a in refused {
+        tracing::warn!(addr = %a, "SIP destination refused");
+        ep.handle_unreachable_at(at, Some(a));
+    }
+}
+
 async fn drive(
     mut ep: Endpoint,
     mut reg: Reg,
@@ -821,9 +894,15 @@ async fn drive(
     mut provider: SocketAddr,
     mut cmds: mpsc::UnboundedReceiver<Cmd>,
 ) -> EndpointStats {
-    let mut listeners: HashMap<CallId, mpsc::UnboundedSender<CallEvent>> = HashMap::new();
+    let mut listeners: HashMap<CallId, Listener> = HashMap::new();
     let mut buf = vec![0u8; message::MAX_MESSAGE];
     let mut registrar = provider.to_string();
+    // One timer for the task's life, moved only when the next deadline
+    // changes (a new timer per turn of the loop costs more than the rest
+    // of a turn under load).
+    let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+    tokio::pin!(timer);
+    let mut armed: Option<tokio::time::Instant> = None;
     loop {
         // The registration's output first: its first REGISTER is queued
         // before the loop starts.
@@ -847,6 +926,12 @@ async fn drive(
         .flatten()
         .min();
         let deadline = next.map(tokio::time::Instant::from_std);
+        if let Some(d) = deadline
+            && armed != Some(d)
+        {
+            timer.as_mut().reset(d);
+            armed = Some(d);
+        }
         let mut received_at = None;
         tokio::select! {
             cmd = cmds.recv() => match cmd {
@@ -862,12 +947,16 @@ async fn drive(
                 }
                 Some(Cmd::Call(params, events, reply)) => {
                     let id = ep.start_call(now(), *params);
-                    listeners.insert(id, events);
+                    listeners.insert(id, Listener::Own(events));
                     let _ = reply.send(id);
+                }
+                Some(Cmd::Place(params, events)) => {
+                    let id = ep.start_call(now(), *params);
+                    listeners.insert(id, Listener::Shared(events));
                 }
                 Some(Cmd::Resume(rec, credentials, events, reply)) => {
                     let id = ep.resume_call(now(), *rec, credentials);
-                    listeners.insert(id, events);
+                    listeners.insert(id, Listener::Own(events));
                     let _ = reply.send(id);
                 }
                 Some(Cmd::Hangup(id)) => ep.hangup(now(), id),
@@ -886,32 +975,29 @@ async fn drive(
                 let at = now();
                 received_at = Some(Instant::now());
                 match a {
-                    Arrival::Datagram(n, from) => match message::parse(&buf[..n], false) {
-                        Ok((m, _)) => deliver(&mut ep, &mut reg, at, from, m),
-                        Err(e) => {
-                            // Counted by the endpoint as malformed.
-                            let _ = ep.handle_bytes_from(at, Some(from), &buf[..n]);
-                            tracing::debug!(%from, "dropped a bad datagram: {e}");
+                    Arrival::Datagram(n, from) => {
+                        take_datagram(&mut ep, &mut reg, at, from, &buf[..n]);
+                        // What else has queued meanwhile, before replying.
+                        if let Io::Udp(sock) = &io {
+                            for _ in 0..BATCH {
+                                match sock.try_recv_from(&mut buf) {
+                                    Ok((n, from)) => {
+                                        take_datagram(&mut ep, &mut reg, now(), from, &buf[..n]);
+                                    }
+                                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                                        take_refused(&mut ep, &io, now(), None);
+                                        break;
+                                    }
+                                    Err(_) => break,
+                                }
+                            }
                         }
-                    },
+                    }
                     Arrival::Msg(from, m) => {
                         tracing::trace!(%from, "SIP message in");
                         deliver(&mut ep, &mut reg, at, from, m)
                     }
-                    Arrival::Refused(addr) => {
-                        let refused = match (&io, addr) {
-                            (Io::Udp(s), None) => refused_destinations(s),
-                            (_, Some(a)) => vec![a],
-                            _ => Vec::new(),
-                        };
-                        if refused.is_empty() {
-                            ep.handle_unreachable_at(at, None);
-                        }
-                        for a in refused {
-                            tracing::warn!(addr = %a, "SIP destination refused");
-                            ep.handle_unreachable_at(at, Some(a));
-                        }
-                    }
+                    Arrival::Refused(addr) => take_refused(&mut ep, &io, at, addr),
                     Arrival::Lost(addr) => {
                         tracing::warn!(%addr, "SIP connection closed; the next message opens a new one");
                         ep.handle_unreachable_at(at, Some(addr));
@@ -925,12 +1011,8 @@ async fn drive(
                     Arrival::Error(e) => tracing::warn!("SIP socket: {e}"),
                 }
             },
-            () = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => pending().await,
-                }
-            } => {
+            () = &mut timer, if deadline.is_some() => {
+                armed = None;
                 let t = now();
                 ep.handle_timeout(t);
                 if let Some((r, _)) = reg.as_mut() {
@@ -956,7 +1038,7 @@ async fn drive(
             }
             let end = matches!(ev, CallEvent::Ended(_));
             if let Some(l) = listeners.get(&id) {
-                let _ = l.send(ev);
+                l.send(id, ev);
             }
             if end {
                 listeners.remove(&id);

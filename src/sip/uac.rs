@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::{Challenge, Credentials};
 use super::message::{self, Headers, Message, Method, Request, Response};
 use super::{SipError, Transport, masked_uri, sdp};
+use ended::Ended;
 
 /// RFC 3261 timer values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -500,6 +501,16 @@ impl ClientTx {
             Some((e, _)) => e.min(self.timer_f),
             None => self.timer_f,
         })
+    }
+
+    /// A finished transaction keeps its branch, method and CSeq (to match
+    /// a retransmitted final response) and the ACK it resends; the
+    /// request and its bytes go.
+    fn shed(&mut self) {
+        if !self.bytes.is_empty() {
+            self.request = Request::new(self.request.method.clone(), String::new());
+            self.bytes = Vec::new();
+        }
     }
 
     fn matches(&self, branch: &str, method: &Method, cseq: u32) -> bool {
@@ -1034,7 +1045,14 @@ impl Call {
 
     fn deadline(&self) -> Option<Instant> {
         if self.state == State::Done {
-            return self.linger_until;
+            // A fork's BYE may still be running: its retransmissions too.
+            return self
+                .others
+                .iter()
+                .chain(self.bye.as_ref())
+                .filter_map(ClientTx::deadline)
+                .chain(self.linger_until)
+                .min();
         }
         let mut d: Option<Instant> = None;
         let mut consider = |t: Option<Instant>| {
@@ -1085,15 +1103,15 @@ impl Call {
         self.reinvite_ok = None;
         // A lingering call answers retransmissions with the ACKs and
         // replies it already built: the INVITE (and its SDP) is never sent
-        // again, so memory follows calls in flight, not calls placed.
+        // again, so memory follows calls in flight, not calls placed. Its
+        // Via and Route stay: a final response retransmitted (or first
+        // arriving) after the end is ACKed in the INVITE's transaction.
         self.invite_bytes = Vec::new();
         self.invite.body = Vec::new();
-        self.invite.headers = Headers::new();
+        self.invite.headers.keep_only(&["Via", "Route"]);
         self.params.extra_headers = Vec::new();
-        if self.cancel.as_ref().is_some_and(|c| c.done) {
-            self.cancel = None;
-        }
-        self.others.retain(|t| !t.done);
+        self.sdp_sent.0 = Vec::new();
+        self.shed();
         // Keep answering retransmissions (final responses, 200s, BYEs) for
         // 64*T1, as timer D and the UAS's 2xx retransmissions require; a
         // fork's BYE still in flight keeps the call until it is done.
@@ -1105,6 +1123,24 @@ impl Call {
         tracing::debug!(call_id = %self.call_id, outcome = outcome.name(), "call ended");
         out.events
             .push_back((self.id, CallEvent::Ended(self.summary.clone())));
+        // Told: the ended call keeps the summary's scalars only.
+        self.summary.codes = Vec::new();
+    }
+
+    /// Gives back what an ended call no longer needs: finished
+    /// transactions keep only what matches their retransmitted responses.
+    /// Called at the end and after each event of an ended call, so what
+    /// lingers for 64*T1 is small.
+    fn shed(&mut self) {
+        if self.cancel.as_ref().is_some_and(|c| c.done) {
+            self.cancel = None;
+        }
+        self.others.retain(|t| !t.done || t.ack.is_some());
+        for tx in self.others.iter_mut().chain(self.bye.as_mut()) {
+            if tx.done {
+                tx.shed();
+            }
+        }
     }
 
     fn invite_via(&self) -> String {
@@ -1645,6 +1681,14 @@ impl Call {
             return;
         }
         // 3xx-6xx: ACK in the INVITE transaction (same branch), then decide.
+        if self.state == State::Done
+            && let Some(a) = &self.ack_final
+        {
+            // The same ACK again for a retransmission after the end.
+            out.stats.retransmissions += 1;
+            out.send(self.invite_dest(), a.clone());
+            return;
+        }
         let mut ack = Request::new(Method::Ack, self.invite.uri.clone());
         let h = &mut ack.headers;
         h.push("Via", self.invite_via());
@@ -2183,7 +2227,12 @@ pub struct Endpoint {
     cfg: EndpointConfig,
     rng: StdRng,
     next_id: u64,
-    calls: HashMap<u64, Call>,
+    /// Boxed: an ended call lingers for 64*T1, and the map's spare
+    /// capacity then costs a pointer, not a whole call.
+    calls: HashMap<u64, Box<Call>>,
+    /// Ended calls with nothing of their own in flight, until their
+    /// linger time (see [`ended`]).
+    ended: HashMap<u64, Box<Ended>>,
     by_call_id: HashMap<String, u64>,
     timers: BinaryHeap<Reverse<(Instant, u64)>>,
     tx: VecDeque<Transmit>,
@@ -2202,6 +2251,7 @@ impl Endpoint {
             cfg,
             next_id: 0,
             calls: HashMap::new(),
+            ended: HashMap::new(),
             by_call_id: HashMap::new(),
             timers: BinaryHeap::new(),
             tx: VecDeque::new(),
@@ -2249,16 +2299,72 @@ impl Endpoint {
         if !was_done && call.state == State::Done {
             self.live -= 1;
         }
-        if call.state == State::Done && call.linger_until.is_some_and(|l| l <= now) {
-            self.by_call_id.remove(&call.call_id);
-            self.calls.remove(&id);
-            return;
+        if call.state == State::Done {
+            call.shed();
+            if call.linger_until.is_some_and(|l| l <= now) {
+                self.by_call_id.remove(&call.call_id);
+                self.calls.remove(&id);
+                return;
+            }
+            if self.settle(id) {
+                return;
+            }
         }
-        if let Some(d) = call.deadline()
+        if let Some(call) = self.calls.get_mut(&id)
+            && let Some(d) = call.deadline()
             && call.scheduled.is_none_or(|s| d < s || s <= now)
         {
             call.scheduled = Some(d);
             self.timers.push(Reverse((d, id)));
+        }
+    }
+
+    /// Turns an ended call with nothing in flight into its lingering
+    /// record ([`Ended`]); true when it did.
+    fn settle(&mut self, id: u64) -> bool {
+        let Some(call) = self.calls.remove(&id) else {
+            return false;
+        };
+        match Ended::from_call(call) {
+            Ok(e) => {
+                self.timers.push(Reverse((e.linger_until, id)));
+                self.ended.insert(id, Box::new(e));
+                true
+            }
+            Err(call) => {
+                self.calls.insert(id, call);
+                false
+            }
+        }
+    }
+
+    /// A message for the ended call `id`: answered from its record, or, for
+    /// a new answer, by the call brought back whole.
+    fn dispatch_ended(&mut self, id: u64, now: Instant, msg: Message) {
+        let Some(e) = self.ended.get(&id) else {
+            return;
+        };
+        let mut out = Out {
+            cfg: &self.cfg,
+            rng: &mut self.rng,
+            tx: &mut self.tx,
+            events: &mut self.events,
+            stats: &mut self.stats,
+            source: self.source,
+        };
+        match msg {
+            Message::Request(q) => e.on_request(&q, &mut out),
+            Message::Response(r) => {
+                if e.on_response(&r, &mut out).is_ok() {
+                    return;
+                }
+                let Some(e) = self.ended.remove(&id) else {
+                    return;
+                };
+                let call = (*e).revive(now, &mut out);
+                self.calls.insert(id, Box::new(call));
+                self.with_call(id, now, |c, now, out| c.on_response(now, &r, out));
+            }
         }
     }
 
@@ -2277,7 +2383,7 @@ impl Endpoint {
         };
         let call = Call::new(CallId(id), now, params, &mut out);
         self.by_call_id.insert(call.call_id.clone(), id);
-        self.calls.insert(id, call);
+        self.calls.insert(id, Box::new(call));
         self.live += 1;
         self.with_call(id, now, |_, _, _| {});
         CallId(id)
@@ -2305,7 +2411,7 @@ impl Endpoint {
         };
         let call = Call::resume(CallId(id), now, rec, credentials, &mut out);
         self.by_call_id.insert(call.call_id.clone(), id);
-        self.calls.insert(id, call);
+        self.calls.insert(id, Box::new(call));
         self.live += 1;
         self.with_call(id, now, |_, _, _| {});
         CallId(id)
@@ -2359,6 +2465,12 @@ impl Endpoint {
     fn dispatch(&mut self, now: Instant, from: Option<SocketAddr>, msg: Message) {
         let call_id = msg.headers().get("Call-ID").unwrap_or_default();
         let id = self.by_call_id.get(call_id).copied();
+        if let Some(id) = id
+            && self.ended.contains_key(&id)
+        {
+            self.dispatch_ended(id, now, msg);
+            return;
+        }
         match (msg, id) {
             (Message::Response(r), Some(id)) => {
                 self.with_call(id, now, |c, now, out| c.on_response(now, &r, out))
@@ -2426,6 +2538,12 @@ impl Endpoint {
             self.timers.pop();
             let current = self.calls.get(&id).and_then(|c| c.scheduled);
             if current != Some(at) {
+                // An ended call's record goes at its linger time.
+                if self.ended.get(&id).is_some_and(|e| e.linger_until <= at)
+                    && let Some(e) = self.ended.remove(&id)
+                {
+                    self.by_call_id.remove(e.call_id());
+                }
                 continue;
             }
             if let Some(c) = self.calls.get_mut(&id) {
@@ -2462,5 +2580,6 @@ impl Endpoint {
     }
 }
 
+mod ended;
 #[cfg(test)]
 mod tests;

@@ -225,9 +225,12 @@ fn final_responses_map_to_outcomes_and_are_acked_in_the_invite_transaction() {
         let s = ended(&evs).unwrap();
         assert_eq!(s.outcome, want, "{code}");
         assert_eq!(s.final_code, Some(code));
-        // A retransmission of the final response is ACKed again, no new end.
+        // A retransmission of the final response is ACKed again in the
+        // INVITE's transaction (the ended call kept its Via), no new end.
         reply(&mut ep, t0 + 2 * SECOND, &inv, code);
-        assert_eq!(sent(&mut ep).len(), 1);
+        let again = sent(&mut ep);
+        assert_eq!(again.len(), 1);
+        assert_eq!(request(&again[0]), ack, "{code}");
         assert!(events(&mut ep).is_empty());
     }
 }
@@ -1179,4 +1182,113 @@ fn a_cancel_goes_where_its_invite_went() {
     let cancel = ep.poll_transmit_to().expect("CANCEL");
     assert!(String::from_utf8_lossy(&cancel.bytes).starts_with("CANCEL "));
     assert_eq!(cancel.to, Some("127.0.0.1:5099".parse().unwrap()));
+}
+
+/// What the endpoint sends, with each message's destination.
+fn sent_to(ep: &mut Endpoint) -> Vec<(Option<SocketAddr>, Message)> {
+    std::iter::from_fn(|| ep.poll_transmit_to())
+        .map(|t| (t.to, message::parse(&t.bytes, false).expect("valid SIP").0))
+        .collect()
+}
+
+/// An ended call with nothing in flight lingers as a small record that
+/// still answers as the call did: the 2xx again gets the same ACK at the
+/// same next hop, the peer's BYE again the same 200, a stranger 481; a
+/// new answer (a late fork) brings the call back to ACK it and hang it
+/// up, its BYE retransmitted until answered; 64*T1 after the end it is
+/// all forgotten.
+#[test]
+fn an_ended_call_answers_from_its_record_and_a_late_fork_is_still_hung_up() {
+    let hop: SocketAddr = "127.0.0.1:5099".parse().unwrap();
+    let (mut ep, t0, inv) = answered(
+        Transport::Udp,
+        &[("Record-Route", "<sip:127.0.0.1:5099;lr>")],
+    );
+    let ok = ok_from(&inv, "peer", &[("Record-Route", "<sip:127.0.0.1:5099;lr>")]);
+    ep.handle_bytes(t0, &ok.encode()).unwrap();
+    let ack = sent_to(&mut ep);
+    assert_eq!(ack.len(), 1);
+    assert_eq!(ack[0].0, Some(hop));
+    let bye = from_peer(&inv, Method::Bye, 1);
+    ep.handle_bytes(t0 + SECOND, &bye.encode()).unwrap();
+    let bye_ok = sent_to(&mut ep);
+    assert_eq!(response(&bye_ok[0].1).code, 200);
+    assert!(ended(&events(&mut ep)).is_some());
+    assert_eq!((ep.calls.len(), ep.ended.len()), (0, 1), "settled");
+
+    ep.handle_bytes(t0 + 2 * SECOND, &ok.encode()).unwrap();
+    assert_eq!(sent_to(&mut ep), ack, "the same ACK, same hop");
+    ep.handle_bytes(t0 + 2 * SECOND, &bye.encode()).unwrap();
+    assert_eq!(sent_to(&mut ep), bye_ok, "the same 200");
+    let mut stranger = from_peer(&inv, Method::Bye, 2);
+    stranger
+        .headers
+        .set("From", "<sip:callee@127.0.0.1>;tag=someone");
+    ep.handle_bytes(t0 + 2 * SECOND, &stranger.encode())
+        .unwrap();
+    assert_eq!(response(&sent(&mut ep)[0]).code, 481);
+    let options = from_peer(&inv, Method::Options, 3);
+    ep.handle_bytes(t0 + 2 * SECOND, &options.encode()).unwrap();
+    assert_eq!(response(&sent(&mut ep)[0]).code, 200);
+    assert!(events(&mut ep).is_empty());
+
+    // Another fork answers late: ACKed and hung up by the call, back.
+    let late = ok_from(&inv, "late", &[]);
+    let t = t0 + 3 * SECOND;
+    ep.handle_bytes(t, &late.encode()).unwrap();
+    let out = sent(&mut ep);
+    let methods: Vec<Method> = out.iter().map(|m| request(m).method.clone()).collect();
+    assert_eq!(methods, vec![Method::Ack, Method::Bye]);
+    let fork_bye = request(&out[1]).clone();
+    assert_eq!(tag_of(fork_bye.headers.get("To").unwrap()), Some("late"));
+    assert_eq!(
+        tag_of(fork_bye.headers.get("From").unwrap()),
+        tag_of(inv.headers.get("From").unwrap())
+    );
+    assert_eq!(fork_bye.headers.get("Call-ID"), inv.headers.get("Call-ID"));
+    assert_eq!(ep.calls.len(), 1, "brought back");
+    let again = run_until(&mut ep, t + SECOND);
+    assert!(
+        again
+            .iter()
+            .any(|(_, m)| matches!(m, Message::Request(q) if q.method == Method::Bye)),
+        "the fork's BYE is retransmitted: {again:?}"
+    );
+    ep.handle_bytes(
+        t + SECOND,
+        &Response::to(&fork_bye, 200, "OK", None).encode(),
+    )
+    .unwrap();
+    assert_eq!((ep.calls.len(), ep.ended.len()), (0, 1), "settled again");
+    ep.handle_bytes(t + SECOND, &late.encode()).unwrap();
+    let fork_ack = sent(&mut ep);
+    assert_eq!(fork_ack, vec![out[0].clone()], "the fork's ACK again");
+    assert!(events(&mut ep).is_empty(), "no second end");
+
+    let _ = run_until(&mut ep, t0 + 40 * SECOND);
+    assert!(ep.ended.is_empty() && ep.by_call_id.is_empty());
+    assert!(ep.poll_timeout().is_none());
+    let stray = ep.stats().stray;
+    ep.handle_bytes(t0 + 41 * SECOND, &ok.encode()).unwrap();
+    assert!(sent(&mut ep).is_empty());
+    assert_eq!(ep.stats().stray, stray + 1);
+}
+
+/// A call that ended on a final non-2xx settles at once; the response
+/// again gets the same ACK in the INVITE's transaction.
+#[test]
+fn a_rejected_call_settles_and_acks_the_retransmitted_rejection() {
+    let mut ep = endpoint(Transport::Udp);
+    let t0 = Instant::now();
+    let (_, inv) = start(&mut ep, t0, params());
+    reply(&mut ep, t0, &inv, 486);
+    let ack = sent(&mut ep);
+    assert_eq!(request(&ack[0]).method, Method::Ack);
+    assert_eq!(ended(&events(&mut ep)).unwrap().outcome, Outcome::Busy);
+    assert_eq!(ep.ended.len(), 1);
+    reply(&mut ep, t0 + SECOND, &inv, 486);
+    assert_eq!(sent(&mut ep), ack);
+    reply(&mut ep, t0 + SECOND, &inv, 180);
+    assert!(sent(&mut ep).is_empty());
+    assert!(events(&mut ep).is_empty());
 }
