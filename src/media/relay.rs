@@ -208,19 +208,23 @@ pub async fn relay_with_dtmf(
         && let Ok((n, from)) = a.socket.try_recv_from(&mut buf_a)
     {
         a.peer = Some(from);
-        if Packet::parse(&buf_a[..n]).is_ok() {
-            if newest.is_some() {
-                stats.stale += 1;
+        match Packet::parse(&buf_a[..n]) {
+            // A key pressed before the bridge is not the agent's to hear.
+            Ok(p) if a.events == Some(p.payload_type) => stats.stale += 1,
+            Ok(_) => {
+                if newest.is_some() {
+                    stats.stale += 1;
+                }
+                // Kept apart: the next read reuses the buffer.
+                newest = Some(buf_a[..n].to_vec());
             }
-            newest = Some(n);
-        } else {
-            stats.dropped += 1;
+            Err(_) => stats.dropped += 1,
         }
     }
-    if let (Some(n), Some(to)) = (newest, b.peer)
+    if let (Some(mut pkt), Some(to)) = (newest, b.peer)
         && {
-            recode(&mut buf_a[..n], a.codec, b.codec);
-            b.socket.send_to(&buf_a[..n], to).await.is_ok()
+            recode(&mut pkt, a.codec, b.codec);
+            b.socket.send_to(&pkt, to).await.is_ok()
         }
     {
         stats.a_to_b += 1;
@@ -456,6 +460,54 @@ mod tests {
         stop_tx.send(()).unwrap();
         let stats = relay.await.unwrap().unwrap();
         assert_eq!((stats.stale, stats.a_to_b), (19, 2));
+    }
+
+    /// A key the customer pressed before the bridge is not relayed, and
+    /// does not stand in for the newest audio.
+    #[tokio::test]
+    async fn a_key_from_before_the_bridge_is_not_relayed() {
+        let (customer, phone) = (sock().await, sock().await);
+        let (leg_a, leg_b) = (shared().await, shared().await);
+        let a_addr = leg_a.local_addr().unwrap();
+        customer.send_to(&rtp(7), a_addr).await.unwrap();
+        let payload = dtmf::Event {
+            event: 1,
+            end: true,
+            volume: 10,
+            duration: 800,
+        }
+        .bytes();
+        let mut key = Vec::new();
+        Packet {
+            payload_type: 101,
+            marker: false,
+            sequence: 8,
+            timestamp: 1_000,
+            ssrc: 1,
+            payload: &payload,
+        }
+        .write(&mut key);
+        customer.send_to(&key, a_addr).await.unwrap();
+        customer.send_to(b"junk", a_addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let relay = tokio::spawn(relay(
+            Leg {
+                events: Some(101),
+                ..leg(leg_a, None)
+            },
+            Leg {
+                events: Some(101),
+                ..leg(leg_b, Some(phone.local_addr().unwrap()))
+            },
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        assert_eq!(recv(&phone).await, rtp(7), "the newest audio");
+        stop_tx.send(()).unwrap();
+        let stats = relay.await.unwrap().unwrap();
+        assert_eq!((stats.a_to_b, stats.stale, stats.dropped), (1, 1, 1));
     }
 
     /// The agent's phone talked between calls: none of it reaches the

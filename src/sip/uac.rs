@@ -626,6 +626,8 @@ struct Call {
     last_reply: Option<(u32, Method, Vec<u8>)>,
     ack_2xx: Option<Vec<u8>>,
     ack_final: Option<Vec<u8>>,
+    /// The CSeq number of the INVITE `ack_final` acknowledges.
+    ack_final_cseq: u32,
     bye: Option<ClientTx>,
     others: Vec<ClientTx>,
     forks: Vec<Fork>,
@@ -933,6 +935,7 @@ impl Call {
             last_reply: None,
             ack_2xx: None,
             ack_final: None,
+            ack_final_cseq: 0,
             bye: None,
             others: Vec::new(),
             forks: Vec::new(),
@@ -1135,6 +1138,18 @@ impl Call {
         if self.cancel.as_ref().is_some_and(|c| c.done) {
             self.cancel = None;
         }
+        // A transaction still running (a fork's BYE, its digest retry)
+        // keeps the call until it times out at the latest.
+        let running = self
+            .others
+            .iter()
+            .chain(self.bye.as_ref())
+            .filter(|t| !t.done)
+            .map(|t| t.timer_f)
+            .max();
+        if let (Some(l), Some(f)) = (&mut self.linger_until, running) {
+            *l = (*l).max(f);
+        }
         self.others.retain(|t| !t.done || t.ack.is_some());
         for tx in self.others.iter_mut().chain(self.bye.as_mut()) {
             if tx.done {
@@ -1316,7 +1331,9 @@ impl Call {
                     // A retransmitted final response to an INVITE we
                     // replaced (digest retry, redirect): ACK it again.
                     out.stats.retransmissions += 1;
-                    if let Some(a) = &self.ack_final {
+                    if let Some(a) = &self.ack_final
+                        && self.ack_final_cseq == n
+                    {
                         out.send(dest, a.clone());
                     }
                 }
@@ -1681,13 +1698,21 @@ impl Call {
             return;
         }
         // 3xx-6xx: ACK in the INVITE transaction (same branch), then decide.
-        if self.state == State::Done
-            && let Some(a) = &self.ack_final
-        {
-            // The same ACK again for a retransmission after the end.
-            out.stats.retransmissions += 1;
-            out.send(self.invite_dest(), a.clone());
-            return;
+        if self.state == State::Done {
+            if let Some(a) = &self.ack_final
+                && self.ack_final_cseq == n
+            {
+                // The same ACK again for a retransmission after the end.
+                out.stats.retransmissions += 1;
+                out.send(self.invite_dest(), a.clone());
+                return;
+            }
+            if self.invite.headers.get("Via").is_none() {
+                // A call brought back from its lingering record keeps no
+                // INVITE to build another ACK from.
+                out.stats.stray += 1;
+                return;
+            }
         }
         let mut ack = Request::new(Method::Ack, self.invite.uri.clone());
         let h = &mut ack.headers;
@@ -1704,6 +1729,7 @@ impl Call {
         out.send(self.invite_dest(), ack.clone());
         let repeat = self.ack_final.is_some() && self.summary.final_code == Some(code);
         self.ack_final = Some(ack);
+        self.ack_final_cseq = n;
         if repeat || self.state == State::Done {
             out.stats.retransmissions += 1;
             return;

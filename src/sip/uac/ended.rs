@@ -77,9 +77,9 @@ pub(super) struct Ended {
     cseq: u32,
     /// The 2xx's ACK and where it went (the dialog's next hop).
     ack_2xx: Option<(Option<SocketAddr>, Box<[u8]>)>,
-    /// The final non-2xx's ACK (and its code), sent to the INVITE's
-    /// destination.
-    ack_final: Option<(u16, Box<[u8]>)>,
+    /// The final non-2xx's ACK (its code, the CSeq of the INVITE it
+    /// acknowledges), sent to the INVITE's destination.
+    ack_final: Option<(u16, u32, Box<[u8]>)>,
     /// The INVITE's destination.
     invite_dest: Option<SocketAddr>,
     /// Other answers already ACKed and hung up.
@@ -90,6 +90,8 @@ pub(super) struct Ended {
     /// Our BYE's CSeq, when it was sent (and is done).
     bye_cseq: Option<u32>,
     credentials: Option<Box<Credentials>>,
+    /// Digest nonce count so far (a challenged fork BYE goes on from it).
+    nonce_count: u32,
     pub(super) linger_until: Instant,
 }
 
@@ -99,10 +101,14 @@ impl Ended {
     pub(super) fn from_call(call: Box<Call>) -> Result<Ended, Box<Call>> {
         let quiescent = call.state == State::Done
             && !call.resumed
-            && (call.ack_2xx.is_some() || call.ack_final.is_some())
+            // The last INVITE's final response was ACKed (one that ended
+            // on a timer stays whole: a late final needs its INVITE).
+            && (call.ack_2xx.is_some()
+                || (call.ack_final.is_some() && call.ack_final_cseq == call.invite_cseq))
             && call.bye.as_ref().is_none_or(|b| b.done)
             && call.cancel.as_ref().is_none_or(|c| c.done)
-            && call.others.iter().all(|t| t.done)
+            // A refresh re-INVITE's ACK answers its retransmitted 2xx.
+            && call.others.iter().all(|t| t.done && t.ack.is_none())
             && call.reinvite_ok.is_none();
         let Some(linger_until) = call.linger_until.filter(|_| quiescent) else {
             return Err(call);
@@ -128,10 +134,13 @@ impl Ended {
             cseq: c.cseq,
             // Where the 2xx's ACK went: the dialog's next hop.
             ack_2xx: c.ack_2xx.take().map(|a| (c.dest(), shrunk(a))),
-            ack_final: c
-                .ack_final
-                .take()
-                .map(|a| (c.summary.final_code.unwrap_or_default(), shrunk(a))),
+            ack_final: c.ack_final.take().map(|a| {
+                (
+                    c.summary.final_code.unwrap_or_default(),
+                    c.ack_final_cseq,
+                    shrunk(a),
+                )
+            }),
             invite_dest: c.invite_dest(),
             forks: std::mem::take(&mut c.forks)
                 .into_iter()
@@ -147,6 +156,7 @@ impl Ended {
                 .map(|(n, m, b)| Box::new((n, m, shrunk(b).into_vec()))),
             bye_cseq: c.bye.as_ref().map(|b| b.cseq),
             credentials: c.params.credentials.take().map(Box::new),
+            nonce_count: c.nonce_count,
             linger_until,
         })
     }
@@ -180,10 +190,13 @@ impl Ended {
                     return Ok(());
                 }
                 if r.code >= 300 {
-                    // The non-2xx's ACK again (a retried INVITE's too: the
-                    // same ACK the call sent it).
+                    // The non-2xx's ACK again, to the INVITE it answered
+                    // (a challenge to an earlier INVITE whose ACK was
+                    // replaced gets none: its transaction times out).
                     out.stats.retransmissions += 1;
-                    if let Some((_, ack)) = &self.ack_final {
+                    if let Some((_, cseq, ack)) = &self.ack_final
+                        && *cseq == n
+                    {
                         out.send(self.invite_dest, ack.to_vec());
                     }
                     return Ok(());
@@ -319,8 +332,10 @@ impl Ended {
         call.remote_tag = remote_tag;
         call.dialog_hop = self.ack_2xx.as_ref().and_then(|(d, _)| *d);
         call.ack_2xx = self.ack_2xx.map(|(_, a)| a.into_vec());
-        call.summary.final_code = self.ack_final.as_ref().map(|(c, _)| *c);
-        call.ack_final = self.ack_final.map(|(_, a)| a.into_vec());
+        call.summary.final_code = self.ack_final.as_ref().map(|(c, _, _)| *c);
+        call.ack_final_cseq = self.ack_final.as_ref().map_or(0, |(_, n, _)| *n);
+        call.ack_final = self.ack_final.map(|(_, _, a)| a.into_vec());
+        call.nonce_count = self.nonce_count;
         call.forks = self.forks.into_vec();
         call.remote_cseq = self.remote_cseq;
         call.last_reply = self.last_reply.map(|b| *b);

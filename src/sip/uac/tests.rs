@@ -1292,3 +1292,91 @@ fn a_rejected_call_settles_and_acks_the_retransmitted_rejection() {
     assert!(sent(&mut ep).is_empty());
     assert!(events(&mut ep).is_empty());
 }
+
+/// The INVITE was challenged and sent again with credentials; the first
+/// INVITE's challenge retransmitted gets the ACK it had; the second
+/// INVITE timed out, and its late final response gets an ACK of its own
+/// (its branch and CSeq), not the first INVITE's stored ACK.
+#[test]
+fn a_late_final_to_a_retried_invite_gets_its_own_ack() {
+    let mut ep = endpoint(Transport::Udp);
+    let t0 = Instant::now();
+    let mut p = params();
+    p.credentials = Some(Credentials {
+        username: "user".into(),
+        password: "secret".into(),
+    });
+    let (_, inv) = start(&mut ep, t0, p);
+    let mut challenge = Response::to(&inv, 407, "Proxy Authentication Required", Some("px"));
+    challenge.headers.push(
+        "Proxy-Authenticate",
+        "Digest realm=\"edge\", nonce=\"n1\", qop=\"auth\"",
+    );
+    ep.handle_bytes(t0, &challenge.encode()).unwrap();
+    let out = sent(&mut ep);
+    let first_ack = out[0].clone();
+    let inv2 = request(&out[1]).clone();
+    // The first INVITE's challenge again (our ACK was lost): its own ACK.
+    ep.handle_bytes(t0 + SECOND, &challenge.encode()).unwrap();
+    assert_eq!(sent(&mut ep), vec![first_ack]);
+    let _ = run_until(&mut ep, t0 + 40 * SECOND);
+    assert_eq!(ended(&events(&mut ep)).unwrap().outcome, Outcome::Timeout);
+    // The late final response to the second INVITE.
+    reply(&mut ep, t0 + 40 * SECOND, &inv2, 487);
+    let late = sent(&mut ep);
+    assert_eq!(late.len(), 1);
+    let ack = request(&late[0]);
+    assert_eq!(ack.method, Method::Ack);
+    assert_eq!(message::cseq(&ack.headers).unwrap(), (2, Method::Ack));
+    assert_eq!(top_branch(&ack.headers), top_branch(&inv2.headers));
+    // Again: the same ACK, now from the lingering record.
+    reply(&mut ep, t0 + 41 * SECOND, &inv2, 487);
+    assert_eq!(sent(&mut ep), late);
+    assert_eq!(ep.ended.len(), 1);
+}
+
+/// A late fork brought back from the lingering record and challenged on
+/// its BYE answers with the nonce count going on from the INVITE's (a
+/// proxy counting nonces would take a repeated count for a replay).
+#[test]
+fn a_challenged_fork_bye_after_the_end_goes_on_with_the_nonce_count() {
+    let mut ep = endpoint(Transport::Udp);
+    let t0 = Instant::now();
+    let mut p = params();
+    p.credentials = Some(Credentials {
+        username: "user".into(),
+        password: "secret".into(),
+    });
+    let (_, inv) = start(&mut ep, t0, p);
+    let mut challenge = Response::to(&inv, 407, "Proxy Authentication Required", Some("px"));
+    challenge.headers.push(
+        "Proxy-Authenticate",
+        "Digest realm=\"edge\", nonce=\"n1\", qop=\"auth\"",
+    );
+    ep.handle_bytes(t0, &challenge.encode()).unwrap();
+    let inv2 = request(&sent(&mut ep)[1]).clone();
+    ep.handle_bytes(t0, &ok_from(&inv2, "peer", &[]).encode())
+        .unwrap();
+    let _ = sent(&mut ep);
+    let bye = from_peer(&inv2, Method::Bye, 1);
+    ep.handle_bytes(t0 + SECOND, &bye.encode()).unwrap();
+    let _ = sent(&mut ep);
+    let _ = events(&mut ep);
+    assert_eq!(ep.ended.len(), 1, "settled");
+    ep.handle_bytes(t0 + 2 * SECOND, &ok_from(&inv2, "late", &[]).encode())
+        .unwrap();
+    let out = sent(&mut ep);
+    let fork_bye = request(&out[1]).clone();
+    assert_eq!(fork_bye.method, Method::Bye);
+    let mut again = Response::to(&fork_bye, 407, "Proxy Authentication Required", None);
+    again.headers.push(
+        "Proxy-Authenticate",
+        "Digest realm=\"edge\", nonce=\"n1\", qop=\"auth\"",
+    );
+    ep.handle_bytes(t0 + 2 * SECOND, &again.encode()).unwrap();
+    let retried = sent(&mut ep);
+    let q = request(&retried[0]);
+    assert_eq!(q.method, Method::Bye);
+    let auth = q.headers.get("Proxy-Authorization").unwrap();
+    assert!(auth.contains("nc=00000002"), "{auth}");
+}
