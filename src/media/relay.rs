@@ -385,6 +385,46 @@ mod tests {
         }
     }
 
+    /// A DTMF relay between `a` and `b`: digits to send, the digits told,
+    /// and its stop.
+    struct DtmfRelay {
+        task: tokio::task::JoinHandle<Result<Relayed, MediaError>>,
+        send: mpsc::UnboundedSender<String>,
+        heard: Arc<std::sync::Mutex<String>>,
+        stop: tokio::sync::oneshot::Sender<()>,
+    }
+
+    fn dtmf_relay(a: Leg, b: Leg) -> DtmfRelay {
+        let (send, send_rx) = mpsc::unbounded_channel();
+        let heard = Arc::new(std::sync::Mutex::new(String::new()));
+        let h = heard.clone();
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(relay_with_dtmf(
+            a,
+            b,
+            Some(Dtmf {
+                send: send_rx,
+                heard: Box::new(move |d| h.lock().unwrap().push(d)),
+            }),
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        DtmfRelay {
+            task,
+            send,
+            heard,
+            stop,
+        }
+    }
+
+    impl DtmfRelay {
+        async fn stop(self) -> Relayed {
+            let _ = self.stop.send(());
+            self.task.await.unwrap().unwrap()
+        }
+    }
+
     fn rtp(seq: u16) -> Vec<u8> {
         let mut p = Packetizer::new(0, 1, seq, 0);
         let mut out = Vec::new();
@@ -546,11 +586,7 @@ mod tests {
         let (customer, phone) = (sock().await, sock().await);
         let (leg_a, leg_b) = (shared().await, shared().await);
         let (a_addr, b_addr) = (leg_a.local_addr().unwrap(), leg_b.local_addr().unwrap());
-        let (send_tx, send_rx) = mpsc::unbounded_channel();
-        let heard = Arc::new(std::sync::Mutex::new(String::new()));
-        let h = heard.clone();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let relay = tokio::spawn(relay_with_dtmf(
+        let r = dtmf_relay(
             Leg {
                 events: Some(101),
                 ..leg(leg_a, Some(customer.local_addr().unwrap()))
@@ -560,18 +596,11 @@ mod tests {
                 events: Some(96),
                 ..leg(leg_b, Some(phone.local_addr().unwrap()))
             },
-            Some(Dtmf {
-                send: send_rx,
-                heard: Box::new(move |d| h.lock().unwrap().push(d)),
-            }),
-            async move {
-                let _ = stop_rx.await;
-            },
-        ));
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
         phone.send_to(&rtp(10), b_addr).await.unwrap();
         assert_eq!(recv(&customer).await, rtp(10));
-        send_tx.send("5".into()).unwrap();
+        r.send.send("5".into()).unwrap();
         let mut events = Vec::new();
         for _ in 0..8 {
             let bytes = recv(&customer).await;
@@ -658,9 +687,8 @@ mod tests {
             ]
         );
         assert_eq!(recv(&phone).await, rtp(41), "then the audio");
-        assert_eq!(heard.lock().unwrap().as_str(), "7");
-        stop_tx.send(()).unwrap();
-        let stats = relay.await.unwrap().unwrap();
+        assert_eq!(r.heard.lock().unwrap().as_str(), "7");
+        let stats = r.stop().await;
         assert_eq!(
             (stats.dtmf_out, stats.dtmf_in, stats.dtmf_to_agent),
             (8, 4, 4)
@@ -676,11 +704,7 @@ mod tests {
         let (customer, phone) = (sock().await, sock().await);
         let (leg_a, leg_b) = (shared().await, shared().await);
         let (a_addr, b_addr) = (leg_a.local_addr().unwrap(), leg_b.local_addr().unwrap());
-        let (send_tx, send_rx) = mpsc::unbounded_channel();
-        let heard = Arc::new(std::sync::Mutex::new(String::new()));
-        let h = heard.clone();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let relay = tokio::spawn(relay_with_dtmf(
+        let r = dtmf_relay(
             Leg {
                 events: Some(101),
                 ..leg(leg_a, Some(customer.local_addr().unwrap()))
@@ -689,18 +713,11 @@ mod tests {
                 events: Some(101),
                 ..leg(leg_b, Some(phone.local_addr().unwrap()))
             },
-            Some(Dtmf {
-                send: send_rx,
-                heard: Box::new(move |d| h.lock().unwrap().push(d)),
-            }),
-            async move {
-                let _ = stop_rx.await;
-            },
-        ));
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
         phone.send_to(&rtp(10), b_addr).await.unwrap();
         assert_eq!(recv(&customer).await, rtp(10));
-        send_tx.send("9".into()).unwrap();
+        r.send.send("9".into()).unwrap();
         for _ in 0..8 {
             let echoed = recv(&customer).await;
             customer.send_to(&echoed, a_addr).await.unwrap();
@@ -709,9 +726,8 @@ mod tests {
         audio[8..12].copy_from_slice(&7u32.to_be_bytes());
         customer.send_to(&audio, a_addr).await.unwrap();
         assert_eq!(recv(&phone).await, audio, "the audio first, no events");
-        assert_eq!(heard.lock().unwrap().as_str(), "9");
-        stop_tx.send(()).unwrap();
-        let stats = relay.await.unwrap().unwrap();
+        assert_eq!(r.heard.lock().unwrap().as_str(), "9");
+        let stats = r.stop().await;
         assert_eq!(
             (stats.dtmf_out, stats.dtmf_in, stats.dtmf_to_agent),
             (8, 8, 0)
@@ -725,24 +741,13 @@ mod tests {
         let (customer, phone) = (sock().await, sock().await);
         let (leg_a, leg_b) = (shared().await, shared().await);
         let a_addr = leg_a.local_addr().unwrap();
-        let (_send_tx, send_rx) = mpsc::unbounded_channel();
-        let heard = Arc::new(std::sync::Mutex::new(String::new()));
-        let h = heard.clone();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let relay = tokio::spawn(relay_with_dtmf(
+        let r = dtmf_relay(
             Leg {
                 events: Some(101),
                 ..leg(leg_a, None)
             },
             leg(leg_b, Some(phone.local_addr().unwrap())),
-            Some(Dtmf {
-                send: send_rx,
-                heard: Box::new(move |d| h.lock().unwrap().push(d)),
-            }),
-            async move {
-                let _ = stop_rx.await;
-            },
-        ));
+        );
         let payload = dtmf::Event {
             event: 11,
             end: false,
@@ -763,9 +768,8 @@ mod tests {
         customer.send_to(&out, a_addr).await.unwrap();
         customer.send_to(&rtp(6), a_addr).await.unwrap();
         assert_eq!(recv(&phone).await, rtp(6), "the audio, not the event");
-        assert_eq!(heard.lock().unwrap().as_str(), "#");
-        stop_tx.send(()).unwrap();
-        let stats = relay.await.unwrap().unwrap();
+        assert_eq!(r.heard.lock().unwrap().as_str(), "#");
+        let stats = r.stop().await;
         assert_eq!(
             (
                 stats.dtmf_in,

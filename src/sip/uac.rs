@@ -772,6 +772,57 @@ fn has_option(headers: &Headers, name: &str, tag: &str) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case(tag))
 }
 
+/// Whether a request from the peer belongs to our dialog (RFC 3261
+/// 12.2.2: its Call-ID, matched already, and both tags: To ours, From the
+/// answer's, `remote_tag` once the answer was ACKed), or to a fork we
+/// hung up: `(in_dialog, fork)`. Anything else gets 481.
+fn dialog_of(
+    req: &Request,
+    local_tag: &str,
+    remote_tag: Option<&str>,
+    forks: &[Fork],
+) -> (bool, bool) {
+    let to_tag = req.headers.get("To").and_then(message::tag_of);
+    let from_tag = req.headers.get("From").and_then(message::tag_of);
+    let ours = to_tag == Some(local_tag);
+    let in_dialog = ours && from_tag.is_some() && from_tag == remote_tag;
+    let fork = ours
+        && forks
+            .iter()
+            .any(|f| f.tag.is_some() && f.tag.as_deref() == from_tag);
+    (in_dialog, fork)
+}
+
+/// A request of the peer's that is not new: a retransmission of its last
+/// gets our reply to it again, an older one 500 (RFC 3261 12.2.2). True
+/// when it was such a request (answered, or needing no answer).
+fn answered_as_old(
+    remote_cseq: Option<u32>,
+    last_reply: Option<&(u32, Method, Vec<u8>)>,
+    req: &Request,
+    n: u32,
+    out: &mut Out<'_>,
+) -> bool {
+    let Some(last) = remote_cseq else {
+        return false;
+    };
+    if n == last {
+        if let Some((c, m, bytes)) = last_reply
+            && *c == n
+            && *m == req.method
+        {
+            out.stats.retransmissions += 1;
+            out.reply(bytes.clone());
+        }
+        return true;
+    }
+    if n < last {
+        out.reply(Response::to(req, 500, "CSeq Out of Order", None).encode());
+        return true;
+    }
+    false
+}
+
 /// A request inside a dialog (RFC 3261 12.2.1.1): Request-URI and Route
 /// from the route set, loose or strict.
 #[allow(clippy::too_many_arguments)]
@@ -1973,20 +2024,14 @@ impl Call {
 
     fn on_request(&mut self, now: Instant, req: &Request, out: &mut Out<'_>) {
         let n = message::cseq(&req.headers).map_or(0, |(n, _)| n);
-        let to_tag = req.headers.get("To").and_then(message::tag_of);
-        let from_tag = req.headers.get("From").and_then(message::tag_of);
-        let ours = to_tag == Some(self.local_tag.as_str());
-        // RFC 3261 12.2.2: a request belongs to the dialog only with its
-        // Call-ID and both tags; anything else gets 481.
-        let in_dialog = ours
-            && self.ack_2xx.is_some()
-            && from_tag.is_some()
-            && from_tag == self.remote_tag.as_deref();
-        let fork = ours
-            && self
-                .forks
-                .iter()
-                .any(|f| f.tag.is_some() && f.tag.as_deref() == from_tag);
+        let (in_dialog, fork) = dialog_of(
+            req,
+            &self.local_tag,
+            self.remote_tag
+                .as_deref()
+                .filter(|_| self.ack_2xx.is_some()),
+            &self.forks,
+        );
         match req.method {
             Method::Ack => {
                 if in_dialog && self.reinvite_ok.as_ref().is_some_and(|ok| ok.cseq == n) {
@@ -2014,23 +2059,8 @@ impl Call {
             out.reply(reply.encode());
             return;
         }
-        if let Some(last) = self.remote_cseq {
-            if n == last {
-                // A retransmission: the same reply again.
-                if let Some((c, m, bytes)) = &self.last_reply
-                    && *c == n
-                    && *m == req.method
-                {
-                    out.stats.retransmissions += 1;
-                    out.reply(bytes.clone());
-                }
-                return;
-            }
-            if n < last {
-                let r = Response::to(req, 500, "CSeq Out of Order", None);
-                out.reply(r.encode());
-                return;
-            }
+        if answered_as_old(self.remote_cseq, self.last_reply.as_ref(), req, n, out) {
+            return;
         }
         self.remote_cseq = Some(n);
         match req.method {

@@ -234,16 +234,12 @@ impl Ended {
     /// 501 to anything new (as the ended call itself answers).
     pub(super) fn on_request(&self, req: &Request, out: &mut Out<'_>) {
         let n = message::cseq(&req.headers).map_or(0, |(n, _)| n);
-        let to_tag = req.headers.get("To").and_then(message::tag_of);
-        let from_tag = req.headers.get("From").and_then(message::tag_of);
-        let ours = to_tag == Some(self.text.get(Field::LocalTag));
-        let in_dialog =
-            ours && self.ack_2xx.is_some() && from_tag.is_some() && from_tag == self.remote_tag();
-        let fork = ours
-            && self
-                .forks
-                .iter()
-                .any(|f| f.tag.is_some() && f.tag.as_deref() == from_tag);
+        let (in_dialog, fork) = dialog_of(
+            req,
+            self.text.get(Field::LocalTag),
+            self.remote_tag().filter(|_| self.ack_2xx.is_some()),
+            &self.forks,
+        );
         let reply = match req.method {
             Method::Ack => return,
             Method::Options => {
@@ -258,21 +254,8 @@ impl Ended {
                 Response::to(req, 481, "Call/Transaction Does Not Exist", None)
             }
             _ => {
-                if let Some(last) = self.remote_cseq {
-                    if n == last {
-                        if let Some((c, m, bytes)) = self.last_reply.as_deref()
-                            && *c == n
-                            && *m == req.method
-                        {
-                            out.stats.retransmissions += 1;
-                            out.reply(bytes.clone());
-                        }
-                        return;
-                    }
-                    if n < last {
-                        out.reply(Response::to(req, 500, "CSeq Out of Order", None).encode());
-                        return;
-                    }
+                if answered_as_old(self.remote_cseq, self.last_reply.as_deref(), req, n, out) {
+                    return;
                 }
                 match req.method {
                     Method::Bye | Method::Invite | Method::Update => {

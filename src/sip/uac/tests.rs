@@ -1293,12 +1293,10 @@ fn a_rejected_call_settles_and_acks_the_retransmitted_rejection() {
     assert!(events(&mut ep).is_empty());
 }
 
-/// The INVITE was challenged and sent again with credentials; the first
-/// INVITE's challenge retransmitted gets the ACK it had; the second
-/// INVITE timed out, and its late final response gets an ACK of its own
-/// (its branch and CSeq), not the first INVITE's stored ACK.
-#[test]
-fn a_late_final_to_a_retried_invite_gets_its_own_ack() {
+/// A call with credentials whose INVITE a proxy challenged (407, nonce
+/// `n1`): the endpoint, start, the challenge, and what went out (its ACK
+/// and the INVITE again).
+fn proxy_challenged() -> (Endpoint, Instant, Response, Vec<Message>) {
     let mut ep = endpoint(Transport::Udp);
     let t0 = Instant::now();
     let mut p = params();
@@ -1314,6 +1312,17 @@ fn a_late_final_to_a_retried_invite_gets_its_own_ack() {
     );
     ep.handle_bytes(t0, &challenge.encode()).unwrap();
     let out = sent(&mut ep);
+    assert_eq!(out.len(), 2);
+    (ep, t0, challenge, out)
+}
+
+/// The INVITE was challenged and sent again with credentials; the first
+/// INVITE's challenge retransmitted gets the ACK it had; the second
+/// INVITE timed out, and its late final response gets an ACK of its own
+/// (its branch and CSeq), not the first INVITE's stored ACK.
+#[test]
+fn a_late_final_to_a_retried_invite_gets_its_own_ack() {
+    let (mut ep, t0, challenge, out) = proxy_challenged();
     let first_ack = out[0].clone();
     let inv2 = request(&out[1]).clone();
     // The first INVITE's challenge again (our ACK was lost): its own ACK.
@@ -1340,21 +1349,8 @@ fn a_late_final_to_a_retried_invite_gets_its_own_ack() {
 /// proxy counting nonces would take a repeated count for a replay).
 #[test]
 fn a_challenged_fork_bye_after_the_end_goes_on_with_the_nonce_count() {
-    let mut ep = endpoint(Transport::Udp);
-    let t0 = Instant::now();
-    let mut p = params();
-    p.credentials = Some(Credentials {
-        username: "user".into(),
-        password: "secret".into(),
-    });
-    let (_, inv) = start(&mut ep, t0, p);
-    let mut challenge = Response::to(&inv, 407, "Proxy Authentication Required", Some("px"));
-    challenge.headers.push(
-        "Proxy-Authenticate",
-        "Digest realm=\"edge\", nonce=\"n1\", qop=\"auth\"",
-    );
-    ep.handle_bytes(t0, &challenge.encode()).unwrap();
-    let inv2 = request(&sent(&mut ep)[1]).clone();
+    let (mut ep, t0, _, out) = proxy_challenged();
+    let inv2 = request(&out[1]).clone();
     ep.handle_bytes(t0, &ok_from(&inv2, "peer", &[]).encode())
         .unwrap();
     let _ = sent(&mut ep);
