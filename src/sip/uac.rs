@@ -772,6 +772,28 @@ fn has_option(headers: &Headers, name: &str, tag: &str) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case(tag))
 }
 
+/// The parameters of a call taken back only to end it (after a crash, or
+/// from its lingering record): its INVITE's target and destination, no
+/// media and no ringing of its own.
+fn ending_params(
+    rec: &LegRecord,
+    from_user: String,
+    credentials: Option<Credentials>,
+) -> CallParams {
+    CallParams {
+        target: rec.request_uri.clone(),
+        from_user,
+        ring_timeout: RingTimeout::default(),
+        credentials,
+        media_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        max_talk: None,
+        display_name: None,
+        extra_headers: Vec::new(),
+        destinations: rec.dest.into_iter().collect(),
+        ids: None,
+    }
+}
+
 /// Whether a request from the peer belongs to our dialog (RFC 3261
 /// 12.2.2: its Call-ID, matched already, and both tags: To ours, From the
 /// answer's, `remote_tag` once the answer was ACKed), or to a fork we
@@ -884,18 +906,7 @@ impl Call {
         credentials: Option<Credentials>,
         out: &mut Out<'_>,
     ) -> Call {
-        let params = CallParams {
-            target: rec.request_uri.clone(),
-            from_user: String::new(),
-            ring_timeout: RingTimeout::default(),
-            credentials,
-            media_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-            max_talk: None,
-            display_name: None,
-            extra_headers: Vec::new(),
-            destinations: rec.dest.into_iter().collect(),
-            ids: None,
-        };
+        let params = ending_params(&rec, String::new(), credentials);
         let local_tag = message::tag_of(&rec.from).unwrap_or_default().to_string();
         let mut call = Call::build(id, now, params, local_tag, &rec, out);
         call.resumed = true;

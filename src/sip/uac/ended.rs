@@ -277,18 +277,6 @@ impl Ended {
     pub(super) fn revive(self, now: Instant, out: &mut Out<'_>) -> Call {
         let remote_tag = self.remote_tag().map(str::to_string);
         let t = &self.text;
-        let params = CallParams {
-            target: t.get(Field::RequestUri).to_string(),
-            from_user: t.get(Field::FromUser).to_string(),
-            ring_timeout: RingTimeout::default(),
-            credentials: self.credentials.map(|c| *c),
-            media_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-            max_talk: None,
-            display_name: None,
-            extra_headers: Vec::new(),
-            destinations: self.invite_dest.into_iter().collect(),
-            ids: None,
-        };
         let rec = LegRecord {
             call_id: t.get(Field::CallId).to_string(),
             request_uri: t.get(Field::RequestUri).to_string(),
@@ -299,6 +287,11 @@ impl Ended {
             dest: self.invite_dest,
             dialog: None,
         };
+        let params = ending_params(
+            &rec,
+            t.get(Field::FromUser).to_string(),
+            self.credentials.map(|c| *c),
+        );
         let local_tag = t.get(Field::LocalTag).to_string();
         let mut call = Call::build(self.id, now, params, local_tag, &rec, out);
         call.state = State::Done;

@@ -375,7 +375,10 @@ fn ring_timeout_under_15_seconds_is_refused() {
     assert!(RingTimeout::new(Duration::from_secs(15)).is_ok());
 }
 
-fn challenged_call(second: u16) -> (Vec<Message>, Option<Summary>) {
+/// A call with credentials whose INVITE got `code` with the challenge
+/// `value` in `header`: the endpoint, start, the challenge, and what went
+/// out (its ACK and the INVITE again).
+fn challenged(code: u16, header: &str, value: &str) -> (Endpoint, Instant, Response, Vec<Message>) {
     let mut ep = endpoint(Transport::Udp);
     let t0 = Instant::now();
     let mut p = params();
@@ -384,14 +387,20 @@ fn challenged_call(second: u16) -> (Vec<Message>, Option<Summary>) {
         password: "secret".into(),
     });
     let (_, inv) = start(&mut ep, t0, p);
-    let mut challenge = Response::to(&inv, 401, "Unauthorized", Some("peer"));
-    challenge.headers.push(
-        "WWW-Authenticate",
-        "Digest realm=\"sipp\", nonce=\"abc\", qop=\"auth\", algorithm=SHA-256",
-    );
+    let mut challenge = Response::to(&inv, code, "Challenge", Some("px"));
+    challenge.headers.push(header, value);
     ep.handle_bytes(t0, &challenge.encode()).unwrap();
     let out = sent(&mut ep);
     assert_eq!(out.len(), 2);
+    (ep, t0, challenge, out)
+}
+
+fn challenged_call(second: u16) -> (Vec<Message>, Option<Summary>) {
+    let (mut ep, t0, _, out) = challenged(
+        401,
+        "WWW-Authenticate",
+        "Digest realm=\"sipp\", nonce=\"abc\", qop=\"auth\", algorithm=SHA-256",
+    );
     let second_invite = request(&out[1]).clone();
     reply(&mut ep, t0 + SECOND, &second_invite, second);
     let _ = sent(&mut ep);
@@ -1294,26 +1303,13 @@ fn a_rejected_call_settles_and_acks_the_retransmitted_rejection() {
 }
 
 /// A call with credentials whose INVITE a proxy challenged (407, nonce
-/// `n1`): the endpoint, start, the challenge, and what went out (its ACK
-/// and the INVITE again).
+/// `n1`): see [`challenged`].
 fn proxy_challenged() -> (Endpoint, Instant, Response, Vec<Message>) {
-    let mut ep = endpoint(Transport::Udp);
-    let t0 = Instant::now();
-    let mut p = params();
-    p.credentials = Some(Credentials {
-        username: "user".into(),
-        password: "secret".into(),
-    });
-    let (_, inv) = start(&mut ep, t0, p);
-    let mut challenge = Response::to(&inv, 407, "Proxy Authentication Required", Some("px"));
-    challenge.headers.push(
+    challenged(
+        407,
         "Proxy-Authenticate",
         "Digest realm=\"edge\", nonce=\"n1\", qop=\"auth\"",
-    );
-    ep.handle_bytes(t0, &challenge.encode()).unwrap();
-    let out = sent(&mut ep);
-    assert_eq!(out.len(), 2);
-    (ep, t0, challenge, out)
+    )
 }
 
 /// The INVITE was challenged and sent again with credentials; the first
