@@ -26,12 +26,13 @@ python3 - "$work/d.json" "$work/d.time" "$CALLS" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1])); t = open(sys.argv[2]).read().split()
 calls = int(sys.argv[3]); cpu = float(t[3]) + float(t[6])
-failed = sum(n for o, n in r["outcomes"].items() if o != "answered")
+failed = sum(n for o, n in r["outcomes"].items() if o != "answered") + r["unconfirmed_hangups"]
 print(f"dialler: {r['achieved_cps']:.0f} calls/s achieved, failed {failed}, "
       f"CPU {cpu:.2f} s = {1000*cpu/calls:.3f} s per 1,000 calls, peak RSS {int(t[9])/1024:.1f} MiB, "
       f"200->ACK p99 {r['ack_ms']['p99']:.2f} ms")
 if failed:
-    print("  outcomes:", ", ".join(f"{o} {n}" for o, n in r["outcomes"].items()))
+    print("  outcomes:", ", ".join(f"{o} {n}" for o, n in r["outcomes"].items()),
+          f"; hang-ups not confirmed: {r['unconfirmed_hangups']}")
 PY
 
 echo "== sipp -sn uac: $CALLS calls at $CPS/s"

@@ -1226,6 +1226,13 @@ impl fmt::Display for SipLoaded {
         for (o, n) in &r.outcomes {
             writeln!(f, "  {:<12} {n:>8}", o.name())?;
         }
+        if r.unconfirmed_hangups > 0 {
+            writeln!(
+                f,
+                "  {} hang-ups not confirmed by the far end (BYE timed out, refused or failed)",
+                r.unconfirmed_hangups
+            )?;
+        }
         for (name, p) in [
             ("setup (INVITE to first response)", r.setup_ms),
             ("answer (INVITE to 200)", r.answer_ms),

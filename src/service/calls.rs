@@ -675,6 +675,7 @@ pub(super) fn failed_summary() -> Summary {
         crossed_cancel: false,
         retry_after: None,
         extra_answers: 0,
+        hangup_unconfirmed: false,
     }
 }
 

@@ -100,6 +100,10 @@ pub struct LoadReport {
     pub peak_in_flight: usize,
     /// Calls per outcome.
     pub outcomes: BTreeMap<Outcome, u64>,
+    /// Calls whose hang-up the far end never confirmed (our BYE timed
+    /// out, was refused, or got an error): counted as failed calls, as the
+    /// trunk may still hold them.
+    pub unconfirmed_hangups: u64,
     /// INVITE to the first response (provider setup latency).
     pub setup_ms: Percentiles,
     /// INVITE to 200 OK (includes ringing).
@@ -251,6 +255,7 @@ pub async fn run(cfg: LoadConfig) -> Result<LoadReport, SipError> {
     let Tally {
         peak,
         outcomes,
+        unconfirmed_hangups,
         mut setup,
         mut answer,
         mut ack,
@@ -268,6 +273,7 @@ pub async fn run(cfg: LoadConfig) -> Result<LoadReport, SipError> {
         elapsed_s: elapsed.as_secs_f64(),
         peak_in_flight: peak,
         outcomes,
+        unconfirmed_hangups,
         setup_ms: Percentiles::of_micros(&mut setup),
         answer_ms: Percentiles::of_micros(&mut answer),
         ack_ms: Percentiles::of_micros(&mut ack),
@@ -349,6 +355,7 @@ struct Tally {
     peak: usize,
     ended: u64,
     outcomes: BTreeMap<Outcome, u64>,
+    unconfirmed_hangups: u64,
     /// Latencies in microseconds.
     setup: Vec<u32>,
     answer: Vec<u32>,
@@ -365,6 +372,7 @@ impl Tally {
                 self.ended += 1;
                 self.backoff.observe(Instant::now(), &s);
                 *self.outcomes.entry(s.outcome).or_default() += 1;
+                self.unconfirmed_hangups += u64::from(s.hangup_unconfirmed);
                 self.setup.extend(s.first_response_after.map(micros));
                 self.answer.extend(s.answer_after.map(micros));
             }
@@ -390,6 +398,7 @@ mod tests {
             crossed_cancel: false,
             retry_after: retry_after.map(Duration::from_secs),
             extra_answers: 0,
+            hangup_unconfirmed: false,
         }
     }
 

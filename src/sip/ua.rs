@@ -806,6 +806,17 @@ async fn arrival(io: &mut Io, buf: &mut [u8]) -> Arrival {
 }
 
 async fn send(io: &mut Io, to: SocketAddr, bytes: Vec<u8>) -> std::io::Result<()> {
+    if tracing::enabled!(tracing::Level::TRACE) {
+        // The method, or the status code: the Request-URI holds a number.
+        let mut words = bytes.split(|b| *b == b' ');
+        let first = words.next().unwrap_or_default();
+        let what = if first == b"SIP/2.0" {
+            words.next().unwrap_or_default()
+        } else {
+            first
+        };
+        tracing::trace!(%to, what = %String::from_utf8_lossy(what), "SIP message out");
+    }
     match io {
         Io::Udp(s) => s.send_to(&bytes, to).await.map(|_| ()),
         Io::Stream(st) => {

@@ -349,6 +349,11 @@ pub struct Summary {
     /// Other answers (forked 2xx with another tag, or answers after the
     /// call gave up) that were ACKed and hung up at once.
     pub extra_answers: u32,
+    /// We hung up and the far end never confirmed it: our BYE timed out,
+    /// its destination refused it, or it was answered with an error other
+    /// than 481 (no such call there). The call is over for us (RFC 3261
+    /// 15.1.1), but the trunk may still hold it, and bill it.
+    pub hangup_unconfirmed: bool,
 }
 
 mod opt_ms {
@@ -1026,6 +1031,7 @@ impl Call {
                 crossed_cancel: false,
                 retry_after: None,
                 extra_answers: 0,
+                hangup_unconfirmed: false,
             },
             linger_until: None,
             scheduled: None,
@@ -1157,6 +1163,9 @@ impl Call {
         }
         self.state = State::Done;
         self.summary.outcome = outcome;
+        if self.summary.hangup_unconfirmed {
+            tracing::warn!(call_id = %self.call_id, "the far end did not confirm our BYE: the trunk may still hold the call");
+        }
         if let Some(a) = self.answered_at {
             self.summary.talk = Some(now.saturating_duration_since(a));
         }
@@ -1297,6 +1306,8 @@ impl Call {
         tx.dest = dest;
         out.send(dest, tx.bytes.clone());
         self.bye = Some(tx);
+        // Until a 2xx (or 481) says the far end has let the call go.
+        self.summary.hangup_unconfirmed = true;
         self.state = State::Closing;
         self.session_timer = None;
         self.reinvite_ok = None;
@@ -1509,6 +1520,9 @@ impl Call {
         }
         match kind {
             TxKind::Bye => {
+                if (200..300).contains(&r.code) || r.code == 481 {
+                    self.summary.hangup_unconfirmed = false;
+                }
                 if self.state == State::Closing {
                     let outcome = self.closing_outcome();
                     self.end(now, outcome, out);

@@ -480,6 +480,47 @@ fn local_bye_is_retransmitted_and_ends_on_timer_f_without_answer() {
         Some(Duration::from_secs(37)),
         "timer F: 64*T1 after the BYE"
     );
+    assert!(s.hangup_unconfirmed, "nobody confirmed the BYE");
+}
+
+/// Which final response to our BYE confirms the far end let the call go:
+/// a 2xx, or 481 (it has no such call); an error leaves it unconfirmed.
+#[test]
+fn only_a_2xx_or_481_to_our_bye_confirms_the_hang_up() {
+    for (code, unconfirmed) in [(200, false), (481, false), (500, true), (403, true)] {
+        let mut ep = endpoint(Transport::Udp);
+        let t0 = Instant::now();
+        let (id, inv) = start(&mut ep, t0, params());
+        reply(&mut ep, t0, &inv, 200);
+        let _ = (sent(&mut ep), events(&mut ep));
+        ep.hangup(t0 + SECOND, id);
+        let bye = request(&sent(&mut ep)[0]).clone();
+        assert_eq!(bye.method, Method::Bye);
+        ep.handle_bytes(t0 + SECOND, &Response::to(&bye, code, "x", None).encode())
+            .unwrap();
+        let s = ended(&events(&mut ep)).cloned().unwrap();
+        assert_eq!(s.outcome, Outcome::Answered, "{code}");
+        assert_eq!(s.hangup_unconfirmed, unconfirmed, "{code}");
+    }
+    // The far end hanging up needs no confirmation from it.
+    let (mut ep, t0, inv) = answered(Transport::Udp, &[]);
+    let mut bye = Request::new(Method::Bye, "sip:dialler@127.0.0.1:5070");
+    for (n, v) in [
+        ("Via", "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKpeerbye"),
+        (
+            "From",
+            &format!("{};tag=peer", inv.headers.get("To").unwrap()),
+        ),
+        ("To", inv.headers.get("From").unwrap()),
+        ("Call-ID", inv.headers.get("Call-ID").unwrap()),
+        ("CSeq", "1 BYE"),
+    ] {
+        bye.headers.push(n, v);
+    }
+    ep.handle_bytes(t0 + SECOND, &bye.encode()).unwrap();
+    let s = ended(&events(&mut ep)).cloned().unwrap();
+    assert_eq!(s.hangup, Some(Side::Remote));
+    assert!(!s.hangup_unconfirmed);
 }
 
 #[test]
@@ -644,6 +685,7 @@ fn a_challenged_bye_is_sent_again_with_credentials() {
     .unwrap();
     let s = ended(&events(&mut ep)).cloned().unwrap();
     assert_eq!(s.hangup, Some(Side::Local));
+    assert!(!s.hangup_unconfirmed, "the BYE sent again was accepted");
 }
 
 #[test]
