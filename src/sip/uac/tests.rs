@@ -504,19 +504,7 @@ fn only_a_2xx_or_481_to_our_bye_confirms_the_hang_up() {
     }
     // The far end hanging up needs no confirmation from it.
     let (mut ep, t0, inv) = answered(Transport::Udp, &[]);
-    let mut bye = Request::new(Method::Bye, "sip:dialler@127.0.0.1:5070");
-    for (n, v) in [
-        ("Via", "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKpeerbye"),
-        (
-            "From",
-            &format!("{};tag=peer", inv.headers.get("To").unwrap()),
-        ),
-        ("To", inv.headers.get("From").unwrap()),
-        ("Call-ID", inv.headers.get("Call-ID").unwrap()),
-        ("CSeq", "1 BYE"),
-    ] {
-        bye.headers.push(n, v);
-    }
+    let bye = from_peer(&inv, Method::Bye, 1);
     ep.handle_bytes(t0 + SECOND, &bye.encode()).unwrap();
     let s = ended(&events(&mut ep)).cloned().unwrap();
     assert_eq!(s.hangup, Some(Side::Remote));
