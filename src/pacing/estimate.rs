@@ -187,15 +187,17 @@ impl Estimators {
     /// before enough of them, or for a wrap-up longer than nearly all
     /// (the handle-time model answers then).
     pub fn p_wrap_free_soon(&self, elapsed_s: f64) -> Option<f64> {
-        if !self.wrap.ready() || elapsed_s >= Self::WRAP_MODEL_S {
-            return None;
-        }
-        let s_e = self.wrap.at_ready(elapsed_s);
-        if s_e < 0.02 {
-            return None;
-        }
-        let s_end = self.wrap.at_ready(elapsed_s + self.free_horizon_s());
-        Some(((s_e - s_end) / s_e).clamp(0.0, 1.0))
+        self.wrap_free_soon().and_then(|w| w.p(elapsed_s))
+    }
+
+    /// [`Estimators::p_wrap_free_soon`] for many agents: the checks and
+    /// the horizon that do not depend on the agent, once. `None` while the
+    /// wrap-up model is not ready.
+    pub fn wrap_free_soon(&self) -> Option<WrapFreeSoon<'_>> {
+        self.wrap.ready().then(|| WrapFreeSoon {
+            wrap: &self.wrap,
+            horizon_s: self.free_horizon_s(),
+        })
     }
 
     /// The horizon of [`Estimators::p_free_soon`]: the mean ring time of
@@ -487,6 +489,30 @@ impl Survival {
             return 1.0;
         }
         self.table[bin - 1]
+    }
+}
+
+/// The chance an agent in wrap-up is free within the horizon, from the
+/// wrap-up so far (see [`Estimators::wrap_free_soon`]).
+#[derive(Debug, Clone, Copy)]
+pub struct WrapFreeSoon<'a> {
+    wrap: &'a Survival,
+    horizon_s: f64,
+}
+
+impl WrapFreeSoon<'_> {
+    /// For an agent `elapsed_s` into wrap-up: `None` beyond the model's
+    /// reach (long wrap-ups, or nearly none left to learn from).
+    pub fn p(&self, elapsed_s: f64) -> Option<f64> {
+        if elapsed_s >= Estimators::WRAP_MODEL_S {
+            return None;
+        }
+        let s_e = self.wrap.at_ready(elapsed_s);
+        if s_e < 0.02 {
+            return None;
+        }
+        let s_end = self.wrap.at_ready(elapsed_s + self.horizon_s);
+        Some(((s_e - s_end) / s_e).clamp(0.0, 1.0))
     }
 }
 

@@ -25,7 +25,7 @@
 //! check.
 
 use super::Snapshot;
-use super::predictive::Outlook;
+use super::predictive::{FreeAgents, Outlook};
 
 /// The chance the governor accepts that the calls out (those in flight
 /// and the ones it admits) leave more callers without an agent than the
@@ -54,6 +54,9 @@ pub struct Governor<'a> {
     p_human: f64,
     /// The outlook with the admitted calls added, built on first need.
     outlook: Option<Outlook>,
+    /// The snapshot's free agents, computed on first need and shared with
+    /// the strategy.
+    free: Option<FreeAgents>,
     admitted: u32,
     /// The first call refused: none after it is admitted.
     closed: bool,
@@ -79,6 +82,7 @@ impl<'a> Governor<'a> {
             // the calls still ringing, after.
             p_human: s.est.human_rate().clamp(0.01, 1.0),
             outlook: None,
+            free: None,
             admitted: 0,
             closed: false,
         }
@@ -97,9 +101,18 @@ impl<'a> Governor<'a> {
             .saturating_sub(self.s.ringing_since_ms.len() as u32 + self.s.waiting)
     }
 
+    /// The agents free within the horizon on this decision's snapshot,
+    /// computed once for the strategy and the governor.
+    pub(crate) fn free_agents(&mut self) -> &FreeAgents {
+        let s = self.s;
+        self.free.get_or_insert_with(|| FreeAgents::of(s))
+    }
+
     /// Builds the outlook with the calls admitted so far.
     fn build(&mut self) {
-        let mut o = Outlook::scaled(self.s, 1.0 + MARGIN);
+        let s = self.s;
+        let free = self.free.get_or_insert_with(|| FreeAgents::of(s));
+        let mut o = Outlook::scaled(s, free, 1.0 + MARGIN);
         self.p_human = o.p_new;
         for _ in 0..self.admitted {
             o.add_call(self.p_human);

@@ -31,22 +31,28 @@ pub(crate) struct Outlook {
     pub(crate) p_new: f64,
 }
 
-impl Outlook {
-    pub(crate) fn new(s: &Snapshot<'_>) -> Outlook {
-        Outlook::scaled(s, 1.0)
-    }
+/// The agents free within the horizon: the ready ones and, by their
+/// chances, those on calls and in wrap-up. It does not depend on the scale
+/// a view puts on answer chances, so one decision computes it once: the
+/// strategy and its governor share it (see [`Governor::free_agents`]); at
+/// 100 agents it is most of a decision's work.
+#[derive(Debug, Clone)]
+pub(crate) struct FreeAgents {
+    /// Expected agents free (ready ones included).
+    mean: f64,
+    /// Its variance.
+    var: f64,
+    /// Exact (few enough terms): P(F <= x) for x = 0..; empty otherwise.
+    cdf: Vec<f64>,
+}
 
-    /// The outlook with every chance of reaching a person (of the calls
-    /// ringing and of new ones) taken `scale` times higher, at most 1: the
-    /// governor's pessimistic view (see [`super::governor::MARGIN`]).
-    pub(crate) fn scaled(s: &Snapshot<'_>, scale: f64) -> Outlook {
+impl FreeAgents {
+    pub(crate) fn of(s: &Snapshot<'_>) -> FreeAgents {
         let ready = s.ready as usize;
-        let waiting = s.waiting as usize;
-        // Straight from the estimators' tables when built (the same
-        // figures as `p_free_soon` and `p_human_ringing_soon`, without a
-        // branch per item): this is the hot loop of a decision.
+        // Straight from the estimators' table when built (the same
+        // figures as `p_free_soon`, without a branch per item): this is
+        // the hot loop of a decision.
         let free_table = s.est.free_soon_table();
-        let ringing_table = s.est.ringing_soon_table();
         // The table's entry for whole seconds elapsed: integer division
         // gives the same index as truncating the seconds as a float.
         let now = s.now_ms;
@@ -58,9 +64,75 @@ impl Outlook {
             Some(t) => free_entry(t, *since)[0],
             None => s.est.p_free_soon(s.elapsed_s(*since)),
         };
+        // The same sums either way; with the free-soon table built, a loop
+        // without the fallback's branch.
+        let (mut mean, mut var) = match free_table {
+            Some(t) => bernoulli_sums(s.busy_since_ms, |since| free_entry(t, *since)),
+            None => bernoulli_sums(s.busy_since_ms, |since| with_var(p_busy(since))),
+        };
+        // An agent in wrap-up is judged by the wrap-up so far, which says
+        // far more about the next seconds than the handle time since the
+        // bridge (the call has ended; only the wrap-up is left).
+        let wrap_model = s.est.wrap_free_soon();
+        let p_wrap = |i: usize| -> Option<f64> {
+            let w = *s.wrap_since_ms.get(i)?;
+            if w == u64::MAX {
+                return None;
+            }
+            wrap_model?.p(s.elapsed_s(w))
+        };
+        for (i, since) in s.busy_since_ms.iter().enumerate() {
+            if s.wrap_since_ms.is_empty() {
+                break;
+            }
+            if let Some(pw) = p_wrap(i) {
+                let ph = p_busy(since);
+                mean += pw - ph;
+                var += pw * (1.0 - pw) - ph * (1.0 - ph);
+            }
+        }
+        let var = var.max(0.0);
+        let mean = ready as f64 + mean;
+        let exact = s.busy_since_ms.len() + s.ringing_since_ms.len() <= EXACT_TERMS;
+        if !exact {
+            return FreeAgents {
+                mean,
+                var,
+                cdf: Vec::new(),
+            };
+        }
+        let mut cdf = vec![0.0; ready + 1];
+        cdf[ready] = 1.0;
+        for (i, since) in s.busy_since_ms.iter().enumerate() {
+            bernoulli_add(&mut cdf, p_wrap(i).unwrap_or_else(|| p_busy(since)));
+        }
+        let mut acc = 0.0;
+        for x in cdf.iter_mut() {
+            acc += *x;
+            *x = acc;
+        }
+        FreeAgents { mean, var, cdf }
+    }
+}
+
+impl Outlook {
+    #[cfg(test)]
+    pub(crate) fn new(s: &Snapshot<'_>) -> Outlook {
+        Outlook::scaled(s, &FreeAgents::of(s), 1.0)
+    }
+
+    /// The outlook with every chance of reaching a person (of the calls
+    /// ringing and of new ones) taken `scale` times higher, at most 1: the
+    /// governor's pessimistic view (see [`super::governor::MARGIN`]).
+    /// `free` is [`FreeAgents::of`] `s`.
+    pub(crate) fn scaled(s: &Snapshot<'_>, free: &FreeAgents, scale: f64) -> Outlook {
+        let waiting = s.waiting as usize;
+        let ringing_table = s.est.ringing_soon_table();
+        let now = s.now_ms;
         let timeout = s.ring_timeout_s;
-        // Likewise for ringing calls, in half seconds, with the timeout as
-        // the first age in ms whose seconds reach it.
+        // Ringing calls from the estimators' table when built, in half
+        // seconds, with the timeout as the first age in ms whose seconds
+        // reach it.
         let timeout_ms = first_ms_reaching(timeout);
         let p_ring = |since: &u64| {
             let p = match ringing_table {
@@ -76,38 +148,11 @@ impl Outlook {
             };
             (p * scale).min(1.0)
         };
-        // The same sums either way; with the free-soon table built, a loop
-        // without the fallback's branch.
-        let (mut free_mean, mut free_var) = match free_table {
-            Some(t) => bernoulli_sums(s.busy_since_ms, |since| free_entry(t, *since)),
-            None => bernoulli_sums(s.busy_since_ms, |since| with_var(p_busy(since))),
-        };
-        // An agent in wrap-up is judged by the wrap-up so far, which says
-        // far more about the next seconds than the handle time since the
-        // bridge (the call has ended; only the wrap-up is left).
-        let p_wrap = |i: usize| -> Option<f64> {
-            let w = *s.wrap_since_ms.get(i)?;
-            if w == u64::MAX {
-                return None;
-            }
-            s.est.p_wrap_free_soon(s.elapsed_s(w))
-        };
-        for (i, since) in s.busy_since_ms.iter().enumerate() {
-            if s.wrap_since_ms.is_empty() {
-                break;
-            }
-            if let Some(pw) = p_wrap(i) {
-                let ph = p_busy(since);
-                free_mean += pw - ph;
-                free_var += pw * (1.0 - pw) - ph * (1.0 - ph);
-            }
-        }
-        let free_var = free_var.max(0.0);
         let (demand_mean, demand_var) =
             bernoulli_sums(s.ringing_since_ms, |since| with_var(p_ring(since)));
-        let free_mean = ready as f64 + free_mean;
+        let free_mean = free.mean;
         let mean = waiting as f64 - free_mean + demand_mean;
-        let var = free_var + demand_var;
+        let var = free.var + demand_var;
         // The calls still ringing count towards the answer rate by their
         // chance of reaching a person: fast failures resolve first, and a
         // rate over resolved calls only reads low while the people among
@@ -129,23 +174,13 @@ impl Outlook {
                 p_new,
             };
         }
-        let mut free = vec![0.0; ready + 1];
-        free[ready] = 1.0;
-        for (i, since) in s.busy_since_ms.iter().enumerate() {
-            bernoulli_add(&mut free, p_wrap(i).unwrap_or_else(|| p_busy(since)));
-        }
-        let mut acc = 0.0;
-        for x in free.iter_mut() {
-            acc += *x;
-            *x = acc;
-        }
         let mut demand = vec![0.0; waiting + 1];
         demand[waiting] = 1.0;
         for p in s.ringing_since_ms.iter().map(p_ring) {
             bernoulli_add(&mut demand, p);
         }
         Outlook {
-            free_cdf: free,
+            free_cdf: free.cdf.clone(),
             demand_pmf: demand,
             free_mean,
             mean,
@@ -375,7 +410,7 @@ impl Pacer for Predictive {
         // ROOM_ABANDONS of room.
         let room_scale = ((budget - 1.0) / Self::ROOM_ABANDONS).clamp(0.0, 1.0);
         let allowance = (self.target * self.gain * room_scale).min(0.5);
-        let mut outlook = Outlook::new(s);
+        let mut outlook = Outlook::scaled(s, gov.free_agents(), 1.0);
         let ph = outlook.p_new;
         let cap = room(s);
         let mut launch = 0;
