@@ -71,7 +71,7 @@ try:
     r = json.load(open(sys.argv[1]))
 except Exception:
     print(-1); sys.exit(0)
-t = open(sys.argv[2]).read().split(); calls = int(sys.argv[3])
+t = open(sys.argv[2]).read().splitlines()[-1].split(); calls = int(sys.argv[3])
 cpu = float(t[1]) + float(t[2])
 failed = sum(n for o, n in r["outcomes"].items() if o != "answered") + r["unconfirmed_hangups"]
 others = ", ".join([f"{o} {n}" for o, n in r["outcomes"].items() if o != "answered"]

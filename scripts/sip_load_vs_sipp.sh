@@ -31,7 +31,7 @@ echo "== dialler sip load: $CALLS calls at $CPS/s"
   --max-talk 0 --max-channels 100000 --json >"$work/d.json"
 python3 - "$work/d.json" "$work/d.time" "$CALLS" <<'PY'
 import json, sys
-r = json.load(open(sys.argv[1])); t = open(sys.argv[2]).read().split()
+r = json.load(open(sys.argv[1])); t = open(sys.argv[2]).read().splitlines()[-1].split()
 calls = int(sys.argv[3]); cpu = float(t[3]) + float(t[6])
 failed = sum(n for o, n in r["outcomes"].items() if o != "answered") + r["unconfirmed_hangups"]
 print(f"dialler: {r['achieved_cps']:.0f} calls/s achieved, failed {failed}, "
@@ -49,7 +49,7 @@ status=0
   -nostdin -max_socket 10000 -trace_stat -stf "$work/uac.csv" >"$work/uac.out" 2>&1 || status=$?
 python3 - "$work/s.time" "$CALLS" "$status" "$work/uac.csv" <<'PY'
 import csv, sys
-t = open(sys.argv[1]).read().split(); calls = int(sys.argv[2]); cpu = float(t[3]) + float(t[6])
+t = open(sys.argv[1]).read().splitlines()[-1].split(); calls = int(sys.argv[2]); cpu = float(t[3]) + float(t[6])
 rows = list(csv.reader(open(sys.argv[4]), delimiter=';'))
 head, last = rows[0], rows[-1]
 failed = last[head.index("FailedCall(C)")]
