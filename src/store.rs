@@ -53,6 +53,16 @@ pub enum StoreError {
         /// The stored value.
         value: String,
     },
+    /// A lead this node no longer holds: its claim lapsed and another node
+    /// took it, or it was dialled, refused or released meanwhile. It is
+    /// not dialled (a second node would call the same person).
+    #[error("lead {lead} is no longer claimed by node {node}: not dialled")]
+    ClaimLost {
+        /// The lead.
+        lead: i64,
+        /// This node.
+        node: String,
+    },
     /// A row the store does not know.
     #[error("{what} {id} not found")]
     NotFound {

@@ -452,6 +452,15 @@ async fn recovery_closes_a_nodes_calls_and_counts_an_unbridged_answer_as_abandon
         .expect("campaign");
     let leads: Vec<_> = (20..23).map(|i| lead(i, Some("Asia/Kolkata"))).collect();
     store.insert_leads(c, &leads, 0).await.expect("insert");
+    // Calls are placed on leads their node holds: 20 and 21 on n1, 22 on
+    // n2.
+    for (node, n) in [("n1", 2), ("n2", 1)] {
+        let held = store
+            .claim_leads(c, node, n, 1_000, 60_000, 0)
+            .await
+            .expect("claim");
+        assert_eq!(held.len(), n as usize);
+    }
     let mut attempts = Vec::new();
     for (i, node) in [(20, "n1"), (21, "n1"), (22, "n2")] {
         let l = lead_row(&store, c, i).await;
@@ -519,6 +528,80 @@ async fn recovery_closes_a_nodes_calls_and_counts_an_unbridged_answer_as_abandon
     }
 }
 store_test!(recovery_closes_a_nodes_calls_and_counts_an_unbridged_answer_as_abandoned);
+
+/// A node that held a lead past its claim's lease (cut off from the store,
+/// then back) neither dials it once another node has taken it, nor gives
+/// that node's claim back, nor refuses it; the node that holds it dials.
+async fn a_lead_another_node_took_over_is_not_dialled_released_or_refused_by_the_first(
+    store: Store,
+) {
+    const LEASE: i64 = 60_000;
+    let c = store
+        .upsert_campaign(&campaign("in-insurance-renewal"), 0)
+        .await
+        .expect("campaign");
+    store
+        .insert_leads(c, &[lead(1, Some("Asia/Kolkata"))], 0)
+        .await
+        .expect("leads");
+    let l = lead_row(&store, c, 1).await;
+    let first = store
+        .claim_leads(c, "n1", 1, 1_000, LEASE, 0)
+        .await
+        .expect("claim");
+    assert_eq!(first.len(), 1);
+    // n1 goes quiet past the lease (no heartbeat): n2 takes the lead.
+    let second = store
+        .claim_leads(c, "n2", 1, 1_000 + LEASE + 1, LEASE, 0)
+        .await
+        .expect("claim");
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].lead.id, l.id);
+    let attempt = NewAttempt {
+        campaign_id: c,
+        lead_id: l.id,
+        phone: l.phone.clone(),
+        started_at: 1_000 + LEASE + 2,
+    };
+    // n1 comes back with the lead in its hopper.
+    let e = store
+        .start_attempt_on(&attempt, "n1", None)
+        .await
+        .expect_err("n1 no longer holds the lead");
+    assert!(
+        matches!(&e, StoreError::ClaimLost { lead, node } if *lead == l.id && node == "n1"),
+        "{e}"
+    );
+    store.release_lead(l.id, "n1").await.expect("release");
+    store
+        .refuse_lead(l.id, "n1", None, "outside_hours")
+        .await
+        .expect("refuse");
+    let now = lead_row(&store, c, 1).await;
+    assert_eq!(now.status, "claimed", "n2's claim stands");
+    assert_eq!(now.attempts, 0, "nothing was dialled");
+    // n2 holds it and dials.
+    store
+        .start_attempt_on(&attempt, "n2", None)
+        .await
+        .expect("n2 dials");
+    let now = lead_row(&store, c, 1).await;
+    assert_eq!((now.status.as_str(), now.attempts), ("dialling", 1));
+    // A lead that does not exist is said so.
+    let e = store
+        .start_attempt_on(
+            &NewAttempt {
+                lead_id: l.id + 1_000,
+                ..attempt
+            },
+            "n2",
+            None,
+        )
+        .await
+        .expect_err("no such lead");
+    assert!(matches!(e, StoreError::NotFound { .. }), "{e}");
+}
+store_test!(a_lead_another_node_took_over_is_not_dialled_released_or_refused_by_the_first);
 
 async fn dnc_lists_add_remove_and_scope(store: Store) {
     let a = store
@@ -795,7 +878,10 @@ async fn due_callbacks_are_claimed_before_new_leads(store: Store) {
         .await
         .expect("claim");
     assert_ne!(early[0].lead.id, l.id);
-    store.release_lead(early[0].lead.id).await.expect("release");
+    store
+        .release_lead(early[0].lead.id, "n1")
+        .await
+        .expect("release");
     // Once due: first, before the new leads.
     let due = store
         .claim_leads(id, "n1", 2, 3_600_000, 30_000, 0)
@@ -834,7 +920,7 @@ async fn a_kept_callback_is_claimed_by_its_agents_node_until_the_grace(store: St
         .expect("claim");
     assert!(!ids(&n2).contains(&l.id), "{:?}", ids(&n2));
     for c in &n2 {
-        store.release_lead(c.lead.id).await.expect("release");
+        store.release_lead(c.lead.id, "n2").await.expect("release");
     }
     // Its agent signs in on n1 (another campaign's session would not do).
     assert_eq!(
@@ -850,7 +936,7 @@ async fn a_kept_callback_is_claimed_by_its_agents_node_until_the_grace(store: St
         .expect("claim");
     assert!(!ids(&n1).contains(&l.id), "{:?}", ids(&n1));
     for c in &n1 {
-        store.release_lead(c.lead.id).await.expect("release");
+        store.release_lead(c.lead.id, "n1").await.expect("release");
     }
     assert_eq!(
         store
@@ -891,7 +977,7 @@ async fn a_kept_callback_is_claimed_by_its_agents_node_until_the_grace(store: St
         .expect("claim");
     assert!(!ids(&n2).contains(&l.id), "{:?}", ids(&n2));
     // n1 gives it back; after the grace it is anyone's, unmarked.
-    store.release_lead(l.id).await.expect("release");
+    store.release_lead(l.id, "n1").await.expect("release");
     let n2 = store
         .claim_leads(id, "n2", 5, DUE + GRACE + LEASE, LEASE, GRACE)
         .await
@@ -980,7 +1066,7 @@ async fn claims_come_from_the_chosen_lead_lists(store: Store) {
         "the callback first, then the evening list only"
     );
     for c in &claimed {
-        store.release_lead(c.lead.id).await.expect("release");
+        store.release_lead(c.lead.id, "n1").await.expect("release");
     }
     // Every list again.
     let all = Controls {
@@ -1013,6 +1099,12 @@ async fn sip_legs_are_kept_per_node_until_they_end(store: Store) {
         .await
         .expect("leads");
     let l = lead_row(&store, c, 1).await;
+    // A call is placed on a lead the node holds.
+    let held = store
+        .claim_leads(c, "n1", 1, 1_000, 60_000, 0)
+        .await
+        .expect("claim");
+    assert_eq!(held.len(), 1);
     let rec = |id: &str| LegRecord {
         call_id: id.into(),
         request_uri: format!("sip:{}@trunk.example", l.phone),

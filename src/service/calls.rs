@@ -129,6 +129,7 @@ impl Driver {
             );
             self.write(Write::Refuse {
                 lead_id,
+                node: self.settings.node.clone(),
                 next_at: next,
                 reasons,
             });
@@ -147,13 +148,19 @@ impl Driver {
                 // The runner forgets a skipped dial: the claim goes back
                 // (held, the node's heartbeat would keep it from everyone).
                 self.event(Event::DialSkipped { call });
-                self.write(Write::ReleaseLead { lead_id });
+                self.write(Write::ReleaseLead {
+                    lead_id,
+                    node: self.settings.node.clone(),
+                });
                 return;
             }
         };
         let Ok(mut media_addr) = sock.local_addr() else {
             self.event(Event::DialSkipped { call });
-            self.write(Write::ReleaseLead { lead_id });
+            self.write(Write::ReleaseLead {
+                lead_id,
+                node: self.settings.node.clone(),
+            });
             return;
         };
         if let Some(ip) = self.settings.external_ip {
@@ -269,6 +276,7 @@ impl Driver {
         if let Some(c) = self.calls.remove(&call) {
             self.write(Write::ReleaseLead {
                 lead_id: c.lead.lead.id,
+                node: self.settings.node.clone(),
             });
         }
         self.event(Event::DialSkipped { call });
@@ -588,6 +596,11 @@ async fn call_task(
     let mut leg = ua.prepare(&mut params);
     let attempt_id = match store.start_attempt_on(&attempt, &node, Some(&leg)).await {
         Ok(id) => id,
+        Err(e @ crate::store::StoreError::ClaimLost { .. }) => {
+            tracing::warn!("{e}");
+            let _ = me.send(Input::StartFailed { call });
+            return;
+        }
         Err(e) => {
             tracing::error!("writing the attempt failed, not dialling: {e}");
             let _ = me.send(Input::StartFailed { call });

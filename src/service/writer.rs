@@ -82,6 +82,8 @@ pub enum Write {
     Refuse {
         /// Lead id.
         lead_id: i64,
+        /// The node whose claim it is.
+        node: String,
         /// When to try again.
         next_at: Option<i64>,
         /// Reason codes.
@@ -91,6 +93,8 @@ pub enum Write {
     ReleaseLead {
         /// Lead id.
         lead_id: i64,
+        /// The node whose claim it is.
+        node: String,
     },
     /// [`Store::release_claims`].
     Release {
@@ -215,10 +219,11 @@ async fn apply(store: &Store, w: &Write) -> Result<(), StoreError> {
         Write::AgentEnd { agent, at } => store.agent_state_end_all(agent, *at).await.map(|_| ()),
         Write::Refuse {
             lead_id,
+            node,
             next_at,
             reasons,
-        } => store.refuse_lead(*lead_id, *next_at, reasons).await,
-        Write::ReleaseLead { lead_id } => store.release_lead(*lead_id).await,
+        } => store.refuse_lead(*lead_id, node, *next_at, reasons).await,
+        Write::ReleaseLead { lead_id, node } => store.release_lead(*lead_id, node).await,
         Write::Release { campaign_id, node } => {
             store.release_claims(*campaign_id, node).await.map(|_| ())
         }

@@ -207,12 +207,19 @@ impl Store {
 
     /// Gives back one claimed lead that was not dialled (its attempt could
     /// not be written), so that it need not wait for the claim's lease.
-    pub async fn release_lead(&self, lead_id: i64) -> Result<(), StoreError> {
+    /// Only `node`'s own claim is given back: one that lapsed and was
+    /// taken by another node stays with that node.
+    pub async fn release_lead(&self, lead_id: i64, node: &str) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE leads
              SET status = CASE WHEN attempts = 0 THEN 'new' ELSE 'retry' END,
                  claim_owner = NULL, claimed_at = NULL
-             WHERE id = $1 AND status = 'claimed'";
-        with_pool!(self, pool => sqlx::query(SQL).bind(lead_id).execute(pool).await.map(|_| ())?);
+             WHERE id = $1 AND status = 'claimed' AND claim_owner = $2";
+        with_pool!(self, pool => sqlx::query(SQL)
+            .bind(lead_id)
+            .bind(node)
+            .execute(pool)
+            .await
+            .map(|_| ())?);
         Ok(())
     }
 
@@ -233,16 +240,18 @@ impl Store {
 
     /// A claimed lead that compliance refused just before its dial: back to
     /// `retry` at `next_at`, or `refused` when waiting cannot help, with the
-    /// reason codes.
+    /// reason codes. Only while `node` still holds the claim: a lead
+    /// another node took meanwhile is that node's to judge.
     pub async fn refuse_lead(
         &self,
         lead_id: i64,
+        node: &str,
         next_at: Option<i64>,
         reasons: &str,
     ) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE leads SET status = $2, next_attempt_at = $3, refused_reason = $4,
                  claim_owner = NULL, claimed_at = NULL
-             WHERE id = $1";
+             WHERE id = $1 AND status = 'claimed' AND claim_owner = $5";
         let status = if next_at.is_some() {
             "retry"
         } else {
@@ -253,6 +262,7 @@ impl Store {
             .bind(status)
             .bind(next_at)
             .bind(reasons)
+            .bind(node)
             .execute(pool)
             .await
             .map(|_| ())?);
@@ -261,16 +271,23 @@ impl Store {
 
     /// As [`Store::start_attempt`], tagging the attempt with the node that
     /// places it and writing its SIP leg (see [`Store::leg_open`]) in the
-    /// same transaction. Written before the INVITE goes out.
+    /// same transaction. Written before the INVITE goes out. The lead must
+    /// still be claimed by `node` ([`Store::claim_leads`]): otherwise
+    /// [`StoreError::ClaimLost`] and nothing is written.
     pub async fn start_attempt_on(
         &self,
         a: &NewAttempt,
         node: &str,
         leg: Option<&crate::sip::uac::LegRecord>,
     ) -> Result<i64, StoreError> {
+        // Only a lead `node` still holds: after a pause longer than the
+        // claim's lease (a node cut off from the store, then back),
+        // another node may have taken it, and both would call the person.
         const BUMP: &str = "UPDATE leads SET attempts = attempts + 1, status = 'dialling',
                  refused_reason = NULL
-             WHERE id = $1 AND campaign_id = $2 RETURNING attempts";
+             WHERE id = $1 AND campaign_id = $2 AND status = 'claimed' AND claim_owner = $3
+             RETURNING attempts";
+        const EXISTS: &str = "SELECT COUNT(*) FROM leads WHERE id = $1 AND campaign_id = $2";
         const INSERT: &str =
             "INSERT INTO call_attempts (campaign_id, lead_id, attempt_no, phone, started_at, node)
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING id";
@@ -279,10 +296,20 @@ impl Store {
             let attempt_no: Option<i64> = sqlx::query_scalar(BUMP)
                 .bind(a.lead_id)
                 .bind(a.campaign_id)
+                .bind(node)
                 .fetch_optional(&mut *tx)
                 .await?;
             let Some(attempt_no) = attempt_no else {
-                return Err(StoreError::NotFound { what: "lead", id: a.lead_id });
+                let n: i64 = sqlx::query_scalar(EXISTS)
+                    .bind(a.lead_id)
+                    .bind(a.campaign_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                return Err(if n == 0 {
+                    StoreError::NotFound { what: "lead", id: a.lead_id }
+                } else {
+                    StoreError::ClaimLost { lead: a.lead_id, node: node.to_owned() }
+                });
             };
             let id: i64 = sqlx::query_scalar(INSERT)
                 .bind(a.campaign_id)
