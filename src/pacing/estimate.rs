@@ -181,18 +181,11 @@ impl Estimators {
         self.wrap.record(wrap_s);
     }
 
-    /// The chance an agent `elapsed_s` into wrap-up is free by the time a
-    /// call dialled now is answered (the horizon of
-    /// [`Estimators::p_free_soon`]), from the wrap-up times seen; `None`
-    /// before enough of them, or for a wrap-up longer than nearly all
-    /// (the handle-time model answers then).
-    pub fn p_wrap_free_soon(&self, elapsed_s: f64) -> Option<f64> {
-        self.wrap_free_soon().and_then(|w| w.p(elapsed_s))
-    }
-
-    /// [`Estimators::p_wrap_free_soon`] for many agents: the checks and
-    /// the horizon that do not depend on the agent, once. `None` while the
-    /// wrap-up model is not ready.
+    /// The chance an agent in wrap-up is free by the time a call dialled
+    /// now is answered (the horizon of [`Estimators::p_free_soon`]), from
+    /// the wrap-up times seen ([`WrapFreeSoon::p`]): the checks and the
+    /// horizon that do not depend on the agent, once for all of them.
+    /// `None` before enough wrap-ups were seen.
     pub fn wrap_free_soon(&self) -> Option<WrapFreeSoon<'_>> {
         self.wrap.ready().then(|| WrapFreeSoon {
             wrap: &self.wrap,
@@ -501,8 +494,8 @@ pub struct WrapFreeSoon<'a> {
 }
 
 impl WrapFreeSoon<'_> {
-    /// For an agent `elapsed_s` into wrap-up: `None` beyond the model's
-    /// reach (long wrap-ups, or nearly none left to learn from).
+    /// For an agent `elapsed_s` into wrap-up: `None` for a wrap-up longer
+    /// than nearly all (the handle-time model answers then).
     pub fn p(&self, elapsed_s: f64) -> Option<f64> {
         if elapsed_s >= Estimators::WRAP_MODEL_S {
             return None;

@@ -42,7 +42,10 @@ pub(crate) struct FreeAgents {
     mean: f64,
     /// Its variance.
     var: f64,
-    /// Exact (few enough terms): P(F <= x) for x = 0..; empty otherwise.
+    /// Few enough terms (busy agents and calls ringing) for the exact
+    /// distributions.
+    exact: bool,
+    /// Exact: P(F <= x) for x = 0..; empty otherwise.
     cdf: Vec<f64>,
 }
 
@@ -98,6 +101,7 @@ impl FreeAgents {
             return FreeAgents {
                 mean,
                 var,
+                exact,
                 cdf: Vec::new(),
             };
         }
@@ -111,7 +115,12 @@ impl FreeAgents {
             acc += *x;
             *x = acc;
         }
-        FreeAgents { mean, var, cdf }
+        FreeAgents {
+            mean,
+            var,
+            exact,
+            cdf,
+        }
     }
 }
 
@@ -162,7 +171,7 @@ impl Outlook {
             .human_rate_with_ringing(demand_mean / scale, s.ringing_since_ms.len())
             * scale)
             .clamp(0.01, 1.0);
-        let exact = s.busy_since_ms.len() + s.ringing_since_ms.len() <= EXACT_TERMS;
+        let exact = free.exact;
         if !exact {
             return Outlook {
                 free_cdf: Vec::new(),

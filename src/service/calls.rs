@@ -148,19 +148,13 @@ impl Driver {
                 // The runner forgets a skipped dial: the claim goes back
                 // (held, the node's heartbeat would keep it from everyone).
                 self.event(Event::DialSkipped { call });
-                self.write(Write::ReleaseLead {
-                    lead_id,
-                    node: self.settings.node.clone(),
-                });
+                self.release_lead(lead_id);
                 return;
             }
         };
         let Ok(mut media_addr) = sock.local_addr() else {
             self.event(Event::DialSkipped { call });
-            self.write(Write::ReleaseLead {
-                lead_id,
-                node: self.settings.node.clone(),
-            });
+            self.release_lead(lead_id);
             return;
         };
         if let Some(ip) = self.settings.external_ip {
@@ -272,12 +266,17 @@ impl Driver {
 
     /// The attempt row could not be written, so no INVITE went out: the
     /// lead goes back at once rather than waiting for its claim's lease.
+    /// Gives back this node's claim on a lead it will not dial now.
+    pub(super) fn release_lead(&mut self, lead_id: i64) {
+        self.write(Write::ReleaseLead {
+            lead_id,
+            node: self.settings.node.clone(),
+        });
+    }
+
     pub(super) fn start_failed(&mut self, call: CallId) {
         if let Some(c) = self.calls.remove(&call) {
-            self.write(Write::ReleaseLead {
-                lead_id: c.lead.lead.id,
-                node: self.settings.node.clone(),
-            });
+            self.release_lead(c.lead.lead.id);
         }
         self.event(Event::DialSkipped { call });
     }
@@ -596,13 +595,13 @@ async fn call_task(
     let mut leg = ua.prepare(&mut params);
     let attempt_id = match store.start_attempt_on(&attempt, &node, Some(&leg)).await {
         Ok(id) => id,
-        Err(e @ crate::store::StoreError::ClaimLost { .. }) => {
-            tracing::warn!("{e}");
-            let _ = me.send(Input::StartFailed { call });
-            return;
-        }
         Err(e) => {
-            tracing::error!("writing the attempt failed, not dialling: {e}");
+            // A lead another node took is theirs to dial: no fault here.
+            if matches!(e, crate::store::StoreError::ClaimLost { .. }) {
+                tracing::warn!("{e}");
+            } else {
+                tracing::error!("writing the attempt failed, not dialling: {e}");
+            }
             let _ = me.send(Input::StartFailed { call });
             return;
         }

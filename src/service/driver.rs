@@ -596,10 +596,7 @@ impl Driver {
         self.event(Event::ReleaseLeads);
         let ids: Vec<i64> = self.hopper.drain().map(|(id, _)| id).collect();
         for lead_id in ids {
-            self.write(Write::ReleaseLead {
-                lead_id,
-                node: self.settings.node.clone(),
-            });
+            self.release_lead(lead_id);
         }
     }
 
@@ -646,10 +643,7 @@ impl Driver {
         // Claimed before a stop: given back, not held.
         if self.controls.state == crate::controls::RunState::Stopped {
             for l in leads.drain(..) {
-                self.write(Write::ReleaseLead {
-                    lead_id: l.lead.id,
-                    node: self.settings.node.clone(),
-                });
+                self.release_lead(l.lead.id);
             }
         }
         let infos = leads
