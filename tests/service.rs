@@ -350,6 +350,80 @@ async fn quiet_service(store: &Store) -> (service::Running, tokio::sync::oneshot
     (running, tx)
 }
 
+/// A node that died mid-call and never comes back: the running node's
+/// cluster sync enters the person it left unbridged in the ledger as an
+/// abandon once the dead node has been silent for the lapse (10 s), not
+/// before.
+#[tokio::test(start_paused = true)]
+async fn a_running_node_counts_a_dead_nodes_unbridged_answer_as_abandoned() {
+    let (store, _dir) = common::sqlite_store().await;
+    let now = tuesday().timestamp_millis();
+    let camp = dialler::campaign::find(&campaigns_dir(), "uk-broadband").unwrap();
+    let c = store.upsert_campaign(&camp, now).await.unwrap();
+    let lead = dialler::store::NewLead {
+        phone: "+447700900123".into(),
+        country: "GB",
+        timezones: Some("Europe/London".into()),
+        fields: "{}".into(),
+        source_line: 2,
+    };
+    store.insert_leads(c, &[lead], now).await.unwrap();
+    let held = store
+        .claim_leads(c, "ghost", 1, now, 300_000, 0)
+        .await
+        .unwrap();
+    let l = &held[0].lead;
+    let attempt = store
+        .start_attempt_on(
+            &dialler::store::NewAttempt {
+                campaign_id: c,
+                lead_id: l.id,
+                phone: l.phone.clone(),
+                started_at: now - 4_000,
+            },
+            "ghost",
+            None,
+        )
+        .await
+        .unwrap();
+    store
+        .attempt_progress(attempt, Some(now - 1_000), None, None)
+        .await
+        .unwrap();
+    store
+        .ledger_append(
+            c,
+            Some(attempt),
+            dialler::store::LedgerKind::HumanAnswer,
+            now - 1_000,
+        )
+        .await
+        .unwrap();
+    // Its last beat, then nothing.
+    store.campaign_heartbeat(c, "ghost", now).await.unwrap();
+    let (running, tx) = quiet_service(&store).await;
+    let abandons = || async {
+        store
+            .ledger_counts(c, now - 60_000, now + 60_000)
+            .await
+            .unwrap()
+            .abandons
+    };
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(
+        abandons().await,
+        0,
+        "within the lapse the node may be alive"
+    );
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(abandons().await, 1, "silent past the lapse: an abandon");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(abandons().await, 1, "once");
+    let _ = tx.send(());
+    running.wait().await.unwrap();
+    store.close().await;
+}
+
 /// Every request that may change state is in the audit log, refused ones
 /// too, with the token (never the secret), the caller's address, the
 /// status and the request's id; reads are not; `GET /api/audit` is for

@@ -529,6 +529,133 @@ async fn recovery_closes_a_nodes_calls_and_counts_an_unbridged_answer_as_abandon
 }
 store_test!(recovery_closes_a_nodes_calls_and_counts_an_unbridged_answer_as_abandoned);
 
+/// A node that stops beating may never restart to run its recovery: a
+/// live node enters its unbridged answers in the ledger as abandons once
+/// it has been silent for the lapse (not before), once however often it
+/// looks, and not its bridged calls, nor its own, nor those of a node that
+/// still beats; the silent node's attempts and leads are left for it.
+async fn a_live_node_counts_the_unbridged_answers_of_a_node_gone_silent(store: Store) {
+    let c = store
+        .upsert_campaign(&campaign("in-insurance-renewal"), 0)
+        .await
+        .expect("campaign");
+    let leads: Vec<_> = (30..34).map(|i| lead(i, Some("Asia/Kolkata"))).collect();
+    store.insert_leads(c, &leads, 0).await.expect("insert");
+    for (node, n) in [("n1", 2), ("n2", 1), ("n3", 1)] {
+        let held = store
+            .claim_leads(c, node, n, 1_000, 60_000, 0)
+            .await
+            .expect("claim");
+        assert_eq!(held.len(), n as usize);
+    }
+    // 30: n1, answered, never bridged. 31: n1, answered and bridged.
+    // 32: n2 (the live node), answered, not yet bridged. 33: n3 (beats),
+    // answered, not yet bridged.
+    let mut attempts = Vec::new();
+    for (i, node, bridged) in [
+        (30, "n1", false),
+        (31, "n1", true),
+        (32, "n2", false),
+        (33, "n3", false),
+    ] {
+        let l = lead_row(&store, c, i).await;
+        let id = store
+            .start_attempt_on(
+                &NewAttempt {
+                    campaign_id: c,
+                    lead_id: l.id,
+                    phone: l.phone.clone(),
+                    started_at: 1_000,
+                },
+                node,
+                None,
+            )
+            .await
+            .expect("start");
+        store
+            .attempt_progress(id, Some(2_000), None, None)
+            .await
+            .expect("answered");
+        store
+            .ledger_append(c, Some(id), LedgerKind::HumanAnswer, 2_000)
+            .await
+            .expect("ledger");
+        if bridged {
+            store
+                .attempt_progress(id, None, Some(2_500), Some("a1"))
+                .await
+                .expect("bridged");
+        }
+        attempts.push(id);
+    }
+    for node in ["n1", "n2", "n3"] {
+        store
+            .campaign_heartbeat(c, node, 3_000)
+            .await
+            .expect("beat");
+    }
+    // n1 dies; n3 keeps beating.
+    store
+        .campaign_heartbeat(c, "n3", 20_000)
+        .await
+        .expect("beat");
+    // 9 s after n1's last beat, with a 10 s lapse: too soon.
+    let counts = |s: &Store| {
+        let s = s.clone();
+        async move { s.ledger_counts(c, 0, 60_000).await.expect("counts") }
+    };
+    assert_eq!(
+        store
+            .ledger_take_over_lapsed(c, "n2", 12_000 - 10_000)
+            .await
+            .expect("take over"),
+        0
+    );
+    assert_eq!(counts(&store).await.abandons, 0);
+    // 11 s after: n1's unbridged answer is an abandon, at its answer time,
+    // once.
+    for expect in [1, 0] {
+        assert_eq!(
+            store
+                .ledger_take_over_lapsed(c, "n2", 14_000 - 10_000)
+                .await
+                .expect("take over"),
+            expect
+        );
+    }
+    assert_eq!(
+        counts(&store).await,
+        LedgerCounts {
+            human_answers: 4,
+            abandons: 1
+        }
+    );
+    assert_eq!(
+        store
+            .ledger_counts(c, 2_000, 2_001)
+            .await
+            .expect("counts")
+            .abandons,
+        1,
+        "dated at the answer"
+    );
+    // Only the ledger is touched: n1's call and lead wait for n1.
+    let l30 = lead_row(&store, c, 30).await;
+    assert_eq!(l30.status, "dialling");
+    let a30 = store.attempts_for_lead(l30.id).await.expect("attempts");
+    assert!(
+        a30.iter()
+            .any(|a| a.id == attempts[0] && a.outcome.is_none())
+    );
+    // n1's restart recovery does not count it again.
+    store
+        .recover_node(c, "n1", 3_000, 3_603_000)
+        .await
+        .expect("recover");
+    assert_eq!(counts(&store).await.abandons, 1);
+}
+store_test!(a_live_node_counts_the_unbridged_answers_of_a_node_gone_silent);
+
 /// A node that held a lead past its claim's lease (cut off from the store,
 /// then back) neither dials it once another node has taken it, nor gives
 /// that node's claim back, nor refuses it; the node that holds it dials.

@@ -342,7 +342,9 @@ pub const CLUSTER_SYNC: Duration = Duration::from_secs(1);
 pub const CLUSTER_LAPSE: Duration = Duration::from_secs(10);
 
 /// Keeps campaign `campaign_id`'s runner in step with the campaign's other
-/// nodes, every [`CLUSTER_SYNC`]: beats for this node, reads the ledger
+/// nodes, every [`CLUSTER_SYNC`]: beats for this node, enters in the
+/// ledger the unbridged answers of nodes silent for [`CLUSTER_LAPSE`]
+/// ([`crate::store::Store::ledger_take_over_lapsed`]), reads the ledger
 /// rows written since `cursor` by other nodes into the runner (so its
 /// ledger is the campaign's), tells it how many nodes share the
 /// allowance, and hands it the campaign's controls when a supervisor
@@ -366,6 +368,20 @@ async fn cluster_sync(
                 .store
                 .campaign_heartbeat(campaign_id, &shared.node, now)
                 .await?;
+            // A node gone silent may never run its own recovery: the
+            // people its calls left unbridged are abandons now, for every
+            // node's ledger (read back just below).
+            let taken = shared
+                .store
+                .ledger_take_over_lapsed(campaign_id, &shared.node, now.saturating_sub(lapse))
+                .await?;
+            if taken > 0 {
+                tracing::warn!(
+                    campaign = %campaign,
+                    abandons = taken,
+                    "counted as abandoned the unbridged answers of a node that stopped beating"
+                );
+            }
             let rows = shared
                 .store
                 .ledger_rows_after(campaign_id, cursor, &shared.node)

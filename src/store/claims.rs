@@ -14,6 +14,29 @@ use crate::clock::Millis;
 use crate::outcome::Outcome;
 use crate::policy::{LeadRecord, PastAttempt};
 
+/// The statement that enters in the ledger, as abandons, the open
+/// attempts (of the nodes `$nodes` selects, in campaign `$1`) whose person
+/// answered (a `human_answer` row) and was never put through (no
+/// `connected_at`), each once: a crash or a dead node must not leave an
+/// abandon out of the campaign's window (fail closed). The abandon is
+/// dated at the answer.
+macro_rules! unbridged_answers {
+    ($nodes:literal) => {
+        concat!(
+            "INSERT INTO abandon_ledger (campaign_id, attempt_id, kind, at)
+             SELECT a.campaign_id, a.id, 'abandon', a.answered_at FROM call_attempts a
+             WHERE a.campaign_id = $1 AND ",
+            $nodes,
+            " AND a.outcome IS NULL
+               AND a.answered_at IS NOT NULL AND a.connected_at IS NULL
+               AND EXISTS (SELECT 1 FROM abandon_ledger l
+                           WHERE l.attempt_id = a.id AND l.kind = 'human_answer')
+               AND NOT EXISTS (SELECT 1 FROM abandon_ledger l
+                               WHERE l.attempt_id = a.id AND l.kind = 'abandon')"
+        )
+    };
+}
+
 /// A lead taken into a node's hopper, with its past attempts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaimedLead {
@@ -359,14 +382,7 @@ impl Store {
              WHERE id = $1 AND status IN ('dialling', 'claimed')";
         // A person who answered and was never put through to an agent was
         // abandoned, crash or not: the ledger counts it (fail closed).
-        const ABANDONS: &str = "INSERT INTO abandon_ledger (campaign_id, attempt_id, kind, at)
-             SELECT a.campaign_id, a.id, 'abandon', a.answered_at FROM call_attempts a
-             WHERE a.campaign_id = $1 AND a.node = $2 AND a.outcome IS NULL
-               AND a.answered_at IS NOT NULL AND a.connected_at IS NULL
-               AND EXISTS (SELECT 1 FROM abandon_ledger l
-                           WHERE l.attempt_id = a.id AND l.kind = 'human_answer')
-               AND NOT EXISTS (SELECT 1 FROM abandon_ledger l
-                               WHERE l.attempt_id = a.id AND l.kind = 'abandon')";
+        const ABANDONS: &str = unbridged_answers!("a.node = $2");
         let n = with_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(ABANDONS)
@@ -388,6 +404,39 @@ impl Store {
         });
         self.release_claims(campaign_id, node).await?;
         Ok(n)
+    }
+
+    /// What [`Store::recover_node`] does for the ledger, done by a live
+    /// node for the campaign's nodes that are gone: a node other than
+    /// `node` that has not beaten for the campaign since `live_since` (ms;
+    /// dead, or cut off from the store, or left with calls open) may
+    /// never come back to run its recovery, and until then a person its
+    /// call left unbridged is missing from every node's ledger. Each such
+    /// answer enters the ledger as an abandon at its answer time, once
+    /// (the rows reach every node through the cluster sync). Fail closed:
+    /// a node merely cut off that does put the call through later leaves
+    /// an abandon too many, never one too few. Only the ledger is touched:
+    /// the gone node's attempts and leads stay as they are for its own
+    /// recovery, as a node cut off may still be on the call. Returns how
+    /// many abandons were entered.
+    pub async fn ledger_take_over_lapsed(
+        &self,
+        campaign_id: i64,
+        node: &str,
+        live_since: i64,
+    ) -> Result<u64, StoreError> {
+        const SQL: &str = unbridged_answers!(
+            "a.node <> $2 AND NOT EXISTS (SELECT 1 FROM campaign_nodes n
+                 WHERE n.campaign_id = a.campaign_id AND n.node = a.node
+                   AND n.heartbeat_at >= $3)"
+        );
+        Ok(with_pool!(self, pool => sqlx::query(SQL)
+            .bind(campaign_id)
+            .bind(node)
+            .bind(live_since)
+            .execute(pool)
+            .await?
+            .rows_affected()))
     }
 
     /// Agents with an open state interval in the campaign (to close after a
