@@ -656,6 +656,62 @@ async fn a_live_node_counts_the_unbridged_answers_of_a_node_gone_silent(store: S
 }
 store_test!(a_live_node_counts_the_unbridged_answers_of_a_node_gone_silent);
 
+/// On PostgreSQL a ledger row's id is taken at its insert and the row is
+/// seen at its commit, so rows can appear out of id order: a node reading
+/// the other nodes' rows after the highest id it saw would miss one that
+/// commits after a higher one. The feed the cluster sync reads through
+/// takes it, once.
+#[tokio::test]
+async fn a_ledger_row_committed_after_a_higher_one_still_reaches_the_other_nodes() {
+    let Some(pg) = common::pg_store().await else {
+        return;
+    };
+    let store = pg.store.clone();
+    let c = store
+        .upsert_campaign(&campaign("uk-broadband"), 0)
+        .await
+        .expect("campaign");
+    let common::RawDb::Postgres(raw) = pg.raw().await else {
+        unreachable!()
+    };
+    let mut feed = dialler::store::LedgerFeed::new(store.ledger_last_id(c).await.expect("last"));
+    // Node A's abandon takes its id, and its transaction has not committed
+    // yet when node B's answer (a higher id) commits.
+    let mut slow = raw.begin().await.expect("begin");
+    let slow_id: i64 = sqlx::query_scalar(
+        "INSERT INTO abandon_ledger (campaign_id, kind, at) VALUES ($1, 'abandon', 5000) RETURNING id",
+    )
+    .bind(c)
+    .fetch_one(&mut *slow)
+    .await
+    .expect("insert");
+    store
+        .ledger_append(c, None, LedgerKind::HumanAnswer, 6_000)
+        .await
+        .expect("append");
+    let rows = store
+        .ledger_rows_after(c, feed.floor(), "n3")
+        .await
+        .expect("rows");
+    let first: Vec<_> = feed.take(rows, 10_000).iter().map(|r| r.kind).collect();
+    assert_eq!(first, [LedgerKind::HumanAnswer]);
+    slow.commit().await.expect("commit");
+    let rows = store
+        .ledger_rows_after(c, feed.floor(), "n3")
+        .await
+        .expect("rows");
+    let late = feed.take(rows, 11_000);
+    assert_eq!(late.len(), 1, "{late:?}");
+    assert_eq!((late[0].id, late[0].kind), (slow_id, LedgerKind::Abandon));
+    let rows = store
+        .ledger_rows_after(c, feed.floor(), "n3")
+        .await
+        .expect("rows");
+    assert!(feed.take(rows, 12_000).is_empty(), "each row once");
+    raw.close().await;
+    pg.drop_schema().await;
+}
+
 /// A node that held a lead past its claim's lease (cut off from the store,
 /// then back) neither dials it once another node has taken it, nor gives
 /// that node's claim back, nor refuses it; the node that holds it dials.

@@ -345,7 +345,8 @@ pub const CLUSTER_LAPSE: Duration = Duration::from_secs(10);
 /// nodes, every [`CLUSTER_SYNC`]: beats for this node, enters in the
 /// ledger the unbridged answers of nodes silent for [`CLUSTER_LAPSE`]
 /// ([`crate::store::Store::ledger_take_over_lapsed`]), reads the ledger
-/// rows written since `cursor` by other nodes into the runner (so its
+/// rows other nodes wrote after `last_id` (each once, in whatever order
+/// they commit: [`crate::store::LedgerFeed`]) into the runner (so its
 /// ledger is the campaign's), tells it how many nodes share the
 /// allowance, and hands it the campaign's controls when a supervisor
 /// changed them (on any node) since `controls_version`. On SQLite (one node by design) a second node is warned of.
@@ -353,12 +354,13 @@ async fn cluster_sync(
     shared: Arc<Shared>,
     campaign_id: i64,
     campaign: String,
-    mut cursor: i64,
+    last_id: i64,
     mut controls_version: i64,
     scope: LedgerScope,
     tx: mpsc::UnboundedSender<driver::Input>,
 ) {
     let lapse = i64::try_from(CLUSTER_LAPSE.as_millis()).unwrap_or(i64::MAX);
+    let mut feed = crate::store::LedgerFeed::new(last_id);
     let mut warned = false;
     let mut nodes_seen = 1u32;
     loop {
@@ -384,7 +386,7 @@ async fn cluster_sync(
             }
             let rows = shared
                 .store
-                .ledger_rows_after(campaign_id, cursor, &shared.node)
+                .ledger_rows_after(campaign_id, feed.floor(), &shared.node)
                 .await?;
             let nodes = shared
                 .store
@@ -402,9 +404,7 @@ async fn cluster_sync(
                         return;
                     }
                 }
-                if let Some(last) = rows.last() {
-                    cursor = last.id;
-                }
+                let rows = feed.take(rows, now);
                 nodes_seen = nodes.max(1);
                 if nodes > 1 && shared.store.kind() == "sqlite" && !warned {
                     warned = true;

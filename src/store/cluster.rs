@@ -20,6 +20,69 @@ pub struct LedgerRow {
     pub own: bool,
 }
 
+/// How long after a ledger row's id is taken its insert may still commit
+/// and be read: ids come from a sequence when the row is inserted, so on
+/// PostgreSQL a row can become visible after rows with higher ids (its
+/// transaction commits later). A reader that only moved past the highest
+/// id it saw would never read it: an abandon missing from that node's
+/// ledger. [`LedgerFeed`] reads again the ids of this last stretch.
+pub const LEDGER_COMMIT_LAG_MS: i64 = 30_000;
+
+/// Reads a campaign's ledger rows in order of their ids, each once, even
+/// when they commit out of order (see [`LEDGER_COMMIT_LAG_MS`]). Sans-IO:
+/// the caller reads [`Store::ledger_rows_after`] from [`LedgerFeed::floor`]
+/// and hands the rows to [`LedgerFeed::take`] with the time it read them.
+/// A row that commits more than the lag after a higher one was read is
+/// still missed; an insert commits within milliseconds.
+#[derive(Debug, Clone)]
+pub struct LedgerFeed {
+    /// Every row up to this id was taken (or will never be).
+    floor: i64,
+    /// Rows above the floor taken already.
+    taken: std::collections::BTreeSet<i64>,
+    /// The highest id read by each read, when, oldest first: the floor
+    /// moves up to what was read the lag ago.
+    reads: std::collections::VecDeque<(i64, i64)>,
+}
+
+impl LedgerFeed {
+    /// A feed that has taken every row up to `last_id` (read when the
+    /// ledger was rebuilt).
+    pub fn new(last_id: i64) -> LedgerFeed {
+        LedgerFeed {
+            floor: last_id,
+            taken: std::collections::BTreeSet::new(),
+            reads: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Read the rows after this id.
+    pub fn floor(&self) -> i64 {
+        self.floor
+    }
+
+    /// The rows (read after [`LedgerFeed::floor`] at `now_ms`) not taken
+    /// before, in id order.
+    pub fn take(&mut self, rows: Vec<LedgerRow>, now_ms: i64) -> Vec<LedgerRow> {
+        let new: Vec<LedgerRow> = rows
+            .into_iter()
+            .filter(|r| r.id > self.floor && self.taken.insert(r.id))
+            .collect();
+        let high = self.taken.last().copied().unwrap_or(self.floor);
+        self.reads.push_back((now_ms, high));
+        while let Some(&(at, id)) = self.reads.front() {
+            if at > now_ms.saturating_sub(LEDGER_COMMIT_LAG_MS) {
+                break;
+            }
+            self.floor = self.floor.max(id);
+            self.reads.pop_front();
+        }
+        let floor = self.floor;
+        self.taken.retain(|id| *id > floor);
+        new
+    }
+}
+
 impl Store {
     /// The campaign's last ledger row id (0 when none).
     pub async fn ledger_last_id(&self, campaign_id: i64) -> Result<i64, StoreError> {
@@ -142,5 +205,49 @@ impl Store {
             .bind(agent)
             .fetch_optional(pool)
             .await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: i64) -> LedgerRow {
+        LedgerRow {
+            id,
+            at: id * 10,
+            kind: LedgerKind::Abandon,
+            own: false,
+        }
+    }
+
+    fn ids(rows: &[LedgerRow]) -> Vec<i64> {
+        rows.iter().map(|r| r.id).collect()
+    }
+
+    /// Row 12 commits after 13 was read: it is still taken, once; reads
+    /// long past the lag start above what was read then.
+    #[test]
+    fn a_row_committed_after_a_higher_one_is_taken_once() {
+        let mut feed = LedgerFeed::new(10);
+        assert_eq!(ids(&feed.take(vec![row(11), row(13)], 1_000)), [11, 13]);
+        assert_eq!(feed.floor(), 10, "12 may still commit");
+        assert_eq!(
+            ids(&feed.take(vec![row(11), row(13)], 2_000)),
+            Vec::<i64>::new()
+        );
+        assert_eq!(
+            ids(&feed.take(vec![row(11), row(12), row(13), row(14)], 3_000)),
+            [12, 14]
+        );
+        // A read the lag after the first: the floor passes 13, what the
+        // first read had seen.
+        let later = 1_000 + LEDGER_COMMIT_LAG_MS;
+        assert!(feed.take(vec![row(12), row(13), row(14)], later).is_empty());
+        assert_eq!(feed.floor(), 13);
+        assert!(feed.take(vec![row(14)], later + 1_000).is_empty());
+        assert_eq!(ids(&feed.take(vec![row(14), row(15)], later + 2_000)), [15]);
+        // A row at or below the floor is never taken again.
+        assert!(feed.take(vec![row(9), row(13)], later + 3_000).is_empty());
     }
 }
