@@ -56,7 +56,7 @@ fn bench(c: &mut Criterion) {
     let mut registries = Registries::default();
     registries.national.insert(
         Country::India,
-        NationalRegistry::build(Country::India, now, &entries),
+        std::sync::Arc::new(NationalRegistry::build(Country::India, now, &entries)),
     );
     registries.internal = (0..100_000)
         .map(|_| 916_000_000_000 + next() % 4_000_000_000)

@@ -1346,6 +1346,7 @@ pub async fn start_service(
     let refs: Vec<&Campaign> = chosen.iter().collect();
     let registries = registry::load(store, &o.dnd_dir, &refs).await?;
     let mut cfg = crate::service::ServiceConfig::new(store.clone(), chosen, registries);
+    cfg.dnd_dir = Some(o.dnd_dir.clone());
     cfg.clock = o.clock;
     cfg.provider = o.provider;
     cfg.net = o.net;

@@ -334,6 +334,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoResult, DemoError> {
     .await?;
 
     let mut cfg = ServiceConfig::new(store.clone(), vec![camp.clone()], registries);
+    cfg.dnd_dir = Some(dnd_dir.clone());
     cfg.clock = clock.clone();
     cfg.provider = Some(provider_addr);
     cfg.sip_bind = "127.0.0.1:0".parse().map_err(other)?;

@@ -402,15 +402,38 @@ pub async fn load(
     dir: &Path,
     campaigns: &[&Campaign],
 ) -> Result<Registries, RegistryError> {
-    let mut r = Registries::default();
+    let mut r = load_lists(store, campaigns).await?;
+    r.national = load_national(dir, campaigns)?;
+    Ok(r)
+}
+
+/// The national registries of `campaigns`' countries saved in `dir`
+/// (a country with none saved has none). Blocking file reads.
+pub fn load_national(
+    dir: &Path,
+    campaigns: &[&Campaign],
+) -> Result<std::collections::HashMap<Country, std::sync::Arc<NationalRegistry>>, RegistryError> {
+    let mut national = std::collections::HashMap::new();
     for c in campaigns {
         let country = c.country();
         let path = dnd::registry_path(dir, country);
-        if let std::collections::hash_map::Entry::Vacant(slot) = r.national.entry(country)
+        if let std::collections::hash_map::Entry::Vacant(slot) = national.entry(country)
             && path.exists()
         {
-            slot.insert(NationalRegistry::load(&path)?);
+            slot.insert(std::sync::Arc::new(NationalRegistry::load(&path)?));
         }
+    }
+    Ok(national)
+}
+
+/// What the store holds for screening `campaigns`: the internal list,
+/// their own lists and the erasure suppressions (no national registry).
+pub async fn load_lists(
+    store: &Store,
+    campaigns: &[&Campaign],
+) -> Result<Registries, RegistryError> {
+    let mut r = Registries::default();
+    for c in campaigns {
         let own = to_set(&store.dnc_list(&store::campaign_scope(&c.name)).await?);
         r.campaign.insert(c.name.clone(), own);
     }

@@ -190,7 +190,7 @@ pub use agents::{AgentInterval, AgentState};
 pub use audit::{AuditEntry, AuditFilter, AuditRecord};
 pub use claims::{Callback, ClaimedLead, PendingDisposition, RECALL_LOOKBACK_MS};
 pub use cluster::{LEDGER_COMMIT_LAG_MS, LedgerFeed, LedgerRow};
-pub use compliance::{DndImportRecord, SOURCE_IMPORT};
+pub use compliance::{DndImportRecord, DndVersion, SOURCE_IMPORT};
 pub use controls::LeadList;
 pub use erase::ErasureCounts;
 pub use history::{PacingHistory, PastAttemptRow, PastDispositionRow};

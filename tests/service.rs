@@ -424,6 +424,65 @@ async fn a_running_node_counts_a_dead_nodes_unbridged_answer_as_abandoned() {
     store.close().await;
 }
 
+/// Do-not-call data changed while the service runs is screened against
+/// within a poll (10 s), not after a restart: a national registry saved in
+/// the DND folder (as `dialler dnd import` saves it) and a number added to
+/// the internal list in the store. A registry file that cannot be read
+/// keeps the one loaded (fail closed).
+#[tokio::test(start_paused = true)]
+async fn do_not_call_data_changed_while_running_is_screened_against() {
+    use dialler::compliance::dnd::{self, Entry, Listing, NationalRegistry};
+    let (store, dir) = common::sqlite_store().await;
+    let dnd_dir = dir.path().join("dnd");
+    std::fs::create_dir_all(&dnd_dir).unwrap();
+    let camp = dialler::campaign::find(&campaigns_dir(), "uk-broadband").unwrap();
+    let country = camp.country();
+    let mut cfg = ServiceConfig::new(store.clone(), vec![camp], Default::default());
+    cfg.dnd_dir = Some(dnd_dir.clone());
+    cfg.clock = dialler::clock::Clock::starting_at(tuesday());
+    cfg.provider = Some("127.0.0.1:9".parse().unwrap());
+    cfg.sip_bind = "127.0.0.1:0".parse().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let running = service::start(cfg, listener, async move {
+        let _ = rx.await;
+    })
+    .await
+    .unwrap();
+    let shared = running.shared.clone();
+    let listed = 447_700_900_123u64;
+    let national = |shared: &service::Shared| {
+        shared
+            .registries()
+            .national
+            .get(&country)
+            .map(|r| r.lookup(listed, None))
+    };
+    assert_eq!(national(&shared), None);
+    NationalRegistry::build(country, tuesday(), &[Entry::Blocked(listed)])
+        .save(&dnd::registry_path(&dnd_dir, country))
+        .unwrap();
+    store
+        .dnc_add(
+            dialler::store::SCOPE_INTERNAL,
+            &["+447700900456".to_string()],
+            tuesday().timestamp_millis(),
+            "import",
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(national(&shared), Some(Listing::Blocked));
+    assert!(shared.registries().internal.contains(447_700_900_456));
+    // A damaged file: the registry loaded stays.
+    std::fs::write(dnd::registry_path(&dnd_dir, country), b"not a registry").unwrap();
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(national(&shared), Some(Listing::Blocked));
+    let _ = tx.send(());
+    running.wait().await.unwrap();
+    store.close().await;
+}
+
 /// Every request that may change state is in the audit log, refused ones
 /// too, with the token (never the secret), the caller's address, the
 /// status and the request's id; reads are not; `GET /api/audit` is for

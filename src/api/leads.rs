@@ -285,7 +285,7 @@ async fn import(
         rejects: None,
         progress: false,
         screening: Some(Screening {
-            registries: shared.registries.clone(),
+            registries: shared.registries(),
             campaign: c.name.clone(),
             country: c.country(),
             category: c.dnd_category,

@@ -93,7 +93,7 @@ pub enum Listing {
 }
 
 /// The national registry of one country.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct NationalRegistry {
     /// The country whose numbers it lists.
     pub country: Country,

@@ -212,7 +212,7 @@ pub struct LeadState<'a> {
 #[derive(Debug, Default)]
 pub struct Registries {
     /// National registries by country.
-    pub national: HashMap<Country, NationalRegistry>,
+    pub national: HashMap<Country, std::sync::Arc<NationalRegistry>>,
     /// The account's internal do-not-call list (every campaign).
     pub internal: DndSet,
     /// Campaign lists, by campaign name.

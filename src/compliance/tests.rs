@@ -32,7 +32,7 @@ fn registries(country: Country, loaded_at: &str, blocked: &[u64]) -> Registries 
     let mut r = Registries::default();
     r.national.insert(
         country,
-        NationalRegistry::build(country, utc(loaded_at), &entries),
+        std::sync::Arc::new(NationalRegistry::build(country, utc(loaded_at), &entries)),
     );
     r
 }
@@ -158,7 +158,11 @@ fn india_category_opt_in_is_allowed_and_full_block_is_not() {
     let mut r = Registries::default();
     r.national.insert(
         Country::India,
-        NationalRegistry::build(Country::India, utc("2026-11-20T00:00:00Z"), &entries),
+        std::sync::Arc::new(NationalRegistry::build(
+            Country::India,
+            utc("2026-11-20T00:00:00Z"),
+            &entries,
+        )),
     );
     // Wednesday 2026-12-02 13:00 IST.
     let now = utc("2026-12-02T07:30:00Z");

@@ -239,7 +239,8 @@ impl Driver {
             return Err((None, compliance::Reason::InvalidNumber.code().into()));
         };
         let dial = self.runner.dial_view(now.runner_ms());
-        let v = policy::screen(&record, &self.campaign, &self.registries, &dial, now.utc());
+        let registries = self.shared.registries();
+        let v = policy::screen(&record, &self.campaign, &registries, &dial, now.utc());
         if v.allowed {
             return Ok(());
         }

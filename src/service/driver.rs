@@ -25,7 +25,6 @@ use super::writer::{Backlog, Job, Write};
 use super::{AgentError, Shared};
 use crate::campaign::Campaign;
 use crate::clock::Millis;
-use crate::compliance::Registries;
 use crate::dialer::{
     AgentId, CallId, Command, Event, LeadOwner, Runner, RunnerConfig, TrunkLimits,
 };
@@ -256,7 +255,6 @@ pub struct Driver {
     pub(super) campaign: Arc<Campaign>,
     pub(super) campaign_id: i64,
     pub(super) shared: Arc<Shared>,
-    pub(super) registries: Arc<Registries>,
     pub(super) ua: Arc<Ua>,
     pub(super) writes: Backlog,
     pub(super) me: mpsc::UnboundedSender<Input>,
@@ -295,7 +293,6 @@ impl Driver {
         campaign: Arc<Campaign>,
         campaign_id: i64,
         shared: Arc<Shared>,
-        registries: Arc<Registries>,
         ua: Arc<Ua>,
         writer: mpsc::Sender<Job>,
         me: mpsc::UnboundedSender<Input>,
@@ -326,7 +323,6 @@ impl Driver {
             campaign,
             campaign_id,
             shared,
-            registries,
             ua,
             writes: Backlog::new(writer),
             me,

@@ -23,6 +23,7 @@ pub mod client;
 pub mod driver;
 pub mod records;
 pub mod recovery;
+pub mod registries;
 pub mod writer;
 
 use std::collections::{BTreeMap, HashMap};
@@ -155,6 +156,11 @@ pub struct ServiceConfig {
     pub campaigns: Vec<Campaign>,
     /// Do-not-call data for those campaigns (see [`crate::registry::load`]).
     pub registries: Registries,
+    /// The folder the national registries were loaded from: a registry
+    /// imported there while the service runs is loaded (see
+    /// [`registries::watch`]). `None`: the national registries given stay
+    /// (the store's lists are still followed).
+    pub dnd_dir: Option<std::path::PathBuf>,
     /// The SIP provider every campaign dials through; `None`: each
     /// campaign's `provider.uri`, located by DNS (RFC 3263) with
     /// [`ServiceConfig::net`].
@@ -210,6 +216,7 @@ impl ServiceConfig {
             store,
             campaigns,
             registries,
+            dnd_dir: None,
             provider: None,
             net: crate::sip::SipNet::default(),
             sip_bind: SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -484,9 +491,11 @@ pub struct Shared {
     pub board: LiveBoard,
     /// Answer-to-bridge latencies.
     pub latency: Latencies,
-    /// The do-not-call lists loaded at start (leads posted to the API are
-    /// screened against them, as the CLI import's are).
-    pub registries: Arc<crate::compliance::Registries>,
+    /// The do-not-call data every dial and every lead posted to the API
+    /// is screened against: loaded at start, replaced when the store's
+    /// lists or a saved national registry change ([`registries::watch`]);
+    /// read it with [`Shared::registries`].
+    pub registries: std::sync::RwLock<Arc<crate::compliance::Registries>>,
     /// UAs for agent phones, by address, transport and the name a TLS
     /// certificate must carry (the UA talks to one peer).
     agent_uas: tokio::sync::Mutex<AgentUas>,
@@ -510,6 +519,14 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The do-not-call data to screen against now.
+    pub fn registries(&self) -> Arc<crate::compliance::Registries> {
+        match self.registries.read() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
     /// A non-blocking RTP socket on `ip`, from the configured range when
     /// there is one.
     /// A socket for a call's RTP with one for its RTCP on the port above.
@@ -717,6 +734,7 @@ pub async fn start(
     let mut campaigns = BTreeMap::new();
     let mut inboxes = Vec::new();
     let registries = Arc::new(cfg.registries);
+    let dnd_campaigns = cfg.campaigns.clone();
     // One UA per provider (transport and addresses), shared by the
     // campaigns dialling it.
     let mut uas: HashMap<(crate::sip::Transport, Vec<SocketAddr>), Arc<Ua>> = HashMap::new();
@@ -851,7 +869,7 @@ pub async fn start(
         events,
         board: cfg.board,
         latency: Latencies::default(),
-        registries: registries.clone(),
+        registries: std::sync::RwLock::new(registries),
         agent_uas: tokio::sync::Mutex::new(HashMap::new()),
         softphones: Mutex::new(HashMap::new()),
         media_ip,
@@ -890,7 +908,6 @@ pub async fn start(
             c,
             id,
             shared.clone(),
-            registries.clone(),
             ua,
             write_tx.clone(),
             tx,
@@ -907,6 +924,11 @@ pub async fn start(
         );
         tasks.push(tokio::spawn(driver.run(rx)));
     }
+    syncs.push(tokio::spawn(registries::watch(
+        shared.clone(),
+        dnd_campaigns,
+        cfg.dnd_dir.clone(),
+    )));
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
     let app = crate::api::router(shared.clone(), closing_rx);

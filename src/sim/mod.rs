@@ -588,7 +588,7 @@ impl<'a> Sim<'a> {
         let mut registries = Registries::default();
         registries.national.insert(
             country,
-            NationalRegistry::new(country, calendar.utc(0).utc()),
+            std::sync::Arc::new(NationalRegistry::new(country, calendar.utc(0).utc())),
         );
         // Checked scenarios have valid zones.
         let mut zones = sc.lead_zones().unwrap_or_default();
@@ -725,6 +725,9 @@ impl<'a> Sim<'a> {
                     .national
                     .get_mut(&self.cfg.campaign.country())
                 {
+                    // The simulator's own registry: never shared, so not
+                    // copied.
+                    let r = std::sync::Arc::make_mut(r);
                     r.loaded_at = at;
                     r.blocked.compact_if_needed();
                 }
@@ -1033,7 +1036,7 @@ impl<'a> Sim<'a> {
             if keyed_unit(seed, LISTED, number.digits) < share
                 && let Some(r) = self.registries.national.get_mut(&country)
             {
-                r.blocked.insert(number.digits);
+                std::sync::Arc::make_mut(r).blocked.insert(number.digits);
             }
         }
         self.leads.insert(

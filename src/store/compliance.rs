@@ -44,6 +44,19 @@ pub struct DndImportRecord {
     pub forced: bool,
 }
 
+/// See [`Store::dnd_version`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DndVersion {
+    /// The last registry import's id.
+    pub imports: i64,
+    /// Entries on the internal and campaign lists.
+    pub lists: i64,
+    /// The latest entry's time.
+    pub lists_latest: i64,
+    /// Erasure suppressions.
+    pub suppressions: i64,
+}
+
 impl Store {
     /// Records a registry import.
     pub async fn record_dnd_import(&self, r: &DndImportRecord) -> Result<(), StoreError> {
@@ -68,6 +81,27 @@ impl Store {
             .await
             .map(|_| ())?);
         Ok(())
+    }
+
+    /// A stamp of the do-not-call data the store holds (imports recorded,
+    /// list entries and the latest, suppressions): it changes when a
+    /// registry is imported, a number is added to or removed from a list
+    /// (a `dnc` disposition, an opt-out, an import, a deliberate removal)
+    /// or a number is erased. A running service reloads on a change.
+    pub async fn dnd_version(&self) -> Result<DndVersion, StoreError> {
+        const SQL: &str = "SELECT
+                 CAST((SELECT COALESCE(MAX(id), 0) FROM dnd_imports) AS BIGINT),
+                 CAST((SELECT COUNT(*) FROM dnc_numbers) AS BIGINT),
+                 CAST((SELECT COALESCE(MAX(added_at), 0) FROM dnc_numbers) AS BIGINT),
+                 CAST((SELECT COUNT(*) FROM suppressions) AS BIGINT)";
+        let (imports, lists, lists_latest, suppressions): (i64, i64, i64, i64) =
+            with_pool!(self, pool => sqlx::query_as(SQL).fetch_one(pool).await?);
+        Ok(DndVersion {
+            imports,
+            lists,
+            lists_latest,
+            suppressions,
+        })
     }
 
     /// Every recorded registry import, oldest first.
