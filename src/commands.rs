@@ -1363,6 +1363,158 @@ pub async fn start_service(
         .map_err(|e| usage(e.to_string()))
 }
 
+// ---- node recover ----------------------------------------------------------
+
+/// How long a node must have been silent (no heartbeat for any campaign or
+/// agent session) before `dialler node recover` treats it as gone without
+/// `--force`: twice the claim lease. A node merely cut off from the store
+/// may still be on calls; recovering it puts their leads back for retry.
+pub const NODE_GONE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// What `dialler node recover` did.
+#[derive(Debug, Serialize)]
+pub struct NodeRecovered {
+    /// The node.
+    pub node: String,
+    /// Its last heartbeat (ms since the epoch), if any.
+    pub last_beat: Option<i64>,
+    /// Per campaign: name, calls closed as interrupted, agent intervals
+    /// closed.
+    pub campaigns: Vec<NodeRecoveredCampaign>,
+    /// SIP legs the node placed still on record (its restart under the same
+    /// name ends them; otherwise the carrier's timers).
+    pub sip_legs_on_record: usize,
+    /// Done with `--force` while the node had beaten recently.
+    pub forced: bool,
+}
+
+/// One campaign of [`NodeRecovered`].
+#[derive(Debug, Serialize)]
+pub struct NodeRecoveredCampaign {
+    /// Campaign name.
+    pub campaign: String,
+    /// Calls closed as interrupted (an unbridged answer counted as an abandon).
+    pub interrupted: u64,
+    /// Agent state intervals closed.
+    pub agents_closed: u64,
+}
+
+impl std::fmt::Display for NodeRecovered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "node {} recovered{} (audited)",
+            self.node,
+            if self.forced { " with --force" } else { "" }
+        )?;
+        for c in &self.campaigns {
+            writeln!(
+                f,
+                "  {}: {} calls closed as interrupted, {} agent intervals closed",
+                c.campaign, c.interrupted, c.agents_closed
+            )?;
+        }
+        if self.sip_legs_on_record > 0 {
+            writeln!(
+                f,
+                "  {} SIP legs it placed are still on record: a restart of the node under the same name ends them",
+                self.sip_legs_on_record
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `dialler node recover`: does for a node that will not come back what
+/// its own restart would (the same [`crate::service::recovery::recover`]):
+/// its calls in flight end as interrupted at its last heartbeat (a person
+/// who answered and was never put through enters the ledger as an
+/// abandon), their leads wait the retry delay, its claims and agent
+/// sessions are given back and its agent intervals closed, in every
+/// campaign of `campaigns_dir` (or only `campaign`) it ran. Refused while
+/// the node has beaten within [`NODE_GONE`] unless `force`: it may still
+/// be on those calls. Audited.
+pub async fn node_recover(
+    store: &Store,
+    campaigns_dir: &Path,
+    node: &str,
+    campaign: Option<&str>,
+    force: bool,
+    actor: &str,
+    now: Millis,
+) -> Result<NodeRecovered, CommandError> {
+    let last_beat = store.node_last_beat(node).await?;
+    let gone_ms = i64::try_from(NODE_GONE.as_millis()).unwrap_or(i64::MAX);
+    let recent = last_beat.is_some_and(|b| b > now.ms().saturating_sub(gone_ms));
+    if recent && !force {
+        let ago = (now.ms() - last_beat.unwrap_or(now.ms())).max(0) / 1000;
+        return Err(usage(format!(
+            "node {node} beat {ago} s ago: it may still be running or on calls; stop it (or wait until it has been silent for {} min), or pass --force if it is known to be gone",
+            NODE_GONE.as_secs() / 60
+        )));
+    }
+    let loaded = campaign::load_dir(campaigns_dir)?;
+    let chosen: Vec<Campaign> = loaded
+        .campaigns
+        .into_iter()
+        .map(|(_, c)| c)
+        .filter(|c| campaign.is_none_or(|n| n == c.name))
+        .collect();
+    if let Some(n) = campaign
+        && chosen.is_empty()
+    {
+        return Err(usage(format!(
+            "no valid campaign {n} in {}",
+            campaigns_dir.display()
+        )));
+    }
+    let mut campaigns = Vec::new();
+    for c in &chosen {
+        let Some(id) = store.campaign_id(&c.name).await? else {
+            continue;
+        };
+        let r = crate::service::recovery::recover(store, id, c, node, now).await?;
+        store.campaign_leave(id, node).await?;
+        if r.interrupted > 0 || r.agents_closed > 0 {
+            campaigns.push(NodeRecoveredCampaign {
+                campaign: c.name.clone(),
+                interrupted: r.interrupted,
+                agents_closed: r.agents_closed,
+            });
+        }
+    }
+    store.session_release_node(node).await?;
+    let sip_legs_on_record = store.legs_of_node(node).await?.len();
+    let detail = campaigns
+        .iter()
+        .map(|c| format!("{}: {} interrupted", c.campaign, c.interrupted))
+        .collect::<Vec<_>>()
+        .join("; ");
+    store
+        .audit(&AuditEntry::command(
+            now.ms(),
+            actor,
+            "node.recover",
+            format!("node {node}"),
+            format!(
+                "{detail}{}",
+                if recent {
+                    "; forced while recently beating"
+                } else {
+                    ""
+                }
+            ),
+        ))
+        .await?;
+    Ok(NodeRecovered {
+        node: node.to_string(),
+        last_beat,
+        campaigns,
+        sip_legs_on_record,
+        forced: recent,
+    })
+}
+
 // ---- sandbox ---------------------------------------------------------------
 
 /// Checks the sandbox's outcome weights.

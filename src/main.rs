@@ -61,6 +61,9 @@ enum Command {
     /// The phones each agent may log in at (logins take only these).
     #[command(subcommand)]
     Phone(PhoneCmd),
+    /// Nodes of a cluster: recover one that will not come back.
+    #[command(subcommand)]
+    Node(NodeCmd),
     /// A campaign's figures over a time range.
     Report(ReportArgs),
     /// The audit log: every state-changing act (API and command line),
@@ -174,6 +177,33 @@ struct DemoArgs {
     /// any free port; the first lines print the address).
     #[arg(long, default_value = "127.0.0.1:0")]
     http: std::net::SocketAddr,
+}
+
+#[derive(Subcommand)]
+enum NodeCmd {
+    /// Do for a node that died and will not restart what its restart
+    /// would: its calls in flight end as interrupted at its last heartbeat
+    /// (an unbridged answer counts as an abandon), their leads wait the
+    /// retry delay, its claims and agent sessions are given back. Refused
+    /// while the node beat in the last 10 minutes unless --force (audited).
+    Recover {
+        /// The node's name (`dialler run --node`).
+        node: String,
+        /// Only this campaign (default: every campaign in the folder).
+        #[arg(long)]
+        campaign: Option<String>,
+        /// Recover even though the node beat recently: only when it is
+        /// known to be gone (a node cut off from the store may still be on
+        /// its calls).
+        #[arg(long)]
+        force: bool,
+        /// Who does it (default: the login name).
+        #[arg(long)]
+        by: Option<String>,
+        /// One JSON document.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -1100,6 +1130,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let country = country.as_deref().map(commands::country_arg).transpose()?;
             let store = Store::open(&cli.db).await?;
             let r = commands::leads_erase(&store, &phone, country, now_ms).await;
+            store.close().await;
+            emit(&r?, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Node(NodeCmd::Recover {
+            node,
+            campaign,
+            force,
+            by,
+            json,
+        }) => {
+            let store = Store::open(&cli.db).await?;
+            let r = commands::node_recover(
+                &store,
+                &cli.campaigns,
+                &node,
+                campaign.as_deref(),
+                force,
+                &commands::actor(by.as_deref()),
+                now_ms,
+            )
+            .await;
             store.close().await;
             emit(&r?, json)?;
             Ok(ExitCode::SUCCESS)

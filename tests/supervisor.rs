@@ -1250,3 +1250,140 @@ async fn token_report_and_erase_commands() {
     let text = ok_stdout(d, &["leads", "erase", "+44 7700 900003"]);
     assert!(text.starts_with("erased: 0 leads"), "{text}");
 }
+
+/// `dialler node recover`: refused while the node beat in the last 10
+/// minutes (it may still be on its calls), then, once it has been silent,
+/// does what its restart would: the call it left ends as interrupted at
+/// its last beat, the person it left unbridged is an abandon, the lead
+/// waits for its retry, its agent session is given back; audited.
+/// `--force` overrides the wait.
+#[tokio::test]
+async fn node_recover_closes_what_a_gone_node_left_once_it_is_silent() {
+    use dialler::store::{LedgerKind, NewAttempt, NewLead};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let store = Store::open(&format!("sqlite://{}", d.join("d.db").display()))
+        .await
+        .expect("open");
+    let now = chrono::Utc::now().timestamp_millis();
+    let camp = dialler::campaign::find(
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/campaigns")),
+        "uk-broadband",
+    )
+    .expect("campaign");
+    let c = store.upsert_campaign(&camp, now).await.expect("campaign");
+    let lead = NewLead {
+        phone: "+447700900123".into(),
+        country: "GB",
+        timezones: Some("Europe/London".into()),
+        fields: "{}".into(),
+        source_line: 2,
+    };
+    store.insert_leads(c, &[lead], now).await.expect("lead");
+    let held = store
+        .claim_leads(c, "ghost", 1, now - 120_000, 300_000, 0)
+        .await
+        .expect("claim");
+    let l = &held[0].lead;
+    let attempt = store
+        .start_attempt_on(
+            &NewAttempt {
+                campaign_id: c,
+                lead_id: l.id,
+                phone: l.phone.clone(),
+                started_at: now - 120_000,
+            },
+            "ghost",
+            None,
+        )
+        .await
+        .expect("start");
+    store
+        .attempt_progress(attempt, Some(now - 110_000), None, None)
+        .await
+        .expect("answered");
+    store
+        .ledger_append(c, Some(attempt), LedgerKind::HumanAnswer, now - 110_000)
+        .await
+        .expect("ledger");
+    let beat = now - 60_000;
+    store
+        .campaign_heartbeat(c, "ghost", beat)
+        .await
+        .expect("beat");
+    store.close().await;
+
+    let out = dialler(d, &["node", "recover", "ghost"]);
+    assert!(!out.status.success(), "a node that beat a minute ago");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--force") && err.contains("ghost"), "{err}");
+
+    let report: serde_json::Value = serde_json::from_str(&ok_stdout(
+        d,
+        &[
+            "node", "recover", "ghost", "--force", "--by", "ops", "--json",
+        ],
+    ))
+    .expect("json");
+    assert_eq!(report["forced"], true);
+    assert_eq!(report["campaigns"][0]["campaign"], "uk-broadband");
+    assert_eq!(report["campaigns"][0]["interrupted"], 1);
+
+    let store = Store::open(&format!("sqlite://{}", d.join("d.db").display()))
+        .await
+        .expect("open");
+    let a = store
+        .attempts_for_lead(l.id)
+        .await
+        .expect("attempts")
+        .into_iter()
+        .find(|a| a.id == attempt)
+        .expect("attempt");
+    assert_eq!(a.outcome.as_deref(), Some("interrupted"));
+    assert_eq!(a.ended_at, Some(beat), "at its last beat");
+    let lead = store
+        .lead_by_phone(c, "+447700900123")
+        .await
+        .expect("q")
+        .expect("lead");
+    assert_eq!(lead.status, "retry");
+    assert_eq!(
+        store
+            .ledger_counts(c, now - 200_000, now + 1)
+            .await
+            .expect("counts")
+            .abandons,
+        1
+    );
+    let audit = store
+        .audit_query(&dialler::store::AuditFilter {
+            since: None,
+            until: None,
+            actor: None,
+            action: Some("node.recover".into()),
+            subject: None,
+            failed: None,
+            after_id: None,
+            limit: 10,
+        })
+        .await
+        .expect("audit");
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].entry.actor, "ops");
+    assert!(audit[0].entry.detail.contains("forced"), "{audit:?}");
+    store.close().await;
+
+    // Silent for longer than 10 minutes: no --force needed; nothing left.
+    let store = Store::open(&format!("sqlite://{}", d.join("d.db").display()))
+        .await
+        .expect("open");
+    store
+        .campaign_heartbeat(c, "ghost", now - 700_000)
+        .await
+        .expect("beat");
+    store.close().await;
+    let report: serde_json::Value =
+        serde_json::from_str(&ok_stdout(d, &["node", "recover", "ghost", "--json"])).expect("json");
+    assert_eq!(report["forced"], false);
+    assert_eq!(report["campaigns"].as_array().map(Vec::len), Some(0));
+}

@@ -198,6 +198,21 @@ impl Store {
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
+    /// `node`'s last sign of life in the store: its latest heartbeat for
+    /// any campaign or any agent session it holds (`None`: none on record).
+    pub async fn node_last_beat(&self, node: &str) -> Result<Option<i64>, StoreError> {
+        const SQL: &str = "SELECT MAX(b) FROM (
+                 SELECT MAX(heartbeat_at) AS b FROM campaign_nodes WHERE node = $1
+                 UNION ALL
+                 SELECT MAX(heartbeat_at) AS b FROM agent_sessions WHERE node = $1) beats";
+        Ok(
+            with_pool!(self, pool => sqlx::query_scalar::<_, Option<i64>>(SQL)
+            .bind(node)
+            .fetch_one(pool)
+            .await?),
+        )
+    }
+
     /// The node holding `agent`'s session lease and its last heartbeat.
     pub async fn session_holder(&self, agent: &str) -> Result<Option<(String, i64)>, StoreError> {
         const SQL: &str = "SELECT node, heartbeat_at FROM agent_sessions WHERE agent_id = $1";
