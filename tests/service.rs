@@ -335,8 +335,17 @@ async fn service_against_sipp_never_invites_dnd_or_out_of_hours_numbers() {
 /// provider answers nothing (no call is placed without a ready agent
 /// anyway); send on the sender to stop it.
 async fn quiet_service(store: &Store) -> (service::Running, tokio::sync::oneshot::Sender<()>) {
+    quiet_service_with(store, |_| {}).await
+}
+
+/// [`quiet_service`] with `configure` applied to its configuration.
+async fn quiet_service_with(
+    store: &Store,
+    configure: impl FnOnce(&mut ServiceConfig),
+) -> (service::Running, tokio::sync::oneshot::Sender<()>) {
     let camp = dialler::campaign::find(&campaigns_dir(), "uk-broadband").unwrap();
     let mut cfg = ServiceConfig::new(store.clone(), vec![camp], Default::default());
+    configure(&mut cfg);
     cfg.clock = dialler::clock::Clock::starting_at(tuesday());
     cfg.provider = Some("127.0.0.1:9".parse().unwrap());
     cfg.sip_bind = "127.0.0.1:0".parse().unwrap();
@@ -372,33 +381,7 @@ async fn a_running_node_counts_a_dead_nodes_unbridged_answer_as_abandoned() {
         .claim_leads(c, "ghost", 1, now, 300_000, 0)
         .await
         .unwrap();
-    let l = &held[0].lead;
-    let attempt = store
-        .start_attempt_on(
-            &dialler::store::NewAttempt {
-                campaign_id: c,
-                lead_id: l.id,
-                phone: l.phone.clone(),
-                started_at: now - 4_000,
-            },
-            "ghost",
-            None,
-        )
-        .await
-        .unwrap();
-    store
-        .attempt_progress(attempt, Some(now - 1_000), None, None)
-        .await
-        .unwrap();
-    store
-        .ledger_append(
-            c,
-            Some(attempt),
-            dialler::store::LedgerKind::HumanAnswer,
-            now - 1_000,
-        )
-        .await
-        .unwrap();
+    common::answered_call(&store, &held[0].lead, "ghost", now - 4_000, now - 1_000).await;
     // Its last beat, then nothing.
     store.campaign_heartbeat(c, "ghost", now).await.unwrap();
     let (running, tx) = quiet_service(&store).await;
@@ -435,20 +418,10 @@ async fn do_not_call_data_changed_while_running_is_screened_against() {
     let (store, dir) = common::sqlite_store().await;
     let dnd_dir = dir.path().join("dnd");
     std::fs::create_dir_all(&dnd_dir).unwrap();
-    let camp = dialler::campaign::find(&campaigns_dir(), "uk-broadband").unwrap();
-    let country = camp.country();
-    let mut cfg = ServiceConfig::new(store.clone(), vec![camp], Default::default());
-    cfg.dnd_dir = Some(dnd_dir.clone());
-    cfg.clock = dialler::clock::Clock::starting_at(tuesday());
-    cfg.provider = Some("127.0.0.1:9".parse().unwrap());
-    cfg.sip_bind = "127.0.0.1:0".parse().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let running = service::start(cfg, listener, async move {
-        let _ = rx.await;
-    })
-    .await
-    .unwrap();
+    let country = dialler::campaign::find(&campaigns_dir(), "uk-broadband")
+        .unwrap()
+        .country();
+    let (running, tx) = quiet_service_with(&store, |cfg| cfg.dnd_dir = Some(dnd_dir.clone())).await;
     let shared = running.shared.clone();
     let listed = 447_700_900_123u64;
     let national = |shared: &service::Shared| {

@@ -464,28 +464,8 @@ async fn recovery_closes_a_nodes_calls_and_counts_an_unbridged_answer_as_abandon
     let mut attempts = Vec::new();
     for (i, node) in [(20, "n1"), (21, "n1"), (22, "n2")] {
         let l = lead_row(&store, c, i).await;
-        let id = store
-            .start_attempt_on(
-                &NewAttempt {
-                    campaign_id: c,
-                    lead_id: l.id,
-                    phone: l.phone.clone(),
-                    started_at: 1_000,
-                },
-                node,
-                None,
-            )
-            .await
-            .expect("start");
         // Every call was answered by a person.
-        store
-            .attempt_progress(id, Some(2_000), None, None)
-            .await
-            .expect("answered");
-        store
-            .ledger_append(c, Some(id), LedgerKind::HumanAnswer, 2_000)
-            .await
-            .expect("ledger");
+        let id = common::answered_call(&store, &l, node, 1_000, 2_000).await;
         attempts.push((id, l.id));
     }
     // The second was put through to an agent before the crash.
@@ -559,27 +539,7 @@ async fn a_live_node_counts_the_unbridged_answers_of_a_node_gone_silent(store: S
         (33, "n3", false),
     ] {
         let l = lead_row(&store, c, i).await;
-        let id = store
-            .start_attempt_on(
-                &NewAttempt {
-                    campaign_id: c,
-                    lead_id: l.id,
-                    phone: l.phone.clone(),
-                    started_at: 1_000,
-                },
-                node,
-                None,
-            )
-            .await
-            .expect("start");
-        store
-            .attempt_progress(id, Some(2_000), None, None)
-            .await
-            .expect("answered");
-        store
-            .ledger_append(c, Some(id), LedgerKind::HumanAnswer, 2_000)
-            .await
-            .expect("ledger");
+        let id = common::answered_call(&store, &l, node, 1_000, 2_000).await;
         if bridged {
             store
                 .attempt_progress(id, None, Some(2_500), Some("a1"))

@@ -1259,7 +1259,7 @@ async fn token_report_and_erase_commands() {
 /// `--force` overrides the wait.
 #[tokio::test]
 async fn node_recover_closes_what_a_gone_node_left_once_it_is_silent() {
-    use dialler::store::{LedgerKind, NewAttempt, NewLead};
+    use dialler::store::NewLead;
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let store = Store::open(&format!("sqlite://{}", d.join("d.db").display()))
@@ -1285,27 +1285,7 @@ async fn node_recover_closes_what_a_gone_node_left_once_it_is_silent() {
         .await
         .expect("claim");
     let l = &held[0].lead;
-    let attempt = store
-        .start_attempt_on(
-            &NewAttempt {
-                campaign_id: c,
-                lead_id: l.id,
-                phone: l.phone.clone(),
-                started_at: now - 120_000,
-            },
-            "ghost",
-            None,
-        )
-        .await
-        .expect("start");
-    store
-        .attempt_progress(attempt, Some(now - 110_000), None, None)
-        .await
-        .expect("answered");
-    store
-        .ledger_append(c, Some(attempt), LedgerKind::HumanAnswer, now - 110_000)
-        .await
-        .expect("ledger");
+    let attempt = common::answered_call(&store, l, "ghost", now - 120_000, now - 110_000).await;
     let beat = now - 60_000;
     store
         .campaign_heartbeat(c, "ghost", beat)

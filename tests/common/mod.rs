@@ -258,3 +258,42 @@ pub mod live;
 pub mod nodes;
 pub mod sipp;
 pub mod webrtc_peer;
+
+/// A call `node` placed at `started_at` on `lead` (which `node` holds) that
+/// a person answered at `answered_at`: the attempt, its answer and the
+/// ledger's human answer, as the service writes them. Returns the attempt.
+pub async fn answered_call(
+    store: &Store,
+    lead: &dialler::store::Lead,
+    node: &str,
+    started_at: i64,
+    answered_at: i64,
+) -> i64 {
+    let id = store
+        .start_attempt_on(
+            &dialler::store::NewAttempt {
+                campaign_id: lead.campaign_id,
+                lead_id: lead.id,
+                phone: lead.phone.clone(),
+                started_at,
+            },
+            node,
+            None,
+        )
+        .await
+        .expect("start");
+    store
+        .attempt_progress(id, Some(answered_at), None, None)
+        .await
+        .expect("answered");
+    store
+        .ledger_append(
+            lead.campaign_id,
+            Some(id),
+            dialler::store::LedgerKind::HumanAnswer,
+            answered_at,
+        )
+        .await
+        .expect("ledger");
+    id
+}
