@@ -622,6 +622,12 @@ struct Call {
     cancel_reason: Option<CancelReason>,
     cancel: Option<ClientTx>,
     cancel_deadline: Option<Instant>,
+    /// The call was answered on an INVITE we had already replaced (a
+    /// destination we failed over from answered late) before the current
+    /// INVITE heard anything: CANCEL the current one at its first
+    /// provisional response (RFC 3261 9.1), so the person is not rung on
+    /// a second line.
+    cancel_superseded: bool,
     remote_tag: Option<String>,
     remote_target: String,
     route: Vec<String>,
@@ -995,6 +1001,7 @@ impl Call {
             cancel_reason: None,
             cancel: None,
             cancel_deadline: None,
+            cancel_superseded: false,
             remote_tag: None,
             remote_target,
             route: Vec::new(),
@@ -1267,6 +1274,18 @@ impl Call {
     }
 
     fn send_cancel(&mut self, now: Instant, reason: CancelReason, out: &mut Out<'_>) {
+        self.send_cancel_request(now, out);
+        // RFC 3261 9.1: if no final response comes within 64*T1 of the
+        // CANCEL, the INVITE transaction is considered gone.
+        self.cancel_deadline = Some(now + 64 * out.cfg.timers.t1);
+        self.cancel_reason = Some(reason);
+        self.state = State::Cancelling;
+        tracing::debug!(call_id = %self.call_id, "CANCEL sent");
+    }
+
+    /// Sends a CANCEL of the current INVITE transaction (kept in `cancel`
+    /// for its retransmissions and response), the call's state untouched.
+    fn send_cancel_request(&mut self, now: Instant, out: &mut Out<'_>) {
         let dest = self.invite_dest();
         let mut c = Request::new(Method::Cancel, self.invite.uri.clone());
         let h = &mut c.headers;
@@ -1285,12 +1304,6 @@ impl Call {
         tx.dest = dest;
         out.send(dest, tx.bytes.clone());
         self.cancel = Some(tx);
-        // RFC 3261 9.1: if no final response comes within 64*T1 of the
-        // CANCEL, the INVITE transaction is considered gone.
-        self.cancel_deadline = Some(now + 64 * t.t1);
-        self.cancel_reason = Some(reason);
-        self.state = State::Cancelling;
-        tracing::debug!(call_id = %self.call_id, "CANCEL sent");
     }
 
     fn send_bye(&mut self, now: Instant, out: &mut Out<'_>) {
@@ -1666,6 +1679,13 @@ impl Call {
                 self.state,
                 State::Calling | State::Proceeding | State::Cancelling
             ) {
+                if self.cancel_superseded && n == self.invite_cseq {
+                    // Answered on an earlier INVITE: this one may now be
+                    // cancelled.
+                    self.cancel_superseded = false;
+                    self.send_cancel_request(now, out);
+                    return;
+                }
                 out.stats.retransmissions += 1;
                 return;
             }
@@ -1753,6 +1773,17 @@ impl Call {
                 self.summary.hangup = Some(Side::Local);
                 return;
             }
+            if n != self.invite_cseq {
+                // A destination we failed over from answered late: the
+                // call is its, and the INVITE still out elsewhere is
+                // cancelled (at once if it heard a provisional response,
+                // else at its first).
+                if self.heard {
+                    self.send_cancel_request(now, out);
+                } else {
+                    self.cancel_superseded = true;
+                }
+            }
             self.state = State::Confirmed;
             self.answered_at = Some(now);
             self.talk_deadline = self.params.max_talk.map(|t| now + t);
@@ -1806,6 +1837,14 @@ impl Call {
         let repeat = self.ack_final.is_some() && self.summary.final_code == Some(code);
         self.ack_final = Some(ack);
         self.ack_final_cseq = n;
+        if self.ack_2xx.is_some() && self.state != State::Done {
+            // The call was answered on another INVITE (a destination we
+            // failed over from): this one's end (the 487 to our CANCEL, a
+            // busy, a time-out) says nothing about the call, which goes
+            // on.
+            self.cancel_superseded = false;
+            return;
+        }
         if repeat || self.state == State::Done {
             out.stats.retransmissions += 1;
             return;

@@ -1402,3 +1402,102 @@ fn a_challenged_fork_bye_after_the_end_goes_on_with_the_nonce_count() {
     let auth = q.headers.get("Proxy-Authorization").unwrap();
     assert!(auth.contains("nc=00000002"), "{auth}");
 }
+
+/// The first destination stays silent, the INVITE fails over to the
+/// second, which rings; then the first answers after all. The call is the
+/// first's (ACKed there); the INVITE ringing at the second is cancelled,
+/// and its 487 (ACKed) does not end the call. When the second had not
+/// yet answered anything, the CANCEL waits for its first provisional
+/// response (RFC 3261 9.1); its busy does not end the call either.
+#[test]
+fn a_late_answer_from_a_destination_failed_over_from_keeps_the_call_and_cancels_the_other() {
+    let a: SocketAddr = "127.0.0.1:5101".parse().unwrap();
+    let b: SocketAddr = "127.0.0.1:5102".parse().unwrap();
+    for b_rang_first in [true, false] {
+        let mut ep = endpoint(Transport::Udp);
+        let t0 = Instant::now();
+        let mut p = params();
+        p.destinations = vec![a, b];
+        let id = ep.start_call(t0, p);
+        let first = sent_to(&mut ep);
+        assert_eq!(first[0].0, Some(a));
+        let inv_a = request(&first[0].1).clone();
+        // Silence from a: the INVITE goes to b as a new transaction.
+        let t1 = t0 + FAILOVER_SILENCE + Duration::from_millis(1);
+        ep.handle_timeout(t1);
+        let inv_b = sent_to(&mut ep)
+            .into_iter()
+            .find(|(to, m)| {
+                *to == Some(b) && matches!(m, Message::Request(r) if r.method == Method::Invite)
+            })
+            .map(|(_, m)| request(&m).clone())
+            .expect("INVITE to b");
+        assert_ne!(top_branch(&inv_a.headers), top_branch(&inv_b.headers));
+        if b_rang_first {
+            reply(&mut ep, t1, &inv_b, 180);
+            sent_to(&mut ep);
+        }
+        // a answers after all.
+        let t2 = t1 + SECOND;
+        reply(&mut ep, t2, &inv_a, 200);
+        let out = sent_to(&mut ep);
+        let evs = events(&mut ep);
+        assert!(
+            evs.iter().any(|e| matches!(e, CallEvent::Answered { .. })),
+            "{evs:?}"
+        );
+        let ack = out
+            .iter()
+            .find(|(_, m)| matches!(m, Message::Request(r) if r.method == Method::Ack))
+            .expect("ACK of a's 200");
+        assert_eq!(
+            message::cseq(&request(&ack.1).headers).unwrap().0,
+            message::cseq(&inv_a.headers).unwrap().0
+        );
+        let cancels = |out: &[(Option<SocketAddr>, Message)]| -> Vec<Request> {
+            out.iter()
+                .filter(|(to, m)| {
+                    *to == Some(b) && matches!(m, Message::Request(r) if r.method == Method::Cancel)
+                })
+                .map(|(_, m)| request(m).clone())
+                .collect()
+        };
+        let t3 = t2 + SECOND;
+        let cancel = if b_rang_first {
+            cancels(&out)
+        } else {
+            assert!(
+                cancels(&out).is_empty(),
+                "no CANCEL before b answers anything"
+            );
+            reply(&mut ep, t3, &inv_b, 180);
+            cancels(&sent_to(&mut ep))
+        };
+        assert_eq!(cancel.len(), 1, "one CANCEL of the INVITE at b");
+        assert_eq!(top_branch(&cancel[0].headers), top_branch(&inv_b.headers));
+        assert_eq!(
+            message::cseq(&cancel[0].headers).unwrap().0,
+            message::cseq(&inv_b.headers).unwrap().0
+        );
+        // b's end: 487 after the CANCEL (or a busy); ACKed, the call goes on.
+        let code = if b_rang_first { 487 } else { 486 };
+        reply(&mut ep, t3 + SECOND, &inv_b, code);
+        let out = sent_to(&mut ep);
+        assert!(
+            out.iter().any(|(to, m)| *to == Some(b)
+                && matches!(m, Message::Request(r) if r.method == Method::Ack)),
+            "b's {code} is ACKed"
+        );
+        assert!(ended(&events(&mut ep)).is_none(), "b's {code} ends nothing");
+        // The call is still a's: our hang-up is a BYE in a's dialog.
+        ep.hangup(t3 + 2 * SECOND, id);
+        let bye = sent_to(&mut ep)
+            .into_iter()
+            .find(|(_, m)| matches!(m, Message::Request(r) if r.method == Method::Bye))
+            .expect("BYE");
+        assert_eq!(
+            request(&bye.1).headers.get("To").and_then(tag_of),
+            Some("peer")
+        );
+    }
+}
