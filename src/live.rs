@@ -64,6 +64,10 @@ pub struct CampaignLive {
     /// Days until the profile's holiday calendar ends (after which every
     /// call is refused), for profiles that have one.
     pub holiday_calendar_days_left: Option<i64>,
+    /// Days until the campaign's national do-not-call registry is older
+    /// than its profile allows (after which every call is refused), when
+    /// one is loaded.
+    pub dnd_registry_days_left: Option<f64>,
 }
 
 impl CampaignLive {

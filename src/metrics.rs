@@ -151,6 +151,16 @@ pub fn move_registration(old: &str, new: &str, state: &crate::sip::register::Reg
         .set(i64::from(up));
 }
 
+static DND_RELOADS: LazyLock<Family<OpLabels, Counter>> = LazyLock::new(Family::default);
+
+/// Counts a reload of the do-not-call data while the service runs
+/// (`dialler_dnd_reloads_total{result="loaded"|"failed"}`): a failed one
+/// keeps the data loaded before and is tried again.
+pub fn record_dnd_reload(ok: bool) {
+    let result = if ok { "loaded" } else { "failed" };
+    DND_RELOADS.get_or_create(&vec![("result", result)]).inc();
+}
+
 /// Counts a failed try of store write `op`
 /// (`dialler_store_write_failures_total{op="..."}`); the writer retries it.
 pub fn record_store_failure(op: &'static str) {
@@ -278,6 +288,7 @@ pub fn render(board: &Board) -> Result<String, MetricsError> {
     let cps = gauge_f64();
     let updated = gauge_f64();
     let calendar_left = Family::<Labels, Gauge>::default();
+    let registry_left = gauge_f64();
     let run_state = Family::<Labels, Gauge>::default();
     let cap = gauge_f64();
 
@@ -335,11 +346,19 @@ pub fn render(board: &Board) -> Result<String, MetricsError> {
         if let Some(days) = c.holiday_calendar_days_left {
             calendar_left.get_or_create(&l).set(days);
         }
+        if let Some(days) = c.dnd_registry_days_left {
+            registry_left.get_or_create(&l).set(days);
+        }
     }
     r.register(
         "dialler_holiday_calendar_days_left",
         "Days until the profile's holiday calendar ends; after it every call is refused (alert below 180)",
         calendar_left,
+    );
+    r.register(
+        "dialler_dnd_registry_days_left",
+        "Days until the campaign's national do-not-call registry is too old to dial against (its profile's maximum age); at 0 every call is refused: import a fresh one",
+        registry_left,
     );
 
     r.register(
@@ -474,6 +493,11 @@ pub fn render(board: &Board) -> Result<String, MetricsError> {
         STORE_FAILURES.clone(),
     );
     r.register(
+        "dialler_dnd_reloads",
+        "Reloads of the do-not-call data while running, by result (a failed one keeps the data loaded before)",
+        DND_RELOADS.clone(),
+    );
+    r.register(
         "dialler_sip_registered",
         "1 while the trunk registration is current, by registrar",
         SIP_REGISTERED.clone(),
@@ -503,6 +527,7 @@ mod tests {
                 agents_ready: 3,
                 window_rate_percent: 2.5,
                 holiday_calendar_days_left: Some(120),
+                dnd_registry_days_left: Some(12.5),
                 outcomes: [("busy".to_string(), 7)].into(),
                 ..CampaignLive::default()
             },
@@ -514,6 +539,10 @@ mod tests {
         assert!(text.contains("dialler_calls_total{campaign=\"uk\",outcome=\"busy\"} 7\n"));
         assert!(text.contains("dialler_abandon_rate_ratio{campaign=\"uk\"} 0.025\n"));
         assert!(text.contains("dialler_holiday_calendar_days_left{campaign=\"uk\"} 120\n"));
+        assert!(text.contains("dialler_dnd_registry_days_left{campaign=\"uk\"} 12.5\n"));
+        record_dnd_reload(false);
+        let text = render(&board).expect("render");
+        assert!(text.contains("dialler_dnd_reloads_total{result=\"failed\"}"));
         assert!(text.contains("# TYPE dialler_sip_response_seconds histogram"));
         assert!(text.contains("dialler_store_seconds_count{op=\"unit_test_op\"} 1\n"));
         assert!(text.ends_with("# EOF\n"));

@@ -447,6 +447,21 @@ async fn do_not_call_data_changed_while_running_is_screened_against() {
     tokio::time::sleep(Duration::from_secs(11)).await;
     assert_eq!(national(&shared), Some(Listing::Blocked));
     assert!(shared.registries().internal.contains(447_700_900_456));
+    // /metrics says how long the registry may still be dialled against
+    // (UK: 28 days from its load, 11 s ago).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (code, text) = client::request(running.http, "GET", "/metrics", None, None)
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    let left: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("dialler_dnd_registry_days_left{campaign=\"uk-broadband\"} "))
+        .unwrap_or_else(|| panic!("{text}"))
+        .parse()
+        .unwrap();
+    assert!((27.9..28.0).contains(&left), "{left}");
+    assert!(text.contains("dialler_dnd_reloads_total{result=\"loaded\"}"));
     // A damaged file: the registry loaded stays.
     std::fs::write(dnd::registry_path(&dnd_dir, country), b"not a registry").unwrap();
     tokio::time::sleep(Duration::from_secs(11)).await;

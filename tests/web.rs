@@ -180,6 +180,7 @@ fn figures(name: &str) -> CampaignLive {
         .into(),
         calls_per_second: 3.4,
         holiday_calendar_days_left: None,
+        dnd_registry_days_left: None,
     }
 }
 

@@ -178,6 +178,16 @@ impl Driver {
                 self.campaign.profile,
                 Millis(now).utc().date_naive(),
             ),
+            dnd_registry_days_left: self
+                .shared
+                .registries()
+                .national
+                .get(&self.campaign.country())
+                .map(|r| {
+                    let max = crate::compliance::max_registry_age(self.campaign.profile);
+                    let left = max - Millis(now).utc().signed_duration_since(r.loaded_at);
+                    left.num_seconds() as f64 / 86_400.0
+                }),
         });
     }
 }

@@ -91,16 +91,20 @@ pub async fn watch(shared: Arc<Shared>, campaigns: Vec<Campaign>, dir: Option<Pa
         let files_changed = now.files != stamp.files;
         match reload(&shared, &campaigns, dir.as_deref(), files_changed).await {
             Ok(()) => {
+                crate::metrics::record_dnd_reload(true);
                 tracing::info!(
                     national = files_changed,
                     "do-not-call data loaded again: screening against it"
                 );
                 stamp = now;
             }
-            Err(e) => tracing::error!(
-                error = %e,
-                "reloading the do-not-call data failed: the data loaded before stays; trying again"
-            ),
+            Err(e) => {
+                crate::metrics::record_dnd_reload(false);
+                tracing::error!(
+                    error = %e,
+                    "reloading the do-not-call data failed: the data loaded before stays; trying again"
+                );
+            }
         }
     }
 }
