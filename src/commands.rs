@@ -1314,6 +1314,26 @@ pub struct RunOptions {
     pub clock: crate::clock::Clock,
 }
 
+/// The valid campaigns of `dir` named in `names` (every one when `names`
+/// is empty); a name with no valid campaign is an error.
+fn chosen_campaigns(dir: &Path, names: &[String]) -> Result<Vec<Campaign>, CommandError> {
+    let chosen: Vec<Campaign> = campaign::load_dir(dir)?
+        .campaigns
+        .into_iter()
+        .map(|(_, c)| c)
+        .filter(|c| names.is_empty() || names.contains(&c.name))
+        .collect();
+    for name in names {
+        if !chosen.iter().any(|c| &c.name == name) {
+            return Err(usage(format!(
+                "no valid campaign {name} in {}",
+                dir.display()
+            )));
+        }
+    }
+    Ok(chosen)
+}
+
 /// Loads the chosen campaigns and their registries and starts the live
 /// service on `listener`; it stops when `shutdown` completes.
 pub async fn start_service(
@@ -1322,21 +1342,7 @@ pub async fn start_service(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<crate::service::Running, CommandError> {
-    let loaded = campaign::load_dir(&o.campaigns_dir)?;
-    let chosen: Vec<Campaign> = loaded
-        .campaigns
-        .into_iter()
-        .map(|(_, c)| c)
-        .filter(|c| o.campaigns.is_empty() || o.campaigns.contains(&c.name))
-        .collect();
-    for name in &o.campaigns {
-        if !chosen.iter().any(|c| &c.name == name) {
-            return Err(usage(format!(
-                "no valid campaign {name} in {}",
-                o.campaigns_dir.display()
-            )));
-        }
-    }
+    let chosen = chosen_campaigns(&o.campaigns_dir, &o.campaigns)?;
     if chosen.is_empty() {
         return Err(usage(format!(
             "no campaigns to run in {}",
@@ -1376,8 +1382,8 @@ pub const NODE_GONE: std::time::Duration = std::time::Duration::from_secs(600);
 pub struct NodeRecovered {
     /// The node.
     pub node: String,
-    /// Its last heartbeat (ms since the epoch), if any.
-    pub last_beat: Option<i64>,
+    /// Its last heartbeat (ms since the epoch).
+    pub last_beat: i64,
     /// Per campaign: name, calls closed as interrupted, agent intervals
     /// closed.
     pub campaigns: Vec<NodeRecoveredCampaign>,
@@ -1433,7 +1439,8 @@ impl std::fmt::Display for NodeRecovered {
 /// sessions are given back and its agent intervals closed, in every
 /// campaign of `campaigns_dir` (or only `campaign`) it ran. Refused while
 /// the node has beaten within [`NODE_GONE`] unless `force`: it may still
-/// be on those calls. Audited.
+/// be on those calls; and for a node with no heartbeat on record (it never
+/// ran, or stopped cleanly). Audited.
 pub async fn node_recover(
     store: &Store,
     campaigns_dir: &Path,
@@ -1443,31 +1450,24 @@ pub async fn node_recover(
     actor: &str,
     now: Millis,
 ) -> Result<NodeRecovered, CommandError> {
-    let last_beat = store.node_last_beat(node).await?;
+    let Some(last_beat) = store.node_last_beat(node).await? else {
+        // A node that stops cleanly leaves the campaigns and gives its
+        // sessions back: nothing of it is left to recover.
+        return Err(usage(format!(
+            "no node {node} on record: it never ran a campaign here, or it stopped cleanly (nothing to recover)"
+        )));
+    };
     let gone_ms = i64::try_from(NODE_GONE.as_millis()).unwrap_or(i64::MAX);
-    let recent = last_beat.is_some_and(|b| b > now.ms().saturating_sub(gone_ms));
+    let recent = last_beat > now.ms().saturating_sub(gone_ms);
     if recent && !force {
-        let ago = (now.ms() - last_beat.unwrap_or(now.ms())).max(0) / 1000;
+        let ago = (now.ms() - last_beat).max(0) / 1000;
         return Err(usage(format!(
             "node {node} beat {ago} s ago: it may still be running or on calls; stop it (or wait until it has been silent for {} min), or pass --force if it is known to be gone",
             NODE_GONE.as_secs() / 60
         )));
     }
-    let loaded = campaign::load_dir(campaigns_dir)?;
-    let chosen: Vec<Campaign> = loaded
-        .campaigns
-        .into_iter()
-        .map(|(_, c)| c)
-        .filter(|c| campaign.is_none_or(|n| n == c.name))
-        .collect();
-    if let Some(n) = campaign
-        && chosen.is_empty()
-    {
-        return Err(usage(format!(
-            "no valid campaign {n} in {}",
-            campaigns_dir.display()
-        )));
-    }
+    let names: Vec<String> = campaign.map(str::to_string).into_iter().collect();
+    let chosen = chosen_campaigns(campaigns_dir, &names)?;
     let mut campaigns = Vec::new();
     for c in &chosen {
         let Some(id) = store.campaign_id(&c.name).await? else {

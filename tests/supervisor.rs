@@ -1293,6 +1293,9 @@ async fn node_recover_closes_what_a_gone_node_left_once_it_is_silent() {
         .expect("beat");
     store.close().await;
 
+    let out = dialler(d, &["node", "recover", "nobody"]);
+    assert!(!out.status.success(), "a node never on record");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no node nobody on record"));
     let out = dialler(d, &["node", "recover", "ghost"]);
     assert!(!out.status.success(), "a node that beat a minute ago");
     let err = String::from_utf8_lossy(&out.stderr);
