@@ -50,9 +50,33 @@ pub struct Browser {
 
 impl Browser {
     /// Starts `bin` headless with fake media devices and connects to it.
+    /// A first start on a fresh machine can be slow (font and profile
+    /// caches) or die early; each try waits up to 60 s, a try that fails
+    /// is retried (three in all), and the last failure says what Chromium
+    /// printed.
     pub async fn launch(bin: &Path) -> Browser {
-        let profile = tempfile::tempdir().expect("profile dir");
-        let child = tokio::process::Command::new(bin)
+        let mut failures = Vec::new();
+        for attempt in 1..=3 {
+            match Self::try_launch(bin).await {
+                Ok(b) => return b,
+                Err(e) => {
+                    eprintln!("chromium start {attempt} of 3 failed: {e}");
+                    failures.push(e);
+                }
+            }
+        }
+        panic!(
+            "chromium did not start in 3 tries:\n{}",
+            failures.join("\n---\n")
+        );
+    }
+
+    async fn try_launch(bin: &Path) -> Result<Browser, String> {
+        let profile = tempfile::tempdir().map_err(|e| format!("profile dir: {e}"))?;
+        let log_dir = tempfile::tempdir().map_err(|e| format!("log dir: {e}"))?;
+        let log_path = log_dir.path().join("chromium.stderr");
+        let log = std::fs::File::create(&log_path).map_err(|e| format!("log file: {e}"))?;
+        let mut child = tokio::process::Command::new(bin)
             .args([
                 "--headless",
                 "--no-sandbox",
@@ -75,36 +99,52 @@ impl Browser {
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg("about:blank")
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(log)
             .kill_on_drop(true)
             .spawn()
-            .expect("chromium starts");
+            .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
+        let printed = || {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(20)..].join("\n")
+        };
         // Chromium writes its port and the browser's path once listening.
         let file = profile.path().join("DevToolsActivePort");
-        let mut text = String::new();
-        for _ in 0..300 {
+        let mut text = None;
+        for _ in 0..600 {
             if let Ok(t) = std::fs::read_to_string(&file)
                 && t.lines().count() >= 2
             {
-                text = t;
+                text = Some(t);
                 break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("chromium exited ({status}):\n{}", printed()));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let Some(text) = text else {
+            let _ = child.kill().await;
+            return Err(format!("no DevToolsActivePort within 60 s:\n{}", printed()));
+        };
         let mut lines = text.lines();
-        let port = lines.next().expect("DevToolsActivePort within 30 s");
-        let path = lines.next().expect("browser path");
+        let port = lines.next().unwrap_or_default();
+        let path = lines.next().unwrap_or_default();
         let url = format!("ws://127.0.0.1:{port}{path}");
-        let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
-            .await
-            .expect("DevTools WebSocket");
-        Browser {
+        let (ws, _) = match tokio_tungstenite::connect_async(url.as_str()).await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = child.kill().await;
+                return Err(format!("DevTools WebSocket {url}: {e}\n{}", printed()));
+            }
+        };
+        Ok(Browser {
             pid: child.id(),
             child,
             ws,
             next_id: 1,
             _profile: profile,
-        }
+        })
     }
 
     /// One DevTools command (in `session`, or to the browser); its result.
