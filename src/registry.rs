@@ -6,6 +6,7 @@
 //! lists live in the store (`dnc_numbers`), lead history comes from the
 //! store's call attempts and the ledger from `abandon_ledger`.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -245,6 +246,7 @@ pub async fn import(
         ..Default::default()
     };
     let mut forced = false;
+    let mut digest = None;
     match &req.target {
         Target::National(c) => {
             std::fs::create_dir_all(dir).map_err(|source| RegistryError::Io {
@@ -316,7 +318,7 @@ pub async fn import(
                 r
             };
             report.total = registry.len() as u64;
-            registry.save(&path)?;
+            digest = Some(registry.save(&path)?);
         }
         Target::Internal | Target::Campaign(_) => {
             let scope = match &req.target {
@@ -386,6 +388,7 @@ pub async fn import(
         rejected: report.rejected as i64,
         total: report.total as i64,
         forced,
+        digest,
     };
     store.record_dnd_import(&record).await?;
     Ok(DndImportOutcome {
@@ -396,32 +399,82 @@ pub async fn import(
 }
 
 /// Loads what `campaigns` need to be screened: the national registries of
-/// their countries (when saved), the internal list and their own lists.
+/// their countries (when saved, and the ones last imported into the store:
+/// see [`load_national`]), the internal list and their own lists.
 pub async fn load(
     store: &Store,
     dir: &Path,
     campaigns: &[&Campaign],
 ) -> Result<Registries, RegistryError> {
     let mut r = load_lists(store, campaigns).await?;
-    r.national = load_national(dir, campaigns)?;
+    let expected = expected_national(store, campaigns).await?;
+    r.national = load_national(dir, campaigns, &expected)?;
     Ok(r)
+}
+
+/// For each of `campaigns`' countries, the latest import of its national
+/// registry recorded in the store (by any node) that carries a digest.
+pub async fn expected_national(
+    store: &Store,
+    campaigns: &[&Campaign],
+) -> Result<HashMap<Country, store::DndImportRecord>, RegistryError> {
+    let mut expected = HashMap::new();
+    for c in campaigns {
+        let country = c.country();
+        if expected.contains_key(&country) {
+            continue;
+        }
+        if let Some(record) = store
+            .latest_national_import(&Target::National(country).key())
+            .await?
+            && record.digest.is_some()
+        {
+            expected.insert(country, record);
+        }
+    }
+    Ok(expected)
 }
 
 /// The national registries of `campaigns`' countries saved in `dir`
 /// (a country with none saved has none). Blocking file reads.
+///
+/// Each node keeps its own saved copy, but the store the nodes share
+/// records every import: a copy whose digest is not that of the latest
+/// import in `expected` (another node took a newer registry, or this one
+/// missed a delta) is not loaded, so the country's numbers are refused as
+/// having no registry, with an error that says which import to repeat
+/// here, until this node holds the same data. A country with no import
+/// on record (or none with a digest) is not checked.
 pub fn load_national(
     dir: &Path,
     campaigns: &[&Campaign],
-) -> Result<std::collections::HashMap<Country, std::sync::Arc<NationalRegistry>>, RegistryError> {
-    let mut national = std::collections::HashMap::new();
+    expected: &HashMap<Country, store::DndImportRecord>,
+) -> Result<HashMap<Country, std::sync::Arc<NationalRegistry>>, RegistryError> {
+    let mut national = HashMap::new();
+    let mut seen = std::collections::HashSet::new();
     for c in campaigns {
         let country = c.country();
         let path = dnd::registry_path(dir, country);
-        if let std::collections::hash_map::Entry::Vacant(slot) = national.entry(country)
-            && path.exists()
-        {
-            slot.insert(std::sync::Arc::new(NationalRegistry::load(&path)?));
+        if !seen.insert(country) || !path.exists() {
+            continue;
         }
+        let (registry, digest) = NationalRegistry::load_with_digest(&path)?;
+        if let Some(record) = expected.get(&country)
+            && record.digest.as_deref() != Some(digest.as_str())
+        {
+            tracing::error!(
+                country = %country,
+                file = %path.display(),
+                imported = %chrono::DateTime::from_timestamp_millis(record.at)
+                    .map_or_else(|| record.at.to_string(), |t| t.to_rfc3339()),
+                by = %record.actor,
+                source = %record.file,
+                "this node's national registry is not the one last imported into the store: \
+                 numbers of this country are refused until that import is repeated on this node"
+            );
+            continue;
+        }
+        national.insert(country, std::sync::Arc::new(registry));
     }
     Ok(national)
 }

@@ -471,6 +471,83 @@ async fn do_not_call_data_changed_while_running_is_screened_against() {
     store.close().await;
 }
 
+/// Each node keeps its own copy of a national registry, but imports are
+/// recorded in the store they share: a node whose copy is not the one
+/// last imported (the import ran on another host) stops screening against
+/// it within a poll, so the country's numbers are refused as having no
+/// registry, and takes it back once the same data is imported there.
+#[tokio::test(start_paused = true)]
+async fn a_node_whose_national_registry_is_not_the_last_imported_one_refuses_the_country() {
+    use dialler::compliance::dnd::{Format, Listing};
+    use dialler::registry::{self, DndImport, Target};
+    let (store, dir) = common::sqlite_store().await;
+    let here = dir.path().join("dnd-here");
+    let elsewhere = dir.path().join("dnd-elsewhere");
+    let country = dialler::campaign::find(&campaigns_dir(), "uk-broadband")
+        .unwrap()
+        .country();
+    let first = dir.path().join("tps-1.txt");
+    std::fs::write(&first, "07700 900123\n").unwrap();
+    let second = dir.path().join("tps-2.txt");
+    std::fs::write(&second, "07700 900123\n07700 900456\n").unwrap();
+    let import = |file: std::path::PathBuf, into: std::path::PathBuf| {
+        let store = store.clone();
+        async move {
+            let req = DndImport {
+                target: Target::National(country),
+                file: &file,
+                format: Format::Plain,
+                country,
+                delta: false,
+                loaded_at: tuesday(),
+                now: tuesday(),
+                actor: "test".into(),
+                force: false,
+                max_drop_percent: 5.0,
+            };
+            registry::import(&store, &into, &req).await.unwrap()
+        }
+    };
+    let one = import(first.clone(), here.clone()).await;
+    let (running, tx) = quiet_service_with(&store, |cfg| cfg.dnd_dir = Some(here.clone())).await;
+    let shared = running.shared.clone();
+    let lookup = |shared: &service::Shared, n: u64| {
+        shared
+            .registries()
+            .national
+            .get(&country)
+            .map(|r| r.lookup(n, None))
+    };
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(lookup(&shared, 447_700_900_123), Some(Listing::Blocked));
+    // Another host takes a newer copy: this node's is out of step.
+    let two = import(second.clone(), elsewhere.clone()).await;
+    assert_ne!(one.record.digest, two.record.digest);
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(lookup(&shared, 447_700_900_123), None);
+    let campaign = dialler::campaign::find(&campaigns_dir(), "uk-broadband").unwrap();
+    // `dialler check` on this node says why (it loads as a node does).
+    let check = registry::check_number(&store, &here, &campaign, "07700 900789", tuesday())
+        .await
+        .unwrap();
+    assert!(!check.allowed);
+    assert!(
+        check
+            .reasons
+            .contains(&dialler::compliance::Reason::DndRegistryMissing),
+        "{:?}",
+        check.reasons
+    );
+    // The same data imported here: in step again, with the new number.
+    let again = import(second, here.clone()).await;
+    assert_eq!(again.record.digest, two.record.digest);
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(lookup(&shared, 447_700_900_456), Some(Listing::Blocked));
+    let _ = tx.send(());
+    running.wait().await.unwrap();
+    store.close().await;
+}
+
 /// Every request that may change state is in the audit log, refused ones
 /// too, with the token (never the secret), the caller's address, the
 /// status and the request's id; reads are not; `GET /api/audit` is for

@@ -610,18 +610,65 @@ impl NationalRegistry {
         }
     }
 
+    /// The registry's content digest: SHA-256 (hex) over its country, every
+    /// number of each set in order and the bands, not its load time. Two
+    /// nodes that imported the same data hold the same digest whatever the
+    /// order or the host, so a node can tell whether its saved copy is the
+    /// one last imported into the cluster's store.
+    pub fn digest(&self) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(self.country.iso().as_bytes());
+        // Numbers are hashed in blocks: one update per number would cost
+        // more than the hashing.
+        let mut block = Vec::with_capacity(8 * 4096);
+        for set in self.sets() {
+            h.update((set.len() as u64).to_le_bytes());
+            for n in set.iter() {
+                block.extend_from_slice(&n.to_le_bytes());
+                if block.len() == block.capacity() {
+                    h.update(&block);
+                    block.clear();
+                }
+            }
+            h.update(&block);
+            block.clear();
+        }
+        let mut bands: Vec<(&u64, &TimeBand)> = self.bands.iter().collect();
+        bands.sort_unstable_by_key(|(n, _)| **n);
+        h.update((bands.len() as u64).to_le_bytes());
+        for (n, b) in bands {
+            h.update(n.to_le_bytes());
+            h.update([b.days]);
+            match b.window {
+                None => h.update([0u8]),
+                Some((from, to)) => {
+                    h.update([1u8]);
+                    for t in [from, to] {
+                        use chrono::Timelike;
+                        h.update(t.num_seconds_from_midnight().to_le_bytes());
+                    }
+                }
+            }
+        }
+        hex::encode(h.finalize())
+    }
+
     /// Saves to `path` (written beside it, then renamed into place, so a
-    /// crash never leaves half a registry).
-    pub fn save(&self, path: &Path) -> Result<(), DndError> {
+    /// crash never leaves half a registry), with its [`digest`](Self::digest),
+    /// which it returns.
+    pub fn save(&self, path: &Path) -> Result<String, DndError> {
         let io_err = |source| DndError::Io {
             path: path.to_path_buf(),
             source,
         };
         let tmp = path.with_extension("tmp");
+        let digest = self.digest();
         let header = Header {
             country: self.country,
             loaded_at: self.loaded_at,
             bands: self.bands.iter().map(|(n, b)| (*n, *b)).collect(),
+            digest: Some(digest.clone()),
         };
         let json = serde_json::to_vec(&header).map_err(|e| io_err(io::Error::other(e)))?;
         {
@@ -639,11 +686,18 @@ impl NationalRegistry {
             w.flush().map_err(io_err)?;
             w.get_ref().sync_all().map_err(io_err)?;
         }
-        std::fs::rename(&tmp, path).map_err(io_err)
+        std::fs::rename(&tmp, path).map_err(io_err)?;
+        Ok(digest)
     }
 
     /// Loads a registry saved by [`NationalRegistry::save`].
     pub fn load(path: &Path) -> Result<NationalRegistry, DndError> {
+        Ok(Self::load_with_digest(path)?.0)
+    }
+
+    /// Loads a registry saved by [`NationalRegistry::save`] with its
+    /// digest (as saved; computed for a file saved before digests were).
+    pub fn load_with_digest(path: &Path) -> Result<(NationalRegistry, String), DndError> {
         let io_err = |source| DndError::Io {
             path: path.to_path_buf(),
             source,
@@ -683,14 +737,16 @@ impl NationalRegistry {
         for a in &mut accepts {
             *a = read_set()?;
         }
-        Ok(NationalRegistry {
+        let r = NationalRegistry {
             country: header.country,
             loaded_at: header.loaded_at,
             blocked,
             partial,
             accepts,
             bands: header.bands.into_iter().collect(),
-        })
+        };
+        let digest = header.digest.unwrap_or_else(|| r.digest());
+        Ok((r, digest))
     }
 
     fn sets(&self) -> impl Iterator<Item = &DndSet> {
@@ -707,6 +763,9 @@ struct Header {
     country: Country,
     loaded_at: DateTime<Utc>,
     bands: Vec<(u64, TimeBand)>,
+    /// See [`NationalRegistry::digest`]; absent in files saved before it.
+    #[serde(default)]
+    digest: Option<String>,
 }
 
 /// Where the national registry of `country` is saved in `dir`.

@@ -133,7 +133,7 @@ impl Reason {
                 "the person's data was erased at their request; never called again in any campaign"
             }
             Reason::DndRegistryMissing => {
-                "no national registry loaded for this country; run dialler dnd import"
+                "no national registry loaded for this country, or this node's copy is not the one last imported into the store; run dialler dnd import here"
             }
             Reason::DndRegistryStale => {
                 "the national registry is older than the profile allows; import a fresh copy"

@@ -77,7 +77,9 @@ fn national_files(
 /// Follows the do-not-call data for `campaigns` until the service ends
 /// (see the module docs): the first poll loads it again (what the service
 /// was given may predate its start), later ones when it changed. National
-/// registries are read from `dir` again only when their files changed;
+/// registries are read from `dir` again only when their files changed or
+/// a registry import was recorded in the store (by any node: see
+/// [`registry::load_national`] for a copy out of step with it);
 /// without a folder the ones given at start stay.
 pub async fn watch(shared: Arc<Shared>, campaigns: Vec<Campaign>, dir: Option<PathBuf>) {
     let mut stamp = Stamp::unknown();
@@ -88,7 +90,10 @@ pub async fn watch(shared: Arc<Shared>, campaigns: Vec<Campaign>, dir: Option<Pa
         if now.store.is_none() || now == stamp {
             continue;
         }
-        let files_changed = now.files != stamp.files;
+        // A registry import recorded by any node may put this node's saved
+        // copy out of step (or back in step): the files are checked again.
+        let files_changed = now.files != stamp.files
+            || now.store.map(|v| v.imports) != stamp.store.map(|v| v.imports);
         match reload(&shared, &campaigns, dir.as_deref(), files_changed).await {
             Ok(()) => {
                 crate::metrics::record_dnd_reload(true);
@@ -122,11 +127,12 @@ async fn reload(
     let mut fresh = registry::load_lists(&shared.store, &refs).await?;
     fresh.national = match (dir, national) {
         (Some(dir), true) => {
+            let expected = registry::expected_national(&shared.store, &refs).await?;
             let dir = dir.to_path_buf();
             let campaigns = campaigns.to_vec();
             tokio::task::spawn_blocking(move || {
                 let refs: Vec<&Campaign> = campaigns.iter().collect();
-                registry::load_national(&dir, &refs)
+                registry::load_national(&dir, &refs, &expected)
             })
             .await
             .map_err(|e| RegistryError::Io {

@@ -42,6 +42,10 @@ pub struct DndImportRecord {
     pub total: i64,
     /// A safety check was overridden with `--force`.
     pub forced: bool,
+    /// The national registry's content digest after the import (see
+    /// [`crate::compliance::dnd::NationalRegistry::digest`]); `None` for a
+    /// list import, or one recorded before digests were kept.
+    pub digest: Option<String>,
 }
 
 /// See [`Store::dnd_version`].
@@ -61,8 +65,8 @@ impl Store {
     /// Records a registry import.
     pub async fn record_dnd_import(&self, r: &DndImportRecord) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO dnd_imports (at, actor, target, kind, file, sha256,
-                 loaded_at, entries, added, removed, rejected, total, forced)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+                 loaded_at, entries, added, removed, rejected, total, forced, digest)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
         with_pool!(self, pool => sqlx::query(SQL)
             .bind(r.at)
             .bind(&r.actor)
@@ -77,6 +81,7 @@ impl Store {
             .bind(r.rejected)
             .bind(r.total)
             .bind(r.forced)
+            .bind(r.digest.as_deref())
             .execute(pool)
             .await
             .map(|_| ())?);
@@ -104,11 +109,34 @@ impl Store {
         })
     }
 
+    /// The latest recorded import of the national registry `target`
+    /// (`national:GB`), if any: the registry every node of the cluster is to
+    /// screen against.
+    pub async fn latest_national_import(
+        &self,
+        target: &str,
+    ) -> Result<Option<DndImportRecord>, StoreError> {
+        const SQL: &str = "SELECT id FROM dnd_imports WHERE target = $1 ORDER BY id DESC LIMIT 1";
+        let id: Option<i64> = with_pool!(self, pool => sqlx::query_scalar(SQL)
+            .bind(target)
+            .fetch_optional(pool)
+            .await?);
+        let Some(id) = id else { return Ok(None) };
+        Ok(self.dnd_imports_where(Some(id)).await?.pop())
+    }
+
     /// Every recorded registry import, oldest first.
     pub async fn dnd_imports(&self) -> Result<Vec<DndImportRecord>, StoreError> {
+        self.dnd_imports_where(None).await
+    }
+
+    /// The import with row id `id`, or every one.
+    async fn dnd_imports_where(&self, id: Option<i64>) -> Result<Vec<DndImportRecord>, StoreError> {
         const SQL: &str = "SELECT at, actor, target, kind, file, sha256, loaded_at, entries,
-                 added, removed, rejected, total, forced FROM dnd_imports ORDER BY at, id";
+                 added, removed, rejected, total, forced, digest FROM dnd_imports
+             WHERE $1 IS NULL OR id = $1 ORDER BY at, id";
         let rows = with_pool!(self, pool => sqlx::query(SQL)
+            .bind(id)
             .fetch_all(pool)
             .await?
             .iter()
@@ -127,6 +155,7 @@ impl Store {
                     rejected: r.try_get(10)?,
                     total: r.try_get(11)?,
                     forced: r.try_get(12)?,
+                    digest: r.try_get(13)?,
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?);
