@@ -242,23 +242,64 @@ pub fn same_clock(a: Tz, b: Tz) -> bool {
     })
 }
 
+/// The IANA zones of `country` (`data/country_timezones.tsv`, from the tz
+/// database), with the zones the number data gives its numbers.
+fn zones_of_country(country: Country) -> &'static [Tz] {
+    static ZONES: OnceLock<HashMap<Country, Vec<Tz>>> = OnceLock::new();
+    let all = ZONES.get_or_init(|| {
+        let mut out: HashMap<Country, Vec<Tz>> = HashMap::new();
+        let countries = crate::profile::Profile::ALL.map(|p| p.country());
+        for line in include_str!("../data/country_timezones.tsv").lines() {
+            if line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            let Some((iso, zone)) = line.split_once('\t') else {
+                continue;
+            };
+            let (Some(&c), Ok(z)) = (
+                countries.iter().find(|c| c.iso() == iso.trim()),
+                zone.trim().parse::<Tz>(),
+            ) else {
+                continue;
+            };
+            push_unique(out.entry(c).or_default(), z);
+        }
+        for c in countries {
+            for &z in country_zones(c) {
+                push_unique(out.entry(c).or_default(), z);
+            }
+        }
+        out
+    });
+    all.get(&country).map_or(&[], Vec::as_slice)
+}
+
+/// Whether `zone` is one of `country`'s: a zone of the tz database's for
+/// the country, one of its legacy names (`US/Eastern`, `Asia/Calcutta`),
+/// or one the number data gives it. A zone abroad with the same clock
+/// (Asia/Shanghai for Perth, Europe/Lisbon for London) is not.
+pub fn is_zone_of(country: Country, zone: Tz) -> bool {
+    zones_of_country(country).contains(&zone)
+}
+
 /// Narrows `number`'s zones by a zone given for it (a lead file's column):
-/// the given zone must be one of the number's (or, when the number's zone
-/// is unknown, one of its country's). The answer is the narrowed list, or
-/// why the zone cannot be the number's. A zone can only narrow: it never
-/// moves a number out of the places its digits allow.
+/// the given zone must be one of the number's country's (see
+/// [`is_zone_of`]), and one of the number's zones or an alias keeping the
+/// same clock (or, when the number's zone is unknown, any of its
+/// country's). The answer is the narrowed list, or why the zone cannot be
+/// the number's. A zone can only narrow: it never moves a number out of
+/// the places its digits allow, nor into another country.
 pub fn narrow(number: &PhoneNumber, given: Tz) -> Result<Vec<Tz>, String> {
+    if !is_zone_of(number.country, given) {
+        return Err(format!(
+            "time zone {} is not a zone of {}",
+            given.name(),
+            number.country.iso()
+        ));
+    }
     let inferred = infer(number);
     if inferred.is_empty() {
-        let country = country_zones(number.country);
-        return match country.iter().find(|&&z| same_clock(z, given)) {
-            Some(_) => Ok(vec![given]),
-            None => Err(format!(
-                "time zone {} is not a zone of {}",
-                given.name(),
-                number.country.iso()
-            )),
-        };
+        return Ok(vec![given]);
     }
     match inferred.iter().find(|&&z| same_clock(z, given)) {
         Some(&z) => Ok(vec![z]),
@@ -459,6 +500,100 @@ mod tests {
         assert!(narrow(&mumbai, kolkata).is_ok());
         assert!(country_zones(Country::Canada).contains(&chrono_tz::America::Toronto));
         assert!(!country_zones(Country::Canada).contains(&chrono_tz::Europe::London));
+    }
+
+    /// A zone abroad that keeps the same clock as one of the number's is
+    /// another country's, and refused; the country's own legacy names are
+    /// taken, and narrow to the number's zone.
+    #[test]
+    fn a_zone_abroad_with_the_same_clock_is_refused_and_a_legacy_name_is_not() {
+        let cases: [(&str, Country, &str, Option<&str>); 14] = [
+            ("0412 345 701", Country::Australia, "Asia/Shanghai", None),
+            ("0412 345 701", Country::Australia, "Etc/GMT-8", None),
+            (
+                "0412 345 701",
+                Country::Australia,
+                "Australia/West",
+                Some("Australia/Perth"),
+            ),
+            ("07 3123 4703", Country::Australia, "Pacific/Guam", None),
+            (
+                "07 3123 4703",
+                Country::Australia,
+                "Australia/Queensland",
+                Some("Australia/Brisbane"),
+            ),
+            (
+                "020 7946 0801",
+                Country::UnitedKingdom,
+                "Europe/Lisbon",
+                None,
+            ),
+            (
+                "020 7946 0801",
+                Country::UnitedKingdom,
+                "Europe/Dublin",
+                None,
+            ),
+            (
+                "020 7946 0801",
+                Country::UnitedKingdom,
+                "GB",
+                Some("Europe/London"),
+            ),
+            ("9171704801", Country::India, "Asia/Colombo", None),
+            // The number data names India's zone by its old name.
+            (
+                "9171704801",
+                Country::India,
+                "Asia/Kolkata",
+                Some("Asia/Calcutta"),
+            ),
+            (
+                "212 555 0103",
+                Country::UnitedStates,
+                "America/Toronto",
+                None,
+            ),
+            (
+                "212 555 0103",
+                Country::UnitedStates,
+                "US/Eastern",
+                Some("America/New_York"),
+            ),
+            ("604 555 0104", Country::Canada, "America/Los_Angeles", None),
+            (
+                "604 555 0104",
+                Country::Canada,
+                "Canada/Pacific",
+                Some("America/Vancouver"),
+            ),
+        ];
+        for (raw, country, given, want) in cases {
+            let n = parse(raw, country).expect(raw);
+            let z: Tz = given.parse().expect(given);
+            let got = narrow(&n, z);
+            match want {
+                None => assert!(got.is_err(), "{raw} {given}: {got:?}"),
+                Some(w) => assert_eq!(
+                    got.map(|v| v.iter().map(|z| z.name()).collect::<Vec<_>>()),
+                    Ok(vec![w]),
+                    "{raw} {given}"
+                ),
+            }
+        }
+        // Every zone of the table is one chrono-tz knows, and every
+        // country has its zones.
+        for line in include_str!("../data/country_timezones.tsv").lines() {
+            if let Some((_, zone)) = line.split_once('\t')
+                && !line.starts_with('#')
+            {
+                assert!(zone.parse::<Tz>().is_ok(), "{zone}");
+            }
+        }
+        for p in crate::profile::Profile::ALL {
+            assert!(!zones_of_country(p.country()).is_empty(), "{p:?}");
+        }
     }
 
     #[test]
