@@ -702,14 +702,19 @@ fn screen_row(
 /// Counts lines for rejects. csv's own line count skips newlines inside
 /// quoted fields (csv-core copies quoted runs without counting them), so a
 /// row after a multi-line field would be reported on the wrong line. This
-/// reader notes where each newline is; as rows arrive in file order, only
-/// the newlines read ahead of the current row are kept, so memory stays
-/// within the CSV reader's buffer.
+/// reader notes where each newline is, and whether the line it ends is
+/// empty (csv skips blank lines but puts the next record's start before
+/// them); as rows arrive in file order, only the newlines read ahead of the
+/// current row are kept, so memory stays within the CSV reader's buffer.
 struct LineIndex<R> {
     inner: R,
     offset: u64,
-    pending: std::collections::VecDeque<u64>,
+    /// Newlines read ahead: offset, and whether the line they end is empty
+    /// (nothing but carriage returns).
+    pending: std::collections::VecDeque<(u64, bool)>,
     lines_before: u64,
+    /// Whether the line being read so far holds only carriage returns.
+    line_empty: bool,
 }
 
 impl<R> LineIndex<R> {
@@ -719,15 +724,21 @@ impl<R> LineIndex<R> {
             offset: 0,
             pending: std::collections::VecDeque::new(),
             lines_before: 0,
+            line_empty: true,
         }
     }
 
     /// The 1-based line of a record csv says starts at `offset`; offsets
     /// must not decrease from one call to the next. After a CRLF, csv puts
     /// the next record's start on the LF, so a newline at `offset` itself
-    /// belongs to the line before.
+    /// belongs to the line before; blank lines csv skipped before the
+    /// record are counted past.
     fn line_at(&mut self, offset: u64) -> u64 {
-        while self.pending.front().is_some_and(|&nl| nl <= offset) {
+        while self.pending.front().is_some_and(|&(nl, _)| nl <= offset) {
+            self.pending.pop_front();
+            self.lines_before += 1;
+        }
+        while self.pending.front().is_some_and(|&(_, empty)| empty) {
             self.pending.pop_front();
             self.lines_before += 1;
         }
@@ -739,8 +750,14 @@ impl<R: Read> Read for LineIndex<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         for (i, b) in buf[..n].iter().enumerate() {
-            if *b == b'\n' {
-                self.pending.push_back(self.offset + i as u64);
+            match *b {
+                b'\n' => {
+                    self.pending
+                        .push_back((self.offset + i as u64, self.line_empty));
+                    self.line_empty = true;
+                }
+                b'\r' => {}
+                _ => self.line_empty = false,
             }
         }
         self.offset += n as u64;
@@ -820,6 +837,26 @@ mod tests {
                 (5, "c".into()),
                 (6, format!("d{nl}{nl}e")),
                 (9, "f".into()),
+            ];
+            assert_eq!(lines_of(&data), want, "{nl:?}");
+        }
+    }
+
+    /// csv skips blank lines but starts the next record before them: the
+    /// line reported is the record's own, after one blank line or several,
+    /// with LF and CRLF, and after a quoted field holding a blank line.
+    #[test]
+    fn line_numbers_count_blank_lines_before_a_row() {
+        for nl in ["\n", "\r\n"] {
+            let data = format!(
+                "h,x{nl}{nl}{nl}a,1{nl}b,2{nl}{nl}c,3{nl}\"d{nl}{nl}e\",4{nl}{nl}{nl}{nl}f,5{nl}"
+            );
+            let want: Vec<(u64, String)> = vec![
+                (4, "a".into()),
+                (5, "b".into()),
+                (7, "c".into()),
+                (8, format!("d{nl}{nl}e")),
+                (14, "f".into()),
             ];
             assert_eq!(lines_of(&data), want, "{nl:?}");
         }
