@@ -195,6 +195,17 @@ pub struct Costs {
     pub agent_per_hour: f64,
 }
 
+/// `[costs]` as written, each figure with its place in the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCosts {
+    currency: Spanned<String>,
+    #[serde(default)]
+    trunk_per_minute: Option<Spanned<f64>>,
+    #[serde(default)]
+    agent_per_hour: Option<Spanned<f64>>,
+}
+
 /// A validated campaign.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Campaign {
@@ -448,7 +459,7 @@ struct RawCampaign {
     retry: RawRetry,
     dispositions: Spanned<Vec<Spanned<Disposition>>>,
     provider: RawProvider,
-    costs: Option<Spanned<Costs>>,
+    costs: Option<Spanned<RawCosts>>,
     desktop: Option<Spanned<desktop::RawDesktop>>,
 }
 
@@ -676,29 +687,34 @@ impl Validator<'_> {
                 }
             }
         };
-        if let Some(c) = &raw.costs {
-            let ok_currency = c.get_ref().currency.len() == 3
-                && c.get_ref().currency.chars().all(|x| x.is_ascii_uppercase());
-            if !ok_currency {
+        let costs = raw.costs.as_ref().map(|c| {
+            let c = c.get_ref();
+            let currency = c.currency.get_ref();
+            if !(currency.len() == 3 && currency.chars().all(|x| x.is_ascii_uppercase())) {
                 self.error(
-                    c.span(),
+                    c.currency.span(),
                     "costs.currency",
                     "use a three-letter ISO 4217 code such as INR, USD or GBP",
                 );
             }
-            for (field, v) in [
-                ("costs.trunk_per_minute", c.get_ref().trunk_per_minute),
-                ("costs.agent_per_hour", c.get_ref().agent_per_hour),
-            ] {
-                if !(v.is_finite() && v >= 0.0) {
+            let mut figure = |field: &str, v: &Option<Spanned<f64>>| {
+                let Some(v) = v else { return 0.0 };
+                let x = *v.get_ref();
+                if !(x.is_finite() && x >= 0.0) {
                     self.error(
-                        c.span(),
+                        v.span(),
                         field,
-                        format!("{v}: a cost is a finite amount, not negative"),
+                        format!("{x}: a cost is a finite amount, not negative"),
                     );
                 }
+                x
+            };
+            Costs {
+                currency: currency.clone(),
+                trunk_per_minute: figure("costs.trunk_per_minute", &c.trunk_per_minute),
+                agent_per_hour: figure("costs.agent_per_hour", &c.agent_per_hour),
             }
-        }
+        });
 
         let (max_attempts, max_attempts_per_day, mut delays) = retry?;
         let callback_delay = delays.remove("callback");
@@ -731,7 +747,7 @@ impl Validator<'_> {
             callback_grace: callback_grace?,
             dispositions: dispositions?,
             provider: provider?,
-            costs: raw.costs.map(Spanned::into_inner),
+            costs,
             desktop: desktop?,
         })
     }
@@ -1418,6 +1434,26 @@ password_env = "TRUNK_PASSWORD"
             .expect("ring error");
         assert_eq!(ring.line, 5);
         assert!(ring.to_string().starts_with("c.toml:5:"), "{ring}");
+    }
+
+    /// A bad figure in `[costs]` is reported on its own line, not on the
+    /// table's header.
+    #[test]
+    fn a_bad_cost_is_reported_at_its_own_line() {
+        let text = format!(
+            "{GOOD_US}\n[costs]\ncurrency = \"usd\"\ntrunk_per_minute = nan\nagent_per_hour = -1.0\n"
+        );
+        let base = GOOD_US.lines().count() + 1;
+        let errs = errors(&text);
+        let line = |field: &str| {
+            errs.iter()
+                .find(|e| e.field == field)
+                .map(|e| e.line)
+                .unwrap_or_else(|| panic!("{field}: {errs:?}"))
+        };
+        assert_eq!(line("costs.currency"), base + 2);
+        assert_eq!(line("costs.trunk_per_minute"), base + 3);
+        assert_eq!(line("costs.agent_per_hour"), base + 4);
     }
 
     #[test]

@@ -434,6 +434,35 @@ pub async fn dnd_import(
     })
 }
 
+/// Tells the refused lines of a registry import: all of them to `rejects`
+/// when given, the first 20 on stderr.
+pub fn report_dnd_rejects(
+    file: &Path,
+    rejects: Option<&Path>,
+    bad: &[BadLine],
+) -> Result<(), CommandError> {
+    if let Some(path) = rejects {
+        write_dnd_rejects(path, bad)?;
+    }
+    for b in bad.iter().take(20) {
+        eprintln!("{}:{}: {}", file.display(), b.line, b.reason);
+    }
+    if bad.len() > 20 {
+        match rejects {
+            Some(p) => eprintln!(
+                "... {} more refused lines in {}",
+                bad.len() - 20,
+                p.display()
+            ),
+            None => eprintln!(
+                "... {} more refused lines; write them all with --rejects PATH",
+                bad.len() - 20
+            ),
+        }
+    }
+    Ok(())
+}
+
 /// Writes every refused registry line to `path` as CSV: line, reason,
 /// whether the number was kept blocked, the line as read.
 pub fn write_dnd_rejects(path: &Path, bad: &[BadLine]) -> Result<(), CommandError> {

@@ -615,8 +615,11 @@ struct DndImportArgs {
     /// of the registry, or older than the registry it replaces.
     #[arg(long)]
     force: bool,
-    /// The share of a national registry a full import may drop, percent.
-    #[arg(long, default_value_t = dialler::registry::DEFAULT_MAX_DROP_PERCENT)]
+    /// The share of a national registry a full import may drop, percent
+    /// (0-100). A drop above the default that this lets through is
+    /// recorded as forced.
+    #[arg(long, default_value_t = dialler::registry::DEFAULT_MAX_DROP_PERCENT,
+          value_parser = drop_percent_arg)]
     max_drop_percent: f64,
     /// Who runs the import, for its record (default: the login name).
     #[arg(long)]
@@ -711,6 +714,14 @@ struct ImportArgs {
     /// One JSON object on stdout.
     #[arg(long)]
     json: bool,
+}
+
+/// `--max-drop-percent`: a finite share, 0 to 100.
+fn drop_percent_arg(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(p) if p.is_finite() && (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!("{text:?} is not a share of 0 to 100 percent")),
+    }
 }
 
 #[tokio::main]
@@ -866,26 +877,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let r = commands::dnd_import(&store, &cli.dnd_dir, &req).await;
             store.close().await;
-            let r = r?;
-            if let Some(path) = &a.rejects {
-                commands::write_dnd_rejects(path, &r.bad)?;
-            }
-            for b in r.bad.iter().take(20) {
-                eprintln!("{}:{}: {}", a.file.display(), b.line, b.reason);
-            }
-            if r.bad.len() > 20 {
-                match &a.rejects {
-                    Some(p) => eprintln!(
-                        "... {} more refused lines in {}",
-                        r.bad.len() - 20,
-                        p.display()
-                    ),
-                    None => eprintln!(
-                        "... {} more refused lines; write them all with --rejects PATH",
-                        r.bad.len() - 20
-                    ),
+            let r = match r {
+                Ok(r) => r,
+                Err(commands::CommandError::Registry(
+                    e @ dialler::registry::RegistryError::Refused { .. },
+                )) => {
+                    // Refused whole: the lines refused on the way are
+                    // listed all the same.
+                    if let dialler::registry::RegistryError::Refused { bad, .. } = &e {
+                        commands::report_dnd_rejects(&a.file, a.rejects.as_deref(), bad)?;
+                    }
+                    return Err(e.into());
                 }
-            }
+                Err(e) => return Err(e.into()),
+            };
+            commands::report_dnd_rejects(&a.file, a.rejects.as_deref(), &r.bad)?;
             emit(&r, a.json)?;
             Ok(if r.report.rejected > a.accept_rejects {
                 eprintln!(

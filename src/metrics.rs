@@ -352,7 +352,7 @@ pub fn render(board: &Board) -> Result<String, MetricsError> {
     }
     r.register(
         "dialler_holiday_calendar_days_left",
-        "Days until the profile's holiday calendar ends; after it every call is refused (alert below 180)",
+        "Days until the profile's holiday calendar ends; after it every call is refused (alert at 180 or fewer)",
         calendar_left,
     );
     r.register(

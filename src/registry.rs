@@ -68,6 +68,9 @@ pub enum RegistryError {
         target: Target,
         /// Why.
         reason: String,
+        /// Every line refused on the way (for the rejects file: a refused
+        /// import says which lines, too).
+        bad: Vec<BadLine>,
     },
 }
 
@@ -228,18 +231,22 @@ pub async fn import(
         removal_lines,
         mut bad,
     } = parsed;
-    let refuse = |reason: String| RegistryError::Refused {
+    let refuse = |reason: String, bad: &[BadLine]| RegistryError::Refused {
         file: file.to_path_buf(),
         target: req.target.clone(),
         reason,
+        bad: bad.to_vec(),
     };
     let foreign = bad.iter().filter(|b| b.foreign).count();
     if foreign > 0 && matches!(req.target, Target::National(_)) && !req.force {
         let first = bad.iter().find(|b| b.foreign).map_or(0, |b| b.line);
-        return Err(refuse(format!(
-            "{foreign} numbers of another country than {} (the first on line {first}): is --country right?",
-            req.country
-        )));
+        return Err(refuse(
+            format!(
+                "{foreign} numbers of another country than {} (the first on line {first}): is --country right?",
+                req.country
+            ),
+            &bad,
+        ));
     }
     let mut report = DndImportReport {
         entries: entries.len() as u64,
@@ -270,7 +277,7 @@ pub async fn import(
                     if ok || req.force {
                         Ok(())
                     } else {
-                        Err(refuse(reason))
+                        Err(refuse(reason, &bad))
                     }
                 };
                 forced |= req.force;
@@ -305,6 +312,9 @@ pub async fn import(
                     let dropped = old.dropped_by(&r);
                     report.removed = dropped;
                     let share = 100.0 * dropped as f64 / old.len().max(1) as f64;
+                    // Past the default share, a raised limit lifts a
+                    // safety check as --force does: the record says so.
+                    forced |= share > DEFAULT_MAX_DROP_PERCENT;
                     check(
                         share <= req.max_drop_percent,
                         format!(

@@ -120,6 +120,19 @@ fn a_full_import_that_would_wipe_or_corrupt_the_registry_is_refused() {
             ["dnd_national"]
         );
     }
+    // A refused import still says which lines it refused, in the rejects
+    // file and on stderr.
+    let rejects = env.dir.path().join("rejects.csv");
+    let rejects_arg = rejects.display().to_string();
+    let (code, _, err) = env.import(&bad, "2026-11-25T00:00:00Z", &["--rejects", &rejects_arg]);
+    assert_eq!(code, Some(1), "{err}");
+    let text = std::fs::read_to_string(&rejects).unwrap_or_else(|e| panic!("{e}: {err}"));
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(
+        text.lines().nth(1).is_some_and(|l| l.starts_with("1,")),
+        "{text}"
+    );
+    assert!(err.contains(&format!("{bad}:2:")), "{err}");
     // An older copy than the registry's is refused too.
     let (code, _, err) = env.import(&base, "2026-11-10T00:00:00Z", &[]);
     assert_eq!(code, Some(1), "{err}");

@@ -268,6 +268,13 @@ fn parse_plain(text: &str, country: Country) -> Result<Option<Entry>, LineError>
         Some(rest) => (true, rest),
         None => (false, text),
     };
+    // One '-' marks a removal; a second is not part of any number a
+    // registry writes, and a removal that is not plain removes nothing.
+    if remove && number.trim_start().starts_with('-') {
+        return Err(LineError::new(
+            "a removal is one '-' and a number: this line removes nothing",
+        ));
+    }
     match phone::parse(number, country) {
         Ok(n) => Ok(Some(if remove {
             Entry::Removed(n.digits)
@@ -870,6 +877,16 @@ mod tests {
         )
         .expect("read");
         assert!(p.entries.is_empty() && p.bad.len() == 1, "{:?}", p.bad);
+        // A second '-' is not a removal of the number after it.
+        let p = parse(
+            "--212-555-0101\n- 212-555-0102\n".as_bytes(),
+            Format::Plain,
+            Country::UnitedStates,
+            true,
+        )
+        .expect("read");
+        assert_eq!(p.entries, vec![Entry::Removed(12125550102)]);
+        assert_eq!(p.bad.iter().map(|b| b.line).collect::<Vec<_>>(), vec![1]);
     }
 
     #[test]

@@ -88,7 +88,7 @@ pub fn calendar_days_left(profile: Profile, today: NaiveDate) -> Option<i64> {
 /// refused (`holiday_calendar_missing`).
 pub fn calendar_warning(profile: Profile, today: NaiveDate) -> Option<String> {
     let left = calendar_days_left(profile, today)?;
-    (left < CALENDAR_WARNING_DAYS).then(|| {
+    (left <= CALENDAR_WARNING_DAYS).then(|| {
         let last = calendar(profile)
             .and_then(Calendar::last_day)
             .map_or_else(String::new, |d| d.to_string());
@@ -399,8 +399,10 @@ mod tests {
         let soon = calendar_warning(Profile::Au, last - Duration::days(179)).expect("warned");
         assert!(soon.contains("in 179 days"), "{soon}");
         assert!(calendar_warning(Profile::Au, last + Duration::days(1)).is_some());
+        // Within 180 days includes the 180th.
+        assert!(calendar_warning(Profile::Au, last - Duration::days(180)).is_some());
         assert_eq!(
-            calendar_warning(Profile::Au, last - Duration::days(180)),
+            calendar_warning(Profile::Au, last - Duration::days(181)),
             None
         );
         // Profiles without a holiday rule have nothing to run out.
