@@ -936,12 +936,31 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(code(r.removed))
         }
         Command::Check(a) => {
-            let c = campaign::find(&cli.campaigns, &a.campaign)?;
-            let at = commands::time_arg(a.at.as_deref(), now)?;
-            let store = Store::open(&cli.db).await?;
-            let r = commands::check(&store, &cli.dnd_dir, &c, &a.phone, at).await;
-            store.close().await;
-            let r = r?;
+            let checked = async {
+                let c = campaign::find(&cli.campaigns, &a.campaign)?;
+                let at = commands::time_arg(a.at.as_deref(), now)?;
+                let store = Store::open(&cli.db).await?;
+                let r = commands::check(&store, &cli.dnd_dir, &c, &a.phone, at).await;
+                store.close().await;
+                anyhow::Ok(r?)
+            }
+            .await;
+            let r = match checked {
+                Ok(r) => r,
+                Err(e) => {
+                    // A check that could not be made is still a verdict:
+                    // do not dial, and why.
+                    if a.json {
+                        let verdict = serde_json::json!({
+                            "allowed": false,
+                            "reasons": [],
+                            "error": format!("{e:#}"),
+                        });
+                        println!("{verdict}");
+                    }
+                    return Err(e);
+                }
+            };
             emit(&r, a.json)?;
             Ok(if r.report.allowed {
                 ExitCode::SUCCESS

@@ -291,6 +291,15 @@ fn a_bad_number_is_a_clear_error() {
     let words: Vec<&str> = first.split(": ").collect();
     let mut seen = std::collections::HashSet::new();
     assert!(words.iter().all(|w| seen.insert(*w)), "{err}");
+    // A check that cannot be made is a refusal in JSON too, with why.
+    let out = env.dialler(&["check", "212 555 0101", "--campaign", "nope", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json verdict");
+    assert_eq!(v["allowed"], false);
+    assert!(
+        v["error"].as_str().is_some_and(|e| e.contains("nope")),
+        "{v}"
+    );
     let out = env.dialler(&[
         "check",
         "212 555 0101",
