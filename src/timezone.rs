@@ -443,6 +443,59 @@ mod tests {
         assert_eq!(unlisted, ["America/Chicago", "America/New_York"]);
     }
 
+    /// An overlay carries the zones of the area code it overlays: a new
+    /// number can be given anywhere in its area (libphonenumber lists no
+    /// exchanges for most overlays).
+    #[test]
+    fn an_overlay_carries_the_zones_of_the_area_code_it_overlays() {
+        let cases: [(&str, Country, &[&str]); 8] = [
+            (
+                "364 555 0123",
+                Country::UnitedStates,
+                &["America/Chicago", "America/New_York"],
+            ),
+            (
+                "930 555 0123",
+                Country::UnitedStates,
+                &["America/Chicago", "America/New_York"],
+            ),
+            (
+                "448 555 0123",
+                Country::UnitedStates,
+                &["America/Chicago", "America/New_York"],
+            ),
+            (
+                "458 555 0123",
+                Country::UnitedStates,
+                &["America/Denver", "America/Los_Angeles"],
+            ),
+            (
+                "306 825 0123",
+                Country::Canada,
+                &["America/Edmonton", "America/Regina"],
+            ),
+            (
+                "474 555 0123",
+                Country::Canada,
+                &["America/Edmonton", "America/Regina"],
+            ),
+            (
+                "778 555 0123",
+                Country::Canada,
+                &["America/Edmonton", "America/Vancouver"],
+            ),
+            (
+                "581 555 0123",
+                Country::Canada,
+                &["America/Halifax", "America/Toronto"],
+            ),
+        ];
+        for (raw, country, want) in cases {
+            let got = zones(raw, country);
+            assert!(want.iter().all(|w| got.contains(w)), "{raw}: {got:?}");
+        }
+    }
+
     /// The corrected table against libphonenumber, prefix by prefix: every
     /// zone libphonenumber gives is kept, except where a correction
     /// replaces it (`=` or `~`, each with its reason in the file); every
