@@ -65,8 +65,9 @@ pub struct CampaignLive {
     /// call is refused), for profiles that have one.
     pub holiday_calendar_days_left: Option<i64>,
     /// Days until the campaign's national do-not-call registry is older
-    /// than its profile allows (after which every call is refused), when
-    /// one is loaded.
+    /// than its profile allows (after which every call is refused); 0 when
+    /// the campaign needs one and none is loaded; `None` when its calls are
+    /// not screened against one.
     pub dnd_registry_days_left: Option<f64>,
 }
 

@@ -357,7 +357,7 @@ pub fn render(board: &Board) -> Result<String, MetricsError> {
     );
     r.register(
         "dialler_dnd_registry_days_left",
-        "Days until the campaign's national do-not-call registry is too old to dial against (its profile's maximum age); at 0 every call is refused: import a fresh one",
+        "Days until the campaign's national do-not-call registry is too old to dial against (its profile's maximum age); at 0 every call is refused: import a fresh one (0 too when none is loaded, or this node's copy is not the one last imported into the store)",
         registry_left,
     );
 

@@ -526,6 +526,18 @@ async fn a_node_whose_national_registry_is_not_the_last_imported_one_refuses_the
     tokio::time::sleep(Duration::from_secs(11)).await;
     assert_eq!(lookup(&shared, 447_700_900_123), None);
     let campaign = dialler::campaign::find(&campaigns_dir(), "uk-broadband").unwrap();
+    // /metrics says so: no days left to dial against it.
+    let (code, text) = client::request(running.http, "GET", "/metrics", None, None)
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    let left: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("dialler_dnd_registry_days_left{campaign=\"uk-broadband\"} "))
+        .unwrap_or_else(|| panic!("{text}"))
+        .parse()
+        .unwrap();
+    assert_eq!(left, 0.0);
     // `dialler check` on this node says why (it loads as a node does).
     let check = registry::check_number(&store, &here, &campaign, "07700 900789", tuesday())
         .await

@@ -178,16 +178,26 @@ impl Driver {
                 self.campaign.profile,
                 Millis(now).utc().date_naive(),
             ),
-            dnd_registry_days_left: self
+            dnd_registry_days_left: match self
                 .shared
                 .registries()
                 .national
                 .get(&self.campaign.country())
-                .map(|r| {
+            {
+                Some(r) => {
                     let max = crate::compliance::max_registry_age(self.campaign.profile);
                     let left = max - Millis(now).utc().signed_duration_since(r.loaded_at);
-                    left.num_seconds() as f64 / 86_400.0
-                }),
+                    Some(left.num_seconds() as f64 / 86_400.0)
+                }
+                // None loaded where one is needed: every call is refused,
+                // as with one too old.
+                None => self
+                    .campaign
+                    .profile
+                    .rules()
+                    .screens_national_registry(self.campaign.call_type)
+                    .then_some(0.0),
+            },
         });
     }
 }
