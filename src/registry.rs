@@ -323,8 +323,12 @@ pub async fn import(
                             req.max_drop_percent
                         ),
                     )?;
+                    // Listed in both: the rest of the new copy is new.
+                    let kept = (old.len() as u64).saturating_sub(dropped);
+                    report.added = (r.len() as u64).saturating_sub(kept);
+                } else {
+                    report.added = r.len() as u64;
                 }
-                report.added = r.len() as u64;
                 r
             };
             report.total = registry.len() as u64;

@@ -158,6 +158,25 @@ fn a_full_import_that_would_wipe_or_corrupt_the_registry_is_refused() {
     assert_eq!(imports[1]["kind"], "full");
     assert_eq!(imports[1]["target"], "national:US");
     assert_eq!(imports[0]["sha256"].as_str().map(str::len), Some(64));
+    // The same copy again adds nothing, and says so; a copy with five new
+    // numbers adds five.
+    let (code, v, _) = env.import(&shrunk, "2026-11-26T00:00:00Z", &[]);
+    assert_eq!(
+        (code, v["added"].as_u64(), v["removed"].as_u64()),
+        (Some(0), Some(0), Some(0))
+    );
+    let grown = env.write("grown.txt", &numbers(100, 95));
+    let (code, v, _) = env.import(&grown, "2026-11-27T00:00:00Z", &[]);
+    assert_eq!(
+        (code, v["added"].as_u64(), v["total"].as_u64()),
+        (Some(0), Some(5), Some(95))
+    );
+    // --max-drop-percent is a share of 0-100.
+    for bad in ["inf", "NaN", "-5", "101"] {
+        let (code, _, err) =
+            env.import(&grown, "2026-11-28T00:00:00Z", &["--max-drop-percent", bad]);
+        assert_eq!(code, Some(2), "{bad}: {err}");
+    }
 }
 
 #[test]
