@@ -619,12 +619,31 @@ pub async fn dnd_remove(
     })
 }
 
-/// Who runs a command, for records: `--by`, else the login name.
+/// Who runs a command, for records: `--by` (when not blank), else the
+/// login name (`USER`, `LOGNAME`, `USERNAME`), else the account's uid.
 pub fn actor(by: Option<&str>) -> String {
+    let named = |s: String| {
+        let s = s.trim().to_string();
+        (!s.is_empty()).then_some(s)
+    };
     by.map(str::to_string)
-        .or_else(|| std::env::var("USER").ok())
-        .or_else(|| std::env::var("USERNAME").ok())
-        .filter(|s| !s.trim().is_empty())
+        .and_then(named)
+        .or_else(|| {
+            ["USER", "LOGNAME", "USERNAME"]
+                .into_iter()
+                .find_map(|v| std::env::var(v).ok().and_then(named))
+        })
+        .or_else(|| {
+            // No name in the environment (a service, a container): the
+            // account's number is still someone.
+            std::fs::read_to_string("/proc/self/status")
+                .ok()?
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))?
+                .split_whitespace()
+                .next()
+                .map(|uid| format!("uid {uid}"))
+        })
         .unwrap_or_else(|| "unknown".into())
 }
 
