@@ -980,28 +980,39 @@ impl Validator<'_> {
                     continue;
                 }
             };
+            // One message per key, naming every day it does not fit.
+            let mut outside = Vec::new();
+            let mut closed = Vec::new();
             for day in days {
                 let outer = profile.hours()[day_index(day)];
                 match (window, outer) {
                     (None, _) => plan[day_index(day)] = None,
                     (Some(w), Some(o)) if w.within(&o) => plan[day_index(day)] = Some(w),
-                    (Some(w), Some(o)) => {
-                        self.error(
-                            value.span(),
-                            &field,
-                            format!("{w} on {day} is outside the {profile} profile's {o}; a campaign may only narrow its profile's hours"),
-                        );
-                        ok = false;
-                    }
-                    (Some(_), None) => {
-                        self.error(
-                            value.span(),
-                            &field,
-                            format!("the {profile} profile allows no calls on {day}"),
-                        );
-                        ok = false;
-                    }
+                    (Some(_), Some(o)) => outside.push(format!("{day} {o}")),
+                    (Some(_), None) => closed.push(day.to_string()),
                 }
+            }
+            if let (Some(w), false) = (window, outside.is_empty()) {
+                self.error(
+                    value.span(),
+                    &field,
+                    format!(
+                        "{w} is outside the {profile} profile's hours ({}); a campaign may only narrow its profile's hours",
+                        outside.join(", ")
+                    ),
+                );
+                ok = false;
+            }
+            if !closed.is_empty() {
+                self.error(
+                    value.span(),
+                    &field,
+                    format!(
+                        "the {profile} profile allows no calls on {}",
+                        closed.join(", ")
+                    ),
+                );
+                ok = false;
             }
         }
         ok.then_some(plan)
@@ -1696,6 +1707,23 @@ password_env = "TRUNK_PASSWORD"
         let errs = errors(&text);
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert!(errs[0].message.contains("no calls on Sun"), "{errs:?}");
+    }
+
+    /// A window that fits no day is one error naming the days, not one
+    /// error a day.
+    #[test]
+    fn a_window_outside_the_profile_is_one_error_naming_the_days() {
+        let text = GOOD_US.replace("weekdays = \"09:00-20:00\"", "daily = \"07:00-22:00\"");
+        let errs = errors(&text);
+        let daily: Vec<&ConfigError> = errs
+            .iter()
+            .filter(|e| e.field == "calling_hours.daily")
+            .collect();
+        assert_eq!(daily.len(), 1, "{errs:?}");
+        assert!(
+            daily[0].message.contains("Mon") && daily[0].message.contains("Sat"),
+            "{errs:?}"
+        );
     }
 
     #[test]
