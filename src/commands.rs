@@ -32,7 +32,7 @@ pub enum CommandError {
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),
     /// A lead import.
-    #[error("importing {}: {source}", path.display())]
+    #[error("{}", import_message(path, source))]
     Import {
         /// The file.
         path: PathBuf,
@@ -50,6 +50,17 @@ pub enum CommandError {
         /// Why.
         source: std::io::Error,
     },
+}
+
+/// A lead import's error, naming the file once (most of its errors name it
+/// with the line already).
+fn import_message(path: &Path, source: &crate::leads::ImportError) -> String {
+    let said = source.to_string();
+    if said.contains(&path.display().to_string()) {
+        said
+    } else {
+        format!("importing {}: {said}", path.display())
+    }
 }
 
 fn usage(message: impl Into<String>) -> CommandError {
@@ -359,7 +370,7 @@ impl fmt::Display for Erased {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "erased: {} leads deleted, {} call attempts de-identified (kept for counts), {} dispositions kept; the number is on the internal do-not-call list",
+            "erased: {} leads deleted, {} call attempts de-identified (kept for counts), {} dispositions kept; the number is suppressed in every campaign (a keyed hash is kept, not the number)",
             self.0.leads, self.0.attempts, self.0.dispositions
         )
     }

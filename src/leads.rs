@@ -248,6 +248,14 @@ impl Columns {
         path: &Path,
     ) -> Result<Columns, ImportError> {
         let norm = |h: &str| h.trim().to_ascii_lowercase().replace([' ', '-'], "_");
+        if headers.iter().all(|h| h.trim().is_empty()) {
+            return Err(ImportError::Csv {
+                path: path.to_path_buf(),
+                line: 1,
+                message: "no header row: the file is empty (the first line names the columns)"
+                    .into(),
+            });
+        }
         let list = || headers.join(", ");
         let phone = match phone_column {
             Some(want) => headers
