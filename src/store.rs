@@ -189,7 +189,7 @@ mod webhooks;
 pub use agents::{AgentInterval, AgentState};
 pub use audit::{AuditEntry, AuditFilter, AuditRecord};
 pub use claims::{Callback, ClaimedLead, PendingDisposition, RECALL_LOOKBACK_MS};
-pub use cluster::{LEDGER_COMMIT_LAG_MS, LedgerFeed, LedgerRow};
+pub use cluster::{LEDGER_COMMIT_LAG_MS, LEDGER_RESUME_IDS, LedgerFeed, LedgerRow};
 pub use compliance::{DndImportRecord, DndVersion, SOURCE_IMPORT};
 pub use controls::LeadList;
 pub use erase::ErasureCounts;

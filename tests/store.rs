@@ -672,6 +672,65 @@ async fn a_ledger_row_committed_after_a_higher_one_still_reaches_the_other_nodes
     pg.drop_schema().await;
 }
 
+/// The same at a node's start: its ledger is rebuilt from the committed
+/// rows while another node's abandon, with a lower id than the last one
+/// read, has not committed. The feed the node resumes with takes that row
+/// when it commits, and none of the rebuilt ones again.
+#[tokio::test]
+async fn a_ledger_row_uncommitted_when_a_node_rebuilds_its_ledger_still_reaches_it() {
+    let Some(pg) = common::pg_store().await else {
+        return;
+    };
+    let store = pg.store.clone();
+    let c = store
+        .upsert_campaign(&campaign("uk-broadband"), 0)
+        .await
+        .expect("campaign");
+    let common::RawDb::Postgres(raw) = pg.raw().await else {
+        unreachable!()
+    };
+    store
+        .ledger_append(c, None, LedgerKind::HumanAnswer, 4_000)
+        .await
+        .expect("append");
+    let mut slow = raw.begin().await.expect("begin");
+    let slow_id: i64 = sqlx::query_scalar(
+        "INSERT INTO abandon_ledger (campaign_id, kind, at) VALUES ($1, 'abandon', 5000) RETURNING id",
+    )
+    .bind(c)
+    .fetch_one(&mut *slow)
+    .await
+    .expect("insert");
+    store
+        .ledger_append(c, None, LedgerKind::HumanAnswer, 6_000)
+        .await
+        .expect("append");
+    // The rebuild, as a starting node's recovery reads it.
+    let last = store.ledger_last_id(c).await.expect("last");
+    assert!(last > slow_id);
+    let rebuilt = store
+        .ledger_ids_between(c, last - dialler::store::LEDGER_RESUME_IDS, last)
+        .await
+        .expect("ids");
+    assert_eq!(rebuilt.len(), 2, "the uncommitted row is not read");
+    let mut feed = dialler::store::LedgerFeed::resuming(last, rebuilt, 10_000);
+    let rows = store
+        .ledger_rows_after(c, feed.floor(), "n3")
+        .await
+        .expect("rows");
+    assert!(feed.take(rows, 10_500).is_empty(), "rebuilt rows not again");
+    slow.commit().await.expect("commit");
+    let rows = store
+        .ledger_rows_after(c, feed.floor(), "n3")
+        .await
+        .expect("rows");
+    let late = feed.take(rows, 11_000);
+    assert_eq!(late.len(), 1, "{late:?}");
+    assert_eq!((late[0].id, late[0].kind), (slow_id, LedgerKind::Abandon));
+    raw.close().await;
+    pg.drop_schema().await;
+}
+
 /// A node that held a lead past its claim's lease (cut off from the store,
 /// then back) neither dials it once another node has taken it, nor gives
 /// that node's claim back, nor refuses it; the node that holds it dials.

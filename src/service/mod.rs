@@ -352,8 +352,9 @@ pub const CLUSTER_LAPSE: Duration = Duration::from_secs(10);
 /// nodes, every [`CLUSTER_SYNC`]: beats for this node, enters in the
 /// ledger the unbridged answers of nodes silent for [`CLUSTER_LAPSE`]
 /// ([`crate::store::Store::ledger_take_over_lapsed`]), reads the ledger
-/// rows other nodes wrote after `last_id` (each once, in whatever order
-/// they commit: [`crate::store::LedgerFeed`]) into the runner (so its
+/// rows other nodes wrote after those its ledger was rebuilt from (each
+/// once, in whatever order they commit, one uncommitted at the rebuild
+/// too: `feed`, a [`crate::store::LedgerFeed`]) into the runner (so its
 /// ledger is the campaign's), tells it how many nodes share the
 /// allowance, and hands it the campaign's controls when a supervisor
 /// changed them (on any node) since `controls_version`. On SQLite (one node by design) a second node is warned of.
@@ -361,13 +362,12 @@ async fn cluster_sync(
     shared: Arc<Shared>,
     campaign_id: i64,
     campaign: String,
-    last_id: i64,
+    mut feed: crate::store::LedgerFeed,
     mut controls_version: i64,
     scope: LedgerScope,
     tx: mpsc::UnboundedSender<driver::Input>,
 ) {
     let lapse = i64::try_from(CLUSTER_LAPSE.as_millis()).unwrap_or(i64::MAX);
-    let mut feed = crate::store::LedgerFeed::new(last_id);
     let mut warned = false;
     let mut nodes_seen = 1u32;
     loop {
@@ -899,7 +899,11 @@ pub async fn start(
             shared.clone(),
             id,
             c.name.clone(),
-            recovered.ledger_last_id,
+            crate::store::LedgerFeed::resuming(
+                recovered.ledger_last_id,
+                recovered.ledger_recent_ids.clone(),
+                shared.clock.now().ms(),
+            ),
             recovered.controls.version,
             cfg.ledger_scope,
             tx.clone(),

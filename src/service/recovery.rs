@@ -31,6 +31,10 @@ pub struct Recovered {
     /// The last ledger row id when it was rebuilt: other nodes' rows after
     /// it reach the runner through the cluster sync.
     pub ledger_last_id: i64,
+    /// The ids of the rows the rebuild held, the last
+    /// [`crate::store::LEDGER_RESUME_IDS`] below `ledger_last_id` (see
+    /// [`crate::store::LedgerFeed::resuming`]).
+    pub ledger_recent_ids: Vec<i64>,
     /// The recent attempts and handle times the estimators start from.
     pub history: crate::store::PacingHistory,
     /// What supervisors set on the campaign (run state, cap, target): a
@@ -77,6 +81,16 @@ pub async fn recover(
     // Read before the rows: a row another node writes in between is then
     // counted twice (an abandon twice is the safe side), never missed.
     let ledger_last_id = store.ledger_last_id(campaign_id).await?;
+    // And the ids the rebuild will hold, before it: a row committing in
+    // between is then read again (counted twice), and one still
+    // uncommitted is not among them, so the feed takes it when it shows.
+    let ledger_recent_ids = store
+        .ledger_ids_between(
+            campaign_id,
+            ledger_last_id.saturating_sub(crate::store::LEDGER_RESUME_IDS),
+            ledger_last_id,
+        )
+        .await?;
     let ledger = store.ledger(campaign_id, c.abandon_window, now).await?;
     let history = store
         .pacing_history(
@@ -92,6 +106,7 @@ pub async fn recover(
         agents_closed,
         ledger,
         ledger_last_id,
+        ledger_recent_ids,
         history,
         controls,
     })

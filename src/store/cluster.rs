@@ -45,6 +45,11 @@ pub struct LedgerFeed {
     reads: std::collections::VecDeque<(i64, i64)>,
 }
 
+/// How many ids below the last one a resumed feed reads again (see
+/// [`LedgerFeed::resuming`]): rows inserted before these many others and
+/// still not committed are missed, as a row past the lag is.
+pub const LEDGER_RESUME_IDS: i64 = 5_000;
+
 impl LedgerFeed {
     /// A feed that has taken every row up to `last_id` (read when the
     /// ledger was rebuilt).
@@ -53,6 +58,22 @@ impl LedgerFeed {
             floor: last_id,
             taken: std::collections::BTreeSet::new(),
             reads: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// A feed for a ledger rebuilt at `now_ms` from the rows up to
+    /// `last_id`, `rebuilt` being the ids of those rows above
+    /// `last_id - LEDGER_RESUME_IDS` (read before the rebuild). A row
+    /// below `last_id` whose insert had not committed at the rebuild is not
+    /// among them, and is taken when it shows, within the lag, as any row
+    /// committed out of order.
+    pub fn resuming(last_id: i64, rebuilt: Vec<i64>, now_ms: i64) -> LedgerFeed {
+        let floor = last_id.saturating_sub(LEDGER_RESUME_IDS).max(0);
+        let taken = rebuilt.into_iter().filter(|id| *id > floor).collect();
+        LedgerFeed {
+            floor,
+            taken,
+            reads: std::collections::VecDeque::from([(now_ms, last_id)]),
         }
     }
 
@@ -90,6 +111,23 @@ impl Store {
         Ok(with_pool!(self, pool => sqlx::query_scalar(SQL)
             .bind(campaign_id)
             .fetch_one(pool)
+            .await?))
+    }
+
+    /// The ids of the campaign's ledger rows in `(after_id, upto_id]`.
+    pub async fn ledger_ids_between(
+        &self,
+        campaign_id: i64,
+        after_id: i64,
+        upto_id: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        const SQL: &str = "SELECT id FROM abandon_ledger
+             WHERE campaign_id = $1 AND id > $2 AND id <= $3 ORDER BY id";
+        Ok(with_pool!(self, pool => sqlx::query_scalar(SQL)
+            .bind(campaign_id)
+            .bind(after_id)
+            .bind(upto_id)
+            .fetch_all(pool)
             .await?))
     }
 
@@ -264,5 +302,24 @@ mod tests {
         assert_eq!(ids(&feed.take(vec![row(14), row(15)], later + 2_000)), [15]);
         // A row at or below the floor is never taken again.
         assert!(feed.take(vec![row(9), row(13)], later + 3_000).is_empty());
+    }
+
+    /// A node that rebuilt its ledger from rows 1-20 while row 18's insert
+    /// had not committed: 18 is taken when it shows, the rebuilt rows are
+    /// not taken again, and the floor reaches 20 the lag after the rebuild.
+    #[test]
+    fn a_row_uncommitted_at_the_rebuild_is_taken_when_it_shows() {
+        let rebuilt: Vec<i64> = (1..=20).filter(|id| *id != 18).collect();
+        let mut feed = LedgerFeed::resuming(20, rebuilt, 1_000);
+        assert_eq!(feed.floor(), 0);
+        let all: Vec<LedgerRow> = (1..=21).map(row).collect();
+        assert_eq!(ids(&feed.take(all.clone(), 2_000)), [18, 21]);
+        assert!(feed.take(all.clone(), 3_000).is_empty());
+        let later = 1_000 + LEDGER_COMMIT_LAG_MS;
+        assert!(feed.take(all[19..].to_vec(), later).is_empty());
+        assert_eq!(feed.floor(), 20);
+        // Far below the last id: the floor starts LEDGER_RESUME_IDS under it.
+        let feed = LedgerFeed::resuming(LEDGER_RESUME_IDS + 50, vec![], 0);
+        assert_eq!(feed.floor(), 50);
     }
 }
