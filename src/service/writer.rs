@@ -222,8 +222,25 @@ async fn apply(store: &Store, w: &Write) -> Result<(), StoreError> {
             node,
             next_at,
             reasons,
-        } => store.refuse_lead(*lead_id, node, *next_at, reasons).await,
-        Write::ReleaseLead { lead_id, node } => store.release_lead(*lead_id, node).await,
+        } => {
+            let ours = store.refuse_lead(*lead_id, node, *next_at, reasons).await?;
+            if !ours {
+                tracing::warn!(
+                    lead = lead_id,
+                    "refusal not recorded: the lead's claim is no longer this node's (another node took it)"
+                );
+            }
+            Ok(())
+        }
+        Write::ReleaseLead { lead_id, node } => {
+            if !store.release_lead(*lead_id, node).await? {
+                tracing::info!(
+                    lead = lead_id,
+                    "lead not given back: its claim is no longer this node's"
+                );
+            }
+            Ok(())
+        }
         Write::Release { campaign_id, node } => {
             store.release_claims(*campaign_id, node).await.map(|_| ())
         }

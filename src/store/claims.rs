@@ -231,19 +231,20 @@ impl Store {
     /// Gives back one claimed lead that was not dialled (its attempt could
     /// not be written), so that it need not wait for the claim's lease.
     /// Only `node`'s own claim is given back: one that lapsed and was
-    /// taken by another node stays with that node.
-    pub async fn release_lead(&self, lead_id: i64, node: &str) -> Result<(), StoreError> {
+    /// taken by another node stays with that node. Whether it was
+    /// `node`'s to give back.
+    pub async fn release_lead(&self, lead_id: i64, node: &str) -> Result<bool, StoreError> {
         const SQL: &str = "UPDATE leads
              SET status = CASE WHEN attempts = 0 THEN 'new' ELSE 'retry' END,
                  claim_owner = NULL, claimed_at = NULL
              WHERE id = $1 AND status = 'claimed' AND claim_owner = $2";
-        with_pool!(self, pool => sqlx::query(SQL)
+        Ok(with_pool!(self, pool => sqlx::query(SQL)
             .bind(lead_id)
             .bind(node)
             .execute(pool)
-            .await
-            .map(|_| ())?);
-        Ok(())
+            .await?
+            .rows_affected())
+            > 0)
     }
 
     /// Gives back the campaign's leads claimed by `node` and not dialled
@@ -264,14 +265,15 @@ impl Store {
     /// A claimed lead that compliance refused just before its dial: back to
     /// `retry` at `next_at`, or `refused` when waiting cannot help, with the
     /// reason codes. Only while `node` still holds the claim: a lead
-    /// another node took meanwhile is that node's to judge.
+    /// another node took meanwhile is that node's to judge. Whether it was
+    /// `node`'s.
     pub async fn refuse_lead(
         &self,
         lead_id: i64,
         node: &str,
         next_at: Option<i64>,
         reasons: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         const SQL: &str = "UPDATE leads SET status = $2, next_attempt_at = $3, refused_reason = $4,
                  claim_owner = NULL, claimed_at = NULL
              WHERE id = $1 AND status = 'claimed' AND claim_owner = $5";
@@ -280,16 +282,16 @@ impl Store {
         } else {
             "refused"
         };
-        with_pool!(self, pool => sqlx::query(SQL)
+        Ok(with_pool!(self, pool => sqlx::query(SQL)
             .bind(lead_id)
             .bind(status)
             .bind(next_at)
             .bind(reasons)
             .bind(node)
             .execute(pool)
-            .await
-            .map(|_| ())?);
-        Ok(())
+            .await?
+            .rows_affected()
+            > 0))
     }
 
     /// As [`Store::start_attempt`], tagging the attempt with the node that
