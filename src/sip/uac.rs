@@ -1544,6 +1544,10 @@ impl Call {
             TxKind::ForkBye | TxKind::Prack => {}
             TxKind::Refresh => {
                 if (200..300).contains(&r.code) {
+                    // Our refresh is a target refresh too: its 2xx's
+                    // Contact is the peer's target from now on, the ACK's
+                    // included.
+                    self.refresh_target(r.headers.get("Contact"));
                     if is_invite {
                         let n = message::cseq(&r.headers).map_or(self.cseq, |(n, _)| n);
                         let ack = self.dialog_request_at(Method::Ack, n, out).encode();
@@ -2006,6 +2010,32 @@ impl Call {
     /// A re-INVITE or UPDATE from the peer: a new offer (hold, resume, new
     /// address) or a session refresh.
     fn on_session_request(&mut self, now: Instant, req: &Request, n: u32, out: &mut Out<'_>) {
+        // RFC 3261 8.2.2.3: an extension we do not support, required.
+        let unsupported: Vec<&str> = message::list_entries(&req.headers, "Require")
+            .into_iter()
+            .map(str::trim)
+            .filter(|t| !t.eq_ignore_ascii_case("timer"))
+            .collect();
+        if !unsupported.is_empty() {
+            let mut r = Response::to(req, 420, "Bad Extension", None);
+            r.headers.push("Unsupported", unsupported.join(", "));
+            self.reply(req, n, r, out);
+            return;
+        }
+        // RFC 3261 8.2.3: a body of a type we cannot read (one without a
+        // Content-Type is read as SDP, as peers that omit it mean).
+        if !req.body.is_empty()
+            && req.headers.get("Content-Type").is_some_and(|t| {
+                !t.split(';')
+                    .next()
+                    .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/sdp"))
+            })
+        {
+            let mut r = Response::to(req, 415, "Unsupported Media Type", None);
+            r.headers.push("Accept", "application/sdp");
+            self.reply(req, n, r, out);
+            return;
+        }
         let offer = if req.body.is_empty() {
             None
         } else {
@@ -2070,6 +2100,9 @@ impl Call {
             ok.body = b;
         }
         let bytes = self.reply(req, n, ok, out);
+        // A target refresh (RFC 3261 12.2.2): the peer's new Contact is
+        // where the dialog's requests go from now on.
+        self.refresh_target(req.headers.get("Contact"));
         if req.method == Method::Invite {
             let t = out.cfg.timers;
             self.reinvite_ok = Some(ServerOk {
@@ -2083,6 +2116,18 @@ impl Call {
         if let Some(m) = offer {
             out.events
                 .push_back((self.id, CallEvent::MediaChanged { media: m }));
+        }
+    }
+
+    /// The dialog's remote target from a target refresh's Contact (a
+    /// request we accepted, or a 2xx to ours), and the next hop with it.
+    fn refresh_target(&mut self, contact: Option<&str>) {
+        if let Some(c) = contact {
+            let uri = message::uri_of(c);
+            if !uri.is_empty() && uri != self.remote_target {
+                self.remote_target = uri.to_string();
+                self.dialog_hop = next_hop(&self.route, &self.remote_target);
+            }
         }
     }
 
@@ -2103,7 +2148,10 @@ impl Call {
                 }
                 return;
             }
-            Method::Options => {
+            // Outside the dialog, a keep-alive probe: answered as is. In it,
+            // an OPTIONS takes its turn in the CSeq order (RFC 3261 12.2.2)
+            // below.
+            Method::Options if !in_dialog => {
                 let mut ok = Response::to(req, 200, "OK", None);
                 ok.headers.push("Allow", ALLOW);
                 out.reply(ok.encode());
@@ -2118,7 +2166,9 @@ impl Call {
             } else {
                 out.stats.stray += 1;
                 tracing::debug!(call_id = %self.call_id, method = %req.method, "request outside the dialog refused");
-                Response::to(req, 481, "Call/Transaction Does Not Exist", None)
+                // RFC 3261 8.2.6.2: a response without a To tag gets one.
+                let tag = out.token();
+                Response::to(req, 481, "Call/Transaction Does Not Exist", Some(&tag))
             };
             out.reply(reply.encode());
             return;
@@ -2157,6 +2207,11 @@ impl Call {
             Method::Invite | Method::Update => {
                 let r = Response::to(req, 481, "Call/Transaction Does Not Exist", None);
                 self.reply(req, n, r, out);
+            }
+            Method::Options => {
+                let mut ok = Response::to(req, 200, "OK", None);
+                ok.headers.push("Allow", ALLOW);
+                self.reply(req, n, ok, out);
             }
             _ => {
                 let mut r = Response::to(req, 501, "Not Implemented", None);
@@ -2609,7 +2664,8 @@ impl Endpoint {
                     Method::Invite => {
                         Response::to(&q, 480, "Temporarily Unavailable", Some("dialler"))
                     }
-                    _ => Response::to(&q, 481, "Call/Transaction Does Not Exist", None),
+                    // RFC 3261 8.2.6.2: a To tag where the request had none.
+                    _ => Response::to(&q, 481, "Call/Transaction Does Not Exist", Some("dialler")),
                 };
                 self.tx.push_back(Transmit {
                     to: from,

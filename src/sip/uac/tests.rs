@@ -1501,3 +1501,69 @@ fn a_late_answer_from_a_destination_failed_over_from_keeps_the_call_and_cancels_
         );
     }
 }
+
+/// Requests in the dialog from the peer, RFC 3261 style: an extension we do
+/// not support is refused with 420, a body we cannot read with 415, an
+/// OPTIONS takes its turn in the CSeq order, and an accepted re-INVITE's
+/// Contact becomes the target of our BYE (a target refresh, 12.2.2); a
+/// 481 to a request with no To tag gets one (8.2.6.2).
+#[test]
+fn in_dialog_requests_keep_the_rules_and_a_re_invite_refreshes_the_target() {
+    let mut ep = endpoint(Transport::Udp);
+    let t0 = Instant::now();
+    let (id, inv) = start(&mut ep, t0, params());
+    ep.handle_bytes(t0, &ok_from(&inv, "peer", &[]).encode())
+        .unwrap();
+    let _ = sent(&mut ep);
+    let _ = events(&mut ep);
+    let sdp = b"v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 6000 RTP/AVP 0\r\n".to_vec();
+
+    let mut ext = from_peer(&inv, Method::Invite, 2);
+    ext.headers.push("Require", "foo-ext");
+    ext.headers.push("Content-Type", "application/sdp");
+    ext.body = sdp.clone();
+    ep.handle_bytes(t0 + SECOND, &ext.encode()).unwrap();
+    let r = response(&sent(&mut ep)[0]).clone();
+    assert_eq!(r.code, 420);
+    assert_eq!(r.headers.get("Unsupported"), Some("foo-ext"));
+
+    let mut foo = from_peer(&inv, Method::Update, 3);
+    foo.headers.push("Content-Type", "application/foo");
+    foo.body = b"hello".to_vec();
+    ep.handle_bytes(t0 + SECOND, &foo.encode()).unwrap();
+    let r = response(&sent(&mut ep)[0]).clone();
+    assert_eq!(r.code, 415);
+    assert_eq!(r.headers.get("Accept"), Some("application/sdp"));
+
+    ep.handle_bytes(t0 + SECOND, &from_peer(&inv, Method::Options, 10).encode())
+        .unwrap();
+    assert_eq!(response(&sent(&mut ep)[0]).code, 200);
+    let mut old = from_peer(&inv, Method::Invite, 4);
+    old.headers.push("Content-Type", "application/sdp");
+    old.body = sdp.clone();
+    ep.handle_bytes(t0 + SECOND, &old.encode()).unwrap();
+    assert_eq!(response(&sent(&mut ep)[0]).code, 500, "CSeq 4 after 10");
+
+    let mut moved = from_peer(&inv, Method::Invite, 11);
+    moved.headers.push("Contact", "<sip:moved@127.0.0.1:5099>");
+    moved.headers.push("Content-Type", "application/sdp");
+    moved.body = sdp;
+    ep.handle_bytes(t0 + 2 * SECOND, &moved.encode()).unwrap();
+    assert_eq!(response(&sent(&mut ep)[0]).code, 200);
+    ep.handle_bytes(t0 + 2 * SECOND, &from_peer(&inv, Method::Ack, 11).encode())
+        .unwrap();
+    let _ = events(&mut ep);
+
+    let mut stray = from_peer(&inv, Method::Bye, 12);
+    stray.headers.set("Call-ID", "not-this-call");
+    stray.headers.set("To", "<sip:dialler@127.0.0.1>");
+    ep.handle_bytes(t0 + 3 * SECOND, &stray.encode()).unwrap();
+    let r = response(&sent(&mut ep)[0]).clone();
+    assert_eq!(r.code, 481);
+    assert!(tag_of(r.headers.get("To").unwrap()).is_some(), "{r:?}");
+
+    ep.hangup(t0 + 3 * SECOND, id);
+    let bye = request(&sent(&mut ep)[0]).clone();
+    assert_eq!(bye.method, Method::Bye);
+    assert_eq!(bye.uri, "sip:moved@127.0.0.1:5099");
+}
