@@ -291,6 +291,19 @@ impl Driver {
     ) {
         let now = self.now().ms();
         let mut attempt = None;
+        // Media goes out only in a codec the answer took (RFC 3264 7): an
+        // answer without PCMU or PCMA gets none, rather than one it did
+        // not agree to.
+        let media = match media {
+            Some(m) if m.codec().is_none() => {
+                tracing::warn!(
+                    payloads = ?m.payloads,
+                    "the answer takes neither PCMU nor PCMA: no audio is sent to this call"
+                );
+                None
+            }
+            m => m,
+        };
         if let Some(c) = self.calls.get_mut(&call) {
             c.codec = media
                 .as_ref()

@@ -1104,12 +1104,21 @@ pub async fn call_once(
                 ..
             }) => {
                 ack_latency = Some(a);
-                if let (Some(secs), Some(m)) = (play, media) {
-                    let codec = m.codec().unwrap_or(crate::sip::sdp::PT_PCMU);
-                    let prompt = crate::media::wav::generated_prompt(secs);
-                    match crate::media::player::play(&rtp, m.addr, &prompt, codec).await {
-                        Ok(p) => prompt_packets = Some(p.packets),
-                        Err(e) => tracing::warn!("prompt: {e}"),
+                if let Some(secs) = play {
+                    // Only in a codec the answer took (RFC 3264 7); an
+                    // answer with no SDP, or no G.711, has nothing to play
+                    // to: hang up rather than wait.
+                    match media.as_ref().and_then(|m| Some((m.addr, m.codec()?))) {
+                        Some((addr, codec)) => {
+                            let prompt = crate::media::wav::generated_prompt(secs);
+                            match crate::media::player::play(&rtp, addr, &prompt, codec).await {
+                                Ok(p) => prompt_packets = Some(p.packets),
+                                Err(e) => tracing::warn!("prompt: {e}"),
+                            }
+                        }
+                        None => tracing::warn!(
+                            "the answer has no audio we can send (no SDP answer, or no PCMU or PCMA): hanging up"
+                        ),
                     }
                     call.hangup();
                 }

@@ -856,6 +856,16 @@ fn answered_as_old(
     false
 }
 
+/// The header that answers a 401 (`Authorization`) or a 407
+/// (`Proxy-Authorization`).
+fn challenge_answer_header(code: u16) -> &'static str {
+    if code == 407 {
+        "Proxy-Authorization"
+    } else {
+        "Authorization"
+    }
+}
+
 /// A request inside a dialog (RFC 3261 12.2.1.1): Request-URI and Route
 /// from the route set, loose or strict.
 #[allow(clippy::too_many_arguments)]
@@ -1502,9 +1512,16 @@ impl Call {
             out.send(dest, ack.encode());
         }
         // Challenges are answered on every request we send (RFC 3261
-        // 22.2), once per transaction.
+        // 22.2), once per transaction and kind: a proxy's 407 and then the
+        // far end's 401 (two realms) are both answered, the first answer
+        // kept (22.3), but the same challenge twice means the credentials
+        // are refused.
         if (r.code == 401 || r.code == 407)
-            && tries == 0
+            && tries < 2
+            && request
+                .headers
+                .get(challenge_answer_header(r.code))
+                .is_none()
             && let Some((header, value)) = self.authorize(r, &request, out)
         {
             let mut again = request;
@@ -1521,7 +1538,7 @@ impl Call {
                 out.cfg.timers,
                 out.cfg.transport.reliable(),
             );
-            tx.auth_tries = 1;
+            tx.auth_tries = tries + 1;
             tx.dest = dest;
             out.send(dest, tx.bytes.clone());
             tracing::debug!(call_id = %self.call_id, method = %tx.request.method, "answering digest challenge");
@@ -1888,7 +1905,14 @@ impl Call {
         }
         let code = r.code;
         if code == 401 || code == 407 {
-            if self.auth_tries > 0 {
+            // As on other requests: each kind of challenge once.
+            if self.auth_tries >= 2
+                || self
+                    .invite
+                    .headers
+                    .get(challenge_answer_header(code))
+                    .is_some()
+            {
                 return false;
             }
             let invite = self.invite.clone();

@@ -1567,3 +1567,53 @@ fn in_dialog_requests_keep_the_rules_and_a_re_invite_refreshes_the_target() {
     assert_eq!(bye.method, Method::Bye);
     assert_eq!(bye.uri, "sip:moved@127.0.0.1:5099");
 }
+
+/// A BYE challenged by a proxy (407) and then by the far end (401, another
+/// realm) answers both, the first answer kept (RFC 3261 22.2, 22.3); the
+/// same challenge again means the credentials are refused, and it stops.
+#[test]
+fn a_bye_challenged_in_two_realms_answers_both_and_not_a_third_time() {
+    let mut ep = endpoint(Transport::Udp);
+    let t0 = Instant::now();
+    let mut p = params();
+    p.credentials = Some(Credentials {
+        username: "user".into(),
+        password: "secret".into(),
+    });
+    let (id, inv) = start(&mut ep, t0, p);
+    reply(&mut ep, t0, &inv, 200);
+    let _ = sent(&mut ep);
+    let _ = events(&mut ep);
+    ep.hangup(t0 + SECOND, id);
+    let bye = request(&sent(&mut ep)[0]).clone();
+    let mut proxy = Response::to(&bye, 407, "Proxy Authentication Required", None);
+    proxy.headers.push(
+        "Proxy-Authenticate",
+        "Digest realm=\"proxy.test\", nonce=\"n1\"",
+    );
+    ep.handle_bytes(t0 + SECOND, &proxy.encode()).unwrap();
+    let bye2 = request(&sent(&mut ep)[0]).clone();
+    assert!(bye2.headers.get("Proxy-Authorization").is_some());
+    let mut uas = Response::to(&bye2, 401, "Unauthorized", None);
+    uas.headers.push(
+        "WWW-Authenticate",
+        "Digest realm=\"uas.test\", nonce=\"n2\"",
+    );
+    ep.handle_bytes(t0 + SECOND, &uas.encode()).unwrap();
+    let bye3 = request(&sent(&mut ep)[0]).clone();
+    assert_eq!(bye3.method, Method::Bye);
+    assert!(bye3.headers.get("Proxy-Authorization").is_some(), "kept");
+    assert!(bye3.headers.get("Authorization").is_some());
+    let mut again = Response::to(&bye3, 401, "Unauthorized", None);
+    again.headers.push(
+        "WWW-Authenticate",
+        "Digest realm=\"uas.test\", nonce=\"n3\"",
+    );
+    ep.handle_bytes(t0 + SECOND, &again.encode()).unwrap();
+    assert!(
+        sent(&mut ep)
+            .iter()
+            .all(|m| !matches!(m, Message::Request(q) if q.method == Method::Bye)),
+        "no third BYE"
+    );
+}
