@@ -80,6 +80,7 @@ where
             codec: None,
             stats: None,
             events: None,
+            hold: None,
         },
         agent,
         async move {
@@ -123,6 +124,7 @@ async fn main() {
             codec: None,
             stats: None,
             events: None,
+            hold: None,
         };
         let before = *frames.borrow_and_update();
         web.push(
@@ -140,6 +142,7 @@ async fn main() {
             codec: None,
             stats: None,
             events: None,
+            hold: None,
         };
         let phone_sock = sip_phone.clone();
         // What reached the phone before this call is not this call's.

@@ -43,6 +43,19 @@ pub struct Leg {
     /// if it took them: events from the other leg are renumbered to it,
     /// or dropped when it took none.
     pub events: Option<u8>,
+    /// While set, nothing is sent to this leg: its phone put the call on
+    /// hold (its offer `sendonly` or `inactive`, so our answer says
+    /// `recvonly` or `inactive`, and RFC 3264 6.1 forbids sending).
+    pub hold: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl Leg {
+    /// Whether this leg's phone has put the call on hold.
+    fn on_hold(&self) -> bool {
+        self.hold
+            .as_ref()
+            .is_some_and(|h| h.load(std::sync::atomic::Ordering::Relaxed))
+    }
 }
 
 /// Renumbers a telephone-event packet from a leg that maps events to
@@ -133,6 +146,9 @@ pub struct Relayed {
     pub dtmf_to_agent: u64,
     /// Telephone-event packets sent to the customer.
     pub dtmf_out: u64,
+    /// Packets not sent because the leg they were for had put the call on
+    /// hold ([`Leg::hold`]).
+    pub held: u64,
 }
 
 /// DTMF on a relayed call (RFC 4733), when the customer's leg takes
@@ -264,6 +280,10 @@ pub async fn relay_with_dtmf(
                 if reflected || !map_event(&mut buf_a[..n], a.events, b.events) {
                     continue;
                 }
+                if b.on_hold() {
+                    stats.held += 1;
+                    continue;
+                }
                 if let Some(to) = b.peer
                     && {
                         recode(&mut buf_a[..n], a.codec, b.codec);
@@ -302,6 +322,10 @@ pub async fn relay_with_dtmf(
                 // numbering.
                 if !map_event(&mut buf_b[..n], b.events, a.events) {
                     stats.dropped += 1;
+                    continue;
+                }
+                if a.on_hold() {
+                    stats.held += 1;
                     continue;
                 }
                 if let Some(to) = a.peer
@@ -382,6 +406,7 @@ mod tests {
             codec: None,
             stats: None,
             events: None,
+            hold: None,
         }
     }
 
@@ -439,6 +464,41 @@ mod tests {
             .expect("relayed packet")
             .unwrap();
         buf[..n].to_vec()
+    }
+
+    /// A customer who put the call on hold is sent nothing until they
+    /// resume (RFC 3264 6.1: our answer said recvonly); their own audio
+    /// still reaches the agent.
+    #[tokio::test]
+    async fn nothing_is_sent_to_a_leg_that_put_the_call_on_hold() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let (customer, agent) = (sock().await, sock().await);
+        let (leg_a, leg_b) = (shared().await, shared().await);
+        let (a_addr, b_addr) = (leg_a.local_addr().unwrap(), leg_b.local_addr().unwrap());
+        let hold = Arc::new(AtomicBool::new(false));
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let relay = tokio::spawn(relay(
+            Leg {
+                hold: Some(hold.clone()),
+                ..leg(leg_a, Some(customer.local_addr().unwrap()))
+            },
+            leg(leg_b, Some(agent.local_addr().unwrap())),
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        agent.send_to(&rtp(1), b_addr).await.unwrap();
+        assert_eq!(recv(&customer).await, rtp(1));
+        hold.store(true, Ordering::Relaxed);
+        agent.send_to(&rtp(2), b_addr).await.unwrap();
+        customer.send_to(&rtp(3), a_addr).await.unwrap();
+        assert_eq!(recv(&agent).await, rtp(3), "the held side still heard");
+        hold.store(false, Ordering::Relaxed);
+        agent.send_to(&rtp(4), b_addr).await.unwrap();
+        assert_eq!(recv(&customer).await, rtp(4), "2 was never sent");
+        stop_tx.send(()).unwrap();
+        let stats = relay.await.unwrap().unwrap();
+        assert_eq!((stats.held, stats.b_to_a), (1, 2));
     }
 
     #[tokio::test]
@@ -797,6 +857,7 @@ mod tests {
                 codec: Some(8),
                 stats: None,
                 events: None,
+                hold: None,
             },
             Leg {
                 socket: leg_b,
@@ -804,6 +865,7 @@ mod tests {
                 codec: Some(0),
                 stats: None,
                 events: None,
+                hold: None,
             },
             async move {
                 let _ = stop_rx.await;
@@ -854,6 +916,7 @@ mod tests {
                 codec: None,
                 stats: Some(counts.clone()),
                 events: None,
+                hold: None,
             },
             leg(leg_b, Some(phone.local_addr().unwrap())),
             async move {

@@ -58,6 +58,9 @@ pub(super) struct CallCtx {
     rtcp_stop: Option<oneshot::Sender<()>>,
     /// Hung up by a shutdown whose grace ran out.
     pub(super) interrupted: bool,
+    /// Set while the customer's side has the call on hold (its offer
+    /// `sendonly` or `inactive`): the relay sends it nothing.
+    hold: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Debug)]
@@ -219,6 +222,7 @@ impl Driver {
                 leg_stats: Arc::default(),
                 rtcp_stop: None,
                 interrupted: false,
+                hold: Arc::default(),
             },
         );
         tokio::spawn(call_task(
@@ -350,6 +354,19 @@ impl Driver {
         });
     }
 
+    /// The customer's side offered a new session (a re-INVITE or UPDATE):
+    /// on hold (`sendonly` or `inactive`, answered `recvonly` or
+    /// `inactive`) nothing is sent to it until it resumes (RFC 3264 6.1).
+    pub(super) fn media_changed(&mut self, call: CallId, media: sdp::Media) {
+        let held = matches!(
+            media.direction,
+            sdp::Direction::SendOnly | sdp::Direction::Inactive
+        );
+        if let Some(c) = self.calls.get(&call) {
+            c.hold.store(held, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     pub(super) fn ended(&mut self, call: CallId, summary: Summary) {
         self.answer_instants.remove(&call);
         let Some(c) = self.calls.get_mut(&call) else {
@@ -419,6 +436,7 @@ impl Driver {
                 codec: c.media.map(|_| c.codec),
                 stats: Some(c.leg_stats.clone()),
                 events: c.dtmf_pt,
+                hold: Some(c.hold.clone()),
             };
             // DTMF both ways while bridged (RFC 4733), when the customer's
             // side takes telephone-events.
@@ -438,6 +456,7 @@ impl Driver {
                     codec: agent_codec,
                     stats: agent_stats,
                     events: agent_events,
+                    hold: None,
                 };
                 if let Err(e) = relay_with_dtmf(customer, agent, Some(dtmf), async {
                     let _ = stop_rx.await;
@@ -647,10 +666,11 @@ async fn call_task(
                     }
                 }
                 Some(CallEvent::Progress { .. }) => {}
-                // The relay latches to where RTP comes from: a hold or a
-                // new address needs nothing more here.
+                // The relay latches to where RTP comes from (a new address
+                // needs nothing more); a hold stops what we send.
                 Some(CallEvent::MediaChanged { media }) => {
                     tracing::debug!(direction = ?media.direction, "the customer's side changed the session");
+                    let _ = me.send(Input::MediaChanged { call, media });
                 }
                 Some(CallEvent::Ended(summary)) => {
                     // SIP response latency: INVITE to the first response.

@@ -190,6 +190,13 @@ pub enum Input {
         /// The 200 OK's headers (the provider's answering-machine verdict).
         headers: crate::sip::message::Headers,
     },
+    /// The callee's side offered a new session (hold, resume, new address).
+    MediaChanged {
+        /// Runner call.
+        call: CallId,
+        /// Its media as offered.
+        media: crate::sip::sdp::Media,
+    },
     /// The call is over on the SIP side.
     Ended {
         /// Runner call.
@@ -509,6 +516,7 @@ impl Driver {
                 at,
                 headers,
             } => self.answered(call, media, at, headers),
+            Input::MediaChanged { call, media } => self.media_changed(call, media),
             Input::Ended { call, summary } => self.ended(call, summary),
             Input::Controls(c) => self.apply_controls(c),
             Input::Shutdown => {
