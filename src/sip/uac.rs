@@ -643,7 +643,8 @@ struct Call {
     others: Vec<ClientTx>,
     forks: Vec<Fork>,
     reinvite_ok: Option<ServerOk>,
-    last_rseq: Option<u32>,
+    /// The last RSeq PRACKed, per early dialog (the provisional's To tag).
+    last_rseq: Vec<(Option<String>, u32)>,
     session_timer: Option<SessionTimer>,
     /// The peer's Allow header (from its 2xx): decides UPDATE or re-INVITE
     /// for our session refreshes.
@@ -1024,7 +1025,7 @@ impl Call {
             others: Vec::new(),
             forks: Vec::new(),
             reinvite_ok: None,
-            last_rseq: None,
+            last_rseq: Vec::new(),
             session_timer: None,
             peer_allows_update: false,
             sdp_session: session,
@@ -1665,17 +1666,24 @@ impl Call {
         else {
             return;
         };
-        // The first one starts the sequence; later ones must be next in
-        // order. A retransmission is not PRACKed again (our PRACK is
-        // retransmitted by its own transaction).
-        if self
-            .last_rseq
-            .is_some_and(|last| rseq != last.wrapping_add(1))
-        {
-            out.stats.retransmissions += 1;
-            return;
+        // The first one of an early dialog (a fork: its To tag) starts its
+        // sequence, each fork numbering its own (RFC 3262 4, errata 4600);
+        // later ones must be next in order. A retransmission is not
+        // PRACKed again (our PRACK is retransmitted by its own
+        // transaction).
+        let tag = r
+            .headers
+            .get("To")
+            .and_then(message::tag_of)
+            .map(str::to_string);
+        match self.last_rseq.iter_mut().find(|(t, _)| *t == tag) {
+            Some((_, last)) if rseq != last.wrapping_add(1) => {
+                out.stats.retransmissions += 1;
+                return;
+            }
+            Some((_, last)) => *last = rseq,
+            None => self.last_rseq.push((tag, rseq)),
         }
-        self.last_rseq = Some(rseq);
         self.cseq += 1;
         let mut prack = self.request_in_dialog_of(r, Method::Prack, self.cseq, out);
         prack

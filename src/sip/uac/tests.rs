@@ -875,6 +875,20 @@ fn a_reliable_provisional_gets_one_prack_with_its_rack() {
     assert!(sent(&mut ep).is_empty());
     ep.handle_bytes(t0, &Response::to(&prack, 200, "OK", None).encode())
         .unwrap();
+    // Another fork numbers its own reliable provisionals (RFC 3262 4,
+    // errata 4600): its first is PRACKed whatever its RSeq, in its dialog.
+    let mut fork = Response::to(&inv, 180, "Ringing", Some("forkB"));
+    fork.headers.push("Require", "100rel");
+    fork.headers.push("RSeq", "7");
+    fork.headers.push("Contact", "<sip:forkB@127.0.0.1:5062>");
+    ep.handle_bytes(t0, &fork.encode()).unwrap();
+    let out = sent(&mut ep);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let prack_b = request(&out[0]).clone();
+    assert_eq!(prack_b.headers.get("RAck"), Some("7 1 INVITE"));
+    assert_eq!(tag_of(prack_b.headers.get("To").unwrap()), Some("forkB"));
+    ep.handle_bytes(t0, &Response::to(&prack_b, 200, "OK", None).encode())
+        .unwrap();
     // The INVITE's final response still matches after the PRACK used CSeq 2.
     reply(&mut ep, t0 + SECOND, &inv, 486);
     assert_eq!(ended(&events(&mut ep)).unwrap().outcome, Outcome::Busy);
