@@ -857,6 +857,23 @@ fn answered_as_old(
     false
 }
 
+/// A Request-URI from a URI a peer gave (a redirect's Contact): without
+/// its headers (`?...`) or `method` parameter, which a Request-URI may
+/// not carry (RFC 3261 19.1.1, Table 1).
+fn request_uri_of(uri: &str) -> String {
+    let uri = uri.split('?').next().unwrap_or(uri);
+    let mut parts = uri.split(';');
+    let mut out = parts.next().unwrap_or_default().to_string();
+    for p in parts {
+        let name = p.split('=').next().unwrap_or_default().trim();
+        if !name.eq_ignore_ascii_case("method") {
+            out.push(';');
+            out.push_str(p);
+        }
+    }
+    out
+}
+
 /// The header that answers a 401 (`Authorization`) or a 407
 /// (`Proxy-Authorization`).
 fn challenge_answer_header(code: u16) -> &'static str {
@@ -1982,16 +1999,29 @@ impl Call {
             }
             // Only a redirect to the same number is followed: a new number
             // was never screened against the registries and calling hours.
+            // Contacts are tried by preference, the highest q first (RFC
+            // 3261 8.1.3.4, 20.10).
             let want = user_digits(&self.params.target);
-            let Some(uri) = message::list_entries(&r.headers, "Contact")
+            let mut contacts: Vec<(f32, &str)> = message::list_entries(&r.headers, "Contact")
                 .into_iter()
-                .map(message::uri_of)
+                .map(|e| {
+                    let q = message::param(e, "q")
+                        .and_then(|q| q.parse::<f32>().ok())
+                        .filter(|q| q.is_finite())
+                        .unwrap_or(1.0);
+                    (q, message::uri_of(e))
+                })
+                .collect();
+            contacts.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let Some(uri) = contacts
+                .into_iter()
+                .map(|(_, u)| u)
                 .find(|u| {
                     (u.starts_with("sip:") || u.starts_with("sips:"))
                         && !want.is_empty()
                         && user_digits(u) == want
                 })
-                .map(str::to_string)
+                .map(request_uri_of)
             else {
                 tracing::warn!(call_id = %self.call_id, code, "redirect to another number (or none) not followed");
                 return false;
@@ -2670,6 +2700,15 @@ impl Endpoint {
     }
 
     fn dispatch(&mut self, now: Instant, from: Option<SocketAddr>, msg: Message) {
+        // RFC 3261 8.1.3.3: a response with more than one Via was meant for
+        // a proxy on its way, not for us.
+        if let Message::Response(r) = &msg
+            && message::list_entries(&r.headers, "Via").len() > 1
+        {
+            self.stats.stray += 1;
+            tracing::debug!(code = r.code, "response with more than one Via dropped");
+            return;
+        }
         let call_id = msg.headers().get("Call-ID").unwrap_or_default();
         let id = self.by_call_id.get(call_id).copied();
         if let Some(id) = id

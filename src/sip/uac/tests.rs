@@ -961,6 +961,22 @@ fn a_redirect_is_followed_only_to_the_same_number_and_at_most_three_times() {
     ep.handle_bytes(t0, &r.encode()).unwrap();
     assert_eq!(sent(&mut ep).len(), 1);
     assert_eq!(ended(&events(&mut ep)).unwrap().final_code, Some(302));
+
+    // The preferred Contact (highest q) first, its Request-URI without the
+    // method parameter or headers a Request-URI may not carry.
+    let mut ep = endpoint(Transport::Udp);
+    let (_, inv) = start(&mut ep, t0, params());
+    let mut r = Response::to(&inv, 302, "Moved Temporarily", Some("r"));
+    r.headers.push(
+        "Contact",
+        "<sip:+15551230000@10.0.0.1;q=x>;q=0.1, <sip:+15551230000@10.0.0.2;method=BYE;transport=udp?Subject=evil>;q=0.9",
+    );
+    ep.handle_bytes(t0, &r.encode()).unwrap();
+    let out = sent(&mut ep);
+    assert_eq!(
+        request(&out[1]).uri,
+        "sip:+15551230000@10.0.0.2;transport=udp"
+    );
 }
 
 #[test]
@@ -1630,4 +1646,21 @@ fn a_bye_challenged_in_two_realms_answers_both_and_not_a_third_time() {
             .all(|m| !matches!(m, Message::Request(q) if q.method == Method::Bye)),
         "no third BYE"
     );
+}
+
+/// A response carrying a second Via was meant for a proxy on its way
+/// (RFC 3261 8.1.3.3): dropped, not taken for the call's.
+#[test]
+fn a_response_with_two_vias_is_dropped() {
+    let mut ep = endpoint(Transport::Udp);
+    let t0 = Instant::now();
+    let (_, inv) = start(&mut ep, t0, params());
+    let mut r = Response::to(&inv, 486, "Busy Here", Some("x"));
+    r.headers
+        .push("Via", "SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bKother");
+    ep.handle_bytes(t0, &r.encode()).unwrap();
+    assert!(sent(&mut ep).is_empty(), "no ACK");
+    assert!(events(&mut ep).is_empty());
+    assert_eq!(ep.stats().stray, 1);
+    assert_eq!(ep.live_calls(), 1);
 }
