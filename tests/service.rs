@@ -359,6 +359,22 @@ async fn quiet_service_with(
     (running, tx)
 }
 
+/// `/metrics`' days left on uk-broadband's national registry, and the
+/// whole text.
+async fn registry_days_left(running: &service::Running) -> (f64, String) {
+    let (code, text) = client::request(running.http, "GET", "/metrics", None, None)
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    let left = text
+        .lines()
+        .find_map(|l| l.strip_prefix("dialler_dnd_registry_days_left{campaign=\"uk-broadband\"} "))
+        .unwrap_or_else(|| panic!("{text}"))
+        .parse()
+        .unwrap();
+    (left, text)
+}
+
 /// A node that died mid-call and never comes back: the running node's
 /// cluster sync enters the person it left unbridged in the ledger as an
 /// abandon once the dead node has been silent for the lapse (10 s), not
@@ -450,16 +466,7 @@ async fn do_not_call_data_changed_while_running_is_screened_against() {
     // /metrics says how long the registry may still be dialled against
     // (UK: 28 days from its load, 11 s ago).
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (code, text) = client::request(running.http, "GET", "/metrics", None, None)
-        .await
-        .unwrap();
-    assert_eq!(code, 200);
-    let left: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("dialler_dnd_registry_days_left{campaign=\"uk-broadband\"} "))
-        .unwrap_or_else(|| panic!("{text}"))
-        .parse()
-        .unwrap();
+    let (left, text) = registry_days_left(&running).await;
     assert!((27.9..28.0).contains(&left), "{left}");
     assert!(text.contains("dialler_dnd_reloads_total{result=\"loaded\"}"));
     // A damaged file: the registry loaded stays.
@@ -527,17 +534,7 @@ async fn a_node_whose_national_registry_is_not_the_last_imported_one_refuses_the
     assert_eq!(lookup(&shared, 447_700_900_123), None);
     let campaign = dialler::campaign::find(&campaigns_dir(), "uk-broadband").unwrap();
     // /metrics says so: no days left to dial against it.
-    let (code, text) = client::request(running.http, "GET", "/metrics", None, None)
-        .await
-        .unwrap();
-    assert_eq!(code, 200);
-    let left: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("dialler_dnd_registry_days_left{campaign=\"uk-broadband\"} "))
-        .unwrap_or_else(|| panic!("{text}"))
-        .parse()
-        .unwrap();
-    assert_eq!(left, 0.0);
+    assert_eq!(registry_days_left(&running).await.0, 0.0);
     // `dialler check` on this node says why (it loads as a node does).
     let check = registry::check_number(&store, &here, &campaign, "07700 900789", tuesday())
         .await

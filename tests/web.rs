@@ -856,15 +856,8 @@ async fn run_chromium(bin: &Path, profile: &Path, args: &[String], url: &str) ->
         let run = tokio::time::timeout(
             Duration::from_secs(60),
             tokio::process::Command::new(bin)
-                .args([
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-dev-shm-usage",
-                    "--no-first-run",
-                    "--hide-scrollbars",
-                    "--virtual-time-budget=5000",
-                ])
+                .args(common::cdp::HEADLESS)
+                .arg("--virtual-time-budget=5000")
                 .arg(format!("--user-data-dir={}", profile.display()))
                 .args(args)
                 .arg(url)

@@ -35,6 +35,16 @@ pub fn chromium(what: &str) -> Option<PathBuf> {
     None
 }
 
+/// The flags every headless Chromium of the tests starts with.
+pub const HEADLESS: [&str; 6] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--hide-scrollbars",
+];
+
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -77,14 +87,9 @@ impl Browser {
         let log_path = log_dir.path().join("chromium.stderr");
         let log = std::fs::File::create(&log_path).map_err(|e| format!("log file: {e}"))?;
         let mut child = tokio::process::Command::new(bin)
+            .args(HEADLESS)
             .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--no-first-run",
                 "--no-default-browser-check",
-                "--hide-scrollbars",
                 "--mute-audio",
                 "--use-fake-ui-for-media-stream",
                 "--use-fake-device-for-media-stream",
