@@ -427,7 +427,8 @@ pub async fn load(
 }
 
 /// For each of `campaigns`' countries, the latest import of its national
-/// registry recorded in the store (by any node) that carries a digest.
+/// registry recorded in the store (by any node), when it carries a digest
+/// (one recorded before digests were kept is not checked against).
 pub async fn expected_national(
     store: &Store,
     campaigns: &[&Campaign],

@@ -857,6 +857,18 @@ fn answered_as_old(
     false
 }
 
+/// Whether `headers` hold more than one Via value, in separate headers or
+/// in one list (without allocating for the usual single value: every
+/// response is checked).
+fn more_than_one_via(headers: &message::Headers) -> bool {
+    let mut vias = headers.get_all("Via");
+    match (vias.next(), vias.next()) {
+        (Some(_), Some(_)) => true,
+        (Some(v), None) => v.contains(',') && message::split_list(v).len() > 1,
+        _ => false,
+    }
+}
+
 /// A Request-URI from a URI a peer gave (a redirect's Contact): without
 /// its headers (`?...`) or `method` parameter, which a Request-URI may
 /// not carry (RFC 3261 19.1.1, Table 1).
@@ -2703,7 +2715,7 @@ impl Endpoint {
         // RFC 3261 8.1.3.3: a response with more than one Via was meant for
         // a proxy on its way, not for us.
         if let Message::Response(r) = &msg
-            && message::list_entries(&r.headers, "Via").len() > 1
+            && more_than_one_via(&r.headers)
         {
             self.stats.stray += 1;
             tracing::debug!(code = r.code, "response with more than one Via dropped");
