@@ -501,9 +501,10 @@ struct SimulateArgs {
     /// Scenario file (default: the built-in campaigns/scenarios/default.toml).
     #[arg(long)]
     scenario: Option<PathBuf>,
-    /// predictive, progressive, ratio:R, feedback, threshold[:P], oracle, or all.
-    #[arg(long, default_value = "predictive")]
-    strategy: String,
+    /// predictive, progressive, ratio:R, feedback, threshold[:P], oracle,
+    /// several joined by commas, or all (default: the campaign file's).
+    #[arg(long)]
+    strategy: Option<String>,
     /// Agents (overrides the scenario).
     #[arg(long)]
     agents: Option<u32>,
@@ -988,10 +989,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Err((field, message)) = scenario.check() {
                 anyhow::bail!("scenario {field}: {message}");
             }
+            // The campaign file's own strategy unless another is asked for:
+            // a campaign is tuned as it will run.
+            let strategies = a
+                .strategy
+                .clone()
+                .unwrap_or_else(|| campaign.strategy.to_string());
             let opts = commands::SimulateOptions {
                 campaign,
                 scenario,
-                strategies: a.strategy.clone(),
+                strategies,
                 seed: a.seed,
                 seeds: a.seeds,
                 sweep: a.sweep.clone(),

@@ -82,3 +82,37 @@ fn bad_sweeps_and_strategies_are_refused_with_the_reason() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("ratio:0.2"), "{err}");
 }
+
+/// Without `--strategy`, the campaign file's own strategy is simulated: a
+/// campaign is tuned as it will run.
+#[test]
+fn the_campaign_files_strategy_is_simulated_unless_another_is_asked_for() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/campaigns/uk-broadband.toml"
+    ))
+    .expect("campaign")
+    .replace("strategy = \"predictive\"", "strategy = \"ratio:1.5\"");
+    let file = dir.path().join("uk-ratio.toml");
+    std::fs::write(&file, text).expect("write");
+    let run = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_dialler"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .arg("simulate")
+            .args(["--campaign", file.to_str().expect("utf-8 path")])
+            .args(["--days", "1", "--agents", "5", "--json"])
+            .args(extra)
+            .output()
+            .expect("run dialler");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        doc.to_string()
+    };
+    assert!(run(&[]).contains("\"strategy\":\"ratio:1.5\""));
+    assert!(run(&["--strategy", "progressive"]).contains("\"strategy\":\"progressive\""));
+}
