@@ -513,10 +513,12 @@ impl Store {
             .connect_with(opts)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Store {
+        let store = Store {
             backend: std::sync::Arc::new(Backend::Sqlite(pool)),
             hold,
-        })
+        };
+        store.hash_plaintext_erasures().await?;
+        Ok(store)
     }
 
     /// Opens PostgreSQL with the given options and migrates it. Migrations
@@ -531,10 +533,12 @@ impl Store {
             .connect_with(opts)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Store {
+        let store = Store {
             backend: std::sync::Arc::new(Backend::Postgres(pool)),
             hold,
-        })
+        };
+        store.hash_plaintext_erasures().await?;
+        Ok(store)
     }
 
     /// This store, keeping a paused tokio clock still while a query is

@@ -1372,3 +1372,37 @@ async fn sip_legs_are_kept_per_node_until_they_end(store: Store) {
     assert!(store.legs_of_node("n2").await.expect("legs").is_empty());
 }
 store_test!(sip_legs_are_kept_per_node_until_they_end);
+
+/// An erasure recorded by an older version left the number on the internal
+/// list in plain text: when the store opens, it becomes the number's keyed
+/// hash (the suppression an erasure leaves now) and the number goes; the
+/// other entries stay.
+async fn erased_numbers_kept_in_plain_text_become_their_keyed_hash(store: Store) {
+    store
+        .dnc_add(
+            SCOPE_INTERNAL,
+            &["+447700900123".to_string(), "+447700900124".to_string()],
+            7,
+            "erasure",
+        )
+        .await
+        .expect("old erasure rows");
+    store
+        .dnc_add(SCOPE_INTERNAL, &["+447700900999".to_string()], 8, "import")
+        .await
+        .expect("an import row");
+    assert_eq!(store.hash_plaintext_erasures().await.expect("turn"), 2);
+    assert_eq!(
+        store.dnc_list(SCOPE_INTERNAL).await.expect("list"),
+        vec!["+447700900999".to_string()]
+    );
+    let key = store.suppression_key().await.expect("key");
+    let hashes = store.suppressions().await.expect("suppressions");
+    for digits in [447_700_900_123u64, 447_700_900_124] {
+        let h = dialler::compliance::suppression::hash_hex(&key, digits);
+        assert!(hashes.contains(&h), "{digits}");
+    }
+    // Nothing left to turn the next time.
+    assert_eq!(store.hash_plaintext_erasures().await.expect("again"), 0);
+}
+store_test!(erased_numbers_kept_in_plain_text_become_their_keyed_hash);

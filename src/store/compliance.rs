@@ -187,6 +187,50 @@ impl Store {
         Ok(key)
     }
 
+    /// Erasures recorded before suppression entries existed left the
+    /// person's number on a do-not-call list (source `erasure`) in plain
+    /// text. Each becomes a suppression entry (its keyed hash, as an
+    /// erasure makes now) and the number goes, in one transaction per
+    /// number; a row whose number cannot be read stays (it still blocks).
+    /// Run when the store opens; returns how many were turned.
+    pub async fn hash_plaintext_erasures(&self) -> Result<u64, StoreError> {
+        const FIND: &str = "SELECT DISTINCT phone FROM dnc_numbers WHERE source = 'erasure'";
+        const SUPPRESS: &str = "INSERT INTO suppressions (hash, added_at, source)
+             SELECT $1, MIN(added_at), 'erasure' FROM dnc_numbers
+             WHERE source = 'erasure' AND phone = $2
+             ON CONFLICT (hash) DO NOTHING";
+        const FORGET: &str = "DELETE FROM dnc_numbers WHERE source = 'erasure' AND phone = $1";
+        let phones: Vec<String> =
+            with_pool!(self, pool => sqlx::query_scalar(FIND).fetch_all(pool).await?);
+        if phones.is_empty() {
+            return Ok(0);
+        }
+        let key = self.suppression_key().await?;
+        let mut turned = 0;
+        for phone in phones {
+            let Some(digits) = phone.strip_prefix('+').and_then(|d| d.parse::<u64>().ok()) else {
+                continue;
+            };
+            let hash = crate::compliance::suppression::hash_hex(&key, digits);
+            with_pool!(self, pool => {
+                let mut tx = pool.begin().await?;
+                sqlx::query(SUPPRESS)
+                    .bind(&hash)
+                    .bind(&phone)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(FORGET).bind(&phone).execute(&mut *tx).await?;
+                tx.commit().await?;
+            });
+            turned += 1;
+        }
+        tracing::info!(
+            numbers = turned,
+            "erased numbers kept in plain text by an older version were replaced by their keyed hashes"
+        );
+        Ok(turned)
+    }
+
     /// Adds a suppression hash (hex); false when it was there already.
     pub async fn suppress(&self, hash: &str, at: i64, source: &str) -> Result<bool, StoreError> {
         const SQL: &str = "INSERT INTO suppressions (hash, added_at, source) VALUES ($1, $2, $3)
