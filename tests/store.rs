@@ -616,16 +616,10 @@ async fn a_live_node_counts_the_unbridged_answers_of_a_node_gone_silent(store: S
 }
 store_test!(a_live_node_counts_the_unbridged_answers_of_a_node_gone_silent);
 
-/// On PostgreSQL a ledger row's id is taken at its insert and the row is
-/// seen at its commit, so rows can appear out of id order: a node reading
-/// the other nodes' rows after the highest id it saw would miss one that
-/// commits after a higher one. The feed the cluster sync reads through
-/// takes it, once.
-#[tokio::test]
-async fn a_ledger_row_committed_after_a_higher_one_still_reaches_the_other_nodes() {
-    let Some(pg) = common::pg_store().await else {
-        return;
-    };
+/// A PostgreSQL test store with the uk-broadband campaign, and raw access
+/// to its database; `None` (skip) without PostgreSQL outside CI.
+async fn pg_campaign() -> Option<(common::PgSchema, Store, i64, sqlx::PgPool)> {
+    let pg = common::pg_store().await?;
     let store = pg.store.clone();
     let c = store
         .upsert_campaign(&campaign("uk-broadband"), 0)
@@ -634,9 +628,15 @@ async fn a_ledger_row_committed_after_a_higher_one_still_reaches_the_other_nodes
     let common::RawDb::Postgres(raw) = pg.raw().await else {
         unreachable!()
     };
-    let mut feed = dialler::store::LedgerFeed::new(store.ledger_last_id(c).await.expect("last"));
-    // Node A's abandon takes its id, and its transaction has not committed
-    // yet when node B's answer (a higher id) commits.
+    Some((pg, store, c, raw))
+}
+
+/// Another node's abandon in campaign `c` whose insert has taken its id but
+/// not committed: the open transaction, and the id.
+async fn abandon_left_uncommitted(
+    raw: &sqlx::PgPool,
+    c: i64,
+) -> (sqlx::Transaction<'static, sqlx::Postgres>, i64) {
     let mut slow = raw.begin().await.expect("begin");
     let slow_id: i64 = sqlx::query_scalar(
         "INSERT INTO abandon_ledger (campaign_id, kind, at) VALUES ($1, 'abandon', 5000) RETURNING id",
@@ -645,6 +645,23 @@ async fn a_ledger_row_committed_after_a_higher_one_still_reaches_the_other_nodes
     .fetch_one(&mut *slow)
     .await
     .expect("insert");
+    (slow, slow_id)
+}
+
+/// On PostgreSQL a ledger row's id is taken at its insert and the row is
+/// seen at its commit, so rows can appear out of id order: a node reading
+/// the other nodes' rows after the highest id it saw would miss one that
+/// commits after a higher one. The feed the cluster sync reads through
+/// takes it, once.
+#[tokio::test]
+async fn a_ledger_row_committed_after_a_higher_one_still_reaches_the_other_nodes() {
+    let Some((pg, store, c, raw)) = pg_campaign().await else {
+        return;
+    };
+    let mut feed = dialler::store::LedgerFeed::new(store.ledger_last_id(c).await.expect("last"));
+    // Node A's abandon takes its id, and its transaction has not committed
+    // yet when node B's answer (a higher id) commits.
+    let (slow, slow_id) = abandon_left_uncommitted(&raw, c).await;
     store
         .ledger_append(c, None, LedgerKind::HumanAnswer, 6_000)
         .await
@@ -678,29 +695,14 @@ async fn a_ledger_row_committed_after_a_higher_one_still_reaches_the_other_nodes
 /// when it commits, and none of the rebuilt ones again.
 #[tokio::test]
 async fn a_ledger_row_uncommitted_when_a_node_rebuilds_its_ledger_still_reaches_it() {
-    let Some(pg) = common::pg_store().await else {
+    let Some((pg, store, c, raw)) = pg_campaign().await else {
         return;
-    };
-    let store = pg.store.clone();
-    let c = store
-        .upsert_campaign(&campaign("uk-broadband"), 0)
-        .await
-        .expect("campaign");
-    let common::RawDb::Postgres(raw) = pg.raw().await else {
-        unreachable!()
     };
     store
         .ledger_append(c, None, LedgerKind::HumanAnswer, 4_000)
         .await
         .expect("append");
-    let mut slow = raw.begin().await.expect("begin");
-    let slow_id: i64 = sqlx::query_scalar(
-        "INSERT INTO abandon_ledger (campaign_id, kind, at) VALUES ($1, 'abandon', 5000) RETURNING id",
-    )
-    .bind(c)
-    .fetch_one(&mut *slow)
-    .await
-    .expect("insert");
+    let (slow, slow_id) = abandon_left_uncommitted(&raw, c).await;
     store
         .ledger_append(c, None, LedgerKind::HumanAnswer, 6_000)
         .await

@@ -358,10 +358,7 @@ impl Driver {
     /// on hold (`sendonly` or `inactive`, answered `recvonly` or
     /// `inactive`) nothing is sent to it until it resumes (RFC 3264 6.1).
     pub(super) fn media_changed(&mut self, call: CallId, media: sdp::Media) {
-        let held = matches!(
-            media.direction,
-            sdp::Direction::SendOnly | sdp::Direction::Inactive
-        );
+        let held = !media.direction.answer().sends();
         if let Some(c) = self.calls.get(&call) {
             c.hold.store(held, std::sync::atomic::Ordering::Relaxed);
         }

@@ -628,8 +628,9 @@ fn a_bye_with_the_right_call_id_but_wrong_tags_gets_481_and_the_call_goes_on() {
     assert_eq!(ended(&events(&mut ep)).unwrap().hangup, Some(Side::Remote));
 }
 
-#[test]
-fn a_challenged_bye_is_sent_again_with_credentials() {
+/// A call with credentials, answered and hung up by us `after` its start:
+/// the endpoint, the start and our BYE.
+fn hanging_up_with_credentials(after: Duration) -> (Endpoint, Instant, Request) {
     let mut ep = endpoint(Transport::Udp);
     let t0 = Instant::now();
     let mut p = params();
@@ -641,9 +642,15 @@ fn a_challenged_bye_is_sent_again_with_credentials() {
     reply(&mut ep, t0, &inv, 200);
     let _ = sent(&mut ep);
     let _ = events(&mut ep);
-    ep.hangup(t0 + 5 * SECOND, id);
+    ep.hangup(t0 + after, id);
     let bye = request(&sent(&mut ep)[0]).clone();
     assert_eq!(bye.method, Method::Bye);
+    (ep, t0, bye)
+}
+
+#[test]
+fn a_challenged_bye_is_sent_again_with_credentials() {
+    let (mut ep, t0, bye) = hanging_up_with_credentials(5 * SECOND);
     let mut challenge = Response::to(&bye, 407, "Proxy Authentication Required", None);
     challenge.headers.push(
         "Proxy-Authenticate",
@@ -1603,19 +1610,7 @@ fn in_dialog_requests_keep_the_rules_and_a_re_invite_refreshes_the_target() {
 /// same challenge again means the credentials are refused, and it stops.
 #[test]
 fn a_bye_challenged_in_two_realms_answers_both_and_not_a_third_time() {
-    let mut ep = endpoint(Transport::Udp);
-    let t0 = Instant::now();
-    let mut p = params();
-    p.credentials = Some(Credentials {
-        username: "user".into(),
-        password: "secret".into(),
-    });
-    let (id, inv) = start(&mut ep, t0, p);
-    reply(&mut ep, t0, &inv, 200);
-    let _ = sent(&mut ep);
-    let _ = events(&mut ep);
-    ep.hangup(t0 + SECOND, id);
-    let bye = request(&sent(&mut ep)[0]).clone();
+    let (mut ep, t0, bye) = hanging_up_with_credentials(SECOND);
     let mut proxy = Response::to(&bye, 407, "Proxy Authentication Required", None);
     proxy.headers.push(
         "Proxy-Authenticate",
