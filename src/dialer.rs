@@ -489,6 +489,9 @@ pub struct Runner {
     /// The ledger's least budget over the next hour, carried from
     /// decision to decision.
     least_ahead: LeastBudget,
+    /// The same over the windows ending while the campaign is closed
+    /// (see [`Runner::pace`]).
+    least_closed: LeastBudget,
     commands: VecDeque<Command>,
     // Scratch buffers reused by every decision (the oracle's).
     free_at_buf: Vec<u64>,
@@ -536,6 +539,7 @@ impl Runner {
             window_cache: None,
             pending_pause: 0,
             least_ahead: LeastBudget::default(),
+            least_closed: LeastBudget::default(),
             commands: VecDeque::new(),
             free_at_buf: Vec::new(),
             human_flight_buf: Vec::new(),
@@ -820,6 +824,7 @@ impl Runner {
     pub fn restore_ledger(&mut self, ledger: Ledger) {
         self.ledger = ledger;
         self.least_ahead = LeastBudget::default();
+        self.least_closed = LeastBudget::default();
     }
 
     /// Records a human answer or an abandon another node of the campaign
@@ -1437,6 +1442,26 @@ impl Runner {
                     let at = self.ledger.counts_at_ms(t as i64);
                     ledger.budget = ledger.budget.min(pacing::budget_at(at, limit) + slack);
                 }
+            }
+            // The windows ending while the campaign is closed hold the
+            // calls still in them and the rest of today's. Before a closed
+            // day (Saturday's close, Sunday closed; a holiday's eve) that
+            // is the whole of them for a window starting now: it ends
+            // before the next opening, so an abandon now has only the
+            // answers still to come today beside it, and one among the
+            // last few calls would put such a window far over the limit.
+            // Their least budget over what is recorded, with the rest of
+            // today's answers counted at half the last hour's pace.
+            let (from, to) = (close.max(now_ms), open.min(now_ms + window_ms));
+            if to > from {
+                let least = self.ledger.least_budget_ms(
+                    &mut self.least_closed,
+                    from as i64,
+                    to as i64,
+                    limit,
+                );
+                let rest = limit * 0.5 * last_hour * hours_left;
+                ledger.budget = ledger.budget.min(least + rest);
             }
         }
         if ledger.budget > 0.0 {

@@ -418,6 +418,44 @@ fn the_governor_sees_the_overnight_roll_out() {
     assert_eq!(run(Some(DialWindows::of_campaign(&campaign))), 10);
 }
 
+/// Saturday afternoon in London: the campaign closes at 16:00 and stays
+/// closed on Sunday, so a window starting now ends before Monday's opening
+/// and holds only the calls from now to the close. Twenty minutes before
+/// it, the rest of the day's answers cannot carry an abandon: whatever the
+/// strategy wants and however much room the last 24 hours have, a call
+/// goes out only with a ready agent for it. In the morning, with the day's
+/// answers still to come, the extra calls go out.
+#[test]
+fn the_governor_keeps_the_last_calls_before_a_closed_day_clean() {
+    let campaign = crate::campaign::Campaign::parse(
+        include_str!("../../campaigns/uk-broadband.toml"),
+        std::path::Path::new("uk"),
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    let run = |now_text: &str, events: &[(&str, LedgerEvent, usize)], hours: bool| {
+        let now = utc_ms(now_text);
+        let windows = hours.then(|| DialWindows::of_campaign(&campaign));
+        let mut r = pushy(ledger_of(events, now_text), windows);
+        r.handle_event(now, leads(1..400));
+        for a in 0..10 {
+            r.handle_event(now, Event::AgentReady(a));
+        }
+        dials(&drain(&mut r))
+    };
+    let friday = ("2026-12-04T16:00:00Z", LedgerEvent::HumanAnswer, 1000);
+    let late = [
+        friday,
+        ("2026-12-05T15:00:00Z", LedgerEvent::HumanAnswer, 150),
+    ];
+    assert!(run("2026-12-05T15:40:00Z", &late, false) > 10);
+    assert_eq!(run("2026-12-05T15:40:00Z", &late, true), 10);
+    let morning = [
+        friday,
+        ("2026-12-05T10:30:00Z", LedgerEvent::HumanAnswer, 300),
+    ];
+    assert!(run("2026-12-05T11:00:00Z", &morning, true) > 10);
+}
+
 /// A ready agent who pauses while the calls out count on every ready agent
 /// stays until they no longer do (a call failing frees them) or takes one
 /// of them and pauses after it; one who pauses with calls to spare pauses
