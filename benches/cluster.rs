@@ -293,14 +293,17 @@ async fn one_run(
         )
     };
     let all: Vec<(u64, bool)> = rows.iter().map(|(at, k, _)| event(*at, k)).collect();
-    run.combined = dialler::sim::worst_window(&all, WINDOW_MS);
+    // Observed up to the last row: no window starting in the run ends
+    // within it, so only the windows ending at a row count.
+    let seen = all.iter().map(|e| e.0).max().unwrap_or(0);
+    run.combined = dialler::sim::worst_window(&all, WINDOW_MS, seen);
     for (n, node) in ["n1", "n2"].into_iter().enumerate() {
         let own: Vec<(u64, bool)> = rows
             .iter()
             .filter(|(_, _, by)| by.as_deref().is_none_or(|b| b == node))
             .map(|(at, k, _)| event(*at, k))
             .collect();
-        run.own[n] = dialler::sim::worst_window(&own, WINDOW_MS);
+        run.own[n] = dialler::sim::worst_window(&own, WINDOW_MS, seen);
         for (_, k, by) in &rows {
             if by.as_deref() == Some(node) {
                 if LedgerKind::parse(k) == Some(LedgerKind::Abandon) {

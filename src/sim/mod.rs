@@ -1233,6 +1233,19 @@ impl<'a> Sim<'a> {
         (fresh, warm)
     }
 
+    /// The end of the run's virtual time: the midnight after its last day
+    /// in the home zone (or where [`run_until`] stopped it). A window
+    /// reaching past it was not seen whole.
+    fn observed_until(&self) -> u64 {
+        let end = self
+            .calendar
+            .start
+            .checked_add_days(chrono::Days::new(u64::from(self.cfg.scenario.days)))
+            .and_then(|d| self.calendar.local_time(d, chrono::NaiveTime::MIN))
+            .unwrap_or(u64::MAX);
+        self.until.map_or(end, |u| u.min(end))
+    }
+
     fn report(&self) -> SimReport {
         let rate = |a: u64, h: u64| {
             if h == 0 {
@@ -1257,6 +1270,7 @@ impl<'a> Sim<'a> {
             worst_window_percent: worst_window(
                 &self.ledger_events,
                 self.cfg.campaign.abandon_window.as_millis() as u64,
+                self.observed_until(),
             ),
             limit_percent: self.cfg.campaign.abandon_limit_percent,
             talk_share: self.talk_ms as f64 / logged,
@@ -1273,11 +1287,20 @@ impl<'a> Sim<'a> {
     }
 }
 
-/// The worst abandonment rate (percent) of any window of `window_ms`
-/// ending at an event: every rolling window a regulator could pick, the
-/// campaign silent before its first call, so the windows of its first day
-/// (or first 30 days) count with what they hold.
-pub fn worst_window(events: &[(u64, bool)], window_ms: u64) -> f64 {
+/// The worst abandonment rate (percent) of any window of `window_ms` that
+/// ends by `until_ms` (the end of what was observed): every rolling window
+/// a regulator could pick, the campaign silent before its first call, so
+/// the windows of its first day (or first 30 days) count with what they
+/// hold.
+///
+/// The events a window `[x, x + window_ms)` holds change only as its end
+/// passes an event (the window ending at that event, all it reaches back
+/// to) or its start passes one (the window starting just after it, all it
+/// reaches forward to): the worst of those two kinds is the worst of all.
+/// The second kind is the one a closed day shows: the window starting
+/// after Saturday's last-but-few calls holds only those few, a closed
+/// Sunday after them.
+pub fn worst_window(events: &[(u64, bool)], window_ms: u64, until_ms: u64) -> f64 {
     let rate = |h: u64, a: u64| {
         if h == 0 {
             0.0
@@ -1285,27 +1308,49 @@ pub fn worst_window(events: &[(u64, bool)], window_ms: u64) -> f64 {
             100.0 * a as f64 / h as f64
         }
     };
-    let (mut h, mut a) = (0u64, 0u64);
-    let mut lo = 0;
-    let mut worst: f64 = 0.0;
-    for (i, &(t, abandon)) in events.iter().enumerate() {
-        if abandon {
-            a += 1;
+    let count = |(h, a): &mut (u64, u64), abandon: bool, add: bool| {
+        let n = if abandon { a } else { h };
+        if add {
+            *n += 1;
         } else {
-            h += 1;
+            *n -= 1;
         }
+    };
+    let mut worst: f64 = 0.0;
+    // Windows ending at each instant with an event.
+    let mut held = (0u64, 0u64);
+    let mut lo = 0;
+    for (i, &(t, abandon)) in events.iter().enumerate() {
+        count(&mut held, abandon, true);
         while events[lo].0 + window_ms <= t {
-            if events[lo].1 {
-                a -= 1;
-            } else {
-                h -= 1;
-            }
+            count(&mut held, events[lo].1, false);
             lo += 1;
         }
         let next_same = events.get(i + 1).is_some_and(|e| e.0 == t);
         if !next_same {
-            worst = worst.max(rate(h, a));
+            worst = worst.max(rate(held.0, held.1));
         }
+    }
+    // Windows starting just after each instant with an event.
+    let mut held = (0u64, 0u64);
+    let (mut lo, mut hi) = (0, 0);
+    for (i, &(t, _)) in events.iter().enumerate() {
+        if events.get(i + 1).is_some_and(|e| e.0 == t) {
+            continue;
+        }
+        let start = t + 1;
+        if start.saturating_add(window_ms) > until_ms {
+            break;
+        }
+        while hi < events.len() && events[hi].0 < start + window_ms {
+            count(&mut held, events[hi].1, true);
+            hi += 1;
+        }
+        while lo < hi && events[lo].0 < start {
+            count(&mut held, events[lo].1, false);
+            lo += 1;
+        }
+        worst = worst.max(rate(held.0, held.1));
     }
     worst
 }
