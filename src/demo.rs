@@ -146,7 +146,11 @@ fn unreachable_lognormal() -> LogNormal<f64> {
 }
 
 /// When the demo's clock starts: `now` when the campaign's calling window
-/// is open for `zone`, otherwise an hour after it next opens.
+/// is open for `zone`, otherwise an hour after it next opens. The same
+/// when the window is open but the day is one before a closed day (a UK
+/// Saturday, Sunday closed): a window starting then holds only the rest
+/// of the day, so the governor dials the last hours one call per ready
+/// agent and the demo would show no predictive dialling.
 fn virtual_start(
     c: &Campaign,
     zone: chrono_tz::Tz,
@@ -156,10 +160,16 @@ fn virtual_start(
         plan: &c.hours,
         calendar: hours::calendar(c.profile),
     };
-    if h.status(&[zone], now).is_ok() {
-        return now;
-    }
-    match h.next_open(&[zone], now) {
+    let zones = [zone];
+    let window = chrono::Duration::from_std(c.abandon_window).unwrap_or(chrono::Duration::MAX);
+    let from = match h.window_end(&zones, now) {
+        None => now,
+        Some(end) => match h.next_open(&zones, end) {
+            Some(next) if next - now > window => end,
+            _ => return now,
+        },
+    };
+    match h.next_open(&zones, from) {
         Some(t) => t + chrono::Duration::hours(1),
         None => now,
     }
@@ -198,8 +208,19 @@ pub async fn run(opts: DemoOptions) -> Result<DemoResult, DemoError> {
             "the demo runs on a virtual clock from {at} (real durations)"
         ))
     } else if start != real_now {
+        let open_now = Hours {
+            plan: &camp.hours,
+            calendar: hours::calendar(camp.profile),
+        }
+        .status(&[zone], real_now)
+        .is_ok();
+        let why = if open_now {
+            "close today before a closed day (their last hours are dialled one call per ready agent)"
+        } else {
+            "are closed now"
+        };
         Some(format!(
-            "calling hours of {} are closed now in {}: the demo runs on a virtual clock at {} (real durations)",
+            "calling hours of {} {why} in {}: the demo runs on a virtual clock at {} (real durations)",
             camp.name,
             zone.name(),
             crate::compliance::local_time(
@@ -863,4 +884,38 @@ impl SimAgent {
 /// The default demo scenario file.
 pub fn default_scenario(campaigns_dir: &Path) -> PathBuf {
     campaigns_dir.join("scenarios").join("demo.toml")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(text: &str) -> DateTime<chrono::Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .map(|t| t.to_utc())
+            .unwrap_or_default()
+    }
+
+    /// The UK sample campaign: weekdays 09:00-20:00, Saturday 10:00-16:00,
+    /// Sunday closed (London is on UTC in December).
+    #[test]
+    fn the_demo_starts_now_unless_closed_or_on_the_day_before_a_closed_day() {
+        let c = Campaign::parse(
+            include_str!("../campaigns/uk-broadband.toml"),
+            std::path::Path::new("uk"),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let london = chrono_tz::Europe::London;
+        let start = |t: &str| virtual_start(&c, london, utc(t));
+        // Open on a weekday (Friday too: Saturday opens within 24 hours).
+        for t in ["2026-12-03T11:00:00Z", "2026-12-04T19:00:00Z"] {
+            assert_eq!(start(t), utc(t));
+        }
+        // Closed: an hour after the next opening.
+        assert_eq!(start("2026-12-03T21:00:00Z"), utc("2026-12-04T10:00:00Z"));
+        // Saturday, open: Monday's opening and an hour.
+        for t in ["2026-12-05T10:30:00Z", "2026-12-05T15:30:00Z"] {
+            assert_eq!(start(t), utc("2026-12-07T10:00:00Z"));
+        }
+    }
 }
