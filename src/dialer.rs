@@ -1451,7 +1451,10 @@ impl Runner {
             // answers still to come today beside it, and one among the
             // last few calls would put such a window far over the limit.
             // Their least budget over what is recorded, with the rest of
-            // today's answers counted at half the last hour's pace.
+            // today's answers counted at half the last hour's pace, or at
+            // half the window's answers spread over all its hours if more
+            // (at the opening the last hour holds none; yesterday's
+            // answers over 24 hours are well under its pace).
             let (from, to) = (close.max(now_ms), open.min(now_ms + window_ms));
             if to > from {
                 let least = self.ledger.least_budget_ms(
@@ -1460,7 +1463,8 @@ impl Runner {
                     to as i64,
                     limit,
                 );
-                let rest = limit * 0.5 * last_hour * hours_left;
+                let spread = human_answers as f64 * 3_600_000.0 / window_ms.max(1) as f64;
+                let rest = limit * 0.5 * last_hour.max(spread) * hours_left;
                 ledger.budget = ledger.budget.min(least + rest);
             }
         }

@@ -424,7 +424,7 @@ fn the_governor_sees_the_overnight_roll_out() {
 /// it, the rest of the day's answers cannot carry an abandon: whatever the
 /// strategy wants and however much room the last 24 hours have, a call
 /// goes out only with a ready agent for it. In the morning, with the day's
-/// answers still to come, the extra calls go out.
+/// answers still to come, the extra calls go out; at Friday's opening too.
 #[test]
 fn the_governor_keeps_the_last_calls_before_a_closed_day_clean() {
     let campaign = crate::campaign::Campaign::parse(
@@ -454,6 +454,11 @@ fn the_governor_keeps_the_last_calls_before_a_closed_day_clean() {
         ("2026-12-05T10:30:00Z", LedgerEvent::HumanAnswer, 300),
     ];
     assert!(run("2026-12-05T11:00:00Z", &morning, true) > 10);
+    // Friday's opening: a window starting now ends before Saturday's, but
+    // the whole day is ahead; with no answer yet today, yesterday's over
+    // 24 hours stand for the pace.
+    let thursday = [("2026-12-03T12:00:00Z", LedgerEvent::HumanAnswer, 1000)];
+    assert!(run("2026-12-04T09:05:00Z", &thursday, true) > 10);
 }
 
 /// A ready agent who pauses while the calls out count on every ready agent
