@@ -385,6 +385,16 @@ fn nodes_share_the_allowance_and_see_each_others_abandons() {
     assert_eq!(extra(1, 12), 0);
 }
 
+/// The shipped UK campaign: weekdays 09:00-20:00, Saturday 10:00-16:00,
+/// Sunday closed, 3% in any 24 hours (London is on UTC in December).
+fn uk_broadband() -> crate::campaign::Campaign {
+    crate::campaign::Campaign::parse(
+        include_str!("../../campaigns/uk-broadband.toml"),
+        std::path::Path::new("uk"),
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"))
+}
+
 /// Friday evening in London: the window holds Friday's calls, the
 /// morning's clean and the afternoon's at the limit. Now the window
 /// (24 h to now) has room, but at Saturday's opening the morning's
@@ -392,11 +402,7 @@ fn nodes_share_the_allowance_and_see_each_others_abandons() {
 /// the governor looks ahead and dials no further than the ready agents.
 #[test]
 fn the_governor_sees_the_overnight_roll_out() {
-    let campaign = crate::campaign::Campaign::parse(
-        include_str!("../../campaigns/uk-broadband.toml"),
-        std::path::Path::new("uk"),
-    )
-    .unwrap_or_else(|e| panic!("{e:?}"));
+    let campaign = uk_broadband();
     let now_text = "2026-12-04T19:30:00Z";
     let events = [
         ("2026-12-04T09:30:00Z", LedgerEvent::HumanAnswer, 300),
@@ -427,11 +433,7 @@ fn the_governor_sees_the_overnight_roll_out() {
 /// answers still to come, the extra calls go out; at Friday's opening too.
 #[test]
 fn the_governor_keeps_the_last_calls_before_a_closed_day_clean() {
-    let campaign = crate::campaign::Campaign::parse(
-        include_str!("../../campaigns/uk-broadband.toml"),
-        std::path::Path::new("uk"),
-    )
-    .unwrap_or_else(|e| panic!("{e:?}"));
+    let campaign = uk_broadband();
     let run = |now_text: &str, events: &[(&str, LedgerEvent, usize)], hours: bool| {
         let now = utc_ms(now_text);
         let windows = hours.then(|| DialWindows::of_campaign(&campaign));
