@@ -147,8 +147,9 @@ fn unreachable_lognormal() -> LogNormal<f64> {
 
 /// When the demo's clock starts: `now` when the campaign's calling window
 /// is open for `zone`, otherwise an hour after it next opens. The same
-/// when the window is open but the day is one before a closed day (a UK
-/// Saturday, Sunday closed): a window starting then holds only the rest
+/// when the window is open but the day is one before a closed day (the
+/// next opening a whole abandonment window or more after today's close: a
+/// UK Saturday, Sunday closed): a window starting then holds only the rest
 /// of the day, so the governor dials the last hours one call per ready
 /// agent and the demo would show no predictive dialling.
 fn virtual_start(
@@ -165,7 +166,7 @@ fn virtual_start(
     let from = match h.window_end(&zones, now) {
         None => now,
         Some(end) => match h.next_open(&zones, end) {
-            Some(next) if next - now > window => end,
+            Some(next) if next - end >= window => end,
             _ => return now,
         },
     };
@@ -907,8 +908,13 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e:?}"));
         let london = chrono_tz::Europe::London;
         let start = |t: &str| virtual_start(&c, london, utc(t));
-        // Open on a weekday (Friday too: Saturday opens within 24 hours).
-        for t in ["2026-12-03T11:00:00Z", "2026-12-04T19:00:00Z"] {
+        // Open on a weekday (Friday too: Saturday opens 14 hours after it
+        // closes).
+        for t in [
+            "2026-12-03T11:00:00Z",
+            "2026-12-04T09:30:00Z",
+            "2026-12-04T19:00:00Z",
+        ] {
             assert_eq!(start(t), utc(t));
         }
         // Closed: an hour after the next opening.
