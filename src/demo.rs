@@ -151,28 +151,32 @@ fn unreachable_lognormal() -> LogNormal<f64> {
 /// next opening a whole abandonment window or more after today's close: a
 /// UK Saturday, Sunday closed): a window starting then holds only the rest
 /// of the day, so the governor dials the last hours one call per ready
-/// agent and the demo would show no predictive dialling.
+/// agent and the demo would show no predictive dialling. With the start,
+/// why it is not `now` (the words of the demo's clock line).
 fn virtual_start(
     c: &Campaign,
     zone: chrono_tz::Tz,
     now: DateTime<chrono::Utc>,
-) -> DateTime<chrono::Utc> {
+) -> (DateTime<chrono::Utc>, Option<&'static str>) {
     let h = Hours {
         plan: &c.hours,
         calendar: hours::calendar(c.profile),
     };
     let zones = [zone];
     let window = chrono::Duration::from_std(c.abandon_window).unwrap_or(chrono::Duration::MAX);
-    let from = match h.window_end(&zones, now) {
-        None => now,
+    let (from, why) = match h.window_end(&zones, now) {
+        None => (now, "are closed now"),
         Some(end) => match h.next_open(&zones, end) {
-            Some(next) if next - end >= window => end,
-            _ => return now,
+            Some(next) if next - end >= window => (
+                end,
+                "close today before a closed day (their last hours are dialled one call per ready agent)",
+            ),
+            _ => return (now, None),
         },
     };
     match h.next_open(&zones, from) {
-        Some(t) => t + chrono::Duration::hours(1),
-        None => now,
+        Some(t) => (t + chrono::Duration::hours(1), Some(why)),
+        None => (now, None),
     }
 }
 
@@ -198,8 +202,8 @@ pub async fn run(opts: DemoOptions) -> Result<DemoResult, DemoError> {
     .copied()
     .unwrap_or(chrono_tz::UTC);
     let real_now = chrono::Utc::now();
-    let start = match opts.at {
-        Some(at) => at,
+    let (start, moved) = match opts.at {
+        Some(at) => (at, None),
         None => virtual_start(&camp, zone, real_now),
     };
     let clock = Clock::starting_at(start);
@@ -208,18 +212,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoResult, DemoError> {
         Some(format!(
             "the demo runs on a virtual clock from {at} (real durations)"
         ))
-    } else if start != real_now {
-        let open_now = Hours {
-            plan: &camp.hours,
-            calendar: hours::calendar(camp.profile),
-        }
-        .status(&[zone], real_now)
-        .is_ok();
-        let why = if open_now {
-            "close today before a closed day (their last hours are dialled one call per ready agent)"
-        } else {
-            "are closed now"
-        };
+    } else if let Some(why) = moved {
         Some(format!(
             "calling hours of {} {why} in {}: the demo runs on a virtual clock at {} (real durations)",
             camp.name,
@@ -907,7 +900,7 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e:?}"));
         let london = chrono_tz::Europe::London;
-        let start = |t: &str| virtual_start(&c, london, utc(t));
+        let start = |t: &str| virtual_start(&c, london, utc(t)).0;
         // Open on a weekday (Friday too: Saturday opens 14 hours after it
         // closes).
         for t in [
@@ -923,5 +916,10 @@ mod tests {
         for t in ["2026-12-05T10:30:00Z", "2026-12-05T15:30:00Z"] {
             assert_eq!(start(t), utc("2026-12-07T10:00:00Z"));
         }
+        // The clock line says why.
+        let why = |t: &str| virtual_start(&c, london, utc(t)).1;
+        assert_eq!(why("2026-12-03T11:00:00Z"), None);
+        assert_eq!(why("2026-12-03T21:00:00Z"), Some("are closed now"));
+        assert!(why("2026-12-05T15:30:00Z").is_some_and(|w| w.contains("before a closed day")));
     }
 }
