@@ -114,14 +114,15 @@ impl fmt::Display for PhoneNumber {
 
 /// Masks a phone number (any format) for logs: every digit but the last four
 /// becomes `*`.
+/// Text far longer than any number shows at most 16 stars, so a hostile
+/// input cannot flood a log or a terminal.
 pub fn mask(text: &str) -> String {
+    const MAX_STARS: usize = 16;
     let digits: Vec<char> = text.chars().filter(char::is_ascii_digit).collect();
-    let keep = digits.len().saturating_sub(4);
-    digits
-        .iter()
-        .enumerate()
-        .map(|(i, c)| if i < keep { '*' } else { *c })
-        .collect()
+    let hidden = digits.len().saturating_sub(4);
+    let mut out = "*".repeat(hidden.min(MAX_STARS));
+    out.extend(&digits[hidden..]);
+    out
 }
 
 /// Why a phone number was refused.
@@ -196,8 +197,18 @@ pub fn parse(raw: &str, default: Country) -> Result<PhoneNumber, PhoneError> {
         match b {
             b'0'..=b'9' => {
                 if len == buf.len() {
+                    // Far too long for any plan: say how long it is (the
+                    // digits of the whole text), or its first bad character.
+                    let mut digits = 0;
+                    for c in raw.trim().chars() {
+                        match c {
+                            '0'..='9' => digits += 1,
+                            ' ' | '-' | '.' | '/' | '\t' | '(' | ')' | '+' => {}
+                            c => return Err(PhoneError::InvalidCharacter(c)),
+                        }
+                    }
                     return Err(PhoneError::BadLength {
-                        digits: len + 1,
+                        digits,
                         country: default,
                     });
                 }
@@ -235,10 +246,7 @@ pub fn parse(raw: &str, default: Country) -> Result<PhoneNumber, PhoneError> {
         false
     };
     let national: &[u8] = if international {
-        let cc = calling_code_prefix(d).ok_or_else(|| PhoneError::OutOfCountry {
-            found: format!("+{}", digits_str(&d[..d.len().min(3)])),
-            expected: default,
-        })?;
+        let cc = calling_code_prefix(d);
         if cc.0 != default.calling_code() {
             return Err(PhoneError::OutOfCountry {
                 found: format!("+{}", cc.0),
@@ -298,19 +306,29 @@ fn fold_unicode(raw: &str) -> String {
         .collect()
 }
 
-/// The calling code at the start of `d`, among the codes we dial, and its
-/// length in digits. Returns the code with its length even when it is not
-/// one of ours, so long as it is a code of one to three digits we can name.
-fn calling_code_prefix(d: &[u8]) -> Option<(u64, usize)> {
-    match d {
-        [1, ..] => Some((1, 1)),
-        [9, 1, ..] => Some((91, 2)),
-        [4, 4, ..] => Some((44, 2)),
-        [6, 1, ..] => Some((61, 2)),
-        // Another country: report its first two digits as the code.
-        [a, b, ..] => Some((u64::from(*a) * 10 + u64::from(*b), 2)),
-        _ => None,
+/// The country calling code at the start of `d` and its length in digits:
+/// ITU-T E.164's codes are one digit (1, 7), two (the list below) or
+/// three (every other start), so a foreign number is named by its whole
+/// code (`+998`, not `+99`). A number too short to hold a code is named
+/// by what it has.
+fn calling_code_prefix(d: &[u8]) -> (u64, usize) {
+    /// The two-digit codes assigned in ITU-T E.164 (Annex to ITU
+    /// Operational Bulletin No. 1125, "List of ITU-T Recommendation E.164
+    /// assigned country codes").
+    const TWO_DIGIT: [u8; 44] = [
+        20, 27, 30, 31, 32, 33, 34, 36, 39, 40, 41, 43, 44, 45, 46, 47, 48, 49, 51, 52, 53, 54, 55,
+        56, 57, 58, 60, 61, 62, 63, 64, 65, 66, 81, 82, 84, 86, 90, 91, 92, 93, 94, 95, 98,
+    ];
+    let len = match d {
+        [1 | 7, ..] => 1,
+        [a, b, ..] if TWO_DIGIT.contains(&(a * 10 + b)) => 2,
+        _ => 3,
     }
+    .min(d.len());
+    let code = d[..len]
+        .iter()
+        .fold(0u64, |acc, &x| acc * 10 + u64::from(x));
+    (code, len)
 }
 
 /// Strips a trunk prefix or a country code written without `+` from a
@@ -515,6 +533,42 @@ mod tests {
             parse("+33 6 12 34 56 78", Country::UnitedKingdom),
             Err(PhoneError::OutOfCountry { .. })
         ));
+    }
+
+    #[test]
+    fn a_foreign_number_is_named_by_its_whole_calling_code() {
+        let found = |raw: &str, c: Country| match parse(raw, c) {
+            Err(PhoneError::OutOfCountry { found, .. }) => found,
+            other => panic!("{raw}: {other:?}"),
+        };
+        // One, two and three digits, as ITU-T E.164 assigns them.
+        assert_eq!(found("+7 495 123 45 67", Country::UnitedKingdom), "+7");
+        assert_eq!(found("+49 30 1234567", Country::UnitedKingdom), "+49");
+        assert_eq!(found("0049 30 1234567", Country::India), "+49");
+        assert_eq!(found("+998 90 123 45 67", Country::UnitedKingdom), "+998");
+        assert_eq!(found("+353 1 234 5678", Country::UnitedKingdom), "+353");
+        assert_eq!(found("+999 123", Country::UnitedKingdom), "+999");
+        assert_eq!(found("+1 212 555 0123", Country::UnitedKingdom), "+1");
+        assert_eq!(found("+3", Country::UnitedKingdom), "+3");
+    }
+
+    #[test]
+    fn a_number_far_too_long_is_told_its_real_length() {
+        let long = format!("+{}", "1".repeat(100_000));
+        assert_eq!(
+            parse(&long, Country::UnitedKingdom),
+            Err(PhoneError::BadLength {
+                digits: 100_000,
+                country: Country::UnitedKingdom
+            })
+        );
+        let long_then_junk = format!("{}x", "9".repeat(30));
+        assert_eq!(
+            parse(&long_then_junk, Country::India),
+            Err(PhoneError::InvalidCharacter('x'))
+        );
+        // And its mask stays short.
+        assert_eq!(mask(&long), format!("{}1111", "*".repeat(16)));
     }
 
     #[test]
