@@ -14,6 +14,7 @@
 
 use std::borrow::Cow;
 use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
 
 use super::SipError;
 
@@ -184,6 +185,14 @@ impl Headers {
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
         self.remove(name);
         self.push(name, value);
+    }
+
+    /// The first value of a header, to change in place.
+    pub fn first_mut(&mut self, name: &str) -> Option<&mut String> {
+        self.0
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
     }
 
     /// All lines, in order.
@@ -527,6 +536,83 @@ pub fn top_branch(headers: &Headers) -> Option<&str> {
     param(first, "branch")
 }
 
+/// Stamps the top Via of a request that came over UDP from `source` as
+/// the server transport must (RFC 3261 18.2.1: `received` when the
+/// sent-by host is not the address it came from; RFC 3581 4: with `rport`,
+/// `received` always and `rport` set to the source port), and returns
+/// where its responses go (RFC 3261 18.2.2, RFC 3581 4): the source
+/// address and port when the sender asked for `rport`, else the source
+/// address and the sent-by port (5060 when none is given). A Via that
+/// cannot be read is left alone and the response goes back to the source.
+pub fn stamp_via_received(headers: &mut Headers, source: SocketAddr) -> SocketAddr {
+    let Some(line) = headers.first_mut("Via") else {
+        return source;
+    };
+    let Some(top) = split_list(line).first().copied() else {
+        return source;
+    };
+    // Where the top entry sits in the line (split_list trims it).
+    let start = top.as_ptr() as usize - line.as_ptr() as usize;
+    let end = start + top.len();
+    let mut parts = top.split(';');
+    let proto_and_sent_by = parts.next().unwrap_or_default();
+    let Some((host, port)) = proto_and_sent_by
+        .split_whitespace()
+        .skip(1)
+        .last()
+        .filter(|t| !t.contains('/'))
+        .and_then(sent_by_host_port)
+    else {
+        return source;
+    };
+    let params: Vec<&str> = parts.map(str::trim).filter(|p| !p.is_empty()).collect();
+    let name_of = |p: &str| p.split('=').next().unwrap_or(p).trim().to_ascii_lowercase();
+    let rport = params.iter().any(|p| name_of(p) == "rport");
+    let host_is_source = host.parse::<IpAddr>().ok() == Some(source.ip());
+    let mut entry = proto_and_sent_by.trim_end().to_string();
+    for p in params
+        .iter()
+        .filter(|p| !matches!(name_of(p).as_str(), "rport" | "received"))
+    {
+        entry.push(';');
+        entry.push_str(p);
+    }
+    if rport || !host_is_source {
+        entry.push_str(&format!(";received={}", source.ip()));
+    }
+    if rport {
+        entry.push_str(&format!(";rport={}", source.port()));
+    }
+    line.replace_range(start..end, &entry);
+    if rport {
+        source
+    } else {
+        SocketAddr::new(source.ip(), port.unwrap_or(5060))
+    }
+}
+
+/// The host and port of a Via's sent-by (`host`, `host:port`, `[v6]` or
+/// `[v6]:port`), or `None` if it is not one.
+fn sent_by_host_port(sent_by: &str) -> Option<(&str, Option<u16>)> {
+    let (host, port) = match sent_by.strip_prefix('[') {
+        Some(rest) => {
+            let (h, after) = rest.split_once(']')?;
+            (h, after.strip_prefix(':'))
+        }
+        None => match sent_by.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (sent_by, None),
+        },
+    };
+    if host.is_empty() {
+        return None;
+    }
+    match port {
+        Some(p) => Some((host, Some(p.parse().ok().filter(|&p: &u16| p != 0)?))),
+        None => Some((host, None)),
+    }
+}
+
 /// The URI inside a name-addr (`"Name" <sip:x@y>;tag=1` gives `sip:x@y`),
 /// or the addr-spec up to its parameters.
 pub fn uri_of(value: &str) -> &str {
@@ -656,5 +742,44 @@ l: 4\r\n\r\nv=0\r\n";
             "sip:bob@h:5060;transport=tcp"
         );
         assert_eq!(uri_of("sip:bob@h;tag=1"), "sip:bob@h");
+    }
+
+    #[test]
+    fn a_udp_requests_via_is_stamped_and_names_where_responses_go() {
+        let src: std::net::SocketAddr = "[2001:db8::5]:7000".parse().unwrap();
+        let stamp = |via: &str| {
+            let mut h = Headers::new();
+            h.push("Via", via);
+            let to = stamp_via_received(&mut h, src);
+            (to.to_string(), h.get("Via").unwrap_or_default().to_string())
+        };
+        assert_eq!(
+            stamp("SIP/2.0/UDP [2001:db8::5]:5062;branch=z9hG4bKa"),
+            (
+                "[2001:db8::5]:5062".into(),
+                "SIP/2.0/UDP [2001:db8::5]:5062;branch=z9hG4bKa".into()
+            )
+        );
+        // A forged `received` is replaced; rport given a value.
+        assert_eq!(
+            stamp("SIP / 2.0 / UDP host.example;received=10.9.9.9;branch=z9hG4bKb;rport"),
+            (
+                "[2001:db8::5]:7000".into(),
+                "SIP / 2.0 / UDP host.example;branch=z9hG4bKb;received=2001:db8::5;rport=7000"
+                    .into()
+            )
+        );
+        // Unreadable sent-by: left alone, back to the source.
+        for bad in [
+            "SIP/2.0/UDP",
+            "SIP/2.0/UDP h:99999;branch=z9hG4bKc",
+            "SIP/2.0/UDP [::1;branch=x",
+        ] {
+            assert_eq!(
+                stamp(bad),
+                ("[2001:db8::5]:7000".into(), bad.into()),
+                "{bad}"
+            );
+        }
     }
 }

@@ -2705,7 +2705,21 @@ impl Endpoint {
     }
 
     /// [`Endpoint::handle_message`] for a message from `from`.
-    pub fn handle_message_from(&mut self, now: Instant, from: Option<SocketAddr>, msg: Message) {
+    pub fn handle_message_from(
+        &mut self,
+        now: Instant,
+        from: Option<SocketAddr>,
+        mut msg: Message,
+    ) {
+        // Over UDP a request's responses go where its top Via says (RFC
+        // 3261 18.2.2, RFC 3581), which is not always the port it came
+        // from; over TCP and TLS, back on the connection it came on.
+        let from = match (&mut msg, from) {
+            (Message::Request(q), Some(source)) if !self.cfg.transport.reliable() => {
+                Some(message::stamp_via_received(&mut q.headers, source))
+            }
+            _ => from,
+        };
         self.source = from;
         self.dispatch(now, from, msg);
         self.source = None;

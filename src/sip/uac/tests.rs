@@ -1659,3 +1659,96 @@ fn a_response_with_two_vias_is_dropped() {
     assert_eq!(ep.stats().stray, 1);
     assert_eq!(ep.live_calls(), 1);
 }
+
+#[test]
+fn over_udp_a_response_goes_where_the_requests_via_says() {
+    let from: SocketAddr = "127.0.0.1:6000".parse().unwrap();
+    let mut ep = endpoint(Transport::Udp);
+    let t0 = Instant::now();
+    let (_, inv) = start(&mut ep, t0, params());
+    reply(&mut ep, t0, &inv, 200);
+    let _ = sent(&mut ep);
+    let bye_via = |via: &str| {
+        let mut bye = Request::new(Method::Bye, "sip:dialler@127.0.0.1:5070");
+        bye.headers.push("Via", via);
+        bye.headers.push("From", "<sip:callee@127.0.0.1>;tag=peer");
+        bye.headers.push("To", inv.headers.get("From").unwrap());
+        bye.headers
+            .push("Call-ID", inv.headers.get("Call-ID").unwrap());
+        bye.headers.push("CSeq", "1 BYE");
+        bye.encode()
+    };
+    let answer = |ep: &mut Endpoint| {
+        let t = ep.poll_transmit_to().expect("a response");
+        let (m, _) = message::parse(&t.bytes, false).unwrap();
+        let Message::Response(r) = m else {
+            panic!("not a response")
+        };
+        (t.to, r)
+    };
+    // RFC 3261 18.2.2: no rport, so the sent-by port, not the source port.
+    ep.handle_bytes_from(
+        t0 + SECOND,
+        Some(from),
+        &bye_via("SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKbye1"),
+    )
+    .unwrap();
+    let (to, r) = answer(&mut ep);
+    assert_eq!((r.code, to), (200, Some("127.0.0.1:5080".parse().unwrap())));
+    // The sent-by host is the source: no `received` is added.
+    assert_eq!(
+        r.headers.get("Via"),
+        Some("SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKbye1")
+    );
+
+    // Out of any dialog: a sent-by naming another host and no port gets
+    // `received` and goes to the source address on 5060.
+    let mut opts = Request::new(Method::Options, "sip:dialler@127.0.0.1:5070");
+    opts.headers
+        .push("Via", "SIP/2.0/UDP proxy.example.net;branch=z9hG4bKo1");
+    opts.headers.push("From", "<sip:p@example.net>;tag=o");
+    opts.headers.push("To", "<sip:dialler@127.0.0.1>");
+    opts.headers.push("Call-ID", "options-1");
+    opts.headers.push("CSeq", "7 OPTIONS");
+    ep.handle_bytes_from(t0 + SECOND, Some(from), &opts.encode())
+        .unwrap();
+    let (to, r) = answer(&mut ep);
+    assert_eq!((r.code, to), (200, Some("127.0.0.1:5060".parse().unwrap())));
+    assert_eq!(
+        r.headers.get("Via"),
+        Some("SIP/2.0/UDP proxy.example.net;branch=z9hG4bKo1;received=127.0.0.1")
+    );
+
+    // RFC 3581: with rport, back to the source port, both filled in.
+    opts.headers.set(
+        "Via",
+        "SIP/2.0/UDP 192.0.2.7:5090;rport;branch=z9hG4bKo2, SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx",
+    );
+    ep.handle_bytes_from(t0 + SECOND, Some(from), &opts.encode())
+        .unwrap();
+    let (to, r) = answer(&mut ep);
+    assert_eq!(to, Some(from));
+    assert_eq!(
+        r.headers.get("Via"),
+        Some(
+            "SIP/2.0/UDP 192.0.2.7:5090;branch=z9hG4bKo2;received=127.0.0.1;rport=6000, SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx"
+        )
+    );
+}
+
+#[test]
+fn over_tcp_a_response_goes_back_on_the_connection_it_came_on() {
+    let from: SocketAddr = "127.0.0.1:6000".parse().unwrap();
+    let mut ep = endpoint(Transport::Tcp);
+    let mut opts = Request::new(Method::Options, "sip:dialler@127.0.0.1:5070");
+    opts.headers
+        .push("Via", "SIP/2.0/TCP 127.0.0.1:5080;branch=z9hG4bKt1");
+    opts.headers.push("From", "<sip:p@example.net>;tag=o");
+    opts.headers.push("To", "<sip:dialler@127.0.0.1>");
+    opts.headers.push("Call-ID", "options-tcp");
+    opts.headers.push("CSeq", "7 OPTIONS");
+    ep.handle_bytes_from(Instant::now(), Some(from), &opts.encode())
+        .unwrap();
+    let t = ep.poll_transmit_to().expect("a response");
+    assert_eq!(t.to, Some(from));
+}
