@@ -81,6 +81,16 @@ pub enum Event {
         /// A person (true) or an answering machine.
         human: bool,
     },
+    /// The callee answered, but the call cannot carry audio (the answer
+    /// had no SDP, no codec we send, or refused the stream): a person who
+    /// picked up would hear nothing and could not be heard. It is hung up
+    /// at once and counted as a person's answer abandoned, never bridged
+    /// to an agent: the safe side of the abandonment rules, which count
+    /// silent calls.
+    CallAnsweredWithoutAudio {
+        /// The call.
+        call: CallId,
+    },
     /// The call failed before an answer.
     CallFailed {
         /// The call.
@@ -589,6 +599,7 @@ impl Runner {
                 self.answered(now_ms, call, human);
                 true
             }
+            Event::CallAnsweredWithoutAudio { call } => self.answered_without_audio(now_ms, call),
             Event::CallFailed { call, outcome } => {
                 if let Some(c) = self.calls.get(&call)
                     && c.state == CallState::Ringing
@@ -1098,6 +1109,33 @@ impl Runner {
         } else {
             self.bridge(now_ms, call);
         }
+    }
+
+    /// [`Event::CallAnsweredWithoutAudio`]: a person's answer, abandoned
+    /// and hung up at once. Returns whether pacing should decide again.
+    fn answered_without_audio(&mut self, now_ms: u64, call: CallId) -> bool {
+        let Some(c) = self.calls.get(&call) else {
+            return false;
+        };
+        if c.state != CallState::Ringing {
+            return false;
+        }
+        let ring_ms = now_ms.saturating_sub(c.dialled_ms);
+        let lead = c.lead;
+        self.remove_ringing(call);
+        self.est.record_attempt(true, ring_ms as f64 / 1000.0);
+        self.ledger
+            .record(ms_time(now_ms), LedgerEvent::HumanAnswer);
+        self.commands
+            .push_back(Command::Record(Record::HumanAnswer {
+                call,
+                lead,
+                ring_ms,
+            }));
+        self.abandon(now_ms, call, lead);
+        self.commands.push_back(Command::Hangup { call });
+        self.end_call(now_ms, call, Outcome::Abandoned);
+        true
     }
 
     /// Connects a waiting call to the longest-ready agent.

@@ -1184,3 +1184,65 @@ async fn both_legs_of_a_bridged_call_get_rtcp_reports() {
     assert!(provider.rtcp_reports >= 3, "customer leg: {provider:?}");
     assert!(phones.rtcp_reports >= 3, "agent leg: {phones:?}");
 }
+
+/// A carrier that answers with only G.729 (SIPp): the call cannot carry
+/// audio, so the person who picked up would hear silence. With an agent
+/// ready, the call is still not put through: it is hung up at once and
+/// counted as a person's answer abandoned (the safe side of the rules on
+/// silent calls), its lead kept from the 72-hour recall like any other.
+#[tokio::test]
+async fn an_answer_with_no_usable_codec_is_hung_up_as_abandoned_not_bridged() {
+    use common::sipp::{Sipp, UasOpts};
+    let Some(sipp) = Sipp::uas(UasOpts::new("answer_g729_only.xml")).await else {
+        return;
+    };
+    let l = load("uk-broadband", tuesday(), 1).await;
+    let sb = Sandboxes::start(answering(Duration::from_secs(3600), 5)).await;
+    let live = start(&l, sipp.addr, tuesday(), "n1", Duration::from_secs(5)).await;
+    let (id, tok) = &l.agents[0];
+    let phone = format!("sip:1@{}", sb.phones);
+    live.provision(&l.supervisor, id, &phone).await;
+    let (c, v) = live.login(id, tok, &phone).await;
+    assert_eq!(c, 200, "{v}");
+    let (c, _) = live
+        .req("POST", &format!("/api/agents/{id}/ready"), tok, None)
+        .await;
+    assert_eq!(c, 200);
+    let db = pool(&l.db).await;
+    assert!(
+        until(Duration::from_secs(20), || async {
+            count(
+                &db,
+                "SELECT COUNT(*) FROM call_attempts WHERE outcome IS NOT NULL",
+            )
+            .await
+                >= 2
+        })
+        .await,
+        "no answered call ended ({})",
+        sipp.errors()
+    );
+    let call = format!("/api/agents/{id}/call");
+    assert_ne!(live.req("GET", &call, tok, None).await.0, 200, "bridged");
+    live.stop().await;
+    sb.stop().await;
+    let rows = sqlx::query(
+        "SELECT a.outcome, a.connected_at, a.agent_id, a.answered_at,
+                (SELECT COUNT(*) FROM abandon_ledger x WHERE x.attempt_id = a.id AND x.kind = 'human_answer'),
+                (SELECT COUNT(*) FROM abandon_ledger x WHERE x.attempt_id = a.id AND x.kind = 'abandon')
+         FROM call_attempts a WHERE a.outcome IS NOT NULL",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert!(rows.len() >= 2);
+    for r in &rows {
+        let outcome: String = r.get(0);
+        assert_eq!(outcome, "abandoned");
+        assert!(r.get::<Option<i64>, _>(1).is_none(), "connected");
+        assert!(r.get::<Option<String>, _>(2).is_none(), "given an agent");
+        assert!(r.get::<Option<i64>, _>(3).is_some(), "not answered");
+        assert_eq!((r.get::<i64, _>(4), r.get::<i64, _>(5)), (1, 1));
+    }
+    sipp.stop().await;
+}

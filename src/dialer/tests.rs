@@ -74,6 +74,46 @@ fn a_ready_agent_gets_a_call_and_a_human_answer_is_bridged_at_once() {
 }
 
 #[test]
+fn an_answer_without_audio_is_abandoned_and_hung_up_even_with_an_agent_ready() {
+    let mut r = Runner::new(config(), &Strategy::Progressive);
+    r.handle_event(0, leads(1..20));
+    r.handle_event(0, Event::AgentReady(0));
+    drain(&mut r);
+    r.handle_event(5_000, Event::CallAnsweredWithoutAudio { call: 1 });
+    let cmds = drain(&mut r);
+    assert!(
+        !cmds.iter().any(|c| matches!(c, Command::Bridge { .. })),
+        "{cmds:?}"
+    );
+    for want in [
+        Command::Record(Record::HumanAnswer {
+            call: 1,
+            lead: 1,
+            ring_ms: 5_000,
+        }),
+        Command::Record(Record::Abandoned { call: 1, lead: 1 }),
+        Command::Hangup { call: 1 },
+        Command::Record(Record::AttemptEnded {
+            call: 1,
+            lead: 1,
+            outcome: Outcome::Abandoned,
+        }),
+    ] {
+        assert!(cmds.contains(&want), "{want:?} not in {cmds:?}");
+    }
+    assert_eq!(r.status().on_call, 0);
+    assert_eq!(r.status().window_abandons, 1);
+    // The agent stays ready: the next call is dialled for it.
+    assert!(
+        cmds.iter().any(|c| matches!(c, Command::Dial { .. })),
+        "{cmds:?}"
+    );
+    // Late news of the same call changes nothing.
+    r.handle_event(5_100, Event::CallAnsweredWithoutAudio { call: 1 });
+    assert!(drain(&mut r).is_empty());
+}
+
+#[test]
 fn an_answer_with_no_agent_hears_the_message_after_the_connect_limit() {
     let mut r = with_room(Runner::new(config(), &Strategy::Ratio { ratio: 2.0 }));
     r.handle_event(0, leads(1..20));

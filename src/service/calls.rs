@@ -295,19 +295,17 @@ impl Driver {
     ) {
         let now = self.now().ms();
         let mut attempt = None;
-        // Media goes out only in a codec the answer took (RFC 3264 7): an
-        // answer without PCMU or PCMA gets none, rather than one it did
-        // not agree to.
+        // Media goes out only in a codec the answer took (RFC 3264 7), to
+        // a stream it did not refuse (port 0, RFC 3264 6): an answer with
+        // neither has no audio, and its call is not bridged (below).
         let media = match media {
-            Some(m) if m.codec().is_none() => {
-                tracing::warn!(
-                    payloads = ?m.payloads,
-                    "the answer takes neither PCMU nor PCMA: no audio is sent to this call"
-                );
+            Some(m) if m.codec().is_none() || m.addr.port() == 0 => {
+                tracing::debug!(payloads = ?m.payloads, port = m.addr.port(), "no usable audio in the answer");
                 None
             }
             m => m,
         };
+        let audio = media.is_some();
         if let Some(c) = self.calls.get_mut(&call) {
             c.codec = media
                 .as_ref()
@@ -346,8 +344,16 @@ impl Driver {
         }
         self.answer_instants.insert(call, at);
         // A provider that runs answering-machine detection says so in a
-        // header of the 200 OK; without it, a person answered.
+        // header of the 200 OK; without it, a person answered. A person
+        // on a call that cannot carry audio is never bridged to an agent.
         let machine = machine_answer(&self.campaign.provider, &headers);
+        if !machine && !audio {
+            tracing::warn!(
+                "the answer carries no audio we can send or hear (no SDP, no PCMU or PCMA, or the stream refused): hung up and counted as abandoned"
+            );
+            self.event(Event::CallAnsweredWithoutAudio { call });
+            return;
+        }
         self.event(Event::CallAnswered {
             call,
             human: !machine,
