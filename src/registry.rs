@@ -229,6 +229,7 @@ pub async fn import(
     let dnd::Parsed {
         entries,
         removal_lines,
+        removal_texts,
         mut bad,
     } = parsed;
     let refuse = |reason: String, bad: &[BadLine]| RegistryError::Refused {
@@ -347,19 +348,19 @@ pub async fn import(
                     Entry::Removed(_) => None,
                 })
                 .collect();
-            let mut removes: Vec<(String, u64)> = entries
+            let mut removes: Vec<(String, (u64, String))> = entries
                 .iter()
                 .filter_map(|e| match e {
                     Entry::Removed(n) => Some(e164(*n)),
                     _ => None,
                 })
-                .zip(removal_lines.iter().copied())
+                .zip(removal_lines.into_iter().zip(removal_texts))
                 .collect();
             // A person's own request is not undone by a file.
             let phones: Vec<String> = removes.iter().map(|(p, _)| p.clone()).collect();
             let protected = store.dnc_protected(&scope, &phones).await?;
             if !protected.is_empty() {
-                removes.retain(|(p, line)| {
+                removes.retain_mut(|(p, (line, text))| {
                     let Some((_, source)) = protected.iter().find(|(q, _)| q == p) else {
                         return true;
                     };
@@ -369,7 +370,7 @@ pub async fn import(
                             "{} is on the list by the person's own request ({source}): only `dialler dnd remove` with a reason takes it off",
                             phone::mask(p)
                         ),
-                        text: String::new(),
+                        text: std::mem::take(text),
                         kept_blocked: true,
                         foreign: false,
                     });

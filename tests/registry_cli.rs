@@ -397,3 +397,56 @@ fn every_sample_registry_is_of_its_own_country() {
         assert!(parsed.entries.len() >= 20, "{p:?}");
     }
 }
+
+/// A person's own opt-out (a `dnc` disposition's entry) named by a delta's
+/// removal: the number stays listed, and the rejects file says which line,
+/// why, and what the line said.
+#[test]
+fn a_removal_of_an_opt_out_stays_listed_and_its_line_is_in_the_rejects() {
+    let env = Env::new();
+    let url = format!("sqlite://{}", env.path("d.db").display());
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async {
+            let store = dialler::store::Store::open(&url).await.expect("store");
+            store
+                .dnc_add(
+                    dialler::store::SCOPE_INTERNAL,
+                    &["+12125550125".to_string()],
+                    0,
+                    "disposition",
+                )
+                .await
+                .expect("opt-out");
+            store.close().await;
+        });
+    let rm = env.write("rm.txt", "# delta\n-212 555 0125\n-212 555 0199\n");
+    let rejects = env.path("rejects.csv");
+    let out = env.dialler(&[
+        "dnd",
+        "import",
+        "--registry",
+        "internal",
+        "--country",
+        "US",
+        "--delta",
+        &rm,
+        "--rejects",
+        rejects.to_str().expect("utf8"),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reasons = env.reasons("212 555 0125", "us-home-solar");
+    assert!(reasons.iter().any(|r| r == "dnd_internal"), "{reasons:?}");
+    let text = std::fs::read_to_string(&rejects).expect("rejects");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("2,"))
+        .unwrap_or_else(|| panic!("line 2 not in {text}"));
+    assert!(line.contains("person's own request"), "{line}");
+    assert!(line.ends_with("-212 555 0125"), "{line}");
+}

@@ -149,6 +149,9 @@ pub struct Parsed {
     pub entries: Vec<Entry>,
     /// The line of each [`Entry::Removed`], in the same order.
     pub removal_lines: Vec<u64>,
+    /// The text of each of those lines (first 200 characters), for a
+    /// rejects file should the removal be refused.
+    pub removal_texts: Vec<String>,
     /// Refused lines.
     pub bad: Vec<BadLine>,
 }
@@ -233,6 +236,7 @@ pub fn parse(
             Ok(Some(e)) => {
                 if matches!(e, Entry::Removed(_)) {
                     out.removal_lines.push(line_no);
+                    out.removal_texts.push(lossy());
                 }
                 out.entries.push(e);
             }
