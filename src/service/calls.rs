@@ -89,28 +89,22 @@ fn machine_answer(p: &crate::campaign::Provider, headers: &crate::sip::message::
 pub(super) fn trunk_credentials(
     campaign: &Campaign,
     env: impl Fn(&str) -> Option<String>,
-) -> Option<Credentials> {
+) -> Result<Option<Credentials>, String> {
     let p = &campaign.provider;
     let (user_var, pass_var) = match (&p.username_env, &p.password_env) {
         (Some(u), Some(w)) => (u, w),
-        (None, None) => return None,
+        (None, None) => return Ok(None),
         (u, w) => {
-            tracing::warn!(
-                campaign = %campaign.name,
+            return Err(format!(
                 "[provider] names only one of username_env ({u:?}) and password_env ({w:?}): no trunk credentials"
-            );
-            return None;
+            ));
         }
     };
     match (env(user_var), env(pass_var)) {
-        (Some(username), Some(password)) => Some(Credentials { username, password }),
-        _ => {
-            tracing::warn!(
-                campaign = %campaign.name,
-                "{user_var} or {pass_var} is not set: calls go without trunk credentials"
-            );
-            None
-        }
+        (Some(username), Some(password)) => Ok(Some(Credentials { username, password })),
+        _ => Err(format!(
+            "{user_var} or {pass_var} is not set: calls go without trunk credentials"
+        )),
     }
 }
 
@@ -747,10 +741,10 @@ mod tests {
         };
         assert_eq!(
             trunk_credentials(&c, env),
-            Some(Credentials {
+            Ok(Some(Credentials {
                 username: "alice".into(),
                 password: "s3cret".into()
-            })
+            }))
         );
     }
 
@@ -758,11 +752,15 @@ mod tests {
     fn a_missing_trunk_variable_means_no_credentials() {
         let c = campaign();
         let only_user = |name: &str| (name == "UK_TRUNK_USER").then(|| "alice".to_string());
-        assert_eq!(trunk_credentials(&c, only_user), None);
+        let missing = trunk_credentials(&c, only_user).unwrap_err();
+        assert!(missing.contains("UK_TRUNK_PASSWORD"), "{missing}");
+        let mut half = c.clone();
+        half.provider.password_env = None;
+        assert!(trunk_credentials(&half, |_| Some("x".into())).is_err());
         let mut open = c.clone();
         open.provider.username_env = None;
         open.provider.password_env = None;
-        assert_eq!(trunk_credentials(&open, |_| Some("x".into())), None);
+        assert_eq!(trunk_credentials(&open, |_| Some("x".into())), Ok(None));
     }
 
     #[test]

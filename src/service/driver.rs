@@ -307,6 +307,7 @@ impl Driver {
         recovered: super::recovery::Recovered,
         provider: crate::sip::resolve::SipUri,
         prompt: Option<Vec<i16>>,
+        credentials: Option<Credentials>,
     ) -> Driver {
         let mut config = RunnerConfig::from_campaign(&campaign);
         config.trunk = Some(TrunkLimits {
@@ -314,8 +315,6 @@ impl Driver {
             channels: campaign.provider.max_channels,
         });
         config.agent_records = true;
-        let credentials =
-            super::calls::trunk_credentials(&campaign, |name| std::env::var(name).ok());
         let controls = recovered.controls;
         let effective = controls.effective(&campaign);
         config.max_dial_level = effective.max_dial_level;

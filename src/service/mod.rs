@@ -757,8 +757,17 @@ pub async fn start(
                 (ucfg, uri, Some(resolved))
             }
         };
+        // Read once here, and said once: the driver and the recovery of
+        // left legs take the same answer.
+        let credentials = match calls::trunk_credentials(&c, |name| std::env::var(name).ok()) {
+            Ok(creds) => creds,
+            Err(why) => {
+                tracing::warn!(campaign = %c.name, "{why}");
+                None
+            }
+        };
         if c.provider.register && cfg.provider.is_none() {
-            match calls::trunk_credentials(&c, |name| std::env::var(name).ok()) {
+            match credentials.clone() {
                 Some(creds) => {
                     let user = creds.username.clone();
                     ucfg.register = Some(
@@ -849,7 +858,7 @@ pub async fn start(
             })?),
             None => None,
         };
-        setups.push((c, id, rx, tx, ua, recovered, provider, prompt));
+        setups.push((c, id, rx, tx, ua, recovered, provider, prompt, credentials));
     }
     // Sessions do not survive a restart: give back this node's agent
     // leases (only this node's) before serving.
@@ -883,10 +892,7 @@ pub async fn start(
     // calls go out (in the background: serving does not wait).
     let left_uas: HashMap<i64, (Arc<Ua>, Option<crate::sip::auth::Credentials>)> = setups
         .iter()
-        .map(|(c, id, _, _, ua, ..)| {
-            let credentials = calls::trunk_credentials(c, |name| std::env::var(name).ok());
-            (*id, (ua.clone(), credentials))
-        })
+        .map(|(_, id, _, _, ua, _, _, _, credentials)| (*id, (ua.clone(), credentials.clone())))
         .collect();
     let left = recovery::end_left_legs(&shared, &left_uas).await?;
     if left > 0 {
@@ -894,7 +900,7 @@ pub async fn start(
     }
     let mut tasks = Vec::new();
     let mut syncs = Vec::new();
-    for (c, id, rx, tx, ua, recovered, provider, prompt) in setups {
+    for (c, id, rx, tx, ua, recovered, provider, prompt, credentials) in setups {
         syncs.push(tokio::spawn(cluster_sync(
             shared.clone(),
             id,
@@ -925,6 +931,7 @@ pub async fn start(
             recovered,
             provider,
             prompt,
+            credentials,
         );
         tasks.push(tokio::spawn(driver.run(rx)));
     }
