@@ -199,12 +199,19 @@ pub struct ImportOptions {
 }
 
 /// The encoding a user names: UTF-8, Latin-1 (ISO-8859-1) or Windows-1252
-/// (Latin-1 is read as Windows-1252, its superset, as browsers do).
+/// (Latin-1 is read as Windows-1252, its superset, as browsers do), or any
+/// other WHATWG encoding label (`utf-16le`, `shift_jis`, ...). Labels that
+/// WHATWG maps to no real decoding are refused: the `replacement`
+/// encoding (ISO-2022-KR, HZ-GB-2312, ...) reads a whole file as one
+/// U+FFFD, and `x-user-defined` is not a text encoding.
 pub fn encoding_arg(name: &str) -> Option<&'static encoding_rs::Encoding> {
-    match name.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+    let e = match name.trim().to_ascii_lowercase().replace('_', "-").as_str() {
         "latin-1" | "latin1" | "iso-8859-1" | "iso8859-1" => Some(encoding_rs::WINDOWS_1252),
-        other => encoding_rs::Encoding::for_label(other.as_bytes()),
-    }
+        other => encoding_rs::Encoding::for_label(other.as_bytes())
+            // `shift_jis` is a label with an underscore of its own.
+            .or_else(|| encoding_rs::Encoding::for_label(name.trim().as_bytes())),
+    }?;
+    (e != encoding_rs::REPLACEMENT && e != encoding_rs::X_USER_DEFINED).then_some(e)
 }
 
 /// The delimiter a header row uses: the candidate it has most of outside
@@ -867,6 +874,33 @@ mod tests {
                 (14, "f".into()),
             ];
             assert_eq!(lines_of(&data), want, "{nl:?}");
+        }
+    }
+
+    #[test]
+    fn an_encoding_is_any_real_whatwg_label_and_nothing_else() {
+        use encoding_rs::{SHIFT_JIS, UTF_8, UTF_16LE, WINDOWS_1252};
+        for (label, want) in [
+            ("utf-8", UTF_8),
+            ("UTF8", UTF_8),
+            ("latin-1", WINDOWS_1252),
+            ("Latin_1", WINDOWS_1252),
+            ("iso-8859-1", WINDOWS_1252),
+            ("windows-1252", WINDOWS_1252),
+            ("utf-16le", UTF_16LE),
+            ("shift_jis", SHIFT_JIS),
+        ] {
+            assert_eq!(encoding_arg(label), Some(want), "{label}");
+        }
+        for label in [
+            "iso-2022-kr",
+            "hz-gb-2312",
+            "replacement",
+            "x-user-defined",
+            "ebcdic",
+            "",
+        ] {
+            assert_eq!(encoding_arg(label), None, "{label}");
         }
     }
 

@@ -705,7 +705,7 @@ struct ImportArgs {
     /// row when absent (comma, semicolon, tab or pipe).
     #[arg(long)]
     delimiter: Option<String>,
-    /// Text encoding: utf-8 (default), latin-1, windows-1252.
+    /// Text encoding: utf-8 (default), latin-1, windows-1252, or another WHATWG label (utf-16le, shift_jis, ...).
     #[arg(long)]
     encoding: Option<String>,
     /// The campaign's lead list the rows go into (default: `default`);
@@ -811,7 +811,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 encoding: match a.encoding.as_deref() {
                     None => None,
                     Some(e) => Some(dialler::leads::encoding_arg(e).ok_or_else(|| {
-                        anyhow::anyhow!("--encoding {e:?}: use utf-8, latin-1 or windows-1252")
+                        anyhow::anyhow!(
+                            "--encoding {e:?}: not an encoding that can be read; use utf-8, latin-1, windows-1252 or another WHATWG label such as utf-16le"
+                        )
                     })?),
                 },
                 list: a.list.clone(),
