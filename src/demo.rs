@@ -848,7 +848,12 @@ impl SimAgent {
                             &body.to_string(),
                         )
                         .await;
-                    if c != 200 {
+                    // Status 0: no answer at all, as when the demo's end
+                    // closed the service during this wrap-up; not worth a
+                    // warning then.
+                    if c == 0 && tokio::time::Instant::now() >= self.deadline {
+                        tracing::debug!(agent = %id, "the service closed before the disposition");
+                    } else if c != 200 {
                         tracing::warn!(agent = %id, status = c, "disposition refused: {t}");
                     }
                     handled += 1;

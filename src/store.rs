@@ -80,8 +80,46 @@ enum Backend {
 
 /// Runs `$body` with `$pool` bound to the open pool, whichever database it is.
 /// The body is compiled once per database, so it must use SQL both accept.
+/// Begins a transaction that writes. On SQLite it takes the write lock
+/// at the start (`BEGIN IMMEDIATE`): a deferred transaction that reads and
+/// then writes fails with SQLITE_BUSY_SNAPSHOT (517) when another
+/// connection committed in between, which no busy timeout can wait out,
+/// while one that waits for the lock at its start simply waits. On
+/// PostgreSQL a plain BEGIN: row locks and MVCC need nothing more.
+pub(crate) trait BeginWrite {
+    /// The database.
+    type Db: sqlx::Database;
+    /// A transaction ready to write.
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+    + Send;
+}
+
+impl BeginWrite for SqlitePool {
+    type Db = sqlx::Sqlite;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+    + Send {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Db = sqlx::Postgres;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+    + Send {
+        self.begin()
+    }
+}
+
 macro_rules! with_pool {
     ($store:expr, $pool:ident => $body:expr) => {{
+        #[allow(unused_imports)]
+        use $crate::store::BeginWrite as _;
         let _held = $store.hold_time();
         match &*$store.backend {
             Backend::Sqlite($pool) => $body,
@@ -640,7 +678,7 @@ impl Store {
         let _held = self.hold_time();
         match &*self.backend {
             Backend::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
+                let mut tx = pool.begin_write().await?;
                 for chunk in leads.chunks(LEAD_BATCH) {
                     let mut q = sqlx::query(AssertSqlSafe(sqlite_lead_insert_sql(chunk.len())));
                     for lead in chunk {
@@ -750,7 +788,7 @@ impl Store {
             "INSERT INTO call_attempts (campaign_id, lead_id, attempt_no, phone, started_at)
              VALUES ($1, $2, $3, $4, $5) RETURNING id";
         let id = with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let attempt_no: Option<i64> = sqlx::query_scalar(BUMP)
                 .bind(a.lead_id)
                 .bind(a.campaign_id)
@@ -789,7 +827,7 @@ impl Store {
              WHERE id = $1";
         const FIRST_ANSWER: &str = "SELECT answered_at IS NULL FROM call_attempts WHERE id = $1";
         with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             // The answer is news once: `call.answered` goes out then.
             let first = match answered_at {
                 Some(_) => sqlx::query_scalar::<_, bool>(FIRST_ANSWER)
@@ -837,7 +875,7 @@ impl Store {
         const LEAD: &str = "UPDATE leads SET status = $2, next_attempt_at = $3, last_outcome = $4
              WHERE id = $1 AND NOT (status = 'retry' AND last_outcome = 'callback')";
         with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let lead_id: Option<Option<i64>> = sqlx::query_scalar(ATTEMPT)
                 .bind(attempt_id)
                 .bind(end.answered_at)
@@ -923,7 +961,7 @@ impl Store {
                 last_outcome = 'callback', callback_agent = $3
              WHERE id = (SELECT lead_id FROM call_attempts WHERE id = $1) AND status <> 'dnc'";
         let id: i64 = with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let id: i64 = sqlx::query_scalar(SQL)
                 .bind(d.attempt_id)
                 .bind(d.campaign_id)
@@ -1007,7 +1045,7 @@ impl Store {
         let campaign = scope.strip_prefix("campaign:");
         let mut added = 0;
         with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let sql = if source == compliance::SOURCE_IMPORT { DNC_INSERT } else { DNC_INSERT_REQUEST };
             for phone in phones {
                 added += sqlx::query(sql)
@@ -1038,7 +1076,7 @@ impl Store {
             "DELETE FROM dnc_numbers WHERE scope = $1 AND phone = $2 AND source = 'import'";
         let mut removed = 0;
         with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             for phone in phones {
                 removed += sqlx::query(SQL).bind(scope).bind(phone.as_str()).execute(&mut *tx).await?.rows_affected();
             }

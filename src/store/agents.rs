@@ -115,7 +115,7 @@ impl Store {
             "INSERT INTO agent_states (campaign_id, agent_id, state, reason, started_at)
              VALUES ($1, $2, $3, $4, $5) RETURNING id";
         let id = with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let closed: Option<Option<i64>> = sqlx::query_scalar(CLOSE_OPEN_RETURNING)
                 .bind(agent_id)
                 .bind(at)

@@ -9,7 +9,7 @@
 
 use sqlx::Row;
 
-use super::{Backend, Lead, NewAttempt, Store, StoreError};
+use super::{Backend, BeginWrite, Lead, NewAttempt, Store, StoreError};
 use crate::clock::Millis;
 use crate::outcome::Outcome;
 use crate::policy::{LeadRecord, PastAttempt};
@@ -152,7 +152,7 @@ impl Store {
                     "UPDATE leads SET status = 'claimed', claim_owner = $2, claimed_at = $3
                      WHERE id IN ({CANDIDATES}){CLAIM_RETURNING}"
                 );
-                let mut tx = pool.begin().await?;
+                let mut tx = pool.begin_write().await?;
                 let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(campaign_id)
                     .bind(node)
@@ -317,7 +317,7 @@ impl Store {
             "INSERT INTO call_attempts (campaign_id, lead_id, attempt_no, phone, started_at, node)
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING id";
         let id = with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let attempt_no: Option<i64> = sqlx::query_scalar(BUMP)
                 .bind(a.lead_id)
                 .bind(a.campaign_id)
@@ -386,7 +386,7 @@ impl Store {
         // abandoned, crash or not: the ledger counts it (fail closed).
         const ABANDONS: &str = unbridged_answers!("a.node = $2");
         let n = with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             sqlx::query(ABANDONS)
                 .bind(campaign_id)
                 .bind(node)

@@ -213,7 +213,7 @@ impl Store {
             };
             let hash = crate::compliance::suppression::hash_hex(&key, digits);
             with_pool!(self, pool => {
-                let mut tx = pool.begin().await?;
+                let mut tx = pool.begin_write().await?;
                 sqlx::query(SUPPRESS)
                     .bind(&hash)
                     .bind(&phone)
@@ -290,7 +290,7 @@ impl Store {
         const DNC: &str = "DELETE FROM dnc_numbers WHERE scope = $1 AND phone = $2";
         const SUPPRESSION: &str = "DELETE FROM suppressions WHERE hash = $1";
         let removed = with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let mut n = sqlx::query(DNC).bind(scope).bind(phone).execute(&mut *tx).await?.rows_affected();
             if let Some(h) = suppression {
                 n += sqlx::query(SUPPRESSION).bind(h).execute(&mut *tx).await?.rows_affected();

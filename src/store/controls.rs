@@ -98,7 +98,7 @@ impl Store {
         // The controls and the lists in one transaction: a claim sees the
         // lists of one version.
         let written = with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let n = sqlx::query(SQL)
                 .bind(campaign_id)
                 .bind(new.state.as_str())

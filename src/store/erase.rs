@@ -60,7 +60,7 @@ impl Store {
         const LOG: &str =
             "INSERT INTO erasures (at, leads, attempts, dispositions) VALUES ($1, $2, $3, $4)";
         let counts = with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let dispositions: i64 = sqlx::query_scalar(DISPOSITIONS)
                 .bind(phone)
                 .fetch_one(&mut *tx)

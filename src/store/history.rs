@@ -87,7 +87,7 @@ impl Store {
                 code, conversion, contact, dnc, wrapup_ms, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, FALSE, $7, $8)";
         with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             for a in attempts {
                 let id: i64 = sqlx::query_scalar(ATTEMPT)
                     .bind(campaign_id)

@@ -168,7 +168,7 @@ impl Store {
                  last_outcome = 'callback'
              WHERE campaign_id = $1 AND id = $2 AND status IN ('new', 'retry')";
         Ok(with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let status: Option<String> = sqlx::query_scalar(STATUS)
                 .bind(campaign_id)
                 .bind(id)

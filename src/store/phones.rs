@@ -61,7 +61,7 @@ impl Store {
         };
         let (at, actor) = (audit.at, audit.actor.as_str());
         Ok(with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let mut q = sqlx::query(sql).bind(agent).bind(sip_uri);
             if sql.contains("$3") {
                 q = q.bind(at).bind(actor);

@@ -129,7 +129,7 @@ impl Store {
                  (campaign_id, url, events, secret, created_at, created_by)
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING id";
         let id = with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let id: i64 = sqlx::query_scalar(SQL)
                 .bind(campaign_id)
                 .bind(url)
@@ -158,7 +158,7 @@ impl Store {
         const SQL: &str = "UPDATE webhook_subscriptions SET removed_at = $2
              WHERE id = $1 AND removed_at IS NULL";
         Ok(with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let n = sqlx::query(SQL).bind(id).bind(by.at).execute(&mut *tx).await?.rows_affected();
             if n > 0 {
                 let audit = AuditEntry {
@@ -249,7 +249,7 @@ impl Store {
         };
         type Row = (i64, String, String, i64, i64, String, String);
         let rows: Vec<Row> = with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             sqlx::query(sqlx::AssertSqlSafe(claim.clone()))
                 .bind(node)
                 .bind(until)
@@ -312,7 +312,7 @@ impl Store {
             TryOutcome::Retry(next) => (None, None, Some(*next)),
         };
         with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             sqlx::query(LOG)
                 .bind(id)
                 .bind(at)
@@ -413,7 +413,7 @@ impl Store {
             ),
         };
         Ok(with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let n = match what {
                 Replay::Event(id) => sqlx::query(ONE).bind(id).bind(by.at).execute(&mut *tx).await?,
                 Replay::Since { subscription_id, since } => sqlx::query(SINCE)
