@@ -1253,3 +1253,62 @@ fn sqlite_lead_insert_sql(rows: usize) -> String {
     sql.push_str(" ON CONFLICT (campaign_id, phone) DO NOTHING");
     sql
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write transaction that reads before it writes is not failed by
+    /// another connection's commit in between (SQLITE_BUSY_SNAPSHOT with
+    /// a deferred BEGIN): the other write waits for it instead.
+    #[tokio::test]
+    async fn a_write_transaction_that_reads_first_survives_a_commit_in_between() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let opts = SqliteConnectOptions::new()
+            .filename(dir.path().join("t.db"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(opts)
+            .await
+            .expect("pool");
+        sqlx::query("CREATE TABLE t (x INTEGER NOT NULL)")
+            .execute(&pool)
+            .await
+            .expect("table");
+        sqlx::query("INSERT INTO t VALUES (0)")
+            .execute(&pool)
+            .await
+            .expect("row");
+        let mut tx = pool.begin_write().await.expect("begin");
+        let x: i64 = sqlx::query_scalar("SELECT x FROM t")
+            .fetch_one(&mut *tx)
+            .await
+            .expect("read");
+        let other = tokio::spawn({
+            let pool = pool.clone();
+            async move {
+                sqlx::query("UPDATE t SET x = x + 1")
+                    .execute(&pool)
+                    .await
+                    .map(|_| ())
+            }
+        });
+        // Time for the other write to try (it waits for the lock).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        sqlx::query("UPDATE t SET x = $1")
+            .bind(x + 10)
+            .execute(&mut *tx)
+            .await
+            .expect("write after the read");
+        tx.commit().await.expect("commit");
+        other.await.expect("task").expect("the other write");
+        let x: i64 = sqlx::query_scalar("SELECT x FROM t")
+            .fetch_one(&pool)
+            .await
+            .expect("read");
+        assert_eq!(x, 11);
+    }
+}
