@@ -1064,12 +1064,13 @@ impl Runner {
         }
     }
 
-    fn answered(&mut self, now_ms: u64, call: CallId, human: bool) {
-        let Some(c) = self.calls.get_mut(&call) else {
-            return;
-        };
+    /// A ringing call's answer, counted once: the estimators learn it and
+    /// a person's answer goes in the ledger. The lead, or `None` when the
+    /// call is not ringing (news of it came already).
+    fn count_answer(&mut self, now_ms: u64, call: CallId, human: bool) -> Option<LeadId> {
+        let c = self.calls.get_mut(&call)?;
         if c.state != CallState::Ringing {
-            return;
+            return None;
         }
         let ring_ms = now_ms.saturating_sub(c.dialled_ms);
         let lead = c.lead;
@@ -1080,19 +1081,28 @@ impl Runner {
         }
         self.remove_ringing(call);
         self.est.record_attempt(human, ring_ms as f64 / 1000.0);
+        if human {
+            self.ledger
+                .record(ms_time(now_ms), LedgerEvent::HumanAnswer);
+            self.commands
+                .push_back(Command::Record(Record::HumanAnswer {
+                    call,
+                    lead,
+                    ring_ms,
+                }));
+        }
+        Some(lead)
+    }
+
+    fn answered(&mut self, now_ms: u64, call: CallId, human: bool) {
+        if self.count_answer(now_ms, call, human).is_none() {
+            return;
+        }
         if !human {
             self.commands.push_back(Command::Hangup { call });
             self.end_call(now_ms, call, Outcome::Machine);
             return;
         }
-        self.ledger
-            .record(ms_time(now_ms), LedgerEvent::HumanAnswer);
-        self.commands
-            .push_back(Command::Record(Record::HumanAnswer {
-                call,
-                lead,
-                ring_ms,
-            }));
         // A kept callback: its agent waits for it.
         let reserved = self
             .calls
@@ -1114,24 +1124,9 @@ impl Runner {
     /// [`Event::CallAnsweredWithoutAudio`]: a person's answer, abandoned
     /// and hung up at once. Returns whether pacing should decide again.
     fn answered_without_audio(&mut self, now_ms: u64, call: CallId) -> bool {
-        let Some(c) = self.calls.get(&call) else {
+        let Some(lead) = self.count_answer(now_ms, call, true) else {
             return false;
         };
-        if c.state != CallState::Ringing {
-            return false;
-        }
-        let ring_ms = now_ms.saturating_sub(c.dialled_ms);
-        let lead = c.lead;
-        self.remove_ringing(call);
-        self.est.record_attempt(true, ring_ms as f64 / 1000.0);
-        self.ledger
-            .record(ms_time(now_ms), LedgerEvent::HumanAnswer);
-        self.commands
-            .push_back(Command::Record(Record::HumanAnswer {
-                call,
-                lead,
-                ring_ms,
-            }));
         self.abandon(now_ms, call, lead);
         self.commands.push_back(Command::Hangup { call });
         self.end_call(now_ms, call, Outcome::Abandoned);
