@@ -527,7 +527,7 @@ impl ClientTx {
 /// comes (RFC 3261 13.3.1.4); without one by timer H the call is ended.
 #[derive(Debug)]
 struct ServerOk {
-    to: Option<SocketAddr>,
+    to: ReplyTo,
     cseq: u32,
     bytes: Vec<u8>,
     next_g: Option<(Instant, Duration)>,
@@ -688,12 +688,36 @@ pub struct Transmit {
     pub bytes: Vec<u8>,
 }
 
+/// Where the responses to the request being handled go: `to`, as its Via
+/// says (see [`Endpoint::handle_message_from`]), and `also` to the port it
+/// came from when that differs, so that a peer behind NAT that did not ask
+/// for `rport` still hears them (symmetric response, RFC 3581's reason to
+/// be); a stray copy elsewhere is dropped like any unmatched response.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct ReplyTo {
+    to: Option<SocketAddr>,
+    also: Option<SocketAddr>,
+}
+
+impl ReplyTo {
+    /// Queues `bytes` for each destination.
+    fn push(self, tx: &mut VecDeque<Transmit>, bytes: Vec<u8>) {
+        if let Some(also) = self.also {
+            tx.push_back(Transmit {
+                to: Some(also),
+                bytes: bytes.clone(),
+            });
+        }
+        tx.push_back(Transmit { to: self.to, bytes });
+    }
+}
+
 struct Out<'a> {
     cfg: &'a EndpointConfig,
     rng: &'a mut StdRng,
     tx: &'a mut VecDeque<Transmit>,
-    /// Where the message being handled came from: responses go back there.
-    source: Option<SocketAddr>,
+    /// Where responses to the request being handled go.
+    source: ReplyTo,
     events: &'a mut VecDeque<(CallId, CallEvent)>,
     stats: &'a mut EndpointStats,
 }
@@ -706,7 +730,12 @@ impl Out<'_> {
     /// Sends a response to the request being handled, back to its sender.
     fn reply(&mut self, bytes: Vec<u8>) {
         let to = self.source;
-        self.send(to, bytes);
+        self.send_reply(to, bytes);
+    }
+
+    /// Sends a response where `r` says.
+    fn send_reply(&mut self, r: ReplyTo, bytes: Vec<u8>) {
+        r.push(self.tx, bytes);
     }
 
     fn token(&mut self) -> String {
@@ -2376,7 +2405,7 @@ impl Call {
             } else if let Some((at, interval)) = ok.next_g
                 && at <= now
             {
-                out.send(ok.to, ok.bytes.clone());
+                out.send_reply(ok.to, ok.bytes.clone());
                 let next = (interval * 2).min(out.cfg.timers.t2);
                 ok.next_g = Some((now + next, next));
             }
@@ -2488,8 +2517,8 @@ pub struct Endpoint {
     events: VecDeque<(CallId, CallEvent)>,
     stats: EndpointStats,
     live: usize,
-    /// Where the message being handled came from.
-    source: Option<SocketAddr>,
+    /// Where responses to the message being handled go.
+    source: ReplyTo,
 }
 
 impl Endpoint {
@@ -2507,7 +2536,7 @@ impl Endpoint {
             events: VecDeque::new(),
             stats: EndpointStats::default(),
             live: 0,
-            source: None,
+            source: ReplyTo::default(),
         }
     }
 
@@ -2713,19 +2742,26 @@ impl Endpoint {
     ) {
         // Over UDP a request's responses go where its top Via says (RFC
         // 3261 18.2.2, RFC 3581), which is not always the port it came
-        // from; over TCP and TLS, back on the connection it came on.
-        let from = match (&mut msg, from) {
+        // from, and also to that port (see `ReplyTo`); over TCP and TLS,
+        // back on the connection it came on.
+        self.source = match (&mut msg, from) {
             (Message::Request(q), Some(source)) if !self.cfg.transport.reliable() => {
-                Some(message::stamp_via_received(&mut q.headers, source))
+                let to = message::stamp_via_received(&mut q.headers, source);
+                ReplyTo {
+                    to: Some(to),
+                    also: (to != source).then_some(source),
+                }
             }
-            _ => from,
+            _ => ReplyTo {
+                to: from,
+                also: None,
+            },
         };
-        self.source = from;
-        self.dispatch(now, from, msg);
-        self.source = None;
+        self.dispatch(now, msg);
+        self.source = ReplyTo::default();
     }
 
-    fn dispatch(&mut self, now: Instant, from: Option<SocketAddr>, msg: Message) {
+    fn dispatch(&mut self, now: Instant, msg: Message) {
         // RFC 3261 8.1.3.3: a response with more than one Via was meant for
         // a proxy on its way, not for us.
         if let Message::Response(r) = &msg
@@ -2764,10 +2800,7 @@ impl Endpoint {
                     // RFC 3261 8.2.6.2: a To tag where the request had none.
                     _ => Response::to(&q, 481, "Call/Transaction Does Not Exist", Some("dialler")),
                 };
-                self.tx.push_back(Transmit {
-                    to: from,
-                    bytes: reply.encode(),
-                });
+                self.source.push(&mut self.tx, reply.encode());
             }
         }
     }

@@ -1678,15 +1678,22 @@ fn over_udp_a_response_goes_where_the_requests_via_says() {
         bye.headers.push("CSeq", "1 BYE");
         bye.encode()
     };
+    // Every copy sent: the same response, and where each went.
     let answer = |ep: &mut Endpoint| {
-        let t = ep.poll_transmit_to().expect("a response");
-        let (m, _) = message::parse(&t.bytes, false).unwrap();
+        let sent: Vec<Transmit> = std::iter::from_fn(|| ep.poll_transmit_to()).collect();
+        assert!(!sent.is_empty(), "no response");
+        assert!(sent.iter().all(|t| t.bytes == sent[0].bytes));
+        let (m, _) = message::parse(&sent[0].bytes, false).unwrap();
         let Message::Response(r) = m else {
             panic!("not a response")
         };
-        (t.to, r)
+        let mut to: Vec<Option<SocketAddr>> = sent.iter().map(|t| t.to).collect();
+        to.sort();
+        (to, r)
     };
-    // RFC 3261 18.2.2: no rport, so the sent-by port, not the source port.
+    let at = |a: &str| Some(a.parse::<SocketAddr>().unwrap());
+    // RFC 3261 18.2.2: no rport, so the sent-by port; and the source port,
+    // for a peer behind NAT that did not ask for rport.
     ep.handle_bytes_from(
         t0 + SECOND,
         Some(from),
@@ -1694,7 +1701,10 @@ fn over_udp_a_response_goes_where_the_requests_via_says() {
     )
     .unwrap();
     let (to, r) = answer(&mut ep);
-    assert_eq!((r.code, to), (200, Some("127.0.0.1:5080".parse().unwrap())));
+    assert_eq!(
+        (r.code, to),
+        (200, vec![at("127.0.0.1:5080"), at("127.0.0.1:6000")])
+    );
     // The sent-by host is the source: no `received` is added.
     assert_eq!(
         r.headers.get("Via"),
@@ -1713,13 +1723,16 @@ fn over_udp_a_response_goes_where_the_requests_via_says() {
     ep.handle_bytes_from(t0 + SECOND, Some(from), &opts.encode())
         .unwrap();
     let (to, r) = answer(&mut ep);
-    assert_eq!((r.code, to), (200, Some("127.0.0.1:5060".parse().unwrap())));
+    assert_eq!(
+        (r.code, to),
+        (200, vec![at("127.0.0.1:5060"), at("127.0.0.1:6000")])
+    );
     assert_eq!(
         r.headers.get("Via"),
         Some("SIP/2.0/UDP proxy.example.net;branch=z9hG4bKo1;received=127.0.0.1")
     );
 
-    // RFC 3581: with rport, back to the source port, both filled in.
+    // RFC 3581: with rport, back to the source port only, both filled in.
     opts.headers.set(
         "Via",
         "SIP/2.0/UDP 192.0.2.7:5090;rport;branch=z9hG4bKo2, SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx",
@@ -1727,7 +1740,7 @@ fn over_udp_a_response_goes_where_the_requests_via_says() {
     ep.handle_bytes_from(t0 + SECOND, Some(from), &opts.encode())
         .unwrap();
     let (to, r) = answer(&mut ep);
-    assert_eq!(to, Some(from));
+    assert_eq!(to, vec![Some(from)]);
     assert_eq!(
         r.headers.get("Via"),
         Some(
@@ -1751,4 +1764,5 @@ fn over_tcp_a_response_goes_back_on_the_connection_it_came_on() {
         .unwrap();
     let t = ep.poll_transmit_to().expect("a response");
     assert_eq!(t.to, Some(from));
+    assert!(ep.poll_transmit_to().is_none(), "one copy");
 }
