@@ -269,3 +269,30 @@ async fn prompt_played_to_an_answered_call_comes_back_from_the_echo() {
     ua.shutdown().await;
     sipp.stop().await;
 }
+
+/// A 302 naming the same number at another address (RFC 3261 8.1.3.4):
+/// the new INVITE goes to that address, where the call is answered; the
+/// redirecting provider sees only the first INVITE and its ACK.
+#[tokio::test]
+async fn a_redirect_to_the_same_number_elsewhere_is_followed_there() {
+    let Some(callee) = Sipp::uas(UasOpts::new("answer_now.xml")).await else {
+        return;
+    };
+    let Some(redirector) =
+        Sipp::uas(UasOpts::new("redirect.xml").set("target_port", callee.addr.port())).await
+    else {
+        return;
+    };
+    let s = one_call(&redirector, false, |_| {}).await;
+    assert_eq!(
+        s.outcome,
+        Outcome::Answered,
+        "{s:?}\nredirector:\n{}\ncallee:\n{}",
+        redirector.errors(),
+        callee.errors()
+    );
+    assert!(s.codes.contains(&302), "{s:?}");
+    assert_eq!(s.final_code, Some(200));
+    redirector.stop().await;
+    callee.stop().await;
+}

@@ -254,7 +254,8 @@ pub enum Outcome {
     NoAnswer,
     /// We cancelled before the ring timeout (hang-up before answer).
     Cancelled,
-    /// Any other final response (3xx are not followed; failed auth).
+    /// Any other final response (a 3xx not followed: another number, or
+    /// past the redirect bound; failed auth).
     Failure,
     /// No response at all within timer B (64*T1).
     Timeout,
@@ -2068,6 +2069,15 @@ impl Call {
                 return false;
             };
             self.redirects += 1;
+            // The new request goes where its Request-URI says (RFC 3261
+            // 8.1.3.4, RFC 3263): to the Contact's address when it names
+            // one; a host name stays with the destinations already in use
+            // (the trunk's, resolved when the call was placed), as this
+            // sans-IO layer does no lookups.
+            if let Some(hop) = next_hop(&[], &uri) {
+                self.params.destinations = vec![hop];
+                self.dest_idx = 0;
+            }
             self.remote_target = uri.clone();
             self.resend_invite(now, out, |inv| inv.uri = uri);
             tracing::debug!(call_id = %self.call_id, code, "following a redirect");

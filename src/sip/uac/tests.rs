@@ -941,9 +941,18 @@ fn a_redirect_is_followed_only_to_the_same_number_and_at_most_three_times() {
             format!("<sip:+15551230000@10.0.0.{hop}:5060>;q=0.5, <sip:+19995550000@10.9.9.9>"),
         );
         ep.handle_bytes(t0, &r.encode()).unwrap();
-        let out = sent(&mut ep);
-        assert_eq!(request(&out[0]).method, Method::Ack);
-        inv = request(&out[1]).clone();
+        let out: Vec<_> = std::iter::from_fn(|| ep.poll_transmit_to()).collect();
+        // The 302's ACK goes where the INVITE went; the new INVITE to the
+        // Contact's address (RFC 3261 8.1.3.4).
+        let before = (hop > 0).then(|| format!("10.0.0.{}:5060", hop - 1).parse().unwrap());
+        assert_eq!(out[0].to, before);
+        assert_eq!(
+            out[1].to,
+            Some(format!("10.0.0.{hop}:5060").parse().unwrap())
+        );
+        let parse = |b: &[u8]| message::parse(b, false).unwrap().0;
+        assert_eq!(request(&parse(&out[0].bytes)).method, Method::Ack);
+        inv = request(&parse(&out[1].bytes)).clone();
         assert_eq!(inv.uri, format!("sip:+15551230000@10.0.0.{hop}:5060"));
         assert_eq!(
             inv.headers.get("To"),
@@ -984,6 +993,18 @@ fn a_redirect_is_followed_only_to_the_same_number_and_at_most_three_times() {
         request(&out[1]).uri,
         "sip:+15551230000@10.0.0.2;transport=udp"
     );
+
+    // A Contact naming a host keeps the destination in use (no lookups
+    // in this layer): here the driver's default peer.
+    let mut ep = endpoint(Transport::Udp);
+    let (_, inv) = start(&mut ep, t0, params());
+    let mut r = Response::to(&inv, 302, "Moved Temporarily", Some("r"));
+    r.headers
+        .push("Contact", "<sip:+15551230000@other.example.net>");
+    ep.handle_bytes(t0, &r.encode()).unwrap();
+    let out: Vec<_> = std::iter::from_fn(|| ep.poll_transmit_to()).collect();
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[1].to, None);
 }
 
 #[test]
