@@ -1159,6 +1159,39 @@ async fn an_agent_phone_over_tcp_is_called_over_tcp() {
     sipp.stop().await;
 }
 
+/// An agent phone that answers only in G.729 (SIPp) would leave the agent
+/// deaf and mute on every call: its leg is hung up and the login refused
+/// with the reason; the agent is not logged in and no call is placed.
+#[tokio::test]
+async fn an_agent_phone_that_answers_with_no_usable_codec_is_not_logged_in() {
+    use common::sipp::{Sipp, UasOpts};
+    let Some(sipp) = Sipp::uas(UasOpts::new("answer_g729_only.xml")).await else {
+        return;
+    };
+    let l = load("uk-broadband", tuesday(), 1).await;
+    let sb = Sandboxes::start(answering(Duration::from_secs(3600), 5)).await;
+    let live = start(&l, sb.provider, tuesday(), "n1", Duration::from_secs(5)).await;
+    let (id, tok) = &l.agents[0];
+    let phone = sipp.uri("agent1", false);
+    live.provision(&l.supervisor, id, &phone).await;
+    let (c, v) = live.login(id, tok, &phone).await;
+    assert_eq!(c, 502, "{v}");
+    let text = v.to_string();
+    assert!(text.contains("PCMU"), "the reason: {v}");
+    let (c, _) = live
+        .req("POST", &format!("/api/agents/{id}/ready"), tok, None)
+        .await;
+    assert_ne!(c, 200, "ready without a phone");
+    // The phone's leg was ended (hung up, its stored record closed), and
+    // no customer was called for an agent who is not there.
+    let db = pool(&l.db).await;
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM sip_legs").await, 0);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM call_attempts").await, 0);
+    live.stop().await;
+    sb.stop().await;
+    sipp.stop().await;
+}
+
 /// RTCP on both legs of a bridged call (RFC 3550): the provider's side
 /// and the agent's SIP phone each get the dialler's compound reports
 /// (an RR, or an SR once audio flows) every 5 s or so, from the answer on

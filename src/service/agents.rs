@@ -540,11 +540,25 @@ async fn agent_leg(
     };
     let (hang_tx, mut hang_rx) = mpsc::unbounded_channel();
     let mut reply = Some(reply);
+    // Why the login fails when the leg ends before it is up.
+    let mut why = "the phone did not answer";
     loop {
         tokio::select! {
             ev = handle.next_event() => match ev {
                 Some(CallEvent::Answered { media, dialog, .. }) => {
                     leg.dialog = Some(dialog);
+                    // A phone that answers in no codec we send (or refuses
+                    // the stream) would leave the agent deaf and mute on
+                    // every call: hung up, and the login refused with why.
+                    if reply.is_some() && !media.as_ref().is_some_and(crate::sip::sdp::Media::carries_audio) {
+                        tracing::warn!(%agent, "the agent's phone answered with no audio we can use (no PCMU or PCMA, or the stream refused): hung up");
+                        why = "the phone answered with no audio the dialler can use (it takes neither PCMU nor PCMA, or refused the stream)";
+                        if let Err(e) = shared.store.leg_update(&leg).await {
+                            tracing::warn!("storing the phone leg's dialog failed: {e}");
+                        }
+                        handle.hangup();
+                        continue;
+                    }
                     // The leg's RTCP session, from the answer to the end.
                     if let Some(m) = &media
                         && rtcp_stop.is_none()
@@ -594,7 +608,7 @@ async fn agent_leg(
                         super::calls::close_leg(&shared.store, &leg.call_id).await;
                     }
                     match reply.take() {
-                        Some(r) => fail("the phone did not answer".into(), r),
+                        Some(r) => fail(why.into(), r),
                         None => { let _ = me.send(Input::LegDown { agent: agent.clone() }); }
                     }
                     return;

@@ -293,7 +293,7 @@ impl Driver {
         // a stream it did not refuse (port 0, RFC 3264 6): an answer with
         // neither has no audio, and its call is not bridged (below).
         let media = match media {
-            Some(m) if m.codec().is_none() || m.addr.port() == 0 => {
+            Some(m) if !m.carries_audio() => {
                 tracing::debug!(payloads = ?m.payloads, port = m.addr.port(), "no usable audio in the answer");
                 None
             }

@@ -127,6 +127,13 @@ impl Media {
             .copied()
             .find(|pt| *pt == PT_PCMU || *pt == PT_PCMA)
     }
+
+    /// True when the stream can carry our audio: a codec we send (PCMU or
+    /// PCMA, RFC 3264 7) to a stream the peer did not refuse (port 0,
+    /// RFC 3264 6). A leg whose answer does not is silent both ways.
+    pub fn carries_audio(&self) -> bool {
+        self.codec().is_some() && self.addr.port() != 0
+    }
 }
 
 /// Reads the audio connection address, port and payload types. `None` when
