@@ -244,7 +244,47 @@ fn the_shipped_scenarios_load() {
             n += 1;
         }
     }
-    assert!(n >= 4, "default, drifting, week-start, demo: {n}");
+    assert!(n >= 5, "default, drifting, week-start, demo, holidays: {n}");
+}
+
+/// Christmas and New Year (the shipped `holidays` scenario): the last
+/// calls before Christmas Eve's close share their windows with no answers
+/// from the closed days after, and the mornings after open on near-empty
+/// windows. Every strategy a campaign can choose stays within the UK's
+/// and Australia's 24-hour limits on the holidays' calendars.
+#[test]
+fn holiday_eves_and_closed_days_stay_within_the_limit() {
+    let mut sc = shipped_scenario("holidays");
+    sc.agents = 10;
+    sc.days = 9;
+    let au = Campaign::parse(
+        include_str!("../campaigns/au-solar-rebates.toml"),
+        Path::new("au-solar-rebates.toml"),
+    )
+    .expect("campaign");
+    for mut campaign in [campaign(), au] {
+        campaign.abandon_target_percent = campaign.abandon_limit_percent;
+        for strategy in choosable() {
+            let r = run(&SimConfig {
+                campaign: campaign.clone(),
+                scenario: sc.clone(),
+                strategy: strategy.clone(),
+                seed: 3,
+            });
+            assert!(
+                r.attempts > 0,
+                "{}: {strategy} dialled nothing",
+                campaign.name
+            );
+            assert!(
+                r.worst_window_percent <= r.limit_percent,
+                "{} {strategy}: worst window {:.3}% over {}%",
+                campaign.name,
+                r.worst_window_percent,
+                r.limit_percent
+            );
+        }
+    }
 }
 
 /// Every strategy a campaign can choose.
