@@ -94,6 +94,15 @@ pub(crate) trait BeginWrite {
         &self,
     ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
     + Send;
+
+    /// The statement (taking one `BIGINT` key) that makes the write
+    /// transactions running it with the same key take turns, or `None`
+    /// where write transactions already do (SQLite's single writer, which
+    /// `BEGIN IMMEDIATE` takes at the start). On PostgreSQL, two READ
+    /// COMMITTED transactions that each insert a row "if none exists yet"
+    /// can both insert: a transaction-scoped advisory lock orders them, the
+    /// second's statement then sees the first's row.
+    fn take_turns_sql(&self) -> Option<&'static str>;
 }
 
 impl BeginWrite for SqlitePool {
@@ -104,6 +113,10 @@ impl BeginWrite for SqlitePool {
     + Send {
         self.begin_with("BEGIN IMMEDIATE")
     }
+
+    fn take_turns_sql(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 impl BeginWrite for PgPool {
@@ -113,6 +126,10 @@ impl BeginWrite for PgPool {
     ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
     + Send {
         self.begin()
+    }
+
+    fn take_turns_sql(&self) -> Option<&'static str> {
+        Some("SELECT pg_advisory_xact_lock($1)")
     }
 }
 

@@ -616,6 +616,54 @@ async fn a_live_node_counts_the_unbridged_answers_of_a_node_gone_silent(store: S
 }
 store_test!(a_live_node_counts_the_unbridged_answers_of_a_node_gone_silent);
 
+/// Every live node takes over a silent node's unbridged answers, at once
+/// as it may be, and the silent node's own recovery may run beside them:
+/// the answer is entered in the ledger as one abandon, not one per node.
+async fn nodes_taking_over_at_once_count_a_lapsed_answer_once(store: Store) {
+    let c = store
+        .upsert_campaign(&campaign("in-insurance-renewal"), 0)
+        .await
+        .expect("campaign");
+    store
+        .insert_leads(c, &[lead(40, Some("Asia/Kolkata"))], 0)
+        .await
+        .expect("insert");
+    let held = store
+        .claim_leads(c, "n1", 1, 1_000, 60_000, 0)
+        .await
+        .expect("claim");
+    assert_eq!(held.len(), 1);
+    let l = lead_row(&store, c, 40).await;
+    common::answered_call(&store, &l, "n1", 1_000, 2_000).await;
+    store
+        .campaign_heartbeat(c, "n1", 3_000)
+        .await
+        .expect("beat");
+    let mut tasks = Vec::new();
+    for i in 2..10 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.ledger_take_over_lapsed(c, &format!("n{i}"), 4_000).await
+        }));
+    }
+    let s = store.clone();
+    let own = tokio::spawn(async move { s.recover_node(c, "n1", 30_000, 60_000).await });
+    let mut entered = 0;
+    for t in tasks {
+        entered += t.await.expect("task").expect("take over");
+    }
+    own.await.expect("task").expect("recover");
+    assert!(entered <= 1, "{entered} nodes entered the abandon");
+    assert_eq!(
+        store.ledger_counts(c, 0, 60_000).await.expect("counts"),
+        LedgerCounts {
+            human_answers: 1,
+            abandons: 1
+        }
+    );
+}
+store_test!(nodes_taking_over_at_once_count_a_lapsed_answer_once);
+
 /// A PostgreSQL test store with the uk-broadband campaign, and raw access
 /// to its database; `None` (skip) without PostgreSQL outside CI.
 async fn pg_campaign() -> Option<(common::PgSchema, Store, i64, sqlx::PgPool)> {

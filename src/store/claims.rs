@@ -37,6 +37,14 @@ macro_rules! unbridged_answers {
     };
 }
 
+/// The key campaign `campaign_id`'s [`unbridged_answers!`] statements take
+/// turns on (see [`super::BeginWrite::take_turns_sql`]): the campaign's id
+/// under a prefix of this statement's own.
+fn unbridged_key(campaign_id: i64) -> i64 {
+    const PREFIX: i64 = 0x5542_0000_0000_0000; // "UB"
+    PREFIX | (campaign_id & 0x0000_ffff_ffff_ffff)
+}
+
 /// A lead taken into a node's hopper, with its past attempts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaimedLead {
@@ -387,6 +395,9 @@ impl Store {
         const ABANDONS: &str = unbridged_answers!("a.node = $2");
         let n = with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
+            if let Some(sql) = pool.take_turns_sql() {
+                sqlx::query(sql).bind(unbridged_key(campaign_id)).execute(&mut *tx).await?;
+            }
             sqlx::query(ABANDONS)
                 .bind(campaign_id)
                 .bind(node)
@@ -432,13 +443,23 @@ impl Store {
                  WHERE n.campaign_id = a.campaign_id AND n.node = a.node
                    AND n.heartbeat_at >= $3)"
         );
-        Ok(with_pool!(self, pool => sqlx::query(SQL)
-            .bind(campaign_id)
-            .bind(node)
-            .bind(live_since)
-            .execute(pool)
-            .await?
-            .rows_affected()))
+        // Every live node runs this: they take turns (and with a node's
+        // own recovery), so that each answer is entered once.
+        Ok(with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            if let Some(sql) = pool.take_turns_sql() {
+                sqlx::query(sql).bind(unbridged_key(campaign_id)).execute(&mut *tx).await?;
+            }
+            let n = sqlx::query(SQL)
+                .bind(campaign_id)
+                .bind(node)
+                .bind(live_since)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            n
+        }))
     }
 
     /// Agents with an open state interval in the campaign (to close after a
