@@ -556,11 +556,16 @@ pub fn stamp_via_received(headers: &mut Headers, source: SocketAddr) -> SocketAd
     let end = start + top.len();
     let mut parts = top.split(';');
     let proto_and_sent_by = parts.next().unwrap_or_default();
+    // sent-protocol is `name / version / transport` (LWS allowed around
+    // each slash, RFC 3261 25.1); the sent-by follows the transport.
     let Some((host, port)) = proto_and_sent_by
-        .split_whitespace()
-        .skip(1)
-        .last()
-        .filter(|t| !t.contains('/'))
+        .rsplit_once('/')
+        .and_then(|(_, after)| {
+            let after = after.trim_start();
+            let rest = after.trim_start_matches(|c: char| !c.is_whitespace());
+            let sent_by = rest.trim();
+            (!sent_by.is_empty() && !sent_by.contains(char::is_whitespace)).then_some(sent_by)
+        })
         .and_then(sent_by_host_port)
     else {
         return source;
@@ -769,9 +774,17 @@ l: 4\r\n\r\nv=0\r\n";
                     .into()
             )
         );
+        // LWS around the slashes and before the sent-by (RFC 3261 25.1).
+        assert_eq!(
+            stamp("SIP / 2.0 /  UDP   [2001:db8::5]:5064 ;branch=z9hG4bKf").0,
+            "[2001:db8::5]:5064"
+        );
         // Unreadable sent-by: left alone, back to the source.
         for bad in [
             "SIP/2.0/UDP",
+            "SIP / 2.0 / UDP",
+            "SIP / 2.0 / UDP ;branch=z9hG4bKd",
+            "SIP/2.0/UDP a b;branch=z9hG4bKe",
             "SIP/2.0/UDP h:99999;branch=z9hG4bKc",
             "SIP/2.0/UDP [::1;branch=x",
         ] {

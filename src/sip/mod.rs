@@ -143,10 +143,17 @@ impl Transport {
         self != Transport::Udp
     }
 
-    /// The transport a Via header value names (`SIP/2.0/TCP host...`).
+    /// The transport a Via header value names (`SIP/2.0/TCP host...`, LWS
+    /// allowed around the slashes, RFC 3261 25.1).
     pub fn from_via(via: &str) -> Option<Transport> {
-        let proto = via.split_whitespace().next()?;
-        match proto.rsplit('/').next()?.to_ascii_uppercase().as_str() {
+        let sent_protocol = via.split(';').next()?;
+        let (_, after) = sent_protocol.rsplit_once('/')?;
+        match after
+            .split_whitespace()
+            .next()?
+            .to_ascii_uppercase()
+            .as_str()
+        {
             "UDP" => Some(Transport::Udp),
             "TCP" => Some(Transport::Tcp),
             "TLS" => Some(Transport::Tls),
@@ -284,6 +291,10 @@ mod tests {
         );
         assert_eq!(Transport::from_via("SIP/2.0/UDP h"), Some(Transport::Udp));
         assert_eq!(Transport::from_via("SIP/2.0/SCTP h"), None);
+        assert_eq!(
+            Transport::from_via("SIP / 2.0 / TCP h;branch=z9hG4bKx"),
+            Some(Transport::Tcp)
+        );
         assert_eq!(Transport::from_via(""), None);
     }
 }
