@@ -1023,6 +1023,33 @@ async fn api_auth_by_role() {
     let (c, body) = req("GET", "/api/campaigns", Some(a1.clone()), None).await;
     assert_eq!(c, 200, "{body}");
     assert!(body.contains("uk-broadband"));
+    // The scheme's name in any case (RFC 9110 11.1); a 401 names the
+    // scheme that would do (RFC 9110 15.5.2).
+    let web = reqwest::Client::builder()
+        .tls_backend_preconfigured(dialler::sip::tls::client_config(None).unwrap())
+        .build()
+        .unwrap();
+    for (value, code) in [
+        (format!("BEARER {a1}"), 200),
+        (format!("bEaReR {a1}"), 200),
+        (format!("Basic {a1}"), 401),
+    ] {
+        let r = web
+            .get(format!("http://{http}/api/campaigns"))
+            .header("authorization", value.as_str())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), code, "{}", &value[..6]);
+        if code == 401 {
+            assert_eq!(
+                r.headers()
+                    .get("www-authenticate")
+                    .and_then(|v| v.to_str().ok()),
+                Some("Bearer realm=\"dialler\"")
+            );
+        }
+    }
     assert_eq!(
         req("GET", "/api/agents", Some(a1.clone()), None).await.0,
         403
@@ -1125,6 +1152,25 @@ async fn api_auth_by_role() {
     )
     .await;
     assert_eq!(c, 403, "no phone bound: {text}");
+    // A URI that could end the INVITE's Request-Line or a header early
+    // and add headers of its own (RFC 3261 25.1) is refused, with the field.
+    for uri in [
+        "sip:2003@127.0.0.1:9;x=1\r\nX-Evil: injected",
+        "sip:20 03@127.0.0.1:9",
+        "sip:2003@127.0.0.1:9;x=\\\"",
+    ] {
+        let body = serde_json::json!({ "sip_uri": uri }).to_string();
+        let (c, text) = req(
+            "POST",
+            "/api/agents/a3/phones",
+            Some(sup.clone()),
+            Some(body),
+        )
+        .await;
+        assert_eq!(c, 400, "{uri:?}: {text}");
+        assert!(text.contains("RFC 3261"), "{text}");
+        assert!(text.contains("\"field\":\"sip_uri\""), "{text}");
+    }
     let (c, text) = req(
         "POST",
         "/api/agents/a3/phones",

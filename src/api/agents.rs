@@ -360,7 +360,7 @@ struct PhoneIn {
 fn phone_uri(raw: &str) -> Result<String, ApiError> {
     let uri = raw.trim();
     crate::sip::resolve::SipUri::parse(uri)
-        .map_err(|e| ApiError::bad_request(format!("sip_uri: {e}")))?;
+        .map_err(|e| ApiError::bad_request(format!("sip_uri: {e}")).with_field("sip_uri"))?;
     Ok(uri.to_string())
 }
 

@@ -152,9 +152,11 @@ fn presented(parts: &Parts) -> Result<Option<String>, ApiError> {
         let value = value
             .to_str()
             .map_err(|_| ApiError::unauthorized("the Authorization header is not text"))?;
+        // The scheme's name is case-insensitive (RFC 9110 11.1).
         let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token)
             .ok_or_else(|| ApiError::unauthorized("use Authorization: Bearer TOKEN"))?;
         return Ok(Some(token.trim().to_string()));
     }

@@ -323,6 +323,14 @@ impl IntoResponse for ApiError {
             status: self.status.as_u16(),
         };
         let mut r = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            // A 401 names the scheme that would do (RFC 9110 15.5.2, RFC
+            // 6750 3).
+            r.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"dialler\""),
+            );
+        }
         if self.status == StatusCode::TOO_MANY_REQUESTS {
             // Every limit here is per minute: a minute is always enough.
             r.headers_mut().insert(
@@ -349,6 +357,23 @@ mod tests {
         );
         let r = ApiError::bad_request("no").into_response();
         assert!(r.headers().get(axum::http::header::RETRY_AFTER).is_none());
+    }
+
+    #[test]
+    fn a_401_names_the_bearer_scheme() {
+        let r = ApiError::unauthorized("no token").into_response();
+        assert_eq!(
+            r.headers()
+                .get(axum::http::header::WWW_AUTHENTICATE)
+                .map(|v| v.as_bytes()),
+            Some(&b"Bearer realm=\"dialler\""[..])
+        );
+        let r = ApiError::forbidden("no").into_response();
+        assert!(
+            r.headers()
+                .get(axum::http::header::WWW_AUTHENTICATE)
+                .is_none()
+        );
     }
 
     /// Every route is registered through `routes!` with its description:

@@ -46,6 +46,22 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// busy or roaming browser, is common and recovers).
 pub const ICE_LAPSE: Duration = Duration::from_secs(15);
 
+/// The SDP parser's error told without the memory address its first line
+/// gives as the position ("Parse error at PointerOffset(0x7f...)"), which
+/// means nothing to the browser's side: what it expected and found.
+fn offer_parse_error(e: &str) -> String {
+    let told: Vec<&str> = e
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.contains("PointerOffset"))
+        .collect();
+    if told.is_empty() {
+        "not valid SDP (RFC 8866)".to_string()
+    } else {
+        format!("not valid SDP (RFC 8866): {}", told.join("; "))
+    }
+}
+
 /// Why a softphone could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum SoftphoneError {
@@ -120,8 +136,8 @@ impl Softphone {
         // str0m matches what arrives by the candidate's address: packets
         // are handed to it as sent to that address.
         let ext_addr = SocketAddr::new(advertised.unwrap_or(local.ip()), local.port());
-        let offer =
-            SdpOffer::from_sdp_string(offer).map_err(|e| SoftphoneError::Offer(e.to_string()))?;
+        let offer = SdpOffer::from_sdp_string(offer)
+            .map_err(|e| SoftphoneError::Offer(offer_parse_error(&e.to_string())))?;
         let now = Instant::now().into_std();
         let mut rtc = Rtc::builder()
             .set_ice_lite(true)
@@ -446,5 +462,23 @@ impl Gateway {
 
     fn publish(&self) {
         let _ = self.stats.send(self.counts);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A browser's bad offer is told what the parser expected, never the
+    /// memory address the parser gives as the position.
+    #[test]
+    fn a_bad_offer_is_told_without_a_memory_address() {
+        let Err(e) = SdpOffer::from_sdp_string("v=0\r\n") else {
+            panic!("a bare v=0 is not an offer");
+        };
+        let told = offer_parse_error(&e.to_string());
+        assert!(told.starts_with("not valid SDP (RFC 8866)"), "{told}");
+        assert!(!told.contains("0x") && !told.contains("Pointer"), "{told}");
+        assert_eq!(offer_parse_error(""), "not valid SDP (RFC 8866)");
     }
 }

@@ -191,12 +191,45 @@ pub struct Target {
     pub transport: Transport,
 }
 
+/// Checks that `uri` holds only what a SIP URI may (RFC 3261 25.1):
+/// letters, digits, `-_.!~*'()`, the reserved `;/?:@&=+$,`, `[]` around an
+/// IPv6 address, and `%HH` escapes. A space, CR or LF, a quote or `<>`
+/// would let the URI end the Request-Line or a header early and add
+/// headers of its own to every request it is put in.
+pub(crate) fn uri_characters(uri: &str) -> Result<(), &'static str> {
+    let b = uri.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                if !(i + 2 < b.len()
+                    && b[i + 1].is_ascii_hexdigit()
+                    && b[i + 2].is_ascii_hexdigit())
+                {
+                    return Err("a % must start an escape of two hex digits");
+                }
+                i += 3;
+                continue;
+            }
+            c if c.is_ascii_alphanumeric() || b"-_.!~*'();/?:@&=+$,[]".contains(&c) => {}
+            _ => {
+                return Err(
+                    "a SIP URI may hold no spaces, control characters, quotes, <>, {}, |, \\, ^, ` or non-ASCII letters unescaped (RFC 3261 25.1)",
+                );
+            }
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
 impl Target {
     /// Parses `sip:user@host[:port][;transport=tcp]` whose host is an IP
     /// address (agent phones, `--provider`). A provider named by DNS goes
     /// through [`resolve`] instead.
     pub fn parse(uri: &str) -> Result<Target, SipError> {
         let bad = |why| SipError::BadUri(masked_uri(uri), why);
+        uri_characters(uri).map_err(bad)?;
         if uri.starts_with("sips:") {
             let u = resolve::SipUri::parse(uri)?;
             let ip = u.ip().ok_or_else(|| bad("host must be an IP address"))?;

@@ -40,6 +40,7 @@ impl SipUri {
     /// Parses `sip:` or `sips:` `[user@]host[:port][;params]`.
     pub fn parse(uri: &str) -> Result<SipUri, SipError> {
         let bad = |why| SipError::BadUri(masked_uri(uri), why);
+        super::uri_characters(uri).map_err(bad)?;
         let (secure, rest) = if let Some(r) = uri.strip_prefix("sips:") {
             (true, r)
         } else if let Some(r) = uri.strip_prefix("sip:") {
@@ -509,6 +510,7 @@ mod tests {
         );
         let u = SipUri::parse("sips:+15551230000@carrier.example:5071").unwrap();
         assert_eq!((u.secure, u.port, u.transport), (true, Some(5071), None));
+        assert!(SipUri::parse("sip:%2B1555@h.example;user=phone?Subject=a%20b").is_ok());
         let u = SipUri::parse("sip:[::1]:5080").unwrap();
         assert_eq!((u.host.as_str(), u.port), ("::1", Some(5080)));
         let u = SipUri::parse("sips:edge.example;transport=tcp").unwrap();
@@ -520,8 +522,17 @@ mod tests {
             "sip:edge.example:99999",
             "sip:edge_example!",
             "sip:",
+            // Nothing that could end a line or a header early (RFC 3261
+            // 25.1): the URI goes into the Request-Line and To.
+            "sip:a@127.0.0.1:5093;x=1\r\nX-Evil: injected",
+            "sip:a b@127.0.0.1",
+            "sip:a@127.0.0.1;x=\"",
+            "sip:<a>@127.0.0.1",
+            "sip:a@127.0.0.1;x=%2",
+            "sip:\u{e9}@127.0.0.1",
         ] {
             assert!(SipUri::parse(bad).is_err(), "{bad}");
+            assert!(crate::sip::Target::parse(bad).is_err(), "{bad}");
         }
     }
 
