@@ -101,6 +101,32 @@ async fn an_agent_works_a_call_from_login_to_logout() {
         })
         .await
     );
+    // A pause reason goes to the audit log and supervisors' screens: no
+    // control characters; 100 characters, not bytes.
+    for (reason, code) in [
+        ("x\u{1b}[31mEVIL\r\nfake log line", 400),
+        (&"\u{e9}".repeat(101), 400),
+    ] {
+        let body = json!({ "reason": reason }).to_string();
+        let (c, v) = live
+            .req("POST", &format!("/api/agents/{id}/pause"), tok, Some(&body))
+            .await;
+        assert_eq!(c, code, "{v}");
+        assert_eq!(v["error"]["field"], "reason", "{v}");
+    }
+    // An amount is a conversion's, a call-back time a callback's.
+    let dispo = format!("/api/calls/{call_id}/disposition");
+    for (body, field) in [
+        (json!({ "code": "NOT_AVAILABLE", "amount": 500 }), "amount"),
+        (
+            json!({ "code": "NOT_INTERESTED", "callback_at": 1 }),
+            "callback_at",
+        ),
+    ] {
+        let (c, v) = live.req("POST", &dispo, tok, Some(&body.to_string())).await;
+        assert_eq!(c, 400, "{body}: {v}");
+        assert_eq!(v["error"]["field"], field, "{v}");
+    }
     // A disposition while paused-after is asked for: first a pause, which
     // waits for the end of wrap-up.
     let (c, v) = live

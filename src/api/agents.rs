@@ -695,10 +695,19 @@ async fn pause(
 ) -> Result<Json<Ok200>, ApiError> {
     auth.require_agent(&id)?;
     let body = json_body(body)?;
-    if body.reason.trim().is_empty() || body.reason.len() > 100 {
-        return Err(ApiError::bad_request("reason: 1-100 characters"));
+    let reason = body.reason.trim();
+    if reason.is_empty() || reason.chars().count() > 100 {
+        return Err(ApiError::bad_request("reason: 1-100 characters").with_field("reason"));
     }
-    let reason = body.reason.trim().to_string();
+    // It goes into the audit log and onto supervisors' screens: no line
+    // breaks or terminal escapes.
+    if reason.chars().any(char::is_control) {
+        return Err(
+            ApiError::bad_request("reason: no control characters (line breaks, escapes)")
+                .with_field("reason"),
+        );
+    }
+    let reason = reason.to_string();
     auth.note(format!("reason {reason}"));
     agent_action(&s, id, |agent, reply| Input::Pause {
         agent,
@@ -913,7 +922,7 @@ async fn disposition(
     note_disposition(&auth, &agent, d);
     let now = s.shared.clock.now().ms();
     let wrapup_ms = now.saturating_sub(ended_at);
-    let values = disposition_values(&h.campaign, d.callback, &body, now)
+    let values = disposition_values(&h.campaign, d, &body, now)
         .and_then(|v| Ok((v, disposition_notes(&body)?)));
     let ((amount_minor, callback_at, personal), notes) = match values {
         Ok(v) => v,
@@ -1010,10 +1019,28 @@ fn clip_note(s: &str) -> String {
 /// callback time, or a kept callback without a callback code, is a 400.
 fn disposition_values(
     campaign: &crate::campaign::Campaign,
-    callback: bool,
+    d: &crate::campaign::Disposition,
     body: &DispositionIn,
     now: i64,
 ) -> Result<(Option<i64>, Option<i64>, bool), ApiError> {
+    let callback = d.callback;
+    // An amount is a conversion's; a callback time a callback's: either
+    // given with another code would be dropped or counted as revenue with
+    // no conversion.
+    if body.amount.is_some() && !d.conversion {
+        return Err(ApiError::bad_request(format!(
+            "amount: {} is not a conversion code; an amount goes with a conversion",
+            d.code
+        ))
+        .with_field("amount"));
+    }
+    if body.callback_at.is_some() && !callback {
+        return Err(ApiError::bad_request(format!(
+            "callback_at: {} is not a callback code; a call-back time goes with a callback",
+            d.code
+        ))
+        .with_field("callback_at"));
+    }
     let amount_minor = match body.amount {
         None => None,
         Some(a) if a.is_finite() && (0.0..1e12).contains(&a) => {
@@ -1023,7 +1050,11 @@ fn disposition_values(
                 .map_or(2, |c| crate::report::currency_digits(&c.currency));
             Some((a * 10f64.powi(digits as i32)).round() as i64)
         }
-        Some(_) => return Err(ApiError::bad_request("amount must be a number from 0")),
+        Some(_) => {
+            return Err(
+                ApiError::bad_request("amount must be a number from 0").with_field("amount")
+            );
+        }
     };
     // A callback: at the time the customer asked for (from a minute ago
     // to 90 days ahead), or after the campaign's callback delay.
@@ -1033,7 +1064,8 @@ fn disposition_values(
             Some(_) => {
                 return Err(ApiError::bad_request(
                     "callback_at must be a time (ms since the epoch) from now to 90 days ahead",
-                ));
+                )
+                .with_field("callback_at"));
             }
             None => {
                 let delay = campaign.callback_delay.unwrap_or_default();
@@ -1093,8 +1125,7 @@ async fn pending_disposition_record(
     };
     note_disposition(auth, &p.agent_id, d);
     let now = s.shared.clock.now().ms();
-    let (amount_minor, callback_at, personal) =
-        disposition_values(&h.campaign, d.callback, &body, now)?;
+    let (amount_minor, callback_at, personal) = disposition_values(&h.campaign, d, &body, now)?;
     note_personal(auth, personal);
     let notes = disposition_notes(&body)?;
     let rec = NewDisposition {
