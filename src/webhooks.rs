@@ -57,6 +57,11 @@ pub enum WebhookError {
     /// Not an absolute http(s) URL.
     #[error("{0:?} is not an http:// or https:// URL")]
     BadUrl(String),
+    /// A URL with a user name or password in it.
+    #[error(
+        "a webhook URL may not carry a user name or password (supervisors see the URL and logs name it); the receiver checks the X-Dialler-Signature HMAC instead"
+    )]
+    CredentialsInUrl,
 }
 
 /// The events named in `list` (comma-separated; `all` or empty: every
@@ -89,7 +94,23 @@ pub fn check_url(url: &str) -> Result<String, WebhookError> {
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
         return Err(WebhookError::BadUrl(url.to_string()));
     }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(WebhookError::CredentialsInUrl);
+    }
     Ok(parsed.to_string())
+}
+
+/// `url` with any user name and password taken out, for logs (a
+/// subscription made before [`check_url`] refused them may hold some).
+pub fn without_credentials(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Err(_) => "(unreadable URL)".to_string(),
+    }
 }
 
 /// The stored form of a subscription's events: `,a,b,` (so that one is
@@ -378,7 +399,7 @@ impl Deliverer {
             TryOutcome::Retry(now + crate::clock::duration_ms(wait))
         };
         if let Some(e) = &error {
-            tracing::info!(event = item.id, url = %item.url, error = %e, "webhook not delivered");
+            tracing::info!(event = item.id, url = %without_credentials(&item.url), error = %e, "webhook not delivered");
         }
         // The receiver took one: those backed off while it was away go
         // again soon (after the first back-off, not after up to an hour).
@@ -434,6 +455,20 @@ mod tests {
         assert!(check_url("https://crm.example.com/hooks").is_ok());
         assert!(check_url("ftp://crm.example.com/").is_err());
         assert!(check_url("crm.example.com").is_err());
+        assert_eq!(
+            without_credentials("http://user:pass@crm.example.com/h?a=1"),
+            "http://crm.example.com/h?a=1"
+        );
+        for secret in [
+            "http://user:pass@crm.example.com/",
+            "https://user@crm.example.com/",
+            "https://:pass@crm.example.com/",
+        ] {
+            assert!(
+                matches!(check_url(secret), Err(WebhookError::CredentialsInUrl)),
+                "{secret}"
+            );
+        }
     }
 
     #[test]
