@@ -1202,7 +1202,7 @@ async fn pending(
 
 #[utoipa::path(get, path = "/api/events", tag = "service",
     summary = "Event stream (SSE)",
-    description = "Server-sent events: `call`, `call_ended`, `state`; agents see their own. Each event has an `id`: a stream reopened with `Last-Event-ID` gets the events it missed first (the last 2,048 are kept; `lagged` says how many were lost beyond). A stream ends after 30 minutes (EventSource reconnects) or within seconds of its token's revocation. Takes `?token=` too (EventSource cannot set headers).",
+    description = "Server-sent events: `call`, `call_ended`, `state`; agents see their own. Each event has an `id`, rising across restarts of the service: a stream reopened with `Last-Event-ID` gets the events it missed first (the last 2,048 are kept; `lagged` says how many were lost beyond, or `unknown` across a restart). A stream ends after 30 minutes (EventSource reconnects) or within seconds of its token's revocation. Takes `?token=` too (EventSource cannot set headers).",
     responses((status = 200, description = "The stream.", content_type = "text/event-stream", body = String), (status = 401, description = "No valid token.", body = ErrorBody)),
     security(("bearerAuth" = [])))]
 async fn events(
@@ -1217,9 +1217,12 @@ async fn events(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let (rx, replay) = s.shared.events_since(last_id);
-    // Live events at or before this were replayed (or seen before).
-    let seen = replay.last().map(|e| e.id).or(last_id).unwrap_or(0);
+    let crate::service::Resumed {
+        rx,
+        replay,
+        seen,
+        lost,
+    } = s.shared.events_since(last_id);
     let principal = auth.0;
     let principal_id = principal.token_id;
     let visible = {
@@ -1243,14 +1246,12 @@ async fn events(
         .comment("connected");
     let mut replayed: Vec<Result<SseEvent, Infallible>> = Vec::new();
     // Gone longer than the kept events reach: say how many were lost, as
-    // a live stream that falls behind does.
-    if let (Some(last), Some(first)) = (last_id, replay.first())
-        && first.id > last + 1
-    {
-        let lost = first.id - last - 1;
+    // a live stream that falls behind does (`unknown` across a restart of
+    // the service, or for an id it never gave).
+    if let Some(lost) = lost {
         replayed.push(Ok(SseEvent::default()
             .event("lagged")
-            .data(lost.to_string())));
+            .data(lost.map_or_else(|| "unknown".to_string(), |n| n.to_string()))));
     }
     replayed.extend(replay.iter().filter(|e| visible(e)).map(|e| Ok(to_sse(e))));
     let live = futures_util::stream::unfold(rx, move |mut rx| {

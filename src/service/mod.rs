@@ -104,14 +104,48 @@ pub const RECENT_EVENTS: usize = 2048;
 pub struct EventLog {
     tx: broadcast::Sender<ServiceEvent>,
     recent: Mutex<std::collections::VecDeque<ServiceEvent>>,
+    /// The first id this log gives.
+    first: u64,
+}
+
+/// Where a resuming stream stands (see [`EventLog::since`]).
+pub struct Resumed {
+    /// Live events from now on.
+    pub rx: broadcast::Receiver<ServiceEvent>,
+    /// The kept events it missed, oldest first.
+    pub replay: Vec<ServiceEvent>,
+    /// Live events with an id at most this were replayed or seen before.
+    pub seen: u64,
+    /// Events lost beyond those replayed: `Some(Some(n))` n of them,
+    /// `Some(None)` an unknown number (its last id is from before this
+    /// service started, or was never given).
+    pub lost: Option<Option<u64>>,
+}
+
+/// The first event id of a service started at `now`: its start in
+/// microseconds, so that ids keep rising across restarts (a stream that
+/// resumes with an id from before a restart is not taken as ahead of the
+/// new ids, which would leave it silent) and stay below 2^53.
+pub fn first_event_id(now: crate::clock::Millis) -> u64 {
+    u64::try_from(now.ms())
+        .unwrap_or(0)
+        .saturating_mul(1_000)
+        .max(1)
 }
 
 impl EventLog {
-    /// A log whose subscribers may fall `capacity` events behind.
+    /// A log whose subscribers may fall `capacity` events behind, its ids
+    /// from 1.
     pub fn new(capacity: usize) -> EventLog {
+        EventLog::starting_at(capacity, 1)
+    }
+
+    /// A log whose ids start at `first` (see [`first_event_id`]).
+    pub fn starting_at(capacity: usize, first: u64) -> EventLog {
         EventLog {
             tx: broadcast::channel(capacity).0,
             recent: Mutex::new(std::collections::VecDeque::with_capacity(RECENT_EVENTS)),
+            first: first.max(1),
         }
     }
 
@@ -124,7 +158,7 @@ impl EventLog {
             let _ = self.tx.send(e);
             return;
         };
-        e.id = recent.back().map_or(1, |last| last.id + 1);
+        e.id = recent.back().map_or(self.first, |last| last.id + 1);
         if recent.len() == RECENT_EVENTS {
             recent.pop_front();
         }
@@ -133,18 +167,53 @@ impl EventLog {
     }
 
     /// Subscribes, and returns the kept events after `last_id` (a
-    /// reconnecting stream's `Last-Event-ID`), oldest first. A live event
-    /// with an id at most the last one returned was in both: skip it.
-    pub fn since(
-        &self,
-        last_id: Option<u64>,
-    ) -> (broadcast::Receiver<ServiceEvent>, Vec<ServiceEvent>) {
+    /// reconnecting stream's `Last-Event-ID`), oldest first, and how many
+    /// were lost beyond them. An id from before this log began (a restart)
+    /// gets every kept event; one this log never gave (ahead of its last)
+    /// gets none, and live events from now on; both are told as an
+    /// unknown loss.
+    pub fn since(&self, last_id: Option<u64>) -> Resumed {
         let rx = self.tx.subscribe();
-        let replay = match (last_id, self.recent.lock()) {
-            (Some(last), Ok(recent)) => recent.iter().filter(|e| e.id > last).cloned().collect(),
-            _ => Vec::new(),
+        let Ok(recent) = self.recent.lock() else {
+            return Resumed {
+                rx,
+                replay: Vec::new(),
+                seen: u64::MAX,
+                lost: last_id.map(|_| None),
+            };
         };
-        (rx, replay)
+        let newest = recent.back().map_or(self.first - 1, |e| e.id);
+        let Some(last) = last_id else {
+            return Resumed {
+                rx,
+                replay: Vec::new(),
+                seen: newest,
+                lost: None,
+            };
+        };
+        if last > newest {
+            return Resumed {
+                rx,
+                replay: Vec::new(),
+                seen: newest,
+                lost: Some(None),
+            };
+        }
+        let replay: Vec<ServiceEvent> = recent.iter().filter(|e| e.id > last).cloned().collect();
+        let lost = if last + 1 < self.first {
+            Some(None)
+        } else {
+            match replay.first() {
+                Some(f) if f.id > last + 1 => Some(Some(f.id - last - 1)),
+                _ => None,
+            }
+        };
+        Resumed {
+            rx,
+            replay,
+            seen: newest,
+            lost,
+        }
     }
 }
 
@@ -659,10 +728,7 @@ impl Shared {
     }
 
     /// See [`EventLog::since`].
-    pub(crate) fn events_since(
-        &self,
-        last_id: Option<u64>,
-    ) -> (broadcast::Receiver<ServiceEvent>, Vec<ServiceEvent>) {
+    pub(crate) fn events_since(&self, last_id: Option<u64>) -> Resumed {
         self.events.since(last_id)
     }
 
@@ -730,7 +796,7 @@ pub async fn start(
         ip => ip,
     };
     let (write_tx, writer_task) = writer::spawn(store.clone());
-    let events = EventLog::new(1024);
+    let events = EventLog::starting_at(1024, first_event_id(crate::clock::Millis(now)));
     let mut campaigns = BTreeMap::new();
     let mut inboxes = Vec::new();
     let registries = Arc::new(cfg.registries);
@@ -1056,16 +1122,57 @@ mod event_log_tests {
             log.emit(event("state"));
         }
         // A stream that saw up to id 2 reconnects.
-        let (mut rx, replay) = log.since(Some(2));
+        let Resumed {
+            mut rx,
+            replay,
+            seen,
+            lost,
+        } = log.since(Some(2));
         let ids: Vec<u64> = replay.iter().map(|e| e.id).collect();
         assert_eq!(ids, vec![3, 4, 5]);
+        assert_eq!((seen, lost), (5, None));
         // What comes after is live, numbered on.
         log.emit(event("call"));
         let next = rx.try_recv().expect("live event");
         assert_eq!((next.id, next.kind), (6, "call"));
         // A fresh stream replays nothing; one that saw everything neither.
-        assert!(log.since(None).1.is_empty());
-        assert!(log.since(Some(6)).1.is_empty());
+        assert!(log.since(None).replay.is_empty());
+        let r = log.since(Some(6));
+        assert!(r.replay.is_empty());
+        assert_eq!((r.seen, r.lost), (6, None));
+    }
+
+    /// After a restart the ids go on above the last run's: a stream that
+    /// resumes with an id from before gets every kept event and is told
+    /// its loss is unknown; one with an id never given is not left
+    /// waiting for ids above it.
+    #[test]
+    fn a_stream_resuming_across_a_restart_is_not_left_silent() {
+        let t0 = crate::clock::Millis(1_764_000_000_000);
+        let before = EventLog::starting_at(16, first_event_id(t0));
+        for _ in 0..45 {
+            before.emit(event("state"));
+        }
+        let last_before = before.since(None).seen;
+        let after = EventLog::starting_at(16, first_event_id(crate::clock::Millis(t0.0 + 5_000)));
+        for _ in 0..4 {
+            after.emit(event("state"));
+        }
+        let r = after.since(Some(last_before));
+        assert_eq!(r.replay.len(), 4);
+        assert!(r.replay[0].id > last_before);
+        assert_eq!(r.lost, Some(None));
+        // An id this log never gave (ahead of its newest), and a small one
+        // from a log that began at 1: never silent.
+        let ahead = after.since(Some(u64::MAX - 1));
+        assert!(ahead.replay.is_empty());
+        assert_eq!(
+            (ahead.seen, ahead.lost),
+            (after.since(None).seen, Some(None))
+        );
+        let r = after.since(Some(45));
+        assert_eq!((r.replay.len(), r.lost), (4, Some(None)));
+        assert!(first_event_id(crate::clock::Millis(4_102_444_800_000)) < 1 << 53);
     }
 
     #[test]
@@ -1074,7 +1181,8 @@ mod event_log_tests {
         for _ in 0..RECENT_EVENTS + 10 {
             log.emit(event("state"));
         }
-        let (_, replay) = log.since(Some(0));
+        let Resumed { replay, lost, .. } = log.since(Some(0));
+        assert_eq!(lost, Some(Some(10)));
         assert_eq!(replay.len(), RECENT_EVENTS);
         assert_eq!(replay[0].id, 11);
         assert_eq!(
