@@ -951,6 +951,9 @@ async fn webhooks_are_managed_over_the_api() {
     for bad in [
         r#"{"url":"ftp://crm.example.com/"}"#,
         r#"{"url":"https://crm.example.com/","events":["call.exploded"]}"#,
+        r#"{"url":"https://crm.example.com/","events":[]}"#,
+        r#"{"url":"https://crm.example.com/","events":["call.ended,conversion"]}"#,
+        r#"{"url":"http://user:pass@crm.example.com/"}"#,
     ] {
         assert_eq!(
             req("POST", path.into(), &admin, Some(bad)).await.0,

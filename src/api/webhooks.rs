@@ -86,6 +86,16 @@ async fn webhooks_add(
     let body = super::json_body(body)?;
     let url = crate::webhooks::check_url(&body.url)
         .map_err(|e| ApiError::bad_request(e.to_string()).with_field("url"))?;
+    // Left out: every event. An empty list asks for none, which is no
+    // subscription; a name with a comma would be read as two.
+    if let Some(names) = &body.events
+        && (names.is_empty() || names.iter().any(|n| n.contains(',') || n.trim().is_empty()))
+    {
+        return Err(ApiError::bad_request(
+            "events: name at least one event (each without commas), or leave events out for all",
+        )
+        .with_field("events"));
+    }
     let events = crate::webhooks::parse_events(&body.events.unwrap_or_default().join(","))
         .map_err(|e| ApiError::bad_request(e.to_string()).with_field("events"))?;
     let secret = crate::webhooks::new_secret();
