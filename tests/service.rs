@@ -904,6 +904,35 @@ async fn leads_come_in_and_go_out_over_the_api() {
             .status(),
         404
     );
+    // The charset of the media type is honoured (RFC 9110 8.3.2): a
+    // Latin-1 CSV is read as Latin-1; an unknown charset, or JSON in
+    // anything but UTF-8, is a 415.
+    let latin1: Vec<u8> = b"name,phone\nJos\xe9,07700 900127\n".to_vec();
+    let r = http
+        .post(format!("{base}/leads?list=crm"))
+        .bearer_auth(&sup)
+        .header("content-type", "text/csv; charset=ISO-8859-1")
+        .body(latin1.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["report"]["imported"], 1, "{v}");
+    for kind in [
+        "text/csv; charset=klingon",
+        "application/json; charset=iso-8859-1",
+    ] {
+        let r = http
+            .post(format!("{base}/leads?list=crm"))
+            .bearer_auth(&sup)
+            .header("content-type", kind)
+            .body(latin1.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 415, "{kind}");
+    }
     let audit = store.audit_log().await.unwrap();
     assert!(
         audit

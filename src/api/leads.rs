@@ -170,24 +170,42 @@ async fn leads_post(
             ApiError::bad_request("list: 1-64 letters, digits, '-', '_' or '.'").with_field("list"),
         );
     }
-    let kind = headers
+    let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+        .unwrap_or("");
+    let mut parts = content_type.split(';');
+    let kind = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    // The media type's charset (RFC 9110 8.3.2): CSV in any encoding the
+    // command line reads; JSON only in UTF-8 (RFC 8259 8.1).
+    let charset = parts.find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| v.trim().trim_matches('"').to_string())
+    });
+    let unsupported =
+        |why: String| ApiError::new(axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE, why);
     let json = match kind.as_str() {
         "application/json" => true,
         "text/csv" | "application/csv" => false,
-        _ => {
-            return Err(ApiError::new(
-                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "send text/csv or application/json",
-            ));
-        }
+        _ => return Err(unsupported("send text/csv or application/json".into())),
+    };
+    let encoding = match charset.as_deref() {
+        None => None,
+        Some(c) => match crate::leads::encoding_arg(c) {
+            Some(e) if json && e != encoding_rs::UTF_8 => {
+                return Err(unsupported(format!(
+                    "charset {c}: JSON is read as UTF-8 only (RFC 8259)"
+                )));
+            }
+            Some(e) => Some(e),
+            None => {
+                return Err(unsupported(format!(
+                    "charset {c}: not an encoding the dialler reads (any WHATWG label, e.g. utf-8, windows-1252, iso-8859-1)"
+                )));
+            }
+        },
     };
     let key = match headers.get("idempotency-key") {
         None => None,
@@ -208,6 +226,7 @@ async fn leads_post(
         d.update([0]);
         d.update(q.phone_column.as_deref().unwrap_or("").as_bytes());
         d.update([0, u8::from(json)]);
+        d.update(encoding.map_or("", |e| e.name()).as_bytes());
         d.update(&body);
         hex::encode(d.finalize())
     };
@@ -238,7 +257,16 @@ async fn leads_post(
             }
         }
     }
-    let result = import(&shared, h, &list, q.phone_column, json, &body, now).await;
+    let result = import(
+        &shared,
+        h,
+        &list,
+        q.phone_column,
+        Format { json, encoding },
+        &body,
+        now,
+    )
+    .await;
     match (&key, &result) {
         (Some(k), Ok(out)) => {
             let text = serde_json::to_string(out).map_err(ApiError::internal)?;
@@ -261,12 +289,21 @@ async fn leads_post(
     Ok(Json(out).into_response())
 }
 
+/// What an upload's Content-Type says of its body.
+#[derive(Clone, Copy)]
+struct Format {
+    /// JSON (else CSV).
+    json: bool,
+    /// A CSV body's charset; UTF-8 when `None`.
+    encoding: Option<&'static encoding_rs::Encoding>,
+}
+
 async fn import(
     shared: &Shared,
     h: &CampaignHandle,
     list: &str,
     phone_column: Option<String>,
-    json: bool,
+    Format { json, encoding }: Format,
     body: &[u8],
     now: i64,
 ) -> Result<PostOut, ApiError> {
@@ -291,7 +328,8 @@ async fn import(
             category: c.dnd_category,
         }),
         delimiter: if json { Some(b',') } else { None },
-        encoding: None,
+        // JSON becomes UTF-8 CSV; CSV is read in its charset.
+        encoding: if json { None } else { encoding },
         list: Some(list.to_string()),
     };
     let size = csv.len() as u64;
