@@ -1014,8 +1014,17 @@ async fn webhooks_are_managed_over_the_api() {
         404
     );
     let audit = store.audit_log().await.unwrap();
-    let adds: Vec<_> = audit.iter().filter(|e| e.action == "webhook.add").collect();
+    // The refused adds are filed under the same action, with their status.
+    let adds: Vec<_> = audit
+        .iter()
+        .filter(|e| e.action == "webhook.add" && e.status == Some(200))
+        .collect();
     assert_eq!(adds.len(), 1, "{audit:?}");
+    let refused = audit
+        .iter()
+        .filter(|e| e.action == "webhook.add" && e.status.is_some_and(|s| s >= 400))
+        .count();
+    assert_eq!(refused, 6, "{audit:?}");
     assert!(adds[0].origin.starts_with("127.0.0.1:"), "{audit:?}");
     assert!(audit.iter().any(|e| e.action == "webhook.remove"));
     assert!(audit.iter().all(|e| !e.detail.contains(&secret)));

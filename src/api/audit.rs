@@ -123,6 +123,11 @@ pub fn action_name(method: &Method, template: &str, path: &str) -> String {
         ("POST", "/api/calls/{id}/disposition") => "call.disposition",
         ("POST", "/api/agents/{id}/phones") => "phone.add",
         ("DELETE", "/api/agents/{id}/phones") => "phone.remove",
+        ("POST", "/api/agents/{id}/dtmf") => "call.dtmf",
+        // The names the store gives these when it records them itself
+        // (a success): a refused request is found under the same name.
+        ("POST", "/api/campaigns/{name}/webhooks") => "webhook.add",
+        ("DELETE", "/api/campaigns/{name}/webhooks/{id}") => "webhook.remove",
         _ => return format!("{method} {template}"),
     };
     name.to_string()
@@ -394,6 +399,23 @@ mod tests {
             ),
             "phone.remove"
         );
+        // Every state-changing route of the API has a name of its own (a
+        // refused request is filed under the name of the act it asked for).
+        for (m, t, name) in [
+            (Method::POST, "/api/agents/{id}/dtmf", "call.dtmf"),
+            (
+                Method::POST,
+                "/api/campaigns/{name}/webhooks",
+                "webhook.add",
+            ),
+            (
+                Method::DELETE,
+                "/api/campaigns/{name}/webhooks/{id}",
+                "webhook.remove",
+            ),
+        ] {
+            assert_eq!(action_name(&m, t, t), name);
+        }
         assert_eq!(
             action_name(&Method::PUT, "/api/things/{id}", "/api/things/1"),
             "PUT /api/things/{id}"
