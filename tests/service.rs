@@ -933,6 +933,16 @@ async fn leads_come_in_and_go_out_over_the_api() {
             .unwrap();
         assert_eq!(r.status(), 415, "{kind}");
     }
+    // The error names this route's way to say the phone column.
+    let r = post("name,city\nAnn,Leeds\n", "text/csv", None, &sup)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("phone_column query parameter") && !text.contains("--phone-column"),
+        "{text}"
+    );
     let audit = store.audit_log().await.unwrap();
     assert!(
         audit

@@ -346,7 +346,12 @@ async fn import(
     .await
     .map_err(|e| match e {
         crate::leads::ImportError::Store(e) => ApiError::internal(e),
-        other => ApiError::bad_request(other.to_string()),
+        // The command line's flag is this route's query parameter.
+        other => ApiError::bad_request(
+            other
+                .to_string()
+                .replace("--phone-column", "the phone_column query parameter"),
+        ),
     })?;
     Ok(PostOut {
         campaign: c.name.clone(),
