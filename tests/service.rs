@@ -689,6 +689,15 @@ async fn every_state_change_through_the_api_is_audited() {
     assert!(text.contains("since"), "{text}");
     let (c, _) = req("GET", "/api/audit?limit=0".into(), &sup.token, None).await;
     assert_eq!(c, 400);
+    let (c, text) = req(
+        "GET",
+        "/api/audit?since=2000&until=1000".into(),
+        &sup.token,
+        None,
+    )
+    .await;
+    assert_eq!(c, 400, "{text}");
+    assert!(text.contains("\"field\":\"until\""), "{text}");
     let _ = tx.send(());
     running.wait().await.unwrap();
     store.close().await;

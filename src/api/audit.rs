@@ -312,9 +312,18 @@ impl AuditQuery {
                 v => Ok(v.filter(|v| !v.is_empty())),
             }
         };
+        let since = time_param("since", self.since.as_deref())?;
+        let until = time_param("until", self.until.as_deref())?;
+        if let (Some(s), Some(u)) = (since, until)
+            && s > u
+        {
+            return Err(
+                ApiError::bad_request("until: must not be before since").with_field("until")
+            );
+        }
         Ok(AuditFilter {
-            since: time_param("since", self.since.as_deref())?,
-            until: time_param("until", self.until.as_deref())?,
+            since,
+            until,
             actor: text("actor", self.actor)?,
             action: text("action", self.action)?,
             subject: text("subject", self.subject)?,
