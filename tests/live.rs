@@ -117,6 +117,7 @@ async fn an_agent_works_a_call_from_login_to_logout() {
     // An amount is a conversion's, a call-back time a callback's.
     let dispo = format!("/api/calls/{call_id}/disposition");
     for (body, field) in [
+        (json!({ "code": "NO_SUCH_CODE" }), "code"),
         (json!({ "code": "NOT_AVAILABLE", "amount": 500 }), "amount"),
         (
             json!({ "code": "NOT_INTERESTED", "callback_at": 1 }),
@@ -747,6 +748,7 @@ async fn campaign_controls_apply_at_once_and_survive_a_restart() {
         r#"{"lists": ["no-such-list"]}"#,
         r#"{"lists": []}"#,
         r#"{"lists": "default"}"#,
+        r#"{"lists": ["default", "default"]}"#,
     ] {
         let (c, v) = live.req("PATCH", &settings, &sup, Some(bad)).await;
         assert_eq!(c, 400, "{bad}: {v}");

@@ -916,8 +916,9 @@ async fn disposition(
     let Some(d) = h.campaign.dispositions.iter().find(|d| d.code == body.code) else {
         unclaim(&s);
         return Err(ApiError::bad_request(format!(
-            "unknown disposition code for campaign {campaign}"
-        )));
+            "code: unknown disposition code for campaign {campaign}"
+        ))
+        .with_field("code"));
     };
     note_disposition(&auth, &agent, d);
     let now = s.shared.clock.now().ms();
@@ -1119,9 +1120,10 @@ async fn pending_disposition_record(
     };
     let Some(d) = h.campaign.dispositions.iter().find(|d| d.code == body.code) else {
         return Err(ApiError::bad_request(format!(
-            "unknown disposition code for campaign {}",
+            "code: unknown disposition code for campaign {}",
             h.campaign.name
-        )));
+        ))
+        .with_field("code"));
     };
     note_disposition(auth, &p.agent_id, d);
     let now = s.shared.clock.now().ms();

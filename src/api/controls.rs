@@ -218,6 +218,12 @@ async fn controls_patch(
             })?,
         )),
     };
+    // The same list twice is a mistake in the request, not two lists.
+    if let Some(Some(l)) = &lists
+        && l.iter().enumerate().any(|(i, a)| l[..i].contains(a))
+    {
+        return Err(ApiError::bad_request("lists: a list is named twice").with_field("lists"));
+    }
     if cap.is_none() && target.is_none() && lists.is_none() {
         return Err(ApiError::bad_request(
             "nothing to change: give max_dial_level, target_percent or lists",
