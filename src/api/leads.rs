@@ -110,6 +110,12 @@ fn json_to_csv(body: &[u8]) -> Result<Vec<u8>, ApiError> {
             .with_field(format!("leads[{i}]")));
         };
         for (k, v) in o {
+            if k.trim().is_empty() {
+                return Err(ApiError::bad_request(format!(
+                    "lead {i}: a field with no name; every field needs one"
+                ))
+                .with_field(format!("leads[{i}]")));
+            }
             if v.is_object() || v.is_array() {
                 return Err(ApiError::bad_request(format!(
                     "lead {i}: {k} must be a string, number, boolean or null"
@@ -655,6 +661,8 @@ mod tests {
         assert!(json_to_csv(br#"[{"name":"x"}]"#).is_err());
         assert!(json_to_csv(br#"[{"phone":"1","x":{"a":1}}]"#).is_err());
         assert!(json_to_csv(br#"[1]"#).is_err());
+        assert!(json_to_csv(br#"[{"phone":"1","":"x"}]"#).is_err());
+        assert!(json_to_csv(br#"[{"phone":"1"," ":"x"}]"#).is_err());
         assert!(json_to_csv(br#"{"leads": [{"phone":"1"}], "more": 1}"#).is_err());
     }
 }
