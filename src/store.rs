@@ -95,14 +95,17 @@ pub(crate) trait BeginWrite {
     ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
     + Send;
 
-    /// The statement (taking one `BIGINT` key) that makes the write
-    /// transactions running it with the same key take turns, or `None`
-    /// where write transactions already do (SQLite's single writer, which
-    /// `BEGIN IMMEDIATE` takes at the start). On PostgreSQL, two READ
-    /// COMMITTED transactions that each insert a row "if none exists yet"
-    /// can both insert: a transaction-scoped advisory lock orders them, the
-    /// second's statement then sees the first's row.
-    fn take_turns_sql(&self) -> Option<&'static str>;
+    /// A transaction ready to write that takes turns with every other
+    /// begun with the same `key`: on PostgreSQL, two READ COMMITTED
+    /// transactions that each insert a row "if none exists yet" can both
+    /// insert, so a transaction-scoped advisory lock on `key` orders them
+    /// (the second's statements then see the first's row); SQLite's single
+    /// writer, which `BEGIN IMMEDIATE` takes at the start, already does.
+    fn begin_write_in_turn(
+        &self,
+        key: i64,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+    + Send;
 }
 
 impl BeginWrite for SqlitePool {
@@ -114,8 +117,12 @@ impl BeginWrite for SqlitePool {
         self.begin_with("BEGIN IMMEDIATE")
     }
 
-    fn take_turns_sql(&self) -> Option<&'static str> {
-        None
+    fn begin_write_in_turn(
+        &self,
+        _key: i64,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+    + Send {
+        self.begin_write()
     }
 }
 
@@ -128,8 +135,16 @@ impl BeginWrite for PgPool {
         self.begin()
     }
 
-    fn take_turns_sql(&self) -> Option<&'static str> {
-        Some("SELECT pg_advisory_xact_lock($1)")
+    async fn begin_write_in_turn(
+        &self,
+        key: i64,
+    ) -> Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
     }
 }
 

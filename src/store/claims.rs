@@ -38,7 +38,7 @@ macro_rules! unbridged_answers {
 }
 
 /// The key campaign `campaign_id`'s [`unbridged_answers!`] statements take
-/// turns on (see [`super::BeginWrite::take_turns_sql`]): the campaign's id
+/// turns on (see [`super::BeginWrite::begin_write_in_turn`]): the campaign's id
 /// under a prefix of this statement's own.
 fn unbridged_key(campaign_id: i64) -> i64 {
     const PREFIX: i64 = 0x5542_0000_0000_0000; // "UB"
@@ -394,10 +394,7 @@ impl Store {
         // abandoned, crash or not: the ledger counts it (fail closed).
         const ABANDONS: &str = unbridged_answers!("a.node = $2");
         let n = with_pool!(self, pool => {
-            let mut tx = pool.begin_write().await?;
-            if let Some(sql) = pool.take_turns_sql() {
-                sqlx::query(sql).bind(unbridged_key(campaign_id)).execute(&mut *tx).await?;
-            }
+            let mut tx = pool.begin_write_in_turn(unbridged_key(campaign_id)).await?;
             sqlx::query(ABANDONS)
                 .bind(campaign_id)
                 .bind(node)
@@ -446,10 +443,7 @@ impl Store {
         // Every live node runs this: they take turns (and with a node's
         // own recovery), so that each answer is entered once.
         Ok(with_pool!(self, pool => {
-            let mut tx = pool.begin_write().await?;
-            if let Some(sql) = pool.take_turns_sql() {
-                sqlx::query(sql).bind(unbridged_key(campaign_id)).execute(&mut *tx).await?;
-            }
+            let mut tx = pool.begin_write_in_turn(unbridged_key(campaign_id)).await?;
             let n = sqlx::query(SQL)
                 .bind(campaign_id)
                 .bind(node)
