@@ -205,6 +205,57 @@ impl Challenge {
     }
 }
 
+/// The challenge a 401 (`proxy` false) or 407 (`proxy` true) asks to be
+/// answered: of its `WWW-Authenticate`/`Proxy-Authenticate` values, in
+/// order, the first we can answer (RFC 8760 2.4: a server lists the
+/// algorithms it takes, preferred first, and the client uses the topmost
+/// it supports). The first one's error when none can be answered; `None`
+/// when there is no challenge at all.
+pub fn first_answerable<'a>(
+    values: impl Iterator<Item = &'a str>,
+    proxy: bool,
+) -> Option<Result<Challenge, SipError>> {
+    let mut first_error = None;
+    for v in values {
+        match Challenge::parse(v, proxy) {
+            Ok(ch) => return Some(Ok(ch)),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    first_error.map(Err)
+}
+
+/// Nonce counts (RFC 7616 3.4: `nc` counts the requests sent with one
+/// nonce, starting at 1 for each new nonce; a server that checks it takes
+/// a count seen before for a replay). Keeps the few nonces a call or a
+/// registration meets (a proxy's and the far end's, then fresh ones).
+#[derive(Debug, Clone, Default)]
+pub struct NonceCounts(Vec<(String, u32)>);
+
+impl NonceCounts {
+    /// How many nonces are remembered; an older one starts again at 1 if
+    /// it ever comes back (a server has long dropped it by then).
+    const KEPT: usize = 8;
+
+    /// The count for the next request sent with `nonce`.
+    pub fn next(&mut self, nonce: &str) -> u32 {
+        if let Some(i) = self.0.iter().position(|(n, _)| n == nonce) {
+            let mut e = self.0.remove(i);
+            e.1 = e.1.saturating_add(1);
+            let nc = e.1;
+            self.0.push(e);
+            return nc;
+        }
+        if self.0.len() >= Self::KEPT {
+            self.0.remove(0);
+        }
+        self.0.push((nonce.to_string(), 1));
+        1
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,5 +332,38 @@ mod tests {
         );
         assert!(Challenge::parse("Digest realm=\"x\"", false).is_err());
         assert!(format!("{:?}", mufasa()).contains("***"));
+    }
+
+    #[test]
+    fn the_topmost_challenge_we_can_answer_is_taken() {
+        let values = [
+            "Digest realm=\"x\", nonce=\"a\", algorithm=SHA-512-256",
+            "Digest realm=\"x\", nonce=\"b\", algorithm=SHA-256",
+            "Digest realm=\"x\", nonce=\"c\", algorithm=MD5",
+        ];
+        let ch = first_answerable(values.into_iter(), false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(ch.algorithm, Algorithm::Sha256);
+        assert_eq!(ch.nonce, "b");
+        assert!(
+            first_answerable(values[..1].iter().copied(), false)
+                .unwrap()
+                .is_err()
+        );
+        assert!(first_answerable(std::iter::empty(), true).is_none());
+    }
+
+    #[test]
+    fn a_nonce_count_starts_at_one_for_each_nonce() {
+        let mut nc = NonceCounts::default();
+        assert_eq!(nc.next("n1"), 1);
+        assert_eq!(nc.next("n1"), 2);
+        assert_eq!(nc.next("n2"), 1, "a fresh nonce counts from 1");
+        assert_eq!(nc.next("n1"), 3, "the first nonce goes on");
+        for i in 0..20 {
+            assert_eq!(nc.next(&format!("x{i}")), 1);
+        }
+        assert_eq!(nc.next("n1"), 1, "long forgotten");
     }
 }

@@ -16,7 +16,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 
-use super::auth::{Challenge, Credentials};
+use super::auth::{self, Credentials, NonceCounts};
 use super::message::{self, Method, Request, Response};
 use super::uac::Timers;
 use super::{SipError, Transport};
@@ -87,7 +87,7 @@ pub struct Registration {
     call_id: String,
     tag: String,
     cseq: u32,
-    nonce_count: u32,
+    nonce_counts: NonceCounts,
     state: RegState,
     pending: Option<Pending>,
     /// When to send the next REGISTER (refresh or retry).
@@ -113,7 +113,7 @@ impl Registration {
             call_id,
             tag,
             cseq: 0,
-            nonce_count: 0,
+            nonce_counts: NonceCounts::default(),
             state: RegState::Registering,
             pending: None,
             next_at: None,
@@ -235,20 +235,12 @@ impl Registration {
                 } else {
                     "Proxy-Authenticate"
                 };
-                if let Some(Ok(ch)) = r
-                    .headers
-                    .get(header)
-                    .map(|v| Challenge::parse(v, code == 407))
+                if let Some(Ok(ch)) = auth::first_answerable(r.headers.get_all(header), code == 407)
                 {
-                    self.nonce_count += 1;
+                    let nc = self.nonce_counts.next(&ch.nonce);
                     let cnonce = format!("{:016x}", self.rng.random::<u64>());
-                    let value = ch.authorization(
-                        creds,
-                        "REGISTER",
-                        &self.cfg.registrar,
-                        &cnonce,
-                        self.nonce_count,
-                    );
+                    let value =
+                        ch.authorization(creds, "REGISTER", &self.cfg.registrar, &cnonce, nc);
                     self.send(now, p.expires, Some((ch.answer_header(), value)));
                     if let Some(np) = &mut self.pending {
                         np.auth_tried = true;

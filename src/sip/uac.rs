@@ -19,7 +19,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use super::auth::{Challenge, Credentials};
+use super::auth::{self, Credentials, NonceCounts};
 use super::message::{self, Headers, Message, Method, Request, Response};
 use super::{SipError, Transport, masked_uri, sdp};
 use ended::Ended;
@@ -659,7 +659,7 @@ struct Call {
     auth_tries: u32,
     extension_retries: u32,
     redirects: u32,
-    nonce_count: u32,
+    nonce_counts: NonceCounts,
     summary: Summary,
     linger_until: Option<Instant>,
     scheduled: Option<Instant>,
@@ -926,6 +926,17 @@ fn challenge_answer_header(code: u16) -> &'static str {
     }
 }
 
+/// The encoded ACK of a 2xx, carrying its INVITE's credentials (RFC 3261
+/// 13.2.2.4).
+fn with_credentials_of(mut ack: Request, invite: &Request) -> Vec<u8> {
+    for name in ["Proxy-Authorization", "Authorization"] {
+        for v in invite.headers.get_all(name) {
+            ack.headers.push(name, v.to_string());
+        }
+    }
+    ack.encode()
+}
+
 /// A request inside a dialog (RFC 3261 12.2.1.1): Request-URI and Route
 /// from the route set, loose or strict.
 #[allow(clippy::too_many_arguments)]
@@ -1095,7 +1106,7 @@ impl Call {
             auth_tries: 0,
             extension_retries: 0,
             redirects: 0,
-            nonce_count: 0,
+            nonce_counts: NonceCounts::default(),
             summary: Summary {
                 outcome: Outcome::Failure,
                 codes: Vec::new(),
@@ -1445,17 +1456,12 @@ impl Call {
         } else {
             "WWW-Authenticate"
         };
-        match r.headers.get(header).map(|v| Challenge::parse(v, proxy)) {
+        match auth::first_answerable(r.headers.get_all(header), proxy) {
             Some(Ok(ch)) => {
-                self.nonce_count += 1;
+                let nc = self.nonce_counts.next(&ch.nonce);
                 let cnonce = out.token();
-                let value = ch.authorization(
-                    &creds,
-                    request.method.as_str(),
-                    &request.uri,
-                    &cnonce,
-                    self.nonce_count,
-                );
+                let value =
+                    ch.authorization(&creds, request.method.as_str(), &request.uri, &cnonce, nc);
                 Some((ch.answer_header(), value))
             }
             Some(Err(e)) => {
@@ -1538,6 +1544,16 @@ impl Call {
         let Some(tx) = tx else { return };
         let dest = tx.dest;
         if r.code < 200 {
+            // A provisional response ends an INVITE's retransmissions
+            // (RFC 3261 17.1.1.2: Proceeding); a non-INVITE's go on every
+            // T2 (17.1.2.2).
+            if !tx.done {
+                if tx.request.method == Method::Invite {
+                    tx.next_e = None;
+                } else if let Some((at, _)) = tx.next_e {
+                    tx.next_e = Some((at, out.cfg.timers.t2));
+                }
+            }
             return;
         }
         let kind = tx.kind;
@@ -1627,7 +1643,10 @@ impl Call {
                     self.refresh_target(r.headers.get("Contact"));
                     if is_invite {
                         let n = message::cseq(&r.headers).map_or(self.cseq, |(n, _)| n);
-                        let ack = self.dialog_request_at(Method::Ack, n, out).encode();
+                        let ack = with_credentials_of(
+                            self.dialog_request_at(Method::Ack, n, out),
+                            &request,
+                        );
                         out.send(dest, ack.clone());
                         if let Some(Some(tx)) = slot.map(|i| self.others.get_mut(i)) {
                             tx.ack = Some(ack);
@@ -1655,6 +1674,17 @@ impl Call {
             }
         } else {
             Outcome::Answered
+        }
+    }
+
+    /// The encoded ACK of a 2xx to our INVITE with CSeq `cseq`: it carries
+    /// that INVITE's credentials (RFC 3261 13.2.2.4: an edge that checks
+    /// every request would drop a bare ACK and end the call at timer H).
+    fn ack_of_2xx(&self, ack: Request, cseq: u32) -> Vec<u8> {
+        if message::cseq(&self.invite.headers).is_ok_and(|(n, _)| n == cseq) {
+            with_credentials_of(ack, &self.invite)
+        } else {
+            ack.encode()
         }
     }
 
@@ -1700,7 +1730,7 @@ impl Call {
             .get("To")
             .and_then(message::tag_of)
             .map(str::to_string);
-        let ack = self.request_in_dialog_of(r, Method::Ack, n, out).encode();
+        let ack = self.ack_of_2xx(self.request_in_dialog_of(r, Method::Ack, n, out), n);
         out.send(dest, ack.clone());
         self.cseq += 1;
         let bye = self.request_in_dialog_of(r, Method::Bye, self.cseq, out);
@@ -1843,7 +1873,7 @@ impl Call {
                 .get_all("Allow")
                 .flat_map(|v| v.split(','))
                 .any(|m| m.trim().eq_ignore_ascii_case("UPDATE"));
-            let ack = self.dialog_request_at(Method::Ack, n, out).encode();
+            let ack = self.ack_of_2xx(self.dialog_request_at(Method::Ack, n, out), n);
             // The dialog's next hop from now on (RFC 3261 13.2.2.4).
             out.send(self.dest(), ack.clone());
             self.ack_2xx = Some(ack);

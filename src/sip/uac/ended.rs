@@ -90,8 +90,8 @@ pub(super) struct Ended {
     /// Our BYE's CSeq, when it was sent (and is done).
     bye_cseq: Option<u32>,
     credentials: Option<Box<Credentials>>,
-    /// Digest nonce count so far (a challenged fork BYE goes on from it).
-    nonce_count: u32,
+    /// Digest nonce counts so far (a challenged fork BYE goes on from them).
+    nonce_counts: NonceCounts,
     pub(super) linger_until: Instant,
 }
 
@@ -156,7 +156,7 @@ impl Ended {
                 .map(|(n, m, b)| Box::new((n, m, shrunk(b).into_vec()))),
             bye_cseq: c.bye.as_ref().map(|b| b.cseq),
             credentials: c.params.credentials.take().map(Box::new),
-            nonce_count: c.nonce_count,
+            nonce_counts: std::mem::take(&mut c.nonce_counts),
             linger_until,
         })
     }
@@ -311,7 +311,7 @@ impl Ended {
         call.summary.final_code = self.ack_final.as_ref().map(|(c, _, _)| *c);
         call.ack_final_cseq = self.ack_final.as_ref().map_or(0, |(_, n, _)| *n);
         call.ack_final = self.ack_final.map(|(_, _, a)| a.into_vec());
-        call.nonce_count = self.nonce_count;
+        call.nonce_counts = self.nonce_counts;
         call.forks = self.forks.into_vec();
         call.remote_cseq = self.remote_cseq;
         call.last_reply = self.last_reply.map(|b| *b);

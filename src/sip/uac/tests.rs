@@ -1787,3 +1787,119 @@ fn over_tcp_a_response_goes_back_on_the_connection_it_came_on() {
     assert_eq!(t.to, Some(from));
     assert!(ep.poll_transmit_to().is_none(), "one copy");
 }
+
+/// RFC 3261 13.2.2.4: the ACK of a 2xx carries the same credentials as
+/// its INVITE (an edge that checks every request would otherwise drop it,
+/// repeat its 200 and end the call at timer H).
+#[test]
+fn the_ack_of_a_2xx_carries_the_invites_credentials() {
+    let (mut ep, t0, _, out) = proxy_challenged();
+    let inv2 = request(&out[1]).clone();
+    let creds = inv2.headers.get("Proxy-Authorization").unwrap().to_string();
+    // The ACK of the 407 (the first INVITE had none) carries none.
+    assert!(
+        request(&out[0])
+            .headers
+            .get("Proxy-Authorization")
+            .is_none()
+    );
+    ep.handle_bytes(t0, &ok_from(&inv2, "peer", &[]).encode())
+        .unwrap();
+    let acks = sent(&mut ep);
+    let ack = request(&acks[0]);
+    assert_eq!(ack.method, Method::Ack);
+    assert_eq!(ack.headers.get("Proxy-Authorization"), Some(creds.as_str()));
+    // A second answer (another fork) is ACKed with them too, then hung up.
+    ep.handle_bytes(t0, &ok_from(&inv2, "fork", &[]).encode())
+        .unwrap();
+    let fork = sent(&mut ep);
+    let fork_ack = request(&fork[0]);
+    assert_eq!(fork_ack.method, Method::Ack);
+    assert_eq!(
+        fork_ack.headers.get("Proxy-Authorization"),
+        Some(creds.as_str())
+    );
+    assert_eq!(request(&fork[1]).method, Method::Bye);
+}
+
+/// RFC 7616 3.4: the nonce count starts at 1 for each new nonce; a 401
+/// listing an algorithm we cannot use first is answered with the topmost
+/// one we can (RFC 8760 2.4).
+#[test]
+fn a_fresh_nonce_counts_from_one_and_the_topmost_usable_challenge_is_answered() {
+    let mut ep = endpoint(Transport::Udp);
+    let t0 = Instant::now();
+    let mut p = params();
+    p.credentials = Some(Credentials {
+        username: "user".into(),
+        password: "secret".into(),
+    });
+    let (id, inv) = start(&mut ep, t0, p);
+    let mut proxy = Response::to(&inv, 407, "Proxy Authentication Required", Some("px"));
+    proxy.headers.push(
+        "Proxy-Authenticate",
+        "Digest realm=\"edge\", nonce=\"n1\", qop=\"auth\"",
+    );
+    ep.handle_bytes(t0, &proxy.encode()).unwrap();
+    let out = sent(&mut ep);
+    let inv2 = request(&out[1]).clone();
+    assert!(
+        inv2.headers
+            .get("Proxy-Authorization")
+            .unwrap()
+            .contains("nc=00000001")
+    );
+    ep.handle_bytes(t0, &ok_from(&inv2, "peer", &[]).encode())
+        .unwrap();
+    let _ = sent(&mut ep);
+    let _ = events(&mut ep);
+    ep.hangup(t0 + SECOND, id);
+    let bye = request(&sent(&mut ep)[0]).clone();
+    assert_eq!(bye.method, Method::Bye);
+    let mut challenge = Response::to(&bye, 401, "Unauthorized", None);
+    challenge.headers.push(
+        "WWW-Authenticate",
+        "Digest realm=\"far\", nonce=\"n9\", qop=\"auth\", algorithm=SHA-512-256",
+    );
+    challenge.headers.push(
+        "WWW-Authenticate",
+        "Digest realm=\"far\", nonce=\"n2\", qop=\"auth\", algorithm=SHA-256",
+    );
+    ep.handle_bytes(t0 + SECOND, &challenge.encode()).unwrap();
+    let again = sent(&mut ep);
+    let q = request(&again[0]);
+    assert_eq!(q.method, Method::Bye);
+    let auth = q.headers.get("Authorization").unwrap();
+    assert!(auth.contains("nonce=\"n2\""), "{auth}");
+    assert!(auth.contains("algorithm=SHA-256"), "{auth}");
+    assert!(
+        auth.contains("nc=00000001"),
+        "a new nonce counts from 1: {auth}"
+    );
+}
+
+/// RFC 3261 17.1.1.2: a provisional response to our refresh re-INVITE
+/// ends its retransmissions.
+#[test]
+fn a_provisional_response_stops_a_refresh_re_invites_retransmissions() {
+    let (mut ep, t0, _) = answered(Transport::Udp, &[("Session-Expires", "120;refresher=uac")]);
+    let out = run_until(&mut ep, t0 + 60 * SECOND);
+    let reinvite = request(&out[0].1).clone();
+    assert_eq!(reinvite.method, Method::Invite);
+    ep.handle_bytes(
+        t0 + 60 * SECOND + SECOND / 5,
+        &Response::to(&reinvite, 100, "Trying", None).encode(),
+    )
+    .unwrap();
+    let later = run_until(&mut ep, t0 + 70 * SECOND);
+    assert!(
+        !later
+            .iter()
+            .any(|(_, m)| matches!(m, Message::Request(q) if q.method == Method::Invite)),
+        "no INVITE resent after its 100: {later:?}"
+    );
+    ep.handle_bytes(t0 + 70 * SECOND, &ok_from(&reinvite, "peer", &[]).encode())
+        .unwrap();
+    let acked = sent(&mut ep);
+    assert_eq!(request(&acked[0]).method, Method::Ack);
+}
