@@ -169,6 +169,21 @@ pub fn payload(ctx: &CallContext, extra: serde_json::Value) -> String {
     data.to_string()
 }
 
+/// An event's `payload` with the person taken out, as [`payload`] writes
+/// it for a call whose lead was erased: the lead's id, number and fields
+/// null, the rest (the call, its outcome, the disposition's code) kept.
+/// A payload that is not a JSON object keeps nothing.
+pub fn erased_payload(payload: &str) -> String {
+    let erased_lead = serde_json::json!({ "id": null, "phone": null, "fields": null });
+    match serde_json::from_str::<serde_json::Value>(payload) {
+        Ok(serde_json::Value::Object(mut data)) => {
+            data.insert("lead".to_string(), erased_lead);
+            serde_json::Value::Object(data).to_string()
+        }
+        _ => serde_json::json!({ "lead": erased_lead }).to_string(),
+    }
+}
+
 /// A time as the payloads give it: RFC 3339, UTC, milliseconds.
 pub fn time(ms: i64) -> String {
     Millis(ms)
@@ -490,5 +505,33 @@ mod tests {
         assert_eq!(v["id"], "evt_42");
         assert_eq!(v["data"]["call_id"], 7);
         assert_eq!(v["created_at"], "1970-01-01T00:00:01.000Z");
+    }
+
+    #[test]
+    fn an_erased_payload_keeps_the_call_and_drops_the_person() {
+        let ctx = CallContext {
+            campaign_id: 1,
+            campaign: "uk".into(),
+            call_id: 7,
+            lead_id: Some(3),
+            phone: Some("+447700900123".into()),
+            attempt_no: 2,
+            fields: Some(r#"{"name":"Asha"}"#.into()),
+        };
+        let p = payload(&ctx, serde_json::json!({ "code": "SALE" }));
+        assert!(p.contains("+447700900123") && p.contains("Asha"));
+        let e = erased_payload(&p);
+        assert!(!e.contains("447700900123") && !e.contains("Asha"), "{e}");
+        let erased = CallContext {
+            lead_id: None,
+            phone: None,
+            fields: None,
+            ..ctx
+        };
+        assert_eq!(e, payload(&erased, serde_json::json!({ "code": "SALE" })));
+        assert_eq!(
+            erased_payload("not json"),
+            r#"{"lead":{"fields":null,"id":null,"phone":null}}"#
+        );
     }
 }

@@ -906,6 +906,19 @@ async fn erasure_leaves_only_a_suppression_hash(store: Store, raw: RawDb) {
         .await
         .expect("leads");
     store.insert_leads(b, &[person], 0).await.expect("leads");
+    // A CRM subscribed to campaign a's events: their payloads carry the
+    // lead's number and fields, some delivered, some not yet.
+    let events = dialler::webhooks::parse_events("all").expect("events");
+    store
+        .webhook_add(
+            a,
+            "http://127.0.0.1:9/hooks",
+            &events,
+            "s3cret",
+            &AuditEntry::command(0, "tester", "", String::new(), String::new()),
+        )
+        .await
+        .expect("subscription");
     let s = 1_000;
     let c1 = call(
         &store,
@@ -921,18 +934,25 @@ async fn erasure_leaves_only_a_suppression_hash(store: Store, raw: RawDb) {
         },
     )
     .await;
-    dispose(
-        &store,
-        a,
-        c1,
-        "alice",
-        "UPGRADED",
-        true,
-        Some(4_200),
-        5 * s,
-        T0 + 70 * s,
-    )
-    .await;
+    // The agent's notes name the person and another number of theirs.
+    store
+        .record_disposition(&NewDisposition {
+            attempt_id: c1,
+            campaign_id: a,
+            agent_id: "alice".into(),
+            code: "UPGRADED".into(),
+            conversion: true,
+            contact: true,
+            dnc: false,
+            callback_at: None,
+            amount_minor: Some(4_200),
+            wrapup_ms: Some(5 * s),
+            created_at: T0 + 70 * s,
+            notes: Some("Asha prefers evenings, alt 07700 900124".into()),
+            personal: false,
+        })
+        .await
+        .expect("disposition");
     call(
         &store,
         Call {
@@ -976,10 +996,14 @@ async fn erasure_leaves_only_a_suppression_hash(store: Store, raw: RawDb) {
     )
     .await;
 
-    // The checker sees the person before.
+    // The checker sees the person before: in the leads, the attempts, the
+    // webhook outbox and the agent's notes.
     let digits = &PERSON[1..];
     assert!(raw.find_text(digits).await.len() >= 2);
-    assert!(!raw.find_text("Quirkwright").await.is_empty());
+    let tables =
+        |hits: Vec<(String, String, i64)>| hits.into_iter().map(|(t, _, _)| t).collect::<Vec<_>>();
+    assert!(tables(raw.find_text("Quirkwright").await).contains(&"webhook_outbox".to_string()));
+    assert!(tables(raw.find_text("prefers evenings").await).contains(&"dispositions".to_string()));
 
     let totals = |store: Store| async move {
         let mut out = Vec::new();
@@ -1020,7 +1044,7 @@ async fn erasure_leaves_only_a_suppression_hash(store: Store, raw: RawDb) {
     // Nothing of the person: not even the number. A suppression entry
     // (the number's keyed hash) refuses it in every campaign.
     assert_eq!(raw.find_text(digits).await, vec![]);
-    for value in ["Quirkwright", "asha.q@example.org", "Asha"] {
+    for value in ["Quirkwright", "asha.q@example.org", "Asha", "900124"] {
         assert_eq!(raw.find_text(value).await, vec![], "{value}");
     }
     assert_eq!(
@@ -1045,7 +1069,13 @@ async fn erasure_leaves_only_a_suppression_hash(store: Store, raw: RawDb) {
         .expect("q")
         .expect("lead");
     assert_eq!(store.attempts_for_lead(n.id).await.expect("q").len(), 1);
-    assert_eq!(raw.find_text("Other Person").await.len(), 1);
+    // Their lead and their webhook event keep their data.
+    let mut kept = tables(raw.find_text("Other Person").await);
+    kept.sort();
+    assert_eq!(
+        kept,
+        vec!["leads".to_string(), "webhook_outbox".to_string()]
+    );
     // Aggregates are unchanged.
     assert_eq!(totals(store.clone()).await, before);
     // The request is logged with counts only.

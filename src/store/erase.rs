@@ -14,7 +14,7 @@ pub struct ErasureCounts {
     /// counts: outcome, timings, campaign, agent).
     pub attempts: i64,
     /// Dispositions of those attempts, kept: they hold no personal data once
-    /// their attempt is de-identified.
+    /// their attempt is de-identified and their notes cleared.
     pub dispositions: i64,
 }
 
@@ -25,7 +25,11 @@ impl Store {
     /// - deletes their lead rows (number, name, custom fields);
     /// - sets `phone` and `lead_id` to NULL on their call attempts, which
     ///   stay for aggregates;
-    /// - keeps dispositions and ledger rows, which point only at attempts;
+    /// - keeps dispositions and ledger rows, which point only at attempts,
+    ///   and clears the agent's free-text notes on those dispositions;
+    /// - de-identifies the webhook events that carry the number (delivered or
+    ///   not): their lead's id, number and fields become null, as for an
+    ///   event written after the erasure;
     /// - replaces the number's do-not-call entries (every list) by a
     ///   suppression entry, `suppression` (the number's keyed hash, see
     ///   [`crate::compliance::suppression`]): honouring the request means
@@ -57,6 +61,19 @@ impl Store {
         const SUPPRESS: &str = "INSERT INTO suppressions (hash, added_at, source)
              VALUES ($1, $2, 'erasure') ON CONFLICT (hash) DO NOTHING";
         const FORGET_DNC: &str = "DELETE FROM dnc_numbers WHERE phone = $1";
+        // The agent's free-text notes may name the person: they go, the
+        // disposition's code and figures stay.
+        const NOTES: &str = "UPDATE dispositions SET notes = NULL
+             WHERE notes IS NOT NULL AND attempt_id IN
+             (SELECT id FROM call_attempts WHERE phone = $1
+                 OR lead_id IN (SELECT id FROM leads WHERE phone = $1))";
+        // Webhook events carry the lead's number and fields: those not yet
+        // delivered must not take them to the CRM after the erasure, and a
+        // replay of delivered ones must not send them again. The payload is
+        // compact JSON written by `webhooks::payload`; an E.164 number holds
+        // no LIKE wildcard.
+        const OUTBOX: &str = "SELECT id, payload FROM webhook_outbox WHERE payload LIKE $1";
+        const OUTBOX_REDACT: &str = "UPDATE webhook_outbox SET payload = $2 WHERE id = $1";
         const LOG: &str =
             "INSERT INTO erasures (at, leads, attempts, dispositions) VALUES ($1, $2, $3, $4)";
         let counts = with_pool!(self, pool => {
@@ -66,6 +83,21 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await?;
             sqlx::query(LEGS).bind(phone).execute(&mut *tx).await?;
+            sqlx::query(NOTES).bind(phone).execute(&mut *tx).await?;
+            let events: Vec<(i64, String)> = sqlx::query_as(OUTBOX)
+                .bind(format!("%\"phone\":\"{phone}\"%"))
+                .fetch_all(&mut *tx)
+                .await?;
+            for (id, payload) in &events {
+                sqlx::query(OUTBOX_REDACT)
+                    .bind(id)
+                    .bind(crate::webhooks::erased_payload(payload))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if !events.is_empty() {
+                tracing::info!(events = events.len(), "erasure: webhook events de-identified");
+            }
             let attempts = sqlx::query(UNLINK).bind(phone).execute(&mut *tx).await?.rows_affected();
             let leads = sqlx::query(DELETE).bind(phone).execute(&mut *tx).await?.rows_affected();
             sqlx::query(SUPPRESS)
