@@ -420,6 +420,12 @@ mod tests {
             zones("(02) 6563 2123", Country::Australia),
             ["Australia/Lord_Howe"]
         );
+        // 07 55: the Gold Coast, and Tweed Heads across the border in New
+        // South Wales (daylight saving) on the same exchanges.
+        assert_eq!(
+            zones("(07) 5536 2277", Country::Australia),
+            ["Australia/Brisbane", "Australia/Sydney"]
+        );
         // Whitehorse, Yukon: UTC-7 all year, not Vancouver's UTC-8 winter.
         let whitehorse = zones("867 667 0123", Country::Canada);
         assert_eq!(whitehorse, ["America/Whitehorse"]);
@@ -448,7 +454,7 @@ mod tests {
     /// exchanges for most overlays).
     #[test]
     fn an_overlay_carries_the_zones_of_the_area_code_it_overlays() {
-        let cases: [(&str, Country, &[&str]); 8] = [
+        let cases: [(&str, Country, &[&str]); 9] = [
             (
                 "364 555 0123",
                 Country::UnitedStates,
@@ -470,9 +476,14 @@ mod tests {
                 &["America/Denver", "America/Los_Angeles"],
             ),
             (
-                "306 825 0123",
+                "306 688 0123",
                 Country::Canada,
-                &["America/Edmonton", "America/Regina"],
+                &["America/Edmonton", "America/Regina", "America/Winnipeg"],
+            ),
+            (
+                "639 555 0123",
+                Country::Canada,
+                &["America/Edmonton", "America/Regina", "America/Winnipeg"],
             ),
             (
                 "474 555 0123",
