@@ -1048,28 +1048,41 @@ impl Validator<'_> {
                 None => ok = false,
             }
         }
-        if let Some(min) = profile
-            .rules()
-            .recall_after_abandon()
-            .and_then(|d| d.to_std().ok())
-        {
-            // The UK (Ofcom): a number whose call was abandoned is not
-            // called again within 72 hours unless an agent is guaranteed.
-            match raw.delay.get("abandoned") {
-                Some(v) if delays.get("abandoned").is_some_and(|d| *d < min) => {
+        // The UK (Ofcom): a number whose call was abandoned is not called
+        // again within 72 hours, nor one an answering machine detector
+        // took for a machine within 24 hours, unless an agent is
+        // guaranteed; the campaign's delays may not be shorter.
+        let rules = profile.rules();
+        for (outcome, what, min) in [
+            (
+                "abandoned",
+                "an abandoned number",
+                rules.recall_after_abandon(),
+            ),
+            (
+                "machine",
+                "a number answered by a machine",
+                rules.recall_after_machine(),
+            ),
+        ] {
+            let Some(min) = min.and_then(|d| d.to_std().ok()) else {
+                continue;
+            };
+            match raw.delay.get(outcome) {
+                Some(v) if delays.get(outcome).is_some_and(|d| *d < min) => {
                     self.error(
                         v.span(),
-                        "retry.delay.abandoned",
+                        &format!("retry.delay.{outcome}"),
                         format!(
-                            "the {profile} profile forbids calling an abandoned number again within {}",
-                            humantime::format_duration(min)
+                            "the {profile} profile forbids calling {what} again within {} hours (unless an agent is reserved, which the dialler does by itself)",
+                            min.as_secs() / 3600
                         ),
                     );
                     ok = false;
                 }
                 Some(_) => {}
                 None => {
-                    delays.insert("abandoned".into(), min);
+                    delays.insert(outcome.into(), min);
                 }
             }
         }
@@ -1651,6 +1664,30 @@ password_env = "TRUNK_PASSWORD"
         let errs = errors(&text);
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert_eq!(errs[0].field, "retry.delay.abandoned");
+    }
+
+    #[test]
+    fn uk_machine_recall_under_24h_is_refused_and_24h_is_the_default() {
+        let uk = GOOD_US
+            .replace("profile = \"us\"", "profile = \"uk\"")
+            .replace("+1 212 555 0100", "+44 20 7946 0000");
+        let errs =
+            errors(&uk.replace("no_answer = \"2h\"", "no_answer = \"2h\", machine = \"4h\""));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].field, "retry.delay.machine");
+        assert!(errs[0].message.contains("24 hours"), "{}", errs[0].message);
+        let c = Campaign::parse(&uk, Path::new("uk.toml")).expect("valid");
+        assert_eq!(
+            c.retry_delay(Outcome::Machine),
+            Some(Duration::from_secs(24 * 3600))
+        );
+        // Elsewhere a shorter machine delay stands.
+        let us = GOOD_US.replace("no_answer = \"2h\"", "no_answer = \"2h\", machine = \"4h\"");
+        let us = Campaign::parse(&us, Path::new("us.toml")).expect("valid");
+        assert_eq!(
+            us.retry_delay(Outcome::Machine),
+            Some(Duration::from_secs(4 * 3600))
+        );
     }
 
     #[test]

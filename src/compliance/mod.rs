@@ -71,6 +71,9 @@ pub enum Reason {
     /// The number's call was abandoned within the recall period (UK: 72 h)
     /// and no agent is reserved for this call.
     RecallAfterAbandon,
+    /// The number's last call was taken for an answering machine within
+    /// the profile's period (UK: 24 h) and no agent is reserved.
+    RecallAfterMachine,
     /// The abandonment rate is at the limit: only a dial with an agent
     /// reserved may go out.
     AbandonBudgetExhausted,
@@ -78,7 +81,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for listings.
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Reason::InvalidNumber,
         Reason::TimezoneUnknown,
         Reason::DndNational,
@@ -94,6 +97,7 @@ impl Reason {
         Reason::MaxAttemptsToday,
         Reason::RetryDelay,
         Reason::RecallAfterAbandon,
+        Reason::RecallAfterMachine,
         Reason::AbandonBudgetExhausted,
     ];
 
@@ -115,6 +119,7 @@ impl Reason {
             Reason::MaxAttemptsToday => "max_attempts_today",
             Reason::RetryDelay => "retry_delay",
             Reason::RecallAfterAbandon => "recall_after_abandon",
+            Reason::RecallAfterMachine => "recall_after_machine",
             Reason::AbandonBudgetExhausted => "abandon_budget_exhausted",
         }
     }
@@ -149,6 +154,9 @@ impl Reason {
             Reason::RecallAfterAbandon => {
                 "called and abandoned within the recall period; needs an agent reserved"
             }
+            Reason::RecallAfterMachine => {
+                "taken for an answering machine within the recall period; needs an agent reserved"
+            }
             Reason::AbandonBudgetExhausted => {
                 "abandonment rate at the limit; only dials with an agent reserved"
             }
@@ -164,6 +172,7 @@ impl Reason {
                 | Reason::MaxAttemptsToday
                 | Reason::RetryDelay
                 | Reason::RecallAfterAbandon
+                | Reason::RecallAfterMachine
                 | Reason::AbandonBudgetExhausted
         )
     }
@@ -332,6 +341,14 @@ pub fn check(
     {
         reasons.push(Reason::RecallAfterAbandon);
         wait_until = wait_until.max(at + period);
+    }
+    if !ctx.agent_reserved
+        && let Some(period) = profile.rules().recall_after_machine()
+        && let Some((Outcome::Machine, ended)) = lead.last_outcome
+        && ended + period > now
+    {
+        reasons.push(Reason::RecallAfterMachine);
+        wait_until = wait_until.max(ended + period);
     }
     if !ctx.agent_reserved && ctx.ledger.is_some_and(|l| l.exhausted) {
         reasons.push(Reason::AbandonBudgetExhausted);

@@ -262,6 +262,38 @@ fn uk_does_not_recall_an_abandoned_number_within_72_hours() {
     assert!(check(&l, &c, &ctx(&r), utc("2026-12-03T11:00:00Z")).allowed);
 }
 
+/// Ofcom (persistent misuse, answering machine detection): a number AMD
+/// took for a machine is not called again within 24 hours unless a live
+/// operator is guaranteed, whatever the campaign's own delay says.
+#[test]
+fn uk_does_not_recall_a_machine_within_24_hours_without_an_agent() {
+    let mut c = campaign("uk");
+    c.retry_delay.remove(&Outcome::Machine); // the rule stands on its own
+    let r = registries(Country::UnitedKingdom, "2026-11-20T00:00:00Z", &[]);
+    let now = utc("2026-12-02T12:00:00Z");
+    let mut l = lead("07700 900123", Country::UnitedKingdom, LONDON);
+    l.last_outcome = Some((Outcome::Machine, utc("2026-12-02T10:00:00Z")));
+    let v = check(&l, &c, &ctx(&r), now);
+    assert_eq!(v.reasons, vec![Reason::RecallAfterMachine]);
+    assert_eq!(v.next_allowed_at, Some(utc("2026-12-03T10:00:00Z")));
+    let reserved = Context {
+        agent_reserved: true,
+        ..ctx(&r)
+    };
+    assert!(check(&l, &c, &reserved, now).allowed);
+    assert!(check(&l, &c, &ctx(&r), utc("2026-12-03T10:00:00Z")).allowed);
+    // Another outcome last, or another country: no such rule.
+    l.last_outcome = Some((Outcome::NoAnswer, utc("2026-12-02T10:00:00Z")));
+    c.retry_delay.remove(&Outcome::NoAnswer);
+    assert!(check(&l, &c, &ctx(&r), now).allowed);
+    let mut us = campaign("us");
+    us.retry_delay.remove(&Outcome::Machine);
+    let r = registries(Country::UnitedStates, "2026-11-20T00:00:00Z", &[]);
+    let mut l = lead("212 555 0123", Country::UnitedStates, NY);
+    l.last_outcome = Some((Outcome::Machine, utc("2026-12-02T14:00:00Z")));
+    assert!(check(&l, &us, &ctx(&r), utc("2026-12-02T16:00:00Z")).allowed);
+}
+
 #[test]
 fn an_exhausted_abandonment_budget_allows_only_reserved_dials() {
     let c = campaign("uk");

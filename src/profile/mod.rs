@@ -61,6 +61,13 @@ pub trait Regulation: Sync {
         None
     }
 
+    /// How long after a call an answering machine detector took for a
+    /// machine the same number may not be called again without an agent
+    /// reserved.
+    fn recall_after_machine(&self) -> Option<chrono::Duration> {
+        None
+    }
+
     /// The public holidays on which calls are barred, when the rules bar
     /// them.
     fn calendar(&self) -> Option<&'static Calendar> {

@@ -42,6 +42,14 @@ impl Regulation for Uk {
         Some(chrono::Duration::hours(72))
     }
 
+    /// Ofcom's statement of policy on persistent misuse (2016), on
+    /// answering machine detection: a number whose call AMD took for a
+    /// machine may be called again within the same 24 hours only with a
+    /// live operator guaranteed (a false positive was a person hung up on).
+    fn recall_after_machine(&self) -> Option<chrono::Duration> {
+        Some(chrono::Duration::hours(24))
+    }
+
     fn home_zone(&self) -> Tz {
         chrono_tz::Europe::London
     }
