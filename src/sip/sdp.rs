@@ -60,7 +60,8 @@ pub fn audio(session_id: u64, addr: SocketAddr, payloads: &[u8]) -> String {
 }
 
 /// [`audio`] with the origin's version (RFC 3264 8: it grows by one with
-/// each changed description) and the stream's direction.
+/// each changed description) and the stream's direction. `payloads` are
+/// PCMU (0), PCMA (8) and telephone-event under any other number.
 pub fn session(
     session_id: u64,
     version: u64,
@@ -77,10 +78,11 @@ pub fn session(
         match *pt {
             PT_PCMU => maps.push_str("a=rtpmap:0 PCMU/8000\r\n"),
             PT_PCMA => maps.push_str("a=rtpmap:8 PCMA/8000\r\n"),
-            PT_TELEPHONE_EVENT => {
-                maps.push_str("a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n")
-            }
-            _ => {}
+            // Any other number is telephone-event: ours (101) in an offer,
+            // the peer's own number for it in an answer (RFC 3264 6.1).
+            pt => maps.push_str(&format!(
+                "a=rtpmap:{pt} telephone-event/8000\r\na=fmtp:{pt} 0-16\r\n"
+            )),
         }
     }
     format!(
@@ -148,6 +150,10 @@ pub fn parse(body: &[u8]) -> Option<Media> {
     let mut media_dir: Option<Direction> = None;
     let mut telephone_event: Option<u8> = None;
     let mut rtcp_port: Option<u16> = None;
+    // Attributes and connection lines before the first m= line are the
+    // session's; after it they belong to their stream (RFC 4566 5), and a
+    // video stream's are not the audio's.
+    let mut seen_media = false;
     for line in text.lines() {
         let line = line.trim_end();
         let dir = match line {
@@ -160,7 +166,7 @@ pub fn parse(body: &[u8]) -> Option<Media> {
         if let Some(d) = dir {
             if in_audio {
                 media_dir = Some(d);
-            } else if audio.is_none() {
+            } else if !seen_media {
                 session_dir = Some(d);
             }
             continue;
@@ -182,13 +188,14 @@ pub fn parse(body: &[u8]) -> Option<Media> {
                 .split_whitespace()
                 .nth(2)
                 .and_then(|a| a.split('/').next()?.parse().ok());
-            if audio.is_some() && in_audio {
+            if in_audio {
                 media_ip = ip;
-            } else if audio.is_none() {
+            } else if !seen_media {
                 session_ip = ip;
             }
         } else if let Some(m) = line.strip_prefix("m=") {
             in_audio = false;
+            seen_media = true;
             let mut f = m.split_whitespace();
             if f.next() == Some("audio") && audio.is_none() {
                 let port: u16 = f.next()?.split('/').next()?.parse().ok()?;
@@ -292,5 +299,32 @@ mod tests {
 
     fn session_text(d: Direction) -> String {
         session(7, 8, "127.0.0.1:4000".parse().unwrap(), &[PT_PCMA], d)
+    }
+
+    /// RFC 4566 5: after an m= line, attributes and c= lines are that
+    /// stream's; a video stream's `a=inactive` or address is not the
+    /// audio's.
+    #[test]
+    fn a_video_streams_lines_are_not_taken_for_the_sessions() {
+        let body = "v=0\r\nc=IN IP4 10.0.0.1\r\nm=video 0 RTP/AVP 31\r\nc=IN IP4 10.9.9.9\r\na=inactive\r\nm=audio 4000 RTP/AVP 0\r\n";
+        let m = parse(body.as_bytes()).unwrap();
+        assert_eq!(m.direction, Direction::SendRecv);
+        assert_eq!(m.addr, "10.0.0.1:4000".parse().unwrap());
+    }
+
+    #[test]
+    fn an_answer_names_telephone_event_with_the_offers_number() {
+        let addr: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let answer = session(1, 2, addr, &[PT_PCMU, 96], Direction::SendRecv);
+        assert!(
+            answer.contains("m=audio 40000 RTP/AVP 0 96\r\n"),
+            "{answer}"
+        );
+        assert!(
+            answer.contains("a=rtpmap:96 telephone-event/8000\r\na=fmtp:96 0-16"),
+            "{answer}"
+        );
+        assert!(!answer.contains(":101"), "{answer}");
+        assert_eq!(parse(answer.as_bytes()).unwrap().telephone_event, Some(96));
     }
 }

@@ -533,6 +533,9 @@ struct ServerOk {
     bytes: Vec<u8>,
     next_g: Option<(Instant, Duration)>,
     timer_h: Instant,
+    /// The re-INVITE had no offer, so the 2xx carried ours and the ACK
+    /// brings the answer (RFC 3261 14.2, RFC 3264 5).
+    offered: bool,
 }
 
 /// A dialog a forked 2xx created that the call does not keep: it is ACKed
@@ -871,12 +874,17 @@ fn answered_as_old(
         return false;
     };
     if n == last {
-        if let Some((c, m, bytes)) = last_reply
-            && *c == n
-            && *m == req.method
-        {
-            out.stats.retransmissions += 1;
-            out.reply(bytes.clone());
+        match last_reply {
+            Some((c, m, bytes)) if *c == n && *m == req.method => {
+                out.stats.retransmissions += 1;
+                out.reply(bytes.clone());
+            }
+            // A CANCEL of the peer's re-INVITE, already answered: it has
+            // no effect, and is itself answered 200 (RFC 3261 9.2).
+            Some((c, Method::Invite, _)) if *c == n && req.method == Method::Cancel => {
+                out.reply(Response::to(req, 200, "OK", None).encode());
+            }
+            _ => {}
         }
         return true;
     }
@@ -1655,6 +1663,13 @@ impl Call {
                     if let Some(t) = SessionTimer::from_headers(&r.headers, true, now) {
                         self.session_timer = Some(t);
                     }
+                } else if r.code == 491 && self.state == State::Confirmed {
+                    // Glare: the Call-ID is ours, so we try again after
+                    // 2.1 to 4 s (RFC 3261 14.1).
+                    let wait = Duration::from_millis(out.rng.random_range(2_100..=4_000));
+                    if let Some(t) = &mut self.session_timer {
+                        t.at = now + wait;
+                    }
                 } else if matches!(r.code, 408 | 481) && self.state == State::Confirmed {
                     // RFC 4028 10: the session is gone.
                     self.summary.hangup = Some(Side::Local);
@@ -2117,30 +2132,37 @@ impl Call {
     }
 
     /// The SDP answer to a re-INVITE or UPDATE offer (RFC 3264 6, 8): the
-    /// first G.711 codec of the offer, telephone-event when offered, and
+    /// first G.711 codec of the offer, telephone-event when offered (under
+    /// the offer's number for it), and
     /// the direction that answers the offer's (hold gives recvonly). `None`
     /// when nothing offered is acceptable.
     fn answer_offer(&mut self, offer: &sdp::Media) -> Option<Vec<u8>> {
         let codec = offer.codec()?;
         let mut payloads = vec![codec];
-        if offer.payloads.contains(&sdp::PT_TELEPHONE_EVENT) {
-            payloads.push(sdp::PT_TELEPHONE_EVENT);
+        // Events under the number the offer maps them to (RFC 3264 6.1,
+        // RFC 4733), not a number of our own.
+        if let Some(pt) = offer.telephone_event {
+            payloads.push(pt);
         }
-        let direction = offer.direction.answer();
-        if self.sdp_sent != (payloads.clone(), direction) {
+        Some(self.describe(payloads, offer.direction.answer()))
+    }
+
+    /// Our session description with `payloads` and `direction`, its
+    /// origin's version one higher than the last one sent when either
+    /// differs from it (RFC 3264 8, RFC 4566 5.2).
+    fn describe(&mut self, payloads: Vec<u8>, direction: sdp::Direction) -> Vec<u8> {
+        if self.sdp_sent.0 != payloads || self.sdp_sent.1 != direction {
             self.sdp_version += 1;
-            self.sdp_sent = (payloads.clone(), direction);
+            self.sdp_sent = (payloads, direction);
         }
-        Some(
-            sdp::session(
-                self.sdp_session,
-                self.sdp_version,
-                self.params.media_addr,
-                &payloads,
-                direction,
-            )
-            .into_bytes(),
+        sdp::session(
+            self.sdp_session,
+            self.sdp_version,
+            self.params.media_addr,
+            &self.sdp_sent.0,
+            self.sdp_sent.1,
         )
+        .into_bytes()
     }
 
     fn reply(&mut self, req: &Request, n: u32, response: Response, out: &mut Out<'_>) -> Vec<u8> {
@@ -2206,16 +2228,10 @@ impl Call {
             },
             // An offerless re-INVITE gets our offer (the ACK answers it);
             // an UPDATE without SDP is a refresh only.
-            None if req.method == Method::Invite => Some(
-                sdp::session(
-                    self.sdp_session,
-                    self.sdp_version,
-                    self.params.media_addr,
-                    &[sdp::PT_PCMU, sdp::PT_PCMA, sdp::PT_TELEPHONE_EVENT],
-                    sdp::Direction::SendRecv,
-                )
-                .into_bytes(),
-            ),
+            None if req.method == Method::Invite => Some(self.describe(
+                vec![sdp::PT_PCMU, sdp::PT_PCMA, sdp::PT_TELEPHONE_EVENT],
+                sdp::Direction::SendRecv,
+            )),
             None => None,
         };
         let mut ok = Response::to(req, 200, "OK", None);
@@ -2254,11 +2270,28 @@ impl Call {
                 bytes,
                 next_g: (!out.cfg.transport.reliable()).then(|| (now + t.t1, t.t1)),
                 timer_h: now + 64 * t.t1,
+                offered: offer.is_none(),
             });
         }
         if let Some(m) = offer {
             out.events
                 .push_back((self.id, CallEvent::MediaChanged { media: m }));
+        }
+    }
+
+    /// The ACK of our 2xx to an offerless re-INVITE: it carries the answer
+    /// to the offer the 2xx made (a B2BUA moving the media after a
+    /// transfer does this). A usable one moves the media; without one the
+    /// media stays where it was, said in the log.
+    fn on_answer_in_ack(&mut self, ack: &Request, out: &mut Out<'_>) {
+        match sdp::parse(&ack.body) {
+            Some(m) if m.codec().is_some() => {
+                out.events
+                    .push_back((self.id, CallEvent::MediaChanged { media: m }));
+            }
+            _ => {
+                tracing::warn!(call_id = %self.call_id, "the ACK brought no usable answer to our offer: media unchanged");
+            }
         }
     }
 
@@ -2287,7 +2320,10 @@ impl Call {
         match req.method {
             Method::Ack => {
                 if in_dialog && self.reinvite_ok.as_ref().is_some_and(|ok| ok.cseq == n) {
-                    self.reinvite_ok = None;
+                    let offered = self.reinvite_ok.take().is_some_and(|ok| ok.offered);
+                    if offered {
+                        self.on_answer_in_ack(req, out);
+                    }
                 }
                 return;
             }
@@ -2345,6 +2381,13 @@ impl Call {
                     self.reply(req, n, r, out);
                     return;
                 }
+                if self.offer_pending(req) {
+                    // Glare (RFC 3261 14.2, RFC 3311 5.2): our refresh's
+                    // offer is out; the peer tries again later.
+                    let r = Response::to(req, 491, "Request Pending", None);
+                    self.reply(req, n, r, out);
+                    return;
+                }
                 self.on_session_request(now, req, n, out);
             }
             Method::Invite | Method::Update => {
@@ -2362,6 +2405,16 @@ impl Call {
                 self.reply(req, n, r, out);
             }
         }
+    }
+
+    /// Whether `req` (a re-INVITE, or an UPDATE with an offer) crosses an
+    /// offer of ours still unanswered: our refresh re-INVITE in progress.
+    fn offer_pending(&self, req: &Request) -> bool {
+        (req.method == Method::Invite || !req.body.is_empty())
+            && self
+                .others
+                .iter()
+                .any(|t| !t.done && t.kind == TxKind::Refresh && t.request.method == Method::Invite)
     }
 
     /// Our session refresh (RFC 4028 7.4): UPDATE when the peer allows it,

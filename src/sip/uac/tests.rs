@@ -772,7 +772,7 @@ fn the_route_set_keeps_every_record_route_entry_in_reverse_order() {
     assert_eq!(ack.headers.get("Route"), Some("<sip:peer@127.0.0.1:5060>"));
 }
 
-const HOLD: &[u8] = b"v=0\r\no=peer 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6002 RTP/AVP 8 101\r\na=sendonly\r\n";
+const HOLD: &[u8] = b"v=0\r\no=peer 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6002 RTP/AVP 8 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendonly\r\n";
 
 #[test]
 fn a_hold_re_invite_is_answered_recvonly_and_its_200_repeated_until_the_ack() {
@@ -1902,4 +1902,130 @@ fn a_provisional_response_stops_a_refresh_re_invites_retransmissions() {
         .unwrap();
     let acked = sent(&mut ep);
     assert_eq!(request(&acked[0]).method, Method::Ack);
+}
+
+/// The origin's version of an SDP body.
+fn sdp_version(body: &[u8]) -> u64 {
+    String::from_utf8_lossy(body)
+        .lines()
+        .find(|l| l.starts_with("o="))
+        .and_then(|l| l.split(' ').nth(2))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap()
+}
+
+/// RFC 3261 14.2 and RFC 3264 5, 8: an offerless re-INVITE (a B2BUA
+/// moving the media after a transfer) gets our offer in the 200, with a
+/// new origin version when it differs from the last description sent
+/// (here after a hold), and the answer in the ACK moves the media.
+#[test]
+fn an_offerless_re_invite_gets_an_offer_and_the_acks_answer_moves_the_media() {
+    let (mut ep, t0, inv) = answered(Transport::Udp, &[]);
+    let mut hold = from_peer(&inv, Method::Invite, 2);
+    hold.headers.push("Content-Type", "application/sdp");
+    hold.body = HOLD.to_vec();
+    ep.handle_bytes(t0 + SECOND, &hold.encode()).unwrap();
+    let held = response(&sent(&mut ep)[0]).clone();
+    ep.handle_bytes(t0 + SECOND, &from_peer(&inv, Method::Ack, 2).encode())
+        .unwrap();
+    let _ = events(&mut ep);
+    let bare = from_peer(&inv, Method::Invite, 3);
+    ep.handle_bytes(t0 + 2 * SECOND, &bare.encode()).unwrap();
+    let ok = response(&sent(&mut ep)[0]).clone();
+    assert_eq!(ok.code, 200);
+    let offer = String::from_utf8(ok.body.clone()).unwrap();
+    assert!(offer.contains("a=sendrecv"), "{offer}");
+    assert_eq!(
+        sdp_version(&ok.body),
+        sdp_version(&held.body) + 1,
+        "{offer}"
+    );
+    assert!(
+        events(&mut ep).is_empty(),
+        "nothing moves before the answer"
+    );
+    let mut ack = from_peer(&inv, Method::Ack, 3);
+    ack.headers.push("Content-Type", "application/sdp");
+    ack.body = b"v=0\r\no=peer 1 3 IN IP4 192.0.2.99\r\ns=-\r\nc=IN IP4 192.0.2.99\r\nt=0 0\r\nm=audio 7000 RTP/AVP 0\r\n".to_vec();
+    ep.handle_bytes(t0 + 2 * SECOND, &ack.encode()).unwrap();
+    let evs = events(&mut ep);
+    assert!(
+        matches!(&evs[..], [CallEvent::MediaChanged { media }] if media.addr == "192.0.2.99:7000".parse().unwrap()),
+        "{evs:?}"
+    );
+    // The same offer again (nothing changed since): the same version.
+    let again = from_peer(&inv, Method::Invite, 4);
+    ep.handle_bytes(t0 + 3 * SECOND, &again.encode()).unwrap();
+    let ok2 = response(&sent(&mut ep)[0]).clone();
+    assert_eq!(sdp_version(&ok2.body), sdp_version(&ok.body));
+}
+
+/// Glare (RFC 3261 14.1, 14.2): the peer's re-INVITE while our refresh
+/// re-INVITE is out gets 491; a 491 to ours sends it again after 2.1 to
+/// 4 s, not at the next half interval (the peer would call the session
+/// dead first).
+#[test]
+fn re_invites_that_cross_get_491_and_ours_is_sent_again_soon() {
+    let (mut ep, t0, inv) = answered(Transport::Udp, &[("Session-Expires", "120;refresher=uac")]);
+    let out = run_until(&mut ep, t0 + 60 * SECOND);
+    let ours = request(&out[0].1).clone();
+    assert_eq!(ours.method, Method::Invite);
+    let mut theirs = from_peer(&inv, Method::Invite, 2);
+    theirs.headers.push("Content-Type", "application/sdp");
+    theirs.body = HOLD.to_vec();
+    ep.handle_bytes(t0 + 60 * SECOND, &theirs.encode()).unwrap();
+    assert_eq!(response(&sent(&mut ep)[0]).code, 491);
+    assert!(events(&mut ep).is_empty(), "their offer is not taken");
+    ep.handle_bytes(
+        t0 + 60 * SECOND,
+        &Response::to(&ours, 491, "Request Pending", None).encode(),
+    )
+    .unwrap();
+    let acked = sent(&mut ep);
+    assert_eq!(request(&acked[0]).method, Method::Ack, "the 491 is ACKed");
+    let later = run_until(&mut ep, t0 + 65 * SECOND);
+    let resent: Vec<Instant> = later
+        .iter()
+        .filter(|(_, m)| matches!(m, Message::Request(q) if q.method == Method::Invite))
+        .map(|(t, _)| *t)
+        .collect();
+    let first = resent.first().copied().expect("sent again");
+    assert!(
+        first >= t0 + 60 * SECOND + Duration::from_millis(2_100) && first <= t0 + 64 * SECOND,
+        "{:?}",
+        first - t0
+    );
+    let again = later
+        .iter()
+        .find_map(|(_, m)| match m {
+            Message::Request(q) if q.method == Method::Invite => Some(q.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(message::cseq(&again.headers).unwrap().0 > message::cseq(&ours.headers).unwrap().0);
+}
+
+/// RFC 3261 9.2: a CANCEL of the peer's re-INVITE, which was answered
+/// already, is itself answered 200 and changes nothing.
+#[test]
+fn a_cancel_of_an_answered_re_invite_gets_200() {
+    let (mut ep, t0, inv) = answered(Transport::Udp, &[]);
+    let mut hold = from_peer(&inv, Method::Invite, 2);
+    hold.headers.push("Content-Type", "application/sdp");
+    hold.body = HOLD.to_vec();
+    ep.handle_bytes(t0 + SECOND, &hold.encode()).unwrap();
+    assert_eq!(response(&sent(&mut ep)[0]).code, 200);
+    let _ = events(&mut ep);
+    let mut cancel = from_peer(&inv, Method::Cancel, 2);
+    cancel
+        .headers
+        .set("Via", hold.headers.get("Via").unwrap().to_string());
+    ep.handle_bytes(t0 + SECOND, &cancel.encode()).unwrap();
+    let out = sent(&mut ep);
+    assert_eq!(out.len(), 1, "{out:?}");
+    let r = response(&out[0]);
+    assert_eq!(r.code, 200);
+    assert_eq!(message::cseq(&r.headers).unwrap(), (2, Method::Cancel));
+    assert!(events(&mut ep).is_empty());
+    assert_eq!(ep.live_calls(), 1);
 }
