@@ -360,8 +360,12 @@ pub fn check(
         }
     }
 
-    // Calling hours in the called party's zones, narrowed by an NCPR band.
-    let plan = effective_plan(&campaign.hours, band);
+    // Calling hours in the called party's zones, narrowed by an NCPR band
+    // and by the number's own rules (a US state's hours).
+    let mut plan = effective_plan(&campaign.hours, band);
+    if let Some(local) = profile.rules().number_hours(lead.number.digits) {
+        plan = narrowed(&plan, &local);
+    }
     let hours = Hours {
         plan: &plan,
         calendar: hours::calendar(profile),
@@ -440,6 +444,22 @@ fn effective_plan(plan: &WeekPlan, band: Option<TimeBand>) -> WeekPlan {
             let end = w.end.min(b);
             *day = (start < end).then_some(DayWindow { start, end });
         }
+    }
+    out
+}
+
+/// `plan` within `other`, day by day.
+fn narrowed(plan: &WeekPlan, other: &WeekPlan) -> WeekPlan {
+    let mut out = *plan;
+    for (day, o) in out.iter_mut().zip(other) {
+        *day = match (*day, o) {
+            (Some(w), Some(o)) => {
+                let start = w.start.max(o.start);
+                let end = w.end.min(o.end);
+                (start < end).then_some(DayWindow { start, end })
+            }
+            _ => None,
+        };
     }
     out
 }

@@ -294,6 +294,45 @@ fn uk_does_not_recall_a_machine_within_24_hours_without_an_agent() {
     assert!(check(&l, &us, &ctx(&r), utc("2026-12-02T16:00:00Z")).allowed);
 }
 
+/// State laws stricter than the federal 08:00-21:00 follow the number's
+/// area code: Florida (FTSA) ends at 20:00, Texas opens Sunday at noon.
+#[test]
+fn us_state_hours_narrow_the_federal_ones_by_area_code() {
+    let mut c = campaign("us");
+    c.hours = crate::profile::Profile::Us.rules().hours();
+    let r = registries(Country::UnitedStates, "2026-11-20T00:00:00Z", &[]);
+    // Wednesday 2026-12-02 20:30 in New York and Miami (EST).
+    let evening = utc("2026-12-03T01:30:00Z");
+    assert!(
+        check(
+            &lead("212 555 0123", Country::UnitedStates, NY),
+            &c,
+            &ctx(&r),
+            evening
+        )
+        .allowed
+    );
+    let miami = lead("305 555 0123", Country::UnitedStates, NY);
+    let v = check(&miami, &c, &ctx(&r), evening);
+    assert_eq!(v.reasons, vec![Reason::OutsideHours]);
+    assert_eq!(
+        v.next_allowed_at,
+        Some(utc("2026-12-03T13:00:00Z")),
+        "08:00 next morning"
+    );
+    assert!(
+        check(&miami, &c, &ctx(&r), utc("2026-12-03T00:30:00Z")).allowed,
+        "19:30"
+    );
+    // Sunday 2026-12-06 10:00 in Dallas (CST): federal hours, not Texas's.
+    let chicago: &[Tz] = &[chrono_tz::America::Chicago];
+    let dallas = lead("214 555 0123", Country::UnitedStates, chicago);
+    let sunday = utc("2026-12-06T16:00:00Z");
+    let v = check(&dallas, &c, &ctx(&r), sunday);
+    assert_eq!(v.reasons, vec![Reason::OutsideHours]);
+    assert_eq!(v.next_allowed_at, Some(utc("2026-12-06T18:00:00Z")), "noon");
+}
+
 #[test]
 fn an_exhausted_abandonment_budget_allows_only_reserved_dials() {
     let c = campaign("uk");

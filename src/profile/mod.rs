@@ -2,8 +2,9 @@
 //! one file per country ([`us`], [`uk`], [`india`], [`ca`], [`au`]), each
 //! a [`Regulation`]: calling hours, the abandonment limit and its window,
 //! the minimum ring time, how old the national registry may be, the recall
-//! rule after an abandoned call, the holiday calendar, the caller-ID rules
-//! and the numbering plan. Compliance, campaign validation, the phone
+//! rule after an abandoned call, the holiday calendar, the caller-ID rules,
+//! hours a number's own region sets ([`us_states`]) and the numbering
+//! plan. Compliance, campaign validation, the phone
 //! parser, the simulator and the demo ask the profile; none keeps a
 //! country's rule of its own. A new country is a file here, its data, a
 //! [`Profile`] and a [`Country`] variant, and their lines in
@@ -18,6 +19,7 @@ pub mod india;
 mod nanp;
 pub mod uk;
 pub mod us;
+pub mod us_states;
 
 use std::fmt;
 use std::time::Duration;
@@ -54,6 +56,13 @@ pub trait Regulation: Sync {
 
     /// The oldest the national registry may be before dialling stops.
     fn max_registry_age(&self) -> chrono::Duration;
+
+    /// Calling hours narrower than [`Regulation::hours`] that the law
+    /// sets for the number itself (US states, by area code), as digits
+    /// of its E.164 form; `None` where the profile's hours stand.
+    fn number_hours(&self, _digits: u64) -> Option<WeekPlan> {
+        None
+    }
 
     /// How long after an abandoned call the same number may not be called
     /// again without an agent reserved.

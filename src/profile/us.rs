@@ -30,6 +30,12 @@ impl Regulation for Us {
         every_day(DayWindow::hm((8, 0), (21, 0)))
     }
 
+    /// Some states are stricter than 08:00-21:00 (Florida, Texas, ...):
+    /// [`super::us_states`].
+    fn number_hours(&self, digits: u64) -> Option<WeekPlan> {
+        super::us_states::hours_of(digits).map(|(_, _, plan)| plan)
+    }
+
     fn abandonment_limit(&self) -> Option<(f64, Duration)> {
         Some((3.0, Duration::from_secs(30 * 86_400)))
     }

@@ -1,0 +1,202 @@
+//! US state telemarketing hours that are stricter than the federal
+//! 08:00-21:00 (TCPA, 47 CFR 64.1200(c)(1)), in the called party's local
+//! time. A state is told by the number's area code (NANP area codes lie
+//! within one state); a number carries its state's rule wherever the
+//! person is, which can only narrow the hours. Each state's window is the
+//! narrowest its statute allows for a telephone solicitation; the rule
+//! is applied to every US campaign, informational ones too (the safe
+//! side). Holidays that some of these states also bar are not modelled.
+//!
+//! Kept to the statutes we could name; a state missing here is dialled
+//! on the federal hours.
+
+use super::{DayWindow, WeekPlan, every_day};
+
+/// One state's rule.
+struct StateRule {
+    /// USPS code.
+    state: &'static str,
+    /// The statute, for people.
+    law: &'static str,
+    /// Its area codes, overlays included.
+    area_codes: &'static [u16],
+    /// The window per day, Monday first; `None`: no calls that day.
+    plan: WeekPlan,
+}
+
+const EIGHT_TO_EIGHT: WeekPlan = every_day(DayWindow::hm((8, 0), (20, 0)));
+
+/// Monday to Saturday `w`, no calls on Sunday.
+const fn not_sunday(w: DayWindow) -> WeekPlan {
+    [Some(w), Some(w), Some(w), Some(w), Some(w), Some(w), None]
+}
+
+const RULES: &[StateRule] = &[
+    StateRule {
+        state: "FL",
+        law: "Florida Telephone Solicitation Act, Fla. Stat. 501.059(8)(a): 08:00-20:00",
+        area_codes: &[
+            239, 305, 321, 324, 352, 386, 407, 448, 561, 645, 656, 689, 727, 728, 754, 772, 786,
+            813, 850, 863, 904, 941, 954,
+        ],
+        plan: EIGHT_TO_EIGHT,
+    },
+    StateRule {
+        state: "OK",
+        law: "Oklahoma Telephone Solicitation Act, 15 O.S. 775C.4: 08:00-20:00",
+        area_codes: &[405, 539, 572, 580, 918],
+        plan: EIGHT_TO_EIGHT,
+    },
+    StateRule {
+        state: "WA",
+        law: "RCW 80.36.390: 08:00-20:00",
+        area_codes: &[206, 253, 360, 425, 509, 564],
+        plan: EIGHT_TO_EIGHT,
+    },
+    StateRule {
+        state: "MD",
+        law: "Maryland Stop the Spam Calls Act, Md. Com. Law 14-4503: 08:00-20:00",
+        area_codes: &[227, 240, 301, 410, 443, 667],
+        plan: EIGHT_TO_EIGHT,
+    },
+    StateRule {
+        state: "MA",
+        law: "Mass. Gen. Laws c. 159C, 3: 08:00-20:00",
+        area_codes: &[339, 351, 413, 508, 617, 774, 781, 857, 978],
+        plan: EIGHT_TO_EIGHT,
+    },
+    StateRule {
+        state: "CT",
+        law: "Conn. Gen. Stat. 42-288a: 09:00-20:00",
+        area_codes: &[203, 475, 860, 959],
+        plan: every_day(DayWindow::hm((9, 0), (20, 0))),
+    },
+    StateRule {
+        state: "TX",
+        law: "Tex. Bus. & Com. Code 301.051: 09:00-21:00, Sunday 12:00-21:00",
+        area_codes: &[
+            210, 214, 254, 281, 325, 346, 361, 409, 430, 432, 469, 512, 682, 713, 726, 737, 806,
+            817, 830, 832, 903, 915, 936, 940, 945, 956, 972, 979,
+        ],
+        plan: {
+            let day = DayWindow::hm((9, 0), (21, 0));
+            let mut p = every_day(day);
+            p[6] = Some(DayWindow::hm((12, 0), (21, 0)));
+            p
+        },
+    },
+    StateRule {
+        state: "PA",
+        law: "Pennsylvania Telemarketer Registration Act, 73 P.S. 2245.2: 08:00-21:00, Sunday 13:30-21:00",
+        area_codes: &[
+            215, 223, 267, 272, 412, 445, 484, 570, 582, 610, 717, 724, 814, 835, 878,
+        ],
+        plan: {
+            let mut p = every_day(DayWindow::hm((8, 0), (21, 0)));
+            p[6] = Some(DayWindow::hm((13, 30), (21, 0)));
+            p
+        },
+    },
+    StateRule {
+        state: "LA",
+        law: "La. R.S. 45:844.17: 08:00-20:00, not on Sunday",
+        area_codes: &[225, 318, 337, 457, 504, 985],
+        plan: not_sunday(DayWindow::hm((8, 0), (20, 0))),
+    },
+    StateRule {
+        state: "MS",
+        law: "Miss. Code 77-3-725: 08:00-20:00, not on Sunday",
+        area_codes: &[228, 601, 662, 769],
+        plan: not_sunday(DayWindow::hm((8, 0), (20, 0))),
+    },
+    StateRule {
+        state: "UT",
+        law: "Utah Code 13-25a-103: 08:00-21:00, not on Sunday",
+        area_codes: &[385, 435, 801],
+        plan: not_sunday(DayWindow::hm((8, 0), (21, 0))),
+    },
+    StateRule {
+        state: "RI",
+        law: "R.I. Gen. Laws 5-61-3.4: weekdays 09:00-18:00, Saturday 10:00-17:00, not on Sunday",
+        area_codes: &[401],
+        plan: {
+            let week = DayWindow::hm((9, 0), (18, 0));
+            [
+                Some(week),
+                Some(week),
+                Some(week),
+                Some(week),
+                Some(week),
+                Some(DayWindow::hm((10, 0), (17, 0))),
+                None,
+            ]
+        },
+    },
+    StateRule {
+        state: "MN",
+        law: "Minn. Stat. 325E.27: 09:00-21:00",
+        area_codes: &[218, 320, 507, 612, 651, 763, 952],
+        plan: every_day(DayWindow::hm((9, 0), (21, 0))),
+    },
+];
+
+/// The area code of a NANP number's digits (`1NPANXXXXXX`).
+fn area_code(digits: u64) -> Option<u16> {
+    (10_000_000_000..20_000_000_000)
+        .contains(&digits)
+        .then(|| u16::try_from((digits / 10_000_000) % 1000).ok())
+        .flatten()
+}
+
+/// The stricter hours of the state a US number's area code lies in, with
+/// the state and its statute; `None` where the federal hours stand.
+pub fn hours_of(digits: u64) -> Option<(&'static str, &'static str, WeekPlan)> {
+    let npa = area_code(digits)?;
+    RULES
+        .iter()
+        .find(|r| r.area_codes.contains(&npa))
+        .map(|r| (r.state, r.law, r.plan))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::Regulation;
+
+    #[test]
+    fn a_state_is_told_by_its_area_code() {
+        let (state, _, plan) = hours_of(13_055_550_123).expect("Florida");
+        assert_eq!(state, "FL");
+        assert_eq!(plan, EIGHT_TO_EIGHT);
+        assert_eq!(hours_of(12_125_550_123), None, "New York keeps 08:00-21:00");
+        let (state, _, plan) = hours_of(12_145_550_123).expect("Texas");
+        assert_eq!(state, "TX");
+        assert_eq!(plan[6], Some(DayWindow::hm((12, 0), (21, 0))));
+        assert_eq!(hours_of(15_045_550_123).expect("Louisiana").2[6], None);
+        assert_eq!(hours_of(4_475_550_123), None, "not a NANP number");
+    }
+
+    /// Every state's hours lie within the federal hours (they may only
+    /// narrow them), no area code is listed twice, and each is a real
+    /// geographic NANP code (2-9, not N11, not 555).
+    #[test]
+    fn every_state_only_narrows_the_federal_hours() {
+        let federal = super::super::us::Us.hours();
+        let mut seen = std::collections::HashSet::new();
+        for r in RULES {
+            for (day, w) in r.plan.iter().enumerate() {
+                if let (Some(w), Some(f)) = (w, federal[day]) {
+                    assert!(w.within(&f), "{} day {day}", r.state);
+                }
+            }
+            for &npa in r.area_codes {
+                assert!(seen.insert(npa), "{npa} listed twice");
+                assert!(
+                    (200..1000).contains(&npa) && npa % 100 != 11 && npa != 555,
+                    "{npa}"
+                );
+            }
+            assert!(!r.law.is_empty());
+        }
+    }
+}
