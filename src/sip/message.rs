@@ -279,6 +279,20 @@ fn find_head_end(buf: &[u8]) -> Option<usize> {
 /// is the message. Returns the message and the bytes it used. Leading CRLF
 /// keep-alives are skipped.
 pub fn parse(buf: &[u8], stream: bool) -> Result<(Message, usize), SipError> {
+    let (message, used) = parse_framed(buf, stream)?;
+    Ok((message?, used))
+}
+
+/// [`parse`], telling a message that cannot be framed (the outer error:
+/// a stream must then be closed, RFC 3261 18.3) from one that is framed
+/// but not a valid message (the inner error, with the bytes it took: a
+/// missing mandatory header, a bad start line or CSeq), which a stream
+/// can skip and go on from, so one peer's bad message does not cut every
+/// call on the connection.
+pub fn parse_framed(
+    buf: &[u8],
+    stream: bool,
+) -> Result<(Result<Message, SipError>, usize), SipError> {
     let skip = buf
         .iter()
         .position(|b| *b != b'\r' && *b != b'\n')
@@ -341,6 +355,11 @@ pub fn parse(buf: &[u8], stream: bool) -> Result<(Message, usize), SipError> {
     }
     let body = rest[body_start..body_start + body_len].to_vec();
     let used = skip + body_start + body_len;
+    Ok((build(start, headers, body), used))
+}
+
+/// A framed message from its start line, headers and body.
+fn build(start: &str, headers: Headers, body: Vec<u8>) -> Result<Message, SipError> {
     for required in ["Via", "From", "To", "Call-ID", "CSeq"] {
         if headers.get(required).is_none() {
             return Err(SipError::MissingHeader(required));
@@ -385,7 +404,7 @@ pub fn parse(buf: &[u8], stream: bool) -> Result<(Message, usize), SipError> {
     };
     // CSeq must be usable by every caller: check it once here.
     cseq(message.headers())?;
-    Ok((message, used))
+    Ok(message)
 }
 
 fn encode_into(out: &mut Vec<u8>, headers: &Headers, body: &[u8]) {

@@ -422,13 +422,19 @@ async fn run_stream<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                 }
                 loop {
-                    match message::parse(&buf, true) {
-                        Ok((m, used)) => {
+                    match message::parse_framed(&buf, true) {
+                        Ok((Ok(m), used)) => {
                             tracing::trace!(%addr, used, "SIP message framed");
                             buf.drain(..used);
                             if events.send(StreamEvent::Msg(addr, m)).is_err() {
                                 break 'conn;
                             }
+                        }
+                        Ok((Err(e), used)) => {
+                            // Framed but not a message we can act on: it
+                            // goes, the connection and its calls stay.
+                            tracing::warn!(%addr, "bad SIP message on a stream, dropped: {e}");
+                            buf.drain(..used);
                         }
                         Err(SipError::Incomplete) => {
                             tracing::trace!(%addr, len = buf.len(), "SIP frame incomplete");
@@ -1155,5 +1161,74 @@ mod tests {
         // A floor above the ceiling (a test's or an operator's) wins.
         let long = RELOOKUP_CEILING * 2;
         assert_eq!(relookup_after(Duration::from_secs(1), long), long);
+    }
+
+    /// A framed message missing a mandatory header on a TCP connection is
+    /// dropped; the connection stays, and the call's real answer on it
+    /// still ends the call (it was closed, leaving the call to time out).
+    #[tokio::test]
+    async fn a_bad_message_on_a_stream_is_dropped_and_the_connection_kept() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let provider = listener.local_addr().unwrap();
+        let ua = Ua::start(UaConfig::new(provider, Transport::Tcp))
+            .await
+            .unwrap();
+        let params = CallParams {
+            ids: None,
+            target: format!("sip:+15551230001@{provider};transport=tcp"),
+            from_user: "dialler".into(),
+            ring_timeout: crate::sip::uac::RingTimeout::new(Duration::from_secs(15)).unwrap(),
+            credentials: None,
+            media_addr: "127.0.0.1:40000".parse().unwrap(),
+            max_talk: None,
+            display_name: None,
+            extra_headers: Vec::new(),
+            destinations: Vec::new(),
+        };
+        let call = ua.call(params).await.unwrap();
+        let (mut conn, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        let mut buf = Vec::new();
+        let invite = loop {
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut chunk))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "connection closed before the INVITE");
+            buf.extend_from_slice(&chunk[..n]);
+            if let Ok((Message::Request(r), _)) = message::parse(&buf, true) {
+                break r;
+            }
+        };
+        let bad = b"SIP/2.0 180 Ringing\r\nVia: SIP/2.0/TCP 127.0.0.1;branch=z9hG4bKx\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+        let busy = message::Response::to(&invite, 486, "Busy Here", Some("peer"));
+        conn.write_all(bad).await.unwrap();
+        conn.write_all(&busy.encode()).await.unwrap();
+        let summary = tokio::time::timeout(Duration::from_secs(5), call.ended())
+            .await
+            .expect("the 486 arrived on the same connection")
+            .unwrap();
+        assert_eq!(summary.final_code, Some(486));
+        ua.shutdown().await;
+    }
+
+    #[test]
+    fn a_framed_message_without_a_call_id_is_skipped_with_its_length() {
+        let bad = "SIP/2.0 180 Ringing\r\nVia: SIP/2.0/TCP h;branch=z9hG4bKx\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCSeq: 1 INVITE\r\nContent-Length: 3\r\n\r\nabc";
+        let good = "SIP/2.0 486 Busy Here\r\nVia: SIP/2.0/TCP h;branch=z9hG4bKx\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+        let buf = format!("{bad}{good}");
+        let (first, used) = message::parse_framed(buf.as_bytes(), true).unwrap();
+        assert!(matches!(first, Err(SipError::MissingHeader("Call-ID"))));
+        assert_eq!(used, bad.len());
+        let (second, _) = message::parse(&buf.as_bytes()[used..], true).unwrap();
+        assert!(matches!(second, Message::Response(r) if r.code == 486));
+        // Unframeable (a bad Content-Length): the outer error.
+        assert!(
+            message::parse_framed(b"SIP/2.0 180 R\r\nContent-Length: x\r\n\r\n", true).is_err()
+        );
     }
 }
