@@ -53,6 +53,9 @@ pub struct Challenge {
     pub qop_auth: bool,
     /// True for a 407 (proxy) challenge: answer in Proxy-Authorization.
     pub proxy: bool,
+    /// `stale=true`: the request's nonce had expired, not its credentials
+    /// (RFC 7616 3.3): answer again with the new nonce.
+    pub stale: bool,
 }
 
 /// Username and password for a provider.
@@ -141,6 +144,7 @@ impl Challenge {
             algorithm,
             qop_auth,
             proxy,
+            stale: get("stale").is_some_and(|v| v.eq_ignore_ascii_case("true")),
         })
     }
 
@@ -225,6 +229,14 @@ pub fn first_answerable<'a>(
         }
     }
     first_error.map(Err)
+}
+
+/// Whether a 401 (`proxy` false) or 407 challenge to a request that
+/// carried credentials only says their nonce went stale (RFC 7616 3.3):
+/// then one more answer, with the new nonce, is in order; otherwise the
+/// credentials were refused.
+pub fn only_stale<'a>(values: impl Iterator<Item = &'a str>, proxy: bool) -> bool {
+    matches!(first_answerable(values, proxy), Some(Ok(ch)) if ch.stale)
 }
 
 /// Nonce counts (RFC 7616 3.4: `nc` counts the requests sent with one

@@ -76,7 +76,8 @@ struct Pending {
     cseq: u32,
     next_e: Option<(Instant, Duration)>,
     timer_f: Instant,
-    auth_tried: bool,
+    /// Challenges answered for this REGISTER (a stale nonce allows a second).
+    auth_tries: u8,
     expires: u32,
 }
 
@@ -177,7 +178,7 @@ impl Registration {
             cseq: self.cseq,
             next_e: (!self.cfg.transport.reliable()).then(|| (now + t.t1, t.t1)),
             timer_f: now + 64 * t.t1,
-            auth_tried: false,
+            auth_tries: 0,
             expires,
         });
         self.next_at = None;
@@ -228,13 +229,15 @@ impl Registration {
         }
         let Some(p) = self.pending.take() else { return };
         let code = r.code;
-        if (code == 401 || code == 407) && !p.auth_tried {
+        let header = if code == 401 {
+            "WWW-Authenticate"
+        } else {
+            "Proxy-Authenticate"
+        };
+        let may_answer = p.auth_tries == 0
+            || (p.auth_tries == 1 && auth::only_stale(r.headers.get_all(header), code == 407));
+        if (code == 401 || code == 407) && may_answer {
             if let Some(creds) = &self.cfg.credentials {
-                let header = if code == 401 {
-                    "WWW-Authenticate"
-                } else {
-                    "Proxy-Authenticate"
-                };
                 if let Some(Ok(ch)) = auth::first_answerable(r.headers.get_all(header), code == 407)
                 {
                     let nc = self.nonce_counts.next(&ch.nonce);
@@ -243,7 +246,7 @@ impl Registration {
                         ch.authorization(creds, "REGISTER", &self.cfg.registrar, &cnonce, nc);
                     self.send(now, p.expires, Some((ch.answer_header(), value)));
                     if let Some(np) = &mut self.pending {
-                        np.auth_tried = true;
+                        np.auth_tries = p.auth_tries + 1;
                     }
                     return;
                 }
@@ -450,6 +453,45 @@ mod tests {
         r.handle_timeout(t0 + 241 * S);
         let q3 = sent(&mut r);
         assert_eq!(message::cseq(&q3.headers).unwrap().0, 3);
+    }
+
+    /// RFC 7616 3.3: a second 401 with `stale=true` is answered once more
+    /// with its new nonce (nonce count from 1); a second 401 without it
+    /// means the credentials are refused.
+    #[test]
+    fn a_stale_nonce_is_answered_again_and_refused_credentials_are_not() {
+        let (mut r, t0) = reg(true);
+        let q = sent(&mut r);
+        let mut ch = Response::to(&q, 401, "Unauthorized", Some("r"));
+        ch.headers.push(
+            "WWW-Authenticate",
+            "Digest realm=\"carrier\", nonce=\"old\", qop=\"auth\"",
+        );
+        r.handle_response(t0, &ch);
+        let q2 = sent(&mut r);
+        let mut stale = Response::to(&q2, 401, "Unauthorized", Some("r"));
+        stale.headers.push(
+            "WWW-Authenticate",
+            "Digest realm=\"carrier\", nonce=\"new\", qop=\"auth\", stale=TRUE",
+        );
+        r.handle_response(t0, &stale);
+        let q3 = sent(&mut r);
+        let auth = q3.headers.get("Authorization").unwrap();
+        assert!(
+            auth.contains("nonce=\"new\"") && auth.contains("nc=00000001"),
+            "{auth}"
+        );
+        let mut refused = Response::to(&q3, 401, "Unauthorized", Some("r"));
+        refused.headers.push(
+            "WWW-Authenticate",
+            "Digest realm=\"carrier\", nonce=\"newer\", qop=\"auth\"",
+        );
+        r.handle_response(t0, &refused);
+        assert!(
+            matches!(r.state(), RegState::Failed { code: 401, .. }),
+            "{:?}",
+            r.state()
+        );
     }
 
     #[test]

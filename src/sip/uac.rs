@@ -934,6 +934,27 @@ fn challenge_answer_header(code: u16) -> &'static str {
     }
 }
 
+/// Whether the 401/407 `r` to `request` (answered `tries` times so far in
+/// its transaction) gets an answer: each kind of challenge once, at most
+/// two (a proxy's and the far end's), and once more when the request's
+/// credentials were only stale (RFC 7616 3.3). A challenge of a kind the
+/// request already answered, not stale, means the credentials are refused.
+fn may_answer(r: &Response, request: &Request, tries: u32) -> bool {
+    let answered = request
+        .headers
+        .get(challenge_answer_header(r.code))
+        .is_some();
+    if !answered {
+        return tries < 2;
+    }
+    let header = if r.code == 407 {
+        "Proxy-Authenticate"
+    } else {
+        "WWW-Authenticate"
+    };
+    tries < 3 && auth::only_stale(r.headers.get_all(header), r.code == 407)
+}
+
 /// The encoded ACK of a 2xx, carrying its INVITE's credentials (RFC 3261
 /// 13.2.2.4).
 fn with_credentials_of(mut ack: Request, invite: &Request) -> Vec<u8> {
@@ -1601,11 +1622,7 @@ impl Call {
         // kept (22.3), but the same challenge twice means the credentials
         // are refused.
         if (r.code == 401 || r.code == 407)
-            && tries < 2
-            && request
-                .headers
-                .get(challenge_answer_header(r.code))
-                .is_none()
+            && may_answer(r, &request, tries)
             && let Some((header, value)) = self.authorize(r, &request, out)
         {
             let mut again = request;
@@ -2017,14 +2034,9 @@ impl Call {
         }
         let code = r.code;
         if code == 401 || code == 407 {
-            // As on other requests: each kind of challenge once.
-            if self.auth_tries >= 2
-                || self
-                    .invite
-                    .headers
-                    .get(challenge_answer_header(code))
-                    .is_some()
-            {
+            // As on other requests: each kind of challenge once, and once
+            // more when only the nonce went stale.
+            if !may_answer(r, &self.invite, self.auth_tries) {
                 return false;
             }
             let invite = self.invite.clone();

@@ -2029,3 +2029,38 @@ fn a_cancel_of_an_answered_re_invite_gets_200() {
     assert!(events(&mut ep).is_empty());
     assert_eq!(ep.live_calls(), 1);
 }
+
+/// RFC 7616 3.3: an INVITE whose credentials come back challenged with
+/// `stale=true` is answered once more with the new nonce; challenged again
+/// without it, the call fails (the credentials are refused).
+#[test]
+fn a_stale_nonce_is_answered_once_more_on_the_invite() {
+    let (mut ep, t0, _, out) = proxy_challenged();
+    let inv2 = request(&out[1]).clone();
+    let mut stale = Response::to(&inv2, 407, "Proxy Authentication Required", Some("px"));
+    stale.headers.push(
+        "Proxy-Authenticate",
+        "Digest realm=\"edge\", nonce=\"n2\", qop=\"auth\", stale=true",
+    );
+    ep.handle_bytes(t0, &stale.encode()).unwrap();
+    let out = sent(&mut ep);
+    assert_eq!(out.len(), 2, "ACK and a third INVITE");
+    let inv3 = request(&out[1]).clone();
+    assert_eq!(inv3.method, Method::Invite);
+    let auth = inv3.headers.get("Proxy-Authorization").unwrap();
+    assert!(
+        auth.contains("nonce=\"n2\"") && auth.contains("nc=00000001"),
+        "{auth}"
+    );
+    assert_eq!(inv3.headers.get_all("Proxy-Authorization").count(), 1);
+    let mut refused = Response::to(&inv3, 407, "Proxy Authentication Required", Some("px"));
+    refused.headers.push(
+        "Proxy-Authenticate",
+        "Digest realm=\"edge\", nonce=\"n3\", qop=\"auth\"",
+    );
+    ep.handle_bytes(t0, &refused.encode()).unwrap();
+    let out = sent(&mut ep);
+    assert_eq!(out.len(), 1, "only the ACK: {out:?}");
+    let s = ended(&events(&mut ep)).cloned().unwrap();
+    assert_eq!(s.outcome, Outcome::Failure);
+}
