@@ -184,6 +184,23 @@ pub fn erased_payload(payload: &str) -> String {
     }
 }
 
+/// The event that tells a campaign's subscribers a lead was erased at the
+/// person's request (GDPR Art. 19: each recipient of the data is told), so
+/// that the CRM erases its copy: the lead's id, which earlier events gave
+/// it, and nothing else of the person. Sent to every live subscription of
+/// the campaign, whatever events it chose.
+pub const ERASED_EVENT: &str = "lead.erased";
+
+/// [`ERASED_EVENT`]'s payload.
+pub fn erased_notice(campaign: &str, lead_id: i64, at: i64) -> String {
+    serde_json::json!({
+        "campaign": campaign,
+        "lead": { "id": lead_id, "phone": null, "fields": null },
+        "erased_at": time(at),
+    })
+    .to_string()
+}
+
 /// A time as the payloads give it: RFC 3339, UTC, milliseconds.
 pub fn time(ms: i64) -> String {
     Millis(ms)

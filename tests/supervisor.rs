@@ -1028,10 +1028,24 @@ async fn erasure_leaves_only_a_suppression_hash(store: Store, raw: RawDb) {
         out
     };
     let before = totals(store.clone()).await;
+    let person_in_a = store
+        .lead_by_phone(a, PERSON)
+        .await
+        .expect("q")
+        .expect("lead")
+        .id;
 
     let counts = erasure::erase(&store, PERSON, T0 + DAY)
         .await
         .expect("erase");
+    // The CRM subscribed to campaign a is told which lead to erase (its id
+    // only, GDPR Art. 19); campaign b has no subscriber.
+    assert_eq!(
+        raw.find_text("lead.erased").await,
+        vec![("webhook_outbox".to_string(), "event".to_string(), 1)]
+    );
+    let notice = format!(r#""lead":{{"fields":null,"id":{person_in_a},"phone":null}}"#);
+    assert_eq!(raw.find_text(&notice).await.len(), 1, "{notice}");
     assert_eq!(
         counts,
         ErasureCounts {

@@ -29,7 +29,8 @@ impl Store {
     ///   and clears the agent's free-text notes on those dispositions;
     /// - de-identifies the webhook events that carry the number (delivered or
     ///   not): their lead's id, number and fields become null, as for an
-    ///   event written after the erasure;
+    ///   event written after the erasure, and tells each live subscriber of a
+    ///   campaign that held the lead with a `lead.erased` event (its id only);
     /// - replaces the number's do-not-call entries (every list) by a
     ///   suppression entry, `suppression` (the number's keyed hash, see
     ///   [`crate::compliance::suppression`]): honouring the request means
@@ -74,6 +75,14 @@ impl Store {
         // no LIKE wildcard.
         const OUTBOX: &str = "SELECT id, payload FROM webhook_outbox WHERE payload LIKE $1";
         const OUTBOX_REDACT: &str = "UPDATE webhook_outbox SET payload = $2 WHERE id = $1";
+        // Every live subscriber of a campaign that held the lead is told
+        // (GDPR Art. 19), in this transaction.
+        const ERASED_LEADS: &str = "SELECT l.id, c.id, c.name FROM leads l
+             JOIN campaigns c ON c.id = l.campaign_id WHERE l.phone = $1";
+        const NOTIFY: &str = "INSERT INTO webhook_outbox
+             (subscription_id, event, payload, created_at, next_attempt_at)
+             SELECT id, $1, $2, $3, $3 FROM webhook_subscriptions
+             WHERE campaign_id = $4 AND removed_at IS NULL";
         const LOG: &str =
             "INSERT INTO erasures (at, leads, attempts, dispositions) VALUES ($1, $2, $3, $4)";
         let counts = with_pool!(self, pool => {
@@ -97,6 +106,19 @@ impl Store {
             }
             if !events.is_empty() {
                 tracing::info!(events = events.len(), "erasure: webhook events de-identified");
+            }
+            let erased: Vec<(i64, i64, String)> = sqlx::query_as(ERASED_LEADS)
+                .bind(phone)
+                .fetch_all(&mut *tx)
+                .await?;
+            for (lead_id, campaign_id, campaign) in &erased {
+                sqlx::query(NOTIFY)
+                    .bind(crate::webhooks::ERASED_EVENT)
+                    .bind(crate::webhooks::erased_notice(campaign, *lead_id, at))
+                    .bind(at)
+                    .bind(campaign_id)
+                    .execute(&mut *tx)
+                    .await?;
             }
             let attempts = sqlx::query(UNLINK).bind(phone).execute(&mut *tx).await?.rows_affected();
             let leads = sqlx::query(DELETE).bind(phone).execute(&mut *tx).await?.rows_affected();
