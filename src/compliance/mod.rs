@@ -325,6 +325,10 @@ pub fn check(
         reasons.push(Reason::MaxAttemptsToday);
         wait_until = wait_until.max(until);
     }
+    if let Some(until) = rolling_limit_until(lead, profile, now) {
+        reasons.push(Reason::MaxAttemptsToday);
+        wait_until = wait_until.max(until);
+    }
     if let Some((outcome, ended)) = lead.last_outcome
         && let Some(delay) = campaign.retry_delay(outcome)
         && let Some(until) = Duration::from_std(delay)
@@ -396,6 +400,30 @@ pub fn check(
         reasons,
         next_allowed_at,
     }
+}
+
+/// When a call to the lead is allowed again under a law's limit of calls
+/// in any 24 hours (a US state's, by the number), if the limit is reached
+/// now: when the oldest call that keeps it reached is 24 hours old.
+fn rolling_limit_until(
+    lead: &LeadState<'_>,
+    profile: Profile,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let limit = profile.rules().number_calls_per_24h(lead.number.digits)? as usize;
+    let day = Duration::hours(24);
+    let within = |t: &&DateTime<Utc>| **t > now - day && **t <= now;
+    if limit == 0 || lead.recent_attempts.iter().filter(within).count() < limit {
+        return None;
+    }
+    let mut inside: Vec<DateTime<Utc>> = lead
+        .recent_attempts
+        .iter()
+        .filter(within)
+        .copied()
+        .collect();
+    inside.sort_unstable();
+    Some(inside[inside.len() - limit] + day)
 }
 
 /// When the lead's attempts of the called party's day stop counting

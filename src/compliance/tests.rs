@@ -333,6 +333,43 @@ fn us_state_hours_narrow_the_federal_ones_by_area_code() {
     assert_eq!(v.next_allowed_at, Some(utc("2026-12-06T18:00:00Z")), "noon");
 }
 
+/// Florida (FTSA 501.059(8)): at most 3 calls to the person in any 24
+/// hours, local days or not; New York has no such limit of ours.
+#[test]
+fn a_florida_number_takes_at_most_three_calls_in_24_hours() {
+    let mut c = campaign("us");
+    c.hours = crate::profile::Profile::Us.rules().hours();
+    c.max_attempts = 10;
+    c.max_attempts_per_day = 10;
+    c.retry_delay.clear();
+    let r = registries(Country::UnitedStates, "2026-11-20T00:00:00Z", &[]);
+    // Wednesday 2026-12-02 12:00 EST; calls the evening before (18:00,
+    // 19:00 EST) and this morning (09:00 EST).
+    let now = utc("2026-12-02T17:00:00Z");
+    let calls = [
+        utc("2026-12-01T23:00:00Z"),
+        utc("2026-12-02T00:00:00Z"),
+        utc("2026-12-02T14:00:00Z"),
+    ];
+    let mut miami = lead("305 555 0123", Country::UnitedStates, NY);
+    miami.attempts = 3;
+    miami.recent_attempts = &calls;
+    let v = check(&miami, &c, &ctx(&r), now);
+    assert_eq!(v.reasons, vec![Reason::MaxAttemptsToday]);
+    assert_eq!(
+        v.next_allowed_at,
+        Some(utc("2026-12-02T23:00:00Z")),
+        "24 h after the first"
+    );
+    assert!(check(&miami, &c, &ctx(&r), utc("2026-12-02T23:00:00Z")).allowed);
+    miami.recent_attempts = &calls[1..];
+    assert!(check(&miami, &c, &ctx(&r), now).allowed, "two in 24 h");
+    let mut ny = lead("212 555 0123", Country::UnitedStates, NY);
+    ny.attempts = 3;
+    ny.recent_attempts = &calls;
+    assert!(check(&ny, &c, &ctx(&r), now).allowed);
+}
+
 #[test]
 fn an_exhausted_abandonment_budget_allows_only_reserved_dials() {
     let c = campaign("uk");

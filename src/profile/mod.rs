@@ -64,6 +64,12 @@ pub trait Regulation: Sync {
         None
     }
 
+    /// How many calls the law allows to the number in any 24 hours on one
+    /// subject (a campaign), when it sets a figure (US states).
+    fn number_calls_per_24h(&self, _digits: u64) -> Option<u32> {
+        None
+    }
+
     /// How long after an abandoned call the same number may not be called
     /// again without an agent reserved.
     fn recall_after_abandon(&self) -> Option<chrono::Duration> {

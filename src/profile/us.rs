@@ -36,6 +36,11 @@ impl Regulation for Us {
         super::us_states::hours_of(digits).map(|(_, _, plan)| plan)
     }
 
+    /// Florida, Oklahoma and Maryland: at most 3 calls in 24 hours.
+    fn number_calls_per_24h(&self, digits: u64) -> Option<u32> {
+        super::us_states::calls_per_24h(digits)
+    }
+
     fn abandonment_limit(&self) -> Option<(f64, Duration)> {
         Some((3.0, Duration::from_secs(30 * 86_400)))
     }

@@ -22,6 +22,9 @@ struct StateRule {
     area_codes: &'static [u16],
     /// The window per day, Monday first; `None`: no calls that day.
     plan: WeekPlan,
+    /// At most this many calls to the person in any 24 hours on the same
+    /// subject (one campaign), when the statute sets it.
+    per_24h: Option<u32>,
 }
 
 const EIGHT_TO_EIGHT: WeekPlan = every_day(DayWindow::hm((8, 0), (20, 0)));
@@ -34,42 +37,48 @@ const fn not_sunday(w: DayWindow) -> WeekPlan {
 const RULES: &[StateRule] = &[
     StateRule {
         state: "FL",
-        law: "Florida Telephone Solicitation Act, Fla. Stat. 501.059(8)(a): 08:00-20:00",
+        law: "Florida Telephone Solicitation Act, Fla. Stat. 501.059(8): 08:00-20:00, at most 3 calls in 24 hours",
         area_codes: &[
             239, 305, 321, 324, 352, 386, 407, 448, 561, 645, 656, 689, 727, 728, 754, 772, 786,
             813, 850, 863, 904, 941, 954,
         ],
         plan: EIGHT_TO_EIGHT,
+        per_24h: Some(3),
     },
     StateRule {
         state: "OK",
-        law: "Oklahoma Telephone Solicitation Act, 15 O.S. 775C.4: 08:00-20:00",
+        law: "Oklahoma Telephone Solicitation Act, 15 O.S. 775C.4: 08:00-20:00, at most 3 calls in 24 hours",
         area_codes: &[405, 539, 572, 580, 918],
         plan: EIGHT_TO_EIGHT,
+        per_24h: Some(3),
     },
     StateRule {
         state: "WA",
         law: "RCW 80.36.390: 08:00-20:00",
         area_codes: &[206, 253, 360, 425, 509, 564],
         plan: EIGHT_TO_EIGHT,
+        per_24h: None,
     },
     StateRule {
         state: "MD",
-        law: "Maryland Stop the Spam Calls Act, Md. Com. Law 14-4503: 08:00-20:00",
+        law: "Maryland Stop the Spam Calls Act, Md. Com. Law 14-4503: 08:00-20:00, at most 3 calls in 24 hours",
         area_codes: &[227, 240, 301, 410, 443, 667],
         plan: EIGHT_TO_EIGHT,
+        per_24h: Some(3),
     },
     StateRule {
         state: "MA",
         law: "Mass. Gen. Laws c. 159C, 3: 08:00-20:00",
         area_codes: &[339, 351, 413, 508, 617, 774, 781, 857, 978],
         plan: EIGHT_TO_EIGHT,
+        per_24h: None,
     },
     StateRule {
         state: "CT",
         law: "Conn. Gen. Stat. 42-288a: 09:00-20:00",
         area_codes: &[203, 475, 860, 959],
         plan: every_day(DayWindow::hm((9, 0), (20, 0))),
+        per_24h: None,
     },
     StateRule {
         state: "TX",
@@ -84,6 +93,7 @@ const RULES: &[StateRule] = &[
             p[6] = Some(DayWindow::hm((12, 0), (21, 0)));
             p
         },
+        per_24h: None,
     },
     StateRule {
         state: "PA",
@@ -96,24 +106,28 @@ const RULES: &[StateRule] = &[
             p[6] = Some(DayWindow::hm((13, 30), (21, 0)));
             p
         },
+        per_24h: None,
     },
     StateRule {
         state: "LA",
         law: "La. R.S. 45:844.17: 08:00-20:00, not on Sunday",
         area_codes: &[225, 318, 337, 457, 504, 985],
         plan: not_sunday(DayWindow::hm((8, 0), (20, 0))),
+        per_24h: None,
     },
     StateRule {
         state: "MS",
         law: "Miss. Code 77-3-725: 08:00-20:00, not on Sunday",
         area_codes: &[228, 601, 662, 769],
         plan: not_sunday(DayWindow::hm((8, 0), (20, 0))),
+        per_24h: None,
     },
     StateRule {
         state: "UT",
         law: "Utah Code 13-25a-103: 08:00-21:00, not on Sunday",
         area_codes: &[385, 435, 801],
         plan: not_sunday(DayWindow::hm((8, 0), (21, 0))),
+        per_24h: None,
     },
     StateRule {
         state: "RI",
@@ -131,14 +145,26 @@ const RULES: &[StateRule] = &[
                 None,
             ]
         },
+        per_24h: None,
     },
     StateRule {
         state: "MN",
         law: "Minn. Stat. 325E.27: 09:00-21:00",
         area_codes: &[218, 320, 507, 612, 651, 763, 952],
         plan: every_day(DayWindow::hm((9, 0), (21, 0))),
+        per_24h: None,
     },
 ];
+
+/// How many calls a US number's state allows to the person in any 24
+/// hours on one subject; `None` where no statute of ours limits it.
+pub fn calls_per_24h(digits: u64) -> Option<u32> {
+    let npa = area_code(digits)?;
+    RULES
+        .iter()
+        .find(|r| r.area_codes.contains(&npa))
+        .and_then(|r| r.per_24h)
+}
 
 /// The area code of a NANP number's digits (`1NPANXXXXXX`).
 fn area_code(digits: u64) -> Option<u16> {
@@ -174,6 +200,9 @@ mod tests {
         assert_eq!(plan[6], Some(DayWindow::hm((12, 0), (21, 0))));
         assert_eq!(hours_of(15_045_550_123).expect("Louisiana").2[6], None);
         assert_eq!(hours_of(4_475_550_123), None, "not a NANP number");
+        assert_eq!(calls_per_24h(13_055_550_123), Some(3), "Florida");
+        assert_eq!(calls_per_24h(14_105_550_123), Some(3), "Maryland");
+        assert_eq!(calls_per_24h(12_145_550_123), None, "Texas");
     }
 
     /// Every state's hours lie within the federal hours (they may only
