@@ -92,6 +92,49 @@ pub fn session(
     )
 }
 
+/// The answer to `offer` (an SDP body [`parse`] took): [`session`]'s audio
+/// stream in the place of the offer's first audio stream, and every other
+/// stream of the offer refused with port 0 in its place, so the answer
+/// has as many m= lines as the offer, in its order (RFC 3264 6).
+pub fn answer(
+    offer: &[u8],
+    session_id: u64,
+    version: u64,
+    addr: SocketAddr,
+    payloads: &[u8],
+    direction: Direction,
+) -> String {
+    let ours = session(session_id, version, addr, payloads, direction);
+    let Some(audio_at) = ours.find("m=audio") else {
+        return ours;
+    };
+    let (head, audio) = ours.split_at(audio_at);
+    let mut out = head.to_string();
+    let mut audio_done = false;
+    for line in String::from_utf8_lossy(offer).lines() {
+        let Some(m) = line.trim_end().strip_prefix("m=") else {
+            continue;
+        };
+        let mut f = m.split_whitespace();
+        let (Some(kind), Some(_port), Some(proto)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        if kind == "audio" && !audio_done {
+            out.push_str(audio);
+            audio_done = true;
+        } else {
+            // A refused stream keeps one of the offer's formats (RFC 3264
+            // 6: at least one, ignored).
+            let fmt = f.next().unwrap_or("0");
+            out.push_str(&format!("m={kind} 0 {proto} {fmt}\r\n"));
+        }
+    }
+    if !audio_done {
+        out.push_str(audio);
+    }
+    out
+}
+
 /// What the UA needs from the peer's SDP.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Media {
@@ -326,5 +369,47 @@ mod tests {
         );
         assert!(!answer.contains(":101"), "{answer}");
         assert_eq!(parse(answer.as_bytes()).unwrap().telephone_event, Some(96));
+    }
+
+    /// RFC 3264 6: as many m= lines as the offer, in its order, the ones
+    /// not taken with port 0.
+    #[test]
+    fn an_answer_has_the_offers_streams_in_order_with_the_others_refused() {
+        let offer = "v=0\r\nc=IN IP4 10.0.0.1\r\nm=video 5006 RTP/AVP 96 97\r\na=rtpmap:96 H264/90000\r\nm=audio 5004 RTP/AVP 0 8\r\nm=text 5008 RTP/AVP 98\r\n";
+        let addr: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let a = answer(
+            offer.as_bytes(),
+            1,
+            2,
+            addr,
+            &[PT_PCMA],
+            Direction::SendRecv,
+        );
+        let m: Vec<&str> = a.lines().filter(|l| l.starts_with("m=")).collect();
+        assert_eq!(
+            m,
+            [
+                "m=video 0 RTP/AVP 96",
+                "m=audio 40000 RTP/AVP 8",
+                "m=text 0 RTP/AVP 98"
+            ],
+            "{a}"
+        );
+        let back = parse(a.as_bytes()).unwrap();
+        assert_eq!(back.addr, addr);
+        assert_eq!(back.direction, Direction::SendRecv);
+        // Audio alone: the same as session().
+        let plain = "v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 5004 RTP/AVP 0\r\n";
+        assert_eq!(
+            answer(
+                plain.as_bytes(),
+                1,
+                2,
+                addr,
+                &[PT_PCMU],
+                Direction::RecvOnly
+            ),
+            session(1, 2, addr, &[PT_PCMU], Direction::RecvOnly)
+        );
     }
 }

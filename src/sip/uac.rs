@@ -2148,7 +2148,7 @@ impl Call {
     /// the offer's number for it), and
     /// the direction that answers the offer's (hold gives recvonly). `None`
     /// when nothing offered is acceptable.
-    fn answer_offer(&mut self, offer: &sdp::Media) -> Option<Vec<u8>> {
+    fn answer_offer(&mut self, offer: &sdp::Media, body: &[u8]) -> Option<Vec<u8>> {
         let codec = offer.codec()?;
         let mut payloads = vec![codec];
         // Events under the number the offer maps them to (RFC 3264 6.1,
@@ -2156,17 +2156,35 @@ impl Call {
         if let Some(pt) = offer.telephone_event {
             payloads.push(pt);
         }
-        Some(self.describe(payloads, offer.direction.answer()))
+        self.next_description(payloads, offer.direction.answer());
+        // As many streams as the offer, the others refused (RFC 3264 6).
+        Some(
+            sdp::answer(
+                body,
+                self.sdp_session,
+                self.sdp_version,
+                self.params.media_addr,
+                &self.sdp_sent.0,
+                self.sdp_sent.1,
+            )
+            .into_bytes(),
+        )
     }
 
-    /// Our session description with `payloads` and `direction`, its
+    /// The description we send next has `payloads` and `direction`: its
     /// origin's version one higher than the last one sent when either
     /// differs from it (RFC 3264 8, RFC 4566 5.2).
-    fn describe(&mut self, payloads: Vec<u8>, direction: sdp::Direction) -> Vec<u8> {
+    fn next_description(&mut self, payloads: Vec<u8>, direction: sdp::Direction) {
         if self.sdp_sent.0 != payloads || self.sdp_sent.1 != direction {
             self.sdp_version += 1;
             self.sdp_sent = (payloads, direction);
         }
+    }
+
+    /// Our session description with `payloads` and `direction`
+    /// ([`Call::next_description`]).
+    fn describe(&mut self, payloads: Vec<u8>, direction: sdp::Direction) -> Vec<u8> {
+        self.next_description(payloads, direction);
         sdp::session(
             self.sdp_session,
             self.sdp_version,
@@ -2228,7 +2246,7 @@ impl Call {
             }
         };
         let body = match &offer {
-            Some(m) => match self.answer_offer(m) {
+            Some(m) => match self.answer_offer(m, &req.body) {
                 Some(b) => Some(b),
                 None => {
                     let mut r = Response::to(req, 488, "Not Acceptable Here", None);
