@@ -1217,7 +1217,8 @@ impl Validator<'_> {
     fn provider(&mut self, raw: &RawProvider) -> Option<Provider> {
         let mut ok = true;
         let uri = raw.uri.get_ref().trim();
-        let scheme_ok = uri.starts_with("sip:") || uri.starts_with("sips:");
+        let scheme_ok = crate::sip::after_scheme(uri, "sip:").is_some()
+            || crate::sip::after_scheme(uri, "sips:").is_some();
         if !scheme_ok || uri.len() < 5 {
             self.error(
                 raw.uri.span(),

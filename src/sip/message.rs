@@ -365,7 +365,12 @@ fn build(start: &str, headers: Headers, body: Vec<u8>) -> Result<Message, SipErr
             return Err(SipError::MissingHeader(required));
         }
     }
-    let message = if let Some(status) = start.strip_prefix("SIP/2.0 ") {
+    // The version is case-insensitive (RFC 3261 7.1); we send it upper case.
+    let message = if let Some(status) = start
+        .get(..8)
+        .filter(|v| v.eq_ignore_ascii_case("SIP/2.0 "))
+        .map(|_| &start[8..])
+    {
         let (code, reason) = status.split_once(' ').unwrap_or((status, ""));
         let code: u16 = code
             .parse()
@@ -386,7 +391,7 @@ fn build(start: &str, headers: Headers, body: Vec<u8>) -> Result<Message, SipErr
         else {
             return Err(SipError::Malformed("bad request line"));
         };
-        if version != "SIP/2.0" {
+        if !version.eq_ignore_ascii_case("SIP/2.0") {
             return Err(SipError::Malformed("not SIP/2.0"));
         }
         if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
@@ -813,5 +818,19 @@ l: 4\r\n\r\nv=0\r\n";
                 "{bad}"
             );
         }
+    }
+
+    /// RFC 3261 7.1: the SIP-Version is case-insensitive.
+    #[test]
+    fn a_lower_case_version_is_read() {
+        let r = "sip/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+        assert!(
+            matches!(parse(r.as_bytes(), false).unwrap().0, Message::Response(r) if r.code == 200)
+        );
+        let q = "BYE sip:a@h Sip/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKy\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: c\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n";
+        assert!(
+            matches!(parse(q.as_bytes(), false).unwrap().0, Message::Request(q) if q.method == Method::Bye)
+        );
+        assert!(parse(q.replace("Sip/2.0", "SIP/3.0").as_bytes(), false).is_err());
     }
 }

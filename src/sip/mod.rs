@@ -223,6 +223,15 @@ pub(crate) fn uri_characters(uri: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// `uri` after its `scheme` (given with its colon, lower case), compared
+/// case-insensitively: a URI scheme is case-insensitive (RFC 3261 19.1.4,
+/// RFC 3986 3.1), so `SIP:` is `sip:`.
+pub fn after_scheme<'a>(uri: &'a str, scheme: &str) -> Option<&'a str> {
+    uri.get(..scheme.len())
+        .filter(|s| s.eq_ignore_ascii_case(scheme))
+        .map(|_| &uri[scheme.len()..])
+}
+
 impl Target {
     /// Parses `sip:user@host[:port][;transport=tcp]` whose host is an IP
     /// address (agent phones, `--provider`). A provider named by DNS goes
@@ -230,7 +239,7 @@ impl Target {
     pub fn parse(uri: &str) -> Result<Target, SipError> {
         let bad = |why| SipError::BadUri(masked_uri(uri), why);
         uri_characters(uri).map_err(bad)?;
-        if uri.starts_with("sips:") {
+        if after_scheme(uri, "sips:").is_some() {
             let u = resolve::SipUri::parse(uri)?;
             let ip = u.ip().ok_or_else(|| bad("host must be an IP address"))?;
             return Ok(Target {
@@ -239,9 +248,7 @@ impl Target {
                 transport: Transport::Tls,
             });
         }
-        let rest = uri
-            .strip_prefix("sip:")
-            .ok_or_else(|| bad("must start with sip:"))?;
+        let rest = after_scheme(uri, "sip:").ok_or_else(|| bad("must start with sip:"))?;
         let (hostport, params) = rest.split_once(';').unwrap_or((rest, ""));
         let hostport = hostport.rsplit_once('@').map_or(hostport, |(_, h)| h);
         let addr = if let Ok(a) = hostport.parse::<SocketAddr>() {
@@ -299,6 +306,12 @@ mod tests {
         assert_eq!(t.transport, Transport::Udp);
         assert!(Target::parse("sip:100@provider.example").is_err());
         assert!(Target::parse("tel:+15551234567").is_err());
+        // The scheme is case-insensitive (RFC 3261 19.1.4).
+        assert_eq!(Target::parse("SIP:100@10.1.2.3").unwrap().addr.port(), 5060);
+        assert_eq!(
+            Target::parse("Sips:100@10.1.2.3").unwrap().transport,
+            Transport::Tls
+        );
         assert!(Target::parse("sip:1@127.0.0.1;transport=sctp").is_err());
     }
 

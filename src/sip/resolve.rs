@@ -41,9 +41,9 @@ impl SipUri {
     pub fn parse(uri: &str) -> Result<SipUri, SipError> {
         let bad = |why| SipError::BadUri(masked_uri(uri), why);
         super::uri_characters(uri).map_err(bad)?;
-        let (secure, rest) = if let Some(r) = uri.strip_prefix("sips:") {
+        let (secure, rest) = if let Some(r) = super::after_scheme(uri, "sips:") {
             (true, r)
-        } else if let Some(r) = uri.strip_prefix("sip:") {
+        } else if let Some(r) = super::after_scheme(uri, "sip:") {
             (false, r)
         } else {
             return Err(bad("must start with sip: or sips:"));
@@ -511,6 +511,9 @@ mod tests {
         let u = SipUri::parse("sips:+15551230000@carrier.example:5071").unwrap();
         assert_eq!((u.secure, u.port, u.transport), (true, Some(5071), None));
         assert!(SipUri::parse("sip:%2B1555@h.example;user=phone?Subject=a%20b").is_ok());
+        // The scheme is case-insensitive (RFC 3261 19.1.4).
+        assert!(SipUri::parse("SIPS:edge.example").unwrap().secure);
+        assert!(!SipUri::parse("Sip:edge.example").unwrap().secure);
         let u = SipUri::parse("sip:[::1]:5080").unwrap();
         assert_eq!((u.host.as_str(), u.port), ("::1", Some(5080)));
         let u = SipUri::parse("sips:edge.example;transport=tcp").unwrap();

@@ -2116,7 +2116,8 @@ impl Call {
                 .into_iter()
                 .map(|(_, u)| u)
                 .find(|u| {
-                    (u.starts_with("sip:") || u.starts_with("sips:"))
+                    (super::after_scheme(u, "sip:").is_some()
+                        || super::after_scheme(u, "sips:").is_some())
                         && !want.is_empty()
                         && user_digits(u) == want
                 })
