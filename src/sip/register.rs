@@ -237,19 +237,17 @@ impl Registration {
         let may_answer = p.auth_tries == 0
             || (p.auth_tries == 1 && auth::only_stale(r.headers.get_all(header), code == 407));
         if (code == 401 || code == 407) && may_answer {
-            if let Some(creds) = &self.cfg.credentials {
-                if let Some(Ok(ch)) = auth::first_answerable(r.headers.get_all(header), code == 407)
-                {
-                    let nc = self.nonce_counts.next(&ch.nonce);
-                    let cnonce = format!("{:016x}", self.rng.random::<u64>());
-                    let value =
-                        ch.authorization(creds, "REGISTER", &self.cfg.registrar, &cnonce, nc);
-                    self.send(now, p.expires, Some((ch.answer_header(), value)));
-                    if let Some(np) = &mut self.pending {
-                        np.auth_tries = p.auth_tries + 1;
-                    }
-                    return;
+            if let Some(creds) = &self.cfg.credentials
+                && let Some(Ok(ch)) = auth::first_answerable(r.headers.get_all(header), code == 407)
+            {
+                let nc = self.nonce_counts.next(&ch.nonce);
+                let cnonce = format!("{:016x}", self.rng.random::<u64>());
+                let value = ch.authorization(creds, "REGISTER", &self.cfg.registrar, &cnonce, nc);
+                self.send(now, p.expires, Some((ch.answer_header(), value)));
+                if let Some(np) = &mut self.pending {
+                    np.auth_tries = p.auth_tries + 1;
                 }
+                return;
             }
             return self.fail(now, code, None);
         }
