@@ -378,14 +378,20 @@ fn ring_timeout_under_15_seconds_is_refused() {
 /// A call with credentials whose INVITE got `code` with the challenge
 /// `value` in `header`: the endpoint, start, the challenge, and what went
 /// out (its ACK and the INVITE again).
-fn challenged(code: u16, header: &str, value: &str) -> (Endpoint, Instant, Response, Vec<Message>) {
-    let mut ep = endpoint(Transport::Udp);
-    let t0 = Instant::now();
+/// [`params`] with the credentials `user` / `secret`.
+fn params_with_credentials() -> CallParams {
     let mut p = params();
     p.credentials = Some(Credentials {
         username: "user".into(),
         password: "secret".into(),
     });
+    p
+}
+
+fn challenged(code: u16, header: &str, value: &str) -> (Endpoint, Instant, Response, Vec<Message>) {
+    let mut ep = endpoint(Transport::Udp);
+    let t0 = Instant::now();
+    let p = params_with_credentials();
     let (_, inv) = start(&mut ep, t0, p);
     let mut challenge = Response::to(&inv, code, "Challenge", Some("px"));
     challenge.headers.push(header, value);
@@ -633,11 +639,7 @@ fn a_bye_with_the_right_call_id_but_wrong_tags_gets_481_and_the_call_goes_on() {
 fn hanging_up_with_credentials(after: Duration) -> (Endpoint, Instant, Request) {
     let mut ep = endpoint(Transport::Udp);
     let t0 = Instant::now();
-    let mut p = params();
-    p.credentials = Some(Credentials {
-        username: "user".into(),
-        password: "secret".into(),
-    });
+    let p = params_with_credentials();
     let (id, inv) = start(&mut ep, t0, p);
     reply(&mut ep, t0, &inv, 200);
     let _ = sent(&mut ep);
@@ -1829,11 +1831,7 @@ fn the_ack_of_a_2xx_carries_the_invites_credentials() {
 fn a_fresh_nonce_counts_from_one_and_the_topmost_usable_challenge_is_answered() {
     let mut ep = endpoint(Transport::Udp);
     let t0 = Instant::now();
-    let mut p = params();
-    p.credentials = Some(Credentials {
-        username: "user".into(),
-        password: "secret".into(),
-    });
+    let p = params_with_credentials();
     let (id, inv) = start(&mut ep, t0, p);
     let mut proxy = Response::to(&inv, 407, "Proxy Authentication Required", Some("px"));
     proxy.headers.push(
