@@ -561,117 +561,156 @@ impl Runner {
     /// Feeds an event that happened at `now_ms`. Call it for every event, in
     /// time order, then drain [`Runner::poll_command`].
     pub fn handle_event(&mut self, now_ms: u64, event: Event) {
+        let overdue = self.abandon_overdue(now_ms);
         // Events that change neither capacity nor demand need no decision:
         // a decision costs a pass over every agent and call.
-        let decide = match event {
-            Event::AgentLogin(a) => {
-                if self.agent_mut(a).state == AgentState::LoggedOut {
-                    self.set_state(a, AgentState::LoggedIn);
-                }
-                false
-            }
-            Event::AgentReady(a) => {
-                self.make_ready(now_ms, a);
-                true
-            }
-            Event::AgentPause(a) => {
-                self.leave(a, false);
-                true
-            }
-            Event::AgentLogout(a) => {
-                self.leave(a, true);
-                true
-            }
-            Event::Leads(leads) => {
-                self.leads_requested = false;
-                for l in leads {
-                    match l.owner {
-                        Some(o) if o.until_ms > now_ms => self.kept.push((l, o)),
-                        _ => self.hopper.push_back(LeadInfo { owner: None, ..l }),
+        let decide = overdue
+            | match event {
+                Event::AgentLogin(a) => {
+                    if self.agent_mut(a).state == AgentState::LoggedOut {
+                        self.set_state(a, AgentState::LoggedIn);
                     }
+                    false
                 }
-                // Leads come only when the hopper ran low: the last
-                // decision may have wanted more than it held.
-                self.starved = false;
-                true
-            }
-            Event::CallAnswered { call, human } => {
-                self.answered(now_ms, call, human);
-                true
-            }
-            Event::CallAnsweredWithoutAudio { call } => self.answered_without_audio(now_ms, call),
-            Event::CallFailed { call, outcome } => {
-                if let Some(c) = self.calls.get(&call)
-                    && c.state == CallState::Ringing
-                {
-                    self.est
-                        .record_attempt(false, now_ms.saturating_sub(c.dialled_ms) as f64 / 1000.0);
-                    self.end_call(now_ms, call, outcome);
+                Event::AgentReady(a) => {
+                    self.make_ready(now_ms, a);
+                    true
                 }
-                true
-            }
-            // A connected call ending moves its agent from talk to wrap-up:
-            // still busy, same handle clock.
-            Event::CallEnded { call } => self.far_end_hung_up(now_ms, call),
-            // Not at once: the round's other dials are still being carried
-            // out. The replan sees them all (see `handle_timeout`).
-            Event::DialSkipped { call } => {
-                if self
-                    .calls
-                    .get(&call)
-                    .is_some_and(|c| c.state == CallState::Ringing)
-                {
-                    self.remove_ringing(call);
-                    if let Some(c) = self.calls.remove(&call) {
-                        self.unreserve(now_ms, call, c.for_agent);
+                Event::AgentPause(a) => {
+                    self.leave(a, false);
+                    true
+                }
+                Event::AgentLogout(a) => {
+                    self.leave(a, true);
+                    true
+                }
+                Event::Leads(leads) => {
+                    self.leads_requested = false;
+                    for l in leads {
+                        match l.owner {
+                            Some(o) if o.until_ms > now_ms => self.kept.push((l, o)),
+                            _ => self.hopper.push_back(LeadInfo { owner: None, ..l }),
+                        }
                     }
-                    self.round_skips += 1;
-                    self.replan_at.get_or_insert(now_ms);
+                    // Leads come only when the hopper ran low: the last
+                    // decision may have wanted more than it held.
+                    self.starved = false;
+                    true
                 }
-                false
-            }
-            Event::Dialling(on) => {
-                self.dialling = on;
-                on
-            }
-            Event::ReleaseLeads => {
-                self.hopper.clear();
-                self.kept.clear();
-                false
-            }
-            Event::Settings {
-                max_dial_level,
-                target_percent,
-            } => {
-                if max_dial_level.is_finite() && max_dial_level >= 1.0 {
-                    self.config.max_dial_level = max_dial_level;
+                Event::CallAnswered { call, human } => {
+                    self.answered(now_ms, call, human);
+                    true
                 }
-                if target_percent.is_finite() && target_percent > 0.0 {
-                    self.config.target_percent = target_percent.min(self.config.limit_percent);
+                Event::CallAnsweredWithoutAudio { call } => {
+                    self.answered_without_audio(now_ms, call)
                 }
-                true
-            }
-            Event::WrapUpDone { agent } => {
-                if let Some(a) = self.agents.get(agent as usize)
-                    && a.state == AgentState::WrapUp
-                {
-                    let handle_s = now_ms.saturating_sub(a.handle_start_ms) as f64 / 1000.0;
-                    self.est.record_handle(handle_s);
-                    if let Ok(i) = self.busy.binary_search(&agent)
-                        && let Some(&since) = self.wrap_since.get(i)
-                        && since != u64::MAX
+                Event::CallFailed { call, outcome } => {
+                    if let Some(c) = self.calls.get(&call)
+                        && c.state == CallState::Ringing
                     {
-                        self.est
-                            .record_wrap(now_ms.saturating_sub(since) as f64 / 1000.0);
+                        self.est.record_attempt(
+                            false,
+                            now_ms.saturating_sub(c.dialled_ms) as f64 / 1000.0,
+                        );
+                        self.end_call(now_ms, call, outcome);
                     }
-                    self.make_ready(now_ms, agent);
+                    true
                 }
-                true
-            }
-        };
+                // A connected call ending moves its agent from talk to wrap-up:
+                // still busy, same handle clock.
+                Event::CallEnded { call } => self.far_end_hung_up(now_ms, call),
+                // Not at once: the round's other dials are still being carried
+                // out. The replan sees them all (see `handle_timeout`).
+                Event::DialSkipped { call } => {
+                    if self
+                        .calls
+                        .get(&call)
+                        .is_some_and(|c| c.state == CallState::Ringing)
+                    {
+                        self.remove_ringing(call);
+                        if let Some(c) = self.calls.remove(&call) {
+                            self.unreserve(now_ms, call, c.for_agent);
+                        }
+                        self.round_skips += 1;
+                        self.replan_at.get_or_insert(now_ms);
+                    }
+                    false
+                }
+                Event::Dialling(on) => {
+                    self.dialling = on;
+                    on
+                }
+                Event::ReleaseLeads => {
+                    self.hopper.clear();
+                    self.kept.clear();
+                    false
+                }
+                Event::Settings {
+                    max_dial_level,
+                    target_percent,
+                } => {
+                    if max_dial_level.is_finite() && max_dial_level >= 1.0 {
+                        self.config.max_dial_level = max_dial_level;
+                    }
+                    if target_percent.is_finite() && target_percent > 0.0 {
+                        self.config.target_percent = target_percent.min(self.config.limit_percent);
+                    }
+                    true
+                }
+                Event::WrapUpDone { agent } => {
+                    if let Some(a) = self.agents.get(agent as usize)
+                        && a.state == AgentState::WrapUp
+                    {
+                        let handle_s = now_ms.saturating_sub(a.handle_start_ms) as f64 / 1000.0;
+                        self.est.record_handle(handle_s);
+                        if let Ok(i) = self.busy.binary_search(&agent)
+                            && let Some(&since) = self.wrap_since.get(i)
+                            && since != u64::MAX
+                        {
+                            self.est
+                                .record_wrap(now_ms.saturating_sub(since) as f64 / 1000.0);
+                        }
+                        self.make_ready(now_ms, agent);
+                    }
+                    true
+                }
+            };
         if decide {
             self.pace(now_ms);
         }
+    }
+
+    /// `call`'s 2 s to be put through to an agent ran out: if it is still
+    /// waiting, it is abandoned (the safe-harbour message, the ledger).
+    /// Whether it was.
+    fn connect_deadline_passed(&mut self, now_ms: u64, call: CallId) -> bool {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return false;
+        };
+        if !matches!(c.state, CallState::Waiting { .. }) {
+            return false;
+        }
+        c.state = CallState::SafeHarbour;
+        let lead = c.lead;
+        self.waiting.retain(|&w| w != call);
+        self.abandon(now_ms, call, lead);
+        self.commands.push_back(Command::PlaySafeHarbour { call });
+        true
+    }
+
+    /// Abandons the waiting calls whose connect deadline is already past
+    /// when an event comes at `now_ms` before the driver fired their timer
+    /// (a busy driver, or an agent's Ready queued first): an answered call
+    /// is never put through after its 2 s. Whether any was.
+    fn abandon_overdue(&mut self, now_ms: u64) -> bool {
+        let mut any = false;
+        while let Some(&Reverse((at, call))) = self.timers.peek()
+            && at < now_ms
+        {
+            self.timers.pop();
+            any |= self.connect_deadline_passed(now_ms, call);
+        }
+        any
     }
 
     /// Fires the timers due at `now_ms`. Call it when the time from
@@ -699,16 +738,7 @@ impl Runner {
                 break;
             };
             self.timers.pop();
-            if let Some(c) = self.calls.get_mut(&call)
-                && matches!(c.state, CallState::Waiting { .. })
-            {
-                c.state = CallState::SafeHarbour;
-                decide = true;
-                let lead = c.lead;
-                self.waiting.retain(|&w| w != call);
-                self.abandon(now_ms, call, lead);
-                self.commands.push_back(Command::PlaySafeHarbour { call });
-            }
+            decide |= self.connect_deadline_passed(now_ms, call);
         }
         if self.pacer_wake.is_some_and(|w| w <= now_ms) {
             self.pacer_wake = None;

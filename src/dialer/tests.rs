@@ -186,6 +186,49 @@ fn a_waiting_call_takes_an_agent_who_frees_within_the_limit() {
     );
 }
 
+/// The driver may hand over an event after a connect deadline passed
+/// without having fired its timer (a busy driver, a Ready queued first):
+/// the call that waited over 2 s is abandoned, never put through late and
+/// left out of the ledger.
+#[test]
+fn an_agent_freed_after_the_limit_does_not_get_the_overdue_call() {
+    let mut r = with_room(Runner::new(config(), &Strategy::Ratio { ratio: 2.0 }));
+    r.handle_event(0, leads(1..20));
+    r.handle_event(0, Event::AgentReady(0));
+    drain(&mut r);
+    r.handle_event(
+        1_000,
+        Event::CallAnswered {
+            call: 1,
+            human: true,
+        },
+    );
+    r.handle_event(
+        1_500,
+        Event::CallAnswered {
+            call: 2,
+            human: true,
+        },
+    );
+    r.handle_event(2_000, Event::CallEnded { call: 1 });
+    drain(&mut r);
+    // Call 2's deadline is 3,500; no handle_timeout before the Ready.
+    r.handle_event(3_550, Event::WrapUpDone { agent: 0 });
+    let cmds = drain(&mut r);
+    assert!(
+        !cmds
+            .iter()
+            .any(|c| matches!(c, Command::Bridge { call: 2, .. })),
+        "{cmds:?}"
+    );
+    assert!(
+        cmds.contains(&Command::PlaySafeHarbour { call: 2 }),
+        "{cmds:?}"
+    );
+    assert!(cmds.contains(&Command::Record(Record::Abandoned { call: 2, lead: 2 })));
+    assert_eq!(r.status().window_abandons, 1);
+}
+
 #[test]
 fn ring_timeout_cancels_and_machines_are_hung_up() {
     let mut r = Runner::new(config(), &Strategy::Progressive);
