@@ -903,9 +903,13 @@ impl Store {
                 ended_at = $4, outcome = $5, sip_code = $6, agent_id = $7, sip_codes = $8
              WHERE id = $1 RETURNING lead_id";
         // A callback the agent already booked (the disposition can land
-        // before this write) is kept.
+        // before this write) is kept, and so is an opt-out that came while
+        // the call was out (a do-not-call entry, a DNC disposition in
+        // another campaign): the call's end never makes the lead callable
+        // again.
         const LEAD: &str = "UPDATE leads SET status = $2, next_attempt_at = $3, last_outcome = $4
-             WHERE id = $1 AND NOT (status = 'retry' AND last_outcome = 'callback')";
+             WHERE id = $1 AND status <> 'dnc'
+                 AND NOT (status = 'retry' AND last_outcome = 'callback')";
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let lead_id: Option<Option<i64>> = sqlx::query_scalar(ATTEMPT)

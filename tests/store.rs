@@ -210,6 +210,64 @@ async fn attempts_count_on_the_lead_and_move_it_on(store: Store) {
 }
 store_test!(attempts_count_on_the_lead_and_move_it_on);
 
+/// A person opts out (the internal list) while a call to them is out: the
+/// call's end does not make the lead callable again.
+async fn an_opt_out_during_a_call_outlives_the_calls_end(store: Store) {
+    let id = store
+        .upsert_campaign(&campaign("uk-broadband"), 0)
+        .await
+        .expect("campaign");
+    store
+        .insert_leads(id, &[lead(1, Some("Europe/London"))], 0)
+        .await
+        .expect("insert");
+    let l = lead_row(&store, id, 1).await;
+    let a = store
+        .start_attempt(&NewAttempt {
+            campaign_id: id,
+            lead_id: l.id,
+            phone: l.phone.clone(),
+            started_at: 10_000,
+        })
+        .await
+        .expect("start");
+    store
+        .dnc_add(
+            SCOPE_INTERNAL,
+            std::slice::from_ref(&l.phone),
+            12_000,
+            "api",
+        )
+        .await
+        .expect("opt-out");
+    store
+        .finish_attempt(
+            a,
+            &AttemptEnd {
+                answered_at: None,
+                connected_at: None,
+                ended_at: 35_000,
+                outcome: "no_answer".into(),
+                sip_code: Some(487),
+                sip_codes: None,
+                agent_id: None,
+                lead_status: "retry".into(),
+                next_attempt_at: Some(3_635_000),
+            },
+        )
+        .await
+        .expect("finish");
+    let after = lead_row(&store, id, 1).await;
+    assert_eq!(after.status, "dnc");
+    assert_eq!(
+        store.attempts_for_lead(l.id).await.expect("q")[0]
+            .outcome
+            .as_deref(),
+        Some("no_answer")
+    );
+}
+store_test!(an_opt_out_during_a_call_outlives_the_calls_end);
+
 async fn disposition_totals_count_contacts_conversions_and_revenue(store: Store) {
     let id = store
         .upsert_campaign(&campaign("in-insurance-renewal"), 0)
