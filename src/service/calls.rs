@@ -192,6 +192,13 @@ impl Driver {
             phone: lead.lead.phone.clone(),
             started_at: now.ms(),
         };
+        // The recall rule read the account's abandons when the lead was
+        // claimed, which can be an hour ago: the call task reads them again
+        // just before the attempt.
+        let recall = compliance::recall_after_abandon(self.campaign.profile).map(|period| Recall {
+            since: now.ms() - period.num_milliseconds(),
+            known: lead.last_abandon.map(|m| m.ms()),
+        });
         self.counters.attempts += 1;
         self.counters.recent_dials.push_back(now.ms());
         self.calls.insert(
@@ -228,6 +235,7 @@ impl Driver {
             self.settings.node.clone(),
             params,
             ctrl_rx,
+            recall,
         ));
     }
 
@@ -607,6 +615,31 @@ impl Driver {
     }
 }
 
+/// The recall rule's second look, just before the attempt: abandons of
+/// the number (any campaign) since `since`, against the newest one the
+/// claim saw.
+struct Recall {
+    since: i64,
+    known: Option<i64>,
+}
+
+impl Recall {
+    /// Whether the number was abandoned (in any campaign) after the claim
+    /// read it, within the recall period: then the lead goes back and the
+    /// next claim's check, with the fresh abandon, decides. A store that
+    /// cannot say is a no (fail closed).
+    async fn newer_abandon(&self, store: &Store, phone: &str) -> bool {
+        match store.last_abandon_of(phone, self.since).await {
+            Ok(Some(at)) => self.known.is_none_or(|k| at > k),
+            Ok(None) => false,
+            Err(e) => {
+                tracing::error!("reading the number's abandons failed, not dialling: {e}");
+                true
+            }
+        }
+    }
+}
+
 /// One customer call: the attempt row, then the INVITE, then events back
 /// to the campaign until the call ends.
 #[allow(clippy::too_many_arguments)]
@@ -619,7 +652,19 @@ async fn call_task(
     node: String,
     mut params: CallParams,
     mut ctrl: mpsc::UnboundedReceiver<Ctrl>,
+    recall: Option<Recall>,
 ) {
+    if let Some(r) = &recall
+        && r.newer_abandon(&store, &attempt.phone).await
+    {
+        tracing::info!(
+            lead = attempt.lead_id,
+            phone = %phone::mask(&attempt.phone),
+            "the number was abandoned since its claim: not dialling (recall rule)"
+        );
+        let _ = me.send(Input::StartFailed { call });
+        return;
+    }
     // The leg's identity goes into the store with the attempt, before
     // the INVITE: a restart after a crash ends it (recovery).
     let mut leg = ua.prepare(&mut params);
@@ -781,5 +826,75 @@ mod tests {
             &c.provider,
             &crate::sip::message::Headers::default()
         ));
+    }
+
+    /// The recall rule's second look: an abandon of the number in another
+    /// campaign after the lead was claimed stops the dial; one the claim
+    /// already saw, or none, does not.
+    #[tokio::test]
+    async fn an_abandon_after_the_claim_stops_the_dial() {
+        use crate::store::{LedgerKind, NewLead};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&format!("sqlite://{}", dir.path().join("d.db").display()))
+            .await
+            .expect("store");
+        let other = store
+            .upsert_campaign(&campaign(), 0)
+            .await
+            .expect("campaign");
+        let phone = "+447700900123";
+        store
+            .insert_leads(
+                other,
+                &[NewLead {
+                    phone: phone.into(),
+                    country: "GB",
+                    timezones: Some("Europe/London".into()),
+                    fields: "{}".into(),
+                    source_line: 2,
+                }],
+                0,
+            )
+            .await
+            .expect("lead");
+        let lead = store
+            .lead_by_phone(other, phone)
+            .await
+            .expect("q")
+            .expect("lead");
+        let attempt = store
+            .start_attempt(&NewAttempt {
+                campaign_id: other,
+                lead_id: lead.id,
+                phone: phone.into(),
+                started_at: 1_000_000,
+            })
+            .await
+            .expect("attempt");
+        let claimed_knowing = |known| Recall {
+            since: 1_000_000 - 72 * 3_600_000,
+            known,
+        };
+        assert!(!claimed_knowing(None).newer_abandon(&store, phone).await);
+        store
+            .ledger_append(other, Some(attempt), LedgerKind::Abandon, 1_005_000)
+            .await
+            .expect("abandon");
+        assert!(claimed_knowing(None).newer_abandon(&store, phone).await);
+        assert!(
+            claimed_knowing(Some(1_000_000))
+                .newer_abandon(&store, phone)
+                .await
+        );
+        assert!(
+            !claimed_knowing(Some(1_005_000))
+                .newer_abandon(&store, phone)
+                .await
+        );
+        assert!(
+            !claimed_knowing(None)
+                .newer_abandon(&store, "+447700900999")
+                .await
+        );
     }
 }
