@@ -558,8 +558,13 @@ impl Driver {
         });
     }
 
-    /// Plays the safe-harbour message to an abandoned call once its abandon
-    /// is stored, then hangs up.
+    /// Plays the safe-harbour message to an abandoned call at once, then
+    /// hangs up. The US rule wants it within 2 s of the greeting and the
+    /// 2 s to find an agent are already spent: it does not wait for the
+    /// abandon's ledger row, which goes through the shared write queue (a
+    /// busy queue or a store failing over would leave the person in
+    /// silence). A crash before that row is stored is counted by recovery
+    /// (an answer never bridged is an abandon).
     pub(super) fn play_safe_harbour(&mut self, call: CallId) {
         let Some(c) = self.calls.get(&call) else {
             return;
@@ -572,18 +577,20 @@ impl Driver {
         // Counted for the leg's RTCP: its reports are sender reports while
         // the message plays.
         let stats = c.leg_stats.clone();
-        // The abandon was queued just before this command: the message
-        // plays once it is durable.
+        // The abandon was queued just before this command; its row is
+        // awaited only after the hang-up, to say if it failed.
         let ack = self.pending_abandon_ack.take();
         tokio::spawn(async move {
-            if let Some(ack) = ack {
-                let _ = ack.await;
-            }
             if let Some(to) = media {
                 let _ = crate::media::player::play_counted(&rtp, to, &prompt, codec, Some(&stats))
                     .await;
             }
             let _ = ctrl.send(Ctrl::Hangup);
+            if let Some(ack) = ack
+                && !ack.await.unwrap_or(false)
+            {
+                tracing::warn!("an abandon's ledger row is not stored yet as its message ended");
+            }
         });
     }
 
