@@ -467,13 +467,18 @@ fn effective_plan(plan: &WeekPlan, band: Option<TimeBand>) -> WeekPlan {
         if band.days != 0 && band.days & (1 << i) == 0 {
             *day = None;
         }
-        if let (Some(w), Some((a, b))) = (*day, band.window) {
-            let start = w.start.max(a);
-            let end = w.end.min(b);
-            *day = (start < end).then_some(DayWindow { start, end });
+        if let (Some(w), Some((start, end))) = (*day, band.window) {
+            *day = overlap(w, DayWindow { start, end });
         }
     }
     out
+}
+
+/// The part of a day both windows share, if any.
+fn overlap(a: DayWindow, b: DayWindow) -> Option<DayWindow> {
+    let start = a.start.max(b.start);
+    let end = a.end.min(b.end);
+    (start < end).then_some(DayWindow { start, end })
 }
 
 /// `plan` within `other`, day by day.
@@ -481,11 +486,7 @@ fn narrowed(plan: &WeekPlan, other: &WeekPlan) -> WeekPlan {
     let mut out = *plan;
     for (day, o) in out.iter_mut().zip(other) {
         *day = match (*day, o) {
-            (Some(w), Some(o)) => {
-                let start = w.start.max(o.start);
-                let end = w.end.min(o.end);
-                (start < end).then_some(DayWindow { start, end })
-            }
+            (Some(w), Some(o)) => overlap(w, *o),
             _ => None,
         };
     }

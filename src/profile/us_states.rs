@@ -159,11 +159,13 @@ const RULES: &[StateRule] = &[
 /// How many calls a US number's state allows to the person in any 24
 /// hours on one subject; `None` where no statute of ours limits it.
 pub fn calls_per_24h(digits: u64) -> Option<u32> {
+    rule_of(digits)?.per_24h
+}
+
+/// The rule of the state a US number's area code lies in.
+fn rule_of(digits: u64) -> Option<&'static StateRule> {
     let npa = area_code(digits)?;
-    RULES
-        .iter()
-        .find(|r| r.area_codes.contains(&npa))
-        .and_then(|r| r.per_24h)
+    RULES.iter().find(|r| r.area_codes.contains(&npa))
 }
 
 /// The area code of a NANP number's digits (`1NPANXXXXXX`).
@@ -177,11 +179,7 @@ fn area_code(digits: u64) -> Option<u16> {
 /// The stricter hours of the state a US number's area code lies in, with
 /// the state and its statute; `None` where the federal hours stand.
 pub fn hours_of(digits: u64) -> Option<(&'static str, &'static str, WeekPlan)> {
-    let npa = area_code(digits)?;
-    RULES
-        .iter()
-        .find(|r| r.area_codes.contains(&npa))
-        .map(|r| (r.state, r.law, r.plan))
+    rule_of(digits).map(|r| (r.state, r.law, r.plan))
 }
 
 #[cfg(test)]

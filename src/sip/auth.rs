@@ -209,6 +209,16 @@ impl Challenge {
     }
 }
 
+/// The header a 401 (`WWW-Authenticate`) or a 407 (`Proxy-Authenticate`)
+/// carries its challenges in.
+pub fn challenge_header(code: u16) -> &'static str {
+    if code == 407 {
+        "Proxy-Authenticate"
+    } else {
+        "WWW-Authenticate"
+    }
+}
+
 /// The challenge a 401 (`proxy` false) or 407 (`proxy` true) asks to be
 /// answered: of its `WWW-Authenticate`/`Proxy-Authenticate` values, in
 /// order, the first we can answer (RFC 8760 2.4: a server lists the

@@ -229,11 +229,7 @@ impl Registration {
         }
         let Some(p) = self.pending.take() else { return };
         let code = r.code;
-        let header = if code == 401 {
-            "WWW-Authenticate"
-        } else {
-            "Proxy-Authenticate"
-        };
+        let header = auth::challenge_header(code);
         let may_answer = p.auth_tries == 0
             || (p.auth_tries == 1 && auth::only_stale(r.headers.get_all(header), code == 407));
         if (code == 401 || code == 407) && may_answer {

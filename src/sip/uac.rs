@@ -947,12 +947,11 @@ fn may_answer(r: &Response, request: &Request, tries: u32) -> bool {
     if !answered {
         return tries < 2;
     }
-    let header = if r.code == 407 {
-        "Proxy-Authenticate"
-    } else {
-        "WWW-Authenticate"
-    };
-    tries < 3 && auth::only_stale(r.headers.get_all(header), r.code == 407)
+    tries < 3
+        && auth::only_stale(
+            r.headers.get_all(auth::challenge_header(r.code)),
+            r.code == 407,
+        )
 }
 
 /// The encoded ACK of a 2xx, carrying its INVITE's credentials (RFC 3261
@@ -1480,11 +1479,7 @@ impl Call {
     ) -> Option<(&'static str, String)> {
         let creds = self.params.credentials.clone()?;
         let proxy = r.code == 407;
-        let header = if proxy {
-            "Proxy-Authenticate"
-        } else {
-            "WWW-Authenticate"
-        };
+        let header = auth::challenge_header(r.code);
         match auth::first_answerable(r.headers.get_all(header), proxy) {
             Some(Ok(ch)) => {
                 let nc = self.nonce_counts.next(&ch.nonce);
