@@ -629,18 +629,25 @@ async fn leads_export(
     .into_response())
 }
 
-/// The leads routes, registered with their descriptions; posts may be up
-/// to [`LEADS_BODY_LIMIT`].
+/// The leads routes, registered with their descriptions; a lead file may
+/// be up to [`LEADS_BODY_LIMIT`], one lead's change the API's 16 KiB.
 pub(crate) fn documented<S>() -> OpenApiRouter<S>
 where
     S: Clone + Send + Sync + 'static,
     Store: FromRef<S>,
     Arc<Shared>: FromRef<S>,
 {
+    // Each group its own limit: the innermost `DefaultBodyLimit` wins, so
+    // a lead file's limit on the whole router would also let a PATCH of
+    // one lead carry 16 MiB of fields past the API's 16 KiB.
     OpenApiRouter::new()
         .routes(routes!(leads_post, leads_export))
-        .routes(routes!(lead_get, lead_patch))
         .layer(DefaultBodyLimit::max(LEADS_BODY_LIMIT))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(lead_get, lead_patch))
+                .layer(DefaultBodyLimit::max(super::agents::BODY_LIMIT)),
+        )
 }
 
 #[cfg(test)]
