@@ -886,6 +886,16 @@ async fn leads_come_in_and_go_out_over_the_api() {
         .await
         .unwrap();
     assert_eq!(r.status(), 422);
+    // One lead's change is held to the API's 16 KiB, not to a lead file's
+    // 16 MiB.
+    let r = http
+        .patch(&lead)
+        .bearer_auth(&sup)
+        .json(&serde_json::json!({"fields": {"note": "x".repeat(64 * 1024)}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
     // An opted-out person is not called back.
     store
         .dnc_add(
@@ -1109,6 +1119,38 @@ async fn api_auth_by_role() {
                 Some("Bearer realm=\"dialler\"")
             );
         }
+    }
+    // A token presented and refused is named as the fault (RFC 6750 3.1);
+    // a token sent two ways at once is a malformed request (RFC 6750 2),
+    // even where the header's is valid.
+    let r = web
+        .get(format!("http://{http}/api/campaigns"))
+        .bearer_auth("dlr_nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(
+        r.headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
+        Some("Bearer realm=\"dialler\", error=\"invalid_token\"")
+    );
+    for path in ["/api/campaigns", "/api/events"] {
+        let r = web
+            .get(format!("http://{http}{path}?token={a1}"))
+            .bearer_auth(&a1)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{path}");
+        assert_eq!(
+            r.headers()
+                .get("www-authenticate")
+                .and_then(|v| v.to_str().ok()),
+            Some("Bearer realm=\"dialler\", error=\"invalid_request\""),
+            "{path}"
+        );
     }
     assert_eq!(
         req("GET", "/api/agents", Some(a1.clone()), None).await.0,

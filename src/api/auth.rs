@@ -148,7 +148,19 @@ pub const QUERY_TOKEN_PATHS: [&str; 2] = ["/api/events", "/api/live/stream"];
 /// The token a request presents, from the header or (on the event-stream
 /// routes only) the query string.
 fn presented(parts: &Parts) -> Result<Option<String>, ApiError> {
+    let query = parts.uri.query().unwrap_or("");
+    let in_query = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("token="))
+        .map(str::to_string);
     if let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) {
+        // One way only (RFC 6750 2): a token in the header and another in
+        // the address is a malformed request, not a header that wins.
+        if in_query.is_some() {
+            return Err(ApiError::invalid_request(
+                "a token both in the Authorization header and in the query string",
+            ));
+        }
         let value = value
             .to_str()
             .map_err(|_| ApiError::unauthorized("the Authorization header is not text"))?;
@@ -160,11 +172,7 @@ fn presented(parts: &Parts) -> Result<Option<String>, ApiError> {
             .ok_or_else(|| ApiError::unauthorized("use Authorization: Bearer TOKEN"))?;
         return Ok(Some(token.trim().to_string()));
     }
-    let query = parts.uri.query().unwrap_or("");
-    let token = query
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("token="))
-        .map(str::to_string);
+    let token = in_query;
     if token.is_some() && !QUERY_TOKEN_PATHS.contains(&parts.uri.path()) {
         return Err(ApiError::unauthorized(
             "a token in the query string is taken only by the event streams; use Authorization: Bearer TOKEN",
@@ -185,7 +193,7 @@ where
             return Err(ApiError::unauthorized("no bearer token"));
         };
         if token.is_empty() || token.len() > 200 {
-            return Err(ApiError::unauthorized("unknown or revoked token"));
+            return Err(ApiError::invalid_token("unknown or revoked token"));
         }
         let store = Store::from_ref(state);
         match authenticate(&store, &token).await {
@@ -196,7 +204,7 @@ where
                 }
                 Ok(Authenticated(p, slot))
             }
-            Ok(None) => Err(ApiError::unauthorized("unknown or revoked token")),
+            Ok(None) => Err(ApiError::invalid_token("unknown or revoked token")),
             Err(e) => Err(ApiError::internal(e)),
         }
     }

@@ -216,6 +216,9 @@ pub struct ApiError {
     pub message: String,
     /// The request field at fault, if one is.
     pub field: Option<String>,
+    /// The bearer-token error code the `WWW-Authenticate` header names
+    /// (RFC 6750 3.1), if the error is about the token.
+    pub bearer_error: Option<&'static str>,
 }
 
 /// What went wrong, in every error body.
@@ -271,6 +274,7 @@ impl ApiError {
             status,
             message: message.into(),
             field: None,
+            bearer_error: None,
         }
     }
 
@@ -288,6 +292,24 @@ impl ApiError {
     /// 401: no token, or one that is unknown or revoked.
     pub fn unauthorized(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, message)
+    }
+
+    /// 401 for a token that was presented and is not valid (unknown,
+    /// revoked, malformed): `error="invalid_token"` (RFC 6750 3.1).
+    pub fn invalid_token(message: impl Into<String>) -> ApiError {
+        ApiError {
+            bearer_error: Some("invalid_token"),
+            ..ApiError::unauthorized(message)
+        }
+    }
+
+    /// 400 for a request that presents its token more than one way:
+    /// `error="invalid_request"` (RFC 6750 2 and 3.1).
+    pub fn invalid_request(message: impl Into<String>) -> ApiError {
+        ApiError {
+            bearer_error: Some("invalid_request"),
+            ..ApiError::bad_request(message)
+        }
     }
 
     /// 403: a valid token whose role may not do this.
@@ -323,12 +345,18 @@ impl IntoResponse for ApiError {
             status: self.status.as_u16(),
         };
         let mut r = (self.status, Json(body)).into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
+        if self.status == StatusCode::UNAUTHORIZED || self.bearer_error.is_some() {
             // A 401 names the scheme that would do (RFC 9110 15.5.2, RFC
-            // 6750 3).
+            // 6750 3), and the token's fault when one was presented; a
+            // request with no token gets no error code (RFC 6750 3.1).
+            let value = match self.bearer_error {
+                Some("invalid_token") => "Bearer realm=\"dialler\", error=\"invalid_token\"",
+                Some("invalid_request") => "Bearer realm=\"dialler\", error=\"invalid_request\"",
+                _ => "Bearer realm=\"dialler\"",
+            };
             r.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Bearer realm=\"dialler\""),
+                axum::http::HeaderValue::from_static(value),
             );
         }
         if self.status == StatusCode::TOO_MANY_REQUESTS {
@@ -373,6 +401,22 @@ mod tests {
             r.headers()
                 .get(axum::http::header::WWW_AUTHENTICATE)
                 .is_none()
+        );
+        let r = ApiError::invalid_token("revoked").into_response();
+        assert_eq!(r.status(), 401);
+        assert_eq!(
+            r.headers()
+                .get(axum::http::header::WWW_AUTHENTICATE)
+                .map(|v| v.as_bytes()),
+            Some(&b"Bearer realm=\"dialler\", error=\"invalid_token\""[..])
+        );
+        let r = ApiError::invalid_request("two ways").into_response();
+        assert_eq!(r.status(), 400);
+        assert_eq!(
+            r.headers()
+                .get(axum::http::header::WWW_AUTHENTICATE)
+                .map(|v| v.as_bytes()),
+            Some(&b"Bearer realm=\"dialler\", error=\"invalid_request\""[..])
         );
     }
 
