@@ -273,14 +273,16 @@ async fn disposition_totals_count_contacts_conversions_and_revenue(store: Store)
         .upsert_campaign(&campaign("in-insurance-renewal"), 0)
         .await
         .expect("campaign");
-    store
-        .insert_leads(id, &[lead(1, Some("Asia/Kolkata"))], 0)
-        .await
-        .expect("insert");
-    let l = lead_row(&store, id, 1).await;
-    let attempt = start(&store, id, &l, 0).await;
-    let d = |code: &str, conversion, contact, amount, at| NewDisposition {
-        attempt_id: attempt,
+    let leads: Vec<_> = (1..=5).map(|i| lead(i, Some("Asia/Kolkata"))).collect();
+    store.insert_leads(id, &leads, 0).await.expect("insert");
+    // One call per disposition: a call has at most one.
+    let mut attempts = Vec::new();
+    for i in 1..=5 {
+        let l = lead_row(&store, id, i).await;
+        attempts.push(start(&store, id, &l, 0).await);
+    }
+    let d = |code: &str, conversion, contact, amount, at: i64| NewDisposition {
+        attempt_id: attempts[(at / 100 - 1) as usize],
         campaign_id: id,
         agent_id: "agent-7".into(),
         code: code.into(),
@@ -313,6 +315,68 @@ async fn disposition_totals_count_contacts_conversions_and_revenue(store: Store)
     );
 }
 store_test!(disposition_totals_count_contacts_conversions_and_revenue);
+
+/// A call has one disposition, whichever node records it first: a second
+/// is refused by the store (not a second conversion); and an opt-out for a
+/// call whose person was erased during the wrap-up is recorded (erasure
+/// already keeps the number from every dial), not an error.
+async fn a_call_has_one_disposition_and_an_erased_persons_opt_out_is_recorded(store: Store) {
+    let id = store
+        .upsert_campaign(&campaign("in-insurance-renewal"), 0)
+        .await
+        .expect("campaign");
+    let leads: Vec<_> = (1..=2).map(|i| lead(i, Some("Asia/Kolkata"))).collect();
+    store.insert_leads(id, &leads, 0).await.expect("insert");
+    let l1 = lead_row(&store, id, 1).await;
+    let l2 = lead_row(&store, id, 2).await;
+    let a1 = start(&store, id, &l1, 0).await;
+    let a2 = start(&store, id, &l2, 0).await;
+    let d = |attempt, code: &str, conversion, dnc| NewDisposition {
+        attempt_id: attempt,
+        campaign_id: id,
+        agent_id: "agent-7".into(),
+        code: code.into(),
+        conversion,
+        contact: true,
+        dnc,
+        callback_at: None,
+        amount_minor: conversion.then_some(1_000),
+        wrapup_ms: None,
+        created_at: 100,
+        notes: None,
+        personal: false,
+    };
+    store
+        .record_disposition(&d(a1, "RENEWED", true, false))
+        .await
+        .expect("first");
+    let again = store
+        .record_disposition(&d(a1, "RENEWED", true, false))
+        .await;
+    assert!(
+        matches!(again, Err(StoreError::AlreadyDisposed { attempt }) if attempt == a1),
+        "{again:?}"
+    );
+    let t = store
+        .disposition_totals(id, 0, 1_000)
+        .await
+        .expect("totals");
+    assert_eq!((t.total, t.conversions, t.revenue_minor), (1, 1, 1_000));
+    store
+        .erase_number(&l2.phone, "hash-2", 50)
+        .await
+        .expect("erase");
+    store
+        .record_disposition(&d(a2, "DNC", false, true))
+        .await
+        .expect("an erased person's opt-out");
+    let t = store
+        .disposition_totals(id, 0, 1_000)
+        .await
+        .expect("totals");
+    assert_eq!(t.total, 2);
+}
+store_test!(a_call_has_one_disposition_and_an_erased_persons_opt_out_is_recorded);
 
 async fn ledger_windows_are_half_open_and_per_campaign(store: Store) {
     let a = store
@@ -500,7 +564,9 @@ async fn a_callback_disposition_reschedules_the_lead_for_the_agreed_time(store: 
 store_test!(a_callback_disposition_reschedules_the_lead_for_the_agreed_time);
 
 /// Crash recovery for a node: its calls in flight end `interrupted`, their
-/// leads wait until the retry time, a person who answered and was never
+/// leads wait until the retry time (a lead whose person was put through
+/// to an agent is done, as after any connected call), a person who
+/// answered and was never
 /// put through enters the ledger as an abandon (once, however often
 /// recovery runs), and another node's calls are left alone.
 async fn recovery_closes_a_nodes_calls_and_counts_an_unbridged_answer_as_abandoned(store: Store) {
@@ -554,11 +620,18 @@ async fn recovery_closes_a_nodes_calls_and_counts_an_unbridged_answer_as_abandon
             .find(|a| a.id == *attempt)
             .expect("attempt");
         let l = lead_row(&store, c, 20 + i as u64).await;
-        if i < 2 {
+        if i == 0 {
             assert_eq!(a.outcome.as_deref(), Some("interrupted"), "attempt {i}");
             assert_eq!(a.ended_at, Some(10_000));
             assert_eq!(l.status, "retry");
             assert_eq!(l.next_attempt_at, Some(3_610_000));
+        } else if i == 1 {
+            // Put through to an agent: the person was reached, so the
+            // crash does not make them a lead to call again.
+            assert_eq!(a.outcome.as_deref(), Some("interrupted"), "attempt {i}");
+            assert_eq!(a.ended_at, Some(10_000));
+            assert_eq!(l.status, "done");
+            assert_eq!(l.next_attempt_at, None);
         } else {
             assert_eq!(a.outcome, None, "another node's call is left alone");
             assert_eq!(l.status, "dialling");

@@ -1,6 +1,7 @@
 //! Start-up recovery of what a crash of the same node left: attempts in
 //! flight become `interrupted` (their leads wait the retry delay
-//! [`crate::policy::retry_delay`] gives an interrupted call; a person who
+//! [`crate::policy::retry_delay`] gives an interrupted call, or are done
+//! if the person had been put through to an agent; a person who
 //! had answered and was never put through enters the ledger as an
 //! abandon), open agent intervals are closed (all at the node's last
 //! heartbeat, so downtime is not counted), and the abandonment ledger

@@ -375,7 +375,8 @@ impl Store {
     /// Crash recovery for `node` in a campaign: its attempts still in
     /// flight end as `interrupted` at `now` (a human answer never bridged
     /// also enters the ledger as an abandon), their leads go back to `retry`
-    /// no earlier than `retry_at`, and its unused claims are released.
+    /// no earlier than `retry_at` (or to `done` where the person had been
+    /// put through to an agent), and its unused claims are released.
     /// Returns how many attempts were closed.
     pub async fn recover_node(
         &self,
@@ -386,8 +387,16 @@ impl Store {
     ) -> Result<u64, StoreError> {
         const ATTEMPTS: &str = "UPDATE call_attempts SET outcome = 'interrupted',
                  ended_at = CASE WHEN started_at > $3 THEN started_at ELSE $3 END
-             WHERE campaign_id = $1 AND node = $2 AND outcome IS NULL RETURNING lead_id";
+             WHERE campaign_id = $1 AND node = $2 AND outcome IS NULL
+             RETURNING lead_id, connected_at";
         const LEAD: &str = "UPDATE leads SET status = 'retry', next_attempt_at = $2,
+                 last_outcome = 'interrupted', claim_owner = NULL, claimed_at = NULL
+             WHERE id = $1 AND status IN ('dialling', 'claimed')";
+        // A person already put through to an agent has been reached: the
+        // lead is done, as after any connected call (`policy::after_attempt`),
+        // crash or not; only a disposition the agent still records (a
+        // callback, an opt-out) changes it after this.
+        const LEAD_REACHED: &str = "UPDATE leads SET status = 'done', next_attempt_at = NULL,
                  last_outcome = 'interrupted', claim_owner = NULL, claimed_at = NULL
              WHERE id = $1 AND status IN ('dialling', 'claimed')";
         // A person who answered and was never put through to an agent was
@@ -400,14 +409,19 @@ impl Store {
                 .bind(node)
                 .execute(&mut *tx)
                 .await?;
-            let leads: Vec<Option<i64>> = sqlx::query_scalar(ATTEMPTS)
+            let leads: Vec<(Option<i64>, Option<i64>)> = sqlx::query_as(ATTEMPTS)
                 .bind(campaign_id)
                 .bind(node)
                 .bind(now)
                 .fetch_all(&mut *tx)
                 .await?;
-            for lead in leads.iter().flatten() {
-                sqlx::query(LEAD).bind(*lead).bind(retry_at).execute(&mut *tx).await?;
+            for (lead, connected_at) in &leads {
+                let Some(lead) = lead else { continue };
+                if connected_at.is_some() {
+                    sqlx::query(LEAD_REACHED).bind(*lead).execute(&mut *tx).await?;
+                } else {
+                    sqlx::query(LEAD).bind(*lead).bind(retry_at).execute(&mut *tx).await?;
+                }
             }
             tx.commit().await?;
             leads.len() as u64
