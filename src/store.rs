@@ -63,6 +63,13 @@ pub enum StoreError {
         /// This node.
         node: String,
     },
+    /// The call already has its disposition (one per call, recorded on
+    /// whichever node came first).
+    #[error("call {attempt} already has a disposition")]
+    AlreadyDisposed {
+        /// The call attempt.
+        attempt: i64,
+    },
     /// A row the store does not know.
     #[error("{what} {id} not found")]
     NotFound {
@@ -1012,7 +1019,13 @@ impl Store {
                 .bind(d.created_at)
                 .bind(d.notes.as_deref())
                 .fetch_one(&mut *tx)
-                .await?;
+                .await
+                .map_err(|e| match &e {
+                    sqlx::Error::Database(db) if db.is_unique_violation() => {
+                        StoreError::AlreadyDisposed { attempt: d.attempt_id }
+                    }
+                    _ => StoreError::Db(e),
+                })?;
             if let Some(at) = d.callback_at.filter(|_| !d.dnc) {
                 sqlx::query(CALLBACK)
                     .bind(d.attempt_id)
@@ -1026,17 +1039,23 @@ impl Store {
                     .bind(d.attempt_id)
                     .fetch_optional(&mut *tx)
                     .await?;
-                let Some(Some(phone)) = phone else {
+                let Some(phone) = phone else {
                     return Err(StoreError::NotFound { what: "call attempt", id: d.attempt_id });
                 };
-                sqlx::query(DNC_INSERT_REQUEST)
-                    .bind(SCOPE_INTERNAL)
-                    .bind(phone.as_str())
-                    .bind(d.created_at)
-                    .bind("disposition")
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(DNC_MARK_LEADS).bind(phone.as_str()).execute(&mut *tx).await?;
+                // No number: the person was erased while the agent wrapped
+                // up, and erasure already keeps the number from every dial
+                // (its suppression digest); the opt-out is recorded as a
+                // disposition and there is no number to list.
+                if let Some(phone) = phone {
+                    sqlx::query(DNC_INSERT_REQUEST)
+                        .bind(SCOPE_INTERNAL)
+                        .bind(phone.as_str())
+                        .bind(d.created_at)
+                        .bind("disposition")
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(DNC_MARK_LEADS).bind(phone.as_str()).execute(&mut *tx).await?;
+                }
             }
             if let Some(ctx) = webhook_context!(&mut *tx, d.attempt_id)? {
                 let data = serde_json::json!({

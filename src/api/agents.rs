@@ -951,6 +951,19 @@ async fn disposition(
     // Durable before the agent is made ready.
     let id = match s.shared.store.record_disposition(&rec).await {
         Ok(id) => id,
+        Err(crate::store::StoreError::AlreadyDisposed { .. }) => {
+            // Recorded meanwhile through another node (its pending route):
+            // one disposition per call, so this one is refused, and the
+            // agent's wrap-up for the call is over all the same.
+            let _ = h.tx.send(Input::WrapUpDone {
+                agent: agent.clone(),
+                contact: false,
+                conversion: false,
+            });
+            return Err(ApiError::conflict(
+                "the call already has a disposition (recorded elsewhere); this one is not recorded",
+            ));
+        }
         Err(e) => {
             unclaim(&s);
             return Err(ApiError::internal(e));
@@ -1161,7 +1174,13 @@ async fn pending_disposition_record(
         .store
         .record_disposition(&rec)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(|e| match e {
+            // Another node recorded it between the check and the insert.
+            crate::store::StoreError::AlreadyDisposed { .. } => {
+                ApiError::conflict("the call already has a disposition")
+            }
+            e => ApiError::internal(e),
+        })?;
     Ok(Json(DispositionDone {
         ok: true,
         disposition_id: id,
