@@ -375,6 +375,46 @@ async fn registry_days_left(running: &service::Running) -> (f64, String) {
     (left, text)
 }
 
+/// A second process under a running node's name is refused at its start
+/// (it would take the first's calls for a crash's leftovers and end them,
+/// and the two would spend one node's share of the allowance each); a
+/// recent beat under the name that does not move (the node's own, before
+/// a crash) does not stop a restart.
+#[tokio::test(start_paused = true)]
+async fn a_second_process_under_a_running_nodes_name_is_refused() {
+    let (store, _dir) = common::sqlite_store().await;
+    let (first, stop_first) = quiet_service(&store).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let camp = dialler::campaign::find(&campaigns_dir(), "uk-broadband").unwrap();
+    let mut cfg = ServiceConfig::new(store.clone(), vec![camp], Default::default());
+    cfg.clock = dialler::clock::Clock::starting_at(tuesday());
+    cfg.provider = Some("127.0.0.1:9".parse().unwrap());
+    cfg.sip_bind = "127.0.0.1:0".parse().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let second = service::start(cfg, listener, std::future::pending()).await;
+    match second {
+        Err(service::ServiceError::NodeInUse { node, .. }) => assert_eq!(node, "local"),
+        Err(e) => panic!("refused for another reason: {e}"),
+        Ok(_) => panic!("a second process under the name \"local\" started"),
+    }
+    // The first runs on: its API answers.
+    let (code, _) = client::request(first.http, "GET", "/metrics", None, None)
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    let _ = stop_first.send(());
+    first.wait().await.unwrap();
+    // A beat left by a crash moments ago: the restart goes ahead.
+    let c = store.campaign_id("uk-broadband").await.unwrap().unwrap();
+    store
+        .campaign_heartbeat(c, "local", tuesday().timestamp_millis())
+        .await
+        .unwrap();
+    let (again, stop) = quiet_service(&store).await;
+    let _ = stop.send(());
+    again.wait().await.unwrap();
+}
+
 /// A node that died mid-call and never comes back: the running node's
 /// cluster sync enters the person it left unbridged in the ledger as an
 /// abandon once the dead node has been silent for the lapse (10 s), not

@@ -93,6 +93,55 @@ pub enum ServiceError {
     /// A campaign's provider URI is not dialable and no provider was given.
     #[error("campaign {0}: {1}")]
     Provider(String, String),
+    /// Another process is running under this node's name: starting would
+    /// take its calls for a crash's leftovers (ending them), and the two
+    /// would count as one node of the cluster, each spending the whole
+    /// allowance.
+    #[error(
+        "node {node:?} is already running (it beat in the store {ago_ms} ms ago and again while this one waited): give this process another --node"
+    )]
+    NodeInUse {
+        /// The node name.
+        node: String,
+        /// How long before this start it had beaten.
+        ago_ms: i64,
+    },
+}
+
+/// How long a start watches a recent heartbeat under its own node name
+/// for a second one: over twice [`CLUSTER_SYNC`], so a live process beats
+/// within it, while a crashed one's last beat stays where it was.
+pub const NAMESAKE_WATCH: Duration = Duration::from_millis(2_500);
+
+/// Refuses to start a node whose name another live process uses. A node's
+/// recovery takes every open call, claim and agent lease under its name
+/// for a crash's leftovers, and nodes are told apart in the cluster (its
+/// ledger, its share of the allowance) by name alone: two processes under
+/// one name would end each other's calls and each spend the whole
+/// allowance. A beat under this name within [`CLUSTER_LAPSE`] may be this
+/// node's own before a crash, so the start waits [`NAMESAKE_WATCH`] and
+/// looks again: a beat that moved meanwhile is another process.
+async fn refuse_a_live_namesake(
+    store: &Store,
+    node: &str,
+    clock: &crate::clock::Clock,
+) -> Result<(), ServiceError> {
+    let Some(beat) = store.node_last_beat(node).await? else {
+        return Ok(());
+    };
+    let lapse = i64::try_from(CLUSTER_LAPSE.as_millis()).unwrap_or(i64::MAX);
+    let ago_ms = clock.now().ms().saturating_sub(beat);
+    if ago_ms > lapse {
+        return Ok(());
+    }
+    tokio::time::sleep(NAMESAKE_WATCH).await;
+    match store.node_last_beat(node).await? {
+        Some(again) if again > beat => Err(ServiceError::NodeInUse {
+            node: node.to_owned(),
+            ago_ms,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// How many recent events are kept for streams that resume.
@@ -789,6 +838,7 @@ pub async fn start(
     } else {
         cfg.store.clone()
     };
+    refuse_a_live_namesake(&store, &cfg.node, &clock).await?;
     let now = clock.now().ms();
     let http_addr = listener.local_addr()?;
     let media_ip = match cfg.sip_bind.ip() {
