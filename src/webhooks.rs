@@ -423,7 +423,7 @@ impl Deliverer {
         let now = self.clock.now().ms();
         let outcome = if error.is_none() {
             TryOutcome::Delivered
-        } else if now - item.created_at >= crate::clock::duration_ms(GIVE_UP_AFTER) {
+        } else if now - item.tries_from >= crate::clock::duration_ms(GIVE_UP_AFTER) {
             TryOutcome::GaveUp
         } else {
             let attempts = u32::try_from(item.attempts).unwrap_or(u32::MAX);

@@ -370,7 +370,8 @@ fn always_down(_: u32) -> Answer {
 }
 
 /// An event undelivered for 72 hours is given up (still in the log, and
-/// replayable); a removed subscription gets nothing more.
+/// replayable: a replay's tries get 72 hours of their own); a removed
+/// subscription gets nothing more.
 async fn old_events_are_given_up_and_removed_subscriptions_get_nothing(store: Store) {
     let now = chrono::Utc::now().timestamp_millis();
     let c = store
@@ -401,6 +402,22 @@ async fn old_events_are_given_up_and_removed_subscriptions_get_nothing(store: St
     );
     assert_eq!(failed[0].last_status, Some(503));
     assert_eq!(rx.0.lock().unwrap().requests, 1);
+    // Replayed, it gets a new run of tries: a failure now is retried on
+    // the back-off, not given up at once for the event's age.
+    store
+        .webhook_replay(&Replay::Event(failed[0].id), &by(now))
+        .await
+        .unwrap();
+    assert_eq!(deliverer.round().await.unwrap(), 1);
+    assert_eq!(rx.0.lock().unwrap().requests, 2);
+    assert!(
+        store
+            .webhook_log(Some(sub), Some("failed"), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a replayed event given up at its first failure"
+    );
     // Removed: its events are not sent, even replayed.
     assert!(store.webhook_remove(sub, &by(now)).await.unwrap());
     assert!(!store.webhook_remove(sub, &by(now)).await.unwrap());
@@ -416,7 +433,11 @@ async fn old_events_are_given_up_and_removed_subscriptions_get_nothing(store: St
         .unwrap();
     one_call(&store, c, 2, now, true).await;
     assert_eq!(deliverer.round().await.unwrap(), 0);
-    assert_eq!(rx.0.lock().unwrap().requests, 1);
+    assert_eq!(
+        rx.0.lock().unwrap().requests,
+        2,
+        "nothing after the removal"
+    );
     let subs = store.webhooks().await.unwrap();
     assert!(subs[0].removed_at.is_some());
 }

@@ -54,6 +54,9 @@ pub struct OutboxItem {
     pub payload: String,
     /// When it happened (ms).
     pub created_at: i64,
+    /// When its current run of tries began (ms): `created_at`, or its last
+    /// replay; delivery gives up [`crate::webhooks::GIVE_UP_AFTER`] later.
+    pub tries_from: i64,
     /// Tries so far.
     pub attempts: i64,
     /// The receiver.
@@ -217,8 +220,8 @@ impl Store {
              WHERE o.delivered_at IS NULL AND o.failed_at IS NULL AND o.next_attempt_at <= $3
                AND (o.claimed_until IS NULL OR o.claimed_until < $3) AND s.removed_at IS NULL
              ORDER BY o.next_attempt_at, o.id LIMIT $4";
-        const DETAILS: &str =
-            "SELECT o.id, o.event, o.payload, o.created_at, o.attempts, s.url, s.secret
+        const DETAILS: &str = "SELECT o.id, o.event, o.payload, o.created_at,
+                 COALESCE(o.retry_from, o.created_at), o.attempts, s.url, s.secret
              FROM webhook_outbox o JOIN webhook_subscriptions s ON s.id = o.subscription_id
              WHERE o.claimed_by = $1 AND o.claimed_until = $2 ORDER BY o.id";
         let until = now + lease_ms;
@@ -247,7 +250,7 @@ impl Store {
                  WHERE id IN ({DUE} FOR UPDATE OF o SKIP LOCKED)"
             ),
         };
-        type Row = (i64, String, String, i64, i64, String, String);
+        type Row = (i64, String, String, i64, i64, i64, String, String);
         let rows: Vec<Row> = with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             sqlx::query(sqlx::AssertSqlSafe(claim.clone()))
@@ -268,11 +271,12 @@ impl Store {
         Ok(rows
             .into_iter()
             .map(
-                |(id, event, payload, created_at, attempts, url, secret)| OutboxItem {
+                |(id, event, payload, created_at, tries_from, attempts, url, secret)| OutboxItem {
                     id,
                     event,
                     payload,
                     created_at,
+                    tries_from,
                     attempts,
                     url,
                     secret,
@@ -396,11 +400,14 @@ impl Store {
     /// and body, so a receiver keeping idempotency keys takes them once):
     /// due at `by.at`. Audited; returns how many.
     pub async fn webhook_replay(&self, what: &Replay, by: &AuditEntry) -> Result<u64, StoreError> {
+        // A replay starts a new run of tries: its give-up time counts from
+        // now, not from the event (an event older than that would be given
+        // up at its first failure).
         const ONE: &str = "UPDATE webhook_outbox SET delivered_at = NULL, failed_at = NULL,
-                 next_attempt_at = $2, claimed_by = NULL, claimed_until = NULL
+                 next_attempt_at = $2, retry_from = $2, claimed_by = NULL, claimed_until = NULL
              WHERE id = $1";
         const SINCE: &str = "UPDATE webhook_outbox SET delivered_at = NULL, failed_at = NULL,
-                 next_attempt_at = $2, claimed_by = NULL, claimed_until = NULL
+                 next_attempt_at = $2, retry_from = $2, claimed_by = NULL, claimed_until = NULL
              WHERE subscription_id = $1 AND created_at >= $3";
         let (subject, detail) = match what {
             Replay::Event(id) => (format!("webhook event {id}"), String::new()),
