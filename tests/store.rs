@@ -1351,7 +1351,7 @@ async fn a_kept_callback_is_claimed_by_its_agents_node_until_the_grace(store: St
     // n1 holds it past the claim lease, its heartbeat beating: n2 may
     // not take it even once the grace is over.
     store
-        .claims_heartbeat("n1", DUE + GRACE)
+        .claims_heartbeat("n1", &[id], DUE + GRACE)
         .await
         .expect("heartbeat");
     let n2 = store
@@ -1378,6 +1378,51 @@ async fn a_kept_callback_is_claimed_by_its_agents_node_until_the_grace(store: St
     assert!(ids(&n3).contains(&l.id), "{:?}", ids(&n3));
 }
 store_test!(a_kept_callback_is_claimed_by_its_agents_node_until_the_grace);
+
+/// A node's heartbeat keeps its claims only in the campaigns it runs: a
+/// restart that no longer runs a campaign leaves that campaign's claims to
+/// lapse (and be taken by another node), not kept for as long as it runs.
+async fn a_nodes_heartbeat_keeps_only_the_claims_of_the_campaigns_it_runs(store: Store) {
+    const LEASE: i64 = 300_000;
+    let x = store
+        .upsert_campaign(&campaign("in-insurance-renewal"), 0)
+        .await
+        .expect("campaign");
+    let mut other = campaign("in-insurance-renewal");
+    other.name = "in-other".into();
+    let y = store.upsert_campaign(&other, 0).await.expect("campaign");
+    for (c, i) in [(x, 1), (y, 2)] {
+        store
+            .insert_leads(c, &[lead(i, Some("Asia/Kolkata"))], 0)
+            .await
+            .expect("insert");
+        let held = store
+            .claim_leads(c, "n1", 1, 1_000, LEASE, 0)
+            .await
+            .expect("claim");
+        assert_eq!(held.len(), 1);
+    }
+    // n1 now runs x only, and beats past the lease.
+    assert_eq!(
+        store
+            .claims_heartbeat("n1", &[x], 1_000 + LEASE)
+            .await
+            .expect("heartbeat"),
+        1
+    );
+    let at = 1_000 + LEASE + LEASE / 2;
+    let in_x = store
+        .claim_leads(x, "n2", 1, at, LEASE, 0)
+        .await
+        .expect("claim");
+    assert!(in_x.is_empty(), "kept by n1's heartbeat");
+    let in_y = store
+        .claim_leads(y, "n2", 1, at, LEASE, 0)
+        .await
+        .expect("claim");
+    assert_eq!(in_y.len(), 1, "lapsed: n1 no longer runs it");
+}
+store_test!(a_nodes_heartbeat_keeps_only_the_claims_of_the_campaigns_it_runs);
 
 /// Leads go into the list they were imported into; a campaign dials only
 /// the lists a supervisor chose (every list when none was), except an

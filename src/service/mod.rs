@@ -1078,7 +1078,12 @@ pub async fn start(
                 if let Err(e) = shared.store.session_heartbeat(&shared.node, now).await {
                     tracing::warn!(error = %e, "refreshing agent session leases failed");
                 }
-                if let Err(e) = shared.store.claims_heartbeat(&shared.node, now).await {
+                let running: Vec<i64> = shared.campaigns.values().map(|h| h.id).collect();
+                if let Err(e) = shared
+                    .store
+                    .claims_heartbeat(&shared.node, &running, now)
+                    .await
+                {
                     tracing::warn!(error = %e, "refreshing lead claims failed");
                 }
             }

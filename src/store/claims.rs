@@ -136,7 +136,7 @@ impl Store {
     ) -> Result<Vec<ClaimedLead>, StoreError> {
         let stale = now.saturating_sub(lease_ms);
         let _held = self.hold_time();
-        let mut leads: Vec<Lead> = match &*self.backend {
+        let leads: Vec<Lead> = match &*self.backend {
             Backend::Postgres(pool) => {
                 let sql = format!(
                     "UPDATE leads SET status = 'claimed', claim_owner = $2, claimed_at = $3
@@ -179,6 +179,29 @@ impl Store {
         };
         // RETURNING gives no order.
         // Due callbacks first: a time agreed with the customer.
+        let claimed: Vec<i64> = leads.iter().map(|l| l.id).collect();
+        let details = self.claim_details(leads, now, callback_grace_ms).await;
+        if details.is_err() {
+            // The claims are committed but the caller gets none of them:
+            // given back now, or the node's heartbeat would keep them from
+            // every node for as long as it runs.
+            for id in claimed {
+                if let Err(e) = self.release_lead(id, node).await {
+                    tracing::warn!(lead = id, error = %e, "giving back a claim failed");
+                }
+            }
+        }
+        details
+    }
+
+    /// What a node needs of each lead it claimed, in dialling order: its
+    /// past attempts and the number's last abandon (the recall rule).
+    async fn claim_details(
+        &self,
+        mut leads: Vec<Lead>,
+        now: i64,
+        callback_grace_ms: i64,
+    ) -> Result<Vec<ClaimedLead>, StoreError> {
         leads.sort_by_key(|l| {
             (
                 l.last_outcome.as_deref() != Some("callback"),
@@ -496,19 +519,31 @@ impl Store {
 }
 
 impl Store {
-    /// Refreshes the claims `node` holds at `now` (its heartbeat): a lead
-    /// a live node keeps in its hopper longer than the claim lease is not
-    /// taken (and dialled) by another node; a dead node's claims lapse.
-    /// Returns how many.
-    pub async fn claims_heartbeat(&self, node: &str, now: i64) -> Result<u64, StoreError> {
+    /// Refreshes the claims `node` holds at `now` in the campaigns it runs
+    /// (its heartbeat): a lead a live node keeps in its hopper longer than
+    /// the claim lease is not taken (and dialled) by another node; a dead
+    /// node's claims lapse, and so do a live node's claims in a campaign
+    /// it no longer runs (a restart with fewer `--campaign`s), which
+    /// nothing of it would ever dial or give back. Returns how many.
+    pub async fn claims_heartbeat(
+        &self,
+        node: &str,
+        campaign_ids: &[i64],
+        now: i64,
+    ) -> Result<u64, StoreError> {
         const SQL: &str = "UPDATE leads SET claimed_at = $2
-             WHERE claim_owner = $1 AND status = 'claimed'";
-        Ok(with_pool!(self, pool => sqlx::query(SQL)
-            .bind(node)
-            .bind(now)
-            .execute(pool)
-            .await?
-            .rows_affected()))
+             WHERE claim_owner = $1 AND status = 'claimed' AND campaign_id = $3";
+        let mut n = 0;
+        for id in campaign_ids {
+            n += with_pool!(self, pool => sqlx::query(SQL)
+                .bind(node)
+                .bind(now)
+                .bind(*id)
+                .execute(pool)
+                .await?
+                .rows_affected());
+        }
+        Ok(n)
     }
 }
 
