@@ -908,18 +908,23 @@ impl Store {
     ) -> Result<(), StoreError> {
         const ATTEMPT: &str = "UPDATE call_attempts SET answered_at = $2, connected_at = $3,
                 ended_at = $4, outcome = $5, sip_code = $6, agent_id = $7, sip_codes = $8
-             WHERE id = $1 RETURNING lead_id";
+             WHERE id = $1 RETURNING lead_id, node";
         // A callback the agent already booked (the disposition can land
         // before this write) is kept, and so is an opt-out that came while
         // the call was out (a do-not-call entry, a DNC disposition in
         // another campaign): the call's end never makes the lead callable
-        // again.
+        // again. Nor does a late end move a lead that is no longer this
+        // call's: one another node has claimed since (after `node recover
+        // --force`, or a node cut off past the lease), or that has a newer
+        // attempt; that node's call decides it.
         const LEAD: &str = "UPDATE leads SET status = $2, next_attempt_at = $3, last_outcome = $4
              WHERE id = $1 AND status <> 'dnc'
-                 AND NOT (status = 'retry' AND last_outcome = 'callback')";
+                 AND NOT (status = 'retry' AND last_outcome = 'callback')
+                 AND (claim_owner IS NULL OR $5 IS NULL OR claim_owner = $5)
+                 AND NOT EXISTS (SELECT 1 FROM call_attempts n WHERE n.lead_id = $1 AND n.id > $6)";
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            let lead_id: Option<Option<i64>> = sqlx::query_scalar(ATTEMPT)
+            let row: Option<(Option<i64>, Option<String>)> = sqlx::query_as(ATTEMPT)
                 .bind(attempt_id)
                 .bind(end.answered_at)
                 .bind(end.connected_at)
@@ -930,7 +935,7 @@ impl Store {
                 .bind(end.sip_codes.as_deref())
                 .fetch_optional(&mut *tx)
                 .await?;
-            let Some(lead_id) = lead_id else {
+            let Some((lead_id, node)) = row else {
                 return Err(StoreError::NotFound { what: "call attempt", id: attempt_id });
             };
             if let Some(lead_id) = lead_id {
@@ -939,6 +944,8 @@ impl Store {
                     .bind(end.lead_status.as_str())
                     .bind(end.next_attempt_at)
                     .bind(end.outcome.as_str())
+                    .bind(node.as_deref())
+                    .bind(attempt_id)
                     .execute(&mut *tx)
                     .await?;
             }

@@ -1424,6 +1424,105 @@ async fn a_nodes_heartbeat_keeps_only_the_claims_of_the_campaigns_it_runs(store:
 }
 store_test!(a_nodes_heartbeat_keeps_only_the_claims_of_the_campaigns_it_runs);
 
+/// A call's late end (its node cut off past the lease, or recovered with
+/// `node recover --force` while still on the call) does not move a lead
+/// another node has claimed and is dialling since: that node's call
+/// decides it, and no third node is handed the person meanwhile.
+async fn a_late_end_does_not_move_a_lead_another_node_is_dialling(store: Store) {
+    const LEASE: i64 = 300_000;
+    let c = store
+        .upsert_campaign(&campaign("in-insurance-renewal"), 0)
+        .await
+        .expect("campaign");
+    store
+        .insert_leads(c, &[lead(1, Some("Asia/Kolkata"))], 0)
+        .await
+        .expect("insert");
+    let attempt_on = |node: &'static str, at: i64| {
+        let store = store.clone();
+        async move {
+            let held = store
+                .claim_leads(c, node, 1, at, LEASE, 0)
+                .await
+                .expect("claim");
+            assert_eq!(held.len(), 1, "{node} claims the lead");
+            let l = &held[0].lead;
+            store
+                .start_attempt_on(
+                    &NewAttempt {
+                        campaign_id: c,
+                        lead_id: l.id,
+                        phone: l.phone.clone(),
+                        started_at: at,
+                    },
+                    node,
+                    None,
+                )
+                .await
+                .expect("start")
+        }
+    };
+    let first = attempt_on("n1", 1_000).await;
+    // n1 is taken for dead: its calls closed, the lead given back.
+    store
+        .recover_node(c, "n1", 2_000, 2_000)
+        .await
+        .expect("recover");
+    let second = attempt_on("n2", 3_000).await;
+    // n1's end of its call lands late.
+    store
+        .finish_attempt(
+            first,
+            &AttemptEnd {
+                answered_at: None,
+                connected_at: None,
+                ended_at: 4_000,
+                outcome: "no_answer".into(),
+                sip_code: Some(487),
+                sip_codes: None,
+                agent_id: None,
+                lead_status: "retry".into(),
+                next_attempt_at: Some(4_000),
+            },
+        )
+        .await
+        .expect("finish");
+    let l = lead_row(&store, c, 1).await;
+    assert_eq!(l.status, "dialling", "n2's call is still out");
+    assert!(
+        store
+            .claim_leads(c, "n3", 1, 5_000, LEASE, 0)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "not handed to a third node"
+    );
+    // n2's own end moves it.
+    store
+        .finish_attempt(
+            second,
+            &AttemptEnd {
+                answered_at: None,
+                connected_at: None,
+                ended_at: 6_000,
+                outcome: "busy".into(),
+                sip_code: Some(486),
+                sip_codes: None,
+                agent_id: None,
+                lead_status: "retry".into(),
+                next_attempt_at: Some(9_000),
+            },
+        )
+        .await
+        .expect("finish");
+    let l = lead_row(&store, c, 1).await;
+    assert_eq!(
+        (l.status.as_str(), l.next_attempt_at),
+        ("retry", Some(9_000))
+    );
+}
+store_test!(a_late_end_does_not_move_a_lead_another_node_is_dialling);
+
 /// Leads go into the list they were imported into; a campaign dials only
 /// the lists a supervisor chose (every list when none was), except an
 /// agreed callback, which is dialled whatever its list; the choice is
