@@ -1205,7 +1205,22 @@ impl Store {
         from: i64,
         to: i64,
     ) -> Result<Vec<(i64, LedgerKind)>, StoreError> {
-        const SQL: &str = "SELECT at, kind FROM abandon_ledger WHERE campaign_id = $1 AND at >= $2 AND at < $3 ORDER BY at, id";
+        Ok(self
+            .ledger_rows_between(campaign_id, from, to)
+            .await?
+            .into_iter()
+            .map(|(_, at, kind)| (at, kind))
+            .collect())
+    }
+
+    /// [`Store::ledger_events`] with each row's id: (id, at, kind).
+    async fn ledger_rows_between(
+        &self,
+        campaign_id: i64,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, i64, LedgerKind)>, StoreError> {
+        const SQL: &str = "SELECT id, at, kind FROM abandon_ledger WHERE campaign_id = $1 AND at >= $2 AND at < $3 ORDER BY at, id";
         let rows = with_pool!(self, pool => sqlx::query(SQL)
             .bind(campaign_id)
             .bind(from)
@@ -1214,8 +1229,8 @@ impl Store {
             .await?
             .into_iter()
             .map(|r| {
-                let kind: String = r.try_get(1)?;
-                Ok((r.try_get(0)?, if kind == "abandon" { LedgerKind::Abandon } else { LedgerKind::HumanAnswer }))
+                let kind: String = r.try_get(2)?;
+                Ok((r.try_get(0)?, r.try_get(1)?, if kind == "abandon" { LedgerKind::Abandon } else { LedgerKind::HumanAnswer }))
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?);
         Ok(rows)
@@ -1230,14 +1245,29 @@ impl Store {
         window: Duration,
         now: crate::clock::Millis,
     ) -> Result<crate::compliance::ledger::Ledger, StoreError> {
+        Ok(self.ledger_with_ids(campaign_id, window, now).await?.0)
+    }
+
+    /// [`Store::ledger`] and the ids of the rows it was rebuilt from, in
+    /// one read: a feed that resumes after the rebuild must know exactly
+    /// which rows it holds (a row read by the rebuild but not known to be
+    /// would be counted again, a human answer among them on the unsafe
+    /// side).
+    pub async fn ledger_with_ids(
+        &self,
+        campaign_id: i64,
+        window: Duration,
+        now: crate::clock::Millis,
+    ) -> Result<(crate::compliance::ledger::Ledger, Vec<i64>), StoreError> {
         use crate::clock::Millis;
         use crate::compliance::ledger::{Event, Ledger};
-        let events = self
-            .ledger_events(campaign_id, now.minus(window).ms(), now.ms() + 1)
+        let rows = self
+            .ledger_rows_between(campaign_id, now.minus(window).ms(), now.ms() + 1)
             .await?;
-        Ok(Ledger::from_events(
+        let ids = rows.iter().map(|(id, _, _)| *id).collect();
+        let ledger = Ledger::from_events(
             window,
-            events.into_iter().map(|(t, k)| {
+            rows.into_iter().map(|(_, t, k)| {
                 (
                     Millis(t).utc(),
                     match k {
@@ -1247,7 +1277,8 @@ impl Store {
                 )
             }),
             now.utc(),
-        ))
+        );
+        Ok((ledger, ids))
     }
 
     /// Human answers and abandons in `[from, to)` ms.

@@ -912,6 +912,55 @@ async fn a_ledger_row_uncommitted_when_a_node_rebuilds_its_ledger_still_reaches_
     pg.drop_schema().await;
 }
 
+/// And a row that commits between the two reads of a node's start (the
+/// ids up to the last one, then the rebuild itself): the rebuild counts
+/// it, and the feed, resumed with the rebuild's own ids as recovery does,
+/// does not take it again (counted twice, a human answer would lower the
+/// abandonment rate).
+#[tokio::test]
+async fn a_ledger_row_committing_during_a_nodes_rebuild_is_counted_once() {
+    let Some((pg, store, c, raw)) = pg_campaign().await else {
+        return;
+    };
+    store
+        .ledger_append(c, None, LedgerKind::HumanAnswer, 4_000)
+        .await
+        .expect("append");
+    let (slow, slow_id) = abandon_left_uncommitted(&raw, c).await;
+    store
+        .ledger_append(c, None, LedgerKind::HumanAnswer, 6_000)
+        .await
+        .expect("append");
+    let last = store.ledger_last_id(c).await.expect("last");
+    let mut held = store
+        .ledger_ids_between(c, last - dialler::store::LEDGER_RESUME_IDS, last)
+        .await
+        .expect("ids");
+    assert!(!held.contains(&slow_id));
+    slow.commit().await.expect("commit");
+    let (ledger, rebuilt) = store
+        .ledger_with_ids(
+            c,
+            std::time::Duration::from_secs(86_400),
+            dialler::clock::Millis(10_000),
+        )
+        .await
+        .expect("rebuild");
+    assert_eq!(ledger.counts(), (2, 1), "the rebuild counts the late row");
+    assert!(rebuilt.contains(&slow_id));
+    held.extend(rebuilt);
+    held.sort_unstable();
+    held.dedup();
+    let mut feed = dialler::store::LedgerFeed::resuming(last, held, 10_000);
+    let rows = store
+        .ledger_rows_after(c, feed.floor(), "n3")
+        .await
+        .expect("rows");
+    assert!(feed.take(rows, 10_500).is_empty(), "no row twice");
+    raw.close().await;
+    pg.drop_schema().await;
+}
+
 /// A node that held a lead past its claim's lease (cut off from the store,
 /// then back) neither dials it once another node has taken it, nor gives
 /// that node's claim back, nor refuses it; the node that holds it dials.

@@ -79,20 +79,29 @@ pub async fn recover(
         };
         agents_closed += store.agent_state_end_all(&a, at).await?;
     }
-    // Read before the rows: a row another node writes in between is then
-    // counted twice (an abandon twice is the safe side), never missed.
+    // Read before the rows: a row another node writes in between is in
+    // the rebuild (and known to be, below), or read by the feed later,
+    // never missed.
     let ledger_last_id = store.ledger_last_id(campaign_id).await?;
-    // And the ids the rebuild will hold, before it: a row committing in
-    // between is then read again (counted twice), and one still
-    // uncommitted is not among them, so the feed takes it when it shows.
-    let ledger_recent_ids = store
+    // The ids the feed takes as held: those up to the last id (rows out of
+    // the window among them), and every row the rebuild itself read, in
+    // the same query as its events. A row that commits between the two
+    // reads is then held once, not fed again (a human answer counted
+    // twice would lower the abandonment rate); one still uncommitted at
+    // the rebuild is not among them, so the feed takes it when it shows.
+    let mut ledger_recent_ids = store
         .ledger_ids_between(
             campaign_id,
             ledger_last_id.saturating_sub(crate::store::LEDGER_RESUME_IDS),
             ledger_last_id,
         )
         .await?;
-    let ledger = store.ledger(campaign_id, c.abandon_window, now).await?;
+    let (ledger, rebuilt_ids) = store
+        .ledger_with_ids(campaign_id, c.abandon_window, now)
+        .await?;
+    ledger_recent_ids.extend(rebuilt_ids);
+    ledger_recent_ids.sort_unstable();
+    ledger_recent_ids.dedup();
     let history = store
         .pacing_history(
             campaign_id,
