@@ -271,7 +271,7 @@ pub use compliance::{DndImportRecord, DndVersion, SOURCE_IMPORT};
 pub use controls::LeadList;
 pub use erase::ErasureCounts;
 pub use history::{PacingHistory, PastAttemptRow, PastDispositionRow};
-pub use lead_api::{AttemptHistory, LeadChange, LeadChangeRefused, LeadView};
+pub use lead_api::{AttemptHistory, IDEMPOTENCY_LEASE_MS, LeadChange, LeadChangeRefused, LeadView};
 pub use legs::{LegKind, StoredLeg};
 pub use phones::AgentPhone;
 pub use report::{AgentCalls, AgentDispositions, AgentStateTime, BucketCounts, ReportData};

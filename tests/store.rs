@@ -1572,6 +1572,70 @@ async fn a_late_end_does_not_move_a_lead_another_node_is_dialling(store: Store) 
 }
 store_test!(a_late_end_does_not_move_a_lead_another_node_is_dialling);
 
+/// An `Idempotency-Key` whose first request never finished (its process
+/// died before storing the answer) is not refused for ever: within the
+/// lease a repeat is told it still runs, after it the same request runs
+/// again; another request under the key is still told so.
+async fn an_idempotency_key_left_unfinished_is_taken_over_after_its_lease(store: Store) {
+    let c = store
+        .upsert_campaign(&campaign("in-insurance-renewal"), 0)
+        .await
+        .expect("campaign");
+    let lease = dialler::store::IDEMPOTENCY_LEASE_MS;
+    assert_eq!(
+        store
+            .idempotency_begin(c, "k1", "h1", 1_000)
+            .await
+            .expect("begin"),
+        None
+    );
+    assert_eq!(
+        store
+            .idempotency_begin(c, "k1", "h1", 2_000)
+            .await
+            .expect("begin"),
+        Some(("h1".to_string(), None)),
+        "still running"
+    );
+    assert_eq!(
+        store
+            .idempotency_begin(c, "k1", "h2", 2_000 + lease)
+            .await
+            .expect("begin"),
+        Some(("h1".to_string(), None)),
+        "another request under the key"
+    );
+    assert_eq!(
+        store
+            .idempotency_begin(c, "k1", "h1", 2_000 + lease)
+            .await
+            .expect("begin"),
+        None,
+        "taken over"
+    );
+    assert_eq!(
+        store
+            .idempotency_begin(c, "k1", "h1", 3_000 + lease)
+            .await
+            .expect("begin"),
+        Some(("h1".to_string(), None)),
+        "the new run holds it"
+    );
+    store
+        .idempotency_finish(c, "k1", Some("{}"))
+        .await
+        .expect("finish");
+    assert_eq!(
+        store
+            .idempotency_begin(c, "k1", "h1", 10 * lease)
+            .await
+            .expect("begin"),
+        Some(("h1".to_string(), Some("{}".to_string()))),
+        "a finished answer is kept"
+    );
+}
+store_test!(an_idempotency_key_left_unfinished_is_taken_over_after_its_lease);
+
 /// Leads go into the list they were imported into; a campaign dials only
 /// the lists a supervisor chose (every list when none was), except an
 /// agreed callback, which is dialled whatever its list; the choice is

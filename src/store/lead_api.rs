@@ -108,6 +108,11 @@ pub enum LeadChangeRefused {
     Status(String),
 }
 
+/// How long a request with an `Idempotency-Key` may run before a repeat
+/// takes it for one that never finished (see [`Store::idempotency_begin`]):
+/// far longer than any import of the API's largest body takes.
+pub const IDEMPOTENCY_LEASE_MS: i64 = 10 * 60 * 1000;
+
 impl Store {
     /// Lead `id` of campaign `campaign_id`.
     pub async fn lead_view(
@@ -203,7 +208,11 @@ impl Store {
     /// Starts a request with idempotency key `key`: `Ok(None)` when it is
     /// new (the caller runs it, then [`Store::idempotency_finish`]);
     /// `Ok(Some((hash, response)))` when the key was seen (response `None`
-    /// while the first request still runs).
+    /// while the first request still runs). A first request with no answer
+    /// after [`IDEMPOTENCY_LEASE_MS`] never finished (its process died, or
+    /// its answer could not be stored): the same request may run again
+    /// (an import is idempotent in its effect: rows already in are
+    /// duplicates), instead of a 409 for the key for ever.
     pub async fn idempotency_begin(
         &self,
         campaign_id: i64,
@@ -225,6 +234,21 @@ impl Store {
             .await?
             .rows_affected());
         if inserted > 0 {
+            return Ok(None);
+        }
+        const TAKE_OVER: &str = "UPDATE api_idempotency SET created_at = $4
+             WHERE campaign_id = $1 AND key = $2 AND request_sha256 = $3
+               AND response IS NULL AND created_at < $5";
+        let taken = with_pool!(self, pool => sqlx::query(TAKE_OVER)
+            .bind(campaign_id)
+            .bind(key)
+            .bind(request_sha256)
+            .bind(now)
+            .bind(now.saturating_sub(IDEMPOTENCY_LEASE_MS))
+            .execute(pool)
+            .await?
+            .rows_affected());
+        if taken > 0 {
             return Ok(None);
         }
         let row = with_pool!(self, pool => sqlx::query(READ)
