@@ -656,6 +656,46 @@ async fn an_agent_has_one_session_across_nodes() {
     n2.stop().await;
 }
 
+/// A node whose agent's session lease another node took (this node cut
+/// off from the store past the lapse, the agent logging in there) notices
+/// at its next heartbeat and logs the agent out here: an agent works on one
+/// node, and this one would go on putting calls through to them.
+#[tokio::test(start_paused = true)]
+async fn a_node_that_lost_an_agents_lease_logs_the_agent_out() {
+    let l = load("uk-broadband", tuesday(), 1).await;
+    let sb = Sandboxes::start(answering(Duration::from_secs(3600), 5)).await;
+    let n1 = start(&l, sb.provider, tuesday(), "n1", Duration::from_secs(5)).await;
+    let (id, tok) = &l.agents[0];
+    let phone = format!("sip:1@{}", sb.phones);
+    n1.provision(&l.supervisor, id, &phone).await;
+    let (c, v) = n1.login(id, tok, &phone).await;
+    assert_eq!(c, 200, "{v}");
+    let pause = format!("/api/agents/{id}/pause");
+    let body = json!({ "reason": "lunch" }).to_string();
+    let (c, v) = n1.req("POST", &pause, tok, Some(&body)).await;
+    assert_eq!(c, 200, "{v}");
+    // n2 takes the lease, as after n1's heartbeats lapsed.
+    let now = n1.clock.now().ms();
+    l.store.session_release(id, "n1").await.unwrap();
+    assert_eq!(
+        l.store
+            .session_acquire(id, "n2", "uk-broadband", now, 60_000)
+            .await
+            .unwrap(),
+        None
+    );
+    tokio::time::sleep(dialler::service::SESSION_HEARTBEAT + Duration::from_secs(1)).await;
+    let (c, v) = n1.req("POST", &pause, tok, Some(&body)).await;
+    assert_eq!(c, 409, "logged out on n1: {v}");
+    assert_eq!(
+        l.store.session_holder(id).await.unwrap().map(|(n, _)| n),
+        Some("n2".to_string()),
+        "n2's lease stays"
+    );
+    n1.stop().await;
+    sb.stop().await;
+}
+
 /// Every node's ledger is the campaign's: another node's human answers and
 /// abandons (here written straight to the store, as a node would) reach a
 /// running node's compliance window within a couple of seconds.

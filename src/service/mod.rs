@@ -108,6 +108,39 @@ pub enum ServiceError {
     },
 }
 
+/// Logs out here the agents whose session lease another node took (this
+/// node's heartbeats lapsed, cut off from the store, and the agent logged
+/// in there): an agent works on one node, and this one would otherwise go
+/// on putting calls through to them. `held` is what this node's heartbeat
+/// refreshed; an agent missing from it counts as lost only when another
+/// node holds its lease (a login here that committed after the heartbeat
+/// is not).
+async fn drop_lost_sessions(shared: &Arc<Shared>, held: &[String]) {
+    let serving: Vec<(String, String)> = match shared.sessions.lock() {
+        Ok(s) => s
+            .values()
+            .filter(|v| !held.contains(&v.agent))
+            .map(|v| (v.agent.clone(), v.campaign.clone()))
+            .collect(),
+        Err(_) => return,
+    };
+    for (agent, campaign) in serving {
+        let holder = match shared.store.session_holder(&agent).await {
+            Ok(Some((holder, _))) if holder != shared.node => holder,
+            _ => continue,
+        };
+        tracing::warn!(
+            agent = %agent,
+            holder = %holder,
+            "the agent's session lease was taken by another node: logged out here"
+        );
+        if let Some(h) = shared.campaigns.get(&campaign) {
+            let (reply, _) = tokio::sync::oneshot::channel();
+            let _ = h.tx.send(driver::Input::Logout { agent, reply });
+        }
+    }
+}
+
 /// How long a start watches a recent heartbeat under its own node name
 /// for a second one: over twice [`CLUSTER_SYNC`], so a live process beats
 /// within it, while a crashed one's last beat stays where it was.
@@ -1075,8 +1108,11 @@ pub async fn start(
             loop {
                 tokio::time::sleep(SESSION_HEARTBEAT).await;
                 let now = shared.clock.now().ms();
-                if let Err(e) = shared.store.session_heartbeat(&shared.node, now).await {
-                    tracing::warn!(error = %e, "refreshing agent session leases failed");
+                match shared.store.session_heartbeat(&shared.node, now).await {
+                    Ok(held) => drop_lost_sessions(&shared, &held).await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "refreshing agent session leases failed");
+                    }
                 }
                 let running: Vec<i64> = shared.campaigns.values().map(|h| h.id).collect();
                 if let Err(e) = shared

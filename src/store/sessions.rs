@@ -68,15 +68,16 @@ impl Store {
             .rows_affected()))
     }
 
-    /// Refreshes every lease `node` holds.
-    pub async fn session_heartbeat(&self, node: &str, now: i64) -> Result<(), StoreError> {
-        const SQL: &str = "UPDATE agent_sessions SET heartbeat_at = $2 WHERE node = $1";
-        with_pool!(self, pool => sqlx::query(SQL)
+    /// Refreshes every lease `node` holds; returns the agents whose leases
+    /// it holds (one missing that the node still serves was taken by
+    /// another node after this one's heartbeats lapsed).
+    pub async fn session_heartbeat(&self, node: &str, now: i64) -> Result<Vec<String>, StoreError> {
+        const SQL: &str =
+            "UPDATE agent_sessions SET heartbeat_at = $2 WHERE node = $1 RETURNING agent_id";
+        Ok(with_pool!(self, pool => sqlx::query_scalar(SQL)
             .bind(node)
             .bind(now)
-            .execute(pool)
-            .await
-            .map(|_| ())?);
-        Ok(())
+            .fetch_all(pool)
+            .await?))
     }
 }
