@@ -181,6 +181,16 @@ async fn an_agent_works_a_call_from_login_to_logout() {
         )
         .await;
     assert_eq!(none, json!([]));
+    // An agent naming another agent is refused, not answered with its own.
+    let (c, v) = live
+        .req(
+            "GET",
+            "/api/callbacks?campaign=uk-broadband&agent=agent99",
+            tok,
+            None,
+        )
+        .await;
+    assert_eq!(c, 403, "{v}");
     let (_, wb) = live.req("GET", "/api/wallboard", &l.supervisor, None).await;
     let board = &wb["campaigns"][0];
     assert_eq!(board["callbacks"][0]["due_at"].as_i64(), Some(back), "{wb}");

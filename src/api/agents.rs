@@ -327,6 +327,11 @@ async fn callbacks(
     let agent = if auth.0.can_supervise() {
         q.agent
     } else {
+        // An agent sees its own callbacks; naming another agent is a 403,
+        // as on every route (not a silent answer about someone else).
+        if let Some(other) = &q.agent {
+            auth.require_agent(other)?;
+        }
         Some(
             auth.0
                 .agent_id
