@@ -114,6 +114,9 @@ pub enum CallType {
     Transactional,
 }
 
+/// The longest duration a campaign file takes (a year and a day).
+const MAX_DURATION: Duration = Duration::from_secs(366 * 86_400);
+
 /// Call outcomes that a retry delay can be set for.
 pub const RETRY_OUTCOMES: [&str; 7] = [
     "busy",
@@ -533,6 +536,20 @@ impl Validator<'_> {
 
     fn duration(&mut self, s: &Spanned<String>, field: &str) -> Option<Duration> {
         match humantime::parse_duration(s.get_ref().trim()) {
+            // No setting of a campaign is longer than a year; a longer one
+            // is a slip of the pen, and one too long for a date would be
+            // added as nothing (a retry delay that no longer holds).
+            Ok(d) if d > MAX_DURATION => {
+                self.error(
+                    s.span(),
+                    field,
+                    format!(
+                        "{:?} is longer than any setting takes: at most 366 days",
+                        s.get_ref()
+                    ),
+                );
+                None
+            }
             Ok(d) => Some(d),
             Err(e) => {
                 self.error(
@@ -1437,6 +1454,21 @@ password_env = "TRUNK_PASSWORD"
         );
         assert_eq!(c.caller_id, "+12125550100");
         assert_eq!(c.provider.cps, 10);
+    }
+
+    /// A duration longer than a year is refused where it is written: a
+    /// retry delay too long to add to a date would otherwise hold nothing
+    /// back.
+    #[test]
+    fn a_duration_over_a_year_is_refused_with_its_field() {
+        let text = GOOD_US.replace("busy = \"15m\"", "busy = \"1000000y\"");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].field, "retry.delay.busy");
+        assert!(errs[0].message.contains("366 days"), "{errs:?}");
+        assert_eq!(errs[0].line, 19, "{errs:?}");
+        let ok = GOOD_US.replace("busy = \"15m\"", "busy = \"366d\"");
+        assert!(Campaign::parse(&ok, Path::new("c.toml")).is_ok());
     }
 
     #[test]

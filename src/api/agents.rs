@@ -1088,7 +1088,7 @@ fn disposition_values(
             }
             None => {
                 let delay = campaign.callback_delay.unwrap_or_default();
-                Some(now + i64::try_from(delay.as_millis()).unwrap_or(0))
+                Some(now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)))
             }
         }
     } else {

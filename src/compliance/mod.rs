@@ -331,13 +331,17 @@ pub fn check(
     }
     if let Some((outcome, ended)) = lead.last_outcome
         && let Some(delay) = campaign.retry_delay(outcome)
-        && let Some(until) = Duration::from_std(delay)
+    {
+        // A delay too long to add to a date is a wait past any date, not
+        // none (fail closed).
+        let until = Duration::from_std(delay)
             .ok()
             .and_then(|d| ended.checked_add_signed(d))
-        && until > now
-    {
-        reasons.push(Reason::RetryDelay);
-        wait_until = wait_until.max(until);
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        if until > now {
+            reasons.push(Reason::RetryDelay);
+            wait_until = wait_until.max(until);
+        }
     }
     if !ctx.agent_reserved
         && let (Some(period), Some(at)) = (recall_after_abandon(profile), lead.last_abandon_at)

@@ -238,6 +238,15 @@ fn attempts_limits_and_retry_delay() {
     let v = check(&l, &c, &ctx(&r), now);
     assert_eq!(v.reasons, vec![Reason::RetryDelay]);
     assert_eq!(v.next_allowed_at, Some(utc("2026-12-02T20:15:00Z")));
+
+    // A delay too long to add to a date (a campaign built in code; files
+    // refuse one over a year) holds the number back, not lets it through.
+    let mut long = c.clone();
+    long.retry_delay
+        .insert(crate::outcome::Outcome::Busy, std::time::Duration::MAX);
+    let v = check(&l, &long, &ctx(&r), now);
+    assert!(!v.allowed);
+    assert_eq!(v.reasons, vec![Reason::RetryDelay]);
 }
 
 #[test]
