@@ -134,7 +134,7 @@ struct RunArgs {
     #[arg(long, env = "DIALLER_NODE", default_value = "local")]
     node: String,
     /// Seconds connected calls may go on after a shutdown signal.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = 30.0, value_parser = seconds_arg)]
     grace: f64,
     /// Rehearsals and tests only: run the service's clock from this
     /// instant (RFC 3339) at real speed. Calling hours, retry times and the
@@ -146,7 +146,7 @@ struct RunArgs {
 #[derive(Args)]
 struct DemoArgs {
     /// Minutes of dialling.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, value_parser = minutes_arg)]
     minutes: f64,
     /// Simulated agents.
     #[arg(long, default_value_t = 10)]
@@ -168,7 +168,7 @@ struct DemoArgs {
     #[arg(long, default_value = "demo.db")]
     demo_db: PathBuf,
     /// Seconds between status lines.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 5.0, value_parser = interval_arg)]
     status_every: f64,
     /// Seed of the draws.
     #[arg(long, default_value_t = 1)]
@@ -417,14 +417,14 @@ struct SandboxArgs {
     #[arg(long, default_value_t = 0.05)]
     unavailable: f64,
     /// Shortest ring time, seconds.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, value_parser = seconds_arg)]
     ring_min: f64,
     /// Longest ring time, seconds.
-    #[arg(long, default_value_t = 8.0)]
+    #[arg(long, default_value_t = 8.0, value_parser = seconds_arg)]
     ring_max: f64,
     /// Mean talk time in seconds before the callee hangs up; 0 holds until
     /// the caller's BYE (an agent phone).
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = 30.0, value_parser = seconds_arg)]
     talk_mean: f64,
     /// Seed of the outcome draws.
     #[arg(long, default_value_t = 1)]
@@ -448,10 +448,10 @@ struct SipCommon {
     /// sips:USER@HOST[:PORT]; a host name is located by DNS (RFC 3263).
     uri: String,
     /// Ring timeout in seconds (at least 15).
-    #[arg(long, default_value_t = 25.0)]
+    #[arg(long, default_value_t = 25.0, value_parser = seconds_arg)]
     ring_timeout: f64,
     /// Hang up answered calls after this many seconds.
-    #[arg(long)]
+    #[arg(long, value_parser = seconds_arg)]
     max_talk: Option<f64>,
     /// Digest username.
     #[arg(long)]
@@ -473,8 +473,9 @@ struct SipCommon {
 struct SipCallArgs {
     #[command(flatten)]
     common: SipCommon,
-    /// Play the generated safe-harbour prompt (seconds) when answered, then hang up.
-    #[arg(long)]
+    /// Play the generated safe-harbour prompt (seconds, up to 600) when
+    /// answered, then hang up.
+    #[arg(long, value_parser = prompt_arg)]
     play: Option<f64>,
 }
 
@@ -482,8 +483,8 @@ struct SipCallArgs {
 struct SipLoadArgs {
     #[command(flatten)]
     common: SipCommon,
-    /// Calls per second.
-    #[arg(long)]
+    /// Calls per second (1 to 100,000).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     cps: u32,
     /// Calls in all.
     #[arg(long)]
@@ -511,11 +512,12 @@ struct SimulateArgs {
     /// Days (overrides the scenario).
     #[arg(long)]
     days: Option<u32>,
-    /// Random seed.
-    #[arg(long, default_value_t = 1)]
+    /// Random seed (up to 2^62).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(..=(1 << 62)))]
     seed: u64,
-    /// Run this many seeds (seed, seed+1, ...) and sum up per strategy.
-    #[arg(long, default_value_t = 1)]
+    /// Run this many seeds (seed, seed+1, ...; 1 to 10,000) and sum up per
+    /// strategy.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     seeds: u64,
     /// One JSON document on stdout.
     #[arg(long)]
@@ -718,6 +720,47 @@ struct ImportArgs {
 }
 
 /// `--max-drop-percent`: a finite share, 0 to 100.
+/// Seconds: a finite number from 0 to a week.
+fn seconds_arg(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && (0.0..=604_800.0).contains(&s) => Ok(s),
+        _ => Err(format!(
+            "{text:?} is not a number of seconds from 0 to 604800 (a week)"
+        )),
+    }
+}
+
+/// Seconds between two things: above 0, at most an hour.
+fn interval_arg(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s <= 3_600.0 => Ok(s),
+        _ => Err(format!(
+            "{text:?} is not a number of seconds above 0, at most 3600"
+        )),
+    }
+}
+
+/// Minutes of a run: above 0, at most a week.
+fn minutes_arg(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(m) if m.is_finite() && m > 0.0 && m <= 10_080.0 => Ok(m),
+        _ => Err(format!(
+            "{text:?} is not a number of minutes above 0, at most 10080 (a week)"
+        )),
+    }
+}
+
+/// A prompt's length: above 0, at most 10 minutes (it is generated in
+/// memory).
+fn prompt_arg(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s <= 600.0 => Ok(s),
+        _ => Err(format!(
+            "{text:?} is not a number of seconds above 0, at most 600"
+        )),
+    }
+}
+
 fn drop_percent_arg(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
         Ok(p) if p.is_finite() && (0.0..=100.0).contains(&p) => Ok(p),

@@ -83,6 +83,48 @@ fn bad_sweeps_and_strategies_are_refused_with_the_reason() {
     assert!(err.contains("ratio:0.2"), "{err}");
 }
 
+/// Numbers out of range on the command line are refused by name with
+/// exit 2 before anything runs: no panic on a seed that overflows, on a
+/// negative or infinite duration, and no silent 0-as-1.
+#[test]
+fn out_of_range_numbers_are_refused_before_anything_runs() {
+    let bin = env!("CARGO_BIN_EXE_dialler");
+    let runs: [&[&str]; 8] = [
+        &[
+            "simulate",
+            "--campaign",
+            "uk-broadband",
+            "--seed",
+            "18446744073709551615",
+        ],
+        &["simulate", "--campaign", "uk-broadband", "--seeds", "0"],
+        &["demo", "--minutes=-1"],
+        &["demo", "--minutes", "inf"],
+        &["demo", "--status-every", "0"],
+        &["run", "--grace", "nan"],
+        &["sip", "call", "sip:1@127.0.0.1:9", "--play", "1e12"],
+        &[
+            "sip",
+            "load",
+            "sip:1@127.0.0.1:9",
+            "--cps",
+            "0",
+            "--calls",
+            "1",
+        ],
+    ];
+    for args in runs {
+        let out = Command::new(bin)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(args)
+            .output()
+            .expect("run dialler");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("invalid value"), "{args:?}: {err}");
+    }
+}
+
 /// Without `--strategy`, the campaign file's own strategy is simulated: a
 /// campaign is tuned as it will run.
 #[test]
