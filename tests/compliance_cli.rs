@@ -239,7 +239,7 @@ fn india_ncpr_preferences_through_the_cli() {
         "ncpr",
         file.to_str().expect("utf8"),
         "--loaded-at",
-        "2026-11-30T00:00:00Z",
+        "2026-12-02T00:00:00Z",
         "--json",
     ]);
     assert!(

@@ -196,7 +196,7 @@ fn bad_lines_keep_their_numbers_blocked_and_are_all_reported() {
         "ncpr",
         &file,
         "--loaded-at",
-        "2026-11-30T00:00:00Z",
+        "2026-12-02T00:00:00Z",
         "--rejects",
         rejects.to_str().expect("utf8"),
         "--json",
@@ -244,7 +244,7 @@ fn bad_lines_keep_their_numbers_blocked_and_are_all_reported() {
         "--delta",
         &file,
         "--loaded-at",
-        "2026-11-30T00:00:00Z",
+        "2026-12-02T00:00:00Z",
         "--accept-rejects",
         "4",
     ]);

@@ -160,12 +160,30 @@ fn india_category_opt_in_is_allowed_and_full_block_is_not() {
         Country::India,
         std::sync::Arc::new(NationalRegistry::build(
             Country::India,
-            utc("2026-11-20T00:00:00Z"),
+            utc("2026-12-02T00:00:00Z"),
             &entries,
         )),
     );
     // Wednesday 2026-12-02 13:00 IST.
     let now = utc("2026-12-02T07:30:00Z");
+    // A preference takes effect within 24 hours: a copy two days old is
+    // stale for every number, listed or not.
+    let mut old = Registries::default();
+    old.national.insert(
+        Country::India,
+        std::sync::Arc::new(NationalRegistry::build(
+            Country::India,
+            utc("2026-11-30T07:00:00Z"),
+            &entries,
+        )),
+    );
+    let v = check(
+        &lead("9876543219", Country::India, KOLKATA),
+        &c,
+        &ctx(&old),
+        now,
+    );
+    assert_eq!(v.reasons, vec![Reason::DndRegistryStale]);
     let verdict = |raw| check(&lead(raw, Country::India, KOLKATA), &c, &ctx(&r), now);
     assert_eq!(verdict("9876543210").reasons, vec![Reason::DndNational]);
     assert!(verdict("9876543211").allowed);

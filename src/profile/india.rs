@@ -5,7 +5,7 @@
 //! hours), which a campaign's category is screened against, except for
 //! transactional calls; promotional calls present a 140-series caller ID,
 //! service and transactional ones a 160-series (1600 for regulated
-//! financial entities). The registry is held to 31 days by our policy.
+//! financial entities). A registry copy is held to a day (see `max_registry_age`).
 
 use std::time::Duration;
 
@@ -37,8 +37,13 @@ impl Regulation for India {
         None
     }
 
+    /// A day: under the TCCCPR 2018 a preference registered with the NCPR
+    /// takes effect within 24 hours (scrubbing is real time in the
+    /// operators' DLT systems), so a copy older than that may dial a
+    /// number whose owner has already said no. (The 2010 regulations'
+    /// seven days, and the 31 of other registries, are too long.)
     fn max_registry_age(&self) -> chrono::Duration {
-        chrono::Duration::days(31)
+        chrono::Duration::days(1)
     }
 
     fn home_zone(&self) -> Tz {
