@@ -397,7 +397,7 @@ mod tests {
     }
 
     #[test]
-    fn australian_mobiles_can_be_in_any_mainland_zone() {
+    fn australian_mobiles_can_be_in_any_zone_of_the_country() {
         let z = zones("0412 345 678", Country::Australia);
         for want in [
             "Australia/Perth",
@@ -405,6 +405,9 @@ mod tests {
             "Australia/Adelaide",
             "Australia/Brisbane",
             "Australia/Sydney",
+            "Australia/Lord_Howe",
+            "Indian/Christmas",
+            "Indian/Cocos",
         ] {
             assert!(z.contains(&want), "{want} missing from {z:?}");
         }
@@ -435,6 +438,12 @@ mod tests {
             assert!(any.contains(&want), "{want} missing from {any:?}");
         }
         assert!(!any.contains(&"America/Vancouver"), "{any:?}");
+        // 257, the newest overlay of British Columbia, reaches its
+        // Mountain-time east as 236, 672 and 778 do.
+        for overlay in ["236", "672", "778", "257"] {
+            let z = zones(&format!("{overlay} 555 0123"), Country::Canada);
+            assert!(z.contains(&"America/Edmonton"), "{overlay}: {z:?}");
+        }
     }
 
     #[test]
