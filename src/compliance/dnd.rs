@@ -460,6 +460,42 @@ pub struct DndImportReport {
     pub total: u64,
 }
 
+/// The numbers `entries` list more than once with preferences that differ
+/// (categories or days and hours): a number has one preference, so such a
+/// file is in doubt about it, and a number in doubt is kept fully blocked
+/// rather than opened to every category any of its lines names. Only
+/// partial listings are looked at (a plain registry has none: no cost).
+fn conflicting_preferences(entries: &[Entry]) -> Vec<u64> {
+    let mut partial: Vec<(u64, u8, Option<TimeBand>)> = entries
+        .iter()
+        .filter_map(|e| match *e {
+            Entry::Partial {
+                number,
+                categories,
+                band,
+            } => Some((number, categories, band)),
+            _ => None,
+        })
+        .collect();
+    if partial.len() < 2 {
+        return Vec::new();
+    }
+    partial.sort_unstable_by_key(|p| p.0);
+    let mut out: Vec<u64> = partial
+        .windows(2)
+        .filter(|w| w[0].0 == w[1].0 && (w[0].1 != w[1].1 || w[0].2 != w[1].2))
+        .map(|w| w[0].0)
+        .collect();
+    out.dedup();
+    if !out.is_empty() {
+        tracing::warn!(
+            numbers = out.len(),
+            "numbers listed more than once with different preferences: kept fully blocked"
+        );
+    }
+    out
+}
+
 impl NationalRegistry {
     /// An empty registry of `country`, loaded at `loaded_at`.
     pub fn new(country: Country, loaded_at: DateTime<Utc>) -> NationalRegistry {
@@ -505,6 +541,7 @@ impl NationalRegistry {
                 Entry::Removed(_) => {}
             }
         }
+        blocked.extend(conflicting_preferences(entries));
         r.blocked = DndSet::from_unsorted(blocked);
         r.partial = DndSet::from_unsorted(partial);
         for (set, list) in r.accepts.iter_mut().zip(accepts) {
@@ -561,7 +598,9 @@ impl NationalRegistry {
                 .filter(|n| adds.binary_search(n).is_err());
             set.apply_delta(adds.iter().copied(), removes);
         };
+        blocked_add.extend(conflicting_preferences(entries));
         blocked_add.sort_unstable();
+        blocked_add.dedup();
         partial_add.sort_unstable();
         add_all(&mut self.blocked, &blocked_add);
         add_all(&mut self.partial, &partial_add);
@@ -818,6 +857,23 @@ mod tests {
         assert_eq!(r.lookup(919876543299, Some(1)), Listing::Clear);
         // No category declared: every partial listing blocks.
         assert_eq!(r.lookup(919876543211, None), Listing::Blocked);
+    }
+
+    /// A number listed twice with different preferences is in doubt: it
+    /// is kept fully blocked, not opened to every category any line names;
+    /// the same preference twice is no conflict. In a full import and in a
+    /// delta alike.
+    #[test]
+    fn a_number_with_conflicting_preferences_is_kept_fully_blocked() {
+        let text = "9876543210,2\n9876543210,1\n9876543211,1\n9876543211,1\n";
+        let full = NationalRegistry::build(Country::India, t0(), &ncpr(text));
+        let mut delta = NationalRegistry::new(Country::India, t0());
+        delta.apply(&ncpr(text));
+        for r in [&full, &delta] {
+            assert_eq!(r.lookup(919876543210, Some(1)), Listing::Blocked);
+            assert_eq!(r.lookup(919876543210, Some(2)), Listing::Blocked);
+            assert_eq!(r.lookup(919876543211, Some(1)), Listing::Clear);
+        }
     }
 
     #[test]
