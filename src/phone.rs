@@ -441,6 +441,19 @@ mod tests {
             parse("1600123456", Country::India),
             Err(PhoneError::BadPrefix { .. })
         ));
+        // Toll-free and shared-cost service numbers are no subscribers:
+        // the National Consumer Helpline, 1800-11-4000.
+        for raw in ["1800 11 4000", "+91 1800 11 4000", "1860 12 3456"] {
+            assert!(
+                matches!(
+                    parse(raw, Country::India),
+                    Err(PhoneError::BadPrefix { .. })
+                ),
+                "{raw}"
+            );
+        }
+        // A Delhi line (STD 11) is one.
+        assert!(parse("011 2345 6789", Country::India).is_ok());
     }
 
     #[test]

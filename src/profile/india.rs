@@ -134,6 +134,15 @@ impl Regulation for India {
                 country: Country::India,
             });
         }
+        // 1800 (toll-free) and 1860 (shared cost) are service numbers of
+        // the National Numbering Plan, not subscribers (no STD code's local
+        // number starts with 0, so 180-0... is no Panipat line).
+        if matches!(n, [1, 8, 0 | 6, 0, ..]) {
+            return Err(PhoneError::BadPrefix {
+                prefix: digits_str(&n[..4]),
+                country: Country::India,
+            });
+        }
         Ok(Country::India)
     }
 
