@@ -281,13 +281,7 @@ impl Scenario {
             err(line, "(scenario)", e.message().to_string())
         })?;
         s.check().map_err(|(field, message)| {
-            let line = text
-                .lines()
-                .position(|l| {
-                    l.trim_start()
-                        .starts_with(field.split('.').next_back().unwrap_or(""))
-                })
-                .map_or(1, |i| i + 1);
+            let line = field_line(&text, &field);
             err(line, &field, message)
         })?;
         let mut s = s;
@@ -302,10 +296,11 @@ impl Scenario {
     pub fn check(&self) -> Result<(), (String, String)> {
         let o = &self.outcomes;
         let sum = o.human + o.machine + o.busy + o.no_answer + o.failure;
-        if (sum - 1.0).abs() > 1e-6
+        // Written so that NaN fails each test.
+        if !((sum - 1.0).abs() <= 1e-6)
             || [o.human, o.machine, o.busy, o.no_answer, o.failure]
                 .iter()
-                .any(|p| *p < 0.0)
+                .any(|p| !(*p >= 0.0 && p.is_finite()))
         {
             return Err((
                 "outcomes".into(),
@@ -325,10 +320,16 @@ impl Scenario {
             ("wrap", self.wrap),
             ("patience", self.patience),
         ] {
-            if !(d.mean > 0.0 && d.sd >= 0.0 && d.mean.is_finite() && d.sd.is_finite()) {
+            if !(d.mean > 0.0 && d.mean <= MAX_SECONDS) {
                 return Err((
                     format!("{name}.mean"),
-                    "mean must be > 0 and sd >= 0".into(),
+                    format!("mean must be above 0 and at most {MAX_SECONDS} seconds (a day)"),
+                ));
+            }
+            if !(d.sd >= 0.0 && d.sd <= MAX_SECONDS) {
+                return Err((
+                    format!("{name}.sd"),
+                    format!("sd must be 0 to {MAX_SECONDS} seconds (a day)"),
                 ));
             }
         }
@@ -355,14 +356,41 @@ impl Scenario {
         }
         self.start_date().map_err(|e| ("start".to_string(), e))?;
         if let Some(d) = self.amd
-            && !(d.mean > 0.0 && d.sd >= 0.0 && d.mean.is_finite() && d.sd.is_finite())
+            && !(d.mean > 0.0 && d.sd >= 0.0 && d.mean <= MAX_SECONDS && d.sd <= MAX_SECONDS)
         {
-            return Err(("amd.mean".into(), "mean must be > 0 and sd >= 0".into()));
+            return Err((
+                "amd.mean".into(),
+                format!(
+                    "mean must be above 0 and sd 0 or more, both at most {MAX_SECONDS} seconds"
+                ),
+            ));
         }
-        self.stagger()
+        // Checked above: the shift parses.
+        let shift = self.shift_window().map_err(|e| ("shift".to_string(), e))?;
+        let shift_ms = (shift.end - shift.start).num_milliseconds().max(0) as u128;
+        let stagger = self
+            .stagger()
             .map_err(|e| ("login_stagger".to_string(), e))?;
-        for b in &self.breaks {
-            b.parsed().map_err(|e| ("breaks".to_string(), e))?;
+        if stagger.as_millis() >= shift_ms {
+            return Err((
+                "login_stagger".into(),
+                format!("{stagger:?} is not shorter than the shift {}", self.shift),
+            ));
+        }
+        for (i, b) in self.breaks.iter().enumerate() {
+            let field = format!("breaks[{i}]");
+            let (at, length) = b.parsed().map_err(|e| (field.clone(), e))?;
+            let end = at + chrono::Duration::milliseconds(length.as_millis() as i64);
+            // A break outside the shift would be skipped in silence.
+            if length.is_zero() || at < shift.start || end > shift.end || end < at {
+                return Err((
+                    field,
+                    format!(
+                        "the break at {} for {} must lie within the shift {}",
+                        b.at, b.length, self.shift
+                    ),
+                ));
+            }
         }
         if !(0.0..=1.0).contains(&self.leads.dnd_share) {
             return Err(("leads.dnd_share".into(), "a share, 0 to 1".into()));
@@ -458,5 +486,127 @@ impl Scenario {
             .and_then(|v| v.get(hour))
             .copied()
             .unwrap_or(1.0)
+    }
+}
+
+/// The longest mean or spread of a scenario's durations, in seconds (a
+/// day): beyond it times overflow the simulator's clock.
+const MAX_SECONDS: f64 = 86_400.0;
+
+/// The line of `text` a dotted field of a scenario file is on: `talk.mean`
+/// is the `mean` under `[talk]`, `breaks[1]` the second `[[breaks]]`, a
+/// table's name its header, a top-level key its own line; 1 when not
+/// found.
+fn field_line(text: &str, field: &str) -> usize {
+    let lines: Vec<&str> = text.lines().map(str::trim_start).collect();
+    let key_at = |key: &str, from: usize| {
+        lines[from..]
+            .iter()
+            .position(|l| {
+                l.strip_prefix(key)
+                    .is_some_and(|rest| rest.trim_start().starts_with('='))
+            })
+            .map(|i| from + i)
+    };
+    if let Some((name, index)) = field.split_once('[') {
+        let n: usize = index.trim_end_matches(']').parse().unwrap_or(0);
+        let header = format!("[[{name}]]");
+        return lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.starts_with(&header))
+            .nth(n)
+            .map_or(1, |(i, _)| i + 1);
+    }
+    let found = match field.split_once('.') {
+        Some((table, key)) => {
+            let header = format!("[{table}]");
+            match lines.iter().position(|l| l.starts_with(&header)) {
+                Some(h) => key_at(key, h + 1).or(Some(h)),
+                // An inline table: `table = { key = ... }`.
+                None => key_at(table, 0),
+            }
+        }
+        None => key_at(field, 0).or_else(|| {
+            let header = format!("[{field}]");
+            lines.iter().position(|l| l.starts_with(&header))
+        }),
+    };
+    found.map_or(1, |i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped default scenario with `from` replaced by `to`, loaded:
+    /// the error's (line, field, message), or none.
+    fn load_with(from: &str, to: &str) -> Option<(usize, String, String)> {
+        assert!(DEFAULT.contains(from), "{from}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.toml");
+        std::fs::write(&path, DEFAULT.replacen(from, to, 1)).expect("write");
+        match Scenario::load(&path) {
+            Ok(_) => None,
+            Err(CampaignError::Invalid { errors, .. }) => {
+                let e = &errors[0];
+                Some((e.line, e.field.clone(), e.message.clone()))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn line_of(needle: &str) -> usize {
+        DEFAULT
+            .lines()
+            .position(|l| l.trim_start().starts_with(needle))
+            .expect("line")
+            + 1
+    }
+
+    /// A NaN probability, a mean beyond a day, a break outside the shift:
+    /// refused with the field and its line (the `mean` under `[talk]`, not
+    /// the first `mean` of the file).
+    #[test]
+    fn nonsense_values_are_refused_at_their_field_and_line() {
+        let (line, field, _) = load_with("human = 0.30", "human = nan").expect("refused");
+        assert_eq!((line, field.as_str()), (line_of("[outcomes]"), "outcomes"));
+        let talk_mean = DEFAULT
+            .lines()
+            .enumerate()
+            .skip_while(|(_, l)| !l.starts_with("[talk]"))
+            .find(|(_, l)| l.starts_with("mean"))
+            .map(|(i, _)| i + 1)
+            .expect("talk.mean");
+        let (line, field, _) = load_with("mean = 240.0", "mean = 1e17").expect("refused");
+        assert_eq!((line, field.as_str()), (talk_mean, "talk.mean"));
+        let (line, field, _) = load_with("sd = 150.0", "sd = inf").expect("refused");
+        assert_eq!((line, field.as_str()), (talk_mean + 1, "talk.sd"));
+        // Breaks are an array of tables: appended at the end of the file;
+        // the second ends after the shift (20:00).
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.toml");
+        std::fs::write(
+            &path,
+            format!("{DEFAULT}\n[[breaks]]\nat = \"12:00\"\nlength = \"30m\"\nshare = 0.5\n\n[[breaks]]\nat = \"19:50\"\nlength = \"15m\"\nshare = 0.5\n"),
+        )
+        .expect("write");
+        match Scenario::load(&path) {
+            Err(CampaignError::Invalid { errors, .. }) => {
+                assert_eq!(errors[0].field, "breaks[1]", "{errors:?}");
+                let text = std::fs::read_to_string(&path).expect("read");
+                let second = text
+                    .lines()
+                    .enumerate()
+                    .filter(|(_, l)| l.starts_with("[[breaks]]"))
+                    .nth(1)
+                    .map(|(i, _)| i + 1)
+                    .expect("second break");
+                assert_eq!(errors[0].line, second);
+                assert!(errors[0].message.contains("within the shift"), "{errors:?}");
+            }
+            other => panic!("a break past the shift's end was taken: {other:?}"),
+        }
+        assert!(load_with("agents = 25", "agents = 25").is_none());
     }
 }
