@@ -95,6 +95,19 @@ pub enum ImportError {
         /// The other.
         second: usize,
     },
+    /// Two columns (not the phone's) with the same name: each lead keeps
+    /// its fields by column name, so one of the two values would be lost.
+    #[error("{}:1: the column {name:?} appears twice (columns {first} and {second}); rename one", path.display())]
+    DuplicateColumn {
+        /// The file.
+        path: PathBuf,
+        /// The header.
+        name: String,
+        /// 1-based column numbers.
+        first: usize,
+        /// The other.
+        second: usize,
+    },
     /// `--phone-column` names a column the file does not have.
     #[error("{}:1: no column named {column:?} (headers: {headers})", path.display())]
     UnknownColumn {
@@ -292,6 +305,27 @@ impl Columns {
                 first: phone.min(dup) + 1,
                 second: phone.max(dup) + 1,
             });
+        }
+        // Fields are kept by their trimmed names: a name twice would keep
+        // one value and lose the other in silence.
+        for (i, h) in headers.iter().enumerate() {
+            let name = h.trim();
+            if i == phone || name.is_empty() {
+                continue;
+            }
+            if let Some(j) = headers[i + 1..]
+                .iter()
+                .position(|o| o.trim() == name)
+                .map(|j| i + 1 + j)
+                .filter(|j| *j != phone)
+            {
+                return Err(ImportError::DuplicateColumn {
+                    path: path.to_path_buf(),
+                    name: name.to_string(),
+                    first: i + 1,
+                    second: j + 1,
+                });
+            }
         }
         let timezone = headers
             .iter()

@@ -348,6 +348,26 @@ fn duplicate_phone_headers_and_unterminated_quotes_are_reported() {
         err.contains("appears twice") && err.contains("columns 1 and 3"),
         "{err}"
     );
+    // Any other column twice too: one of its two values would be lost.
+    let file = env.write(
+        "dup2.csv",
+        b"phone,email,name,email 
+98765 43210,a@x.in,A,b@x.in
+",
+    );
+    let out = env.dialler(&[
+        "leads",
+        "import",
+        "--campaign",
+        "in-insurance-renewal",
+        file.to_str().expect("utf8"),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("dup2.csv:1: the column \"email\" appears twice (columns 2 and 4)"),
+        "{err}"
+    );
     let rejects = env.path("rejects.csv");
     let file = env.write(
         "quote.csv",
