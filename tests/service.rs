@@ -805,6 +805,22 @@ async fn leads_come_in_and_go_out_over_the_api() {
     let first: serde_json::Value = r.json().await.unwrap();
     assert_eq!(first["report"]["imported"], 1, "{first}");
     assert_eq!(first["rejects"][0]["index"], 1, "{first}");
+    // A field with a line break does not shift the indexes after it.
+    let r = post(
+        r#"[{"phone":"bad one","note":"line\nbreak"},{"phone":"bad two"}]"#,
+        "application/json",
+        None,
+        &sup,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    let indexes: Vec<_> = v["rejects"]
+        .as_array()
+        .map(|a| a.iter().map(|r| r["index"].as_u64()).collect())
+        .unwrap_or_default();
+    assert_eq!(indexes, [Some(0), Some(1)], "{v}");
     // The same request again: the first answer, nothing added.
     let r = post(json, "application/json", Some("batch-1"), &sup)
         .await

@@ -73,7 +73,15 @@ struct PostOut {
 /// object with `phone` and other fields (strings, numbers, booleans or
 /// null), turned into the CSV the import reads (each object's keys in
 /// name order, new ones added at the end).
+#[cfg(test)]
 fn json_to_csv(body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    Ok(json_to_csv_lines(body)?.0)
+}
+
+/// [`json_to_csv`], with the CSV line each lead starts on (a field with a
+/// line break spans several lines, quoted), so that a refused row's line
+/// gives back the lead's index.
+fn json_to_csv_lines(body: &[u8]) -> Result<(Vec<u8>, Vec<u64>), ApiError> {
     let v: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
     let leads = match v {
@@ -132,16 +140,29 @@ fn json_to_csv(body: &[u8]) -> Result<Vec<u8>, ApiError> {
     }
     let mut w = csv::Writer::from_writer(Vec::new());
     let io = |e: csv::Error| ApiError::internal(e);
+    // Lines are counted as the import counts them: by line breaks.
+    let mut counted = 0;
+    let mut advance = |w: &mut csv::Writer<Vec<u8>>| -> Result<u64, ApiError> {
+        w.flush().map_err(ApiError::internal)?;
+        let out = w.get_ref();
+        let breaks = out[counted..].iter().filter(|b| **b == b'\n').count() as u64;
+        counted = out.len();
+        Ok(breaks)
+    };
     w.write_record(&columns).map_err(io)?;
+    let mut line = 1 + advance(&mut w)?;
+    let mut starts = Vec::with_capacity(leads.len());
     for l in &leads {
+        starts.push(line);
         let row = columns.iter().map(|c| match l.get(c) {
             None | Some(serde_json::Value::Null) => String::new(),
             Some(serde_json::Value::String(s)) => s.clone(),
             Some(other) => other.to_string(),
         });
         w.write_record(row).map_err(io)?;
+        line += advance(&mut w)?;
     }
-    w.into_inner().map_err(ApiError::internal)
+    Ok((w.into_inner().map_err(ApiError::internal)?, starts))
 }
 
 #[utoipa::path(post, path = "/api/campaigns/{name}/leads", tag = "service",
@@ -313,10 +334,10 @@ async fn import(
     body: &[u8],
     now: i64,
 ) -> Result<PostOut, ApiError> {
-    let csv = if json {
-        json_to_csv(body)?
+    let (csv, starts) = if json {
+        json_to_csv_lines(body)?
     } else {
-        body.to_vec()
+        (body.to_vec(), Vec::new())
     };
     let c = &h.campaign;
     let opts = ImportOptions {
@@ -367,7 +388,12 @@ async fn import(
             .into_iter()
             .map(|r| RejectOut {
                 line: (!json).then_some(r.line),
-                index: json.then(|| r.line.saturating_sub(2)),
+                // The lead whose row starts on or before the line.
+                index: json.then(|| {
+                    starts
+                        .partition_point(|start| *start <= r.line)
+                        .saturating_sub(1) as u64
+                }),
                 field: r.field,
                 reason: r.reason,
             })
@@ -664,6 +690,12 @@ mod tests {
             String::from_utf8_lossy(&csv),
             "n,name,phone,city,vip\n3,\"Ann, Jr\",+447700900123,,\n,,07700 900124,,true\n"
         );
+        // A field with a line break spans two lines: the next lead starts
+        // one line later.
+        let (_, starts) =
+            json_to_csv_lines(br#"[{"phone":"+447700900123","note":"a\nb"},{"phone":"bad"}]"#)
+                .unwrap_or_default();
+        assert_eq!(starts, [2, 4]);
         assert!(json_to_csv(br#"{"leads": []}"#).is_err());
         assert!(json_to_csv(br#"[{"name":"x"}]"#).is_err());
         assert!(json_to_csv(br#"[{"phone":"1","x":{"a":1}}]"#).is_err());
