@@ -346,7 +346,7 @@ impl Campaign {
             Ok(raw) => raw,
             Err(e) => {
                 let span = e.span().unwrap_or(0..0);
-                let field = field_from_message(e.message());
+                let field = field_at(text, span.clone(), e.message());
                 v.error(span, &field, e.message().trim().to_string());
                 return Err(v.errors);
             }
@@ -360,13 +360,52 @@ impl Campaign {
     }
 }
 
-/// serde names the field in messages such as "missing field `name`".
-fn field_from_message(message: &str) -> String {
-    message
-        .split('`')
-        .nth(1)
-        .map(str::to_string)
-        .unwrap_or_else(|| "(syntax)".to_string())
+/// The dotted field a TOML error is about: the key on the line its span
+/// starts on, under the table above it (`abandonment.target_percent`);
+/// for an error with no key there (a missing field, whose span is the
+/// table), the field serde names in backticks ("missing field `name`").
+/// The message's backticks alone name the value as often as the field
+/// ("unknown variant `fr`").
+fn field_at(text: &str, span: std::ops::Range<usize>, message: &str) -> String {
+    let named = || {
+        message
+            .split('`')
+            .nth(1)
+            .map(str::to_string)
+            .unwrap_or_else(|| "(syntax)".to_string())
+    };
+    if message.trim_start().starts_with("missing field") {
+        return named();
+    }
+    let start = span.start.min(text.len());
+    let Some(prefix) = text.get(..start) else {
+        return named();
+    };
+    let line_start = prefix.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"').trim())
+        .filter(|k| !k.is_empty() && !k.starts_with('[') && !k.starts_with('#'));
+    let Some(key) = key else {
+        return named();
+    };
+    let table = text[..line_start].lines().rev().find_map(|l| {
+        let t = l.trim();
+        t.starts_with('[').then(|| {
+            t.split('#')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_string()
+        })
+    });
+    match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_string(),
+    }
 }
 
 /// The campaigns of a folder.
@@ -396,11 +435,22 @@ pub fn load_dir(dir: &Path) -> Result<Loaded, CampaignError> {
         match Campaign::load(&path) {
             Ok(c) => {
                 if let Some((other, _)) = ok.iter().find(|(_, o)| o.name == c.name) {
+                    // At the line that names it.
+                    let line = std::fs::read_to_string(&path)
+                        .ok()
+                        .and_then(|t| {
+                            t.lines().position(|l| {
+                                l.trim_start()
+                                    .strip_prefix("name")
+                                    .is_some_and(|r| r.trim_start().starts_with('='))
+                            })
+                        })
+                        .map_or(1, |i| i + 1);
                     bad.push(CampaignError::Invalid {
                         path: path.clone(),
                         errors: vec![ConfigError {
                             file: path.clone(),
-                            line: 1,
+                            line,
                             column: 1,
                             field: "name".into(),
                             message: format!("{:?} is already used by {}", c.name, other.display()),
@@ -1471,6 +1521,55 @@ password_env = "TRUNK_PASSWORD"
         assert!(Campaign::parse(&ok, Path::new("c.toml")).is_ok());
     }
 
+    /// A name used by two files is refused in the second at the line
+    /// that names it.
+    #[test]
+    fn a_name_used_twice_is_reported_at_its_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("a.toml"), GOOD_US).expect("write");
+        std::fs::write(dir.path().join("b.toml"), format!("# copy\n{GOOD_US}")).expect("write");
+        let loaded = load_dir(dir.path()).expect("dir");
+        assert_eq!(loaded.campaigns.len(), 1);
+        let Some(CampaignError::Invalid { errors, .. }) = loaded.invalid.first() else {
+            panic!("{:?}", loaded.invalid);
+        };
+        let want = GOOD_US
+            .lines()
+            .position(|l| l.starts_with("name"))
+            .expect("name")
+            + 2;
+        assert_eq!((errors[0].field.as_str(), errors[0].line), ("name", want));
+    }
+
+    /// A TOML error names the field it is about, not the value: the key
+    /// on the error's line under its table.
+    #[test]
+    fn a_type_error_names_its_field_not_its_value() {
+        for (from, to, want) in [
+            ("profile = \"us\"", "profile = \"fr\"", "profile"),
+            (
+                "ring_timeout = \"25s\"",
+                "ring_timeout = 20",
+                "ring_timeout",
+            ),
+            (
+                "target_percent = 2.0",
+                "target_percent = \"2\"",
+                "abandonment.target_percent",
+            ),
+            (
+                "max_attempts = 4",
+                "max_attempts = 4\nbogus = 1",
+                "retry.bogus",
+            ),
+            ("name = \"us-test\"", "", "name"),
+        ] {
+            assert!(GOOD_US.contains(from), "{from}");
+            let errs = errors(&GOOD_US.replace(from, to));
+            assert_eq!(errs[0].field, want, "{to}: {errs:?}");
+        }
+    }
+
     #[test]
     fn every_semantic_error_is_reported_with_its_line() {
         let text = GOOD_US
@@ -1521,7 +1620,7 @@ password_env = "TRUNK_PASSWORD"
         );
         let errs = errors(&text);
         assert_eq!(errs.len(), 1);
-        assert_eq!(errs[0].field, "password");
+        assert_eq!(errs[0].field, "provider.password");
         assert_eq!(errs[0].line, 35);
     }
 
