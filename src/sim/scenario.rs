@@ -296,8 +296,9 @@ impl Scenario {
     pub fn check(&self) -> Result<(), (String, String)> {
         let o = &self.outcomes;
         let sum = o.human + o.machine + o.busy + o.no_answer + o.failure;
-        // Written so that NaN fails each test.
-        if !((sum - 1.0).abs() <= 1e-6)
+        // NaN fails each test.
+        if !sum.is_finite()
+            || (sum - 1.0).abs() > 1e-6
             || [o.human, o.machine, o.busy, o.no_answer, o.failure]
                 .iter()
                 .any(|p| !(*p >= 0.0 && p.is_finite()))
