@@ -408,6 +408,48 @@ fn field_at(text: &str, span: std::ops::Range<usize>, message: &str) -> String {
     }
 }
 
+/// The line of `text` (a campaign or scenario file) a dotted field is on: `talk.mean`
+/// is the `mean` under `[talk]`, `breaks[1]` the second `[[breaks]]`, a
+/// table's name its header, a top-level key its own line; 1 when not
+/// found.
+pub(crate) fn field_line(text: &str, field: &str) -> usize {
+    let lines: Vec<&str> = text.lines().map(str::trim_start).collect();
+    let key_at = |key: &str, from: usize| {
+        lines[from..]
+            .iter()
+            .position(|l| {
+                l.strip_prefix(key)
+                    .is_some_and(|rest| rest.trim_start().starts_with('='))
+            })
+            .map(|i| from + i)
+    };
+    if let Some((name, index)) = field.split_once('[') {
+        let n: usize = index.trim_end_matches(']').parse().unwrap_or(0);
+        let header = format!("[[{name}]]");
+        return lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.starts_with(&header))
+            .nth(n)
+            .map_or(1, |(i, _)| i + 1);
+    }
+    let found = match field.split_once('.') {
+        Some((table, key)) => {
+            let header = format!("[{table}]");
+            match lines.iter().position(|l| l.starts_with(&header)) {
+                Some(h) => key_at(key, h + 1).or(Some(h)),
+                // An inline table: `table = { key = ... }`.
+                None => key_at(table, 0),
+            }
+        }
+        None => key_at(field, 0).or_else(|| {
+            let header = format!("[{field}]");
+            lines.iter().position(|l| l.starts_with(&header))
+        }),
+    };
+    found.map_or(1, |i| i + 1)
+}
+
 /// The campaigns of a folder.
 #[derive(Debug, Default)]
 pub struct Loaded {
@@ -436,16 +478,7 @@ pub fn load_dir(dir: &Path) -> Result<Loaded, CampaignError> {
             Ok(c) => {
                 if let Some((other, _)) = ok.iter().find(|(_, o)| o.name == c.name) {
                     // At the line that names it.
-                    let line = std::fs::read_to_string(&path)
-                        .ok()
-                        .and_then(|t| {
-                            t.lines().position(|l| {
-                                l.trim_start()
-                                    .strip_prefix("name")
-                                    .is_some_and(|r| r.trim_start().starts_with('='))
-                            })
-                        })
-                        .map_or(1, |i| i + 1);
+                    let line = std::fs::read_to_string(&path).map_or(1, |t| field_line(&t, "name"));
                     bad.push(CampaignError::Invalid {
                         path: path.clone(),
                         errors: vec![ConfigError {

@@ -719,53 +719,63 @@ struct ImportArgs {
     json: bool,
 }
 
-/// `--max-drop-percent`: a finite share, 0 to 100.
+/// A finite number read from `text`, from `lo` (excluded when `above`)
+/// to `hi`, or why not: "TEXT is not WHAT".
+fn number_in(text: &str, lo: f64, above: bool, hi: f64, what: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= lo && (!above || x > lo) && x <= hi => Ok(x),
+        _ => Err(format!("{text:?} is not {what}")),
+    }
+}
+
 /// Seconds: a finite number from 0 to a week.
 fn seconds_arg(text: &str) -> Result<f64, String> {
-    match text.trim().parse::<f64>() {
-        Ok(s) if s.is_finite() && (0.0..=604_800.0).contains(&s) => Ok(s),
-        _ => Err(format!(
-            "{text:?} is not a number of seconds from 0 to 604800 (a week)"
-        )),
-    }
+    number_in(
+        text,
+        0.0,
+        false,
+        604_800.0,
+        "a number of seconds from 0 to 604800 (a week)",
+    )
 }
 
 /// Seconds between two things: above 0, at most an hour.
 fn interval_arg(text: &str) -> Result<f64, String> {
-    match text.trim().parse::<f64>() {
-        Ok(s) if s.is_finite() && s > 0.0 && s <= 3_600.0 => Ok(s),
-        _ => Err(format!(
-            "{text:?} is not a number of seconds above 0, at most 3600"
-        )),
-    }
+    number_in(
+        text,
+        0.0,
+        true,
+        3_600.0,
+        "a number of seconds above 0, at most 3600",
+    )
 }
 
 /// Minutes of a run: above 0, at most a week.
 fn minutes_arg(text: &str) -> Result<f64, String> {
-    match text.trim().parse::<f64>() {
-        Ok(m) if m.is_finite() && m > 0.0 && m <= 10_080.0 => Ok(m),
-        _ => Err(format!(
-            "{text:?} is not a number of minutes above 0, at most 10080 (a week)"
-        )),
-    }
+    number_in(
+        text,
+        0.0,
+        true,
+        10_080.0,
+        "a number of minutes above 0, at most 10080 (a week)",
+    )
 }
 
 /// A prompt's length: above 0, at most 10 minutes (it is generated in
 /// memory).
 fn prompt_arg(text: &str) -> Result<f64, String> {
-    match text.trim().parse::<f64>() {
-        Ok(s) if s.is_finite() && s > 0.0 && s <= 600.0 => Ok(s),
-        _ => Err(format!(
-            "{text:?} is not a number of seconds above 0, at most 600"
-        )),
-    }
+    number_in(
+        text,
+        0.0,
+        true,
+        600.0,
+        "a number of seconds above 0, at most 600",
+    )
 }
 
+/// `--max-drop-percent`: a finite share, 0 to 100.
 fn drop_percent_arg(text: &str) -> Result<f64, String> {
-    match text.trim().parse::<f64>() {
-        Ok(p) if p.is_finite() && (0.0..=100.0).contains(&p) => Ok(p),
-        _ => Err(format!("{text:?} is not a share of 0 to 100 percent")),
-    }
+    number_in(text, 0.0, false, 100.0, "a share of 0 to 100 percent")
 }
 
 #[tokio::main]

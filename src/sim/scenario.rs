@@ -281,7 +281,7 @@ impl Scenario {
             err(line, "(scenario)", e.message().to_string())
         })?;
         s.check().map_err(|(field, message)| {
-            let line = field_line(&text, &field);
+            let line = crate::campaign::field_line(&text, &field);
             err(line, &field, message)
         })?;
         let mut s = s;
@@ -493,48 +493,6 @@ impl Scenario {
 /// The longest mean or spread of a scenario's durations, in seconds (a
 /// day): beyond it times overflow the simulator's clock.
 const MAX_SECONDS: f64 = 86_400.0;
-
-/// The line of `text` a dotted field of a scenario file is on: `talk.mean`
-/// is the `mean` under `[talk]`, `breaks[1]` the second `[[breaks]]`, a
-/// table's name its header, a top-level key its own line; 1 when not
-/// found.
-fn field_line(text: &str, field: &str) -> usize {
-    let lines: Vec<&str> = text.lines().map(str::trim_start).collect();
-    let key_at = |key: &str, from: usize| {
-        lines[from..]
-            .iter()
-            .position(|l| {
-                l.strip_prefix(key)
-                    .is_some_and(|rest| rest.trim_start().starts_with('='))
-            })
-            .map(|i| from + i)
-    };
-    if let Some((name, index)) = field.split_once('[') {
-        let n: usize = index.trim_end_matches(']').parse().unwrap_or(0);
-        let header = format!("[[{name}]]");
-        return lines
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| l.starts_with(&header))
-            .nth(n)
-            .map_or(1, |(i, _)| i + 1);
-    }
-    let found = match field.split_once('.') {
-        Some((table, key)) => {
-            let header = format!("[{table}]");
-            match lines.iter().position(|l| l.starts_with(&header)) {
-                Some(h) => key_at(key, h + 1).or(Some(h)),
-                // An inline table: `table = { key = ... }`.
-                None => key_at(table, 0),
-            }
-        }
-        None => key_at(field, 0).or_else(|| {
-            let header = format!("[{field}]");
-            lines.iter().position(|l| l.starts_with(&header))
-        }),
-    };
-    found.map_or(1, |i| i + 1)
-}
 
 #[cfg(test)]
 mod tests {
