@@ -475,9 +475,11 @@ async fn a_restart_recovers_what_a_crash_left() {
         );
     }
     // Their leads wait the interrupted retry delay (the campaign's failure
-    // delay, an hour) from the restart.
-    let waits: Vec<Option<i64>> = sqlx::query_scalar(
-        "SELECT l.next_attempt_at FROM leads l JOIN call_attempts a ON a.lead_id = l.id
+    // delay, an hour) from the restart; a lead whose person had been put
+    // through to an agent is done, as after any connected call.
+    let waits: Vec<(bool, String, Option<i64>)> = sqlx::query_as(
+        "SELECT a.connected_at IS NOT NULL, l.status, l.next_attempt_at
+           FROM leads l JOIN call_attempts a ON a.lead_id = l.id
           WHERE a.outcome = 'interrupted'",
     )
     .fetch_all(&p)
@@ -485,8 +487,16 @@ async fn a_restart_recovers_what_a_crash_left() {
     .unwrap();
     let hour = later.timestamp_millis() + 3_600_000;
     assert!(
-        waits.iter().all(|w| *w == Some(hour)),
+        waits.iter().all(|(connected, status, at)| if *connected {
+            status == "done" && at.is_none()
+        } else {
+            status == "retry" && *at == Some(hour)
+        }),
         "{waits:?} vs {hour}"
+    );
+    assert!(
+        waits.iter().any(|(connected, _, _)| *connected),
+        "a call put through was cut by the crash: {waits:?}"
     );
     // Answered calls that never reached an agent are abandons in the
     // ledger, counted once.
