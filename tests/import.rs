@@ -76,6 +76,26 @@ impl Env {
         );
         serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
     }
+
+    /// `leads import` of `file` into `campaign` with `extra`, which must
+    /// fail: its standard error.
+    fn import_refused(&self, campaign: &str, file: &Path, extra: &[&str]) -> String {
+        let mut args = vec![
+            "leads",
+            "import",
+            "--campaign",
+            campaign,
+            file.to_str().expect("utf8 path"),
+        ];
+        args.extend_from_slice(extra);
+        let out = self.dialler(&args);
+        assert!(
+            !out.status.success(),
+            "import of {} succeeded",
+            file.display()
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
 }
 
 fn counts(v: &serde_json::Value) -> [u64; 5] {
@@ -160,17 +180,7 @@ fn leads_go_into_the_list_named_and_a_bad_name_is_refused() {
         ],
         "{stats}"
     );
-    let out = env.dialler(&[
-        "leads",
-        "import",
-        "--campaign",
-        "in-insurance-renewal",
-        b.to_str().expect("utf8"),
-        "--list",
-        "no spaces",
-    ]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = env.import_refused("in-insurance-renewal", &b, &["--list", "no spaces"]);
     assert!(err.contains("--list") && err.contains("no spaces"), "{err}");
 }
 
@@ -258,15 +268,7 @@ fn unknown_time_zones_are_stored_but_marked() {
 fn a_file_without_a_phone_column_is_refused_with_a_hint() {
     let env = Env::new();
     let file = env.write("x.csv", b"name,email\nA,a@example.com\n");
-    let out = env.dialler(&[
-        "leads",
-        "import",
-        "--campaign",
-        "uk-broadband",
-        file.to_str().expect("utf8"),
-    ]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = env.import_refused("uk-broadband", &file, &[]);
     assert!(
         err.contains("no phone column") && err.contains("--phone-column"),
         "{err}"
@@ -281,15 +283,8 @@ fn a_file_without_a_phone_column_is_refused_with_a_hint() {
 fn an_unknown_campaign_is_an_error() {
     let env = Env::new();
     let file = env.write("x.csv", b"phone\n9876543210\n");
-    let out = env.dialler(&[
-        "leads",
-        "import",
-        "--campaign",
-        "nope",
-        file.to_str().expect("utf8"),
-    ]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no campaign named \"nope\""));
+    let err = env.import_refused("nope", &file, &[]);
+    assert!(err.contains("no campaign named \"nope\""), "{err}");
 }
 
 #[test]
@@ -335,15 +330,7 @@ fn real_files_semicolons_tabs_pipes_latin1_and_unicode_digits() {
 fn duplicate_phone_headers_and_unterminated_quotes_are_reported() {
     let env = Env::new();
     let file = env.write("dup.csv", b"phone,name,Phone\n98765 43210,A,98765 43211\n");
-    let out = env.dialler(&[
-        "leads",
-        "import",
-        "--campaign",
-        "in-insurance-renewal",
-        file.to_str().expect("utf8"),
-    ]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = env.import_refused("in-insurance-renewal", &file, &[]);
     assert!(
         err.contains("appears twice") && err.contains("columns 1 and 3"),
         "{err}"
@@ -351,19 +338,9 @@ fn duplicate_phone_headers_and_unterminated_quotes_are_reported() {
     // Any other column twice too: one of its two values would be lost.
     let file = env.write(
         "dup2.csv",
-        b"phone,email,name,email 
-98765 43210,a@x.in,A,b@x.in
-",
+        b"phone,email,name,email \n98765 43210,a@x.in,A,b@x.in\n",
     );
-    let out = env.dialler(&[
-        "leads",
-        "import",
-        "--campaign",
-        "in-insurance-renewal",
-        file.to_str().expect("utf8"),
-    ]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = env.import_refused("in-insurance-renewal", &file, &[]);
     assert!(
         err.contains("dup2.csv:1: the column \"email\" appears twice (columns 2 and 4)"),
         "{err}"
