@@ -99,6 +99,7 @@ fn bench(c: &mut Criterion) {
                 opted_out: false,
                 last_outcome: Some((dialler::outcome::Outcome::NoAnswer, attempts[0])),
                 last_abandon_at: None,
+                last_machine_at: None,
             };
             std::hint::black_box(check(&lead, &campaign, &ctx, now))
         })

@@ -126,6 +126,8 @@ pub struct LeadRecord {
     pub last_outcome: Option<(Outcome, DateTime<Utc>)>,
     /// The end of the last abandoned call to the number.
     pub last_abandon_at: Option<DateTime<Utc>>,
+    /// The end of the last call to the number that reached a machine.
+    pub last_machine_at: Option<DateTime<Utc>>,
 }
 
 impl LeadRecord {
@@ -139,6 +141,7 @@ impl LeadRecord {
             recent_attempts: Vec::new(),
             last_outcome: None,
             last_abandon_at: None,
+            last_machine_at: None,
         }
     }
 
@@ -161,6 +164,7 @@ impl LeadRecord {
         let since = now.minus(RECENT_ATTEMPTS);
         let mut last: Option<(Millis, Outcome)> = None;
         let mut abandon: Option<Millis> = None;
+        let mut machine: Option<Millis> = None;
         self.recent_attempts.clear();
         for a in attempts {
             if a.started_at >= since {
@@ -170,14 +174,17 @@ impl LeadRecord {
                 if last.is_none_or(|(t, _)| end >= t) {
                     last = Some((end, outcome));
                 }
-                if outcome == Outcome::Abandoned {
-                    abandon = abandon.max(Some(end));
+                match outcome {
+                    Outcome::Abandoned => abandon = abandon.max(Some(end)),
+                    Outcome::Machine => machine = machine.max(Some(end)),
+                    _ => {}
                 }
             }
         }
         self.recent_attempts.sort_unstable();
         self.last_outcome = last.map(|(t, o)| (o, t.utc()));
         self.last_abandon_at = abandon.map(Millis::utc);
+        self.last_machine_at = machine.map(Millis::utc);
     }
 
     /// The borrowed view [`compliance::check`] takes.
@@ -190,6 +197,7 @@ impl LeadRecord {
             recent_attempts: &self.recent_attempts,
             last_outcome: self.last_outcome,
             last_abandon_at: self.last_abandon_at,
+            last_machine_at: self.last_machine_at,
         }
     }
 }
@@ -310,7 +318,7 @@ mod tests {
     }
 
     #[test]
-    fn history_gives_recent_starts_the_last_outcome_and_the_last_abandon() {
+    fn history_gives_recent_starts_the_last_outcome_the_last_abandon_and_machine() {
         let number = PhoneNumber {
             digits: 447_700_900_123,
             country: crate::phone::Country::UnitedKingdom,
@@ -326,15 +334,18 @@ mod tests {
             [
                 a(now.ms() - 1000, None, None),
                 a(5 * day, Some(5 * day + 60_000), Some(Outcome::Abandoned)),
+                a(8 * day, Some(8 * day + 20_000), Some(Outcome::Machine)),
                 a(9 * day, Some(9 * day + 30_000), Some(Outcome::Busy)),
             ],
             now,
         );
-        assert_eq!(lead.recent_attempts.len(), 2);
+        assert_eq!(lead.recent_attempts.len(), 3);
         assert_eq!(
             lead.last_outcome,
             Some((Outcome::Busy, Millis(9 * day + 30_000).utc()))
         );
         assert_eq!(lead.last_abandon_at, Some(Millis(5 * day + 60_000).utc()));
+        // The machine is not the last outcome but is still known.
+        assert_eq!(lead.last_machine_at, Some(Millis(8 * day + 20_000).utc()));
     }
 }

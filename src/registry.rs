@@ -593,10 +593,14 @@ pub async fn check_number(
         None => LeadRecord::new(number, timezone::infer(&number).to_vec()),
     };
     let mut record = record;
-    // The recall rule is per person: an abandon in any campaign counts.
+    // The recall rules are per person: an abandon or a machine in any
+    // campaign counts.
     let since = now_ms.ms().saturating_sub(store::RECALL_LOOKBACK_MS);
     if let Some(at) = store.last_abandon_of(&number.e164(), since).await? {
         record.last_abandon_at = record.last_abandon_at.max(Some(Millis(at).utc()));
+    }
+    if let Some(at) = store.last_machine_of(&number.e164(), since).await? {
+        record.last_machine_at = record.last_machine_at.max(Some(Millis(at).utc()));
     }
     let mut ledger = match campaign_id {
         Some(id) => store.ledger(id, campaign.abandon_window, now_ms).await?,

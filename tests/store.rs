@@ -1186,8 +1186,9 @@ async fn pacing_history_reads_back_loaded_history(store: Store) {
 }
 store_test!(pacing_history_reads_back_loaded_history);
 
-/// The recall rule is per person: an abandoned call in one campaign stops
-/// another campaign dialling the number on its next claim, and it counts
+/// The recall rules are per person: an abandoned call (or one that reached
+/// a machine) in one campaign stops another campaign dialling the number
+/// on its next claim, and an abandon counts
 /// from the ledger whatever the attempt's final status (a crash-recovered
 /// call is `interrupted`, not `abandoned`).
 async fn a_claim_sees_abandons_of_the_number_in_other_campaigns(store: Store) {
@@ -1226,6 +1227,35 @@ async fn a_claim_sees_abandons_of_the_number_in_other_campaigns(store: Store) {
         .ledger_append(a, Some(attempt), LedgerKind::Abandon, 7_000)
         .await
         .expect("ledger");
+    // The other number reached a machine in campaign a (the UK's 24
+    // hours after a machine are per number too).
+    let m = lead_row(&store, a, 2).await;
+    let machine = store
+        .start_attempt(&NewAttempt {
+            campaign_id: a,
+            lead_id: m.id,
+            phone: m.phone.clone(),
+            started_at: 2_000,
+        })
+        .await
+        .expect("attempt");
+    store
+        .finish_attempt(
+            machine,
+            &AttemptEnd {
+                answered_at: Some(8_000),
+                connected_at: None,
+                ended_at: 9_000,
+                outcome: "machine".into(),
+                sip_code: Some(200),
+                sip_codes: None,
+                agent_id: None,
+                lead_status: "retry".into(),
+                next_attempt_at: Some(90_000_000),
+            },
+        )
+        .await
+        .expect("finish");
     let claimed = store
         .claim_leads(b, "n1", 10, 60_000, 30_000, 0)
         .await
@@ -1236,6 +1266,8 @@ async fn a_claim_sees_abandons_of_the_number_in_other_campaigns(store: Store) {
         let r = c.record(now).expect("record");
         let want = (c.lead.phone == l.phone).then(|| dialler::clock::Millis(7_000).utc());
         assert_eq!(r.last_abandon_at, want, "{}", c.lead.phone);
+        let want = (c.lead.phone == m.phone).then(|| dialler::clock::Millis(9_000).utc());
+        assert_eq!(r.last_machine_at, want, "{}", c.lead.phone);
     }
 }
 store_test!(a_claim_sees_abandons_of_the_number_in_other_campaigns);

@@ -215,6 +215,11 @@ pub struct LeadState<'a> {
     pub last_outcome: Option<(Outcome, DateTime<Utc>)>,
     /// When a call to this number was last abandoned, if ever.
     pub last_abandon_at: Option<DateTime<Utc>>,
+    /// When a call to this number last ended on an answering machine, if
+    /// ever: the recall rule after a machine runs from it whatever
+    /// outcomes came after (a call with an agent reserved may follow
+    /// within the period; the one after that is still inside it).
+    pub last_machine_at: Option<DateTime<Utc>>,
 }
 
 /// The do-not-call data compliance screens against.
@@ -352,7 +357,7 @@ pub fn check(
     }
     if !ctx.agent_reserved
         && let Some(period) = profile.rules().recall_after_machine()
-        && let Some((Outcome::Machine, ended)) = lead.last_outcome
+        && let Some(ended) = lead.last_machine_at
         && ended + period > now
     {
         reasons.push(Reason::RecallAfterMachine);

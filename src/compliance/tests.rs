@@ -55,6 +55,7 @@ fn lead<'a>(raw: &str, country: Country, zones: &'a [Tz]) -> LeadState<'a> {
         recent_attempts: &[],
         last_outcome: None,
         last_abandon_at: None,
+        last_machine_at: None,
     }
 }
 
@@ -300,6 +301,7 @@ fn uk_does_not_recall_a_machine_within_24_hours_without_an_agent() {
     let now = utc("2026-12-02T12:00:00Z");
     let mut l = lead("07700 900123", Country::UnitedKingdom, LONDON);
     l.last_outcome = Some((Outcome::Machine, utc("2026-12-02T10:00:00Z")));
+    l.last_machine_at = Some(utc("2026-12-02T10:00:00Z"));
     let v = check(&l, &c, &ctx(&r), now);
     assert_eq!(v.reasons, vec![Reason::RecallAfterMachine]);
     assert_eq!(v.next_allowed_at, Some(utc("2026-12-03T10:00:00Z")));
@@ -309,15 +311,23 @@ fn uk_does_not_recall_a_machine_within_24_hours_without_an_agent() {
     };
     assert!(check(&l, &c, &reserved, now).allowed);
     assert!(check(&l, &c, &ctx(&r), utc("2026-12-03T10:00:00Z")).allowed);
-    // Another outcome last, or another country: no such rule.
-    l.last_outcome = Some((Outcome::NoAnswer, utc("2026-12-02T10:00:00Z")));
+    // A call made with an agent reserved after the machine (here no
+    // answer at 11:00) does not restart the clock nor end the period: the
+    // next call inside the 24 hours still needs an agent.
+    l.last_outcome = Some((Outcome::NoAnswer, utc("2026-12-02T11:00:00Z")));
     c.retry_delay.remove(&Outcome::NoAnswer);
+    let v = check(&l, &c, &ctx(&r), now);
+    assert_eq!(v.reasons, vec![Reason::RecallAfterMachine]);
+    assert_eq!(v.next_allowed_at, Some(utc("2026-12-03T10:00:00Z")));
+    // No machine in the history, or another country: no such rule.
+    l.last_machine_at = None;
     assert!(check(&l, &c, &ctx(&r), now).allowed);
     let mut us = campaign("us");
     us.retry_delay.remove(&Outcome::Machine);
     let r = registries(Country::UnitedStates, "2026-11-20T00:00:00Z", &[]);
     let mut l = lead("212 555 0123", Country::UnitedStates, NY);
     l.last_outcome = Some((Outcome::Machine, utc("2026-12-02T14:00:00Z")));
+    l.last_machine_at = Some(utc("2026-12-02T14:00:00Z"));
     assert!(check(&l, &us, &ctx(&r), utc("2026-12-02T16:00:00Z")).allowed);
 }
 

@@ -55,6 +55,9 @@ pub struct ClaimedLead {
     /// The last abandoned call to its number in any campaign of the
     /// account, from the ledger (see [`Store::last_abandon_of`]).
     pub last_abandon: Option<Millis>,
+    /// The last call to its number in any campaign of the account that
+    /// ended on an answering machine (see [`Store::last_machine_of`]).
+    pub last_machine: Option<Millis>,
     /// A callback kept for the agent who booked it: that agent, and
     /// until when (ms since the epoch) no other agent may take it.
     pub kept_for: Option<(String, i64)>,
@@ -70,6 +73,7 @@ impl ClaimedLead {
     pub fn record(&self, now: Millis) -> Result<LeadRecord, crate::phone::PhoneError> {
         let mut r = self.lead.record(self.history.iter().copied(), now)?;
         r.last_abandon_at = r.last_abandon_at.max(self.last_abandon.map(Millis::utc));
+        r.last_machine_at = r.last_machine_at.max(self.last_machine.map(Millis::utc));
         Ok(r)
     }
 }
@@ -221,6 +225,10 @@ impl Store {
                 .last_abandon_of(&lead.phone, now.saturating_sub(RECALL_LOOKBACK_MS))
                 .await?
                 .map(Millis);
+            let last_machine = self
+                .last_machine_of(&lead.phone, now.saturating_sub(RECALL_LOOKBACK_MS))
+                .await?
+                .map(Millis);
             let kept_for = match (&lead.callback_agent, lead.last_outcome.as_deref()) {
                 (Some(agent), Some("callback")) => {
                     let until = lead
@@ -235,6 +243,7 @@ impl Store {
                 lead,
                 history: Vec::new(),
                 last_abandon,
+                last_machine,
                 kept_for,
             };
             if c.lead.attempts > 0 {

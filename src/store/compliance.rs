@@ -322,4 +322,21 @@ impl Store {
             .fetch_one(pool)
             .await?))
     }
+
+    /// When a call to `phone` (E.164) last ended on an answering machine,
+    /// in any campaign, after `since` (ms): the UK's rule after a machine
+    /// is per number, like the recall rule after an abandon.
+    pub async fn last_machine_of(
+        &self,
+        phone: &str,
+        since: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        const SQL: &str = "SELECT MAX(ended_at) FROM call_attempts
+             WHERE phone = $1 AND outcome = 'machine' AND ended_at >= $2";
+        Ok(with_pool!(self, pool => sqlx::query_scalar(SQL)
+            .bind(phone)
+            .bind(since)
+            .fetch_one(pool)
+            .await?))
+    }
 }
