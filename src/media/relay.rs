@@ -75,17 +75,19 @@ fn map_event(buf: &mut [u8], from: Option<u8>, to: Option<u8>) -> bool {
     }
 }
 
-/// Counts a packet that arrived on `leg` (not a telephone-event: its
-/// timestamps are not the audio's clock).
+/// Counts a packet that arrived on `leg`: a telephone-event counts for
+/// loss (it takes a sequence number of the stream) but not for jitter (its
+/// timestamp is the event's start, not the audio's clock).
 fn count_in(leg: &Leg, buf: &[u8], event_pt: Option<u8>, base: tokio::time::Instant) {
     let Some(st) = &leg.stats else { return };
     let Ok(p) = Packet::parse(buf) else { return };
-    if Some(p.payload_type) == event_pt {
-        return;
-    }
     let arrival = (base.elapsed().as_micros() / 125) as u32;
     if let Ok(mut s) = st.lock() {
-        s.received.packet(p.ssrc, p.sequence, p.timestamp, arrival);
+        if Some(p.payload_type) == event_pt {
+            s.received.counted(p.ssrc, p.sequence);
+        } else {
+            s.received.packet(p.ssrc, p.sequence, p.timestamp, arrival);
+        }
     }
 }
 
@@ -243,6 +245,7 @@ pub async fn relay_with_dtmf(
             b.socket.send_to(&pkt, to).await.is_ok()
         }
     {
+        count_out(&b, &pkt);
         stats.a_to_b += 1;
     }
     tokio::pin!(stop);
@@ -290,6 +293,7 @@ pub async fn relay_with_dtmf(
                         b.socket.send_to(&buf_a[..n], to).await.is_ok()
                     }
                 {
+                    count_out(&b, &buf_a[..n]);
                     stats.a_to_b += 1;
                     if is_event {
                         stats.dtmf_to_agent += 1;
@@ -301,6 +305,7 @@ pub async fn relay_with_dtmf(
             r = b.socket.recv_from(&mut buf_b) => {
                 let (n, from) = r?;
                 b.peer = Some(from);
+                count_in(&b, &buf_b[..n], b.events, base);
                 let Ok((ssrc, seq, timestamp)) =
                     Packet::parse(&buf_b[..n]).map(|p| (p.ssrc, p.sequence, p.timestamp))
                 else {
@@ -364,6 +369,12 @@ pub async fn relay_with_dtmf(
                 let mut pos = base.next(now);
                 let mut out = Vec::with_capacity(16);
                 while let Some((e, marker, ts)) = tones.poll(now, pos) {
+                    // A customer who put the call on hold takes nothing
+                    // from us (RFC 3264 6.1): the keys are dropped.
+                    if a.on_hold() {
+                        stats.held += 1;
+                        continue;
+                    }
                     out.clear();
                     dtmf::write_packet(&mut out, pt, marker, pos, ts, e);
                     if let Some(to) = a.peer
@@ -637,6 +648,32 @@ mod tests {
         assert_eq!((stats.stale, stats.b_to_a), (20, 1));
     }
 
+    /// RFC 3264 6.1: a customer who put the call on hold takes nothing
+    /// from us, telephone-events included.
+    #[tokio::test]
+    async fn no_dtmf_goes_to_a_customer_on_hold() {
+        let (customer, phone) = (sock().await, sock().await);
+        let (leg_a, leg_b) = (shared().await, shared().await);
+        let hold = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let r = dtmf_relay(
+            Leg {
+                events: Some(101),
+                hold: Some(hold.clone()),
+                ..leg(leg_a, Some(customer.local_addr().unwrap()))
+            },
+            leg(leg_b, Some(phone.local_addr().unwrap())),
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        r.send.send("5".into()).unwrap();
+        let mut buf = [0u8; 2048];
+        let got =
+            tokio::time::timeout(Duration::from_millis(400), customer.recv_from(&mut buf)).await;
+        assert!(got.is_err(), "nothing to a customer on hold");
+        let stats = r.stop().await;
+        assert_eq!(stats.dtmf_out, 0);
+        assert_eq!(stats.held, 8);
+    }
+
     /// Digits the agent sends reach the customer as RFC 4733 events in
     /// the agent's stream (its SSRC, the next sequence numbers, one
     /// timestamp per digit), and the agent's later packets follow on; the
@@ -908,6 +945,11 @@ mod tests {
         let counts = Arc::new(std::sync::Mutex::new(
             super::super::rtcp::LegStats::default(),
         ));
+        // The agent leg's own session counts its side (RFC 3550 6.4: what
+        // it receives from the phone, what it sends the phone).
+        let agent_counts = Arc::new(std::sync::Mutex::new(
+            super::super::rtcp::LegStats::default(),
+        ));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let relay = tokio::spawn(relay(
             Leg {
@@ -918,7 +960,10 @@ mod tests {
                 events: None,
                 hold: None,
             },
-            leg(leg_b, Some(phone.local_addr().unwrap())),
+            Leg {
+                stats: Some(agent_counts.clone()),
+                ..leg(leg_b, Some(phone.local_addr().unwrap()))
+            },
             async move {
                 let _ = stop_rx.await;
             },
@@ -940,5 +985,7 @@ mod tests {
             (c.sent.packets, c.sent.octets, c.sent.ssrc),
             (2, 320, Some(1))
         );
+        let g = agent_counts.lock().unwrap();
+        assert_eq!((g.received.packets, g.sent.packets), (2, 3));
     }
 }

@@ -13,6 +13,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// RTP clock of G.711, Hz.
 const CLOCK: f64 = 8_000.0;
 
+/// A forward jump of the sequence number still taken as in order (RFC
+/// 3550 A.1's MAX_DROPOUT).
+const MAX_DROPOUT: u16 = 3_000;
+/// How far back a late packet may be before a jump is taken for a new
+/// start of the stream (A.1's MAX_MISORDER).
+const MAX_MISORDER: u16 = 100;
+
 /// What was received from one source (RFC 3550 A.1, A.3, A.8).
 #[derive(Debug, Clone, Default)]
 pub struct Received {
@@ -21,42 +28,85 @@ pub struct Received {
     base_seq: u32,
     max_seq: u16,
     cycles: u32,
+    /// After a very large jump, the number that would confirm it (the
+    /// sender restarted its sequence): A.1's `bad_seq`.
+    bad_seq: Option<u16>,
     /// Packets received.
     pub packets: u32,
     expected_prior: u32,
     received_prior: u32,
-    transit: Option<i64>,
+    /// Last relative transit time, modulo 2^32 (A.8).
+    transit: Option<u32>,
     /// Interarrival jitter, timestamp units (A.8).
     jitter: f64,
 }
 
 impl Received {
-    /// A packet arrived: `arrival` in timestamp units of our own clock.
+    /// A media packet arrived: `arrival` in timestamp units of our own
+    /// clock.
     pub fn packet(&mut self, ssrc: u32, seq: u16, timestamp: u32, arrival: u32) {
+        if !self.sequence(ssrc, seq) {
+            return;
+        }
+        // Differences modulo 2^32: the timestamps start anywhere and wrap.
+        let transit = arrival.wrapping_sub(timestamp);
+        if let Some(prev) = self.transit {
+            let d = f64::from((transit.wrapping_sub(prev) as i32).unsigned_abs());
+            self.jitter += (d - self.jitter) / 16.0;
+        }
+        self.transit = Some(transit);
+    }
+
+    /// A packet of the source's stream that does not sample its clock
+    /// (an RFC 4733 telephone-event, stamped with the event's start):
+    /// counted for loss, as it takes a sequence number, but not for jitter.
+    pub fn counted(&mut self, ssrc: u32, seq: u16) {
+        self.sequence(ssrc, seq);
+    }
+
+    /// RFC 3550 A.1's `update_seq` (without the probation, as the source
+    /// is the one the signalling set up): false for a packet not counted
+    /// (the first after a very large jump).
+    fn sequence(&mut self, ssrc: u32, seq: u16) -> bool {
         if self.ssrc != Some(ssrc) {
             // A new source (the phone restarted its stream): start again.
             *self = Received {
                 ssrc: Some(ssrc),
                 base_seq: u32::from(seq),
                 max_seq: seq,
+                packets: 1,
                 ..Received::default()
             };
-        } else {
-            let delta = seq.wrapping_sub(self.max_seq);
-            if delta != 0 && delta < 0x8000 {
-                if seq < self.max_seq {
-                    self.cycles += 1 << 16;
-                }
-                self.max_seq = seq;
+            return true;
+        }
+        let udelta = seq.wrapping_sub(self.max_seq);
+        if udelta < MAX_DROPOUT {
+            // In order, with a permissible gap.
+            if seq < self.max_seq {
+                self.cycles = self.cycles.wrapping_add(1 << 16);
+            }
+            self.max_seq = seq;
+        } else if udelta <= u16::MAX - MAX_MISORDER + 1 {
+            // A very large jump: two packets in sequence take it for a
+            // restart of the sender's numbering.
+            if self.bad_seq == Some(seq) {
+                let (ssrc, jitter, transit) = (self.ssrc, self.jitter, self.transit);
+                *self = Received {
+                    ssrc,
+                    base_seq: u32::from(seq),
+                    max_seq: seq,
+                    jitter,
+                    transit,
+                    ..Received::default()
+                };
+            } else {
+                self.bad_seq = Some(seq.wrapping_add(1));
+                return false;
             }
         }
+        // Else a duplicate or late packet: counted, the highest unchanged.
         self.packets += 1;
-        let transit = i64::from(arrival) - i64::from(timestamp);
-        if let Some(prev) = self.transit {
-            let d = (transit - prev).abs() as f64;
-            self.jitter += (d - self.jitter) / 16.0;
-        }
-        self.transit = Some(transit);
+        true
     }
 
     fn extended_max(&self) -> u32 {
@@ -275,22 +325,27 @@ impl Peer {
 }
 
 /// Writes our compound report at `now_ntp` (`now` on the monotonic clock
-/// the packets were stamped with): an SR
-/// as `sent.ssrc` when we have sent media, else an RR as `own_ssrc`;
-/// `block` on what we received; then SDES with `cname`.
+/// the packets were stamped with): an SR as `sent.ssrc` when we have sent
+/// media since the report before last (`sent_before`: the packet count
+/// then, RFC 3550 6.4), else an RR as that source or, before any media,
+/// `own_ssrc`; `block` on what we received; then SDES with `cname`.
+#[allow(clippy::too_many_arguments)] // the fields of one RTCP report
 pub fn report(
     out: &mut Vec<u8>,
     now_ntp: u64,
     now: Instant,
     own_ssrc: u32,
     sent: &Sent,
+    sent_before: u32,
     block: Option<Block>,
     cname: &str,
 ) {
     let start = out.len();
     let count = u8::from(block.is_some());
-    let sender = sent.ssrc.filter(|_| sent.packets > 0);
-    let ssrc = sender.unwrap_or(own_ssrc);
+    let sender = sent
+        .ssrc
+        .filter(|_| sent.packets > 0 && sent.packets != sent_before);
+    let ssrc = sender.or(sent.ssrc).unwrap_or(own_ssrc);
     match (sender, sent.last) {
         (Some(_), Some((ts, at))) => {
             out.push(0x80 | count);
@@ -331,7 +386,9 @@ pub fn report(
     set_length(out, sdes);
 }
 
-/// Writes an RTCP BYE for `ssrc` (the call is over).
+/// Appends an RTCP BYE for `ssrc` (the call is over) to the compound
+/// packet `out`, which must begin with a report and SDES (RFC 3550 6.1:
+/// a BYE is never sent alone; see [`report`]).
 pub fn bye(out: &mut Vec<u8>, ssrc: u32) {
     out.extend_from_slice(&[0x81, 203, 0, 1]);
     out.extend_from_slice(&ssrc.to_be_bytes());
@@ -342,9 +399,19 @@ fn set_length(out: &mut [u8], start: usize) {
     out[start + 2..start + 4].copy_from_slice(&words.to_be_bytes());
 }
 
-/// How often reports go out (RFC 3550 6.2's minimum), each interval drawn
-/// from half to one and a half times it.
+/// How often reports go out (RFC 3550 6.2's minimum; with two
+/// participants on a G.711 call the 5% bandwidth share gives less).
 pub const INTERVAL: Duration = Duration::from_secs(5);
+
+/// The wait before the next report (RFC 3550 6.3.1 and A.7): the
+/// interval, halved before the first report, drawn from half to one and
+/// a half times it and divided by e - 3/2 (the compensation for the
+/// timer reconsideration the randomisation implies).
+pub fn next_interval(first: bool) -> Duration {
+    const COMPENSATION: f64 = std::f64::consts::E - 1.5;
+    let t = if first { INTERVAL / 2 } else { INTERVAL };
+    t.mul_f64(rand::random_range(0.5..1.5) / COMPENSATION)
+}
 
 /// A leg's RTCP session until `stop` completes: a compound report every
 /// [`INTERVAL`] or so to `peer` (the peer's RTCP address: its RTP port
@@ -365,13 +432,16 @@ pub async fn session(
     let mut buf = vec![0u8; 1500];
     let mut out = Vec::with_capacity(128);
     tokio::pin!(stop);
-    let mut next = tokio::time::Instant::now() + INTERVAL.mul_f64(rand::random_range(0.5..1.5));
+    let mut next = tokio::time::Instant::now() + next_interval(true);
+    // The packet count at the last two reports: an SR only while we
+    // send (RFC 3550 6.4).
+    let mut sent_at_reports = [0u32; 2];
     let ours = |stats: &std::sync::Mutex<LegStats>| stats.lock().ok().and_then(|s| s.sent.ssrc);
     loop {
         tokio::select! {
             () = &mut stop => break,
             () = tokio::time::sleep_until(next) => {
-                next += INTERVAL.mul_f64(rand::random_range(0.5..1.5));
+                next += next_interval(false);
                 let now = clock.now();
                 let now_ntp = ntp(now.utc().into());
                 let (sent, block) = match stats.lock() {
@@ -384,7 +454,8 @@ pub async fn session(
                 };
                 out.clear();
                 let mono = tokio::time::Instant::now().into_std();
-                report(&mut out, now_ntp, mono, own_ssrc, &sent, block, &cname);
+                report(&mut out, now_ntp, mono, own_ssrc, &sent, sent_at_reports[0], block, &cname);
+                sent_at_reports = [sent_at_reports[1], sent.packets];
                 if let Err(e) = socket.send_to(&out, peer).await {
                     tracing::debug!("RTCP send: {e}");
                 }
@@ -405,12 +476,30 @@ pub async fn session(
             }
         }
     }
-    let ssrc = stats
-        .lock()
-        .ok()
-        .and_then(|s| s.sent.ssrc.filter(|_| s.sent.packets > 0))
-        .unwrap_or(own_ssrc);
+    // The BYE goes in a compound packet after a last report (RFC 3550
+    // 6.1), as the source we reported as.
+    let now_ntp = ntp(clock.now().utc().into());
+    let (sent, block) = match stats.lock() {
+        Ok(mut s) => {
+            let (lsr, dlsr) = heard.lsr_dlsr(now_ntp);
+            let block = s.received.block(lsr, dlsr);
+            (s.sent, block)
+        }
+        Err(_) => (Sent::default(), None),
+    };
     out.clear();
+    let mono = tokio::time::Instant::now().into_std();
+    report(
+        &mut out,
+        now_ntp,
+        mono,
+        own_ssrc,
+        &sent,
+        sent_at_reports[0],
+        block,
+        &cname,
+    );
+    let ssrc = sent.ssrc.unwrap_or(own_ssrc);
     bye(&mut out, ssrc);
     let _ = socket.send_to(&out, peer).await;
     heard
@@ -471,6 +560,7 @@ mod tests {
             at + Duration::from_millis(20),
             1,
             &sent,
+            0,
             r.block(0, 0),
             "dialler@node",
         );
@@ -523,13 +613,102 @@ mod tests {
     #[test]
     fn an_rr_when_nothing_was_sent_and_a_bye_at_the_end() {
         let mut out = Vec::new();
-        report(&mut out, 0, Instant::now(), 77, &Sent::default(), None, "x");
+        report(
+            &mut out,
+            0,
+            Instant::now(),
+            77,
+            &Sent::default(),
+            0,
+            None,
+            "x",
+        );
         assert_eq!((out[0], out[1]), (0x80, 201));
         assert_eq!(u32::from_be_bytes(out[4..8].try_into().unwrap()), 77);
-        let mut b = Vec::new();
-        bye(&mut b, 77);
-        assert_eq!(b.len(), 8);
-        assert!(Peer::default().read(&b, 0, None));
+        bye(&mut out, 77);
+        assert_eq!(&out[out.len() - 8..out.len() - 4], &[0x81, 203, 0, 1]);
+        assert!(Peer::default().read(&out, 0, None));
+    }
+
+    /// RFC 3550 6.4: an SR only while we send; once nothing went out since
+    /// the report before last, an RR as the same source.
+    #[test]
+    fn an_sr_while_sending_then_an_rr_as_the_same_source() {
+        let sent = Sent {
+            ssrc: Some(0x51),
+            packets: 40,
+            octets: 6_400,
+            last: Some((0, Instant::now())),
+        };
+        let mut out = Vec::new();
+        report(&mut out, 0, Instant::now(), 77, &sent, 10, None, "x");
+        assert_eq!(out[1], 200);
+        out.clear();
+        report(&mut out, 0, Instant::now(), 77, &sent, 40, None, "x");
+        assert_eq!(out[1], 201);
+        assert_eq!(u32::from_be_bytes(out[4..8].try_into().unwrap()), 0x51);
+    }
+
+    /// RFC 3550 A.1: a jump of more than 3,000 is taken for a restart of
+    /// the numbering only when the next packet follows it; a lone stray
+    /// packet far off is not counted and moves nothing.
+    #[test]
+    fn a_large_jump_resyncs_on_the_second_packet_and_a_stray_is_ignored() {
+        let mut r = Received::default();
+        for seq in 1..=10u16 {
+            r.packet(7, seq, u32::from(seq) * 160, u32::from(seq) * 160);
+        }
+        r.packet(7, 40_000, 0, 0);
+        for seq in 11..=20u16 {
+            r.packet(7, seq, u32::from(seq) * 160, u32::from(seq) * 160);
+        }
+        let b = r.block(0, 0).unwrap();
+        assert_eq!((b.cumulative_lost, b.highest_seq), (0, 20));
+        for seq in 5_000..=5_010u16 {
+            r.packet(7, seq, u32::from(seq) * 160, u32::from(seq) * 160);
+        }
+        let b = r.block(0, 0).unwrap();
+        assert_eq!((b.cumulative_lost, b.highest_seq), (0, 5_010));
+        assert_eq!(b.fraction_lost, 0);
+    }
+
+    /// RFC 3550 A.8: transit differences modulo 2^32, so a timestamp that
+    /// wraps adds no jitter.
+    #[test]
+    fn jitter_ignores_the_timestamp_wrapping() {
+        let mut r = Received::default();
+        r.packet(7, 1, 0xFFFF_FF60, 1_000);
+        r.packet(7, 2, 0x0000_0000, 1_160);
+        r.packet(7, 3, 0x0000_00A0, 1_320);
+        assert_eq!(r.block(0, 0).unwrap().jitter, 0);
+    }
+
+    /// Telephone-events share the stream's sequence numbers: counted as
+    /// received, not lost.
+    #[test]
+    fn events_count_as_received_not_lost() {
+        let mut r = Received::default();
+        for seq in 1..=28u16 {
+            if (11..=18).contains(&seq) {
+                r.counted(7, seq);
+            } else {
+                r.packet(7, seq, u32::from(seq) * 160, u32::from(seq) * 160);
+            }
+        }
+        let b = r.block(0, 0).unwrap();
+        assert_eq!((b.cumulative_lost, b.fraction_lost), (0, 0));
+    }
+
+    /// RFC 3550 6.3.1: the first report after half the interval, each
+    /// drawn from 0.5 to 1.5 times and divided by e - 3/2.
+    #[test]
+    fn report_intervals_are_randomised_and_compensated() {
+        for _ in 0..200 {
+            let first = next_interval(true).as_secs_f64();
+            assert!((1.02..=3.08).contains(&first), "{first}");
+            let next = next_interval(false).as_secs_f64();
+            assert!((2.05..=6.16).contains(&next), "{next}");
+        }
     }
 
     /// A session on loopback, on paused time: an SR within 1.5 intervals
@@ -610,12 +789,18 @@ mod tests {
         let b = heard.report.expect("the peer's report read");
         assert_eq!((b.fraction_lost, b.cumulative_lost), (64, 3));
         assert!(heard.rtt.is_some());
-        // And a BYE.
+        // And a BYE, in a compound packet that begins with a report and
+        // carries SDES CNAME (RFC 3550 6.1).
         let mut got_bye = false;
         while let Ok(Ok((n, _))) =
             tokio::time::timeout(Duration::from_millis(100), peer.recv_from(&mut buf)).await
         {
-            got_bye |= n == 8 && buf[1] == 203;
+            let p = &buf[..n];
+            assert!(p[1] == 200 || p[1] == 201, "a compound packet: {p:?}");
+            if p[n - 8..n - 4] == [0x81, 203, 0, 1] {
+                assert!(p.windows(10).any(|w| w == b"dialler@n1"), "SDES CNAME");
+                got_bye = true;
+            }
         }
         assert!(got_bye);
     }
