@@ -138,7 +138,8 @@ pub struct StreamPos {
 
 /// The digits queued to send on a stream and the packets that sound them:
 /// per digit an update every 20 ms for 100 ms (the first with the marker
-/// bit), then three end packets, then 60 ms of silence before the next.
+/// bit), then the end packet three times 20 ms apart, and the next digit
+/// 60 ms after the tone's end.
 #[derive(Debug, Default)]
 pub struct Tones {
     queue: VecDeque<u8>,
@@ -170,7 +171,7 @@ impl Tones {
     /// When [`Tones::poll`] next has a packet.
     pub fn next_at(&self) -> Option<Instant> {
         match self.current {
-            Some(s) => Some(s.started + STEP * s.sent.min(UPDATES)),
+            Some(s) => Some(s.started + STEP * s.sent),
             None if self.queue.is_empty() => None,
             None => Some(self.quiet_until.unwrap_or_else(Instant::now)),
         }
@@ -194,8 +195,9 @@ impl Tones {
         }
         let s = self.current.as_mut()?;
         let k = s.sent;
-        // Updates every STEP; the end packets together at the tone's end.
-        if now < s.started + STEP * k.min(UPDATES) {
+        // Updates every STEP, and the end packet sent three times at the
+        // same interval from the tone's end (RFC 4733 2.5.1.4).
+        if now < s.started + STEP * k {
             return None;
         }
         let per_step = (STEP.as_millis() * 8) as u32;
@@ -208,8 +210,10 @@ impl Tones {
         let ts = s.timestamp;
         s.sent += 1;
         if s.sent >= UPDATES + 3 {
+            // The silence counts from the tone's end, not from its last
+            // end packet's repeat.
+            self.quiet_until = Some(s.started + TONE + GAP);
             self.current = None;
-            self.quiet_until = Some(now + GAP);
         }
         Some((e, k == 0, ts))
     }
@@ -262,8 +266,9 @@ mod tests {
     }
 
     /// The packets of "1#": per digit updates every 20 ms for 100 ms
-    /// (marker on the first, durations growing by 160), three end
-    /// packets at 800, then 60 ms of silence; one timestamp per digit.
+    /// (marker on the first, durations growing by 160), the end packet
+    /// at 800 three times 20 ms apart, the next digit 60 ms after the
+    /// tone; one timestamp per digit.
     #[test]
     fn digits_sound_as_rfc_4733_updates_then_three_end_packets() {
         let mut t = Tones::default();
@@ -292,6 +297,9 @@ mod tests {
         let ends: Vec<bool> = first.iter().map(|g| g.1.end).collect();
         assert_eq!(ends, [false, false, false, false, false, true, true, true]);
         assert!(first.iter().all(|g| g.3 == 8_000));
+        // Sent 20 ms apart, the end packet's repeats too.
+        let times: Vec<u128> = first.iter().map(|g| g.0).collect();
+        assert_eq!(times, [0, 20, 40, 60, 80, 100, 120, 140]);
         let second: Vec<_> = got.iter().filter(|g| g.1.event == 11).collect();
         assert_eq!(second.len(), 8);
         // The second digit starts after the first's end and the gap.
