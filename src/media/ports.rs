@@ -21,10 +21,13 @@ pub struct PortRange {
 impl PortRange {
     /// Ports `first..=last` (odd bounds are moved inward to even ports).
     pub fn new(first: u16, last: u16) -> Result<PortRange, MediaError> {
-        let first = first + (first & 1);
-        if first == 0 || first > last {
+        // The first even port; 65535 has none after it.
+        let Some(first) = first
+            .checked_add(first & 1)
+            .filter(|f| *f != 0 && *f <= last)
+        else {
             return Err(MediaError::NoPort(first, last));
-        }
+        };
         Ok(PortRange {
             first,
             last,
@@ -154,5 +157,7 @@ mod tests {
             base + 2
         );
         assert!(PortRange::new(10, 9).is_err());
+        // No even port from 65535: refused, not an overflow.
+        assert!(PortRange::new(65_535, 65_535).is_err());
     }
 }

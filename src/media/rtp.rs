@@ -43,9 +43,11 @@ impl<'a> Packet<'a> {
         }
         let mut end = buf.len();
         if buf[0] & 0x20 != 0 {
+            // The count includes itself (RFC 3550 5.1): never 0.
             let pad = usize::from(buf[end - 1]);
             end = end
                 .checked_sub(pad)
+                .filter(|_| pad > 0)
                 .ok_or(MediaError::BadPacket("bad padding"))?;
         }
         if start > end {
@@ -162,5 +164,8 @@ mod tests {
         assert!(Packet::parse(&[0x40; 12]).is_err());
         assert!(Packet::parse(&[0x8F, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
         assert!(Packet::parse(&[0xA0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 200]).is_err());
+        // A padding count of 0 (it counts itself, so at least 1).
+        let zero_pad = [0xA0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0x11, 0];
+        assert!(Packet::parse(&zero_pad).is_err());
     }
 }
