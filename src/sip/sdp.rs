@@ -119,7 +119,7 @@ pub fn answer(
         let (Some(kind), Some(_port), Some(proto)) = (f.next(), f.next(), f.next()) else {
             continue;
         };
-        if kind == "audio" && !audio_done {
+        if kind == "audio" && !audio_done && plain_rtp(proto) {
             out.push_str(audio);
             audio_done = true;
         } else {
@@ -133,6 +133,14 @@ pub fn answer(
         out.push_str(audio);
     }
     out
+}
+
+/// A transport the UA speaks: plain RTP (AVPF is RTP/AVP with earlier
+/// feedback, which a plain RTP stream satisfies). A secure profile
+/// (RTP/SAVP, UDP/TLS/RTP/SAVPF) is refused with port 0 (RFC 3264 6),
+/// never answered as plain RTP.
+fn plain_rtp(proto: &str) -> bool {
+    proto.eq_ignore_ascii_case("RTP/AVP") || proto.eq_ignore_ascii_case("RTP/AVPF")
 }
 
 /// What the UA needs from the peer's SDP.
@@ -242,7 +250,10 @@ pub fn parse(body: &[u8]) -> Option<Media> {
             let mut f = m.split_whitespace();
             if f.next() == Some("audio") && audio.is_none() {
                 let port: u16 = f.next()?.split('/').next()?.parse().ok()?;
-                let _proto = f.next()?;
+                // The first audio stream on plain RTP is ours to take.
+                if !plain_rtp(f.next()?) {
+                    continue;
+                }
                 let pts = f.filter_map(|p| p.parse().ok()).collect();
                 audio = Some((port, pts));
                 in_audio = true;
@@ -410,6 +421,25 @@ mod tests {
                 Direction::RecvOnly
             ),
             session(1, 2, addr, &[PT_PCMU], Direction::RecvOnly)
+        );
+    }
+
+    /// SRTP is not spoken: a secure audio stream is not taken for plain
+    /// RTP, and is refused with its own transport; a plain one after it is
+    /// the one answered.
+    #[test]
+    fn a_secure_audio_stream_is_refused_not_answered_as_plain_rtp() {
+        let srtp = "v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 5004 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:AAAA\r\n";
+        assert_eq!(parse(srtp.as_bytes()), None);
+        let both = format!("{srtp}m=audio 5006 RTP/AVP 0\r\n");
+        assert_eq!(parse(both.as_bytes()).unwrap().addr.port(), 5006);
+        let addr: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let a = answer(both.as_bytes(), 1, 2, addr, &[PT_PCMU], Direction::SendRecv);
+        let m: Vec<&str> = a.lines().filter(|l| l.starts_with("m=")).collect();
+        assert_eq!(
+            m,
+            ["m=audio 0 RTP/SAVP 0", "m=audio 40000 RTP/AVP 0"],
+            "{a}"
         );
     }
 }

@@ -649,6 +649,10 @@ struct Call {
     reinvite_ok: Option<ServerOk>,
     /// The last RSeq PRACKed, per early dialog (the provisional's To tag).
     last_rseq: Vec<(Option<String>, u32)>,
+    /// The SDP answer a provisional response carried, per early dialog
+    /// (its To tag): the session's answer when the 200 repeats none (RFC
+    /// 3262 5, RFC 3264 with a reliable 183).
+    early_sdp: Vec<(Option<String>, Vec<u8>)>,
     session_timer: Option<SessionTimer>,
     /// The peer's Allow header (from its 2xx): decides UPDATE or re-INVITE
     /// for our session refreshes.
@@ -1124,6 +1128,7 @@ impl Call {
             forks: Vec::new(),
             reinvite_ok: None,
             last_rseq: Vec::new(),
+            early_sdp: Vec::new(),
             session_timer: None,
             peer_allows_update: false,
             sdp_session: session,
@@ -1847,13 +1852,16 @@ impl Call {
                 if self.summary.progress_after.is_none() {
                     self.summary.progress_after = Some(elapsed);
                 }
-                out.events.push_back((
-                    self.id,
-                    CallEvent::Progress {
-                        code,
-                        early_media: sdp::parse(&r.body).is_some(),
-                    },
-                ));
+                let early_media = sdp::parse(&r.body).is_some();
+                if early_media {
+                    let tag = r.headers.get("To").and_then(message::tag_of);
+                    if !self.early_sdp.iter().any(|(t, _)| t.as_deref() == tag) {
+                        self.early_sdp
+                            .push((tag.map(str::to_string), r.body.clone()));
+                    }
+                }
+                out.events
+                    .push_back((self.id, CallEvent::Progress { code, early_media }));
             }
             if self.state == State::Proceeding
                 && let Some(reason) = self.cancel_pending.take()
@@ -1933,10 +1941,19 @@ impl Call {
             self.answered_at = Some(now);
             self.talk_deadline = self.params.max_talk.map(|t| now + t);
             self.session_timer = SessionTimer::from_headers(&r.headers, true, now);
+            // The answer the 200 carries, else the one its early dialog's
+            // provisional response gave.
+            let media = sdp::parse(&r.body).or_else(|| {
+                let tag = r.headers.get("To").and_then(message::tag_of);
+                self.early_sdp
+                    .iter()
+                    .find(|(t, _)| t.as_deref() == tag)
+                    .and_then(|(_, body)| sdp::parse(body))
+            });
             out.events.push_back((
                 self.id,
                 CallEvent::Answered {
-                    media: sdp::parse(&r.body),
+                    media,
                     ack_latency: Duration::ZERO,
                     headers: r.headers.clone(),
                     dialog: DialogState {

@@ -903,6 +903,39 @@ fn a_reliable_provisional_gets_one_prack_with_its_rack() {
     assert_eq!(ended(&events(&mut ep)).unwrap().outcome, Outcome::Busy);
 }
 
+/// RFC 3262 5 / RFC 3264: the SDP answer in a reliable 183 is the
+/// session's answer; the 200 that follows need not repeat it, and the
+/// call is answered with the 183's media, not without audio.
+#[test]
+fn the_answer_in_a_reliable_183_serves_a_200_without_a_body() {
+    let mut ep = endpoint(Transport::Udp);
+    let t0 = Instant::now();
+    let (_, inv) = start(&mut ep, t0, params());
+    let mut p183 = Response::to(&inv, 183, "Session Progress", Some("peer"));
+    p183.headers.push("Require", "100rel");
+    p183.headers.push("RSeq", "1");
+    p183.headers.push("Contact", "<sip:peer@127.0.0.1:5060>");
+    p183.headers.push("Content-Type", "application/sdp");
+    p183.body = b"v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 6010 RTP/AVP 8\r\n".to_vec();
+    ep.handle_bytes(t0, &p183.encode()).unwrap();
+    let prack = request(&sent(&mut ep)[0]).clone();
+    ep.handle_bytes(t0, &Response::to(&prack, 200, "OK", None).encode())
+        .unwrap();
+    let mut ok = Response::to(&inv, 200, "OK", Some("peer"));
+    ok.headers.push("Contact", "<sip:peer@127.0.0.1:5060>");
+    ep.handle_bytes(t0 + SECOND, &ok.encode()).unwrap();
+    let media = events(&mut ep)
+        .into_iter()
+        .find_map(|e| match e {
+            CallEvent::Answered { media, .. } => Some(media),
+            _ => None,
+        })
+        .expect("answered");
+    let media = media.expect("the 183's answer");
+    assert_eq!(media.addr.port(), 6010);
+    assert_eq!(media.codec(), Some(8));
+}
+
 #[test]
 fn a_421_for_100rel_and_a_422_for_min_se_are_retried_once() {
     let mut ep = endpoint(Transport::Udp);
