@@ -170,7 +170,11 @@ async fn registration_with_digest_at_the_edge_over_tls() {
         "{}",
         e.kam.log()
     );
+    // Shutdown takes the binding away (Expires: 0, its challenge
+    // answered) and waits for the registrar to confirm it.
+    let watch = ua.registration_watch().unwrap();
     ua.shutdown().await;
+    assert_eq!(*watch.borrow(), RegState::Unregistered, "{}", e.kam.log());
 }
 
 #[tokio::test]

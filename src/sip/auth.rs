@@ -53,6 +53,9 @@ pub struct Challenge {
     pub qop_auth: bool,
     /// True for a 407 (proxy) challenge: answer in Proxy-Authorization.
     pub proxy: bool,
+    /// A `-sess` algorithm (MD5-sess, SHA-256-sess): HA1 takes the nonce
+    /// and client nonce in (RFC 7616 3.4.2).
+    pub sess: bool,
     /// `stale=true`: the request's nonce had expired, not its credentials
     /// (RFC 7616 3.3): answer again with the new nonce.
     pub stale: bool,
@@ -89,9 +92,28 @@ fn auth_params(text: &str) -> Vec<(String, String)> {
             .to_ascii_lowercase();
         let after = rest[eq + 1..].trim_start();
         let (value, next) = if let Some(q) = after.strip_prefix('"') {
-            match q.find('"') {
-                Some(end) => (q[..end].to_string(), &q[end + 1..]),
-                None => (q.to_string(), ""),
+            // A quoted-string: a backslash escapes the next character
+            // (RFC 3261 25.1), a `\"` inside does not end it.
+            let mut value = String::new();
+            let mut end = None;
+            let mut chars = q.char_indices();
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        if let Some((_, e)) = chars.next() {
+                            value.push(e);
+                        }
+                    }
+                    '"' => {
+                        end = Some(i);
+                        break;
+                    }
+                    c => value.push(c),
+                }
+            }
+            match end {
+                Some(end) => (value, &q[end + 1..]),
+                None => (value, ""),
             }
         } else {
             match after.find(',') {
@@ -121,11 +143,15 @@ impl Challenge {
                 .find(|(key, _)| key == k)
                 .map(|(_, v)| v.clone())
         };
-        let algorithm = match get("algorithm").as_deref().map(str::to_ascii_uppercase) {
-            None => Algorithm::Md5,
-            Some(a) if a == "MD5" => Algorithm::Md5,
-            Some(a) if a == "SHA-256" => Algorithm::Sha256,
-            Some(_) => return Err(SipError::Auth("unsupported digest algorithm")),
+        let (algorithm, sess) = match get("algorithm").as_deref().map(str::to_ascii_uppercase) {
+            None => (Algorithm::Md5, false),
+            Some(a) => match a.as_str() {
+                "MD5" => (Algorithm::Md5, false),
+                "MD5-SESS" => (Algorithm::Md5, true),
+                "SHA-256" => (Algorithm::Sha256, false),
+                "SHA-256-SESS" => (Algorithm::Sha256, true),
+                _ => return Err(SipError::Auth("unsupported digest algorithm")),
+            },
         };
         let qop_auth = match get("qop") {
             None => false,
@@ -144,6 +170,7 @@ impl Challenge {
             algorithm,
             qop_auth,
             proxy,
+            sess,
             stale: get("stale").is_some_and(|v| v.eq_ignore_ascii_case("true")),
         })
     }
@@ -167,10 +194,13 @@ impl Challenge {
         nc: u32,
     ) -> String {
         let a = self.algorithm;
-        let ha1 = a.hash(&format!(
+        let mut ha1 = a.hash(&format!(
             "{}:{}:{}",
             creds.username, self.realm, creds.password
         ));
+        if self.sess {
+            ha1 = a.hash(&format!("{ha1}:{}:{cnonce}", self.nonce));
+        }
         let ha2 = a.hash(&format!("{method}:{uri}"));
         if self.qop_auth {
             a.hash(&format!(
@@ -193,19 +223,33 @@ impl Challenge {
     ) -> String {
         let response = self.response(creds, method, uri, cnonce, nc);
         let mut v = format!(
-            "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", response=\"{response}\", algorithm={}",
-            creds.username,
-            self.realm,
-            self.nonce,
-            self.algorithm.name()
+            "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", response=\"{response}\", algorithm={}{}",
+            quoted(&creds.username),
+            quoted(&self.realm),
+            quoted(&self.nonce),
+            self.algorithm.name(),
+            if self.sess { "-sess" } else { "" }
         );
         if self.qop_auth {
             v.push_str(&format!(", qop=auth, nc={nc:08x}, cnonce=\"{cnonce}\""));
+        } else if self.sess {
+            // A -sess hash took the client nonce in: the server needs it.
+            v.push_str(&format!(", cnonce=\"{cnonce}\""));
         }
         if let Some(o) = &self.opaque {
-            v.push_str(&format!(", opaque=\"{o}\""));
+            v.push_str(&format!(", opaque=\"{}\"", quoted(o)));
         }
         v
+    }
+}
+
+/// `text` escaped for a quoted-string (RFC 3261 25.1: `"` and `\\` take a
+/// backslash).
+fn quoted(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains(['"', '\\']) {
+        text.replace('\\', "\\\\").replace('"', "\\\"").into()
+    } else {
+        text.into()
     }
 }
 
@@ -374,6 +418,45 @@ mod tests {
                 .is_err()
         );
         assert!(first_answerable(std::iter::empty(), true).is_none());
+    }
+
+    /// RFC 7616 3.4.2: for MD5-sess, HA1 = H(H(user:realm:password):nonce:cnonce).
+    #[test]
+    fn md5_sess_takes_the_nonces_into_ha1() {
+        let c = Challenge::parse(
+            r#"Digest realm="r", nonce="n", qop="auth", algorithm=MD5-sess"#,
+            false,
+        )
+        .unwrap();
+        assert!(c.sess);
+        let h = |s: String| -> String {
+            Md5::digest(s.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        };
+        let ha1 = h(format!("{}:n:cn", h("Mufasa:r:Circle of Life".into())));
+        let ha2 = h("REGISTER:sip:x".into());
+        let want = h(format!("{ha1}:n:00000001:cn:auth:{ha2}"));
+        assert_eq!(c.response(&mufasa(), "REGISTER", "sip:x", "cn", 1), want);
+        let v = c.authorization(&mufasa(), "REGISTER", "sip:x", "cn", 1);
+        assert!(v.contains("algorithm=MD5-sess"), "{v}");
+        let sha = Challenge::parse(
+            r#"Digest realm="r", nonce="n", algorithm=SHA-256-sess"#,
+            true,
+        );
+        assert!(sha.is_ok_and(|c| c.sess && c.algorithm == Algorithm::Sha256));
+    }
+
+    /// RFC 3261 25.1: a backslash in a quoted-string escapes the next
+    /// character; an escaped quote does not end the value.
+    #[test]
+    fn escaped_quotes_stay_inside_the_value() {
+        let c = Challenge::parse(r#"Digest realm="a \"b\" c", nonce="x,y""#, false).unwrap();
+        assert_eq!(c.realm, r#"a "b" c"#);
+        assert_eq!(c.nonce, "x,y");
+        let v = c.authorization(&mufasa(), "INVITE", "sip:b@h", "abc", 1);
+        assert!(v.contains(r#"realm="a \"b\" c""#), "{v}");
     }
 
     #[test]

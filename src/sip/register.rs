@@ -76,10 +76,16 @@ struct Pending {
     cseq: u32,
     next_e: Option<(Instant, Duration)>,
     timer_f: Instant,
-    /// Challenges answered for this REGISTER (a stale nonce allows a second).
+    /// Challenge rounds answered in this REGISTER's chain.
     auth_tries: u8,
+    /// The credentials it carried: (proxy, realm) of each.
+    carried: Vec<(bool, String)>,
     expires: u32,
 }
+
+/// Challenge rounds one REGISTER may answer (a proxy's and a registrar's,
+/// and a stale nonce).
+const MAX_AUTH_TRIES: u8 = 3;
 
 /// One registration binding, kept fresh.
 pub struct Registration {
@@ -99,6 +105,12 @@ pub struct Registration {
     failures: u32,
     asked: u32,
     tx: VecDeque<Vec<u8>>,
+    /// The challenges answered so far, one per (proxy, realm): every later
+    /// REGISTER (refreshes, the unregister) carries credentials for them
+    /// with the nonce's next count (RFC 3261 22.3), sparing a round trip.
+    challenges: Vec<auth::Challenge>,
+    /// Unregistering at shutdown: no refresh or retry follows.
+    closing: bool,
 }
 
 impl Registration {
@@ -122,8 +134,10 @@ impl Registration {
             failures: 0,
             asked,
             tx: VecDeque::new(),
+            challenges: Vec::new(),
+            closing: false,
         };
-        r.send(now, asked, None);
+        r.send(now, asked);
         r
     }
 
@@ -137,7 +151,7 @@ impl Registration {
         self.valid_until.is_some_and(|u| now < u)
     }
 
-    fn send(&mut self, now: Instant, expires: u32, auth: Option<(&'static str, String)>) {
+    fn send(&mut self, now: Instant, expires: u32) {
         self.cseq += 1;
         let branch = format!("z9hG4bK{:016x}", self.rng.random::<u64>());
         let mut r = Request::new(Method::Register, self.cfg.registrar.clone());
@@ -166,8 +180,15 @@ impl Registration {
         );
         h.push("Expires", expires.to_string());
         h.push("User-Agent", "dialler");
-        if let Some((name, value)) = auth {
-            h.push(name, value);
+        let mut carried = Vec::new();
+        if let Some(creds) = &self.cfg.credentials {
+            for ch in &self.challenges {
+                let nc = self.nonce_counts.next(&ch.nonce);
+                let cnonce = format!("{:016x}", self.rng.random::<u64>());
+                let value = ch.authorization(creds, "REGISTER", &self.cfg.registrar, &cnonce, nc);
+                r.headers.push(ch.answer_header(), value);
+                carried.push((ch.proxy, ch.realm.clone()));
+            }
         }
         let bytes = r.encode();
         self.tx.push_back(bytes.clone());
@@ -179,6 +200,7 @@ impl Registration {
             next_e: (!self.cfg.transport.reliable()).then(|| (now + t.t1, t.t1)),
             timer_f: now + 64 * t.t1,
             auth_tries: 0,
+            carried,
             expires,
         });
         self.next_at = None;
@@ -187,11 +209,27 @@ impl Registration {
         }
     }
 
-    /// Sends Expires: 0 (at shutdown).
+    /// Sends Expires: 0 (at shutdown), with the credentials in use; a
+    /// challenge to it is answered like any other. The state says
+    /// `Unregistered` once the registrar confirms (or when nothing was
+    /// registered); [`Registration::is_closed`] says when it is over.
     pub fn unregister(&mut self, now: Instant) {
-        self.send(now, 0, None);
-        self.state = RegState::Unregistered;
-        self.valid_until = None;
+        self.closing = true;
+        self.next_at = None;
+        if self.valid_until.is_none() && !matches!(self.state, RegState::Registered { .. }) {
+            // Nothing granted: nothing to take away (a REGISTER still in
+            // flight is dropped with its answer).
+            self.pending = None;
+            self.state = RegState::Unregistered;
+            return;
+        }
+        self.send(now, 0);
+    }
+
+    /// After [`Registration::unregister`]: its transaction is over
+    /// (confirmed, refused or timed out).
+    pub fn is_closed(&self) -> bool {
+        self.closing && self.pending.is_none()
     }
 
     fn fail(&mut self, now: Instant, code: u16, retry_after: Option<Duration>) {
@@ -200,6 +238,10 @@ impl Registration {
             code,
             failures: self.failures,
         };
+        if self.closing {
+            tracing::warn!(registrar = %self.cfg.registrar, code, "unregistering failed");
+            return;
+        }
         let backoff = BACKOFF_BASE
             .saturating_mul(1 << (self.failures - 1).min(10))
             .min(BACKOFF_MAX);
@@ -225,27 +267,53 @@ impl Registration {
             return;
         }
         if r.code < 200 {
+            // Proceeding (RFC 3261 17.1.2.2): retransmit every T2 from now.
+            if let Some(p) = &mut self.pending
+                && p.next_e.is_some()
+            {
+                let t2 = self.cfg.timers.t2;
+                p.next_e = Some((now + t2, t2));
+            }
             return;
         }
         let Some(p) = self.pending.take() else { return };
         let code = r.code;
-        let header = auth::challenge_header(code);
-        let may_answer = p.auth_tries == 0
-            || (p.auth_tries == 1 && auth::only_stale(r.headers.get_all(header), code == 407));
-        if (code == 401 || code == 407) && may_answer {
-            if let Some(creds) = &self.cfg.credentials
-                && let Some(Ok(ch)) = auth::first_answerable(r.headers.get_all(header), code == 407)
+        if code == 401 || code == 407 {
+            // Every challenge the response carries, of both kinds (a
+            // proxy's and the registrar's, RFC 3261 22.3): the topmost of
+            // each we can answer.
+            let new: Vec<auth::Challenge> =
+                [("WWW-Authenticate", false), ("Proxy-Authenticate", true)]
+                    .into_iter()
+                    .filter_map(|(h, proxy)| {
+                        auth::first_answerable(r.headers.get_all(h), proxy)?.ok()
+                    })
+                    .collect();
+            // Credentials this REGISTER carried challenged again without
+            // `stale` were refused; the first REGISTER of a chain may have
+            // carried an old nonce (a refresh), so it is answered once.
+            let refused = p.auth_tries > 0
+                && new
+                    .iter()
+                    .any(|ch| !ch.stale && p.carried.contains(&(ch.proxy, ch.realm.clone())));
+            if self.cfg.credentials.is_none()
+                || new.is_empty()
+                || refused
+                || p.auth_tries >= MAX_AUTH_TRIES
             {
-                let nc = self.nonce_counts.next(&ch.nonce);
-                let cnonce = format!("{:016x}", self.rng.random::<u64>());
-                let value = ch.authorization(creds, "REGISTER", &self.cfg.registrar, &cnonce, nc);
-                self.send(now, p.expires, Some((ch.answer_header(), value)));
-                if let Some(np) = &mut self.pending {
-                    np.auth_tries = p.auth_tries + 1;
-                }
-                return;
+                self.challenges.clear();
+                return self.fail(now, code, None);
             }
-            return self.fail(now, code, None);
+            for ch in new {
+                self.challenges
+                    .retain(|c| !(c.proxy == ch.proxy && c.realm == ch.realm));
+                self.challenges.push(ch);
+            }
+            self.send(now, p.expires);
+            if let Some(np) = &mut self.pending {
+                np.auth_tries = p.auth_tries + 1;
+            }
+            return;
         }
         if code == 423 {
             let min = r
@@ -255,7 +323,7 @@ impl Registration {
             match min {
                 Some(m) if m > p.expires && m <= 86_400 => {
                     self.asked = m;
-                    self.send(now, m, None);
+                    self.send(now, m);
                 }
                 _ => self.fail(now, code, None),
             }
@@ -264,6 +332,7 @@ impl Registration {
         if (200..300).contains(&code) {
             if p.expires == 0 {
                 self.state = RegState::Unregistered;
+                self.valid_until = None;
                 return;
             }
             let granted = self.granted(r).unwrap_or(p.expires).min(p.expires.max(1));
@@ -292,10 +361,23 @@ impl Registration {
     /// The expiry the registrar granted our Contact: its `expires`
     /// parameter, else the Expires header.
     fn granted(&self, r: &Response) -> Option<u32> {
-        let ours = format!("{}", self.cfg.local);
+        let ours = self.cfg.local.to_string();
+        // Ours by its host and port exactly: another device's binding
+        // (`110.0.0.1:5070`, `...:50700`) is not.
+        let host_port = |uri: &str| -> Option<String> {
+            let rest = uri.split_once('@').map_or(uri, |(_, r)| r);
+            let rest = rest.split_once(':').map_or(rest, |(s, r)| {
+                if s.eq_ignore_ascii_case("sip") || s.eq_ignore_ascii_case("sips") {
+                    r
+                } else {
+                    rest
+                }
+            });
+            Some(rest.split([';', '?', '>']).next()?.to_ascii_lowercase())
+        };
         message::list_entries(&r.headers, "Contact")
             .into_iter()
-            .find(|c| message::uri_of(c).contains(&ours))
+            .find(|c| host_port(message::uri_of(c)).is_some_and(|h| h == ours))
             .and_then(|c| message::param(c, "expires"))
             .and_then(|v| v.parse().ok())
             .or_else(|| r.headers.get("Expires").and_then(|v| v.trim().parse().ok()))
@@ -321,9 +403,9 @@ impl Registration {
             }
             return;
         }
-        if self.next_at.is_some_and(|t| t <= now) && self.state != RegState::Unregistered {
+        if self.next_at.is_some_and(|t| t <= now) && !self.closing {
             let asked = self.asked;
-            self.send(now, asked, None);
+            self.send(now, asked);
         }
     }
 
@@ -486,6 +568,154 @@ mod tests {
             "{:?}",
             r.state()
         );
+    }
+
+    fn challenge(q: &Request, code: u16, header: &str, value: &str) -> Response {
+        let mut ch = Response::to(q, code, "Unauthorized", Some("r"));
+        ch.headers.push(header, value);
+        ch
+    }
+
+    fn ok(q: &Request, contact: &str) -> Response {
+        let mut ok = Response::to(q, 200, "OK", Some("r"));
+        ok.headers.push("Contact", contact);
+        ok
+    }
+
+    /// RFC 3261 22.3: the credentials answered once go on every later
+    /// REGISTER (the refresh with the same nonce counts on: nc 2); a
+    /// proxy's 407 then the registrar's 401 are both answered, and a
+    /// response with both kinds of challenge gets both answers at once.
+    #[test]
+    fn credentials_are_reused_on_refreshes_and_a_proxys_and_a_registrars_both_answered() {
+        let (mut r, t0) = reg(true);
+        let q = sent(&mut r);
+        r.handle_response(
+            t0,
+            &challenge(
+                &q,
+                407,
+                "Proxy-Authenticate",
+                "Digest realm=\"edge\", nonce=\"p\", qop=\"auth\"",
+            ),
+        );
+        let q2 = sent(&mut r);
+        assert!(q2.headers.get("Proxy-Authorization").is_some());
+        r.handle_response(
+            t0,
+            &challenge(
+                &q2,
+                401,
+                "WWW-Authenticate",
+                "Digest realm=\"carrier\", nonce=\"w\", qop=\"auth\"",
+            ),
+        );
+        let q3 = sent(&mut r);
+        let proxy = q3
+            .headers
+            .get("Proxy-Authorization")
+            .expect("still the proxy's");
+        let www = q3
+            .headers
+            .get("Authorization")
+            .expect("and the registrar's");
+        assert!(
+            proxy.contains("realm=\"edge\"") && proxy.contains("nc=00000002"),
+            "{proxy}"
+        );
+        assert!(
+            www.contains("realm=\"carrier\"") && www.contains("nc=00000001"),
+            "{www}"
+        );
+        r.handle_response(t0, &ok(&q3, "<sip:trunk42@127.0.0.1:5070>;expires=300"));
+        assert_eq!(r.state(), RegState::Registered { granted: 300 });
+        r.handle_timeout(t0 + 241 * S);
+        let refresh = sent(&mut r);
+        let www = refresh
+            .headers
+            .get("Authorization")
+            .expect("credentials on the refresh");
+        assert!(
+            www.contains("nonce=\"w\"") && www.contains("nc=00000002"),
+            "{www}"
+        );
+        // Both kinds in one response (a forking proxy's merged 407).
+        let (mut r, t0) = reg(true);
+        let q = sent(&mut r);
+        let mut both = challenge(
+            &q,
+            407,
+            "Proxy-Authenticate",
+            "Digest realm=\"edge\", nonce=\"p\"",
+        );
+        both.headers
+            .push("WWW-Authenticate", "Digest realm=\"carrier\", nonce=\"w\"");
+        r.handle_response(t0, &both);
+        let q2 = sent(&mut r);
+        assert!(q2.headers.get("Proxy-Authorization").is_some());
+        assert!(q2.headers.get("Authorization").is_some());
+    }
+
+    /// RFC 3261 17.1.2.2: after a provisional response the REGISTER is
+    /// resent every T2, not on the doubling timer.
+    #[test]
+    fn a_provisional_response_moves_retransmissions_to_t2() {
+        let (mut r, t0) = reg(false);
+        let q = sent(&mut r);
+        r.handle_response(t0, &Response::to(&q, 100, "Trying", None));
+        assert_eq!(r.poll_timeout(), Some(t0 + 4 * S));
+        r.handle_timeout(t0 + 4 * S);
+        let again = sent(&mut r);
+        assert_eq!(again.headers.get("CSeq"), q.headers.get("CSeq"));
+        assert_eq!(r.poll_timeout(), Some(t0 + 8 * S));
+    }
+
+    /// RFC 3261 10.2.2: the unregister is answered like any REGISTER (a
+    /// challenge with the credentials) and the state says unregistered
+    /// only when the registrar confirms.
+    #[test]
+    fn the_unregister_answers_its_challenge_and_waits_for_the_200() {
+        let (mut r, t0) = reg(true);
+        let q = sent(&mut r);
+        r.handle_response(t0, &ok(&q, "<sip:trunk42@127.0.0.1:5070>;expires=600"));
+        assert!(r.is_registered(t0));
+        r.unregister(t0 + S);
+        let u = sent(&mut r);
+        assert_eq!(u.headers.get("Expires"), Some("0"));
+        assert!(!r.is_closed());
+        assert_ne!(r.state(), RegState::Unregistered);
+        r.handle_response(
+            t0 + S,
+            &challenge(
+                &u,
+                401,
+                "WWW-Authenticate",
+                "Digest realm=\"carrier\", nonce=\"u\"",
+            ),
+        );
+        let u2 = sent(&mut r);
+        assert_eq!(u2.headers.get("Expires"), Some("0"));
+        assert!(u2.headers.get("Authorization").is_some());
+        r.handle_response(t0 + S, &Response::to(&u2, 200, "OK", Some("r")));
+        assert_eq!(r.state(), RegState::Unregistered);
+        assert!(r.is_closed());
+        // No refresh after it.
+        assert_eq!(r.poll_timeout(), None);
+    }
+
+    /// The granted expiry is our Contact's: another device's binding whose
+    /// address merely contains ours is not taken for it.
+    #[test]
+    fn the_granted_expiry_is_read_from_our_contact_only() {
+        let (mut r, t0) = reg(false);
+        let q = sent(&mut r);
+        let mut resp = ok(&q, "<sip:other@127.0.0.1:50700>;expires=30");
+        resp.headers
+            .push("Contact", "<sip:x@10.127.0.0.1:5070>;expires=40");
+        resp.headers
+            .push("Contact", "<sip:trunk42@127.0.0.1:5070>;expires=500");
+        r.handle_response(t0, &resp);
+        assert_eq!(r.state(), RegState::Registered { granted: 500 });
     }
 
     #[test]

@@ -674,6 +674,12 @@ impl Ua {
         self.registration.as_ref().map(|r| *r.borrow())
     }
 
+    /// The registration's state as it changes, readable after
+    /// [`Ua::shutdown`] (which unregisters).
+    pub fn registration_watch(&self) -> Option<tokio::sync::watch::Receiver<RegState>> {
+        self.registration.clone()
+    }
+
     /// Waits until the registration's state satisfies `f` (or the UA stops).
     pub async fn registration_until(&self, f: impl Fn(&RegState) -> bool) -> Option<RegState> {
         let mut rx = self.registration.clone()?;
@@ -860,6 +866,10 @@ impl Listener {
     }
 }
 
+/// How long shutdown waits for the unregister's answer (a challenge to it
+/// answered, a lost datagram resent once or twice).
+const UNREGISTER_WAIT: Duration = Duration::from_secs(3);
+
 /// Datagrams read in one go after the one that woke the task, before the
 /// responses go out: under load, one wake-up serves many messages.
 const BATCH: usize = 64;
@@ -920,6 +930,9 @@ async fn drive(
     let timer = tokio::time::sleep_until(tokio::time::Instant::now());
     tokio::pin!(timer);
     let mut armed: Option<tokio::time::Instant> = None;
+    // Shutting down: the unregister's transaction runs (a challenge to it
+    // answered) until it ends or this time.
+    let mut closing_until: Option<tokio::time::Instant> = None;
     loop {
         // The registration's output first: its first REGISTER is queued
         // before the loop starts.
@@ -935,9 +948,16 @@ async fn drive(
                 let _ = watch.send(state);
             }
         }
+        if let Some(until) = closing_until
+            && (reg.as_ref().is_none_or(|(r, _)| r.is_closed())
+                || tokio::time::Instant::now() >= until)
+        {
+            break;
+        }
         let next = [
             ep.poll_timeout(),
             reg.as_ref().and_then(|(r, _)| r.poll_timeout()),
+            closing_until.map(tokio::time::Instant::into_std),
         ]
         .into_iter()
         .flatten()
@@ -951,16 +971,18 @@ async fn drive(
         }
         let mut received_at = None;
         tokio::select! {
-            cmd = cmds.recv() => match cmd {
+            cmd = cmds.recv(), if closing_until.is_none() => match cmd {
                 None | Some(Cmd::Shutdown) => {
-                    // Take our binding away on the way out (best effort).
-                    if let Some((r, _)) = reg.as_mut() {
-                        r.unregister(now());
-                        while let Some(bytes) = r.poll_transmit() {
-                            let _ = send(&mut io, provider, bytes).await;
+                    // Take our binding away on the way out: the REGISTER
+                    // with Expires: 0 goes out at the top of the loop, and
+                    // its answer (or challenge) is read for a while.
+                    match reg.as_mut() {
+                        Some((r, _)) => {
+                            r.unregister(now());
+                            closing_until = Some(tokio::time::Instant::now() + UNREGISTER_WAIT);
                         }
+                        None => break,
                     }
-                    break;
                 }
                 Some(Cmd::Call(params, events, reply)) => {
                     let id = ep.start_call(now(), *params);
