@@ -238,43 +238,22 @@ impl Target {
     /// through [`resolve`] instead.
     pub fn parse(uri: &str) -> Result<Target, SipError> {
         let bad = |why| SipError::BadUri(masked_uri(uri), why);
-        uri_characters(uri).map_err(bad)?;
-        if after_scheme(uri, "sips:").is_some() {
-            let u = resolve::SipUri::parse(uri)?;
-            let ip = u.ip().ok_or_else(|| bad("host must be an IP address"))?;
-            return Ok(Target {
-                uri: uri.to_string(),
-                addr: SocketAddr::new(ip, u.port.unwrap_or(5061)),
-                transport: Transport::Tls,
-            });
-        }
-        let rest = after_scheme(uri, "sip:").ok_or_else(|| bad("must start with sip:"))?;
-        let (hostport, params) = rest.split_once(';').unwrap_or((rest, ""));
-        let hostport = hostport.rsplit_once('@').map_or(hostport, |(_, h)| h);
-        let addr = if let Ok(a) = hostport.parse::<SocketAddr>() {
-            a
+        let u = resolve::SipUri::parse(uri)?;
+        let ip = u.ip().ok_or_else(|| bad("host must be an IP address"))?;
+        let transport = if u.secure {
+            Transport::Tls
         } else {
-            let ip = hostport
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse()
-                .map_err(|_| bad("host must be an IP address"))?;
-            SocketAddr::new(ip, 5060)
+            u.transport.unwrap_or_default()
         };
-        let transport = params
-            .split(';')
-            .find_map(|p| p.strip_prefix("transport="))
-            .map(|t| match t.to_ascii_lowercase().as_str() {
-                "udp" => Ok(Transport::Udp),
-                "tcp" => Ok(Transport::Tcp),
-                "tls" => Ok(Transport::Tls),
-                _ => Err(bad("transport must be udp, tcp or tls")),
-            })
-            .transpose()?
-            .unwrap_or_default();
+        // The default port of the transport (RFC 3263 4.2: 5061 for TLS).
+        let port = u.port.unwrap_or(if transport == Transport::Tls {
+            5061
+        } else {
+            5060
+        });
         Ok(Target {
             uri: uri.to_string(),
-            addr,
+            addr: SocketAddr::new(ip, port),
             transport,
         })
     }
@@ -313,6 +292,12 @@ mod tests {
             Transport::Tls
         );
         assert!(Target::parse("sip:1@127.0.0.1;transport=sctp").is_err());
+        // TLS's default port is 5061 (RFC 3263 4.2), the parameter's name
+        // and value any case; a user part with ';' keeps its host.
+        let t = Target::parse("sip:1@127.0.0.1;Transport=TLS").unwrap();
+        assert_eq!((t.addr.port(), t.transport), (5061, Transport::Tls));
+        let t = Target::parse("sip:+15551230000;npdi@127.0.0.1:5070").unwrap();
+        assert_eq!(t.addr, "127.0.0.1:5070".parse().unwrap());
     }
 
     #[test]

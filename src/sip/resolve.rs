@@ -48,8 +48,12 @@ impl SipUri {
         } else {
             return Err(bad("must start with sip: or sips:"));
         };
+        // The user part ends at the '@' (it may hold ';', as in
+        // `+15551234567;npdi@gw`, never an unescaped '@'); parameters and
+        // headers follow the host.
+        let rest = rest.split_once('@').map_or(rest, |(_, h)| h);
+        let rest = rest.split_once('?').map_or(rest, |(h, _)| h);
         let (hostport, params) = rest.split_once(';').unwrap_or((rest, ""));
-        let hostport = hostport.rsplit_once('@').map_or(hostport, |(_, h)| h);
         let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
             let (h, after) = v6
                 .split_once(']')
@@ -511,6 +515,17 @@ mod tests {
         let u = SipUri::parse("sips:+15551230000@carrier.example:5071").unwrap();
         assert_eq!((u.secure, u.port, u.transport), (true, Some(5071), None));
         assert!(SipUri::parse("sip:%2B1555@h.example;user=phone?Subject=a%20b").is_ok());
+        // A user part with parameters (RFC 4694 number portability): the
+        // host is after the '@'.
+        let u =
+            SipUri::parse("sip:+15551230000;npdi;rn=+15559990000@gw.example:5062;transport=tcp")
+                .unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.transport),
+            ("gw.example", Some(5062), Some(Transport::Tcp))
+        );
+        let u = SipUri::parse("sip:gw.example?Subject=x").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("gw.example", None));
         // The scheme is case-insensitive (RFC 3261 19.1.4).
         assert!(SipUri::parse("SIPS:edge.example").unwrap().secure);
         assert!(!SipUri::parse("Sip:edge.example").unwrap().secure);
