@@ -1677,8 +1677,28 @@ impl Call {
                             tx.ack = Some(ack);
                         }
                     }
-                    if let Some(t) = SessionTimer::from_headers(&r.headers, true, now) {
-                        self.session_timer = Some(t);
+                    // A 2xx without Session-Expires ends session timing
+                    // (RFC 4028 7.4).
+                    self.session_timer = SessionTimer::from_headers(&r.headers, true, now);
+                } else if r.code == 422 && self.state == State::Confirmed {
+                    // Our interval is below the peer's Min-SE (RFC 4028
+                    // 7.4): at once again with the interval it asks for.
+                    let min_se = r
+                        .headers
+                        .get("Min-SE")
+                        .and_then(|v| v.split(';').next()?.trim().parse::<u64>().ok())
+                        .filter(|m| (MIN_SE..=86_400).contains(m));
+                    match (min_se, &mut self.session_timer) {
+                        (Some(m), Some(t)) if Duration::from_secs(m) > t.interval => {
+                            t.interval = Duration::from_secs(m);
+                            self.send_refresh(now, out);
+                        }
+                        // Nothing larger to try: the session cannot be
+                        // kept alive by refreshes.
+                        _ => {
+                            self.summary.hangup = Some(Side::Local);
+                            self.send_bye(now, out);
+                        }
                     }
                 } else if r.code == 491 && self.state == State::Confirmed {
                     // Glare: the Call-ID is ours, so we try again after
@@ -2286,10 +2306,20 @@ impl Call {
         if let Some(se) = req.headers.get("Session-Expires") {
             let secs = se.split(';').next().unwrap_or_default().trim();
             let params = format!(">{se}");
-            let refresher = message::param(&params, "refresher").unwrap_or("uac");
+            // A peer that does not say it supports timers cannot refresh:
+            // we are the refresher, and no Require goes back (RFC 4028 9).
+            let peer_supports = has_option(&req.headers, "Supported", "timer")
+                || has_option(&req.headers, "Require", "timer");
+            let refresher = match message::param(&params, "refresher") {
+                _ if !peer_supports => "uas",
+                Some(r) if r.eq_ignore_ascii_case("uas") => "uas",
+                _ => "uac",
+            };
             ok.headers
                 .push("Session-Expires", format!("{secs};refresher={refresher}"));
-            ok.headers.push("Require", "timer");
+            if peer_supports {
+                ok.headers.push("Require", "timer");
+            }
             // The peer sent the request, so it is the UAC of this refresh.
             if let Some(t) = SessionTimer::from_headers(&ok.headers, false, now) {
                 self.session_timer = Some(t);
@@ -2477,6 +2507,7 @@ impl Call {
             "Session-Expires",
             format!("{};refresher=uac", t.interval.as_secs()),
         );
+        h.push("Min-SE", MIN_SE.to_string());
         if method == Method::Invite {
             h.push("Content-Type", "application/sdp");
             let (payloads, direction) = self.sdp_sent.clone();

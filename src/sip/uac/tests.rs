@@ -1088,6 +1088,75 @@ fn session_timers_refresh_when_we_are_the_refresher_and_hang_up_when_the_peer_fa
     );
 }
 
+/// RFC 4028 7.4: a 422 to our refresh is retried at once with the peer's
+/// Min-SE; our refreshes say our own Min-SE.
+#[test]
+fn a_422_to_our_refresh_is_retried_with_the_peers_min_se() {
+    let (mut ep, t0, _) = answered(
+        Transport::Udp,
+        &[
+            ("Session-Expires", "120;refresher=uac"),
+            ("Allow", "INVITE, ACK, BYE, CANCEL, UPDATE"),
+        ],
+    );
+    let out = run_until(&mut ep, t0 + 61 * SECOND);
+    let update = request(&out[0].1).clone();
+    assert_eq!(update.headers.get("Min-SE"), Some("90"));
+    let mut too_small = Response::to(&update, 422, "Session Interval Too Small", None);
+    too_small.headers.push("Min-SE", "1800");
+    ep.handle_bytes(t0 + 61 * SECOND, &too_small.encode())
+        .unwrap();
+    let again = sent(&mut ep)
+        .into_iter()
+        .find_map(|m| match m {
+            Message::Request(q) if q.method == Method::Update => Some(q),
+            _ => None,
+        })
+        .expect("the refresh again");
+    assert!(
+        again
+            .headers
+            .get("Session-Expires")
+            .unwrap()
+            .starts_with("1800"),
+        "{again:?}"
+    );
+    assert!(message::cseq(&again.headers).unwrap().0 > message::cseq(&update.headers).unwrap().0);
+}
+
+/// RFC 4028 9: a refresh from a peer that does not say it supports
+/// timers makes us the refresher, and our 200 carries no Require: timer.
+#[test]
+fn a_refresh_from_a_peer_without_timer_support_makes_us_the_refresher() {
+    let (mut ep, t0, inv) = answered(Transport::Udp, &[]);
+    let mut reinvite = from_peer(&inv, Method::Invite, 2);
+    reinvite
+        .headers
+        .push("Contact", "<sip:peer@127.0.0.1:5060>");
+    reinvite.headers.push("Session-Expires", "120");
+    ep.handle_bytes(t0 + SECOND, &reinvite.encode()).unwrap();
+    let ok = sent(&mut ep)
+        .into_iter()
+        .find_map(|m| match m {
+            Message::Response(r) if r.code == 200 => Some(r),
+            _ => None,
+        })
+        .expect("a 200");
+    assert_eq!(ok.headers.get("Session-Expires"), Some("120;refresher=uas"));
+    assert!(ok.headers.get("Require").is_none(), "{ok:?}");
+    let mut ack = from_peer(&inv, Method::Ack, 2);
+    ack.headers
+        .set("Via", "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKackfor2");
+    ep.handle_bytes(t0 + SECOND, &ack.encode()).unwrap();
+    // We refresh at half the interval, not hang up at its end.
+    let out = run_until(&mut ep, t0 + 62 * SECOND);
+    let refresh = out.iter().find_map(|(t, m)| match m {
+        Message::Request(q) if q.method == Method::Invite => Some(*t),
+        _ => None,
+    });
+    assert_eq!(refresh, Some(t0 + SECOND + 60 * SECOND));
+}
+
 #[test]
 fn the_campaign_caller_id_headers_go_on_the_invite() {
     let mut ep = endpoint(Transport::Udp);
