@@ -358,6 +358,63 @@ pub fn parse_framed(
     Ok((build(start, headers, body), used))
 }
 
+/// The 400 a datagram that is a request but not a valid one gets (RFC
+/// 3261 8.2, 18.3: a body shorter than its Content-Length, a missing
+/// Call-ID or CSeq, a bad header line): its Via, From, To, Call-ID and
+/// CSeq copied as far as they can be read, a To tag added. `None` when
+/// it is not a request line with a Via to answer along, or is an ACK
+/// (never answered).
+pub fn bad_request(bytes: &[u8]) -> Option<Vec<u8>> {
+    let start = bytes.iter().position(|b| *b != b'\r' && *b != b'\n')?;
+    let text = String::from_utf8_lossy(&bytes[start..]);
+    let head = text.split("\r\n\r\n").next().unwrap_or_default();
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next()?;
+    let mut parts = request_line.split(' ');
+    let (method, _uri, version) = (parts.next()?, parts.next()?, parts.next()?);
+    if !version.eq_ignore_ascii_case("SIP/2.0")
+        || method == "ACK"
+        || method.is_empty()
+        || !method.bytes().all(|b| b.is_ascii_alphabetic())
+    {
+        return None;
+    }
+    let mut copied: Vec<(&str, String)> = Vec::new();
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let name = full_name(name.trim());
+        let keep = ["Via", "From", "To", "Call-ID", "CSeq"]
+            .into_iter()
+            .find(|k| k.eq_ignore_ascii_case(name));
+        if let Some(k) = keep
+            && (k == "Via" || !copied.iter().any(|(n, _)| *n == k))
+        {
+            let value = value.trim();
+            // Nothing that could end a header line early goes back.
+            if !value.contains(['\r', '\n']) {
+                copied.push((k, value.to_string()));
+            }
+        }
+    }
+    if !copied.iter().any(|(n, _)| *n == "Via") {
+        return None;
+    }
+    let mut out = String::from("SIP/2.0 400 Bad Request\r\n");
+    for (name, value) in &copied {
+        out.push_str(name);
+        out.push_str(": ");
+        out.push_str(value);
+        if *name == "To" && tag_of(value).is_none() {
+            out.push_str(";tag=dialler");
+        }
+        out.push_str("\r\n");
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    Some(out.into_bytes())
+}
+
 /// A framed message from its start line, headers and body.
 fn build(start: &str, headers: Headers, body: Vec<u8>) -> Result<Message, SipError> {
     for required in ["Via", "From", "To", "Call-ID", "CSeq"] {

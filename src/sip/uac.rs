@@ -2890,6 +2890,17 @@ impl Endpoint {
             }
             Err(e) => {
                 self.stats.malformed += 1;
+                // A broken request gets its 400 (RFC 3261 8.2), at the
+                // address it came from; a broken response is dropped.
+                if let Some(from) = from
+                    && let Some(reply) = message::bad_request(bytes)
+                {
+                    ReplyTo {
+                        to: Some(from),
+                        also: None,
+                    }
+                    .push(&mut self.tx, reply);
+                }
                 Err(e)
             }
         }

@@ -1157,6 +1157,60 @@ fn a_refresh_from_a_peer_without_timer_support_makes_us_the_refresher() {
     assert_eq!(refresh, Some(t0 + SECOND + 60 * SECOND));
 }
 
+/// RFC 3261 8.2 / 18.3: a request datagram that cannot be read (its body
+/// shorter than its Content-Length, no Call-ID) gets a 400 with what
+/// could be read of its Via, From, To, Call-ID and CSeq; an ACK or a
+/// broken response gets nothing.
+#[test]
+fn a_broken_request_datagram_gets_a_400() {
+    let mut ep = endpoint(Transport::Udp);
+    let t0 = Instant::now();
+    let from: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+    let short = "BYE sip:dialler@127.0.0.1:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKshort\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@y>\r\nCall-ID: c1\r\nCSeq: 2 BYE\r\nContent-Length: 50\r\n\r\n";
+    assert!(
+        ep.handle_bytes_from(t0, Some(from), short.as_bytes())
+            .is_err()
+    );
+    let out = sent_to(&mut ep);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].0, Some(from));
+    let r = response(&out[0].1);
+    assert_eq!(r.code, 400);
+    assert_eq!(r.headers.get("Call-ID"), Some("c1"));
+    assert_eq!(r.headers.get("CSeq"), Some("2 BYE"));
+    assert!(tag_of(r.headers.get("To").unwrap()).is_some());
+    assert_eq!(top_branch(&r.headers), Some("z9hG4bKshort"));
+    // No Call-ID: still answered, with what there is.
+    let no_call_id = "OPTIONS sip:dialler@127.0.0.1:5070 SIP/2.0\r\nv: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKnocid\r\nf: <sip:a@x>;tag=1\r\nt: <sip:b@y>\r\nCSeq: 1 OPTIONS\r\n\r\n";
+    assert!(
+        ep.handle_bytes_from(t0, Some(from), no_call_id.as_bytes())
+            .is_err()
+    );
+    let out: Vec<_> = std::iter::from_fn(|| ep.poll_transmit_to()).collect();
+    assert_eq!(out.len(), 1);
+    let text = String::from_utf8_lossy(&out[0].bytes).into_owned();
+    assert!(text.starts_with("SIP/2.0 400 Bad Request\r\n"), "{text}");
+    assert!(
+        text.contains("Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKnocid"),
+        "{text}"
+    );
+    assert!(text.contains("CSeq: 1 OPTIONS\r\n"), "{text}");
+    // An ACK, or a broken response: nothing.
+    let ack = short
+        .replace("BYE sip", "ACK sip")
+        .replace("2 BYE", "2 ACK");
+    assert!(
+        ep.handle_bytes_from(t0, Some(from), ack.as_bytes())
+            .is_err()
+    );
+    let resp = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKx\r\nContent-Length: 9\r\n\r\n";
+    assert!(
+        ep.handle_bytes_from(t0, Some(from), resp.as_bytes())
+            .is_err()
+    );
+    assert!(sent_to(&mut ep).is_empty());
+}
+
 #[test]
 fn the_campaign_caller_id_headers_go_on_the_invite() {
     let mut ep = endpoint(Transport::Udp);
