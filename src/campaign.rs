@@ -239,7 +239,7 @@ pub struct Campaign {
     #[serde(with = "secs")]
     pub safe_harbour: Duration,
     /// The recorded safe-harbour message (`[abandonment] message_file`, a
-    /// 16-bit, 8 kHz, mono WAV naming the seller and a number to call
+    /// mono 8 kHz WAV (16-bit PCM or G.711) naming the seller and a number to call
     /// back), relative paths taken from the campaign file's folder. `None`:
     /// a generated chime and tone, which no regulator accepts as the
     /// message; `dialler validate` says so.
@@ -1258,7 +1258,7 @@ impl Validator<'_> {
         ok.then(|| raw.get_ref().iter().map(|d| d.get_ref().clone()).collect())
     }
 
-    /// The recording: readable, 16-bit 8 kHz mono, 2 s to 60 s, and no
+    /// The recording: readable, mono 8 kHz (16-bit PCM or G.711), 2 s to 60 s, and no
     /// longer than `message_length` when that is given (the pacer holds the
     /// line for that long). Without `message_length` the recording's own
     /// length is the message length.

@@ -31,36 +31,106 @@ pub fn generated_prompt(seconds: f64) -> Vec<i16> {
         .collect()
 }
 
-/// Reads a RIFF WAV of 16-bit PCM, mono, 8000 Hz (hound parses the
-/// container; anything else is refused with what was found).
+/// The largest recording read (a 60 s message at 16 bits is under 1 MiB).
+const MAX_FILE: u64 = 16 << 20;
+
+/// WAVE format tags (RFC 2361).
+const FORMAT_PCM: u16 = 1;
+const FORMAT_ALAW: u16 = 6;
+const FORMAT_MULAW: u16 = 7;
+const FORMAT_EXTENSIBLE: u16 = 0xFFFE;
+
+/// Reads a RIFF WAV recording, mono, 8000 Hz: 16-bit PCM, or 8-bit G.711
+/// A-law or µ-law (the telephony formats, WAVE_FORMAT_ALAW/MULAW), also
+/// inside WAVE_FORMAT_EXTENSIBLE; anything else is refused with what was
+/// found.
+///
+/// The RIFF chunks are walked here, not by hound: hound refuses the G.711
+/// format tags a recorded prompt often comes in and does not skip the pad
+/// byte after an odd-sized chunk (a `LIST` chunk before the data), which
+/// RIFF requires.
 pub fn read(bytes: &[u8]) -> Result<Vec<i16>, MediaError> {
-    let reader = hound::WavReader::new(std::io::Cursor::new(bytes))
-        .map_err(|e| MediaError::BadWav(format!("not a WAV file we can read: {e}")))?;
-    let spec = reader.spec();
-    if spec.sample_format != hound::SampleFormat::Int
-        || spec.bits_per_sample != 16
-        || spec.channels != 1
-        || spec.sample_rate != RATE
-    {
+    let bad = |why: &str| MediaError::BadWav(format!("not a WAV file we can read: {why}"));
+    if bytes.len() < 12 || &bytes[..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
+        return Err(bad("no RIFF WAVE header"));
+    }
+    let u16_at = |b: &[u8], i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+    let mut fmt: Option<(u16, u16, u32, u16)> = None;
+    let mut data: Option<&[u8]> = None;
+    let mut at = 12;
+    while at + 8 <= bytes.len() {
+        let id = &bytes[at..at + 4];
+        let size = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]);
+        let body_at = at + 8;
+        // A size past the end (a streamed recording's 0xFFFFFFFF) runs to
+        // the end of the file.
+        let body_end = body_at.saturating_add(size as usize).min(bytes.len());
+        let body = &bytes[body_at..body_end];
+        match id {
+            b"fmt " => {
+                if body.len() < 16 {
+                    return Err(bad("fmt chunk too short"));
+                }
+                let mut tag = u16_at(body, 0);
+                if tag == FORMAT_EXTENSIBLE {
+                    // cbSize (2), valid bits (2), channel mask (4), then
+                    // the sub-format GUID, whose first two bytes are the tag.
+                    if body.len() < 26 {
+                        return Err(bad("WAVE_FORMAT_EXTENSIBLE without its sub-format"));
+                    }
+                    tag = u16_at(body, 24);
+                }
+                let rate = u32::from_le_bytes([body[4], body[5], body[6], body[7]]);
+                fmt = Some((tag, u16_at(body, 2), rate, u16_at(body, 14)));
+            }
+            b"data" => {
+                data = Some(body);
+                break;
+            }
+            _ => {}
+        }
+        // Chunks are word-aligned: an odd size is followed by a pad byte.
+        at = body_end.saturating_add((size & 1) as usize);
+    }
+    let (tag, channels, rate, bits) = fmt.ok_or_else(|| bad("no fmt chunk before the data"))?;
+    let data = data.ok_or_else(|| bad("no data chunk"))?;
+    let name = match tag {
+        FORMAT_PCM => "PCM",
+        FORMAT_ALAW => "A-law",
+        FORMAT_MULAW => "µ-law",
+        3 => "float",
+        _ => "an unknown encoding",
+    };
+    let fits = channels == 1
+        && rate == RATE
+        && matches!(
+            (tag, bits),
+            (FORMAT_PCM, 16) | (FORMAT_ALAW | FORMAT_MULAW, 8)
+        );
+    if !fits {
         return Err(MediaError::BadWav(format!(
-            "need 16-bit PCM, mono, 8000 Hz; this is {}-bit {}, {} channel(s), {} Hz",
-            spec.bits_per_sample,
-            match spec.sample_format {
-                hound::SampleFormat::Int => "PCM",
-                hound::SampleFormat::Float => "float",
-            },
-            spec.channels,
-            spec.sample_rate
+            "need mono 8000 Hz, 16-bit PCM or 8-bit A-law/µ-law; this is {bits}-bit {name}, {channels} channel(s), {rate} Hz"
         )));
     }
-    reader
-        .into_samples::<i16>()
-        .collect::<Result<Vec<i16>, _>>()
-        .map_err(|e| MediaError::BadWav(format!("bad sample data: {e}")))
+    Ok(match tag {
+        FORMAT_ALAW => data.iter().map(|b| super::g711::alaw_decode(*b)).collect(),
+        FORMAT_MULAW => data.iter().map(|b| super::g711::ulaw_decode(*b)).collect(),
+        // A trailing odd byte is not a sample.
+        _ => data
+            .chunks_exact(2)
+            .map(|c| i16::from_le_bytes([c[0], c[1]]))
+            .collect(),
+    })
 }
 
-/// [`read`] from a file.
+/// [`read`] from a file (at most 16 MiB).
 pub fn read_file(path: &std::path::Path) -> Result<Vec<i16>, MediaError> {
+    let len = std::fs::metadata(path)?.len();
+    if len > MAX_FILE {
+        return Err(MediaError::BadWav(format!(
+            "{len} bytes; a recorded message is at most {MAX_FILE} bytes"
+        )));
+    }
     let bytes = std::fs::read(path)?;
     read(&bytes)
 }
@@ -118,5 +188,73 @@ mod tests {
         assert!(read(&stereo).is_err());
         assert!(read(b"RIFF....WAVE").is_err());
         assert!(read(&write(&p)[..40]).is_err());
+        let mut eleven = write(&p);
+        eleven[24..28].copy_from_slice(&11_025u32.to_le_bytes());
+        let e = read(&eleven).unwrap_err().to_string();
+        assert!(e.contains("11025 Hz"), "{e}");
+    }
+
+    /// A RIFF file by hand: `fmt ` with `tag`, `bits`, then `extra` chunks,
+    /// then `data`.
+    fn riff(tag: u16, bits: u16, extra: &[(&[u8; 4], &[u8])], data: &[u8]) -> Vec<u8> {
+        let mut body = b"WAVE".to_vec();
+        let mut chunk = |id: &[u8; 4], b: &[u8]| {
+            body.extend_from_slice(id);
+            body.extend_from_slice(&(b.len() as u32).to_le_bytes());
+            body.extend_from_slice(b);
+            if b.len() % 2 == 1 {
+                body.push(0);
+            }
+        };
+        let block = bits / 8;
+        let mut fmt = Vec::new();
+        fmt.extend_from_slice(&tag.to_le_bytes());
+        fmt.extend_from_slice(&1u16.to_le_bytes());
+        fmt.extend_from_slice(&RATE.to_le_bytes());
+        fmt.extend_from_slice(&(RATE * u32::from(block)).to_le_bytes());
+        fmt.extend_from_slice(&block.to_le_bytes());
+        fmt.extend_from_slice(&bits.to_le_bytes());
+        fmt.extend_from_slice(&0u16.to_le_bytes()); // cbSize
+        chunk(b"fmt ", &fmt);
+        for (id, b) in extra {
+            chunk(id, b);
+        }
+        chunk(b"data", data);
+        let mut out = b"RIFF".to_vec();
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// The telephony formats (G.711 A-law and µ-law, 8-bit) are read, and
+    /// an odd-sized chunk before the data is skipped with its pad byte.
+    #[test]
+    fn g711_recordings_and_odd_sized_chunks_are_read() {
+        let p = generated_prompt(0.1);
+        let ulaw: Vec<u8> = p
+            .iter()
+            .map(|s| super::super::g711::ulaw_encode(*s))
+            .collect();
+        let alaw: Vec<u8> = p
+            .iter()
+            .map(|s| super::super::g711::alaw_encode(*s))
+            .collect();
+        let back = read(&riff(FORMAT_MULAW, 8, &[], &ulaw)).unwrap();
+        assert_eq!(back.len(), p.len());
+        assert!(back.iter().zip(&p).all(|(a, b)| (a - b).abs() < 300));
+        let back = read(&riff(FORMAT_ALAW, 8, &[(b"LIST", b"INFO\0")], &alaw)).unwrap();
+        assert_eq!(back.len(), p.len());
+        let pcm: Vec<u8> = p.iter().flat_map(|s| s.to_le_bytes()).collect();
+        assert_eq!(
+            read(&riff(FORMAT_PCM, 16, &[(b"LIST", b"INFO\0")], &pcm)).unwrap(),
+            p
+        );
+        // 8-bit PCM and float are refused, named.
+        let e = read(&riff(FORMAT_PCM, 8, &[], &ulaw))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("8-bit PCM"), "{e}");
+        let e = read(&riff(3, 32, &[], &[0; 8])).unwrap_err().to_string();
+        assert!(e.contains("float"), "{e}");
     }
 }
