@@ -2169,7 +2169,15 @@ impl Call {
                 self.dest_idx = 0;
             }
             self.remote_target = uri.clone();
-            self.resend_invite(now, out, |inv| inv.uri = uri);
+            // Credentials answered for the old Request-URI name it in
+            // their `uri=` and would be refused at the new target: a new
+            // challenge there is answered afresh.
+            self.resend_invite(now, out, |inv| {
+                inv.uri = uri;
+                inv.headers.remove("Authorization");
+                inv.headers.remove("Proxy-Authorization");
+            });
+            self.auth_tries = 0;
             tracing::debug!(call_id = %self.call_id, code, "following a redirect");
             return true;
         }

@@ -1040,6 +1040,33 @@ fn a_redirect_is_followed_only_to_the_same_number_and_at_most_three_times() {
     let out: Vec<_> = std::iter::from_fn(|| ep.poll_transmit_to()).collect();
     assert_eq!(out.len(), 2);
     assert_eq!(out[1].to, None);
+
+    // Credentials answered before the redirect named the old Request-URI:
+    // the new INVITE goes without them, and the new target's challenge is
+    // answered for its own URI.
+    let (mut ep, t0, _, out) =
+        challenged(401, "WWW-Authenticate", "Digest realm=\"a\", nonce=\"n1\"");
+    let authed = request(&out[1]).clone();
+    assert!(authed.headers.get("Authorization").is_some());
+    let mut r = Response::to(&authed, 302, "Moved Temporarily", Some("r"));
+    r.headers.push("Contact", "<sip:+15551230000@10.0.0.7>");
+    ep.handle_bytes(t0, &r.encode()).unwrap();
+    let out = sent(&mut ep);
+    let moved = request(&out[1]).clone();
+    assert_eq!(moved.uri, "sip:+15551230000@10.0.0.7");
+    assert!(moved.headers.get("Authorization").is_none(), "{moved:?}");
+    let mut again = Response::to(&moved, 401, "Challenge", Some("r2"));
+    again
+        .headers
+        .push("WWW-Authenticate", "Digest realm=\"b\", nonce=\"n2\"");
+    ep.handle_bytes(t0, &again.encode()).unwrap();
+    let out = sent(&mut ep);
+    let auth = request(&out[1])
+        .headers
+        .get("Authorization")
+        .unwrap()
+        .to_string();
+    assert!(auth.contains("uri=\"sip:+15551230000@10.0.0.7\""), "{auth}");
 }
 
 #[test]
