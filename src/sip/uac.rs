@@ -595,6 +595,16 @@ impl SessionTimer {
     }
 }
 
+/// An INVITE a call replaced with a new transaction.
+#[derive(Debug, Clone)]
+struct Replaced {
+    cseq: u32,
+    /// Its Via (its branch).
+    via: String,
+    uri: String,
+    dest: Option<SocketAddr>,
+}
+
 /// The smallest session interval we accept or ask for (RFC 4028 4: 90 s).
 const MIN_SE: u64 = 90;
 
@@ -615,6 +625,11 @@ struct Call {
     /// Every branch an INVITE of this call was sent with (digest retries,
     /// 421/422 retries and redirects make new ones).
     invite_branches: Vec<String>,
+    /// The INVITEs this call replaced (a failover, a digest or extension
+    /// retry, a redirect): what an ACK to a late non-2xx final response
+    /// of theirs needs (RFC 3261 17.1.1.3: same branch, Request-URI and
+    /// destination as the INVITE it acknowledges).
+    replaced: Vec<Replaced>,
     invite: Request,
     invite_bytes: Vec<u8>,
     sent_at: Instant,
@@ -1103,6 +1118,7 @@ impl Call {
             cseq: rec.invite_cseq,
             invite_cseq: rec.invite_cseq,
             invite_branches: vec![branch],
+            replaced: Vec::new(),
             invite,
             invite_bytes,
             sent_at: now,
@@ -1203,6 +1219,7 @@ impl Call {
             return false;
         }
         let from = self.invite_dest();
+        self.remember_replaced();
         self.dest_idx += 1;
         self.heard = false;
         tracing::info!(call_id = %self.call_id, from = ?from, to = ?self.invite_dest(), "trying the next destination");
@@ -1210,6 +1227,25 @@ impl Call {
         self.ring_deadline = now + self.params.ring_timeout.get();
         self.resend_invite(now, out, |_| {});
         true
+    }
+
+    /// Keeps the current INVITE, about to be replaced, to acknowledge a
+    /// late final response to it (a handful per call at most). Before a
+    /// failover moves the destination on.
+    fn remember_replaced(&mut self) {
+        if self.replaced.len() < 8
+            && self
+                .replaced
+                .last()
+                .is_none_or(|r| r.cseq != self.invite_cseq)
+        {
+            self.replaced.push(Replaced {
+                cseq: self.invite_cseq,
+                via: self.invite_via(),
+                uri: self.invite.uri.clone(),
+                dest: self.invite_dest(),
+            });
+        }
     }
 
     /// Sends the INVITE again as a new transaction (new branch, next
@@ -1221,6 +1257,7 @@ impl Call {
         out: &mut Out<'_>,
         change: impl FnOnce(&mut Request),
     ) {
+        self.remember_replaced();
         self.cseq += 1;
         self.invite_cseq = self.cseq;
         let via = out.via();
@@ -1526,6 +1563,25 @@ impl Call {
                         && self.ack_final_cseq == n
                     {
                         out.send(dest, a.clone());
+                    } else if r.code >= 300
+                        && let Some(old) = self.replaced.iter().find(|o| o.cseq == n)
+                    {
+                        // A destination failed over from ends its INVITE
+                        // late: its final response is ACKed in its own
+                        // transaction, where that INVITE went, or it is
+                        // retransmitted until its Timer H.
+                        let mut ack = Request::new(Method::Ack, old.uri.clone());
+                        let h = &mut ack.headers;
+                        h.push("Via", old.via.clone());
+                        h.push("Max-Forwards", "70");
+                        for route in self.invite.headers.get_all("Route") {
+                            h.push("Route", route);
+                        }
+                        h.push("From", self.from.clone());
+                        h.push("To", r.headers.get("To").unwrap_or(&self.to).to_string());
+                        h.push("Call-ID", self.call_id.clone());
+                        h.push("CSeq", format!("{n} ACK"));
+                        out.send(old.dest, ack.encode());
                     }
                 }
             }
@@ -2164,6 +2220,7 @@ impl Call {
             // one; a host name stays with the destinations already in use
             // (the trunk's, resolved when the call was placed), as this
             // sans-IO layer does no lookups.
+            self.remember_replaced();
             if let Some(hop) = next_hop(&[], &uri) {
                 self.params.destinations = vec![hop];
                 self.dest_idx = 0;

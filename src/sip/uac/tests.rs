@@ -1652,6 +1652,40 @@ fn a_challenged_fork_bye_after_the_end_goes_on_with_the_nonce_count() {
 /// and its 487 (ACKed) does not end the call. When the second had not
 /// yet answered anything, the CANCEL waits for its first provisional
 /// response (RFC 3261 9.1); its busy does not end the call either.
+/// RFC 3261 17.1.1.3: a destination failed over from that ends its
+/// INVITE late (486) gets its ACK, in its own transaction (its branch and
+/// CSeq) and at its address; the call to the next destination goes on.
+#[test]
+fn a_late_rejection_from_a_destination_failed_over_from_is_acked_there() {
+    let a: SocketAddr = "127.0.0.1:5101".parse().unwrap();
+    let b: SocketAddr = "127.0.0.1:5102".parse().unwrap();
+    let mut ep = endpoint(Transport::Udp);
+    let t0 = Instant::now();
+    let mut p = params();
+    p.destinations = vec![a, b];
+    ep.start_call(t0, p);
+    let inv_a = request(&sent_to(&mut ep)[0].1).clone();
+    let t1 = t0 + FAILOVER_SILENCE + Duration::from_millis(1);
+    ep.handle_timeout(t1);
+    let inv_b = sent_to(&mut ep)
+        .into_iter()
+        .find(|(to, _)| *to == Some(b))
+        .map(|(_, m)| request(&m).clone())
+        .expect("INVITE to b");
+    reply(&mut ep, t1, &inv_b, 180);
+    let _ = sent_to(&mut ep);
+    reply(&mut ep, t1 + SECOND, &inv_a, 486);
+    let out = sent_to(&mut ep);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].0, Some(a));
+    let ack = request(&out[0].1);
+    assert_eq!(ack.method, Method::Ack);
+    assert_eq!(top_branch(&ack.headers), top_branch(&inv_a.headers));
+    assert_eq!(message::cseq(&ack.headers).unwrap(), (1, Method::Ack));
+    assert_eq!(ack.uri, inv_a.uri);
+    assert!(ended(&events(&mut ep)).is_none(), "the call to b goes on");
+}
+
 #[test]
 fn a_late_answer_from_a_destination_failed_over_from_keeps_the_call_and_cancels_the_other() {
     let a: SocketAddr = "127.0.0.1:5101".parse().unwrap();
