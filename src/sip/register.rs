@@ -111,6 +111,10 @@ pub struct Registration {
     challenges: Vec<auth::Challenge>,
     /// Unregistering at shutdown: no refresh or retry follows.
     closing: bool,
+    /// How many addresses the registrar's name gave (RFC 3263), and the
+    /// one in use: a timeout or 503 moves to the next at once.
+    destinations: usize,
+    dest: usize,
 }
 
 impl Registration {
@@ -136,9 +140,33 @@ impl Registration {
             tx: VecDeque::new(),
             challenges: Vec::new(),
             closing: false,
+            destinations: 1,
+            dest: 0,
         };
         r.send(now, asked);
         r
+    }
+
+    /// The registrar's name now gives `n` addresses (a fresh DNS answer):
+    /// the next REGISTER goes to the first.
+    pub fn set_destinations(&mut self, n: usize) {
+        self.destinations = n.max(1);
+        self.dest = 0;
+    }
+
+    /// Which of the addresses (see [`Registration::set_destinations`]) the
+    /// next REGISTER goes to.
+    pub fn destination(&self) -> usize {
+        self.dest
+    }
+
+    /// The address in use refused or could not be reached (a transport
+    /// error, RFC 3261 8.1.3.1: as a 503): the REGISTER under way moves to
+    /// the next address, or fails.
+    pub fn handle_unreachable(&mut self, now: Instant) {
+        if self.pending.take().is_some() {
+            self.fail(now, 503, None);
+        }
     }
 
     /// Where it stands.
@@ -233,6 +261,17 @@ impl Registration {
     }
 
     fn fail(&mut self, now: Instant, code: u16, retry_after: Option<Duration>) {
+        // No answer, or a 503, from one address of the registrar: the
+        // same REGISTER goes to the next at once (RFC 3263 4.3).
+        if matches!(code, 408 | 503) && self.dest + 1 < self.destinations {
+            self.dest += 1;
+            tracing::info!(registrar = %self.cfg.registrar, code, next = self.dest, "REGISTER: trying the registrar's next address");
+            let expires = if self.closing { 0 } else { self.asked };
+            self.send(now, expires);
+            return;
+        }
+        // Every address failed: after the back-off, from the first again.
+        self.dest = 0;
         self.failures += 1;
         self.state = RegState::Failed {
             code,
@@ -701,6 +740,54 @@ mod tests {
         assert!(r.is_closed());
         // No refresh after it.
         assert_eq!(r.poll_timeout(), None);
+    }
+
+    /// RFC 3263 4.3: a 503 or no answer from one address of the registrar
+    /// sends the REGISTER to the next at once; when every address failed,
+    /// the back-off, then the first again.
+    #[test]
+    fn a_503_or_silence_moves_the_register_to_the_registrars_next_address() {
+        let (mut r, t0) = reg(false);
+        r.set_destinations(3);
+        let q = sent(&mut r);
+        assert_eq!(r.destination(), 0);
+        r.handle_response(t0, &Response::to(&q, 503, "Service Unavailable", Some("r")));
+        assert_eq!(r.destination(), 1);
+        assert_eq!(r.state(), RegState::Registering);
+        let q2 = sent(&mut r);
+        assert_ne!(top_branch(&q2), top_branch(&q));
+        // Silence from the second: Timer F, then the third.
+        let mut t = t0;
+        while r.destination() == 1 {
+            t = r.poll_timeout().expect("a timer");
+            r.handle_timeout(t);
+        }
+        assert_eq!(r.destination(), 2);
+        assert!(t >= t0 + 32 * S);
+        let q3 = loop {
+            let q = sent(&mut r);
+            if q.headers.get("CSeq") != q2.headers.get("CSeq") {
+                break q;
+            }
+        };
+        r.handle_response(t, &Response::to(&q3, 503, "Service Unavailable", Some("r")));
+        assert!(matches!(
+            r.state(),
+            RegState::Failed {
+                code: 503,
+                failures: 1
+            }
+        ));
+        assert_eq!(r.destination(), 0, "after the back-off, the first again");
+        // A transport error counts as a 503.
+        r.handle_timeout(t + 30 * S);
+        let _ = sent(&mut r);
+        r.handle_unreachable(t + 30 * S);
+        assert_eq!(r.destination(), 1);
+    }
+
+    fn top_branch(q: &Request) -> Option<String> {
+        message::top_branch(&q.headers).map(str::to_string)
     }
 
     /// The granted expiry is our Contact's: another device's binding whose

@@ -199,7 +199,7 @@ enum Cmd {
     Place(Box<CallParams>, mpsc::UnboundedSender<(CallId, CallEvent)>),
     Hangup(CallId),
     /// The registrar moved (DNS re-resolution).
-    Registrar(SocketAddr),
+    Registrar(Vec<SocketAddr>),
     Shutdown,
 }
 
@@ -620,7 +620,12 @@ impl Ua {
             None => (None, None),
         };
         let (cmds, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(drive(endpoint, reg, io, cfg.provider, rx));
+        let registrars = if destinations.is_empty() {
+            vec![cfg.provider]
+        } else {
+            destinations.clone()
+        };
+        let task = tokio::spawn(drive(endpoint, reg, io, cfg.provider, registrars, rx));
         Ok(Ua {
             cmds,
             local,
@@ -648,14 +653,14 @@ impl Ua {
     /// go, as a fresh DNS answer says; calls under way keep theirs. An
     /// empty list is ignored.
     pub fn set_destinations(&self, addrs: Vec<SocketAddr>) {
-        let Some(&first) = addrs.first() else {
+        if addrs.is_empty() {
             return;
-        };
+        }
+        let _ = self.cmds.send(Cmd::Registrar(addrs.clone()));
         match self.destinations.write() {
             Ok(mut d) => *d = addrs,
             Err(poisoned) => *poisoned.into_inner() = addrs,
         }
-        let _ = self.cmds.send(Cmd::Registrar(first));
     }
 
     /// Whether the UA's task has stopped (shut down, or dropped).
@@ -919,11 +924,19 @@ async fn drive(
     mut reg: Reg,
     mut io: Io,
     mut provider: SocketAddr,
+    mut registrars: Vec<SocketAddr>,
     mut cmds: mpsc::UnboundedReceiver<Cmd>,
 ) -> EndpointStats {
     let mut listeners: HashMap<CallId, Listener> = HashMap::new();
     let mut buf = vec![0u8; message::MAX_MESSAGE];
-    let mut registrar = provider.to_string();
+    if registrars.is_empty() {
+        registrars.push(provider);
+    }
+    if let Some((r, _)) = reg.as_mut() {
+        r.set_destinations(registrars.len());
+    }
+    // The registrar's address in use (the metrics' label).
+    let mut registrar = registrars[0].to_string();
     // One timer for the task's life, moved only when the next deadline
     // changes (a new timer per turn of the loop costs more than the rest
     // of a turn under load).
@@ -937,9 +950,22 @@ async fn drive(
         // The registration's output first: its first REGISTER is queued
         // before the loop starts.
         if let Some((r, watch)) = reg.as_mut() {
+            // Each REGISTER to the registrar's address in use; one that
+            // cannot be sent moves it on (RFC 3263 4.3).
+            let mut unsent = 0;
             while let Some(bytes) = r.poll_transmit() {
-                if let Err(e) = send(&mut io, provider, bytes).await {
-                    tracing::warn!(%provider, "REGISTER send: {e}");
+                let to = registrars[r.destination().min(registrars.len() - 1)];
+                let moved = to.to_string();
+                if moved != registrar {
+                    crate::metrics::move_registration(&registrar, &moved, &r.state());
+                    registrar = moved;
+                }
+                if let Err(e) = send(&mut io, to, bytes).await {
+                    tracing::warn!(%to, "REGISTER send: {e}");
+                    unsent += 1;
+                    if unsent <= registrars.len() {
+                        r.handle_unreachable(now());
+                    }
                 }
             }
             let state = r.state();
@@ -999,14 +1025,15 @@ async fn drive(
                     let _ = reply.send(id);
                 }
                 Some(Cmd::Hangup(id)) => ep.hangup(now(), id),
-                Some(Cmd::Registrar(addr)) => {
-                    if addr != provider {
-                        provider = addr;
-                        let moved = addr.to_string();
-                        if let Some((r, _)) = reg.as_ref() {
-                            crate::metrics::move_registration(&registrar, &moved, &r.state());
+                Some(Cmd::Registrar(addrs)) => {
+                    if let Some(&first) = addrs.first()
+                        && addrs != registrars
+                    {
+                        provider = first;
+                        registrars = addrs;
+                        if let Some((r, _)) = reg.as_mut() {
+                            r.set_destinations(registrars.len());
                         }
-                        registrar = moved;
                     }
                 }
             },
