@@ -356,15 +356,19 @@ impl Scenario {
             ));
         }
         self.start_date().map_err(|e| ("start".to_string(), e))?;
-        if let Some(d) = self.amd
-            && !(d.mean > 0.0 && d.sd >= 0.0 && d.mean <= MAX_SECONDS && d.sd <= MAX_SECONDS)
-        {
-            return Err((
-                "amd.mean".into(),
-                format!(
-                    "mean must be above 0 and sd 0 or more, both at most {MAX_SECONDS} seconds"
-                ),
-            ));
+        if let Some(d) = self.amd {
+            if !(d.mean > 0.0 && d.mean <= MAX_SECONDS) {
+                return Err((
+                    "amd.mean".into(),
+                    format!("mean must be above 0 and at most {MAX_SECONDS} seconds"),
+                ));
+            }
+            if !(d.sd >= 0.0 && d.sd <= MAX_SECONDS) {
+                return Err((
+                    "amd.sd".into(),
+                    format!("sd must be 0 or more and at most {MAX_SECONDS} seconds"),
+                ));
+            }
         }
         // Checked above: the shift parses.
         let shift = self.shift_window().map_err(|e| ("shift".to_string(), e))?;
@@ -567,5 +571,18 @@ mod tests {
             other => panic!("a break past the shift's end was taken: {other:?}"),
         }
         assert!(load_with("agents = 25", "agents = 25").is_none());
+        // A bad AMD spread is named as the sd, at its own line.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("amd.toml");
+        std::fs::write(&path, format!("{DEFAULT}\n[amd]\nmean = 1.5\nsd = -1.0\n")).expect("write");
+        match Scenario::load(&path) {
+            Err(CampaignError::Invalid { errors, .. }) => {
+                assert_eq!(errors[0].field, "amd.sd", "{errors:?}");
+                let text = std::fs::read_to_string(&path).expect("read");
+                let sd = text.lines().count();
+                assert_eq!(errors[0].line, sd, "{errors:?}");
+            }
+            other => panic!("a negative AMD sd was taken: {other:?}"),
+        }
     }
 }

@@ -131,6 +131,7 @@ impl Sweep {
         let mut out = Vec::new();
         for (i, &value) in self.values.iter().enumerate() {
             for name in strategies {
+                let name = name.trim();
                 let strategy = match self.param {
                     SweepParam::Ratio if name == "ratio" => Strategy::Ratio { ratio: value },
                     _ => Strategy::parse(name).map_err(|e| format!("--strategy {name}: {e}"))?,
