@@ -118,7 +118,7 @@ struct RunArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: std::net::SocketAddr,
     /// Local SIP address.
-    #[arg(long, default_value = "0.0.0.0:5070")]
+    #[arg(long, visible_alias = "bind", default_value = "0.0.0.0:5070")]
     sip_bind: std::net::SocketAddr,
     /// Send every call to this provider (IP:port) instead of the
     /// campaigns' provider URIs (for the sandbox or SIPp).
@@ -465,6 +465,10 @@ struct SipCommon {
     /// One JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// Local SIP address to bind (IP:PORT; default: any address, a free
+    /// port). Media binds on the same IP.
+    #[arg(long)]
+    bind: Option<std::net::SocketAddr>,
     #[command(flatten)]
     net: SipNetArgs,
 }
@@ -1466,7 +1470,10 @@ fn sip_options(c: &SipCommon) -> commands::SipOptions {
         user: c.user.clone(),
         password_env: c.password_env.clone(),
         from: c.from.clone(),
-        net: c.net.net(),
+        net: commands::SipNet {
+            bind: c.bind,
+            ..c.net.net()
+        },
     }
 }
 

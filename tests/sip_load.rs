@@ -94,7 +94,15 @@ async fn sip_call_json_reports_outcome_and_codes() {
         return;
     };
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_dialler"))
-        .args(["sip", "call", &sipp.uri("+15550000002", false), "--json"])
+        .args([
+            "sip",
+            "call",
+            &sipp.uri("+15550000002", false),
+            "--json",
+            // The local address (issue 17: --bind for NAT set-ups).
+            "--bind",
+            "127.0.0.1:0",
+        ])
         .kill_on_drop(true)
         .output()
         .await

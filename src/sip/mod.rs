@@ -81,6 +81,8 @@ pub struct SipNet {
     pub tls_ca: Option<std::path::PathBuf>,
     /// The address the provider sees us at (Via, Contact, SDP).
     pub external: Option<std::net::IpAddr>,
+    /// The local address to bind (default: any address, a free port).
+    pub bind: Option<std::net::SocketAddr>,
     /// The least time between two DNS lookups of a provider
     /// ([`ua::RELOOKUP_FLOOR`] unless a test wants it shorter).
     pub relookup_floor: std::time::Duration,
@@ -92,6 +94,7 @@ impl Default for SipNet {
             dns_server: None,
             tls_ca: None,
             external: None,
+            bind: None,
             relookup_floor: ua::RELOOKUP_FLOOR,
         }
     }
@@ -119,6 +122,9 @@ impl SipNet {
         );
         let mut cfg = ua::UaConfig::resolved(&resolved, self.tls_ca.as_deref())?;
         cfg.external = self.external;
+        if let Some(bind) = self.bind {
+            cfg.bind = bind;
+        }
         Ok((cfg, resolved))
     }
 }

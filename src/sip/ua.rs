@@ -214,6 +214,8 @@ pub struct Ua {
     /// ([`Ua::set_destinations`]).
     destinations: std::sync::RwLock<Vec<SocketAddr>>,
     task: Option<JoinHandle<EndpointStats>>,
+    /// This host's address toward the provider (see [`Ua::host_ip`]).
+    host_ip: std::net::IpAddr,
 }
 
 /// One call placed through a [`Ua`].
@@ -438,9 +440,22 @@ async fn run_stream<S: AsyncRead + AsyncWrite + Unpin>(
                         }
                         Err(SipError::Incomplete) => {
                             tracing::trace!(%addr, len = buf.len(), "SIP frame incomplete");
-                            // Keep-alive CRLFs alone are consumed here.
+                            // Keep-alive CRLFs alone are consumed here: a
+                            // double CRLF is a ping, answered with a single
+                            // CRLF pong (RFC 5626 3.5.1); a lone CRLF (a
+                            // pong, or half a ping) waits for the rest.
                             if buf.iter().all(|b| *b == b'\r' || *b == b'\n') {
-                                buf.clear();
+                                let pings = buf.len() / 4;
+                                buf.drain(..pings * 4);
+                                for _ in 0..pings {
+                                    let pong = async {
+                                        write.write_all(b"\r\n").await?;
+                                        write.flush().await
+                                    };
+                                    if pong.await.is_err() {
+                                        break 'conn;
+                                    }
+                                }
                             }
                             break;
                         }
@@ -540,9 +555,10 @@ impl Ua {
         } else {
             cfg.destinations.clone()
         };
-        let ip = cfg
-            .external
-            .unwrap_or_else(|| advertised_ip(cfg.bind, cfg.provider));
+        // The address of this host the provider reaches; `--external-address`
+        // (NAT) replaces it in what we advertise, never in what we bind.
+        let host_ip = advertised_ip(cfg.bind, cfg.provider);
+        let ip = cfg.external.unwrap_or(host_ip);
         let (io, local) = match cfg.transport {
             Transport::Udp => {
                 let sock = UdpSocket::bind(cfg.bind).await?;
@@ -633,7 +649,15 @@ impl Ua {
             registration,
             destinations: std::sync::RwLock::new(destinations),
             task: Some(task),
+            host_ip,
         })
+    }
+
+    /// The address of this host to bind media sockets on: the one toward
+    /// the provider, not an external (NAT) address, which only goes in
+    /// the SDP.
+    pub fn host_ip(&self) -> std::net::IpAddr {
+        self.host_ip
     }
 
     /// Our address as the provider sees it (Via, Contact).
@@ -1146,8 +1170,9 @@ pub async fn call_once(
     mut params: CallParams,
     play: Option<f64>,
 ) -> Result<CallReport, SipError> {
-    let rtp = UdpSocket::bind(SocketAddr::new(ua.local_addr().ip(), 0)).await?;
-    params.media_addr = rtp.local_addr()?;
+    // Bound on this host; the SDP names the advertised (external) address.
+    let rtp = UdpSocket::bind(SocketAddr::new(ua.host_ip(), 0)).await?;
+    params.media_addr = SocketAddr::new(ua.local_addr().ip(), rtp.local_addr()?.port());
     let mut call = ua.call(params).await?;
     let mut ack_latency = None;
     let mut prompt_packets = None;
@@ -1215,6 +1240,38 @@ mod tests {
     /// A framed message missing a mandatory header on a TCP connection is
     /// dropped; the connection stays, and the call's real answer on it
     /// still ends the call (it was closed, leaving the call to time out).
+    /// RFC 5626 3.5.1: a double-CRLF ping on a stream gets a single-CRLF
+    /// pong, also when the ping comes in two halves.
+    #[tokio::test]
+    async fn a_keep_alive_ping_on_a_stream_gets_a_pong() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let provider = listener.local_addr().unwrap();
+        let ua = Ua::start(UaConfig::new(provider, Transport::Tcp))
+            .await
+            .unwrap();
+        let (mut conn, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        for halves in [false, true] {
+            if halves {
+                conn.write_all(b"\r\n").await.unwrap();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                conn.write_all(b"\r\n").await.unwrap();
+            } else {
+                conn.write_all(b"\r\n\r\n").await.unwrap();
+            }
+            let mut pong = [0u8; 2];
+            tokio::time::timeout(Duration::from_secs(2), conn.read_exact(&mut pong))
+                .await
+                .expect("a pong")
+                .unwrap();
+            assert_eq!(&pong, b"\r\n");
+        }
+        ua.shutdown().await;
+    }
+
     #[tokio::test]
     async fn a_bad_message_on_a_stream_is_dropped_and_the_connection_kept() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
