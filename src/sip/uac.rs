@@ -1387,6 +1387,24 @@ impl Call {
         }
     }
 
+    /// The ACK of the non-2xx final response `r` to the INVITE numbered
+    /// `n` sent to `uri` with `via` (RFC 3261 17.1.1.3: in its
+    /// transaction, so its branch and Request-URI; the response's To).
+    fn non_2xx_ack(&self, uri: &str, via: &str, r: &Response, n: u32) -> Vec<u8> {
+        let mut ack = Request::new(Method::Ack, uri.to_string());
+        let h = &mut ack.headers;
+        h.push("Via", via.to_string());
+        h.push("Max-Forwards", "70");
+        for route in self.invite.headers.get_all("Route") {
+            h.push("Route", route);
+        }
+        h.push("From", self.from.clone());
+        h.push("To", r.headers.get("To").unwrap_or(&self.to).to_string());
+        h.push("Call-ID", self.call_id.clone());
+        h.push("CSeq", format!("{n} ACK"));
+        ack.encode()
+    }
+
     fn invite_via(&self) -> String {
         self.invite
             .headers
@@ -1570,18 +1588,8 @@ impl Call {
                         // late: its final response is ACKed in its own
                         // transaction, where that INVITE went, or it is
                         // retransmitted until its Timer H.
-                        let mut ack = Request::new(Method::Ack, old.uri.clone());
-                        let h = &mut ack.headers;
-                        h.push("Via", old.via.clone());
-                        h.push("Max-Forwards", "70");
-                        for route in self.invite.headers.get_all("Route") {
-                            h.push("Route", route);
-                        }
-                        h.push("From", self.from.clone());
-                        h.push("To", r.headers.get("To").unwrap_or(&self.to).to_string());
-                        h.push("Call-ID", self.call_id.clone());
-                        h.push("CSeq", format!("{n} ACK"));
-                        out.send(old.dest, ack.encode());
+                        let ack = self.non_2xx_ack(&old.uri, &old.via, r, n);
+                        out.send(old.dest, ack);
                     }
                 }
             }
@@ -2059,18 +2067,7 @@ impl Call {
                 return;
             }
         }
-        let mut ack = Request::new(Method::Ack, self.invite.uri.clone());
-        let h = &mut ack.headers;
-        h.push("Via", self.invite_via());
-        h.push("Max-Forwards", "70");
-        for route in self.invite.headers.get_all("Route") {
-            h.push("Route", route);
-        }
-        h.push("From", self.from.clone());
-        h.push("To", r.headers.get("To").unwrap_or(&self.to).to_string());
-        h.push("Call-ID", self.call_id.clone());
-        h.push("CSeq", format!("{n} ACK"));
-        let ack = ack.encode();
+        let ack = self.non_2xx_ack(&self.invite.uri, &self.invite_via(), r, n);
         out.send(self.invite_dest(), ack.clone());
         let repeat = self.ack_final.is_some() && self.summary.final_code == Some(code);
         self.ack_final = Some(ack);
