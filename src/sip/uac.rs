@@ -1387,22 +1387,30 @@ impl Call {
         }
     }
 
-    /// The ACK of the non-2xx final response `r` to the INVITE numbered
-    /// `n` sent to `uri` with `via` (RFC 3261 17.1.1.3: in its
-    /// transaction, so its branch and Request-URI; the response's To).
-    fn non_2xx_ack(&self, uri: &str, via: &str, r: &Response, n: u32) -> Vec<u8> {
-        let mut ack = Request::new(Method::Ack, uri.to_string());
-        let h = &mut ack.headers;
+    /// A request in the transaction of the INVITE numbered `n` sent to
+    /// `uri` with `via`: its branch, Request-URI, Route, From, Call-ID and
+    /// CSeq number, with `to` (a CANCEL, RFC 3261 9.1; the ACK of a
+    /// non-2xx final response, 17.1.1.3).
+    fn in_invite_tx(&self, method: Method, uri: &str, via: &str, to: &str, n: u32) -> Request {
+        let mut q = Request::new(method.clone(), uri.to_string());
+        let h = &mut q.headers;
         h.push("Via", via.to_string());
         h.push("Max-Forwards", "70");
         for route in self.invite.headers.get_all("Route") {
             h.push("Route", route);
         }
         h.push("From", self.from.clone());
-        h.push("To", r.headers.get("To").unwrap_or(&self.to).to_string());
+        h.push("To", to.to_string());
         h.push("Call-ID", self.call_id.clone());
-        h.push("CSeq", format!("{n} ACK"));
-        ack.encode()
+        h.push("CSeq", format!("{n} {method}"));
+        q
+    }
+
+    /// The ACK of the non-2xx final response `r` to the INVITE numbered
+    /// `n` sent to `uri` with `via` (the response's To, with its tag).
+    fn non_2xx_ack(&self, uri: &str, via: &str, r: &Response, n: u32) -> Vec<u8> {
+        let to = r.headers.get("To").unwrap_or(&self.to);
+        self.in_invite_tx(Method::Ack, uri, via, to, n).encode()
     }
 
     fn invite_via(&self) -> String {
@@ -1456,17 +1464,13 @@ impl Call {
     /// for its retransmissions and response), the call's state untouched.
     fn send_cancel_request(&mut self, now: Instant, out: &mut Out<'_>) {
         let dest = self.invite_dest();
-        let mut c = Request::new(Method::Cancel, self.invite.uri.clone());
-        let h = &mut c.headers;
-        h.push("Via", self.invite_via());
-        h.push("Max-Forwards", "70");
-        for route in self.invite.headers.get_all("Route") {
-            h.push("Route", route);
-        }
-        h.push("From", self.from.clone());
-        h.push("To", self.to.clone());
-        h.push("Call-ID", self.call_id.clone());
-        h.push("CSeq", format!("{} CANCEL", self.invite_cseq));
+        let c = self.in_invite_tx(
+            Method::Cancel,
+            &self.invite.uri,
+            &self.invite_via(),
+            &self.to,
+            self.invite_cseq,
+        );
         let t = out.cfg.timers;
         // The CANCEL has no kind of its own: it is kept apart in `cancel`.
         let mut tx = ClientTx::new(now, TxKind::Bye, c, t, out.cfg.transport.reliable());

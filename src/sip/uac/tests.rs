@@ -1069,8 +1069,10 @@ fn a_redirect_is_followed_only_to_the_same_number_and_at_most_three_times() {
     assert!(auth.contains("uri=\"sip:+15551230000@10.0.0.7\""), "{auth}");
 }
 
-#[test]
-fn session_timers_refresh_when_we_are_the_refresher_and_hang_up_when_the_peer_fails_to() {
+/// A call answered with a 120 s session we refresh (the peer takes
+/// UPDATE), run to its first refresh: the endpoint, the start, the UPDATE
+/// and when it went.
+fn first_refresh() -> (Endpoint, Instant, Request, Instant) {
     let (mut ep, t0, _) = answered(
         Transport::Udp,
         &[
@@ -1080,7 +1082,13 @@ fn session_timers_refresh_when_we_are_the_refresher_and_hang_up_when_the_peer_fa
     );
     let out = run_until(&mut ep, t0 + 61 * SECOND);
     let update = request(&out[0].1).clone();
-    assert_eq!(out[0].0, t0 + 60 * SECOND);
+    (ep, t0, update, out[0].0)
+}
+
+#[test]
+fn session_timers_refresh_when_we_are_the_refresher_and_hang_up_when_the_peer_fails_to() {
+    let (mut ep, t0, update, at) = first_refresh();
+    assert_eq!(at, t0 + 60 * SECOND);
     assert_eq!(update.method, Method::Update);
     assert!(
         update
@@ -1119,15 +1127,7 @@ fn session_timers_refresh_when_we_are_the_refresher_and_hang_up_when_the_peer_fa
 /// Min-SE; our refreshes say our own Min-SE.
 #[test]
 fn a_422_to_our_refresh_is_retried_with_the_peers_min_se() {
-    let (mut ep, t0, _) = answered(
-        Transport::Udp,
-        &[
-            ("Session-Expires", "120;refresher=uac"),
-            ("Allow", "INVITE, ACK, BYE, CANCEL, UPDATE"),
-        ],
-    );
-    let out = run_until(&mut ep, t0 + 61 * SECOND);
-    let update = request(&out[0].1).clone();
+    let (mut ep, t0, update, _) = first_refresh();
     assert_eq!(update.headers.get("Min-SE"), Some("90"));
     let mut too_small = Response::to(&update, 422, "Session Interval Too Small", None);
     too_small.headers.push("Min-SE", "1800");
