@@ -91,6 +91,17 @@ pub enum Event {
         /// The call.
         call: CallId,
     },
+    /// The callee's phone is ringing: the call's first 180 or 183. The
+    /// ring timeout counts from here, not from the dial, so that a slow
+    /// network's call set-up never cuts the ringing short of the
+    /// campaign's ring time (US TSR 310.4(b)(4)(i) and FCC 64.1200(a)(7):
+    /// at least 15 s or four rings; Ofcom's 15 s). Only a call's first
+    /// indication counts; without one the clock runs from the dial, the
+    /// most that is known.
+    CallRinging {
+        /// The call.
+        call: CallId,
+    },
     /// The call failed before an answer.
     CallFailed {
         /// The call.
@@ -389,6 +400,9 @@ enum CallState {
 struct Call {
     lead: LeadId,
     dialled_ms: u64,
+    /// When its ring clock started: the dial, or its first ringing
+    /// indication ([`Event::CallRinging`]).
+    ring_from_ms: u64,
     state: CallState,
     agent: Option<AgentId>,
     foresight: Option<Foresight>,
@@ -447,11 +461,18 @@ pub struct Runner {
     /// Calls ringing, by call id, and beside them when each was dialled:
     /// ids grow with time, so new calls go at the end and a finished one
     /// is found by binary search (a few dozen at most: a Vec beats a map).
-    /// The first is also the next ring timeout (every call has the same):
-    /// no timer per call, and none left behind to fire for calls already
-    /// over.
+    /// Pacing reads ring times from the dial.
     ringing: Vec<CallId>,
     ringing_since: Vec<u64>,
+    /// The ring clocks of the calls ringing (plain and kept), in the order
+    /// they run out (every call has the same timeout): a call's entry goes
+    /// in at its dial and again at its first ringing indication, both at
+    /// the time of the event, so the queue stays in time order. Entries of
+    /// calls no longer ringing, or whose clock started again, are dropped
+    /// when they reach the front (`trim_ring_clock`), so the front is
+    /// always the next ring timeout: no timer per call, and none left
+    /// behind to fire for calls already over.
+    ring_clock: VecDeque<(u64, CallId)>,
     /// Kept callbacks ringing, each with its agent waiting (when dialled,
     /// the call): out of `ringing`, as pacing must not count on a ready
     /// agent for them.
@@ -530,6 +551,7 @@ impl Runner {
             wrap_since: Vec::new(),
             ringing: Vec::new(),
             ringing_since: Vec::new(),
+            ring_clock: VecDeque::new(),
             kept_ringing: Vec::new(),
             launches: VecDeque::new(),
             waiting: VecDeque::new(),
@@ -603,6 +625,10 @@ impl Runner {
                 }
                 Event::CallAnsweredWithoutAudio { call } => {
                     self.answered_without_audio(now_ms, call)
+                }
+                Event::CallRinging { call } => {
+                    self.ringing_heard(now_ms, call);
+                    false
                 }
                 Event::CallFailed { call, outcome } => {
                     if let Some(c) = self.calls.get(&call)
@@ -728,8 +754,10 @@ impl Runner {
                 && timer.is_none_or(|(t, _)| at <= t)
             {
                 decide = true;
+                // From the dial, as answers are: the estimators' clock.
+                let dialled = self.calls.get(&call).map_or(at, |c| c.dialled_ms);
                 self.est
-                    .record_attempt(false, self.config.ring_timeout_ms as f64 / 1000.0);
+                    .record_attempt(false, at.saturating_sub(dialled) as f64 / 1000.0);
                 self.commands.push_back(Command::Cancel { call });
                 self.end_call(now_ms, call, Outcome::NoAnswer);
                 continue;
@@ -801,17 +829,52 @@ impl Runner {
         (next != u64::MAX).then_some(next)
     }
 
-    /// When the longest-ringing call times out, and that call.
+    /// When the next ring timeout falls, and its call: the front of the
+    /// ring clocks, live by `trim_ring_clock`.
     fn next_ring_timeout(&self) -> Option<(u64, CallId)> {
-        let first = self.ringing.first().zip(self.ringing_since.first());
-        let kept = self.kept_ringing.iter().min();
-        let (dialled, call) = match (first, kept) {
-            (Some((&c, &d)), Some(&(kd, kc))) => (d, c).min((kd, kc)),
-            (Some((&c, &d)), None) => (d, c),
-            (None, Some(&k)) => k,
-            (None, None) => return None,
+        self.ring_clock
+            .front()
+            .map(|&(from, call)| (from + self.config.ring_timeout_ms, call))
+    }
+
+    /// Whether a ring clock entry is still its call's clock: the call
+    /// rings, and its clock started then.
+    fn ring_clock_live(&self, (from, call): (u64, CallId)) -> bool {
+        self.calls
+            .get(&call)
+            .is_some_and(|c| c.ring_from_ms == from)
+            && (self.ringing.binary_search(&call).is_ok()
+                || self.kept_ringing.iter().any(|&(_, k)| k == call))
+    }
+
+    /// Drops the ring clock entries at the front that are no longer live.
+    fn trim_ring_clock(&mut self) {
+        while let Some(&front) = self.ring_clock.front()
+            && !self.ring_clock_live(front)
+        {
+            self.ring_clock.pop_front();
+        }
+    }
+
+    /// [`Event::CallRinging`]: the first indication of a ringing call
+    /// starts its ring clock again, now.
+    fn ringing_heard(&mut self, now_ms: u64, call: CallId) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
         };
-        Some((dialled + self.config.ring_timeout_ms, call))
+        if c.state != CallState::Ringing || c.ring_from_ms != c.dialled_ms || now_ms <= c.dialled_ms
+        {
+            return;
+        }
+        let was = (c.ring_from_ms, call);
+        if !self.ring_clock_live(was) {
+            return;
+        }
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.ring_from_ms = now_ms;
+        }
+        self.ring_clock.push_back((now_ms, call));
+        self.trim_ring_clock();
     }
 
     /// Agents by state, calls in flight and the ledger, as of the last
@@ -1279,6 +1342,7 @@ impl Runner {
         } else {
             self.kept_ringing.retain(|&(_, c)| c != call);
         }
+        self.trim_ring_clock();
     }
 
     fn end_call(&mut self, now_ms: u64, call: CallId, outcome: Outcome) {
@@ -1407,6 +1471,7 @@ impl Runner {
             Call {
                 lead: lead.id,
                 dialled_ms: now_ms,
+                ring_from_ms: now_ms,
                 state: CallState::Ringing,
                 agent: None,
                 foresight: lead.foresight,
@@ -1419,6 +1484,7 @@ impl Runner {
             self.ringing.push(call);
             self.ringing_since.push(now_ms);
         }
+        self.ring_clock.push_back((now_ms, call));
         self.round_dials += 1;
         self.commands.push_back(Command::Dial {
             call,

@@ -416,6 +416,10 @@ struct SandboxArgs {
     /// Weight of 503 Service Unavailable.
     #[arg(long, default_value_t = 0.05)]
     unavailable: f64,
+    /// Post-dial delay, seconds: the 100 goes at once, the 180 after this
+    /// (the ring time counts from the 180).
+    #[arg(long, default_value_t = 0.0, value_parser = seconds_arg)]
+    setup: f64,
     /// Shortest ring time, seconds.
     #[arg(long, default_value_t = 2.0, value_parser = seconds_arg)]
     ring_min: f64,
@@ -1192,6 +1196,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             let cfg = dialler::sip::sandbox::SandboxConfig {
                 weights,
+                setup: secs(a.setup),
                 ring: (secs(a.ring_min), secs(a.ring_max.max(a.ring_min))),
                 talk_mean: secs(a.talk_mean),
                 seed: a.seed,

@@ -322,6 +322,65 @@ async fn shutdown_lets_calls_run_out_the_grace_then_hangs_up() {
     );
 }
 
+/// A carrier that takes 6 s to set a call up before the phone rings (100
+/// at once, 180 after 6 s), and nobody answers: the live service lets
+/// every phone ring the campaign's whole 25 s from its 180, as the rules
+/// on ring time ask (TSR 310.4(b)(4)(i), Ofcom: at least 15 s), not 25 s
+/// from the INVITE (19 s of ringing). The provider measures the ringing.
+#[tokio::test(start_paused = true)]
+async fn a_slow_set_up_does_not_shorten_the_ringing() {
+    let l = load("uk-broadband", tuesday(), 2).await;
+    let sb = Sandboxes::start(dialler::sip::sandbox::SandboxConfig {
+        setup: Duration::from_secs(6),
+        weights: dialler::sip::sandbox::Weights {
+            answer: 0.0,
+            busy: 0.0,
+            no_answer: 1.0,
+            reject: 0.0,
+            unavailable: 0.0,
+        },
+        ..Default::default()
+    })
+    .await;
+    // A grace long enough for the calls out at the stop to ring out.
+    let live = start(&l, sb.provider, tuesday(), "n1", Duration::from_secs(60)).await;
+    for (id, tok) in &l.agents {
+        let phone = format!("sip:{id}@{}", sb.phones);
+        live.provision(&l.supervisor, id, &phone).await;
+        let login = json!({ "campaign": "uk-broadband", "sip_uri": phone });
+        let (c, _) = live
+            .req(
+                "POST",
+                &format!("/api/agents/{id}/login"),
+                tok,
+                Some(&login.to_string()),
+            )
+            .await;
+        assert_eq!(c, 200);
+        live.req("POST", &format!("/api/agents/{id}/ready"), tok, None)
+            .await;
+    }
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    live.stop().await;
+    let stats = sb.stop().await;
+    tokio::time::resume();
+    assert!(stats.cancelled >= 10, "{stats:?}");
+    let shortest = stats.shortest_cancelled_ring_ms.unwrap_or(0);
+    assert!(
+        shortest >= 25_000,
+        "a phone rang {shortest} ms of the campaign's 25 s: {stats:?}"
+    );
+    let p = pool(&l.db).await;
+    assert_eq!(
+        count(
+            &p,
+            "SELECT COUNT(*) FROM call_attempts WHERE outcome = 'no_answer'"
+        )
+        .await as u64,
+        stats.cancelled,
+    );
+}
+
 /// A node that dies in the middle of calls (its runtime dropped: no
 /// shutdown code runs) and a restart under the same name: the calls it
 /// left become `interrupted`, its agents' intervals are closed, and the

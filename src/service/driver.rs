@@ -179,6 +179,11 @@ pub enum Input {
         /// Runner call.
         call: CallId,
     },
+    /// The callee's phone rings (a 180 or 183 came).
+    Ringing {
+        /// Runner call.
+        call: CallId,
+    },
     /// The callee answered.
     Answered {
         /// Runner call.
@@ -509,6 +514,10 @@ impl Driver {
             Input::Leads(leads) => self.leads(leads),
             Input::Started { call, attempt_id } => self.started(call, attempt_id),
             Input::StartFailed { call } => self.start_failed(call),
+            Input::Ringing { call } => {
+                self.event(Event::CallRinging { call });
+                self.drain();
+            }
             Input::Answered {
                 call,
                 media,

@@ -45,6 +45,10 @@ pub struct Weights {
 pub struct SandboxConfig {
     /// Outcome weights.
     pub weights: Weights,
+    /// Post-dial delay: the network's call set-up between the INVITE
+    /// (answered 100 at once) and the 180; the ring time starts at the
+    /// 180.
+    pub setup: Duration,
     /// Uniform ring time before the final response.
     pub ring: (Duration, Duration),
     /// Mean of the exponential talk time; zero holds until the caller's BYE.
@@ -67,6 +71,7 @@ impl Default for SandboxConfig {
                 reject: 0.05,
                 unavailable: 0.05,
             },
+            setup: Duration::ZERO,
             ring: (Duration::from_secs(2), Duration::from_secs(8)),
             talk_mean: Duration::from_secs(30),
             seed: 1,
@@ -107,6 +112,10 @@ pub struct SandboxStats {
     pub busy: u64,
     /// Cancelled while ringing (487 sent).
     pub cancelled: u64,
+    /// The shortest time a cancelled call rang, from its 180 to the
+    /// CANCEL, ms (0 when cancelled before the 180): whether the caller
+    /// let the phone ring its full time (US TSR: at least 15 s).
+    pub shortest_cancelled_ring_ms: Option<u64>,
     /// 603 sent.
     pub rejected: u64,
     /// 503 sent.
@@ -168,6 +177,10 @@ struct Call {
     draw: Draw,
     state: State,
     last_response: Vec<u8>,
+    /// While set up: when the 180 goes, and the ring time after it.
+    ring_at: Option<(Instant, Duration)>,
+    /// When the 180 went.
+    rang_at: Option<Instant>,
     ring_until: Option<Instant>,
     retx: Option<(Instant, Duration)>,
     give_up: Option<Instant>,
@@ -181,6 +194,7 @@ struct Call {
 impl Call {
     fn deadline(&self) -> Option<Instant> {
         [
+            self.ring_at.map(|(t, _)| t),
             self.ring_until,
             self.retx.map(|(t, _)| t),
             self.give_up,
@@ -315,6 +329,7 @@ impl Sandbox {
         let linger = now + 64 * self.cfg.timers.t1;
         if let Some(c) = self.calls.get_mut(id) {
             c.state = State::Done;
+            c.ring_at = None;
             c.ring_until = None;
             c.retx = None;
             c.give_up = None;
@@ -367,7 +382,9 @@ impl Sandbox {
                     draw,
                     state: State::Ringing,
                     last_response: Vec::new(),
-                    ring_until: Some(now + ring),
+                    ring_at: None,
+                    rang_at: None,
+                    ring_until: None,
                     retx: None,
                     give_up: None,
                     hangup_at: None,
@@ -377,11 +394,13 @@ impl Sandbox {
                     scheduled: None,
                 };
                 let trying = self.response(&call, 100, "Trying");
-                let ringing = self.response(&call, 180, "Ringing");
-                self.tx.push_back((from, trying));
-                self.tx.push_back((from, ringing.clone()));
-                call.last_response = ringing;
+                self.tx.push_back((from, trying.clone()));
+                call.last_response = trying;
+                call.ring_at = Some((now + self.cfg.setup, ring));
                 self.calls.insert(id.clone(), call);
+                if self.cfg.setup.is_zero() {
+                    self.ring(&id, now);
+                }
             }
             Method::Ack => {
                 let talk = self.cfg.talk_mean;
@@ -413,6 +432,12 @@ impl Sandbox {
                     Some((State::Ringing, tag)) => {
                         self.tx.push_back((from, reply(Some(&tag), 200, "OK")));
                         self.stats.cancelled += 1;
+                        let rang =
+                            self.calls.get(&id).and_then(|c| c.rang_at).map_or(0, |at| {
+                                now.saturating_duration_since(at).as_millis() as u64
+                            });
+                        let shortest = &mut self.stats.shortest_cancelled_ring_ms;
+                        *shortest = Some(shortest.map_or(rang, |s| s.min(rang)));
                         self.final_response(&id, now, 487, "Request Terminated");
                     }
                     Some((_, tag)) => self.tx.push_back((from, reply(Some(&tag), 200, "OK"))),
@@ -468,6 +493,24 @@ impl Sandbox {
         }
     }
 
+    /// Sends the call's 180 at the end of its set-up: it rings from now.
+    fn ring(&mut self, id: &str, now: Instant) {
+        let Some(call) = self.calls.get(id) else {
+            return;
+        };
+        let Some((_, ring)) = call.ring_at else {
+            return;
+        };
+        let ringing = self.response(call, 180, "Ringing");
+        self.tx.push_back((call.peer, ringing.clone()));
+        if let Some(c) = self.calls.get_mut(id) {
+            c.last_response = ringing;
+            c.ring_at = None;
+            c.rang_at = Some(now);
+            c.ring_until = Some(now + ring);
+        }
+    }
+
     fn final_response(&mut self, id: &str, now: Instant, code: u16, reason: &str) {
         let t = self.cfg.timers;
         let Some(call) = self.calls.get(id) else {
@@ -478,6 +521,7 @@ impl Sandbox {
         self.tx.push_back((peer, bytes.clone()));
         if let Some(c) = self.calls.get_mut(id) {
             c.last_response = bytes;
+            c.ring_at = None;
             c.ring_until = None;
             c.state = if code == 200 {
                 State::Answered
@@ -557,6 +601,13 @@ impl Sandbox {
             return;
         };
         if c.linger.is_some_and(|l| l <= now) {
+            return;
+        }
+        if let Some((at, _)) = c.ring_at
+            && at <= now
+            && c.state == State::Ringing
+        {
+            self.ring(id, now);
             return;
         }
         if c.ring_until.is_some_and(|r| r <= now) && c.state == State::Ringing {

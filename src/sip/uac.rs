@@ -78,7 +78,10 @@ pub struct CallParams {
     pub target: String,
     /// Our user part in From and Contact (the caller ID).
     pub from_user: String,
-    /// When to give up ringing and CANCEL.
+    /// When to give up ringing and CANCEL: counted from the first 180 or
+    /// 183 of the INVITE to the destination in use (the phone rings from
+    /// then: a slow set-up must not shorten the ringing the rules ask
+    /// for), or from the INVITE while none came.
     pub ring_timeout: RingTimeout,
     /// Provider credentials for 401/407 challenges.
     pub credentials: Option<Credentials>,
@@ -637,6 +640,9 @@ struct Call {
     timer_a: Option<(Instant, Duration)>,
     timer_b: Option<Instant>,
     ring_deadline: Instant,
+    /// A 180 or 183 to the current INVITE came: `ring_deadline` counts
+    /// from the first.
+    ringing: bool,
     cancel_pending: Option<CancelReason>,
     cancel_reason: Option<CancelReason>,
     cancel: Option<ClientTx>,
@@ -1126,6 +1132,7 @@ impl Call {
             timer_a: None,
             timer_b: None,
             ring_deadline,
+            ringing: false,
             cancel_pending: None,
             cancel_reason: None,
             cancel: None,
@@ -1225,6 +1232,7 @@ impl Call {
         tracing::info!(call_id = %self.call_id, from = ?from, to = ?self.invite_dest(), "trying the next destination");
         // Nobody was reached: the ring timeout starts again.
         self.ring_deadline = now + self.params.ring_timeout.get();
+        self.ringing = false;
         self.resend_invite(now, out, |_| {});
         true
     }
@@ -1940,6 +1948,12 @@ impl Call {
                 if self.summary.progress_after.is_none() {
                     self.summary.progress_after = Some(elapsed);
                 }
+                if n == self.invite_cseq && !self.ringing {
+                    // The phone rings from now: the full ring time from
+                    // here (never shorter than from the INVITE).
+                    self.ringing = true;
+                    self.ring_deadline = now + self.params.ring_timeout.get();
+                }
                 let early_media = sdp::parse(&r.body).is_some();
                 if early_media {
                     let tag = r.headers.get("To").and_then(message::tag_of);
@@ -2227,6 +2241,9 @@ impl Call {
                 self.dest_idx = 0;
             }
             self.remote_target = uri.clone();
+            // The new target's phone: its first 180 or 183 starts the
+            // ring time again.
+            self.ringing = false;
             // Credentials answered for the old Request-URI name it in
             // their `uri=` and would be refused at the new target: a new
             // challenge there is answered afresh.

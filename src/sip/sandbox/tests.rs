@@ -144,6 +144,37 @@ fn each_drawn_outcome_reaches_the_uac_as_that_outcome() {
     }
 }
 
+/// A post-dial delay: 100 at once, 180 after the set-up, the ring time
+/// from the 180. Our UAC lets the phone ring its whole 15 s from the 180
+/// (not from the INVITE), which the sandbox measures.
+#[test]
+fn the_set_up_delay_goes_before_the_180_and_the_ring_is_measured_from_it() {
+    let mut p = Pair::new(SandboxConfig {
+        setup: Duration::from_secs(4),
+        ..only("no_answer")
+    });
+    let s = p.run(3, None, Duration::from_secs(600));
+    assert_eq!(s.len(), 3);
+    for c in &s {
+        assert_eq!(c.outcome, Outcome::NoAnswer, "{c:?}");
+        assert_eq!(c.codes, vec![100, 180, 487], "{c:?}");
+        assert_eq!(c.progress_after, Some(Duration::from_secs(4)), "{c:?}");
+    }
+    assert_eq!(p.sb.stats().cancelled, 3);
+    assert_eq!(p.sb.stats().shortest_cancelled_ring_ms, Some(15_000));
+    let mut p = Pair::new(SandboxConfig {
+        setup: Duration::from_secs(4),
+        ..only("answer")
+    });
+    let s = p.run(1, None, Duration::from_secs(600));
+    let ring = s[0].answer_after.unwrap();
+    assert!(
+        ring >= Duration::from_secs(5) && ring <= Duration::from_secs(7),
+        "{ring:?}"
+    );
+    assert_eq!(p.sb.stats().shortest_cancelled_ring_ms, None);
+}
+
 #[test]
 fn outcome_mix_follows_the_weights() {
     let cfg = SandboxConfig {

@@ -310,6 +310,31 @@ fn ring_timeout_sends_cancel_and_the_487_ends_the_call_as_no_answer() {
     assert_eq!(s.codes, vec![180, 487]);
 }
 
+/// The phone rings from the first 180/183, not from the INVITE: after
+/// 5 s of set-up it still rings the whole 15 s (TSR 310.4(b)(4)(i));
+/// a later 180 does not start the count again.
+#[test]
+fn the_ring_timeout_counts_from_the_first_provisional_response() {
+    let mut ep = endpoint(Transport::Udp);
+    let t0 = Instant::now();
+    let (_, inv) = start(&mut ep, t0, params());
+    reply(&mut ep, t0 + SECOND, &inv, 100);
+    reply(&mut ep, t0 + 5 * SECOND, &inv, 183);
+    reply(&mut ep, t0 + 9 * SECOND, &inv, 180);
+    let _ = events(&mut ep);
+    let out = run_until(&mut ep, t0 + 30 * SECOND);
+    let cancels: Vec<Instant> = out
+        .iter()
+        .filter(|(_, m)| matches!(m, Message::Request(r) if r.method == Method::Cancel))
+        .map(|(at, _)| *at)
+        .collect();
+    assert_eq!(
+        cancels.first().map(|at| *at - t0),
+        Some(20 * SECOND),
+        "15 s from the 183 at 5 s"
+    );
+}
+
 #[test]
 fn a_200_crossing_the_cancel_gets_ack_then_bye() {
     let mut ep = endpoint(Transport::Udp);
