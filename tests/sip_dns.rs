@@ -323,3 +323,71 @@ async fn the_service_finds_its_trunk_and_an_agent_phone_by_name() {
     let stats = sb.stop().await;
     assert!(stats.answered >= 1, "{stats:?}");
 }
+
+/// Two SRV targets of one priority, weights 3:1, each a sandbox provider
+/// that answers busy: every call draws its own order (RFC 2782 selects
+/// per request), so calls spread over both targets by weight rather than
+/// all going to the one drawn at the lookup.
+#[tokio::test]
+async fn calls_spread_over_equal_priority_srv_targets_by_weight() {
+    use dialler::sip::sandbox::{self, SandboxConfig, Weights};
+    let busy = || SandboxConfig {
+        weights: Weights {
+            answer: 0.0,
+            busy: 1.0,
+            no_answer: 0.0,
+            reject: 0.0,
+            unavailable: 0.0,
+        },
+        ring: (Duration::from_millis(5), Duration::from_millis(10)),
+        ..SandboxConfig::default()
+    };
+    let (stop, _) = tokio::sync::broadcast::channel(2);
+    let (heavy, heavy_task) = sandbox::spawn_loopback(busy(), stop.subscribe())
+        .await
+        .unwrap();
+    let (light, light_task) = sandbox::spawn_loopback(busy(), stop.subscribe())
+        .await
+        .unwrap();
+    let records = vec![
+        format!(
+            "--srv-host=_sip._udp.spread.test,heavy.spread.test,{},10,75",
+            heavy.port()
+        ),
+        format!(
+            "--srv-host=_sip._udp.spread.test,light.spread.test,{},10,25",
+            light.port()
+        ),
+        "--host-record=heavy.spread.test,127.0.0.1".to_string(),
+        "--host-record=light.spread.test,127.0.0.1".to_string(),
+    ];
+    let Some(dns) = Dnsmasq::start(&records).await else {
+        return;
+    };
+    let net = SipNet {
+        dns_server: Some(dns.addr),
+        ..SipNet::default()
+    };
+    let uri = SipUri::parse("sip:spread.test").unwrap();
+    let ua = Ua::start(net.ua_config(&uri).await.unwrap()).await.unwrap();
+    let calls = 80;
+    for i in 0..calls {
+        let call = ua
+            .call(params(&uri.request_uri(&format!("+1555123{i:04}"))))
+            .await
+            .unwrap();
+        let s = tokio::time::timeout(Duration::from_secs(10), call.ended())
+            .await
+            .expect("the call ends")
+            .unwrap();
+        assert_eq!(s.outcome, Outcome::Busy, "{s:?}");
+    }
+    ua.shutdown().await;
+    let _ = stop.send(());
+    let heavy = heavy_task.await.unwrap().unwrap().invites;
+    let light = light_task.await.unwrap().unwrap().invites;
+    assert_eq!(heavy + light, calls, "one INVITE per call");
+    // 3:1 of 80: 60 expected on the heavy target, 3.9 standard deviations
+    // either side (binomial, sd 3.9), and never all on one.
+    assert!((45..=75).contains(&heavy), "heavy {heavy}, light {light}");
+}

@@ -141,8 +141,13 @@ impl SipUri {
 pub struct Resolved {
     /// The transport every address is reached with.
     pub transport: Transport,
-    /// Addresses, first to try first.
+    /// Addresses, first to try first, as drawn at the lookup (the
+    /// registration's order; each call draws its own from `choices`).
     pub addrs: Vec<SocketAddr>,
+    /// The SRV targets' addresses with their priority and weight (one
+    /// choice, in order, without SRV): RFC 2782 asks for the weighted
+    /// draw per request, so that calls spread over targets by weight.
+    pub choices: Vec<Weighted>,
     /// The name a TLS certificate must carry (the URI's host, RFC 5922).
     pub server_name: String,
     /// How long the answers hold: the shortest TTL of the records used.
@@ -163,6 +168,41 @@ pub struct Naptr {
     pub service: String,
     /// The SRV name to look up.
     pub replacement: String,
+}
+
+/// One SRV target's addresses, with its record's priority and weight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Weighted {
+    /// Lower first.
+    pub priority: u16,
+    /// Relative share within a priority.
+    pub weight: u16,
+    /// The target's addresses, in the order to try.
+    pub addrs: Vec<SocketAddr>,
+}
+
+impl Weighted {
+    /// Addresses tried in the order given: one choice, no weights.
+    pub fn fixed(addrs: Vec<SocketAddr>) -> Vec<Weighted> {
+        vec![Weighted {
+            priority: 0,
+            weight: 0,
+            addrs,
+        }]
+    }
+
+    /// Every address of `choices` in an order drawn by priority and
+    /// weight ([`weighted_order`]), each once.
+    pub fn draw(choices: &[Weighted], rng: &mut impl rand::Rng) -> Vec<SocketAddr> {
+        let order = weighted_order(choices.iter().collect(), |w| (w.priority, w.weight), rng);
+        let mut out: Vec<SocketAddr> = Vec::new();
+        for a in order.into_iter().flat_map(|w| &w.addrs) {
+            if !out.contains(a) {
+                out.push(*a);
+            }
+        }
+        out
+    }
 }
 
 /// One SRV record.
@@ -208,17 +248,31 @@ fn naptr_transport(service: &str, secure: bool) -> Option<Transport> {
 /// A target of `.` ("no service here") is dropped.
 pub fn srv_order(mut records: Vec<Srv>, rng: &mut impl rand::Rng) -> Vec<Srv> {
     records.retain(|r| r.target != "." && !r.target.is_empty());
-    records.sort_by_key(|r| (r.priority, r.weight != 0));
-    let mut out = Vec::with_capacity(records.len());
-    while !records.is_empty() {
-        let priority = records[0].priority;
-        let end = records
+    weighted_order(records, |r| (r.priority, r.weight), rng)
+}
+
+/// RFC 2782's selection: `items` by priority (`key`'s first), and within
+/// a priority by repeated weighted random choice (its second), zero
+/// weights first only rarely.
+pub fn weighted_order<T>(
+    mut items: Vec<T>,
+    key: impl Fn(&T) -> (u16, u16),
+    rng: &mut impl rand::Rng,
+) -> Vec<T> {
+    items.sort_by_key(|r| {
+        let (priority, weight) = key(r);
+        (priority, weight != 0)
+    });
+    let mut out = Vec::with_capacity(items.len());
+    while !items.is_empty() {
+        let priority = key(&items[0]).0;
+        let end = items
             .iter()
-            .position(|r| r.priority != priority)
-            .unwrap_or(records.len());
-        let mut group: Vec<Srv> = records.drain(..end).collect();
+            .position(|r| key(r).0 != priority)
+            .unwrap_or(items.len());
+        let mut group: Vec<T> = items.drain(..end).collect();
         while !group.is_empty() {
-            let total: u32 = group.iter().map(|r| u32::from(r.weight)).sum();
+            let total: u32 = group.iter().map(|r| u32::from(key(r).1)).sum();
             let pick = if total == 0 {
                 0
             } else {
@@ -227,7 +281,7 @@ pub fn srv_order(mut records: Vec<Srv>, rng: &mut impl rand::Rng) -> Vec<Srv> {
                 group
                     .iter()
                     .position(|r| {
-                        running += u32::from(r.weight);
+                        running += u32::from(key(r).1);
                         running >= roll
                     })
                     .unwrap_or(0)
@@ -260,12 +314,14 @@ pub fn numeric(uri: &SipUri) -> Option<Resolved> {
     } else {
         Transport::Udp
     });
+    let addrs = vec![SocketAddr::new(
+        ip,
+        uri.port.unwrap_or_else(|| default_port(t)),
+    )];
     Some(Resolved {
         transport: t,
-        addrs: vec![SocketAddr::new(
-            ip,
-            uri.port.unwrap_or_else(|| default_port(t)),
-        )],
+        choices: Weighted::fixed(addrs.clone()),
+        addrs,
         server_name: uri.host.clone(),
         ttl: None,
     })
@@ -343,6 +399,7 @@ impl Resolver {
             let addrs = self.addresses(&uri.host, port, &mut until).await?;
             return Ok(Resolved {
                 transport: t,
+                choices: Weighted::fixed(addrs.clone()),
                 addrs,
                 server_name,
                 ttl: until.ttl(),
@@ -374,21 +431,26 @@ impl Resolver {
                 continue;
             }
             let ordered = srv_order(srv, &mut rand::rng());
-            let mut addrs = Vec::new();
+            let mut choices = Vec::new();
             for r in ordered {
                 match self.addresses(&r.target, r.port, &mut until).await {
-                    Ok(a) => addrs.extend(a),
+                    Ok(addrs) => choices.push(Weighted {
+                        priority: r.priority,
+                        weight: r.weight,
+                        addrs,
+                    }),
                     Err(e) => tracing::warn!(target = %r.target, "SRV target without address: {e}"),
                 }
             }
-            if addrs.is_empty() {
+            if choices.is_empty() {
                 return Err(SipError::Resolve(format!(
                     "{name}: no SRV target has an address"
                 )));
             }
             return Ok(Resolved {
                 transport: *t,
-                addrs,
+                addrs: Weighted::draw(&choices, &mut rand::rng()),
+                choices,
                 server_name,
                 ttl: until.ttl(),
             });
@@ -400,6 +462,7 @@ impl Resolver {
             .await?;
         Ok(Resolved {
             transport: t,
+            choices: Weighted::fixed(addrs.clone()),
             addrs,
             server_name,
             ttl: until.ttl(),
@@ -619,5 +682,49 @@ mod tests {
         }
         // 90:10 weights: "big" first about 90% of the time.
         assert!((1700..=1900).contains(&big_first), "{big_first}");
+    }
+
+    /// Each draw is a fresh weighted order over the targets' addresses,
+    /// every address once, lower priorities last.
+    #[test]
+    fn each_draw_orders_the_targets_addresses_by_weight() {
+        let a: SocketAddr = "192.0.2.1:5060".parse().unwrap();
+        let a2: SocketAddr = "192.0.2.2:5060".parse().unwrap();
+        let b: SocketAddr = "192.0.2.3:5060".parse().unwrap();
+        let backup: SocketAddr = "192.0.2.4:5060".parse().unwrap();
+        let choices = vec![
+            Weighted {
+                priority: 20,
+                weight: 0,
+                addrs: vec![backup, a],
+            },
+            Weighted {
+                priority: 10,
+                weight: 25,
+                addrs: vec![a, a2],
+            },
+            Weighted {
+                priority: 10,
+                weight: 75,
+                addrs: vec![b],
+            },
+        ];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut b_first = 0;
+        for _ in 0..2000 {
+            let order = Weighted::draw(&choices, &mut rng);
+            assert_eq!(order.len(), 4, "{order:?}");
+            assert_eq!(order[3], backup, "{order:?}");
+            if order[0] == b {
+                b_first += 1;
+            } else {
+                assert_eq!(&order[..3], [a, a2, b]);
+            }
+        }
+        assert!((1400..=1600).contains(&b_first), "{b_first}");
+        assert_eq!(
+            Weighted::draw(&Weighted::fixed(vec![b, a]), &mut rng),
+            [b, a]
+        );
     }
 }

@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use super::auth::Credentials;
 use super::message::{self, Message};
 use super::register::{RegState, RegisterConfig, Registration};
-use super::resolve::{Resolved, Resolver, SipUri};
+use super::resolve::{Resolved, Resolver, SipUri, Weighted};
 use super::tls::TlsClient;
 use super::uac::{
     CallEvent, CallId, CallParams, Endpoint, EndpointConfig, EndpointStats, LegIds, LegRecord,
@@ -40,6 +40,10 @@ pub struct UaConfig {
     pub provider: SocketAddr,
     /// Every address to try, in order (RFC 3263); empty: `provider` only.
     pub destinations: Vec<SocketAddr>,
+    /// The SRV targets behind `destinations`, with priority and weight:
+    /// each call draws its own order from them (RFC 2782). Empty:
+    /// `destinations` in their order.
+    pub choices: Vec<Weighted>,
     /// UDP, TCP or TLS.
     pub transport: Transport,
     /// Local address to bind (port 0 for any).
@@ -67,6 +71,7 @@ impl UaConfig {
         UaConfig {
             provider,
             destinations: Vec::new(),
+            choices: Vec::new(),
             transport,
             bind,
             external: None,
@@ -86,6 +91,7 @@ impl UaConfig {
             .ok_or_else(|| SipError::Resolve("no address to try".into()))?;
         let mut cfg = UaConfig::new(first, r.transport);
         cfg.destinations = r.addrs.clone();
+        cfg.choices = r.choices.clone();
         if r.transport == Transport::Tls {
             cfg.tls = Some(TlsClient::new(&r.server_name, tls_ca)?);
         }
@@ -160,17 +166,21 @@ pub async fn keep_resolved(
                 relookup_after(r.ttl.unwrap_or(RELOOKUP_CEILING), floor)
             }
             Ok(r) => {
-                let old = ua.destinations();
-                let mut before = old.clone();
-                let mut after = r.addrs.clone();
-                before.sort();
-                after.sort();
-                // The same addresses in another order (SRV weights draw
-                // it anew each time) change nothing: the registrar and the
-                // first choice stay where they are.
-                if before != after {
-                    tracing::info!(host = %uri.host, was = ?old, now = ?r.addrs, "provider moved");
-                    ua.set_destinations(r.addrs);
+                let old = ua.choices();
+                // The same targets in another order (SRV draws it anew
+                // each time) change nothing: the registrar stays where it
+                // is.
+                let key = |c: &[Weighted]| {
+                    let mut k: Vec<_> = c
+                        .iter()
+                        .map(|w| (w.priority, w.weight, w.addrs.clone()))
+                        .collect();
+                    k.sort();
+                    k
+                };
+                if key(&old) != key(&r.choices) {
+                    tracing::info!(host = %uri.host, was = ?Weighted::draw(&old, &mut rand::rng()), now = ?r.addrs, "provider moved");
+                    ua.set_destinations(r.choices);
                 }
                 relookup_after(r.ttl.unwrap_or(RELOOKUP_CEILING), floor)
             }
@@ -210,9 +220,9 @@ pub struct Ua {
     /// The endpoint's settings, for [`Ua::prepare`].
     endpoint: EndpointConfig,
     registration: Option<tokio::sync::watch::Receiver<RegState>>,
-    /// Where new calls go, in order; DNS re-resolution replaces them
-    /// ([`Ua::set_destinations`]).
-    destinations: std::sync::RwLock<Vec<SocketAddr>>,
+    /// Where new calls go, by priority and weight; DNS re-resolution
+    /// replaces them ([`Ua::set_destinations`]).
+    destinations: std::sync::RwLock<Vec<Weighted>>,
     task: Option<JoinHandle<EndpointStats>>,
     /// This host's address toward the provider (see [`Ua::host_ip`]).
     host_ip: std::net::IpAddr,
@@ -647,7 +657,11 @@ impl Ua {
             local,
             endpoint: endpoint_cfg,
             registration,
-            destinations: std::sync::RwLock::new(destinations),
+            destinations: std::sync::RwLock::new(if cfg.choices.is_empty() {
+                Weighted::fixed(destinations)
+            } else {
+                cfg.choices
+            }),
             task: Some(task),
             host_ip,
         })
@@ -665,8 +679,19 @@ impl Ua {
         self.local
     }
 
-    /// Where new calls go, first to try first.
+    /// Where a new call goes, first to try first: an order drawn for it
+    /// by the SRV targets' priority and weight (RFC 2782: per request, so
+    /// calls spread over equal-priority targets by weight).
     pub fn destinations(&self) -> Vec<SocketAddr> {
+        let draw = |c: &Vec<Weighted>| Weighted::draw(c, &mut rand::rng());
+        match self.destinations.read() {
+            Ok(d) => draw(&d),
+            Err(poisoned) => draw(&poisoned.into_inner()),
+        }
+    }
+
+    /// The SRV targets new calls choose from.
+    pub fn choices(&self) -> Vec<Weighted> {
         match self.destinations.read() {
             Ok(d) => d.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -674,16 +699,17 @@ impl Ua {
     }
 
     /// Replaces where new calls (and the registration's next REGISTER)
-    /// go, as a fresh DNS answer says; calls under way keep theirs. An
-    /// empty list is ignored.
-    pub fn set_destinations(&self, addrs: Vec<SocketAddr>) {
-        if addrs.is_empty() {
+    /// go, as a fresh DNS answer says; calls under way keep theirs. No
+    /// address at all is ignored.
+    pub fn set_destinations(&self, choices: Vec<Weighted>) {
+        let registrars = Weighted::draw(&choices, &mut rand::rng());
+        if registrars.is_empty() {
             return;
         }
-        let _ = self.cmds.send(Cmd::Registrar(addrs.clone()));
+        let _ = self.cmds.send(Cmd::Registrar(registrars));
         match self.destinations.write() {
-            Ok(mut d) => *d = addrs,
-            Err(poisoned) => *poisoned.into_inner() = addrs,
+            Ok(mut d) => *d = choices,
+            Err(poisoned) => *poisoned.into_inner() = choices,
         }
     }
 
