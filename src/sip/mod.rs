@@ -112,8 +112,7 @@ impl SipNet {
         &self,
         uri: &resolve::SipUri,
     ) -> Result<(ua::UaConfig, resolve::Resolved), SipError> {
-        let resolver = resolve::Resolver::new(self.dns_server)?;
-        let resolved = resolver.resolve(uri).await?;
+        let resolved = resolve::locate(self.dns_server, uri).await?;
         tracing::info!(
             host = %uri.host,
             transport = resolved.transport.via_name(),

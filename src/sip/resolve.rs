@@ -327,6 +327,16 @@ pub fn numeric(uri: &SipUri) -> Option<Resolved> {
     })
 }
 
+/// Where `uri`'s provider is: a numeric host as written, without reading
+/// any DNS configuration (a host with no usable `/etc/resolv.conf` can
+/// still dial an IP address), else through [`Resolver::new`]`(server)`.
+pub async fn locate(server: Option<SocketAddr>, uri: &SipUri) -> Result<Resolved, SipError> {
+    match numeric(uri) {
+        Some(r) => Ok(r),
+        None => Resolver::new(server)?.resolve(uri).await,
+    }
+}
+
 /// Runs RFC 3263 lookups.
 #[derive(Clone)]
 pub struct Resolver {

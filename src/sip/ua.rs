@@ -106,7 +106,7 @@ pub async fn start_for(
     tls_ca: Option<&std::path::Path>,
 ) -> Result<(Ua, Resolved), SipError> {
     let u = SipUri::parse(uri)?;
-    let resolved = Resolver::new(dns)?.resolve(&u).await?;
+    let resolved = super::resolve::locate(dns, &u).await?;
     let cfg = UaConfig::resolved(&resolved, tls_ca)?;
     Ok((Ua::start(cfg).await?, resolved))
 }
