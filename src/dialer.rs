@@ -91,13 +91,14 @@ pub enum Event {
         /// The call.
         call: CallId,
     },
-    /// The callee's phone is ringing: the call's first 180 or 183. The
-    /// ring timeout counts from here, not from the dial, so that a slow
-    /// network's call set-up never cuts the ringing short of the
-    /// campaign's ring time (US TSR 310.4(b)(4)(i) and FCC 64.1200(a)(7):
-    /// at least 15 s or four rings; Ofcom's 15 s). Only a call's first
-    /// indication counts; without one the clock runs from the dial, the
-    /// most that is known.
+    /// The callee's phone rings from now: the call's first 180 or 183
+    /// (again when a failover or redirect moved the call on, as the SIP
+    /// layer says). The ring timeout counts from the last of these, not
+    /// from the dial, so that a slow network's call set-up never cuts the
+    /// ringing short of the campaign's ring time (US TSR 310.4(b)(4)(i)
+    /// and FCC 64.1200(a)(7): at least 15 s or four rings; Ofcom's 15 s).
+    /// Without one the clock runs from the dial, the most that is known.
+    /// Pacing judges a ringing call by the same clock.
     CallRinging {
         /// The call.
         call: CallId,
@@ -400,7 +401,7 @@ enum CallState {
 struct Call {
     lead: LeadId,
     dialled_ms: u64,
-    /// When its ring clock started: the dial, or its first ringing
+    /// When its ring clock started: the dial, or its last ringing
     /// indication ([`Event::CallRinging`]).
     ring_from_ms: u64,
     state: CallState,
@@ -458,15 +459,16 @@ pub struct Runner {
     /// Beside them: when each one's call ended (wrap-up began), or
     /// `u64::MAX` while still talking.
     wrap_since: Vec<u64>,
-    /// Calls ringing, by call id, and beside them when each was dialled:
+    /// Calls ringing, by call id, and beside them when each one's ring
+    /// clock started (the dial, or [`Event::CallRinging`]):
     /// ids grow with time, so new calls go at the end and a finished one
     /// is found by binary search (a few dozen at most: a Vec beats a map).
-    /// Pacing reads ring times from the dial.
+    /// Pacing judges each by its ring clock, whose timeout is exact.
     ringing: Vec<CallId>,
     ringing_since: Vec<u64>,
     /// The ring clocks of the calls ringing (plain and kept), in the order
     /// they run out (every call has the same timeout): a call's entry goes
-    /// in at its dial and again at its first ringing indication, both at
+    /// in at its dial and again at each ringing indication, all at
     /// the time of the event, so the queue stays in time order. Entries of
     /// calls no longer ringing, or whose clock started again, are dropped
     /// when they reach the front (`trim_ring_clock`), so the front is
@@ -856,22 +858,23 @@ impl Runner {
         }
     }
 
-    /// [`Event::CallRinging`]: the first indication of a ringing call
-    /// starts its ring clock again, now.
+    /// [`Event::CallRinging`]: a ringing call's ring clock starts again,
+    /// now.
     fn ringing_heard(&mut self, now_ms: u64, call: CallId) {
-        let Some(c) = self.calls.get_mut(&call) else {
+        let Some(c) = self.calls.get(&call) else {
             return;
         };
-        if c.state != CallState::Ringing || c.ring_from_ms != c.dialled_ms || now_ms <= c.dialled_ms
-        {
-            return;
-        }
         let was = (c.ring_from_ms, call);
-        if !self.ring_clock_live(was) {
+        if c.state != CallState::Ringing || now_ms <= c.ring_from_ms || !self.ring_clock_live(was) {
             return;
         }
         if let Some(c) = self.calls.get_mut(&call) {
             c.ring_from_ms = now_ms;
+        }
+        if let Ok(i) = self.ringing.binary_search(&call)
+            && let Some(since) = self.ringing_since.get_mut(i)
+        {
+            *since = now_ms;
         }
         self.ring_clock.push_back((now_ms, call));
         self.trim_ring_clock();
@@ -1612,13 +1615,16 @@ impl Runner {
         }
         let oracle = if self.oracle {
             self.human_flight_buf.clear();
-            for (&call, &dialled) in self.ringing.iter().zip(&self.ringing_since) {
-                if let Some(f) = self.calls.get(&call).and_then(|c| c.foresight)
+            // The simulator's foresight counts from the dial (it sends no
+            // CallRinging: the ring clocks are the dial times).
+            for call in &self.ringing {
+                if let Some(c) = self.calls.get(call)
+                    && let Some(f) = c.foresight
                     && f.human
                     && f.ring_ms < self.config.ring_timeout_ms
                 {
                     self.human_flight_buf
-                        .push((dialled + f.ring_ms, f.handle_ms));
+                        .push((c.dialled_ms + f.ring_ms, f.handle_ms));
                 }
             }
             self.waiting_handle_buf.clear();

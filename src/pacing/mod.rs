@@ -98,8 +98,13 @@ pub struct Snapshot<'a> {
     /// not known (every busy agent is then judged by the handle time since
     /// the bridge).
     pub wrap_since_ms: &'a [u64],
-    /// For each call dialled and not yet answered: when it was dialled, ms
-    /// (see [`Snapshot::ringing_elapsed_s`]).
+    /// For each call dialled and not yet answered: when its ring clock
+    /// started, ms: its dial, or its last 180/183 in the live service,
+    /// so that `ring_timeout_s` after it is when it gives up (see
+    /// [`Snapshot::ringing_elapsed_s`]). The answer-time estimates count
+    /// from the dial, so a call whose set-up took a while looks younger
+    /// than it is: more likely to reach a person, which dials less (the
+    /// safe side).
     pub ringing_since_ms: &'a [u64],
     /// Answered human calls waiting for an agent.
     pub waiting: u32,
@@ -134,7 +139,7 @@ impl Snapshot<'_> {
         self.busy_since_ms.iter().map(|&t| self.elapsed_s(t))
     }
 
-    /// For each call ringing, seconds since it was dialled.
+    /// For each call ringing, seconds on its ring clock.
     pub fn ringing_elapsed_s(&self) -> impl Iterator<Item = f64> + '_ {
         self.ringing_since_ms.iter().map(|&t| self.elapsed_s(t))
     }

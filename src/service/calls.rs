@@ -714,10 +714,12 @@ async fn call_task(
                         tracing::warn!("storing the leg's dialog failed: {e}");
                     }
                 }
-                // The phone rings: the campaign's ring time counts from the
-                // first (the runner takes only that one).
-                Some(CallEvent::Progress { .. }) => {
-                    let _ = me.send(Input::Ringing { call });
+                // The phone rings: the campaign's ring time counts from
+                // here, for the runner as for the UA.
+                Some(CallEvent::Progress { rings, .. }) => {
+                    if rings {
+                        let _ = me.send(Input::Ringing { call });
+                    }
                 }
                 // The relay latches to where RTP comes from (a new address
                 // needs nothing more); a hold stops what we send.
