@@ -257,3 +257,266 @@ fn torture_messages_are_taken_or_refused_cleanly() {
         }
     }
 }
+
+/// What the endpoint answers to `text`, fed as a datagram from the
+/// provider: the status codes and the responses.
+fn answers(ep: &mut Endpoint, now: Instant, text: &str) -> Vec<Response> {
+    let _ = ep.handle_bytes(now, text.as_bytes());
+    std::iter::from_fn(|| ep.poll_transmit())
+        .filter_map(|b| match message::parse(&b, false) {
+            Ok((Message::Response(r), _)) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
+/// RFC 4475's request-side torture cases that reach a UAC (a request
+/// from the trunk, in a dialog or outside any), each with the answer
+/// RFC 3261 and RFC 4475 name: 400 for a broken request, 505 for another
+/// version, 501/405/416/420 for what we do not do, and a To tag on every
+/// response to a request that had none (8.2.6.2).
+#[test]
+fn torture_requests_get_the_answers_rfc_4475_names() {
+    let req = |start: &str, call_id: &str, cseq: &str, extra: &str| {
+        format!(
+            "{start}\r\nVia: SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bKtort{}\r\nFrom: <sip:trunk@10.0.0.9>;tag=t1\r\nTo: <sip:d@127.0.0.1:5070>\r\nCall-ID: {call_id}\r\nCSeq: {cseq}\r\nMax-Forwards: 70\r\n{extra}Content-Length: 0\r\n\r\n",
+            cseq.len()
+        )
+    };
+    let unknown = "torture@10.0.0.9";
+    let cases: Vec<(&str, String, u16)> = vec![
+        (
+            "clerr: Content-Length beyond the datagram",
+            req(
+                "INVITE sip:d@127.0.0.1:5070 SIP/2.0",
+                unknown,
+                "1 INVITE",
+                "",
+            )
+            .replace("Content-Length: 0", "Content-Length: 9999"),
+            400,
+        ),
+        (
+            "badvers: SIP/7.0",
+            req(
+                "OPTIONS sip:d@127.0.0.1:5070 SIP/7.0",
+                unknown,
+                "1 OPTIONS",
+                "",
+            ),
+            505,
+        ),
+        (
+            "lwsruri: whitespace inside the Request-URI",
+            req(
+                "INVITE sip:d@127.0.0.1:5070; lr SIP/2.0",
+                unknown,
+                "1 INVITE",
+                "",
+            ),
+            400,
+        ),
+        (
+            "lwsstart: whitespace before the Request-URI",
+            req(
+                "INVITE  sip:d@127.0.0.1:5070 SIP/2.0",
+                unknown,
+                "1 INVITE",
+                "",
+            ),
+            400,
+        ),
+        (
+            "ltgtruri: the Request-URI in angle brackets",
+            req(
+                "INVITE <sip:d@127.0.0.1:5070> SIP/2.0",
+                unknown,
+                "1 INVITE",
+                "",
+            ),
+            400,
+        ),
+        (
+            "mismatch01: CSeq names another method",
+            req(
+                "OPTIONS sip:d@127.0.0.1:5070 SIP/2.0",
+                unknown,
+                "8 INVITE",
+                "",
+            ),
+            400,
+        ),
+        (
+            "multi01: two Call-IDs",
+            req(
+                "OPTIONS sip:d@127.0.0.1:5070 SIP/2.0",
+                unknown,
+                "1 OPTIONS",
+                "Call-ID: other@x\r\n",
+            ),
+            400,
+        ),
+        (
+            "a bare LF inside a header value",
+            req(
+                "OPTIONS sip:d@127.0.0.1:5070 SIP/2.0",
+                unknown,
+                "1 OPTIONS",
+                "Subject: a\nInjected: yes\r\n",
+            ),
+            400,
+        ),
+        (
+            "intmeth: an extension method of every token character",
+            req(
+                "!interesting-Method0123456789_*+`.%indeed'~ sip:d@127.0.0.1:5070 SIP/2.0",
+                unknown,
+                "1 !interesting-Method0123456789_*+`.%indeed'~",
+                "",
+            ),
+            501,
+        ),
+        (
+            "REGISTER to a UAC",
+            req(
+                "REGISTER sip:127.0.0.1:5070 SIP/2.0",
+                unknown,
+                "1 REGISTER",
+                "",
+            ),
+            405,
+        ),
+        (
+            "unkscm: an unknown URI scheme",
+            req(
+                "OPTIONS nobody:d@127.0.0.1 SIP/2.0",
+                unknown,
+                "1 OPTIONS",
+                "",
+            ),
+            416,
+        ),
+        (
+            "bext01: a required extension we lack",
+            req(
+                "OPTIONS sip:d@127.0.0.1:5070 SIP/2.0",
+                unknown,
+                "1 OPTIONS",
+                "Require: nothingSupportedHere\r\n",
+            ),
+            420,
+        ),
+        (
+            "an OPTIONS probe",
+            req(
+                "OPTIONS sip:d@127.0.0.1:5070 SIP/2.0",
+                unknown,
+                "1 OPTIONS",
+                "",
+            ),
+            200,
+        ),
+    ];
+    // scalar02: a signed CSeq gets a 400 that echoes it (which is why
+    // it is read here as bytes: our parser refuses that CSeq too).
+    let (mut ep, now, _) = endpoint_with_a_call();
+    let text = req(
+        "OPTIONS sip:d@127.0.0.1:5070 SIP/2.0",
+        unknown,
+        "+1 OPTIONS",
+        "",
+    );
+    assert!(ep.handle_bytes(now, text.as_bytes()).is_err());
+    let sent = ep.poll_transmit().expect("a 400");
+    assert!(
+        sent.starts_with(b"SIP/2.0 400 "),
+        "{:?}",
+        String::from_utf8_lossy(&sent)
+    );
+    for (what, text, want) in cases {
+        let (mut ep, now, _) = endpoint_with_a_call();
+        let got = answers(&mut ep, now, &text);
+        assert_eq!(
+            got.iter().map(|r| r.code).collect::<Vec<_>>(),
+            [want],
+            "{what}: {text:?}"
+        );
+        let r = &got[0];
+        assert!(
+            r.headers.get("To").and_then(message::tag_of).is_some(),
+            "{what}: a To tag on {}",
+            r.code
+        );
+        assert!(r.headers.get("Injected").is_none(), "{what}");
+        match want {
+            420 => assert_eq!(r.headers.get("Unsupported"), Some("nothingSupportedHere")),
+            501 | 405 | 200 => assert!(r.headers.get("Allow").is_some(), "{what}"),
+            _ => {}
+        }
+        // Nothing touched the call placed.
+        assert_eq!(ep.live_calls(), 1, "{what}");
+        // The same request again gets the same To tag (a retransmission).
+        if want != 400 && want != 505 {
+            let again = answers(&mut ep, now, &text);
+            assert_eq!(
+                again[0].headers.get("To"),
+                r.headers.get("To"),
+                "{what}: a retransmission's tag"
+            );
+        }
+    }
+}
+
+/// In a dialog: a BYE whose Call-ID starts on a folded line still finds
+/// its call (the value has no leading space), and a BYE requiring an
+/// extension we lack gets 420 and leaves the call up (RFC 3261 8.2.2.3).
+#[test]
+fn folded_and_extension_requests_in_a_dialog() {
+    let (mut ep, now, inv) = answered_call();
+    let call_id = inv.headers.get("Call-ID").unwrap();
+    let from = inv.headers.get("From").unwrap();
+    let bye = |cseq: u32, call_id_line: &str, extra: &str| {
+        format!(
+            "BYE sip:d@127.0.0.1:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKbye{cseq}\r\nFrom: <sip:callee@127.0.0.1>;tag=p\r\nTo: {from}\r\n{call_id_line}\r\nCSeq: {cseq} BYE\r\nMax-Forwards: 70\r\n{extra}Content-Length: 0\r\n\r\n"
+        )
+    };
+    let got = answers(
+        &mut ep,
+        now,
+        &bye(
+            5,
+            &format!("Call-ID: {call_id}"),
+            "Require: nothingSupportedHere\r\n",
+        ),
+    );
+    assert_eq!(got.iter().map(|r| r.code).collect::<Vec<_>>(), [420]);
+    assert!(ep.poll_event().is_none(), "the call goes on");
+    let got = answers(
+        &mut ep,
+        now,
+        &bye(6, &format!("Call-ID:\r\n {call_id}"), ""),
+    );
+    assert_eq!(got.iter().map(|r| r.code).collect::<Vec<_>>(), [200]);
+    assert!(
+        std::iter::from_fn(|| ep.poll_event()).any(|(_, e)| matches!(e, CallEvent::Ended(_))),
+        "the folded BYE ended the call"
+    );
+}
+
+/// A 200 naming a session interval past any clock (RFC 4028 allows any
+/// number of digits) is taken as a day, not a panic.
+#[test]
+fn a_huge_session_interval_is_capped_not_a_panic() {
+    let (mut ep, now, inv) = endpoint_with_a_call();
+    let mut ok = Response::to(&inv, 200, "OK", Some("p"));
+    ok.headers.push("Contact", "<sip:callee@127.0.0.1:5060>");
+    ok.headers
+        .push("Session-Expires", "18446744073709551615;refresher=uac");
+    ok.headers.push("Require", "timer");
+    ep.handle_bytes(now, &ok.encode()).unwrap();
+    while ep.poll_transmit().is_some() {}
+    let next = ep.poll_timeout().expect("a refresh is due");
+    assert!(next <= now + Duration::from_secs(43_200), "{next:?}");
+    ep.handle_timeout(next);
+    assert_eq!(ep.live_calls(), 1);
+}

@@ -317,7 +317,11 @@ pub fn parse_framed(
             // Folded continuation of the previous header (RFC 3261 7.3.1).
             match headers.0.last_mut() {
                 Some((_, v)) => {
-                    v.push(' ');
+                    // A value that starts on the continuation line has no
+                    // leading space (`Call-ID:` CRLF SP `abc` is `abc`).
+                    if !v.is_empty() {
+                        v.push(' ');
+                    }
                     v.push_str(line.trim());
                 }
                 None => return Err(SipError::Malformed("continuation before any header")),
@@ -331,15 +335,31 @@ pub fn parse_framed(
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(SipError::Malformed("bad header name"));
         }
-        headers.push(full_name(name), value.trim());
+        let name = full_name(name);
+        if SINGLE.iter().any(|s| s.eq_ignore_ascii_case(name)) && headers.get(name).is_some() {
+            // RFC 4475 3.3.8-3.3.9: which one would count is anyone's
+            // guess (and two lengths would break a stream's framing).
+            return Err(SipError::Malformed(
+                "a header that may appear once is repeated",
+            ));
+        }
+        headers.push(name, value.trim());
+    }
+    // No control characters in a value (RFC 3261 25.1 TEXT-UTF8): a bare
+    // CR or LF would end a header line early in anything that copies the
+    // value into a message of ours.
+    if headers
+        .iter()
+        .any(|(_, v)| v.chars().any(|c| c.is_control() && c != '\t'))
+    {
+        return Err(SipError::Malformed("control character in a header value"));
     }
     let body_start = head_end + 4;
     let available = rest.len() - body_start;
     let body_len = match headers.get("Content-Length") {
-        Some(v) => v
-            .trim()
-            .parse::<usize>()
-            .map_err(|_| SipError::Malformed("bad Content-Length"))?,
+        Some(v) => digits(v.trim())
+            .and_then(|d| d.parse::<usize>().ok())
+            .ok_or(SipError::Malformed("bad Content-Length"))?,
         None if stream => 0,
         None => available,
     };
@@ -360,25 +380,31 @@ pub fn parse_framed(
 
 /// The 400 a datagram that is a request but not a valid one gets (RFC
 /// 3261 8.2, 18.3: a body shorter than its Content-Length, a missing
-/// Call-ID or CSeq, a bad header line): its Via, From, To, Call-ID and
-/// CSeq copied as far as they can be read, a To tag added. `None` when
-/// it is not a request line with a Via to answer along, or is an ACK
-/// (never answered).
+/// Call-ID or CSeq, a bad header line), or the 505 of another SIP
+/// version: its Via, From, To, Call-ID and CSeq copied as far as they
+/// can be read, a To tag added. `None` when it is not a request line
+/// with a Via to answer along, or is an ACK (never answered).
 pub fn bad_request(bytes: &[u8]) -> Option<Vec<u8>> {
     let start = bytes.iter().position(|b| *b != b'\r' && *b != b'\n')?;
     let text = String::from_utf8_lossy(&bytes[start..]);
     let head = text.split("\r\n\r\n").next().unwrap_or_default();
     let mut lines = head.split("\r\n");
     let request_line = lines.next()?;
-    let mut parts = request_line.split(' ');
-    let (method, _uri, version) = (parts.next()?, parts.next()?, parts.next()?);
-    if !version.eq_ignore_ascii_case("SIP/2.0")
-        || method == "ACK"
-        || method.is_empty()
-        || !method.bytes().all(|b| b.is_ascii_alphabetic())
-    {
+    // The method first and the version last, however the spaces between
+    // fell (RFC 4475 3.1.2.8-9: whitespace in or before the URI).
+    let mut parts = request_line.split_whitespace();
+    let method = parts.next()?;
+    let version = parts.next_back()?;
+    if method == "ACK" || !is_token(method) || !version.to_ascii_uppercase().starts_with("SIP/") {
         return None;
     }
+    // Another SIP version: 505 (RFC 3261 8.2.4 does not name it, RFC 4475
+    // 3.1.2.16 does).
+    let status = if version.eq_ignore_ascii_case("SIP/2.0") {
+        "400 Bad Request"
+    } else {
+        "505 Version Not Supported"
+    };
     let mut copied: Vec<(&str, String)> = Vec::new();
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
@@ -393,7 +419,7 @@ pub fn bad_request(bytes: &[u8]) -> Option<Vec<u8>> {
         {
             let value = value.trim();
             // Nothing that could end a header line early goes back.
-            if !value.contains(['\r', '\n']) {
+            if !value.contains(|c: char| c.is_control()) {
                 copied.push((k, value.to_string()));
             }
         }
@@ -401,7 +427,7 @@ pub fn bad_request(bytes: &[u8]) -> Option<Vec<u8>> {
     if !copied.iter().any(|(n, _)| *n == "Via") {
         return None;
     }
-    let mut out = String::from("SIP/2.0 400 Bad Request\r\n");
+    let mut out = format!("SIP/2.0 {status}\r\n");
     for (name, value) in &copied {
         out.push_str(name);
         out.push_str(": ");
@@ -429,9 +455,13 @@ fn build(start: &str, headers: Headers, body: Vec<u8>) -> Result<Message, SipErr
         .map(|_| &start[8..])
     {
         let (code, reason) = status.split_once(' ').unwrap_or((status, ""));
-        let code: u16 = code
-            .parse()
-            .map_err(|_| SipError::Malformed("bad status code"))?;
+        // Exactly three digits (RFC 3261 25.1 Status-Code): not `+200`,
+        // not `0200`.
+        let code: u16 = Some(code)
+            .filter(|c| c.len() == 3)
+            .and_then(digits)
+            .and_then(|c| c.parse().ok())
+            .ok_or(SipError::Malformed("bad status code"))?;
         if !(100..=699).contains(&code) {
             return Err(SipError::Malformed("status code out of range"));
         }
@@ -451,11 +481,11 @@ fn build(start: &str, headers: Headers, body: Vec<u8>) -> Result<Message, SipErr
         if !version.eq_ignore_ascii_case("SIP/2.0") {
             return Err(SipError::Malformed("not SIP/2.0"));
         }
-        if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
+        if !is_token(method) {
             return Err(SipError::Malformed("bad method"));
         }
-        if uri.is_empty() {
-            return Err(SipError::Malformed("empty Request-URI"));
+        if !is_request_uri(uri) {
+            return Err(SipError::Malformed("bad Request-URI"));
         }
         Message::Request(Request {
             method: Method::parse(method),
@@ -464,8 +494,17 @@ fn build(start: &str, headers: Headers, body: Vec<u8>) -> Result<Message, SipErr
             body,
         })
     };
-    // CSeq must be usable by every caller: check it once here.
-    cseq(message.headers())?;
+    // CSeq must be usable by every caller: check it once here. A
+    // request's CSeq names its own method (RFC 3261 8.1.1.5; RFC 4475
+    // 3.1.2.17).
+    let (_, method) = cseq(message.headers())?;
+    if let Message::Request(r) = &message
+        && r.method != method
+    {
+        return Err(SipError::Malformed(
+            "CSeq method differs from the request's",
+        ));
+    }
     Ok(message)
 }
 
@@ -512,6 +551,19 @@ impl Response {
         for v in req.headers.get_all("Via") {
             headers.push("Via", v);
         }
+        // RFC 3261 8.2.6.2: a final or provisional response (not a 100) to
+        // a request whose To has no tag carries one. Without one given, a
+        // tag derived from the request's transaction, so that a
+        // retransmission gets the same response.
+        let derived;
+        let to_tag = match to_tag {
+            Some(t) => Some(t),
+            None if code > 100 => {
+                derived = stateless_tag(req);
+                Some(derived.as_str())
+            }
+            None => None,
+        };
         for name in ["From", "To", "Call-ID", "CSeq"] {
             if let Some(v) = req.headers.get(name) {
                 let value = match (name, to_tag) {
@@ -538,12 +590,53 @@ impl Response {
     }
 }
 
+/// Header fields a message carries at most once (RFC 3261 20): a second
+/// one makes the message malformed.
+const SINGLE: [&str; 7] = [
+    "Call-ID",
+    "CSeq",
+    "From",
+    "To",
+    "Content-Length",
+    "Max-Forwards",
+    "Content-Type",
+];
+
+/// `text` when it is one or more ASCII digits (no sign, which Rust's
+/// integer parsing would take).
+fn digits(text: &str) -> Option<&str> {
+    (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())).then_some(text)
+}
+
+/// An RFC 3261 token (25.1): a method name, for one.
+pub fn is_token(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+}
+
+/// A Request-URI as RFC 3261 25.1 has it: an absolute URI, `scheme:`
+/// then no whitespace and no angle brackets (RFC 4475 3.1.2.7).
+fn is_request_uri(uri: &str) -> bool {
+    let Some((scheme, rest)) = uri.split_once(':') else {
+        return false;
+    };
+    scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        && !rest.is_empty()
+        && !rest.contains(|c: char| c.is_whitespace() || c == '<' || c == '>' || c.is_control())
+}
+
 /// The CSeq number and method of a message.
 pub fn cseq(headers: &Headers) -> Result<(u32, Method), SipError> {
     let v = headers.get("CSeq").ok_or(SipError::MissingHeader("CSeq"))?;
     let mut it = v.split_whitespace();
     let n = it
         .next()
+        .and_then(digits)
         .and_then(|n| n.parse::<u32>().ok())
         .ok_or(SipError::Malformed("bad CSeq number"))?;
     let m = it
@@ -555,8 +648,8 @@ pub fn cseq(headers: &Headers) -> Result<(u32, Method), SipError> {
 /// A parameter of a header value (`;name=value`), outside quotes and the
 /// `<...>` URI.
 pub fn param<'a>(value: &'a str, name: &str) -> Option<&'a str> {
-    let after_uri = match value.find('>') {
-        Some(i) => &value[i + 1..],
+    let after_uri = match uri_span(value) {
+        Some((_, end)) => &value[end + 1..],
         None => value,
     };
     after_uri.split(';').skip(1).find_map(|p| {
@@ -608,6 +701,18 @@ pub fn split_list(value: &str) -> Vec<&str> {
 /// Every entry of every line of a list header, in wire order.
 pub fn list_entries<'a>(headers: &'a Headers, name: &'a str) -> Vec<&'a str> {
     headers.get_all(name).flat_map(split_list).collect()
+}
+
+/// A To tag for a response sent without dialog state: the same for every
+/// retransmission of the request (its Call-ID, From tag and top Via
+/// branch), different between transactions.
+pub fn stateless_tag(req: &Request) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    req.headers.get("Call-ID").hash(&mut h);
+    req.headers.get("From").and_then(tag_of).hash(&mut h);
+    top_branch(&req.headers).hash(&mut h);
+    format!("{:012x}", h.finish() >> 16)
 }
 
 /// The branch of the top Via.
@@ -702,15 +807,57 @@ fn sent_by_host_port(sent_by: &str) -> Option<(&str, Option<u16>)> {
 /// The URI inside a name-addr (`"Name" <sip:x@y>;tag=1` gives `sip:x@y`),
 /// or the addr-spec up to its parameters.
 pub fn uri_of(value: &str) -> &str {
-    match (value.find('<'), value.find('>')) {
-        (Some(a), Some(b)) if a < b => &value[a + 1..b],
-        _ => value.split(';').next().unwrap_or(value).trim(),
+    match uri_span(value) {
+        Some((a, b)) => &value[a + 1..b],
+        None => value.split(';').next().unwrap_or(value).trim(),
     }
+}
+
+/// Where a name-addr's `<` and `>` are: the first `<` outside a quoted
+/// display name (`"<sip:evil>" <sip:real@h>` is `sip:real@h`), and the
+/// `>` after it.
+fn uri_span(value: &str) -> Option<(usize, usize)> {
+    let mut quoted = false;
+    let mut escaped = false;
+    let mut open = None;
+    for (i, c) in value.char_indices() {
+        if quoted {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => quoted = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => quoted = true,
+            '<' => {
+                open = Some(i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let a = open?;
+    let b = a + value[a..].find('>')?;
+    Some((a, b))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quoted_display_name_hides_nothing() {
+        let v = r#""<sip:evil@x>;tag=no" <sip:real@h>;tag=yes"#;
+        assert_eq!(uri_of(v), "sip:real@h");
+        assert_eq!(tag_of(v), Some("yes"));
+        let v = r#""a \" <sip:evil@x>" <sip:real@h>"#;
+        assert_eq!(uri_of(v), "sip:real@h");
+        assert_eq!(uri_of("<sip:a@b>;expires=5"), "sip:a@b");
+        assert_eq!(uri_of("sip:a@b;lr"), "sip:a@b");
+    }
 
     #[test]
     fn list_headers_split_on_commas_outside_brackets_and_quotes() {

@@ -361,7 +361,7 @@ impl Sandbox {
                         let (peer, last) = (c.peer, c.last_response.clone());
                         self.tx.push_back((peer, last));
                     } else {
-                        let mut ok = Response::to(&req, 200, "OK", None);
+                        let mut ok = Response::to(&req, 200, "OK", Some(&c.to_tag));
                         ok.headers
                             .push("Contact", format!("<sip:callee@{}>", self.local));
                         self.tx.push_back((from, ok.encode()));

@@ -170,10 +170,16 @@ pub async fn keep_resolved(
                 // The same targets in another order (SRV draws it anew
                 // each time) change nothing: the registrar stays where it
                 // is.
+                // A server rotating a name's A records changes nothing
+                // either.
                 let key = |c: &[Weighted]| {
                     let mut k: Vec<_> = c
                         .iter()
-                        .map(|w| (w.priority, w.weight, w.addrs.clone()))
+                        .map(|w| {
+                            let mut addrs = w.addrs.clone();
+                            addrs.sort();
+                            (w.priority, w.weight, addrs)
+                        })
                         .collect();
                     k.sort();
                     k
@@ -446,6 +452,18 @@ async fn run_stream<S: AsyncRead + AsyncWrite + Unpin>(
                             // Framed but not a message we can act on: it
                             // goes, the connection and its calls stay.
                             tracing::warn!(%addr, "bad SIP message on a stream, dropped: {e}");
+                            // A broken request gets its 400 (or 505) back
+                            // on the connection (RFC 3261 8.2, 18.2.2).
+                            if let Some(reply) = message::bad_request(&buf[..used]) {
+                                let sent = async {
+                                    write.write_all(&reply).await?;
+                                    write.flush().await
+                                };
+                                if let Err(e) = sent.await {
+                                    tracing::warn!(%addr, "SIP stream write: {e}");
+                                    break 'conn;
+                                }
+                            }
                             buf.drain(..used);
                         }
                         Err(SipError::Incomplete) => {

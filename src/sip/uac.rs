@@ -81,7 +81,9 @@ pub struct CallParams {
     /// When to give up ringing and CANCEL: counted from the first 180 or
     /// 183 of the INVITE to the destination in use (the phone rings from
     /// then: a slow set-up must not shorten the ringing the rules ask
-    /// for), or from the INVITE while none came.
+    /// for), or from the INVITE while none came. A timeout that falls
+    /// before any response at all sends its CANCEL at the first
+    /// provisional response (RFC 3261 9.1), whatever it is.
     pub ring_timeout: RingTimeout,
     /// Provider credentials for 401/407 challenges.
     pub credentials: Option<Credentials>,
@@ -381,6 +383,10 @@ pub enum CallEvent {
         code: u16,
         /// The response carried an SDP answer (early media).
         early_media: bool,
+        /// The ring time counts from this response: the first 180 or 183
+        /// of the call, or of the destination or target a failover or
+        /// redirect moved it to (the callee's phone rings from here).
+        rings: bool,
     },
     /// 200 OK received and ACK sent.
     Answered {
@@ -566,11 +572,8 @@ struct SessionTimer {
 impl SessionTimer {
     fn from_headers(headers: &Headers, we_are_uac: bool, now: Instant) -> Option<SessionTimer> {
         let v = headers.get("Session-Expires")?;
-        let secs: u64 = v.split(';').next()?.trim().parse().ok()?;
-        if secs == 0 {
-            return None;
-        }
-        let interval = Duration::from_secs(secs.max(MIN_SE));
+        let secs = session_expires_secs(v)?;
+        let interval = Duration::from_secs(secs);
         let refresher = message::param(&format!(">{v}"), "refresher").map(str::to_ascii_lowercase);
         // Without a refresher parameter the UAC refreshes (RFC 4028 7.2).
         let we_refresh = match refresher.as_deref() {
@@ -610,6 +613,24 @@ struct Replaced {
 
 /// The smallest session interval we accept or ask for (RFC 4028 4: 90 s).
 const MIN_SE: u64 = 90;
+
+/// The longest session interval taken: a day. A larger one (a peer may
+/// send any number of digits) is taken as a day, so that no timer falls
+/// beyond what the clock can hold.
+const MAX_SE: u64 = 86_400;
+
+/// A Session-Expires value's interval in seconds (RFC 4028 4:
+/// delta-seconds, then parameters), between [`MIN_SE`] and [`MAX_SE`];
+/// `None` for 0 or anything that is not digits.
+fn session_expires_secs(value: &str) -> Option<u64> {
+    let digits = value.split(';').next()?.trim();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Past u64: as long as can be.
+    let secs = digits.parse::<u64>().unwrap_or(u64::MAX);
+    (secs > 0).then(|| secs.clamp(MIN_SE, MAX_SE))
+}
 
 /// How many 3xx redirects one call follows.
 const MAX_REDIRECTS: u32 = 3;
@@ -788,14 +809,61 @@ impl Out<'_> {
 /// The methods we accept in a dialog, for Allow.
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, UPDATE";
 
-/// The user part of a SIP URI reduced to its digits (`sip:+1 555@x;p`
+/// The user part of a SIP URI reduced to its digits (`sip:+1-555@x;p`
 /// gives `1555`), to tell whether a redirect still reaches the number
-/// that was screened.
-fn user_digits(uri: &str) -> String {
+/// that was screened. `None` unless the user part is a telephone number:
+/// digits, a leading `+` and the visual separators `-.()` only (RFC
+/// 3966). An escape (`%31`), a letter, `*` or `#` may be read otherwise
+/// by the next hop, so such a target is never taken for the screened
+/// number.
+fn user_digits(uri: &str) -> Option<String> {
     let rest = uri.split_once(':').map_or(uri, |(_, r)| r);
-    let user = rest.split_once('@').map_or("", |(u, _)| u);
+    let user = rest.split_once('@')?.0;
     let user = user.split(';').next().unwrap_or_default();
-    user.chars().filter(char::is_ascii_digit).collect()
+    let number = user.strip_prefix('+').unwrap_or(user);
+    if !number
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, '-' | '.' | '(' | ')'))
+    {
+        return None;
+    }
+    let digits: String = number.chars().filter(char::is_ascii_digit).collect();
+    (!digits.is_empty()).then_some(digits)
+}
+
+/// RFC 3261 8.2.2.3: the 420 a request requiring an extension we do not
+/// support gets (with the extensions in Unsupported); `None` when every
+/// one it requires is one we do (`timer`, RFC 4028).
+fn bad_extension(req: &Request) -> Option<Response> {
+    let unsupported: Vec<&str> = message::list_entries(&req.headers, "Require")
+        .into_iter()
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("timer"))
+        .collect();
+    if unsupported.is_empty() {
+        return None;
+    }
+    let mut r = Response::to(req, 420, "Bad Extension", None);
+    r.headers.push("Unsupported", unsupported.join(", "));
+    Some(r)
+}
+
+/// The answer to an OPTIONS (RFC 3261 11.2): 200 with what we allow, or
+/// the 420 of an extension it requires that we lack.
+fn options_reply(req: &Request) -> Response {
+    bad_extension(req).unwrap_or_else(|| {
+        let mut ok = Response::to(req, 200, "OK", None);
+        ok.headers.push("Allow", ALLOW);
+        ok
+    })
+}
+
+/// Whether a Request-URI's scheme is one we serve (`sip`, `sips`); any
+/// other gets 416 (RFC 3261 8.2.2.1).
+fn known_scheme(uri: &str) -> bool {
+    uri.split_once(':').is_some_and(|(scheme, _)| {
+        scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips")
+    })
 }
 
 /// True when a Route entry's URI carries `lr` (a loose router).
@@ -1948,9 +2016,11 @@ impl Call {
                 if self.summary.progress_after.is_none() {
                     self.summary.progress_after = Some(elapsed);
                 }
-                if n == self.invite_cseq && !self.ringing {
-                    // The phone rings from now: the full ring time from
-                    // here (never shorter than from the INVITE).
+                // The phone rings from the first 180 or 183 (not a 181
+                // forwarded or a 182 queued): the full ring time from here,
+                // never shorter than from the INVITE.
+                let rings = (code == 180 || code == 183) && n == self.invite_cseq && !self.ringing;
+                if rings {
                     self.ringing = true;
                     self.ring_deadline = now + self.params.ring_timeout.get();
                 }
@@ -1962,8 +2032,14 @@ impl Call {
                             .push((tag.map(str::to_string), r.body.clone()));
                     }
                 }
-                out.events
-                    .push_back((self.id, CallEvent::Progress { code, early_media }));
+                out.events.push_back((
+                    self.id,
+                    CallEvent::Progress {
+                        code,
+                        early_media,
+                        rings,
+                    },
+                ));
             }
             if self.state == State::Proceeding
                 && let Some(reason) = self.cancel_pending.take()
@@ -2221,7 +2297,7 @@ impl Call {
                 .find(|u| {
                     (super::after_scheme(u, "sip:").is_some()
                         || super::after_scheme(u, "sips:").is_some())
-                        && !want.is_empty()
+                        && want.is_some()
                         && user_digits(u) == want
                 })
                 .map(request_uri_of)
@@ -2321,18 +2397,6 @@ impl Call {
     /// A re-INVITE or UPDATE from the peer: a new offer (hold, resume, new
     /// address) or a session refresh.
     fn on_session_request(&mut self, now: Instant, req: &Request, n: u32, out: &mut Out<'_>) {
-        // RFC 3261 8.2.2.3: an extension we do not support, required.
-        let unsupported: Vec<&str> = message::list_entries(&req.headers, "Require")
-            .into_iter()
-            .map(str::trim)
-            .filter(|t| !t.eq_ignore_ascii_case("timer"))
-            .collect();
-        if !unsupported.is_empty() {
-            let mut r = Response::to(req, 420, "Bad Extension", None);
-            r.headers.push("Unsupported", unsupported.join(", "));
-            self.reply(req, n, r, out);
-            return;
-        }
         // RFC 3261 8.2.3: a body of a type we cannot read (one without a
         // Content-Type is read as SDP, as peers that omit it mean).
         if !req.body.is_empty()
@@ -2386,8 +2450,9 @@ impl Call {
         ok.headers.push("Allow", ALLOW);
         // A refresh that names the session interval is answered with it
         // (RFC 4028 9), and restarts our expiry clock.
-        if let Some(se) = req.headers.get("Session-Expires") {
-            let secs = se.split(';').next().unwrap_or_default().trim();
+        if let Some(se) = req.headers.get("Session-Expires")
+            && let Some(secs) = session_expires_secs(se)
+        {
             let params = format!(">{se}");
             // A peer that does not say it supports timers cannot refresh:
             // we are the refresher, and no Require goes back (RFC 4028 9).
@@ -2487,9 +2552,7 @@ impl Call {
             // an OPTIONS takes its turn in the CSeq order (RFC 3261 12.2.2)
             // below.
             Method::Options if !in_dialog => {
-                let mut ok = Response::to(req, 200, "OK", None);
-                ok.headers.push("Allow", ALLOW);
-                out.reply(ok.encode());
+                out.reply(options_reply(req).encode());
                 return;
             }
             _ => {}
@@ -2512,6 +2575,12 @@ impl Call {
             return;
         }
         self.remote_cseq = Some(n);
+        if req.method != Method::Cancel
+            && let Some(r) = bad_extension(req)
+        {
+            self.reply(req, n, r, out);
+            return;
+        }
         match req.method {
             Method::Bye => {
                 if !matches!(self.state, State::Confirmed | State::Closing) {
@@ -2551,9 +2620,7 @@ impl Call {
                 self.reply(req, n, r, out);
             }
             Method::Options => {
-                let mut ok = Response::to(req, 200, "OK", None);
-                ok.headers.push("Allow", ALLOW);
-                self.reply(req, n, ok, out);
+                self.reply(req, n, options_reply(req), out);
             }
             _ => {
                 let mut r = Response::to(req, 501, "Not Implemented", None);
@@ -2974,12 +3041,11 @@ impl Endpoint {
             Err(e) => {
                 self.stats.malformed += 1;
                 // A broken request gets its 400 (RFC 3261 8.2), at the
-                // address it came from; a broken response is dropped.
-                if let Some(from) = from
-                    && let Some(reply) = message::bad_request(bytes)
-                {
+                // address it came from (unknown: the provider, as for any
+                // reply); a broken response is dropped.
+                if let Some(reply) = message::bad_request(bytes) {
                     ReplyTo {
-                        to: Some(from),
+                        to: from,
                         also: None,
                     }
                     .push(&mut self.tx, reply);
@@ -3052,14 +3118,27 @@ impl Endpoint {
                 self.with_call(id, now, |c, now, out| c.on_request(now, &q, out))
             }
             (Message::Request(q), None) => {
-                let reply = match q.method {
+                // No call of ours: RFC 3261 8.2.1-8.2.2 in order (method,
+                // then URI scheme, then extensions), then 12.2.2.
+                let with_allow = |code, reason| {
+                    let mut r = Response::to(&q, code, reason, None);
+                    r.headers.push("Allow", ALLOW);
+                    r
+                };
+                let in_dialog = q.headers.get("To").and_then(message::tag_of).is_some();
+                let reply = match &q.method {
                     Method::Ack => return,
-                    Method::Options => Response::to(&q, 200, "OK", None),
-                    Method::Invite => {
-                        Response::to(&q, 480, "Temporarily Unavailable", Some("dialler"))
+                    Method::Other(_) => with_allow(501, "Not Implemented"),
+                    Method::Register => with_allow(405, "Method Not Allowed"),
+                    _ if !known_scheme(&q.uri) => {
+                        Response::to(&q, 416, "Unsupported URI Scheme", None)
                     }
-                    // RFC 3261 8.2.6.2: a To tag where the request had none.
-                    _ => Response::to(&q, 481, "Call/Transaction Does Not Exist", Some("dialler")),
+                    Method::Options => options_reply(&q),
+                    Method::Invite if !in_dialog => {
+                        // We place calls; we take none.
+                        Response::to(&q, 480, "Temporarily Unavailable", None)
+                    }
+                    _ => Response::to(&q, 481, "Call/Transaction Does Not Exist", None),
                 };
                 self.source.push(&mut self.tx, reply.encode());
             }

@@ -242,11 +242,7 @@ impl Ended {
         );
         let reply = match req.method {
             Method::Ack => return,
-            Method::Options => {
-                let mut ok = Response::to(req, 200, "OK", None);
-                ok.headers.push("Allow", ALLOW);
-                ok
-            }
+            Method::Options => super::options_reply(req),
             Method::Bye if !in_dialog && fork => Response::to(req, 200, "OK", None),
             _ if !in_dialog => {
                 out.stats.stray += 1;

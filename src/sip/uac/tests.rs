@@ -135,7 +135,8 @@ fn answered_call_acks_the_200_and_ends_on_remote_bye() {
         events(&mut ep),
         vec![CallEvent::Progress {
             code: 180,
-            early_media: false
+            early_media: false,
+            rings: true,
         }]
     );
     reply(&mut ep, t0 + 3 * SECOND, &inv, 200);
@@ -311,28 +312,56 @@ fn ring_timeout_sends_cancel_and_the_487_ends_the_call_as_no_answer() {
 }
 
 /// The phone rings from the first 180/183, not from the INVITE: after
-/// 5 s of set-up it still rings the whole 15 s (TSR 310.4(b)(4)(i));
-/// a later 180 does not start the count again.
+/// 5 s of set-up it still rings the whole 15 s (TSR 310.4(b)(4)(i)); a
+/// 181 (forwarded) before it does not start the count, and a later 180
+/// does not start it again. After a redirect the new target's first 180
+/// starts it again, and says so.
 #[test]
-fn the_ring_timeout_counts_from_the_first_provisional_response() {
+fn the_ring_timeout_counts_from_the_first_180_or_183() {
+    let cancels_after = |ep: &mut Endpoint, t0: Instant| -> Option<Duration> {
+        run_until(ep, t0 + 60 * SECOND)
+            .iter()
+            .find(|(_, m)| matches!(m, Message::Request(r) if r.method == Method::Cancel))
+            .map(|(at, _)| *at - t0)
+    };
+    let rings = |ep: &mut Endpoint| -> Vec<(u16, bool)> {
+        events(ep)
+            .into_iter()
+            .filter_map(|e| match e {
+                CallEvent::Progress { code, rings, .. } => Some((code, rings)),
+                _ => None,
+            })
+            .collect()
+    };
     let mut ep = endpoint(Transport::Udp);
     let t0 = Instant::now();
     let (_, inv) = start(&mut ep, t0, params());
     reply(&mut ep, t0 + SECOND, &inv, 100);
+    reply(&mut ep, t0 + 2 * SECOND, &inv, 181);
     reply(&mut ep, t0 + 5 * SECOND, &inv, 183);
     reply(&mut ep, t0 + 9 * SECOND, &inv, 180);
-    let _ = events(&mut ep);
-    let out = run_until(&mut ep, t0 + 30 * SECOND);
-    let cancels: Vec<Instant> = out
-        .iter()
-        .filter(|(_, m)| matches!(m, Message::Request(r) if r.method == Method::Cancel))
-        .map(|(at, _)| *at)
-        .collect();
+    assert_eq!(rings(&mut ep), [(181, false), (183, true), (180, false)]);
     assert_eq!(
-        cancels.first().map(|at| *at - t0),
+        cancels_after(&mut ep, t0),
         Some(20 * SECOND),
         "15 s from the 183 at 5 s"
     );
+
+    // Ringing at the first target, then redirected: the new target's
+    // phone rings its own 15 s from its 180.
+    let mut ep = endpoint(Transport::Udp);
+    let (_, inv) = start(&mut ep, t0, params());
+    reply(&mut ep, t0 + SECOND, &inv, 180);
+    let mut r = Response::to(&inv, 302, "Moved Temporarily", Some("r"));
+    r.headers
+        .push("Contact", "<sip:+15551230000@10.0.0.1:5060>");
+    ep.handle_bytes(t0 + 10 * SECOND, &r.encode()).unwrap();
+    let out = sent(&mut ep);
+    let moved = request(&out[1]).clone();
+    assert_eq!(moved.method, Method::Invite);
+    reply(&mut ep, t0 + 12 * SECOND, &moved, 180);
+    assert_eq!(rings(&mut ep), [(180, true), (180, true)]);
+    assert_eq!(cancels_after(&mut ep, t0), Some(27 * SECOND));
 }
 
 #[test]
@@ -1037,6 +1066,27 @@ fn a_redirect_is_followed_only_to_the_same_number_and_at_most_three_times() {
     ep.handle_bytes(t0, &r.encode()).unwrap();
     assert_eq!(sent(&mut ep).len(), 1);
     assert_eq!(ended(&events(&mut ep)).unwrap().final_code, Some(302));
+    // Nor to a user part the next hop may read as another number: an
+    // escape (RFC 4475 3.1.1.3 esc01's form), letters, a key.
+    for contact in [
+        "<sip:%2B15551230000@10.9.9.9>",
+        "<sip:1555123000%30@10.9.9.9>",
+        "<sip:%15551230000@10.9.9.9>",
+        "<sip:+1555123000x0@10.9.9.9>",
+        "<sip:*15551230000@10.9.9.9>",
+    ] {
+        let mut ep = endpoint(Transport::Udp);
+        let (_, inv) = start(&mut ep, t0, params());
+        let mut r = Response::to(&inv, 302, "Moved Temporarily", Some("r"));
+        r.headers.push("Contact", contact);
+        ep.handle_bytes(t0, &r.encode()).unwrap();
+        assert_eq!(sent(&mut ep).len(), 1, "{contact}: only the ACK");
+        assert_eq!(
+            ended(&events(&mut ep)).unwrap().final_code,
+            Some(302),
+            "{contact}"
+        );
+    }
 
     // The preferred Contact (highest q) first, its Request-URI without the
     // method parameter or headers a Request-URI may not carry.
