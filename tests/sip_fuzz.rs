@@ -417,22 +417,20 @@ fn torture_requests_get_the_answers_rfc_4475_names() {
             200,
         ),
     ];
-    // scalar02: a signed CSeq gets a 400 that echoes it (which is why
-    // it is read here as bytes: our parser refuses that CSeq too).
-    let (mut ep, now, _) = endpoint_with_a_call();
-    let text = req(
-        "OPTIONS sip:d@127.0.0.1:5070 SIP/2.0",
-        unknown,
-        "+1 OPTIONS",
-        "",
-    );
-    assert!(ep.handle_bytes(now, text.as_bytes()).is_err());
-    let sent = ep.poll_transmit().expect("a 400");
-    assert!(
-        sent.starts_with(b"SIP/2.0 400 "),
-        "{:?}",
-        String::from_utf8_lossy(&sent)
-    );
+    // scalar02 (a signed CSeq) and a CSeq of 2**31 (8.1.1.5: less than
+    // 2**31) get a 400 that echoes it (which is why it is read here as
+    // bytes: our parser refuses that CSeq too).
+    for cseq in ["+1 OPTIONS", "2147483648 OPTIONS"] {
+        let (mut ep, now, _) = endpoint_with_a_call();
+        let text = req("OPTIONS sip:d@127.0.0.1:5070 SIP/2.0", unknown, cseq, "");
+        assert!(ep.handle_bytes(now, text.as_bytes()).is_err(), "{cseq}");
+        let sent = ep.poll_transmit().expect("a 400");
+        assert!(
+            sent.starts_with(b"SIP/2.0 400 "),
+            "{cseq}: {:?}",
+            String::from_utf8_lossy(&sent)
+        );
+    }
     for (what, text, want) in cases {
         let (mut ep, now, _) = endpoint_with_a_call();
         let got = answers(&mut ep, now, &text);

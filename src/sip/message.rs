@@ -634,10 +634,12 @@ fn is_request_uri(uri: &str) -> bool {
 pub fn cseq(headers: &Headers) -> Result<(u32, Method), SipError> {
     let v = headers.get("CSeq").ok_or(SipError::MissingHeader("CSeq"))?;
     let mut it = v.split_whitespace();
+    // Under 2**31 (RFC 3261 8.1.1.5).
     let n = it
         .next()
         .and_then(digits)
         .and_then(|n| n.parse::<u32>().ok())
+        .filter(|n| *n < 1 << 31)
         .ok_or(SipError::Malformed("bad CSeq number"))?;
     let m = it
         .next()
