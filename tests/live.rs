@@ -255,22 +255,7 @@ async fn shutdown_lets_calls_run_out_the_grace_then_hangs_up() {
     let l = load("uk-broadband", tuesday(), 3).await;
     let sb = Sandboxes::start(answering(Duration::from_secs(3600), 6)).await;
     let live = start(&l, sb.provider, tuesday(), "n1", Duration::from_secs(20)).await;
-    for (id, tok) in &l.agents {
-        let phone = format!("sip:{id}@{}", sb.phones);
-        live.provision(&l.supervisor, id, &phone).await;
-        let login = json!({ "campaign": "uk-broadband", "sip_uri": phone });
-        let (c, _) = live
-            .req(
-                "POST",
-                &format!("/api/agents/{id}/login"),
-                tok,
-                Some(&login.to_string()),
-            )
-            .await;
-        assert_eq!(c, 200);
-        live.req("POST", &format!("/api/agents/{id}/ready"), tok, None)
-            .await;
-    }
+    live.staff(&l, sb.phones).await;
     let sup = l.supervisor.clone();
     assert!(
         until(Duration::from_secs(120), || async {
@@ -344,22 +329,7 @@ async fn a_slow_set_up_does_not_shorten_the_ringing() {
     .await;
     // A grace long enough for the calls out at the stop to ring out.
     let live = start(&l, sb.provider, tuesday(), "n1", Duration::from_secs(60)).await;
-    for (id, tok) in &l.agents {
-        let phone = format!("sip:{id}@{}", sb.phones);
-        live.provision(&l.supervisor, id, &phone).await;
-        let login = json!({ "campaign": "uk-broadband", "sip_uri": phone });
-        let (c, _) = live
-            .req(
-                "POST",
-                &format!("/api/agents/{id}/login"),
-                tok,
-                Some(&login.to_string()),
-            )
-            .await;
-        assert_eq!(c, 200);
-        live.req("POST", &format!("/api/agents/{id}/ready"), tok, None)
-            .await;
-    }
+    live.staff(&l, sb.phones).await;
     tokio::time::sleep(Duration::from_secs(300)).await;
     live.stop().await;
     let stats = sb.stop().await;

@@ -285,6 +285,21 @@ impl Live {
         .await
     }
 
+    /// Provisions a phone at `phones` for each of `l`'s agents, logs each
+    /// in to uk-broadband there and makes it ready.
+    pub async fn staff(&self, l: &Loaded, phones: std::net::SocketAddr) {
+        for (id, tok) in &l.agents {
+            let phone = format!("sip:{id}@{phones}");
+            self.provision(&l.supervisor, id, &phone).await;
+            let (code, v) = self.login(id, tok, &phone).await;
+            assert_eq!(code, 200, "{id} login: {v}");
+            let (code, v) = self
+                .req("POST", &format!("/api/agents/{id}/ready"), tok, None)
+                .await;
+            assert_eq!(code, 200, "{id} ready: {v}");
+        }
+    }
+
     /// Logs `agent` in to uk-broadband at `phone` with its token.
     pub async fn login(&self, agent: &str, token: &str, phone: &str) -> (u16, serde_json::Value) {
         let body = serde_json::json!({ "campaign": "uk-broadband", "sip_uri": phone }).to_string();
