@@ -312,6 +312,7 @@ pub fn parse_framed(
     let mut lines = head.split("\r\n");
     let start = lines.next().unwrap_or_default();
     let mut headers = Headers::new();
+    let mut defect: Option<&'static str> = None;
     for line in lines {
         if line.starts_with([' ', '\t']) {
             // Folded continuation of the previous header (RFC 3261 7.3.1).
@@ -323,6 +324,9 @@ pub fn parse_framed(
                         v.push(' ');
                     }
                     v.push_str(line.trim());
+                    if line.chars().any(|c| c.is_ascii_control() && c != '\t') {
+                        defect.get_or_insert("control character in a header value");
+                    }
                 }
                 None => return Err(SipError::Malformed("continuation before any header")),
             }
@@ -336,23 +340,26 @@ pub fn parse_framed(
             return Err(SipError::Malformed("bad header name"));
         }
         let name = full_name(name);
-        if SINGLE.iter().any(|s| s.eq_ignore_ascii_case(name)) && headers.get(name).is_some() {
+        let value = value.trim();
+        if SINGLE.iter().any(|s| s.eq_ignore_ascii_case(name))
+            && let Some(first) = headers.get(name)
+        {
+            // Two lengths that differ leave a stream without framing;
+            // anything else repeated spoils this message only.
+            if name == "Content-Length" && first != value {
+                return Err(SipError::Malformed("two Content-Lengths that differ"));
+            }
             // RFC 4475 3.3.8-3.3.9: which one would count is anyone's
-            // guess (and two lengths would break a stream's framing).
-            return Err(SipError::Malformed(
-                "a header that may appear once is repeated",
-            ));
+            // guess.
+            defect.get_or_insert("a header that may appear once is repeated");
         }
-        headers.push(name, value.trim());
-    }
-    // No control characters in a value (RFC 3261 25.1 TEXT-UTF8): a bare
-    // CR or LF would end a header line early in anything that copies the
-    // value into a message of ours.
-    if headers
-        .iter()
-        .any(|(_, v)| v.chars().any(|c| c.is_control() && c != '\t'))
-    {
-        return Err(SipError::Malformed("control character in a header value"));
+        // No control characters in a value (RFC 3261 25.1: TEXT-UTF8 has
+        // none of C0 or DEL): a bare CR or LF would end a header line early
+        // in anything that copies the value into a message of ours.
+        if value.chars().any(|c| c.is_ascii_control() && c != '\t') {
+            defect.get_or_insert("control character in a header value");
+        }
+        headers.push(name, value);
     }
     let body_start = head_end + 4;
     let available = rest.len() - body_start;
@@ -375,7 +382,12 @@ pub fn parse_framed(
     }
     let body = rest[body_start..body_start + body_len].to_vec();
     let used = skip + body_start + body_len;
-    Ok((build(start, headers, body), used))
+    // A framed message with a defect is refused alone: a stream goes on.
+    let message = match defect {
+        Some(why) => Err(SipError::Malformed(why)),
+        None => build(start, headers, body),
+    };
+    Ok((message, used))
 }
 
 /// The 400 a datagram that is a request but not a valid one gets (RFC
@@ -419,7 +431,7 @@ pub fn bad_request(bytes: &[u8]) -> Option<Vec<u8>> {
         {
             let value = value.trim();
             // Nothing that could end a header line early goes back.
-            if !value.contains(|c: char| c.is_control()) {
+            if !value.contains(|c: char| c.is_ascii_control() && c != '\t') {
                 copied.push((k, value.to_string()));
             }
         }
@@ -497,13 +509,21 @@ fn build(start: &str, headers: Headers, body: Vec<u8>) -> Result<Message, SipErr
     // CSeq must be usable by every caller: check it once here. A
     // request's CSeq names its own method (RFC 3261 8.1.1.5; RFC 4475
     // 3.1.2.17).
-    let (_, method) = cseq(message.headers())?;
-    if let Message::Request(r) = &message
-        && r.method != method
-    {
-        return Err(SipError::Malformed(
-            "CSeq method differs from the request's",
-        ));
+    let (n, method) = cseq(message.headers())?;
+    if let Message::Request(r) = &message {
+        if r.method != method {
+            return Err(SipError::Malformed(
+                "CSeq method differs from the request's",
+            ));
+        }
+        // A request outside a dialog starts its sequence under 2**31 (RFC
+        // 3261 8.1.1.5); in one the number only has to fit 32 bits
+        // (12.2.1.1).
+        if n >= 1 << 31 && r.headers.get("To").and_then(tag_of).is_none() {
+            return Err(SipError::Malformed(
+                "CSeq of 2**31 or more outside a dialog",
+            ));
+        }
     }
     Ok(message)
 }
@@ -634,12 +654,10 @@ fn is_request_uri(uri: &str) -> bool {
 pub fn cseq(headers: &Headers) -> Result<(u32, Method), SipError> {
     let v = headers.get("CSeq").ok_or(SipError::MissingHeader("CSeq"))?;
     let mut it = v.split_whitespace();
-    // Under 2**31 (RFC 3261 8.1.1.5).
     let n = it
         .next()
         .and_then(digits)
         .and_then(|n| n.parse::<u32>().ok())
-        .filter(|n| *n < 1 << 31)
         .ok_or(SipError::Malformed("bad CSeq number"))?;
     let m = it
         .next()
@@ -849,6 +867,36 @@ fn uri_span(value: &str) -> Option<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// On a stream, a message that frames but is defective (a header
+    /// that may appear once, twice; a control character) is refused
+    /// alone and the next one is read; two Content-Lengths that differ
+    /// leave no framing. A C1 character (UTF-8 text, RFC 3261 25.1) is
+    /// fine.
+    #[test]
+    fn a_defective_message_on_a_stream_is_refused_alone() {
+        let msg = |extra: &str| {
+            format!(
+                "SIP/2.0 180 Ringing\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n{extra}Content-Length: 0\r\n\r\n"
+            )
+        };
+        for bad in [
+            "Call-ID: other\r\n",
+            "Content-Length: 0\r\n",
+            "Subject: a\u{1b}b\r\n",
+            "Subject: a\r\n \u{0}b\r\n",
+        ] {
+            let stream = format!("{}{}", msg(bad), msg(""));
+            let (first, used) = parse_framed(stream.as_bytes(), true).unwrap();
+            assert!(first.is_err(), "{bad:?}");
+            let (second, _) = parse_framed(&stream.as_bytes()[used..], true).unwrap();
+            assert!(second.is_ok(), "{bad:?}: the next message is read");
+        }
+        let differ = msg("Content-Length: 5\r\n");
+        assert!(parse_framed(differ.as_bytes(), true).is_err());
+        let c1 = msg("Subject: caf\u{e9} \u{85}\r\n");
+        assert!(parse(c1.as_bytes(), true).is_ok());
+    }
 
     #[test]
     fn a_quoted_display_name_hides_nothing() {
