@@ -1349,15 +1349,8 @@ async fn an_answer_with_no_usable_codec_is_hung_up_as_abandoned_not_bridged() {
     let l = load("uk-broadband", tuesday(), 1).await;
     let sb = Sandboxes::start(answering(Duration::from_secs(3600), 5)).await;
     let live = start(&l, sipp.addr, tuesday(), "n1", Duration::from_secs(5)).await;
+    live.staff(&l, sb.phones).await;
     let (id, tok) = &l.agents[0];
-    let phone = format!("sip:1@{}", sb.phones);
-    live.provision(&l.supervisor, id, &phone).await;
-    let (c, v) = live.login(id, tok, &phone).await;
-    assert_eq!(c, 200, "{v}");
-    let (c, _) = live
-        .req("POST", &format!("/api/agents/{id}/ready"), tok, None)
-        .await;
-    assert_eq!(c, 200);
     let db = pool(&l.db).await;
     assert!(
         until(Duration::from_secs(20), || async {
