@@ -324,7 +324,7 @@ pub fn parse_framed(
                         v.push(' ');
                     }
                     v.push_str(line.trim());
-                    if line.chars().any(|c| c.is_ascii_control() && c != '\t') {
+                    if line.chars().any(is_ctl) {
                         defect.get_or_insert("control character in a header value");
                     }
                 }
@@ -356,7 +356,7 @@ pub fn parse_framed(
         // No control characters in a value (RFC 3261 25.1: TEXT-UTF8 has
         // none of C0 or DEL): a bare CR or LF would end a header line early
         // in anything that copies the value into a message of ours.
-        if value.chars().any(|c| c.is_ascii_control() && c != '\t') {
+        if value.chars().any(is_ctl) {
             defect.get_or_insert("control character in a header value");
         }
         headers.push(name, value);
@@ -431,7 +431,7 @@ pub fn bad_request(bytes: &[u8]) -> Option<Vec<u8>> {
         {
             let value = value.trim();
             // Nothing that could end a header line early goes back.
-            if !value.contains(|c: char| c.is_ascii_control() && c != '\t') {
+            if !value.contains(is_ctl) {
                 copied.push((k, value.to_string()));
             }
         }
@@ -621,6 +621,12 @@ const SINGLE: [&str; 7] = [
     "Max-Forwards",
     "Content-Type",
 ];
+
+/// A control character a header value may not hold (RFC 3261 25.1:
+/// TEXT-UTF8 has none of C0 or DEL; a tab is whitespace).
+fn is_ctl(c: char) -> bool {
+    c.is_ascii_control() && c != '\t'
+}
 
 /// `text` when it is one or more ASCII digits (no sign, which Rust's
 /// integer parsing would take).
