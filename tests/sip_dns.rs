@@ -104,6 +104,21 @@ async fn srv_records_give_addresses_in_priority_order_and_naptr_picks_the_transp
     assert!(e.to_string().contains("nowhere.test"), "{e}");
 }
 
+/// Places a call to `user` at `uri`'s provider through `ua` and waits, at
+/// most `limit`, for its end.
+async fn call_to_its_end(
+    ua: &Ua,
+    uri: &SipUri,
+    user: &str,
+    limit: Duration,
+) -> dialler::sip::uac::Summary {
+    let call = ua.call(params(&uri.request_uri(user))).await.unwrap();
+    tokio::time::timeout(limit, call.ended())
+        .await
+        .expect("the call ends")
+        .unwrap()
+}
+
 /// A call to `sip:...@trunk.test` where the SRV record's first target is
 /// `first` and the second a SIPp that answers.
 async fn call_through_srv(first_port: u16, answering: &Sipp) -> Outcome {
@@ -125,14 +140,7 @@ async fn call_through_srv(first_port: u16, answering: &Sipp) -> Outcome {
     let cfg = net.ua_config(&uri).await.unwrap();
     assert_eq!(cfg.destinations.len(), 2);
     let ua = Ua::start(cfg).await.unwrap();
-    let call = ua
-        .call(params(&uri.request_uri("+15551230001")))
-        .await
-        .unwrap();
-    let s = tokio::time::timeout(Duration::from_secs(30), call.ended())
-        .await
-        .expect("the call ends")
-        .unwrap();
+    let s = call_to_its_end(&ua, &uri, "+15551230001", Duration::from_secs(30)).await;
     ua.shutdown().await;
     s.outcome
 }
@@ -372,14 +380,8 @@ async fn calls_spread_over_equal_priority_srv_targets_by_weight() {
     let ua = Ua::start(net.ua_config(&uri).await.unwrap()).await.unwrap();
     let calls = 80;
     for i in 0..calls {
-        let call = ua
-            .call(params(&uri.request_uri(&format!("+1555123{i:04}"))))
-            .await
-            .unwrap();
-        let s = tokio::time::timeout(Duration::from_secs(10), call.ended())
-            .await
-            .expect("the call ends")
-            .unwrap();
+        let number = format!("+1555123{i:04}");
+        let s = call_to_its_end(&ua, &uri, &number, Duration::from_secs(10)).await;
         assert_eq!(s.outcome, Outcome::Busy, "{s:?}");
     }
     ua.shutdown().await;

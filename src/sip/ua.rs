@@ -1281,9 +1281,6 @@ mod tests {
         assert_eq!(relookup_after(Duration::from_secs(1), long), long);
     }
 
-    /// A framed message missing a mandatory header on a TCP connection is
-    /// dropped; the connection stays, and the call's real answer on it
-    /// still ends the call (it was closed, leaving the call to time out).
     /// RFC 5626 3.5.1: a double-CRLF ping on a stream gets a single-CRLF
     /// pong, also when the ping comes in two halves.
     #[tokio::test]
@@ -1316,6 +1313,9 @@ mod tests {
         ua.shutdown().await;
     }
 
+    /// A framed message missing a mandatory header on a TCP connection is
+    /// dropped; the connection stays, and the call's real answer on it
+    /// still ends the call (it was closed, leaving the call to time out).
     #[tokio::test]
     async fn a_bad_message_on_a_stream_is_dropped_and_the_connection_kept() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
