@@ -57,6 +57,9 @@ pub struct CampaignLive {
     pub contacts: u64,
     /// Dispositions counted as conversions since the service started.
     pub conversions: u64,
+    /// Called parties who pressed a key to opt out during the
+    /// abandoned-call message since the service started.
+    pub opt_outs: u64,
     /// Ended attempts by outcome code (`connected`, `no_answer`, ...).
     pub outcomes: BTreeMap<String, u64>,
     /// Dial attempts per second over the last few seconds.

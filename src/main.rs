@@ -436,6 +436,11 @@ struct SandboxArgs {
     /// RTP echo port (0: any free port).
     #[arg(long, default_value_t = 0)]
     rtp_port: u16,
+    /// The called party presses this key (0-9, *, #, A-D; an RFC 4733
+    /// event) half a second into what it hears, as a person opting out
+    /// during the abandoned-call message.
+    #[arg(long, value_parser = key_arg)]
+    press_key: Option<char>,
 }
 
 #[derive(Subcommand)]
@@ -745,6 +750,17 @@ fn seconds_arg(text: &str) -> Result<f64, String> {
         604_800.0,
         "a number of seconds from 0 to 604800 (a week)",
     )
+}
+
+/// One DTMF key.
+fn key_arg(text: &str) -> Result<char, String> {
+    let mut chars = text.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c), None) if dialler::media::dtmf::event_of(c).is_some() => {
+            Ok(c.to_ascii_uppercase())
+        }
+        _ => Err(format!("{text:?} is not one key: use 0-9, *, # or A-D")),
+    }
 }
 
 /// Seconds between two things: above 0, at most an hour.
@@ -1200,6 +1216,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ring: (secs(a.ring_min), secs(a.ring_max.max(a.ring_min))),
                 talk_mean: secs(a.talk_mean),
                 seed: a.seed,
+                press_key: a.press_key,
                 ..Default::default()
             };
             let sip = tokio::net::UdpSocket::bind(a.bind)

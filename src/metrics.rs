@@ -259,6 +259,8 @@ fn gauge_f64() -> Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>> {
 /// `dialler_attempts_total`, `dialler_human_answers_total`,
 /// `dialler_connects_total`, `dialler_abandons_total`,
 /// `dialler_contacts_total`, `dialler_conversions_total`,
+/// `dialler_opt_outs_total` (keys pressed during the abandoned-call
+/// message),
 /// `dialler_window_human_answers`, `dialler_window_abandons`,
 /// `dialler_abandon_rate_percent` (in the compliance window),
 /// `dialler_abandon_limit_percent`, `dialler_abandon_target_percent`,
@@ -277,6 +279,7 @@ pub fn render(board: &Board) -> Result<String, MetricsError> {
     let abandons = Family::<Labels, Counter>::default();
     let contacts = Family::<Labels, Counter>::default();
     let conversions = Family::<Labels, Counter>::default();
+    let opt_outs = Family::<Labels, Counter>::default();
     let w_human = Family::<Labels, Gauge>::default();
     let w_abandons = Family::<Labels, Gauge>::default();
     let rate = gauge_f64();
@@ -304,6 +307,7 @@ pub fn render(board: &Board) -> Result<String, MetricsError> {
         abandons.get_or_create(&l).inc_by(c.abandons);
         contacts.get_or_create(&l).inc_by(c.contacts);
         conversions.get_or_create(&l).inc_by(c.conversions);
+        opt_outs.get_or_create(&l).inc_by(c.opt_outs);
         w_human.get_or_create(&l).set(sat(c.window_human_answers));
         w_abandons.get_or_create(&l).set(sat(c.window_abandons));
         // Ratios 0-1, as Prometheus users expect (the API says percent).
@@ -395,6 +399,11 @@ pub fn render(board: &Board) -> Result<String, MetricsError> {
         "dialler_conversions",
         "Dispositions counted as conversions since the service started",
         conversions,
+    );
+    r.register(
+        "dialler_opt_outs",
+        "Called parties who pressed a key to opt out during the abandoned-call message since the service started",
+        opt_outs,
     );
     r.register(
         "dialler_window_human_answers",

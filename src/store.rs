@@ -244,6 +244,39 @@ macro_rules! outbox_emit {
     }};
 }
 
+/// Puts the number of call attempt `$attempt` on the internal do-not-call
+/// list as the person's own request (source `$source`, at `$at`) and marks
+/// its leads in every campaign `dnc`, in transaction `$tx`. `Ok(None)`: no
+/// such attempt; `Ok(Some(None))`: the person was erased, no number is
+/// kept to list (erasure's suppression digest already keeps it from every
+/// dial); `Ok(Some(Some(phone)))`: listed.
+macro_rules! list_attempt_number {
+    ($tx:expr, $attempt:expr, $at:expr, $source:expr) => {{
+        async {
+            let phone: Option<Option<String>> =
+                sqlx::query_scalar("SELECT phone FROM call_attempts WHERE id = $1")
+                    .bind($attempt)
+                    .fetch_optional(&mut *$tx)
+                    .await?;
+            if let Some(Some(phone)) = &phone {
+                sqlx::query(crate::store::DNC_INSERT_REQUEST)
+                    .bind(crate::store::SCOPE_INTERNAL)
+                    .bind(phone.as_str())
+                    .bind($at)
+                    .bind($source)
+                    .execute(&mut *$tx)
+                    .await?;
+                sqlx::query(crate::store::DNC_MARK_LEADS)
+                    .bind(phone.as_str())
+                    .execute(&mut *$tx)
+                    .await?;
+            }
+            Ok::<_, sqlx::Error>(phone)
+        }
+        .await
+    }};
+}
+
 // Parts of the store in files of their own (src/store/): they extend
 // `Store` and use `with_pool!`, so they are declared after it.
 mod agents;
@@ -267,7 +300,7 @@ pub use agents::{AgentInterval, AgentState};
 pub use audit::{AuditEntry, AuditFilter, AuditRecord};
 pub use claims::{Callback, ClaimedLead, PendingDisposition, RECALL_LOOKBACK_MS};
 pub use cluster::{LEDGER_COMMIT_LAG_MS, LEDGER_RESUME_IDS, LedgerFeed, LedgerRow};
-pub use compliance::{DndImportRecord, DndVersion, SOURCE_IMPORT};
+pub use compliance::{DndImportRecord, DndVersion, SOURCE_IMPORT, SOURCE_KEY_PRESS};
 pub use controls::LeadList;
 pub use erase::ErasureCounts;
 pub use history::{PacingHistory, PastAttemptRow, PastDispositionRow};
@@ -1004,7 +1037,6 @@ impl Store {
         const SQL: &str = "INSERT INTO dispositions (attempt_id, campaign_id, agent_id, code,
                 conversion, contact, dnc, callback_at, amount_minor, wrapup_ms, created_at, notes)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id";
-        const PHONE: &str = "SELECT phone FROM call_attempts WHERE id = $1";
         // A callback puts the lead back in the queue for the time agreed
         // (compliance still checks it before the dial).
         const CALLBACK: &str = "UPDATE leads SET status = 'retry', next_attempt_at = $2,
@@ -1041,28 +1073,10 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
-            if d.dnc {
-                let phone: Option<Option<String>> = sqlx::query_scalar(PHONE)
-                    .bind(d.attempt_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let Some(phone) = phone else {
-                    return Err(StoreError::NotFound { what: "call attempt", id: d.attempt_id });
-                };
-                // No number: the person was erased while the agent wrapped
-                // up, and erasure already keeps the number from every dial
-                // (its suppression digest); the opt-out is recorded as a
-                // disposition and there is no number to list.
-                if let Some(phone) = phone {
-                    sqlx::query(DNC_INSERT_REQUEST)
-                        .bind(SCOPE_INTERNAL)
-                        .bind(phone.as_str())
-                        .bind(d.created_at)
-                        .bind("disposition")
-                        .execute(&mut *tx)
-                        .await?;
-                    sqlx::query(DNC_MARK_LEADS).bind(phone.as_str()).execute(&mut *tx).await?;
-                }
+            // No number (the person was erased while the agent wrapped
+            // up): the opt-out is recorded as a disposition.
+            if d.dnc && list_attempt_number!(tx, d.attempt_id, d.created_at, "disposition")?.is_none() {
+                return Err(StoreError::NotFound { what: "call attempt", id: d.attempt_id });
             }
             if let Some(ctx) = webhook_context!(&mut *tx, d.attempt_id)? {
                 let data = serde_json::json!({
@@ -1089,6 +1103,51 @@ impl Store {
             id
         });
         Ok(id)
+    }
+
+    /// The called party of call attempt `attempt_id` pressed a key during
+    /// the abandoned-call message, the automated opt-out 47 CFR
+    /// 64.1200(a)(7)(i)(B) requires: in one transaction the number goes on
+    /// the internal do-not-call list as the person's own request (source
+    /// `key_press`), its leads in every campaign become `dnc`, the act is
+    /// audited (actor `called party`, action `dnc.key_press`, from `node`)
+    /// and `lead.opted_out` goes to the webhook outbox. A person erased
+    /// since has no number kept (erasure keeps it from every dial); the act
+    /// is still audited. False when there is no such attempt.
+    pub async fn opt_out_by_key(
+        &self,
+        attempt_id: i64,
+        at: i64,
+        node: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(with_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let Some(phone) = list_attempt_number!(tx, attempt_id, at, compliance::SOURCE_KEY_PRESS)? else {
+                return Ok(false);
+            };
+            let number = phone.as_deref().map_or_else(|| "(erased)".to_string(), crate::phone::mask);
+            let audit = AuditEntry {
+                at,
+                actor: "called party".to_string(),
+                action: "dnc.key_press".to_string(),
+                subject: format!("{SCOPE_INTERNAL} {number}"),
+                detail: format!("call {attempt_id}: a key pressed during the abandoned-call message"),
+                origin: format!("node {node}"),
+                status: None,
+                request_id: String::new(),
+            };
+            insert_audit!(&mut *tx, &audit)?;
+            if let Some(ctx) = webhook_context!(&mut *tx, attempt_id)? {
+                let data = serde_json::json!({
+                    "opted_out": true,
+                    "source": compliance::SOURCE_KEY_PRESS,
+                    "recorded_at": crate::webhooks::time(at),
+                });
+                outbox_emit!(&mut *tx, &ctx, "lead.opted_out", data, at)?;
+            }
+            tx.commit().await?;
+            true
+        }))
     }
 
     /// Adds numbers (E.164) to a do-not-call list (`internal`, or

@@ -1389,3 +1389,138 @@ async fn an_answer_with_no_usable_codec_is_hung_up_as_abandoned_not_bridged() {
     }
     sipp.stop().await;
 }
+
+/// 47 CFR 64.1200(a)(7)(i)(B): the message an abandoned call hears offers
+/// an automated opt-out, and a key pressed during it puts the number on
+/// the do-not-call list and ends the call. Here the only agent logs out
+/// while the call rings, so the answer is abandoned; the person presses 9
+/// half a second into the message (an RFC 4733 event). The number is on
+/// the internal list as their own request, its lead is `dnc`, the call
+/// ended well before the message would have, the act is audited without
+/// the number and sent to the CRM's webhook, and the abandon still counts.
+#[tokio::test(start_paused = true)]
+async fn a_key_pressed_during_the_abandoned_call_message_opts_the_number_out() {
+    let l = load("uk-broadband", tuesday(), 1).await;
+    let now = tuesday().timestamp_millis();
+    let by = dialler::store::AuditEntry::command(now, "tester", "", String::new(), String::new());
+    l.store
+        .webhook_add(
+            l.campaign_id,
+            "http://127.0.0.1:9/hooks",
+            &["lead.opted_out".to_string()],
+            "whsec_test",
+            &by,
+        )
+        .await
+        .unwrap();
+    let sb = Sandboxes::start(dialler::sip::sandbox::SandboxConfig {
+        ring: (Duration::from_secs(4), Duration::from_secs(4)),
+        press_key: Some('9'),
+        ..answering(Duration::from_secs(3600), 5)
+    })
+    .await;
+    let live = start(&l, sb.provider, tuesday(), "n1", Duration::from_secs(5)).await;
+    live.staff(&l, sb.phones).await;
+    let (id, tok) = &l.agents[0];
+    let db = pool(&l.db).await;
+    assert!(
+        until(Duration::from_secs(30), || async {
+            count(&db, "SELECT COUNT(*) FROM call_attempts").await >= 1
+        })
+        .await,
+        "nothing dialled"
+    );
+    let (c, v) = live
+        .req("POST", &format!("/api/agents/{id}/logout"), tok, None)
+        .await;
+    assert_eq!(c, 200, "{v}");
+    assert!(
+        until(Duration::from_secs(30), || async {
+            count(
+                &db,
+                "SELECT COUNT(*) FROM call_attempts WHERE outcome IS NOT NULL",
+            )
+            .await
+                >= 1
+        })
+        .await,
+        "the call did not end"
+    );
+    // The writes are ordered: the opt-out is in before the attempt's end.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let board = live.running.shared.board.clone();
+    let (_, metrics) = dialler::service::client::request(live.http, "GET", "/metrics", None, None)
+        .await
+        .unwrap();
+    live.stop().await;
+    let stats = sb.stop().await;
+    tokio::time::resume();
+    assert_eq!(stats.keys_pressed, 1, "{stats:?}");
+    let b = board.snapshot()["uk-broadband"].clone();
+    assert_eq!((b.abandons, b.opt_outs), (1, 1), "{b:?}");
+    assert!(
+        metrics.contains("dialler_opt_outs_total{campaign=\"uk-broadband\"} 1\n"),
+        "{metrics}"
+    );
+    let (attempt, phone, outcome, answered, ended): (i64, String, String, i64, i64) =
+        sqlx::query_as(
+            "SELECT id, phone, outcome, answered_at, ended_at FROM call_attempts
+              WHERE answered_at IS NOT NULL",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(outcome, "abandoned");
+    let message = l.campaign.safe_harbour.as_millis() as i64;
+    assert!(
+        ended - answered < 2_000 + message / 2,
+        "the call went on {} ms after the answer (message {message} ms)",
+        ended - answered
+    );
+    let listed: Vec<(String, String)> =
+        sqlx::query_as("SELECT scope, source FROM dnc_numbers WHERE phone = ?")
+            .bind(&phone)
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert_eq!(
+        listed,
+        vec![("internal".to_string(), "key_press".to_string())]
+    );
+    let statuses: Vec<String> = sqlx::query_scalar("SELECT status FROM leads WHERE phone = ?")
+        .bind(&phone)
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    assert!(
+        !statuses.is_empty() && statuses.iter().all(|s| s == "dnc"),
+        "{statuses:?}"
+    );
+    let (actor, subject, detail): (String, String, String) = sqlx::query_as(
+        "SELECT actor, subject, detail FROM audit_log WHERE action = 'dnc.key_press'",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(actor, "called party");
+    let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+    assert!(
+        subject.ends_with(&digits[digits.len() - 4..]) && !subject.contains(&digits),
+        "{subject}"
+    );
+    assert!(detail.contains(&attempt.to_string()), "{detail}");
+    let payload: String =
+        sqlx::query_scalar("SELECT payload FROM webhook_outbox WHERE event = 'lead.opted_out'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert!(payload.contains("key_press"), "{payload}");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM abandon_ledger WHERE kind = 'abandon'"
+        )
+        .await,
+        1
+    );
+}

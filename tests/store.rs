@@ -507,6 +507,77 @@ async fn a_dnc_disposition_blocks_the_number_in_every_campaign(store: Store) {
 }
 store_test!(a_dnc_disposition_blocks_the_number_in_every_campaign);
 
+/// A key pressed during the abandoned-call message (47 CFR
+/// 64.1200(a)(7)(i)(B)) lists the number on the internal list as the
+/// person's own request, over an import's entry, and marks its leads in
+/// every campaign `dnc`; the act is audited with the number masked. For a
+/// person erased since, it is audited and lists nothing (erasure already
+/// keeps the number from every dial); an unknown call is refused whole.
+async fn a_key_press_opt_out_lists_the_number_everywhere_and_is_audited(store: Store) {
+    let a = store
+        .upsert_campaign(&campaign("in-insurance-renewal"), 0)
+        .await
+        .expect("campaign");
+    let b = store
+        .upsert_campaign(&campaign("us-home-solar"), 0)
+        .await
+        .expect("campaign");
+    let leads = [lead(1, Some("Asia/Kolkata")), lead(2, Some("Asia/Kolkata"))];
+    store.insert_leads(a, &leads, 0).await.expect("insert");
+    store.insert_leads(b, &leads[..1], 0).await.expect("insert");
+    let number = "+919000000001".to_string();
+    store
+        .dnc_add(
+            SCOPE_INTERNAL,
+            std::slice::from_ref(&number),
+            1,
+            dialler::store::SOURCE_IMPORT,
+        )
+        .await
+        .expect("import");
+    let l1 = lead_row(&store, a, 1).await;
+    let l2 = lead_row(&store, a, 2).await;
+    let a1 = start(&store, a, &l1, 0).await;
+    let a2 = start(&store, a, &l2, 0).await;
+    assert!(
+        !store
+            .opt_out_by_key(a2 + 100, 40, "n1")
+            .await
+            .expect("unknown")
+    );
+    assert!(store.opt_out_by_key(a1, 42, "n1").await.expect("opt out"));
+    assert_eq!(
+        store.dnc_list(SCOPE_INTERNAL).await.expect("list"),
+        vec![number.clone()]
+    );
+    for c in [a, b] {
+        assert_eq!(lead_row(&store, c, 1).await.status, "dnc", "campaign {c}");
+    }
+    assert_eq!(lead_row(&store, a, 2).await.status, "dialling");
+    store
+        .erase_number(&l2.phone, "hash-2", 50)
+        .await
+        .expect("erase");
+    assert!(store.opt_out_by_key(a2, 60, "n1").await.expect("erased"));
+    assert_eq!(store.dnc_list(SCOPE_INTERNAL).await.expect("list").len(), 1);
+    let log: Vec<_> = store
+        .audit_log()
+        .await
+        .expect("audit")
+        .into_iter()
+        .filter(|e| e.action == "dnc.key_press")
+        .collect();
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(
+        (log[0].at, log[0].actor.as_str(), log[0].subject.as_str()),
+        (42, "called party", "internal ********0001")
+    );
+    assert!(log[0].detail.contains(&a1.to_string()), "{log:?}");
+    assert_eq!(log[1].subject, "internal (erased)");
+    assert_eq!(log[0].origin, "node n1");
+}
+store_test!(a_key_press_opt_out_lists_the_number_everywhere_and_is_audited);
+
 /// A callback disposition puts the lead back for the agreed time, and the
 /// call's own end, written after it, does not undo that.
 async fn a_callback_disposition_reschedules_the_lead_for_the_agreed_time(store: Store) {

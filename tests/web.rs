@@ -172,6 +172,7 @@ fn figures(name: &str) -> CampaignLive {
         abandons: 11,
         contacts: 480,
         conversions: 60,
+        opt_outs: 2,
         outcomes: [
             ("connected".to_string(), 509),
             ("no_answer".to_string(), 410),

@@ -10,6 +10,7 @@ use tokio::net::UdpSocket;
 use tokio::time::MissedTickBehavior;
 
 use super::MediaError;
+use super::dtmf::Detector;
 use super::rtcp::LegStats;
 use super::rtp::{Packet, Packetizer, SAMPLES_PER_PACKET};
 
@@ -46,35 +47,110 @@ pub async fn play_counted(
     payload_type: u8,
     stats: Option<&Mutex<LegStats>>,
 ) -> Result<Played, MediaError> {
+    play_listening(socket, dest, samples, payload_type, None, stats)
+        .await
+        .map(|(played, _)| played)
+}
+
+/// [`play_counted`], listening to the leg as it plays when `events` (the
+/// payload type the far end's SDP maps to telephone-event, RFC 4733) is
+/// given: the first key the far end presses stops the prompt at once and
+/// is returned with what was sent. Packets that arrived before the prompt
+/// began count too: a key pressed while the person waited in silence is
+/// as much a request as one pressed during the message. What arrives is
+/// counted in `stats` for the leg's receiver reports. After the last
+/// packet it listens one more packet time, then returns `None`.
+pub async fn play_listening(
+    socket: &UdpSocket,
+    dest: SocketAddr,
+    samples: &[i16],
+    payload_type: u8,
+    events: Option<u8>,
+    stats: Option<&Mutex<LegStats>>,
+) -> Result<(Played, Option<char>), MediaError> {
     let ssrc: u32 = rand::random();
     let mut pk = Packetizer::new(payload_type, ssrc, rand::random(), rand::random());
     let start = tokio::time::Instant::now();
     let mut tick = tokio::time::interval_at(start, PTIME);
     tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
     let mut buf = Vec::with_capacity(12 + SAMPLES_PER_PACKET);
+    let mut frames = samples.chunks(SAMPLES_PER_PACKET);
     let mut packets = 0;
-    for frame in samples.chunks(SAMPLES_PER_PACKET) {
-        tick.tick().await;
-        buf.clear();
-        pk.packet(frame, &mut buf)?;
-        socket.send_to(&buf, dest).await?;
-        packets += 1;
-        if let Some(st) = stats
-            && let Ok(p) = Packet::parse(&buf)
-            && let Ok(mut s) = st.lock()
-        {
-            s.sent.packet(
-                ssrc,
-                p.timestamp,
-                p.payload.len(),
-                tokio::time::Instant::now().into_std(),
-            );
-        }
-    }
-    Ok(Played {
+    let mut detector = Detector::default();
+    let mut inbound = [0u8; 2048];
+    // Stops listening when the socket fails to read (it would fail again
+    // at once); the prompt still plays to its end.
+    let mut listening = events.is_some();
+    let played = |packets| Played {
         packets,
         elapsed: start.elapsed(),
-    })
+    };
+    loop {
+        tokio::select! {
+            biased;
+            r = socket.recv_from(&mut inbound), if listening => {
+                let Ok((n, _)) = r else {
+                    listening = false;
+                    continue;
+                };
+                let Ok(p) = Packet::parse(&inbound[..n]) else {
+                    continue;
+                };
+                if let Some(st) = stats {
+                    count_received(st, &p, events, start);
+                }
+                if Some(p.payload_type) == events
+                    && let Some(key) = detector.packet(&p)
+                {
+                    return Ok((played(packets), Some(key)));
+                }
+            }
+            _ = tick.tick() => {
+                let Some(frame) = frames.next() else {
+                    return Ok((played(packets), None));
+                };
+                buf.clear();
+                pk.packet(frame, &mut buf)?;
+                socket.send_to(&buf, dest).await?;
+                packets += 1;
+                if let Some(st) = stats
+                    && let Ok(p) = Packet::parse(&buf)
+                    && let Ok(mut s) = st.lock()
+                {
+                    s.sent.packet(
+                        ssrc,
+                        p.timestamp,
+                        p.payload.len(),
+                        tokio::time::Instant::now().into_std(),
+                    );
+                }
+                if events.is_none() && frames.len() == 0 {
+                    return Ok((played(packets), None));
+                }
+            }
+        }
+    }
+}
+
+/// Counts a packet that arrived on a leg in its RTCP `stats`: a
+/// telephone-event (payload type `events`) counts for loss, as it takes a
+/// sequence number of the stream, but not for jitter (its timestamp is the
+/// event's start, not the audio's clock). `base` is the instant arrival
+/// times count from.
+pub(super) fn count_received(
+    stats: &Mutex<LegStats>,
+    p: &Packet<'_>,
+    events: Option<u8>,
+    base: tokio::time::Instant,
+) {
+    let arrival = (base.elapsed().as_micros() / 125) as u32;
+    if let Ok(mut s) = stats.lock() {
+        if Some(p.payload_type) == events {
+            s.received.counted(p.ssrc, p.sequence);
+        } else {
+            s.received.packet(p.ssrc, p.sequence, p.timestamp, arrival);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -140,5 +216,94 @@ mod tests {
         assert_eq!((s.packets, s.octets), (10, 1600));
         assert_eq!(s.ssrc, last.map(|l| l.0));
         assert_eq!(s.last.map(|l| l.0), last.map(|l| l.1));
+    }
+
+    /// Packet `seq` of the far end's stream (source 0x1234): an RFC 4733
+    /// event for `digit` in payload type `pt` (its first packet, marker
+    /// set), or 20 ms of PCMU silence.
+    fn far_packet(pt: u8, digit: Option<char>, seq: u16) -> Vec<u8> {
+        let payload = match digit {
+            Some(d) => crate::media::dtmf::Event {
+                event: crate::media::dtmf::event_of(d).unwrap(),
+                end: false,
+                volume: 10,
+                duration: 160,
+            }
+            .bytes()
+            .to_vec(),
+            None => vec![0xff; SAMPLES_PER_PACKET],
+        };
+        let mut out = Vec::new();
+        Packet {
+            payload_type: pt,
+            marker: digit.is_some(),
+            sequence: seq,
+            timestamp: u32::from(seq) * 160,
+            ssrc: 0x1234,
+            payload: &payload,
+        }
+        .write(&mut out);
+        out
+    }
+
+    /// A key the far end presses while the prompt plays stops it at once
+    /// and is returned; audio and events of another payload type do not
+    /// (a phone numbering its events otherwise); what arrived is in the
+    /// leg's receive counts.
+    #[tokio::test]
+    async fn a_key_pressed_during_the_prompt_stops_it() {
+        let far = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let us = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let (dest, ours) = (far.local_addr().unwrap(), us.local_addr().unwrap());
+        let stats = Mutex::new(LegStats::default());
+        let prompt = generated_prompt(5.0);
+        let far_end = async {
+            let mut buf = [0u8; 1500];
+            let mut seq = 0;
+            for i in 0..10u32 {
+                far.recv(&mut buf).await.unwrap();
+                // Its own audio, and an event in payload type 96.
+                far.send_to(&far_packet(0, None, seq), ours).await.unwrap();
+                seq += 1;
+                if i == 5 {
+                    far.send_to(&far_packet(96, Some('3'), seq), ours)
+                        .await
+                        .unwrap();
+                    seq += 1;
+                }
+            }
+            far.send_to(&far_packet(101, Some('9'), seq), ours)
+                .await
+                .unwrap();
+        };
+        let (r, ()) = tokio::join!(
+            play_listening(&us, dest, &prompt, 0, Some(101), Some(&stats)),
+            far_end
+        );
+        let (played, key) = r.unwrap();
+        assert_eq!(key, Some('9'));
+        assert!(
+            played.packets < 20,
+            "{} of 250 packets sent after the key",
+            played.packets
+        );
+        assert_eq!(stats.lock().unwrap().received.packets, 12);
+    }
+
+    /// Without telephone-events in the answer nothing is read: the prompt
+    /// plays to its end, and the key stays in the socket.
+    #[tokio::test]
+    async fn without_telephone_events_the_prompt_plays_to_its_end() {
+        let far = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let us = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let (dest, ours) = (far.local_addr().unwrap(), us.local_addr().unwrap());
+        far.send_to(&far_packet(101, Some('9'), 2), ours)
+            .await
+            .unwrap();
+        let prompt = generated_prompt(0.2);
+        let (played, key) = play_listening(&us, dest, &prompt, 8, None, None)
+            .await
+            .unwrap();
+        assert_eq!((played.packets, key), (10, None));
     }
 }

@@ -75,20 +75,11 @@ fn map_event(buf: &mut [u8], from: Option<u8>, to: Option<u8>) -> bool {
     }
 }
 
-/// Counts a packet that arrived on `leg`: a telephone-event counts for
-/// loss (it takes a sequence number of the stream) but not for jitter (its
-/// timestamp is the event's start, not the audio's clock).
+/// Counts a packet that arrived on `leg` ([`super::player::count_received`]).
 fn count_in(leg: &Leg, buf: &[u8], event_pt: Option<u8>, base: tokio::time::Instant) {
     let Some(st) = &leg.stats else { return };
     let Ok(p) = Packet::parse(buf) else { return };
-    let arrival = (base.elapsed().as_micros() / 125) as u32;
-    if let Ok(mut s) = st.lock() {
-        if Some(p.payload_type) == event_pt {
-            s.received.counted(p.ssrc, p.sequence);
-        } else {
-            s.received.packet(p.ssrc, p.sequence, p.timestamp, arrival);
-        }
-    }
+    super::player::count_received(st, &p, event_pt, base);
 }
 
 /// Counts a packet sent on `leg`.

@@ -558,6 +558,37 @@ impl Driver {
         });
     }
 
+    /// The called party of an abandoned call pressed a key during the
+    /// message: the number goes on the internal do-not-call list (see
+    /// [`crate::store::Store::opt_out_by_key`]); the player hangs up.
+    pub(super) fn opt_out_key(&mut self, call: CallId) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let Some(attempt_id) = c.attempt_id else {
+            return;
+        };
+        tracing::info!(
+            campaign = %self.campaign.name,
+            phone = %phone::mask(&c.lead.lead.phone),
+            call_id = attempt_id,
+            "the called party pressed a key to opt out during the abandoned-call message"
+        );
+        self.counters.opt_outs += 1;
+        self.write(Write::OptOut {
+            attempt_id,
+            at: self.now().ms(),
+            node: self.settings.node.clone(),
+        });
+        self.shared.emit(ServiceEvent {
+            id: 0,
+            agent: None,
+            campaign: self.campaign.name.clone(),
+            kind: "opt_out",
+            data: serde_json::json!({ "call_id": attempt_id, "source": crate::store::SOURCE_KEY_PRESS }),
+        });
+    }
+
     /// Plays the safe-harbour message to an abandoned call at once, then
     /// hangs up. The US rule wants it within 2 s of the greeting and the
     /// 2 s to find an agent are already spent: it does not wait for the
@@ -577,13 +608,30 @@ impl Driver {
         // Counted for the leg's RTCP: its reports are sender reports while
         // the message plays.
         let stats = c.leg_stats.clone();
+        // Any key pressed from the answer to the message's end asks for no
+        // more calls (47 CFR 64.1200(a)(7)(i)(B)'s automated opt-out); it
+        // can only add protection, so every campaign listens. An answer
+        // without telephone-event (RFC 4733) has no keys to read.
+        let events = c.dtmf_pt;
+        let me = self.me.clone();
         // The abandon was queued just before this command; its row is
         // awaited only after the hang-up, to say if it failed.
         let ack = self.pending_abandon_ack.take();
         tokio::spawn(async move {
             if let Some(to) = media {
-                let _ = crate::media::player::play_counted(&rtp, to, &prompt, codec, Some(&stats))
-                    .await;
+                let played = crate::media::player::play_listening(
+                    &rtp,
+                    to,
+                    &prompt,
+                    codec,
+                    events,
+                    Some(&stats),
+                )
+                .await;
+                // The digit itself is never logged or kept: any key opts out.
+                if let Ok((_, Some(_))) = played {
+                    let _ = me.send(Input::OptOutKey { call });
+                }
             }
             let _ = ctrl.send(Ctrl::Hangup);
             if let Some(ack) = ack

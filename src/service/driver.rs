@@ -156,6 +156,12 @@ pub enum Input {
         /// The digit.
         digit: char,
     },
+    /// The called party of an abandoned call pressed a key during the
+    /// message: an opt-out (which key is not kept).
+    OptOutKey {
+        /// The call.
+        call: CallId,
+    },
     /// A disposition was written: wrap-up is over.
     WrapUpDone {
         /// Agent id.
@@ -506,6 +512,7 @@ impl Driver {
                 reply,
             } => self.send_dtmf(&agent, digits, reply),
             Input::DtmfHeard { call, digit } => self.dtmf_heard(call, digit),
+            Input::OptOutKey { call } => self.opt_out_key(call),
             Input::WrapUpDone {
                 agent,
                 contact,

@@ -394,7 +394,10 @@ pub struct ServiceEvent {
     pub agent: Option<String>,
     /// The campaign.
     pub campaign: String,
-    /// `call` (a call was put through to the agent), `call_ended`, `state`.
+    /// `call` (a call was put through to the agent), `call_ended`,
+    /// `state`, `dtmf` (a key the agent's caller pressed), `opt_out` (the
+    /// called party of an abandoned call pressed a key during its message;
+    /// for supervisors).
     pub kind: &'static str,
     /// Details (the call view for `call`, the state for `state`).
     pub data: serde_json::Value,

@@ -24,6 +24,7 @@ pub(super) struct Counters {
     pub(super) contacts: u64,
     pub(super) conversions: u64,
     pub(super) refused: u64,
+    pub(super) opt_outs: u64,
     pub(super) outcomes: BTreeMap<String, u64>,
     pub(super) recent_dials: VecDeque<i64>,
 }
@@ -172,6 +173,7 @@ impl Driver {
             abandons: self.counters.abandons,
             contacts: self.counters.contacts,
             conversions: self.counters.conversions,
+            opt_outs: self.counters.opt_outs,
             outcomes: self.counters.outcomes.clone(),
             calls_per_second: self.counters.recent_dials.len() as f64 / 5.0,
             holiday_calendar_days_left: crate::compliance::hours::calendar_days_left(

@@ -89,6 +89,15 @@ pub enum Write {
         /// Reason codes.
         reasons: String,
     },
+    /// [`Store::opt_out_by_key`].
+    OptOut {
+        /// Attempt id.
+        attempt_id: i64,
+        /// When, ms.
+        at: i64,
+        /// This node, for the audit row.
+        node: String,
+    },
     /// [`Store::release_lead`]: a claimed lead that was not dialled.
     ReleaseLead {
         /// Lead id.
@@ -117,6 +126,7 @@ impl Write {
             Write::Refuse { .. } => "refuse",
             Write::ReleaseLead { .. } => "release_lead",
             Write::Release { .. } => "release",
+            Write::OptOut { .. } => "opt_out",
         }
     }
 }
@@ -228,6 +238,19 @@ async fn apply(store: &Store, w: &Write) -> Result<(), StoreError> {
                 tracing::warn!(
                     lead = lead_id,
                     "refusal not recorded: the lead's claim is no longer this node's (another node took it)"
+                );
+            }
+            Ok(())
+        }
+        Write::OptOut {
+            attempt_id,
+            at,
+            node,
+        } => {
+            if !store.opt_out_by_key(*attempt_id, *at, node).await? {
+                tracing::error!(
+                    call_id = attempt_id,
+                    "a key-press opt-out names no stored call attempt"
                 );
             }
             Ok(())

@@ -59,7 +59,16 @@ pub struct SandboxConfig {
     pub timers: Timers,
     /// A no-answer call that is never cancelled gets 480 after this long.
     pub max_ring: Duration,
+    /// The called party presses this key (an RFC 4733 telephone-event,
+    /// payload type 101) once they have heard [`PRESS_AFTER`] packets of
+    /// sound from a caller's media source: as a person asks for no more
+    /// calls during an abandoned-call message.
+    pub press_key: Option<char>,
 }
+
+/// Packets of sound (20 ms each) heard before [`SandboxConfig::press_key`]
+/// is pressed.
+pub const PRESS_AFTER: u64 = 25;
 
 impl Default for SandboxConfig {
     fn default() -> SandboxConfig {
@@ -77,6 +86,7 @@ impl Default for SandboxConfig {
             seed: 1,
             timers: Timers::default(),
             max_ring: Duration::from_secs(180),
+            press_key: None,
         }
     }
 }
@@ -137,6 +147,8 @@ pub struct SandboxStats {
     /// RTCP compound packets (an SR or RR first) callers sent to the port
     /// above the RTP one (when the sandbox listens there).
     pub rtcp_reports: u64,
+    /// Keys pressed ([`SandboxConfig::press_key`]).
+    pub keys_pressed: u64,
 }
 
 /// Whether a G.711 RTP packet carries sound (a sample above -40 dBFS).
@@ -149,6 +161,43 @@ fn voiced(packet: &[u8]) -> bool {
         return false;
     }
     samples.iter().any(|s| s.unsigned_abs() > 328)
+}
+
+/// The packets of one press of `digit` (RFC 4733 2.5): the start with the
+/// marker bit, an update, and the end packet three times, one event (one
+/// timestamp) of source `ssrc` from sequence number `seq`.
+fn key_press(digit: char, ssrc: u32, seq: u16) -> Vec<Vec<u8>> {
+    use crate::media::dtmf::{self, Event, StreamPos};
+    let Some(event) = dtmf::event_of(digit) else {
+        return Vec::new();
+    };
+    let durations = [
+        (160, false),
+        (320, false),
+        (800, true),
+        (800, true),
+        (800, true),
+    ];
+    durations
+        .iter()
+        .enumerate()
+        .map(|(i, &(duration, end))| {
+            let mut out = Vec::new();
+            let pos = StreamPos {
+                ssrc,
+                seq: seq.wrapping_add(i as u16),
+                timestamp: 0,
+            };
+            let e = Event {
+                event,
+                end,
+                volume: 10,
+                duration,
+            };
+            dtmf::write_packet(&mut out, sdp::PT_TELEPHONE_EVENT, i == 0, pos, 8000, e);
+            out
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -714,6 +763,9 @@ pub async fn serve_with_rtcp(
     cfg: SandboxConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<SandboxStats, SipError> {
+    let press_key = cfg.press_key;
+    let mut heard: HashMap<SocketAddr, u64> = HashMap::new();
+    let mut keys = 0u64;
     let mut sb = Sandbox::new(cfg, sip.local_addr()?, rtp.local_addr()?);
     let mut buf = vec![0u8; message::MAX_MESSAGE];
     let mut rtp_buf = vec![0u8; 2048];
@@ -733,6 +785,17 @@ pub async fn serve_with_rtcp(
                     echoed += 1;
                     if voiced(&rtp_buf[..n]) {
                         voiced_packets += 1;
+                        let h = heard.entry(from).or_default();
+                        *h += 1;
+                        if let Some(digit) = press_key
+                            && *h == PRESS_AFTER
+                        {
+                            keys += 1;
+                            let ssrc = 0x5A4D_0000 | u32::from(from.port());
+                            for p in key_press(digit, ssrc, 1) {
+                                let _ = rtp.send_to(&p, from).await;
+                            }
+                        }
                     }
                     let _ = rtp.send_to(&rtp_buf[..n], from).await;
                 }
@@ -770,6 +833,7 @@ pub async fn serve_with_rtcp(
     stats.rtp_echoed = echoed;
     stats.rtp_voiced = voiced_packets;
     stats.rtcp_reports = reports;
+    stats.keys_pressed = keys;
     Ok(stats)
 }
 

@@ -13,6 +13,10 @@ use super::{AuditEntry, Backend, Store, StoreError};
 /// removes it.
 pub const SOURCE_IMPORT: &str = "import";
 
+/// Do-not-call entries with this source are a called party's key press
+/// during the abandoned-call message ([`Store::opt_out_by_key`]).
+pub const SOURCE_KEY_PRESS: &str = "key_press";
+
 /// One registry import, as recorded in `dnd_imports`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DndImportRecord {

@@ -287,3 +287,27 @@ fn unacknowledged_200_is_retransmitted_then_ended_with_bye() {
     assert_eq!(sb.calls(), 0, "forgotten after lingering");
     let _ = now;
 }
+
+/// A press is one RFC 4733 event: the first packet carries the marker,
+/// all share one timestamp and source, the last three are the end packet
+/// repeated, and a detector tells the digit once. A key that is not a
+/// DTMF key sends nothing.
+#[test]
+fn a_key_press_is_one_telephone_event() {
+    use crate::media::dtmf::{Detector, Event};
+    use crate::media::rtp::Packet;
+    let packets = key_press('#', 77, 65_534);
+    assert_eq!(packets.len(), 5);
+    let mut detector = Detector::default();
+    let mut told = Vec::new();
+    for (i, bytes) in packets.iter().enumerate() {
+        let p = Packet::parse(bytes).unwrap();
+        assert_eq!(p.payload_type, sdp::PT_TELEPHONE_EVENT);
+        assert_eq!((p.marker, p.ssrc), (i == 0, 77));
+        assert_eq!(p.sequence, 65_534u16.wrapping_add(i as u16));
+        assert_eq!(Event::parse(p.payload).unwrap().end, i >= 2);
+        told.extend(detector.packet(&p));
+    }
+    assert_eq!(told, vec!['#']);
+    assert!(key_press('x', 77, 1).is_empty());
+}
