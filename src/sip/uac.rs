@@ -619,17 +619,21 @@ const MIN_SE: u64 = 90;
 /// beyond what the clock can hold.
 const MAX_SE: u64 = 86_400;
 
-/// A Session-Expires value's interval in seconds (RFC 4028 4:
-/// delta-seconds, then parameters), between [`MIN_SE`] and [`MAX_SE`];
-/// `None` for 0 or anything that is not digits.
-fn session_expires_secs(value: &str) -> Option<u64> {
+/// A Session-Expires value's interval in seconds as sent (RFC 4028 4:
+/// delta-seconds, then parameters); past u64, as long as can be; `None`
+/// for 0 or anything that is not digits.
+fn session_expires_asked(value: &str) -> Option<u64> {
     let digits = value.split(';').next()?.trim();
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    // Past u64: as long as can be.
     let secs = digits.parse::<u64>().unwrap_or(u64::MAX);
-    (secs > 0).then(|| secs.clamp(MIN_SE, MAX_SE))
+    (secs > 0).then_some(secs)
+}
+
+/// [`session_expires_asked`] between [`MIN_SE`] and [`MAX_SE`].
+fn session_expires_secs(value: &str) -> Option<u64> {
+    session_expires_asked(value).map(|secs| secs.clamp(MIN_SE, MAX_SE))
 }
 
 /// How many 3xx redirects one call follows.
@@ -908,6 +912,31 @@ fn has_option(headers: &Headers, name: &str, tag: &str) -> bool {
         .get_all(name)
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case(tag))
+}
+
+/// Whether a request's Accept lets its response carry SDP (RFC 3261
+/// 20.1): no Accept header means `application/sdp`; one that names no
+/// media range covering it (`application/sdp`, `application/*`, `*/*`),
+/// or covers it only with `q=0`, or is empty (no formats at all), does
+/// not.
+fn accepts_sdp(headers: &Headers) -> bool {
+    if headers.get("Accept").is_none() {
+        return true;
+    }
+    headers
+        .get_all("Accept")
+        .flat_map(|v| v.split(','))
+        .any(|range| {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let refused = parts.any(|p| {
+                p.split_once('=').is_some_and(|(k, v)| {
+                    k.trim().eq_ignore_ascii_case("q")
+                        && v.trim().parse::<f64>().is_ok_and(|q| q <= 0.0)
+                })
+            });
+            !refused && matches!(media.as_str(), "application/sdp" | "application/*" | "*/*")
+        })
 }
 
 /// The parameters of a call taken back only to end it (after a crash, or
@@ -2411,6 +2440,35 @@ impl Call {
             self.reply(req, n, r, out);
             return;
         }
+        // Our answer (or, to an offerless re-INVITE, our offer) is SDP: a
+        // peer whose Accept refuses it gets 406 (RFC 3261 21.4.7; RFC 4475
+        // sdp01).
+        let answers_with_sdp = !req.body.is_empty() || req.method == Method::Invite;
+        if answers_with_sdp && !accepts_sdp(&req.headers) {
+            let r = Response::to(req, 406, "Not Acceptable", None);
+            self.reply(req, n, r, out);
+            return;
+        }
+        // A peer that does not say it supports timers cannot refresh: we
+        // are the refresher, and no Require goes back (RFC 4028 9).
+        let peer_supports = has_option(&req.headers, "Supported", "timer")
+            || has_option(&req.headers, "Require", "timer");
+        // RFC 4028 9: an interval below our minimum is refused with 422 and
+        // our Min-SE when the peer supports timers, as it can ask again
+        // with a longer one; one that does not could not, so its interval
+        // is raised to the minimum instead (RFC 4028 errata 1687).
+        if peer_supports
+            && req
+                .headers
+                .get("Session-Expires")
+                .and_then(session_expires_asked)
+                .is_some_and(|secs| secs < MIN_SE)
+        {
+            let mut r = Response::to(req, 422, "Session Interval Too Small", None);
+            r.headers.push("Min-SE", MIN_SE.to_string());
+            self.reply(req, n, r, out);
+            return;
+        }
         let offer = if req.body.is_empty() {
             None
         } else {
@@ -2454,10 +2512,6 @@ impl Call {
             && let Some(secs) = session_expires_secs(se)
         {
             let params = format!(">{se}");
-            // A peer that does not say it supports timers cannot refresh:
-            // we are the refresher, and no Require goes back (RFC 4028 9).
-            let peer_supports = has_option(&req.headers, "Supported", "timer")
-                || has_option(&req.headers, "Require", "timer");
             let refresher = match message::param(&params, "refresher") {
                 _ if !peer_supports => "uas",
                 Some(r) if r.eq_ignore_ascii_case("uas") => "uas",

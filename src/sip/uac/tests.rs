@@ -1259,6 +1259,120 @@ fn a_refresh_from_a_peer_without_timer_support_makes_us_the_refresher() {
     assert_eq!(refresh, Some(t0 + SECOND + 60 * SECOND));
 }
 
+/// RFC 4028 9: a peer that supports timers and asks for an interval below
+/// our 90 s minimum gets 422 with our Min-SE, the call and its media left
+/// as they were, and its retry with 90 s is taken; a peer that does not
+/// support them (it could not retry) has its interval raised to 90 s.
+#[test]
+fn a_refresh_below_our_min_se_gets_422_when_the_peer_can_retry() {
+    let (mut ep, t0, inv) = answered(Transport::Udp, &[]);
+    let mut update = from_peer(&inv, Method::Update, 2);
+    update.headers.push("Supported", "timer");
+    update.headers.push("Session-Expires", "60;refresher=uac");
+    ep.handle_bytes(t0 + SECOND, &update.encode()).unwrap();
+    let out = sent(&mut ep);
+    let r = out
+        .iter()
+        .find_map(|m| match m {
+            Message::Response(r) => Some(r),
+            _ => None,
+        })
+        .expect("a reply");
+    assert_eq!(r.code, 422, "{r:?}");
+    assert_eq!(r.headers.get("Min-SE"), Some("90"));
+    assert!(r.headers.get("Session-Expires").is_none());
+    assert!(ep.poll_event().is_none(), "nothing changed");
+    let mut again = from_peer(&inv, Method::Update, 3);
+    again.headers.push("Supported", "timer");
+    again.headers.push("Session-Expires", "90;refresher=uac");
+    again.headers.push("Min-SE", "90");
+    ep.handle_bytes(t0 + 2 * SECOND, &again.encode()).unwrap();
+    let ok = sent(&mut ep)
+        .into_iter()
+        .find_map(|m| match m {
+            Message::Response(r) => Some(r),
+            _ => None,
+        })
+        .expect("a reply");
+    assert_eq!(ok.code, 200, "{ok:?}");
+    assert_eq!(ok.headers.get("Session-Expires"), Some("90;refresher=uac"));
+    assert_eq!(ok.headers.get("Require"), Some("timer"));
+    // Without timer support: raised, not refused.
+    let mut old = from_peer(&inv, Method::Update, 4);
+    old.headers.push("Session-Expires", "30");
+    ep.handle_bytes(t0 + 3 * SECOND, &old.encode()).unwrap();
+    let ok = sent(&mut ep)
+        .into_iter()
+        .find_map(|m| match m {
+            Message::Response(r) => Some(r),
+            _ => None,
+        })
+        .expect("a reply");
+    assert_eq!(ok.code, 200, "{ok:?}");
+    assert_eq!(ok.headers.get("Session-Expires"), Some("90;refresher=uas"));
+}
+
+/// RFC 3261 20.1 / 21.4.7 (RFC 4475 sdp01): a re-INVITE whose Accept
+/// leaves out SDP, or gives it q=0, gets 406 and the media stays; one
+/// that takes it among others, or `application/*`, gets the answer; an
+/// UPDATE with no body is answered with none, whatever it accepts.
+#[test]
+fn a_re_invite_that_accepts_no_sdp_gets_406() {
+    let (mut ep, t0, inv) = answered(Transport::Udp, &[]);
+    let offer = b"v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 0\r\n";
+    let cases = [
+        ("text/nobodyKnowsThis", 406),
+        ("application/sdp;q=0, text/plain", 406),
+        ("text/plain, application/sdp;q=0.5", 200),
+        ("application/*", 200),
+    ];
+    for (i, (accept, code)) in cases.into_iter().enumerate() {
+        let cseq = 2 + i as u32;
+        let mut q = from_peer(&inv, Method::Invite, cseq);
+        q.headers.push("Contact", "<sip:peer@127.0.0.1:5060>");
+        q.headers.push("Accept", accept);
+        q.headers.push("Content-Type", "application/sdp");
+        q.body = offer.to_vec();
+        ep.handle_bytes(t0 + SECOND * cseq, &q.encode()).unwrap();
+        let r = sent(&mut ep)
+            .into_iter()
+            .find_map(|m| match m {
+                Message::Response(r) => Some(r),
+                _ => None,
+            })
+            .expect("a reply");
+        assert_eq!(r.code, code, "{accept}: {r:?}");
+        assert_eq!(r.body.is_empty(), code == 406, "{accept}");
+        let changed = std::iter::from_fn(|| ep.poll_event())
+            .any(|(_, e)| matches!(e, CallEvent::MediaChanged { .. }));
+        assert_eq!(changed, code == 200, "{accept}");
+        let mut ack = from_peer(&inv, Method::Ack, cseq);
+        ack.headers.set(
+            "Via",
+            format!("SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKp{cseq}INVITE"),
+        );
+        if code == 200 {
+            ack.headers.set(
+                "Via",
+                format!("SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKack{cseq}"),
+            );
+        }
+        ep.handle_bytes(t0 + SECOND * cseq, &ack.encode()).unwrap();
+        let _ = sent(&mut ep);
+    }
+    let mut update = from_peer(&inv, Method::Update, 9);
+    update.headers.push("Accept", "text/nobodyKnowsThis");
+    ep.handle_bytes(t0 + 9 * SECOND, &update.encode()).unwrap();
+    let r = sent(&mut ep)
+        .into_iter()
+        .find_map(|m| match m {
+            Message::Response(r) => Some(r),
+            _ => None,
+        })
+        .expect("a reply");
+    assert_eq!((r.code, r.body.is_empty()), (200, true), "{r:?}");
+}
+
 /// RFC 3261 8.2 / 18.3: a request datagram that cannot be read (its body
 /// shorter than its Content-Length, no Call-ID) gets a 400 with what
 /// could be read of its Via, From, To, Call-ID and CSeq; an ACK or a
