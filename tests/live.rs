@@ -25,6 +25,20 @@ async fn count(pool: &sqlx::SqlitePool, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }
 
+/// Waits, at most `limit` on the test's clock, until `n` call attempts
+/// have ended: whether they did.
+async fn until_ended(pool: &sqlx::SqlitePool, n: i64, limit: Duration) -> bool {
+    until(limit, || async {
+        count(
+            pool,
+            "SELECT COUNT(*) FROM call_attempts WHERE outcome IS NOT NULL",
+        )
+        .await
+            >= n
+    })
+    .await
+}
+
 /// One agent through a whole call: log in (paused), ready, a call put
 /// through, hang-up, wrap-up, a callback disposition (the lead comes back
 /// at the agreed time), a pause with a reason, log-out. Every state change
@@ -1353,15 +1367,7 @@ async fn an_answer_with_no_usable_codec_is_hung_up_as_abandoned_not_bridged() {
     let (id, tok) = &l.agents[0];
     let db = pool(&l.db).await;
     assert!(
-        until(Duration::from_secs(20), || async {
-            count(
-                &db,
-                "SELECT COUNT(*) FROM call_attempts WHERE outcome IS NOT NULL",
-            )
-            .await
-                >= 2
-        })
-        .await,
+        until_ended(&db, 2, Duration::from_secs(20)).await,
         "no answered call ended ({})",
         sipp.errors()
     );
@@ -1435,15 +1441,7 @@ async fn a_key_pressed_during_the_abandoned_call_message_opts_the_number_out() {
         .await;
     assert_eq!(c, 200, "{v}");
     assert!(
-        until(Duration::from_secs(30), || async {
-            count(
-                &db,
-                "SELECT COUNT(*) FROM call_attempts WHERE outcome IS NOT NULL",
-            )
-            .await
-                >= 1
-        })
-        .await,
+        until_ended(&db, 1, Duration::from_secs(30)).await,
         "the call did not end"
     );
     // The writes are ordered: the opt-out is in before the attempt's end.

@@ -29,6 +29,14 @@ fn lead(i: u64, tz: Option<&str>) -> NewLead {
 }
 
 /// The stored row of `lead(i, ..)` in campaign `c`.
+/// Sample campaign `name` in the store, at time 0: its id.
+async fn upsert(store: &Store, name: &str) -> i64 {
+    store
+        .upsert_campaign(&campaign(name), 0)
+        .await
+        .expect("campaign")
+}
+
 async fn lead_row(store: &Store, c: i64, i: u64) -> Lead {
     store
         .lead_by_phone(c, &lead(i, None).phone)
@@ -454,14 +462,8 @@ async fn opening_twice_applies_migrations_once() {
 }
 
 async fn a_dnc_disposition_blocks_the_number_in_every_campaign(store: Store) {
-    let a = store
-        .upsert_campaign(&campaign("in-insurance-renewal"), 0)
-        .await
-        .expect("campaign");
-    let b = store
-        .upsert_campaign(&campaign("us-home-solar"), 0)
-        .await
-        .expect("campaign");
+    let a = upsert(&store, "in-insurance-renewal").await;
+    let b = upsert(&store, "us-home-solar").await;
     store
         .insert_leads(
             a,
@@ -514,14 +516,8 @@ store_test!(a_dnc_disposition_blocks_the_number_in_every_campaign);
 /// person erased since, it is audited and lists nothing (erasure already
 /// keeps the number from every dial); an unknown call is refused whole.
 async fn a_key_press_opt_out_lists_the_number_everywhere_and_is_audited(store: Store) {
-    let a = store
-        .upsert_campaign(&campaign("in-insurance-renewal"), 0)
-        .await
-        .expect("campaign");
-    let b = store
-        .upsert_campaign(&campaign("us-home-solar"), 0)
-        .await
-        .expect("campaign");
+    let a = upsert(&store, "in-insurance-renewal").await;
+    let b = upsert(&store, "us-home-solar").await;
     let leads = [lead(1, Some("Asia/Kolkata")), lead(2, Some("Asia/Kolkata"))];
     store.insert_leads(a, &leads, 0).await.expect("insert");
     store.insert_leads(b, &leads[..1], 0).await.expect("insert");

@@ -613,6 +613,17 @@ fn ok_from(inv: &Request, tag: &str, extra: &[(&str, &str)]) -> Response {
     r
 }
 
+/// The first response the endpoint sent since the last look.
+fn first_response(ep: &mut Endpoint) -> Response {
+    sent(ep)
+        .into_iter()
+        .find_map(|m| match m {
+            Message::Response(r) => Some(r),
+            _ => None,
+        })
+        .expect("a reply")
+}
+
 /// A request from the callee (tag `peer`) in the call's dialog.
 fn from_peer(inv: &Request, method: Method, cseq: u32) -> Request {
     let mut q = Request::new(method.clone(), "sip:dialler@127.0.0.1:5070");
@@ -1270,14 +1281,7 @@ fn a_refresh_below_our_min_se_gets_422_when_the_peer_can_retry() {
     update.headers.push("Supported", "timer");
     update.headers.push("Session-Expires", "60;refresher=uac");
     ep.handle_bytes(t0 + SECOND, &update.encode()).unwrap();
-    let out = sent(&mut ep);
-    let r = out
-        .iter()
-        .find_map(|m| match m {
-            Message::Response(r) => Some(r),
-            _ => None,
-        })
-        .expect("a reply");
+    let r = first_response(&mut ep);
     assert_eq!(r.code, 422, "{r:?}");
     assert_eq!(r.headers.get("Min-SE"), Some("90"));
     assert!(r.headers.get("Session-Expires").is_none());
@@ -1287,13 +1291,7 @@ fn a_refresh_below_our_min_se_gets_422_when_the_peer_can_retry() {
     again.headers.push("Session-Expires", "90;refresher=uac");
     again.headers.push("Min-SE", "90");
     ep.handle_bytes(t0 + 2 * SECOND, &again.encode()).unwrap();
-    let ok = sent(&mut ep)
-        .into_iter()
-        .find_map(|m| match m {
-            Message::Response(r) => Some(r),
-            _ => None,
-        })
-        .expect("a reply");
+    let ok = first_response(&mut ep);
     assert_eq!(ok.code, 200, "{ok:?}");
     assert_eq!(ok.headers.get("Session-Expires"), Some("90;refresher=uac"));
     assert_eq!(ok.headers.get("Require"), Some("timer"));
@@ -1301,13 +1299,7 @@ fn a_refresh_below_our_min_se_gets_422_when_the_peer_can_retry() {
     let mut old = from_peer(&inv, Method::Update, 4);
     old.headers.push("Session-Expires", "30");
     ep.handle_bytes(t0 + 3 * SECOND, &old.encode()).unwrap();
-    let ok = sent(&mut ep)
-        .into_iter()
-        .find_map(|m| match m {
-            Message::Response(r) => Some(r),
-            _ => None,
-        })
-        .expect("a reply");
+    let ok = first_response(&mut ep);
     assert_eq!(ok.code, 200, "{ok:?}");
     assert_eq!(ok.headers.get("Session-Expires"), Some("90;refresher=uas"));
 }
@@ -1363,13 +1355,7 @@ fn a_re_invite_that_accepts_no_sdp_gets_406() {
     let mut update = from_peer(&inv, Method::Update, 9);
     update.headers.push("Accept", "text/nobodyKnowsThis");
     ep.handle_bytes(t0 + 9 * SECOND, &update.encode()).unwrap();
-    let r = sent(&mut ep)
-        .into_iter()
-        .find_map(|m| match m {
-            Message::Response(r) => Some(r),
-            _ => None,
-        })
-        .expect("a reply");
+    let r = first_response(&mut ep);
     assert_eq!((r.code, r.body.is_empty()), (200, true), "{r:?}");
 }
 
