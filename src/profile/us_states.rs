@@ -8,7 +8,11 @@
 //! side). Holidays that some of these states also bar are not modelled.
 //!
 //! Kept to the statutes we could name; a state missing here is dialled
-//! on the federal hours.
+//! on the federal hours. Where only a secondary source could be read
+//! (AL's live-call rule, KY, WY, OR: said beside each), the stricter
+//! reading is kept, as a rule wrongly kept only costs calls; SD's
+//! weekday-only rule is for automated dialing systems, which a
+//! predictive dialler is taken to be.
 
 use super::{DayWindow, WeekPlan, every_day};
 
@@ -148,6 +152,59 @@ const RULES: &[StateRule] = &[
         per_24h: None,
     },
     StateRule {
+        state: "AL",
+        law: "Ala. Admin. Code r. 770-X-5-.17 (automated calls; live calls per secondary sources): 08:00-20:00, not on Sunday (holidays, also barred, are not modelled)",
+        area_codes: &[205, 251, 256, 334, 483, 659, 938],
+        plan: not_sunday(DayWindow::hm((8, 0), (20, 0))),
+        per_24h: None,
+    },
+    StateRule {
+        state: "KY",
+        law: "KRS 367.46955 (per secondary sources): 10:00-21:00",
+        area_codes: &[270, 364, 502, 606, 859],
+        plan: every_day(DayWindow::hm((10, 0), (21, 0))),
+        per_24h: None,
+    },
+    StateRule {
+        state: "NM",
+        law: "NMSA 1978 57-12-22(B): 09:00-21:00",
+        area_codes: &[505, 575, 957],
+        plan: every_day(DayWindow::hm((9, 0), (21, 0))),
+        per_24h: None,
+    },
+    StateRule {
+        state: "SD",
+        law: "SDCL 37-30-28 (automated telephone dialing systems): weekdays 09:00-21:00; SDCL 37-30A-3: not on Sunday",
+        area_codes: &[605],
+        plan: {
+            let day = DayWindow::hm((9, 0), (21, 0));
+            [
+                Some(day),
+                Some(day),
+                Some(day),
+                Some(day),
+                Some(day),
+                None,
+                None,
+            ]
+        },
+        per_24h: None,
+    },
+    StateRule {
+        state: "WY",
+        law: "Wyo. Stat. 40-12-302(d) (per secondary sources): 08:00-20:00",
+        area_codes: &[307],
+        plan: EIGHT_TO_EIGHT,
+        per_24h: None,
+    },
+    StateRule {
+        state: "OR",
+        law: "ORS 646.563 as amended by Or. Laws 2025 ch. 580 (HB 3865, from 2026-01-01; per secondary sources): 08:00-20:00, at most 3 calls in 24 hours",
+        area_codes: &[458, 503, 541, 971],
+        plan: EIGHT_TO_EIGHT,
+        per_24h: Some(3),
+    },
+    StateRule {
         state: "MN",
         law: "Minn. Stat. 325E.27: 09:00-21:00",
         area_codes: &[218, 320, 507, 612, 651, 763, 952],
@@ -201,6 +258,39 @@ mod tests {
         assert_eq!(calls_per_24h(13_055_550_123), Some(3), "Florida");
         assert_eq!(calls_per_24h(14_105_550_123), Some(3), "Maryland");
         assert_eq!(calls_per_24h(12_145_550_123), None, "Texas");
+    }
+
+    /// The states added from their statutes (and, where only those could
+    /// be read, secondary sources): a window per number's area code.
+    #[test]
+    fn the_narrower_states_keep_their_windows() {
+        let nine_to_nine = Some(DayWindow::hm((9, 0), (21, 0)));
+        let alabama = hours_of(12_055_550_123).expect("Alabama");
+        assert_eq!(
+            (alabama.0, alabama.2[0], alabama.2[6]),
+            ("AL", Some(DayWindow::hm((8, 0), (20, 0))), None)
+        );
+        assert_eq!(
+            hours_of(15_025_550_123).expect("Kentucky").2[2],
+            Some(DayWindow::hm((10, 0), (21, 0)))
+        );
+        assert_eq!(
+            hours_of(15_055_550_123).expect("New Mexico").2[6],
+            nine_to_nine
+        );
+        let dakota = hours_of(16_055_550_123).expect("South Dakota").2;
+        assert_eq!(
+            (dakota[4], dakota[5], dakota[6]),
+            (nine_to_nine, None, None)
+        );
+        assert_eq!(hours_of(13_075_550_123).expect("Wyoming").2, EIGHT_TO_EIGHT);
+        assert_eq!(hours_of(15_035_550_123).expect("Oregon").2, EIGHT_TO_EIGHT);
+        assert_eq!(calls_per_24h(15_415_550_123), Some(3), "Oregon");
+        assert_eq!(
+            hours_of(17_015_550_123),
+            None,
+            "North Dakota keeps 08:00-21:00"
+        );
     }
 
     /// Every state's hours lie within the federal hours (they may only
