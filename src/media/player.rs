@@ -47,14 +47,14 @@ pub async fn play_counted(
     payload_type: u8,
     stats: Option<&Mutex<LegStats>>,
 ) -> Result<Played, MediaError> {
-    play_listening(socket, dest, samples, payload_type, None, stats)
+    play_listening(socket, dest, samples, payload_type, &[], stats)
         .await
         .map(|(played, _)| played)
 }
 
 /// [`play_counted`], listening to the leg as it plays when `events` (the
-/// payload type the far end's SDP maps to telephone-event, RFC 4733) is
-/// given: the first key the far end presses stops the prompt at once and
+/// payload types that carry telephone-events on it, RFC 4733) is not
+/// empty: the first key the far end presses stops the prompt at once and
 /// is returned with what was sent. Packets that arrived before the prompt
 /// began count too: a key pressed while the person waited in silence is
 /// as much a request as one pressed during the message. What arrives is
@@ -65,7 +65,7 @@ pub async fn play_listening(
     dest: SocketAddr,
     samples: &[i16],
     payload_type: u8,
-    events: Option<u8>,
+    events: &[u8],
     stats: Option<&Mutex<LegStats>>,
 ) -> Result<(Played, Option<char>), MediaError> {
     let ssrc: u32 = rand::random();
@@ -80,31 +80,16 @@ pub async fn play_listening(
     let mut inbound = [0u8; 2048];
     // Stops listening when the socket fails to read (it would fail again
     // at once); the prompt still plays to its end.
-    let mut listening = events.is_some();
+    let mut listening = !events.is_empty();
     let played = |packets| Played {
         packets,
         elapsed: start.elapsed(),
     };
     loop {
         tokio::select! {
+            // The prompt's tick first: a flood of packets from the far end
+            // cannot hold the message back.
             biased;
-            r = socket.recv_from(&mut inbound), if listening => {
-                let Ok((n, _)) = r else {
-                    listening = false;
-                    continue;
-                };
-                let Ok(p) = Packet::parse(&inbound[..n]) else {
-                    continue;
-                };
-                if let Some(st) = stats {
-                    count_received(st, &p, events, start);
-                }
-                if Some(p.payload_type) == events
-                    && let Some(key) = detector.packet(&p)
-                {
-                    return Ok((played(packets), Some(key)));
-                }
-            }
             _ = tick.tick() => {
                 let Some(frame) = frames.next() else {
                     return Ok((played(packets), None));
@@ -124,8 +109,24 @@ pub async fn play_listening(
                         tokio::time::Instant::now().into_std(),
                     );
                 }
-                if events.is_none() && frames.len() == 0 {
+                if events.is_empty() && frames.len() == 0 {
                     return Ok((played(packets), None));
+                }
+            }
+            r = socket.recv_from(&mut inbound), if listening => {
+                let Ok((n, _)) = r else {
+                    listening = false;
+                    continue;
+                };
+                let Ok(p) = Packet::parse(&inbound[..n]) else {
+                    continue;
+                };
+                let event = events.contains(&p.payload_type);
+                if let Some(st) = stats {
+                    count_received(st, &p, event.then_some(p.payload_type), start);
+                }
+                if event && let Some(key) = detector.packet(&p) {
+                    return Ok((played(packets), Some(key)));
                 }
             }
         }
@@ -277,7 +278,7 @@ mod tests {
                 .unwrap();
         };
         let (r, ()) = tokio::join!(
-            play_listening(&us, dest, &prompt, 0, Some(101), Some(&stats)),
+            play_listening(&us, dest, &prompt, 0, &[101], Some(&stats)),
             far_end
         );
         let (played, key) = r.unwrap();
@@ -301,7 +302,7 @@ mod tests {
             .await
             .unwrap();
         let prompt = generated_prompt(0.2);
-        let (played, key) = play_listening(&us, dest, &prompt, 8, None, None)
+        let (played, key) = play_listening(&us, dest, &prompt, 8, &[], None)
             .await
             .unwrap();
         assert_eq!((played.packets, key), (10, None));

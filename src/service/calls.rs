@@ -314,6 +314,11 @@ impl Driver {
                 .and_then(sdp::Media::codec)
                 .unwrap_or(sdp::PT_PCMU);
             c.dtmf_pt = media.as_ref().and_then(|m| m.telephone_event);
+            // What came before the answer (early media, a ringback) is
+            // stale and would fill the socket's buffer: dropped, so what
+            // the person sends from now on (a key pressed while waiting
+            // for an agent) has room, and an agent is not played old audio.
+            drain(&c.rtp);
             // The leg's RTCP session, from the answer to the end.
             if let Some(m) = &media
                 && c.rtcp_stop.is_none()
@@ -558,19 +563,16 @@ impl Driver {
         });
     }
 
-    /// The called party of an abandoned call pressed a key during the
-    /// message: the number goes on the internal do-not-call list (see
-    /// [`crate::store::Store::opt_out_by_key`]); the player hangs up.
-    pub(super) fn opt_out_key(&mut self, call: CallId) {
-        let Some(c) = self.calls.get(&call) else {
-            return;
-        };
-        let Some(attempt_id) = c.attempt_id else {
-            return;
-        };
+    /// The called party of abandoned call `attempt_id` (number masked as
+    /// `phone`) pressed a key during the message: the number goes on the
+    /// internal do-not-call list (see
+    /// [`crate::store::Store::opt_out_by_key`]); the player hangs up. Taken
+    /// whether or not the call is still here (its far end may have hung up
+    /// as it pressed).
+    pub(super) fn opt_out_key(&mut self, attempt_id: i64, phone: &str) {
         tracing::info!(
             campaign = %self.campaign.name,
-            phone = %phone::mask(&c.lead.lead.phone),
+            phone,
             call_id = attempt_id,
             "the called party pressed a key to opt out during the abandoned-call message"
         );
@@ -610,9 +612,15 @@ impl Driver {
         let stats = c.leg_stats.clone();
         // Any key pressed from the answer to the message's end asks for no
         // more calls (47 CFR 64.1200(a)(7)(i)(B)'s automated opt-out); it
-        // can only add protection, so every campaign listens. An answer
-        // without telephone-event (RFC 4733) has no keys to read.
-        let events = c.dtmf_pt;
+        // can only add protection, so every campaign listens. Keys come as
+        // RFC 4733 telephone-events in the payload type our offer gave
+        // them (the far end sends with the receiver's numbers, RFC 3264
+        // 6.1), or in the answer's own where a far end numbers them so.
+        let events: Vec<u8> = [Some(sdp::PT_TELEPHONE_EVENT), c.dtmf_pt]
+            .into_iter()
+            .flatten()
+            .collect();
+        let opt_out = c.attempt_id.map(|id| (id, phone::mask(&c.lead.lead.phone)));
         let me = self.me.clone();
         // The abandon was queued just before this command; its row is
         // awaited only after the hang-up, to say if it failed.
@@ -624,13 +632,13 @@ impl Driver {
                     to,
                     &prompt,
                     codec,
-                    events,
+                    &events,
                     Some(&stats),
                 )
                 .await;
                 // The digit itself is never logged or kept: any key opts out.
-                if let Ok((_, Some(_))) = played {
-                    let _ = me.send(Input::OptOutKey { call });
+                if let (Ok((_, Some(_))), Some((attempt_id, phone))) = (played, opt_out) {
+                    let _ = me.send(Input::OptOutKey { attempt_id, phone });
                 }
             }
             let _ = ctrl.send(Ctrl::Hangup);
@@ -667,6 +675,17 @@ impl Driver {
             self.try_finish(call);
         }
         n
+    }
+}
+
+/// Drops what is queued on `socket` now (at most a few thousand
+/// datagrams, so a flood cannot hold the caller).
+fn drain(socket: &UdpSocket) {
+    let mut buf = [0u8; 2048];
+    for _ in 0..4096 {
+        if socket.try_recv_from(&mut buf).is_err() {
+            break;
+        }
     }
 }
 

@@ -159,8 +159,10 @@ pub enum Input {
     /// The called party of an abandoned call pressed a key during the
     /// message: an opt-out (which key is not kept).
     OptOutKey {
-        /// The call.
-        call: CallId,
+        /// The call's attempt.
+        attempt_id: i64,
+        /// Its number, masked for the log.
+        phone: String,
     },
     /// A disposition was written: wrap-up is over.
     WrapUpDone {
@@ -512,7 +514,7 @@ impl Driver {
                 reply,
             } => self.send_dtmf(&agent, digits, reply),
             Input::DtmfHeard { call, digit } => self.dtmf_heard(call, digit),
-            Input::OptOutKey { call } => self.opt_out_key(call),
+            Input::OptOutKey { attempt_id, phone } => self.opt_out_key(attempt_id, &phone),
             Input::WrapUpDone {
                 agent,
                 contact,

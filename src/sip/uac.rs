@@ -923,10 +923,10 @@ fn accepts_sdp(headers: &Headers) -> bool {
     if headers.get("Accept").is_none() {
         return true;
     }
-    headers
+    let ranges: Vec<(String, bool)> = headers
         .get_all("Accept")
         .flat_map(|v| v.split(','))
-        .any(|range| {
+        .map(|range| {
             let mut parts = range.split(';');
             let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
             let refused = parts.any(|p| {
@@ -935,8 +935,15 @@ fn accepts_sdp(headers: &Headers) -> bool {
                         && v.trim().parse::<f64>().is_ok_and(|q| q <= 0.0)
                 })
             });
-            !refused && matches!(media.as_str(), "application/sdp" | "application/*" | "*/*")
+            (media, refused)
         })
+        .collect();
+    // The most specific range that covers SDP decides (RFC 9110 12.5.1):
+    // `application/sdp;q=0` refuses it whatever a wildcard says.
+    ["application/sdp", "application/*", "*/*"]
+        .iter()
+        .find_map(|m| ranges.iter().find(|(r, _)| r == m))
+        .is_some_and(|(_, refused)| !refused)
 }
 
 /// The parameters of a call taken back only to end it (after a crash, or

@@ -1286,7 +1286,26 @@ fn a_refresh_below_our_min_se_gets_422_when_the_peer_can_retry() {
     assert_eq!(r.headers.get("Min-SE"), Some("90"));
     assert!(r.headers.get("Session-Expires").is_none());
     assert!(ep.poll_event().is_none(), "nothing changed");
-    let mut again = from_peer(&inv, Method::Update, 3);
+    // A re-INVITE likewise: its retransmission gets the same 422, and the
+    // ACK for it is taken without a reply.
+    let mut reinvite = from_peer(&inv, Method::Invite, 20);
+    reinvite
+        .headers
+        .push("Contact", "<sip:peer@127.0.0.1:5060>");
+    reinvite.headers.push("Supported", "timer");
+    reinvite.headers.push("Session-Expires", "89");
+    for _ in 0..2 {
+        ep.handle_bytes(t0 + SECOND, &reinvite.encode()).unwrap();
+        let r = first_response(&mut ep);
+        assert_eq!((r.code, r.headers.get("Min-SE")), (422, Some("90")));
+    }
+    let mut ack = from_peer(&inv, Method::Ack, 20);
+    ack.headers
+        .set("Via", "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKp20INVITE");
+    ep.handle_bytes(t0 + SECOND, &ack.encode()).unwrap();
+    assert!(sent(&mut ep).is_empty());
+    assert!(ep.poll_event().is_none(), "nothing changed");
+    let mut again = from_peer(&inv, Method::Update, 21);
     again.headers.push("Supported", "timer");
     again.headers.push("Session-Expires", "90;refresher=uac");
     again.headers.push("Min-SE", "90");
@@ -1296,7 +1315,7 @@ fn a_refresh_below_our_min_se_gets_422_when_the_peer_can_retry() {
     assert_eq!(ok.headers.get("Session-Expires"), Some("90;refresher=uac"));
     assert_eq!(ok.headers.get("Require"), Some("timer"));
     // Without timer support: raised, not refused.
-    let mut old = from_peer(&inv, Method::Update, 4);
+    let mut old = from_peer(&inv, Method::Update, 22);
     old.headers.push("Session-Expires", "30");
     ep.handle_bytes(t0 + 3 * SECOND, &old.encode()).unwrap();
     let ok = first_response(&mut ep);
@@ -1315,6 +1334,7 @@ fn a_re_invite_that_accepts_no_sdp_gets_406() {
     let cases = [
         ("text/nobodyKnowsThis", 406),
         ("application/sdp;q=0, text/plain", 406),
+        ("application/sdp;q=0, */*", 406),
         ("text/plain, application/sdp;q=0.5", 200),
         ("application/*", 200),
     ];
