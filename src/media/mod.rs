@@ -13,6 +13,7 @@ pub mod ports;
 pub mod relay;
 pub mod rtcp;
 pub mod rtp;
+pub mod tones;
 pub mod wav;
 pub mod webrtc;
 

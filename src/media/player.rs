@@ -13,6 +13,7 @@ use super::MediaError;
 use super::dtmf::Detector;
 use super::rtcp::LegStats;
 use super::rtp::{Packet, Packetizer, SAMPLES_PER_PACKET};
+use super::tones::InBand;
 
 /// The packet interval.
 pub const PTIME: Duration = Duration::from_millis(20);
@@ -47,15 +48,16 @@ pub async fn play_counted(
     payload_type: u8,
     stats: Option<&Mutex<LegStats>>,
 ) -> Result<Played, MediaError> {
-    play_listening(socket, dest, samples, payload_type, &[], stats)
+    play_listening(socket, dest, samples, payload_type, &[], false, stats)
         .await
         .map(|(played, _)| played)
 }
 
 /// [`play_counted`], listening to the leg as it plays when `events` (the
 /// payload types that carry telephone-events on it, RFC 4733) is not
-/// empty: the first key the far end presses stops the prompt at once and
-/// is returned with what was sent. Packets that arrived before the prompt
+/// empty, or `tones` (keys sounded in the G.711 audio itself,
+/// [`super::tones`]): the first key the far end presses stops the prompt
+/// at once and is returned with what was sent. Packets that arrived before the prompt
 /// began count too: a key pressed while the person waited in silence is
 /// as much a request as one pressed during the message. What arrives is
 /// counted in `stats` for the leg's receiver reports. After the last
@@ -66,6 +68,7 @@ pub async fn play_listening(
     samples: &[i16],
     payload_type: u8,
     events: &[u8],
+    tones: bool,
     stats: Option<&Mutex<LegStats>>,
 ) -> Result<(Played, Option<char>), MediaError> {
     let ssrc: u32 = rand::random();
@@ -77,10 +80,12 @@ pub async fn play_listening(
     let mut frames = samples.chunks(SAMPLES_PER_PACKET);
     let mut packets = 0;
     let mut detector = Detector::default();
+    let mut in_band = InBand::default();
+    let mut audio = Vec::with_capacity(SAMPLES_PER_PACKET);
     let mut inbound = [0u8; 2048];
     // Stops listening when the socket fails to read (it would fail again
     // at once); the prompt still plays to its end.
-    let mut listening = !events.is_empty();
+    let mut listening = !events.is_empty() || tones;
     let played = |packets| Played {
         packets,
         elapsed: start.elapsed(),
@@ -109,7 +114,7 @@ pub async fn play_listening(
                         tokio::time::Instant::now().into_std(),
                     );
                 }
-                if events.is_empty() && frames.len() == 0 {
+                if !listening && frames.len() == 0 {
                     return Ok((played(packets), None));
                 }
             }
@@ -125,7 +130,17 @@ pub async fn play_listening(
                 if let Some(st) = stats {
                     count_received(st, &p, event.then_some(p.payload_type), start);
                 }
-                if event && let Some(key) = detector.packet(&p) {
+                let key = if event {
+                    detector.packet(&p)
+                } else if tones {
+                    audio.clear();
+                    super::g711::decode(p.payload_type, p.payload, &mut audio)
+                        .ok()
+                        .and_then(|()| in_band.feed(&audio))
+                } else {
+                    None
+                };
+                if let Some(key) = key {
                     return Ok((played(packets), Some(key)));
                 }
             }
@@ -278,7 +293,7 @@ mod tests {
                 .unwrap();
         };
         let (r, ()) = tokio::join!(
-            play_listening(&us, dest, &prompt, 0, &[101], Some(&stats)),
+            play_listening(&us, dest, &prompt, 0, &[101], false, Some(&stats)),
             far_end
         );
         let (played, key) = r.unwrap();
@@ -289,6 +304,50 @@ mod tests {
             played.packets
         );
         assert_eq!(stats.lock().unwrap().received.packets, 12);
+    }
+
+    /// A key sounded in the far end's PCMU audio (no telephone-events) is
+    /// heard when tones are listened for, after its two 20 ms blocks.
+    #[tokio::test]
+    async fn a_key_sounded_in_the_audio_stops_the_prompt() {
+        let far = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let us = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let (dest, ours) = (far.local_addr().unwrap(), us.local_addr().unwrap());
+        let prompt = generated_prompt(5.0);
+        // 100 ms of silence, then the pair for 7: already waiting when the
+        // prompt starts, as a key pressed during the wait for an agent.
+        for seq in 0..12u16 {
+            let samples: Vec<i16> = (0..SAMPLES_PER_PACKET)
+                .map(|i| {
+                    if seq < 5 {
+                        return 0;
+                    }
+                    let t = (usize::from(seq) * SAMPLES_PER_PACKET + i) as f64 / 8000.0;
+                    (4000.0
+                        * ((std::f64::consts::TAU * 852.0 * t).sin()
+                            + (std::f64::consts::TAU * 1209.0 * t).sin()))
+                        as i16
+                })
+                .collect();
+            let mut payload = Vec::new();
+            crate::media::g711::encode(0, &samples, &mut payload).unwrap();
+            let mut out = Vec::new();
+            Packet {
+                payload_type: 0,
+                marker: false,
+                sequence: seq,
+                timestamp: u32::from(seq) * 160,
+                ssrc: 0x1234,
+                payload: &payload,
+            }
+            .write(&mut out);
+            far.send_to(&out, ours).await.unwrap();
+        }
+        let (played, key) = play_listening(&us, dest, &prompt, 0, &[101], true, None)
+            .await
+            .unwrap();
+        assert_eq!(key, Some('7'));
+        assert!(played.packets < 5, "{}", played.packets);
     }
 
     /// Without telephone-events in the answer nothing is read: the prompt
@@ -302,7 +361,7 @@ mod tests {
             .await
             .unwrap();
         let prompt = generated_prompt(0.2);
-        let (played, key) = play_listening(&us, dest, &prompt, 8, &[], None)
+        let (played, key) = play_listening(&us, dest, &prompt, 8, &[], false, None)
             .await
             .unwrap();
         assert_eq!((played.packets, key), (10, None));
