@@ -441,6 +441,10 @@ struct SandboxArgs {
     /// during the abandoned-call message.
     #[arg(long, value_parser = key_arg)]
     press_key: Option<char>,
+    /// Sound `--press-key` as its two tones in the audio, and answer with
+    /// no telephone-event (a line without RFC 4733).
+    #[arg(long)]
+    keys_as_tones: bool,
 }
 
 #[derive(Subcommand)]
@@ -1217,6 +1221,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 talk_mean: secs(a.talk_mean),
                 seed: a.seed,
                 press_key: a.press_key,
+                keys_as_tones: a.keys_as_tones,
                 ..Default::default()
             };
             let sip = tokio::net::UdpSocket::bind(a.bind)

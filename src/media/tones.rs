@@ -36,6 +36,27 @@ const SHARE: f64 = 0.7;
 /// scale (a sine of amplitude 500).
 const FLOOR: f64 = 500.0 * 500.0 / 2.0;
 
+/// The pair of `key` (0-9, *, #, A-D) from sample `from` of the press on,
+/// into `out` (each tone at about -10 dBm0, as a keypad sends); false for
+/// a character that is not a key.
+pub fn sound(key: char, from: usize, out: &mut [i16]) -> bool {
+    let key = key.to_ascii_uppercase();
+    let Some((r, c)) = (0..4)
+        .flat_map(|r| (0..4).map(move |c| (r, c)))
+        .find(|&(r, c)| KEYS[r][c] == key)
+    else {
+        return false;
+    };
+    for (i, o) in out.iter_mut().enumerate() {
+        let t = (from + i) as f64 / 8000.0;
+        let v = 4000.0
+            * ((std::f64::consts::TAU * ROWS[r] * t).sin()
+                + (std::f64::consts::TAU * COLS[c] * t).sin());
+        *o = v as i16;
+    }
+    true
+}
+
 /// Tells the keys sounded in a stream of samples.
 #[derive(Debug, Default)]
 pub struct InBand {
@@ -133,6 +154,15 @@ mod tests {
 
     fn silence(ms: usize) -> Vec<i16> {
         vec![0; ms * 8]
+    }
+
+    /// What [`sound`] makes is heard as its key.
+    #[test]
+    fn a_sounded_key_is_heard() {
+        let mut samples = vec![0i16; 800];
+        assert!(sound('#', 0, &mut samples));
+        assert_eq!(InBand::default().feed(&samples), Some('#'));
+        assert!(!sound('x', 0, &mut samples));
     }
 
     /// Each key is told once however long it is held, in any chunking,

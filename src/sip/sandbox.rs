@@ -64,6 +64,10 @@ pub struct SandboxConfig {
     /// sound from a caller's media source: as a person asks for no more
     /// calls during an abandoned-call message.
     pub press_key: Option<char>,
+    /// Keys are sounded as tones in the audio (100 ms of the pair in place
+    /// of what is echoed) and the answer offers no telephone-event, as a
+    /// line whose gateway does not do RFC 4733.
+    pub keys_as_tones: bool,
 }
 
 /// Packets of sound (20 ms each) heard before [`SandboxConfig::press_key`]
@@ -87,6 +91,7 @@ impl Default for SandboxConfig {
             timers: Timers::default(),
             max_ring: Duration::from_secs(180),
             press_key: None,
+            keys_as_tones: false,
         }
     }
 }
@@ -161,6 +166,27 @@ fn voiced(packet: &[u8]) -> bool {
         return false;
     }
     samples.iter().any(|s| s.unsigned_abs() > 328)
+}
+
+/// Packets (20 ms each) a press sounded as tones lasts.
+const TONE_PACKETS: usize = 5;
+
+/// Puts packet `k` of a press of `digit` sounded as tones in place of
+/// G.711 packet `packet`'s audio (its payload type and length kept).
+fn sound_key(packet: &mut [u8], digit: char, k: usize) {
+    let Ok(p) = crate::media::rtp::Packet::parse(packet) else {
+        return;
+    };
+    let (pt, len) = (p.payload_type, p.payload.len());
+    let mut samples = vec![0i16; len];
+    let mut payload = Vec::with_capacity(len);
+    if !crate::media::tones::sound(digit, k * len, &mut samples)
+        || crate::media::g711::encode(pt, &samples, &mut payload).is_err()
+    {
+        return;
+    }
+    let start = packet.len() - len;
+    packet[start..].copy_from_slice(&payload);
 }
 
 /// The packets of one press of `digit` (RFC 4733 2.5): the start with the
@@ -350,7 +376,9 @@ impl Sandbox {
             // Telephone-events too when offered under our number for them
             // (RFC 4733), as a carrier's media gateway answers.
             let mut answer = vec![codec];
-            if offer.and_then(|m| m.telephone_event) == Some(sdp::PT_TELEPHONE_EVENT) {
+            if offer.and_then(|m| m.telephone_event) == Some(sdp::PT_TELEPHONE_EVENT)
+                && !self.cfg.keys_as_tones
+            {
                 answer.push(sdp::PT_TELEPHONE_EVENT);
             }
             r.body = sdp::audio(1, self.media, &answer).into_bytes();
@@ -763,8 +791,10 @@ pub async fn serve_with_rtcp(
     cfg: SandboxConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<SandboxStats, SipError> {
-    let press_key = cfg.press_key;
+    let (press_key, keys_as_tones) = (cfg.press_key, cfg.keys_as_tones);
     let mut heard: HashMap<SocketAddr, u64> = HashMap::new();
+    // Per source: how many of the press's packets are sounded so far.
+    let mut sounding: HashMap<SocketAddr, usize> = HashMap::new();
     let mut keys = 0u64;
     let mut sb = Sandbox::new(cfg, sip.local_addr()?, rtp.local_addr()?);
     let mut buf = vec![0u8; message::MAX_MESSAGE];
@@ -791,11 +821,21 @@ pub async fn serve_with_rtcp(
                             && *h == PRESS_AFTER
                         {
                             keys += 1;
-                            let ssrc = 0x5A4D_0000 | u32::from(from.port());
-                            for p in key_press(digit, ssrc, 1) {
-                                let _ = rtp.send_to(&p, from).await;
+                            if keys_as_tones {
+                                sounding.insert(from, 0);
+                            } else {
+                                let ssrc = 0x5A4D_0000 | u32::from(from.port());
+                                for p in key_press(digit, ssrc, 1) {
+                                    let _ = rtp.send_to(&p, from).await;
+                                }
                             }
                         }
+                    }
+                    if let (Some(digit), Some(k)) = (press_key, sounding.get_mut(&from))
+                        && *k < TONE_PACKETS
+                    {
+                        sound_key(&mut rtp_buf[..n], digit, *k);
+                        *k += 1;
                     }
                     let _ = rtp.send_to(&rtp_buf[..n], from).await;
                 }
