@@ -533,8 +533,9 @@ impl ClientTx {
     }
 }
 
-/// A 2xx we sent to a re-INVITE, retransmitted on timer G until its ACK
-/// comes (RFC 3261 13.3.1.4); without one by timer H the call is ended.
+/// A final response we sent to a re-INVITE, retransmitted on timer G
+/// over UDP until its ACK comes (a 2xx: RFC 3261 13.3.1.4, the call ended
+/// without one by timer H; a refusal: 17.2.1, given up at timer H).
 #[derive(Debug)]
 struct ServerOk {
     to: ReplyTo,
@@ -545,6 +546,8 @@ struct ServerOk {
     /// The re-INVITE had no offer, so the 2xx carried ours and the ACK
     /// brings the answer (RFC 3261 14.2, RFC 3264 5).
     offered: bool,
+    /// A 2xx (else a refusal, 300-699).
+    success: bool,
 }
 
 /// A dialog a forked 2xx created that the call does not keep: it is ACKed
@@ -2430,6 +2433,45 @@ impl Call {
         bytes
     }
 
+    /// Keeps the final response `bytes` to re-INVITE `n` for timers G and H
+    /// (see [`ServerOk`]).
+    fn keep_final(
+        &mut self,
+        now: Instant,
+        n: u32,
+        bytes: Vec<u8>,
+        success: bool,
+        offered: bool,
+        out: &mut Out<'_>,
+    ) {
+        let t = out.cfg.timers;
+        self.reinvite_ok = Some(ServerOk {
+            to: out.source,
+            cseq: n,
+            bytes,
+            next_g: (!out.cfg.transport.reliable()).then(|| (now + t.t1, t.t1)),
+            timer_h: now + 64 * t.t1,
+            offered,
+            success,
+        });
+    }
+
+    /// Refuses a re-INVITE or UPDATE with `r`; a re-INVITE's refusal is
+    /// kept for timers G and H until its ACK (RFC 3261 17.2.1).
+    fn refuse_session(
+        &mut self,
+        now: Instant,
+        req: &Request,
+        n: u32,
+        r: Response,
+        out: &mut Out<'_>,
+    ) {
+        let bytes = self.reply(req, n, r, out);
+        if req.method == Method::Invite {
+            self.keep_final(now, n, bytes, false, false, out);
+        }
+    }
+
     /// A re-INVITE or UPDATE from the peer: a new offer (hold, resume, new
     /// address) or a session refresh.
     fn on_session_request(&mut self, now: Instant, req: &Request, n: u32, out: &mut Out<'_>) {
@@ -2444,7 +2486,7 @@ impl Call {
         {
             let mut r = Response::to(req, 415, "Unsupported Media Type", None);
             r.headers.push("Accept", "application/sdp");
-            self.reply(req, n, r, out);
+            self.refuse_session(now, req, n, r, out);
             return;
         }
         // Our answer (or, to an offerless re-INVITE, our offer) is SDP: a
@@ -2453,7 +2495,7 @@ impl Call {
         let answers_with_sdp = !req.body.is_empty() || req.method == Method::Invite;
         if answers_with_sdp && !accepts_sdp(&req.headers) {
             let r = Response::to(req, 406, "Not Acceptable", None);
-            self.reply(req, n, r, out);
+            self.refuse_session(now, req, n, r, out);
             return;
         }
         // A peer that does not say it supports timers cannot refresh: we
@@ -2473,7 +2515,7 @@ impl Call {
         {
             let mut r = Response::to(req, 422, "Session Interval Too Small", None);
             r.headers.push("Min-SE", MIN_SE.to_string());
-            self.reply(req, n, r, out);
+            self.refuse_session(now, req, n, r, out);
             return;
         }
         let offer = if req.body.is_empty() {
@@ -2485,7 +2527,7 @@ impl Call {
                     let mut r = Response::to(req, 488, "Not Acceptable Here", None);
                     r.headers
                         .push("Warning", "304 dialler \"no usable audio stream\"");
-                    self.reply(req, n, r, out);
+                    self.refuse_session(now, req, n, r, out);
                     return;
                 }
             }
@@ -2497,7 +2539,7 @@ impl Call {
                     let mut r = Response::to(req, 488, "Not Acceptable Here", None);
                     r.headers
                         .push("Warning", "305 dialler \"only PCMU and PCMA\"");
-                    self.reply(req, n, r, out);
+                    self.refuse_session(now, req, n, r, out);
                     return;
                 }
             },
@@ -2545,15 +2587,7 @@ impl Call {
         // where the dialog's requests go from now on.
         self.refresh_target(req.headers.get("Contact"));
         if req.method == Method::Invite {
-            let t = out.cfg.timers;
-            self.reinvite_ok = Some(ServerOk {
-                to: out.source,
-                cseq: n,
-                bytes,
-                next_g: (!out.cfg.transport.reliable()).then(|| (now + t.t1, t.t1)),
-                timer_h: now + 64 * t.t1,
-                offered: offer.is_none(),
-            });
+            self.keep_final(now, n, bytes, true, offer.is_none(), out);
         }
         if let Some(m) = offer {
             out.events
@@ -2660,7 +2694,9 @@ impl Call {
                 }
             }
             Method::Invite | Method::Update if self.state == State::Confirmed => {
-                if self.reinvite_ok.is_some() && req.method == Method::Invite {
+                if self.reinvite_ok.as_ref().is_some_and(|ok| ok.success)
+                    && req.method == Method::Invite
+                {
                     // RFC 3261 14.2: an INVITE while ours awaits its ACK.
                     let mut r = Response::to(req, 500, "Server Internal Error", None);
                     r.headers.push("Retry-After", "1");
@@ -2671,7 +2707,7 @@ impl Call {
                     // Glare (RFC 3261 14.2, RFC 3311 5.2): our refresh's
                     // offer is out; the peer tries again later.
                     let r = Response::to(req, 491, "Request Pending", None);
-                    self.reply(req, n, r, out);
+                    self.refuse_session(now, req, n, r, out);
                     return;
                 }
                 self.on_session_request(now, req, n, out);
@@ -2773,9 +2809,11 @@ impl Call {
         let refresh_failed = self.retransmit(now, out);
         if let Some(ok) = &mut self.reinvite_ok {
             if ok.timer_h <= now {
-                // RFC 3261 13.3.1.4: no ACK for our 2xx: end the session.
+                // RFC 3261 13.3.1.4: no ACK for our 2xx: end the session;
+                // for a refusal the transaction is over (17.2.1).
+                let success = ok.success;
                 self.reinvite_ok = None;
-                if self.state == State::Confirmed {
+                if success && self.state == State::Confirmed {
                     tracing::warn!(call_id = %self.call_id, "no ACK to our 2xx of a re-INVITE: hanging up");
                     self.summary.hangup = Some(Side::Local);
                     self.send_bye(now, out);

@@ -1379,6 +1379,52 @@ fn a_re_invite_that_accepts_no_sdp_gets_406() {
     assert_eq!((r.code, r.body.is_empty()), (200, true), "{r:?}");
 }
 
+/// RFC 3261 17.2.1: over UDP a refusal of a re-INVITE (here 488, no
+/// usable codec) is sent again on timer G until its ACK, then no more; one
+/// never ACKed is given up at timer H without ending the call (a 2xx's
+/// missing ACK ends it; a refusal's does not).
+#[test]
+fn a_refused_re_invite_is_retransmitted_until_its_ack() {
+    let (mut ep, t0, inv) = answered(Transport::Udp, &[]);
+    let refuse = |ep: &mut Endpoint, cseq: u32| {
+        let mut q = from_peer(&inv, Method::Invite, cseq);
+        q.headers.push("Contact", "<sip:peer@127.0.0.1:5060>");
+        q.headers.push("Content-Type", "application/sdp");
+        q.body = b"v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 18\r\n".to_vec();
+        ep.handle_bytes(t0 + SECOND, &q.encode()).unwrap();
+        assert_eq!(first_response(ep).code, 488);
+    };
+    refuse(&mut ep, 2);
+    let again = |out: &[(Instant, Message)]| {
+        out.iter()
+            .filter(|(_, m)| matches!(m, Message::Response(r) if r.code == 488))
+            .map(|(t, _)| *t)
+            .collect::<Vec<_>>()
+    };
+    let t1 = Duration::from_millis(500);
+    let resent = again(&run_until(&mut ep, t0 + SECOND + 2 * t1));
+    assert_eq!(resent, vec![t0 + SECOND + t1], "timer G from T1");
+    let mut ack = from_peer(&inv, Method::Ack, 2);
+    ack.headers
+        .set("Via", "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKp2INVITE");
+    ep.handle_bytes(t0 + 2 * SECOND, &ack.encode()).unwrap();
+    assert!(
+        again(&run_until(&mut ep, t0 + 10 * SECOND)).is_empty(),
+        "after the ACK"
+    );
+    // Never ACKed: resent up to timer H (64*T1), then given up; the call
+    // stays up (no BYE).
+    refuse(&mut ep, 3);
+    let out = run_until(&mut ep, t0 + SECOND + 70 * t1);
+    assert!(again(&out).len() >= 5, "{:?}", again(&out));
+    assert!(again(&out).iter().all(|&t| t <= t0 + SECOND + 64 * t1));
+    assert!(
+        !out.iter()
+            .any(|(_, m)| matches!(m, Message::Request(q) if q.method == Method::Bye)),
+        "a refusal's missing ACK does not end the call"
+    );
+}
+
 /// RFC 3261 8.2 / 18.3: a request datagram that cannot be read (its body
 /// shorter than its Content-Length, no Call-ID) gets a 400 with what
 /// could be read of its Via, From, To, Call-ID and CSeq; an ACK or a
