@@ -40,11 +40,7 @@ const FLOOR: f64 = 500.0 * 500.0 / 2.0;
 /// into `out` (each tone at about -10 dBm0, as a keypad sends); false for
 /// a character that is not a key.
 pub fn sound(key: char, from: usize, out: &mut [i16]) -> bool {
-    let key = key.to_ascii_uppercase();
-    let Some((r, c)) = (0..4)
-        .flat_map(|r| (0..4).map(move |c| (r, c)))
-        .find(|&(r, c)| KEYS[r][c] == key)
-    else {
+    let Some((r, c)) = pair(key) else {
         return false;
     };
     for (i, o) in out.iter_mut().enumerate() {
@@ -55,6 +51,14 @@ pub fn sound(key: char, from: usize, out: &mut [i16]) -> bool {
         *o = v as i16;
     }
     true
+}
+
+/// The row and column of `key` in [`KEYS`] (either case).
+fn pair(key: char) -> Option<(usize, usize)> {
+    let key = key.to_ascii_uppercase();
+    (0..4)
+        .flat_map(|r| (0..4).map(move |c| (r, c)))
+        .find(|&(r, c)| KEYS[r][c] == key)
 }
 
 /// Tells the keys sounded in a stream of samples.
@@ -136,10 +140,7 @@ mod tests {
     /// `ms` of the pair for `key` at amplitude `amp` each (and 1% off
     /// frequency, within what Q.24 lets a keypad drift).
     fn key_tone(key: char, ms: usize, amp: f64) -> Vec<i16> {
-        let (r, c) = (0..4)
-            .flat_map(|r| (0..4).map(move |c| (r, c)))
-            .find(|&(r, c)| KEYS[r][c] == key)
-            .unwrap();
+        let (r, c) = pair(key).unwrap();
         let (f1, f2) = (ROWS[r] * 1.01, COLS[c] * 0.99);
         (0..ms * 8)
             .map(|i| {

@@ -212,7 +212,7 @@ fn key_press(digit: char, ssrc: u32, seq: u16) -> Vec<Vec<u8>> {
             let pos = StreamPos {
                 ssrc,
                 seq: seq.wrapping_add(i as u16),
-                timestamp: 0,
+                timestamp: 8000,
             };
             let e = Event {
                 event,
@@ -220,7 +220,14 @@ fn key_press(digit: char, ssrc: u32, seq: u16) -> Vec<Vec<u8>> {
                 volume: 10,
                 duration,
             };
-            dtmf::write_packet(&mut out, sdp::PT_TELEPHONE_EVENT, i == 0, pos, 8000, e);
+            dtmf::write_packet(
+                &mut out,
+                sdp::PT_TELEPHONE_EVENT,
+                i == 0,
+                pos,
+                pos.timestamp,
+                e,
+            );
             out
         })
         .collect()
