@@ -161,6 +161,7 @@ fn virtual_start(
     let h = Hours {
         plan: &c.hours,
         calendar: hours::calendar(c.profile),
+        holidays: &[],
     };
     let zones = [zone];
     let window = chrono::Duration::from_std(c.abandon_window).unwrap_or(chrono::Duration::MAX);

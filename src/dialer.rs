@@ -301,6 +301,7 @@ impl DialWindows {
         let hours = crate::compliance::hours::Hours {
             plan: &self.plan,
             calendar: self.calendar,
+            holidays: &[],
         };
         let to_utc = |ms: u64| crate::clock::Millis(self.epoch_ms.saturating_add(ms as i64)).utc();
         let to_ms = |t: chrono::DateTime<chrono::Utc>| {

@@ -8,7 +8,9 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{
+    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc, Weekday,
+};
 use chrono_tz::Tz;
 
 use crate::profile::{DayWindow, Profile, WeekPlan, day_index};
@@ -72,6 +74,87 @@ impl Calendar {
     }
 }
 
+/// A holiday given by its rule rather than by a list of dates, so it
+/// never runs out (US states' legal holidays, [`crate::profile::us_states`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holiday {
+    /// A fixed date (month, day). The days it is observed on when it
+    /// falls at a weekend (the Friday before a Saturday, the Monday after
+    /// a Sunday) are barred as well as the date itself: the safe side of
+    /// statutes that name the holiday, not the day off.
+    Fixed(u32, u32),
+    /// The n-th (from 1) weekday of a month, for example the third Monday
+    /// of January.
+    Nth(u32, Weekday, u8),
+    /// The last weekday of a month (Memorial Day).
+    Last(u32, Weekday),
+    /// Days from Easter Sunday (Good Friday -2, Mardi Gras -47).
+    Easter(i64),
+    /// The Tuesday after the first Monday of November (general Election
+    /// Day).
+    ElectionDay,
+}
+
+impl Holiday {
+    /// Whether the holiday (or its observed day) falls on `date`.
+    pub fn falls_on(&self, date: NaiveDate) -> bool {
+        let year = date.year();
+        match *self {
+            Holiday::Fixed(m, d) => {
+                let Some(day) = NaiveDate::from_ymd_opt(year, m, d) else {
+                    return false;
+                };
+                let observed = match day.weekday() {
+                    Weekday::Sat => day.pred_opt(),
+                    Weekday::Sun => day.succ_opt(),
+                    _ => None,
+                };
+                // A 1 January on a Saturday is observed on 31 December of
+                // the year before: look at next year's date too.
+                let next = NaiveDate::from_ymd_opt(year + 1, m, d)
+                    .filter(|n| n.weekday() == Weekday::Sat)
+                    .and_then(|n| n.pred_opt());
+                date == day || observed == Some(date) || next == Some(date)
+            }
+            Holiday::Nth(m, wd, n) => {
+                NaiveDate::from_weekday_of_month_opt(year, m, wd, n) == Some(date)
+            }
+            Holiday::Last(m, wd) => {
+                date.month() == m && date.weekday() == wd && (date + Duration::days(7)).month() != m
+            }
+            Holiday::Easter(offset) => {
+                easter(year).is_some_and(|e| e + Duration::days(offset) == date)
+            }
+            Holiday::ElectionDay => {
+                NaiveDate::from_weekday_of_month_opt(year, 11, Weekday::Mon, 1)
+                    .and_then(|m| m.succ_opt())
+                    == Some(date)
+            }
+        }
+    }
+}
+
+/// Easter Sunday of a Gregorian year (the anonymous Gregorian algorithm,
+/// Meeus/Jones/Butcher). Written here, as it is a dozen lines of
+/// arithmetic and no crate we use carries it.
+pub fn easter(year: i32) -> Option<NaiveDate> {
+    let a = year % 19;
+    let b = year / 100;
+    let c = year % 100;
+    let d = b / 4;
+    let e = b % 4;
+    let f = (b + 8) / 25;
+    let g = (b - f + 1) / 3;
+    let h = (19 * a + b - d - g + 15) % 30;
+    let i = c / 4;
+    let k = c % 4;
+    let l = (32 + 2 * e + 2 * i - h - k) % 7;
+    let m = (a + 11 * h + 22 * l) / 451;
+    let month = (h + l - 7 * m + 114) / 31;
+    let day = (h + l - 7 * m + 114) % 31 + 1;
+    NaiveDate::from_ymd_opt(year, u32::try_from(month).ok()?, u32::try_from(day).ok()?)
+}
+
 /// How long before a holiday calendar ends `campaign validate` and the
 /// service warn: extending the data takes a release.
 pub const CALENDAR_WARNING_DAYS: i64 = 180;
@@ -113,6 +196,9 @@ pub struct Hours<'a> {
     pub plan: &'a WeekPlan,
     /// Holidays with no calls, when the profile has them.
     pub calendar: Option<&'a Calendar>,
+    /// Holidays the number's own rules bar (a US state's legal holidays);
+    /// empty for most.
+    pub holidays: &'a [Holiday],
 }
 
 impl Hours<'_> {
@@ -121,6 +207,9 @@ impl Hours<'_> {
         let local = now.with_timezone(&tz);
         if let Some(c) = self.calendar {
             c.status(local.date_naive())?;
+        }
+        if self.holidays.iter().any(|h| h.falls_on(local.date_naive())) {
+            return Err(Closed::Holiday);
         }
         match self.plan[day_index(local.weekday())] {
             Some(w) if in_window(&w, local.naive_local()) => Ok(()),
@@ -218,7 +307,6 @@ pub fn local_to_utc(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Weekday;
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s)
@@ -232,6 +320,7 @@ mod tests {
         let h = Hours {
             plan: &plan,
             calendar: None,
+            holidays: &[],
         };
         let ny = [chrono_tz::America::New_York];
         // 2026-03-08: clocks go 02:00 EST -> 03:00 EDT. 08:00 EDT is 12:00 UTC.
@@ -268,6 +357,7 @@ mod tests {
         let h = Hours {
             plan: &plan,
             calendar: None,
+            holidays: &[],
         };
         let la = [chrono_tz::America::Los_Angeles];
         // 2026-11-01: 02:00 PDT -> 01:00 PST. 08:00 PST is 16:00 UTC.
@@ -294,6 +384,7 @@ mod tests {
         let h = Hours {
             plan: &plan,
             calendar: None,
+            holidays: &[],
         };
         let london = [chrono_tz::Europe::London];
         // 2026-03-29 BST starts: 08:00 BST is 07:00 UTC.
@@ -307,6 +398,7 @@ mod tests {
         let h = Hours {
             plan: &plan,
             calendar: None,
+            holidays: &[],
         };
         let syd = [chrono_tz::Australia::Sydney];
         // 2026-04-06 is a Monday.
@@ -323,6 +415,7 @@ mod tests {
         let h = Hours {
             plan: &plan,
             calendar: None,
+            holidays: &[],
         };
         // Idaho 208: Boise (Mountain) and Los Angeles (Pacific).
         let both = [chrono_tz::America::Boise, chrono_tz::America::Los_Angeles];
@@ -346,6 +439,7 @@ mod tests {
         let h = Hours {
             plan: &plan,
             calendar: calendar(Profile::Au),
+            holidays: &[],
         };
         let syd = [chrono_tz::Australia::Sydney];
         // Sunday 2026-02-01, noon in Sydney.
@@ -380,6 +474,7 @@ mod tests {
         let h = Hours {
             plan: &plan,
             calendar: calendar(Profile::Au),
+            holidays: &[],
         };
         // A Tuesday in 2037, 11:00 in Sydney.
         assert_eq!(
@@ -407,6 +502,59 @@ mod tests {
         );
         // Profiles without a holiday rule have nothing to run out.
         assert_eq!(calendar_warning(Profile::Us, day(2040, 1, 1)), None);
+    }
+
+    #[test]
+    fn easter_is_right_across_centuries() {
+        let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d);
+        for (y, m, d) in [
+            (1961, 4, 2),
+            (2000, 4, 23),
+            (2008, 3, 23),
+            (2011, 4, 24),
+            (2024, 3, 31),
+            (2025, 4, 20),
+            (2026, 4, 5),
+            (2027, 3, 28),
+            (2028, 4, 16),
+            (2038, 4, 25),
+            (2285, 3, 22),
+        ] {
+            assert_eq!(easter(y), day(y, m, d), "{y}");
+        }
+    }
+
+    #[test]
+    fn holiday_rules_fall_on_their_days() {
+        let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).expect("date");
+        let on = |h: Holiday, y, m, d| h.falls_on(day(y, m, d));
+        // Thanksgiving: the fourth Thursday, not the last (2026-11-26 is
+        // the fourth; 2029 has five Thursdays).
+        let thanksgiving = Holiday::Nth(11, Weekday::Thu, 4);
+        assert!(on(thanksgiving, 2026, 11, 26));
+        assert!(on(thanksgiving, 2029, 11, 22) && !on(thanksgiving, 2029, 11, 29));
+        // Memorial Day: the last Monday of May.
+        let memorial = Holiday::Last(5, Weekday::Mon);
+        assert!(on(memorial, 2026, 5, 25) && !on(memorial, 2026, 5, 18));
+        assert!(on(memorial, 2027, 5, 31));
+        // Election Day: the Tuesday after the first Monday (2026-11-03;
+        // 2027-11-02, when 1 November is a Monday; 2022-11-08 when it is a
+        // Tuesday).
+        assert!(on(Holiday::ElectionDay, 2026, 11, 3));
+        assert!(on(Holiday::ElectionDay, 2027, 11, 2));
+        assert!(on(Holiday::ElectionDay, 2022, 11, 8) && !on(Holiday::ElectionDay, 2022, 11, 1));
+        // Fixed dates and their observed days: Independence Day 2026 is a
+        // Saturday (Friday 3rd observed), 2027 a Sunday (Monday 5th);
+        // New Year's Day 2028 is a Saturday, observed Friday 2027-12-31.
+        let july4 = Holiday::Fixed(7, 4);
+        assert!(on(july4, 2026, 7, 4) && on(july4, 2026, 7, 3) && !on(july4, 2026, 7, 6));
+        assert!(on(july4, 2027, 7, 5) && !on(july4, 2027, 7, 2));
+        let new_year = Holiday::Fixed(1, 1);
+        assert!(on(new_year, 2027, 12, 31) && on(new_year, 2028, 1, 1));
+        assert!(!on(new_year, 2026, 12, 31), "2027-01-01 is a Friday");
+        // Good Friday and Mardi Gras from Easter.
+        assert!(on(Holiday::Easter(-2), 2026, 4, 3));
+        assert!(on(Holiday::Easter(-47), 2026, 2, 17));
     }
 
     #[test]

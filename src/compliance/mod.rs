@@ -374,7 +374,7 @@ pub fn check(
     }
 
     // Calling hours in the called party's zones, narrowed by an NCPR band
-    // and by the number's own rules (a US state's hours).
+    // and by the number's own rules (a US state's hours and holidays).
     let mut plan = effective_plan(&campaign.hours, band);
     if let Some(local) = profile.rules().number_hours(lead.number.digits) {
         plan = narrowed(&plan, &local);
@@ -382,6 +382,7 @@ pub fn check(
     let hours = Hours {
         plan: &plan,
         calendar: hours::calendar(profile),
+        holidays: profile.rules().number_holidays(lead.number.digits),
     };
     if !lead.zones.is_empty() {
         match hours.status(lead.zones, now) {

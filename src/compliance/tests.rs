@@ -370,6 +370,91 @@ fn us_state_hours_narrow_the_federal_ones_by_area_code() {
     assert_eq!(v.next_allowed_at, Some(utc("2026-12-06T18:00:00Z")), "noon");
 }
 
+/// Pennsylvania (73 P.S. 2245(a)(10)) bars its legal holidays; a
+/// Philadelphia number on Thanksgiving is refused as a holiday and opens
+/// the next morning, while a New York number the same hour is called.
+/// Utah's Pioneer Day bars a Salt Lake City number and no one else.
+#[test]
+fn us_state_holidays_follow_the_number() {
+    let mut c = campaign("us");
+    c.hours = crate::profile::Profile::Us.rules().hours();
+    let r = registries(Country::UnitedStates, "2026-11-20T00:00:00Z", &[]);
+    // Thursday 2026-11-26 (Thanksgiving) 11:00 EST.
+    let thanksgiving = utc("2026-11-26T16:00:00Z");
+    let philadelphia = lead("215 555 0123", Country::UnitedStates, NY);
+    let v = check(&philadelphia, &c, &ctx(&r), thanksgiving);
+    assert_eq!(v.reasons, vec![Reason::Holiday]);
+    assert_eq!(
+        v.next_allowed_at,
+        Some(utc("2026-11-27T13:00:00Z")),
+        "08:00 the next morning"
+    );
+    assert!(
+        check(
+            &lead("212 555 0123", Country::UnitedStates, NY),
+            &c,
+            &ctx(&r),
+            thanksgiving
+        )
+        .allowed
+    );
+    // Pennsylvania's own: Flag Day, Sunday 2026-06-14 (Sunday calls are
+    // otherwise allowed from 13:30), and its observed Monday.
+    let flag_day = utc("2026-06-14T19:00:00Z");
+    assert_eq!(
+        check(&philadelphia, &c, &ctx(&r), flag_day).reasons,
+        vec![Reason::Holiday]
+    );
+    assert_eq!(
+        check(&philadelphia, &c, &ctx(&r), utc("2026-06-15T15:00:00Z")).reasons,
+        vec![Reason::Holiday]
+    );
+    assert!(check(&philadelphia, &c, &ctx(&r), utc("2026-06-16T15:00:00Z")).allowed);
+    // Friday 2026-07-24, Pioneer Day, 11:00 in Salt Lake City (MDT).
+    let denver: &[Tz] = &[chrono_tz::America::Denver];
+    let pioneer = utc("2026-07-24T17:00:00Z");
+    let utah = lead("801 555 0123", Country::UnitedStates, denver);
+    assert_eq!(
+        check(&utah, &c, &ctx(&r), pioneer).reasons,
+        vec![Reason::Holiday]
+    );
+    assert!(
+        check(
+            &lead("720 555 0123", Country::UnitedStates, denver),
+            &c,
+            &ctx(&r),
+            pioneer
+        )
+        .allowed
+    );
+    // Mardi Gras 2027 (Tuesday 9 February) in New Orleans and Mobile.
+    let chicago: &[Tz] = &[chrono_tz::America::Chicago];
+    let mardi_gras = utc("2027-02-09T17:00:00Z");
+    let r = registries(Country::UnitedStates, "2027-02-01T00:00:00Z", &[]);
+    for n in ["504 555 0123", "251 555 0123"] {
+        assert_eq!(
+            check(
+                &lead(n, Country::UnitedStates, chicago),
+                &c,
+                &ctx(&r),
+                mardi_gras
+            )
+            .reasons,
+            vec![Reason::Holiday],
+            "{n}"
+        );
+    }
+    assert!(
+        check(
+            &lead("312 555 0123", Country::UnitedStates, chicago),
+            &c,
+            &ctx(&r),
+            mardi_gras
+        )
+        .allowed
+    );
+}
+
 /// Florida (FTSA 501.059(8)): at most 3 calls to the person in any 24
 /// hours, local days or not; New York has no such limit of ours.
 #[test]

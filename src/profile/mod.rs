@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::campaign::CallType;
 use crate::compliance::dnd::Format;
-use crate::compliance::hours::Calendar;
+use crate::compliance::hours::{Calendar, Holiday};
 use crate::phone::{Country, PhoneError};
 
 /// One country's rules. Defaults cover what most countries share.
@@ -62,6 +62,12 @@ pub trait Regulation: Sync {
     /// of its E.164 form; `None` where the profile's hours stand.
     fn number_hours(&self, _digits: u64) -> Option<WeekPlan> {
         None
+    }
+
+    /// Holidays on which the law bars calls to the number itself (a US
+    /// state's legal holidays, by area code); empty where none.
+    fn number_holidays(&self, _digits: u64) -> &'static [Holiday] {
+        &[]
     }
 
     /// How many calls the law allows to the number in any 24 hours on one

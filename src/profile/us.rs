@@ -11,6 +11,7 @@ use chrono_tz::Tz;
 
 use super::{DayWindow, Profile, Regulation, Sample, WeekPlan, every_day, nanp};
 use crate::compliance::dnd::Format;
+use crate::compliance::hours::Holiday;
 use crate::phone::{Country, PhoneError};
 
 /// The US profile.
@@ -36,7 +37,13 @@ impl Regulation for Us {
         super::us_states::hours_of(digits).map(|(_, _, plan)| plan)
     }
 
-    /// Florida, Oklahoma and Maryland: at most 3 calls in 24 hours.
+    /// Pennsylvania, Alabama, Louisiana, Rhode Island and Utah bar their
+    /// legal holidays.
+    fn number_holidays(&self, digits: u64) -> &'static [Holiday] {
+        super::us_states::holidays_of(digits)
+    }
+
+    /// Florida, Oklahoma, Maryland and Oregon: at most 3 calls in 24 hours.
     fn number_calls_per_24h(&self, digits: u64) -> Option<u32> {
         super::us_states::calls_per_24h(digits)
     }

@@ -5,7 +5,11 @@
 //! person is, which can only narrow the hours. Each state's window is the
 //! narrowest its statute allows for a telephone solicitation; the rule
 //! is applied to every US campaign, informational ones too (the safe
-//! side). Holidays that some of these states also bar are not modelled.
+//! side). The states that also bar telephone solicitations on their
+//! legal holidays (PA, AL, LA, RI, UT) carry them as rules
+//! ([`Holiday`]), so they never run out; each list is the state's legal
+//! holidays with the federal ones added (a holiday wrongly kept only
+//! costs a day's calls to the state), read from secondary sources.
 //!
 //! Kept to the statutes we could name; a state missing here is dialled
 //! on the federal hours. Where only a secondary source could be read
@@ -14,7 +18,10 @@
 //! weekday-only rule is for automated dialing systems, which a
 //! predictive dialler is taken to be.
 
+use chrono::Weekday::{Mon, Thu};
+
 use super::{DayWindow, WeekPlan, every_day};
+use crate::compliance::hours::Holiday::{self, Easter, ElectionDay, Fixed, Last, Nth};
 
 /// One state's rule.
 struct StateRule {
@@ -29,7 +36,125 @@ struct StateRule {
     /// At most this many calls to the person in any 24 hours on the same
     /// subject (one campaign), when the statute sets it.
     per_24h: Option<u32>,
+    /// Holidays with no calls, when the statute bars them.
+    holidays: &'static [Holiday],
 }
+
+// The federal holidays (5 U.S.C. 6103), each state list's base.
+const NEW_YEAR: Holiday = Fixed(1, 1);
+const KING: Holiday = Nth(1, Mon, 3);
+const WASHINGTON: Holiday = Nth(2, Mon, 3);
+const MEMORIAL: Holiday = Last(5, Mon);
+const JUNETEENTH: Holiday = Fixed(6, 19);
+const INDEPENDENCE: Holiday = Fixed(7, 4);
+const LABOR: Holiday = Nth(9, Mon, 1);
+const COLUMBUS: Holiday = Nth(10, Mon, 2);
+const VETERANS: Holiday = Fixed(11, 11);
+const THANKSGIVING: Holiday = Nth(11, Thu, 4);
+const CHRISTMAS: Holiday = Fixed(12, 25);
+const GOOD_FRIDAY: Holiday = Easter(-2);
+const MARDI_GRAS: Holiday = Easter(-47);
+
+/// Pennsylvania's legal holidays (44 P.S. 11), which 73 P.S. 2245(a)(10)
+/// (Act 73 of 2019) bars: Good Friday, Flag Day and Election Day beside
+/// the federal ones.
+const PA_HOLIDAYS: &[Holiday] = &[
+    NEW_YEAR,
+    KING,
+    WASHINGTON,
+    GOOD_FRIDAY,
+    MEMORIAL,
+    Fixed(6, 14),
+    JUNETEENTH,
+    INDEPENDENCE,
+    LABOR,
+    COLUMBUS,
+    ElectionDay,
+    VETERANS,
+    THANKSGIVING,
+    CHRISTMAS,
+];
+
+/// Alabama's state holidays (Code of Ala. 1-3-8): Mardi Gras (kept
+/// statewide, though a holiday in two counties), Confederate Memorial Day
+/// (fourth Monday of April) and Jefferson Davis's birthday (first Monday
+/// of June) beside the federal ones.
+const AL_HOLIDAYS: &[Holiday] = &[
+    NEW_YEAR,
+    KING,
+    WASHINGTON,
+    MARDI_GRAS,
+    Nth(4, Mon, 4),
+    MEMORIAL,
+    Nth(6, Mon, 1),
+    JUNETEENTH,
+    INDEPENDENCE,
+    LABOR,
+    COLUMBUS,
+    VETERANS,
+    THANKSGIVING,
+    CHRISTMAS,
+];
+
+/// Louisiana's legal holidays (La. R.S. 1:55; Mardi Gras kept statewide):
+/// the Battle of New Orleans (8 January), Robert E. Lee (19 January), Good
+/// Friday, Jefferson Davis (3 June), Huey P. Long (30 August) and All
+/// Saints' Day beside the federal ones.
+const LA_HOLIDAYS: &[Holiday] = &[
+    NEW_YEAR,
+    Fixed(1, 8),
+    KING,
+    Fixed(1, 19),
+    WASHINGTON,
+    MARDI_GRAS,
+    GOOD_FRIDAY,
+    MEMORIAL,
+    Fixed(6, 3),
+    JUNETEENTH,
+    INDEPENDENCE,
+    Fixed(8, 30),
+    LABOR,
+    COLUMBUS,
+    Fixed(11, 1),
+    VETERANS,
+    THANKSGIVING,
+    CHRISTMAS,
+];
+
+/// Rhode Island's holidays (R.I. Gen. Laws 25-1-1): Victory Day (second
+/// Monday of August) and the general election day beside the federal ones.
+const RI_HOLIDAYS: &[Holiday] = &[
+    NEW_YEAR,
+    KING,
+    WASHINGTON,
+    MEMORIAL,
+    JUNETEENTH,
+    INDEPENDENCE,
+    Nth(8, Mon, 2),
+    LABOR,
+    COLUMBUS,
+    ElectionDay,
+    VETERANS,
+    THANKSGIVING,
+    CHRISTMAS,
+];
+
+/// Utah's legal holidays (Utah Code 63G-1-301): Pioneer Day (24 July)
+/// beside the federal ones.
+const UT_HOLIDAYS: &[Holiday] = &[
+    NEW_YEAR,
+    KING,
+    WASHINGTON,
+    MEMORIAL,
+    JUNETEENTH,
+    INDEPENDENCE,
+    Fixed(7, 24),
+    LABOR,
+    COLUMBUS,
+    VETERANS,
+    THANKSGIVING,
+    CHRISTMAS,
+];
 
 const EIGHT_TO_EIGHT: WeekPlan = every_day(DayWindow::hm((8, 0), (20, 0)));
 
@@ -48,6 +173,7 @@ const RULES: &[StateRule] = &[
         ],
         plan: EIGHT_TO_EIGHT,
         per_24h: Some(3),
+        holidays: &[],
     },
     StateRule {
         state: "OK",
@@ -55,6 +181,7 @@ const RULES: &[StateRule] = &[
         area_codes: &[405, 539, 572, 580, 918],
         plan: EIGHT_TO_EIGHT,
         per_24h: Some(3),
+        holidays: &[],
     },
     StateRule {
         state: "WA",
@@ -62,6 +189,7 @@ const RULES: &[StateRule] = &[
         area_codes: &[206, 253, 360, 425, 509, 564],
         plan: EIGHT_TO_EIGHT,
         per_24h: None,
+        holidays: &[],
     },
     StateRule {
         state: "MD",
@@ -69,6 +197,7 @@ const RULES: &[StateRule] = &[
         area_codes: &[227, 240, 301, 410, 443, 667],
         plan: EIGHT_TO_EIGHT,
         per_24h: Some(3),
+        holidays: &[],
     },
     StateRule {
         state: "MA",
@@ -76,6 +205,7 @@ const RULES: &[StateRule] = &[
         area_codes: &[339, 351, 413, 508, 617, 774, 781, 857, 978],
         plan: EIGHT_TO_EIGHT,
         per_24h: None,
+        holidays: &[],
     },
     StateRule {
         state: "CT",
@@ -83,6 +213,7 @@ const RULES: &[StateRule] = &[
         area_codes: &[203, 475, 860, 959],
         plan: every_day(DayWindow::hm((9, 0), (20, 0))),
         per_24h: None,
+        holidays: &[],
     },
     StateRule {
         state: "TX",
@@ -98,10 +229,11 @@ const RULES: &[StateRule] = &[
             p
         },
         per_24h: None,
+        holidays: &[],
     },
     StateRule {
         state: "PA",
-        law: "Pennsylvania Telemarketer Registration Act, 73 P.S. 2245.2: 08:00-21:00, Sunday 13:30-21:00",
+        law: "Pennsylvania Telemarketer Registration Act, 73 P.S. 2245.2: 08:00-21:00, Sunday 13:30-21:00; not on its legal holidays (73 P.S. 2245(a)(10))",
         area_codes: &[
             215, 223, 267, 272, 412, 445, 484, 570, 582, 610, 717, 724, 814, 835, 878,
         ],
@@ -111,13 +243,15 @@ const RULES: &[StateRule] = &[
             p
         },
         per_24h: None,
+        holidays: PA_HOLIDAYS,
     },
     StateRule {
         state: "LA",
-        law: "La. R.S. 45:844.17: 08:00-20:00, not on Sunday",
+        law: "La. R.S. 45:844.17: 08:00-20:00, not on Sunday; not on its legal holidays (per secondary sources)",
         area_codes: &[225, 318, 337, 457, 504, 985],
         plan: not_sunday(DayWindow::hm((8, 0), (20, 0))),
         per_24h: None,
+        holidays: LA_HOLIDAYS,
     },
     StateRule {
         state: "MS",
@@ -125,17 +259,19 @@ const RULES: &[StateRule] = &[
         area_codes: &[228, 601, 662, 769],
         plan: not_sunday(DayWindow::hm((8, 0), (20, 0))),
         per_24h: None,
+        holidays: &[],
     },
     StateRule {
         state: "UT",
-        law: "Utah Code 13-25a-103: 08:00-21:00, not on Sunday",
+        law: "Utah Code 13-25a-103: 08:00-21:00, not on Sunday; not on its legal holidays",
         area_codes: &[385, 435, 801],
         plan: not_sunday(DayWindow::hm((8, 0), (21, 0))),
         per_24h: None,
+        holidays: UT_HOLIDAYS,
     },
     StateRule {
         state: "RI",
-        law: "R.I. Gen. Laws 5-61-3.4: weekdays 09:00-18:00, Saturday 10:00-17:00, not on Sunday",
+        law: "R.I. Gen. Laws 5-61-3.4: weekdays 09:00-18:00, Saturday 10:00-17:00, not on Sunday; not on its holidays",
         area_codes: &[401],
         plan: {
             let week = DayWindow::hm((9, 0), (18, 0));
@@ -150,13 +286,15 @@ const RULES: &[StateRule] = &[
             ]
         },
         per_24h: None,
+        holidays: RI_HOLIDAYS,
     },
     StateRule {
         state: "AL",
-        law: "Ala. Admin. Code r. 770-X-5-.17 (automated calls; live calls per secondary sources): 08:00-20:00, not on Sunday (holidays, also barred, are not modelled)",
+        law: "Ala. Admin. Code r. 770-X-5-.17 (automated calls; live calls per secondary sources): 08:00-20:00, not on Sunday or its state holidays",
         area_codes: &[205, 251, 256, 334, 483, 659, 938],
         plan: not_sunday(DayWindow::hm((8, 0), (20, 0))),
         per_24h: None,
+        holidays: AL_HOLIDAYS,
     },
     StateRule {
         state: "KY",
@@ -164,6 +302,7 @@ const RULES: &[StateRule] = &[
         area_codes: &[270, 364, 502, 606, 859],
         plan: every_day(DayWindow::hm((10, 0), (21, 0))),
         per_24h: None,
+        holidays: &[],
     },
     StateRule {
         state: "NM",
@@ -171,6 +310,7 @@ const RULES: &[StateRule] = &[
         area_codes: &[505, 575, 957],
         plan: every_day(DayWindow::hm((9, 0), (21, 0))),
         per_24h: None,
+        holidays: &[],
     },
     StateRule {
         state: "SD",
@@ -189,6 +329,7 @@ const RULES: &[StateRule] = &[
             ]
         },
         per_24h: None,
+        holidays: &[],
     },
     StateRule {
         state: "WY",
@@ -196,6 +337,7 @@ const RULES: &[StateRule] = &[
         area_codes: &[307],
         plan: EIGHT_TO_EIGHT,
         per_24h: None,
+        holidays: &[],
     },
     StateRule {
         state: "OR",
@@ -203,6 +345,7 @@ const RULES: &[StateRule] = &[
         area_codes: &[458, 503, 541, 971],
         plan: EIGHT_TO_EIGHT,
         per_24h: Some(3),
+        holidays: &[],
     },
     StateRule {
         state: "MN",
@@ -210,6 +353,7 @@ const RULES: &[StateRule] = &[
         area_codes: &[218, 320, 507, 612, 651, 763, 952],
         plan: every_day(DayWindow::hm((9, 0), (21, 0))),
         per_24h: None,
+        holidays: &[],
     },
 ];
 
@@ -231,6 +375,12 @@ fn area_code(digits: u64) -> Option<u16> {
         .contains(&digits)
         .then(|| u16::try_from((digits / 10_000_000) % 1000).ok())
         .flatten()
+}
+
+/// The legal holidays on which the state a US number's area code lies in
+/// bars calls; empty where it bars none (or we know of none).
+pub fn holidays_of(digits: u64) -> &'static [Holiday] {
+    rule_of(digits).map_or(&[], |r| r.holidays)
 }
 
 /// The stricter hours of the state a US number's area code lies in, with
