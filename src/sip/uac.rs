@@ -2467,7 +2467,9 @@ impl Call {
         out: &mut Out<'_>,
     ) {
         let bytes = self.reply(req, n, r, out);
-        if req.method == Method::Invite {
+        // One slot: a 2xx still awaiting its ACK keeps it (its loss would
+        // end the call; a refusal's only costs the peer a retry).
+        if req.method == Method::Invite && !self.reinvite_ok.as_ref().is_some_and(|ok| ok.success) {
             self.keep_final(now, n, bytes, false, false, out);
         }
     }
@@ -2673,7 +2675,13 @@ impl Call {
         if req.method != Method::Cancel
             && let Some(r) = bad_extension(req)
         {
-            self.reply(req, n, r, out);
+            // A re-INVITE's 420 is a final response like any refusal of
+            // it: kept for timers G and H until its ACK.
+            if req.method == Method::Invite && self.state == State::Confirmed {
+                self.refuse_session(now, req, n, r, out);
+            } else {
+                self.reply(req, n, r, out);
+            }
             return;
         }
         match req.method {

@@ -1412,9 +1412,24 @@ fn a_refused_re_invite_is_retransmitted_until_its_ack() {
         again(&run_until(&mut ep, t0 + 10 * SECOND)).is_empty(),
         "after the ACK"
     );
+    // A 420 (a Require we lack) is a refusal like the others.
+    let mut q = from_peer(&inv, Method::Invite, 3);
+    q.headers.push("Require", "nosuchextension");
+    ep.handle_bytes(t0 + 3 * SECOND, &q.encode()).unwrap();
+    assert_eq!(first_response(&mut ep).code, 420);
+    let resent_420: Vec<_> = run_until(&mut ep, t0 + 3 * SECOND + 2 * t1)
+        .into_iter()
+        .filter(|(_, m)| matches!(m, Message::Response(r) if r.code == 420))
+        .map(|(t, _)| t)
+        .collect();
+    assert_eq!(resent_420, vec![t0 + 3 * SECOND + t1], "the 420 on timer G");
+    let mut ack = from_peer(&inv, Method::Ack, 3);
+    ack.headers
+        .set("Via", "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKp3INVITE");
+    ep.handle_bytes(t0 + 4 * SECOND, &ack.encode()).unwrap();
     // Never ACKed: resent up to timer H (64*T1), then given up; the call
     // stays up (no BYE).
-    refuse(&mut ep, 3);
+    refuse(&mut ep, 4);
     let out = run_until(&mut ep, t0 + SECOND + 70 * t1);
     assert!(again(&out).len() >= 5, "{:?}", again(&out));
     assert!(again(&out).iter().all(|&t| t <= t0 + SECOND + 64 * t1));
