@@ -410,6 +410,23 @@ fn us_state_holidays_follow_the_number() {
         vec![Reason::Holiday]
     );
     assert!(check(&philadelphia, &c, &ctx(&r), utc("2026-06-16T15:00:00Z")).allowed);
+    // Mississippi: Confederate Memorial Day, Monday 2026-04-27, 10:00 CDT.
+    let jackson = lead(
+        "601 555 0123",
+        Country::UnitedStates,
+        &[chrono_tz::America::Chicago],
+    );
+    assert_eq!(
+        check(&jackson, &c, &ctx(&r), utc("2026-04-27T15:00:00Z")).reasons,
+        vec![Reason::Holiday]
+    );
+    assert!(check(&jackson, &c, &ctx(&r), utc("2026-04-28T15:00:00Z")).allowed);
+    // Pennsylvania on a Saturday: mornings only (13:00 EST refused).
+    assert_eq!(
+        check(&philadelphia, &c, &ctx(&r), utc("2026-12-05T18:00:00Z")).reasons,
+        vec![Reason::OutsideHours]
+    );
+    assert!(check(&philadelphia, &c, &ctx(&r), utc("2026-12-05T15:00:00Z")).allowed);
     // Friday 2026-07-24, Pioneer Day, 11:00 in Salt Lake City (MDT).
     let denver: &[Tz] = &[chrono_tz::America::Denver];
     let pioneer = utc("2026-07-24T17:00:00Z");

@@ -37,8 +37,8 @@ impl Regulation for Us {
         super::us_states::hours_of(digits).map(|(_, _, plan)| plan)
     }
 
-    /// Pennsylvania, Alabama, Louisiana, Rhode Island and Utah bar their
-    /// legal holidays.
+    /// Pennsylvania, Alabama, Louisiana, Mississippi, Rhode Island and Utah
+    /// bar their legal holidays.
     fn number_holidays(&self, digits: u64) -> &'static [Holiday] {
         super::us_states::holidays_of(digits)
     }

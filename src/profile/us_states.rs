@@ -6,14 +6,15 @@
 //! narrowest its statute allows for a telephone solicitation; the rule
 //! is applied to every US campaign, informational ones too (the safe
 //! side). The states that also bar telephone solicitations on their
-//! legal holidays (PA, AL, LA, RI, UT) carry them as rules
+//! legal holidays (PA, AL, LA, MS, RI, UT) carry them as rules
 //! ([`Holiday`]), so they never run out; each list is the state's legal
 //! holidays with the federal ones added (a holiday wrongly kept only
 //! costs a day's calls to the state), read from secondary sources.
 //!
 //! Kept to the statutes we could name; a state missing here is dialled
 //! on the federal hours. Where only a secondary source could be read
-//! (AL's live-call rule, KY, WY, OR: said beside each), the stricter
+//! (AL's live-call rule, KY, WY, OR, MI, NV, PA's Saturday: said beside
+//! each), the stricter
 //! reading is kept, as a rule wrongly kept only costs calls; SD's
 //! weekday-only rule is for automated dialing systems, which a
 //! predictive dialler is taken to be.
@@ -139,6 +140,23 @@ const RI_HOLIDAYS: &[Holiday] = &[
     CHRISTMAS,
 ];
 
+/// Mississippi's legal holidays (Miss. Code 3-3-7): Confederate Memorial
+/// Day (last Monday of April) beside the federal ones.
+const MS_HOLIDAYS: &[Holiday] = &[
+    NEW_YEAR,
+    KING,
+    WASHINGTON,
+    Last(4, Mon),
+    MEMORIAL,
+    JUNETEENTH,
+    INDEPENDENCE,
+    LABOR,
+    COLUMBUS,
+    VETERANS,
+    THANKSGIVING,
+    CHRISTMAS,
+];
+
 /// Utah's legal holidays (Utah Code 63G-1-301): Pioneer Day (24 July)
 /// beside the federal ones.
 const UT_HOLIDAYS: &[Holiday] = &[
@@ -233,12 +251,13 @@ const RULES: &[StateRule] = &[
     },
     StateRule {
         state: "PA",
-        law: "Pennsylvania Telemarketer Registration Act, 73 P.S. 2245.2: 08:00-21:00, Sunday 13:30-21:00; not on its legal holidays (73 P.S. 2245(a)(10))",
+        law: "Pennsylvania Telemarketer Registration Act, 73 P.S. 2245.2: 08:00-21:00, Saturday 08:00-12:00 (Saturday afternoon is a half-holiday under 44 P.S. 11, per secondary sources), Sunday 13:30-21:00; not on its legal holidays (73 P.S. 2245(a)(10))",
         area_codes: &[
             215, 223, 267, 272, 412, 445, 484, 570, 582, 610, 717, 724, 814, 835, 878,
         ],
         plan: {
             let mut p = every_day(DayWindow::hm((8, 0), (21, 0)));
+            p[5] = Some(DayWindow::hm((8, 0), (12, 0)));
             p[6] = Some(DayWindow::hm((13, 30), (21, 0)));
             p
         },
@@ -255,11 +274,11 @@ const RULES: &[StateRule] = &[
     },
     StateRule {
         state: "MS",
-        law: "Miss. Code 77-3-725: 08:00-20:00, not on Sunday",
+        law: "Miss. Code 77-3-725: 08:00-20:00, not on Sunday; not on its legal holidays (per secondary sources)",
         area_codes: &[228, 601, 662, 769],
         plan: not_sunday(DayWindow::hm((8, 0), (20, 0))),
         per_24h: None,
-        holidays: &[],
+        holidays: MS_HOLIDAYS,
     },
     StateRule {
         state: "UT",
@@ -345,6 +364,24 @@ const RULES: &[StateRule] = &[
         area_codes: &[458, 503, 541, 971],
         plan: EIGHT_TO_EIGHT,
         per_24h: Some(3),
+        holidays: &[],
+    },
+    StateRule {
+        state: "MI",
+        law: "Mich. Comp. Laws 445.111b (per secondary sources): 09:00-21:00",
+        area_codes: &[
+            231, 248, 269, 313, 517, 586, 616, 679, 734, 810, 906, 947, 989,
+        ],
+        plan: every_day(DayWindow::hm((9, 0), (21, 0))),
+        per_24h: None,
+        holidays: &[],
+    },
+    StateRule {
+        state: "NV",
+        law: "Nev. Rev. Stat. 228.590 (per secondary sources): 09:00-20:00",
+        area_codes: &[702, 725, 775],
+        plan: every_day(DayWindow::hm((9, 0), (20, 0))),
+        per_24h: None,
         holidays: &[],
     },
     StateRule {
@@ -436,6 +473,16 @@ mod tests {
         assert_eq!(hours_of(13_075_550_123).expect("Wyoming").2, EIGHT_TO_EIGHT);
         assert_eq!(hours_of(15_035_550_123).expect("Oregon").2, EIGHT_TO_EIGHT);
         assert_eq!(calls_per_24h(15_415_550_123), Some(3), "Oregon");
+        assert_eq!(
+            hours_of(13_135_550_123).expect("Michigan").2,
+            every_day(nine_to_nine.expect("window"))
+        );
+        assert_eq!(
+            hours_of(17_025_550_123).expect("Nevada").2,
+            every_day(DayWindow::hm((9, 0), (20, 0)))
+        );
+        let pennsylvania = hours_of(12_155_550_123).expect("Pennsylvania").2;
+        assert_eq!(pennsylvania[5], Some(DayWindow::hm((8, 0), (12, 0))));
         assert_eq!(
             hours_of(17_015_550_123),
             None,
