@@ -475,7 +475,7 @@ mod tests {
         assert_eq!(calls_per_24h(15_415_550_123), Some(3), "Oregon");
         assert_eq!(
             hours_of(13_135_550_123).expect("Michigan").2,
-            every_day(nine_to_nine.expect("window"))
+            every_day(DayWindow::hm((9, 0), (21, 0)))
         );
         assert_eq!(
             hours_of(17_025_550_123).expect("Nevada").2,
