@@ -92,6 +92,14 @@ struct SipNetArgs {
     /// the system's.
     #[arg(long, env = "DIALLER_TLS_CA")]
     tls_ca: Option<std::path::PathBuf>,
+    /// For a TLS provider: a PEM certificate (chain) to listen with on our
+    /// SIP port, so the provider can open a connection to our Contact
+    /// (without it the provider can only reuse ours). Needs --tls-key.
+    #[arg(long, env = "DIALLER_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "DIALLER_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     /// The public address the provider sees us at, behind NAT: Via,
     /// Contact and SDP carry it.
     #[arg(long)]
@@ -103,6 +111,7 @@ impl SipNetArgs {
         commands::SipNet {
             dns_server: self.dns_server,
             tls_ca: self.tls_ca.clone(),
+            tls_listen: self.tls_cert.clone().zip(self.tls_key.clone()),
             external: self.external_address,
             ..commands::SipNet::default()
         }

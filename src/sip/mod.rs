@@ -71,14 +71,18 @@ impl From<std::io::Error> for SipError {
 }
 
 /// How the dialler finds and reaches SIP peers: the DNS server (default:
-/// the system's), an extra trusted CA for TLS, and the public address to
-/// advertise behind NAT.
+/// the system's), an extra trusted CA for TLS and the certificate to
+/// listen with, and the public address to advertise behind NAT.
 #[derive(Debug, Clone)]
 pub struct SipNet {
     /// Ask this DNS server instead of `/etc/resolv.conf`'s.
     pub dns_server: Option<std::net::SocketAddr>,
     /// A PEM file of CA certificates trusted besides the system's.
     pub tls_ca: Option<std::path::PathBuf>,
+    /// The certificate and private key (PEM files) a TLS provider's UA
+    /// listens with, so the provider can open a connection to our Contact
+    /// (without them it can only reuse ours).
+    pub tls_listen: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// The address the provider sees us at (Via, Contact, SDP).
     pub external: Option<std::net::IpAddr>,
     /// The local address to bind (default: any address, a free port).
@@ -93,6 +97,7 @@ impl Default for SipNet {
         SipNet {
             dns_server: None,
             tls_ca: None,
+            tls_listen: None,
             external: None,
             bind: None,
             relookup_floor: ua::RELOOKUP_FLOOR,
@@ -120,6 +125,11 @@ impl SipNet {
             "provider located"
         );
         let mut cfg = ua::UaConfig::resolved(&resolved, self.tls_ca.as_deref())?;
+        if resolved.transport == Transport::Tls
+            && let Some((cert, key)) = &self.tls_listen
+        {
+            cfg.tls_server = Some(tls::server_config(cert, key)?);
+        }
         cfg.external = self.external;
         if let Some(bind) = self.bind {
             cfg.bind = bind;

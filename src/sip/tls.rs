@@ -1,14 +1,17 @@
-//! TLS client settings for `sips:` and `;transport=tls` providers
-//! (rustls): the system's trusted roots plus an optional extra CA file, and
+//! TLS settings for `sips:` and `;transport=tls` providers (rustls): as a
+//! client, the system's trusted roots plus an optional extra CA file, and
 //! the name the provider's certificate must carry (RFC 5922: the host of
-//! the URI, not the address it resolved to).
+//! the URI, not the address it resolved to); as a server, the certificate
+//! and key the UA's TLS listening port presents to a peer that opens a
+//! connection to our Contact (RFC 3261 18.2.2: an in-dialog request after
+//! our connection closed).
 
 use std::path::Path;
 use std::sync::Arc;
 
 use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 use super::SipError;
 
@@ -83,4 +86,30 @@ pub fn client_config(extra_ca: Option<&Path>) -> Result<rustls::ClientConfig, Si
             .with_root_certificates(roots)
             .with_no_client_auth())
     }
+}
+
+/// A rustls server configuration (ring) presenting the certificate chain
+/// in the PEM file `cert` with the private key in the PEM file `key`; no
+/// client certificate is asked for (a trunk authenticates by digest).
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, SipError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| SipError::Tls(format!("{}: {e}", cert.display())))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| SipError::Tls(format!("{}: {e}", cert.display())))?;
+    if chain.is_empty() {
+        return Err(SipError::Tls(format!(
+            "{}: no PEM certificate in the file",
+            cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| SipError::Tls(format!("{}: no private key read: {e}", key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| SipError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| SipError::Tls(format!("{}: {e}", cert.display())))?;
+    Ok(Arc::new(config))
 }

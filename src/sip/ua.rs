@@ -6,15 +6,16 @@
 //! of the trunk arrive; port-unreachable errors come back through the
 //! socket's error queue (IP_RECVERR) with the address that refused. TCP and
 //! TLS keep one connection per destination, opened on first use, kept alive
-//! with CRLF pings (RFC 5626 3.5.1) and opened again after a loss; TCP also
-//! listens on the advertised port for requests the peer opens a connection
-//! for. Callers talk to the task through [`Ua`] and [`CallHandle`]; each
+//! with CRLF pings (RFC 5626 3.5.1) and opened again after a loss; TCP, and
+//! TLS given a certificate, also listen on the advertised port for
+//! requests the peer opens a connection for. Callers talk to the task through [`Ua`] and [`CallHandle`]; each
 //! call's events arrive on its own channel. Nothing here decides anything
 //! about a call: that is `uac`'s job.
 
 use std::collections::HashMap;
 use std::future::pending;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -58,6 +59,13 @@ pub struct UaConfig {
     /// Register with the provider (its `local` and `transport` are set by
     /// [`Ua::start`]).
     pub register: Option<RegisterConfig>,
+    /// Over TLS, the certificate our listening port presents
+    /// ([`super::tls::server_config`]): with it the Contact names a port
+    /// that accepts TLS connections, so a peer can reach us after our
+    /// connection to it closed; without it the Contact names our
+    /// connection's own port and the peer can only reuse that connection
+    /// (RFC 5923 alias).
+    pub tls_server: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl UaConfig {
@@ -78,6 +86,7 @@ impl UaConfig {
             timers: Timers::default(),
             tls: None,
             register: None,
+            tls_server: None,
         }
     }
 
@@ -276,6 +285,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// What a stream connection reports to the UA task.
 enum StreamEvent {
     Msg(SocketAddr, Message),
+    /// A connection accepted on the TLS listening port finished its
+    /// handshake.
+    Secured(SocketAddr, Box<dyn SipStream>),
     /// The connection `id` to `addr` ended; `refused` when it never came up.
     Closed {
         addr: SocketAddr,
@@ -292,9 +304,38 @@ struct Streams {
     events_tx: mpsc::UnboundedSender<StreamEvent>,
     events: mpsc::UnboundedReceiver<StreamEvent>,
     listener: Option<TcpListener>,
+    /// Over TLS with a listening port: the handshake accepted connections
+    /// go through before they carry SIP.
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Streams {
+    /// Takes a connection accepted on the listening port: at once over
+    /// TCP; over TLS after its handshake, done on a task of its own (a
+    /// peer that stalls it holds up nothing else) and given up after
+    /// [`CONNECT_TIMEOUT`].
+    fn accepted(&mut self, peer: SocketAddr, stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let Some(acceptor) = self.acceptor.clone() else {
+            self.adopt(peer, Box::new(stream));
+            return;
+        };
+        let events = self.events_tx.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => {
+                    let _ = events.send(StreamEvent::Secured(peer, Box::new(tls)));
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(%peer, "TLS handshake of an accepted connection failed: {e}")
+                }
+                Err(_) => {
+                    tracing::warn!(%peer, "TLS handshake of an accepted connection timed out")
+                }
+            }
+        });
+    }
+
     /// Queues `bytes` on the connection to `to`, opening one if needed.
     fn send(&mut self, to: SocketAddr, bytes: Vec<u8>) {
         let bytes = match self.conns.get(&to) {
@@ -601,9 +642,16 @@ impl Ua {
                     }
                     (_, t) => t.clone(),
                 };
-                // TCP listens where the Contact points; over TLS the peer
-                // reuses our connection (Via alias, RFC 5923).
-                let listener = if cfg.transport == Transport::Tcp {
+                // TCP listens where the Contact points, and so does TLS
+                // given a certificate; without one the peer reuses our
+                // connection (Via alias, RFC 5923).
+                let acceptor = match (cfg.transport, &cfg.tls_server) {
+                    (Transport::Tls, Some(server)) => {
+                        Some(tokio_rustls::TlsAcceptor::from(server.clone()))
+                    }
+                    _ => None,
+                };
+                let listener = if cfg.transport == Transport::Tcp || acceptor.is_some() {
                     Some(TcpListener::bind(cfg.bind).await?)
                 } else {
                     None
@@ -621,6 +669,7 @@ impl Ua {
                     events_tx,
                     events,
                     listener,
+                    acceptor,
                 };
                 // The first destination that accepts proves the provider is
                 // there; a provider that refuses everywhere is an error now.
@@ -849,6 +898,7 @@ enum Arrival {
     Refused(Option<SocketAddr>),
     Lost(SocketAddr),
     Accepted(TcpStream, SocketAddr),
+    Secured(Box<dyn SipStream>, SocketAddr),
     Error(std::io::Error),
 }
 
@@ -873,6 +923,7 @@ async fn arrival(io: &mut Io, buf: &mut [u8]) -> Arrival {
             tokio::select! {
                 ev = events.recv() => match ev {
                     Some(StreamEvent::Msg(from, m)) => Arrival::Msg(from, m),
+                    Some(StreamEvent::Secured(peer, stream)) => Arrival::Secured(stream, peer),
                     Some(StreamEvent::Closed { addr, id, refused }) => {
                         if st.conns.get(&addr).is_some_and(|(cid, _)| *cid == id) {
                             st.conns.remove(&addr);
@@ -1138,8 +1189,12 @@ async fn drive(
                     }
                     Arrival::Accepted(stream, peer) => {
                         if let Io::Stream(st) = &mut io {
-                            let _ = stream.set_nodelay(true);
-                            st.adopt(peer, Box::new(stream));
+                            st.accepted(peer, stream);
+                        }
+                    }
+                    Arrival::Secured(stream, peer) => {
+                        if let Io::Stream(st) = &mut io {
+                            st.adopt(peer, stream);
                         }
                     }
                     Arrival::Error(e) => tracing::warn!("SIP socket: {e}"),
@@ -1363,6 +1418,155 @@ mod tests {
             .expect("the 486 arrived on the same connection")
             .unwrap();
         assert_eq!(summary.final_code, Some(486));
+        ua.shutdown().await;
+    }
+
+    /// Reads one SIP message from `conn` (CRLF keep-alives skipped).
+    async fn read_message<S: AsyncRead + Unpin>(conn: &mut S, buf: &mut Vec<u8>) -> Message {
+        loop {
+            while buf.starts_with(b"\r\n") {
+                buf.drain(..2);
+            }
+            if let Ok((m, used)) = message::parse(buf, true) {
+                buf.drain(..used);
+                return m;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut chunk))
+                .await
+                .expect("a message in time")
+                .expect("read");
+            assert!(n > 0, "connection closed before a message");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// A CA and a certificate it signs for `name`, as PEM files in `dir`:
+    /// (ca, cert, key).
+    fn test_certificates(dir: &std::path::Path, name: &str) -> [std::path::PathBuf; 3] {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "dialler test CA");
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec![name.to_string()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        let paths = [
+            dir.join(format!("{name}-ca.pem")),
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}.key")),
+        ];
+        std::fs::write(&paths[0], ca_cert.pem()).unwrap();
+        std::fs::write(&paths[1], cert.pem()).unwrap();
+        std::fs::write(&paths[2], key.serialize_pem()).unwrap();
+        paths
+    }
+
+    /// Over TLS with a certificate, the Contact names a port that accepts
+    /// TLS: a trunk whose connection to us closed after the answer opens a
+    /// new one there, and its BYE is answered and ends the call (without
+    /// the listener nothing accepted it: the call stayed up, and billed).
+    #[tokio::test]
+    async fn a_tls_peer_can_reach_our_contact_after_its_connection_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let [provider_ca, provider_cert, provider_key] =
+            test_certificates(dir.path(), "carrier.test");
+        let [our_ca, our_cert, our_key] = test_certificates(dir.path(), "dialler.test");
+        let acceptor = tokio_rustls::TlsAcceptor::from(
+            crate::sip::tls::server_config(&provider_cert, &provider_key).unwrap(),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let provider = listener.local_addr().unwrap();
+        let mut cfg = UaConfig::new(provider, Transport::Tls);
+        cfg.bind = "127.0.0.1:0".parse().unwrap();
+        cfg.tls = Some(TlsClient::new("carrier.test", Some(&provider_ca)).unwrap());
+        cfg.tls_server = Some(crate::sip::tls::server_config(&our_cert, &our_key).unwrap());
+        let (ua, accepted) = tokio::join!(Ua::start(cfg), async {
+            let (tcp, _) = listener.accept().await.unwrap();
+            acceptor.accept(tcp).await.unwrap()
+        });
+        let ua = ua.unwrap();
+        let mut conn = accepted;
+        let params = CallParams {
+            ids: None,
+            target: format!("sips:+15551230001@{provider};transport=tls"),
+            from_user: "dialler".into(),
+            ring_timeout: crate::sip::uac::RingTimeout::new(Duration::from_secs(15)).unwrap(),
+            credentials: None,
+            media_addr: "127.0.0.1:40000".parse().unwrap(),
+            max_talk: None,
+            display_name: None,
+            extra_headers: Vec::new(),
+            destinations: Vec::new(),
+        };
+        let call = ua.call(params).await.unwrap();
+        let mut buf = Vec::new();
+        let Message::Request(invite) = read_message(&mut conn, &mut buf).await else {
+            panic!("an INVITE");
+        };
+        let contact = invite.headers.get("Contact").unwrap().to_string();
+        let port = ua.local_addr().port();
+        assert!(
+            contact.contains(&format!("127.0.0.1:{port};transport=tls")),
+            "{contact}"
+        );
+        let mut ok = message::Response::to(&invite, 200, "OK", Some("peer"));
+        ok.headers
+            .push("Contact", format!("<sips:callee@{provider};transport=tls>"));
+        ok.headers.push("Content-Type", "application/sdp");
+        ok.body = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 41000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n".to_vec();
+        conn.write_all(&ok.encode()).await.unwrap();
+        let Message::Request(ack) = read_message(&mut conn, &mut buf).await else {
+            panic!("an ACK");
+        };
+        assert_eq!(ack.method, message::Method::Ack);
+        drop(conn);
+        // The trunk's BYE on a connection of its own, to our Contact.
+        let mut roots = rustls::RootCertStore::empty();
+        use rustls::pki_types::pem::PemObject;
+        for c in rustls::pki_types::CertificateDer::pem_file_iter(&our_ca).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut back = tokio_rustls::TlsConnector::from(Arc::new(client))
+            .connect(
+                rustls::pki_types::ServerName::try_from("dialler.test").unwrap(),
+                tcp,
+            )
+            .await
+            .expect("our listening port speaks TLS with our certificate");
+        let mut bye = message::Request::new(message::Method::Bye, contact.trim_matches(['<', '>']));
+        bye.headers
+            .push("Via", "SIP/2.0/TLS 127.0.0.1:5061;branch=z9hG4bKbye1");
+        bye.headers.push("From", ok.headers.get("To").unwrap());
+        bye.headers.push("To", invite.headers.get("From").unwrap());
+        bye.headers
+            .push("Call-ID", invite.headers.get("Call-ID").unwrap());
+        bye.headers.push("CSeq", "1 BYE");
+        back.write_all(&bye.encode()).await.unwrap();
+        let mut buf = Vec::new();
+        let Message::Response(r) = read_message(&mut back, &mut buf).await else {
+            panic!("a response to the BYE");
+        };
+        assert_eq!(r.code, 200, "{r:?}");
+        let summary = tokio::time::timeout(Duration::from_secs(5), call.ended())
+            .await
+            .expect("the BYE ended the call")
+            .unwrap();
+        assert_eq!(summary.hangup, Some(crate::sip::uac::Side::Remote));
         ua.shutdown().await;
     }
 
