@@ -144,7 +144,9 @@ impl Reason {
                 "the national registry is older than the profile allows; import a fresh copy"
             }
             Reason::OutsideHours => "outside calling hours in the called party's local time",
-            Reason::Holiday => "a public holiday on which the profile bars calls",
+            Reason::Holiday => {
+                "a public holiday on which the profile, or the US state of the number's area code, bars calls"
+            }
             Reason::HolidayCalendarMissing => {
                 "the holiday calendar does not cover this date; extend data/holidays"
             }
