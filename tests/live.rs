@@ -1406,19 +1406,27 @@ async fn an_answer_with_no_usable_codec_is_hung_up_as_abandoned_not_bridged() {
 /// the number and sent to the CRM's webhook, and the abandon still counts.
 #[tokio::test(start_paused = true)]
 async fn a_key_pressed_during_the_abandoned_call_message_opts_the_number_out() {
-    opt_out_by_key(false).await;
+    opt_out_by_key(false, false).await;
 }
 
 /// The same from a line whose answer has no telephone-event: the key comes
 /// as its two tones in the audio, in place of what the far end echoes.
 #[tokio::test(start_paused = true)]
 async fn a_key_sounded_in_the_audio_during_the_message_opts_the_number_out() {
-    opt_out_by_key(true).await;
+    opt_out_by_key(true, false).await;
+}
+
+/// The same from a gateway that negotiated telephone-events but passes
+/// the key through as tones in the audio: heard all the same.
+#[tokio::test(start_paused = true)]
+async fn a_key_sounded_in_the_audio_is_heard_though_events_were_negotiated() {
+    opt_out_by_key(true, true).await;
 }
 
 /// The abandoned call of one agent who logs out while it rings; the person
-/// presses 9 (as tones in the audio with `keys_as_tones`).
-async fn opt_out_by_key(keys_as_tones: bool) {
+/// presses 9 (as tones in the audio with `keys_as_tones`, the answer still
+/// offering telephone-events with `despite_events`).
+async fn opt_out_by_key(keys_as_tones: bool, despite_events: bool) {
     let l = load("uk-broadband", tuesday(), 1).await;
     let now = tuesday().timestamp_millis();
     let by = dialler::store::AuditEntry::command(now, "tester", "", String::new(), String::new());
@@ -1436,6 +1444,7 @@ async fn opt_out_by_key(keys_as_tones: bool) {
         ring: (Duration::from_secs(4), Duration::from_secs(4)),
         press_key: Some('9'),
         keys_as_tones,
+        tones_despite_events: despite_events,
         ..answering(Duration::from_secs(3600), 5)
     })
     .await;

@@ -615,14 +615,15 @@ impl Driver {
         // can only add protection, so every campaign listens. Keys come as
         // RFC 4733 telephone-events in the payload type our offer gave
         // them (the far end sends with the receiver's numbers, RFC 3264
-        // 6.1), or in the answer's own where a far end numbers them so; an
-        // answer without telephone-event sends its keys as tones in the
-        // audio, so those are listened for too.
+        // 6.1), or in the answer's own where a far end numbers them so; a
+        // far end without telephone-event (or a gateway that passes the
+        // tones through despite it) sends its keys as tones in the audio,
+        // so those are listened for on every call: a key heard either way
+        // only adds protection.
         let events: Vec<u8> = [Some(sdp::PT_TELEPHONE_EVENT), c.dtmf_pt]
             .into_iter()
             .flatten()
             .collect();
-        let tones = c.dtmf_pt.is_none();
         let opt_out = c.attempt_id.map(|id| (id, phone::mask(&c.lead.lead.phone)));
         let me = self.me.clone();
         // The abandon was queued just before this command; its row is
@@ -636,7 +637,7 @@ impl Driver {
                     &prompt,
                     codec,
                     &events,
-                    tones,
+                    true,
                     Some(&stats),
                 )
                 .await;

@@ -68,6 +68,10 @@ pub struct SandboxConfig {
     /// of what is echoed) and the answer offers no telephone-event, as a
     /// line whose gateway does not do RFC 4733.
     pub keys_as_tones: bool,
+    /// With [`SandboxConfig::keys_as_tones`], the answer still offers
+    /// telephone-event: a gateway that passes the tones through although
+    /// it negotiated RFC 4733.
+    pub tones_despite_events: bool,
 }
 
 /// Packets of sound (20 ms each) heard before [`SandboxConfig::press_key`]
@@ -92,6 +96,7 @@ impl Default for SandboxConfig {
             max_ring: Duration::from_secs(180),
             press_key: None,
             keys_as_tones: false,
+            tones_despite_events: false,
         }
     }
 }
@@ -384,7 +389,7 @@ impl Sandbox {
             // (RFC 4733), as a carrier's media gateway answers.
             let mut answer = vec![codec];
             if offer.and_then(|m| m.telephone_event) == Some(sdp::PT_TELEPHONE_EVENT)
-                && !self.cfg.keys_as_tones
+                && (!self.cfg.keys_as_tones || self.cfg.tones_despite_events)
             {
                 answer.push(sdp::PT_TELEPHONE_EVENT);
             }
