@@ -368,7 +368,7 @@ const RULES: &[StateRule] = &[
     },
     StateRule {
         state: "MI",
-        law: "Mich. Comp. Laws 445.111b (per secondary sources): 09:00-21:00",
+        law: "Mich. Comp. Laws 750.540e (per secondary sources, which read it as a 09:00-21:00 rule for solicitations; the statute is a harassment one, kept on the safe side): 09:00-21:00",
         area_codes: &[
             231, 248, 269, 313, 517, 586, 616, 679, 734, 810, 906, 947, 989,
         ],
@@ -378,7 +378,7 @@ const RULES: &[StateRule] = &[
     },
     StateRule {
         state: "NV",
-        law: "Nev. Rev. Stat. 228.590 (per secondary sources): 09:00-20:00",
+        law: "NRS 598.0918 (per secondary sources, which disagree: 08:00-21:00 or 09:00-20:00; the narrower kept): 09:00-20:00",
         area_codes: &[702, 725, 775],
         plan: every_day(DayWindow::hm((9, 0), (20, 0))),
         per_24h: None,
