@@ -58,17 +58,7 @@ pub fn client_config(extra_ca: Option<&Path>) -> Result<rustls::ClientConfig, Si
             let _ = roots.add(cert);
         }
         if let Some(path) = extra_ca {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .map_err(|e| SipError::Tls(format!("{}: {e}", path.display())))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| SipError::Tls(format!("{}: {e}", path.display())))?;
-            if certs.is_empty() {
-                return Err(SipError::Tls(format!(
-                    "{}: no PEM certificate in the file",
-                    path.display()
-                )));
-            }
-            for c in certs {
+            for c in pem_certificates(path)? {
                 roots
                     .add(c)
                     .map_err(|e| SipError::Tls(format!("{}: {e}", path.display())))?;
@@ -92,16 +82,7 @@ pub fn client_config(extra_ca: Option<&Path>) -> Result<rustls::ClientConfig, Si
 /// in the PEM file `cert` with the private key in the PEM file `key`; no
 /// client certificate is asked for (a trunk authenticates by digest).
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, SipError> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| SipError::Tls(format!("{}: {e}", cert.display())))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| SipError::Tls(format!("{}: {e}", cert.display())))?;
-    if chain.is_empty() {
-        return Err(SipError::Tls(format!(
-            "{}: no PEM certificate in the file",
-            cert.display()
-        )));
-    }
+    let chain = pem_certificates(cert)?;
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| SipError::Tls(format!("{}: no private key read: {e}", key.display())))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -112,4 +93,20 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
         .with_single_cert(chain, key)
         .map_err(|e| SipError::Tls(format!("{}: {e}", cert.display())))?;
     Ok(Arc::new(config))
+}
+
+/// The certificates in the PEM file `path`; an error naming the file when
+/// it cannot be read or holds none.
+fn pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, SipError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| SipError::Tls(format!("{}: {e}", path.display())))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| SipError::Tls(format!("{}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(SipError::Tls(format!(
+            "{}: no PEM certificate in the file",
+            path.display()
+        )));
+    }
+    Ok(certs)
 }

@@ -1373,41 +1373,24 @@ mod tests {
     /// still ends the call (it was closed, leaving the call to time out).
     #[tokio::test]
     async fn a_bad_message_on_a_stream_is_dropped_and_the_connection_kept() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let provider = listener.local_addr().unwrap();
         let ua = Ua::start(UaConfig::new(provider, Transport::Tcp))
             .await
             .unwrap();
-        let params = CallParams {
-            ids: None,
-            target: format!("sip:+15551230001@{provider};transport=tcp"),
-            from_user: "dialler".into(),
-            ring_timeout: crate::sip::uac::RingTimeout::new(Duration::from_secs(15)).unwrap(),
-            credentials: None,
-            media_addr: "127.0.0.1:40000".parse().unwrap(),
-            max_talk: None,
-            display_name: None,
-            extra_headers: Vec::new(),
-            destinations: Vec::new(),
-        };
-        let call = ua.call(params).await.unwrap();
+        let call = ua
+            .call(call_to(format!(
+                "sip:+15551230001@{provider};transport=tcp"
+            )))
+            .await
+            .unwrap();
         let (mut conn, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
             .await
             .unwrap()
             .unwrap();
-        let mut buf = Vec::new();
-        let invite = loop {
-            let mut chunk = [0u8; 4096];
-            let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut chunk))
-                .await
-                .unwrap()
-                .unwrap();
-            assert!(n > 0, "connection closed before the INVITE");
-            buf.extend_from_slice(&chunk[..n]);
-            if let Ok((Message::Request(r), _)) = message::parse(&buf, true) {
-                break r;
-            }
+        let Message::Request(invite) = read_message(&mut conn, &mut Vec::new()).await else {
+            panic!("an INVITE");
         };
         let bad = b"SIP/2.0 180 Ringing\r\nVia: SIP/2.0/TCP 127.0.0.1;branch=z9hG4bKx\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
         let busy = message::Response::to(&invite, 486, "Busy Here", Some("peer"));
@@ -1419,6 +1402,22 @@ mod tests {
             .unwrap();
         assert_eq!(summary.final_code, Some(486));
         ua.shutdown().await;
+    }
+
+    /// A call to `target` with the tests' defaults.
+    fn call_to(target: String) -> CallParams {
+        CallParams {
+            ids: None,
+            target,
+            from_user: "dialler".into(),
+            ring_timeout: crate::sip::uac::RingTimeout::new(Duration::from_secs(15)).unwrap(),
+            credentials: None,
+            media_addr: "127.0.0.1:40000".parse().unwrap(),
+            max_talk: None,
+            display_name: None,
+            extra_headers: Vec::new(),
+            destinations: Vec::new(),
+        }
     }
 
     /// Reads one SIP message from `conn` (CRLF keep-alives skipped).
@@ -1493,19 +1492,12 @@ mod tests {
         });
         let ua = ua.unwrap();
         let mut conn = accepted;
-        let params = CallParams {
-            ids: None,
-            target: format!("sips:+15551230001@{provider};transport=tls"),
-            from_user: "dialler".into(),
-            ring_timeout: crate::sip::uac::RingTimeout::new(Duration::from_secs(15)).unwrap(),
-            credentials: None,
-            media_addr: "127.0.0.1:40000".parse().unwrap(),
-            max_talk: None,
-            display_name: None,
-            extra_headers: Vec::new(),
-            destinations: Vec::new(),
-        };
-        let call = ua.call(params).await.unwrap();
+        let call = ua
+            .call(call_to(format!(
+                "sips:+15551230001@{provider};transport=tls"
+            )))
+            .await
+            .unwrap();
         let mut buf = Vec::new();
         let Message::Request(invite) = read_message(&mut conn, &mut buf).await else {
             panic!("an INVITE");
