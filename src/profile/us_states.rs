@@ -99,8 +99,12 @@ const AL_HOLIDAYS: &[Holiday] = &[
 
 /// Louisiana's legal holidays (La. R.S. 1:55; Mardi Gras kept statewide):
 /// the Battle of New Orleans (8 January), Robert E. Lee (19 January), Good
-/// Friday, Jefferson Davis (3 June), Huey P. Long (30 August) and All
-/// Saints' Day beside the federal ones.
+/// Friday, Jefferson Davis (3 June), Huey P. Long (30 August), general
+/// election day (every year here, though 1:55 names even years) and All
+/// Saints' Day beside the federal ones. 1:55 also makes every Saturday a
+/// holiday in some parishes (Orleans among them); the Public Service
+/// Commission's list of days with no calls does not include Saturdays,
+/// so they stay open (checked against two compliance charts).
 const LA_HOLIDAYS: &[Holiday] = &[
     NEW_YEAR,
     Fixed(1, 8),
@@ -116,6 +120,7 @@ const LA_HOLIDAYS: &[Holiday] = &[
     Fixed(8, 30),
     LABOR,
     COLUMBUS,
+    ElectionDay,
     Fixed(11, 1),
     VETERANS,
     THANKSGIVING,

@@ -125,10 +125,15 @@ impl SipNet {
             "provider located"
         );
         let mut cfg = ua::UaConfig::resolved(&resolved, self.tls_ca.as_deref())?;
-        if resolved.transport == Transport::Tls
-            && let Some((cert, key)) = &self.tls_listen
-        {
-            cfg.tls_server = Some(tls::server_config(cert, key)?);
+        if let Some((cert, key)) = &self.tls_listen {
+            if resolved.transport == Transport::Tls {
+                cfg.tls_server = Some(tls::server_config(cert, key)?);
+            } else {
+                tracing::warn!(
+                    transport = resolved.transport.via_name(),
+                    "--tls-cert is for a TLS provider; this one is not, so it is not used"
+                );
+            }
         }
         cfg.external = self.external;
         if let Some(bind) = self.bind {
