@@ -656,6 +656,10 @@ pub struct Shared {
     /// A CA to trust besides the system's roots, for agent phones over
     /// TLS (`--tls-ca`).
     tls_ca: Option<std::path::PathBuf>,
+    /// The certificate agent phones' TLS UAs listen with (`--tls-cert`),
+    /// as the provider's do: a phone can reach our Contact after its
+    /// connection closed.
+    tls_server: Option<Arc<rustls::ServerConfig>>,
     /// The DNS server agent phones named by host are looked up at
     /// (`--dns-server`; `None`: the system's).
     dns_server: Option<SocketAddr>,
@@ -781,6 +785,7 @@ impl Shared {
                 server_name,
                 self.tls_ca.as_deref(),
             )?);
+            cfg.tls_server = self.tls_server.clone();
         }
         let ua = Arc::new(Ua::start(cfg).await?);
         uas.insert(key, ua.clone());
@@ -1021,6 +1026,12 @@ pub async fn start(
             "agent session leases left by an unclean stop given back"
         );
     }
+    // Read once, for agent phones over TLS (the provider's UA reads its
+    // own through `SipNet::locate`).
+    let tls_server = match &cfg.net.tls_listen {
+        Some((cert, key)) => Some(crate::sip::tls::server_config(cert, key)?),
+        None => None,
+    };
     let shared = Arc::new(Shared {
         store: store.clone(),
         node: cfg.node.clone(),
@@ -1037,6 +1048,7 @@ pub async fn start(
         external_ip: cfg.net.external,
         rtp_ports: cfg.rtp_ports.clone(),
         tls_ca: cfg.net.tls_ca.clone(),
+        tls_server,
         dns_server: cfg.net.dns_server,
         resolver: std::sync::OnceLock::new(),
     });
