@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::auth::Credentials;
@@ -66,7 +66,14 @@ pub struct UaConfig {
     /// connection's own port and the peer can only reuse that connection
     /// (RFC 5923 alias).
     pub tls_server: Option<Arc<rustls::ServerConfig>>,
+    /// At most this many connections accepted on the listening port at
+    /// once (TCP, TLS): a host that opens more gets them closed, and the
+    /// trunk's own keep a place ([`MAX_ACCEPTED`] by default).
+    pub max_accepted: usize,
 }
+
+/// How many connections the listening port keeps at once by default.
+pub const MAX_ACCEPTED: usize = 256;
 
 impl UaConfig {
     /// Defaults for a provider: bind the unspecified address, default timers.
@@ -87,6 +94,7 @@ impl UaConfig {
             tls: None,
             register: None,
             tls_server: None,
+            max_accepted: MAX_ACCEPTED,
         }
     }
 
@@ -286,8 +294,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 enum StreamEvent {
     Msg(SocketAddr, Message),
     /// A connection accepted on the TLS listening port finished its
-    /// handshake.
-    Secured(SocketAddr, Box<dyn SipStream>),
+    /// handshake (with its place among the accepted ones).
+    Secured(SocketAddr, Box<dyn SipStream>, OwnedSemaphorePermit),
     /// The connection `id` to `addr` ended; `refused` when it never came up.
     Closed {
         addr: SocketAddr,
@@ -307,6 +315,9 @@ struct Streams {
     /// Over TLS with a listening port: the handshake accepted connections
     /// go through before they carry SIP.
     acceptor: Option<tokio_rustls::TlsAcceptor>,
+    /// Places for accepted connections (`UaConfig::max_accepted`): each
+    /// holds one until it ends.
+    places: Arc<Semaphore>,
 }
 
 impl Streams {
@@ -315,16 +326,20 @@ impl Streams {
     /// peer that stalls it holds up nothing else) and given up after
     /// [`CONNECT_TIMEOUT`].
     fn accepted(&mut self, peer: SocketAddr, stream: TcpStream) {
+        let Ok(place) = self.places.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "SIP connection refused: the accepted connections are at their limit");
+            return;
+        };
         let _ = stream.set_nodelay(true);
         let Some(acceptor) = self.acceptor.clone() else {
-            self.adopt(peer, Box::new(stream));
+            self.adopt(peer, Box::new(stream), Some(place));
             return;
         };
         let events = self.events_tx.clone();
         tokio::spawn(async move {
             match tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
-                    let _ = events.send(StreamEvent::Secured(peer, Box::new(tls)));
+                    let _ = events.send(StreamEvent::Secured(peer, Box::new(tls), place));
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(%peer, "TLS handshake of an accepted connection failed: {e}")
@@ -363,12 +378,21 @@ impl Streams {
     }
 
     /// Runs an established connection to (or from) `peer`.
-    fn adopt(&mut self, peer: SocketAddr, stream: Box<dyn SipStream>) {
+    fn adopt(
+        &mut self,
+        peer: SocketAddr,
+        stream: Box<dyn SipStream>,
+        place: Option<OwnedSemaphorePermit>,
+    ) {
         self.next_id += 1;
         let id = self.next_id;
         let (tx, rx) = mpsc::unbounded_channel();
         self.conns.insert(peer, (id, tx));
-        tokio::spawn(run_stream(peer, id, stream, rx, self.events_tx.clone()));
+        let events = self.events_tx.clone();
+        tokio::spawn(async move {
+            run_stream(peer, id, stream, rx, events).await;
+            drop(place);
+        });
     }
 }
 
@@ -670,6 +694,7 @@ impl Ua {
                     events,
                     listener,
                     acceptor,
+                    places: Arc::new(Semaphore::new(cfg.max_accepted)),
                 };
                 // The first destination that accepts proves the provider is
                 // there; a provider that refuses everywhere is an error now.
@@ -682,7 +707,7 @@ impl Ua {
                             if port == 0 {
                                 port = from.port();
                             }
-                            streams.adopt(*d, stream);
+                            streams.adopt(*d, stream, None);
                             connected = true;
                             break;
                         }
@@ -898,7 +923,7 @@ enum Arrival {
     Refused(Option<SocketAddr>),
     Lost(SocketAddr),
     Accepted(TcpStream, SocketAddr),
-    Secured(Box<dyn SipStream>, SocketAddr),
+    Secured(Box<dyn SipStream>, SocketAddr, OwnedSemaphorePermit),
     Error(std::io::Error),
 }
 
@@ -923,7 +948,7 @@ async fn arrival(io: &mut Io, buf: &mut [u8]) -> Arrival {
             tokio::select! {
                 ev = events.recv() => match ev {
                     Some(StreamEvent::Msg(from, m)) => Arrival::Msg(from, m),
-                    Some(StreamEvent::Secured(peer, stream)) => Arrival::Secured(stream, peer),
+                    Some(StreamEvent::Secured(peer, stream, place)) => Arrival::Secured(stream, peer, place),
                     Some(StreamEvent::Closed { addr, id, refused }) => {
                         if st.conns.get(&addr).is_some_and(|(cid, _)| *cid == id) {
                             st.conns.remove(&addr);
@@ -1192,9 +1217,9 @@ async fn drive(
                             st.accepted(peer, stream);
                         }
                     }
-                    Arrival::Secured(stream, peer) => {
+                    Arrival::Secured(stream, peer, place) => {
                         if let Io::Stream(st) = &mut io {
-                            st.adopt(peer, stream);
+                            st.adopt(peer, stream, Some(place));
                         }
                     }
                     Arrival::Error(e) => tracing::warn!("SIP socket: {e}"),
@@ -1559,6 +1584,49 @@ mod tests {
             .expect("the BYE ended the call")
             .unwrap();
         assert_eq!(summary.hangup, Some(crate::sip::uac::Side::Remote));
+        ua.shutdown().await;
+    }
+
+    /// The listening port keeps at most `max_accepted` connections: one
+    /// more is closed at once, the others still answer (a keep-alive
+    /// pong), and a place freed by a closed one is taken again.
+    #[tokio::test]
+    async fn accepted_connections_are_capped() {
+        use tokio::io::AsyncWriteExt;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let provider = listener.local_addr().unwrap();
+        let mut cfg = UaConfig::new(provider, Transport::Tcp);
+        cfg.bind = "127.0.0.1:0".parse().unwrap();
+        cfg.max_accepted = 2;
+        let ua = Ua::start(cfg).await.unwrap();
+        let port = ua.local_addr().port();
+        let open = || TcpStream::connect(("127.0.0.1", port));
+        let answers = |mut c: TcpStream| async move {
+            c.write_all(b"\r\n\r\n").await.unwrap();
+            let mut pong = [0u8; 2];
+            let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut pong))
+                .await
+                .expect("an answer or a close")
+                .unwrap_or(0);
+            (n > 0, c)
+        };
+        let (first_ok, first) = answers(open().await.unwrap()).await;
+        let (second_ok, second) = answers(open().await.unwrap()).await;
+        assert!(first_ok && second_ok);
+        let (third_ok, _) = answers(open().await.unwrap()).await;
+        assert!(!third_ok, "a third connection is closed");
+        drop(first);
+        // Its place comes back once the UA has seen it close.
+        let mut again = false;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if answers(open().await.unwrap()).await.0 {
+                again = true;
+                break;
+            }
+        }
+        assert!(again, "a freed place is taken again");
+        drop(second);
         ua.shutdown().await;
     }
 
