@@ -120,7 +120,11 @@ impl Holiday {
                 NaiveDate::from_weekday_of_month_opt(year, m, wd, n) == Some(date)
             }
             Holiday::Last(m, wd) => {
-                date.month() == m && date.weekday() == wd && (date + Duration::days(7)).month() != m
+                date.month() == m
+                    && date.weekday() == wd
+                    && date
+                        .checked_add_signed(Duration::days(7))
+                        .is_none_or(|next| next.month() != m)
             }
             Holiday::Easter(offset) => {
                 easter(year).is_some_and(|e| e + Duration::days(offset) == date)

@@ -8,9 +8,11 @@
 //! TLS keep one connection per destination, opened on first use, kept alive
 //! with CRLF pings (RFC 5626 3.5.1) and opened again after a loss; TCP, and
 //! TLS given a certificate, also listen on the advertised port for
-//! requests the peer opens a connection for. Callers talk to the task through [`Ua`] and [`CallHandle`]; each
-//! call's events arrive on its own channel. Nothing here decides anything
-//! about a call: that is `uac`'s job.
+//! requests the peer opens a connection for (at most
+//! [`UaConfig::max_accepted`] such connections at once). Callers talk to
+//! the task through [`Ua`] and [`CallHandle`]; each call's events arrive
+//! on its own channel. Nothing here decides anything about a call: that is
+//! `uac`'s job.
 
 use std::collections::HashMap;
 use std::future::pending;
