@@ -1016,6 +1016,13 @@ fn answered_as_old(
             Some((c, Method::Invite, _)) if *c == n && req.method == Method::Cancel => {
                 out.reply(Response::to(req, 200, "OK", None).encode());
             }
+            // The CSeq of the last request with another method: not a
+            // retransmission but a new request that did not count up
+            // (RFC 3261 12.2.1.1): refused like one out of order, so the
+            // peer hears of it rather than retrying a BYE in silence.
+            _ if req.method != Method::Cancel => {
+                out.reply(Response::to(req, 500, "CSeq Out of Order", None).encode());
+            }
             _ => {}
         }
         return true;

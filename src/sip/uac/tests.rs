@@ -2076,6 +2076,19 @@ fn in_dialog_requests_keep_the_rules_and_a_re_invite_refreshes_the_target() {
     old.body = sdp.clone();
     ep.handle_bytes(t0 + SECOND, &old.encode()).unwrap();
     assert_eq!(response(&sent(&mut ep)[0]).code, 500, "CSeq 4 after 10");
+    // CSeq 10 again with another method: not the OPTIONS' retransmission
+    // but a request that did not count up: 500, the call stays; the
+    // OPTIONS' own retransmission still gets its 200.
+    ep.handle_bytes(t0 + SECOND, &from_peer(&inv, Method::Bye, 10).encode())
+        .unwrap();
+    assert_eq!(
+        response(&sent(&mut ep)[0]).code,
+        500,
+        "a BYE reusing CSeq 10"
+    );
+    ep.handle_bytes(t0 + SECOND, &from_peer(&inv, Method::Options, 10).encode())
+        .unwrap();
+    assert_eq!(response(&sent(&mut ep)[0]).code, 200, "the OPTIONS again");
 
     let mut moved = from_peer(&inv, Method::Invite, 11);
     moved.headers.push("Contact", "<sip:moved@127.0.0.1:5099>");
