@@ -276,6 +276,20 @@ impl Columns {
                     .into(),
             });
         }
+        // A column without a name is named by its place (`column_4`):
+        // two nameless columns would otherwise share one key in the
+        // lead's fields and one value would be lost in silence.
+        let headers: Vec<String> = headers
+            .into_iter()
+            .enumerate()
+            .map(|(i, h)| {
+                if h.trim().is_empty() {
+                    format!("column_{}", i + 1)
+                } else {
+                    h
+                }
+            })
+            .collect();
         let list = || headers.join(", ");
         let phone = match phone_column {
             Some(want) => headers
@@ -310,7 +324,7 @@ impl Columns {
         // one value and lose the other in silence.
         for (i, h) in headers.iter().enumerate() {
             let name = h.trim();
-            if i == phone || name.is_empty() {
+            if i == phone {
                 continue;
             }
             if let Some(j) = headers[i + 1..]
@@ -966,6 +980,32 @@ mod tests {
         assert_eq!(row.lead.phone, "+919876543210");
         assert_eq!(row.lead.timezones.as_deref(), Some("Asia/Calcutta"));
         assert_eq!(row.lead.fields, r#"{"name":"Asha","policy":"P-1"}"#);
+    }
+
+    /// Columns without a name keep their values under their place's name;
+    /// before, two of them shared the key "" and one value was lost.
+    #[test]
+    fn nameless_columns_are_named_by_their_place() {
+        let c = cols(&["name", "", "phone", " "]);
+        let row = parse_row(
+            &c,
+            &rec(&[b"Asha", b"gold", b"098765 43210", b"north"]),
+            2,
+            Country::India,
+        )
+        .expect("ok");
+        assert_eq!(
+            row.lead.fields,
+            r#"{"name":"Asha","column_2":"gold","column_4":"north"}"#
+        );
+        // A real column of that name is a duplicate, refused.
+        let err = Columns::resolve(
+            vec!["phone".into(), "".into(), "column_2".into()],
+            None,
+            Path::new("t.csv"),
+        )
+        .expect_err("duplicate");
+        assert!(err.to_string().contains("column_2"), "{err}");
     }
 
     #[test]
