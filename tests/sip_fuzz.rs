@@ -367,6 +367,28 @@ fn torture_requests_get_the_answers_rfc_4475_names() {
             400,
         ),
         (
+            "badinv01: empty Via and Contact elements",
+            req(
+                "INVITE sip:d@127.0.0.1:5070 SIP/2.0",
+                unknown,
+                "1 INVITE",
+                "Contact: \"Joe\" <sip:joe@10.0.0.9>;;;;\r\n",
+            )
+            .replace(";branch=z9hG4bKtort8\r\n", ";branch=z9hG4bKtort8;;,;,,\r\n"),
+            400,
+        ),
+        (
+            "quotbal: a display name whose quote never closes",
+            req(
+                "INVITE sip:d@127.0.0.1:5070 SIP/2.0",
+                unknown,
+                "1 INVITE",
+                "",
+            )
+            .replace("To: <", "To: \"Mr. J. User <"),
+            400,
+        ),
+        (
             "intmeth: an extension method of every token character",
             req(
                 "!interesting-Method0123456789_*+`.%indeed'~ sip:d@127.0.0.1:5070 SIP/2.0",

@@ -361,6 +361,16 @@ pub fn parse_framed(
         }
         headers.push(name, value);
     }
+    // A request's address and route lists must keep their grammar
+    // (responses are read leniently: dropping one would only stall a
+    // call that a sloppy but harmless peer answered).
+    if !start.starts_with("SIP/") {
+        for (name, value) in &headers.0 {
+            if let Some(why) = list_defect(name, value) {
+                defect.get_or_insert(why);
+            }
+        }
+    }
     let body_start = head_end + 4;
     let available = rest.len() - body_start;
     let body_len = match headers.get("Content-Length") {
@@ -724,6 +734,58 @@ pub fn split_list(value: &str) -> Vec<&str> {
     out
 }
 
+/// What breaks RFC 3261 25.1's grammar in a Via, From, To, Contact,
+/// Route or Record-Route value: an empty list element or parameter
+/// (`;;`, `,,`, a trailing `;`: RFC 4475 3.1.2.1, badinv01), a quoted
+/// display name that never closes (3.1.2.7, quotbal, which RFC 4475 lets
+/// an element refuse rather than guess where the name ends) or a `<`
+/// without its `>`. Inside quotes and `<...>` anything goes here (the
+/// URI is read on its own). `None` for other headers and for `*`.
+fn list_defect(name: &str, value: &str) -> Option<&'static str> {
+    const CHECKED: [&str; 6] = ["Via", "From", "To", "Contact", "Route", "Record-Route"];
+    if !CHECKED.iter().any(|h| h.eq_ignore_ascii_case(name)) || value == "*" {
+        return None;
+    }
+    let (mut angle, mut quoted, mut escaped) = (false, false, false);
+    // Whether the text since the last `;` or `,` (or the start) holds
+    // anything.
+    let mut filled = false;
+    for c in value.chars() {
+        if quoted {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => quoted = false,
+                _ => {}
+            }
+            continue;
+        }
+        if angle {
+            angle = c != '>';
+            continue;
+        }
+        match c {
+            '"' => (quoted, filled) = (true, true),
+            '<' => (angle, filled) = (true, true),
+            ';' | ',' if !filled => {
+                return Some("an empty element or parameter in an address list");
+            }
+            ';' | ',' => filled = false,
+            c if !c.is_whitespace() => filled = true,
+            _ => {}
+        }
+    }
+    if quoted {
+        Some("a quoted string that never closes")
+    } else if angle {
+        Some("a '<' without its '>'")
+    } else if !filled && !value.trim().is_empty() {
+        Some("an empty element or parameter in an address list")
+    } else {
+        None
+    }
+}
+
 /// Every entry of every line of a list header, in wire order.
 pub fn list_entries<'a>(headers: &'a Headers, name: &'a str) -> Vec<&'a str> {
     headers.get_all(name).flat_map(split_list).collect()
@@ -873,6 +935,40 @@ fn uri_span(value: &str) -> Option<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RFC 4475 3.1.2.1 (badinv01) and 3.1.2.7 (quotbal) are refused;
+    /// quoted and bracketed separators, a lone `*` and empty values are not
+    /// list defects.
+    #[test]
+    fn broken_address_lists_are_defects() {
+        for (name, value) in [
+            ("Via", "SIP/2.0/UDP 192.0.2.15;;,;,,"),
+            ("Via", "SIP/2.0/UDP 192.0.2.15;branch=z9hG4bK1;"),
+            ("v", ", SIP/2.0/UDP 192.0.2.15"),
+            ("Contact", "\"Joe\" <sip:joe@example.org>;;;;"),
+            ("To", "\"Mr. J. User <sip:j.user@example.com>"),
+            ("From", "\"a \\\" b <sip:a@b>;tag=1"),
+            ("Record-Route", "<sip:p1@example.com;lr"),
+        ] {
+            assert!(
+                list_defect(full_name(name), value).is_some(),
+                "{name}: {value}"
+            );
+        }
+        for (name, value) in [
+            (
+                "Via",
+                "SIP/2.0/UDP 192.0.2.15;branch=z9hG4bK1;rport, SIP/2.0/TCP [2001:db8::1]:5060;received=1.2.3.4",
+            ),
+            ("To", "\"a;b,c \\\" d\" <sip:a@b;lr;x=1,2>;tag=9"),
+            ("From", "sip:caller@example.net;tag=134161461246"),
+            ("Contact", "*"),
+            ("Contact", ""),
+            ("Subject", ";;,,"),
+        ] {
+            assert_eq!(list_defect(full_name(name), value), None, "{name}: {value}");
+        }
+    }
 
     /// On a stream, a message that frames but is defective (a header
     /// that may appear once, twice; a control character) is refused
