@@ -72,10 +72,27 @@ pub struct UaConfig {
     /// once (TCP, TLS): a host that opens more gets them closed, and the
     /// trunk's own keep a place ([`MAX_ACCEPTED`] by default).
     pub max_accepted: usize,
+    /// Of those, at most this many from one host address
+    /// ([`MAX_ACCEPTED_PER_HOST`] by default), so no single host can take
+    /// every place.
+    pub max_accepted_per_host: usize,
+    /// An accepted connection that has brought no SIP message for this
+    /// long is closed ([`ACCEPTED_IDLE`] by default; keep-alive pings do
+    /// not count). The peer opens a new one for its next request, as it
+    /// would after any close: a connection held open and silent only
+    /// keeps a place from others.
+    pub accepted_idle: Duration,
 }
 
 /// How many connections the listening port keeps at once by default.
 pub const MAX_ACCEPTED: usize = 256;
+/// How many of them one host address may hold by default (a carrier's
+/// edge needs a few: one per proxy process, say).
+pub const MAX_ACCEPTED_PER_HOST: usize = 32;
+/// How long an accepted connection may stay without a SIP message by
+/// default (Kamailio closes idle connections after 120 s by default; a
+/// little longer here, as peers that keep a flow ping within 120 s).
+pub const ACCEPTED_IDLE: Duration = Duration::from_secs(300);
 
 impl UaConfig {
     /// Defaults for a provider: bind the unspecified address, default timers.
@@ -97,6 +114,8 @@ impl UaConfig {
             register: None,
             tls_server: None,
             max_accepted: MAX_ACCEPTED,
+            max_accepted_per_host: MAX_ACCEPTED_PER_HOST,
+            accepted_idle: ACCEPTED_IDLE,
         }
     }
 
@@ -297,7 +316,7 @@ enum StreamEvent {
     Msg(SocketAddr, Message),
     /// A connection accepted on the TLS listening port finished its
     /// handshake (with its place among the accepted ones).
-    Secured(SocketAddr, Box<dyn SipStream>, OwnedSemaphorePermit),
+    Secured(SocketAddr, Box<dyn SipStream>, Place),
     /// The connection `id` to `addr` ended; `refused` when it never came up.
     Closed {
         addr: SocketAddr,
@@ -320,6 +339,18 @@ struct Streams {
     /// Places for accepted connections (`UaConfig::max_accepted`): each
     /// holds one until it ends.
     places: Arc<Semaphore>,
+    /// The same for each host address (`UaConfig::max_accepted_per_host`).
+    host_places: HashMap<IpAddr, Arc<Semaphore>>,
+    per_host: usize,
+    /// `UaConfig::accepted_idle`.
+    idle: Duration,
+}
+
+/// An accepted connection's place: one of the port's and one of its
+/// host's, given back together when the connection ends.
+struct Place {
+    _port: OwnedSemaphorePermit,
+    _host: OwnedSemaphorePermit,
 }
 
 impl Streams {
@@ -328,9 +359,27 @@ impl Streams {
     /// peer that stalls it holds up nothing else) and given up after
     /// [`CONNECT_TIMEOUT`].
     fn accepted(&mut self, peer: SocketAddr, stream: TcpStream) {
-        let Ok(place) = self.places.clone().try_acquire_owned() else {
+        let Ok(port) = self.places.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "SIP connection refused: the accepted connections are at their limit");
             return;
+        };
+        // Hosts holding nothing are forgotten (each connection's end gives
+        // its place back, so the map stays as large as the hosts connected).
+        let per_host = self.per_host;
+        self.host_places
+            .retain(|_, s| s.available_permits() < per_host);
+        let host = self
+            .host_places
+            .entry(peer.ip())
+            .or_insert_with(|| Arc::new(Semaphore::new(per_host)))
+            .clone();
+        let Ok(host) = host.try_acquire_owned() else {
+            tracing::warn!(%peer, "SIP connection refused: this host holds its most accepted connections");
+            return;
+        };
+        let place = Place {
+            _port: port,
+            _host: host,
         };
         let _ = stream.set_nodelay(true);
         let Some(acceptor) = self.acceptor.clone() else {
@@ -380,19 +429,17 @@ impl Streams {
     }
 
     /// Runs an established connection to (or from) `peer`.
-    fn adopt(
-        &mut self,
-        peer: SocketAddr,
-        stream: Box<dyn SipStream>,
-        place: Option<OwnedSemaphorePermit>,
-    ) {
+    /// Runs an established connection to (or from) `peer`; one accepted
+    /// on the listening port comes with its place and is closed when idle.
+    fn adopt(&mut self, peer: SocketAddr, stream: Box<dyn SipStream>, place: Option<Place>) {
         self.next_id += 1;
         let id = self.next_id;
         let (tx, rx) = mpsc::unbounded_channel();
         self.conns.insert(peer, (id, tx));
         let events = self.events_tx.clone();
+        let idle = place.as_ref().map(|_| self.idle);
         tokio::spawn(async move {
-            run_stream(peer, id, stream, rx, events).await;
+            run_stream(peer, id, stream, rx, events, idle).await;
             drop(place);
         });
     }
@@ -443,7 +490,7 @@ async fn outbound(
     events: mpsc::UnboundedSender<StreamEvent>,
 ) {
     match open(addr, tls.as_ref()).await {
-        Ok(stream) => run_stream(addr, id, stream, rx, events).await,
+        Ok(stream) => run_stream(addr, id, stream, rx, events, None).await,
         Err(e) => {
             tracing::warn!(%addr, "SIP connection: {e}");
             let _ = events.send(StreamEvent::Closed {
@@ -456,20 +503,29 @@ async fn outbound(
 }
 
 /// Reads framed messages and writes queued ones on one connection until
-/// either side ends it or a frame is bad (a stream cannot resynchronise).
+/// either side ends it, a frame is bad (a stream cannot resynchronise) or,
+/// given `idle`, no SIP message has come for that long.
 async fn run_stream<S: AsyncRead + AsyncWrite + Unpin>(
     addr: SocketAddr,
     id: u64,
     stream: S,
     mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
     events: mpsc::UnboundedSender<StreamEvent>,
+    idle: Option<Duration>,
 ) {
     let (mut read, mut write) = tokio::io::split(stream);
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut chunk = vec![0u8; 16 * 1024];
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
+    let idle_for = idle.unwrap_or(Duration::MAX);
+    let quiet = tokio::time::sleep(idle_for.min(Duration::from_secs(86_400 * 365)));
+    tokio::pin!(quiet);
     'conn: loop {
         tokio::select! {
+            () = &mut quiet, if idle.is_some() => {
+                tracing::debug!(%addr, "accepted SIP connection idle, closed");
+                break;
+            }
             out = rx.recv() => match out {
                 Some(bytes) => {
                     // TLS buffers records until flushed.
@@ -511,6 +567,9 @@ async fn run_stream<S: AsyncRead + AsyncWrite + Unpin>(
                         Ok((Ok(m), used)) => {
                             tracing::trace!(%addr, used, "SIP message framed");
                             buf.drain(..used);
+                            if idle.is_some() {
+                                quiet.as_mut().reset(tokio::time::Instant::now() + idle_for);
+                            }
                             if events.send(StreamEvent::Msg(addr, m)).is_err() {
                                 break 'conn;
                             }
@@ -572,7 +631,7 @@ async fn run_stream<S: AsyncRead + AsyncWrite + Unpin>(
 
 enum Io {
     Udp(UdpSocket),
-    Stream(Streams),
+    Stream(Box<Streams>),
 }
 
 /// The local address to advertise when bound to the unspecified address:
@@ -697,6 +756,9 @@ impl Ua {
                     listener,
                     acceptor,
                     places: Arc::new(Semaphore::new(cfg.max_accepted)),
+                    host_places: HashMap::new(),
+                    per_host: cfg.max_accepted_per_host,
+                    idle: cfg.accepted_idle,
                 };
                 // The first destination that accepts proves the provider is
                 // there; a provider that refuses everywhere is an error now.
@@ -719,7 +781,7 @@ impl Ua {
                 if !connected {
                     return Err(SipError::Refused(destinations[0]));
                 }
-                (Io::Stream(streams), SocketAddr::new(ip, port))
+                (Io::Stream(Box::new(streams)), SocketAddr::new(ip, port))
             }
         };
         let endpoint_cfg = EndpointConfig {
@@ -925,7 +987,7 @@ enum Arrival {
     Refused(Option<SocketAddr>),
     Lost(SocketAddr),
     Accepted(TcpStream, SocketAddr),
-    Secured(Box<dyn SipStream>, SocketAddr, OwnedSemaphorePermit),
+    Secured(Box<dyn SipStream>, SocketAddr, Place),
     Error(std::io::Error),
 }
 
@@ -946,7 +1008,7 @@ async fn arrival(io: &mut Io, buf: &mut [u8]) -> Arrival {
         Io::Stream(st) => {
             let Streams {
                 events, listener, ..
-            } = st;
+            } = &mut **st;
             tokio::select! {
                 ev = events.recv() => match ev {
                     Some(StreamEvent::Msg(from, m)) => Arrival::Msg(from, m),
@@ -1629,6 +1691,94 @@ mod tests {
         }
         assert!(again, "a freed place is taken again");
         drop(second);
+        ua.shutdown().await;
+    }
+
+    /// One host address holds at most `max_accepted_per_host` of the
+    /// places; another host still gets one.
+    #[tokio::test]
+    async fn one_host_cannot_take_every_place() {
+        use tokio::io::AsyncWriteExt;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let provider = listener.local_addr().unwrap();
+        let mut cfg = UaConfig::new(provider, Transport::Tcp);
+        cfg.bind = "0.0.0.0:0".parse().unwrap();
+        cfg.max_accepted = 8;
+        cfg.max_accepted_per_host = 2;
+        let ua = Ua::start(cfg).await.unwrap();
+        let port = ua.local_addr().port();
+        let open = |from: [u8; 4]| async move {
+            let s = tokio::net::TcpSocket::new_v4().unwrap();
+            s.bind(SocketAddr::from((from, 0))).unwrap();
+            s.connect(SocketAddr::from(([127, 0, 0, 1], port)))
+                .await
+                .unwrap()
+        };
+        let answers = |mut c: TcpStream| async move {
+            c.write_all(b"\r\n\r\n").await.unwrap();
+            let mut pong = [0u8; 2];
+            let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut pong))
+                .await
+                .expect("an answer or a close")
+                .unwrap_or(0);
+            (n > 0, c)
+        };
+        let (a_ok, _a) = answers(open([127, 0, 0, 1]).await).await;
+        let (b_ok, _b) = answers(open([127, 0, 0, 1]).await).await;
+        assert!(a_ok && b_ok);
+        let (c_ok, _) = answers(open([127, 0, 0, 1]).await).await;
+        assert!(!c_ok, "a third from the same host is closed");
+        let (d_ok, _d) = answers(open([127, 0, 0, 2]).await).await;
+        assert!(d_ok, "another host still gets a place");
+        ua.shutdown().await;
+    }
+
+    /// An accepted connection bringing only keep-alive pings is closed
+    /// once `accepted_idle` passes without a SIP message; one bringing
+    /// requests stays.
+    #[tokio::test]
+    async fn an_idle_accepted_connection_is_closed() {
+        use tokio::io::AsyncWriteExt;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let provider = listener.local_addr().unwrap();
+        let mut cfg = UaConfig::new(provider, Transport::Tcp);
+        cfg.bind = "127.0.0.1:0".parse().unwrap();
+        cfg.accepted_idle = Duration::from_millis(300);
+        let ua = Ua::start(cfg).await.unwrap();
+        let port = ua.local_addr().port();
+        let mut pinging = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut asking = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let options = |n: u32| {
+            format!(
+                "OPTIONS sip:d@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bKidle{n}\r\nFrom: <sip:p@127.0.0.1>;tag=i\r\nTo: <sip:d@127.0.0.1>\r\nCall-ID: idle-{n}@127.0.0.1\r\nCSeq: {n} OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            )
+        };
+        let mut buf = [0u8; 4096];
+        let mut pinging_closed_at = None;
+        for n in 1..=10u32 {
+            // Every 100 ms: a ping on one, a request on the other.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if pinging_closed_at.is_none() {
+                let _ = pinging.write_all(b"\r\n\r\n").await;
+                match tokio::time::timeout(Duration::from_secs(5), pinging.read(&mut buf)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => pinging_closed_at = Some(n),
+                    Ok(Ok(_)) => {}
+                    Err(_) => panic!("neither a pong nor a close"),
+                }
+            }
+            asking.write_all(options(n).as_bytes()).await.unwrap();
+            let got = tokio::time::timeout(Duration::from_secs(5), asking.read(&mut buf))
+                .await
+                .expect("an answer")
+                .unwrap();
+            assert!(
+                buf[..got].starts_with(b"SIP/2.0 200 "),
+                "request {n}: {:?}",
+                String::from_utf8_lossy(&buf[..got])
+            );
+        }
+        let closed = pinging_closed_at.expect("the pinging connection was closed");
+        assert!(closed >= 3, "closed after {closed} pings, before its time");
         ua.shutdown().await;
     }
 
