@@ -1113,15 +1113,27 @@ impl Store {
     /// audited (actor `called party`, action `dnc.key_press`, from `node`)
     /// and `lead.opted_out` goes to the webhook outbox. A person erased
     /// since has no number kept (erasure keeps it from every dial); the act
-    /// is still audited. False when there is no such attempt.
+    /// is still audited. Done once per attempt: a second call (a second
+    /// key, a retried write) changes nothing. False when there is no such
+    /// attempt.
     pub async fn opt_out_by_key(
         &self,
         attempt_id: i64,
         at: i64,
         node: &str,
     ) -> Result<bool, StoreError> {
+        const MARK: &str =
+            "UPDATE call_attempts SET opted_out_at = $2 WHERE id = $1 AND opted_out_at IS NULL";
+        const KNOWN: &str = "SELECT 1 FROM call_attempts WHERE id = $1";
         Ok(with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
+            // Once per attempt: a second key, or this write retried after
+            // its commit did succeed, finds it done.
+            let first = sqlx::query(MARK).bind(attempt_id).bind(at).execute(&mut *tx).await?.rows_affected() > 0;
+            if !first {
+                let known: Option<i32> = sqlx::query_scalar(KNOWN).bind(attempt_id).fetch_optional(&mut *tx).await?;
+                return Ok(known.is_some());
+            }
             let Some(phone) = list_attempt_number!(tx, attempt_id, at, compliance::SOURCE_KEY_PRESS)? else {
                 return Ok(false);
             };

@@ -542,6 +542,9 @@ async fn a_key_press_opt_out_lists_the_number_everywhere_and_is_audited(store: S
             .expect("unknown")
     );
     assert!(store.opt_out_by_key(a1, 42, "n1").await.expect("opt out"));
+    // A second key in the same call (or the write retried) is the same
+    // opt-out: no second audit row or CRM event.
+    assert!(store.opt_out_by_key(a1, 43, "n1").await.expect("again"));
     assert_eq!(
         store.dnc_list(SCOPE_INTERNAL).await.expect("list"),
         vec![number.clone()]
