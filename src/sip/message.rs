@@ -701,32 +701,70 @@ pub fn tag_of(value: &str) -> Option<&str> {
     param(value, "tag").filter(|t| !t.is_empty())
 }
 
+/// The characters of a header value outside its quoted strings and
+/// `<...>` URIs, with their byte offsets. The `"` and `<` that open one
+/// and the `>` that closes a URI are given too, so a caller sees where
+/// each starts and ends; after the last, `quoted` and `angle` say whether
+/// one was left open. The one scanner of RFC 3261 25.1's quoting here.
+struct Outside<'a> {
+    chars: std::str::CharIndices<'a>,
+    quoted: bool,
+    escaped: bool,
+    angle: bool,
+}
+
+impl<'a> Outside<'a> {
+    fn new(value: &'a str) -> Outside<'a> {
+        Outside {
+            chars: value.char_indices(),
+            quoted: false,
+            escaped: false,
+            angle: false,
+        }
+    }
+}
+
+impl Iterator for Outside<'_> {
+    type Item = (usize, char);
+
+    fn next(&mut self) -> Option<(usize, char)> {
+        loop {
+            let (i, c) = self.chars.next()?;
+            if self.quoted {
+                match (self.escaped, c) {
+                    (true, _) => self.escaped = false,
+                    (false, '\\') => self.escaped = true,
+                    (false, '"') => self.quoted = false,
+                    _ => {}
+                }
+                continue;
+            }
+            if self.angle {
+                if c != '>' {
+                    continue;
+                }
+                self.angle = false;
+            }
+            match c {
+                '"' => self.quoted = true,
+                '<' => self.angle = true,
+                _ => {}
+            }
+            return Some((i, c));
+        }
+    }
+}
+
 /// The entries of a header that holds a comma-separated list (Route,
 /// Record-Route, Contact, Via), in order: commas inside `<...>` or quotes
 /// do not split.
 pub fn split_list(value: &str) -> Vec<&str> {
     let mut out = Vec::new();
-    let (mut angle, mut quoted, mut escaped) = (false, false, false);
     let mut start = 0;
-    for (i, c) in value.char_indices() {
-        if quoted {
-            match (escaped, c) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => quoted = false,
-                _ => {}
-            }
-            continue;
-        }
-        match c {
-            '"' => quoted = true,
-            '<' => angle = true,
-            '>' => angle = false,
-            ',' if !angle => {
-                out.push(value[start..i].trim());
-                start = i + 1;
-            }
-            _ => {}
+    for (i, c) in Outside::new(value) {
+        if c == ',' {
+            out.push(value[start..i].trim());
+            start = i + 1;
         }
     }
     out.push(value[start..].trim());
@@ -746,27 +784,12 @@ fn list_defect(name: &str, value: &str) -> Option<&'static str> {
     if !CHECKED.iter().any(|h| h.eq_ignore_ascii_case(name)) || value == "*" {
         return None;
     }
-    let (mut angle, mut quoted, mut escaped) = (false, false, false);
     // Whether the text since the last `;` or `,` (or the start) holds
     // anything.
     let mut filled = false;
-    for c in value.chars() {
-        if quoted {
-            match (escaped, c) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => quoted = false,
-                _ => {}
-            }
-            continue;
-        }
-        if angle {
-            angle = c != '>';
-            continue;
-        }
+    let mut scan = Outside::new(value);
+    for (_, c) in scan.by_ref() {
         match c {
-            '"' => (quoted, filled) = (true, true),
-            '<' => (angle, filled) = (true, true),
             ';' | ',' if !filled => {
                 return Some("an empty element or parameter in an address list");
             }
@@ -775,9 +798,9 @@ fn list_defect(name: &str, value: &str) -> Option<&'static str> {
             _ => {}
         }
     }
-    if quoted {
+    if scan.quoted {
         Some("a quoted string that never closes")
-    } else if angle {
+    } else if scan.angle {
         Some("a '<' without its '>'")
     } else if !filled && !value.trim().is_empty() {
         Some("an empty element or parameter in an address list")
@@ -905,30 +928,9 @@ pub fn uri_of(value: &str) -> &str {
 /// display name (`"<sip:evil>" <sip:real@h>` is `sip:real@h`), and the
 /// `>` after it.
 fn uri_span(value: &str) -> Option<(usize, usize)> {
-    let mut quoted = false;
-    let mut escaped = false;
-    let mut open = None;
-    for (i, c) in value.char_indices() {
-        if quoted {
-            match c {
-                _ if escaped => escaped = false,
-                '\\' => escaped = true,
-                '"' => quoted = false,
-                _ => {}
-            }
-            continue;
-        }
-        match c {
-            '"' => quoted = true,
-            '<' => {
-                open = Some(i);
-                break;
-            }
-            _ => {}
-        }
-    }
-    let a = open?;
-    let b = a + value[a..].find('>')?;
+    let mut scan = Outside::new(value);
+    let (a, _) = scan.find(|&(_, c)| c == '<')?;
+    let (b, _) = scan.find(|&(_, c)| c == '>')?;
     Some((a, b))
 }
 
