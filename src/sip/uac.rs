@@ -533,6 +533,9 @@ impl ClientTx {
     }
 }
 
+/// How many final responses to re-INVITEs a call keeps for their ACKs.
+const MAX_KEPT_FINALS: usize = 4;
+
 /// A final response we sent to a re-INVITE, retransmitted on timer G
 /// over UDP until its ACK comes (a 2xx: RFC 3261 13.3.1.4, the call ended
 /// without one by timer H; a refusal: 17.2.1, given up at timer H).
@@ -695,7 +698,9 @@ struct Call {
     bye: Option<ClientTx>,
     others: Vec<ClientTx>,
     forks: Vec<Fork>,
-    reinvite_ok: Option<ServerOk>,
+    /// Final responses to re-INVITEs awaiting their ACKs (at most one 2xx
+    /// and [`MAX_KEPT_FINALS`] in all).
+    kept_finals: Vec<ServerOk>,
     /// The last RSeq PRACKed, per early dialog (the provisional's To tag).
     last_rseq: Vec<(Option<String>, u32)>,
     /// The SDP answer a provisional response carried, per early dialog
@@ -1263,7 +1268,7 @@ impl Call {
             bye: None,
             others: Vec::new(),
             forks: Vec::new(),
-            reinvite_ok: None,
+            kept_finals: Vec::new(),
             last_rseq: Vec::new(),
             early_sdp: Vec::new(),
             session_timer: None,
@@ -1426,7 +1431,7 @@ impl Call {
         for tx in &self.others {
             consider(tx.deadline());
         }
-        if let Some(ok) = &self.reinvite_ok {
+        for ok in &self.kept_finals {
             consider(ok.next_g.map(|(t, _)| t));
             consider(Some(ok.timer_h));
         }
@@ -1454,7 +1459,7 @@ impl Call {
         self.cancel_deadline = None;
         self.talk_deadline = None;
         self.session_timer = None;
-        self.reinvite_ok = None;
+        self.kept_finals.clear();
         // A lingering call answers retransmissions with the ACKs and
         // replies it already built: the INVITE (and its SDP) is never sent
         // again, so memory follows calls in flight, not calls placed. Its
@@ -1618,7 +1623,7 @@ impl Call {
         self.summary.hangup_unconfirmed = true;
         self.state = State::Closing;
         self.session_timer = None;
-        self.reinvite_ok = None;
+        self.kept_finals.clear();
     }
 
     /// Starts a client transaction of `kind` for `request` and sends it.
@@ -2452,7 +2457,14 @@ impl Call {
         out: &mut Out<'_>,
     ) {
         let t = out.cfg.timers;
-        self.reinvite_ok = Some(ServerOk {
+        // The oldest refusal makes room (a 2xx, at most one, never does:
+        // its loss would end the call).
+        if self.kept_finals.len() >= MAX_KEPT_FINALS
+            && let Some(i) = self.kept_finals.iter().position(|ok| !ok.success)
+        {
+            self.kept_finals.remove(i);
+        }
+        self.kept_finals.push(ServerOk {
             to: out.source,
             cseq: n,
             bytes,
@@ -2461,6 +2473,11 @@ impl Call {
             offered,
             success,
         });
+    }
+
+    /// A 2xx to a re-INVITE still awaits its ACK.
+    fn ok_pending(&self) -> bool {
+        self.kept_finals.iter().any(|ok| ok.success)
     }
 
     /// Refuses a re-INVITE or UPDATE with `r`; a re-INVITE's refusal is
@@ -2474,9 +2491,7 @@ impl Call {
         out: &mut Out<'_>,
     ) {
         let bytes = self.reply(req, n, r, out);
-        // One slot: a 2xx still awaiting its ACK keeps it (its loss would
-        // end the call; a refusal's only costs the peer a retry).
-        if req.method == Method::Invite && !self.reinvite_ok.as_ref().is_some_and(|ok| ok.success) {
+        if req.method == Method::Invite {
             self.keep_final(now, n, bytes, false, false, out);
         }
     }
@@ -2644,11 +2659,11 @@ impl Call {
         );
         match req.method {
             Method::Ack => {
-                if in_dialog && self.reinvite_ok.as_ref().is_some_and(|ok| ok.cseq == n) {
-                    let offered = self.reinvite_ok.take().is_some_and(|ok| ok.offered);
-                    if offered {
-                        self.on_answer_in_ack(req, out);
-                    }
+                if in_dialog
+                    && let Some(i) = self.kept_finals.iter().position(|ok| ok.cseq == n)
+                    && self.kept_finals.remove(i).offered
+                {
+                    self.on_answer_in_ack(req, out);
                 }
                 return;
             }
@@ -2709,13 +2724,11 @@ impl Call {
                 }
             }
             Method::Invite | Method::Update if self.state == State::Confirmed => {
-                if self.reinvite_ok.as_ref().is_some_and(|ok| ok.success)
-                    && req.method == Method::Invite
-                {
+                if self.ok_pending() && req.method == Method::Invite {
                     // RFC 3261 14.2: an INVITE while ours awaits its ACK.
                     let mut r = Response::to(req, 500, "Server Internal Error", None);
                     r.headers.push("Retry-After", "1");
-                    self.reply(req, n, r, out);
+                    self.refuse_session(now, req, n, r, out);
                     return;
                 }
                 if self.offer_pending(req) {
@@ -2822,24 +2835,27 @@ impl Call {
             }
         }
         let refresh_failed = self.retransmit(now, out);
-        if let Some(ok) = &mut self.reinvite_ok {
-            if ok.timer_h <= now {
-                // RFC 3261 13.3.1.4: no ACK for our 2xx: end the session;
-                // for a refusal the transaction is over (17.2.1).
-                let success = ok.success;
-                self.reinvite_ok = None;
-                if success && self.state == State::Confirmed {
-                    tracing::warn!(call_id = %self.call_id, "no ACK to our 2xx of a re-INVITE: hanging up");
-                    self.summary.hangup = Some(Side::Local);
-                    self.send_bye(now, out);
-                }
-            } else if let Some((at, interval)) = ok.next_g
+        // RFC 3261 13.3.1.4: no ACK for our 2xx: end the session; for a
+        // refusal the transaction is over (17.2.1).
+        let mut unacked_ok = false;
+        self.kept_finals.retain(|ok| {
+            let over = ok.timer_h <= now;
+            unacked_ok |= over && ok.success;
+            !over
+        });
+        for ok in &mut self.kept_finals {
+            if let Some((at, interval)) = ok.next_g
                 && at <= now
             {
                 out.send_reply(ok.to, ok.bytes.clone());
                 let next = (interval * 2).min(out.cfg.timers.t2);
                 ok.next_g = Some((now + next, next));
             }
+        }
+        if unacked_ok && self.state == State::Confirmed {
+            tracing::warn!(call_id = %self.call_id, "no ACK to our 2xx of a re-INVITE: hanging up");
+            self.summary.hangup = Some(Side::Local);
+            self.send_bye(now, out);
         }
         if self.state == State::Closing && self.bye.as_ref().is_some_and(|b| b.done) {
             let outcome = self.closing_outcome();

@@ -109,7 +109,7 @@ impl Ended {
             && call.cancel.as_ref().is_none_or(|c| c.done)
             // A refresh re-INVITE's ACK answers its retransmitted 2xx.
             && call.others.iter().all(|t| t.done && t.ack.is_none())
-            && call.reinvite_ok.is_none();
+            && call.kept_finals.is_empty();
         let Some(linger_until) = call.linger_until.filter(|_| quiescent) else {
             return Err(call);
         };

@@ -1440,6 +1440,53 @@ fn a_refused_re_invite_is_retransmitted_until_its_ack() {
     );
 }
 
+/// RFC 3261 14.2 and 17.2.1: a re-INVITE that arrives while our 2xx to
+/// the last one awaits its ACK gets 500 with Retry-After, and over UDP
+/// that 500 is sent again on timer G until its own ACK, beside the 2xx,
+/// which keeps its own timer; neither ACK stops the other's.
+#[test]
+fn a_500_beside_an_unacked_2xx_is_retransmitted_until_its_ack() {
+    let (mut ep, t0, inv) = answered(Transport::Udp, &[]);
+    let mut hold = from_peer(&inv, Method::Invite, 2);
+    hold.headers.push("Content-Type", "application/sdp");
+    hold.body = HOLD.to_vec();
+    ep.handle_bytes(t0 + SECOND, &hold.encode()).unwrap();
+    assert_eq!(first_response(&mut ep).code, 200);
+    let _ = events(&mut ep);
+    let second = from_peer(&inv, Method::Invite, 3);
+    ep.handle_bytes(t0 + SECOND, &second.encode()).unwrap();
+    let r = first_response(&mut ep);
+    assert_eq!((r.code, r.headers.get("Retry-After")), (500, Some("1")));
+    let t1 = Duration::from_millis(500);
+    let codes = |out: &[(Instant, Message)]| {
+        out.iter()
+            .filter_map(|(t, m)| match m {
+                Message::Response(r) => Some((*t, r.code)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let out = codes(&run_until(&mut ep, t0 + SECOND + t1));
+    assert!(out.contains(&(t0 + SECOND + t1, 200)), "{out:?}");
+    assert!(
+        out.contains(&(t0 + SECOND + t1, 500)),
+        "the 500 on timer G: {out:?}"
+    );
+    ep.handle_bytes(t0 + 2 * SECOND, &from_peer(&inv, Method::Ack, 3).encode())
+        .unwrap();
+    let out = codes(&run_until(&mut ep, t0 + 4 * SECOND));
+    assert!(
+        out.iter().all(|(_, c)| *c == 200),
+        "no 500 after its ACK: {out:?}"
+    );
+    assert!(!out.is_empty(), "the 200 still awaits its ACK");
+    ep.handle_bytes(t0 + 4 * SECOND, &from_peer(&inv, Method::Ack, 2).encode())
+        .unwrap();
+    let out = run_until(&mut ep, t0 + 60 * SECOND);
+    assert!(out.is_empty(), "both ACKed: {out:?}");
+    assert_eq!(ep.live_calls(), 1);
+}
+
 /// RFC 3261 8.2 / 18.3: a request datagram that cannot be read (its body
 /// shorter than its Content-Length, no Call-ID) gets a 400 with what
 /// could be read of its Via, From, To, Call-ID and CSeq; an ACK or a
