@@ -715,6 +715,10 @@ struct Call {
     sdp_version: u64,
     /// Codec and direction of the last SDP we sent.
     sdp_sent: (Vec<u8>, sdp::Direction),
+    /// The audio codec the session runs on: the answer's to our INVITE,
+    /// then whatever a re-INVITE's exchange chose. A new offer that still
+    /// lists it keeps it, so media already flowing is never re-coded.
+    codec: Option<u8>,
     talk_deadline: Option<Instant>,
     answered_at: Option<Instant>,
     auth_tries: u32,
@@ -1276,6 +1280,7 @@ impl Call {
             sdp_session: session,
             sdp_version: session,
             sdp_sent: (offered, sdp::Direction::SendRecv),
+            codec: None,
             talk_deadline: None,
             answered_at: None,
             auth_tries: 0,
@@ -2179,6 +2184,7 @@ impl Call {
                     .find(|(t, _)| t.as_deref() == tag)
                     .and_then(|(_, body)| sdp::parse(body))
             });
+            self.codec = media.as_ref().and_then(sdp::Media::codec);
             out.events.push_back((
                 self.id,
                 CallEvent::Answered {
@@ -2392,7 +2398,15 @@ impl Call {
     /// the direction that answers the offer's (hold gives recvonly). `None`
     /// when nothing offered is acceptable.
     fn answer_offer(&mut self, offer: &sdp::Media, body: &[u8]) -> Option<Vec<u8>> {
-        let codec = offer.codec()?;
+        // RFC 3264 8.3.2 lets the answer take any codec the offer lists:
+        // the one in use, while listed, so the legs' audio (already
+        // flowing, and relayed as it is) keeps its law; else the offer's
+        // first we know.
+        let codec = self
+            .codec
+            .filter(|c| offer.payloads.contains(c))
+            .or_else(|| offer.codec())?;
+        self.codec = Some(codec);
         let mut payloads = vec![codec];
         // Events under the number the offer maps them to (RFC 3264 6.1,
         // RFC 4733), not a number of our own.
@@ -2626,6 +2640,7 @@ impl Call {
     fn on_answer_in_ack(&mut self, ack: &Request, out: &mut Out<'_>) {
         match sdp::parse(&ack.body) {
             Some(m) if m.codec().is_some() => {
+                self.codec = m.codec();
                 out.events
                     .push_back((self.id, CallEvent::MediaChanged { media: m }));
             }

@@ -841,6 +841,39 @@ fn the_route_set_keeps_every_record_route_entry_in_reverse_order() {
 
 const HOLD: &[u8] = b"v=0\r\no=peer 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6002 RTP/AVP 8 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendonly\r\n";
 
+/// RFC 3264 8.3.2: a re-INVITE whose offer still lists the codec in use
+/// (PCMU, from the answer) is answered in it whatever the offer's order;
+/// one that no longer lists it moves the session to the offer's codec,
+/// which later offers then keep.
+#[test]
+fn a_re_invite_keeps_the_codec_in_use_while_the_offer_lists_it() {
+    let (mut ep, t0, inv) = answered(Transport::Udp, &[]);
+    let mut cseq = 1;
+    let mut offer = |ep: &mut Endpoint, payloads: &str| {
+        cseq += 1;
+        let mut q = from_peer(&inv, Method::Invite, cseq);
+        q.headers.push("Content-Type", "application/sdp");
+        q.body = format!("v=0\r\no=peer 1 {cseq} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6002 RTP/AVP {payloads}\r\na=rtpmap:101 telephone-event/8000\r\n").into_bytes();
+        ep.handle_bytes(t0 + SECOND * cseq, &q.encode()).unwrap();
+        let ok = first_response(ep);
+        assert_eq!(ok.code, 200);
+        ep.handle_bytes(
+            t0 + SECOND * cseq,
+            &from_peer(&inv, Method::Ack, cseq).encode(),
+        )
+        .unwrap();
+        let _ = events(ep);
+        let body = String::from_utf8(ok.body).unwrap();
+        body.lines()
+            .find(|l| l.starts_with("m=audio"))
+            .map(|l| l.split(' ').skip(3).collect::<Vec<_>>().join(" "))
+            .unwrap()
+    };
+    assert_eq!(offer(&mut ep, "8 0 101"), "0 101", "PCMU kept");
+    assert_eq!(offer(&mut ep, "8 101"), "8 101", "PCMU no longer offered");
+    assert_eq!(offer(&mut ep, "0 8 101"), "8 101", "PCMA now kept");
+}
+
 #[test]
 fn a_hold_re_invite_is_answered_recvonly_and_its_200_repeated_until_the_ack() {
     let (mut ep, t0, inv) = answered(Transport::Udp, &[]);
