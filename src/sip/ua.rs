@@ -1651,12 +1651,24 @@ mod tests {
         ua.shutdown().await;
     }
 
+    /// Whether an accepted connection answers a keep-alive ping (else the
+    /// UA closed it), with the connection.
+    async fn pinged(mut c: TcpStream) -> (bool, TcpStream) {
+        use tokio::io::AsyncWriteExt;
+        c.write_all(b"\r\n\r\n").await.unwrap();
+        let mut pong = [0u8; 2];
+        let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut pong))
+            .await
+            .expect("an answer or a close")
+            .unwrap_or(0);
+        (n > 0, c)
+    }
+
     /// The listening port keeps at most `max_accepted` connections: one
     /// more is closed at once, the others still answer (a keep-alive
     /// pong), and a place freed by a closed one is taken again.
     #[tokio::test]
     async fn accepted_connections_are_capped() {
-        use tokio::io::AsyncWriteExt;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let provider = listener.local_addr().unwrap();
         let mut cfg = UaConfig::new(provider, Transport::Tcp);
@@ -1665,26 +1677,17 @@ mod tests {
         let ua = Ua::start(cfg).await.unwrap();
         let port = ua.local_addr().port();
         let open = || TcpStream::connect(("127.0.0.1", port));
-        let answers = |mut c: TcpStream| async move {
-            c.write_all(b"\r\n\r\n").await.unwrap();
-            let mut pong = [0u8; 2];
-            let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut pong))
-                .await
-                .expect("an answer or a close")
-                .unwrap_or(0);
-            (n > 0, c)
-        };
-        let (first_ok, first) = answers(open().await.unwrap()).await;
-        let (second_ok, second) = answers(open().await.unwrap()).await;
+        let (first_ok, first) = pinged(open().await.unwrap()).await;
+        let (second_ok, second) = pinged(open().await.unwrap()).await;
         assert!(first_ok && second_ok);
-        let (third_ok, _) = answers(open().await.unwrap()).await;
+        let (third_ok, _) = pinged(open().await.unwrap()).await;
         assert!(!third_ok, "a third connection is closed");
         drop(first);
         // Its place comes back once the UA has seen it close.
         let mut again = false;
         for _ in 0..50 {
             tokio::time::sleep(Duration::from_millis(20)).await;
-            if answers(open().await.unwrap()).await.0 {
+            if pinged(open().await.unwrap()).await.0 {
                 again = true;
                 break;
             }
@@ -1698,7 +1701,6 @@ mod tests {
     /// places; another host still gets one.
     #[tokio::test]
     async fn one_host_cannot_take_every_place() {
-        use tokio::io::AsyncWriteExt;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let provider = listener.local_addr().unwrap();
         let mut cfg = UaConfig::new(provider, Transport::Tcp);
@@ -1714,21 +1716,12 @@ mod tests {
                 .await
                 .unwrap()
         };
-        let answers = |mut c: TcpStream| async move {
-            c.write_all(b"\r\n\r\n").await.unwrap();
-            let mut pong = [0u8; 2];
-            let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut pong))
-                .await
-                .expect("an answer or a close")
-                .unwrap_or(0);
-            (n > 0, c)
-        };
-        let (a_ok, _a) = answers(open([127, 0, 0, 1]).await).await;
-        let (b_ok, _b) = answers(open([127, 0, 0, 1]).await).await;
+        let (a_ok, _a) = pinged(open([127, 0, 0, 1]).await).await;
+        let (b_ok, _b) = pinged(open([127, 0, 0, 1]).await).await;
         assert!(a_ok && b_ok);
-        let (c_ok, _) = answers(open([127, 0, 0, 1]).await).await;
+        let (c_ok, _) = pinged(open([127, 0, 0, 1]).await).await;
         assert!(!c_ok, "a third from the same host is closed");
-        let (d_ok, _d) = answers(open([127, 0, 0, 2]).await).await;
+        let (d_ok, _d) = pinged(open([127, 0, 0, 2]).await).await;
         assert!(d_ok, "another host still gets a place");
         ua.shutdown().await;
     }
